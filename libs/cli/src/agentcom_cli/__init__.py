@@ -1,0 +1,1 @@
+"""The `agentcom` command line."""

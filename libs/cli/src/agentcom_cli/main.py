@@ -1,0 +1,156 @@
+"""The `agentcom` command: start the stack, check it, manage tokens."""
+
+import asyncio
+from importlib.metadata import version
+from typing import Annotated
+
+import httpx
+import typer
+from rich.table import Table
+
+from agentcom_cli import doctor as doctor_checks, stack, status as status_probe, tokens, up as stack_up
+from agentcom_cli.console import fail, friendly, out
+from agentcom_common.settings import CommonSettings
+
+app = typer.Typer(
+    help="AgentCom: run and operate a fleet of coding agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+token_app = typer.Typer(help="Print the admin token, or create, list and revoke tokens.")
+app.add_typer(token_app, name="token")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"agentcom {version('agentcom')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """AgentCom: run and operate a fleet of coding agents."""
+
+
+def _settings(**overrides: object) -> CommonSettings:
+    try:
+        return CommonSettings(**overrides)  # pyright: ignore[reportArgumentType]
+    except ValueError as exc:
+        fail(f"bad setting: {exc}")
+
+
+@app.command()
+@friendly
+def up(
+    port_offset: Annotated[
+        int | None,
+        typer.Option(help="Add N to every port so two stacks can share a machine."),
+    ] = None,
+) -> None:
+    """Start the whole stack: NATS, Postgres and every service, until Ctrl-C.
+
+    With AGENTCOM_NATS_URL / AGENTCOM_DATABASE_URL set, those servers are used and none is
+    started. Data lives under AGENTCOM_HOME (default .agentcom/) and is reused by the next run.
+    A crashed service is restarted with backoff; Ctrl-C stops everything within 10 seconds.
+    """
+    overrides = {} if port_offset is None else {"port_offset": port_offset}
+    stack_up.run(_settings(**overrides))
+
+
+@app.command()
+@friendly
+def status(as_json: JsonFlag = False) -> None:
+    """Show the health and URL of every part of the stack; exit 1 if any part is down."""
+    parts = asyncio.run(status_probe.collect(_settings()))
+    if not status_probe.render(parts, as_json):
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def doctor(as_json: JsonFlag = False) -> None:
+    """Check what `agentcom up` needs and say how to fix what is missing; exit 1 on a problem."""
+    if not doctor_checks.render(doctor_checks.run(_settings()), as_json):
+        raise typer.Exit(1)
+
+
+@token_app.callback(invoke_without_command=True)
+def token(ctx: typer.Context) -> None:
+    """Print the admin token that `agentcom up` created (or AGENTCOM_TOKEN)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings()
+    value = tokens.read_token(settings)
+    if value is None:
+        fail(f"no admin token at {settings.admin_token_path}; start the stack with `agentcom up`")
+    out.print(value, highlight=False, soft_wrap=True)
+
+
+def _scheduler(settings: CommonSettings) -> httpx.Client:
+    value = tokens.read_token(settings)
+    if value is None:
+        fail("no token: start the stack with `agentcom up` or set AGENTCOM_TOKEN")
+    base = stack.service_urls(settings, stack.read(settings.home))["scheduler"]
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {value}"}, timeout=10)
+
+
+def _call(method: str, path: str, body: dict[str, str] | None = None) -> object:
+    try:
+        with _scheduler(_settings()) as client:
+            response = client.request(method, path, json=body)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the scheduler ({type(exc).__name__}); is the stack up? `agentcom status`")
+    if response.status_code >= 400:
+        problem = response.json()
+        fail(f"{problem.get('error')}: {problem.get('detail')}")
+    return response.json()
+
+
+@token_app.command("create")
+@friendly
+def token_create(
+    role: Annotated[str, typer.Option(help="admin, agent or viewer.")] = "viewer",
+    name: Annotated[str, typer.Option(help="Who or what the token is for.")] = "cli",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    made = _call("POST", "/api/tokens", {"role": role, "name": name})
+    assert isinstance(made, dict)
+    if as_json:
+        out.print_json(stack.dumps(made))
+    else:
+        out.print(made["token"], highlight=False, soft_wrap=True)
+
+
+@token_app.command("list")
+@friendly
+def token_list(as_json: JsonFlag = False) -> None:
+    """List tokens (ids, roles, names; never the secrets)."""
+    rows = _call("GET", "/api/tokens")
+    assert isinstance(rows, list)
+    if as_json:
+        out.print_json(stack.dumps(rows))
+        return
+    table = Table()
+    for column in ("id", "role", "name", "created", "revoked"):
+        table.add_column(column)
+    for row in rows:
+        assert isinstance(row, dict)
+        table.add_row(row["token_id"], row["role"], row["name"], row["created_at"], row["revoked_at"] or "")
+    out.print(table)
+
+
+@token_app.command("revoke")
+@friendly
+def token_revoke(token_id: Annotated[str, typer.Argument(help="The id shown by `token list`.")]) -> None:
+    """Revoke a token; every service refuses it within seconds."""
+    _call("DELETE", f"/api/tokens/{token_id}")
+    out.print(f"revoked {token_id}")

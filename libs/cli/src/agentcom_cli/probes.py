@@ -1,0 +1,96 @@
+"""Asking each part of a stack whether it is up: HTTP /readyz, NATS, Postgres, nats.micro."""
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+import httpx
+import nats
+from nats.aio.msg import Msg
+
+from agentcom_common import db
+
+
+@dataclass(frozen=True, slots=True)
+class PartStatus:
+    part: str
+    ok: bool
+    url: str
+    detail: str
+
+
+async def service_ready(client: httpx.AsyncClient, name: str, base_url: str) -> PartStatus:
+    url = f"{base_url}/readyz"
+    try:
+        response = await client.get(url)
+    except httpx.HTTPError as exc:
+        return PartStatus(name, False, base_url, f"unreachable ({type(exc).__name__})")
+    if response.status_code == 200:
+        return PartStatus(name, True, base_url, "ready")
+    failing = [c["name"] for c in response.json().get("checks", []) if not c.get("ok")]
+    return PartStatus(name, False, base_url, f"not ready: {', '.join(failing) or response.status_code}")
+
+
+async def wait_ready(base_urls: dict[str, str], deadline: float) -> dict[str, PartStatus]:
+    """Poll every /readyz until all answer 200 or `deadline` seconds pass."""
+    loop = asyncio.get_running_loop()
+    stop_at = loop.time() + deadline
+    async with httpx.AsyncClient(timeout=2) as client:
+        while True:
+            results = await asyncio.gather(
+                *(service_ready(client, name, url) for name, url in base_urls.items())
+            )
+            if all(r.ok for r in results) or loop.time() >= stop_at:
+                return {r.part: r for r in results}
+            await asyncio.sleep(0.2)
+
+
+async def nats_ok(url: str, timeout: float = 2.0) -> PartStatus:
+    try:
+        nc = await nats.connect(url, connect_timeout=int(max(1, timeout)), max_reconnect_attempts=0, allow_reconnect=False)
+    except Exception as exc:  # any failure to connect means "down"; the kind is the detail
+        return PartStatus("nats", False, url, f"unreachable ({type(exc).__name__})")
+    try:
+        await nc.flush(timeout=int(max(1, timeout)))
+        return PartStatus("nats", True, url, f"server {nc.connected_server_version}")
+    finally:
+        await nc.close()
+
+
+async def postgres_ok(url: str) -> PartStatus:
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - only when asked
+
+    shown = url.split("@")[-1] if "@" in url else url
+    engine = create_async_engine(db.async_url(url))
+    try:
+        async with asyncio.timeout(3):
+            await db.ping(engine)
+    except Exception as exc:  # any failure of the probe is "down"; the kind is the detail
+        return PartStatus("postgres", False, shown, f"unreachable ({type(exc).__name__})")
+    finally:
+        await engine.dispose()
+    return PartStatus("postgres", True, shown, "accepting connections")
+
+
+async def micro_ping(url: str, expected: int, window: float = 2.0) -> list[dict[str, str]]:
+    """Scatter `$SRV.PING` and gather replies until `expected` arrive or `window` passes."""
+    nc = await nats.connect(url, max_reconnect_attempts=0, allow_reconnect=False)
+    replies: list[dict[str, str]] = []
+    done = asyncio.Event()
+
+    async def collect(msg: Msg) -> None:
+        replies.append(json.loads(msg.data))
+        if len(replies) >= expected:
+            done.set()
+
+    try:
+        inbox = nc.new_inbox()
+        await nc.subscribe(inbox, cb=collect)
+        await nc.publish("$SRV.PING", b"", reply=inbox)
+        try:
+            await asyncio.wait_for(done.wait(), timeout=window)
+        except TimeoutError:
+            pass
+    finally:
+        await nc.close()
+    return replies

@@ -1,0 +1,75 @@
+"""`agentcom status`: health and URL of every part of the stack."""
+
+import asyncio
+import os
+
+import httpx
+from rich.table import Table
+
+from agentcom_cli import probes, stack
+from agentcom_cli.console import out
+from agentcom_common.settings import SERVICE_NAMES, CommonSettings
+
+
+async def collect(settings: CommonSettings) -> list[probes.PartStatus]:
+    running = stack.read(settings.home)
+    nats_url = settings.nats_url or (running.nats_url if running else None) or (
+        f"nats://127.0.0.1:{settings.nats_client_port}"
+    )
+    db_url = (
+        settings.database_url.get_secret_value()
+        if settings.database_url
+        else (running.database_url if running else None)
+    )
+    urls = stack.service_urls(settings, running)
+    async with httpx.AsyncClient(timeout=2) as client:
+        parts = list(
+            await asyncio.gather(
+                *(probes.service_ready(client, name, urls[name]) for name in SERVICE_NAMES),
+                probes.nats_ok(nats_url),
+                probes.postgres_ok(db_url) if db_url else _no_db(),
+            )
+        )
+    if parts[len(SERVICE_NAMES)].ok:
+        replies = await probes.micro_ping(nats_url, expected=len(SERVICE_NAMES))
+        names = sorted(r["name"] for r in replies)
+        parts.append(
+            probes.PartStatus(
+                "nats.micro",
+                len(names) == len(SERVICE_NAMES),
+                "$SRV.PING",
+                f"{len(names)} of {len(SERVICE_NAMES)} answered: {', '.join(names) or 'none'}",
+            )
+        )
+    return parts
+
+
+async def _no_db() -> probes.PartStatus:
+    return probes.PartStatus(
+        "postgres", False, "-", "unknown: no stack.json here and AGENTCOM_DATABASE_URL unset"
+    )
+
+
+def render(parts: list[probes.PartStatus], as_json: bool) -> bool:
+    """Print the parts; True when all are healthy."""
+    healthy = all(p.ok for p in parts)
+    if as_json:
+        out.print_json(
+            stack.dumps(
+                {
+                    "healthy": healthy,
+                    "parts": [
+                        {"part": p.part, "ok": p.ok, "url": p.url, "detail": p.detail}
+                        for p in parts
+                    ],
+                }
+            )
+        )
+        return healthy
+    table = Table(title=f"AgentCom status ({os.getcwd()})", title_justify="left")
+    for column in ("part", "state", "url", "detail"):
+        table.add_column(column)
+    for p in parts:
+        table.add_row(p.part, "[green]ok[/]" if p.ok else "[red]down[/]", p.url, p.detail)
+    out.print(table)
+    return healthy

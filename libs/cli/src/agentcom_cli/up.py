@@ -1,0 +1,200 @@
+"""`agentcom up`: the whole stack as child processes of one command."""
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from rich.table import Table
+
+from agentcom_cli import probes, stack, tokens
+from agentcom_cli.console import err, fail, out
+from agentcom_cli.supervisor import Child, Supervisor
+from agentcom_common import embedded
+from agentcom_common.settings import SERVICE_NAMES, CommonSettings
+
+READY_DEADLINE = 90.0
+
+
+def module_of(service: str) -> str:
+    return "agentcom_" + service.replace("-", "_")
+
+
+@contextlib.contextmanager
+def exclusive(home: Path) -> Iterator[None]:
+    """One `agentcom up` per home directory; a second one says who holds it."""
+    lock_path = home / "up.lock"
+    handle: IO[str] = lock_path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        fail(f"a stack is already running from {home} (pid {holder}); see `agentcom status`")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+def run(settings: CommonSettings) -> None:
+    home = settings.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o755)  # the Postgres account must reach its data dir inside; secrets are 0600
+    with exclusive(home):
+        asyncio.run(_up(settings.model_copy(update={"home": home})))
+
+
+async def _up(settings: CommonSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    supervisor = Supervisor(notify=lambda line: err.print(f"[yellow]{line}[/]", highlight=False))
+    logs = settings.home / "logs"
+    try:
+        env = await _start_servers(settings, supervisor, logs)
+        await tokens.bootstrap_admin(settings.model_copy(update=_urls(env)))
+        for name in SERVICE_NAMES:
+            await supervisor.start(
+                Child(name, [sys.executable, "-m", module_of(name)], env, logs / f"{name}.log")
+            )
+        urls = {name: settings.service_url(name) for name in SERVICE_NAMES}
+        with err.status("waiting for the services to be ready…"):
+            waiting = asyncio.create_task(probes.wait_ready(urls, READY_DEADLINE))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+        if not waiting.done():  # Ctrl-C while starting
+            waiting.cancel()
+            return
+        ready = waiting.result()
+        _print_table(settings, env, ready, logs)
+        _write_stack(settings, env, supervisor, urls, logs)
+        if not all(part.ok for part in ready.values()):
+            err.print(f"[red]some services are not ready; see their logs under {logs}[/]")
+        err.print("[dim]Ctrl-C stops everything[/]")
+        await stop.wait()
+    finally:
+        err.print("stopping…")
+        await supervisor.stop(
+            [list(SERVICE_NAMES), ["nats", "postgres"]],
+            grace=settings.shutdown_grace.total_seconds(),
+        )
+        stack.remove(settings.home)
+        err.print("stopped")
+
+
+def _urls(env: dict[str, str]) -> dict[str, object]:
+    from pydantic import SecretStr  # noqa: PLC0415
+
+    return {
+        "nats_url": env["AGENTCOM_NATS_URL"],
+        "database_url": SecretStr(env["AGENTCOM_DATABASE_URL"]),
+    }
+
+
+async def _start_servers(
+    settings: CommonSettings, supervisor: Supervisor, logs: Path
+) -> dict[str, str]:
+    """Start embedded NATS and Postgres unless URLs are given; return the services' env."""
+    env = dict(os.environ)
+    env["AGENTCOM_HOME"] = str(settings.home)
+    env["AGENTCOM_PORT_OFFSET"] = str(settings.port_offset)
+    env["PYTHONUNBUFFERED"] = "1"
+    if settings.nats_url:
+        env["AGENTCOM_NATS_URL"] = settings.nats_url
+    else:
+        nats = embedded.NatsLayout(
+            store_dir=settings.home / "nats",
+            config=settings.home / "nats.conf",
+            port=settings.nats_client_port,
+            monitor_port=settings.nats_http_port,
+        )
+        await supervisor.start(Child("nats", embedded.nats_command(nats), env, logs / "nats.log"))
+        env["AGENTCOM_NATS_URL"] = nats.url
+        env["AGENTCOM_NATS_MONITOR_URL"] = nats.monitor_url
+    if settings.database_url:
+        env["AGENTCOM_DATABASE_URL"] = settings.database_url.get_secret_value()
+    else:
+        pg = embedded.PostgresLayout(
+            data_dir=settings.home / "postgres",
+            socket_dir=embedded.socket_dir_for(settings.home),
+            port=settings.postgres_socket_port,
+        )
+        with err.status("preparing Postgres…"):
+            command = await asyncio.to_thread(embedded.prepare_postgres, pg)
+        await supervisor.start(
+            Child(
+                "postgres",
+                command,
+                env,
+                logs / "postgres.log",
+                stop_signal=signal.SIGINT,  # "fast" shutdown: roll back clients, checkpoint, exit
+                user=embedded.os_user(),
+            )
+        )
+        await embedded.wait_for_postgres(pg, deadline=60)
+        await embedded.create_database(pg)
+        env["AGENTCOM_DATABASE_URL"] = pg.url
+    return env
+
+
+def _print_table(
+    settings: CommonSettings,
+    env: dict[str, str],
+    ready: dict[str, probes.PartStatus],
+    logs: Path,
+) -> None:
+    table = Table(title="AgentCom is up", title_justify="left")
+    table.add_column("part")
+    table.add_column("state")
+    table.add_column("url")
+    for name, part in ready.items():
+        state = "[green]ready[/]" if part.ok else f"[red]{part.detail}[/]"
+        table.add_row(name, state, f"{part.url}  (API docs {part.url}/docs)")
+    table.add_row("nats", "[green]running[/]", env["AGENTCOM_NATS_URL"])
+    table.add_row("postgres", "[green]running[/]", _shown_db(env["AGENTCOM_DATABASE_URL"]))
+    out.print(table)
+    out.print(f"dashboard: {settings.service_url('dashboard')}   logs: {logs}")
+    out.print("admin token: `agentcom token`   health: `agentcom status`")
+
+
+def _shown_db(url: str) -> str:
+    """The URL without its password, fit to print."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _write_stack(
+    settings: CommonSettings,
+    env: dict[str, str],
+    supervisor: Supervisor,
+    urls: dict[str, str],
+    logs: Path,
+) -> None:
+    embedded_db = None if settings.database_url else env["AGENTCOM_DATABASE_URL"]
+    stack.write(
+        settings.home,
+        stack.StackFile(
+            pid=os.getpid(),
+            port_offset=settings.port_offset,
+            nats_url=env["AGENTCOM_NATS_URL"],
+            nats_monitor_url=env.get("AGENTCOM_NATS_MONITOR_URL"),
+            database_url=embedded_db,
+            services=urls,
+            children={c.name: c.pid for c in supervisor.children if c.pid is not None},
+            logs=str(logs),
+        ),
+    )

@@ -1,0 +1,181 @@
+"""Bearer tokens: roles, hashing, verification with a short cache, revocation.
+
+Tokens are random strings (`agc_` + 43 url-safe chars); only their SHA-256 is stored, so a
+database dump leaks no usable token. A token's public id is the first 16 hex chars of that hash.
+The `auth` schema is shared: every service verifies tokens, the scheduler's API issues them.
+Revocation takes effect at once in the process that revokes, on the others when the
+`token_revoked` event arrives, and everywhere within `auth_cache_ttl` even if that event is lost.
+"""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy import Column, DateTime, MetaData, String, Table, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentcom_common import clock, migrations
+from agentcom_common.errors import ForbiddenError, NotFoundError, UnauthorizedError
+
+SCHEMA: Final = "auth"
+MIGRATIONS: Final = Path(__file__).parent / "auth_migrations"
+PREFIX: Final = "agc_"
+
+metadata = MetaData(schema=SCHEMA)
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+
+class Role(StrEnum):
+    ADMIN = "admin"  # everything
+    AGENT = "agent"  # its own work: reports, claims
+    VIEWER = "viewer"  # read-only
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    token_id: str
+    role: Role
+    name: str
+
+    def require(self, *roles: Role) -> None:
+        """Raise ForbiddenError unless this principal is admin or holds one of `roles`."""
+        if self.role is not Role.ADMIN and self.role not in roles:
+            allowed = ", ".join(sorted({Role.ADMIN, *roles}))
+            raise ForbiddenError(f"this needs role {allowed}; the token has role {self.role}")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token_id: str
+    token: str  # shown once; never stored
+    role: Role
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    token_id: str
+    role: Role
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_id(token: str) -> str:
+    return digest(token)[:16]
+
+
+def new_token() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    await migrations.upgrade(engine, MIGRATIONS, SCHEMA)
+
+
+async def issue(engine: AsyncEngine, role: Role, name: str) -> IssuedToken:
+    token = new_token()
+    await store(engine, token, role, name)
+    return IssuedToken(token_id(token), token, role, name)
+
+
+async def store(engine: AsyncEngine, token: str, role: Role, name: str) -> None:
+    """Record `token` (e.g. a seeded AGENTCOM_ADMIN_TOKEN). Idempotent on the token itself."""
+    if len(token) < 32:
+        raise ValueError("a token must be at least 32 characters")
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(tokens)
+            .values(id=token_id(token), hash=digest(token), role=role.value, name=name)
+            .on_conflict_do_nothing(index_elements=[tokens.c.hash])
+        )
+
+
+async def revoke(engine: AsyncEngine, token_id_: str) -> TokenInfo:
+    """Revoke by public id. Idempotent: revoking a revoked token returns it unchanged."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(tokens)
+            .where(tokens.c.id == token_id_, tokens.c.revoked_at.is_(None))
+            .values(revoked_at=clock.now())
+        )
+        row = (await conn.execute(select(tokens).where(tokens.c.id == token_id_))).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no token with id {token_id_}", code="token_not_found")
+    return TokenInfo(row.id, Role(row.role), row.name, row.created_at, row.revoked_at)
+
+
+async def list_tokens(engine: AsyncEngine) -> list[TokenInfo]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(tokens).order_by(tokens.c.created_at))).all()
+    return [TokenInfo(r.id, Role(r.role), r.name, r.created_at, r.revoked_at) for r in rows]
+
+
+async def lookup(engine: AsyncEngine, token: str) -> Principal | None:
+    """The live principal behind `token`, or None if unknown or revoked."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(tokens.c.id, tokens.c.role, tokens.c.name).where(
+                    tokens.c.hash == digest(token), tokens.c.revoked_at.is_(None)
+                )
+            )
+        ).one_or_none()
+    return None if row is None else Principal(row.id, Role(row.role), row.name)
+
+
+class Verifier:
+    """Turns an `Authorization` header into a Principal, caching hits for `ttl`."""
+
+    def __init__(self, engine: AsyncEngine, ttl: timedelta) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._cache: dict[str, tuple[Principal, datetime]] = {}
+
+    async def verify(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise UnauthorizedError(
+                "missing Authorization header; send `Authorization: Bearer <token>` "
+                "(`agentcom token` prints the admin token)",
+                code="missing_token",
+            )
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise UnauthorizedError(
+                "Authorization must be `Bearer <token>`", code="invalid_token", field="authorization"
+            )
+        key = digest(token.strip())
+        now = clock.now()
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        principal = await lookup(self.engine, token.strip())
+        if principal is None:
+            self._cache.pop(key, None)
+            raise UnauthorizedError("unknown or revoked token", code="invalid_token")
+        self._cache[key] = (principal, now + self.ttl)
+        return principal
+
+    def forget(self, token_id_: str) -> None:
+        """Drop a revoked token from the cache at once (on the token_revoked event)."""
+        for key, (principal, _) in list(self._cache.items()):
+            if principal.token_id == token_id_:
+                del self._cache[key]

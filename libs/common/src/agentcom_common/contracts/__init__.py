@@ -1,0 +1,21 @@
+"""Wire contracts: one pydantic model per NATS subject, reused by the HTTP APIs.
+
+`EVENTS` maps each event subject to its model so a consumer can decode any event it receives.
+"""
+
+from types import MappingProxyType
+from typing import Final
+
+from agentcom_common import subjects
+from agentcom_common.contracts.base import Contract, Request
+from agentcom_common.contracts.auth import TokenRevoked
+from agentcom_common.contracts.system import ServiceStarted
+
+EVENTS: Final = MappingProxyType[str, type[Contract]](
+    {
+        subjects.SERVICE_STARTED: ServiceStarted,
+        subjects.TOKEN_REVOKED: TokenRevoked,
+    }
+)
+
+__all__ = ["EVENTS", "Contract", "Request", "ServiceStarted", "TokenRevoked"]

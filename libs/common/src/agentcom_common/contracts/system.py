@@ -1,0 +1,33 @@
+"""Contracts about the platform itself: process lifecycle and credentials."""
+
+from datetime import datetime
+
+from pydantic import Field
+
+from agentcom_common.contracts.base import Contract
+
+
+class ServiceStarted(Contract):
+    """Published on `agentcom.evt.hub.service_started` when a service finished starting."""
+
+    service: str
+    version: str
+    instance: str = Field(description="Host and pid of the process, to tell replicas apart.")
+    started_at: datetime
+
+
+class HealthCheck(Contract):
+    """One dependency check behind `/readyz`."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class Health(Contract):
+    """The body of `/healthz` and `/readyz`."""
+
+    service: str
+    version: str
+    ready: bool
+    checks: list[HealthCheck] = Field(default_factory=list[HealthCheck])

@@ -1,0 +1,85 @@
+"""One error hierarchy with stable codes.
+
+    AgentcomError                  code            HTTP
+    ├── NotFoundError              *_not_found     404
+    ├── InvalidError(field=)       invalid_field   422
+    ├── ConflictError              conflict        409
+    │   ├── TransitionRefusedError
+    │   ├── InvalidTransitionError
+    │   ├── StaleGenerationError   stale_generation
+    │   └── DuplicateError
+    ├── UnauthorizedError          unauthorized    401
+    ├── ForbiddenError             forbidden       403
+    └── UnavailableError           *_unavailable   503 (a client may retry)
+
+Rules: `ops` and `store` raise these; only the HTTP exception handler (`web.py`) and the NATS
+adapter (`micro.py`) turn them into replies. `detail` says what is true and what to do; it never
+carries a stack trace, a `repr()` or a secret.
+"""
+
+from typing import ClassVar
+
+
+class AgentcomError(Exception):
+    """Base of every error a client may see."""
+
+    status: ClassVar[int] = 500
+    default_code: ClassVar[str] = "internal"
+
+    def __init__(self, detail: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or self.default_code
+        self.field = field
+
+    def as_body(self) -> dict[str, str]:
+        body = {"error": self.code, "detail": self.detail}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class NotFoundError(AgentcomError):
+    status = 404
+    default_code = "not_found"
+
+
+class InvalidError(AgentcomError):
+    status = 422
+    default_code = "invalid_field"
+
+
+class ConflictError(AgentcomError):
+    status = 409
+    default_code = "conflict"
+
+
+class TransitionRefusedError(ConflictError):
+    default_code = "transition_refused"
+
+
+class InvalidTransitionError(ConflictError):
+    default_code = "invalid_transition"
+
+
+class StaleGenerationError(ConflictError):
+    default_code = "stale_generation"
+
+
+class DuplicateError(ConflictError):
+    default_code = "duplicate"
+
+
+class UnauthorizedError(AgentcomError):
+    status = 401
+    default_code = "unauthorized"
+
+
+class ForbiddenError(AgentcomError):
+    status = 403
+    default_code = "forbidden"
+
+
+class UnavailableError(AgentcomError):
+    status = 503
+    default_code = "unavailable"

@@ -1,0 +1,168 @@
+"""The transactional outbox: an event is a row written in the same transaction as the change.
+
+Why: publishing to NATS inside a transaction can emit an event for a change that then rolls back;
+publishing after commit loses the event if the process dies in between. Here the row commits or
+rolls back with the change, and the `Relay` publishes committed rows afterwards with the row id
+as `Nats-Msg-Id`, deleting each row in the same transaction that published it.
+
+What a kill does at each point:
+- before commit: no change, no row, no event.
+- after commit, before the relay runs: the row waits; the next relay (this process restarted, or
+  a replica) publishes it.
+- after publish, before the delete commits: the row is published again by the next pass, and
+  JetStream drops the copy by `Nats-Msg-Id` (inside `dedup_window`); consumers are idempotent
+  for the rare copy outside it.
+A `NOTIFY` in the same transaction wakes relays on commit only; the sweep covers a lost notify.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from typing import Any
+
+from nats.js import JetStreamContext
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    LargeBinary,
+    MetaData,
+    Row,
+    Table,
+    Text,
+    delete,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from agentcom_common import messaging, telemetry
+from agentcom_common.contracts import Contract
+
+log = logging.getLogger(__name__)
+
+
+def define_table(metadata: MetaData) -> Table:
+    """The outbox table inside `metadata`'s schema (the migration is `migrations.create_outbox`)."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("subject", Text, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("headers", JSON, nullable=False),
+        Column("created_at", DateTime(timezone=True), server_default=func.now()),
+    )
+
+
+def channel(table: Table) -> str:
+    return f"agentcom_outbox_{table.schema}"
+
+
+async def add(conn: AsyncConnection, table: Table, subject: str, message: Contract) -> None:
+    """Queue `message` for `subject`; it is published only if the caller's transaction commits.
+
+    The current trace context is stored with it so the event continues the request's trace.
+    """
+    await conn.execute(
+        table.insert().values(
+            subject=subject,
+            payload=message.model_dump_json().encode(),
+            headers=telemetry.inject_headers(),
+        )
+    )
+    # delivered by Postgres at commit, dropped on rollback: exactly the wake-up we want
+    await conn.execute(text(f"NOTIFY {channel(table)}"))
+
+
+def msg_id(table: Table, row_id: int) -> str:
+    """Unique across services: each service's outbox lives in its own schema."""
+    return f"{table.schema}.outbox.{row_id}"
+
+
+async def claim_batch(conn: AsyncConnection, table: Table, limit: int) -> Sequence[Row[Any]]:
+    """Oldest unpublished rows, locked; SKIP LOCKED lets replicas relay side by side."""
+    stmt = (
+        select(table.c.id, table.c.subject, table.c.payload, table.c.headers)
+        .order_by(table.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await conn.execute(stmt)).all()
+
+
+async def publish_rows(js: JetStreamContext, table: Table, rows: Sequence[Row[Any]]) -> None:
+    for row in rows:
+        headers: dict[str, str] = dict(row.headers or {})
+        await messaging.publish_raw(
+            js, row.subject, bytes(row.payload), msg_id=msg_id(table, row.id), headers=headers
+        )
+
+
+async def forget(conn: AsyncConnection, table: Table, rows: Sequence[Row[Any]]) -> None:
+    await conn.execute(delete(table).where(table.c.id.in_([row.id for row in rows])))
+
+
+class Relay:
+    """Publishes committed outbox rows to JetStream: woken by NOTIFY, swept every `interval`."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        js: JetStreamContext,
+        table: Table,
+        *,
+        interval: timedelta,
+        batch: int,
+    ) -> None:
+        self.engine = engine
+        self.js = js
+        self.table = table
+        self.interval = interval.total_seconds()
+        self.batch = batch
+        self._wake = asyncio.Event()
+
+    async def relay_once(self) -> int:
+        """Publish up to one batch; returns how many rows went out."""
+        async with self.engine.begin() as conn:
+            rows = await claim_batch(conn, self.table, self.batch)
+            if rows:
+                await publish_rows(self.js, self.table, rows)
+                await forget(conn, self.table, rows)
+        return len(rows)
+
+    async def run(self) -> None:
+        async with self._listening():
+            while True:
+                self._wake.clear()
+                try:
+                    sent = await self.relay_once()
+                except Exception:  # NATS or Postgres down: rows stay, the next pass retries
+                    log.exception("outbox.relay_failed", extra={"schema": self.table.schema})
+                    sent = 0
+                if sent == self.batch:
+                    continue  # more may be waiting; don't sleep on a backlog
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+
+    @contextlib.asynccontextmanager
+    async def _listening(self) -> AsyncIterator[None]:
+        """Hold one connection LISTENing on the outbox channel; fall back to the sweep alone."""
+        async with self.engine.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            name = channel(self.table)
+
+            def wake(*_args: object) -> None:
+                self._wake.set()
+
+            await driver.add_listener(name, wake)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    await driver.remove_listener(name, wake)

@@ -1,0 +1,263 @@
+"""One way to build, start and stop a service process.
+
+A service hands `create_app` a `ServiceSpec` (its name, schema, migrations, routers and the
+loops it owns); this module does the rest the same way everywhere: migrations at start, NATS
+with the streams, the `agentcom-<name>` nats.micro service, the outbox relay, `/healthz` and
+`/readyz`, the error model and token auth. Nothing is built at import: `run()` in `__main__`.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.micro.service import Group
+from sqlalchemy import MetaData, Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentcom_common import (
+    auth,
+    clock,
+    db,
+    logs,
+    messaging,
+    micro,
+    migrations,
+    outbox,
+    subjects,
+    telemetry,
+    web,
+)
+from agentcom_common.contracts import Request as RequestContract
+from agentcom_common.contracts.auth import TokenRevoked
+from agentcom_common.contracts.system import Health, HealthCheck, ServiceStarted
+from agentcom_common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Everything a request or loop of one process may use; built once in the lifespan."""
+
+    settings: CommonSettings
+    engine: AsyncEngine
+    nc: Client
+    js: JetStreamContext
+    outbox: Table
+    verifier: auth.Verifier
+    group: Group
+
+
+class Loops:
+    """The long-running loops of one process (relay, sweepers, consumers).
+
+    Each is referenced until `close()` cancels it; one that ends by itself is logged, since a
+    loop is meant to run for the life of the process.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, name: str, loop: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(loop, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            log.error("loop.ended", extra={"loop": task.get_name()}, exc_info=task.exception())
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+Starter = Callable[[Resources, Loops], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    name: str  # as in `agentcom-<name>` and the ports table: "llm-registry"
+    rpc: str  # the NATS RPC group: agentcom.rpc.<rpc>.*
+    description: str
+    version: str
+    metadata: MetaData  # its schema is the service's schema
+    migrations: Path
+    routers: Sequence[APIRouter] = ()
+    starters: Sequence[Starter] = field(default_factory=tuple[Starter, ...])
+    """Called once everything is up: register endpoints, start loops in the task group."""
+
+    @property
+    def schema(self) -> str:
+        assert self.metadata.schema is not None, "a service's MetaData names its schema"
+        return self.metadata.schema
+
+    @property
+    def outbox(self) -> Table:
+        return self.metadata.tables[f"{self.schema}.outbox"]
+
+
+def resources(request: Request) -> Resources:
+    return request.app.state.resources
+
+
+Res = Annotated[Resources, Depends(resources)]
+
+
+class HealthRequest(RequestContract):
+    """Body of `agentcom.rpc.<service>.health` (empty)."""
+
+
+def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
+    """The FastAPI app of one service; its lifespan owns every connection and loop."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with _running(spec, settings) as res:
+            app.state.resources = res
+            app.state.verifier = res.verifier
+            yield
+
+    app = FastAPI(
+        title=f"agentcom-{spec.name}",
+        version=spec.version,
+        description=spec.description,
+        lifespan=lifespan,
+    )
+    web.install_error_handlers(app)
+    app.include_router(_health_router(spec))
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncIterator[Resources]:
+    engine = db.create_engine(settings)
+    try:
+        await db.wait_until_reachable(engine, deadline=30)
+        await auth.migrate(engine)
+        await migrations.upgrade(engine, spec.migrations, spec.schema)
+        if settings.admin_token is not None:
+            await auth.store(
+                engine, settings.admin_token.get_secret_value(), auth.Role.ADMIN, "seeded"
+            )
+        nc = await messaging.connect(settings, f"agentcom-{spec.name}")
+        try:
+            js = nc.jetstream()
+            await messaging.ensure_streams(js, settings)
+            service, group = await micro.start(nc, spec.name, spec.rpc, spec.version, spec.description)
+            verifier = auth.Verifier(engine, settings.auth_cache_ttl)
+            res = Resources(settings, engine, nc, js, spec.outbox, verifier, group)
+            await _serve(spec, res)
+            loops = Loops()
+            try:
+                relay = outbox.Relay(
+                    engine,
+                    js,
+                    spec.outbox,
+                    interval=settings.outbox_interval,
+                    batch=settings.outbox_batch,
+                )
+                loops.spawn("outbox-relay", relay.run())
+                for starter in spec.starters:
+                    await starter(res, loops)
+                await _announce(spec, res)
+                log.info("service.started", extra={"version": spec.version})
+                yield res
+            finally:
+                await loops.close()
+            await service.stop()
+        finally:
+            await nc.drain()
+    finally:
+        await engine.dispose()
+
+
+async def _serve(spec: ServiceSpec, res: Resources) -> None:
+    async def health(_req: HealthRequest) -> Health:
+        return await check_health(spec, res)
+
+    await res.group.add_endpoint(name="health", handler=micro.endpoint(HealthRequest, health))
+
+    async def on_revoked(msg: Msg) -> None:
+        with contextlib.suppress(ValueError):
+            res.verifier.forget(TokenRevoked.model_validate_json(msg.data).token_id)
+
+    await res.nc.subscribe(subjects.TOKEN_REVOKED, cb=on_revoked)
+
+
+async def _announce(spec: ServiceSpec, res: Resources) -> None:
+    event = ServiceStarted(
+        service=spec.name,
+        version=spec.version,
+        instance=f"{socket.gethostname()}:{os.getpid()}",
+        started_at=clock.now(),
+    )
+    async with res.engine.begin() as conn:
+        await outbox.add(conn, spec.outbox, subjects.SERVICE_STARTED, event)
+
+
+async def check_health(spec: ServiceSpec, res: Resources) -> Health:
+    timeout = res.settings.ready_timeout.total_seconds()
+    checks = [
+        await _check("postgres", db.ping(res.engine), timeout),
+        await _check("nats", res.nc.flush(timeout=max(1, int(timeout))), timeout),
+    ]
+    ready = all(check.ok for check in checks)
+    return Health(service=spec.name, version=spec.version, ready=ready, checks=checks)
+
+
+async def _check(name: str, probe: Awaitable[object], timeout: float) -> HealthCheck:
+    try:
+        async with asyncio.timeout(timeout):
+            await probe
+    except Exception as exc:  # any failure of a probe is "not ready", with its kind named
+        return HealthCheck(name=name, ok=False, detail=type(exc).__name__)
+    return HealthCheck(name=name, ok=True)
+
+
+def _health_router(spec: ServiceSpec) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        """Answer 200 while the process is up (liveness). Touches no dependency."""
+        return Health(service=spec.name, version=spec.version, ready=True)
+
+    @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+    async def readyz(res: Res, response: Response) -> Health:
+        """Answer 200 when Postgres and NATS both answer within `ready_timeout`, else 503."""
+        health = await check_health(spec, res)
+        if not health.ready:
+            response.status_code = 503
+        return health
+
+    return router
+
+
+def run(spec: ServiceSpec, settings: CommonSettings) -> None:
+    """The body of a service's `__main__`: logs, telemetry, then uvicorn until SIGTERM."""
+    logs.configure(spec.name, settings.log_level)
+    telemetry.configure(spec.name, settings.otel_endpoint)
+    uvicorn.run(
+        create_app(spec, settings),
+        host=settings.http_host,
+        port=settings.port(spec.name),
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace.total_seconds()),
+    )

@@ -1,0 +1,130 @@
+"""Settings shared by every AgentCom process.
+
+All come from the environment with the prefix `AGENTCOM_` (or a `.env` file). Every interval and
+threshold is a setting so tests run the real timers at millisecond scale instead of mocking time.
+Nothing here is built at import: `__main__` builds the settings and passes them down.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Final, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_NAMES: Final = ("dashboard", "queue", "scheduler", "llm-registry", "hubfsm")
+"""The HTTP services, in the order `agentcom up` starts them (its base port order too)."""
+
+ServiceName = Literal["dashboard", "queue", "scheduler", "llm-registry", "hubfsm"]
+
+_BASE_PORTS: Final[dict[str, int]] = {
+    "dashboard": 8100,
+    "queue": 8101,
+    "scheduler": 8102,
+    "llm-registry": 8103,
+    "hubfsm": 8104,
+}
+
+
+class CommonSettings(BaseSettings):
+    """What every process needs: where NATS and Postgres are, ports, logging and telemetry."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTCOM_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    home: Path = Field(
+        Path(".agentcom"),
+        description="Directory for local state: embedded server data, the admin token, logs.",
+    )
+    nats_url: str | None = Field(
+        None,
+        description="NATS server URL. Unset under `agentcom up`, which starts an embedded one.",
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="Postgres URL (postgresql://…). Unset under `agentcom up`, which starts an "
+        "embedded server.",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Seed this admin token at start (compose, Kubernetes); `agentcom up` "
+        "creates one under the home directory instead.",
+    )
+    http_host: str = Field("127.0.0.1", description="Address the HTTP services bind to.")
+    public_host: str = Field("127.0.0.1", description="Host name printed in service URLs.")
+    port_offset: int = Field(
+        0, ge=0, le=20000, description="Added to every default port so two stacks can share a host."
+    )
+    nats_port: int = Field(4222, ge=1, le=65535, description="Embedded NATS client port.")
+    nats_monitor_port: int = Field(8222, ge=1, le=65535, description="Embedded NATS monitoring port.")
+    postgres_port: int = Field(
+        5432, ge=1, le=65535, description="Embedded Postgres port (names its unix socket)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level written to the JSON log."
+    )
+    otel_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "AGENTCOM_OTEL_ENDPOINT"),
+        description="OTLP/HTTP collector; tracing and metrics export stay off while unset.",
+    )
+    nats_reconnect_wait: timedelta = Field(
+        timedelta(seconds=1), description="Pause between NATS reconnect attempts."
+    )
+    nats_connect_timeout: timedelta = Field(
+        timedelta(seconds=5), description="How long one NATS connect attempt may take."
+    )
+    events_max_age: timedelta = Field(
+        timedelta(days=7), description="How long the EVENTS stream keeps a message."
+    )
+    dedup_window: timedelta = Field(
+        timedelta(minutes=10),
+        description="JetStream duplicate window: a relay retry inside it is dropped by Nats-Msg-Id.",
+    )
+    outbox_interval: timedelta = Field(
+        timedelta(seconds=1),
+        description="Outbox relay sweep period; commits also wake the relay at once.",
+    )
+    outbox_batch: int = Field(100, ge=1, le=10000, description="Outbox rows relayed per pass.")
+    auth_cache_ttl: timedelta = Field(
+        timedelta(seconds=2),
+        description="How long a verified token is trusted before the database is asked again; "
+        "revocation takes effect within this time.",
+    )
+    ready_timeout: timedelta = Field(
+        timedelta(seconds=2), description="Deadline for each dependency check behind /readyz."
+    )
+    shutdown_grace: timedelta = Field(
+        timedelta(seconds=5), description="How long a service may take to stop before it is killed."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql", "postgres")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    def port(self, service: str) -> int:
+        """The HTTP port of `service` after the offset."""
+        return _BASE_PORTS[service] + self.port_offset
+
+    def service_url(self, service: str) -> str:
+        return f"http://{self.public_host}:{self.port(service)}"
+
+    @property
+    def nats_client_port(self) -> int:
+        return self.nats_port + self.port_offset
+
+    @property
+    def nats_http_port(self) -> int:
+        return self.nats_monitor_port + self.port_offset
+
+    @property
+    def postgres_socket_port(self) -> int:
+        return self.postgres_port + self.port_offset
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.home / "admin.token"

@@ -1,0 +1,68 @@
+"""NATS subject names and JetStream stream names.
+
+Rules: parameterised subjects come only from the builders here, which refuse ids outside
+`[A-Za-z0-9_-]{1,64}`: a `.`, `*` or `>` in an id would widen a subscription or a permission.
+Events are past tense and their tail names the event (`agentcom.evt.task.completed`).
+"""
+
+import re
+from typing import Final
+
+PREFIX: Final = "agentcom"
+
+EVENTS_STREAM: Final = "EVENTS"
+INBOX_STREAM: Final = "INBOX"
+REPORTS_STREAM: Final = "REPORTS"
+
+EVENTS_ALL: Final = f"{PREFIX}.evt.>"
+INBOX_ALL: Final = f"{PREFIX}.agent.*.inbox"
+REPORTS_ALL: Final = f"{PREFIX}.agent.*.report"
+
+STREAM_SUBJECTS: Final[dict[str, tuple[str, ...]]] = {
+    EVENTS_STREAM: (EVENTS_ALL,),
+    INBOX_STREAM: (INBOX_ALL,),
+    REPORTS_STREAM: (REPORTS_ALL,),
+}
+
+SERVICE_STARTED: Final = f"{PREFIX}.evt.hub.service_started"
+TOKEN_REVOKED: Final = f"{PREFIX}.evt.auth.token_revoked"
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TOKEN = re.compile(r"[a-z_]{1,64}")
+
+
+def checked_id(value: str, what: str = "id") -> str:
+    """Return `value` if it is safe inside a subject, else raise ValueError naming the rule."""
+    if not _ID.fullmatch(value):
+        raise ValueError(f"{what} {value!r} must match [A-Za-z0-9_-]{{1,64}}")
+    return value
+
+
+def event(area: str, name: str) -> str:
+    """`agentcom.evt.<area>.<name>`, for example `event("task", "completed")`."""
+    if not (_TOKEN.fullmatch(area) and _TOKEN.fullmatch(name)):
+        raise ValueError(f"event area and name must be lowercase words, got {area!r}.{name!r}")
+    return f"{PREFIX}.evt.{area}.{name}"
+
+
+def agent_inbox(agent_id: str) -> str:
+    return f"{PREFIX}.agent.{checked_id(agent_id, 'agent id')}.inbox"
+
+
+def agent_report(agent_id: str) -> str:
+    return f"{PREFIX}.agent.{checked_id(agent_id, 'agent id')}.report"
+
+
+def agent_all(agent_id: str) -> str:
+    """Everything one agent may touch: its NATS user is allowed exactly this."""
+    return f"{PREFIX}.agent.{checked_id(agent_id, 'agent id')}.>"
+
+
+def rpc_group(service: str) -> str:
+    """The nats.micro group of `service`: `agentcom.rpc.queue`, `agentcom.rpc.llm`…"""
+    return f"{PREFIX}.rpc.{checked_id(service, 'service')}"
+
+
+def micro_name(service: str) -> str:
+    """The nats.micro service name, as `nats micro ls` shows it."""
+    return f"{PREFIX}-{checked_id(service, 'service')}"

@@ -1,0 +1,49 @@
+"""OpenTelemetry setup and W3C trace context in NATS headers.
+
+Export is on only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; otherwise spans still exist (so
+logs carry trace ids and context still travels between services) but nothing is sent anywhere.
+"""
+
+from collections.abc import Mapping
+
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from agentcom_common import __version__
+
+
+def configure(service: str, otlp_endpoint: str | None) -> TracerProvider:
+    """Install the global tracer and meter providers for this process; returns the tracer one."""
+    resource = Resource.create({"service.name": f"agentcom-{service}", "service.version": __version__})
+    tracer_provider = TracerProvider(resource=resource)
+    readers: list[PeriodicExportingMetricReader] = []
+    if otlp_endpoint:
+        base = otlp_endpoint.rstrip("/")
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces"))
+        )
+        readers.append(
+            PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"))
+        )
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+    return tracer_provider
+
+
+def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
+    """Headers with the current span's `traceparent` (and `tracestate`) added."""
+    carrier = dict(headers or {})
+    propagate.inject(carrier)
+    return carrier
+
+
+def extract_context(headers: Mapping[str, str] | None) -> Context:
+    """The trace context carried by a message's headers (empty when none)."""
+    return propagate.extract(dict(headers or {}))

@@ -1,0 +1,13 @@
+"""`python -m agentcom_dashboard`: run the dashboard service until SIGTERM."""
+
+from agentcom_common import service
+from agentcom_common.settings import CommonSettings
+from agentcom_dashboard.app import SPEC
+
+
+def main() -> None:
+    service.run(SPEC, CommonSettings())
+
+
+if __name__ == "__main__":
+    main()

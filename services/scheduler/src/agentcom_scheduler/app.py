@@ -1,0 +1,24 @@
+"""The scheduler service as a `ServiceSpec`: what `agentcom_common.service` needs to run it."""
+
+from pathlib import Path
+from typing import Final
+
+from fastapi import FastAPI
+
+from agentcom_common.service import ServiceSpec, create_app as build
+from agentcom_common.settings import CommonSettings
+from agentcom_scheduler import __version__, api, tables
+
+SPEC: Final = ServiceSpec(
+    name="scheduler",
+    rpc="scheduler",
+    description="Agents, credentials, presence, per-agent state machines and task matching.",
+    version=__version__,
+    metadata=tables.metadata,
+    migrations=Path(__file__).parent / "migrations",
+    routers=(api.router,),
+)
+
+
+def create_app(settings: CommonSettings) -> FastAPI:
+    return build(SPEC, settings)
