@@ -73,6 +73,17 @@ async def _connect_once(settings: CommonSettings, name: str) -> Client:
     )
 
 
+async def ping(nc: Client, timeout: float) -> None:
+    """Round trip to the server; raises while disconnected.
+
+    nats-py's `flush()` alone succeeds during a reconnect (it flushes to a buffer), which would
+    report a dead server as healthy.
+    """
+    if not nc.is_connected:
+        raise ConnectionError(f"NATS connection is {'reconnecting' if nc.is_reconnecting else 'down'}")
+    await nc.flush(timeout=max(1, round(timeout)))
+
+
 def stream_configs(settings: CommonSettings) -> list[StreamConfig]:
     """EVENTS fans out to every reader; INBOX is a work queue (acked = done); REPORTS fans out."""
     dedup = settings.dedup_window.total_seconds()

@@ -147,8 +147,11 @@ class Relay:
                     sent = 0
                 if sent == self.batch:
                     continue  # more may be waiting; don't sleep on a backlog
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # lands as the wake-up fires, and the relay would then never stop
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+                    async with asyncio.timeout(self.interval):
+                        await self._wake.wait()
 
     @contextlib.asynccontextmanager
     async def _listening(self) -> AsyncIterator[None]:

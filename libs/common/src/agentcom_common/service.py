@@ -181,11 +181,22 @@ async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncIterator
                 yield res
             finally:
                 await loops.close()
-            await service.stop()
+            with contextlib.suppress(Exception):  # NATS may be gone; stopping must still finish
+                await asyncio.wait_for(service.stop(), timeout=2)
         finally:
-            await nc.drain()
+            await _close(nc)
     finally:
         await engine.dispose()
+
+
+async def _close(nc: Client) -> None:
+    """Drain when connected (in-flight replies finish), else just close: never hang on exit."""
+    if nc.is_connected:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.drain(), timeout=5)
+    if not nc.is_closed:
+        with contextlib.suppress(Exception):  # a vanished server resets the socket on close
+            await nc.close()
 
 
 async def _serve(spec: ServiceSpec, res: Resources) -> None:
@@ -216,7 +227,7 @@ async def check_health(spec: ServiceSpec, res: Resources) -> Health:
     timeout = res.settings.ready_timeout.total_seconds()
     checks = [
         await _check("postgres", db.ping(res.engine), timeout),
-        await _check("nats", res.nc.flush(timeout=max(1, int(timeout))), timeout),
+        await _check("nats", messaging.ping(res.nc, timeout), timeout),
     ]
     ready = all(check.ok for check in checks)
     return Health(service=spec.name, version=spec.version, ready=ready, checks=checks)
@@ -246,6 +257,14 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
         if not health.ready:
             response.status_code = 503
         return health
+
+    @router.get("/api/whoami", tags=["auth"])
+    async def whoami(who: web.CurrentPrincipal) -> dict[str, str]:
+        """Show which token you are calling with: its id, role and name.
+
+        Errors: 401 `missing_token` or `invalid_token` (unknown or revoked).
+        """
+        return {"token_id": who.token_id, "role": who.role.value, "name": who.name}
 
     return router
 

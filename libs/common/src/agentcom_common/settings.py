@@ -5,17 +5,32 @@ threshold is a setting so tests run the real timers at millisecond scale instead
 Nothing here is built at import: `__main__` builds the settings and passes them down.
 """
 
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_NAMES: Final = ("dashboard", "queue", "scheduler", "llm-registry", "hubfsm")
 """The HTTP services, in the order `agentcom up` starts them (its base port order too)."""
 
 ServiceName = Literal["dashboard", "queue", "scheduler", "llm-registry", "hubfsm"]
+
+_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*")
+
+
+def _duration(value: object) -> object:
+    """Accept `0.05`, `"250ms"`, `"5s"`, `"10m"`, `"2h"`; pass anything else to pydantic."""
+    if isinstance(value, str) and (match := _DURATION.fullmatch(value)):
+        return timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
+    return value
+
+
+Interval = Annotated[timedelta, BeforeValidator(_duration)]
+"""A duration setting: a number of seconds, or a number with ms/s/m/h/d."""
 
 _BASE_PORTS: Final[dict[str, int]] = {
     "dashboard": 8100,
@@ -69,33 +84,33 @@ class CommonSettings(BaseSettings):
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "AGENTCOM_OTEL_ENDPOINT"),
         description="OTLP/HTTP collector; tracing and metrics export stay off while unset.",
     )
-    nats_reconnect_wait: timedelta = Field(
+    nats_reconnect_wait: Interval = Field(
         timedelta(seconds=1), description="Pause between NATS reconnect attempts."
     )
-    nats_connect_timeout: timedelta = Field(
+    nats_connect_timeout: Interval = Field(
         timedelta(seconds=5), description="How long one NATS connect attempt may take."
     )
-    events_max_age: timedelta = Field(
+    events_max_age: Interval = Field(
         timedelta(days=7), description="How long the EVENTS stream keeps a message."
     )
-    dedup_window: timedelta = Field(
+    dedup_window: Interval = Field(
         timedelta(minutes=10),
         description="JetStream duplicate window: a relay retry inside it is dropped by Nats-Msg-Id.",
     )
-    outbox_interval: timedelta = Field(
+    outbox_interval: Interval = Field(
         timedelta(seconds=1),
         description="Outbox relay sweep period; commits also wake the relay at once.",
     )
     outbox_batch: int = Field(100, ge=1, le=10000, description="Outbox rows relayed per pass.")
-    auth_cache_ttl: timedelta = Field(
+    auth_cache_ttl: Interval = Field(
         timedelta(seconds=2),
         description="How long a verified token is trusted before the database is asked again; "
         "revocation takes effect within this time.",
     )
-    ready_timeout: timedelta = Field(
+    ready_timeout: Interval = Field(
         timedelta(seconds=2), description="Deadline for each dependency check behind /readyz."
     )
-    shutdown_grace: timedelta = Field(
+    shutdown_grace: Interval = Field(
         timedelta(seconds=5), description="How long a service may take to stop before it is killed."
     )
 

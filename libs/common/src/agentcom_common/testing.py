@@ -1,0 +1,274 @@
+"""pytest plugin for every AgentCom package: real Postgres and NATS, fresh for each test.
+
+Loaded by `-p agentcom_common.testing` in the root pytest config. Fixtures:
+- `pg_server` (session): an embedded Postgres, or the one at `AGENTCOM_TEST_DATABASE_URL`.
+- `pg_template` (session): a database with every schema migrated once (auth + each service
+  registered under the `agentcom.services` entry point group).
+- `db_url` (test): `CREATE DATABASE … TEMPLATE` of it, dropped afterwards.
+- `nats_server` (test): its own `nats-server -js` on a free port with its own store.
+- `settings`, `engine`, `nc`, `js`: wired to the above, every interval at millisecond scale.
+- `run_service(spec)`: a service app with its lifespan running, and an httpx client to it.
+"""
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+import httpx
+import nats
+import pytest
+from fastapi import FastAPI
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentcom_common import auth, db, embedded, messaging, migrations
+from agentcom_common.service import ServiceSpec, create_app
+from agentcom_common.settings import CommonSettings
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def shared_tmpdir(prefix: str) -> Path:
+    """A temp dir other accounts can enter: Postgres runs as its own account when we are root."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, timeout: float = 10.0, pause: float = 0.02
+) -> T:
+    """Retry `check` until it returns without AssertionError, or re-raise after `timeout` s."""
+    loop = asyncio.get_running_loop()
+    stop_at = loop.time() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if loop.time() >= stop_at:
+                raise
+            await asyncio.sleep(pause)
+
+
+@dataclass(frozen=True, slots=True)
+class PgServer:
+    host: str  # a socket directory or a host name
+    port: int
+    user: str
+    password: str | None
+
+    def url(self, database: str) -> str:
+        auth_part = self.user + (f":{self.password}" if self.password else "")
+        if self.host.startswith("/"):
+            return f"postgresql://{auth_part}@/{database}?host={self.host}&port={self.port}"
+        return f"postgresql://{auth_part}@{self.host}:{self.port}/{database}"
+
+    async def admin(self) -> asyncpg.Connection:  # pyright: ignore[reportMissingTypeArgument]
+        return await asyncpg.connect(  # pyright: ignore[reportUnknownMemberType]
+            host=self.host, port=self.port, user=self.user, password=self.password, database="postgres"
+        )
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    external = os.environ.get("AGENTCOM_TEST_DATABASE_URL")
+    if external:
+        from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+        url = make_url(external)
+        yield PgServer(url.host or "127.0.0.1", url.port or 5432, url.username or "postgres", url.password)
+        return
+    root = shared_tmpdir("agentcom-pg-")
+    layout = embedded.PostgresLayout(
+        data_dir=root / "data", socket_dir=root / "run", port=free_port()
+    )
+    command = embedded.prepare_postgres(layout, fast=True)
+    log = (root / "postgres.log").open("wb")
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        user=embedded.os_user(),
+        process_group=0,
+        preexec_fn=lambda: embedded.die_with_parent(signal.SIGINT),
+    )
+    try:
+        asyncio.run(embedded.wait_for_postgres(layout, deadline=60))
+        yield PgServer(str(layout.socket_dir), layout.port, layout.user, None)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def migration_sets() -> list[tuple[Path, str]]:
+    """(script location, schema) of auth and of every installed service."""
+    found = [(auth.MIGRATIONS, auth.SCHEMA)]
+    for point in entry_points(group="agentcom.services"):
+        spec = point.load()
+        assert isinstance(spec, ServiceSpec)
+        found.append((spec.migrations, spec.schema))
+    return found
+
+
+@pytest.fixture(scope="session")
+async def pg_template(pg_server: PgServer) -> AsyncIterator[str]:
+    name = f"tmpl_{uuid.uuid4().hex[:12]}"
+    conn = await pg_server.admin()
+    await conn.execute(f'CREATE DATABASE "{name}"')  # pyright: ignore[reportUnknownMemberType]
+    engine = db.create_engine(CommonSettings(database_url=SecretStr(pg_server.url(name))))
+    try:
+        for location, schema in migration_sets():
+            await migrations.upgrade(engine, location, schema)
+    finally:
+        await engine.dispose()
+    try:
+        yield name
+    finally:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # pyright: ignore[reportUnknownMemberType]
+        await conn.close()  # pyright: ignore[reportUnknownMemberType]
+
+
+@pytest.fixture
+async def db_url(pg_server: PgServer, pg_template: str) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await pg_server.admin()
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')  # pyright: ignore[reportUnknownMemberType]
+        yield pg_server.url(name)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # pyright: ignore[reportUnknownMemberType]
+    finally:
+        await conn.close()  # pyright: ignore[reportUnknownMemberType]
+
+
+@dataclass(frozen=True, slots=True)
+class NatsServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    store: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_nats(store: Path, port: int | None = None) -> NatsServer:
+    port = port or free_port()
+    process = subprocess.Popen(
+        [str(embedded.nats_server_binary()), "-js", "-sd", str(store), "-a", "127.0.0.1",
+         "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=embedded.die_with_parent,
+    )
+    server = NatsServer(f"nats://127.0.0.1:{port}", process, store)
+    stop_at = time.monotonic() + 10
+    while time.monotonic() < stop_at and process.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
+            return server
+        time.sleep(0.01)
+    server.stop()
+    raise RuntimeError(f"nats-server on port {port} did not start (exit {process.poll()})")
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = start_nats(tmp_path / "js")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def settings(nats_server: NatsServer, db_url: str, tmp_path: Path) -> CommonSettings:
+    return CommonSettings(
+        home=tmp_path / "home",
+        nats_url=nats_server.url,
+        database_url=SecretStr(db_url),
+        outbox_interval=timedelta(milliseconds=50),
+        auth_cache_ttl=timedelta(milliseconds=200),
+        nats_reconnect_wait=timedelta(milliseconds=50),
+        ready_timeout=timedelta(seconds=1),
+    )
+
+
+@pytest.fixture
+async def engine(settings: CommonSettings) -> AsyncIterator[AsyncEngine]:
+    made = db.create_engine(settings)
+    try:
+        yield made
+    finally:
+        await made.dispose()
+
+
+@pytest.fixture
+async def nc(settings: CommonSettings) -> AsyncIterator[Client]:
+    client = await nats.connect(settings.nats_url or "")
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def js(nc: Client, settings: CommonSettings) -> JetStreamContext:
+    context = nc.jetstream()
+    await messaging.ensure_streams(context, settings)
+    return context
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI, base_url: str = "http://service") -> AsyncIterator[httpx.AsyncClient]:
+    """Run `app`'s lifespan and hand out a client that calls it in-process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+
+
+@pytest.fixture
+def run_service(
+    settings: CommonSettings,
+) -> Callable[[ServiceSpec], contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]:
+    def start(spec: ServiceSpec) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
+        return running(create_app(spec, settings), f"http://{spec.name}")
+
+    return start
+
+
+@pytest.fixture
+async def admin_token(engine: AsyncEngine) -> str:
+    return (await auth.issue(engine, auth.Role.ADMIN, "test admin")).token

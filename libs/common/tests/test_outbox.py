@@ -1,0 +1,142 @@
+import asyncio
+import importlib.util
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from nats.js import JetStreamContext
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentcom_common import outbox, subjects
+from agentcom_common.settings import CommonSettings
+from agentcom_common.testing import eventually
+
+CHILD = Path(__file__).with_name("outbox_child.py")
+
+
+def _load_child() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("outbox_child", CHILD)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+child = _load_child()
+
+
+@pytest.fixture
+async def schema(engine: AsyncEngine) -> AsyncEngine:
+    async with engine.begin() as conn:
+        await conn.execute(text(f"CREATE SCHEMA {child.SCHEMA}"))
+        await conn.run_sync(child.metadata.create_all)
+    return engine
+
+
+@pytest.fixture
+async def relay(
+    schema: AsyncEngine, js: JetStreamContext, settings: CommonSettings
+) -> AsyncIterator[outbox.Relay]:
+    made = outbox.Relay(
+        schema, js, child.table, interval=settings.outbox_interval, batch=settings.outbox_batch
+    )
+    task = asyncio.create_task(made.run())
+    yield made
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _stream_messages(js: JetStreamContext) -> int:
+    return (await js.stream_info(subjects.EVENTS_STREAM)).state.messages
+
+
+async def _outbox_rows(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(func.count()).select_from(child.table))).scalar_one()
+
+
+async def _commit_event(engine: AsyncEngine, name: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(child.items.insert().values(name=name))
+        await outbox.add(conn, child.table, child.SUBJECT, child.EVENT)
+
+
+async def test_committed_event_is_published_with_its_row_id(
+    relay: outbox.Relay, js: JetStreamContext
+) -> None:
+    sub = await js.subscribe(child.SUBJECT)
+    await _commit_event(relay.engine, "one")
+
+    msg = await sub.next_msg(timeout=10)
+
+    assert msg.headers is not None
+    assert msg.headers["Nats-Msg-Id"].startswith(f"{child.SCHEMA}.outbox.")
+    assert child.EVENT.model_validate_json(msg.data) == child.EVENT
+    assert await _outbox_rows(relay.engine) == 0
+
+
+async def test_rolled_back_transaction_publishes_nothing(
+    relay: outbox.Relay, js: JetStreamContext
+) -> None:
+    with pytest.raises(RuntimeError, match="abort"):
+        async with relay.engine.begin() as conn:
+            await conn.execute(child.items.insert().values(name="rolled-back"))
+            await outbox.add(conn, child.table, child.SUBJECT, child.EVENT)
+            raise RuntimeError("abort")
+    await _commit_event(relay.engine, "marker")  # a later event proves the relay has run since
+
+    async def only_the_marker_arrived() -> None:
+        assert await _outbox_rows(relay.engine) == 0
+        assert await _stream_messages(js) == 1
+
+    await eventually(only_the_marker_arrived)
+    async with relay.engine.connect() as conn:
+        names = (await conn.execute(select(child.items.c.name))).scalars().all()
+    assert names == ["marker"]
+
+
+def _run_child_until_killed(settings: CommonSettings, mode: str) -> None:
+    assert settings.database_url is not None
+    result = subprocess.run(
+        [sys.executable, str(CHILD), settings.database_url.get_secret_value(), settings.nats_url or "", mode],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == -9, result.stderr.decode()
+
+
+@pytest.mark.parametrize("mode", ["commit", "publish"])
+async def test_process_killed_mid_relay_loses_and_duplicates_nothing(
+    schema: AsyncEngine, js: JetStreamContext, settings: CommonSettings, mode: str
+) -> None:
+    await asyncio.to_thread(_run_child_until_killed, settings, mode)
+    assert await _outbox_rows(schema) == 1  # the child died before deleting its row
+    published_before_restart = await _stream_messages(js)
+    assert published_before_restart == (1 if mode == "publish" else 0)
+
+    restarted = outbox.Relay(schema, js, child.table, interval=settings.outbox_interval, batch=10)
+    assert await restarted.relay_once() == 1
+
+    assert await _outbox_rows(schema) == 0
+    assert await _stream_messages(js) == 1  # published exactly once: Nats-Msg-Id deduplicated
+    sub = await js.subscribe(child.SUBJECT, deliver_policy=None)
+    msg = await sub.next_msg(timeout=10)
+    assert child.EVENT.model_validate_json(msg.data) == child.EVENT
+
+
+async def test_relay_keeps_rows_while_nats_is_down(
+    schema: AsyncEngine, js: JetStreamContext, settings: CommonSettings
+) -> None:
+    await _commit_event(schema, "waiting")
+    relay = outbox.Relay(schema, js, child.table, interval=settings.outbox_interval, batch=10)
+    await js._nc.close()  # pyright: ignore[reportPrivateUsage]  # the relay's own connection drops
+
+    with pytest.raises(Exception):  # noqa: B017, PT011 - any publish failure will do
+        await relay.relay_once()
+
+    assert await _outbox_rows(schema) == 1

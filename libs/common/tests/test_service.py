@@ -1,0 +1,140 @@
+"""The service shell every service shares, exercised through the queue's spec.
+
+The spec is found through the `agentcom.services` entry point, as `agentcom up` would, so the
+common library's tests import no service.
+"""
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from importlib.metadata import entry_points
+
+import httpx
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentcom_common import auth, subjects
+from agentcom_common.contracts.system import ServiceStarted
+from agentcom_common.service import ServiceSpec
+from agentcom_common.testing import NatsServer, eventually
+
+RunService = Callable[[ServiceSpec], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+def _spec(name: str) -> ServiceSpec:
+    (point,) = entry_points(group="agentcom.services", name=name)
+    spec = point.load()
+    assert isinstance(spec, ServiceSpec)
+    return spec
+
+
+@pytest.fixture
+async def queue(run_service: RunService) -> AsyncIterator[httpx.AsyncClient]:
+    async with run_service(_spec("queue")) as client:
+        yield client
+
+
+async def test_ready_when_postgres_and_nats_answer(queue: httpx.AsyncClient) -> None:
+    response = await queue.get("/readyz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ready"] is True
+    assert {c["name"]: c["ok"] for c in body["checks"]} == {"postgres": True, "nats": True}
+
+
+async def test_not_ready_once_nats_is_gone_but_still_alive(
+    queue: httpx.AsyncClient, nats_server: NatsServer
+) -> None:
+    nats_server.stop()
+
+    async def not_ready() -> None:
+        response = await queue.get("/readyz")
+        assert response.status_code == 503
+        assert {c["name"]: c["ok"] for c in response.json()["checks"]}["nats"] is False
+
+    await eventually(not_ready)
+    assert (await queue.get("/healthz")).status_code == 200
+
+
+async def test_start_announces_itself_through_the_outbox(
+    queue: httpx.AsyncClient, js: JetStreamContext
+) -> None:
+    sub = await js.subscribe(subjects.SERVICE_STARTED)
+
+    msg = await sub.next_msg(timeout=10)
+
+    assert ServiceStarted.model_validate_json(msg.data).service == "queue"
+    assert msg.headers is not None and msg.headers["Nats-Msg-Id"].startswith("queue.outbox.")
+
+
+async def test_unknown_route_gets_problem_json(queue: httpx.AsyncClient) -> None:
+    response = await queue.get("/api/nope")
+
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
+async def test_calls_without_a_token_are_refused_with_a_hint(queue: httpx.AsyncClient) -> None:
+    response = await queue.get("/api/whoami")
+
+    assert response.status_code == 401
+    assert response.json()["error"] == "missing_token"
+    assert "agentcom token" in response.json()["detail"]
+
+
+async def test_wrong_scheme_names_the_header(queue: httpx.AsyncClient) -> None:
+    response = await queue.get("/api/whoami", headers={"Authorization": "Token abc"})
+
+    assert response.status_code == 401
+    assert response.json()["field"] == "authorization"
+
+
+async def test_a_revoked_token_stops_working(
+    queue: httpx.AsyncClient, engine: AsyncEngine, admin_token: str
+) -> None:
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    assert (await queue.get("/api/whoami", headers=headers)).json()["role"] == "admin"
+
+    await auth.revoke(engine, auth.token_id(admin_token))
+
+    async def refused() -> None:
+        response = await queue.get("/api/whoami", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_token"
+
+    await eventually(refused)
+
+
+async def test_tokens_are_stored_only_as_hashes(engine: AsyncEngine, admin_token: str) -> None:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(auth.tokens.select())).all()
+
+    stored = json.dumps([list(map(str, row)) for row in rows])
+    assert admin_token not in stored
+    assert auth.digest(admin_token) in stored
+
+
+async def test_micro_service_answers_ping_and_health(queue: httpx.AsyncClient, nc: Client) -> None:
+    ping = await nc.request("$SRV.PING.agentcom-queue", b"", timeout=5)
+    health = await nc.request("agentcom.rpc.queue.health", b"{}", timeout=5)
+
+    assert json.loads(ping.data)["name"] == "agentcom-queue"
+    assert json.loads(health.data)["ready"] is True
+
+
+async def test_micro_refuses_unknown_fields_with_a_code(queue: httpx.AsyncClient, nc: Client) -> None:
+    reply = await nc.request("agentcom.rpc.queue.health", b'{"verbose": true}', timeout=5)
+
+    assert reply.headers is not None
+    assert reply.headers["Nats-Service-Error-Code"] == "invalid_field"
+    assert reply.headers["Nats-Service-Error"].startswith("verbose:")
+
+
+async def test_micro_refuses_malformed_json_with_a_code(queue: httpx.AsyncClient, nc: Client) -> None:
+    reply = await nc.request("agentcom.rpc.queue.health", b"{not json", timeout=5)
+
+    assert reply.headers is not None
+    assert reply.headers["Nats-Service-Error-Code"] == "invalid_field"
