@@ -79,11 +79,17 @@ class Loops:
         if not task.cancelled():
             log.error("loop.ended", extra={"loop": task.get_name()}, exc_info=task.exception())
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 5.0) -> None:
+        """Cancel every loop; one that ignores the cancel for `grace` s is logged, not awaited."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        _, stuck = await asyncio.wait(tasks, timeout=grace)
+        for task in stuck:
+            frames = "; ".join(f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack())
+            log.error("loop.stuck", extra={"loop": task.get_name(), "at": frames})
 
 
 Starter = Callable[[Resources, Loops], Awaitable[None]]
