@@ -1,5 +1,7 @@
 """The queue service as a `ServiceSpec`: what `agentcom_common.service` needs to run it."""
 
+import dataclasses
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -7,7 +9,8 @@ from fastapi import FastAPI
 
 from agentcom_common.service import ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_queue import __version__, tables
+from agentcom_queue import __version__, api, handlers, tables
+from agentcom_queue.settings import QueueSettings
 
 SPEC: Final = ServiceSpec(
     name="queue",
@@ -16,8 +19,16 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
+    routers=(api.tasks, api.repos),
 )
 
 
 def create_app(settings: CommonSettings) -> FastAPI:
-    return build(SPEC, settings)
+    queue_settings = (
+        settings if isinstance(settings, QueueSettings) else QueueSettings(**settings.model_dump())
+    )
+    backoff = queue_settings.queue_retry_backoff
+    spec = dataclasses.replace(SPEC, starters=(partial(handlers.register, retry_backoff=backoff),))
+    app = build(spec, settings)
+    app.state.retry_backoff = backoff
+    return app

@@ -1,0 +1,190 @@
+"""Task contracts: the submit request, the task view, claims, reports and task events.
+
+Limits are part of the contract (lengths, list sizes, enum values) so HTTP and NATS refuse the
+same bad input with the same field name.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints
+
+from agentcom_common.contracts.base import Contract, Request
+
+TaskId = Annotated[str, StringConstraints(pattern=r"^task-[0-9a-f]{16}$")]
+AgentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Capability = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class Lane(StrEnum):
+    """Priority lanes, most urgent first; FIFO inside a lane."""
+
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+LANE_ORDER: dict[Lane, int] = {lane: rank for rank, lane in enumerate(Lane)}
+
+
+class Tier(StrEnum):
+    TRIVIAL = "trivial"
+    STANDARD = "standard"
+    COMPLEX = "complex"
+
+
+class TaskState(StrEnum):
+    """The nine states of DESIGN's task machine; values are the DB and wire strings."""
+
+    WAITING = "waiting"
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    WORKING = "working"
+    COMPLETED = "completed"
+    PARTIAL_PASS = "partial_pass"
+    FAILED = "failed"
+    DEAD_LETTER = "dead_letter"
+    CANCELLED = "cancelled"
+
+
+class FileHint(Contract):
+    path: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class FileExists(Contract):
+    type: Literal["file_exists"]
+    path: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+class TestPasses(Contract):
+    type: Literal["test_passes"]
+    command: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    timeout_s: int = Field(default=300, ge=1, le=3600)
+
+
+class GitClean(Contract):
+    type: Literal["git_clean"]
+
+
+class CommandSucceeds(Contract):
+    type: Literal["command_succeeds"]
+    command: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    timeout_s: int = Field(default=300, ge=1, le=3600)
+
+
+VerificationStep = Annotated[
+    FileExists | TestPasses | GitClean | CommandSucceeds, Field(discriminator="type")
+]
+
+
+class SubmitTask(Request):
+    description: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    priority: Lane = Lane.NORMAL
+    metadata: dict[str, Any] = Field(default_factory=dict[str, Any], max_length=50)
+    max_retries: int = Field(default=3, ge=0, le=20)
+    complete_by: datetime | None = None
+    needed_capabilities: list[Capability] = Field(default_factory=list[str], max_length=20)
+    repo: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    branch: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    file_hints: list[FileHint] = Field(default_factory=list[FileHint], max_length=100)
+    success_criteria: list[ShortText] = Field(default_factory=list[str], max_length=50)
+    verification_steps: list[VerificationStep] = Field(
+        default_factory=list[VerificationStep], max_length=20
+    )
+    complexity_tier: Tier | None = None
+    depends_on: list[TaskId] = Field(default_factory=list[str], max_length=100)
+    goal_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    client_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None, description="Idempotency key: the same key twice returns the same task."
+    )
+
+
+class Complexity(Contract):
+    tier: Tier
+    source: Literal["explicit", "inferred"]
+    inferred_tier: Tier | None
+    confidence: float = Field(ge=0, le=1)
+    reasons: list[str]
+
+
+class TaskView(Contract):
+    id: str
+    state: TaskState
+    priority: Lane
+    description: str
+    generation: int
+    retry_count: int
+    max_retries: int
+    assigned_to: str | None
+    complete_by: datetime | None
+    needed_capabilities: list[str]
+    repo: str | None
+    branch: str | None
+    file_hints: list[FileHint]
+    success_criteria: list[str]
+    verification_steps: list[VerificationStep]
+    complexity: Complexity
+    depends_on: list[str]
+    goal_id: str | None
+    metadata: dict[str, Any]
+    last_error: str | None
+    blocked_reason: str | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskTransition(Contract):
+    """One row of a task's history; also the body of every `agentcom.evt.task.*` event."""
+
+    task_id: str
+    from_state: TaskState | None
+    to_state: TaskState
+    generation: int
+    reason: str
+    actor: str
+    at: datetime
+
+
+class ClaimTask(Request):
+    agent_id: AgentId
+    capabilities: list[Capability] = Field(default_factory=list[str], max_length=50)
+    repos: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] = Field(
+        default_factory=list[str], max_length=50, description="Empty: any repo."
+    )
+
+
+class Claimed(Contract):
+    task: TaskView | None
+
+
+class ReportTask(Request):
+    """An agent's report on its assignment; `generation` fences out stale assignments."""
+
+    task_id: TaskId
+    agent_id: AgentId
+    generation: int = Field(ge=1)
+    outcome: Literal["accepted", "completed", "partial_pass", "failed"]
+    result: dict[str, Any] = Field(default_factory=dict[str, Any], max_length=50)
+    error: Annotated[str, StringConstraints(max_length=4000)] | None = None
+
+
+class RequeueTask(Request):
+    """Hand an assignment back (agent offline, never accepted, past deadline)."""
+
+    task_id: TaskId
+    generation: int = Field(ge=1)
+    reason: ShortText
+
+
+class StatsRequest(Request):
+    pass
+
+
+class QueueStats(Contract):
+    by_state: dict[str, int]
+    queued_by_lane: dict[str, int]

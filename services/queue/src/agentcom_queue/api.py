@@ -1,0 +1,167 @@
+"""HTTP API of the queue: /api/tasks and /api/repos. Parse, call ops, answer."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from pydantic import Field
+
+from agentcom_common.contracts.base import Contract, Request as RequestBody
+from agentcom_common.contracts.task import Lane, SubmitTask, TaskState, TaskTransition, TaskView
+from agentcom_common.service import Resources
+from agentcom_common.web import Admin, Viewer
+from agentcom_queue import ops
+
+
+def queue(request: Request) -> ops.Queue:
+    res: Resources = request.app.state.resources
+    return ops.Queue(res.engine, res.outbox, request.app.state.retry_backoff)
+
+
+Q = Annotated[ops.Queue, Depends(queue)]
+tasks = APIRouter(prefix="/api/tasks", tags=["tasks"])
+repos = APIRouter(prefix="/api/repos", tags=["repos"])
+
+
+class TaskPage(Contract):
+    tasks: list[TaskView]
+    next_cursor: str | None
+
+
+class Stats(Contract):
+    by_state: dict[str, int]
+    queued_by_lane: dict[str, int]
+
+
+@tasks.post("", status_code=status.HTTP_201_CREATED)
+async def submit_task(body: SubmitTask, q: Q, who: Admin) -> TaskView:
+    """Submit a task. With `client_key`, a repeat returns the first task instead of a new one.
+
+    Errors: 422 `invalid_field` (names the field), 422 `unknown_dependencies`.
+    """
+    return await ops.submit(q, body, who.name)
+
+
+@tasks.get("")
+async def list_tasks(
+    q: Q,
+    _who: Viewer,
+    state: TaskState | None = None,
+    priority: Lane | None = None,
+    goal_id: Annotated[str | None, Query(max_length=64)] = None,
+    assigned_to: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> TaskPage:
+    """List tasks newest first, filtered; pass `next_cursor` back as `cursor` for the next page."""
+    found, next_cursor = await ops.page(
+        q,
+        state=state,
+        priority=priority,
+        goal_id=goal_id,
+        assigned_to=assigned_to,
+        cursor=cursor,
+        limit=limit,
+    )
+    return TaskPage(tasks=found, next_cursor=next_cursor)
+
+
+@tasks.get("/stats")
+async def task_stats(q: Q, _who: Viewer) -> Stats:
+    """Count tasks by state, and queued tasks by lane."""
+    by_state, by_lane = await ops.stats(q)
+    return Stats(by_state=by_state, queued_by_lane=by_lane)
+
+
+@tasks.get("/dead-letter")
+async def dead_letter(
+    q: Q,
+    _who: Viewer,
+    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> TaskPage:
+    """List dead-lettered tasks (kept for inspection and retry), newest first."""
+    found, next_cursor = await ops.page(
+        q,
+        state=TaskState.DEAD_LETTER,
+        priority=None,
+        goal_id=None,
+        assigned_to=None,
+        cursor=cursor,
+        limit=limit,
+    )
+    return TaskPage(tasks=found, next_cursor=next_cursor)
+
+
+@tasks.get("/{task_id}")
+async def get_task(task_id: str, q: Q, _who: Viewer) -> TaskView:
+    """Get one task. Errors: 404 `task_not_found`."""
+    return await ops.get(q, task_id)
+
+
+@tasks.get("/{task_id}/history")
+async def task_history(task_id: str, q: Q, _who: Viewer) -> list[TaskTransition]:
+    """Every state change of a task with reason, actor and generation. Errors: 404."""
+    return await ops.history(q, task_id)
+
+
+@tasks.post("/{task_id}/cancel")
+async def cancel_task(task_id: str, q: Q, who: Admin) -> TaskView:
+    """Cancel a task that has not ended (idempotent); dependents are marked blocked.
+
+    Errors: 404 `task_not_found`, 409 `invalid_transition` (already ended).
+    """
+    return await ops.cancel(q, task_id, who.name)
+
+
+@tasks.post("/{task_id}/retry")
+async def retry_task(task_id: str, q: Q, who: Admin) -> TaskView:
+    """Put a dead-lettered task back in its lane with a fresh retry budget.
+
+    Errors: 404 `task_not_found`, 409 `invalid_transition` (not dead-lettered).
+    """
+    return await ops.retry_dead_letter(q, task_id, who.name)
+
+
+class RepoUrl(RequestBody):
+    url: str = Field(min_length=1, max_length=500)
+
+
+class RepoPause(RepoUrl):
+    paused: bool
+
+
+class RepoOrder(RequestBody):
+    order: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(max_length=500)
+
+
+Repos = list[dict[str, Any]]
+
+
+@repos.get("")
+async def list_repos(q: Q, _who: Viewer) -> Repos:
+    """Registered repos in priority order; a task without a repo inherits the first active one."""
+    return await ops.list_repos(q)
+
+
+@repos.post("", status_code=status.HTTP_201_CREATED)
+async def add_repo(body: RepoUrl, q: Q, who: Admin) -> Repos:
+    """Register a repo at the end of the list (idempotent). URLs are trimmed of `/` and `.git`."""
+    return await ops.add_repo(q, body.url, who.name)
+
+
+@repos.post("/remove")
+async def remove_repo(body: RepoUrl, q: Q, _who: Admin) -> Repos:
+    """Remove a repo. Errors: 404 `repo_not_found`."""
+    return await ops.remove_repo(q, body.url)
+
+
+@repos.post("/pause")
+async def pause_repo(body: RepoPause, q: Q, _who: Admin) -> Repos:
+    """Pause or resume a repo: claims skip tasks of a paused repo. Errors: 404."""
+    return await ops.pause_repo(q, body.url, body.paused)
+
+
+@repos.put("/order")
+async def reorder_repos(body: RepoOrder, q: Q, _who: Admin) -> Repos:
+    """Set the priority order; must list every registered repo once. Errors: 422 `order`."""
+    return await ops.reorder_repos(q, body.order)

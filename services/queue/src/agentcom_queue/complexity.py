@@ -1,0 +1,76 @@
+"""Complexity tier inference: a heuristic that returns tier, confidence and its reasons.
+
+Same signals as the first implementation (words, file hints, verification steps, keywords),
+with one change: a task with no signal at all is `standard` at confidence 0, not "unknown",
+so every task has a tier the scheduler can route on.
+"""
+
+from typing import Final
+
+from agentcom_common.contracts.task import Complexity, SubmitTask, Tier
+
+COMPLEX_WORDS: Final = (
+    "refactor",
+    "architect",
+    "migration",
+    "redesign",
+    "migrate",
+    "security",
+    "overhaul",
+    "rewrite",
+)
+TRIVIAL_WORDS: Final = (
+    "fix typo",
+    "update readme",
+    "bump version",
+    "rename",
+    "typo",
+    "format",
+    "lint",
+    "version bump",
+)
+
+
+def _vote(count: int, low: int, high: int) -> Tier:
+    if count <= low:
+        return Tier.TRIVIAL
+    return Tier.COMPLEX if count > high else Tier.STANDARD
+
+
+def infer(description: str, files: int, steps: int) -> tuple[Tier, float, list[str]]:
+    text = description.lower()
+    words = len(text.split())
+    complex_hits = [k for k in COMPLEX_WORDS if k in text]
+    trivial_hits = [k for k in TRIVIAL_WORDS if k in text]
+    reasons = [f"{words} words", f"{files} file hints", f"{steps} verification steps"]
+    if complex_hits:
+        confidence = 0.7 + 0.1 * (files > 3) + 0.1 * (steps > 3) + 0.1 * (words > 50)
+        return Tier.COMPLEX, round(confidence, 2), [*reasons, f"keywords {complex_hits}"]
+    if trivial_hits and files <= 3 and steps <= 3:
+        return Tier.TRIVIAL, 0.9 if words < 10 else 0.75, [*reasons, f"keywords {trivial_hits}"]
+    if words == 0 and files == 0 and steps == 0:
+        return Tier.STANDARD, 0.0, ["no signal"]
+    votes = [_vote(words, 9, 50), _vote(files, 0, 3), _vote(steps, 0, 3)]
+    counts = {tier: votes.count(tier) for tier in Tier}
+    best = max((Tier.STANDARD, Tier.COMPLEX, Tier.TRIVIAL), key=lambda t: counts[t])
+    if best is Tier.TRIVIAL:  # no trivial keyword: small is not the same as trivial
+        best = Tier.STANDARD
+        reasons.append("small but no trivial keyword")
+    return best, round(counts[best] / 3, 2), reasons
+
+
+def classify(task: SubmitTask) -> Complexity:
+    tier, confidence, reasons = infer(
+        task.description, len(task.file_hints), len(task.verification_steps)
+    )
+    if task.complexity_tier is not None:
+        return Complexity(
+            tier=task.complexity_tier,
+            source="explicit",
+            inferred_tier=tier,
+            confidence=1.0,
+            reasons=[*reasons, f"given as {task.complexity_tier}"],
+        )
+    return Complexity(
+        tier=tier, source="inferred", inferred_tier=tier, confidence=confidence, reasons=reasons
+    )

@@ -1,0 +1,51 @@
+"""NATS RPC of the queue: agentcom.rpc.queue.submit|claim|report|requeue|stats.
+
+Same ops as the HTTP API, through `micro.endpoint` (errors become Nats-Service-Error headers).
+NATS callers are services and sidecars on the hub's own NATS account, so the actor is the
+subject's caller as the payload names it.
+"""
+
+from datetime import timedelta
+from functools import partial
+
+from agentcom_common import micro
+from agentcom_common.contracts.task import (
+    Claimed,
+    ClaimTask,
+    QueueStats,
+    ReportTask,
+    RequeueTask,
+    StatsRequest,
+    SubmitTask,
+    TaskView,
+)
+from agentcom_common.service import Loops, Resources
+from agentcom_queue import ops
+
+
+async def register(res: Resources, loops: Loops, *, retry_backoff: timedelta) -> None:
+    del loops  # the queue runs no loop of its own yet
+    q = ops.Queue(res.engine, res.outbox, retry_backoff)
+
+    async def submit(body: SubmitTask) -> TaskView:
+        return await ops.submit(q, body, "nats")
+
+    async def claim(body: ClaimTask) -> Claimed:
+        task = await ops.claim(q, body.agent_id, list(body.capabilities), list(body.repos))
+        return Claimed(task=task)
+
+    async def requeue(body: RequeueTask) -> TaskView:
+        return await ops.requeue(q, body, "nats")
+
+    async def stats(_body: StatsRequest) -> QueueStats:
+        by_state, by_lane = await ops.stats(q)
+        return QueueStats(by_state=by_state, queued_by_lane=by_lane)
+
+    group = res.group
+    await group.add_endpoint(name="submit", handler=micro.endpoint(SubmitTask, submit))
+    await group.add_endpoint(name="claim", handler=micro.endpoint(ClaimTask, claim))
+    await group.add_endpoint(
+        name="report", handler=micro.endpoint(ReportTask, partial(ops.report, q))
+    )
+    await group.add_endpoint(name="requeue", handler=micro.endpoint(RequeueTask, requeue))
+    await group.add_endpoint(name="stats", handler=micro.endpoint(StatsRequest, stats))

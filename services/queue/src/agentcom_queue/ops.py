@@ -1,0 +1,525 @@
+"""Queue use cases, one transaction each: the change, its history rows and its events commit
+together (house style 2.3). HTTP routes and NATS endpoints both call these.
+"""
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from agentcom_common import clock, outbox, subjects
+from agentcom_common.contracts.task import (
+    LANE_ORDER,
+    Complexity,
+    Lane,
+    ReportTask,
+    RequeueTask,
+    SubmitTask,
+    TaskState,
+    TaskTransition,
+    TaskView,
+)
+from agentcom_common.errors import (
+    ForbiddenError,
+    InvalidError,
+    InvalidTransitionError,
+    NotFoundError,
+    StaleGenerationError,
+    TransitionRefusedError,
+)
+from agentcom_queue import complexity, states, store
+
+S = TaskState
+LANES = list(Lane)
+
+# the event each transition emits: agentcom.evt.task.<name>
+EVENT_OF: dict[tuple[TaskState | None, TaskState], str] = {
+    (S.WAITING, S.QUEUED): "released",
+    (S.QUEUED, S.ASSIGNED): "assigned",
+    (S.ASSIGNED, S.WORKING): "accepted",
+    (S.ASSIGNED, S.QUEUED): "requeued",
+    (S.WORKING, S.QUEUED): "requeued",
+    (S.FAILED, S.QUEUED): "retried",
+    (S.DEAD_LETTER, S.QUEUED): "retried",
+    (S.FAILED, S.DEAD_LETTER): "dead_lettered",
+}
+_BY_TARGET = {
+    S.COMPLETED: "completed",
+    S.PARTIAL_PASS: "partial_pass",
+    S.FAILED: "failed",
+    S.CANCELLED: "cancelled",
+    S.WAITING: "submitted",
+    S.QUEUED: "submitted",
+}
+
+
+def event_name(source: TaskState | None, target: TaskState) -> str:
+    return EVENT_OF.get((source, target)) or _BY_TARGET[target]
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """What the ops need: the engine, the outbox table, and the retry backoff."""
+
+    engine: AsyncEngine
+    outbox: Table
+    retry_backoff: timedelta = timedelta(0)
+
+
+def view(row: store.TaskRow) -> TaskView:
+    return TaskView(
+        id=row.id,
+        state=S(row.state),
+        priority=LANES[row.lane],
+        description=row.description,
+        generation=row.generation,
+        retry_count=row.retry_count,
+        max_retries=row.max_retries,
+        assigned_to=row.assigned_to,
+        complete_by=row.complete_by,
+        needed_capabilities=list(row.needed_capabilities),
+        repo=row.repo,
+        branch=row.branch,
+        file_hints=row.file_hints,
+        success_criteria=row.success_criteria,
+        verification_steps=row.verification_steps,
+        complexity=Complexity.model_validate(row.complexity),
+        depends_on=list(row.depends_on),
+        goal_id=row.goal_id,
+        metadata=row.metadata,
+        last_error=row.last_error,
+        blocked_reason=row.blocked_reason,
+        result=row.result,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def _emit(
+    q: Queue,
+    conn: AsyncConnection,
+    row: store.TaskRow,
+    source: TaskState | None,
+    reason: str,
+    actor: str,
+) -> None:
+    target = S(row.state)
+    event = TaskTransition(
+        task_id=row.id,
+        from_state=source,
+        to_state=target,
+        generation=row.generation,
+        reason=reason,
+        actor=actor,
+        at=clock.now(),
+    )
+    await outbox.add(conn, q.outbox, subjects.event("task", event_name(source, target)), event)
+
+
+async def _move(
+    q: Queue,
+    conn: AsyncConnection,
+    task_id: str,
+    to: TaskState,
+    *,
+    reason: str,
+    actor: str,
+    generation: int | None = None,
+    values: dict[str, Any] | None = None,
+) -> store.TaskRow:
+    source, row = await store.move(
+        conn, task_id, to, generation=generation, reason=reason, actor=actor, values=values
+    )
+    await _emit(q, conn, row, source, reason, actor)
+    return row
+
+
+def _normalize_repo(url: str | None) -> str | None:
+    if url is None:
+        return None
+    url = url.strip().rstrip("/")
+    return url.removesuffix(".git") or None
+
+
+async def submit(q: Queue, task: SubmitTask, actor: str) -> TaskView:
+    """Create a task. Idempotency key: `client_key` (the same key returns the same task)."""
+    deps = list(dict.fromkeys(task.depends_on))
+    if len(deps) != len(task.depends_on):
+        raise InvalidError("depends_on lists a task twice", field="depends_on")
+    async with q.engine.begin() as conn:
+        if task.client_key and (existing := await store.fetch_by_key(conn, task.client_key)):
+            return view(existing)
+        known = await store.states_of(conn, deps)
+        if unknown := [d for d in deps if d not in known]:
+            raise InvalidError(
+                f"depends_on names unknown tasks: {', '.join(unknown)}",
+                code="unknown_dependencies",
+                field="depends_on",
+            )
+        blocked = [d for d, s in known.items() if s in (S.DEAD_LETTER, S.CANCELLED)]
+        met = all(s is S.COMPLETED for s in known.values())
+        row = await store.insert_task(conn, _values(task, deps, met, blocked, actor))
+        if row is None:  # a concurrent submit with the same key won
+            existing = await store.fetch_by_key(conn, task.client_key or "")
+            assert existing is not None
+            return view(existing)
+        row = await _with_repo(conn, row, task)
+        await store.insert_deps(conn, row.id, deps)
+        await store.record_creation(conn, row, actor)
+        await _emit(q, conn, row, None, "submitted", actor)
+    return view(row)
+
+
+async def _with_repo(conn: AsyncConnection, row: store.TaskRow, task: SubmitTask) -> store.TaskRow:
+    if task.repo is not None:
+        return row
+    inherited = await store.top_active_repo(conn)
+    if inherited is None:
+        return row
+    return await store.set_fields(conn, row.id, {"repo": inherited})
+
+
+def _values(
+    task: SubmitTask, deps: list[str], met: bool, blocked: list[str], actor: str
+) -> dict[str, Any]:
+    return {
+        "id": f"task-{secrets.token_hex(8)}",
+        "client_key": task.client_key,
+        "state": (S.QUEUED if met else S.WAITING).value,
+        "lane": LANE_ORDER[task.priority],
+        "description": task.description,
+        "max_retries": task.max_retries,
+        "complete_by": task.complete_by,
+        "needed_capabilities": list(task.needed_capabilities),
+        "repo": _normalize_repo(task.repo),
+        "branch": task.branch,
+        "file_hints": [h.model_dump(mode="json") for h in task.file_hints],
+        "success_criteria": list(task.success_criteria),
+        "verification_steps": [s.model_dump(mode="json") for s in task.verification_steps],
+        "complexity": complexity.classify(task).model_dump(mode="json"),
+        "depends_on": deps,
+        "goal_id": task.goal_id,
+        "metadata": task.metadata,
+        "submitted_by": actor,
+        "blocked_reason": f"dependency {blocked[0]} did not complete" if blocked else None,
+    }
+
+
+async def claim(
+    q: Queue, agent_id: str, capabilities: list[str], agent_repos: list[str]
+) -> TaskView | None:
+    """Assign the best eligible task (lane, then age) to `agent_id`, or None."""
+    async with q.engine.begin() as conn:
+        row = await store.claim_next(conn, agent_id, capabilities, agent_repos)
+        if row is None:
+            return None
+        await _emit(q, conn, row, S.QUEUED, "claimed", agent_id)
+    return view(row)
+
+
+_OUTCOME = {
+    "accepted": S.WORKING,
+    "completed": S.COMPLETED,
+    "partial_pass": S.PARTIAL_PASS,
+    "failed": S.FAILED,
+}
+
+
+async def report(q: Queue, msg: ReportTask) -> TaskView:
+    """Apply an agent's report. Idempotency key: (task_id, generation, outcome).
+
+    A report for an older generation is refused with `stale_generation` and changes nothing; a
+    repeat of the report already applied at this generation returns the task unchanged.
+    """
+    target = _OUTCOME[msg.outcome]
+    async with q.engine.begin() as conn:
+        row = await _fenced(conn, msg.task_id, msg.generation)
+        if _already_applied(row, target):
+            return view(row)
+        if S(row.state) not in states.ACTIVE:
+            raise StaleGenerationError(
+                f"assignment {msg.generation} of task {msg.task_id} has ended; it is {row.state}"
+            )
+        if row.assigned_to != msg.agent_id:
+            raise ForbiddenError(
+                f"task {msg.task_id} is assigned to {row.assigned_to}, not {msg.agent_id}",
+                code="wrong_agent",
+            )
+        if not states.allowed(S(row.state), target):
+            raise InvalidTransitionError(
+                f"task {msg.task_id} is {row.state}; a {msg.outcome} report needs it to be "
+                f"{' or '.join(sorted(states.sources(target)))}"
+            )
+        values: dict[str, Any] = {"result": msg.result or None}
+        if target is S.FAILED:
+            values["last_error"] = msg.error or "failed without an error message"
+        row = await _move(
+            q,
+            conn,
+            msg.task_id,
+            target,
+            generation=msg.generation,
+            reason=msg.outcome,
+            actor=msg.agent_id,
+            values=values,
+        )
+        row = await _after_end(q, conn, row)
+    return view(row)
+
+
+def _already_applied(row: store.TaskRow, target: TaskState) -> bool:
+    """At the same generation, the task can only be here because this report was applied."""
+    if target is S.FAILED:  # a failure moves on at once: retried or dead-lettered
+        return row.state in (S.FAILED.value, S.QUEUED.value, S.DEAD_LETTER.value)
+    return row.state == target.value
+
+
+async def _after_end(q: Queue, conn: AsyncConnection, row: store.TaskRow) -> store.TaskRow:
+    """Follow-ups of a state change: retry or dead-letter a failure, release or block dependents."""
+    state = S(row.state)
+    if state is S.FAILED:
+        if row.retry_count < row.max_retries:
+            not_before = clock.now() + q.retry_backoff * (2**row.retry_count)
+            return await _move(
+                q,
+                conn,
+                row.id,
+                S.QUEUED,
+                reason="retry",
+                actor="queue",
+                values={
+                    "retry_count": row.retry_count + 1,
+                    "not_before": not_before,
+                    "seq": store.next_seq(),
+                    "assigned_to": None,
+                },
+            )
+        row = await _move(
+            q,
+            conn,
+            row.id,
+            S.DEAD_LETTER,
+            actor="queue",
+            reason=f"failed {row.retry_count + 1} times; last error: {row.last_error}",
+        )
+        await _block_dependents(conn, row.id, "dead-lettered")
+    elif state is S.COMPLETED:
+        await _release_dependents(q, conn, row.id)
+    elif state is S.CANCELLED:
+        await _block_dependents(conn, row.id, "cancelled")
+    return row
+
+
+async def _release_dependents(q: Queue, conn: AsyncConnection, task_id: str) -> None:
+    for dependent in await store.waiting_dependents(conn, task_id):
+        if await store.unmet_dependencies(conn, dependent) == 0:
+            await _move(
+                q,
+                conn,
+                dependent,
+                S.QUEUED,
+                reason=f"dependency {task_id} completed",
+                actor="queue",
+                values={"blocked_reason": None},
+            )
+
+
+async def _block_dependents(conn: AsyncConnection, task_id: str, how: str) -> None:
+    dependents = await store.waiting_dependents(conn, task_id)
+    await store.set_blocked(conn, dependents, f"dependency {task_id} was {how}")
+
+
+async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
+    """Hand an assignment back to the queue (not a failure: no retry is counted)."""
+    async with q.engine.begin() as conn:
+        row = await _fenced(conn, msg.task_id, msg.generation)
+        if row.state == S.QUEUED.value:
+            return view(row)
+        row = await _move(
+            q,
+            conn,
+            msg.task_id,
+            S.QUEUED,
+            generation=msg.generation,
+            reason=msg.reason,
+            actor=actor,
+            values={"assigned_to": None, "seq": store.next_seq()},
+        )
+    return view(row)
+
+
+async def _fenced(conn: AsyncConnection, task_id: str, generation: int) -> store.TaskRow:
+    row = await store.fetch(conn, task_id, lock=True)
+    if row is None:
+        raise NotFoundError(f"no task {task_id}", code="task_not_found")
+    if row.generation != generation:
+        raise StaleGenerationError(
+            f"task {task_id} is at generation {row.generation}, not {generation}"
+        )
+    return row
+
+
+async def cancel(q: Queue, task_id: str, actor: str) -> TaskView:
+    """Cancel a task that has not ended. The record is kept; cancelling twice is a no-op."""
+    async with q.engine.begin() as conn:
+        row = await store.fetch(conn, task_id, lock=True)
+        if row is None:
+            raise NotFoundError(f"no task {task_id}", code="task_not_found")
+        if row.state == S.CANCELLED.value:
+            return view(row)
+        if S(row.state) not in states.CANCELLABLE:
+            raise InvalidTransitionError(
+                f"task {task_id} is {row.state}; only "
+                f"{', '.join(sorted(states.CANCELLABLE))} tasks can be cancelled"
+            )
+        row = await _move(q, conn, task_id, S.CANCELLED, reason="cancelled", actor=actor)
+        row = await _after_end(q, conn, row)
+    return view(row)
+
+
+async def retry_dead_letter(q: Queue, task_id: str, actor: str) -> TaskView:
+    """Put a dead-lettered task back in its lane with a fresh retry budget."""
+    async with q.engine.begin() as conn:
+        try:
+            row = await _move(
+                q,
+                conn,
+                task_id,
+                S.QUEUED,
+                reason="retried by hand",
+                actor=actor,
+                values={
+                    "retry_count": 0,
+                    "assigned_to": None,
+                    "seq": store.next_seq(),
+                    "not_before": clock.now(),
+                },
+            )
+        except TransitionRefusedError:
+            if await store.fetch(conn, task_id) is None:
+                raise NotFoundError(f"no task {task_id}", code="task_not_found") from None
+            raise InvalidTransitionError(
+                f"task {task_id} is not dead-lettered; only dead-lettered tasks can be retried"
+            ) from None
+        await store.set_blocked(conn, await store.waiting_dependents(conn, task_id), None)
+    return view(row)
+
+
+async def get(q: Queue, task_id: str) -> TaskView:
+    async with q.engine.connect() as conn:
+        row = await store.fetch(conn, task_id)
+    if row is None:
+        raise NotFoundError(f"no task {task_id}", code="task_not_found")
+    return view(row)
+
+
+async def history(q: Queue, task_id: str) -> list[TaskTransition]:
+    async with q.engine.connect() as conn:
+        if await store.fetch(conn, task_id) is None:
+            raise NotFoundError(f"no task {task_id}", code="task_not_found")
+        rows = await store.history(conn, task_id)
+    return [
+        TaskTransition(
+            task_id=r.task_id,
+            from_state=S(r.from_state) if r.from_state else None,
+            to_state=S(r.to_state),
+            generation=r.generation,
+            reason=r.reason,
+            actor=r.actor,
+            at=r.at,
+        )
+        for r in rows
+    ]
+
+
+async def page(
+    q: Queue,
+    *,
+    state: TaskState | None,
+    priority: Lane | None,
+    goal_id: str | None,
+    assigned_to: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[TaskView], str | None]:
+    """One page of tasks, newest first; returns the cursor of the next page (None at the end)."""
+    after = _decode_cursor(cursor)
+    async with q.engine.connect() as conn:
+        rows = await store.page(
+            conn,
+            state=state,
+            lane=LANE_ORDER[priority] if priority else None,
+            goal_id=goal_id,
+            assigned_to=assigned_to,
+            after_seq=after,
+            limit=limit + 1,
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [view(r) for r in rows], (str(rows[-1].seq) if more and rows else None)
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not cursor.isdigit():
+        raise InvalidError("cursor must be the `next_cursor` of a previous page", field="cursor")
+    return int(cursor)
+
+
+async def stats(q: Queue) -> tuple[dict[str, int], dict[str, int]]:
+    async with q.engine.connect() as conn:
+        by_state, by_lane = await store.count_by(conn)
+    return (
+        {s.value: by_state.get(s.value, 0) for s in S},
+        {lane.value: by_lane.get(rank, 0) for lane, rank in LANE_ORDER.items()},
+    )
+
+
+async def list_repos(q: Queue) -> list[dict[str, Any]]:
+    async with q.engine.connect() as conn:
+        rows = await store.list_repos(conn)
+    return [
+        {"url": r.url, "position": r.position, "paused": r.paused, "added_by": r.added_by}
+        for r in rows
+    ]
+
+
+async def add_repo(q: Queue, url: str, actor: str) -> list[dict[str, Any]]:
+    normalized = _normalize_repo(url)
+    if not normalized:
+        raise InvalidError("url is empty after trimming", field="url")
+    async with q.engine.begin() as conn:
+        await store.add_repo(conn, normalized, actor)
+    return await list_repos(q)
+
+
+async def remove_repo(q: Queue, url: str) -> list[dict[str, Any]]:
+    async with q.engine.begin() as conn:
+        if not await store.remove_repo(conn, _normalize_repo(url) or ""):
+            raise NotFoundError(f"no repo {url}", code="repo_not_found")
+    return await list_repos(q)
+
+
+async def pause_repo(q: Queue, url: str, paused: bool) -> list[dict[str, Any]]:
+    async with q.engine.begin() as conn:
+        if not await store.set_paused(conn, _normalize_repo(url) or "", paused):
+            raise NotFoundError(f"no repo {url}", code="repo_not_found")
+    return await list_repos(q)
+
+
+async def reorder_repos(q: Queue, order: list[str]) -> list[dict[str, Any]]:
+    wanted = [_normalize_repo(u) or "" for u in order]
+    async with q.engine.begin() as conn:
+        known = {r.url for r in await store.list_repos(conn)}
+        if set(wanted) != known or len(wanted) != len(known):
+            raise InvalidError(
+                "order must list every registered repo exactly once; registered: "
+                + ", ".join(sorted(known)),
+                field="order",
+            )
+        await store.reorder_repos(conn, wanted)
+    return await list_repos(q)

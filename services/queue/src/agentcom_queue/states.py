@@ -1,0 +1,43 @@
+"""The task state machine as data.
+
+Rules: a state change is allowed only along TRANSITIONS; `store.move` puts `sources(target)` in
+the UPDATE's WHERE, which is the guard that holds when two writers race. Terminal states have
+no exits except FAILED, which is a waypoint: it goes back to QUEUED while retries remain, else
+to DEAD_LETTER. DEAD_LETTER may be retried by a person (back to QUEUED); the record is kept.
+"""
+
+from types import MappingProxyType
+from typing import Final
+
+from agentcom_common.contracts.task import TaskState
+
+S = TaskState
+
+TRANSITIONS: Final = MappingProxyType[TaskState, frozenset[TaskState]](
+    {
+        S.WAITING: frozenset({S.QUEUED, S.CANCELLED}),
+        S.QUEUED: frozenset({S.ASSIGNED, S.CANCELLED}),
+        S.ASSIGNED: frozenset(
+            {S.WORKING, S.QUEUED, S.FAILED, S.CANCELLED}
+        ),  # QUEUED: never accepted
+        S.WORKING: frozenset({S.COMPLETED, S.PARTIAL_PASS, S.FAILED, S.QUEUED, S.CANCELLED}),
+        S.FAILED: frozenset({S.QUEUED, S.DEAD_LETTER}),
+        S.DEAD_LETTER: frozenset({S.QUEUED}),  # a person's retry
+        S.COMPLETED: frozenset[TaskState](),
+        S.PARTIAL_PASS: frozenset[TaskState](),
+        S.CANCELLED: frozenset[TaskState](),
+    }
+)
+
+TERMINAL: Final = frozenset({S.COMPLETED, S.PARTIAL_PASS, S.DEAD_LETTER, S.CANCELLED})
+ACTIVE: Final = frozenset({S.ASSIGNED, S.WORKING})
+CANCELLABLE: Final = frozenset(s for s, targets in TRANSITIONS.items() if S.CANCELLED in targets)
+
+
+def sources(target: TaskState) -> frozenset[TaskState]:
+    """States `target` may be entered from; store.py puts them in the UPDATE's WHERE."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+def allowed(source: TaskState, target: TaskState) -> bool:
+    return target in TRANSITIONS[source]

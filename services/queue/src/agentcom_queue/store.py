@@ -1,0 +1,273 @@
+"""Every SQL statement on the `queue` schema. The only importer of tables.py.
+
+Guards live in the SQL: `move` updates only from the states `states.sources(target)` allows and
+only at the expected generation, so of two racing writers exactly one UPDATE matches.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, and_, exists, func, insert, not_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agentcom_common.contracts.task import TaskState
+from agentcom_common.errors import TransitionRefusedError
+from agentcom_queue import states
+from agentcom_queue.tables import repos, task_deps, task_history, tasks
+
+TaskRow = Row[Any]
+
+
+def next_seq() -> Any:
+    """A fresh FIFO position: a requeued or retried task goes to the back of its lane."""
+    return func.nextval(func.pg_get_serial_sequence("queue.tasks", "seq"))
+
+
+async def insert_task(conn: AsyncConnection, values: dict[str, Any]) -> TaskRow | None:
+    """Insert a task; None when its client_key already exists (the caller fetches that one)."""
+    stmt = pg_insert(tasks).values(**values).returning(*tasks.c)
+    if values.get("client_key") is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=[tasks.c.client_key])
+    return (await conn.execute(stmt)).one_or_none()
+
+
+async def insert_deps(conn: AsyncConnection, task_id: str, depends_on: Sequence[str]) -> None:
+    if depends_on:
+        await conn.execute(
+            insert(task_deps), [{"task_id": task_id, "depends_on": d} for d in depends_on]
+        )
+
+
+async def fetch(conn: AsyncConnection, task_id: str, *, lock: bool = False) -> TaskRow | None:
+    stmt = select(tasks).where(tasks.c.id == task_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).one_or_none()
+
+
+async def fetch_by_key(conn: AsyncConnection, client_key: str) -> TaskRow | None:
+    return (await conn.execute(select(tasks).where(tasks.c.client_key == client_key))).one_or_none()
+
+
+async def states_of(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, TaskState]:
+    rows = await conn.execute(select(tasks.c.id, tasks.c.state).where(tasks.c.id.in_(ids)))
+    return {row.id: TaskState(row.state) for row in rows}
+
+
+async def move(
+    conn: AsyncConnection,
+    task_id: str,
+    to: TaskState,
+    *,
+    generation: int | None = None,
+    reason: str,
+    actor: str,
+    values: dict[str, Any] | None = None,
+) -> tuple[TaskState, TaskRow]:
+    """Move a task along TRANSITIONS, record the history row; returns (previous state, row)."""
+    current = (
+        select(tasks.c.state).where(tasks.c.id == task_id).scalar_subquery()
+    )  # the pre-update state, read inside the same statement
+    stmt = (
+        update(tasks)
+        .where(tasks.c.id == task_id)
+        .where(tasks.c.state.in_(sorted(states.sources(to))))  # the guard that holds under races
+        .values(state=to.value, updated_at=func.now(), **(values or {}))
+        .returning(current.label("previous"), *tasks.c)
+    )
+    if generation is not None:
+        stmt = stmt.where(tasks.c.generation == generation)
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is None:
+        raise TransitionRefusedError(f"task {task_id} cannot move to {to} now")
+    await conn.execute(
+        insert(task_history).values(
+            task_id=task_id,
+            from_state=row.previous,
+            to_state=to.value,
+            generation=row.generation,
+            reason=reason,
+            actor=actor,
+        )
+    )
+    return TaskState(row.previous), row
+
+
+async def record_creation(conn: AsyncConnection, row: TaskRow, actor: str) -> None:
+    await conn.execute(
+        insert(task_history).values(
+            task_id=row.id,
+            from_state=None,
+            to_state=row.state,
+            generation=0,
+            reason="submitted",
+            actor=actor,
+        )
+    )
+
+
+def _repo_allowed(agent_repos: Sequence[str]) -> Any:
+    paused = exists().where(repos.c.url == tasks.c.repo, repos.c.paused)
+    allowed = [tasks.c.repo.is_(None) | not_(paused)]
+    if agent_repos:
+        allowed.append(or_(tasks.c.repo.is_(None), tasks.c.repo.in_(agent_repos)))
+    return and_(*allowed)
+
+
+async def claim_next(
+    conn: AsyncConnection, agent_id: str, capabilities: Sequence[str], agent_repos: Sequence[str]
+) -> TaskRow | None:
+    """Assign the best claimable task to `agent_id`: lane, then age. Bumps the generation.
+
+    SKIP LOCKED lets concurrent claimers pass over each other's candidates instead of queueing
+    on them; the partial index `tasks_claim` matches the ORDER BY.
+    """
+    candidate = (
+        select(tasks.c.id)
+        .where(
+            tasks.c.state == TaskState.QUEUED.value,
+            tasks.c.not_before <= func.now(),
+            tasks.c.needed_capabilities.contained_by(list(capabilities)),
+            _repo_allowed(agent_repos),
+        )
+        .order_by(tasks.c.lane, tasks.c.seq)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(tasks)
+        .where(tasks.c.id == candidate)
+        .values(
+            state=TaskState.ASSIGNED.value,
+            generation=tasks.c.generation + 1,
+            assigned_to=agent_id,
+            assigned_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(*tasks.c)
+    )
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is not None:
+        await conn.execute(
+            insert(task_history).values(
+                task_id=row.id,
+                from_state=TaskState.QUEUED.value,
+                to_state=row.state,
+                generation=row.generation,
+                reason="claimed",
+                actor=agent_id,
+            )
+        )
+    return row
+
+
+async def waiting_dependents(conn: AsyncConnection, task_id: str) -> list[str]:
+    rows = await conn.execute(
+        select(tasks.c.id)
+        .join(task_deps, task_deps.c.task_id == tasks.c.id)
+        .where(task_deps.c.depends_on == task_id, tasks.c.state == TaskState.WAITING.value)
+    )
+    return [row.id for row in rows]
+
+
+async def unmet_dependencies(conn: AsyncConnection, task_id: str) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(task_deps.join(tasks, tasks.c.id == task_deps.c.depends_on))
+        .where(task_deps.c.task_id == task_id, tasks.c.state != TaskState.COMPLETED.value)
+    )
+    return (await conn.execute(stmt)).scalar_one()
+
+
+async def set_blocked(conn: AsyncConnection, task_ids: Sequence[str], reason: str | None) -> None:
+    if task_ids:
+        await conn.execute(
+            update(tasks)
+            .where(tasks.c.id.in_(task_ids))
+            .values(blocked_reason=reason, updated_at=func.now())
+        )
+
+
+async def history(conn: AsyncConnection, task_id: str) -> Sequence[Row[Any]]:
+    stmt = select(task_history).where(task_history.c.task_id == task_id).order_by(task_history.c.id)
+    return (await conn.execute(stmt)).all()
+
+
+async def page(
+    conn: AsyncConnection,
+    *,
+    state: TaskState | None,
+    lane: int | None,
+    goal_id: str | None,
+    assigned_to: str | None,
+    after_seq: int | None,
+    limit: int,
+) -> Sequence[TaskRow]:
+    """Tasks newest first, `limit` at a time; the cursor is the last row's seq."""
+    stmt = select(tasks).order_by(tasks.c.seq.desc()).limit(limit)
+    for column, value in (
+        (tasks.c.state, state.value if state else None),
+        (tasks.c.lane, lane),
+        (tasks.c.goal_id, goal_id),
+        (tasks.c.assigned_to, assigned_to),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if after_seq is not None:
+        stmt = stmt.where(tasks.c.seq < after_seq)
+    return (await conn.execute(stmt)).all()
+
+
+async def count_by(conn: AsyncConnection) -> tuple[dict[str, int], dict[int, int]]:
+    by_state = await conn.execute(select(tasks.c.state, func.count()).group_by(tasks.c.state))
+    by_lane = await conn.execute(
+        select(tasks.c.lane, func.count())
+        .where(tasks.c.state == TaskState.QUEUED.value)
+        .group_by(tasks.c.lane)
+    )
+    return {r[0]: r[1] for r in by_state}, {r[0]: r[1] for r in by_lane}
+
+
+# repo registry ---------------------------------------------------------------------------
+
+
+async def top_active_repo(conn: AsyncConnection) -> str | None:
+    stmt = select(repos.c.url).where(not_(repos.c.paused)).order_by(repos.c.position).limit(1)
+    return (await conn.execute(stmt)).scalar_one_or_none()
+
+
+async def list_repos(conn: AsyncConnection) -> Sequence[Row[Any]]:
+    return (await conn.execute(select(repos).order_by(repos.c.position))).all()
+
+
+async def add_repo(conn: AsyncConnection, url: str, added_by: str) -> bool:
+    """Append `url` at the end; False if it is already registered."""
+    last = select(func.coalesce(func.max(repos.c.position), -1) + 1).scalar_subquery()
+    stmt = (
+        pg_insert(repos)
+        .values(url=url, position=last, added_by=added_by)
+        .on_conflict_do_nothing(index_elements=[repos.c.url])
+    )
+    return (await conn.execute(stmt)).rowcount == 1
+
+
+async def remove_repo(conn: AsyncConnection, url: str) -> bool:
+    return (await conn.execute(repos.delete().where(repos.c.url == url))).rowcount == 1
+
+
+async def set_paused(conn: AsyncConnection, url: str, paused: bool) -> bool:
+    stmt = update(repos).where(repos.c.url == url).values(paused=paused)
+    return (await conn.execute(stmt)).rowcount == 1
+
+
+async def reorder_repos(conn: AsyncConnection, order: Sequence[str]) -> None:
+    for position, url in enumerate(order):
+        await conn.execute(update(repos).where(repos.c.url == url).values(position=position))
+
+
+async def set_fields(conn: AsyncConnection, task_id: str, values: dict[str, Any]) -> TaskRow:
+    """Change fields that are not the state (the repo a task inherits at submit)."""
+    stmt = update(tasks).where(tasks.c.id == task_id).values(**values).returning(*tasks.c)
+    return (await conn.execute(stmt)).one()

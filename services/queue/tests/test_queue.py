@@ -1,0 +1,305 @@
+"""The queue's behaviour through its real interfaces: HTTP for people, NATS RPC for agents."""
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from nats.aio.client import Client
+
+Json = dict[str, Any]
+
+
+async def submit(api: httpx.AsyncClient, **fields: Any) -> Json:
+    body = {"description": "do the thing"} | fields
+    response = await api.post("/api/tasks", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def rpc(nc: Client, op: str, body: Json) -> Json:
+    reply = await nc.request(f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=10)
+    if reply.headers and "Nats-Service-Error-Code" in reply.headers:
+        return {
+            "error": reply.headers["Nats-Service-Error-Code"],
+            "detail": reply.headers.get("Nats-Service-Error", ""),
+        }
+    return json.loads(reply.data)
+
+
+async def claim(nc: Client, agent: str = "a1", **fields: Any) -> Json | None:
+    return (await rpc(nc, "claim", {"agent_id": agent} | fields))["task"]
+
+
+async def report(nc: Client, task: Json, outcome: str, agent: str = "a1", **fields: Any) -> Json:
+    body = {
+        "task_id": task["id"],
+        "agent_id": agent,
+        "generation": task["generation"],
+        "outcome": outcome,
+    } | fields
+    return await rpc(nc, "report", body)
+
+
+async def test_claims_follow_lanes_then_age(api: httpx.AsyncClient, nc: Client) -> None:
+    low = await submit(api, priority="low")
+    normal_1 = await submit(api)
+    urgent = await submit(api, priority="urgent")
+    normal_2 = await submit(api)
+    high = await submit(api, priority="high")
+
+    order = [(await claim(nc))["id"] for _ in range(5)]  # type: ignore[index]
+
+    assert order == [urgent["id"], high["id"], normal_1["id"], normal_2["id"], low["id"]]
+    assert await claim(nc) is None
+
+
+async def test_full_cycle_bumps_generation_and_keeps_history(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    task = await submit(api)
+    claimed = await claim(nc)
+    assert claimed is not None and claimed["generation"] == 1
+
+    await report(nc, claimed, "accepted")
+    done = await report(nc, claimed, "completed", result={"summary": "ok"})
+
+    assert done["state"] == "completed"
+    history = (await api.get(f"/api/tasks/{task['id']}/history")).json()
+    assert [h["to_state"] for h in history] == ["queued", "assigned", "working", "completed"]
+    assert {h["generation"] for h in history[1:]} == {1}
+
+
+async def test_failures_retry_then_dead_letter_with_last_error(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    task = await submit(api, max_retries=2)
+    for attempt in range(3):
+        claimed = await claim(nc)
+        assert claimed is not None and claimed["id"] == task["id"]
+        await report(nc, claimed, "accepted")
+        after = await report(nc, claimed, "failed", error=f"boom {attempt}")
+
+    assert after["state"] == "dead_letter"
+    assert after["last_error"] == "boom 2"
+    dead = (await api.get("/api/tasks/dead-letter")).json()["tasks"]
+    assert [t["id"] for t in dead] == [task["id"]]
+
+    retried = (await api.post(f"/api/tasks/{task['id']}/retry")).json()
+    assert (retried["state"], retried["retry_count"]) == ("queued", 0)
+
+
+async def test_stale_report_is_refused_and_changes_nothing(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    await submit(api)
+    first = await claim(nc)
+    assert first is not None
+    await rpc(nc, "requeue", {"task_id": first["id"], "generation": 1, "reason": "agent offline"})
+    second = await claim(nc, "a2")
+    assert second is not None and second["generation"] == 2
+
+    late = await report(nc, first, "completed")
+
+    assert late["error"] == "stale_generation"
+    assert (await api.get(f"/api/tasks/{first['id']}")).json()["state"] == "assigned"
+
+
+async def test_duplicate_report_is_acknowledged_once(api: httpx.AsyncClient, nc: Client) -> None:
+    await submit(api)
+    claimed = await claim(nc)
+    assert claimed is not None
+    await report(nc, claimed, "accepted")
+
+    first = await report(nc, claimed, "completed")
+    again = await report(nc, claimed, "completed")
+
+    assert first == again
+    history = (await api.get(f"/api/tasks/{claimed['id']}/history")).json()
+    assert [h["to_state"] for h in history].count("completed") == 1
+
+
+async def test_report_from_another_agent_is_refused(api: httpx.AsyncClient, nc: Client) -> None:
+    await submit(api)
+    claimed = await claim(nc, "a1")
+    assert claimed is not None
+
+    forged = await report(nc, claimed, "accepted", agent="mallory")
+
+    assert forged["error"] == "wrong_agent"
+
+
+@pytest.mark.parametrize("state", ["waiting", "queued", "assigned", "working"])
+async def test_cancel_from_every_unfinished_state(
+    api: httpx.AsyncClient, nc: Client, state: str
+) -> None:
+    blocker = await submit(api)
+    task = await submit(api, depends_on=[blocker["id"]]) if state == "waiting" else blocker
+    if state in ("assigned", "working"):
+        claimed = await claim(nc)
+        assert claimed is not None
+        if state == "working":
+            await report(nc, claimed, "accepted")
+    assert (await api.get(f"/api/tasks/{task['id']}")).json()["state"] == state
+
+    cancelled = await api.post(f"/api/tasks/{task['id']}/cancel")
+
+    assert cancelled.json()["state"] == "cancelled"
+    assert (await api.post(f"/api/tasks/{task['id']}/cancel")).status_code == 200
+
+
+async def test_cancelling_an_ended_task_says_why(api: httpx.AsyncClient, nc: Client) -> None:
+    task = await submit(api)
+    await api.post(f"/api/tasks/{task['id']}/cancel")
+    claimed_none = await claim(nc)
+    assert claimed_none is None
+    retry = await api.post(f"/api/tasks/{task['id']}/retry")
+
+    assert retry.status_code == 409
+    assert retry.json()["error"] == "invalid_transition"
+
+
+async def test_dependents_wait_then_release_on_completion(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    first = await submit(api)
+    second = await submit(api)
+    child = await submit(api, depends_on=[first["id"], second["id"]], priority="urgent")
+    assert child["state"] == "waiting"
+
+    for _ in range(2):
+        claimed = await claim(nc)
+        assert claimed is not None and claimed["id"] != child["id"]
+        await report(nc, claimed, "accepted")
+        await report(nc, claimed, "completed")
+
+    assert (await api.get(f"/api/tasks/{child['id']}")).json()["state"] == "queued"
+    released = await claim(nc)
+    assert released is not None and released["id"] == child["id"]
+
+
+async def test_unknown_dependencies_are_named(api: httpx.AsyncClient) -> None:
+    response = await api.post(
+        "/api/tasks", json={"description": "x", "depends_on": ["task-0000000000000000"]}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "depends_on"
+    assert "task-0000000000000000" in response.json()["detail"]
+
+
+async def test_failed_dependency_blocks_dependents_visibly(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    parent = await submit(api, max_retries=0)
+    child = await submit(api, depends_on=[parent["id"]])
+    claimed = await claim(nc)
+    assert claimed is not None
+    await report(nc, claimed, "accepted")
+    await report(nc, claimed, "failed", error="no")
+
+    blocked = (await api.get(f"/api/tasks/{child['id']}")).json()
+    assert blocked["state"] == "waiting"
+    assert parent["id"] in blocked["blocked_reason"]
+
+    await api.post(f"/api/tasks/{parent['id']}/retry")
+    assert (await api.get(f"/api/tasks/{child['id']}")).json()["blocked_reason"] is None
+
+
+async def test_tasks_inherit_the_top_active_repo_and_paused_repos_are_skipped(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    await api.post("/api/repos", json={"url": "https://git.example/a.git"})
+    await api.post("/api/repos", json={"url": "https://git.example/b/"})
+    inherited = await submit(api)
+    assert inherited["repo"] == "https://git.example/a"
+
+    await api.post("/api/repos/pause", json={"url": "https://git.example/a", "paused": True})
+    on_b = await submit(api)
+    assert on_b["repo"] == "https://git.example/b"
+
+    claimed = await claim(nc)
+    assert claimed is not None and claimed["id"] == on_b["id"]
+    assert await claim(nc) is None  # the task on paused repo a waits
+
+    await api.post("/api/repos/pause", json={"url": "https://git.example/a", "paused": False})
+    resumed = await claim(nc)
+    assert resumed is not None and resumed["id"] == inherited["id"]
+
+
+async def test_same_client_key_returns_the_same_task(api: httpx.AsyncClient) -> None:
+    results = await asyncio.gather(
+        *(
+            api.post("/api/tasks", json={"description": "once", "client_key": "k-1"})
+            for _ in range(5)
+        )
+    )
+
+    assert {r.json()["id"] for r in results} == {results[0].json()["id"]}
+    listed = (await api.get("/api/tasks")).json()["tasks"]
+    assert len(listed) == 1
+
+
+async def test_ten_concurrent_claimers_never_share_a_task(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    for _ in range(30):
+        await submit(api)
+
+    async def drain(agent: str) -> list[str]:
+        got: list[str] = []
+        while (task := await claim(nc, agent)) is not None:
+            got.append(task["id"])
+        return got
+
+    claimed = [
+        t for batch in await asyncio.gather(*(drain(f"a{i}") for i in range(10))) for t in batch
+    ]
+
+    assert len(claimed) == 30
+    assert len(set(claimed)) == 30
+
+
+async def test_capabilities_restrict_claims(api: httpx.AsyncClient, nc: Client) -> None:
+    gpu = await submit(api, needed_capabilities=["gpu"])
+
+    assert await claim(nc, capabilities=["python"]) is None
+    got = await claim(nc, capabilities=["python", "gpu"])
+    assert got is not None and got["id"] == gpu["id"]
+
+
+async def test_misspelt_field_is_named_on_http_and_nats(api: httpx.AsyncClient, nc: Client) -> None:
+    http = await api.post("/api/tasks", json={"description": "x", "priorty": "high"})
+    nats_reply = await rpc(nc, "submit", {"description": "x", "priorty": "high"})
+
+    assert http.status_code == 422
+    assert http.json()["field"] == "priorty"
+    assert nats_reply["error"] == "invalid_field"
+    assert nats_reply["detail"].startswith("priorty")
+
+
+async def test_pages_walk_every_task_once(api: httpx.AsyncClient) -> None:
+    made = {(await submit(api))["id"] for _ in range(7)}
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        page = (await api.get("/api/tasks", params=params)).json()
+        seen += [t["id"] for t in page["tasks"]]
+        if (cursor := page["next_cursor"]) is None:
+            break
+
+    assert sorted(seen) == sorted(made)
+
+
+async def test_every_transition_emits_its_event(api: httpx.AsyncClient, nc: Client) -> None:
+    sub = await nc.subscribe("agentcom.evt.task.>")
+    await submit(api)
+    claimed = await claim(nc)
+    assert claimed is not None
+    await report(nc, claimed, "accepted")
+    await report(nc, claimed, "completed")
+
+    names = [(await sub.next_msg(timeout=10)).subject.rsplit(".", 1)[1] for _ in range(4)]
+    assert names == ["submitted", "assigned", "accepted", "completed"]
