@@ -12,7 +12,9 @@ from agentcom_queue.settings import QueueSettings
 
 @pytest.fixture
 def queue_settings(settings: CommonSettings) -> QueueSettings:
-    return QueueSettings(**(settings.model_dump() | {"queue_retry_backoff": timedelta(0)}))
+    return QueueSettings.model_validate(
+        settings.model_dump() | {"queue_retry_backoff": timedelta(0)}
+    )
 
 
 @pytest.fixture

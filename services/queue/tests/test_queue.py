@@ -60,7 +60,8 @@ async def test_full_cycle_bumps_generation_and_keeps_history(
 ) -> None:
     task = await submit(api)
     claimed = await claim(nc)
-    assert claimed is not None and claimed["generation"] == 1
+    assert claimed is not None
+    assert claimed["generation"] == 1
 
     await report(nc, claimed, "accepted")
     done = await report(nc, claimed, "completed", result={"summary": "ok"})
@@ -75,9 +76,11 @@ async def test_failures_retry_then_dead_letter_with_last_error(
     api: httpx.AsyncClient, nc: Client
 ) -> None:
     task = await submit(api, max_retries=2)
+    after: Json = {}
     for attempt in range(3):
         claimed = await claim(nc)
-        assert claimed is not None and claimed["id"] == task["id"]
+        assert claimed is not None
+        assert claimed["id"] == task["id"]
         await report(nc, claimed, "accepted")
         after = await report(nc, claimed, "failed", error=f"boom {attempt}")
 
@@ -98,7 +101,8 @@ async def test_stale_report_is_refused_and_changes_nothing(
     assert first is not None
     await rpc(nc, "requeue", {"task_id": first["id"], "generation": 1, "reason": "agent offline"})
     second = await claim(nc, "a2")
-    assert second is not None and second["generation"] == 2
+    assert second is not None
+    assert second["generation"] == 2
 
     late = await report(nc, first, "completed")
 
@@ -170,13 +174,15 @@ async def test_dependents_wait_then_release_on_completion(
 
     for _ in range(2):
         claimed = await claim(nc)
-        assert claimed is not None and claimed["id"] != child["id"]
+        assert claimed is not None
+        assert claimed["id"] != child["id"]
         await report(nc, claimed, "accepted")
         await report(nc, claimed, "completed")
 
     assert (await api.get(f"/api/tasks/{child['id']}")).json()["state"] == "queued"
     released = await claim(nc)
-    assert released is not None and released["id"] == child["id"]
+    assert released is not None
+    assert released["id"] == child["id"]
 
 
 async def test_unknown_dependencies_are_named(api: httpx.AsyncClient) -> None:
@@ -220,12 +226,14 @@ async def test_tasks_inherit_the_top_active_repo_and_paused_repos_are_skipped(
     assert on_b["repo"] == "https://git.example/b"
 
     claimed = await claim(nc)
-    assert claimed is not None and claimed["id"] == on_b["id"]
+    assert claimed is not None
+    assert claimed["id"] == on_b["id"]
     assert await claim(nc) is None  # the task on paused repo a waits
 
     await api.post("/api/repos/pause", json={"url": "https://git.example/a", "paused": False})
     resumed = await claim(nc)
-    assert resumed is not None and resumed["id"] == inherited["id"]
+    assert resumed is not None
+    assert resumed["id"] == inherited["id"]
 
 
 async def test_same_client_key_returns_the_same_task(api: httpx.AsyncClient) -> None:
@@ -266,7 +274,8 @@ async def test_capabilities_restrict_claims(api: httpx.AsyncClient, nc: Client) 
 
     assert await claim(nc, capabilities=["python"]) is None
     got = await claim(nc, capabilities=["python", "gpu"])
-    assert got is not None and got["id"] == gpu["id"]
+    assert got is not None
+    assert got["id"] == gpu["id"]
 
 
 async def test_misspelt_field_is_named_on_http_and_nats(api: httpx.AsyncClient, nc: Client) -> None:
@@ -294,7 +303,7 @@ async def test_pages_walk_every_task_once(api: httpx.AsyncClient) -> None:
 
 
 async def test_every_transition_emits_its_event(api: httpx.AsyncClient, nc: Client) -> None:
-    sub = await nc.subscribe("agentcom.evt.task.>")
+    sub = await nc.subscribe("agentcom.evt.task.>")  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped callback parameter
     await submit(api)
     claimed = await claim(nc)
     assert claimed is not None

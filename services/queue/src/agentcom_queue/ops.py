@@ -73,7 +73,7 @@ def view(row: store.TaskRow) -> TaskView:
     return TaskView(
         id=row.id,
         state=S(row.state),
-        priority=LANES[row.lane],
+        priority=LANES[int(row.lane)],
         description=row.description,
         generation=row.generation,
         retry_count=row.retry_count,

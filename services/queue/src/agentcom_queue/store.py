@@ -7,7 +7,7 @@ only at the expected generation, so of two racing writers exactly one UPDATE mat
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, exists, func, insert, not_, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, exists, func, insert, not_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -107,9 +107,9 @@ async def record_creation(conn: AsyncConnection, row: TaskRow, actor: str) -> No
     )
 
 
-def _repo_allowed(agent_repos: Sequence[str]) -> Any:
+def _repo_allowed(agent_repos: Sequence[str]) -> ColumnElement[bool]:
     paused = exists().where(repos.c.url == tasks.c.repo, repos.c.paused)
-    allowed = [tasks.c.repo.is_(None) | not_(paused)]
+    allowed: list[ColumnElement[bool]] = [tasks.c.repo.is_(None) | not_(paused)]
     if agent_repos:
         allowed.append(or_(tasks.c.repo.is_(None), tasks.c.repo.in_(agent_repos)))
     return and_(*allowed)
