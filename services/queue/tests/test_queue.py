@@ -312,3 +312,17 @@ async def test_every_transition_emits_its_event(api: httpx.AsyncClient, nc: Clie
 
     names = [(await sub.next_msg(timeout=10)).subject.rsplit(".", 1)[1] for _ in range(4)]
     assert names == ["submitted", "assigned", "accepted", "completed"]
+
+
+@pytest.mark.parametrize("bad", ["nul \x00 inside", "lone \udcf4 surrogate"])
+async def test_text_postgres_cannot_store_is_refused_by_field(
+    api: httpx.AsyncClient, bad: str
+) -> None:
+    response = await api.post(
+        "/api/tasks",
+        content=json.dumps({"description": bad}).encode(),
+        headers={"content-type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "description"

@@ -1,12 +1,12 @@
 """`python -m agentcom_queue`: run the queue service until SIGTERM."""
 
 from agentcom_common import service
-from agentcom_common.settings import CommonSettings
-from agentcom_queue.app import SPEC
+from agentcom_queue.app import SPEC, create_app
+from agentcom_queue.settings import QueueSettings
 
 
 def main() -> None:
-    service.run(SPEC, CommonSettings())
+    service.run(SPEC, QueueSettings(), create_app)
 
 
 if __name__ == "__main__":
