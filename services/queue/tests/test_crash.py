@@ -114,7 +114,7 @@ async def _until(engine: AsyncEngine, count_sql: str, at_least: int) -> None:
 
 async def _task_events(nc: Client, expected: int) -> Counter[tuple[str, str, int]]:
     """Every task event in the stream (waiting for the relay to catch up)."""
-    js = nc.jetstream()
+    js = nc.jetstream()  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped callback parameter
     stored = 0
     for _ in range(200):
         info = await js.stream_info("EVENTS", subjects_filter="agentcom.evt.task.>")
@@ -122,7 +122,7 @@ async def _task_events(nc: Client, expected: int) -> Counter[tuple[str, str, int
         if stored >= expected:
             break
         await asyncio.sleep(0.05)
-    sub = await js.subscribe("agentcom.evt.task.>", ordered_consumer=True)  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped callback parameter
+    sub = await js.subscribe("agentcom.evt.task.>", ordered_consumer=True)
     seen: Counter[tuple[str, str, int]] = Counter()
     for _ in range(stored):
         event = json.loads((await sub.next_msg(timeout=10)).data)
