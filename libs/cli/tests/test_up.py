@@ -101,7 +101,7 @@ class Stack:
 @pytest.fixture
 def home() -> Iterator[Path]:
     path = shared_tmpdir("agentcom-up-")
-    yield path / "state"
+    return path / "state"
 
 
 def _ready(url: str) -> bool:

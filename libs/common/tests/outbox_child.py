@@ -9,12 +9,10 @@ import asyncio
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 
 import nats
 from pydantic import SecretStr
-
-from datetime import UTC, datetime
-
 from sqlalchemy import Column, Integer, MetaData, Table, Text
 
 from agentcom_common import db, outbox

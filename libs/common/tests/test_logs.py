@@ -30,7 +30,9 @@ def _lines(stream: io.StringIO) -> list[dict[str, object]]:
 
 
 def test_each_record_is_one_json_line_with_service_and_facts(output: io.StringIO) -> None:
-    logging.getLogger("agentcom.test").info("task.claimed", extra={"task_id": "t1", "generation": 3})
+    logging.getLogger("agentcom.test").info(
+        "task.claimed", extra={"task_id": "t1", "generation": 3}
+    )
 
     (line,) = _lines(output)
     assert line["service"] == "test-service"

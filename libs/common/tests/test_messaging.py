@@ -13,7 +13,7 @@ class Ping(Contract):
 async def test_streams_can_be_ensured_again_with_changed_settings(
     js: JetStreamContext, settings: CommonSettings
 ) -> None:
-    from datetime import timedelta  # noqa: PLC0415
+    from datetime import timedelta
 
     changed = settings.model_copy(update={"events_max_age": timedelta(hours=1)})
     await messaging.ensure_streams(js, changed)

@@ -20,7 +20,8 @@ CHILD = Path(__file__).with_name("outbox_child.py")
 
 def _load_child() -> ModuleType:
     spec = importlib.util.spec_from_file_location("outbox_child", CHILD)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -82,11 +83,14 @@ async def test_committed_event_is_published_with_its_row_id(
 async def test_rolled_back_transaction_publishes_nothing(
     relay: outbox.Relay, js: JetStreamContext
 ) -> None:
-    with pytest.raises(RuntimeError, match="abort"):
+    async def change_then_fail() -> None:
         async with relay.engine.begin() as conn:
             await conn.execute(child.items.insert().values(name="rolled-back"))
             await outbox.add(conn, child.table, child.SUBJECT, child.EVENT)
             raise RuntimeError("abort")
+
+    with pytest.raises(RuntimeError, match="abort"):
+        await change_then_fail()
     await _commit_event(relay.engine, "marker")  # a later event proves the relay has run since
 
     async def only_the_marker_arrived() -> None:
@@ -102,7 +106,13 @@ async def test_rolled_back_transaction_publishes_nothing(
 def _run_child_until_killed(settings: CommonSettings, mode: str) -> None:
     assert settings.database_url is not None
     result = subprocess.run(
-        [sys.executable, str(CHILD), settings.database_url.get_secret_value(), settings.nats_url or "", mode],
+        [
+            sys.executable,
+            str(CHILD),
+            settings.database_url.get_secret_value(),
+            settings.nats_url or "",
+            mode,
+        ],
         capture_output=True,
         timeout=60,
         check=False,

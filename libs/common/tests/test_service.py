@@ -67,7 +67,8 @@ async def test_start_announces_itself_through_the_outbox(
     msg = await sub.next_msg(timeout=10)
 
     assert ServiceStarted.model_validate_json(msg.data).service == "queue"
-    assert msg.headers is not None and msg.headers["Nats-Msg-Id"].startswith("queue.outbox.")
+    assert msg.headers is not None
+    assert msg.headers["Nats-Msg-Id"].startswith("queue.outbox.")
 
 
 async def test_unknown_route_gets_problem_json(queue: httpx.AsyncClient) -> None:
@@ -125,7 +126,9 @@ async def test_micro_service_answers_ping_and_health(queue: httpx.AsyncClient, n
     assert json.loads(health.data)["ready"] is True
 
 
-async def test_micro_refuses_unknown_fields_with_a_code(queue: httpx.AsyncClient, nc: Client) -> None:
+async def test_micro_refuses_unknown_fields_with_a_code(
+    queue: httpx.AsyncClient, nc: Client
+) -> None:
     reply = await nc.request("agentcom.rpc.queue.health", b'{"verbose": true}', timeout=5)
 
     assert reply.headers is not None
@@ -133,7 +136,9 @@ async def test_micro_refuses_unknown_fields_with_a_code(queue: httpx.AsyncClient
     assert reply.headers["Nats-Service-Error"].startswith("verbose:")
 
 
-async def test_micro_refuses_malformed_json_with_a_code(queue: httpx.AsyncClient, nc: Client) -> None:
+async def test_micro_refuses_malformed_json_with_a_code(
+    queue: httpx.AsyncClient, nc: Client
+) -> None:
     reply = await nc.request("agentcom.rpc.queue.health", b"{not json", timeout=5)
 
     assert reply.headers is not None

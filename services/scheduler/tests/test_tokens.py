@@ -1,6 +1,6 @@
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
 from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 from importlib.metadata import entry_points
 
 import httpx
@@ -38,7 +38,9 @@ async def test_admin_creates_a_token_that_works_and_is_listed_without_secret(
     assert made.json()["token_id"] in {row["token_id"] for row in listed.json()}
 
 
-async def test_a_viewer_cannot_create_tokens(scheduler: httpx.AsyncClient, engine: AsyncEngine) -> None:
+async def test_a_viewer_cannot_create_tokens(
+    scheduler: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
     viewer = await auth.issue(engine, auth.Role.VIEWER, "reader")
 
     response = await scheduler.post(

@@ -25,7 +25,9 @@ class Finding:
 
 def _python() -> Finding:
     ok = sys.version_info >= (3, 11)
-    return Finding("python", ok, sys.version.split()[0], "" if ok else "install Python 3.11 or newer")
+    return Finding(
+        "python", ok, sys.version.split()[0], "" if ok else "install Python 3.11 or newer"
+    )
 
 
 def _binary(name: str, argv: Callable[[], list[str]]) -> Finding:
@@ -35,15 +37,21 @@ def _binary(name: str, argv: Callable[[], list[str]]) -> Finding:
         return Finding(name, False, str(exc), "run `uv sync` to install the embedded servers")
     version = (result.stdout or result.stderr).strip().splitlines()[0:1]
     ok = result.returncode == 0
-    return Finding(name, ok, version[0] if version else f"exit {result.returncode}",
-                   "" if ok else "reinstall with `uv sync --reinstall`")
+    return Finding(
+        name,
+        ok,
+        version[0] if version else f"exit {result.returncode}",
+        "" if ok else "reinstall with `uv sync --reinstall`",
+    )
 
 
 def _home(settings: CommonSettings) -> Finding:
     home = settings.home.resolve()
     target = home if home.exists() else home.parent
     if not os.access(target, os.W_OK):
-        return Finding("home", False, f"{target} is not writable", "set AGENTCOM_HOME to a writable dir")
+        return Finding(
+            "home", False, f"{target} is not writable", "set AGENTCOM_HOME to a writable dir"
+        )
     return Finding("home", True, str(home))
 
 
@@ -60,7 +68,9 @@ def _postgres_account(settings: CommonSettings) -> Finding:
                 f"which cannot enter {parent}",
                 f"chmod o+x {parent}, or set AGENTCOM_HOME elsewhere",
             )
-    return Finding("postgres account", True, f"root: Postgres will run as {embedded.POSTGRES_OS_USER}")
+    return Finding(
+        "postgres account", True, f"root: Postgres will run as {embedded.POSTGRES_OS_USER}"
+    )
 
 
 def _port_free(port: int) -> bool:
@@ -81,8 +91,12 @@ def _ports(settings: CommonSettings) -> Finding:
         wanted |= {"nats": settings.nats_client_port, "nats monitor": settings.nats_http_port}
     busy = [f"{name} {port}" for name, port in wanted.items() if not _port_free(port)]
     if busy:
-        return Finding("ports", False, "busy: " + ", ".join(busy),
-                       "stop what holds them, or run `agentcom up --port-offset 100`")
+        return Finding(
+            "ports",
+            False,
+            "busy: " + ", ".join(busy),
+            "stop what holds them, or run `agentcom up --port-offset 100`",
+        )
     return Finding("ports", True, ", ".join(str(p) for p in wanted.values()) + " free")
 
 

@@ -8,7 +8,13 @@ import httpx
 import typer
 from rich.table import Table
 
-from agentcom_cli import doctor as doctor_checks, stack, status as status_probe, tokens, up as stack_up
+from agentcom_cli import (
+    doctor as doctor_checks,
+    stack,
+    status as status_probe,
+    tokens,
+    up as stack_up,
+)
 from agentcom_cli.console import fail, friendly, out
 from agentcom_common.settings import CommonSettings
 
@@ -107,7 +113,9 @@ def _call(method: str, path: str, body: dict[str, str] | None = None) -> object:
         with _scheduler(_settings()) as client:
             response = client.request(method, path, json=body)
     except httpx.HTTPError as exc:
-        fail(f"cannot reach the scheduler ({type(exc).__name__}); is the stack up? `agentcom status`")
+        fail(
+            f"cannot reach the scheduler ({type(exc).__name__}); is the stack up? `agentcom status`"
+        )
     if response.status_code >= 400:
         problem = response.json()
         fail(f"{problem.get('error')}: {problem.get('detail')}")
@@ -144,13 +152,17 @@ def token_list(as_json: JsonFlag = False) -> None:
         table.add_column(column)
     for row in rows:
         assert isinstance(row, dict)
-        table.add_row(row["token_id"], row["role"], row["name"], row["created_at"], row["revoked_at"] or "")
+        table.add_row(
+            row["token_id"], row["role"], row["name"], row["created_at"], row["revoked_at"] or ""
+        )
     out.print(table)
 
 
 @token_app.command("revoke")
 @friendly
-def token_revoke(token_id: Annotated[str, typer.Argument(help="The id shown by `token list`.")]) -> None:
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The id shown by `token list`.")],
+) -> None:
     """Revoke a token; every service refuses it within seconds."""
     _call("DELETE", f"/api/tokens/{token_id}")
     out.print(f"revoked {token_id}")

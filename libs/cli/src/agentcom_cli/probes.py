@@ -1,6 +1,7 @@
 """Asking each part of a stack whether it is up: HTTP /readyz, NATS, Postgres, nats.micro."""
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 
@@ -28,7 +29,9 @@ async def service_ready(client: httpx.AsyncClient, name: str, base_url: str) -> 
     if response.status_code == 200:
         return PartStatus(name, True, base_url, "ready")
     failing = [c["name"] for c in response.json().get("checks", []) if not c.get("ok")]
-    return PartStatus(name, False, base_url, f"not ready: {', '.join(failing) or response.status_code}")
+    return PartStatus(
+        name, False, base_url, f"not ready: {', '.join(failing) or response.status_code}"
+    )
 
 
 async def wait_ready(base_urls: dict[str, str], deadline: float) -> dict[str, PartStatus]:
@@ -47,8 +50,13 @@ async def wait_ready(base_urls: dict[str, str], deadline: float) -> dict[str, Pa
 
 async def nats_ok(url: str, timeout: float = 2.0) -> PartStatus:
     try:
-        nc = await nats.connect(url, connect_timeout=int(max(1, timeout)), max_reconnect_attempts=0, allow_reconnect=False)
-    except Exception as exc:  # any failure to connect means "down"; the kind is the detail
+        nc = await nats.connect(
+            url,
+            connect_timeout=int(max(1, timeout)),
+            max_reconnect_attempts=0,
+            allow_reconnect=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "down"; the kind is the detail
         return PartStatus("nats", False, url, f"unreachable ({type(exc).__name__})")
     try:
         await nc.flush(timeout=int(max(1, timeout)))
@@ -58,14 +66,14 @@ async def nats_ok(url: str, timeout: float = 2.0) -> PartStatus:
 
 
 async def postgres_ok(url: str) -> PartStatus:
-    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - only when asked
+    from sqlalchemy.ext.asyncio import create_async_engine
 
     shown = url.split("@")[-1] if "@" in url else url
     engine = create_async_engine(db.async_url(url))
     try:
         async with asyncio.timeout(3):
             await db.ping(engine)
-    except Exception as exc:  # any failure of the probe is "down"; the kind is the detail
+    except Exception as exc:  # noqa: BLE001 - any failure of the probe is "down"; the kind is the detail
         return PartStatus("postgres", False, shown, f"unreachable ({type(exc).__name__})")
     finally:
         await engine.dispose()
@@ -87,10 +95,8 @@ async def micro_ping(url: str, expected: int, window: float = 2.0) -> list[dict[
         inbox = nc.new_inbox()
         await nc.subscribe(inbox, cb=collect)
         await nc.publish("$SRV.PING", b"", reply=inbox)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout=window)
-        except TimeoutError:
-            pass
     finally:
         await nc.close()
     return replies

@@ -13,8 +13,10 @@ from agentcom_common.settings import SERVICE_NAMES, CommonSettings
 
 async def collect(settings: CommonSettings) -> list[probes.PartStatus]:
     running = stack.read(settings.home)
-    nats_url = settings.nats_url or (running.nats_url if running else None) or (
-        f"nats://127.0.0.1:{settings.nats_client_port}"
+    nats_url = (
+        settings.nats_url
+        or (running.nats_url if running else None)
+        or (f"nats://127.0.0.1:{settings.nats_client_port}")
     )
     db_url = (
         settings.database_url.get_secret_value()

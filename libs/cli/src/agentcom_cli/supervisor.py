@@ -16,6 +16,7 @@ from typing import IO
 
 from agentcom_common.embedded import die_with_parent
 
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     first: float = 0.25
@@ -65,7 +66,7 @@ class Supervisor:
     async def _spawn(self, child: Child) -> None:
         child.log_path.parent.mkdir(parents=True, exist_ok=True)
         if child._log is None:
-            child._log = child.log_path.open("ab")  # noqa: SIM115 - held for the child's life
+            child._log = child.log_path.open("ab")
         loop = asyncio.get_running_loop()
         child.process = await asyncio.create_subprocess_exec(
             *child.argv,

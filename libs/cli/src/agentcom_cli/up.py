@@ -96,7 +96,7 @@ async def _up(settings: CommonSettings) -> None:
 
 
 def _urls(env: dict[str, str]) -> dict[str, object]:
-    from pydantic import SecretStr  # noqa: PLC0415
+    from pydantic import SecretStr
 
     return {
         "nats_url": env["AGENTCOM_NATS_URL"],
@@ -172,7 +172,7 @@ def _print_table(
 
 def _shown_db(url: str) -> str:
     """The URL without its password, fit to print."""
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
 

@@ -160,7 +160,9 @@ class Verifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise UnauthorizedError(
-                "Authorization must be `Bearer <token>`", code="invalid_token", field="authorization"
+                "Authorization must be `Bearer <token>`",
+                code="invalid_token",
+                field="authorization",
             )
         key = digest(token.strip())
         now = clock.now()

@@ -106,7 +106,7 @@ def socket_dir_for(home: Path) -> Path:
     preferred = home.resolve() / "run"
     if len(str(preferred)) + len("/.s.PGSQL.65535") <= SOCKET_PATH_MAX:
         return preferred
-    return Path("/tmp") / f"agentcom-{os.getuid()}-{abs(hash(str(preferred))) % 10**8}"  # noqa: S108 - short path needed for the unix socket
+    return Path("/tmp") / f"agentcom-{os.getuid()}-{abs(hash(str(preferred))) % 10**8}"
 
 
 def os_user() -> str | None:
@@ -117,7 +117,14 @@ def os_user() -> str | None:
         pwd.getpwnam(POSTGRES_OS_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", POSTGRES_OS_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                POSTGRES_OS_USER,
+            ],
             check=True,
             capture_output=True,
         )
@@ -145,8 +152,16 @@ def prepare_postgres(layout: PostgresLayout, *, fast: bool = False) -> list[str]
     bin_dir = postgres_bin_dir()
     if not (layout.data_dir / "PG_VERSION").exists():
         result = subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(layout.data_dir), "-U", layout.user,
-             "--auth=trust", "--encoding=UTF8", "--no-instructions"],
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(layout.data_dir),
+                "-U",
+                layout.user,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ],
             user=user,
             capture_output=True,
             text=True,
@@ -154,8 +169,17 @@ def prepare_postgres(layout: PostgresLayout, *, fast: bool = False) -> list[str]
         if result.returncode != 0:
             raise EmbeddedError(f"initdb failed: {result.stderr.strip() or result.stdout.strip()}")
     command = [
-        str(bin_dir / "postgres"), "-D", str(layout.data_dir), "-p", str(layout.port),
-        "-k", str(layout.socket_dir), "-c", "listen_addresses=", "-c", "max_connections=300",
+        str(bin_dir / "postgres"),
+        "-D",
+        str(layout.data_dir),
+        "-p",
+        str(layout.port),
+        "-k",
+        str(layout.socket_dir),
+        "-c",
+        "listen_addresses=",
+        "-c",
+        "max_connections=300",
     ]
     if fast:
         command += ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
@@ -182,7 +206,7 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 async def create_database(layout: PostgresLayout) -> None:
     """Create `layout.database` if it does not exist yet."""
-    import asyncpg  # noqa: PLC0415 - the one place that talks to Postgres below SQLAlchemy
+    import asyncpg
 
     conn = await asyncpg.connect(  # pyright: ignore[reportUnknownMemberType]
         host=str(layout.socket_dir), port=layout.port, user=layout.user, database="postgres"
@@ -199,7 +223,7 @@ async def create_database(layout: PostgresLayout) -> None:
 
 async def wait_for_postgres(layout: PostgresLayout, *, deadline: float) -> None:
     """Poll until the server accepts connections on its socket, or raise after `deadline` s."""
-    import asyncpg  # noqa: PLC0415
+    import asyncpg
 
     loop = asyncio.get_running_loop()
     stop_at = loop.time() + deadline

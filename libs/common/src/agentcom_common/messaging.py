@@ -80,7 +80,9 @@ async def ping(nc: Client, timeout: float) -> None:
     report a dead server as healthy.
     """
     if not nc.is_connected:
-        raise ConnectionError(f"NATS connection is {'reconnecting' if nc.is_reconnecting else 'down'}")
+        raise ConnectionError(
+            f"NATS connection is {'reconnecting' if nc.is_reconnecting else 'down'}"
+        )
     await nc.flush(timeout=max(1, round(timeout)))
 
 

@@ -166,7 +166,9 @@ async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncIterator
         try:
             js = nc.jetstream()
             await messaging.ensure_streams(js, settings)
-            service, group = await micro.start(nc, spec.name, spec.rpc, spec.version, spec.description)
+            service, group = await micro.start(
+                nc, spec.name, spec.rpc, spec.version, spec.description
+            )
             verifier = auth.Verifier(engine, settings.auth_cache_ttl)
             res = Resources(settings, engine, nc, js, spec.outbox, verifier, group)
             await _serve(spec, res)
@@ -243,7 +245,7 @@ async def _check(name: str, probe: Awaitable[object], timeout: float) -> HealthC
     try:
         async with asyncio.timeout(timeout):
             await probe
-    except Exception as exc:  # any failure of a probe is "not ready", with its kind named
+    except Exception as exc:  # noqa: BLE001 - any failure of a probe is "not ready", with its kind named
         return HealthCheck(name=name, ok=False, detail=type(exc).__name__)
     return HealthCheck(name=name, ok=True)
 
@@ -275,12 +277,19 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
     return router
 
 
-def run(spec: ServiceSpec, settings: CommonSettings) -> None:
-    """The body of a service's `__main__`: logs, telemetry, then uvicorn until SIGTERM."""
+def run(
+    spec: ServiceSpec,
+    settings: CommonSettings,
+    factory: Callable[[CommonSettings], FastAPI] | None = None,
+) -> None:
+    """The body of a service's `__main__`: logs, telemetry, then uvicorn until SIGTERM.
+
+    `factory` builds the app when the service adds to the shell (its own settings, endpoints).
+    """
     logs.configure(spec.name, settings.log_level)
     telemetry.configure(spec.name, settings.otel_endpoint)
     uvicorn.run(
-        create_app(spec, settings),
+        factory(settings) if factory else create_app(spec, settings),
         host=settings.http_host,
         port=settings.port(spec.name),
         log_config=None,

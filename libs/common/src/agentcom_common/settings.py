@@ -49,75 +49,86 @@ class CommonSettings(BaseSettings):
     )
 
     home: Path = Field(
-        Path(".agentcom"),
+        default=Path(".agentcom"),
         description="Directory for local state: embedded server data, the admin token, logs.",
     )
     nats_url: str | None = Field(
-        None,
+        default=None,
         description="NATS server URL. Unset under `agentcom up`, which starts an embedded one.",
     )
     database_url: SecretStr | None = Field(
-        None,
+        default=None,
         description="Postgres URL (postgresql://…). Unset under `agentcom up`, which starts an "
         "embedded server.",
     )
     admin_token: SecretStr | None = Field(
-        None,
+        default=None,
         description="Seed this admin token at start (compose, Kubernetes); `agentcom up` "
         "creates one under the home directory instead.",
     )
-    http_host: str = Field("127.0.0.1", description="Address the HTTP services bind to.")
-    public_host: str = Field("127.0.0.1", description="Host name printed in service URLs.")
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP services bind to.")
+    public_host: str = Field(default="127.0.0.1", description="Host name printed in service URLs.")
     port_offset: int = Field(
-        0, ge=0, le=20000, description="Added to every default port so two stacks can share a host."
+        default=0,
+        ge=0,
+        le=57000,
+        description="Added to every default port so two stacks can share a host.",
     )
-    nats_port: int = Field(4222, ge=1, le=65535, description="Embedded NATS client port.")
-    nats_monitor_port: int = Field(8222, ge=1, le=65535, description="Embedded NATS monitoring port.")
+    nats_port: int = Field(default=4222, ge=1, le=65535, description="Embedded NATS client port.")
+    nats_monitor_port: int = Field(
+        default=8222, ge=1, le=65535, description="Embedded NATS monitoring port."
+    )
     postgres_port: int = Field(
-        5432, ge=1, le=65535, description="Embedded Postgres port (names its unix socket)."
+        default=5432, ge=1, le=65535, description="Embedded Postgres port (names its unix socket)."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Lowest level written to the JSON log."
+        default="INFO", description="Lowest level written to the JSON log."
     )
     otel_endpoint: str | None = Field(
-        None,
+        default=None,
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "AGENTCOM_OTEL_ENDPOINT"),
         description="OTLP/HTTP collector; tracing and metrics export stay off while unset.",
     )
     nats_reconnect_wait: Interval = Field(
-        timedelta(seconds=1), description="Pause between NATS reconnect attempts."
+        default=timedelta(seconds=1), description="Pause between NATS reconnect attempts."
     )
     nats_connect_timeout: Interval = Field(
-        timedelta(seconds=5), description="How long one NATS connect attempt may take."
+        default=timedelta(seconds=5), description="How long one NATS connect attempt may take."
     )
     events_max_age: Interval = Field(
-        timedelta(days=7), description="How long the EVENTS stream keeps a message."
+        default=timedelta(days=7), description="How long the EVENTS stream keeps a message."
     )
     dedup_window: Interval = Field(
-        timedelta(minutes=10),
+        default=timedelta(minutes=10),
         description="JetStream duplicate window: a relay retry inside it is dropped by Nats-Msg-Id.",
     )
     outbox_interval: Interval = Field(
-        timedelta(seconds=1),
+        default=timedelta(seconds=1),
         description="Outbox relay sweep period; commits also wake the relay at once.",
     )
-    outbox_batch: int = Field(100, ge=1, le=10000, description="Outbox rows relayed per pass.")
+    outbox_batch: int = Field(
+        default=100, ge=1, le=10000, description="Outbox rows relayed per pass."
+    )
     auth_cache_ttl: Interval = Field(
-        timedelta(seconds=2),
+        default=timedelta(seconds=2),
         description="How long a verified token is trusted before the database is asked again; "
         "revocation takes effect within this time.",
     )
     ready_timeout: Interval = Field(
-        timedelta(seconds=2), description="Deadline for each dependency check behind /readyz."
+        default=timedelta(seconds=2),
+        description="Deadline for each dependency check behind /readyz.",
     )
     shutdown_grace: Interval = Field(
-        timedelta(seconds=5), description="How long a service may take to stop before it is killed."
+        default=timedelta(seconds=5),
+        description="How long a service may take to stop before it is killed.",
     )
 
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(("postgresql", "postgres")):
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql", "postgres")
+        ):
             raise ValueError("must be a postgresql:// URL")
         return value
 

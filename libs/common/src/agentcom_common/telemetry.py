@@ -21,7 +21,9 @@ from agentcom_common import __version__
 
 def configure(service: str, otlp_endpoint: str | None) -> TracerProvider:
     """Install the global tracer and meter providers for this process; returns the tracer one."""
-    resource = Resource.create({"service.name": f"agentcom-{service}", "service.version": __version__})
+    resource = Resource.create(
+        {"service.name": f"agentcom-{service}", "service.version": __version__}
+    )
     tracer_provider = TracerProvider(resource=resource)
     readers: list[PeriodicExportingMetricReader] = []
     if otlp_endpoint:

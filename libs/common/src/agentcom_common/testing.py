@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -87,7 +88,11 @@ class PgServer:
 
     async def admin(self) -> asyncpg.Connection:  # pyright: ignore[reportMissingTypeArgument]
         return await asyncpg.connect(  # pyright: ignore[reportUnknownMemberType]
-            host=self.host, port=self.port, user=self.user, password=self.password, database="postgres"
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database="postgres",
         )
 
 
@@ -95,10 +100,12 @@ class PgServer:
 def pg_server() -> Iterator[PgServer]:
     external = os.environ.get("AGENTCOM_TEST_DATABASE_URL")
     if external:
-        from sqlalchemy.engine import make_url  # noqa: PLC0415
+        from sqlalchemy.engine import make_url
 
         url = make_url(external)
-        yield PgServer(url.host or "127.0.0.1", url.port or 5432, url.username or "postgres", url.password)
+        yield PgServer(
+            url.host or "127.0.0.1", url.port or 5432, url.username or "postgres", url.password
+        )
         return
     root = shared_tmpdir("agentcom-pg-")
     layout = embedded.PostgresLayout(
@@ -187,8 +194,16 @@ class NatsServer:
 def start_nats(store: Path, port: int | None = None) -> NatsServer:
     port = port or free_port()
     process = subprocess.Popen(
-        [str(embedded.nats_server_binary()), "-js", "-sd", str(store), "-a", "127.0.0.1",
-         "-p", str(port)],
+        [
+            str(embedded.nats_server_binary()),
+            "-js",
+            "-sd",
+            str(store),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=embedded.die_with_parent,
@@ -251,7 +266,9 @@ async def js(nc: Client, settings: CommonSettings) -> JetStreamContext:
 
 
 @contextlib.asynccontextmanager
-async def running(app: FastAPI, base_url: str = "http://service") -> AsyncIterator[httpx.AsyncClient]:
+async def running(
+    app: FastAPI, base_url: str = "http://service"
+) -> AsyncIterator[httpx.AsyncClient]:
     """Run `app`'s lifespan and hand out a client that calls it in-process."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -272,3 +289,54 @@ def run_service(
 @pytest.fixture
 async def admin_token(engine: AsyncEngine) -> str:
     return (await auth.issue(engine, auth.Role.ADMIN, "test admin")).token
+
+
+class ServiceProcess:
+    """A service as a real process (`python -m agentcom_<name>`), for tests that kill it."""
+
+    def __init__(
+        self, name: str, nats_url: str, db_url: str, log: Path, env: dict[str, str] | None = None
+    ) -> None:
+        offset = free_port() - CommonSettings().port(name)
+        self.module = "agentcom_" + name.replace("-", "_")
+        self.url = f"http://127.0.0.1:{CommonSettings(port_offset=offset).port(name)}"
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")}
+        self.env = base | {
+            "AGENTCOM_NATS_URL": nats_url,
+            "AGENTCOM_DATABASE_URL": db_url,
+            "AGENTCOM_PORT_OFFSET": str(offset),
+            "AGENTCOM_OUTBOX_INTERVAL": "50ms",
+        } | (env or {})
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, deadline: float = 60) -> None:
+        """Start and wait until /readyz answers 200."""
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module], env=self.env, stdout=out, stderr=out,
+                preexec_fn=embedded.die_with_parent,
+            )
+        stop_at = time.monotonic() + deadline
+        while time.monotonic() < stop_at:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"{self.module} not ready in {deadline} s; see {self.log}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

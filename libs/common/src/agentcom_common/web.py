@@ -57,9 +57,7 @@ def verifier(request: Request) -> Verifier:
     return request.app.state.verifier
 
 
-async def principal(
-    request: Request, auth: Annotated[Verifier, Depends(verifier)]
-) -> Principal:
+async def principal(request: Request, auth: Annotated[Verifier, Depends(verifier)]) -> Principal:
     return await auth.verify(request.headers.get("authorization"))
 
 

@@ -30,7 +30,9 @@ async def create_token(body: CreateToken, res: Res, who: Admin) -> IssuedTokenVi
     Errors: 401 `missing_token`/`invalid_token`, 403 `forbidden`, 422 `invalid_field`.
     """
     issued = await auth.issue(res.engine, auth.Role(body.role), body.name)
-    log.info("token.created", extra={"token_id": issued.token_id, "role": body.role, "by": who.token_id})
+    log.info(
+        "token.created", extra={"token_id": issued.token_id, "role": body.role, "by": who.token_id}
+    )
     return IssuedTokenView(
         token_id=issued.token_id,
         role=issued.role.value,

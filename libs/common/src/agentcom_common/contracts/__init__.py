@@ -7,8 +7,8 @@ from types import MappingProxyType
 from typing import Final
 
 from agentcom_common import subjects
-from agentcom_common.contracts.base import Contract, Request
 from agentcom_common.contracts.auth import TokenRevoked
+from agentcom_common.contracts.base import Contract, Request
 from agentcom_common.contracts.system import ServiceStarted
 
 EVENTS: Final = MappingProxyType[str, type[Contract]](
