@@ -326,3 +326,14 @@ async def test_text_postgres_cannot_store_is_refused_by_field(
 
     assert response.status_code == 422
     assert response.json()["field"] == "description"
+
+
+async def test_a_dependency_listed_twice_is_refused(api: httpx.AsyncClient) -> None:
+    parent = await submit(api)
+
+    response = await api.post(
+        "/api/tasks", json={"description": "x", "depends_on": [parent["id"], parent["id"]]}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "depends_on"
