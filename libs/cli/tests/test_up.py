@@ -8,8 +8,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -75,7 +76,7 @@ class Stack:
         return (self.home / "stack.json").exists()
 
     @property
-    def stack(self) -> dict[str, object]:
+    def stack(self) -> dict[str, Any]:
         return json.loads((self.home / "stack.json").read_text())
 
     def tree(self) -> list[psutil.Process]:
@@ -99,9 +100,8 @@ class Stack:
 
 
 @pytest.fixture
-def home() -> Iterator[Path]:
-    path = shared_tmpdir("agentcom-up-")
-    return path / "state"
+def home() -> Path:
+    return shared_tmpdir("agentcom-up-") / "state"
 
 
 def _ready(url: str) -> bool:
@@ -116,8 +116,7 @@ def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> Non
     offset = str(_free_offset())
     up = Stack(home, env, "--port-offset", offset)
     try:
-        services = up.stack["services"]
-        assert isinstance(services, dict)
+        services: dict[str, str] = up.stack["services"]
         assert set(services) == set(SERVICE_NAMES)
         assert all(_ready(str(url)) for url in services.values())
 

@@ -36,10 +36,10 @@ async def main(database_url: str, nats_url: str, mode: str) -> None:
         await conn.execute(items.insert().values(name="from-child"))
         await outbox.add(conn, table, SUBJECT, EVENT)
     if mode == "publish":
-        nc = await nats.connect(nats_url)
+        nc = await nats.connect(nats_url)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
         async with engine.begin() as conn:
             rows = await outbox.claim_batch(conn, table, 10)
-            await outbox.publish_rows(nc.jetstream(), table, rows)
+            await outbox.publish_rows(nc.jetstream(), table, rows)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
             await nc.flush()
             os.kill(os.getpid(), signal.SIGKILL)  # published, delete not committed
     os.kill(os.getpid(), signal.SIGKILL)  # committed, never relayed

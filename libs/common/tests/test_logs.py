@@ -1,7 +1,7 @@
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from opentelemetry import trace
@@ -52,24 +52,25 @@ def test_trace_id_of_the_current_span_is_in_the_line(output: io.StringIO) -> Non
     assert trace.get_current_span().get_span_context().is_valid is False
 
 
+Emit = Callable[[logging.Logger], None]
+EMITTERS: list[Emit] = [
+    lambda log: log.info("calling with Authorization: Bearer %s", TOKEN),
+    lambda log: log.info("raw token %s in text", TOKEN),
+    lambda log: log.info("llm.call", extra={"api_key": API_KEY}),
+    lambda log: log.info("llm.call", extra={"headers": {"authorization": f"Bearer {TOKEN}"}}),
+    lambda log: log.info("config %s", {"password": PASSWORD}),
+    lambda log: log.info("connecting to postgresql://app:%s@db:5432/x", PASSWORD),
+    lambda log: log.info("key in free text: %s", API_KEY),
+    lambda log: log.warning("retry", extra={"detail": f"token={TOKEN}"}),
+]
+
+
 @pytest.mark.parametrize(
     "emit",
-    [
-        lambda log: log.info("calling with Authorization: Bearer %s", TOKEN),
-        lambda log: log.info("raw token %s in text", TOKEN),
-        lambda log: log.info("llm.call", extra={"api_key": API_KEY}),
-        lambda log: log.info("llm.call", extra={"headers": {"authorization": f"Bearer {TOKEN}"}}),
-        lambda log: log.info("config %s", {"password": PASSWORD}),
-        lambda log: log.info("connecting to postgresql://app:%s@db:5432/x", PASSWORD),
-        lambda log: log.info("key in free text: %s", API_KEY),
-        lambda log: log.warning("retry", extra={"detail": f"token={TOKEN}"}),
-    ],
+    EMITTERS,
     ids=["bearer", "bare-token", "extra-key", "nested-extra", "dict-arg", "url", "api-key", "kv"],
 )
-def test_secrets_never_reach_the_output(
-    output: io.StringIO, emit: "pytest.LogCaptureFixture | object"
-) -> None:
-    assert callable(emit)
+def test_secrets_never_reach_the_output(output: io.StringIO, emit: Emit) -> None:
     emit(logging.getLogger("agentcom.test"))
 
     text = output.getvalue()

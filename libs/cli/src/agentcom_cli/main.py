@@ -2,7 +2,7 @@
 
 import asyncio
 from importlib.metadata import version
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -108,7 +108,7 @@ def _scheduler(settings: CommonSettings) -> httpx.Client:
     return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {value}"}, timeout=10)
 
 
-def _call(method: str, path: str, body: dict[str, str] | None = None) -> object:
+def _call(method: str, path: str, body: dict[str, str] | None = None) -> Any:
     try:
         with _scheduler(_settings()) as client:
             response = client.request(method, path, json=body)
@@ -130,8 +130,7 @@ def token_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a token and print it once; only its hash is stored."""
-    made = _call("POST", "/api/tokens", {"role": role, "name": name})
-    assert isinstance(made, dict)
+    made: dict[str, Any] = _call("POST", "/api/tokens", {"role": role, "name": name})
     if as_json:
         out.print_json(stack.dumps(made))
     else:
@@ -142,8 +141,7 @@ def token_create(
 @friendly
 def token_list(as_json: JsonFlag = False) -> None:
     """List tokens (ids, roles, names; never the secrets)."""
-    rows = _call("GET", "/api/tokens")
-    assert isinstance(rows, list)
+    rows: list[dict[str, Any]] = _call("GET", "/api/tokens")
     if as_json:
         out.print_json(stack.dumps(rows))
         return
@@ -151,7 +149,6 @@ def token_list(as_json: JsonFlag = False) -> None:
     for column in ("id", "role", "name", "created", "revoked"):
         table.add_column(column)
     for row in rows:
-        assert isinstance(row, dict)
         table.add_row(
             row["token_id"], row["role"], row["name"], row["created_at"], row["revoked_at"] or ""
         )

@@ -50,7 +50,7 @@ async def wait_ready(base_urls: dict[str, str], deadline: float) -> dict[str, Pa
 
 async def nats_ok(url: str, timeout: float = 2.0) -> PartStatus:
     try:
-        nc = await nats.connect(
+        nc = await nats.connect(  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
             url,
             connect_timeout=int(max(1, timeout)),
             max_reconnect_attempts=0,
@@ -82,7 +82,7 @@ async def postgres_ok(url: str) -> PartStatus:
 
 async def micro_ping(url: str, expected: int, window: float = 2.0) -> list[dict[str, str]]:
     """Scatter `$SRV.PING` and gather replies until `expected` arrive or `window` passes."""
-    nc = await nats.connect(url, max_reconnect_attempts=0, allow_reconnect=False)
+    nc = await nats.connect(url, max_reconnect_attempts=0, allow_reconnect=False)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
     replies: list[dict[str, str]] = []
     done = asyncio.Event()
 
@@ -93,7 +93,7 @@ async def micro_ping(url: str, expected: int, window: float = 2.0) -> list[dict[
 
     try:
         inbox = nc.new_inbox()
-        await nc.subscribe(inbox, cb=collect)
+        await nc.subscribe(inbox, cb=collect)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
         await nc.publish("$SRV.PING", b"", reply=inbox)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout=window)

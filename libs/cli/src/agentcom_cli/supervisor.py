@@ -39,7 +39,7 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
-    _log: IO[bytes] | None = field(default=None, repr=False)
+    log_file: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int | None:
@@ -65,15 +65,15 @@ class Supervisor:
 
     async def _spawn(self, child: Child) -> None:
         child.log_path.parent.mkdir(parents=True, exist_ok=True)
-        if child._log is None:
-            child._log = child.log_path.open("ab")
+        if child.log_file is None:
+            child.log_file = child.log_path.open("ab")
         loop = asyncio.get_running_loop()
         child.process = await asyncio.create_subprocess_exec(
             *child.argv,
             env=child.env,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=child._log,
-            stderr=child._log,
+            stdout=child.log_file,
+            stderr=child.log_file,
             process_group=0,
             user=child.user,
             preexec_fn=partial(die_with_parent, child.stop_signal),
@@ -111,8 +111,8 @@ class Supervisor:
                 *(self._stop_one(by_name[name], grace) for name in group if name in by_name)
             )
         for child in self.children:
-            if child._log is not None:
-                child._log.close()
+            if child.log_file is not None:
+                child.log_file.close()
 
     async def _stop_one(self, child: Child, grace: float) -> None:
         process = child.process

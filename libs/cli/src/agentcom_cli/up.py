@@ -6,7 +6,7 @@ import fcntl
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import IO
 
@@ -26,7 +26,7 @@ def module_of(service: str) -> str:
 
 
 @contextlib.contextmanager
-def exclusive(home: Path) -> Iterator[None]:
+def exclusive(home: Path) -> Generator[None]:
     """One `agentcom up` per home directory; a second one says who holds it."""
     lock_path = home / "up.lock"
     handle: IO[str] = lock_path.open("a+")

@@ -20,10 +20,15 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+
 
 # loaded in the parent: a preexec_fn runs between fork and exec and should only make the call
-_LIBC: Final = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+def _load_libc() -> ctypes.CDLL | None:
+    return ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+_LIBC: Final = _load_libc()
 _PR_SET_PDEATHSIG: Final = 1
 SOCKET_PATH_MAX: Final = 100  # sun_path is 108 bytes on Linux; keep a margin for ".s.PGSQL.NNNNN"
 POSTGRES_OS_USER: Final = "agentcom-pg"
@@ -206,19 +211,25 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 async def create_database(layout: PostgresLayout) -> None:
     """Create `layout.database` if it does not exist yet."""
-    import asyncpg
-
-    conn = await asyncpg.connect(  # pyright: ignore[reportUnknownMemberType]
-        host=str(layout.socket_dir), port=layout.port, user=layout.user, database="postgres"
-    )
+    conn = await _admin_connection(layout)
     try:
-        exists = await conn.fetchval(  # pyright: ignore[reportUnknownMemberType]
+        exists = await conn.fetchval(
             "SELECT 1 FROM pg_database WHERE datname = $1", layout.database
         )
         if not exists:
-            await conn.execute(f'CREATE DATABASE "{layout.database}"')  # pyright: ignore[reportUnknownMemberType]
+            await conn.execute(f'CREATE DATABASE "{layout.database}"')
     finally:
-        await conn.close()  # pyright: ignore[reportUnknownMemberType]
+        await conn.close()
+
+
+async def _admin_connection(layout: PostgresLayout) -> Any:
+    """A raw asyncpg connection to the `postgres` database (asyncpg ships no type stubs)."""
+    import asyncpg
+
+    connect: Any = asyncpg.connect  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # asyncpg: no stubs
+    return await connect(
+        host=str(layout.socket_dir), port=layout.port, user=layout.user, database="postgres"
+    )
 
 
 async def wait_for_postgres(layout: PostgresLayout, *, deadline: float) -> None:
@@ -229,10 +240,8 @@ async def wait_for_postgres(layout: PostgresLayout, *, deadline: float) -> None:
     stop_at = loop.time() + deadline
     while True:
         try:
-            conn = await asyncpg.connect(  # pyright: ignore[reportUnknownMemberType]
-                host=str(layout.socket_dir), port=layout.port, user=layout.user, database="postgres"
-            )
-        except (OSError, asyncpg.PostgresError) as exc:  # pyright: ignore[reportUnknownMemberType]
+            conn = await _admin_connection(layout)
+        except (OSError, asyncpg.PostgresError) as exc:
             if loop.time() >= stop_at:
                 raise EmbeddedError(
                     f"Postgres did not accept connections within {deadline:.0f} s ({exc}); "
@@ -240,5 +249,5 @@ async def wait_for_postgres(layout: PostgresLayout, *, deadline: float) -> None:
                 ) from exc
             await asyncio.sleep(0.1)
         else:
-            await conn.close()  # pyright: ignore[reportUnknownMemberType]
+            await conn.close()
             return

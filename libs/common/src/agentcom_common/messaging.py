@@ -61,11 +61,11 @@ async def _connect_once(settings: CommonSettings, name: str) -> Client:
     async def on_reconnect() -> None:
         log.info("nats.reconnected")
 
-    return await nats.connect(
+    return await nats.connect(  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
         servers=[settings.nats_url or ""],
         name=name,
         connect_timeout=max(1, int(settings.nats_connect_timeout.total_seconds())),
-        reconnect_time_wait=max(0.01, settings.nats_reconnect_wait.total_seconds()),  # pyright: ignore[reportArgumentType]  # nats-py annotates int but sleeps a float
+        reconnect_time_wait=max(0.01, settings.nats_reconnect_wait.total_seconds()),
         max_reconnect_attempts=-1,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
@@ -119,11 +119,11 @@ async def ensure_streams(js: JetStreamContext, settings: CommonSettings) -> None
     """Create the streams, or bring an existing one's config up to date. Safe to run concurrently."""
     for config in stream_configs(settings):
         try:
-            await js.add_stream(config)
+            await js.add_stream(config)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
         except BadRequestError as exc:
             if exc.err_code != _STREAM_IN_USE:
                 raise
-            await js.update_stream(config)
+            await js.update_stream(config)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
 
 
 async def publish(

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from nats.aio.client import Client
-from nats.micro import add_service
+from nats.micro import add_service  # pyright: ignore[reportUnknownVariableType]  # nats-py: loosely typed callbacks
 from nats.micro.request import Handler, Request
 from nats.micro.service import Group, Service
 from pydantic import BaseModel, ValidationError

@@ -18,7 +18,7 @@ A `NOTIFY` in the same transaction wakes relays on commit only; the sweep covers
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -85,7 +85,9 @@ def msg_id(table: Table, row_id: int) -> str:
     return f"{table.schema}.outbox.{row_id}"
 
 
-async def claim_batch(conn: AsyncConnection, table: Table, limit: int) -> Sequence[Row[Any]]:
+async def claim_batch(
+    conn: AsyncConnection, table: Table, limit: int
+) -> Sequence[Row[Any, Any, Any, Any]]:
     """Oldest unpublished rows, locked; SKIP LOCKED lets replicas relay side by side."""
     stmt = (
         select(table.c.id, table.c.subject, table.c.payload, table.c.headers)
@@ -96,7 +98,9 @@ async def claim_batch(conn: AsyncConnection, table: Table, limit: int) -> Sequen
     return (await conn.execute(stmt)).all()
 
 
-async def publish_rows(js: JetStreamContext, table: Table, rows: Sequence[Row[Any]]) -> None:
+async def publish_rows(
+    js: JetStreamContext, table: Table, rows: Sequence[Row[Any, Any, Any, Any]]
+) -> None:
     for row in rows:
         headers: dict[str, str] = dict(row.headers or {})
         await messaging.publish_raw(
@@ -104,7 +108,9 @@ async def publish_rows(js: JetStreamContext, table: Table, rows: Sequence[Row[An
         )
 
 
-async def forget(conn: AsyncConnection, table: Table, rows: Sequence[Row[Any]]) -> None:
+async def forget(
+    conn: AsyncConnection, table: Table, rows: Sequence[Row[Any, Any, Any, Any]]
+) -> None:
     await conn.execute(delete(table).where(table.c.id.in_([row.id for row in rows])))
 
 
@@ -154,7 +160,7 @@ class Relay:
                         await self._wake.wait()
 
     @contextlib.asynccontextmanager
-    async def _listening(self) -> AsyncIterator[None]:
+    async def _listening(self) -> AsyncGenerator[None]:
         """Hold one connection LISTENing on the outbox channel; fall back to the sweep alone."""
         async with self.engine.connect() as conn:
             driver: Any = (await conn.get_raw_connection()).driver_connection

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -132,7 +132,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     """The FastAPI app of one service; its lifespan owns every connection and loop."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
         async with _running(spec, settings) as res:
             app.state.resources = res
             app.state.verifier = res.verifier
@@ -152,7 +152,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
 
 
 @contextlib.asynccontextmanager
-async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncIterator[Resources]:
+async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncGenerator[Resources]:
     engine = db.create_engine(settings)
     try:
         await db.wait_until_reachable(engine, deadline=30)
@@ -164,7 +164,7 @@ async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncIterator
             )
         nc = await messaging.connect(settings, f"agentcom-{spec.name}")
         try:
-            js = nc.jetstream()
+            js = nc.jetstream()  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
             await messaging.ensure_streams(js, settings)
             service, group = await micro.start(
                 nc, spec.name, spec.rpc, spec.version, spec.description
@@ -217,7 +217,7 @@ async def _serve(spec: ServiceSpec, res: Resources) -> None:
         with contextlib.suppress(ValueError):
             res.verifier.forget(TokenRevoked.model_validate_json(msg.data).token_id)
 
-    await res.nc.subscribe(subjects.TOKEN_REVOKED, cb=on_revoked)
+    await res.nc.subscribe(subjects.TOKEN_REVOKED, cb=on_revoked)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
 
 
 async def _announce(spec: ServiceSpec, res: Resources) -> None:

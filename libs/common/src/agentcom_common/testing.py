@@ -21,12 +21,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -86,8 +86,10 @@ class PgServer:
             return f"postgresql://{auth_part}@/{database}?host={self.host}&port={self.port}"
         return f"postgresql://{auth_part}@{self.host}:{self.port}/{database}"
 
-    async def admin(self) -> asyncpg.Connection:  # pyright: ignore[reportMissingTypeArgument]
-        return await asyncpg.connect(  # pyright: ignore[reportUnknownMemberType]
+    async def admin(self) -> Any:
+        """A raw asyncpg connection to the `postgres` database (asyncpg ships no stubs)."""
+        connect: Any = asyncpg.connect  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # asyncpg: no stubs
+        return await connect(
             host=self.host,
             port=self.port,
             user=self.user,
@@ -149,7 +151,7 @@ def migration_sets() -> list[tuple[Path, str]]:
 async def pg_template(pg_server: PgServer) -> AsyncIterator[str]:
     name = f"tmpl_{uuid.uuid4().hex[:12]}"
     conn = await pg_server.admin()
-    await conn.execute(f'CREATE DATABASE "{name}"')  # pyright: ignore[reportUnknownMemberType]
+    await conn.execute(f'CREATE DATABASE "{name}"')
     engine = db.create_engine(CommonSettings(database_url=SecretStr(pg_server.url(name))))
     try:
         for location, schema in migration_sets():
@@ -159,8 +161,8 @@ async def pg_template(pg_server: PgServer) -> AsyncIterator[str]:
     try:
         yield name
     finally:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # pyright: ignore[reportUnknownMemberType]
-        await conn.close()  # pyright: ignore[reportUnknownMemberType]
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
 
 
 @pytest.fixture
@@ -168,11 +170,11 @@ async def db_url(pg_server: PgServer, pg_template: str) -> AsyncIterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     conn = await pg_server.admin()
     try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')  # pyright: ignore[reportUnknownMemberType]
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
         yield pg_server.url(name)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # pyright: ignore[reportUnknownMemberType]
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
-        await conn.close()  # pyright: ignore[reportUnknownMemberType]
+        await conn.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +253,7 @@ async def engine(settings: CommonSettings) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def nc(settings: CommonSettings) -> AsyncIterator[Client]:
-    client = await nats.connect(settings.nats_url or "")
+    client = await nats.connect(settings.nats_url or "")  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
     try:
         yield client
     finally:
@@ -260,7 +262,7 @@ async def nc(settings: CommonSettings) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def js(nc: Client, settings: CommonSettings) -> JetStreamContext:
-    context = nc.jetstream()
+    context = nc.jetstream()  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
     await messaging.ensure_streams(context, settings)
     return context
 
@@ -268,7 +270,7 @@ async def js(nc: Client, settings: CommonSettings) -> JetStreamContext:
 @contextlib.asynccontextmanager
 async def running(
     app: FastAPI, base_url: str = "http://service"
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncGenerator[httpx.AsyncClient]:
     """Run `app`'s lifespan and hand out a client that calls it in-process."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -301,12 +303,16 @@ class ServiceProcess:
         self.module = "agentcom_" + name.replace("-", "_")
         self.url = f"http://127.0.0.1:{CommonSettings(port_offset=offset).port(name)}"
         base = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")}
-        self.env = base | {
-            "AGENTCOM_NATS_URL": nats_url,
-            "AGENTCOM_DATABASE_URL": db_url,
-            "AGENTCOM_PORT_OFFSET": str(offset),
-            "AGENTCOM_OUTBOX_INTERVAL": "50ms",
-        } | (env or {})
+        self.env = (
+            base
+            | {
+                "AGENTCOM_NATS_URL": nats_url,
+                "AGENTCOM_DATABASE_URL": db_url,
+                "AGENTCOM_PORT_OFFSET": str(offset),
+                "AGENTCOM_OUTBOX_INTERVAL": "50ms",
+            }
+            | (env or {})
+        )
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -314,7 +320,10 @@ class ServiceProcess:
         """Start and wait until /readyz answers 200."""
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module], env=self.env, stdout=out, stderr=out,
+                [sys.executable, "-m", self.module],
+                env=self.env,
+                stdout=out,
+                stderr=out,
                 preexec_fn=embedded.die_with_parent,
             )
         stop_at = time.monotonic() + deadline
