@@ -136,6 +136,7 @@ def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> Non
         queue_url = str(services["queue"])
         _wait(lambda: up.service_pid("queue") not in (None, victim), 30, "a new queue process")
         _wait(lambda: _ready(queue_url), 30, "the restarted queue to be ready")
+        _wait(lambda: up.stack["children"]["queue"] == up.service_pid("queue"), 10, "stack.json")
 
         made = _cli(env, "token", "create", "--role", "viewer", "--name", "ci", "--json")
         assert made.returncode == 0, made.stderr

@@ -60,7 +60,7 @@ async def nats_ok(url: str, timeout: float = 2.0) -> PartStatus:
         return PartStatus("nats", False, url, f"unreachable ({type(exc).__name__})")
     try:
         await nc.flush(timeout=int(max(1, timeout)))
-        return PartStatus("nats", True, url, f"server {nc.connected_server_version}")
+        return PartStatus("nats", True, url, f"server v{_version(nc)}")
     finally:
         await nc.close()
 
@@ -100,3 +100,8 @@ async def micro_ping(url: str, expected: int, window: float = 2.0) -> list[dict[
     finally:
         await nc.close()
     return replies
+
+
+def _version(nc: nats.NATS) -> str:
+    v = nc.connected_server_version
+    return f"{v.major}.{v.minor}.{v.patch}"

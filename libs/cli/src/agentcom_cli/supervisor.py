@@ -50,7 +50,13 @@ Notify = Callable[[str], None]
 
 
 class Supervisor:
-    def __init__(self, notify: Notify, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        notify: Notify,
+        backoff: Backoff | None = None,
+        on_restart: Callable[[], None] | None = None,
+    ) -> None:
+        self.on_restart = on_restart
         self.children: list[Child] = []
         self.notify = notify
         self.backoff = backoff or Backoff()
@@ -99,6 +105,8 @@ class Supervisor:
             if self._stopping:
                 return
             await self._spawn(child)
+            if self.on_restart is not None:
+                self.on_restart()
 
     async def stop(self, groups: list[list[str]], grace: float) -> None:
         """Stop children group by group (each group in parallel); SIGKILL after `grace`."""

@@ -60,16 +60,26 @@ async def _up(settings: CommonSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    supervisor = Supervisor(notify=lambda line: err.print(f"[yellow]{line}[/]", highlight=False))
+    written: list[bool] = []  # the stack file exists once every service was ready
+    urls = {name: settings.service_url(name) for name in SERVICE_NAMES}
+
+    def refresh_stack() -> None:  # a restarted child has a new pid; keep stack.json true
+        if written:
+            _write_stack(settings, env, supervisor, urls, logs)
+
+    supervisor = Supervisor(
+        notify=lambda line: err.print(f"[yellow]{line}[/]", highlight=False),
+        on_restart=refresh_stack,
+    )
+    env: dict[str, str] = {}
     logs = settings.home / "logs"
     try:
-        env = await _start_servers(settings, supervisor, logs)
+        env.update(await _start_servers(settings, supervisor, logs))
         await tokens.bootstrap_admin(settings.model_copy(update=_urls(env)))
         for name in SERVICE_NAMES:
             await supervisor.start(
                 Child(name, [sys.executable, "-m", module_of(name)], env, logs / f"{name}.log")
             )
-        urls = {name: settings.service_url(name) for name in SERVICE_NAMES}
         with err.status("waiting for the services to be ready…"):
             waiting = asyncio.create_task(probes.wait_ready(urls, READY_DEADLINE))
             stopping = asyncio.create_task(stop.wait())
@@ -81,6 +91,7 @@ async def _up(settings: CommonSettings) -> None:
         ready = waiting.result()
         _print_table(settings, env, ready, logs)
         _write_stack(settings, env, supervisor, urls, logs)
+        written.append(True)
         if not all(part.ok for part in ready.values()):
             err.print(f"[red]some services are not ready; see their logs under {logs}[/]")
         err.print("[dim]Ctrl-C stops everything[/]")
