@@ -207,3 +207,14 @@ def test_bad_setting_is_one_line_without_traceback(home: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "port_offset" in result.stderr
+
+
+def test_status_with_nothing_running_says_down_quickly(home: Path) -> None:
+    offset = _free_offset()
+    result = _cli(_env(home, AGENTCOM_PORT_OFFSET=str(offset)), "status", "--json")
+
+    assert result.returncode == 1
+    parts = {p["part"]: p for p in json.loads(result.stdout)["parts"]}
+    assert not parts["nats"]["ok"]
+    assert not parts["queue"]["ok"]
+    assert "Traceback" not in result.stderr

@@ -6,10 +6,10 @@ import json
 from dataclasses import dataclass
 
 import httpx
-import nats
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from agentcom_common import db
+from agentcom_common import db, messaging
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +50,7 @@ async def wait_ready(base_urls: dict[str, str], deadline: float) -> dict[str, Pa
 
 async def nats_ok(url: str, timeout: float = 2.0) -> PartStatus:
     try:
-        nc = await nats.connect(  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
-            url,
-            connect_timeout=int(max(1, timeout)),
-            max_reconnect_attempts=0,
-            allow_reconnect=False,
-        )
+        nc = await messaging.connect_once(url, timeout)
     except Exception as exc:  # noqa: BLE001 - any failure to connect means "down"; the kind is the detail
         return PartStatus("nats", False, url, f"unreachable ({type(exc).__name__})")
     try:
@@ -82,7 +77,7 @@ async def postgres_ok(url: str) -> PartStatus:
 
 async def micro_ping(url: str, expected: int, window: float = 2.0) -> list[dict[str, str]]:
     """Scatter `$SRV.PING` and gather replies until `expected` arrive or `window` passes."""
-    nc = await nats.connect(url, max_reconnect_attempts=0, allow_reconnect=False)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+    nc = await messaging.connect_once(url, window)
     replies: list[dict[str, str]] = []
     done = asyncio.Event()
 
@@ -102,6 +97,6 @@ async def micro_ping(url: str, expected: int, window: float = 2.0) -> list[dict[
     return replies
 
 
-def _version(nc: nats.NATS) -> str:
+def _version(nc: Client) -> str:
     v = nc.connected_server_version
     return f"{v.major}.{v.minor}.{v.patch}"

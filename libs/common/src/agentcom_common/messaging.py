@@ -40,7 +40,9 @@ async def connect(settings: CommonSettings, name: str, *, deadline: float = 30.0
     stop_at = loop.time() + deadline
     while True:
         try:
-            return await _connect_once(settings, name)
+            # nats-py may keep retrying an unreachable server inside connect(); bound it
+            async with asyncio.timeout(max(0.1, stop_at - loop.time())):
+                return await _connect_once(settings, name)
         except (NoServersError, OSError, TimeoutError) as exc:
             if loop.time() >= stop_at:
                 raise UnavailableError(
@@ -49,6 +51,22 @@ async def connect(settings: CommonSettings, name: str, *, deadline: float = 30.0
                     code="nats_unavailable",
                 ) from exc
             await asyncio.sleep(settings.nats_reconnect_wait.total_seconds())
+
+
+async def connect_once(url: str, timeout: float) -> Client:
+    """One bounded attempt, no reconnects, no error output: for probes and CLI checks."""
+
+    async def quiet(_exc: Exception) -> None:
+        return None
+
+    async with asyncio.timeout(timeout):
+        return await nats.connect(  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+            url,
+            connect_timeout=max(1, round(timeout)),
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            error_cb=quiet,
+        )
 
 
 async def _connect_once(settings: CommonSettings, name: str) -> Client:
