@@ -337,3 +337,20 @@ async def test_a_dependency_listed_twice_is_refused(api: httpx.AsyncClient) -> N
 
     assert response.status_code == 422
     assert response.json()["field"] == "depends_on"
+
+
+async def test_the_callers_trace_continues_into_the_task_event(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    sub = await nc.subscribe("agentcom.evt.task.submitted")  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped callback parameter
+
+    await api.post(
+        "/api/tasks",
+        json={"description": "traced"},
+        headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    )
+
+    event = await sub.next_msg(timeout=10)
+    assert event.headers is not None
+    assert event.headers["traceparent"].split("-")[1] == trace_id

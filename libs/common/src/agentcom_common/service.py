@@ -145,6 +145,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         lifespan=lifespan,
     )
     web.install_error_handlers(app)
+    app.add_middleware(telemetry.TraceMiddleware, service=spec.name)
     app.include_router(_health_router(spec))
     for router in spec.routers:
         app.include_router(router)

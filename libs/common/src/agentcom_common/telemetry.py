@@ -6,7 +6,7 @@ logs carry trace ids and context still travels between services) but nothing is 
 
 from collections.abc import Mapping
 
-from opentelemetry import metrics, propagate, trace
+from opentelemetry import context as otel_context, metrics, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -15,6 +15,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentcom_common import __version__
 
@@ -49,3 +50,28 @@ def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
 def extract_context(headers: Mapping[str, str] | None) -> Context:
     """The trace context carried by a message's headers (empty when none)."""
     return propagate.extract(dict(headers or {}))
+
+
+class TraceMiddleware:
+    """ASGI middleware: continue the caller's W3C trace (or start one) for each HTTP request.
+
+    Everything the request does runs inside that span's context, so log lines carry its trace
+    id and the outbox rows it writes carry its `traceparent` on to NATS.
+    """
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.tracer = trace.get_tracer(f"agentcom.{service}")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        token = otel_context.attach(extract_context(headers))
+        try:
+            name = f"{scope['method']} {scope['path']}"
+            with self.tracer.start_as_current_span(name, kind=trace.SpanKind.SERVER):
+                await self.app(scope, receive, send)
+        finally:
+            otel_context.detach(token)
