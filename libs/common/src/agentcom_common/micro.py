@@ -5,6 +5,7 @@ turns errors into `Nats-Service-Error-Code`/`Nats-Service-Error` headers. nats.m
 otherwise answer an unexpected exception with code 500 and its `repr()`, leaking internals.
 """
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -32,8 +33,29 @@ In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
 
 
-def endpoint(contract: type[In], op: Callable[[In], Awaitable[Out]]) -> Handler:
+def endpoint(
+    contract: type[In], op: Callable[[In], Awaitable[Out]], *, concurrency: int = 64
+) -> Handler:
+    """Adapt `op` to nats.micro; up to `concurrency` requests of this endpoint run at once.
+
+    nats-py runs one subscription's callbacks one after another, so awaiting the op in the
+    callback would queue every caller behind each database round trip. Each request gets its
+    own task instead; the semaphore is the backpressure.
+    """
+    gate = asyncio.Semaphore(concurrency)
+    running: set[asyncio.Task[None]] = set()
+
+    def finished(task: asyncio.Task[None]) -> None:
+        running.discard(task)
+        gate.release()
+
     async def handle(req: Request) -> None:
+        await gate.acquire()
+        task = asyncio.create_task(answer(req))
+        running.add(task)
+        task.add_done_callback(finished)
+
+    async def answer(req: Request) -> None:
         try:
             reply = await op(contract.model_validate_json(req.data or b"{}"))
         except ValidationError as exc:
