@@ -1,4 +1,3 @@
-import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -6,17 +5,12 @@ import httpx
 from nats.aio.client import Client
 
 from agentcom_common.service import ServiceSpec
+from agentcom_common.testing import assert_service_answers
 from agentcom_dashboard.app import SPEC
 
-RunService = Callable[[ServiceSpec], AbstractAsyncContextManager[httpx.AsyncClient]]
 
-
-async def test_starts_ready_and_answers_on_nats(run_service: RunService, nc: Client) -> None:
-    async with run_service(SPEC) as client:
-        ready = await client.get("/readyz")
-        ping = await nc.request("$SRV.PING.agentcom-dashboard", b"", timeout=5)
-        health = await nc.request("agentcom.rpc.dashboard.health", b"{}", timeout=5)
-
-    assert ready.status_code == 200, ready.text
-    assert json.loads(ping.data)["name"] == "agentcom-dashboard"
-    assert json.loads(health.data)["service"] == "dashboard"
+async def test_starts_ready_and_answers_on_nats(
+    run_service: Callable[[ServiceSpec], AbstractAsyncContextManager[httpx.AsyncClient]],
+    nc: Client,
+) -> None:
+    await assert_service_answers(run_service, nc, SPEC)

@@ -12,6 +12,7 @@ Loaded by `-p agentcom_common.testing` in the root pytest config. Fixtures:
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -349,3 +350,18 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+async def assert_service_answers(
+    start: Callable[[ServiceSpec], contextlib.AbstractAsyncContextManager[httpx.AsyncClient]],
+    nc: Client,
+    spec: ServiceSpec,
+) -> None:
+    """The contract every service keeps: ready over HTTP, pingable and healthy over NATS."""
+    async with start(spec) as client:
+        ready = await client.get("/readyz")
+        ping = await nc.request(f"$SRV.PING.agentcom-{spec.name}", b"", timeout=5)
+        health = await nc.request(f"agentcom.rpc.{spec.rpc}.health", b"{}", timeout=5)
+    assert ready.status_code == 200, ready.text
+    assert json.loads(ping.data)["name"] == f"agentcom-{spec.name}"
+    assert json.loads(health.data)["service"] == spec.name
