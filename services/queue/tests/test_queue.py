@@ -354,3 +354,18 @@ async def test_the_callers_trace_continues_into_the_task_event(
     event = await sub.next_msg(timeout=10)
     assert event.headers is not None
     assert event.headers["traceparent"].split("-")[1] == trace_id
+
+
+async def test_stats_count_states_and_queued_lanes(api: httpx.AsyncClient, nc: Client) -> None:
+    await submit(api, priority="urgent")
+    await submit(api)
+    await submit(api)
+    assert await claim(nc) is not None  # the urgent one
+
+    over_http = (await api.get("/api/tasks/stats")).json()
+    over_nats = await rpc(nc, "stats", {})
+
+    for stats in (over_http, over_nats):
+        assert stats["by_state"]["queued"] == 2
+        assert stats["by_state"]["assigned"] == 1
+        assert stats["queued_by_lane"] == {"urgent": 0, "high": 0, "normal": 2, "low": 0}
