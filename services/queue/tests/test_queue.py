@@ -7,6 +7,9 @@ from typing import Any
 import httpx
 import pytest
 from nats.aio.client import Client
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentcom_common import auth
 
 Json = dict[str, Any]
 
@@ -369,3 +372,15 @@ async def test_stats_count_states_and_queued_lanes(api: httpx.AsyncClient, nc: C
         assert stats["by_state"]["queued"] == 2
         assert stats["by_state"]["assigned"] == 1
         assert stats["queued_by_lane"] == {"urgent": 0, "high": 0, "normal": 2, "low": 0}
+
+
+async def test_a_viewer_can_read_but_not_change(
+    api: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    viewer = {"Authorization": f"Bearer {(await auth.issue(engine, auth.Role.VIEWER, 'v')).token}"}
+    task = await submit(api)
+
+    assert (await api.get(f"/api/tasks/{task['id']}", headers=viewer)).status_code == 200
+    refused = await api.post(f"/api/tasks/{task['id']}/cancel", headers=viewer)
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "forbidden"
