@@ -17,7 +17,7 @@ from typing import Final
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentcom_common import clock, migrations
 from agentcom_common.errors import ForbiddenError, NotFoundError, UnauthorizedError
@@ -99,28 +99,38 @@ async def issue(engine: AsyncEngine, role: Role, name: str) -> IssuedToken:
 
 async def store(engine: AsyncEngine, token: str, role: Role, name: str) -> None:
     """Record `token` (e.g. a seeded AGENTCOM_ADMIN_TOKEN). Idempotent on the token itself."""
+    async with engine.begin() as conn:
+        await store_in(conn, token, role, name)
+
+
+async def store_in(conn: AsyncConnection, token: str, role: Role, name: str) -> None:
+    """`store` inside the caller's transaction (an agent and its token commit together)."""
     if len(token) < 32:
         raise ValueError("a token must be at least 32 characters")
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(tokens)
-            .values(id=token_id(token), hash=digest(token), role=role.value, name=name)
-            .on_conflict_do_nothing(index_elements=[tokens.c.hash])
-        )
+    await conn.execute(
+        insert(tokens)
+        .values(id=token_id(token), hash=digest(token), role=role.value, name=name)
+        .on_conflict_do_nothing(index_elements=[tokens.c.hash])
+    )
 
 
 async def revoke(engine: AsyncEngine, token_id_: str) -> TokenInfo:
     """Revoke by public id. Idempotent: revoking a revoked token returns it unchanged."""
     async with engine.begin() as conn:
-        await conn.execute(
-            update(tokens)
-            .where(tokens.c.id == token_id_, tokens.c.revoked_at.is_(None))
-            .values(revoked_at=clock.now())
-        )
+        await revoke_in(conn, token_id_)
         row = (await conn.execute(select(tokens).where(tokens.c.id == token_id_))).one_or_none()
     if row is None:
         raise NotFoundError(f"no token with id {token_id_}", code="token_not_found")
     return TokenInfo(row.id, Role(row.role), row.name, row.created_at, row.revoked_at)
+
+
+async def revoke_in(conn: AsyncConnection, token_id_: str) -> None:
+    """Revoke inside the caller's transaction (an agent's removal revokes its token with it)."""
+    await conn.execute(
+        update(tokens)
+        .where(tokens.c.id == token_id_, tokens.c.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+    )
 
 
 async def list_tokens(engine: AsyncEngine) -> list[TokenInfo]:

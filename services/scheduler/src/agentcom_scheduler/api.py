@@ -1,16 +1,29 @@
-"""HTTP API of the scheduler: tokens for now (agents and matching come with issue #5)."""
+"""HTTP API of the scheduler: tokens and agents (presence and matching come with issue #5)."""
 
 import logging
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from agentcom_common import auth, clock, subjects
+from agentcom_common.contracts.agent import (
+    AgentRegistered,
+    AgentTransition,
+    AgentView,
+    RegisterAgent,
+)
 from agentcom_common.contracts.auth import CreateToken, IssuedTokenView, TokenRevoked, TokenView
-from agentcom_common.service import Res
-from agentcom_common.web import Admin
+from agentcom_common.service import Res, Resources
+from agentcom_common.web import Admin, Viewer
+from agentcom_scheduler import ops
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/tokens", tags=["tokens"])
+agents = APIRouter(prefix="/api/agents", tags=["agents"])
+
+
+def scheduler(request: Request) -> ops.Scheduler:
+    res: Resources = request.app.state.resources
+    return ops.Scheduler(res.engine, res.outbox)
 
 
 def _view(info: auth.TokenInfo) -> TokenView:
@@ -56,12 +69,54 @@ async def revoke_token(token_id: str, res: Res, who: Admin) -> TokenView:
     Errors: 404 `token_not_found`.
     """
     info = await auth.revoke(res.engine, token_id)
+    await _announce_revoked(res, token_id)
+    log.info("token.revoked", extra={"token_id": token_id, "by": who.token_id})
+    return _view(info)
+
+
+async def _announce_revoked(res: Resources, token_id: str) -> None:
     res.verifier.forget(token_id)
-    assert info.revoked_at is not None
     # wakes the other services' caches now; their TTL covers a lost message
     await res.nc.publish(
         subjects.TOKEN_REVOKED,
-        TokenRevoked(token_id=token_id, revoked_at=info.revoked_at).model_dump_json().encode(),
+        TokenRevoked(token_id=token_id, revoked_at=clock.now()).model_dump_json().encode(),
     )
-    log.info("token.revoked", extra={"token_id": token_id, "by": who.token_id})
-    return _view(info)
+
+
+@agents.post("", status_code=status.HTTP_201_CREATED)
+async def register_agent(body: RegisterAgent, request: Request, _who: Admin) -> AgentRegistered:
+    """Register an agent and create its `agent` token (shown once). Without a name it gets an
+    unused Culture ship name.
+
+    Errors: 409 `agent_exists`, 422 `invalid_field`.
+    """
+    made = await ops.register(scheduler(request), body)
+    log.info("agent.registered", extra={"agent_id": made.id, "token_id": made.token_id})
+    return made
+
+
+@agents.get("")
+async def list_agents(request: Request, _who: Viewer) -> list[AgentView]:
+    """Every registered agent with its state, capabilities and repos."""
+    return await ops.listing(scheduler(request))
+
+
+@agents.get("/{agent_id}")
+async def get_agent(agent_id: str, request: Request, _who: Viewer) -> AgentView:
+    """One agent. Errors: 404 `agent_not_found`."""
+    return await ops.get(scheduler(request), agent_id)
+
+
+@agents.get("/{agent_id}/history")
+async def agent_history(agent_id: str, request: Request, _who: Viewer) -> list[AgentTransition]:
+    """Every state change of an agent with its reason. Errors: 404 `agent_not_found`."""
+    return await ops.history(scheduler(request), agent_id)
+
+
+@agents.delete("/{agent_id}")
+async def remove_agent(agent_id: str, res: Res, request: Request, _who: Admin) -> AgentView:
+    """Remove an agent and revoke its token at once. Errors: 404 `agent_not_found`."""
+    removed = await ops.remove(scheduler(request), agent_id)
+    await _announce_revoked(res, removed.token_id)
+    log.info("agent.removed", extra={"agent_id": agent_id})
+    return removed

@@ -16,7 +16,7 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
-    routers=(api.router,),
+    routers=(api.router, api.agents),
 )
 
 

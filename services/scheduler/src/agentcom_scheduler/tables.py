@@ -1,8 +1,42 @@
 """SQLAlchemy Core tables of the `scheduler` schema; Alembic migrations follow this file."""
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    MetaData,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from agentcom_common import outbox
 
 metadata = MetaData(schema="scheduler")
 outbox_table = outbox.define_table(metadata)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("capabilities", ARRAY(Text), nullable=False),
+    Column("repos", ARRAY(Text), nullable=False),
+    Column("token_id", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+agent_history = Table(
+    "agent_history",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("agent_id", Text, ForeignKey("scheduler.agents.id", ondelete="CASCADE"), index=True),
+    Column("from_state", Text),
+    Column("to_state", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

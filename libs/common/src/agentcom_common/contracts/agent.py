@@ -1,0 +1,54 @@
+"""Agent contracts: registration, the agent view, and the agent state machine's states."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from agentcom_common.contracts.base import Contract, Request
+
+AgentName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+Capability = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class AgentState(StrEnum):
+    OFFLINE = "offline"
+    IDLE = "idle"
+    ASSIGNED = "assigned"
+    WORKING = "working"
+    BLOCKED = "blocked"
+
+
+class RegisterAgent(Request):
+    name: AgentName | None = Field(
+        default=None, description="Lowercase letters, digits and dashes; a Culture ship if unset."
+    )
+    capabilities: list[Capability] = Field(default_factory=list[str], max_length=50)
+    repos: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] = Field(
+        default_factory=list[str], max_length=50
+    )
+
+
+class AgentView(Contract):
+    id: str
+    state: AgentState
+    capabilities: list[str]
+    repos: list[str]
+    token_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentRegistered(AgentView):
+    token: str = Field(description="The agent's bearer token; shown in this reply only.")
+
+
+class AgentTransition(Contract):
+    """A row of an agent's history; the body of every `agentcom.evt.agent.*` event."""
+
+    agent_id: str
+    from_state: AgentState | None
+    to_state: AgentState
+    reason: str
+    at: datetime

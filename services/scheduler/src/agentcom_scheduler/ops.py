@@ -1,0 +1,117 @@
+"""Scheduler use cases, one transaction each; HTTP routes call these."""
+
+from dataclasses import dataclass
+
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from agentcom_common import auth, clock, outbox, subjects
+from agentcom_common.contracts.agent import (
+    AgentRegistered,
+    AgentState,
+    AgentTransition,
+    AgentView,
+    RegisterAgent,
+)
+from agentcom_common.errors import DuplicateError, NotFoundError
+from agentcom_scheduler import names, store
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduler:
+    engine: AsyncEngine
+    outbox: Table
+
+
+def view(row: store.AgentRow) -> AgentView:
+    return AgentView(
+        id=row.id,
+        state=AgentState(row.state),
+        capabilities=list(row.capabilities),
+        repos=list(row.repos),
+        token_id=row.token_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def register(s: Scheduler, body: RegisterAgent) -> AgentRegistered:
+    """Register an agent with its own `agent` token. A taken name is a 409, never a second agent."""
+    async with s.engine.begin() as conn:
+        name = body.name or names.unused(await store.ids(conn))
+        token = auth.new_token()
+        row = await store.insert_agent(
+            conn,
+            {
+                "id": name,
+                "state": AgentState.OFFLINE.value,
+                "capabilities": list(body.capabilities),
+                "repos": list(body.repos),
+                "token_id": auth.token_id(token),
+            },
+        )
+        if row is None:
+            raise DuplicateError(
+                f"an agent named {name} exists; remove it first or pick another name",
+                code="agent_exists",
+                field="name",
+            )
+        # same transaction: an agent never exists without its token, nor a token without it
+        await auth.store_in(conn, token, auth.Role.AGENT, f"agent {name}")
+        await _emit(s, conn, name, None, AgentState.OFFLINE, "registered")
+    return AgentRegistered(**view(row).model_dump(), token=token)
+
+
+async def _emit(
+    s: Scheduler,
+    conn: AsyncConnection,
+    agent_id: str,
+    source: AgentState | None,
+    target: AgentState,
+    reason: str,
+) -> None:
+    event = AgentTransition(
+        agent_id=agent_id, from_state=source, to_state=target, reason=reason, at=clock.now()
+    )
+    await outbox.add(conn, s.outbox, subjects.event("agent", reason), event)
+
+
+async def remove(s: Scheduler, agent_id: str) -> AgentView:
+    """Remove an agent and revoke its token in one transaction."""
+    async with s.engine.begin() as conn:
+        row = await store.remove(conn, agent_id)
+        if row is None:
+            raise NotFoundError(f"no agent {agent_id}", code="agent_not_found")
+        await auth.revoke_in(conn, row.token_id)
+        await _emit(s, conn, agent_id, AgentState(row.state), AgentState.OFFLINE, "removed")
+    return view(row)
+
+
+async def get(s: Scheduler, agent_id: str) -> AgentView:
+    async with s.engine.connect() as conn:
+        row = await store.fetch(conn, agent_id)
+    if row is None:
+        raise NotFoundError(f"no agent {agent_id}", code="agent_not_found")
+    return view(row)
+
+
+async def listing(s: Scheduler) -> list[AgentView]:
+    async with s.engine.connect() as conn:
+        return [view(r) for r in await store.all_agents(conn)]
+
+
+async def history(s: Scheduler, agent_id: str) -> list[AgentTransition]:
+    async with s.engine.connect() as conn:
+        if await store.fetch(conn, agent_id) is None:
+            raise NotFoundError(f"no agent {agent_id}", code="agent_not_found")
+        rows = await store.history(conn, agent_id)
+    return [
+        AgentTransition(
+            agent_id=agent_id,
+            from_state=AgentState(r.from_state) if r.from_state else None,
+            to_state=AgentState(r.to_state),
+            reason=r.reason,
+            at=r.at,
+        )
+        for r in rows
+    ]

@@ -1,0 +1,66 @@
+"""Every SQL statement on the `scheduler` schema. The only importer of tables.py."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agentcom_common.contracts.agent import AgentState
+from agentcom_scheduler.tables import agent_history, agents
+
+AgentRow = Row[Any]
+
+
+async def insert_agent(conn: AsyncConnection, values: dict[str, Any]) -> AgentRow | None:
+    """None when the id is taken."""
+    stmt = (
+        pg_insert(agents)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[agents.c.id])
+        .returning(*agents.c)
+    )
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is not None:
+        await record(conn, row.id, None, AgentState(row.state), "registered")
+    return row
+
+
+async def record(
+    conn: AsyncConnection, agent_id: str, source: AgentState | None, target: AgentState, reason: str
+) -> None:
+    await conn.execute(
+        insert(agent_history).values(
+            agent_id=agent_id,
+            from_state=source.value if source else None,
+            to_state=target.value,
+            reason=reason,
+        )
+    )
+
+
+async def fetch(conn: AsyncConnection, agent_id: str) -> AgentRow | None:
+    return (await conn.execute(select(agents).where(agents.c.id == agent_id))).one_or_none()
+
+
+async def all_agents(conn: AsyncConnection) -> Sequence[AgentRow]:
+    return (await conn.execute(select(agents).order_by(agents.c.created_at))).all()
+
+
+async def ids(conn: AsyncConnection) -> set[str]:
+    return set((await conn.execute(select(agents.c.id))).scalars())
+
+
+async def remove(conn: AsyncConnection, agent_id: str) -> AgentRow | None:
+    stmt = delete(agents).where(agents.c.id == agent_id).returning(*agents.c)
+    return (await conn.execute(stmt)).one_or_none()
+
+
+async def history(conn: AsyncConnection, agent_id: str) -> Sequence[Row[Any]]:
+    stmt = (
+        select(agent_history)
+        .where(agent_history.c.agent_id == agent_id)
+        .order_by(agent_history.c.id)
+    )
+    return (await conn.execute(stmt)).all()
