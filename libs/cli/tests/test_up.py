@@ -145,6 +145,15 @@ def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> Non
         listed = json.loads(_cli(env, "token", "list", "--json").stdout)
         assert {t["token_id"]: t["revoked_at"] is not None for t in listed}[token_id]
 
+        added = _cli(env, "agent", "add", "--capability", "python", "--json")
+        assert added.returncode == 0, added.stderr
+        agent = json.loads(added.stdout)
+        config = Path(agent["config"])
+        assert config.stat().st_mode & 0o077 == 0
+        assert json.loads(config.read_text())["agent_id"] == agent["id"]
+        assert _cli(env, "agent", "remove", agent["id"]).returncode == 0
+        assert not config.exists()
+
         tree = up.tree()
         assert {"nats-server", "postgres"} <= {p.name() for p in tree}
     finally:

@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="Print the admin token, or create, list and revoke tokens.")
 app.add_typer(token_app, name="token")
+agent_app = typer.Typer(help="Register, list and remove agents.", no_args_is_help=True)
+app.add_typer(agent_app, name="agent")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -163,3 +165,73 @@ def token_revoke(
     """Revoke a token; every service refuses it within seconds."""
     _call("DELETE", f"/api/tokens/{token_id}")
     out.print(f"revoked {token_id}")
+
+
+@agent_app.command("add")
+@friendly
+def agent_add(
+    name: Annotated[
+        str | None, typer.Argument(help="Lowercase name; a Culture ship if omitted.")
+    ] = None,
+    capability: Annotated[
+        list[str] | None, typer.Option(help="Repeat for each capability.")
+    ] = None,
+    repo: Annotated[
+        list[str] | None, typer.Option(help="Repeat for each repo it may work on.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register an agent and write its sidecar config (with its token, mode 0600)."""
+    body: dict[str, Any] = {"capabilities": capability or [], "repos": repo or []}
+    if name:
+        body["name"] = name
+    made: dict[str, Any] = _call("POST", "/api/agents", body)
+    settings = _settings()
+    running = stack.read(settings.home)
+    config = settings.home / "agents" / f"{made['id']}.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    tokens.write_secret(
+        config,
+        stack.dumps(
+            {
+                "agent_id": made["id"],
+                "token": made["token"],
+                "nats_url": running.nats_url if running else settings.nats_url,
+                "hub_urls": stack.service_urls(settings, running),
+            }
+        ),
+    )
+    if as_json:
+        out.print_json(
+            stack.dumps({k: v for k, v in made.items() if k != "token"} | {"config": str(config)})
+        )
+    else:
+        out.print(f"agent {made['id']} registered; its config and token: {config}")
+
+
+@agent_app.command("list")
+@friendly
+def agent_list(as_json: JsonFlag = False) -> None:
+    """List agents with their state, capabilities and repos."""
+    rows: list[dict[str, Any]] = _call("GET", "/api/agents")
+    if as_json:
+        out.print_json(stack.dumps(rows))
+        return
+    table = Table()
+    for column in ("id", "state", "capabilities", "repos"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["id"], row["state"], ", ".join(row["capabilities"]), ", ".join(row["repos"])
+        )
+    out.print(table)
+
+
+@agent_app.command("remove")
+@friendly
+def agent_remove(agent_id: Annotated[str, typer.Argument(help="The agent's id.")]) -> None:
+    """Remove an agent; its token stops working at once."""
+    _call("DELETE", f"/api/agents/{agent_id}")
+    settings = _settings()
+    (settings.home / "agents" / f"{agent_id}.json").unlink(missing_ok=True)
+    out.print(f"removed {agent_id}")
