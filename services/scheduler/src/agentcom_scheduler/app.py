@@ -1,5 +1,7 @@
 """The scheduler service as a `ServiceSpec`: what `agentcom_common.service` needs to run it."""
 
+import dataclasses
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -7,7 +9,8 @@ from fastapi import FastAPI
 
 from agentcom_common.service import ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_scheduler import __version__, api, tables
+from agentcom_scheduler import __version__, api, loops, tables
+from agentcom_scheduler.settings import SchedulerSettings
 
 SPEC: Final = ServiceSpec(
     name="scheduler",
@@ -21,4 +24,11 @@ SPEC: Final = ServiceSpec(
 
 
 def create_app(settings: CommonSettings) -> FastAPI:
-    return build(SPEC, settings)
+    own = (
+        settings
+        if isinstance(settings, SchedulerSettings)
+        else SchedulerSettings.model_validate(settings.model_dump())
+    )
+    return build(
+        dataclasses.replace(SPEC, starters=(partial(loops.start, settings=own),)), settings
+    )

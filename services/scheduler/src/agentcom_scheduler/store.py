@@ -1,13 +1,15 @@
 """Every SQL statement on the `scheduler` schema. The only importer of tables.py."""
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select
+from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common.contracts.agent import AgentState
+from agentcom_scheduler import states
 from agentcom_scheduler.tables import agent_history, agents
 
 AgentRow = Row[Any]
@@ -64,3 +66,37 @@ async def history(conn: AsyncConnection, agent_id: str) -> Sequence[Row[Any]]:
         .order_by(agent_history.c.id)
     )
     return (await conn.execute(stmt)).all()
+
+
+async def seen(conn: AsyncConnection, agent_id: str) -> AgentRow | None:
+    """Note that the agent was heard from; the row as it was before, or None if unknown."""
+    before = (
+        await conn.execute(select(agents).where(agents.c.id == agent_id).with_for_update())
+    ).one_or_none()
+    if before is not None:
+        await conn.execute(
+            update(agents).where(agents.c.id == agent_id).values(last_seen=func.now())
+        )
+    return before
+
+
+async def move(conn: AsyncConnection, agent_id: str, to: AgentState) -> bool:
+    """Move an agent along TRANSITIONS (the WHERE is the guard); False if it may not."""
+    stmt = (
+        update(agents)
+        .where(agents.c.id == agent_id, agents.c.state.in_(sorted(states.sources(to))))
+        .values(state=to.value, updated_at=func.now())
+        .returning(agents.c.state)
+    )
+    return (await conn.execute(stmt)).one_or_none() is not None
+
+
+async def silent_since(conn: AsyncConnection, cutoff: datetime) -> list[AgentRow]:
+    """Agents not offline whose last word is older than `cutoff`, locked for the sweep."""
+    stmt = (
+        select(agents)
+        .where(agents.c.state != AgentState.OFFLINE.value)
+        .where((agents.c.last_seen < cutoff) | agents.c.last_seen.is_(None))
+        .with_for_update(skip_locked=True)
+    )
+    return list((await conn.execute(stmt)).all())

@@ -26,6 +26,7 @@ agents = Table(
     Column("capabilities", ARRAY(Text), nullable=False),
     Column("repos", ARRAY(Text), nullable=False),
     Column("token_id", Text, nullable=False),
+    Column("last_seen", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

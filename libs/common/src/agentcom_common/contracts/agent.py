@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -52,3 +52,25 @@ class AgentTransition(Contract):
     to_state: AgentState
     reason: str
     at: datetime
+
+
+class Hello(Contract):
+    """First report after a sidecar (re)connects: what it is doing right now."""
+
+    kind: Literal["hello"]
+    agent_id: str
+    task_id: str | None = None
+    generation: int | None = None
+
+
+class Heartbeat(Contract):
+    """Sent every heartbeat interval; carries the host's load for the router."""
+
+    kind: Literal["heartbeat"]
+    agent_id: str
+    cpu_percent: float | None = Field(default=None, ge=0, le=100)
+    ram_percent: float | None = Field(default=None, ge=0, le=100)
+    load: float | None = Field(default=None, ge=0)
+
+
+PresenceReport = Annotated[Hello | Heartbeat, Field(discriminator="kind")]

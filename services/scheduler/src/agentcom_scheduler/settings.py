@@ -1,0 +1,22 @@
+"""Scheduler settings: the common ones plus its own, prefixed `AGENTCOM_SCHEDULER_`."""
+
+from datetime import timedelta
+
+from pydantic import Field
+
+from agentcom_common.settings import CommonSettings, Interval
+
+
+class SchedulerSettings(CommonSettings):
+    scheduler_heartbeat_interval: Interval = Field(
+        default=timedelta(seconds=5), description="How often sidecars send a heartbeat."
+    )
+    scheduler_missed_heartbeats: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Heartbeats missed in a row before an agent is offline.",
+    )
+    scheduler_sweep_interval: Interval = Field(
+        default=timedelta(seconds=1), description="How often the presence sweep runs."
+    )
