@@ -51,7 +51,7 @@ async def test_hello_brings_an_agent_online_and_silence_takes_it_offline(
     async def offline() -> None:
         assert await state(api, "a1") == "offline"
 
-    await eventually(offline)  # no heartbeats follow: 3 × 100 ms of silence
+    await eventually(offline)  # no heartbeats follow: 3 x 100 ms of silence
     reasons = [h["reason"] for h in (await api.get("/api/agents/a1/history")).json()]
     assert reasons == ["registered", "hello", "missed heartbeats"]
 
