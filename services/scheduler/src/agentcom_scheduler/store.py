@@ -100,3 +100,13 @@ async def silent_since(conn: AsyncConnection, cutoff: datetime) -> list[AgentRow
         .with_for_update(skip_locked=True)
     )
     return list((await conn.execute(stmt)).all())
+
+
+async def idle_agents(conn: AsyncConnection) -> list[AgentRow]:
+    """Idle agents, longest idle first: the fairest one gets the next task."""
+    stmt = (
+        select(agents)
+        .where(agents.c.state == AgentState.IDLE.value)
+        .order_by(agents.c.updated_at, agents.c.id)
+    )
+    return list((await conn.execute(stmt)).all())

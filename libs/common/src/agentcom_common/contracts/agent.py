@@ -74,3 +74,25 @@ class Heartbeat(Contract):
 
 
 PresenceReport = Annotated[Hello | Heartbeat, Field(discriminator="kind")]
+
+
+class TaskOutcome(Contract):
+    """A sidecar's word on its assignment, forwarded by the scheduler to the queue."""
+
+    kind: Literal["accepted", "completed", "partial_pass", "failed"]
+    agent_id: str
+    task_id: str
+    generation: int = Field(ge=1)
+    result: dict[str, object] = Field(default_factory=dict[str, object])
+    error: str | None = Field(default=None, max_length=4000)
+
+
+AgentReport = Annotated[Hello | Heartbeat | TaskOutcome, Field(discriminator="kind")]
+
+
+class Assign(Contract):
+    """Published to `agentcom.agent.<id>.inbox`: do this task at this generation."""
+
+    kind: Literal["assign"] = "assign"
+    task: dict[str, object]
+    generation: int

@@ -1,0 +1,93 @@
+"""Matching: idle agents claim tasks from the queue; assignments go to the agent's inbox.
+
+Events wake it (a task became claimable, an agent became idle); a sweep every interval makes
+sure nothing waits on a lost event. If the process dies after a claim but before the inbox
+publish, the queue holds an assignment nobody was told about; the accept timeout (issue #5,
+next step) hands it back.
+"""
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from agentcom_common import messaging, subjects
+from agentcom_common.contracts.agent import AgentState, Assign
+from agentcom_common.contracts.task import ClaimTask, RequeueTask
+from agentcom_common.errors import AgentcomError
+from agentcom_scheduler import ops, presence, queue_client, store
+
+log = logging.getLogger(__name__)
+
+WAKE_SUBJECTS = (
+    "agentcom.evt.task.submitted",
+    "agentcom.evt.task.released",
+    "agentcom.evt.task.requeued",
+    "agentcom.evt.task.retried",
+    "agentcom.evt.agent.online",
+    "agentcom.evt.agent.idle",
+)
+
+
+async def match_once(s: ops.Scheduler, nc: Client, js: JetStreamContext) -> int:
+    """Offer work to every idle agent once; returns how many tasks were assigned."""
+    async with s.engine.connect() as conn:
+        idle = await store.idle_agents(conn)
+    assigned = 0
+    for agent in idle:
+        claim = ClaimTask(
+            agent_id=agent.id, capabilities=list(agent.capabilities), repos=list(agent.repos)
+        )
+        task = (await queue_client.call(nc, "claim", claim))["task"]
+        if task is None:
+            continue
+        async with s.engine.begin() as conn:
+            moved = await presence.transition_if(
+                s,
+                conn,
+                agent.id,
+                AgentState.IDLE,
+                AgentState.ASSIGNED,
+                f"task {task['id']} generation {task['generation']}",
+                "assigned",
+            )
+        if not moved:  # it went offline meanwhile: give the task straight back
+            back = RequeueTask(
+                task_id=task["id"], generation=task["generation"], reason="agent left"
+            )
+            await queue_client.call(nc, "requeue", back)
+            continue
+        await messaging.publish(
+            js,
+            subjects.agent_inbox(agent.id),
+            Assign(task=task, generation=task["generation"]),
+            msg_id=f"assign.{task['id']}.{task['generation']}",
+        )
+        log.info("task.assigned", extra={"agent_id": agent.id, "task_id": task["id"]})
+        assigned += 1
+    return assigned
+
+
+async def match_forever(
+    s: ops.Scheduler, nc: Client, js: JetStreamContext, every: timedelta
+) -> None:
+    wake = asyncio.Event()
+
+    async def on_event(_msg: Msg) -> None:
+        wake.set()
+
+    for subject in WAKE_SUBJECTS:
+        await nc.subscribe(subject, cb=on_event)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+    while True:
+        wake.clear()
+        try:
+            await match_once(s, nc, js)
+        except AgentcomError as exc:  # the queue is away: the next pass retries
+            log.warning("matching.paused", extra={"error": exc.code})
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(every.total_seconds()):
+                await wake.wait()

@@ -1,0 +1,103 @@
+"""Queue and scheduler together, driven the way a sidecar would: reports in, inbox out."""
+
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from agentcom_common.settings import CommonSettings
+from agentcom_common.testing import eventually, running
+from agentcom_queue.app import create_app as queue_app
+from agentcom_scheduler.app import create_app as scheduler_app
+from agentcom_scheduler.settings import SchedulerSettings
+
+Hub = tuple[httpx.AsyncClient, httpx.AsyncClient]
+
+
+@pytest.fixture
+async def hub(settings: CommonSettings, admin_token: str) -> AsyncIterator[Hub]:
+    fast = SchedulerSettings.model_validate(
+        settings.model_dump() | {"scheduler_sweep_interval": timedelta(milliseconds=50)}
+    )
+    async with (
+        running(queue_app(settings), "http://queue") as queue,
+        running(scheduler_app(fast), "http://scheduler") as scheduler,
+    ):
+        for client in (queue, scheduler):
+            client.headers["Authorization"] = f"Bearer {admin_token}"
+        yield queue, scheduler
+
+
+async def report(js: JetStreamContext, agent: str, body: dict[str, Any]) -> None:
+    await js.publish(
+        f"agentcom.agent.{agent}.report", json.dumps(body | {"agent_id": agent}).encode()
+    )
+
+
+async def test_a_task_reaches_an_idle_agent_and_completes(hub: Hub, js: JetStreamContext) -> None:
+    queue, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "worker", "capabilities": ["python"]})
+    inbox = await js.subscribe("agentcom.agent.worker.inbox")
+    await report(js, "worker", {"kind": "hello"})
+    task = (
+        await queue.post("/api/tasks", json={"description": "x", "needed_capabilities": ["python"]})
+    ).json()
+
+    assign = json.loads((await inbox.next_msg(timeout=10)).data)
+    assert assign["kind"] == "assign"
+    assert assign["task"]["id"] == task["id"]
+    generation = assign["generation"]
+
+    outcome = {"task_id": task["id"], "generation": generation}
+    await report(js, "worker", outcome | {"kind": "accepted"})
+    await report(js, "worker", outcome | {"kind": "completed", "result": {"ok": True}})
+
+    async def done() -> None:
+        assert (await queue.get(f"/api/tasks/{task['id']}")).json()["state"] == "completed"
+        assert (await scheduler.get("/api/agents/worker")).json()["state"] == "idle"
+
+    await eventually(done)
+    states = [h["to_state"] for h in (await scheduler.get("/api/agents/worker/history")).json()]
+    assert states == ["offline", "idle", "assigned", "working", "idle"]
+
+
+async def test_an_agent_without_the_capability_gets_nothing(hub: Hub, js: JetStreamContext) -> None:
+    queue, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "plain"})
+    await report(js, "plain", {"kind": "hello"})
+    task = (
+        await queue.post("/api/tasks", json={"description": "x", "needed_capabilities": ["gpu"]})
+    ).json()
+    await scheduler.post("/api/agents", json={"name": "gpu-box", "capabilities": ["gpu"]})
+    await report(js, "gpu-box", {"kind": "hello"})
+
+    async def on_the_gpu_box() -> None:
+        assert (await queue.get(f"/api/tasks/{task['id']}")).json()["assigned_to"] == "gpu-box"
+
+    await eventually(on_the_gpu_box)
+    assert (await scheduler.get("/api/agents/plain")).json()["state"] == "idle"
+
+
+async def test_a_stale_outcome_changes_nothing(hub: Hub, js: JetStreamContext) -> None:
+    queue, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "w"})
+    await report(js, "w", {"kind": "hello"})
+    task = (await queue.post("/api/tasks", json={"description": "x"})).json()
+
+    async def assigned() -> None:
+        assert (await queue.get(f"/api/tasks/{task['id']}")).json()["state"] == "assigned"
+
+    await eventually(assigned)
+    await report(js, "w", {"kind": "completed", "task_id": task["id"], "generation": 7})
+
+    async def every_report_handled() -> None:
+        info = await js.consumer_info("REPORTS", "scheduler-presence")
+        assert (info.num_pending, info.num_ack_pending) == (0, 0)
+
+    await eventually(every_report_handled)
+    assert (await queue.get(f"/api/tasks/{task['id']}")).json()["state"] == "assigned"
+    assert (await scheduler.get("/api/agents/w")).json()["state"] == "assigned"
