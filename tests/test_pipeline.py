@@ -1,5 +1,6 @@
 """Queue and scheduler together, driven the way a sidecar would: reports in, inbox out."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -18,11 +19,17 @@ from agentcom_scheduler.settings import SchedulerSettings
 Hub = tuple[httpx.AsyncClient, httpx.AsyncClient]
 
 
+TIMERS = {
+    "scheduler_sweep_interval": timedelta(milliseconds=50),
+    "scheduler_heartbeat_interval": timedelta(milliseconds=200),
+    "scheduler_missed_heartbeats": 3,
+    "scheduler_accept_timeout": timedelta(milliseconds=400),
+}
+
+
 @pytest.fixture
 async def hub(settings: CommonSettings, admin_token: str) -> AsyncIterator[Hub]:
-    fast = SchedulerSettings.model_validate(
-        settings.model_dump() | {"scheduler_sweep_interval": timedelta(milliseconds=50)}
-    )
+    fast = SchedulerSettings.model_validate(settings.model_dump() | TIMERS)
     async with (
         running(queue_app(settings), "http://queue") as queue,
         running(scheduler_app(fast), "http://scheduler") as scheduler,
@@ -101,3 +108,46 @@ async def test_a_stale_outcome_changes_nothing(hub: Hub, js: JetStreamContext) -
     await eventually(every_report_handled)
     assert (await queue.get(f"/api/tasks/{task['id']}")).json()["state"] == "assigned"
     assert (await scheduler.get("/api/agents/w")).json()["state"] == "assigned"
+
+
+async def test_an_agent_that_goes_silent_hands_its_task_back_with_a_retry_counted(
+    hub: Hub, js: JetStreamContext
+) -> None:
+    queue, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "flaky"})
+    await report(js, "flaky", {"kind": "hello"})
+    task = (await queue.post("/api/tasks", json={"description": "x"})).json()
+
+    async def assigned() -> None:
+        assert (await queue.get(f"/api/tasks/{task['id']}")).json()["assigned_to"] == "flaky"
+
+    await eventually(assigned)
+    await report(js, "flaky", {"kind": "accepted", "task_id": task["id"], "generation": 1})
+    # then silence: no heartbeat ever comes
+
+    async def handed_back() -> None:
+        back = (await queue.get(f"/api/tasks/{task['id']}")).json()
+        assert back["retry_count"] == 1
+        assert "went offline" in back["last_error"]
+        assert (await scheduler.get("/api/agents/flaky")).json()["state"] == "offline"
+
+    await eventually(handed_back)
+
+
+async def test_an_assignment_nobody_accepts_goes_back_without_a_retry(
+    hub: Hub, js: JetStreamContext
+) -> None:
+    queue, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "mute"})
+    task = (await queue.post("/api/tasks", json={"description": "x"})).json()
+    await report(js, "mute", {"kind": "hello"})
+
+    async def given_back() -> None:
+        history = (await queue.get(f"/api/tasks/{task['id']}/history")).json()
+        assert any(h["reason"] == "agent mute did not accept in time" for h in history)
+
+    for _ in range(3):  # keep the agent alive: only the acceptance is missing
+        await report(js, "mute", {"kind": "heartbeat"})
+        await asyncio.sleep(0.2)  # the heartbeat interval itself
+    await eventually(given_back)
+    assert (await queue.get(f"/api/tasks/{task['id']}")).json()["retry_count"] == 0

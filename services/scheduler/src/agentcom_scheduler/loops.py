@@ -13,5 +13,8 @@ async def start(res: Resources, loops: Loops, *, settings: SchedulerSettings) ->
         "matching", matching.match_forever(s, res.nc, res.js, settings.scheduler_sweep_interval)
     )
     loops.spawn(
-        "presence-sweep", presence.sweep_forever(s, silence, settings.scheduler_sweep_interval)
+        "presence-sweep",
+        presence.sweep_forever(
+            s, res.nc, silence, settings.scheduler_accept_timeout, settings.scheduler_sweep_interval
+        ),
     )

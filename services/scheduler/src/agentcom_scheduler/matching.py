@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from agentcom_common import messaging, subjects
+from agentcom_common import clock, messaging, subjects
 from agentcom_common.contracts.agent import AgentState, Assign
 from agentcom_common.contracts.task import ClaimTask, RequeueTask
 from agentcom_common.errors import AgentcomError
@@ -54,6 +54,11 @@ async def match_once(s: ops.Scheduler, nc: Client, js: JetStreamContext) -> int:
                 AgentState.ASSIGNED,
                 f"task {task['id']} generation {task['generation']}",
                 "assigned",
+                {
+                    "task_id": task["id"],
+                    "generation": task["generation"],
+                    "assigned_at": clock.now(),
+                },
             )
         if not moved:  # it went offline meanwhile: give the task straight back
             back = RequeueTask(

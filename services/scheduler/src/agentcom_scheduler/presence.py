@@ -8,7 +8,6 @@ agent is refused. The sweep is the safety net that needs no message at all: any 
 """
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -20,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common import clock, outbox, subjects
 from agentcom_common.contracts.agent import AgentReport, AgentState, AgentTransition, TaskOutcome
-from agentcom_common.contracts.task import ReportTask
+from agentcom_common.contracts.task import ReportTask, RequeueTask
 from agentcom_common.errors import AgentcomError, InvalidError, NotFoundError, UnavailableError
 from agentcom_scheduler import ops, queue_client, store
 
@@ -37,9 +36,10 @@ async def transition_if(
     target: AgentState,
     reason: str,
     event: str,
+    values: dict[str, object] | None = None,
 ) -> bool:
     """Move the agent if TRANSITIONS allow it now; history row and event commit with it."""
-    if not await store.move(conn, agent_id, target):
+    if not await store.move(conn, agent_id, target, values):
         return False
     await store.record(conn, agent_id, source, target, reason)
     change = AgentTransition(
@@ -138,11 +138,18 @@ async def _handle(s: ops.Scheduler, nc: Client, msg: Msg) -> None:
         await msg.ack()
 
 
-async def sweep(s: ops.Scheduler, silence: timedelta) -> int:
-    """Take every agent silent for longer than `silence` offline; returns how many."""
+async def sweep(s: ops.Scheduler, nc: Client, silence: timedelta, accept: timedelta) -> int:
+    """Take silent agents offline and take back assignments nobody accepted; returns how many.
+
+    The queue hears first, then the agent row changes: if the queue cannot be reached the agent
+    keeps its task and the next pass tries again, so no assignment is ever orphaned. A repeat
+    after a crash is harmless: the queue acknowledges the same report at the same generation once.
+    """
+    changed = 0
     async with s.engine.begin() as conn:
-        silent = await store.silent_since(conn, clock.now() - silence)
-        for row in silent:
+        for row in await store.silent_since(conn, clock.now() - silence):
+            if row.task_id is not None and not await _hand_back(nc, row, "failed"):
+                continue
             await transition_if(
                 s,
                 conn,
@@ -152,13 +159,62 @@ async def sweep(s: ops.Scheduler, silence: timedelta) -> int:
                 "missed heartbeats",
                 "offline",
             )
-    for row in silent:
-        log.warning("agent.offline", extra={"agent_id": row.id, "reason": "missed heartbeats"})
-    return len(silent)
+            changed += 1
+        for row in await store.unaccepted_since(conn, clock.now() - accept):
+            if not await _hand_back(nc, row, "requeue"):
+                continue
+            await transition_if(
+                s,
+                conn,
+                row.id,
+                AgentState.ASSIGNED,
+                AgentState.IDLE,
+                f"{row.task_id} not accepted in time",
+                "idle",
+            )
+            changed += 1
+    return changed
 
 
-async def sweep_forever(s: ops.Scheduler, silence: timedelta, every: timedelta) -> None:
+async def _hand_back(nc: Client, row: store.AgentRow, how: str) -> bool:
+    """Give the agent's task back: as a failed attempt (retry counted) or a plain requeue."""
+    try:
+        if how == "failed":
+            await queue_client.call(
+                nc,
+                "report",
+                ReportTask(
+                    task_id=row.task_id,
+                    agent_id=row.id,
+                    generation=row.generation,
+                    outcome="failed",
+                    error=f"agent {row.id} went offline (missed heartbeats)",
+                ),
+            )
+        else:
+            await queue_client.call(
+                nc,
+                "requeue",
+                RequeueTask(
+                    task_id=row.task_id,
+                    generation=row.generation,
+                    reason=f"agent {row.id} did not accept in time",
+                ),
+            )
+    except UnavailableError:
+        return False
+    except AgentcomError as exc:  # stale: the queue already moved on; nothing to give back
+        log.warning("handback.refused", extra={"agent_id": row.id, "error": exc.code})
+    log.warning("task.handed_back", extra={"agent_id": row.id, "task_id": row.task_id, "how": how})
+    return True
+
+
+async def sweep_forever(
+    s: ops.Scheduler, nc: Client, silence: timedelta, accept: timedelta, every: timedelta
+) -> None:
     while True:
-        with contextlib.suppress(Exception):  # a failed pass is retried by the next one
-            await sweep(s, silence)
+        try:
+            await sweep(s, nc, silence, accept)
+        except Exception:  # a failed pass is retried by the next one
+            log.exception("sweep.failed")
         await asyncio.sleep(every.total_seconds())

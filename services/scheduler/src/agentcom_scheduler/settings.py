@@ -17,6 +17,10 @@ class SchedulerSettings(CommonSettings):
         le=100,
         description="Heartbeats missed in a row before an agent is offline.",
     )
+    scheduler_accept_timeout: Interval = Field(
+        default=timedelta(seconds=30),
+        description="An assignment not accepted within this time goes back to the queue.",
+    )
     scheduler_sweep_interval: Interval = Field(
         default=timedelta(seconds=1), description="How often the presence sweep runs."
     )

@@ -80,12 +80,19 @@ async def seen(conn: AsyncConnection, agent_id: str) -> AgentRow | None:
     return before
 
 
-async def move(conn: AsyncConnection, agent_id: str, to: AgentState) -> bool:
-    """Move an agent along TRANSITIONS (the WHERE is the guard); False if it may not."""
+async def move(
+    conn: AsyncConnection, agent_id: str, to: AgentState, values: dict[str, Any] | None = None
+) -> bool:
+    """Move an agent along TRANSITIONS (the WHERE is the guard); False if it may not.
+
+    Entering idle or offline drops the assignment the agent held.
+    """
+    if to in (AgentState.IDLE, AgentState.OFFLINE):
+        values = {"task_id": None, "generation": None, "assigned_at": None} | (values or {})
     stmt = (
         update(agents)
         .where(agents.c.id == agent_id, agents.c.state.in_(sorted(states.sources(to))))
-        .values(state=to.value, updated_at=func.now())
+        .values(state=to.value, updated_at=func.now(), **(values or {}))
         .returning(agents.c.state)
     )
     return (await conn.execute(stmt)).one_or_none() is not None
@@ -108,5 +115,15 @@ async def idle_agents(conn: AsyncConnection) -> list[AgentRow]:
         select(agents)
         .where(agents.c.state == AgentState.IDLE.value)
         .order_by(agents.c.updated_at, agents.c.id)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def unaccepted_since(conn: AsyncConnection, cutoff: datetime) -> list[AgentRow]:
+    """Agents still `assigned` (never accepted) since before `cutoff`, locked for the sweep."""
+    stmt = (
+        select(agents)
+        .where(agents.c.state == AgentState.ASSIGNED.value, agents.c.assigned_at < cutoff)
+        .with_for_update(skip_locked=True)
     )
     return list((await conn.execute(stmt)).all())

@@ -6,6 +6,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Integer,
     MetaData,
     Table,
     Text,
@@ -27,6 +28,9 @@ agents = Table(
     Column("repos", ARRAY(Text), nullable=False),
     Column("token_id", Text, nullable=False),
     Column("last_seen", DateTime(timezone=True)),
+    Column("task_id", Text),  # the assignment it holds, if any
+    Column("generation", Integer),
+    Column("assigned_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
