@@ -151,3 +151,89 @@ async def test_an_assignment_nobody_accepts_goes_back_without_a_retry(
         await asyncio.sleep(0.2)  # the heartbeat interval itself
     await eventually(given_back)
     assert (await queue.get(f"/api/tasks/{task['id']}")).json()["retry_count"] == 0
+
+
+async def test_hello_after_reconnect_keeps_an_agreed_task_and_its_completion_counts(
+    hub: Hub, js: JetStreamContext
+) -> None:
+    queue, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "phoenix"})
+    inbox = await js.subscribe("agentcom.agent.phoenix.inbox")
+    await report(js, "phoenix", {"kind": "hello"})
+    task = (await queue.post("/api/tasks", json={"description": "x"})).json()
+    assign = json.loads((await inbox.next_msg(timeout=10)).data)
+    held = {"task_id": task["id"], "generation": assign["generation"]}
+    await report(js, "phoenix", held | {"kind": "accepted"})
+
+    await report(js, "phoenix", held | {"kind": "hello"})  # reconnected, still on it
+    await report(js, "phoenix", held | {"kind": "completed"})
+
+    async def completed() -> None:
+        assert (await queue.get(f"/api/tasks/{task['id']}")).json()["state"] == "completed"
+
+    await eventually(completed)
+
+
+async def test_hello_with_a_task_the_hub_does_not_hold_gets_a_cancel(
+    hub: Hub, js: JetStreamContext
+) -> None:
+    _, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "stale"})
+    inbox = await js.subscribe("agentcom.agent.stale.inbox")
+
+    await report(
+        js, "stale", {"kind": "hello", "task_id": "task-0123456789abcdef", "generation": 3}
+    )
+
+    cancel = json.loads((await inbox.next_msg(timeout=10)).data)
+    assert cancel == {
+        "schema_version": 1,
+        "kind": "cancel",
+        "task_id": "task-0123456789abcdef",
+        "generation": 3,
+        "reason": "stale",
+    }
+
+
+async def test_hello_without_the_task_the_hub_gave_puts_it_back(
+    hub: Hub, js: JetStreamContext
+) -> None:
+    queue, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "amnesiac"})
+    await report(js, "amnesiac", {"kind": "hello"})
+    task = (await queue.post("/api/tasks", json={"description": "x"})).json()
+
+    async def assigned() -> None:
+        assert (await queue.get(f"/api/tasks/{task['id']}")).json()["assigned_to"] == "amnesiac"
+
+    await eventually(assigned)
+    await report(js, "amnesiac", {"kind": "hello"})  # restarted and remembers nothing
+
+    async def put_back() -> None:
+        history = (await queue.get(f"/api/tasks/{task['id']}/history")).json()
+        assert any("amnesiac" in h["reason"] and h["to_state"] == "queued" for h in history)
+
+    await eventually(put_back)
+
+
+async def test_restart_is_sent_to_the_inbox_and_restarting_is_no_error(
+    hub: Hub, js: JetStreamContext
+) -> None:
+    _, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "r1"})
+    inbox = await js.subscribe("agentcom.agent.r1.inbox")
+
+    sent = await scheduler.post("/api/agents/r1/restart")
+    await report(js, "r1", {"kind": "restarting"})
+
+    assert sent.status_code == 202
+    assert json.loads((await inbox.next_msg(timeout=10)).data)["kind"] == "restart"
+
+    async def handled() -> None:
+        info = await js.consumer_info("REPORTS", "scheduler-presence")
+        assert (info.num_pending, info.num_ack_pending) == (0, 0)
+        assert (await scheduler.get("/api/agents/r1")).json()["state"] == "idle"
+
+    await eventually(handled)
+    stats = (await scheduler.get("/api/scheduler/stats")).json()
+    assert stats["agents_by_state"]["idle"] == 1

@@ -4,12 +4,15 @@ import logging
 
 from fastapi import APIRouter, Request, status
 
-from agentcom_common import auth, clock, subjects
+from agentcom_common import auth, clock, messaging, subjects
 from agentcom_common.contracts.agent import (
     AgentRegistered,
+    AgentState,
     AgentTransition,
     AgentView,
     RegisterAgent,
+    Restart,
+    SchedulerStats,
 )
 from agentcom_common.contracts.auth import CreateToken, IssuedTokenView, TokenRevoked, TokenView
 from agentcom_common.service import Res, Resources
@@ -19,6 +22,7 @@ from agentcom_scheduler import ops
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/tokens", tags=["tokens"])
 agents = APIRouter(prefix="/api/agents", tags=["agents"])
+stats = APIRouter(prefix="/api/scheduler", tags=["scheduler"])
 
 
 def scheduler(request: Request) -> ops.Scheduler:
@@ -120,3 +124,24 @@ async def remove_agent(agent_id: str, res: Res, request: Request, _who: Admin) -
     await _announce_revoked(res, removed.token_id)
     log.info("agent.removed", extra={"agent_id": agent_id})
     return removed
+
+
+@agents.post("/{agent_id}/restart", status_code=status.HTTP_202_ACCEPTED)
+async def restart_agent(agent_id: str, res: Res, request: Request, _who: Admin) -> AgentView:
+    """Ask the agent's sidecar to restart (a `restart` in its inbox); it reports `restarting`.
+
+    Errors: 404 `agent_not_found`.
+    """
+    agent = await ops.get(scheduler(request), agent_id)
+    await messaging.publish(res.js, subjects.agent_inbox(agent_id), Restart())
+    log.info("agent.restart_requested", extra={"agent_id": agent_id})
+    return agent
+
+
+@stats.get("/stats")
+async def scheduler_stats(request: Request, _who: Viewer) -> SchedulerStats:
+    """Count agents by state."""
+    counts = {state.value: 0 for state in AgentState}
+    for agent in await ops.listing(scheduler(request)):
+        counts[agent.state.value] += 1
+    return SchedulerStats(agents_by_state=counts)

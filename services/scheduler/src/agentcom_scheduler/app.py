@@ -19,7 +19,7 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
-    routers=(api.router, api.agents),
+    routers=(api.router, api.agents, api.stats),
 )
 
 

@@ -17,8 +17,16 @@ from nats.js import JetStreamContext
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_common import clock, outbox, subjects
-from agentcom_common.contracts.agent import AgentReport, AgentState, AgentTransition, TaskOutcome
+from agentcom_common import clock, messaging, outbox, subjects
+from agentcom_common.contracts.agent import (
+    AgentReport,
+    AgentState,
+    AgentTransition,
+    Cancel,
+    Hello,
+    Restarting,
+    TaskOutcome,
+)
 from agentcom_common.contracts.task import ReportTask, RequeueTask
 from agentcom_common.errors import AgentcomError, InvalidError, NotFoundError, UnavailableError
 from agentcom_scheduler import ops, queue_client, store
@@ -49,7 +57,9 @@ async def transition_if(
     return True
 
 
-async def on_report(s: ops.Scheduler, nc: Client, subject: str, data: bytes) -> None:
+async def on_report(
+    s: ops.Scheduler, nc: Client, js: JetStreamContext, subject: str, data: bytes
+) -> None:
     """Apply one report. Idempotent: a repeat only refreshes `last_seen` (the queue
     acknowledges a repeated outcome at the same generation once)."""
     speaker = subject.split(".")[2]
@@ -71,6 +81,41 @@ async def on_report(s: ops.Scheduler, nc: Client, subject: str, data: bytes) -> 
             )
     if isinstance(report, TaskOutcome):
         await _forward(s, nc, report)
+    elif isinstance(report, Hello):
+        await _reconcile(s, nc, js, before, report)
+    elif isinstance(report, Restarting):
+        log.info("agent.restarting", extra={"agent_id": speaker})
+
+
+async def _reconcile(
+    s: ops.Scheduler, nc: Client, js: JetStreamContext, row: store.AgentRow, hello: Hello
+) -> None:
+    """After a reconnect: keep an assignment both sides agree on, drop the rest.
+
+    Same task and generation: nothing to do, its outcome will be accepted. A task the hub does
+    not hold for this agent at that generation: the sidecar is told to drop it. A task the hub
+    thinks the agent holds but the sidecar has lost: it goes back to the queue.
+    """
+    held = (row.task_id, row.generation) if row.task_id else None
+    said = (hello.task_id, hello.generation) if hello.task_id else None
+    if held == said:
+        return
+    if said is not None:
+        assert hello.task_id is not None
+        assert hello.generation is not None
+        cancel = Cancel(task_id=hello.task_id, generation=hello.generation, reason="stale")
+        await messaging.publish(js, subjects.agent_inbox(hello.agent_id), cancel)
+    if held is not None and await _hand_back(nc, row, "requeue"):
+        async with s.engine.begin() as conn:
+            await transition_if(
+                s,
+                conn,
+                row.id,
+                AgentState(row.state),
+                AgentState.IDLE,
+                f"sidecar lost {row.task_id}",
+                "idle",
+            )
 
 
 async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
@@ -119,12 +164,12 @@ async def consume_reports(s: ops.Scheduler, nc: Client, js: JetStreamContext) ->
         except TimeoutError:
             continue
         for msg in batch:
-            await _handle(s, nc, msg)
+            await _handle(s, nc, js, msg)
 
 
-async def _handle(s: ops.Scheduler, nc: Client, msg: Msg) -> None:
+async def _handle(s: ops.Scheduler, nc: Client, js: JetStreamContext, msg: Msg) -> None:
     try:
-        await on_report(s, nc, msg.subject, msg.data)
+        await on_report(s, nc, js, msg.subject, msg.data)
     except UnavailableError as exc:  # the queue or Postgres is away: try again shortly
         log.warning("report.deferred", extra={"subject": msg.subject, "error": exc.code})
         await msg.nak(delay=1)

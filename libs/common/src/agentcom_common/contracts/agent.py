@@ -87,12 +87,39 @@ class TaskOutcome(Contract):
     error: str | None = Field(default=None, max_length=4000)
 
 
-AgentReport = Annotated[Hello | Heartbeat | TaskOutcome, Field(discriminator="kind")]
-
-
 class Assign(Contract):
     """Published to `agentcom.agent.<id>.inbox`: do this task at this generation."""
 
     kind: Literal["assign"] = "assign"
     task: dict[str, object]
     generation: int
+
+
+class Cancel(Contract):
+    """Published to the inbox: stop working on this assignment (stale, cancelled, overdue)."""
+
+    kind: Literal["cancel"] = "cancel"
+    task_id: str
+    generation: int
+    reason: str
+
+
+class Restart(Contract):
+    """Published to the inbox: restart the sidecar process."""
+
+    kind: Literal["restart"] = "restart"
+    reason: str = "requested by an admin"
+
+
+class Restarting(Contract):
+    """A sidecar says it is about to restart (expected after a `restart`; not an error)."""
+
+    kind: Literal["restarting"]
+    agent_id: str
+
+
+class SchedulerStats(Contract):
+    agents_by_state: dict[str, int]
+
+
+AgentReport = Annotated[Hello | Heartbeat | TaskOutcome | Restarting, Field(discriminator="kind")]
