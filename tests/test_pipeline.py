@@ -3,7 +3,7 @@
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -237,3 +237,34 @@ async def test_restart_is_sent_to_the_inbox_and_restarting_is_no_error(
     await eventually(handled)
     stats = (await scheduler.get("/api/scheduler/stats")).json()
     assert stats["agents_by_state"]["idle"] == 1
+
+
+async def test_a_task_past_its_deadline_is_cancelled_at_the_agent_and_retried(
+    hub: Hub, js: JetStreamContext
+) -> None:
+    queue, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "slow"})
+    inbox = await js.subscribe("agentcom.agent.slow.inbox")
+    await report(js, "slow", {"kind": "hello"})
+    soon = (datetime.now(UTC) + timedelta(milliseconds=300)).isoformat()
+    task = (await queue.post("/api/tasks", json={"description": "x", "complete_by": soon})).json()
+    assign = json.loads((await inbox.next_msg(timeout=10)).data)
+    held = {"task_id": task["id"], "generation": assign["generation"]}
+    await report(js, "slow", held | {"kind": "accepted"})
+    for _ in range(6):  # alive, just slow: heartbeats continue past the deadline
+        await report(js, "slow", {"kind": "heartbeat"})
+        await asyncio.sleep(0.1)  # the heartbeat interval itself
+
+    cancel = json.loads((await inbox.next_msg(timeout=10)).data)
+    assert (cancel["kind"], cancel["task_id"], cancel["reason"]) == (
+        "cancel",
+        task["id"],
+        "deadline",
+    )
+
+    async def retried() -> None:
+        back = (await queue.get(f"/api/tasks/{task['id']}")).json()
+        assert back["retry_count"] == 1
+        assert "deadline" in back["last_error"]
+
+    await eventually(retried)

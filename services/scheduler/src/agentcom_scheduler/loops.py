@@ -10,11 +10,23 @@ async def start(res: Resources, loops: Loops, *, settings: SchedulerSettings) ->
     silence = settings.scheduler_heartbeat_interval * settings.scheduler_missed_heartbeats
     loops.spawn("agent-reports", presence.consume_reports(s, res.nc, res.js))
     loops.spawn(
-        "matching", matching.match_forever(s, res.nc, res.js, settings.scheduler_sweep_interval)
+        "matching",
+        matching.match_forever(
+            s,
+            res.nc,
+            res.js,
+            settings.scheduler_sweep_interval,
+            settings.scheduler_execution_timeout,
+        ),
     )
     loops.spawn(
         "presence-sweep",
         presence.sweep_forever(
-            s, res.nc, silence, settings.scheduler_accept_timeout, settings.scheduler_sweep_interval
+            s,
+            res.nc,
+            res.js,
+            silence,
+            settings.scheduler_accept_timeout,
+            settings.scheduler_sweep_interval,
         ),
     )

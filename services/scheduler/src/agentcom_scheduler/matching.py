@@ -9,7 +9,8 @@ next step) hands it back.
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -33,7 +34,16 @@ WAKE_SUBJECTS = (
 )
 
 
-async def match_once(s: ops.Scheduler, nc: Client, js: JetStreamContext) -> int:
+def _deadline(task: dict[str, Any], execution_timeout: timedelta) -> datetime:
+    """The task's own `complete_by` if it has one, else the execution timeout from now."""
+    if task.get("complete_by"):
+        return datetime.fromisoformat(task["complete_by"])
+    return clock.now() + execution_timeout
+
+
+async def match_once(
+    s: ops.Scheduler, nc: Client, js: JetStreamContext, execution_timeout: timedelta
+) -> int:
     """Offer work to every idle agent once; returns how many tasks were assigned."""
     async with s.engine.connect() as conn:
         idle = await store.idle_agents(conn)
@@ -58,6 +68,7 @@ async def match_once(s: ops.Scheduler, nc: Client, js: JetStreamContext) -> int:
                     "task_id": task["id"],
                     "generation": task["generation"],
                     "assigned_at": clock.now(),
+                    "deadline": _deadline(task, execution_timeout),
                 },
             )
         if not moved:  # it went offline meanwhile: give the task straight back
@@ -78,7 +89,7 @@ async def match_once(s: ops.Scheduler, nc: Client, js: JetStreamContext) -> int:
 
 
 async def match_forever(
-    s: ops.Scheduler, nc: Client, js: JetStreamContext, every: timedelta
+    s: ops.Scheduler, nc: Client, js: JetStreamContext, every: timedelta, execution: timedelta
 ) -> None:
     wake = asyncio.Event()
 
@@ -90,7 +101,7 @@ async def match_forever(
     while True:
         wake.clear()
         try:
-            await match_once(s, nc, js)
+            await match_once(s, nc, js, execution)
         except AgentcomError as exc:  # the queue is away: the next pass retries
             log.warning("matching.paused", extra={"error": exc.code})
         with contextlib.suppress(TimeoutError):

@@ -183,7 +183,9 @@ async def _handle(s: ops.Scheduler, nc: Client, js: JetStreamContext, msg: Msg) 
         await msg.ack()
 
 
-async def sweep(s: ops.Scheduler, nc: Client, silence: timedelta, accept: timedelta) -> int:
+async def sweep(
+    s: ops.Scheduler, nc: Client, js: JetStreamContext, silence: timedelta, accept: timedelta
+) -> int:
     """Take silent agents offline and take back assignments nobody accepted; returns how many.
 
     The queue hears first, then the agent row changes: if the queue cannot be reached the agent
@@ -218,13 +220,32 @@ async def sweep(s: ops.Scheduler, nc: Client, silence: timedelta, accept: timede
                 "idle",
             )
             changed += 1
+        for row in await store.overdue(conn, clock.now()):
+            if not await _hand_back(nc, row, "overdue"):
+                continue
+            cancel = Cancel(task_id=row.task_id, generation=row.generation, reason="deadline")
+            await messaging.publish(js, subjects.agent_inbox(row.id), cancel)
+            await transition_if(
+                s,
+                conn,
+                row.id,
+                AgentState(row.state),
+                AgentState.IDLE,
+                f"{row.task_id} past its deadline",
+                "idle",
+            )
+            changed += 1
     return changed
 
 
 async def _hand_back(nc: Client, row: store.AgentRow, how: str) -> bool:
     """Give the agent's task back: as a failed attempt (retry counted) or a plain requeue."""
+    failure = {
+        "failed": f"agent {row.id} went offline (missed heartbeats)",
+        "overdue": f"agent {row.id} was past the execution deadline",
+    }
     try:
-        if how == "failed":
+        if how in failure:
             await queue_client.call(
                 nc,
                 "report",
@@ -233,7 +254,7 @@ async def _hand_back(nc: Client, row: store.AgentRow, how: str) -> bool:
                     agent_id=row.id,
                     generation=row.generation,
                     outcome="failed",
-                    error=f"agent {row.id} went offline (missed heartbeats)",
+                    error=failure[how],
                 ),
             )
         else:
@@ -255,11 +276,16 @@ async def _hand_back(nc: Client, row: store.AgentRow, how: str) -> bool:
 
 
 async def sweep_forever(
-    s: ops.Scheduler, nc: Client, silence: timedelta, accept: timedelta, every: timedelta
+    s: ops.Scheduler,
+    nc: Client,
+    js: JetStreamContext,
+    silence: timedelta,
+    accept: timedelta,
+    every: timedelta,
 ) -> None:
     while True:
         try:
-            await sweep(s, nc, silence, accept)
+            await sweep(s, nc, js, silence, accept)
         except Exception:  # a failed pass is retried by the next one
             log.exception("sweep.failed")
         await asyncio.sleep(every.total_seconds())

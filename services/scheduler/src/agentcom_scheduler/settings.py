@@ -21,6 +21,11 @@ class SchedulerSettings(CommonSettings):
         default=timedelta(seconds=30),
         description="An assignment not accepted within this time goes back to the queue.",
     )
+    scheduler_execution_timeout: Interval = Field(
+        default=timedelta(minutes=30),
+        description="Deadline of an assignment unless the task's `complete_by` says otherwise; "
+        "past it the sidecar gets a cancel and the task is retried.",
+    )
     scheduler_sweep_interval: Interval = Field(
         default=timedelta(seconds=1), description="How often the presence sweep runs."
     )

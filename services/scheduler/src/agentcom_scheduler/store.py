@@ -88,7 +88,9 @@ async def move(
     Entering idle or offline drops the assignment the agent held.
     """
     if to in (AgentState.IDLE, AgentState.OFFLINE):
-        values = {"task_id": None, "generation": None, "assigned_at": None} | (values or {})
+        values = {"task_id": None, "generation": None, "assigned_at": None, "deadline": None} | (
+            values or {}
+        )
     stmt = (
         update(agents)
         .where(agents.c.id == agent_id, agents.c.state.in_(sorted(states.sources(to))))
@@ -124,6 +126,19 @@ async def unaccepted_since(conn: AsyncConnection, cutoff: datetime) -> list[Agen
     stmt = (
         select(agents)
         .where(agents.c.state == AgentState.ASSIGNED.value, agents.c.assigned_at < cutoff)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def overdue(conn: AsyncConnection, now: datetime) -> list[AgentRow]:
+    """Agents holding an assignment past its deadline, locked for the sweep."""
+    stmt = (
+        select(agents)
+        .where(
+            agents.c.state.in_([AgentState.ASSIGNED.value, AgentState.WORKING.value]),
+            agents.c.deadline < now,
+        )
         .with_for_update(skip_locked=True)
     )
     return list((await conn.execute(stmt)).all())

@@ -31,6 +31,7 @@ agents = Table(
     Column("task_id", Text),  # the assignment it holds, if any
     Column("generation", Integer),
     Column("assigned_at", DateTime(timezone=True)),
+    Column("deadline", DateTime(timezone=True)),  # the held assignment must be done by then
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
