@@ -268,3 +268,33 @@ async def test_a_task_past_its_deadline_is_cancelled_at_the_agent_and_retried(
         assert "deadline" in back["last_error"]
 
     await eventually(retried)
+
+
+async def test_a_rejected_assignment_fails_the_attempt_at_once_with_its_reason(
+    hub: Hub, js: JetStreamContext
+) -> None:
+    queue, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "picky"})
+    inbox = await js.subscribe("agentcom.agent.picky.inbox")
+    await report(js, "picky", {"kind": "hello"})
+    task = (await queue.post("/api/tasks", json={"description": "x", "max_retries": 0})).json()
+    assign = json.loads((await inbox.next_msg(timeout=10)).data)
+
+    await report(
+        js,
+        "picky",
+        {
+            "kind": "rejected",
+            "task_id": task["id"],
+            "generation": assign["generation"],
+            "error": "no wake command configured",
+        },
+    )
+
+    async def dead_lettered() -> None:
+        back = (await queue.get(f"/api/tasks/{task['id']}")).json()
+        assert back["state"] == "dead_letter"
+        assert back["last_error"] == "rejected: no wake command configured"
+        assert (await scheduler.get("/api/agents/picky")).json()["state"] == "idle"
+
+    await eventually(dead_lettered)

@@ -10,6 +10,7 @@ agent is refused. The sweep is the safety net that needs no message at all: any 
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Literal
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -118,8 +119,22 @@ async def _reconcile(
             )
 
 
+_QUEUE_OUTCOME: dict[str, Literal["accepted", "completed", "partial_pass", "failed"]] = {
+    "accepted": "accepted",
+    "rejected": "failed",
+    "completed": "completed",
+    "partial_pass": "partial_pass",
+    "failed": "failed",
+}
+
+
 async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
-    """Hand the outcome to the queue (it fences by generation), then move the agent."""
+    """Hand the outcome to the queue (it fences by generation), then move the agent.
+
+    A `rejected` assignment (no wake command, broken workspace) fails the attempt at once with
+    the sidecar's reason, so the retry budget sees it.
+    """
+    rejected = report.kind == "rejected"
     await queue_client.call(
         nc,
         "report",
@@ -127,9 +142,9 @@ async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
             task_id=report.task_id,
             agent_id=report.agent_id,
             generation=report.generation,
-            outcome=report.kind,
+            outcome=_QUEUE_OUTCOME[report.kind],
             result=dict(report.result),
-            error=report.error,
+            error=f"rejected: {report.error or 'no reason given'}" if rejected else report.error,
         ),
     )
     async with s.engine.begin() as conn:
@@ -143,12 +158,12 @@ async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
                 f"accepted {report.task_id}",
                 "working",
             )
-        else:
+        else:  # rejected leaves `assigned`, an outcome leaves `working`: both end idle
             await transition_if(
                 s,
                 conn,
                 report.agent_id,
-                AgentState.WORKING,
+                AgentState.ASSIGNED if rejected else AgentState.WORKING,
                 AgentState.IDLE,
                 f"{report.kind} {report.task_id}",
                 "idle",

@@ -79,7 +79,7 @@ PresenceReport = Annotated[Hello | Heartbeat, Field(discriminator="kind")]
 class TaskOutcome(Contract):
     """A sidecar's word on its assignment, forwarded by the scheduler to the queue."""
 
-    kind: Literal["accepted", "completed", "partial_pass", "failed"]
+    kind: Literal["accepted", "rejected", "completed", "partial_pass", "failed"]
     agent_id: str
     task_id: str
     generation: int = Field(ge=1)
