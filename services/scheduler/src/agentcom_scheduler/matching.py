@@ -104,6 +104,8 @@ async def match_forever(
             await match_once(s, nc, js, execution)
         except AgentcomError as exc:  # the queue is away: the next pass retries
             log.warning("matching.paused", extra={"error": exc.code})
+        except Exception:  # NATS or Postgres hiccup: an unsent assignment times out and returns
+            log.exception("matching.failed")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(every.total_seconds()):
                 await wake.wait()

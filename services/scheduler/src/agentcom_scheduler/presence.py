@@ -178,6 +178,10 @@ async def consume_reports(s: ops.Scheduler, nc: Client, js: JetStreamContext) ->
             batch = await sub.fetch(64, timeout=1)
         except TimeoutError:
             continue
+        except Exception:  # reconnecting or the stream is away: unacked reports stay stored
+            log.exception("reports.fetch_failed")
+            await asyncio.sleep(1)
+            continue
         for msg in batch:
             await _handle(s, nc, js, msg)
 
