@@ -1,96 +1,451 @@
-"""compose.yaml and deploy/k8s are checked without a container engine: schemas + consistency."""
+"""compose.yaml, the Dockerfile and deploy/k8s, checked without a container engine.
 
+Schemas first (the official Compose Specification, Kubernetes' own OpenAPI schemas through
+kubernetes-validate in strict mode), each with a negative case proving the check bites; then
+consistency: both deployments run exactly `SERVICE_NAMES` from one image, wired to NATS and
+Postgres, probed on `/readyz`, on the ports the settings give them.
+"""
+
+import copy
 import json
+import re
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
 
-from agentcom_common.settings import SERVICE_NAMES
+from agentcom_common.settings import SERVICE_NAMES, CommonSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-K8S = ROOT / "deploy" / "k8s"
-K8S_VERSION = "1.31.0"
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+SECRET_TEMPLATE = "secret.yaml"
+MANIFESTS = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+# the oldest Kubernetes we claim to support, and the newest kubernetes-validate ships
+K8S_VERSIONS = list(dict.fromkeys(("1.31.0", kubernetes_validate.latest_version())))
 
 
-def _compose_schema() -> dict[str, Any]:
-    # the Compose Specification schema as vendored (with its license) by check-jsonschema
-    text = (files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json").read_text()
-    return json.loads(text)
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
 
 
 def _compose() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return _yaml(ROOT / "compose.yaml")
 
 
-def _manifests() -> list[dict[str, Any]]:
-    documents: list[dict[str, Any]] = []
-    for path in sorted(K8S.glob("*.yaml")):
-        if path.name != "kustomization.yaml":
-            documents += [d for d in yaml.safe_load_all(path.read_text()) if d]
-    return documents
+def _compose_validator() -> Validator:
+    # the Compose Specification schema (compose-spec/compose-spec, Apache-2.0) as vendored,
+    # with its license, by check-jsonschema (a dev dependency)
+    vendor = files("check_jsonschema.builtin_schemas.vendor")
+    schema = json.loads((vendor / "compose-spec.json").read_text())
+    validator = validator_for(schema)
+    validator.check_schema(schema)
+    return validator(schema)
+
+
+def _compose_errors(document: dict[str, Any]) -> list[str]:
+    return [
+        f"/{'/'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in _compose_validator().iter_errors(document)
+    ]
+
+
+def _interpolated(value: str) -> str:
+    """`value` with every `${VAR…}` replaced by a URL-safe stand-in, as compose would fill it."""
+    return re.sub(r"\$\{[^}]*\}", "filled", value)
+
+
+def _port(service: str) -> int:
+    return CommonSettings.model_construct().port(service)  # the defaults, whatever the env says
+
+
+def _objects() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every Kubernetes object under deploy/k8s (the Secret template included), by kind and name."""
+    objects: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in MANIFESTS:
+        for document in yaml.safe_load_all((K8S / name).read_text()):
+            key = (document["kind"], document["metadata"]["name"])
+            assert key not in objects, f"{key} defined twice"
+            objects[key] = document
+    return objects
+
+
+def _dockerfile_user() -> int:
+    (user,) = re.findall(r"^USER\s+(\d+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    return int(user)
+
+
+# --- Compose: the specification ------------------------------------------------------------
 
 
 def test_compose_file_follows_the_compose_specification() -> None:
-    jsonschema.validate(_compose(), _compose_schema())
+    assert _compose_errors(_compose()) == []
 
 
-def test_a_misspelt_compose_key_is_caught_by_the_same_check() -> None:
+def _misspelt_key(doc: dict[str, Any]) -> None:
+    queue = doc["services"]["queue"]
+    queue["helthcheck"] = queue.pop("healthcheck")
+
+
+def _unknown_condition(doc: dict[str, Any]) -> None:
+    doc["services"]["queue"]["depends_on"]["nats"]["condition"] = "service_heathy"
+
+
+def _misspelt_top_level(doc: dict[str, Any]) -> None:
+    doc["volume"] = doc.pop("volumes")
+
+
+@pytest.mark.parametrize(
+    ("breakage", "named"),
+    [
+        (_misspelt_key, "helthcheck"),
+        (_unknown_condition, "service_heathy"),
+        (_misspelt_top_level, "'volume'"),
+    ],
+    ids=["misspelt-service-key", "unknown-depends-on-condition", "misspelt-top-level-key"],
+)
+def test_a_broken_compose_file_fails_the_same_check(
+    breakage: Callable[[dict[str, Any]], None], named: str
+) -> None:
     broken = _compose()
-    broken["services"]["queue"]["helthcheck"] = broken["services"]["queue"].pop("healthcheck")
+    breakage(broken)
 
-    with pytest.raises(jsonschema.ValidationError, match="helthcheck"):
-        jsonschema.validate(broken, _compose_schema())
+    errors = _compose_errors(broken)
+
+    assert errors
+    assert any(named in error for error in errors), errors
 
 
-def test_compose_runs_every_service_from_one_image_with_readiness() -> None:
+# --- Compose: consistency ------------------------------------------------------------------
+
+
+def test_compose_builds_exactly_the_five_services_from_one_image() -> None:
     services = _compose()["services"]
-    ours = {name: services[name] for name in SERVICE_NAMES}
 
-    assert {s["image"] for s in ours.values()} == {"agentcom:latest"}
-    for name, service in ours.items():
-        env = service["environment"]
-        assert env["AGENTCOM_SERVICE"] == name
-        assert env["AGENTCOM_NATS_URL"].startswith("nats://")
-        assert env["AGENTCOM_DATABASE_URL"].startswith("postgresql://")
-        assert "/readyz" in " ".join(service["healthcheck"]["test"])
-    assert {"nats", "postgres", "otel-collector", "grafana"} <= set(services)
-    assert "-js" in services["nats"]["command"]
+    assert {name for name, service in services.items() if "build" in service} == set(SERVICE_NAMES)
+    assert {services[name]["build"] for name in SERVICE_NAMES} == {"."}
+    assert len({services[name]["image"] for name in SERVICE_NAMES}) == 1
 
 
-@pytest.mark.parametrize("path", sorted(p.name for p in K8S.glob("*.yaml")))
-def test_each_manifest_is_valid_kubernetes(path: str) -> None:
-    for document in yaml.safe_load_all((K8S / path).read_text()):
-        if document and document.get("kind") != "Kustomization":
-            kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_compose_service_is_wired_to_nats_postgres_and_its_readiness(name: str) -> None:
+    services = _compose()["services"]
+    service = services[name]
+    env = {key: _interpolated(str(value)) for key, value in service["environment"].items()}
+    port = _port(name)
+
+    assert env["AGENTCOM_SERVICE"] == name
+    assert env["AGENTCOM_HTTP_HOST"] == "0.0.0.0"
+    nats = urlsplit(env["AGENTCOM_NATS_URL"])
+    assert (nats.scheme, nats.hostname, nats.port) == ("nats", "nats", 4222)
+    database = urlsplit(env["AGENTCOM_DATABASE_URL"])
+    assert (database.scheme, database.hostname, database.port) == ("postgresql", "postgres", 5432)
+    otel = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert otel.hostname in services
+    assert {"nats", "postgres"} <= set(service["depends_on"])
+    assert f"{port}:{port}" in service["ports"]
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    assert f"'http://127.0.0.1:{port}/readyz'" in test[3]
 
 
-def test_a_misspelt_manifest_field_is_caught_by_the_same_check() -> None:
-    deployment = next(d for d in _manifests() if d["kind"] == "Deployment")
+def _depends_on(service: dict[str, Any]) -> dict[str, str]:
+    """A service's dependencies and the condition it waits for (short list form included)."""
+    depends_on: list[str] | dict[str, dict[str, str]] = service.get("depends_on", [])
+    if isinstance(depends_on, list):
+        return dict.fromkeys(depends_on, "service_started")
+    return {target: rule["condition"] for target, rule in depends_on.items()}
+
+
+def test_compose_waits_only_for_dependencies_that_have_a_health_check() -> None:
+    services = _compose()["services"]
+
+    for name, service in services.items():
+        for target, condition in _depends_on(service).items():
+            assert target in services, f"{name} depends on unknown {target}"
+            if condition == "service_healthy":
+                assert "healthcheck" in services[target], f"{name} waits on {target}"
+    for name in SERVICE_NAMES:
+        assert _depends_on(services[name]).items() >= {
+            ("nats", "service_healthy"),
+            ("postgres", "service_healthy"),
+        }
+
+
+def test_compose_takes_secrets_from_the_environment_only() -> None:
+    services = _compose()["services"]
+
+    for name in SERVICE_NAMES:
+        env = services[name]["environment"]
+        assert re.fullmatch(r"\$\{AGENTCOM_ADMIN_TOKEN:\?[^}]+\}", env["AGENTCOM_ADMIN_TOKEN"])
+        assert "${POSTGRES_PASSWORD:?" in env["AGENTCOM_DATABASE_URL"]
+    password = services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert re.fullmatch(r"\$\{POSTGRES_PASSWORD:\?[^}]+\}", password)
+
+
+def test_compose_runs_nats_with_jetstream_on_a_volume_and_postgres_on_a_volume() -> None:
+    compose = _compose()
+    nats, postgres = compose["services"]["nats"], compose["services"]["postgres"]
+
+    assert "-js" in nats["command"]
+    store = nats["command"][nats["command"].index("-sd") + 1]
+    assert any(volume.endswith(f":{store}") for volume in nats["volumes"])
+    assert any(volume.split(":")[0] in compose["volumes"] for volume in postgres["volumes"])
+
+
+def test_compose_mounts_only_files_that_exist() -> None:
+    for name, service in _compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_telemetry_flows_from_the_services_to_grafana() -> None:
+    services = _compose()["services"]
+    collector = _yaml(DEPLOY / "otel-collector.yaml")
+    prometheus = _yaml(DEPLOY / "prometheus.yaml")
+    (datasource,) = _yaml(DEPLOY / "grafana/provisioning/datasources/prometheus.yaml")[
+        "datasources"
+    ]
+
+    otlp = urlsplit(str(services["queue"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+    receiver = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    assert (otlp.hostname, receiver) == ("otel-collector", f"0.0.0.0:{otlp.port}")
+    for pipeline in collector["service"]["pipelines"].values():
+        assert set(pipeline["exporters"]) <= set(collector["exporters"])
+    assert {"prometheus", "debug"} <= set(collector["service"]["pipelines"]["metrics"]["exporters"])
+    exporter_port = collector["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
+    targets = [
+        t
+        for job in prometheus["scrape_configs"]
+        for c in job["static_configs"]
+        for t in c["targets"]
+    ]
+    assert f"otel-collector:{exporter_port}" in targets
+    grafana_url = urlsplit(str(datasource["url"]))
+    assert (datasource["type"], grafana_url.hostname) == ("prometheus", "prometheus")
+    assert "prometheus" in services
+    assert "grafana" in services
+
+
+class _Ready(BaseHTTPRequestHandler):
+    status: ClassVar[int] = 200
+
+    def do_GET(self) -> None:  # the name http.server dispatches to
+        self.send_response(self.status if self.path == "/readyz" else 404)
+        self.end_headers()
+
+
+class _NotReady(_Ready):
+    status = 503
+
+
+def _run_healthcheck(code: str, handler: type[BaseHTTPRequestHandler]) -> int:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        local = re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{port}", code)
+        done = subprocess.run([sys.executable, "-c", local], capture_output=True, timeout=30)
+        return done.returncode
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_compose_health_check_passes_on_200_and_fails_on_503(name: str) -> None:
+    code = _compose()["services"][name]["healthcheck"]["test"][3]
+
+    assert _run_healthcheck(code, _Ready) == 0
+    assert _run_healthcheck(code, _NotReady) != 0
+
+
+# --- Dockerfile ----------------------------------------------------------------------------
+
+
+def test_dockerfile_installs_the_locked_workspace_as_a_non_root_user() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    workspace = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]
+    copied = set(re.findall(r"^COPY\s+(\S+)\s", dockerfile, re.MULTILINE))
+
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
+    assert "uv sync --frozen --no-dev" in dockerfile
+    assert _dockerfile_user() != 0
+    assert {member.split("/")[0] for member in workspace["members"]} <= copied
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_each_service_name_maps_to_a_runnable_module(name: str) -> None:
+    # the image runs `python -m agentcom_<AGENTCOM_SERVICE with - as _>`
+    assert find_spec(f"agentcom_{name.replace('-', '_')}.__main__") is not None
+
+
+def test_dockerignore_keeps_local_state_and_secrets_out_of_the_image() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+
+    assert {".git", ".venv", ".agentcom", ".env"} <= ignored
+
+
+# --- Kubernetes: the schemas ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("path", MANIFESTS)
+def test_each_manifest_is_valid_kubernetes(path: str, version: str) -> None:
+    documents = list(yaml.safe_load_all((K8S / path).read_text()))
+
+    assert documents
+    for document in documents:
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def _misspelt_field(deployment: dict[str, Any]) -> None:
     deployment["spec"]["replicaz"] = 2
 
+
+def _port_as_text(deployment: dict[str, Any]) -> None:
+    deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "http"
+
+
+def _misspelt_probe(deployment: dict[str, Any]) -> None:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbe"]["httpget"] = container["readinessProbe"].pop("httpGet")
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [_misspelt_field, _port_as_text, _misspelt_probe],
+    ids=["misspelt-field", "port-as-text", "misspelt-probe-field"],
+)
+def test_a_broken_manifest_fails_the_same_check(
+    breakage: Callable[[dict[str, Any]], None],
+) -> None:
+    deployment = copy.deepcopy(_objects()["Deployment", "queue"])
+    kubernetes_validate.validate(deployment, K8S_VERSIONS[-1], strict=True)
+    breakage(deployment)
+
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+        kubernetes_validate.validate(deployment, K8S_VERSIONS[-1], strict=True)
 
 
-def test_kubernetes_runs_the_same_services_with_probes() -> None:
-    deployments = {d["metadata"]["name"]: d for d in _manifests() if d["kind"] == "Deployment"}
-
-    assert set(deployments) == set(SERVICE_NAMES)
-    for name, deployment in deployments.items():
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        assert container["image"] == "agentcom:latest"
-        assert {"name": "AGENTCOM_SERVICE", "value": name} in container["env"]
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
+# --- Kubernetes: consistency ---------------------------------------------------------------
 
 
-def test_kustomization_lists_every_manifest() -> None:
-    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
+def _deployments() -> Iterator[dict[str, Any]]:
+    return (obj for (kind, _), obj in _objects().items() if kind == "Deployment")
 
-    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+
+def test_kubernetes_deploys_exactly_the_five_services_from_the_compose_image() -> None:
+    compose = _compose()["services"]
+    images = {
+        c["image"] for d in _deployments() for c in d["spec"]["template"]["spec"]["containers"]
+    }
+
+    assert {d["metadata"]["name"] for d in _deployments()} == set(SERVICE_NAMES)
+    assert images == {compose[name]["image"] for name in SERVICE_NAMES}
+
+
+def _environment(container: dict[str, Any], objects: dict[tuple[str, str], Any]) -> dict[str, str]:
+    """What the container sees: its envFrom ConfigMaps and Secrets, then its own env."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env |= objects["ConfigMap", source["configMapRef"]["name"]]["data"]
+        else:
+            env |= objects["Secret", source["secretRef"]["name"]]["stringData"]
+    env |= {item["name"]: item["value"] for item in container.get("env", []) if "value" in item}
+    return env
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_kubernetes_service_is_wired_probed_and_locked_down(name: str) -> None:
+    objects = _objects()
+    deployment, service = objects["Deployment", name], objects["Service", name]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = _environment(container, objects)
+    port = _port(name)
+
+    assert env["AGENTCOM_SERVICE"] == name
+    assert env["AGENTCOM_HTTP_HOST"] == "0.0.0.0"
+    nats, database = urlsplit(env["AGENTCOM_NATS_URL"]), urlsplit(env["AGENTCOM_DATABASE_URL"])
+    assert nats.scheme == "nats"
+    assert ("Service", nats.hostname) in objects
+    assert database.scheme == "postgresql"
+    assert ("Service", database.hostname) in objects
+    assert "AGENTCOM_ADMIN_TOKEN" in env
+    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert "startupProbe" in container
+    for kind in ("requests", "limits"):
+        assert set(container["resources"][kind]) == {"cpu", "memory"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == _dockerfile_user()
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["ports"] == [{"name": "http", "port": port, "targetPort": "http"}]
+
+
+def test_kubernetes_runs_nats_and_postgres_like_compose() -> None:
+    objects = _objects()
+    compose = _compose()["services"]
+    nats = objects["StatefulSet", "nats"]["spec"]
+    postgres = objects["StatefulSet", "postgres"]["spec"]
+    (nats_container,) = nats["template"]["spec"]["containers"]
+    (postgres_container,) = postgres["template"]["spec"]["containers"]
+
+    assert nats_container["image"] == compose["nats"]["image"]
+    assert postgres_container["image"] == compose["postgres"]["image"]
+    assert "-js" in nats_container["args"]
+    store = nats_container["args"][nats_container["args"].index("-sd") + 1]
+    assert {"name": "data", "mountPath": store} in nats_container["volumeMounts"]
+    for spec in (nats, postgres):
+        assert [t["metadata"]["name"] for t in spec["volumeClaimTemplates"]] == ["data"]
+        assert ("Service", spec["serviceName"]) in objects
+        assert spec["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_every_object_lives_in_the_agentcom_namespace() -> None:
+    objects = _objects()
+
+    assert ("Namespace", "agentcom") in objects
+    for (kind, name), obj in objects.items():
+        if kind != "Namespace":
+            assert obj["metadata"]["namespace"] == "agentcom", f"{kind}/{name}"
+
+
+def test_kustomization_lists_every_manifest_but_the_secret_template() -> None:
+    listed = _yaml(K8S / "kustomization.yaml")["resources"]
+
+    assert len(listed) == len(set(listed))
+    assert set(listed) == set(MANIFESTS) - {SECRET_TEMPLATE}
+
+
+def test_the_secret_template_holds_only_placeholders() -> None:
+    secret = _objects()["Secret", "agentcom-secrets"]
+    values = secret["stringData"]
+
+    assert set(values) == {"AGENTCOM_ADMIN_TOKEN", "AGENTCOM_DATABASE_URL", "POSTGRES_PASSWORD"}
+    assert all("CHANGE-ME" in value for value in values.values())
+    # shorter than the 32 characters a token needs: an unedited template cannot seed an admin
+    assert len(values["AGENTCOM_ADMIN_TOKEN"]) < 32
