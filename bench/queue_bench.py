@@ -1,21 +1,42 @@
 """Queue throughput and claim latency, with PgQueuer on the same Postgres for a ratio.
 
-    uv run python bench/queue_bench.py [--tasks 20000] [--workers 8] [--quick]
+    uv run python bench/queue_bench.py [--tasks 20000] [--workers 8] [--latency-seconds 5]
+    uv run python bench/queue_bench.py --quick          # 2,000 tasks, 2 s of latency
 
-Ours: the full cycle through the queue's NATS API (submit -> claim -> accepted -> completed),
-the queue running as its own process. PgQueuer: enqueue -> dequeue (batch 100) -> ack, on a
-separate database of the same embedded Postgres. Prints a table, then one JSON line.
+Starts its own embedded Postgres (durable settings: `prepare_postgres(fast=False)`) and
+nats-server the way the test plugin does, and runs the queue service in this process (its
+FastAPI lifespan, as `agentcom_common.testing.running` does). Then:
+
+1. Ours: the full cycle through the queue's NATS API. Submit every task (bounded
+   concurrency), then W workers loop claim -> report accepted -> report completed until the
+   queue is empty. The outbox relay's catch-up afterwards is timed too.
+2. Claim latency: pre-submit, then offer claims at a fixed rate (one every 2 ms at 500/s)
+   from one client without waiting for replies, timing each request.
+3. PgQueuer: its schema in a second database of the same Postgres; enqueue in batches of
+   1,000, then W workers dequeue (batch 100) and ack (`log_jobs`).
+
+Prints a table, then one JSON object as the very last line of stdout.
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
+import os
+import platform
+import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Generator
+from dataclasses import dataclass
 from datetime import timedelta
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,192 +44,405 @@ import nats
 from nats.aio.client import Client
 from pgqueuer.queries import EntrypointExecutionParameter, Queries
 from pgqueuer.types import QueueEntrypoint, QueueManagerId
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
 from agentcom_common import embedded
-from agentcom_common.testing import ServiceProcess, free_port, shared_tmpdir, start_nats
+from agentcom_common.testing import free_port, shared_tmpdir, start_nats
+from agentcom_queue.app import SPEC, create_app
+from agentcom_queue.settings import QueueSettings
 
 Json = dict[str, Any]
 
+SUBMIT_CONCURRENCY = 64  # in-flight submits; the queue's micro endpoint admits 64 at a time
+RPC_TIMEOUT = 30.0  # seconds per request
+ENQUEUE_BATCH = 1_000  # PgQueuer enqueue batch
+DEQUEUE_BATCH = 100  # PgQueuer dequeue batch
+OUTBOX_CATCHUP_LIMIT = 900.0  # seconds we wait for the relay before giving up
+
+progress = Console(stderr=True)
+
+
+class RpcError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Servers:
+    layout: embedded.PostgresLayout
+    nats_url: str
+    root: Path
+
+
+# ------------------------------------------------------------------------------------------
+# servers
+
+
+def _stop(process: subprocess.Popen[bytes], sig: int) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def servers() -> Generator[Servers]:
+    """Embedded Postgres (durable) and nats-server on loopback; both stopped on any exit."""
+    root = shared_tmpdir("agentcom-bench-")
+    layout = embedded.PostgresLayout(root / "pg", root / "run", free_port(), database="bench")
+    try:
+        with (root / "postgres.log").open("wb") as log:
+            postgres = subprocess.Popen(
+                embedded.prepare_postgres(layout, fast=False),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=embedded.os_user(),
+                process_group=0,
+                preexec_fn=lambda: embedded.die_with_parent(signal.SIGINT),
+            )
+            try:
+                broker = start_nats(root / "js")
+                try:
+                    yield Servers(layout, broker.url, root)
+                finally:
+                    broker.stop()
+            finally:
+                _stop(postgres, signal.SIGINT)  # fast shutdown
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def pg_connect(layout: embedded.PostgresLayout, database: str) -> Any:
+    """A raw asyncpg connection (asyncpg ships no stubs)."""
+    connect: Any = asyncpg.connect  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # asyncpg: no stubs
+    return await connect(
+        host=str(layout.socket_dir), port=layout.port, user=layout.user, database=database
+    )
+
+
+async def prepare_databases(srv: Servers) -> embedded.PostgresLayout:
+    """Wait for Postgres, create `bench` (ours) and `peer` (PgQueuer); returns the peer."""
+    await embedded.wait_for_postgres(srv.layout, deadline=60)
+    await embedded.create_database(srv.layout)
+    layout = srv.layout
+    peer = embedded.PostgresLayout(layout.data_dir, layout.socket_dir, layout.port, "peer")
+    await embedded.create_database(peer)
+    return peer
+
+
+# ------------------------------------------------------------------------------------------
+# ours: the queue's NATS API
+
 
 async def rpc(nc: Client, op: str, body: Json) -> Json:
-    reply = await nc.request(f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=30)
-    if reply.headers and "Nats-Service-Error-Code" in reply.headers:
-        raise RuntimeError(f"{op}: {reply.headers['Nats-Service-Error-Code']}")
+    reply = await nc.request(
+        f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=RPC_TIMEOUT
+    )
+    headers = reply.headers or {}
+    if "Nats-Service-Error-Code" in headers:
+        code, detail = headers["Nats-Service-Error-Code"], headers.get("Nats-Service-Error", "")
+        raise RpcError(f"{op}: {code} {detail}")
     return json.loads(reply.data)
 
 
-async def submit_all(nc: Client, count: int, concurrency: int = 64) -> None:
-    gate = asyncio.Semaphore(concurrency)
+async def submit_all(nc: Client, count: int, prefix: str) -> None:
+    """Submit `count` tasks with at most SUBMIT_CONCURRENCY in flight."""
 
-    async def one(i: int) -> None:
-        async with gate:
-            await rpc(nc, "submit", {"description": f"bench task {i}"})
+    async def submitter(first: int) -> None:
+        for i in range(first, count, SUBMIT_CONCURRENCY):
+            await rpc(nc, "submit", {"description": f"{prefix} task {i}"})
 
-    await asyncio.gather(*(one(i) for i in range(count)))
+    await asyncio.gather(*(submitter(k) for k in range(min(SUBMIT_CONCURRENCY, count))))
 
 
-async def drain(nc: Client, workers: int) -> int:
+async def drain(nc: Client, workers: int, limit: int) -> int:
+    """W workers: claim -> accepted -> completed until a claim comes back empty."""
+
     async def work(agent: str) -> int:
         done = 0
-        while (task := (await rpc(nc, "claim", {"agent_id": agent}))["task"]) is not None:
+        for _ in range(limit):
+            task = (await rpc(nc, "claim", {"agent_id": agent}))["task"]
+            if task is None:
+                break
             ids = {"task_id": task["id"], "agent_id": agent, "generation": task["generation"]}
             await rpc(nc, "report", ids | {"outcome": "accepted"})
             await rpc(nc, "report", ids | {"outcome": "completed"})
             done += 1
         return done
 
-    return sum(await asyncio.gather(*(work(f"w{i}") for i in range(workers))))
+    return sum(await asyncio.gather(*(work(f"bench-w{i}") for i in range(workers))))
 
 
-async def bench_ours(nc: Client, tasks: int, workers: int) -> Json:
+async def outbox_backlog(db: Any) -> int:
+    return int(await db.fetchval(f"SELECT count(*) FROM {SPEC.schema}.outbox"))
+
+
+async def outbox_catchup(db: Any) -> tuple[int, float]:
+    """(rows waiting now, seconds until the relay has published them all)."""
     started = time.perf_counter()
-    await submit_all(nc, tasks)
+    backlog = await outbox_backlog(db)
+    remaining = backlog
+    for _ in range(int(OUTBOX_CATCHUP_LIMIT / 0.1)):
+        if remaining == 0:
+            break
+        await asyncio.sleep(0.1)
+        remaining = await outbox_backlog(db)
+    if remaining:
+        raise RuntimeError(
+            f"outbox relay still has {remaining} rows after {OUTBOX_CATCHUP_LIMIT} s"
+        )
+    return backlog, time.perf_counter() - started
+
+
+async def bench_ours(nc: Client, db: Any, tasks: int, workers: int) -> Json:
+    progress.log(f"ours: submitting {tasks:,} tasks")
+    started = time.perf_counter()
+    await submit_all(nc, tasks, "bench")
     submitted = time.perf_counter()
-    done = await drain(nc, workers)
+    progress.log(f"ours: {workers} workers claim -> accepted -> completed")
+    done = await drain(nc, workers, tasks + 1)
     ended = time.perf_counter()
-    assert done == tasks, f"drained {done} of {tasks}"
+    if done != tasks:
+        raise RuntimeError(f"drained {done} of {tasks}")
+    progress.log("ours: waiting for the outbox relay to publish every event")
+    backlog, catchup = await outbox_catchup(db)
+    cycle = ended - started
     return {
-        "ours_tasks_per_s": tasks / (ended - started),
+        "ours_tasks_per_s": tasks / cycle,
         "ours_submit_per_s": tasks / (submitted - started),
         "ours_claim_complete_per_s": tasks / (ended - submitted),
+        "ours_cycle_s": cycle,
+        "ours_outbox_backlog_at_end": backlog,
+        "ours_outbox_catchup_s": catchup,
+        "ours_tasks_per_s_incl_events": tasks / (cycle + catchup),
     }
 
 
-async def bench_latency(nc: Client, rate: int, seconds: float) -> Json:
-    """Offer `rate` claims/s on a fixed schedule (not waiting for replies); time each."""
-    total = int(rate * seconds)
-    await submit_all(nc, total)
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+async def bench_latency(nc: Client, db: Any, rate: int, seconds: float) -> Json:
+    """Offer `rate` claims/s on a fixed schedule from one client (open loop); time each."""
+    total = max(1, int(rate * seconds))
+    progress.log(f"latency: pre-submitting {total:,} tasks")
+    await submit_all(nc, total, "latency")
+    await outbox_catchup(db)  # the relay must not compete with the measured claims
+    progress.log(f"latency: {total:,} claims at {rate}/s")
     latencies: list[float] = []
+    empty = 0
 
     async def timed_claim(i: int) -> None:
+        nonlocal empty
         t0 = time.perf_counter()
-        await rpc(nc, "claim", {"agent_id": f"l{i % 50}"})
+        reply = await rpc(nc, "claim", {"agent_id": f"bench-l{i % 50}"})
         latencies.append((time.perf_counter() - t0) * 1000)
+        empty += reply["task"] is None
 
-    start = time.perf_counter()
     pending: list[asyncio.Task[None]] = []
+    start = time.perf_counter()
     for i in range(total):
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         pending.append(asyncio.create_task(timed_claim(i)))
+    issued = time.perf_counter() - start
     await asyncio.gather(*pending)
     latencies.sort()
     return {
         "claim_rate_offered": rate,
+        "claim_rate_achieved": total / issued if issued > 0 else float(rate),
+        "claims": total,
+        "claims_empty": empty,
         "claim_p50_ms": statistics.median(latencies),
-        "claim_p99_ms": latencies[int(len(latencies) * 0.99) - 1],
+        "claim_p90_ms": percentile(latencies, 0.90),
+        "claim_p99_ms": percentile(latencies, 0.99),
+        "claim_max_ms": latencies[-1],
     }
 
 
-async def bench_pgqueuer(dsn: Json, jobs: int, workers: int) -> Json:
-    connect: Any = asyncpg.create_pool  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # asyncpg: no stubs
-    pool: Any = await connect(**dsn, min_size=workers, max_size=workers + 2)
+async def run_ours(srv: Servers, args: argparse.Namespace) -> Json:
+    settings = QueueSettings(
+        home=srv.root / "home",
+        nats_url=srv.nats_url,
+        database_url=SecretStr(srv.layout.url),
+        queue_retry_backoff=timedelta(0),
+        log_level="WARNING",
+    )
+    app = create_app(settings)
+    db = await pg_connect(srv.layout, srv.layout.database)
     try:
-        queries = Queries.from_asyncpg_pool(pool)
-        await queries.install()
-        started = time.perf_counter()
-        for start in range(0, jobs, 1000):
-            size = min(1000, jobs - start)
-            await queries.enqueue(["bench"] * size, [b"{}"] * size, [0] * size)
-        enqueued = time.perf_counter()
+        async with app.router.lifespan_context(app):
+            nc = await nats.connect(srv.nats_url)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+            try:
+                figures = await bench_ours(nc, db, args.tasks, args.workers)
+                figures |= await bench_latency(nc, db, args.rate, args.latency_seconds)
+            finally:
+                await nc.close()
+    finally:
+        await db.close()
+    return figures
 
-        async def work() -> int:
-            done = 0
-            manager = QueueManagerId(uuid.uuid4())
-            while batch := await queries.dequeue(
-                batch_size=100,
-                entrypoints={
-                    QueueEntrypoint("bench"): EntrypointExecutionParameter(concurrency_limit=0)
-                },
+
+# ------------------------------------------------------------------------------------------
+# PgQueuer
+
+
+async def pgqueuer_drain(queries: Queries, workers: int, limit: int) -> int:
+    entrypoints = {QueueEntrypoint("bench"): EntrypointExecutionParameter(concurrency_limit=0)}
+
+    async def work() -> int:
+        done = 0
+        manager = QueueManagerId(uuid.uuid4())
+        for _ in range(limit):
+            batch = await queries.dequeue(
+                batch_size=DEQUEUE_BATCH,
+                entrypoints=entrypoints,
                 queue_manager_id=manager,
                 global_concurrency_limit=None,
                 heartbeat_timeout=timedelta(seconds=30),
-            ):
-                await queries.log_jobs([(job, "successful", None) for job in batch])
-                done += len(batch)
-            return done
+            )
+            if not batch:
+                break
+            await queries.log_jobs([(job, "successful", None) for job in batch])
+            done += len(batch)
+        return done
 
-        done = sum(await asyncio.gather(*(work() for _ in range(workers))))
+    return sum(await asyncio.gather(*(work() for _ in range(workers))))
+
+
+async def run_pgqueuer(peer: embedded.PostgresLayout, jobs: int, workers: int) -> Json:
+    create_pool: Any = asyncpg.create_pool  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # asyncpg: no stubs
+    pool: Any = await create_pool(
+        host=str(peer.socket_dir),
+        port=peer.port,
+        user=peer.user,
+        database=peer.database,
+        min_size=workers,
+        max_size=workers + 2,
+    )
+    try:
+        queries = Queries.from_asyncpg_pool(pool)
+        await queries.install()
+        progress.log(f"pgqueuer: enqueueing {jobs:,} jobs in batches of {ENQUEUE_BATCH:,}")
+        started = time.perf_counter()
+        for first in range(0, jobs, ENQUEUE_BATCH):
+            size = min(ENQUEUE_BATCH, jobs - first)
+            await queries.enqueue(["bench"] * size, [b"{}"] * size, [0] * size)
+        enqueued = time.perf_counter()
+        progress.log(f"pgqueuer: {workers} workers dequeue (batch {DEQUEUE_BATCH}) + ack")
+        done = await pgqueuer_drain(queries, workers, jobs + 1)
         ended = time.perf_counter()
     finally:
         await pool.close()
-    assert done == jobs, f"pgqueuer drained {done} of {jobs}"
+    if done != jobs:
+        raise RuntimeError(f"pgqueuer drained {done} of {jobs}")
     return {
         "pgqueuer_jobs_per_s": jobs / (ended - started),
         "pgqueuer_enqueue_per_s": jobs / (enqueued - started),
         "pgqueuer_dequeue_ack_per_s": jobs / (ended - enqueued),
+        "pgqueuer_cycle_s": ended - started,
     }
 
 
-async def run(args: argparse.Namespace) -> Json:
-    root = shared_tmpdir("agentcom-bench-")
-    layout = embedded.PostgresLayout(root / "pg", root / "run", free_port(), database="bench")
-    postgres = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measuring
-        embedded.prepare_postgres(layout),
-        stdout=(root / "postgres.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        user=embedded.os_user(),
-        preexec_fn=lambda: embedded.die_with_parent(signal.SIGINT),
-    )
-    broker = start_nats(root / "js")
-    queue: ServiceProcess | None = None
-    try:
-        await embedded.wait_for_postgres(layout, deadline=60)
-        await embedded.create_database(layout)
-        peer = embedded.PostgresLayout(layout.data_dir, layout.socket_dir, layout.port, "peer")
-        await embedded.create_database(peer)
-        env = {"AGENTCOM_QUEUE_RETRY_BACKOFF": "0", "AGENTCOM_LOG_LEVEL": "WARNING"}
-        queue = ServiceProcess("queue", broker.url, layout.url, root / "queue.log", env)
-        await asyncio.to_thread(queue.start)
-        nc = await nats.connect(broker.url)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
-        try:
-            figures: Json = {"bench": "queue", "tasks": args.tasks, "workers": args.workers}
-            figures |= await bench_ours(nc, args.tasks, args.workers)
-            figures |= await bench_latency(nc, args.rate, args.latency_seconds)
-        finally:
-            await nc.close()
-        dsn = {
-            "host": str(layout.socket_dir),
-            "port": layout.port,
-            "user": layout.user,
-            "database": "peer",
-        }
-        figures |= await bench_pgqueuer(dsn, args.tasks, args.workers)
-    finally:
-        if queue is not None:
-            queue.stop()
-        broker.stop()
-        postgres.send_signal(signal.SIGINT)
-        postgres.wait(timeout=30)
+# ------------------------------------------------------------------------------------------
+# the run
+
+
+async def run(srv: Servers, args: argparse.Namespace) -> Json:
+    peer = await prepare_databases(srv)
+    figures: Json = {
+        "bench": "queue",
+        "tasks": args.tasks,
+        "workers": args.workers,
+        "latency_seconds": args.latency_seconds,
+        "postgres_durable": True,
+        "queue_in_process": True,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "pgqueuer_version": version("pgqueuer"),
+    }
+    figures |= await run_ours(srv, args)  # the queue service stops before PgQueuer runs
+    figures |= await run_pgqueuer(peer, args.tasks, args.workers)
     figures["ratio"] = figures["ours_tasks_per_s"] / figures["pgqueuer_jobs_per_s"]
     return figures
 
 
+ROWS: list[tuple[str, str, str | None, str]] = [
+    ("full cycle", "ours_tasks_per_s", "pgqueuer_jobs_per_s", "/s"),
+    ("submit / enqueue", "ours_submit_per_s", "pgqueuer_enqueue_per_s", "/s"),
+    (
+        "claim+2 reports / dequeue+ack",
+        "ours_claim_complete_per_s",
+        "pgqueuer_dequeue_ack_per_s",
+        "/s",
+    ),
+    ("full cycle incl. outbox catch-up", "ours_tasks_per_s_incl_events", None, "/s"),
+    ("outbox rows left at cycle end", "ours_outbox_backlog_at_end", None, ""),
+    ("outbox catch-up", "ours_outbox_catchup_s", None, " s"),
+    ("claims/s offered / achieved", "claim_rate_offered", None, "/s"),
+    ("claim p50", "claim_p50_ms", None, " ms"),
+    ("claim p90", "claim_p90_ms", None, " ms"),
+    ("claim p99", "claim_p99_ms", None, " ms"),
+    ("claim max", "claim_max_ms", None, " ms"),
+]
+
+
+def _fmt(value: object, unit: str) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}{unit}" if value >= 10 else f"{value:,.2f}{unit}"
+    return f"{value:,}{unit}" if isinstance(value, int) else "—"
+
+
 def report(figures: Json) -> None:
-    table = Table(title=f"queue: {figures['tasks']} tasks, {figures['workers']} workers")
+    table = Table(
+        title=f"queue bench: {figures['tasks']:,} tasks, {figures['workers']} workers, "
+        f"durable Postgres, {figures['cpus']} CPUs"
+    )
     table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in figures.items():
-        if isinstance(value, float):
-            table.add_row(key, f"{value:,.2f}")
+    table.add_column("ours", justify="right")
+    table.add_column("PgQueuer", justify="right")
+    for label, ours, peer, unit in ROWS:
+        mine = _fmt(figures.get(ours), unit)
+        if ours == "claim_rate_offered":
+            mine += f" / {_fmt(figures.get('claim_rate_achieved'), '/s')}"
+        table.add_row(label, mine, _fmt(figures.get(peer), unit) if peer else "")
+    table.add_row("ratio ours / PgQueuer (full cycle)", f"{figures['ratio']:.4f}", "")
     Console().print(table)
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}))  # noqa: T201 - the JSON line is the output
+    rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
+    sys.stdout.write(json.dumps(rounded) + "\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Queue throughput vs PgQueuer.")
-    parser.add_argument("--tasks", type=int, default=20_000)
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--rate", type=int, default=500, help="claims/s offered for latency")
-    parser.add_argument("--latency-seconds", type=float, default=5.0)
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Queue throughput and claim latency vs PgQueuer.")
+    parser.add_argument("--tasks", type=int, default=None, help="tasks (default 20,000)")
+    parser.add_argument("--workers", type=int, default=8, help="concurrent workers (default 8)")
+    parser.add_argument("--rate", type=int, default=500, help="claims/s offered (default 500)")
+    parser.add_argument(
+        "--latency-seconds", type=float, default=None, help="latency phase length (default 5)"
+    )
     parser.add_argument("--quick", action="store_true", help="2,000 tasks, 2 s of latency")
-    args = parser.parse_args()
-    if args.quick:
-        args.tasks, args.latency_seconds = 2_000, 2.0
-    report(asyncio.run(run(args)))
+    args = parser.parse_args(argv)
+    if args.tasks is None:
+        args.tasks = 2_000 if args.quick else 20_000
+    if args.latency_seconds is None:
+        args.latency_seconds = 2.0 if args.quick else 5.0
+    if args.tasks < 1 or args.workers < 1 or args.rate < 1 or args.latency_seconds <= 0:
+        parser.error("--tasks, --workers, --rate and --latency-seconds must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    with servers() as srv:
+        figures = asyncio.run(run(srv, args))
+    report(figures)
 
 
 if __name__ == "__main__":
