@@ -1,0 +1,285 @@
+"""The sandbox: every path inside the workspace, every command contained.
+
+Containment does not depend on recognising bad commands (the first loop's regex blocklist let
+`rm -fr /` and `echo hi && curl …` through). Instead every command:
+- runs with the workspace as its working directory, in a new session (its own process group),
+  killed as a group on timeout, on too much output and when it ends (no lingering children);
+- gets resource limits set in the child before exec (CPU seconds, address space, file size,
+  no core dumps) and an environment with tokens, keys and passwords removed;
+- with isolation on, runs under `unshare` in new user, mount, pid and network namespaces: the
+  whole file system is remounted read-only except the workspace (its `.git` stays read-only so
+  no hook can be planted for the sidecar's own git commands), `/dev/shm` is a private tmpfs
+  used as TMPDIR and HOME, there is no network, and when the command's first process ends the
+  kernel kills every process left in its pid namespace.
+"""
+
+import asyncio
+import contextlib
+import functools
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from agentcom_sidecar.agentic.settings import AgenticSettings
+
+_SECRET_NAME: Final = re.compile(
+    r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|AGENTCOM_|NATS_", re.I
+)
+_BASE_ENV: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ")
+
+# Runs as root of a fresh user namespace (no power outside it): bind the workspace onto itself so
+# it stays writable, protect its .git, hide the given paths, then remount every other mount
+# read-only. "$@" is: workspace, number of hidden paths, hidden paths…, then the command argv.
+_ISOLATE: Final = r"""set -e
+ws="$1"; nhide="$2"; shift 2
+mount --bind "$ws" "$ws"
+if [ -d "$ws/.git" ]; then mount --bind "$ws/.git" "$ws/.git"; mount -o remount,bind,ro "$ws/.git"; fi
+mount -t tmpfs -o size=256m,mode=1777 tmpfs /dev/shm
+while [ "$nhide" -gt 0 ]; do
+  if [ -d "$1" ]; then mount -t tmpfs -o size=1k,mode=0 tmpfs "$1";
+  elif [ -e "$1" ]; then mount --bind /dev/null "$1"; fi
+  shift; nhide=$((nhide - 1))
+done
+awk '{print $2}' /proc/self/mounts | sort -u | while read -r mp; do
+  case "$mp" in "$ws"|/dev/shm|/proc|/proc/*) continue;; esac
+  mount -o remount,bind,ro "$mp" 2>/dev/null || true
+done
+cd "$ws"
+exec "$@"
+"""
+_UNSHARE: Final = (
+    "--user",
+    "--map-root-user",
+    "--mount",
+    "--net",
+    "--pid",
+    "--fork",
+    "--mount-proc",
+    "--kill-child",
+)
+
+
+class SandboxError(Exception):
+    """A tool request the sandbox refuses; `code` goes into the observation."""
+
+    def __init__(
+        self, code: str, message: str, data: dict[str, Any] | None = None, truncated: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+        self.truncated = truncated
+
+    @classmethod
+    def with_output(cls, code: str, message: str, result: "CommandResult") -> "SandboxError":
+        """A killed command: refused, but with what it printed before the kill."""
+        return cls(code, message, data=result.data(), truncated=result.truncated)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    killed_for_output: bool
+    truncated: bool
+    output_bytes: int
+
+    def data(self) -> dict[str, Any]:
+        return {"exit_code": self.exit_code, "stdout": self.stdout, "stderr": self.stderr}
+
+
+def scrub_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Drop every variable whose name looks like a credential (token, key, password, auth…)."""
+    return {name: value for name, value in env.items() if not _SECRET_NAME.search(name)}
+
+
+@functools.cache
+def namespaces_available() -> bool:
+    """Whether `unshare` can make user, mount, pid and net namespaces here (probed once)."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(  # once per process, at the first command; cheap (~10 ms)
+        ["unshare", *_UNSHARE, "sh", "-c", _ISOLATE, "sandbox", "/", "0", "true"],
+        capture_output=True,
+        check=False,
+        timeout=10,
+    )
+    return probe.returncode == 0
+
+
+@dataclass(slots=True)
+class Sandbox:
+    """One task workspace and the limits its tools run under."""
+
+    workspace: Path
+    settings: AgenticSettings
+    env: Mapping[str, str] = field(default_factory=dict[str, str])
+    hidden: Sequence[Path] = ()
+    """Paths a command must not even read (the sidecar's config and state), hidden by tmpfs."""
+    root: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(os.path.realpath(self.workspace))
+
+    @property
+    def isolated(self) -> bool:
+        mode = self.settings.agentic_isolation
+        return mode == "namespaces" or (mode == "auto" and namespaces_available())
+
+    def resolve(self, path: str) -> Path:
+        """The real path of `path` (relative to the workspace), refused unless it is inside.
+
+        Every existing component is followed (symlinks included, parent directories too), so a
+        symlinked folder pointing outside is caught even when the file itself does not exist yet.
+        """
+        if not path or "\x00" in path:
+            raise SandboxError("invalid_path", "path must be a non-empty string without NUL")
+        candidate = Path(path) if os.path.isabs(path) else self.root / path
+        real = Path(os.path.realpath(candidate))
+        if real != self.root and self.root not in real.parents:
+            raise SandboxError(
+                "path_outside_workspace",
+                f"{path!r} resolves to {real}, outside the workspace; use a path inside it",
+            )
+        return real
+
+    def relative(self, real: Path) -> str:
+        return real.relative_to(self.root).as_posix() or "."
+
+    def child_env(self) -> dict[str, str]:
+        base = {name: os.environ[name] for name in _BASE_ENV if name in os.environ}
+        env = {**base, **scrub_env(self.env)}
+        scratch = "/dev/shm" if self.isolated else str(self.root)
+        env.update(HOME=scratch, TMPDIR=scratch, GIT_TERMINAL_PROMPT="0")
+        return env
+
+    def argv_for(self, argv: Sequence[str]) -> list[str]:
+        if not self.isolated:
+            return list(argv)
+        hidden = [str(p) for p in self.hidden]
+        return [
+            "unshare",
+            *_UNSHARE,
+            "sh",
+            "-c",
+            _ISOLATE,
+            "sandbox",
+            str(self.root),
+            str(len(hidden)),
+            *hidden,
+            *argv,
+        ]
+
+    def limit_resources(self) -> None:
+        """Runs in the child between fork and exec, so the limits hold for all its children."""
+        s = self.settings
+        resource.setrlimit(resource.RLIMIT_CPU, (s.agentic_cpu_seconds, s.agentic_cpu_seconds))
+        resource.setrlimit(resource.RLIMIT_AS, (s.agentic_memory_bytes, s.agentic_memory_bytes))
+        size = s.agentic_file_size_bytes
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    async def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
+        """Run `argv` in the workspace; kill its whole process group when done or over limits."""
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv_for(argv),
+            cwd=self.root,
+            env=self.child_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=self.limit_resources,
+        )
+        cap, kill_at = self.settings.agentic_output_cap, self.settings.agentic_output_kill
+        total = _Counter()
+        over = asyncio.Event()
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        readers = [
+            asyncio.ensure_future(_drain(proc.stdout, cap, total, kill_at, over)),
+            asyncio.ensure_future(_drain(proc.stderr, cap, total, kill_at, over)),
+        ]
+        timed_out = False
+        try:
+            waiter = asyncio.ensure_future(proc.wait())
+            overflow = asyncio.ensure_future(over.wait())
+            done, _ = await asyncio.wait(
+                {waiter, overflow}, timeout=timeout, return_when="FIRST_COMPLETED"
+            )
+            timed_out = not done
+            overflow.cancel()
+        finally:
+            _kill_group(proc.pid)  # also on cancel: no child outlives its tool call
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        exit_code = await proc.wait()
+        # a child that escaped the group (setsid without namespaces) may hold the pipes open
+        _, pending = await asyncio.wait(readers, timeout=2)
+        for reader in pending:
+            reader.cancel()
+        out, err = (r.result() if r.done() and not r.cancelled() else _Captured() for r in readers)
+        return CommandResult(
+            exit_code=None if timed_out or over.is_set() else exit_code,
+            stdout=out.text(),
+            stderr=err.text(),
+            timed_out=timed_out,
+            killed_for_output=over.is_set(),
+            truncated=out.truncated or err.truncated,
+            output_bytes=total.value,
+        )
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+@dataclass(slots=True)
+class _Counter:
+    value: int = 0
+
+
+@dataclass(slots=True)
+class _Captured:
+    """The first and the last `cap / 2` bytes of a stream: the start and the error at the end."""
+
+    head: bytearray = field(default_factory=bytearray)
+    tail: bytearray = field(default_factory=bytearray)
+    truncated: bool = False
+
+    def text(self) -> str:
+        if not self.truncated:
+            return (self.head + self.tail).decode(errors="replace")
+        return (self.head + b"\n[... output truncated ...]\n" + self.tail).decode(errors="replace")
+
+
+async def _drain(
+    stream: asyncio.StreamReader, cap: int, total: _Counter, kill_at: int, over: asyncio.Event
+) -> _Captured:
+    captured = _Captured()
+    half = cap // 2
+    while chunk := await stream.read(65536):
+        total.value += len(chunk)
+        room = half - len(captured.head)
+        if room > 0:
+            captured.head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            captured.tail += chunk
+            if len(captured.tail) > half:
+                del captured.tail[: len(captured.tail) - half]
+                captured.truncated = True
+        if total.value > kill_at:
+            over.set()
+    return captured
