@@ -22,6 +22,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,9 @@ awk '{print $2}' /proc/self/mounts | sort -u | while read -r mp; do
   case "$mp" in "$ws"|/dev/shm|/proc|/proc/*) continue;; esac
   mount -o remount,bind,ro "$mp" 2>/dev/null || true
 done
+if ( : > /.agentcom-rw-probe ) 2>/dev/null; then  # fail closed: never run with / writable
+  rm -f /.agentcom-rw-probe; echo "sandbox: / stayed writable; refusing to run" >&2; exit 125
+fi
 cd "$ws"
 exec "$@"
 """
@@ -108,12 +112,13 @@ def namespaces_available() -> bool:
     """Whether `unshare` can make user, mount, pid and net namespaces here (probed once)."""
     if shutil.which("unshare") is None:
         return False
-    probe = subprocess.run(  # once per process, at the first command; cheap (~10 ms)
-        ["unshare", *_UNSHARE, "sh", "-c", _ISOLATE, "sandbox", "/", "0", "true"],
-        capture_output=True,
-        check=False,
-        timeout=10,
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        probe = subprocess.run(  # once per process, at the first command; cheap (~20 ms)
+            ["unshare", *_UNSHARE, "sh", "-c", _ISOLATE, "sandbox", scratch, "0", "true"],
+            capture_output=True,
+            check=False,
+            timeout=10,
+        )
     return probe.returncode == 0
 
 
