@@ -12,14 +12,21 @@ import pytest
 
 from agentcom_common.testing import eventually
 from agentcom_sidecar.agentic import tools
+from agentcom_sidecar.agentic.fake_ollama import FakeModel
 from agentcom_sidecar.agentic.sandbox import Sandbox, namespaces_available
 from agentcom_sidecar.agentic.settings import AgenticSettings
-
-from .conftest import FakeModel
 
 needs_namespaces = pytest.mark.skipif(
     not namespaces_available(), reason="user namespaces are not available on this kernel"
 )
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def exists(path: Path) -> bool:
+    return path.exists()
 
 
 def make(ws: Path, **overrides: object) -> Sandbox:
@@ -50,7 +57,7 @@ async def test_dotdot_read_and_write_are_refused(ws: Path, outside: Path) -> Non
 
     assert (read.ok, read.error_code) == (False, "path_outside_workspace")
     assert (write.ok, write.error_code) == (False, "path_outside_workspace")
-    assert sorted(p.name for p in outside.iterdir()) == ["canary.txt"]
+    assert names(outside) == ["canary.txt"]
 
 
 async def test_dotdot_that_stays_inside_is_allowed(ws: Path) -> None:
@@ -95,7 +102,7 @@ async def test_write_through_a_symlinked_folder_is_refused(ws: Path, outside: Pa
     over = await tools.call("write_file", {"path": "link/canary.txt", "content": "gone"}, sandbox)
 
     assert [o.error_code for o in (new_file, deep, over)] == ["path_outside_workspace"] * 3
-    assert sorted(p.name for p in outside.iterdir()) == ["canary.txt"]
+    assert names(outside) == ["canary.txt"]
     assert (outside / "canary.txt").read_text() == "still here\n"
 
 
@@ -241,9 +248,9 @@ async def test_rm_fr_outside_the_workspace_is_contained(ws: Path, outside: Path)
     assert obs.data is not None
     assert "Read-only file system" in obs.data["stderr"]
     assert (outside / "canary.txt").read_text() == "still here\n"
-    assert not Path("/etc/agentcom-escape").exists()
-    assert not (ws.parent / "escape").exists()
-    assert ws.exists()
+    assert not exists(Path("/etc/agentcom-escape"))
+    assert not exists(ws.parent / "escape")
+    assert exists(ws)
 
 
 @needs_namespaces

@@ -7,6 +7,7 @@ a refused path, a failing command all become `ok=False` with an error code the m
 
 import asyncio
 import shlex
+import shutil
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -102,8 +103,11 @@ async def _run_command(args: RunCommand, sandbox: Sandbox) -> dict[str, Any]:
                 raise SandboxError("invalid_command", f"command: {exc}") from None
     else:
         argv = list(args.command)
-    if not argv:
+    if not argv or not argv[0]:
         raise SandboxError("invalid_command", "command: give at least the program name")
+    if "/" not in argv[0] and shutil.which(argv[0], path=sandbox.child_env().get("PATH")) is None:
+        # checked here so the answer is the same with or without the namespace wrapper
+        raise SandboxError("command_not_found", f"command: {argv[0]} is not on PATH")
     default = settings.agentic_command_timeout.total_seconds()
     ceiling = settings.agentic_command_timeout_max.total_seconds()
     timeout = min(args.timeout_s or default, ceiling)
