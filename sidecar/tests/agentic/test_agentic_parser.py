@@ -1,6 +1,7 @@
 """The parser reads native, JSON-in-content and XML tool calls; code full of braces survives."""
 
 import json
+from typing import Any
 
 from agentcom_sidecar.agentic import parser, tools
 
@@ -9,7 +10,7 @@ CODE = "function f(){ return {a: 1}; }\nconst s = '}{';\n"
 
 
 def test_native_tool_calls_with_dict_or_string_arguments() -> None:
-    message = {
+    message: dict[str, Any] = {
         "content": "",
         "tool_calls": [
             {"function": {"name": "read_file", "arguments": {"path": "a.py"}}},
