@@ -149,6 +149,7 @@ async def test_ollama_executor_fixes_a_bug_with_native_json_and_xml_calls(
     assert executors.outcome_kind(result, after["status"] == "pass") == "completed"
     assert result.details["files_changed"] == ["calc.py"]
     assert result.details["iterations"] == 4
+    assert result.details["isolation"] in ("namespaces", "none")
     # the protocol: model, tools, bearer token; observations fed back as structured JSON
     first = model.requests[0]
     assert first["model"] == "qwen3:8b"
@@ -353,3 +354,32 @@ async def test_secrets_do_not_reach_the_model_or_the_commands(
 
     assert result.ok
     assert "s3cr3t" not in json.dumps(model.requests)
+
+
+async def test_cancelling_the_attempt_kills_the_running_command(
+    model: FakeModel, workspace: Path
+) -> None:
+    model.play(reply(tool_calls=[call("run_command", command=["sleep", "31.4156"], timeout_s=60)]))
+    executor = executors.build("ollama", settings_for(model))
+    attempt = asyncio.create_task(executor.run(context(workspace)))
+
+    async def sleeping() -> None:
+        assert running("31.4156")
+
+    await eventually(sleeping)
+    attempt.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await attempt
+
+    async def gone() -> None:
+        assert not running("31.4156")
+
+    await eventually(gone)
+
+
+def test_every_agent_loop_setting_is_documented() -> None:
+    page = (Path(__file__).resolve().parents[3] / "docs" / "configuration.md").read_text()
+
+    missing = [n for n in AgenticSettings.model_fields if f"AGENTCOM_{n.upper()}" not in page]
+
+    assert missing == []

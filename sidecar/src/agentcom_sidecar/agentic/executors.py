@@ -5,6 +5,7 @@ Both run the same loop through the llm-registry gateway; they differ in the mode
 and meters it as the complex tier). The sidecar's registry calls `build(name, settings)`.
 """
 
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ from agentcom_sidecar.agentic.gateway import ChatClient
 from agentcom_sidecar.agentic.sandbox import Sandbox
 from agentcom_sidecar.agentic.settings import AgenticSettings
 from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult, Executor
+
+log = logging.getLogger(__name__)
 
 ExecutorName = Literal["ollama", "claude"]
 NAMES: Final[tuple[ExecutorName, ...]] = ("ollama", "claude")
@@ -102,10 +105,24 @@ class AgentExecutor:
             agent = loop.AgentLoop(client, sandbox, self._limits(ctx), self._reporter(ctx))
             messages = prompt.initial_messages(ctx.task, ctx.attempt, ctx.feedback)
             outcome = await agent.run(messages)
-        return to_result(outcome, time.perf_counter() - started)
+        log.info(
+            "agent_loop.stopped",
+            extra={
+                "task_id": str(ctx.task.get("id", "")),
+                "executor": self.name,
+                "stop_reason": outcome.stop_reason,
+                "iterations": outcome.iterations,
+                "tokens_in": outcome.tokens_in,
+                "tokens_out": outcome.tokens_out,
+            },
+        )
+        isolation = "namespaces" if sandbox.isolated else "none"
+        return to_result(outcome, time.perf_counter() - started, isolation)
 
 
-def to_result(outcome: loop.LoopOutcome, seconds: float) -> ExecutionResult:
+def to_result(
+    outcome: loop.LoopOutcome, seconds: float, isolation: str = "none"
+) -> ExecutionResult:
     """The loop's outcome as the verification loop reads it; `details` keeps done/remaining."""
     if outcome.stop_reason == "finished":
         summary = outcome.answer or "The model finished without a summary."
@@ -131,6 +148,7 @@ def to_result(outcome: loop.LoopOutcome, seconds: float) -> ExecutionResult:
             "remaining": list(outcome.remaining),
             "files_changed": list(outcome.files_changed),
             "duration_s": round(seconds, 3),
+            "isolation": isolation,
         },
     )
 

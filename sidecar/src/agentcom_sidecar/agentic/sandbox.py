@@ -16,6 +16,7 @@ Containment does not depend on recognising bad commands (the first loop's regex 
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import re
 import resource
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from agentcom_sidecar.agentic.settings import AgenticSettings
+
+log = logging.getLogger(__name__)
 
 _SECRET_NAME: Final = re.compile(
     r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|AGENTCOM_|NATS_", re.I
@@ -122,6 +125,14 @@ def namespaces_available() -> bool:
     return probe.returncode == 0
 
 
+@functools.cache
+def _warn_once() -> None:
+    log.warning(
+        "sandbox.no_namespaces",
+        extra={"detail": "user namespaces unavailable; commands run without isolation"},
+    )
+
+
 @dataclass(slots=True)
 class Sandbox:
     """One task workspace and the limits its tools run under."""
@@ -139,7 +150,12 @@ class Sandbox:
     @property
     def isolated(self) -> bool:
         mode = self.settings.agentic_isolation
-        return mode == "namespaces" or (mode == "auto" and namespaces_available())
+        if mode != "auto":
+            return mode == "namespaces"
+        available = namespaces_available()
+        if not available:
+            _warn_once()
+        return available
 
     def resolve(self, path: str) -> Path:
         """The real path of `path` (relative to the workspace), refused unless it is inside.
