@@ -45,7 +45,8 @@ def _read(sandbox: Sandbox, real: Path, args: "ReadFile") -> dict[str, Any]:
     if not real.is_file():
         raise SandboxError("not_a_file", f"{args.path} is not a regular file")
     limit = sandbox.settings.agentic_file_max_bytes
-    with real.open("rb") as handle:
+    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)  # a symlink swapped in since resolve: refused
+    with os.fdopen(fd, "rb") as handle:
         raw = handle.read(limit + 1)
     if _is_binary(raw):
         raise SandboxError("binary_file", f"{args.path} looks binary (NUL bytes)")

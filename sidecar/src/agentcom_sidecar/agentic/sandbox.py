@@ -24,11 +24,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from agentcom_sidecar.agentic import output
 from agentcom_sidecar.agentic.settings import AgenticSettings
 
 log = logging.getLogger(__name__)
@@ -222,85 +223,46 @@ class Sandbox:
             start_new_session=True,
             preexec_fn=self.limit_resources,
         )
-        cap, kill_at = self.settings.agentic_output_cap, self.settings.agentic_output_kill
-        total = _Counter()
-        over = asyncio.Event()
+        meter = output.Meter(kill_at=self.settings.agentic_output_kill)
+        cap = self.settings.agentic_output_cap
         assert proc.stdout is not None
         assert proc.stderr is not None
+        out, err = output.Captured(), output.Captured()
         readers = [
-            asyncio.ensure_future(_drain(proc.stdout, cap, total, kill_at, over)),
-            asyncio.ensure_future(_drain(proc.stderr, cap, total, kill_at, over)),
+            asyncio.ensure_future(output.drain(proc.stdout, out, cap, meter)),
+            asyncio.ensure_future(output.drain(proc.stderr, err, cap, meter)),
         ]
-        timed_out = False
         try:
-            waiter = asyncio.ensure_future(proc.wait())
-            overflow = asyncio.ensure_future(over.wait())
-            done, _ = await asyncio.wait(
-                {waiter, overflow}, timeout=timeout, return_when="FIRST_COMPLETED"
-            )
-            timed_out = not done
-            overflow.cancel()
+            finished = await _first(proc.wait(), meter.over.wait(), timeout)
         finally:
             _kill_group(proc.pid)  # also on cancel: no child outlives its tool call
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
         exit_code = await proc.wait()
-        # a child that escaped the group (setsid without namespaces) may hold the pipes open
-        _, pending = await asyncio.wait(readers, timeout=2)
-        for reader in pending:
-            reader.cancel()
-        out, err = (r.result() if r.done() and not r.cancelled() else _Captured() for r in readers)
+        await output.settle(readers)
+        timed_out = not finished
         return CommandResult(
-            exit_code=None if timed_out or over.is_set() else exit_code,
+            exit_code=None if timed_out or meter.over.is_set() else exit_code,
             stdout=out.text(),
             stderr=err.text(),
             timed_out=timed_out,
-            killed_for_output=over.is_set(),
+            killed_for_output=meter.over.is_set(),
             truncated=out.truncated or err.truncated,
-            output_bytes=total.value,
+            output_bytes=meter.total,
         )
+
+
+async def _first(exited: Awaitable[int], overflowed: Awaitable[bool], timeout: float) -> bool:
+    """Wait for the process to exit or its output to overflow; False on timeout."""
+    waiters = [asyncio.ensure_future(exited), asyncio.ensure_future(overflowed)]
+    try:
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return bool(done)
 
 
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-@dataclass(slots=True)
-class _Counter:
-    value: int = 0
-
-
-@dataclass(slots=True)
-class _Captured:
-    """The first and the last `cap / 2` bytes of a stream: the start and the error at the end."""
-
-    head: bytearray = field(default_factory=bytearray)
-    tail: bytearray = field(default_factory=bytearray)
-    truncated: bool = False
-
-    def text(self) -> str:
-        if not self.truncated:
-            return (self.head + self.tail).decode(errors="replace")
-        return (self.head + b"\n[... output truncated ...]\n" + self.tail).decode(errors="replace")
-
-
-async def _drain(
-    stream: asyncio.StreamReader, cap: int, total: _Counter, kill_at: int, over: asyncio.Event
-) -> _Captured:
-    captured = _Captured()
-    half = cap // 2
-    while chunk := await stream.read(65536):
-        total.value += len(chunk)
-        room = half - len(captured.head)
-        if room > 0:
-            captured.head += chunk[:room]
-            chunk = chunk[room:]
-        if chunk:
-            captured.tail += chunk
-            if len(captured.tail) > half:
-                del captured.tail[: len(captured.tail) - half]
-                captured.truncated = True
-        if total.value > kill_at:
-            over.set()
-    return captured

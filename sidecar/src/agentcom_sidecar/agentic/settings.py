@@ -75,7 +75,7 @@ class AgenticSettings(BaseSettings):
         description="A command whose output passes this many bytes is killed.",
     )
     agentic_observation_cap: int = Field(
-        default=16_384, ge=512, description="Bytes of one tool observation sent to the model."
+        default=16_384, ge=512, description="Characters of one tool observation sent to the model."
     )
     agentic_cpu_seconds: int = Field(
         default=120, ge=1, description="RLIMIT_CPU of a command (CPU seconds)."
