@@ -6,7 +6,9 @@ local check runner stands in for the sidecar's verification module, which lives 
 """
 
 import asyncio
+import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -383,3 +385,45 @@ def test_every_agent_loop_setting_is_documented() -> None:
     missing = [n for n in AgenticSettings.model_fields if f"AGENTCOM_{n.upper()}" not in page]
 
     assert missing == []
+
+
+async def test_a_corrective_attempt_gets_the_failed_checks_and_later_seqs(
+    model: FakeModel, workspace: Path
+) -> None:
+    model.play(reply(tool_calls=[call("list_directory")]), reply(content="Fixed."))
+    reports = Reports()
+    ctx = dataclasses.replace(
+        context(workspace, emit=reports), attempt=2, feedback="- test_passes: FAIL (1 failed)"
+    )
+
+    await executors.build("ollama", settings_for(model)).run(ctx)
+
+    user = model.requests[0]["messages"][1]["content"]
+    assert "previous attempt failed" in user
+    assert "test_passes: FAIL (1 failed)" in user
+    assert [r.seq for r in reports.tool_calls] == [100_000]
+
+
+async def test_observations_sent_to_the_model_are_capped(model: FakeModel, workspace: Path) -> None:
+    (workspace / "big.txt").write_text("x" * 50_000)
+    model.play(reply(tool_calls=[call("read_file", path="big.txt")]), reply(content="Read it."))
+
+    await executors.build("ollama", settings_for(model, agentic_observation_cap=1000)).run(
+        context(workspace)
+    )
+
+    sent = model.tool_messages(1)[0]["content"]
+    assert len(sent) < 1200
+    assert json.loads(sent)["truncated"] is True
+
+
+async def test_the_token_never_reaches_the_logs(
+    model: FakeModel, workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model.play(reply(tool_calls=[call("list_directory")]), reply(content="Done."))
+    caplog.set_level(logging.DEBUG)
+
+    await executors.build("ollama", settings_for(model)).run(context(workspace))
+
+    assert any(r.getMessage() == "agent_loop.stopped" for r in caplog.records)
+    assert all("agent-token-123" not in repr(vars(r)) for r in caplog.records)
