@@ -7,9 +7,9 @@ and meters it as the complex tier). The sidecar's registry calls `build(name, se
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import httpx
 
@@ -27,13 +27,13 @@ NAMES: Final[tuple[ExecutorName, ...]] = ("ollama", "claude")
 _SEQ_PER_ATTEMPT: Final = 100_000  # tool_call seq stays increasing across corrective attempts
 
 
-def task_tier(task: Any) -> str | None:
+def task_tier(task: Mapping[str, Any]) -> str | None:
     """The task's complexity tier from a TaskView as JSON (`complexity.tier`)."""
-    complexity = task.get("complexity") if hasattr(task, "get") else None
-    if isinstance(complexity, dict):
-        tier = complexity.get("tier")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-        return tier if isinstance(tier, str) else None
-    return None
+    complexity = task.get("complexity")
+    if not isinstance(complexity, dict):
+        return None
+    tier = cast(dict[str, object], complexity).get("tier")
+    return tier if isinstance(tier, str) else None
 
 
 class AgentExecutor:

@@ -105,7 +105,7 @@ def _json(response: httpx.Response) -> dict[str, Any] | None:
         value = response.json()
     except ValueError:
         return None
-    return value if isinstance(value, dict) else None  # pyright: ignore[reportUnknownVariableType]
+    return cast(dict[str, Any], value) if isinstance(value, dict) else None
 
 
 def _count(payload: Mapping[str, Any], key: str) -> int:

@@ -19,7 +19,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from agentcom_sidecar.agentic import gateway, parser, tools
 from agentcom_sidecar.agentic.sandbox import Sandbox
@@ -129,7 +129,8 @@ def _record(outcome: LoopOutcome, call: parser.ToolCall, obs: tools.Observation)
             outcome.files_changed.append(path)
     elif call.name == "run_command":
         command = call.arguments.get("command")
-        shown = " ".join(map(str, command)) if isinstance(command, list) else str(command)  # pyright: ignore[reportUnknownArgumentType]
+        parts = cast(list[object], command) if isinstance(command, list) else [command]
+        shown = " ".join(map(str, parts))
         outcome.done.append(f"ran `{shown[:120]}`: exit {obs.data.get('exit_code')}")
 
 
