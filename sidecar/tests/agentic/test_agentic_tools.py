@@ -2,6 +2,7 @@
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,12 @@ async def test_run_command_reports_exit_code_and_output(sandbox: Sandbox) -> Non
 
     assert obs.ok  # a failing command is a fact to observe, not a tool failure
     assert obs.data == {"exit_code": 3, "stdout": "out\n", "stderr": "err\n"}
+
+
+async def test_a_catastrophic_regex_is_stopped_by_the_timeout(sandbox: Sandbox) -> None:
+    (sandbox.root / "evil.txt").write_text("a" * 40 + "!\n")
+    slow = Sandbox(sandbox.root, AgenticSettings(agentic_command_timeout=timedelta(seconds=1)))
+
+    obs = await tools.call("search_files", {"pattern": "(a+)+$"}, slow)
+
+    assert (obs.ok, obs.error_code) == (False, "timeout")

@@ -5,22 +5,21 @@ Blocking file work runs in a thread so the event loop (heartbeats, reports) keep
 
 import asyncio
 import fnmatch
+import json
 import os
 import re
-from collections.abc import Iterator
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from agentcom_sidecar.agentic import search
 from agentcom_sidecar.agentic.sandbox import Sandbox, SandboxError
 
 if TYPE_CHECKING:
     from agentcom_sidecar.agentic.tools import ListDirectory, ReadFile, SearchFiles, WriteFile
 
-_SKIP_DIRS: Final = frozenset(
-    {".git", "node_modules", "__pycache__", ".venv", "_build", "deps", "dist", "build"}
-)
+_SKIP_DIRS: Final = search.SKIP_DIRS
 _MAX_DEPTH: Final = 5
-_LINE_CUT: Final = 500
 
 
 def _is_binary(head: bytes) -> bool:
@@ -131,55 +130,27 @@ def _kind(entry: os.DirEntry[str]) -> str:
 async def search_files(args: "SearchFiles", sandbox: Sandbox) -> dict[str, Any]:
     real = sandbox.resolve(args.path)
     try:
-        regex = re.compile(args.pattern)
+        re.compile(args.pattern)
     except re.error as exc:
         raise SandboxError("invalid_regex", f"pattern: {exc}") from None
-    return await asyncio.to_thread(_search, sandbox, real, regex, args)
-
-
-def _search(
-    sandbox: Sandbox, real: Path, regex: re.Pattern[str], args: "SearchFiles"
-) -> dict[str, Any]:
     s = sandbox.settings
-    max_matches = min(args.max_results, s.agentic_search_max_matches)
-    matches: list[dict[str, Any]] = []
-    searched = 0
-    for path in _walk_files(real):
-        if args.file_pattern and not fnmatch.fnmatch(path.name, args.file_pattern):
-            continue
-        if searched >= s.agentic_search_max_files or len(matches) >= max_matches:
-            return _found(matches, searched, truncated=True)
-        searched += 1
-        matches.extend(_grep(sandbox, path, regex, max_matches - len(matches)))
-    return _found(matches, searched, truncated=len(matches) >= max_matches)
-
-
-def _found(matches: list[dict[str, Any]], searched: int, truncated: bool) -> dict[str, Any]:
-    return {"matches": matches, "files_searched": searched, "truncated": truncated}
-
-
-def _walk_files(real: Path) -> Iterator[Path]:
-    if real.is_file():
-        yield real
-        return
-    for folder, dirs, names in os.walk(real):  # followlinks=False: symlinked folders are skipped
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
-        yield from (Path(folder) / name for name in sorted(names))
-
-
-def _grep(sandbox: Sandbox, path: Path, regex: re.Pattern[str], room: int) -> list[dict[str, Any]]:
-    if path.is_symlink() or not path.is_file():
-        return []
-    if path.stat().st_size > sandbox.settings.agentic_file_max_bytes:
-        return []
-    raw = path.read_bytes()
-    if _is_binary(raw[:512]):
-        return []
-    found: list[dict[str, Any]] = []
-    for number, line in enumerate(raw.decode(errors="replace").splitlines(), start=1):
-        cut = line[:_LINE_CUT]  # long lines are cut before matching too: bounds the regex work
-        if regex.search(cut):
-            found.append({"file": sandbox.relative(path), "line": number, "content": cut})
-            if len(found) >= room:
-                break
-    return found
+    params = {
+        "root": str(sandbox.root),
+        "start": str(real),
+        "pattern": args.pattern,
+        "file_pattern": args.file_pattern,
+        "max_matches": min(args.max_results, s.agentic_search_max_matches),
+        "max_files": s.agentic_search_max_files,
+        "max_file_bytes": s.agentic_file_max_bytes,
+        "max_output": s.agentic_output_cap - 1024,  # the reply must fit the captured output
+    }
+    argv = [sys.executable, "-I", "-m", "agentcom_sidecar.agentic.search", json.dumps(params)]
+    timeout = s.agentic_command_timeout.total_seconds()
+    result = await sandbox.run(argv, timeout)
+    if result.timed_out:
+        raise SandboxError(
+            "timeout", f"the search took over {timeout:g} s; use a simpler pattern or a folder"
+        )
+    if result.exit_code != 0:
+        raise SandboxError("search_failed", result.stderr[-500:] or f"exit {result.exit_code}")
+    return json.loads(result.stdout)
