@@ -5,7 +5,9 @@ Both run the same loop through the llm-registry gateway; they differ in the mode
 and meters it as the complex tier). The sidecar's registry calls `build(name, settings)`.
 """
 
+import asyncio
 import logging
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,7 +18,7 @@ import httpx
 from agentcom_common.contracts.agent import ToolCallReport
 from agentcom_sidecar.agentic import loop, parser, prompt, tools
 from agentcom_sidecar.agentic.gateway import ChatClient
-from agentcom_sidecar.agentic.sandbox import Sandbox
+from agentcom_sidecar.agentic.sandbox import Sandbox, namespaces_available
 from agentcom_sidecar.agentic.settings import AgenticSettings
 from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult, Executor
 
@@ -95,16 +97,20 @@ class AgentExecutor:
         return report
 
     async def run(self, ctx: ExecutionContext) -> ExecutionResult:
-        sandbox = Sandbox(ctx.workspace, self._settings, env=ctx.env, hidden=self._hidden)
+        await asyncio.to_thread(namespaces_available)  # the one-time probe, off the event loop
         headers = {"X-AgentCom-Task": str(ctx.task.get("id", ""))}
         if self.name == "claude":
             headers["X-AgentCom-Tier"] = "complex"
         started = time.perf_counter()
-        async with httpx.AsyncClient() as http:
-            client = ChatClient(http, self._settings, self._model, headers)
-            agent = loop.AgentLoop(client, sandbox, self._limits(ctx), self._reporter(ctx))
-            messages = prompt.initial_messages(ctx.task, ctx.attempt, ctx.feedback)
-            outcome = await agent.run(messages)
+        with tempfile.TemporaryDirectory(prefix="agentcom-home-") as home:
+            sandbox = Sandbox(
+                ctx.workspace, self._settings, env=ctx.env, hidden=self._hidden, scratch=Path(home)
+            )
+            async with httpx.AsyncClient() as http:
+                client = ChatClient(http, self._settings, self._model, headers)
+                agent = loop.AgentLoop(client, sandbox, self._limits(ctx), self._reporter(ctx))
+                messages = prompt.initial_messages(ctx.task, ctx.attempt, ctx.feedback)
+                outcome = await agent.run(messages)
         log.info(
             "agent_loop.stopped",
             extra={

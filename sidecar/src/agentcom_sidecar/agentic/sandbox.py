@@ -143,6 +143,8 @@ class Sandbox:
     env: Mapping[str, str] = field(default_factory=dict[str, str])
     hidden: Sequence[Path] = ()
     """Paths a command must not even read (the sidecar's config and state), hidden by tmpfs."""
+    scratch: Path | None = None
+    """HOME and TMPDIR without namespaces (with them a private tmpfs); else the workspace."""
     root: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -181,7 +183,7 @@ class Sandbox:
     def child_env(self) -> dict[str, str]:
         base = {name: os.environ[name] for name in _BASE_ENV if name in os.environ}
         env = {**base, **scrub_env(self.env)}
-        scratch = "/dev/shm" if self.isolated else str(self.root)
+        scratch = "/dev/shm" if self.isolated else str(self.scratch or self.root)
         env.update(HOME=scratch, TMPDIR=scratch, GIT_TERMINAL_PROMPT="0")
         return env
 
