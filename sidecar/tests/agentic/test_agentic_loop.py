@@ -427,3 +427,23 @@ async def test_the_token_never_reaches_the_logs(
 
     assert any(r.getMessage() == "agent_loop.stopped" for r in caplog.records)
     assert all("agent-token-123" not in repr(vars(r)) for r in caplog.records)
+
+
+async def test_calls_past_the_per_turn_cap_are_answered_not_run(
+    model: FakeModel, workspace: Path
+) -> None:
+    burst = [call("write_file", path=f"f{i}.txt", content="x") for i in range(5)]
+    model.play(reply(tool_calls=burst), reply(content="Done."))
+
+    result = await executors.build("ollama", settings_for(model, agentic_max_calls_per_turn=2)).run(
+        context(workspace)
+    )
+
+    assert result.details["files_changed"] == ["f0.txt", "f1.txt"]
+    assert [json.loads(m["content"]).get("error_code") for m in model.tool_messages(1)] == [
+        None,
+        None,
+        "too_many_calls",
+        "too_many_calls",
+        "too_many_calls",
+    ]

@@ -65,6 +65,7 @@ class AgentExecutor:
             chat_timeout=s.agentic_chat_timeout.total_seconds(),
             deadline=ctx.deadline,
             observation_cap=s.agentic_observation_cap,
+            max_calls_per_turn=s.agentic_max_calls_per_turn,
         )
 
     def _reporter(self, ctx: ExecutionContext) -> loop.ToolReporter | None:

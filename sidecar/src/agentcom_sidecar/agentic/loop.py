@@ -44,6 +44,7 @@ class LoopLimits:
     deadline: float
     """`loop.time()` by which the loop must have stopped."""
     observation_cap: int
+    max_calls_per_turn: int = 8
 
 
 @dataclass(slots=True)
@@ -231,6 +232,17 @@ class AgentLoop:
     ) -> bool:
         """Run the turn's calls in order; False if the deadline cut one off."""
         for index, call in enumerate(calls):
+            if index >= self._limits.max_calls_per_turn:
+                obs = tools.Observation(
+                    tool=call.name,
+                    ok=False,
+                    error_code="too_many_calls",
+                    error=f"not run: at most {self._limits.max_calls_per_turn} calls per turn",
+                )
+                messages.append(
+                    {"role": "tool", "tool_name": call.name, "content": for_model(obs, 512)}
+                )
+                continue
             try:
                 async with asyncio.timeout(max(self._left(), 0)):
                     obs = await tools.call(call.name, call.arguments, self._sandbox)

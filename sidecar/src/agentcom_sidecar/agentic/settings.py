@@ -53,6 +53,12 @@ class AgenticSettings(BaseSettings):
         le=20,
         description="Stop when the model makes the same tool calls this many turns in a row.",
     )
+    agentic_max_calls_per_turn: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Tool calls run from one model turn; the rest are answered `too_many_calls`.",
+    )
     agentic_max_nudges: int = Field(
         default=2, ge=0, le=10, description="Empty replies answered with a nudge before stopping."
     )
