@@ -5,6 +5,7 @@ recognising a bad command: the commands here are the ones a regex blocklist let 
 """
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +14,12 @@ import pytest
 from agentcom_common.testing import eventually
 from agentcom_sidecar.agentic import tools
 from agentcom_sidecar.agentic.fake_ollama import FakeModel
-from agentcom_sidecar.agentic.sandbox import Sandbox, namespaces_available
+from agentcom_sidecar.agentic.sandbox import (
+    ISOLATE_SCRIPT,
+    UNSHARE_FLAGS,
+    Sandbox,
+    namespaces_available,
+)
 from agentcom_sidecar.agentic.settings import AgenticSettings
 
 needs_namespaces = pytest.mark.skipif(
@@ -307,3 +313,16 @@ async def test_only_the_workspace_and_scratch_space_are_writable_inside(ws: Path
     writable = set(obs.data["stdout"].split())
     assert str(sandbox.root) in writable
     assert writable <= {str(sandbox.root), "/dev/shm", "/proc", "/dev/pts"}
+
+
+@needs_namespaces
+def test_the_isolation_wrapper_refuses_to_run_if_a_mount_stays_writable(ws: Path) -> None:
+    broken = ISOLATE_SCRIPT.replace('mount -o remount,bind,ro "$mp"', "true")
+    assert broken != ISOLATE_SCRIPT
+    argv = ["unshare", *UNSHARE_FLAGS, "sh", "-c", broken, "sandbox", str(ws), "0", "touch", "ran"]
+
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+
+    assert done.returncode == 125
+    assert "stayed writable; refusing to run" in done.stderr
+    assert not exists(ws / "ran")

@@ -41,8 +41,8 @@ _BASE_ENV: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ")
 
 # Runs as root of a fresh user namespace (no power outside it): bind the workspace onto itself so
 # it stays writable, protect its .git, hide the given paths, then remount every other mount
-# read-only. "$@" is: workspace, number of hidden paths, hidden paths…, then the command argv.
-_ISOLATE: Final = r"""set -e
+# read-only, and refuse to run (exit 125) if any other mount stayed writable. "$@" is: workspace, number of hidden paths, hidden paths…, then the command argv.
+ISOLATE_SCRIPT: Final = r"""set -e
 ws="$1"; nhide="$2"; shift 2
 mount --bind "$ws" "$ws"
 if [ -d "$ws/.git" ]; then mount --bind "$ws/.git" "$ws/.git"; mount -o remount,bind,ro "$ws/.git"; fi
@@ -56,13 +56,14 @@ awk '{print $2}' /proc/self/mounts | sort -u | while read -r mp; do
   case "$mp" in "$ws"|/dev/shm|/proc|/proc/*) continue;; esac
   mount -o remount,bind,ro "$mp" 2>/dev/null || true
 done
-if ( : > /.agentcom-rw-probe ) 2>/dev/null; then  # fail closed: never run with / writable
-  rm -f /.agentcom-rw-probe; echo "sandbox: / stayed writable; refusing to run" >&2; exit 125
-fi
+awk -v ws="$ws" '{ gsub(/\\040/, " ", $2) }
+  $4 ~ /^rw/ && $2 != ws && $2 != "/dev/shm" && $2 != "/dev/pts" && $2 !~ /^\/proc(\/|$)/ {
+    print "sandbox: " $2 " stayed writable; refusing to run" > "/dev/stderr"; bad = 1 }
+  END { exit bad ? 125 : 0 }' /proc/self/mounts
 cd "$ws"
 exec "$@"
 """
-_UNSHARE: Final = (
+UNSHARE_FLAGS: Final = (
     "--user",
     "--map-root-user",
     "--mount",
@@ -118,7 +119,17 @@ def namespaces_available() -> bool:
         return False
     with tempfile.TemporaryDirectory() as scratch:
         probe = subprocess.run(  # once per process, at the first command; cheap (~20 ms)
-            ["unshare", *_UNSHARE, "sh", "-c", _ISOLATE, "sandbox", scratch, "0", "true"],
+            [
+                "unshare",
+                *UNSHARE_FLAGS,
+                "sh",
+                "-c",
+                ISOLATE_SCRIPT,
+                "sandbox",
+                scratch,
+                "0",
+                "true",
+            ],
             capture_output=True,
             check=False,
             timeout=10,
@@ -193,10 +204,10 @@ class Sandbox:
         hidden = [str(p) for p in self.hidden]
         return [
             "unshare",
-            *_UNSHARE,
+            *UNSHARE_FLAGS,
             "sh",
             "-c",
-            _ISOLATE,
+            ISOLATE_SCRIPT,
             "sandbox",
             str(self.root),
             str(len(hidden)),
