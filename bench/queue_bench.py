@@ -2,16 +2,20 @@
 
     uv run python bench/queue_bench.py [--tasks 20000] [--workers 8] [--latency-seconds 5]
     uv run python bench/queue_bench.py --quick          # 2,000 tasks, 2 s of latency
+    uv run python bench/queue_bench.py --single         # the one-task-per-RPC cycle too
 
 Starts its own embedded Postgres (durable settings: `prepare_postgres(fast=False)`) and
-nats-server the way the test plugin does, and runs the queue service in this process (its
-FastAPI lifespan, as `agentcom_common.testing.running` does). Then:
+nats-server the way the test plugin does, and runs the queue service as its own process
+(`python -m agentcom_queue`, as a deployment does); this process is only the client. Then:
 
-1. Ours: the full cycle through the queue's NATS API. Submit every task (bounded
-   concurrency), then W workers loop claim -> report accepted -> report completed until the
-   queue is empty. The outbox relay's catch-up afterwards is timed too.
-2. Claim latency: pre-submit, then offer claims at a fixed rate (one every 2 ms at 500/s)
-   from one client without waiting for replies, timing each request.
+1. Ours: the full cycle through the queue's NATS API with the batch RPCs. Submit every task
+   (`submit_batch`, 1,000 a request, like PgQueuer's enqueue batch), then W workers loop
+   `claim_batch` (up to 100, like PgQueuer's dequeue batch) -> `report_batch` accepted ->
+   `report_batch` completed until the queue is empty. The outbox relay's catch-up afterwards
+   is timed too. With `--single`, the same cycle one task per RPC (`submit`, `claim`,
+   `report`) is measured as well.
+2. Claim latency: pre-submit, then offer single `claim`s at a fixed rate (one every 2 ms at
+   500/s) from one client without waiting for replies, timing each request.
 3. PgQueuer: its schema in a second database of the same Postgres; enqueue in batches of
    1,000, then W workers dequeue (batch 100) and ack (`log_jobs`).
 
@@ -44,18 +48,19 @@ import nats
 from nats.aio.client import Client
 from pgqueuer.queries import EntrypointExecutionParameter, Queries
 from pgqueuer.types import QueueEntrypoint, QueueManagerId
-from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
 from agentcom_common import embedded
-from agentcom_common.testing import free_port, shared_tmpdir, start_nats
-from agentcom_queue.app import SPEC, create_app
-from agentcom_queue.settings import QueueSettings
+from agentcom_common.testing import ServiceProcess, free_port, shared_tmpdir, start_nats
+from agentcom_queue.app import SPEC
 
 Json = dict[str, Any]
 
-SUBMIT_CONCURRENCY = 64  # in-flight submits; the queue's micro endpoint admits 64 at a time
+SUBMIT_CONCURRENCY = 64  # in-flight single submits; a micro endpoint admits 64 at a time
+SUBMIT_BATCH = 1_000  # tasks per submit_batch (PgQueuer's enqueue batch)
+CLAIM_BATCH = 100  # tasks per claim_batch (PgQueuer's dequeue batch)
+OUTBOX_BATCH = 1_000  # AGENTCOM_OUTBOX_BATCH of the queue process
 RPC_TIMEOUT = 30.0  # seconds per request
 ENQUEUE_BATCH = 1_000  # PgQueuer enqueue batch
 DEQUEUE_BATCH = 100  # PgQueuer dequeue batch
@@ -150,8 +155,56 @@ async def rpc(nc: Client, op: str, body: Json) -> Json:
     return json.loads(reply.data)
 
 
+async def submit_batches(nc: Client, count: int, prefix: str) -> None:
+    """Submit `count` tasks, SUBMIT_BATCH per `submit_batch`, two requests in flight."""
+
+    async def submitter(first: int) -> None:
+        for start in range(first, count, 2 * SUBMIT_BATCH):
+            size = min(SUBMIT_BATCH, count - start)
+            tasks = [{"description": f"{prefix} task {start + i}"} for i in range(size)]
+            reply = await rpc(nc, "submit_batch", {"tasks": tasks})
+            if len(reply["tasks"]) != size:
+                raise RuntimeError(f"submit_batch returned {len(reply['tasks'])} of {size}")
+
+    await asyncio.gather(submitter(0), submitter(SUBMIT_BATCH))
+
+
+async def drain_batches(nc: Client, workers: int, limit: int) -> int:
+    """W workers: claim_batch -> report_batch accepted -> report_batch completed, until empty."""
+
+    async def reports(agent: str, tasks: list[Json], outcome: str) -> None:
+        body = {
+            "reports": [
+                {
+                    "task_id": t["id"],
+                    "agent_id": agent,
+                    "generation": t["generation"],
+                    "outcome": outcome,
+                }
+                for t in tasks
+            ]
+        }
+        results = (await rpc(nc, "report_batch", body))["results"]
+        if refused := [r for r in results if not r["ok"]]:
+            raise RpcError(f"report_batch refused {len(refused)}: {refused[0]}")
+
+    async def work(agent: str) -> int:
+        done = 0
+        for _ in range(limit):
+            body = {"agent_id": agent, "limit": CLAIM_BATCH}
+            tasks = (await rpc(nc, "claim_batch", body))["tasks"]
+            if not tasks:
+                break
+            await reports(agent, tasks, "accepted")
+            await reports(agent, tasks, "completed")
+            done += len(tasks)
+        return done
+
+    return sum(await asyncio.gather(*(work(f"bench-w{i}") for i in range(workers))))
+
+
 async def submit_all(nc: Client, count: int, prefix: str) -> None:
-    """Submit `count` tasks with at most SUBMIT_CONCURRENCY in flight."""
+    """Submit `count` tasks one per `submit`, at most SUBMIT_CONCURRENCY in flight."""
 
     async def submitter(first: int) -> None:
         for i in range(first, count, SUBMIT_CONCURRENCY):
@@ -199,27 +252,30 @@ async def outbox_catchup(db: Any) -> tuple[int, float]:
     return backlog, time.perf_counter() - started
 
 
-async def bench_ours(nc: Client, db: Any, tasks: int, workers: int) -> Json:
-    progress.log(f"ours: submitting {tasks:,} tasks")
+async def bench_ours(
+    nc: Client, db: Any, tasks: int, workers: int, *, batched: bool = True, prefix: str = "ours"
+) -> Json:
+    how = "batch RPCs" if batched else "one task per RPC"
+    progress.log(f"{prefix}: submitting {tasks:,} tasks ({how})")
     started = time.perf_counter()
-    await submit_all(nc, tasks, "bench")
+    await (submit_batches if batched else submit_all)(nc, tasks, prefix)
     submitted = time.perf_counter()
-    progress.log(f"ours: {workers} workers claim -> accepted -> completed")
-    done = await drain(nc, workers, tasks + 1)
+    progress.log(f"{prefix}: {workers} workers claim -> accepted -> completed")
+    done = await (drain_batches if batched else drain)(nc, workers, tasks + 1)
     ended = time.perf_counter()
     if done != tasks:
         raise RuntimeError(f"drained {done} of {tasks}")
-    progress.log("ours: waiting for the outbox relay to publish every event")
+    progress.log(f"{prefix}: waiting for the outbox relay to publish every event")
     backlog, catchup = await outbox_catchup(db)
     cycle = ended - started
     return {
-        "ours_tasks_per_s": tasks / cycle,
-        "ours_submit_per_s": tasks / (submitted - started),
-        "ours_claim_complete_per_s": tasks / (ended - submitted),
-        "ours_cycle_s": cycle,
-        "ours_outbox_backlog_at_end": backlog,
-        "ours_outbox_catchup_s": catchup,
-        "ours_tasks_per_s_incl_events": tasks / (cycle + catchup),
+        f"{prefix}_tasks_per_s": tasks / cycle,
+        f"{prefix}_submit_per_s": tasks / (submitted - started),
+        f"{prefix}_claim_complete_per_s": tasks / (ended - submitted),
+        f"{prefix}_cycle_s": cycle,
+        f"{prefix}_outbox_backlog_at_end": backlog,
+        f"{prefix}_outbox_catchup_s": catchup,
+        f"{prefix}_tasks_per_s_incl_events": tasks / (cycle + catchup),
     }
 
 
@@ -232,7 +288,7 @@ async def bench_latency(nc: Client, db: Any, rate: int, seconds: float) -> Json:
     """Offer `rate` claims/s on a fixed schedule from one client (open loop); time each."""
     total = max(1, int(rate * seconds))
     progress.log(f"latency: pre-submitting {total:,} tasks")
-    await submit_all(nc, total, "latency")
+    await submit_batches(nc, total, "latency")
     await outbox_catchup(db)  # the relay must not compete with the measured claims
     progress.log(f"latency: {total:,} claims at {rate}/s")
     latencies: list[float] = []
@@ -268,25 +324,31 @@ async def bench_latency(nc: Client, db: Any, rate: int, seconds: float) -> Json:
 
 
 async def run_ours(srv: Servers, args: argparse.Namespace) -> Json:
-    settings = QueueSettings(
-        home=srv.root / "home",
-        nats_url=srv.nats_url,
-        database_url=SecretStr(srv.layout.url),
-        queue_retry_backoff=timedelta(0),
-        log_level="WARNING",
-    )
-    app = create_app(settings)
+    env = {
+        "AGENTCOM_HOME": str(srv.root / "home"),
+        "AGENTCOM_QUEUE_RETRY_BACKOFF": "0",
+        "AGENTCOM_LOG_LEVEL": "WARNING",
+        "AGENTCOM_OUTBOX_BATCH": str(OUTBOX_BATCH),
+    }
+    queue = ServiceProcess("queue", srv.nats_url, srv.layout.url, srv.root / "queue.log", env)
     db = await pg_connect(srv.layout, srv.layout.database)
     try:
-        async with app.router.lifespan_context(app):
-            nc = await nats.connect(srv.nats_url)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
-            try:
-                figures = await bench_ours(nc, db, args.tasks, args.workers)
-                figures |= await bench_latency(nc, db, args.rate, args.latency_seconds)
-            finally:
-                await nc.close()
+        await asyncio.to_thread(queue.start)
+        nc = await nats.connect(srv.nats_url)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+        try:
+            figures = await bench_ours(nc, db, args.tasks, args.workers)
+            if args.single:
+                single = min(args.tasks, args.single_tasks)
+                figures["single_tasks"] = single
+                figures |= await bench_ours(
+                    nc, db, single, args.workers, batched=False, prefix="single"
+                )
+            figures |= await bench_latency(nc, db, args.rate, args.latency_seconds)
+        finally:
+            await nc.close()
     finally:
         await db.close()
+        await asyncio.to_thread(queue.stop)
     return figures
 
 
@@ -363,7 +425,9 @@ async def run(srv: Servers, args: argparse.Namespace) -> Json:
         "workers": args.workers,
         "latency_seconds": args.latency_seconds,
         "postgres_durable": True,
-        "queue_in_process": True,
+        "queue_in_process": False,
+        "submit_batch": SUBMIT_BATCH,
+        "claim_batch": CLAIM_BATCH,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "pgqueuer_version": version("pgqueuer"),
@@ -386,6 +450,7 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("full cycle incl. outbox catch-up", "ours_tasks_per_s_incl_events", None, "/s"),
     ("outbox rows left at cycle end", "ours_outbox_backlog_at_end", None, ""),
     ("outbox catch-up", "ours_outbox_catchup_s", None, " s"),
+    ("single-task RPCs: full cycle", "single_tasks_per_s", None, "/s"),
     ("claims/s offered / achieved", "claim_rate_offered", None, "/s"),
     ("claim p50", "claim_p50_ms", None, " ms"),
     ("claim p90", "claim_p90_ms", None, " ms"),
@@ -428,6 +493,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--latency-seconds", type=float, default=None, help="latency phase length (default 5)"
     )
     parser.add_argument("--quick", action="store_true", help="2,000 tasks, 2 s of latency")
+    parser.add_argument(
+        "--single", action="store_true", help="also time the one-task-per-RPC cycle"
+    )
+    parser.add_argument(
+        "--single-tasks", type=int, default=2_000, help="tasks of the --single cycle (2,000)"
+    )
     args = parser.parse_args(argv)
     if args.tasks is None:
         args.tasks = 2_000 if args.quick else 20_000
