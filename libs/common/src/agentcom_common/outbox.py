@@ -13,12 +13,17 @@ What a kill does at each point:
   JetStream drops the copy by `Nats-Msg-Id` (inside `dedup_window`); consumers are idempotent
   for the rare copy outside it.
 A `NOTIFY` in the same transaction wakes relays on commit only; the sweep covers a lost notify.
+
+Hot paths may skip the `NOTIFY` and call `wake_local(table)` after their commit instead: it wakes
+this process's relay directly. Postgres serialises the commits of notifying transactions on
+one database-wide lock, so a NOTIFY per transaction defeats group commit under load; a replica
+that was not woken still publishes the rows on its next sweep.
 """
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -101,17 +106,43 @@ async def claim_batch(
 async def publish_rows(
     js: JetStreamContext, table: Table, rows: Sequence[Row[Any, Any, Any, Any]]
 ) -> None:
-    for row in rows:
-        headers: dict[str, str] = dict(row.headers or {})
-        await messaging.publish_raw(
-            js, row.subject, bytes(row.payload), msg_id=msg_id(table, row.id), headers=headers
+    """Publish in id order with the acks awaited together: one round trip per batch, not per row.
+
+    The first row goes alone (it sets up the client's reply subscription once); the rest are
+    written in order on the one connection before any ack is awaited. If any ack fails the
+    caller's transaction rolls back and the batch is published again (deduplicated by id).
+    """
+
+    def send(row: Row[Any, Any, Any, Any]) -> Coroutine[Any, Any, object]:
+        return messaging.publish_raw(
+            js,
+            row.subject,
+            bytes(row.payload),
+            msg_id=msg_id(table, row.id),
+            headers=dict(row.headers or {}),
         )
+
+    if rows:
+        await send(rows[0])
+        results = await asyncio.gather(*(send(row) for row in rows[1:]), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
 
 async def forget(
     conn: AsyncConnection, table: Table, rows: Sequence[Row[Any, Any, Any, Any]]
 ) -> None:
     await conn.execute(delete(table).where(table.c.id.in_([row.id for row in rows])))
+
+
+_local_relays: dict[str, set["Relay"]] = {}
+
+
+def wake_local(table: Table) -> None:
+    """Wake this process's relays of `table` (call after the commit; see the module notes)."""
+    for relay in _local_relays.get(table.fullname, ()):
+        relay.wake()
 
 
 class Relay:
@@ -142,7 +173,18 @@ class Relay:
                 await forget(conn, self.table, rows)
         return len(rows)
 
+    def wake(self) -> None:
+        self._wake.set()
+
     async def run(self) -> None:
+        relays = _local_relays.setdefault(self.table.fullname, set())
+        relays.add(self)
+        try:
+            await self._run()
+        finally:
+            relays.discard(self)
+
+    async def _run(self) -> None:
         async with self._listening():
             while True:
                 self._wake.clear()

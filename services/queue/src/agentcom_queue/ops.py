@@ -542,6 +542,8 @@ async def claim_many(
         rows = await store_batch.claim(
             conn, agent_id, capabilities, agent_repos, limit, telemetry.inject_headers()
         )
+    if rows:
+        outbox.wake_local(q.outbox)
     return [view(row) for row in rows]
 
 
@@ -593,6 +595,7 @@ async def submit_many(q: Queue, tasks: list[SubmitTask], actor: str) -> list[Tas
         by_key |= {r.client_key: r for r in inserted.values() if r.client_key}
         if lost := [v["client_key"] for v in new if v["id"] not in inserted]:
             by_key |= await store_batch.by_keys(conn, lost)  # a concurrent submit won the key
+    outbox.wake_local(q.outbox)
     refs: list[TaskRef] = []
     for p in plan:
         row = by_key[p] if isinstance(p, str) else inserted.get(p["id"]) or by_key[p["client_key"]]
@@ -675,6 +678,8 @@ async def report_many(q: Queue, reports: list[ReportTask]) -> list[ReportOutcome
         results, moves = _check_reports(current, reports)
         for row in await store_batch.report(conn, moves, telemetry.inject_headers()):
             results[row.id] = await _after_batch_move(q, conn, row)
+    if moves:
+        outbox.wake_local(q.outbox)
     for move in moves:  # the lock makes this unreachable; kept so a guard miss is never silent
         if move["task_id"] not in results:
             results[move["task_id"]] = _outcome(

@@ -1,11 +1,15 @@
 """The hot path's SQL: one prebuilt statement per transition of many tasks at once.
 
 Each statement moves its tasks, writes one history row and one outbox event per task, and
-queues the relay's wake-up, all as one CTE: one round trip, no per-request statement building
+all as one CTE: one round trip, no per-request statement building
 (SQLAlchemy Core in store.py spent most of the queue's CPU building and compiling statements).
 The guards are the same as store.py's: state in `states.sources(target)`, the expected
 generation, `FOR UPDATE SKIP LOCKED` on the claim index's order. Event payloads are the JSON of
 `TaskTransition`, built by Postgres (`at` in pydantic's UTC form).
+
+No `NOTIFY` here: notifying transactions commit one at a time on a database-wide lock, which
+made every batch wait for the previous one's WAL flush. The ops wake this process's relay
+after the commit (`outbox.wake_local`); other replicas' relays find the rows on their sweep.
 """
 
 import json
@@ -21,7 +25,6 @@ from agentcom_queue import states
 
 S = TaskState
 SCHEMA: Final = "queue"
-CHANNEL: Final = f"agentcom_outbox_{SCHEMA}"  # outbox.channel(queue.outbox)
 
 _AT: Final = """to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
@@ -49,8 +52,6 @@ def _history_and_event(source: str, target: str, reason: str, actor: str, subjec
 )"""
 
 
-_NOTIFY: Final = f"CROSS JOIN (SELECT pg_notify('{CHANNEL}', '')) AS wake"
-
 CLAIM: Final[TextClause] = text(
     f"""
 WITH cand AS (
@@ -72,7 +73,7 @@ WITH cand AS (
     FROM cand WHERE t.id = cand.id AND t.state = 'queued'
     RETURNING t.*
 ){_history_and_event("'queued'", "'assigned'", "'claimed'", ":agent", ":subject")}
-SELECT m.* FROM moved m {_NOTIFY} ORDER BY m.lane, m.seq
+SELECT m.* FROM moved m ORDER BY m.lane, m.seq
 """
 )
 
@@ -135,7 +136,7 @@ WITH input AS (
     ON CONFLICT (client_key) DO NOTHING
     RETURNING *
 ){_history_and_event("NULL::text", "m.state", "'submitted'", "m.submitted_by", ":subject")}
-SELECT m.id, m.client_key, m.state, m.generation FROM moved m {_NOTIFY}
+SELECT m.id, m.client_key, m.state, m.generation FROM moved m
 """
 )
 
@@ -251,7 +252,7 @@ WITH input AS (
            CAST(:headers AS json)
     FROM moved m ORDER BY m.id
 )
-SELECT m.* FROM moved m {_NOTIFY}
+SELECT m.* FROM moved m
 """
 )
 
