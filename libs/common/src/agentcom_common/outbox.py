@@ -23,7 +23,7 @@ that was not woken still publishes the rows on its next sweep.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -103,31 +103,31 @@ async def claim_batch(
     return (await conn.execute(stmt)).all()
 
 
+PUBLISH_TIMEOUT = 10.0  # seconds for a whole batch's acks; the rows stay on a timeout
+
+
 async def publish_rows(
     js: JetStreamContext, table: Table, rows: Sequence[Row[Any, Any, Any, Any]]
 ) -> None:
-    """Publish in id order with the acks awaited together: one round trip per batch, not per row.
+    """Publish in id order and await the acks together: one round trip per batch, not per row.
 
-    The first row goes alone (it sets up the client's reply subscription once); the rest are
-    written in order on the one connection before any ack is awaited. If any ack fails the
-    caller's transaction rolls back and the batch is published again (deduplicated by id).
+    `publish_async` writes each message at once and resolves its ack from one shared reply
+    subscription. If any ack fails or is late, the caller's transaction rolls back and the
+    whole batch is published again later (JetStream drops the copies by `Nats-Msg-Id`).
     """
-
-    def send(row: Row[Any, Any, Any, Any]) -> Coroutine[Any, Any, object]:
-        return messaging.publish_raw(
-            js,
-            row.subject,
-            bytes(row.payload),
-            msg_id=msg_id(table, row.id),
-            headers=dict(row.headers or {}),
-        )
-
-    if rows:
-        await send(rows[0])
-        results = await asyncio.gather(*(send(row) for row in rows[1:]), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+    fallback = telemetry.inject_headers()  # the relay's own context, for rows stored without
+    acks: list[asyncio.Future[Any]] = []
+    try:
+        for row in rows:
+            headers: dict[str, str] = dict(row.headers) if row.headers else dict(fallback)
+            headers[messaging.MSG_ID] = msg_id(table, row.id)
+            ack = await js.publish_async(row.subject, bytes(row.payload), headers=headers)  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped headers dict
+            acks.append(ack)
+        async with asyncio.timeout(PUBLISH_TIMEOUT):
+            await asyncio.gather(*acks)
+    finally:
+        for ack in acks:  # frees the client's pending slots of acks that will never come
+            ack.cancel()
 
 
 async def forget(
