@@ -352,6 +352,29 @@ async def run_ours(srv: Servers, args: argparse.Namespace) -> Json:
     return figures
 
 
+async def commit_floor(peer: embedded.PostgresLayout, count: int = 300) -> Json:
+    """Latency of the cheapest durable commit (a one-row INSERT) on this Postgres and disk.
+
+    Every claim commits once, so no claim can be faster than this on the same machine.
+    """
+    db = await pg_connect(peer, peer.database)
+    try:
+        await db.execute("CREATE TABLE commit_floor (x int)")
+        times: list[float] = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            await db.execute("INSERT INTO commit_floor VALUES (1)")
+            times.append((time.perf_counter() - t0) * 1000)
+        await db.execute("DROP TABLE commit_floor")
+    finally:
+        await db.close()
+    times.sort()
+    return {
+        "pg_commit_p50_ms": statistics.median(times),
+        "pg_commit_p99_ms": percentile(times, 0.99),
+    }
+
+
 # ------------------------------------------------------------------------------------------
 # PgQueuer
 
@@ -432,6 +455,7 @@ async def run(srv: Servers, args: argparse.Namespace) -> Json:
         "python": platform.python_version(),
         "pgqueuer_version": version("pgqueuer"),
     }
+    figures |= await commit_floor(peer)
     figures |= await run_ours(srv, args)  # the queue service stops before PgQueuer runs
     figures |= await run_pgqueuer(peer, args.tasks, args.workers)
     figures["ratio"] = figures["ours_tasks_per_s"] / figures["pgqueuer_jobs_per_s"]
@@ -456,6 +480,8 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("claim p90", "claim_p90_ms", None, " ms"),
     ("claim p99", "claim_p99_ms", None, " ms"),
     ("claim max", "claim_max_ms", None, " ms"),
+    ("durable one-row commit p50 (floor)", "pg_commit_p50_ms", None, " ms"),
+    ("durable one-row commit p99 (floor)", "pg_commit_p99_ms", None, " ms"),
 ]
 
 
