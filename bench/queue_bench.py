@@ -36,9 +36,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ class Servers:
     layout: embedded.PostgresLayout
     nats_url: str
     root: Path
+    postgres_pid: int
+    nats_pid: int
 
 
 # ------------------------------------------------------------------------------------------
@@ -113,13 +116,58 @@ def servers() -> Generator[Servers]:
             try:
                 broker = start_nats(root / "js")
                 try:
-                    yield Servers(layout, broker.url, root)
+                    yield Servers(layout, broker.url, root, postgres.pid, broker.process.pid)
                 finally:
                     broker.stop()
             finally:
                 _stop(postgres, signal.SIGINT)  # fast shutdown
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) `pid` has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def cpu_snapshot(srv: Servers, queue_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of each party: this client, the queue, nats-server, all of Postgres.
+
+    Postgres counts the postmaster and its live children (backends, WAL writer, checkpointer…);
+    a backend that exits between two snapshots takes its share with it, so the pools in this
+    bench keep theirs open while measuring.
+    """
+    postgres = [srv.postgres_pid, *_children(srv.postgres_pid)]
+    return {
+        "client": time.process_time(),
+        "queue": _cpu_of(queue_pid) if queue_pid else 0.0,
+        "nats": _cpu_of(srv.nats_pid),
+        "postgres": sum(_cpu_of(pid) for pid in postgres),
+    }
+
+
+def cpu_per_task(
+    before: dict[str, float], after: dict[str, float], tasks: int, prefix: str
+) -> Json:
+    """Milliseconds of CPU per task, per party, between two snapshots."""
+    return {
+        f"{prefix}_cpu_ms_per_task_{party}": 1000 * (after[party] - before[party]) / tasks
+        for party in before
+    }
 
 
 async def pg_connect(layout: embedded.PostgresLayout, database: str) -> Any:
@@ -253,10 +301,18 @@ async def outbox_catchup(db: Any) -> tuple[int, float]:
 
 
 async def bench_ours(
-    nc: Client, db: Any, tasks: int, workers: int, *, batched: bool = True, prefix: str = "ours"
+    nc: Client,
+    db: Any,
+    tasks: int,
+    workers: int,
+    cpu: Callable[[], dict[str, float]],
+    *,
+    batched: bool = True,
+    prefix: str = "ours",
 ) -> Json:
     how = "batch RPCs" if batched else "one task per RPC"
     progress.log(f"{prefix}: submitting {tasks:,} tasks ({how})")
+    cpu_before = cpu()
     started = time.perf_counter()
     await (submit_batches if batched else submit_all)(nc, tasks, prefix)
     submitted = time.perf_counter()
@@ -267,8 +323,9 @@ async def bench_ours(
         raise RuntimeError(f"drained {done} of {tasks}")
     progress.log(f"{prefix}: waiting for the outbox relay to publish every event")
     backlog, catchup = await outbox_catchup(db)
+    cpu_used = cpu_per_task(cpu_before, cpu(), tasks, prefix)
     cycle = ended - started
-    return {
+    return cpu_used | {
         f"{prefix}_tasks_per_s": tasks / cycle,
         f"{prefix}_submit_per_s": tasks / (submitted - started),
         f"{prefix}_claim_complete_per_s": tasks / (ended - submitted),
@@ -336,12 +393,14 @@ async def run_ours(srv: Servers, args: argparse.Namespace) -> Json:
         await asyncio.to_thread(queue.start)
         nc = await nats.connect(srv.nats_url)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
         try:
-            figures = await bench_ours(nc, db, args.tasks, args.workers)
+            pid = queue.process.pid if queue.process else None
+            cpu = partial(cpu_snapshot, srv, pid)
+            figures = await bench_ours(nc, db, args.tasks, args.workers, cpu)
             if args.single:
                 single = min(args.tasks, args.single_tasks)
                 figures["single_tasks"] = single
                 figures |= await bench_ours(
-                    nc, db, single, args.workers, batched=False, prefix="single"
+                    nc, db, single, args.workers, cpu, batched=False, prefix="single"
                 )
             figures |= await bench_latency(nc, db, args.rate, args.latency_seconds)
         finally:
@@ -402,7 +461,9 @@ async def pgqueuer_drain(queries: Queries, workers: int, limit: int) -> int:
     return sum(await asyncio.gather(*(work() for _ in range(workers))))
 
 
-async def run_pgqueuer(peer: embedded.PostgresLayout, jobs: int, workers: int) -> Json:
+async def run_pgqueuer(
+    peer: embedded.PostgresLayout, jobs: int, workers: int, cpu: Callable[[], dict[str, float]]
+) -> Json:
     create_pool: Any = asyncpg.create_pool  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # asyncpg: no stubs
     pool: Any = await create_pool(
         host=str(peer.socket_dir),
@@ -416,6 +477,7 @@ async def run_pgqueuer(peer: embedded.PostgresLayout, jobs: int, workers: int) -
         queries = Queries.from_asyncpg_pool(pool)
         await queries.install()
         progress.log(f"pgqueuer: enqueueing {jobs:,} jobs in batches of {ENQUEUE_BATCH:,}")
+        cpu_before = cpu()
         started = time.perf_counter()
         for first in range(0, jobs, ENQUEUE_BATCH):
             size = min(ENQUEUE_BATCH, jobs - first)
@@ -424,11 +486,13 @@ async def run_pgqueuer(peer: embedded.PostgresLayout, jobs: int, workers: int) -
         progress.log(f"pgqueuer: {workers} workers dequeue (batch {DEQUEUE_BATCH}) + ack")
         done = await pgqueuer_drain(queries, workers, jobs + 1)
         ended = time.perf_counter()
+        cpu_used = cpu_per_task(cpu_before, cpu(), jobs, "pgqueuer")
     finally:
         await pool.close()
     if done != jobs:
         raise RuntimeError(f"pgqueuer drained {done} of {jobs}")
-    return {
+    del cpu_used["pgqueuer_cpu_ms_per_task_queue"]  # PgQueuer is a library in the client
+    return cpu_used | {
         "pgqueuer_jobs_per_s": jobs / (ended - started),
         "pgqueuer_enqueue_per_s": jobs / (enqueued - started),
         "pgqueuer_dequeue_ack_per_s": jobs / (ended - enqueued),
@@ -457,7 +521,7 @@ async def run(srv: Servers, args: argparse.Namespace) -> Json:
     }
     figures |= await commit_floor(peer)
     figures |= await run_ours(srv, args)  # the queue service stops before PgQueuer runs
-    figures |= await run_pgqueuer(peer, args.tasks, args.workers)
+    figures |= await run_pgqueuer(peer, args.tasks, args.workers, partial(cpu_snapshot, srv, None))
     figures["ratio"] = figures["ours_tasks_per_s"] / figures["pgqueuer_jobs_per_s"]
     return figures
 
@@ -480,6 +544,20 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("claim p90", "claim_p90_ms", None, " ms"),
     ("claim p99", "claim_p99_ms", None, " ms"),
     ("claim max", "claim_max_ms", None, " ms"),
+    (
+        "CPU per task: client",
+        "ours_cpu_ms_per_task_client",
+        "pgqueuer_cpu_ms_per_task_client",
+        " ms",
+    ),
+    ("CPU per task: queue service", "ours_cpu_ms_per_task_queue", None, " ms"),
+    ("CPU per task: nats-server", "ours_cpu_ms_per_task_nats", None, " ms"),
+    (
+        "CPU per task: Postgres",
+        "ours_cpu_ms_per_task_postgres",
+        "pgqueuer_cpu_ms_per_task_postgres",
+        " ms",
+    ),
     ("durable one-row commit p50 (floor)", "pg_commit_p50_ms", None, " ms"),
     ("durable one-row commit p99 (floor)", "pg_commit_p99_ms", None, " ms"),
 ]
