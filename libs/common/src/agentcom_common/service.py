@@ -154,7 +154,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
 
 @contextlib.asynccontextmanager
 async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncGenerator[Resources]:
-    engine = db.create_engine(settings)
+    engine = db.create_engine(settings, pool_size=settings.db_pool_size)
     try:
         await db.wait_until_reachable(engine, deadline=30)
         await auth.migrate(engine)
