@@ -341,7 +341,9 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-async def bench_latency(nc: Client, db: Any, rate: int, seconds: float) -> Json:
+async def bench_latency(
+    nc: Client, db: Any, rate: int, seconds: float, cpu: Callable[[], dict[str, float]]
+) -> Json:
     """Offer `rate` claims/s on a fixed schedule from one client (open loop); time each."""
     total = max(1, int(rate * seconds))
     progress.log(f"latency: pre-submitting {total:,} tasks")
@@ -359,6 +361,7 @@ async def bench_latency(nc: Client, db: Any, rate: int, seconds: float) -> Json:
         empty += reply["task"] is None
 
     pending: list[asyncio.Task[None]] = []
+    cpu_before = cpu()
     start = time.perf_counter()
     for i in range(total):
         delay = start + i / rate - time.perf_counter()
@@ -367,8 +370,10 @@ async def bench_latency(nc: Client, db: Any, rate: int, seconds: float) -> Json:
         pending.append(asyncio.create_task(timed_claim(i)))
     issued = time.perf_counter() - start
     await asyncio.gather(*pending)
+    await outbox_catchup(db)  # the claims' events are part of their cost
+    cpu_used = cpu_per_task(cpu_before, cpu(), total, "claim")
     latencies.sort()
-    return {
+    return cpu_used | {
         "claim_rate_offered": rate,
         "claim_rate_achieved": total / issued if issued > 0 else float(rate),
         "claims": total,
@@ -402,7 +407,7 @@ async def run_ours(srv: Servers, args: argparse.Namespace) -> Json:
                 figures |= await bench_ours(
                     nc, db, single, args.workers, cpu, batched=False, prefix="single"
                 )
-            figures |= await bench_latency(nc, db, args.rate, args.latency_seconds)
+            figures |= await bench_latency(nc, db, args.rate, args.latency_seconds, cpu)
         finally:
             await nc.close()
     finally:
@@ -544,6 +549,8 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("claim p90", "claim_p90_ms", None, " ms"),
     ("claim p99", "claim_p99_ms", None, " ms"),
     ("claim max", "claim_max_ms", None, " ms"),
+    ("CPU per claim: queue service", "claim_cpu_ms_per_task_queue", None, " ms"),
+    ("CPU per claim: Postgres", "claim_cpu_ms_per_task_postgres", None, " ms"),
     (
         "CPU per task: client",
         "ours_cpu_ms_per_task_client",

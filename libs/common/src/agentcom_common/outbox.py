@@ -156,12 +156,14 @@ class Relay:
         *,
         interval: timedelta,
         batch: int,
+        linger: timedelta = timedelta(0),
     ) -> None:
         self.engine = engine
         self.js = js
         self.table = table
         self.interval = interval.total_seconds()
         self.batch = batch
+        self.linger = linger.total_seconds()
         self._wake = asyncio.Event()
 
     async def relay_once(self) -> int:
@@ -200,6 +202,9 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.interval):
                         await self._wake.wait()
+                        # woken by a commit: let the commits right behind it join this pass
+                        # (one pass per burst, not one per commit)
+                        await asyncio.sleep(self.linger)
 
     @contextlib.asynccontextmanager
     async def _listening(self) -> AsyncGenerator[None]:

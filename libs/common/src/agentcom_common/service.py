@@ -181,6 +181,7 @@ async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncGenerato
                     spec.outbox,
                     interval=settings.outbox_interval,
                     batch=settings.outbox_batch,
+                    linger=settings.outbox_linger,
                 )
                 loops.spawn("outbox-relay", relay.run())
                 for starter in spec.starters:

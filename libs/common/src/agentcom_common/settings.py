@@ -109,6 +109,10 @@ class CommonSettings(BaseSettings):
     outbox_batch: int = Field(
         default=100, ge=1, le=10000, description="Outbox rows relayed per pass."
     )
+    outbox_linger: Interval = Field(
+        default=timedelta(milliseconds=5),
+        description="How long a woken outbox relay waits for more commits before its pass.",
+    )
     db_pool_size: int = Field(
         default=10,
         ge=1,

@@ -537,8 +537,13 @@ async def reorder_repos(q: Queue, order: list[str]) -> list[dict[str, Any]]:
 async def claim_many(
     q: Queue, agent_id: str, capabilities: list[str], agent_repos: list[str], limit: int
 ) -> list[TaskView]:
-    """Assign up to `limit` eligible tasks to `agent_id` (lane, then age), each as `claim` would."""
-    async with q.engine.begin() as conn:
+    """Assign up to `limit` eligible tasks to `agent_id` (lane, then age), each as `claim` would.
+
+    One statement does the whole claim (update, history rows, events), so it runs as its own
+    transaction: no BEGIN/COMMIT round trips.
+    """
+    async with q.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
         rows = await store_batch.claim(
             conn, agent_id, capabilities, agent_repos, limit, telemetry.inject_headers()
         )
