@@ -27,12 +27,13 @@ from agentcom_common.contracts.task import (
     TaskView,
 )
 from agentcom_common.service import Loops, Resources
-from agentcom_queue import ops
+from agentcom_queue import direct, ops
 
 
 async def register(res: Resources, loops: Loops, *, retry_backoff: timedelta) -> None:
-    del loops  # the queue runs no loop of its own yet
-    q = ops.Queue(res.engine, res.outbox, retry_backoff)
+    claims = await direct.open_pool(res.settings)
+    loops.spawn("claim-pool", direct.hold(claims))
+    q = ops.Queue(res.engine, res.outbox, retry_backoff, claims)
 
     async def submit(body: SubmitTask) -> TaskView:
         return await ops.submit(q, body, "nats")

@@ -3,6 +3,7 @@ together (house style 2.3). HTTP routes and NATS endpoints both call these.
 """
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -65,14 +66,16 @@ def event_name(source: TaskState | None, target: TaskState) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Queue:
-    """What the ops need: the engine, the outbox table, and the retry backoff."""
+    """What the ops need: the engine, the outbox table, the retry backoff, the claim pool."""
 
     engine: AsyncEngine
     outbox: Table
     retry_backoff: timedelta = timedelta(0)
+    claims: Any = None  # an asyncpg pool for claims (`direct.ClaimPool`); None: the engine's
 
 
-def view(row: store.TaskRow) -> TaskView:
+def view(row: Any) -> TaskView:
+    """A task row (SQLAlchemy row or `store_batch.Record`) as the API shows it."""
     return TaskView(
         id=row.id,
         state=S(row.state),
@@ -542,11 +545,19 @@ async def claim_many(
     One statement does the whole claim (update, history rows, events), so it runs as its own
     transaction: no BEGIN/COMMIT round trips.
     """
-    async with q.engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        rows = await store_batch.claim(
-            conn, agent_id, capabilities, agent_repos, limit, telemetry.inject_headers()
-        )
+    headers = telemetry.inject_headers()
+    rows: Sequence[Any]
+    if q.claims is not None:  # the hot path: no SQLAlchemy layers, no pre-ping round trips
+        async with q.claims.acquire() as driver:
+            rows = await store_batch.claim_direct(
+                driver, agent_id, capabilities, agent_repos, limit, headers
+            )
+    else:
+        async with q.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = await store_batch.claim(
+                conn, agent_id, capabilities, agent_repos, limit, headers
+            )
     if rows:
         outbox.wake_local(q.outbox)
     return [view(row) for row in rows]

@@ -13,6 +13,7 @@ after the commit (`outbox.wake_local`); other replicas' relays find the rows on 
 """
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -52,8 +53,7 @@ def _history_and_event(source: str, target: str, reason: str, actor: str, subjec
 )"""
 
 
-CLAIM: Final[TextClause] = text(
-    f"""
+CLAIM_SQL: Final = f"""
 WITH cand AS (
     SELECT t.id FROM {SCHEMA}.tasks t
     WHERE t.state = 'queued'
@@ -75,7 +75,51 @@ WITH cand AS (
 ){_history_and_event("'queued'", "'assigned'", "'claimed'", ":agent", ":subject")}
 SELECT m.* FROM moved m ORDER BY m.lane, m.seq
 """
-)
+CLAIM: Final[TextClause] = text(CLAIM_SQL)
+
+
+_CLAIM_PARAMS: Final = ("agent", "capabilities", "repos", "limit", "headers", "subject")
+
+
+def numbered(sql: str, names: Sequence[str]) -> str:
+    """`sql` with its `:name` parameters as asyncpg's `$1…$n`, in the order of `names`."""
+    for n, name in enumerate(names, start=1):
+        sql = re.sub(rf"(?<![:\w]):{name}\b", f"${n}", sql)
+    return sql
+
+
+CLAIM_ASYNCPG: Final = numbered(CLAIM_SQL, _CLAIM_PARAMS)
+
+
+class Record(dict[str, Any]):
+    """An asyncpg record read like a SQLAlchemy row (`row.id`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+async def claim_direct(
+    driver: Any,
+    agent_id: str,
+    capabilities: Sequence[str],
+    agent_repos: Sequence[str],
+    limit: int,
+    headers: dict[str, str],
+) -> list[Record]:
+    """`claim` on a raw asyncpg connection outside any transaction: the statement is one."""
+    rows = await driver.fetch(
+        CLAIM_ASYNCPG,
+        agent_id,
+        list(capabilities),
+        list(agent_repos),
+        limit,
+        json.dumps(headers),
+        subjects.event("task", "assigned"),
+    )
+    return [Record(row) for row in rows]
 
 
 async def claim(
