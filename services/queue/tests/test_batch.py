@@ -271,3 +271,45 @@ async def test_concurrent_batch_claimers_never_share_a_task(nc: Client) -> None:
     every = [task_id for batch in claimed for task_id in batch]
     assert len(every) == len(set(every)) == 200
     assert set(every) == set(made)
+
+
+async def test_a_batch_task_is_stored_as_a_single_submit_stores_it(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    body: Json = {
+        "description": 'Refactor the parser — ünïcode and "quotes"',
+        "priority": "high",
+        "metadata": {"team": "core", "n": 3, "nested": {"ok": True}},
+        "max_retries": 5,
+        "complete_by": "2031-01-02T03:04:05Z",
+        "needed_capabilities": ["python", "git"],
+        "repo": "https://example.test/own.git",
+        "branch": "main",
+        "file_hints": [{"path": "src/parser.py", "reason": "here"}],
+        "success_criteria": ["tests pass"],
+        "verification_steps": [{"type": "test_passes", "command": "pytest -q"}],
+        "goal_id": "goal-1",
+    }
+    single = (await api.post("/api/tasks", json=body)).json()
+    ref = (await rpc(nc, "submit_batch", {"tasks": [body]}))["tasks"][0]
+    batched = (await api.get(f"/api/tasks/{ref['id']}")).json()
+
+    ignored = {"id", "created_at", "updated_at"}
+    assert {k: v for k, v in batched.items() if k not in ignored} == {
+        k: v for k, v in single.items() if k not in ignored
+    }
+
+
+async def test_a_batch_task_depending_on_a_dead_letter_is_blocked(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    parent = (await submit_many(nc, 1, max_retries=0))[0]
+    claimed = await claim_many(nc, 1)
+    await report_many(nc, claimed, "accepted")
+    assert (await report_many(nc, claimed, "failed"))[0]["state"] == "dead_letter"
+
+    child = (await submit_many(nc, 1, depends_on=[parent["id"]]))[0]
+
+    shown = (await api.get(f"/api/tasks/{child['id']}")).json()
+    assert shown["state"] == "waiting"
+    assert parent["id"] in shown["blocked_reason"]
