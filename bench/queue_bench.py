@@ -391,6 +391,7 @@ async def run_ours(srv: Servers, args: argparse.Namespace) -> Json:
         "AGENTCOM_QUEUE_RETRY_BACKOFF": "0",
         "AGENTCOM_LOG_LEVEL": "WARNING",
         "AGENTCOM_OUTBOX_BATCH": str(OUTBOX_BATCH),
+        "AGENTCOM_OUTBOX_INTERVAL": "1s",  # the default (ServiceProcess sets the tests' 50ms)
     }
     queue = ServiceProcess("queue", srv.nats_url, srv.layout.url, srv.root / "queue.log", env)
     db = await pg_connect(srv.layout, srv.layout.database)
