@@ -342,13 +342,21 @@ def percentile(ordered: list[float], q: float) -> float:
 
 
 async def bench_latency(
-    nc: Client, db: Any, rate: int, seconds: float, cpu: Callable[[], dict[str, float]]
+    nc: Client,
+    db: Any,
+    rate: int,
+    seconds: float,
+    cpu: Callable[[], dict[str, float]],
+    *,
+    vacuum: bool = False,
 ) -> Json:
     """Offer `rate` claims/s on a fixed schedule from one client (open loop); time each."""
     total = max(1, int(rate * seconds))
     progress.log(f"latency: pre-submitting {total:,} tasks")
     await submit_batches(nc, total, "latency")
     await outbox_catchup(db)  # the relay must not compete with the measured claims
+    if vacuum:  # shows what the dead entries of claimed tasks cost each claim (see README)
+        await db.execute(f"VACUUM {SPEC.schema}.tasks")
     progress.log(f"latency: {total:,} claims at {rate}/s")
     latencies: list[float] = []
     empty = 0
@@ -408,7 +416,10 @@ async def run_ours(srv: Servers, args: argparse.Namespace) -> Json:
                 figures |= await bench_ours(
                     nc, db, single, args.workers, cpu, batched=False, prefix="single"
                 )
-            figures |= await bench_latency(nc, db, args.rate, args.latency_seconds, cpu)
+            figures |= await bench_latency(
+                nc, db, args.rate, args.latency_seconds, cpu, vacuum=args.vacuum
+            )
+            figures["vacuum_before_latency"] = args.vacuum
         finally:
             await nc.close()
     finally:
@@ -607,6 +618,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="2,000 tasks, 2 s of latency")
     parser.add_argument(
         "--single", action="store_true", help="also time the one-task-per-RPC cycle"
+    )
+    parser.add_argument(
+        "--vacuum", action="store_true", help="VACUUM queue.tasks before the latency phase"
     )
     parser.add_argument(
         "--single-tasks", type=int, default=2_000, help="tasks of the --single cycle (2,000)"
