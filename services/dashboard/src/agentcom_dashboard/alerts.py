@@ -28,23 +28,33 @@ class Condition:
     holds: bool
     message: str = ""
     details: dict[str, Any] | None = None
+    severity: Severity | None = None  # overrides the rule's own (stuck_tasks escalates)
 
 
 Rule = Callable[[Sequence[Snapshot], AlertThresholds], Condition | None]
 
 
 def queue_growing(history: Sequence[Snapshot], th: AlertThresholds) -> Condition | None:
+    """Holds when the depth's last `n` changes were all rises; false once it stops rising.
+
+    Repeated equal samples are one level, so growth is seen whatever the snapshot rate; the
+    alert clears when the depth fell or did not rise for `n` snapshots.
+    """
     depths = [s.queue_depth for s in history if s.queue_depth is not None]
     n = th.queue_growing_checks
-    if len(depths) < n + 1:
+    if len(depths) < 2:
         return None
-    recent = depths[-(n + 1) :]
-    rises = [b > a for a, b in itertools.pairwise(recent)]
-    if all(rises):
+    if not any(b > a for a, b in itertools.pairwise(depths[-(n + 1) :])):
+        return Condition(False)
+    levels = [d for i, d in enumerate(depths) if i == 0 or d != depths[i - 1]]
+    if levels[-1] < levels[-2]:
+        return Condition(False)
+    recent = levels[-(n + 1) :]
+    if len(recent) == n + 1 and all(b > a for a, b in itertools.pairwise(recent)):
         return Condition(
-            True, f"queue grew {n} snapshots in a row, now {recent[-1]}", {"depths": recent}
+            True, f"queue grew {n} times in a row, now {recent[-1]}", {"depths": recent}
         )
-    return Condition(False) if not any(rises) else None
+    return None
 
 
 def high_failure_rate(history: Sequence[Snapshot], th: AlertThresholds) -> Condition | None:
@@ -61,17 +71,20 @@ def high_failure_rate(history: Sequence[Snapshot], th: AlertThresholds) -> Condi
 
 
 def stuck_tasks(history: Sequence[Snapshot], th: AlertThresholds) -> Condition | None:
+    """WARNING for a few stuck tasks, CRITICAL from `stuck_critical_count` on."""
     stuck = history[-1].stuck_tasks
     if stuck is None:
         return None
-    if stuck:
-        minutes = th.stuck_after.total_seconds() / 60
-        return Condition(
-            True,
-            f"{len(stuck)} task(s) assigned or working with no change for {minutes:g} min",
-            {"task_ids": stuck[:50]},
-        )
-    return Condition(False)
+    if not stuck:
+        return Condition(False)
+    minutes = th.stuck_after.total_seconds() / 60
+    critical = len(stuck) >= th.stuck_critical_count
+    return Condition(
+        True,
+        f"{len(stuck)} task(s) assigned or working with no change for {minutes:g} min",
+        {"task_ids": stuck[:50]},
+        Severity.CRITICAL if critical else Severity.WARNING,
+    )
 
 
 def no_agents_online(history: Sequence[Snapshot], _th: AlertThresholds) -> Condition | None:
@@ -106,7 +119,7 @@ RULES: Final[dict[str, RuleSpec]] = {
     "high_failure_rate": RuleSpec(
         Severity.WARNING, high_failure_rate, lambda th: th.failure_rate_cooldown
     ),
-    "stuck_tasks": RuleSpec(Severity.CRITICAL, stuck_tasks, lambda _th: timedelta(0)),
+    "stuck_tasks": RuleSpec(Severity.WARNING, stuck_tasks, lambda th: th.stuck_cooldown),
     "no_agents_online": RuleSpec(Severity.CRITICAL, no_agents_online, lambda _th: timedelta(0)),
     "high_error_rate": RuleSpec(
         Severity.WARNING, high_error_rate, lambda th: th.error_rate_cooldown
@@ -147,13 +160,14 @@ class AlertBook:
             if condition is None:
                 continue
             if condition.holds and rule_id not in self.active:
+                severity = condition.severity or spec.severity
                 last = self.last_fired.get(rule_id)
                 cooling = last is not None and now - last < spec.cooldown(th)
-                if cooling and spec.severity is not Severity.CRITICAL:
+                if cooling and severity is not Severity.CRITICAL:
                     continue
                 fired = AlertFired(
                     rule_id=rule_id,
-                    severity=spec.severity,
+                    severity=severity,
                     message=condition.message,
                     details=condition.details or {},
                     fired_at=now,

@@ -110,6 +110,13 @@ class AlertThresholds(BaseSettings):
         default=timedelta(minutes=5),
         description="An assigned or working task with no change for this long is stuck.",
     )
+    stuck_critical_count: int = Field(
+        default=3, ge=1, description="Stuck tasks from which stuck_tasks is CRITICAL, not WARNING."
+    )
+    stuck_cooldown: Interval = Field(
+        default=timedelta(minutes=5),
+        description="Quiet time after a WARNING stuck_tasks alert (a CRITICAL one ignores it).",
+    )
     error_count: int = Field(
         default=10, ge=0, description="Failures (failed + dead-lettered) in the window to alert."
     )
