@@ -118,7 +118,9 @@ class AlertThresholds(BaseSettings):
         description="Quiet time after a WARNING stuck_tasks alert (a CRITICAL one ignores it).",
     )
     error_count: int = Field(
-        default=10, ge=0, description="Failures (failed + dead-lettered) in the window to alert."
+        default=10,
+        ge=0,
+        description="Failed attempts in the window above which high_error_rate fires.",
     )
     error_rate_cooldown: Interval = Field(
         default=timedelta(minutes=5), description="Quiet time after a high_error_rate alert."

@@ -12,8 +12,10 @@ from typing import Any
 
 from agentcom_dashboard.events import Event
 
-FINISHED = frozenset({"completed", "partial_pass", "failed", "dead_lettered"})
-FAILED = frozenset({"failed", "dead_lettered"})
+# an attempt ends completed, partial_pass or failed; a dead-lettered task's last attempt already
+# counted as failed, so `dead_lettered` (which follows it) is not counted again
+FINISHED = frozenset({"completed", "partial_pass", "failed"})
+FAILED = frozenset({"failed"})
 STREAMED = frozenset({"progress", "tool_call"})
 MAX_OPEN = 10_000
 
@@ -109,7 +111,7 @@ class Tracker:
                 series.popleft()
 
     def counts(self) -> tuple[int, int]:
-        """(finished, failed) in the window; failed counts failed and dead-lettered."""
+        """(finished, failed) attempts in the window."""
         failed = sum(1 for _, name in self.finished if name in FAILED)
         return len(self.finished), failed
 
