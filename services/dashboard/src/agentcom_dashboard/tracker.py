@@ -5,6 +5,7 @@ Fed by the service's own ordered consumer, which starts at `now - window` so a r
 the counters from the stream. Everything here is bounded.
 """
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -130,7 +131,7 @@ class Tracker:
     def hub_time_in_state(self, now: datetime) -> dict[str, float]:
         """Seconds spent in each hub state over the remembered changes."""
         spent: dict[str, float] = {}
-        changes = list(self.hub_states)
-        for (state, entered), (_, left) in zip(changes, [*changes[1:], ("", now)], strict=True):
+        marks = [*self.hub_states, ("", now)]  # the current state lasts until now
+        for (state, entered), (_, left) in itertools.pairwise(marks):
             spent[state] = spent.get(state, 0.0) + (left - entered).total_seconds()
         return spent
