@@ -27,6 +27,8 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+function short(id) { return (id || "").replace(/^task-/, "").slice(0, 8); }
+
 function ago(iso) {
   if (!iso) return "";
   const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
@@ -82,7 +84,7 @@ function renderTasks() {
     .slice(0, 200);
   document.getElementById("tasks-body").replaceChildren(...rows.map(t => h("tr", { "data-task": t.id, class: `st-${t.state}`, onclick: () => openTask(t.id) },
     h("td", {}, h("span", { class: `badge st-${t.state}`, "data-state": t.state }, t.state)),
-    h("td", { class: "desc" }, h("code", {}, t.id.slice(0, 8)), " ", t.description || ""),
+    h("td", { class: "desc" }, h("code", {}, short(t.id)), " ", t.description || ""),
     h("td", {}, t.priority || ""),
     h("td", {}, t.assigned_to || ""),
     h("td", { class: "muted", title: t.updated_at || "" }, ago(t.updated_at)),
@@ -95,7 +97,7 @@ function renderTasks() {
 function renderDead() {
   const items = [...state.dead.values()];
   document.getElementById("dead-list").replaceChildren(...items.map(t => h("li", { "data-dead": t.id },
-    h("div", {}, h("code", {}, t.id.slice(0, 8)), " ", t.description || ""),
+    h("div", {}, h("code", {}, short(t.id)), " ", t.description || ""),
     h("small", { class: "error" }, t.last_error || ""),
     isAdmin ? h("button", { class: "retry", "data-retry": t.id, onclick: () => act(`/ui/tasks/${t.id}/retry`, "retry") }, "retry") : null,
   )));
@@ -111,7 +113,7 @@ async function openTask(id) {
   const t = detail.task.data;
   const hist = detail.history.available ? detail.history.data : [];
   const report = t.result && (t.result.verification || t.result.verification_report);
-  box.replaceChildren(
+  box.replaceChildren(...[
     h("h3", {}, t.description),
     h("p", {}, h("span", { class: `badge st-${t.state}` }, t.state), ` ${t.priority} · generation ${t.generation} · retries ${t.retry_count}/${t.max_retries}`),
     t.last_error ? h("p", { class: "error" }, t.last_error) : null,
@@ -121,7 +123,7 @@ async function openTask(id) {
     detail.tool_calls.length ? h("ol", { class: "stream" }, detail.tool_calls.map(streamItem)) : h("p", { class: "muted" }, "none seen"),
     h("h4", {}, "Verification"),
     report ? h("pre", {}, JSON.stringify(report, null, 2)) : h("p", { class: "muted" }, "no report"),
-  );
+  ].filter(Boolean));
   dlg.showModal();
 }
 
@@ -131,7 +133,7 @@ function renderAgents() {
   const list = [...state.agents.values()];
   document.getElementById("agent-list").replaceChildren(...list.map(a => h("li", { "data-agent": a.id },
     h("div", {}, h("span", { class: `dot ag-${a.state}` }), h("strong", {}, a.id), " ", h("span", { class: "muted" }, a.state)),
-    h("small", { class: "muted" }, busy.has(a.id) ? `task ${busy.get(a.id).id.slice(0, 8)} · ` : "", `changed ${ago(a.updated_at)}`,
+    h("small", { class: "muted" }, busy.has(a.id) ? `task ${short(busy.get(a.id).id)} · ` : "", `changed ${ago(a.updated_at)}`,
       a.cpu_percent != null ? ` · cpu ${a.cpu_percent}%` : "", a.ram_percent != null ? ` · ram ${a.ram_percent}%` : ""),
     isAdmin ? h("button", { class: "small", onclick: () => act(`/ui/agents/${a.id}/restart`, "restart") }, "restart") : null,
   )));
@@ -171,7 +173,7 @@ function streamItem(c) {
   const tool = d.tool || d.name || d.tool_name || c.subject.split(".").pop();
   const summary = d.args_summary || d.summary || d.message || d.text || "";
   return h("li", {}, h("small", { class: "muted" }, new Date(c.at).toLocaleTimeString(), " "),
-    h("code", {}, (d.task_id || "").slice(0, 8)), " ", h("strong", {}, tool), " ", summary,
+    h("code", {}, short(d.task_id)), " ", h("strong", {}, tool), " ", summary,
     d.result_summary ? h("small", { class: "muted" }, ` → ${d.result_summary}`) : null);
 }
 
@@ -214,7 +216,7 @@ function chart(id, series, values) {
   const data = [xs, ...values.map(f => state.metrics.map(f))];
   if (!charts[id]) {
     const colors = ["#4f9dff", "#ffb84f", "#5fd38d", "#ff6b6b"];
-    charts[id] = new uPlot({ width, height: 150, legend: { show: series.length > 1 }, scales: { x: { time: true } },
+    charts[id] = new uPlot({ width, height: 150, legend: { show: series.length > 1, live: false }, scales: { x: { time: true } },
       axes: [{ stroke: "#8892a6", grid: { stroke: "#8892a622" } }, { stroke: "#8892a6", grid: { stroke: "#8892a622" }, size: 44 }],
       series: [{}, ...series.map((label, i) => ({ label, stroke: colors[i], width: 2, spanGaps: true }))] }, data, el);
   } else charts[id].setData(data);
@@ -321,6 +323,9 @@ async function enablePush() {
   } catch (err) { toast(`notifications: ${err.message}`, true); }
 }
 
+window.addEventListener("resize", () => {
+  for (const [id, c] of Object.entries(charts)) c.setSize({ width: Math.max(220, document.getElementById(id).clientWidth), height: 150 });
+});
 document.getElementById("task-filter").addEventListener("change", renderTasks);
 document.getElementById("task-search").addEventListener("input", renderTasks);
 const pushButton = document.getElementById("push-enable");
