@@ -124,18 +124,24 @@ async def read_token(settings: DashboardSettings, engine: AsyncEngine) -> str:
     if settings.dashboard_read_token is not None:
         token = settings.dashboard_read_token.get_secret_value()
     else:
-        path = settings.home / "dashboard-read.token"
-        if path.is_file():
-            token = path.read_text().strip()
-        else:
-            token = auth.new_token()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(token + "\n")
+        token = _kept_token(settings.home / "dashboard-read.token")
     await auth.store(engine, token, auth.Role.VIEWER, "dashboard (reads)")
+    return token
+
+
+def _kept_token(path: Path) -> str:
+    if path.is_file():
+        return path.read_text().strip()
+    token = auth.new_token()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+    except FileExistsError:  # another replica wrote it first: use theirs
+        return path.read_text().strip()
+    except OSError:  # read-only home: a token for this run only (one more row in auth.tokens)
+        log.warning("dashboard.read_token_not_kept", extra={"path": str(path)})
     return token
 
 

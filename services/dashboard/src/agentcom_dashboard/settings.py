@@ -92,16 +92,23 @@ class AlertThresholds(BaseSettings):
     )
 
     queue_growing_checks: int = Field(
-        default=3, ge=1, le=1000, description="Snapshots in a row the queue must grow to alert."
+        default=3,
+        ge=1,
+        le=1000,
+        description="Rises in a row of the queue depth that alert; it clears after as many "
+        "snapshots without a rise.",
     )
     queue_growing_cooldown: Interval = Field(
         default=timedelta(minutes=5), description="Quiet time after a queue_growing alert."
     )
     failure_rate_pct: float = Field(
-        default=50.0, ge=0, le=100, description="Failed share of finished tasks in the window."
+        default=50.0,
+        ge=0,
+        le=100,
+        description="Alert above this share (%) of failed among finished attempts in the window.",
     )
     failure_rate_min_tasks: int = Field(
-        default=1, ge=1, description="Finished tasks in the window before the rate counts."
+        default=1, ge=1, description="Finished attempts in the window before the rate is judged."
     )
     failure_rate_cooldown: Interval = Field(
         default=timedelta(minutes=10), description="Quiet time after a high_failure_rate alert."
