@@ -1,7 +1,7 @@
 """The HTML page and the login form (Jinja2 templates, static files under /static)."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -15,6 +15,21 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(tags=["page"], include_in_schema=False)
 
+# no inline scripts, nothing from other origins, never inside a frame (clickjacking of actions)
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers.update(PAGE_HEADERS)
+    return response
+
 
 @router.get("/", response_class=HTMLResponse)
 async def index(request: Request, live: LiveDep, session: SessionDep) -> Response:
@@ -22,13 +37,13 @@ async def index(request: Request, live: LiveDep, session: SessionDep) -> Respons
     if session is None and live.settings.dashboard_login_to_view:
         return RedirectResponse("/login", status_code=303)
     context = {"session": session, "version": __version__}
-    return templates.TemplateResponse(request, "index.html", context)
+    return page(request, "index.html", context)
 
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_form(request: Request, session: SessionDep) -> Response:
     """The login form: paste an admin or viewer token (`agentcom token` prints the admin one)."""
-    return templates.TemplateResponse(request, "login.html", {"session": session, "error": None})
+    return page(request, "login.html", {"session": session, "error": None})
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -41,7 +56,7 @@ async def login(
         secret = await sessions.login(live.engine, token, live.settings.dashboard_session_ttl)
     except AgentcomError as exc:
         context = {"session": None, "error": exc.detail}
-        return templates.TemplateResponse(request, "login.html", context, status_code=exc.status)
+        return page(request, "login.html", context, exc.status)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         sessions.COOKIE,

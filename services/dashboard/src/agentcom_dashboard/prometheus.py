@@ -113,7 +113,7 @@ def render(live: Live) -> str:
                     _line(
                         "agentcom_task_latency_ms",
                         v,
-                        {"kind": k.split("_")[0], "quantile": k.split("_p")[1]},
+                        {"kind": k.split("_")[0], "quantile": str(int(k.split("_p")[1]) / 100)},
                     )
                     for k, v in s.latency_ms.items()
                 ],

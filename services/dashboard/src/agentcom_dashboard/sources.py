@@ -12,7 +12,15 @@ from typing import Any
 
 import httpx
 
-from agentcom_common.errors import AgentcomError, UnavailableError
+from agentcom_common.errors import (
+    AgentcomError,
+    ConflictError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    UnauthorizedError,
+    UnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +99,17 @@ class Sources:
         return {"Authorization": f"Bearer {token}"}
 
 
-class RelayedError(AgentcomError):
-    """The owning service refused an action; its status and code are passed on."""
+_BY_STATUS: dict[int, type[AgentcomError]] = {
+    401: UnauthorizedError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: InvalidError,
+}
 
 
 def _relayed(service: str, path: str, response: httpx.Response) -> AgentcomError:
+    """The owner's refusal as our own error: same status class, same code, same detail."""
     try:
         body: dict[str, Any] = response.json()
     except ValueError:
@@ -103,10 +117,6 @@ def _relayed(service: str, path: str, response: httpx.Response) -> AgentcomError
     code = str(body.get("error") or "refused")
     if response.status_code == 404 and code in ("refused", "not_found"):  # no such route there
         return UnavailableError(f"{service} does not offer {path} yet", code="not_available")
-    error = RelayedError(
-        str(body.get("detail") or f"{service} answered {response.status_code}"),
-        code=code,
-        field=body.get("field"),
-    )
-    error.status = response.status_code  # pyright: ignore[reportAttributeAccessIssue]  # a relayed error keeps the owner's status
-    return error
+    kind = _BY_STATUS.get(response.status_code, UnavailableError)
+    detail = str(body.get("detail") or f"{service} answered {response.status_code}")
+    return kind(detail, code=code, field=body.get("field"))

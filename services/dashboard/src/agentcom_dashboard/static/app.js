@@ -197,7 +197,7 @@ function renderSide() {
   const hub = document.getElementById("hub");
   const hubState = (p.hub && p.hub.available && p.hub.data) || (state.hub.state ? state.hub : null);
   if (hubState) {
-    hub.replaceChildren(h("p", {}, h("span", { class: "badge" }, hubState.state || hubState.fsm_state || "?"), hubState.paused ? " paused" : ""),
+    hub.replaceChildren(h("p", {}, h("span", { class: "badge" }, hubState.state || hubState.to_state || hubState.fsm_state || "?"), hubState.paused ? " paused" : ""),
       h("ul", { class: "list" }, Object.entries(state.hubTime).map(([s, secs]) => h("li", {}, `${s}: ${Math.round(secs)} s`))));
   } else unavailable(hub, p.hub || {}, "Hub FSM");
   document.getElementById("hub-actions").replaceChildren(isAdmin && hubState ? h("button", { class: "small", onclick: () => act(`/ui/hub/${hubState.paused ? "resume" : "pause"}`, "hub") }, hubState.paused ? "resume" : "pause") : "");
