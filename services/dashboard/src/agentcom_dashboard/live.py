@@ -62,6 +62,7 @@ class Live:
     book: AlertBook = field(default_factory=AlertBook)
     sockets: int = 0
     started_seq: int = 0
+    pushes: set[asyncio.Task[None]] = field(default_factory=set[asyncio.Task[None]])
 
     @property
     def engine(self) -> AsyncEngine:
@@ -74,10 +75,25 @@ class Live:
             and event.seq > self.started_seq
         ):
             task_id = str(event.data.get("task_id", ""))
-            await self.pusher.notify(
-                {"title": "Task dead-lettered", "body": f"task {task_id}", "tag": f"dl-{task_id}"},
-                urgent=False,
-            )
+            message = {
+                "title": "Task dead-lettered",
+                "body": f"task {task_id}",
+                "tag": f"dl-{task_id}",
+            }
+            self.push_soon(message, urgent=False)
+
+    def push_soon(self, message: dict[str, str], *, urgent: bool) -> None:
+        """Send in the background: a slow push service must not hold up the event stream."""
+
+        async def send() -> None:
+            try:
+                await self.pusher.notify(message, urgent=urgent)
+            except Exception:  # Postgres down while listing subscriptions: this push is lost
+                log.exception("push.notify_failed")
+
+        task = asyncio.create_task(send())
+        self.pushes.add(task)  # referenced until done, so it is never collected mid-flight
+        task.add_done_callback(self.pushes.discard)
 
     async def step(self) -> None:
         """Take one snapshot, judge the rules, publish what changed."""
@@ -100,7 +116,7 @@ class Live:
             if isinstance(change, AlertFired):
                 log.info("alert.fired", extra={"rule": change.rule_id, "severity": change.severity})
                 if change.severity is Severity.CRITICAL:
-                    await self.pusher.notify(
+                    self.push_soon(
                         {
                             "title": f"CRITICAL: {change.rule_id}",
                             "body": change.message,
@@ -175,5 +191,7 @@ async def _close_on_cancel(live: Live, subscription: object) -> None:
     finally:
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        for push in list(live.pushes):
+            push.cancel()
         await live.sources.close()
         await live.pusher.close()
