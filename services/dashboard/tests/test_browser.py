@@ -162,6 +162,8 @@ async def populate(stack: Stack, nc: Client, js: JetStreamContext) -> None:
     ):
         body = {"task_id": working["id"], "tool": tool, "args_summary": args, "step": n}
         await js.publish("agentcom.evt.task.tool_call", json.dumps(body).encode())
+    beat = {"kind": "heartbeat", "cpu_percent": 37.0, "ram_percent": 58.0, "vram_percent": 71.0}
+    await nc.publish("agentcom.agent.rocinante.report", json.dumps(beat).encode())
     await stack.submit(description="Write release notes for 0.4", priority="low")
     await stack.submit(description="Triage new GitHub issues", priority="urgent")
     await stack.submit(description="Add OpenAPI examples to /api/tasks")
@@ -170,6 +172,7 @@ async def populate(stack: Stack, nc: Client, js: JetStreamContext) -> None:
 async def test_screenshots_of_the_main_views(
     browser: Browser, stack: Stack, nc: Client, js: JetStreamContext
 ) -> None:
+    stack.alerts_file.write_text("AGENTCOM_DASHBOARD_ALERT_FAILURE_RATE_PCT=10\n")
     await populate(stack, nc, js)
     await stack.snapshots_after(30)
     IMAGES.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from typing import Any
 
 import httpx
 from dashboard_stack import Stack
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from agentcom_common.testing import eventually
@@ -54,3 +55,22 @@ async def test_tool_calls_stream_and_belong_to_their_task(
     assert detail["task"]["data"]["description"] == "use some tools"
     assert [h["to_state"] for h in detail["history"]["data"]] == ["queued"]
     assert len((await snapshot(stack))["tool_calls"]) == 2
+
+
+async def test_heartbeats_give_each_agent_its_age_and_load(stack: Stack, nc: Client) -> None:
+    beat = {"kind": "heartbeat", "agent_id": "spoofed", "cpu_percent": 41.5, "ram_percent": 63}
+    await nc.publish("agentcom.agent.a1.report", json.dumps(beat).encode())
+    await nc.publish("agentcom.agent.a2.report", b'{"kind": "hello", "agent_id": "a2"}')
+    await nc.publish("agentcom.agent.a3.report", b"not json")
+
+    async def seen() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=stack.dashboard, timeout=10) as client:
+            presence = (await client.get("/ui/presence")).json()
+        assert "a1" in presence
+        return presence
+
+    presence = await eventually(seen, timeout=20)
+    assert set(presence) == {"a1"}  # the subject names the agent, not the body
+    assert presence["a1"]["cpu_percent"] == 41.5
+    assert presence["a1"]["ram_percent"] == 63
+    assert "heartbeat_at" in presence["a1"]

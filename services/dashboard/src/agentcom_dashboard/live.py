@@ -5,11 +5,14 @@
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
+from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import auth, clock, outbox, subjects
@@ -24,6 +27,8 @@ from agentcom_dashboard.tracker import Tracker
 
 log = logging.getLogger(__name__)
 SERVICES = ("queue", "scheduler", "llm-registry", "hubfsm")
+HEARTBEAT_FIELDS = ("cpu_percent", "ram_percent", "vram_percent", "load")
+MAX_AGENTS = 10_000
 
 
 @dataclass
@@ -63,6 +68,7 @@ class Live:
     sockets: int = 0
     started_seq: int = 0
     pushes: set[asyncio.Task[None]] = field(default_factory=set[asyncio.Task[None]])
+    presence: dict[str, dict[str, object]] = field(default_factory=dict[str, dict[str, object]])
 
     @property
     def engine(self) -> AsyncEngine:
@@ -81,6 +87,28 @@ class Live:
                 "tag": f"dl-{task_id}",
             }
             self.push_soon(message, urgent=False)
+
+    async def on_report(self, msg: Msg) -> None:
+        """Remember each agent's last heartbeat (age, CPU, RAM, VRAM) for the agents panel.
+
+        The agent id comes from the subject, which NATS permissions tie to that agent.
+        """
+        parts = msg.subject.split(".")
+        try:
+            body = json.loads(msg.data)
+        except ValueError:
+            return
+        if len(parts) != 4 or not isinstance(body, dict):
+            return
+        report = cast(dict[str, object], body)
+        if report.get("kind") != "heartbeat":
+            return
+        if parts[2] not in self.presence and len(self.presence) >= MAX_AGENTS:
+            return
+        load = {
+            k: report.get(k) for k in HEARTBEAT_FIELDS if isinstance(report.get(k), int | float)
+        }
+        self.presence[parts[2]] = load | {"heartbeat_at": clock.now().isoformat()}
 
     def push_soon(self, message: dict[str, str], *, urgent: bool) -> None:
         """Send in the background: a slow push service must not hold up the event stream."""
@@ -179,6 +207,7 @@ async def start(res: Resources, loops: Loops, *, settings: DashboardSettings) ->
     live.started_seq = await events.last_sequence(res.js)
     since = clock.now() - settings.dashboard_metrics_window
     subscription = await events.follow(res.js, live.on_event, since=since)
+    await res.nc.subscribe(subjects.REPORTS_ALL, cb=live.on_report)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
     loops.spawn("dashboard-metrics", live.run_metrics())
     loops.spawn("dashboard-close", _close_on_cancel(live, subscription))
     return live

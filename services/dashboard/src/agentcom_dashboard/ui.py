@@ -44,6 +44,7 @@ async def snapshot(live: LiveDep, who: ViewerDep) -> dict[str, Any]:
         "hub_time_in_state": tracker.hub_time_in_state(now),
         "goal_events": list(tracker.goals.values()),
         "vapid_public_key": live.pusher.vapid.public_key,
+        "presence": live.presence,
     }
 
 
@@ -121,3 +122,9 @@ async def subscribe_push(body: PushSubscription, live: LiveDep, who: MemberDep) 
 async def metrics_history(live: LiveDep, _who: ViewerDep) -> list[dict[str, Any]]:
     """Every metrics snapshot in the window, oldest first (the charts)."""
     return [s.as_json() for s in live.history.snapshots]
+
+
+@router.get("/presence")
+async def presence(live: LiveDep, _who: ViewerDep) -> dict[str, dict[str, object]]:
+    """Each agent's last heartbeat: when, and its CPU, RAM, VRAM and load when reported."""
+    return live.presence

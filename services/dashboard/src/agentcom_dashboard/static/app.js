@@ -7,7 +7,7 @@ const isAdmin = app.dataset.admin === "true";
 const state = {
   seq: 0, csrf: null, tasks: new Map(), dead: new Map(), agents: new Map(),
   alerts: new Map(), calls: [], hub: {}, hubTime: {}, goals: new Map(), metrics: [],
-  stats: null, panels: {}, vapid: null,
+  stats: null, panels: {}, vapid: null, presence: {},
 };
 const TERMINAL = new Set(["completed", "partial_pass", "dead_letter", "cancelled"]);
 const charts = {};
@@ -128,13 +128,24 @@ async function openTask(id) {
 }
 
 // ---- agents, lanes, alerts, side panels ----------------------------------------------------
+function agentLine(a, task, beat) {
+  const parts = [];
+  if (task) parts.push(`task ${short(task.id)}`);
+  if (beat) {
+    parts.push(`heartbeat ${ago(beat.heartbeat_at)}`);
+    for (const [key, label] of [["cpu_percent", "cpu"], ["ram_percent", "ram"], ["vram_percent", "vram"]]) {
+      if (beat[key] != null) parts.push(`${label} ${Math.round(beat[key])}%`);
+    }
+  } else parts.push(`changed ${ago(a.updated_at)}`);
+  return parts.join(" · ");
+}
+
 function renderAgents() {
   const busy = new Map([...state.tasks.values()].filter(t => t.assigned_to && !TERMINAL.has(t.state)).map(t => [t.assigned_to, t]));
   const list = [...state.agents.values()];
   document.getElementById("agent-list").replaceChildren(...list.map(a => h("li", { "data-agent": a.id },
     h("div", {}, h("span", { class: `dot ag-${a.state}` }), h("strong", {}, a.id), " ", h("span", { class: "muted" }, a.state)),
-    h("small", { class: "muted" }, busy.has(a.id) ? `task ${short(busy.get(a.id).id)} · ` : "", `changed ${ago(a.updated_at)}`,
-      a.cpu_percent != null ? ` · cpu ${a.cpu_percent}%` : "", a.ram_percent != null ? ` · ram ${a.ram_percent}%` : ""),
+    h("small", { class: "muted" }, agentLine(a, busy.get(a.id), state.presence[a.id])),
     isAdmin ? h("button", { class: "small", onclick: () => act(`/ui/agents/${a.id}/restart`, "restart") }, "restart") : null,
   )));
   const online = list.filter(a => a.state !== "offline").length;
@@ -233,8 +244,10 @@ function renderCharts() {
 }
 
 async function refreshMetrics() {
-  const res = await fetch("/ui/metrics", { credentials: "same-origin" });
-  if (res.ok) { state.metrics = await res.json(); renderCharts(); }
+  const [metrics, presence] = await Promise.all([
+    fetch("/ui/metrics", { credentials: "same-origin" }), fetch("/ui/presence", { credentials: "same-origin" })]);
+  if (metrics.ok) { state.metrics = await metrics.json(); renderCharts(); }
+  if (presence.ok) { state.presence = await presence.json(); renderAgents(); }
 }
 
 // ---- live events -------------------------------------------------------------------------
@@ -302,7 +315,7 @@ async function load() {
   snap.alerts.forEach(a => state.alerts.set(a.rule_id, a));
   state.calls = snap.tool_calls; state.hub = snap.hub_events || {}; state.hubTime = snap.hub_time_in_state || {};
   snap.goal_events.forEach(g => state.goals.set(g.goal_id || g.id, g));
-  state.metrics = snap.metrics;
+  state.metrics = snap.metrics; state.presence = snap.presence || {};
   renderAll(); renderCharts();
   connect();
   setInterval(refreshMetrics, 5000);
