@@ -92,6 +92,29 @@ async def test_page_loads_clean_and_a_task_changes_state_live(
     assert console.errors == []
 
 
+async def test_the_page_catches_up_on_what_happened_while_its_socket_was_down(
+    browser: Browser, stack: Stack, nc: Client
+) -> None:
+    page, console = await open_page(browser, stack, None)
+    before = await stack.submit(description="seen live")
+    await expect(page.locator(f'tr[data-task="{before["id"]}"]')).to_be_visible(timeout=5000)
+
+    await page.evaluate(
+        "() => { const ws = window.agentcomSocket; ws.onclose = null; ws.close(); }"
+    )
+    missed = await stack.submit(description="happened while offline")
+    await claim(nc)  # the first task: assigned while the page was not listening
+    await stack.submit(description="also while offline")
+    await page.evaluate("() => connect()")  # what the page does on its own after a drop
+
+    row = page.locator(f'tr[data-task="{missed["id"]}"]')
+    await expect(row).to_be_visible(timeout=5000)
+    assigned = page.locator(f'tr[data-task="{before["id"]}"] [data-state]')
+    await expect(assigned).to_have_text("assigned", timeout=5000)
+    await expect(page.locator("tr[data-task]")).to_have_count(3)
+    assert console.errors == []
+
+
 async def test_admin_retries_a_dead_letter_from_the_page(
     browser: Browser, stack: Stack, nc: Client
 ) -> None:
