@@ -66,3 +66,14 @@ def rpc_group(service: str) -> str:
 def micro_name(service: str) -> str:
     """The nats.micro service name, as `nats micro ls` shows it."""
     return f"{PREFIX}-{checked_id(service, 'service')}"
+
+
+def agent_consumer(agent_id: str) -> str:
+    """The durable INBOX consumer of one agent (created at registration, bound by its sidecar)."""
+    return f"agent-{checked_id(agent_id, 'agent id')}"
+
+
+def agent_reply_prefix(agent_id: str) -> str:
+    """The reply-inbox prefix an agent's connection uses (`inbox_prefix` in nats-py), so its
+    NATS user may subscribe to its own replies and nobody else's."""
+    return f"_INBOX_{checked_id(agent_id, 'agent id')}"

@@ -61,6 +61,16 @@ class Hello(Contract):
     agent_id: str
     task_id: str | None = None
     generation: int | None = None
+    state: Literal["idle", "working", "recovering"] | None = None
+    version: str | None = None
+    supervisor: str | None = Field(default=None, description="systemd, pm2, or none.")
+
+
+class GpuLoad(Contract):
+    name: str
+    memory_used_mb: float = Field(ge=0)
+    memory_total_mb: float = Field(ge=0)
+    utilization_percent: float | None = Field(default=None, ge=0, le=100)
 
 
 class Heartbeat(Contract):
@@ -71,6 +81,14 @@ class Heartbeat(Contract):
     cpu_percent: float | None = Field(default=None, ge=0, le=100)
     ram_percent: float | None = Field(default=None, ge=0, le=100)
     load: float | None = Field(default=None, ge=0)
+    vram_percent: float | None = Field(default=None, ge=0, le=100)
+    gpus: list[GpuLoad] = Field(default_factory=list[GpuLoad], max_length=16)
+    host: str | None = Field(default=None, max_length=255, description="The agent's host name.")
+    ollama_url: str | None = Field(default=None, max_length=500)
+    models: list[str] = Field(
+        default_factory=list[str], max_length=500, description="Models its local Ollama serves."
+    )
+    task_id: str | None = None
 
 
 PresenceReport = Annotated[Hello | Heartbeat, Field(discriminator="kind")]
@@ -118,8 +136,54 @@ class Restarting(Contract):
     agent_id: str
 
 
+class Progress(Contract):
+    """Output of a running task, batched and bounded by the sidecar; `seq` orders batches."""
+
+    kind: Literal["progress"]
+    agent_id: str
+    task_id: str
+    generation: int = Field(ge=1)
+    seq: int = Field(ge=0)
+    stage: str = Field(default="executing", max_length=64)
+    lines: list[Annotated[str, StringConstraints(max_length=4000)]] = Field(
+        default_factory=list[str], max_length=200
+    )
+    dropped_lines: int = Field(default=0, ge=0, description="Lines coalesced away to stay bounded.")
+
+
+class ToolCallReport(Contract):
+    """One tool call of the agent loop, summarised for the live tool-call stream."""
+
+    kind: Literal["tool_call"]
+    agent_id: str
+    task_id: str
+    generation: int = Field(ge=1)
+    seq: int = Field(ge=0)
+    tool: str = Field(max_length=64)
+    arguments: str = Field(default="", max_length=2000, description="A summary, not the payload.")
+    result: str = Field(default="", max_length=2000, description="A summary of the observation.")
+    ok: bool
+    error_code: str | None = Field(default=None, max_length=64)
+    duration_ms: float = Field(ge=0)
+    tokens_in: int = Field(default=0, ge=0)
+    tokens_out: int = Field(default=0, ge=0)
+
+
+class Recovering(Contract):
+    """After a crash the sidecar found an unfinished task in its journal and is settling it."""
+
+    kind: Literal["recovering"]
+    agent_id: str
+    task_id: str
+    generation: int = Field(ge=1)
+    note: str = Field(default="", max_length=2000)
+
+
 class SchedulerStats(Contract):
     agents_by_state: dict[str, int]
 
 
-AgentReport = Annotated[Hello | Heartbeat | TaskOutcome | Restarting, Field(discriminator="kind")]
+AgentReport = Annotated[
+    Hello | Heartbeat | TaskOutcome | Restarting | Progress | ToolCallReport | Recovering,
+    Field(discriminator="kind"),
+]
