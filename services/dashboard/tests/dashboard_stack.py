@@ -130,6 +130,7 @@ def dashboard_settings(settings: CommonSettings, tmp_path: Path, **extra: Any) -
             "dashboard_metrics_window": timedelta(minutes=5),
             "dashboard_alerts_file": tmp_path / "alerts.env",
             "dashboard_source_timeout": timedelta(seconds=5),
+            "dashboard_push_allow_http": True,  # the test push service speaks plain http
             # nothing listens on the discard port: these services "do not exist yet"
             "dashboard_llm_url": "http://127.0.0.1:9",
             "dashboard_hub_url": "http://127.0.0.1:9",

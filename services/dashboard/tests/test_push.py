@@ -170,6 +170,20 @@ async def test_bad_subscription_is_422_naming_the_field(
     assert response.json()["field"] == field
 
 
+@pytest.fixture
+def dashboard_extra(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return {"dashboard_push_allow_http": "plain_http" not in request.node.name}
+
+
+async def test_plain_http_endpoint_is_refused_by_default(
+    stack: Stack, push_service: PushService
+) -> None:
+    response = await subscribe(stack, push_service.subscription())
+    assert response.status_code == 422
+    assert response.json()["field"] == "endpoint"
+    assert "https" in response.json()["detail"]
+
+
 async def test_subscribing_needs_a_login(stack: Stack, push_service: PushService) -> None:
     async with httpx.AsyncClient(base_url=stack.dashboard) as client:
         response = await client.post("/ui/push/subscriptions", json=push_service.subscription())

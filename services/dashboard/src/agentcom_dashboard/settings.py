@@ -65,6 +65,11 @@ class DashboardSettings(CommonSettings):
         default="mailto:admin@localhost",
         description="VAPID `sub` claim: a mailto: or https: contact for push services.",
     )
+    dashboard_push_allow_http: bool = Field(
+        default=False,
+        description="Accept push endpoints over plain http (tests, a local push service); real "
+        "push services are https, and this keeps the server from posting to arbitrary URLs.",
+    )
     dashboard_push_ttl: Interval = Field(
         default=timedelta(hours=12),
         description="How long a push service keeps an undelivered push.",

@@ -13,6 +13,7 @@ from pydantic import Field, HttpUrl
 
 from agentcom_common import clock, outbox, subjects
 from agentcom_common.contracts.base import Request as RequestBody
+from agentcom_common.errors import InvalidError
 from agentcom_dashboard import events
 from agentcom_dashboard.access import AdminDep, LiveDep, MemberDep, ViewerDep
 from agentcom_dashboard.live import Live
@@ -113,7 +114,13 @@ class PushSubscription(RequestBody):
 
 @router.post("/push/subscriptions", status_code=201)
 async def subscribe_push(body: PushSubscription, live: LiveDep, who: MemberDep) -> dict[str, str]:
-    """Store this browser's push subscription; critical alerts and dead letters are sent to it."""
+    """Store this browser's push subscription; critical alerts and dead letters are sent to it.
+
+    Errors: 401 `login_required`, 403 `csrf_failed`, 422 naming the field (an http endpoint
+    unless `dashboard_push_allow_http`).
+    """
+    if body.endpoint.scheme != "https" and not live.settings.dashboard_push_allow_http:
+        raise InvalidError("endpoint: push services are https URLs", field="endpoint")
     await live.pusher.subscribe(str(body.endpoint), body.keys.p256dh, body.keys.auth, who.token_id)
     return {"status": "subscribed"}
 
