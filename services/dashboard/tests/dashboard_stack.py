@@ -66,6 +66,7 @@ class Stack:
     admin_token: str
     viewer_token: str
     alerts_file: Path
+    settings: DashboardSettings
 
     @property
     def live(self) -> Live:
@@ -167,4 +168,4 @@ async def stack(
         )
         app = dashboard_app(own)
         async with serve(app) as url:
-            yield Stack(url, queue, sched, app, admin_token, viewer, own.alerts_file)
+            yield Stack(url, queue, sched, app, admin_token, viewer, own.alerts_file, own)

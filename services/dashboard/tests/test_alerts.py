@@ -11,11 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_stack import Stack, claim, dead_letter, report
+from dashboard_stack import Stack, claim, dead_letter, report, serve
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from agentcom_common.testing import eventually
+from agentcom_dashboard.app import create_app as dashboard_app
 
 Json = dict[str, Any]
 
@@ -191,3 +192,21 @@ async def test_acknowledge_needs_an_admin_and_an_active_alert(
     assert after[0]["acknowledged_by"] == "test admin"
     assert (await alerts.wait_for("no_agents_online", "acknowledged"))["by"] == "test admin"
     assert anonymous.status_code == 401
+
+
+async def test_active_and_acknowledged_alerts_survive_a_restart(
+    stack: Stack, alerts: AlertLog
+) -> None:
+    async with stack.client() as http:
+        await http.post(f"{stack.scheduler}/api/agents", json={"name": "lonely"})
+        await alerts.wait_for("no_agents_online", "fired")
+        await http.post(f"{stack.dashboard}/api/dashboard/alerts/no_agents_online/acknowledge")
+
+    async with serve(dashboard_app(stack.settings)) as restarted, stack.client() as http:
+        listed = (await http.get(f"{restarted}/api/dashboard/alerts")).json()
+        await stack.snapshots_after(5)
+
+    assert [(a["rule_id"], a["acknowledged_by"]) for a in listed] == [
+        ("no_agents_online", "test admin")
+    ]
+    assert len(alerts.of("no_agents_online", "fired")) == 1  # not fired again by the new process

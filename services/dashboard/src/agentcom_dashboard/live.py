@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agentcom_common import auth, clock, outbox, subjects
 from agentcom_common.contracts.alert import AlertFired, Severity
 from agentcom_common.service import Loops, Resources
-from agentcom_dashboard import events, metrics
+from agentcom_dashboard import alert_store, events, metrics
 from agentcom_dashboard.alerts import AlertBook, Change
 from agentcom_dashboard.push import Pusher, load_or_create_vapid
 from agentcom_dashboard.settings import AlertThresholds, DashboardSettings, load_thresholds
@@ -139,6 +139,7 @@ class Live:
         async with self.engine.begin() as conn:  # the relay publishes after commit
             for change in changes:
                 name = type(change).__name__.removeprefix("Alert").lower()
+                await alert_store.record(conn, change)
                 await outbox.add(conn, self.res.outbox, subjects.event("alert", name), change)
         for change in changes:
             if isinstance(change, AlertFired):
@@ -203,6 +204,7 @@ async def start(res: Resources, loops: Loops, *, settings: DashboardSettings) ->
         tracker=Tracker(settings.dashboard_metrics_window),
         history=metrics.History(settings.dashboard_metrics_window),
         thresholds=ThresholdFile(settings.alerts_file),
+        book=await alert_store.load(res.engine),
     )
     live.started_seq = await events.last_sequence(res.js)
     since = clock.now() - settings.dashboard_metrics_window

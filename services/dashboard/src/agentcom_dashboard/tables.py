@@ -1,6 +1,17 @@
 """SQLAlchemy Core tables of the `dashboard` schema; Alembic migrations follow this file."""
 
-from sqlalchemy import Column, DateTime, LargeBinary, MetaData, String, Table, Text, func
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+)
 
 from agentcom_common import outbox
 
@@ -40,4 +51,18 @@ push_subscriptions = Table(
     Column("auth", Text, nullable=False),
     Column("token_id", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# one row per rule: whether it is active, and when it last fired (cooldowns survive a restart);
+# written in the same transaction as the alert event's outbox row
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("rule_id", String(64), primary_key=True),
+    Column("active", Boolean, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("fired_at", DateTime(timezone=True), nullable=False),
+    Column("acknowledged_by", String(200)),
 )

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import Field, HttpUrl
 
-from agentcom_common import clock, outbox, subjects
+from agentcom_common import clock
 from agentcom_common.contracts.base import Request as RequestBody
 from agentcom_common.errors import InvalidError
 from agentcom_dashboard import events
@@ -93,9 +93,7 @@ async def acknowledge_alert(rule_id: Id, live: LiveDep, who: AdminDep) -> dict[s
 
 
 async def acknowledge(live: Live, rule_id: str, by: str) -> dict[str, Any]:
-    change = live.book.acknowledge(rule_id, by, clock.now())
-    async with live.engine.begin() as conn:
-        await outbox.add(conn, live.res.outbox, subjects.event("alert", "acknowledged"), change)
+    await live.publish([live.book.acknowledge(rule_id, by, clock.now())])
     return {"status": "acknowledged", "rule_id": rule_id}
 
 
