@@ -66,3 +66,9 @@ def rpc_group(service: str) -> str:
 def micro_name(service: str) -> str:
     """The nats.micro service name, as `nats micro ls` shows it."""
     return f"{PREFIX}-{checked_id(service, 'service')}"
+
+
+LLM_ENDPOINT_ADDED: Final = f"{PREFIX}.evt.llm.endpoint_added"
+LLM_ENDPOINT_REMOVED: Final = f"{PREFIX}.evt.llm.endpoint_removed"
+LLM_ENDPOINT_HEALTH_CHANGED: Final = f"{PREFIX}.evt.llm.endpoint_health_changed"
+LLM_ROUTED: Final = f"{PREFIX}.evt.llm.routed"
