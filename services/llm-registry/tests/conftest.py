@@ -113,3 +113,19 @@ def register(api: httpx.AsyncClient) -> Register:
         return await add(api, endpoint_id, provider, url, **extra)
 
     return run
+
+
+Serve = Callable[[LlmSettings], contextlib.AbstractAsyncContextManager[str]]
+Add = Callable[..., Awaitable[Json]]
+
+
+@pytest.fixture
+def serve_registry() -> Serve:
+    """`async with serve_registry(settings) as url`: another registry process-alike."""
+    return serve
+
+
+@pytest.fixture
+def add_endpoint() -> Add:
+    """`await add_endpoint(client, id, provider, url, ...)` for a client of your own."""
+    return add

@@ -187,12 +187,12 @@ class Llm:
     async def check(self, endpoint: Endpoint) -> None:
         """One health check with discovery; unhealthy after N failures, then backing off."""
         interval = self.settings.llm_health_interval.total_seconds()
-        before = endpoint.health
         try:
             models, warm = await self.gateway.probe(
                 endpoint, self.settings.llm_health_timeout.total_seconds()
             )
         except Exception as exc:  # noqa: BLE001 - any failure is a failed check, named by kind
+            before = endpoint.health  # read after the await: a concurrent check may have moved it
             endpoint.failures += 1
             endpoint.last_error = str(exc)[:200] or type(exc).__name__
             if endpoint.failures >= self.settings.llm_unhealthy_after:
@@ -204,6 +204,7 @@ class Llm:
             else:
                 pause = interval
         else:
+            before = endpoint.health
             endpoint.failures = 0
             endpoint.last_error = None
             endpoint.health = "healthy"

@@ -255,9 +255,7 @@ class Registry:
                     continue
                 score, _ = self.score(endpoint, chosen)
                 group.append(Candidate(endpoint, chosen, model_class, score))
-            # best score first; on a tie the endpoint picked longest ago goes first
-            group.sort(key=lambda c: (-round(c.score, 6), c.endpoint.last_picked))
-            groups.append((model_class, group))
+            groups.append((model_class, _order(group)))
         return [c for _, group in groups for c in group], skipped
 
     def candidates(self, tier: str, model: str | None) -> tuple[list[Candidate], list[RouteStep]]:
@@ -340,3 +338,19 @@ class Registry:
                 if model not in seen:
                     seen.add(model)
                     yield model, endpoint
+
+
+TIE = 0.9
+"""Scores within 10 % of the best count as equal: noise in latency must not starve a peer."""
+
+
+def _order(group: list[Candidate]) -> list[Candidate]:
+    """Best first; among near-equal candidates the one picked longest ago goes first."""
+    if not group:
+        return group
+    best = max(c.score for c in group)
+    equal = sorted(
+        (c for c in group if c.score >= best * TIE), key=lambda c: c.endpoint.last_picked
+    )
+    rest = sorted((c for c in group if c.score < best * TIE), key=lambda c: -c.score)
+    return equal + rest
