@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ def llm_settings(settings: CommonSettings, tmp_path: Path) -> LlmSettings:
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: LlmSettings) -> AsyncIterator[str]:
+async def serve(settings: LlmSettings) -> AsyncGenerator[str]:
     """The registry on a real socket (uvicorn, lifespan on); yields its base URL."""
     port = free_port()
     config = uvicorn.Config(

@@ -1,3 +1,5 @@
+# pyright: reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false
+# (the ollama and openai clients return partly untyped objects; the asserts check the values)
 """The official `ollama` and `openai` clients chat through the gateway unchanged.
 
 Each runs against every upstream protocol (Ollama, OpenAI, Anthropic fakes), whole and
@@ -56,7 +58,8 @@ async def test_ollama_client_chats_whole_streamed_and_with_tools(
         await _ollama_calls(client, server)
 
 
-async def _ollama_calls(client: ollama.AsyncClient, server: FakeLLM) -> None:
+async def _ollama_calls(client: Any, server: FakeLLM) -> None:
+    """`client` is an `ollama.AsyncClient`; typed Any because its overloads are partly untyped."""
 
     whole = await client.chat(
         model="m1", messages=[{"role": "user", "content": "hi"}], stream=False
@@ -129,7 +132,8 @@ async def test_openai_client_chats_whole_streamed_and_with_tools(
         await _openai_calls(client)
 
 
-async def _openai_calls(client: openai.AsyncOpenAI) -> None:
+async def _openai_calls(client: Any) -> None:
+    """`client` is an `openai.AsyncOpenAI`; Any, since tools are passed as plain dicts."""
 
     whole = await client.chat.completions.create(
         model="m1", messages=[{"role": "user", "content": "hi"}]
@@ -148,7 +152,7 @@ async def _openai_calls(client: openai.AsyncOpenAI) -> None:
     assert chunks[-1].choices[0].finish_reason == "stop"
 
     asked: list[Any] = [{"role": "user", "content": "weather?"}]
-    whole = await client.chat.completions.create(model="m1", messages=asked, tools=[WEATHER_TOOL])  # pyright: ignore[reportArgumentType]
+    whole = await client.chat.completions.create(model="m1", messages=asked, tools=[WEATHER_TOOL])
     calls = whole.choices[0].message.tool_calls or []
     assert whole.choices[0].finish_reason == "tool_calls"
     call = calls[0]
@@ -160,7 +164,7 @@ async def _openai_calls(client: openai.AsyncOpenAI) -> None:
 
     stream = await client.chat.completions.create(
         model="m1", messages=asked, tools=[WEATHER_TOOL], stream=True
-    )  # pyright: ignore[reportArgumentType]
+    )
     streamed = [
         t
         for c in [c async for c in stream]
@@ -188,7 +192,7 @@ async def _openai_calls(client: openai.AsyncOpenAI) -> None:
         },
         {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
     ]
-    final = await client.chat.completions.create(model="m1", messages=follow, tools=[WEATHER_TOOL])  # pyright: ignore[reportArgumentType]
+    final = await client.chat.completions.create(model="m1", messages=follow, tools=[WEATHER_TOOL])
     assert final.choices[0].message.content == "up says: sunny"
 
 

@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -231,9 +231,15 @@ async def test_api_key_is_never_returned_or_logged(
     ]
     assert all("sk-very-secret" not in t for t in texts)
     assert (await api.get("/api/llm/endpoints/k")).json()["has_api_key"] is True
+    server.health_status = 200
+    await api.post("/api/llm/endpoints/k/check")
+    resp = await api.post(
+        "/v1/chat/completions", json={"model": "auto", "messages": HI["messages"]}
+    )
+    assert resp.status_code == 200, resp.text
+    assert server.chats[-1]["_headers"]["Authorization"] == "Bearer sk-very-secret"
+    assert "sk-very-secret" not in resp.text
     assert "sk-very-secret" not in caplog.text
-    assert server.chats == [] or True
-    await api.post("/v1/chat/completions", json={"model": "m", "messages": HI["messages"]})
 
 
 async def test_budget_refuses_with_when_it_frees_and_then_releases(
@@ -282,27 +288,7 @@ async def test_budget_refuses_with_when_it_frees_and_then_releases(
 async def test_ledger_journal_left_by_a_crash_is_replayed_once(
     llm_settings: LlmSettings, engine: Any, serve_registry: Serve
 ) -> None:
-    ledger_dir = Path(llm_settings.llm_ledger_dir or "")
-    ledger_dir.mkdir(parents=True, exist_ok=True)
-    row = {
-        "id": "crash1",
-        "at": "2026-01-01T00:00:00+00:00",
-        "caller": "a",
-        "caller_class": "agent",
-        "endpoint_id": "e",
-        "model": "m",
-        "tier": "standard",
-        "tokens_in": 7,
-        "tokens_out": 3,
-        "duration_ms": 1.0,
-        "cost_usd": 0.0,
-        "ok": True,
-        "seq": 1,
-        "routing": None,
-    }
-    # what a SIGKILLed process leaves: a rotated file not yet deleted and the current journal
-    (ledger_dir / "1.jsonl").write_text(json.dumps(row) + "\n")
-    (ledger_dir / "current.jsonl").write_text(json.dumps(row) + "\n" + '{"torn')
+    _leave_journal(Path(llm_settings.llm_ledger_dir or ""))
     for _ in range(2):  # a second start finds nothing left to replay
         async with serve_registry(llm_settings):
             pass
@@ -377,5 +363,24 @@ async def test_routed_events_carry_the_decision(
     assert (event["tokens_in"], event["tokens_out"]) == (10, 5)
 
 
-def _unused(_: AsyncIterator[None]) -> None:
-    return None
+def _leave_journal(ledger_dir: Path) -> None:
+    ledger_dir.mkdir(parents=True, exist_ok=True)
+    row = {
+        "id": "crash1",
+        "at": "2026-01-01T00:00:00+00:00",
+        "caller": "a",
+        "caller_class": "agent",
+        "endpoint_id": "e",
+        "model": "m",
+        "tier": "standard",
+        "tokens_in": 7,
+        "tokens_out": 3,
+        "duration_ms": 1.0,
+        "cost_usd": 0.0,
+        "ok": True,
+        "seq": 1,
+        "routing": None,
+    }
+    # what a SIGKILLed process leaves: a rotated file not yet deleted and the current journal
+    (ledger_dir / "1.jsonl").write_text(json.dumps(row) + "\n")
+    (ledger_dir / "current.jsonl").write_text(json.dumps(row) + "\n" + '{"torn')

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -120,32 +120,40 @@ async def costs(
 
 async def _body(request: Request) -> Json:
     try:
-        body = json.loads(await request.body())
+        raw: Any = json.loads(await request.body())
     except ValueError:
         raise InvalidError("body: must be a JSON object", field="body") from None
-    if not isinstance(body, dict):
+    if not isinstance(raw, dict):
         raise InvalidError("body: must be a JSON object", field="body")
-    messages = body.get("messages")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    body = cast(Json, raw)
+    messages: Any = body.get("messages")
     if (
         not isinstance(messages, list)
         or not messages
-        or not all(isinstance(m, dict) and "role" in m for m in messages)
-    ):  # pyright: ignore[reportUnknownVariableType]
+        or not all(map(_is_message, cast(list[Any], messages)))
+    ):
         raise InvalidError(
             "messages: must be a non-empty list of {role, content}", field="messages"
         )
-    model = body.get("model")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    model: Any = body.get("model")
     if model is not None and not isinstance(model, str):
         raise InvalidError("model: must be a string", field="model")
-    tools = body.get("tools")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    tools: Any = body.get("tools")
     if tools is not None and not (
-        isinstance(tools, list)
-        and all(isinstance(t, dict) and isinstance(t.get("function"), dict) for t in tools)
-    ):  # pyright: ignore[reportUnknownVariableType, reportUnknownMemberType]
+        isinstance(tools, list) and all(map(_is_tool, cast(list[Any], tools)))
+    ):
         raise InvalidError(
             "tools: must be a list of {type: function, function: {...}}", field="tools"
         )
-    return body  # pyright: ignore[reportUnknownVariableType]
+    return body
+
+
+def _is_message(item: Any) -> bool:
+    return isinstance(item, dict) and "role" in item
+
+
+def _is_tool(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(cast(Json, item).get("function"), dict)
 
 
 def _who(request: Request, principal: Principal) -> tuple[Who, str | None]:
@@ -154,7 +162,7 @@ def _who(request: Request, principal: Principal) -> tuple[Who, str | None]:
 
 
 def _problem(exc: AgentcomError) -> Response:
-    headers = {}
+    headers: dict[str, str] = {}
     if isinstance(exc, BudgetExhaustedError):
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     return Response(

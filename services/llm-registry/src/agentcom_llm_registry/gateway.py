@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -217,7 +217,7 @@ class Gateway:
         finally:
             self._account(who, routing, last.tokens_in, last.tokens_out, started, ok=ok)
 
-    async def _upstream_stream(self, cand: Candidate, call: Call) -> AsyncIterator[Delta]:
+    async def _upstream_stream(self, cand: Candidate, call: Call) -> AsyncGenerator[Delta]:
         endpoint = cand.endpoint
         url, body, headers = providers.build_request(
             endpoint.provider, endpoint.base_url, endpoint.api_key, cand.model, call, stream=True
@@ -230,7 +230,7 @@ class Gateway:
             async with self._session().post(url, json=body, headers=headers) as resp:
                 if resp.status >= 300:
                     _check_status(endpoint, resp.status, await resp.read())
-                async for delta in providers.parse_stream(endpoint.provider, resp.content):
+                async for delta in providers.parse_stream(endpoint.provider, _lines(resp.content)):
                     last = delta
                     yield delta
                 ok = last.done
@@ -284,3 +284,8 @@ def no_endpoint(detail: str) -> UnavailableError:
 
 
 __all__ = ["Gateway", "RouteStep", "UpstreamFailedError", "Who", "resolve"]
+
+
+async def _lines(reader: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    async for line in reader:
+        yield line

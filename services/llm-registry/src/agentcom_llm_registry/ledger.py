@@ -219,7 +219,7 @@ class Ledger:
             | {"at": datetime.fromisoformat(r.at)}
             for r in rows
         ]
-        events = [
+        events: list[dict[str, Any]] = [
             {
                 "subject": subjects.LLM_ROUTED,
                 "payload": CallRouted(

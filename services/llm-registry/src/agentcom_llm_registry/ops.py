@@ -11,7 +11,7 @@ import logging
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
@@ -24,7 +24,7 @@ from agentcom_common.errors import DuplicateError, NotFoundError
 from agentcom_llm_registry import store
 from agentcom_llm_registry.gateway import Gateway
 from agentcom_llm_registry.ledger import Budgets, Ledger
-from agentcom_llm_registry.providers import PROVIDERS
+from agentcom_llm_registry.providers import PROVIDERS, as_list, as_obj
 from agentcom_llm_registry.registry import Endpoint, HostResources, Registry
 from agentcom_llm_registry.settings import LlmSettings
 from agentcom_llm_registry.views import AddEndpoint, EndpointView, Metrics, Resources
@@ -86,7 +86,7 @@ class Llm:
         """Bring the in-memory list in line with the table (other replicas' changes)."""
         async with self.engine.connect() as conn:
             rows = await store.all_endpoints(conn)
-        ids = set()
+        ids: set[str] = set()
         for row in rows:
             ids.add(row.id)
             self.registry.put(_endpoint(row))
@@ -275,14 +275,16 @@ class Llm:
             ram_percent=_num(data.get("ram_percent")),
             vram_percent=_num(data.get("vram_percent")),
             load=_num(data.get("load")),
-            gpus=[g for g in data.get("gpus") or [] if isinstance(g, dict)][:16],
+            gpus=[
+                cast(dict[str, Any], g) for g in as_list(data.get("gpus")) if isinstance(g, dict)
+            ][:16],
             at=time.monotonic(),
         )
         url = data.get("ollama_url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             return
         endpoint_id = f"sidecar-{subjects.checked_id(agent_id, 'agent id')}"[:64]
-        models = [str(m) for m in data.get("models") or [] if isinstance(m, str)][:200]
+        models = [str(m) for m in as_list(data.get("models")) if isinstance(m, str)][:200]
         known = self.registry.get(endpoint_id)
         if (
             known is not None
@@ -333,9 +335,9 @@ class Llm:
                 continue
             for msg in batch:
                 try:
-                    data = json.loads(msg.data)
-                    if isinstance(data, dict) and data.get("kind") == "heartbeat":
-                        await self.on_heartbeat(data)  # pyright: ignore[reportUnknownArgumentType]
+                    data: Any = json.loads(msg.data)
+                    if isinstance(data, dict) and as_obj(data).get("kind") == "heartbeat":
+                        await self.on_heartbeat(as_obj(data))
                 except (ValueError, TypeError):
                     log.warning("heartbeat.unreadable", extra={"subject": msg.subject})
                 except Exception:  # Postgres away: redeliver shortly

@@ -65,6 +65,15 @@ class UpstreamRefusedError(UpstreamError):
         self.detail = detail
 
 
+def as_obj(value: Any) -> Json:
+    """`value` if it is a JSON object, else an empty one (typed for the checker)."""
+    return value if isinstance(value, dict) else {}  # pyright: ignore[reportUnknownVariableType]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []  # pyright: ignore[reportUnknownVariableType]
+
+
 def _text(content: Any) -> str:
     """OpenAI content may be a list of parts; keep the text parts."""
     if content is None:
@@ -110,7 +119,7 @@ def messages_from_ollama(messages: list[Json]) -> list[Json]:
             pending = []
             calls: list[Json] = []
             for call in msg["tool_calls"]:
-                fn = call.get("function", {})
+                fn = as_obj(call.get("function"))
                 call_id = call.get("id") or new_call_id()
                 pending.append(call_id)
                 calls.append(
@@ -378,7 +387,7 @@ def messages_to_anthropic(messages: list[Json]) -> tuple[str, list[Json]]:
             )
         elif role == "assistant":
             blocks: list[Json] = [{"type": "text", "text": text}] if text else []
-            for c in msg.get("tool_calls") or []:
+            for c in as_list(msg.get("tool_calls")):
                 blocks.append(
                     {
                         "type": "tool_use",
@@ -399,12 +408,12 @@ def messages_to_anthropic(messages: list[Json]) -> tuple[str, list[Json]]:
 def parse_reply(provider: Provider, body: Json) -> Reply:
     try:
         if provider == "ollama":
-            msg = body.get("message") or {}
+            msg = as_obj(body.get("message"))
             calls = [
                 ToolCall(
                     new_call_id(), c["function"]["name"], _args(c["function"].get("arguments"))
                 )
-                for c in msg.get("tool_calls") or []
+                for c in as_list(msg.get("tool_calls"))
             ]
             return Reply(
                 content=msg.get("content") or "",
@@ -416,16 +425,16 @@ def parse_reply(provider: Provider, body: Json) -> Reply:
             )
         if provider == "openai":
             choice = body["choices"][0]
-            msg = choice.get("message") or {}
+            msg = as_obj(choice.get("message"))
             calls = [
                 ToolCall(
                     c.get("id") or new_call_id(),
                     c["function"]["name"],
                     _args(c["function"].get("arguments")),
                 )
-                for c in msg.get("tool_calls") or []
+                for c in as_list(msg.get("tool_calls"))
             ]
-            usage = body.get("usage") or {}
+            usage = as_obj(body.get("usage"))
             return Reply(
                 content=_text(msg.get("content")),
                 tool_calls=calls,
@@ -435,13 +444,13 @@ def parse_reply(provider: Provider, body: Json) -> Reply:
                 model=body.get("model", ""),
             )
         text: list[str] = []
-        calls = []
-        for block in body.get("content") or []:
+        calls: list[ToolCall] = []
+        for block in map(as_obj, as_list(body.get("content"))):
             if block.get("type") == "text":
                 text.append(block.get("text", ""))
             elif block.get("type") == "tool_use":
                 calls.append(ToolCall(block["id"], block["name"], _args(block.get("input"))))
-        usage = body.get("usage") or {}
+        usage = as_obj(body.get("usage"))
         return Reply(
             content="".join(text),
             tool_calls=calls,
@@ -481,10 +490,10 @@ async def _ollama_stream(lines: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
         body = json.loads(line)
         if "error" in body:
             raise UpstreamError(f"ollama stream error: {str(body['error'])[:200]}")
-        msg = body.get("message") or {}
+        msg = as_obj(body.get("message"))
         calls = [
             ToolCall(new_call_id(), c["function"]["name"], _args(c["function"].get("arguments")))
-            for c in msg.get("tool_calls") or []
+            for c in as_list(msg.get("tool_calls"))
         ]
         if body.get("done"):
             if msg.get("content") or calls:
@@ -518,13 +527,13 @@ async def _openai_stream(lines: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
         if usage := body.get("usage"):
             tokens_in = int(usage.get("prompt_tokens") or 0)
             tokens_out = int(usage.get("completion_tokens") or 0)
-        for choice in body.get("choices") or []:
-            delta = choice.get("delta") or {}
+        for choice in as_list(body.get("choices")):
+            delta = as_obj(choice.get("delta"))
             if text := delta.get("content"):
                 yield Delta(content=text)
-            for piece in delta.get("tool_calls") or []:
+            for piece in as_list(delta.get("tool_calls")):
                 slot = calls.setdefault(piece.get("index", 0), {"id": "", "name": "", "args": ""})
-                fn = piece.get("function") or {}
+                fn = as_obj(piece.get("function"))
                 slot["id"] = piece.get("id") or slot["id"]
                 slot["name"] += fn.get("name") or ""
                 slot["args"] += fn.get("arguments") or ""
@@ -553,7 +562,7 @@ class _AnthropicState:
         """Fold one SSE event in; return a text delta to pass on, if any."""
         kind = body.get("type")
         if kind == "message_start":
-            self.tokens_in = int(body["message"].get("usage", {}).get("input_tokens") or 0)
+            self.tokens_in = int(as_obj(body["message"].get("usage")).get("input_tokens") or 0)
         elif kind == "content_block_start" and body["content_block"].get("type") == "tool_use":
             block = body["content_block"]
             self.blocks[body["index"]] = {"id": block["id"], "name": block["name"], "args": ""}
@@ -564,8 +573,8 @@ class _AnthropicState:
             if delta.get("type") == "input_json_delta":
                 self.blocks[body["index"]]["args"] += delta.get("partial_json", "")
         elif kind == "message_delta":
-            self.finish = _anthropic_finish(body.get("delta", {}).get("stop_reason"))
-            self.tokens_out = int(body.get("usage", {}).get("output_tokens") or 0)
+            self.finish = _anthropic_finish(as_obj(body.get("delta")).get("stop_reason"))
+            self.tokens_out = int(as_obj(body.get("usage")).get("output_tokens") or 0)
         elif kind == "error":
             raise UpstreamError(f"anthropic stream error: {str(body.get('error'))[:200]}")
         elif kind == "message_stop":
@@ -601,8 +610,8 @@ def discovery_paths(provider: Provider) -> tuple[str, str | None]:
 
 def parse_models(provider: Provider, body: Json) -> list[str]:
     if provider == "ollama":
-        return [str(m.get("model") or m.get("name")) for m in body.get("models") or []]
-    return [str(m["id"]) for m in body.get("data") or []]
+        return [str(m.get("model") or m.get("name")) for m in as_list(body.get("models"))]
+    return [str(m["id"]) for m in as_list(body.get("data"))]
 
 
 def discovery_headers(provider: Provider, api_key: str | None) -> dict[str, str]:

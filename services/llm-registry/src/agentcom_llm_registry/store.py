@@ -52,4 +52,5 @@ async def cost_summary(conn: AsyncConnection, since: datetime, group_by: str) ->
         .group_by(key)
         .order_by(key)
     )
-    return list((await conn.execute(stmt)).all())
+    rows: list[Any] = list((await conn.execute(stmt)).all())
+    return rows

@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from agentcom_llm_registry.providers import as_list, as_obj
+
 Json = dict[str, Any]
 
 
@@ -40,14 +42,15 @@ class FakeLLM:
 
     def answer(self, body: Json) -> tuple[str, Json | None]:
         """(text, tool call or None): a tool call when tools are offered and none answered yet."""
-        messages = body.get("messages") or []
-        last = messages[-1] if messages else {}
+        messages: list[Json] = list(map(as_obj, as_list(body.get("messages"))))
+        last: Json = messages[-1] if messages else {}
         answered = any(m.get("role") == "tool" for m in messages) or _has_tool_result(messages)
         if body.get("tools") and not answered:
             return "", {"name": "get_weather", "arguments": {"city": "Paris"}}
-        content = last.get("content")
+        content: Any = last.get("content")
         if isinstance(content, list):
-            content = " ".join(str(b.get("content") or b.get("text") or "") for b in content)  # pyright: ignore[reportUnknownVariableType, reportUnknownMemberType, reportUnknownArgumentType]
+            blocks = map(as_obj, as_list(content))
+            content = " ".join(str(b.get("content") or b.get("text") or "") for b in blocks)
         return f"{self.name} says: {content}", None
 
     async def start(self) -> None:
@@ -200,7 +203,7 @@ class FakeLLM:
             if piece:
                 await send({"content": piece})
         if calls:  # arguments split over two chunks, the way OpenAI streams them
-            args = calls[0]["function"]["arguments"]
+            args = json.dumps(tool["arguments"]) if tool else ""
             await send(
                 {
                     "tool_calls": [
@@ -324,9 +327,6 @@ class FakeLLM:
 
 def _has_tool_result(messages: list[Json]) -> bool:
     for m in messages:
-        content = m.get("content")
-        if isinstance(content, list) and any(
-            isinstance(b, dict) and b.get("type") == "tool_result" for b in content
-        ):  # pyright: ignore[reportUnknownVariableType]
+        if any(as_obj(b).get("type") == "tool_result" for b in as_list(m.get("content"))):
             return True
     return False
