@@ -70,7 +70,7 @@ class LlmSettings(CommonSettings):
     llm_prices: dict[str, list[float]] = Field(
         default_factory=dict,
         description="Model -> [USD per 1M input tokens, USD per 1M output tokens] (JSON); "
-        "unlisted models cost 0 (local) unless served by an anthropic/openai-cloud endpoint.",
+        "unlisted models cost 0 (local ones: tokens and time are still counted).",
     )
     llm_ledger_flush_interval: Interval = Field(
         default=timedelta(milliseconds=500),
