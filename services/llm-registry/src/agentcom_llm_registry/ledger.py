@@ -26,17 +26,18 @@ import os
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import clock, subjects
-from agentcom_common.contracts.llm import CallRouted, Routing
+from agentcom_common.contracts.llm import Routing
 from agentcom_common.errors import AgentcomError
 from agentcom_llm_registry import tables
 
@@ -69,7 +70,7 @@ class Entry:
     cost_usd: float
     ok: bool
     seq: int
-    routing: dict[str, Any] | None = None
+    routing: str = "null"  # the Routing as JSON text, made once per call
 
 
 class Budgets:
@@ -142,6 +143,7 @@ class Ledger:
         self.seq = 0
         self._journal: Any = None
         self._lock = asyncio.Lock()
+        self.publish: Callable[[str, bytes], Awaitable[None]] | None = None
 
     def open(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -180,10 +182,10 @@ class Ledger:
             cost_usd=self.price(routing.model, tokens_in, tokens_out),
             ok=ok,
             seq=self.seq,
-            routing=routing.model_dump(mode="json"),
+            routing=routing.model_dump_json(),
         )
         if self._journal is not None:
-            self._journal.write(json.dumps(asdict(entry)) + "\n")
+            self._journal.write(_line(entry) + "\n")
             self._journal.flush()  # into the OS: survives this process dying
         self.buffer.append(entry)
         return entry
@@ -214,32 +216,12 @@ class Ledger:
         return rotated
 
     async def _insert(self, rows: list[Entry]) -> None:
-        values = [
-            {k: v for k, v in asdict(r).items() if k != "routing"}
-            | {"at": datetime.fromisoformat(r.at)}
-            for r in rows
-        ]
-        events: list[dict[str, Any]] = [
-            {
-                "subject": subjects.LLM_ROUTED,
-                "payload": CallRouted(
-                    call_id=r.id,
-                    caller=r.caller,
-                    caller_class=r.caller_class,
-                    ok=r.ok,
-                    tokens_in=r.tokens_in,
-                    tokens_out=r.tokens_out,
-                    duration_ms=r.duration_ms,
-                    cost_usd=r.cost_usd,
-                    routing=Routing.model_validate(r.routing or {"tier": r.tier or "standard"}),
-                    at=datetime.fromisoformat(r.at),
-                )
-                .model_dump_json()
-                .encode(),
-                "headers": {},
-            }
-            for r in rows
-        ]
+        """Insert rows (a replayed id is skipped); then publish a routed event per new row.
+
+        The event goes out as a core publish onto the EVENTS stream after the commit: it is a
+        notification, the ledger row is the record. NATS away means no event, never no row.
+        """
+        values = [_values(r) for r in rows]
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 insert(tables.calls)
@@ -248,13 +230,12 @@ class Ledger:
                 .returning(tables.calls.c.id)
             )
             fresh = {row.id for row in result}
-            # an event only for rows not already stored: a replayed journal does not repeat them
-            fresh_events = [e for e, r in zip(events, rows, strict=True) if r.id in fresh]
-            if fresh_events:
-                await conn.execute(self.outbox.insert().values(fresh_events))
-                await conn.execute(
-                    select(func.pg_notify(f"agentcom_outbox_{self.outbox.schema}", ""))
-                )
+        if self.publish is None:
+            return
+        for r in rows:
+            if r.id in fresh:
+                with contextlib.suppress(Exception):
+                    await self.publish(subjects.LLM_ROUTED, _event(r))
 
     async def replay(self) -> int:
         """Insert every journal file left by an earlier process; returns how many rows were read."""
@@ -266,7 +247,9 @@ class Ledger:
             rows: list[Entry] = []
             for line in path.read_text(encoding="utf-8").splitlines():
                 with contextlib.suppress(ValueError, TypeError):  # a torn last line is skipped
-                    rows.append(Entry(**json.loads(line)))
+                    fields = json.loads(line)
+                    fields["routing"] = json.dumps(fields.get("routing"))
+                    rows.append(Entry(**fields))
             for start in range(0, len(rows), 500):
                 await self._insert(rows[start : start + 500])
             path.unlink()
@@ -298,3 +281,31 @@ class Ledger:
             for row in await conn.execute(stmt):
                 out.setdefault(row.caller_class, []).append(row.at.timestamp())
         return out
+
+
+def _line(entry: Entry) -> str:
+    """The journal line: the row's fields with the routing object spliced in as JSON."""
+    plain = {k: v for k, v in asdict(entry).items() if k != "routing"}
+    return json.dumps(plain)[:-1] + ', "routing": ' + entry.routing + "}"
+
+
+def _values(entry: Entry) -> dict[str, Any]:
+    plain = {k: v for k, v in asdict(entry).items() if k != "routing"}
+    return plain | {"at": datetime.fromisoformat(entry.at)}
+
+
+def _event(entry: Entry) -> bytes:
+    """`CallRouted` as JSON, built by splicing the routing text (no re-validation per row)."""
+    head = {
+        "schema_version": 1,
+        "call_id": entry.id,
+        "caller": entry.caller,
+        "caller_class": entry.caller_class,
+        "ok": entry.ok,
+        "tokens_in": entry.tokens_in,
+        "tokens_out": entry.tokens_out,
+        "duration_ms": entry.duration_ms,
+        "cost_usd": entry.cost_usd,
+        "at": entry.at,
+    }
+    return (json.dumps(head)[:-1] + ', "routing": ' + entry.routing + "}").encode()
