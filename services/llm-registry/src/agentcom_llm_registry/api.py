@@ -5,14 +5,16 @@ the fields they use and answer a 422 naming the field otherwise.
 """
 
 import json
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentcom_common import clock
 from agentcom_common.auth import Principal, Role
@@ -26,6 +28,7 @@ from agentcom_llm_registry.ops import Llm
 from agentcom_llm_registry.providers import Call, Delta, Json
 from agentcom_llm_registry.views import AddEndpoint, CostRow, Costs, EndpointView
 
+log = logging.getLogger(__name__)
 CALLER_CLASS = "x-agentcom-caller-class"
 TIER = "x-agentcom-tier"
 
@@ -348,3 +351,37 @@ async def openai_models(s: L, _who: Caller) -> dict[str, Any]:
             for m, e in s.registry.models()
         ],
     }
+
+
+Route = Callable[[Request, Llm, Principal], Awaitable[Response]]
+FAST_ROUTES: dict[str, Route] = {"/api/chat": ollama_chat, "/v1/chat/completions": openai_chat}
+
+
+class FastPath:
+    """ASGI middleware: the two chat routes skip FastAPI's dependency solving.
+
+    They call the very functions registered above (which stay the documented routes in
+    /docs), with the same auth check; everything else goes to the app. This removes a few
+    hundred microseconds per call, most of the gateway's own overhead (bench/gateway_bench.py).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = FAST_ROUTES.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        state = scope["app"].state
+        try:
+            principal = await state.verifier.verify(request.headers.get("authorization"))
+            principal.require(Role.AGENT)
+            response = await route(request, state.llm, principal)
+        except AgentcomError as exc:
+            response = (_openai_problem if route is openai_chat else _problem)(exc)
+        except Exception:  # the app's handler would answer the same problem JSON
+            log.exception("http.failed", extra={"path": scope["path"]})
+            response = _problem(AgentcomError("internal error; see service logs"))
+        await response(scope, receive, send)

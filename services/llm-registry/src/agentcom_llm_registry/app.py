@@ -35,4 +35,5 @@ def create_app(settings: CommonSettings) -> FastAPI:
 
     spec = dataclasses.replace(SPEC, starters=(handlers.starter(llm_settings, publish),))
     app = build(spec, llm_settings)
+    app.add_middleware(api.FastPath)
     return app
