@@ -384,3 +384,25 @@ def _leave_journal(ledger_dir: Path) -> None:
     # what a SIGKILLed process leaves: a rotated file not yet deleted and the current journal
     (ledger_dir / "1.jsonl").write_text(json.dumps(row) + "\n")
     (ledger_dir / "current.jsonl").write_text(json.dumps(row) + "\n" + '{"torn')
+
+
+async def test_gateway_needs_an_agent_or_admin_token(
+    fake: Fake, api: httpx.AsyncClient, register: Register, engine: Any
+) -> None:
+    from agentcom_common import auth
+
+    server = await fake("a")
+    await register("a", "ollama", server.url, classes=["local"])
+    viewer = (await auth.issue(engine, auth.Role.VIEWER, "watcher")).token
+    agent = (await auth.issue(engine, auth.Role.AGENT, "worker-1")).token
+    for path in ("/api/chat", "/v1/chat/completions"):
+        missing = await api.post(path, json=HI, headers={"Authorization": ""})
+        code = missing.json().get("code") or missing.json()["error"]  # OpenAI: error is an object
+        assert (missing.status_code, code) == (401, "missing_token")
+        forbidden = await api.post(path, json=HI, headers={"Authorization": f"Bearer {viewer}"})
+        assert forbidden.status_code == 403
+        allowed = await api.post(path, json=HI, headers={"Authorization": f"Bearer {agent}"})
+        assert allowed.status_code == 200, allowed.text
+    assert server.chats[-1]["messages"][-1]["content"] == "hi"
+    costs = (await api.get("/api/llm/costs", params={"group_by": "caller"})).json()
+    assert {r["key"]: r["calls"] for r in costs["rows"]}["worker-1"] == 2

@@ -64,6 +64,7 @@ class Llm:
             connect_timeout=settings.llm_connect_timeout.total_seconds(),
         )
         self._wake = asyncio.Event()
+        self._changes = 0  # bumped by every local add/remove (see reload)
 
     async def start(self) -> None:
         replayed = await self.ledger.replay()
@@ -84,8 +85,11 @@ class Llm:
 
     async def reload(self) -> None:
         """Bring the in-memory list in line with the table (other replicas' changes)."""
+        changes = self._changes
         async with self.engine.connect() as conn:
             rows = await store.all_endpoints(conn)
+        if changes != self._changes:
+            return  # an add or remove here raced this read; the next pass reads again
         ids: set[str] = set()
         for row in rows:
             ids.add(row.id)
@@ -111,6 +115,7 @@ class Llm:
                 f"added ({source})",
             )
         endpoint = self.registry.put(_endpoint_from(values))
+        self._changes += 1
         self._wake.set()
         return self.view(endpoint)
 
@@ -119,6 +124,7 @@ class Llm:
             if not await store.delete_endpoint(conn, endpoint_id):
                 raise NotFoundError(f"no endpoint {endpoint_id}", code="endpoint_not_found")
             known = self.registry.endpoints.pop(endpoint_id, None)
+            self._changes += 1
             await self._event(
                 conn,
                 subjects.LLM_ENDPOINT_REMOVED,
@@ -315,6 +321,7 @@ class Llm:
                     f"reported by sidecar {agent_id}",
                 )
         self.registry.put(_endpoint_from(values))
+        self._changes += 1
         self._wake.set()
 
     async def consume_heartbeats(self, js: JetStreamContext) -> None:
