@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from agentcom_common.contracts.llm import RouteStep, Routing
-from agentcom_common.errors import AgentcomError, InvalidError, UnavailableError
+from agentcom_common.contracts.llm import Routing
+from agentcom_common.errors import AgentcomError, InvalidError
 from agentcom_llm_registry import providers
 from agentcom_llm_registry.ledger import Budgets, Ledger
 from agentcom_llm_registry.providers import Call, Delta, Reply, UpstreamError, UpstreamRefusedError
@@ -203,7 +203,7 @@ class Gateway:
         raise UpstreamFailedError(f"every candidate failed: {routing.reason}", routing)
 
     async def _relay(
-        self, first: Delta, rest: AsyncIterator[Delta], routing: Routing, who: Who, started: float
+        self, first: Delta, rest: AsyncGenerator[Delta], routing: Routing, who: Who, started: float
     ) -> AsyncIterator[Delta]:
         last = first
         ok = False
@@ -215,6 +215,7 @@ class Gateway:
                     yield delta
             ok = last.done
         finally:
+            await rest.aclose()  # a client that went away must not leave the upstream open
             self._account(who, routing, last.tokens_in, last.tokens_out, started, ok=ok)
 
     async def _upstream_stream(self, cand: Candidate, call: Call) -> AsyncGenerator[Delta]:
@@ -277,13 +278,6 @@ def _check_status(endpoint: Endpoint, status: int, raw: bytes) -> None:
     if status in (400, 422):
         raise UpstreamRefusedError(status, detail)
     raise UpstreamError(f"HTTP {status} from {endpoint.id}")
-
-
-def no_endpoint(detail: str) -> UnavailableError:
-    return UnavailableError(detail, code="no_endpoint_available")
-
-
-__all__ = ["Gateway", "RouteStep", "UpstreamFailedError", "Who", "resolve"]
 
 
 async def _lines(reader: aiohttp.StreamReader) -> AsyncIterator[bytes]:

@@ -1,6 +1,7 @@
 """NATS: `agentcom.rpc.llm.chat`, and the loops the service owns (health, heartbeats, ledger)."""
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from agentcom_common import micro
@@ -15,6 +16,7 @@ from agentcom_llm_registry.settings import LlmSettings
 async def chat(s: Llm, req: ChatRequest) -> ChatReply:
     """One non-streamed chat call, routed exactly like the HTTP gateway's."""
     call = Call(list(req.messages), list(req.tools) if req.tools else None, dict(req.options))
+    began = time.perf_counter()
     reply, routing = await s.gateway.chat(
         call, req.model, req.tier, Who(req.caller, req.caller_class)
     )
@@ -28,7 +30,7 @@ async def chat(s: Llm, req: ChatRequest) -> ChatReply:
         endpoint_id=routing.endpoint_id or "",
         tokens_in=reply.tokens_in,
         tokens_out=reply.tokens_out,
-        duration_ms=0.0,
+        duration_ms=round((time.perf_counter() - began) * 1000, 3),
         routing=routing,
     )
 

@@ -4,8 +4,8 @@ A call's row is written where it cannot be lost before it is anywhere slow:
 1. at the end of the call it is appended (one `write`, no fsync) to the journal file
    `<ledger dir>/current.jsonl` and to an in-memory buffer; the reply does not wait on Postgres;
 2. every `flush_interval` the flusher rotates the journal to `<n>.jsonl`, inserts the buffered
-   rows (and their `agentcom.evt.llm.routed` outbox rows) in one transaction, then deletes the
-   rotated file.
+   rows in one transaction, deletes the rotated file, then publishes an
+   `agentcom.evt.llm.routed` event per new row (a notification; the row is the record).
 
 What a crash does: the process dying (SIGKILL, OOM) loses nothing - the journal lines are in
 the OS page cache, and at start `replay()` inserts every journal file's rows with
@@ -81,6 +81,12 @@ class Budgets:
     ) -> None:
         self.limits = limits
         self.windows = windows or WINDOWS  # seconds per window name; tests shrink them
+        for caller_class, named in limits.items():
+            if unknown := set(named) - set(self.windows):
+                raise ValueError(
+                    f"budget for {caller_class}: unknown window {sorted(unknown)}; "
+                    f"use {', '.join(self.windows)}"
+                )
         self.calls: dict[str, deque[float]] = {}
 
     def window(self, name: str) -> float:
