@@ -227,18 +227,23 @@ class Ledger:
         The event goes out as a core publish onto the EVENTS stream after the commit: it is a
         notification, the ledger row is the record. NATS away means no event, never no row.
         """
-        values = [_values(r) for r in rows]
+        fresh: set[str] = set()
         async with self.engine.begin() as conn:
-            # executemany of one cached statement: a multi-VALUES insert would be compiled
-            # afresh for every batch, which cost more CPU than the calls it records
-            result = await conn.execute(_INSERT, values)
-            fresh = {row.id for row in result}
+            for start in range(0, len(rows), CHUNK):
+                values = [_values(r) for r in rows[start : start + CHUNK]]
+                # executemany of one cached statement: a multi-VALUES insert would be compiled
+                # afresh for every batch, which cost more CPU than the calls it records
+                result = await conn.execute(_INSERT, values)
+                fresh.update(row.id for row in result)
+                await asyncio.sleep(0)  # let waiting requests run between chunks (tail latency)
         if self.publish is None:
             return
-        for r in rows:
+        for index, r in enumerate(rows):
             if r.id in fresh:
                 with contextlib.suppress(Exception):
                     await self.publish(subjects.LLM_ROUTED, _event(r))
+            if index % CHUNK == CHUNK - 1:
+                await asyncio.sleep(0)
 
     async def replay(self) -> int:
         """Insert every journal file left by an earlier process; returns how many rows were read."""
@@ -286,6 +291,7 @@ class Ledger:
         return out
 
 
+CHUNK = 100  # rows per insert / events per slice: keeps each pause of the event loop short
 _INSERT = insert(tables.calls).on_conflict_do_nothing().returning(tables.calls.c.id)
 _FIELDS = tuple(f for f in Entry.__dataclass_fields__ if f != "routing")
 
