@@ -91,6 +91,10 @@ async def test_scoring_spreads_load_between_two_equal_endpoints(
     for _ in range(10):
         assert (await api.post("/api/chat", json=HI)).status_code == 200
     assert min(len(one.chats), len(two.chats)) >= 3, (len(one.chats), len(two.chats))
+    metrics = (await api.get("/api/llm/metrics")).json()
+    assert metrics["one"]["calls"] + metrics["two"]["calls"] == 30
+    assert metrics["one"]["in_flight"] == metrics["two"]["in_flight"] == 0
+    assert metrics["one"]["latency_p50_ms"] >= 50  # the fake's delay, measured per endpoint
 
 
 async def test_a_busy_host_scores_lower(
