@@ -36,7 +36,8 @@ class LlmSettings(CommonSettings):
         "from the health interval up to this.",
     )
     llm_request_timeout: Interval = Field(
-        default=timedelta(seconds=120), description="Longest wait for the next bytes of an upstream chat reply (a long stream may run longer in total)."
+        default=timedelta(seconds=120),
+        description="Longest wait for the next bytes of an upstream chat reply (a long stream may run longer in total).",
     )
     llm_connect_timeout: Interval = Field(
         default=timedelta(seconds=5), description="Deadline to connect to an upstream."
