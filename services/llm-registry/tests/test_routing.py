@@ -410,3 +410,26 @@ async def test_gateway_needs_an_agent_or_admin_token(
     assert server.chats[-1]["messages"][-1]["content"] == "hi"
     costs = (await api.get("/api/llm/costs", params={"group_by": "caller"})).json()
     assert {r["key"]: r["calls"] for r in costs["rows"]}["worker-1"] == 2
+
+
+async def test_a_stream_cut_mid_way_ends_with_an_error_and_counts_as_failed(
+    fake: Fake, api: httpx.AsyncClient, register: Register
+) -> None:
+    server = await fake("cut", break_streams=True)
+    await register("cut", "ollama", server.url, classes=["local"])
+    body = {"model": "auto", "messages": [{"role": "user", "content": "tell me more"}]}
+    async with api.stream("POST", "/api/chat", json=body) as stream:
+        lines = [json.loads(line) async for line in stream.aiter_lines() if line]
+    assert lines[0].get("message", {}).get("content") == "cut says: t", (
+        lines
+    )  # first half, then the cut
+    assert "upstream failed mid-stream" in lines[-1]["error"]
+    assert not any(line.get("done") for line in lines)
+
+    async def accounted() -> None:
+        got = await _endpoint(api, "cut")
+        assert (got["metrics"]["in_flight"], got["metrics"]["errors"]) == (0, 1)
+        costs = (await api.get("/api/llm/costs", params={"group_by": "endpoint_id"})).json()
+        assert [(r["key"], r["calls"], r["failed"]) for r in costs["rows"]] == [("cut", 1, 1)]
+
+    await eventually(accounted)

@@ -32,6 +32,7 @@ class FakeLLM:
     status: int = 200  # what chat calls answer; 500 makes them fail
     health_status: int = 200  # what /api/tags, /v1/models answer
     delay: float = 0.0
+    break_streams: bool = False  # Ollama streams stop after the first piece, connection cut
     chats: list[Json] = field(default_factory=list[Json])
     port: int = 0
     runner: web.AppRunner | None = None
@@ -114,7 +115,12 @@ class FakeLLM:
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
         half = len(text) // 2
-        for piece in (text[:half], text[half:]):
+        for index, piece in enumerate((text[:half], text[half:])):
+            if piece and self.break_streams and index == 1:
+                await asyncio.sleep(0.05)  # the first piece is on its way; then the upstream dies
+                assert request.transport is not None
+                request.transport.close()
+                return resp
             if piece:
                 await resp.write(
                     json.dumps(
