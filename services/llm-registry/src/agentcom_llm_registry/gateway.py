@@ -120,11 +120,7 @@ class Gateway:
             return reply, routing
         routing = self.registry.explain(tier_name, explicit, tried, [], skipped)
         self._account(who, routing, 0, 0, started, ok=False)
-        raise UpstreamFailedError(
-            f"every candidate failed: {routing.reason}; "
-            + "; ".join(f"{s.endpoint_id}: {s.outcome}" for s in routing.candidates),
-            routing,
-        )
+        raise _all_failed(routing)
 
     def _account(
         self, who: Who, routing: Routing, tin: int, tout: int, started: float, *, ok: bool
@@ -200,7 +196,7 @@ class Gateway:
             return routing, cand, self._relay(first, pieces, routing, who, started)
         routing = self.registry.explain(tier_name, explicit, tried, [], skipped)
         self._account(who, routing, 0, 0, started, ok=False)
-        raise UpstreamFailedError(f"every candidate failed: {routing.reason}", routing)
+        raise _all_failed(routing)
 
     async def _relay(
         self, first: Delta, rest: AsyncGenerator[Delta], routing: Routing, who: Who, started: float
@@ -269,6 +265,11 @@ class Gateway:
         if not isinstance(body, dict):
             raise UpstreamError("not a JSON object")
         return body  # pyright: ignore[reportUnknownVariableType]
+
+
+def _all_failed(routing: Routing) -> UpstreamFailedError:
+    attempts = "; ".join(f"{s.endpoint_id}: {s.outcome}" for s in routing.candidates)
+    return UpstreamFailedError(f"every candidate failed: {routing.reason}; {attempts}", routing)
 
 
 def _check_status(endpoint: Endpoint, status: int, raw: bytes) -> None:
