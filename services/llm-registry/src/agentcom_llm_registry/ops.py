@@ -268,8 +268,12 @@ class Llm:
 
     # sidecar heartbeats
 
-    async def on_heartbeat(self, data: dict[str, Any]) -> None:
-        """Join a heartbeat's host resources; register the sidecar's local Ollama if it has one."""
+    async def on_heartbeat(self, data: dict[str, Any], age: float = 0.0) -> None:
+        """Join a heartbeat's host resources; register the sidecar's local Ollama if it has one.
+
+        `age` (seconds since the sidecar sent it) keeps a replayed old heartbeat from looking
+        fresh: scoring ignores resources older than `llm_resource_stale`.
+        """
         agent_id = str(data.get("agent_id") or "")
         if not agent_id:
             return
@@ -284,7 +288,7 @@ class Llm:
             gpus=[
                 cast(dict[str, Any], g) for g in as_list(data.get("gpus")) if isinstance(g, dict)
             ][:16],
-            at=time.monotonic(),
+            at=time.monotonic() - max(0.0, age),
         )
         url = data.get("ollama_url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -344,7 +348,9 @@ class Llm:
                 try:
                     data: Any = json.loads(msg.data)
                     if isinstance(data, dict) and as_obj(data).get("kind") == "heartbeat":
-                        await self.on_heartbeat(as_obj(data))
+                        sent = msg.metadata.timestamp
+                        age = (clock.now() - sent).total_seconds() if sent else 0.0
+                        await self.on_heartbeat(as_obj(data), age)
                 except (ValueError, TypeError):
                     log.warning("heartbeat.unreadable", extra={"subject": msg.subject})
                 except Exception:  # Postgres away: redeliver shortly
