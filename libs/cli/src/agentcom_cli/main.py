@@ -16,6 +16,7 @@ from agentcom_cli import (
     up as stack_up,
 )
 from agentcom_cli.console import fail, friendly, out
+from agentcom_cli.llm import llm_app
 from agentcom_common.settings import CommonSettings
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ token_app = typer.Typer(help="Print the admin token, or create, list and revoke 
 app.add_typer(token_app, name="token")
 agent_app = typer.Typer(help="Register, list and remove agents.", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
+app.add_typer(llm_app, name="llm")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
