@@ -78,6 +78,7 @@ def agent_reply_prefix(agent_id: str) -> str:
     NATS user may subscribe to its own replies and nobody else's."""
     return f"_INBOX_{checked_id(agent_id, 'agent id')}"
 
+
 LLM_ENDPOINT_ADDED: Final = f"{PREFIX}.evt.llm.endpoint_added"
 LLM_ENDPOINT_REMOVED: Final = f"{PREFIX}.evt.llm.endpoint_removed"
 LLM_ENDPOINT_HEALTH_CHANGED: Final = f"{PREFIX}.evt.llm.endpoint_health_changed"
