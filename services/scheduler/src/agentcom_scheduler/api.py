@@ -1,8 +1,11 @@
-"""HTTP API of the scheduler: tokens and agents (presence and matching come with issue #5)."""
+"""HTTP API of the scheduler: tokens, agents and their credentials, stats."""
 
+import contextlib
 import logging
 
 from fastapi import APIRouter, Request, status
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from agentcom_common import auth, clock, messaging, subjects
 from agentcom_common.contracts.agent import (
@@ -17,7 +20,7 @@ from agentcom_common.contracts.agent import (
 from agentcom_common.contracts.auth import CreateToken, IssuedTokenView, TokenRevoked, TokenView
 from agentcom_common.service import Res, Resources
 from agentcom_common.web import Admin, Viewer
-from agentcom_scheduler import ops
+from agentcom_scheduler import loops, ops
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/tokens", tags=["tokens"])
@@ -87,15 +90,51 @@ async def _announce_revoked(res: Resources, token_id: str) -> None:
     )
 
 
+def runtime(request: Request) -> loops.Runtime:
+    return getattr(request.app.state, "runtime", None) or loops.Runtime()
+
+
+async def _ensure_consumer(js: JetStreamContext, agent_id: str) -> None:
+    """The agent's durable INBOX consumer, bound later by its sidecar (explicit ack)."""
+    name = subjects.agent_consumer(agent_id)
+    config = ConsumerConfig(
+        name=name,
+        durable_name=name,
+        filter_subject=subjects.agent_inbox(agent_id),
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+    )
+    try:
+        await js.add_consumer(subjects.INBOX_STREAM, config)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+    except Exception:  # the sidecar creates it if missing; never fail registration
+        log.exception("agent.consumer_failed", extra={"agent_id": agent_id})
+
+
 @agents.post("", status_code=status.HTTP_201_CREATED)
-async def register_agent(body: RegisterAgent, request: Request, _who: Admin) -> AgentRegistered:
-    """Register an agent and create its `agent` token (shown once). Without a name it gets an
-    unused Culture ship name.
+async def register_agent(
+    body: RegisterAgent, res: Res, request: Request, _who: Admin
+) -> AgentRegistered:
+    """Register an agent: its `agent` token and its NATS user and password (both shown once,
+    stored hashed) and its INBOX consumer. Without a name it gets an unused Culture ship name.
 
     Errors: 409 `agent_exists`, 422 `invalid_field`.
     """
     made = await ops.register(scheduler(request), body)
+    await _ensure_consumer(res.js, made.id)
     log.info("agent.registered", extra={"agent_id": made.id, "token_id": made.token_id})
+    return made
+
+
+@agents.post("/{agent_id}/rotate")
+async def rotate_agent(agent_id: str, res: Res, request: Request, _who: Admin) -> AgentRegistered:
+    """New bearer token and NATS password for an agent (shown once). The old token is revoked
+    and the agent's open NATS connections are closed at once; its sidecar must be given the new
+    config. Errors: 404 `agent_not_found`.
+    """
+    made, old_token = await ops.rotate(scheduler(request), agent_id)
+    await _announce_revoked(res, old_token)
+    await runtime(request).kick(agent_id)
+    log.info("agent.rotated", extra={"agent_id": agent_id, "token_id": made.token_id})
     return made
 
 
@@ -119,9 +158,13 @@ async def agent_history(agent_id: str, request: Request, _who: Viewer) -> list[A
 
 @agents.delete("/{agent_id}")
 async def remove_agent(agent_id: str, res: Res, request: Request, _who: Admin) -> AgentView:
-    """Remove an agent and revoke its token at once. Errors: 404 `agent_not_found`."""
+    """Remove an agent: its token is revoked, its NATS logins refused and its open NATS
+    connections closed at once. Errors: 404 `agent_not_found`."""
     removed = await ops.remove(scheduler(request), agent_id)
     await _announce_revoked(res, removed.token_id)
+    await runtime(request).kick(agent_id)
+    with contextlib.suppress(Exception):  # gone already, or NATS away: nothing reads it anymore
+        await res.js.delete_consumer(subjects.INBOX_STREAM, subjects.agent_consumer(agent_id))
     log.info("agent.removed", extra={"agent_id": agent_id})
     return removed
 

@@ -1,12 +1,43 @@
 """The scheduler's loops, started with the service: reports, presence sweep, matching."""
 
+import logging
+from dataclasses import dataclass
+
 from agentcom_common.service import Loops, Resources
-from agentcom_scheduler import matching, ops, presence
+from agentcom_scheduler import credentials, matching, ops, presence
 from agentcom_scheduler.settings import SchedulerSettings
 
+log = logging.getLogger(__name__)
 
-async def start(res: Resources, loops: Loops, *, settings: SchedulerSettings) -> None:
+
+@dataclass(slots=True)
+class Runtime:
+    """What the loops share with the HTTP routes of the same process (set at start)."""
+
+    callout: credentials.Callout | None = None
+
+    async def kick(self, agent_id: str) -> None:
+        """Close the agent's open NATS connections, if this process answers NATS logins."""
+        if self.callout is None:
+            return
+        try:
+            await self.callout.kick(agent_id)
+        except Exception:  # the login is refused anyway; an open connection is the rest
+            log.exception("nats_login.kick_failed", extra={"agent_id": agent_id})
+
+
+async def start(
+    res: Resources, loops: Loops, *, settings: SchedulerSettings, runtime: Runtime
+) -> None:
     s = ops.Scheduler(res.engine, res.outbox)
+    if settings.scheduler_nats_issuer_seed is not None and settings.nats_url:
+        runtime.callout = credentials.Callout(
+            res.engine,
+            res.nc,
+            settings.nats_url,
+            settings.scheduler_nats_issuer_seed.get_secret_value(),
+        )
+        await runtime.callout.start()
     silence = settings.scheduler_heartbeat_interval * settings.scheduler_missed_heartbeats
     loops.spawn("agent-reports", presence.consume_reports(s, res.nc, res.js))
     loops.spawn(

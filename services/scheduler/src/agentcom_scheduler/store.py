@@ -42,8 +42,23 @@ async def record(
     )
 
 
-async def fetch(conn: AsyncConnection, agent_id: str) -> AgentRow | None:
-    return (await conn.execute(select(agents).where(agents.c.id == agent_id))).one_or_none()
+async def fetch(conn: AsyncConnection, agent_id: str, *, lock: bool = False) -> AgentRow | None:
+    stmt = select(agents).where(agents.c.id == agent_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).one_or_none()
+
+
+async def set_credentials(
+    conn: AsyncConnection, agent_id: str, token_id: str, nats_secret_hash: str
+) -> AgentRow:
+    stmt = (
+        update(agents)
+        .where(agents.c.id == agent_id)
+        .values(token_id=token_id, nats_secret_hash=nats_secret_hash, updated_at=func.now())
+        .returning(*agents.c)
+    )
+    return (await conn.execute(stmt)).one()
 
 
 async def all_agents(conn: AsyncConnection) -> Sequence[AgentRow]:
