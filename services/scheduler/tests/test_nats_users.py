@@ -66,7 +66,7 @@ async def refused(address: str, user: str | None = None, password: str | None = 
 
     try:
         with pytest.raises(NatsError) as caught:
-            await nc.connect(  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+            await nc.connect(
                 address,
                 user=user,
                 password=password,

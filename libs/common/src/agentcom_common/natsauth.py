@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import nkeys  # pyright: ignore[reportMissingTypeStubs]  # nkeys: no stubs
+import nkeys
 
 ACCOUNT: Final = "AGENTCOM"
 """The one account services and agents share (JetStream lives there)."""
@@ -88,6 +88,13 @@ def with_credentials(url: str, user: str, password: str) -> str:
     host = parts.netloc.rsplit("@", 1)[-1]
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def strip_credentials(url: str) -> str:
+    """The URL without its user and password."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def redact(url: str) -> str:

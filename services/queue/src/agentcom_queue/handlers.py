@@ -1,4 +1,4 @@
-"""NATS RPC of the queue: agentcom.rpc.queue.submit|claim|report|requeue|stats.
+"""NATS RPC of the queue: agentcom.rpc.queue.submit|claim|report|requeue|stats|list.
 
 Same ops as the HTTP API, through `micro.endpoint` (errors become Nats-Service-Error headers).
 NATS callers are services and sidecars on the hub's own NATS account, so the actor is the
@@ -12,11 +12,13 @@ from agentcom_common import micro
 from agentcom_common.contracts.task import (
     Claimed,
     ClaimTask,
+    ListTasks,
     QueueStats,
     ReportTask,
     RequeueTask,
     StatsRequest,
     SubmitTask,
+    TaskList,
     TaskView,
 )
 from agentcom_common.service import Loops, Resources
@@ -37,6 +39,18 @@ async def register(res: Resources, loops: Loops, *, retry_backoff: timedelta) ->
     async def requeue(body: RequeueTask) -> TaskView:
         return await ops.requeue(q, body, "nats")
 
+    async def listing(body: ListTasks) -> TaskList:
+        found, next_cursor = await ops.page(
+            q,
+            state=body.state,
+            priority=None,
+            goal_id=None,
+            assigned_to=body.assigned_to,
+            cursor=body.cursor,
+            limit=body.limit,
+        )
+        return TaskList(tasks=found, next_cursor=next_cursor)
+
     async def stats(_body: StatsRequest) -> QueueStats:
         by_state, by_lane = await ops.stats(q)
         return QueueStats(by_state=by_state, queued_by_lane=by_lane)
@@ -49,3 +63,4 @@ async def register(res: Resources, loops: Loops, *, retry_backoff: timedelta) ->
     )
     await group.add_endpoint(name="requeue", handler=micro.endpoint(RequeueTask, requeue))
     await group.add_endpoint(name="stats", handler=micro.endpoint(StatsRequest, stats))
+    await group.add_endpoint(name="list", handler=micro.endpoint(ListTasks, listing))

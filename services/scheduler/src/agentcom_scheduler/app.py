@@ -29,7 +29,7 @@ def create_app(settings: CommonSettings) -> FastAPI:
         if isinstance(settings, SchedulerSettings)
         else SchedulerSettings.model_validate(settings.model_dump())
     )
-    runtime = loops.Runtime()
+    runtime = loops.Runtime.of(own)
     starter = partial(loops.start, settings=own, runtime=runtime)
     app = build(dataclasses.replace(SPEC, starters=(starter,)), settings)
     app.state.runtime = runtime

@@ -13,7 +13,6 @@ import contextlib
 import hmac
 import json
 import logging
-import time
 from typing import Any
 
 import nats
@@ -22,7 +21,7 @@ from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import natsauth, subjects
-from agentcom_scheduler import store
+from agentcom_scheduler import limits, store
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +48,6 @@ def permissions(agent_id: str) -> dict[str, Any]:
     }
 
 
-class Cooldowns:
-    """Agents whose logins are refused until a moment (monotonic), per process."""
-
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-
-    def block(self, agent_id: str, seconds: float) -> None:
-        self._until[agent_id] = time.monotonic() + seconds
-
-    def remaining(self, agent_id: str) -> float:
-        left = self._until.get(agent_id, 0.0) - time.monotonic()
-        if left <= 0:
-            self._until.pop(agent_id, None)
-            return 0.0
-        return left
-
-
 class Callout:
     """Answers nats-server's authorization requests for agents."""
 
@@ -75,13 +57,13 @@ class Callout:
         nc: Client,
         url: str,
         seed: str,
-        cooldowns: Cooldowns | None = None,
+        limiter: limits.Limiter | None = None,
     ) -> None:
         self.engine = engine
         self.nc = nc
         self.url = url
         self.seed = seed
-        self.cooldowns = cooldowns or Cooldowns()
+        self.limiter = limiter
         self._system: Client | None = None
         self._system_lock = asyncio.Lock()
 
@@ -148,7 +130,7 @@ class Callout:
             return None, None, "bad credentials"
         if not hmac.compare_digest(row.nats_secret_hash, natsauth.hash_secret(password)):
             return None, None, "bad credentials"
-        if (left := self.cooldowns.remaining(user)) > 0:
+        if self.limiter is not None and (left := self.limiter.blocked(user)) > 0:
             return None, None, f"cooldown active: retry in {int(left) + 1}s"
         return natsauth.ACCOUNT, permissions(user), None
 
@@ -160,10 +142,11 @@ class Callout:
             json.dumps({"user": agent_id, "acc": natsauth.ACCOUNT}).encode(),
             timeout=2,
         )
-        body = json.loads(reply.data)
-        server = body["server"]["id"]
+        body: dict[str, Any] = json.loads(reply.data)
+        server = str(body["server"]["id"])
+        connections: list[dict[str, Any]] = body.get("data", {}).get("connections") or []
         kicked = 0
-        for conn in body.get("data", {}).get("connections", []) or []:
+        for conn in connections:
             await system.request(
                 f"$SYS.REQ.SERVER.{server}.KICK",
                 json.dumps({"cid": conn["cid"]}).encode(),

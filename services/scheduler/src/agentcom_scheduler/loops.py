@@ -1,10 +1,11 @@
 """The scheduler's loops, started with the service: reports, presence sweep, matching."""
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agentcom_common.service import Loops, Resources
-from agentcom_scheduler import credentials, matching, ops, presence
+from agentcom_scheduler import credentials, limits, matching, ops, presence
 from agentcom_scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -14,7 +15,23 @@ log = logging.getLogger(__name__)
 class Runtime:
     """What the loops share with the HTTP routes of the same process (set at start)."""
 
+    limiter: limits.Limiter = field(default_factory=lambda: limits.Limiter(limits.DEFAULT_RATES))
     callout: credentials.Callout | None = None
+
+    @classmethod
+    def of(cls, settings: SchedulerSettings) -> "Runtime":
+        return cls(
+            limiter=limits.Limiter(
+                rates={
+                    "light": settings.scheduler_rate_light,
+                    "normal": settings.scheduler_rate_normal,
+                    "heavy": settings.scheduler_rate_heavy,
+                },
+                window=settings.scheduler_validation_window,
+                violation_limit=settings.scheduler_validation_limit,
+                cooldowns=settings.scheduler_validation_cooldowns,
+            )
+        )
 
     async def kick(self, agent_id: str) -> None:
         """Close the agent's open NATS connections, if this process answers NATS logins."""
@@ -36,10 +53,20 @@ async def start(
             res.nc,
             settings.nats_url,
             settings.scheduler_nats_issuer_seed.get_secret_value(),
+            runtime.limiter,
         )
         await runtime.callout.start()
+        loops.spawn("nats-logins", _hold(runtime.callout))
     silence = settings.scheduler_heartbeat_interval * settings.scheduler_missed_heartbeats
-    loops.spawn("agent-reports", presence.consume_reports(s, res.nc, res.js))
+    gate = presence.Gate(limiter=runtime.limiter)
+    loops.spawn("agent-reports", presence.consume_reports(s, res.nc, res.js, gate, runtime.kick))
+    stranded = settings.scheduler_working_offline_timeout
+    loops.spawn(
+        "stranded-sweep",
+        presence.stranded_forever(
+            s, res.nc, stranded, max(settings.scheduler_sweep_interval, stranded / 10)
+        ),
+    )
     loops.spawn(
         "matching",
         matching.match_forever(
@@ -61,3 +88,11 @@ async def start(
             settings.scheduler_sweep_interval,
         ),
     )
+
+
+async def _hold(callout: credentials.Callout) -> None:
+    """Keep the callout's system connection for the life of the process, then close it."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await callout.close()

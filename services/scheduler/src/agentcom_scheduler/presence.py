@@ -9,7 +9,10 @@ agent is refused. The sweep is the safety net that needs no message at all: any 
 
 import asyncio
 import logging
-from datetime import timedelta
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Literal
 
 from nats.aio.client import Client
@@ -24,13 +27,17 @@ from agentcom_common.contracts.agent import (
     AgentState,
     AgentTransition,
     Cancel,
+    Heartbeat,
     Hello,
+    Progress,
+    Recovering,
     Restarting,
     TaskOutcome,
+    ToolCallReport,
 )
-from agentcom_common.contracts.task import ReportTask, RequeueTask
+from agentcom_common.contracts.task import ListTasks, ReportTask, RequeueTask, TaskState
 from agentcom_common.errors import AgentcomError, InvalidError, NotFoundError, UnavailableError
-from agentcom_scheduler import ops, queue_client, store
+from agentcom_scheduler import limits, ops, queue_client, store
 
 log = logging.getLogger(__name__)
 _REPORT: TypeAdapter[AgentReport] = TypeAdapter(AgentReport)
@@ -58,12 +65,61 @@ async def transition_if(
     return True
 
 
+@dataclass(slots=True)
+class Gate:
+    """Per-process state of the report consumer: rate limits and presence refresh throttling."""
+
+    limiter: limits.Limiter | None = None
+    touch_every: float = 1.0
+    _touched: dict[str, float] = field(default_factory=dict[str, float])
+
+    def due(self, agent_id: str) -> bool:
+        """Whether a busy report (progress, tool call) should refresh presence now."""
+        now = time.monotonic()
+        if now - self._touched.get(agent_id, -1e9) < self.touch_every:
+            return False
+        self._touched[agent_id] = now
+        return True
+
+
 async def on_report(
-    s: ops.Scheduler, nc: Client, js: JetStreamContext, subject: str, data: bytes
-) -> None:
-    """Apply one report. Idempotent: a repeat only refreshes `last_seen` (the queue
-    acknowledges a repeated outcome at the same generation once)."""
+    s: ops.Scheduler,
+    nc: Client,
+    js: JetStreamContext,
+    subject: str,
+    data: bytes,
+    gate: Gate | None = None,
+) -> str:
+    """Apply one report; returns what became of it (`applied`, `dropped`). Idempotent: a
+    repeat only refreshes `last_seen` (the queue acknowledges a repeated outcome at the same
+    generation once)."""
+    gate = gate or Gate()
     speaker = subject.split(".")[2]
+    report = _parse(speaker, data)
+    tier = limits.REPORT_TIER.get(report.kind)
+    if tier is not None and gate.limiter is not None and gate.limiter.take(speaker, tier):
+        log.warning("report.rate_limited", extra={"agent_id": speaker, "kind": report.kind})
+        return "dropped"
+    if isinstance(report, Progress | ToolCallReport):
+        # live output: never stored, never waited for; an outcome is never queued behind it
+        event = "progress" if isinstance(report, Progress) else "tool_call"
+        await nc.publish(subjects.event("task", event), data)
+        if not gate.due(speaker):
+            return "applied"
+    resources = _resources(report) if isinstance(report, Heartbeat) else None
+    async with s.engine.begin() as conn:
+        before = await store.seen(conn, speaker, resources)
+        if before is None:
+            raise NotFoundError(f"report from unknown agent {speaker}", code="agent_not_found")
+        if before.state == AgentState.OFFLINE.value:
+            await transition_if(
+                s, conn, speaker, AgentState.OFFLINE, AgentState.IDLE, report.kind, "online"
+            )
+    await _act(s, nc, js, before, report)
+    return "applied"
+
+
+def _parse(speaker: str, data: bytes) -> AgentReport:
     try:
         report = _REPORT.validate_json(data)
     except ValidationError as exc:
@@ -72,20 +128,37 @@ async def on_report(
         ) from None
     if report.agent_id != speaker:
         raise InvalidError(f"{speaker} sent a report naming {report.agent_id}", code="wrong_agent")
-    async with s.engine.begin() as conn:
-        before = await store.seen(conn, speaker)
-        if before is None:
-            raise NotFoundError(f"report from unknown agent {speaker}", code="agent_not_found")
-        if before.state == AgentState.OFFLINE.value:
-            await transition_if(
-                s, conn, speaker, AgentState.OFFLINE, AgentState.IDLE, report.kind, "online"
-            )
+    return report
+
+
+async def _act(
+    s: ops.Scheduler, nc: Client, js: JetStreamContext, before: store.AgentRow, report: AgentReport
+) -> None:
     if isinstance(report, TaskOutcome):
         await _forward(s, nc, report)
     elif isinstance(report, Hello):
         await _reconcile(s, nc, js, before, report)
     elif isinstance(report, Restarting):
-        log.info("agent.restarting", extra={"agent_id": speaker})
+        log.info("agent.restarting", extra={"agent_id": report.agent_id})
+    elif isinstance(report, Recovering):
+        log.info("agent.recovering", extra={"agent_id": report.agent_id, "task_id": report.task_id})
+
+
+def _resources(beat: Heartbeat) -> dict[str, object]:
+    """What the agent view shows of a heartbeat: host load, GPUs and local models."""
+    return beat.model_dump(
+        mode="json",
+        include={
+            "cpu_percent",
+            "ram_percent",
+            "vram_percent",
+            "load",
+            "host",
+            "gpus",
+            "ollama_url",
+            "models",
+        },
+    )
 
 
 async def _reconcile(
@@ -170,7 +243,13 @@ async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
             )
 
 
-async def consume_reports(s: ops.Scheduler, nc: Client, js: JetStreamContext) -> None:
+async def consume_reports(
+    s: ops.Scheduler,
+    nc: Client,
+    js: JetStreamContext,
+    gate: Gate | None = None,
+    on_cutoff: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
     """Pull presence reports; ack after the change committed, drop (term) what can never apply."""
     sub = await js.pull_subscribe(subjects.REPORTS_ALL, durable=CONSUMER)
     while True:
@@ -183,15 +262,34 @@ async def consume_reports(s: ops.Scheduler, nc: Client, js: JetStreamContext) ->
             await asyncio.sleep(1)
             continue
         for msg in batch:
-            await _handle(s, nc, js, msg)
+            await _handle(s, nc, js, msg, gate or Gate(), on_cutoff)
 
 
-async def _handle(s: ops.Scheduler, nc: Client, js: JetStreamContext, msg: Msg) -> None:
+async def _handle(
+    s: ops.Scheduler,
+    nc: Client,
+    js: JetStreamContext,
+    msg: Msg,
+    gate: Gate,
+    on_cutoff: Callable[[str], Awaitable[None]] | None,
+) -> None:
+    speaker = msg.subject.split(".")[2]
+    limiter = gate.limiter
+    if limiter is not None and limiter.blocked(speaker):
+        await msg.term()  # cut off for sending garbage: nothing it says counts for now
+        return
     try:
-        await on_report(s, nc, js, msg.subject, msg.data)
+        await on_report(s, nc, js, msg.subject, msg.data, gate)
     except UnavailableError as exc:  # the queue or Postgres is away: try again shortly
         log.warning("report.deferred", extra={"subject": msg.subject, "error": exc.code})
         await msg.nak(delay=1)
+    except InvalidError as exc:  # malformed or forged: counted; too many cut the agent off
+        log.warning("report.refused", extra={"subject": msg.subject, "error": exc.code})
+        await msg.term()
+        if limiter is not None and (cutoff := limiter.violation(speaker)):
+            log.warning("agent.cut_off", extra={"agent_id": speaker, "seconds": cutoff})
+            if on_cutoff is not None:
+                await on_cutoff(speaker)
     except AgentcomError as exc:
         log.warning("report.refused", extra={"subject": msg.subject, "error": exc.code})
         await msg.term()
@@ -307,4 +405,59 @@ async def sweep_forever(
             await sweep(s, nc, js, silence, accept)
         except Exception:  # a failed pass is retried by the next one
             log.exception("sweep.failed")
+        await asyncio.sleep(every.total_seconds())
+
+
+async def requeue_stranded(s: ops.Scheduler, nc: Client, older_than: timedelta) -> int:
+    """Requeue tasks the queue has had `working` (or `assigned`) for longer than `older_than`
+    on an agent that is offline, removed, or no longer holds them; returns how many.
+
+    The silence sweep hands a task back the moment its agent goes offline; this catches what it
+    cannot see: an agent removed mid-task, a hand-back lost to a crash, a row that disagrees.
+    """
+    cutoff = clock.now() - older_than
+    requeued = 0
+    for state in ("working", "assigned"):
+        cursor: str | None = None
+        while True:
+            page = await queue_client.call(
+                nc, "list", ListTasks(state=TaskState(state), cursor=cursor, limit=500)
+            )
+            for task in page["tasks"]:
+                if datetime.fromisoformat(task["updated_at"]) >= cutoff:
+                    continue
+                agent_id = task["assigned_to"]
+                async with s.engine.connect() as conn:
+                    row = await store.fetch(conn, agent_id) if agent_id else None
+                online = row is not None and row.state != AgentState.OFFLINE.value
+                if online and row is not None and row.task_id == task["id"]:
+                    continue
+                back = RequeueTask(
+                    task_id=task["id"],
+                    generation=task["generation"],
+                    reason=f"{state} over {older_than} on agent {agent_id}, which is offline",
+                )
+                try:
+                    await queue_client.call(nc, "requeue", back)
+                except AgentcomError as exc:  # moved on meanwhile: nothing to do
+                    log.warning(
+                        "stranded.refused", extra={"task_id": task["id"], "error": exc.code}
+                    )
+                    continue
+                log.warning("task.stranded_requeued", extra={"task_id": task["id"]})
+                requeued += 1
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+    return requeued
+
+
+async def stranded_forever(
+    s: ops.Scheduler, nc: Client, older_than: timedelta, every: timedelta
+) -> None:
+    while True:
+        try:
+            await requeue_stranded(s, nc, older_than)
+        except Exception:  # the queue is away: the next pass tries again
+            log.exception("stranded.failed")
         await asyncio.sleep(every.total_seconds())

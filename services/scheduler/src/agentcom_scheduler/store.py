@@ -83,15 +83,19 @@ async def history(conn: AsyncConnection, agent_id: str) -> Sequence[Row[Any]]:
     return (await conn.execute(stmt)).all()
 
 
-async def seen(conn: AsyncConnection, agent_id: str) -> AgentRow | None:
-    """Note that the agent was heard from; the row as it was before, or None if unknown."""
+async def seen(
+    conn: AsyncConnection, agent_id: str, resources: dict[str, object] | None = None
+) -> AgentRow | None:
+    """Note that the agent was heard from (with its host resources from a heartbeat); the row
+    as it was before, or None if unknown."""
     before = (
         await conn.execute(select(agents).where(agents.c.id == agent_id).with_for_update())
     ).one_or_none()
     if before is not None:
-        await conn.execute(
-            update(agents).where(agents.c.id == agent_id).values(last_seen=func.now())
-        )
+        values: dict[str, object] = {"last_seen": func.now()}
+        if resources is not None:
+            values["resources"] = resources
+        await conn.execute(update(agents).where(agents.c.id == agent_id).values(**values))
     return before
 
 
