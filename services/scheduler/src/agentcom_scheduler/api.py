@@ -3,9 +3,10 @@
 import contextlib
 import logging
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import Field
 
 from agentcom_common import auth, clock, messaging, subjects
 from agentcom_common.contracts.agent import (
@@ -18,14 +19,26 @@ from agentcom_common.contracts.agent import (
     SchedulerStats,
 )
 from agentcom_common.contracts.auth import CreateToken, IssuedTokenView, TokenRevoked, TokenView
+from agentcom_common.contracts.base import Contract, Request as Request_
 from agentcom_common.service import Res, Resources
-from agentcom_common.web import Admin, Viewer
-from agentcom_scheduler import loops, ops
+from agentcom_common.web import Admin, CurrentPrincipal, Viewer
+from agentcom_scheduler import limits, loops, ops
 
 log = logging.getLogger(__name__)
+
+
+async def limited(request: Request, who: CurrentPrincipal) -> None:
+    """Router dependency: an agent's calls draw from its buckets (GET light, others normal)."""
+    if who.role is not auth.Role.AGENT:
+        return
+    agent_id = who.name.removeprefix("agent ")
+    tier: limits.Tier = "light" if request.method == "GET" else "normal"
+    runtime(request).limiter.check(agent_id, tier)
+
+
 router = APIRouter(prefix="/api/tokens", tags=["tokens"])
-agents = APIRouter(prefix="/api/agents", tags=["agents"])
-stats = APIRouter(prefix="/api/scheduler", tags=["scheduler"])
+agents = APIRouter(prefix="/api/agents", tags=["agents"], dependencies=[Depends(limited)])
+stats = APIRouter(prefix="/api/scheduler", tags=["scheduler"], dependencies=[Depends(limited)])
 
 
 def scheduler(request: Request) -> ops.Scheduler:
@@ -179,6 +192,61 @@ async def restart_agent(agent_id: str, res: Res, request: Request, _who: Admin) 
     await messaging.publish(res.js, subjects.agent_inbox(agent_id), Restart())
     log.info("agent.restart_requested", extra={"agent_id": agent_id})
     return agent
+
+
+class RateLimits(Request_):
+    """Per-minute rates of an agent's buckets; a tier left out keeps the default."""
+
+    light: int | None = Field(default=None, ge=1, le=100_000)
+    normal: int | None = Field(default=None, ge=1, le=100_000)
+    heavy: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class RateLimitsView(Contract):
+    agent_id: str
+    light: int
+    normal: int
+    heavy: int
+    overridden: bool
+
+
+def _limits_view(request: Request, agent_id: str) -> RateLimitsView:
+    limiter = runtime(request).limiter
+    return RateLimitsView(
+        agent_id=agent_id,
+        light=limiter.rate(agent_id, "light"),
+        normal=limiter.rate(agent_id, "normal"),
+        heavy=limiter.rate(agent_id, "heavy"),
+        overridden=agent_id in limiter.overrides,
+    )
+
+
+@agents.get("/{agent_id}/rate-limits")
+async def get_rate_limits(agent_id: str, request: Request, _who: Viewer) -> RateLimitsView:
+    """The agent's per-minute rates by tier (light, normal, heavy) and whether an admin
+    overrode them. Errors: 404 `agent_not_found`."""
+    await ops.get(scheduler(request), agent_id)
+    return _limits_view(request, agent_id)
+
+
+@agents.put("/{agent_id}/rate-limits")
+async def set_rate_limits(
+    agent_id: str, body: RateLimits, request: Request, _who: Admin
+) -> RateLimitsView:
+    """Override an agent's per-minute rates (an empty body goes back to the defaults).
+    Held in memory by this scheduler process. Errors: 404 `agent_not_found`, 422."""
+    await ops.get(scheduler(request), agent_id)
+    given: dict[limits.Tier, int | None] = {
+        "light": body.light,
+        "normal": body.normal,
+        "heavy": body.heavy,
+    }
+    chosen: dict[limits.Tier, int] = {
+        tier: value for tier, value in given.items() if value is not None
+    }
+    runtime(request).limiter.set_override(agent_id, chosen)
+    log.info("agent.rate_limits_set", extra={"agent_id": agent_id, "rates": chosen})
+    return _limits_view(request, agent_id)
 
 
 @stats.get("/stats")

@@ -8,6 +8,7 @@ agent is refused. The sweep is the safety net that needs no message at all: any 
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -252,17 +253,23 @@ async def consume_reports(
 ) -> None:
     """Pull presence reports; ack after the change committed, drop (term) what can never apply."""
     sub = await js.pull_subscribe(subjects.REPORTS_ALL, durable=CONSUMER)
-    while True:
-        try:
-            batch = await sub.fetch(64, timeout=1)
-        except TimeoutError:
-            continue
-        except Exception:  # reconnecting or the stream is away: unacked reports stay stored
-            log.exception("reports.fetch_failed")
-            await asyncio.sleep(1)
-            continue
-        for msg in batch:
-            await _handle(s, nc, js, msg, gate or Gate(), on_cutoff)
+    try:
+        while True:
+            try:
+                batch = await sub.fetch(64, timeout=1)
+            except TimeoutError:
+                continue
+            except Exception:  # reconnecting or the stream is away: unacked reports stay stored
+                log.exception("reports.fetch_failed")
+                await asyncio.sleep(1)
+                continue
+            for msg in batch:
+                await _handle(s, nc, js, msg, gate or Gate(), on_cutoff)
+    finally:
+        # a fetch cut short leaves its reply pending; without this, draining the connection
+        # at shutdown waits for it until the drain timeout
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
 
 
 async def _handle(
@@ -458,6 +465,8 @@ async def stranded_forever(
     while True:
         try:
             await requeue_stranded(s, nc, older_than)
+        except UnavailableError as exc:  # the queue is away: the next pass tries again
+            log.warning("stranded.paused", extra={"error": exc.code})
         except Exception:  # the queue is away: the next pass tries again
             log.exception("stranded.failed")
         await asyncio.sleep(every.total_seconds())
