@@ -316,3 +316,49 @@ async def test_a_rejected_assignment_fails_the_attempt_at_once_with_its_reason(
         assert (await scheduler.get("/api/agents/picky")).json()["state"] == "idle"
 
     await eventually(dead_lettered)
+
+
+@pytest.fixture
+async def strict_hub(settings: CommonSettings, admin_token: str) -> AsyncIterator[Hub]:
+    rules = TIMERS | {"scheduler_working_offline_timeout": timedelta(milliseconds=300)}
+    fast = SchedulerSettings.model_validate(settings.model_dump() | rules)
+    async with (
+        running(queue_app(settings), "http://queue") as queue,
+        running(scheduler_app(fast), "http://scheduler") as scheduler,
+    ):
+        for client in (queue, scheduler):
+            client.headers["Authorization"] = f"Bearer {admin_token}"
+        yield queue, scheduler
+
+
+async def test_a_task_working_too_long_on_an_agent_that_is_gone_is_requeued(
+    strict_hub: Hub, js: JetStreamContext
+) -> None:
+    queue, scheduler = strict_hub
+    tasks: dict[str, str] = {}
+    for name in ("gone", "alive"):
+        await scheduler.post("/api/agents", json={"name": name, "capabilities": [name]})
+        inbox = await Inbox.open(js, name)
+        await report(js, name, {"kind": "hello"})
+        made = await queue.post(
+            "/api/tasks", json={"description": name, "needed_capabilities": [name]}
+        )
+        tasks[name] = made.json()["id"]
+        assign = json.loads((await inbox.next_msg(timeout=10)).data)
+        await report(js, name, {"kind": "accepted", "task_id": tasks[name], "generation": 1})
+        assert assign["task"]["id"] == tasks[name]
+
+    async def working() -> None:
+        for task_id in tasks.values():
+            assert (await queue.get(f"/api/tasks/{task_id}")).json()["state"] == "working"
+
+    await eventually(working)
+    await scheduler.delete("/api/agents/gone")  # removed mid-task: no sweep of its own sees it
+
+    async def requeued() -> None:
+        await report(js, "alive", {"kind": "heartbeat"})  # the other one stays online
+        history = (await queue.get(f"/api/tasks/{tasks['gone']}/history")).json()
+        assert any("on agent gone, which is offline" in h["reason"] for h in history)
+
+    await eventually(requeued)
+    assert (await queue.get(f"/api/tasks/{tasks['alive']}")).json()["state"] == "working"
