@@ -160,8 +160,10 @@ async def test_repeated_garbage_cuts_an_agent_off_its_reports_and_its_nats_login
     api: httpx.AsyncClient, js: JetStreamContext, nats_server: NatsServer
 ) -> None:
     made = (await api.post("/api/agents", json={"name": "noisy"})).json()
-    login = {"user": "noisy", "password": made["nats_password"]}
-    agent = await nats.connect(nats_server.address, allow_reconnect=False, **login)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+    password: str = made["nats_password"]
+    agent = await nats.connect(  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+        nats_server.address, user="noisy", password=password, allow_reconnect=False
+    )
     for _ in range(3):
         await js.publish("agentcom.agent.noisy.report", b'{"kind": "nonsense"}')
 
@@ -184,7 +186,8 @@ async def test_repeated_garbage_cuts_an_agent_off_its_reports_and_its_nats_login
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
                 error_cb=quiet,
-                **login,
+                user="noisy",
+                password=password,
             )
     finally:
         await again.close()

@@ -41,51 +41,85 @@ def _deadline(task: dict[str, Any], execution_timeout: timedelta) -> datetime:
     return clock.now() + execution_timeout
 
 
+CLAIMS_AT_ONCE = 8
+"""Idle agents offered work side by side in one pass (claims are RPCs: mostly waiting)."""
+
+
 async def match_once(
     s: ops.Scheduler, nc: Client, js: JetStreamContext, execution_timeout: timedelta
 ) -> int:
-    """Offer work to every idle agent once; returns how many tasks were assigned."""
+    """Offer work to every idle agent once; returns how many tasks were assigned.
+
+    Agents alike (same capabilities and repos) get the same answer: once one of them finds
+    nothing, asking the others in this pass is wasted work (a new task wakes another pass).
+    """
     async with s.engine.connect() as conn:
         idle = await store.idle_agents(conn)
     assigned = 0
-    for agent in idle:
-        claim = ClaimTask(
-            agent_id=agent.id, capabilities=list(agent.capabilities), repos=list(agent.repos)
-        )
-        task = (await queue_client.call(nc, "claim", claim))["task"]
-        if task is None:
-            continue
-        async with s.engine.begin() as conn:
-            moved = await presence.transition_if(
-                s,
-                conn,
-                agent.id,
-                AgentState.IDLE,
-                AgentState.ASSIGNED,
-                f"task {task['id']} generation {task['generation']}",
-                "assigned",
-                {
-                    "task_id": task["id"],
-                    "generation": task["generation"],
-                    "assigned_at": clock.now(),
-                    "deadline": _deadline(task, execution_timeout),
-                },
-            )
-        if not moved:  # it went offline meanwhile: give the task straight back
-            back = RequeueTask(
-                task_id=task["id"], generation=task["generation"], reason="agent left"
-            )
-            await queue_client.call(nc, "requeue", back)
-            continue
-        await messaging.publish(
-            js,
-            subjects.agent_inbox(agent.id),
-            Assign(task=task, generation=task["generation"]),
-            msg_id=f"assign.{task['id']}.{task['generation']}",
-        )
-        log.info("task.assigned", extra={"agent_id": agent.id, "task_id": task["id"]})
-        assigned += 1
+    nothing_for: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+
+    def profile(agent: store.AgentRow) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return (tuple(sorted(agent.capabilities)), tuple(sorted(agent.repos)))
+
+    async def offer(agent: store.AgentRow) -> None:
+        nonlocal assigned
+        if profile(agent) in nothing_for:
+            return
+        got = await _offer(s, nc, js, agent, execution_timeout)
+        if got is None:
+            nothing_for.add(profile(agent))
+        elif got:
+            assigned += 1
+
+    for first in range(0, len(idle), CLAIMS_AT_ONCE):
+        chunk = [a for a in idle[first : first + CLAIMS_AT_ONCE] if profile(a) not in nothing_for]
+        await asyncio.gather(*(offer(agent) for agent in chunk))
     return assigned
+
+
+async def _offer(
+    s: ops.Scheduler,
+    nc: Client,
+    js: JetStreamContext,
+    agent: store.AgentRow,
+    execution_timeout: timedelta,
+) -> bool | None:
+    """Claim for one idle agent and send the assignment: True when sent, None when the queue
+    has nothing for it, False when it left meanwhile."""
+    claim = ClaimTask(
+        agent_id=agent.id, capabilities=list(agent.capabilities), repos=list(agent.repos)
+    )
+    task = (await queue_client.call(nc, "claim", claim))["task"]
+    if task is None:
+        return None
+    async with s.engine.begin() as conn:
+        moved = await presence.transition_if(
+            s,
+            conn,
+            agent.id,
+            AgentState.IDLE,
+            AgentState.ASSIGNED,
+            f"task {task['id']} generation {task['generation']}",
+            "assigned",
+            {
+                "task_id": task["id"],
+                "generation": task["generation"],
+                "assigned_at": clock.now(),
+                "deadline": _deadline(task, execution_timeout),
+            },
+        )
+    if not moved:  # it went offline meanwhile: give the task straight back
+        back = RequeueTask(task_id=task["id"], generation=task["generation"], reason="agent left")
+        await queue_client.call(nc, "requeue", back)
+        return False
+    await messaging.publish(
+        js,
+        subjects.agent_inbox(agent.id),
+        Assign(task=task, generation=task["generation"]),
+        msg_id=f"assign.{task['id']}.{task['generation']}",
+    )
+    log.info("task.assigned", extra={"agent_id": agent.id, "task_id": task["id"]})
+    return True
 
 
 async def match_forever(

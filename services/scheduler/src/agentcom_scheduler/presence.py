@@ -263,13 +263,32 @@ async def consume_reports(
                 log.exception("reports.fetch_failed")
                 await asyncio.sleep(1)
                 continue
-            for msg in batch:
-                await _handle(s, nc, js, msg, gate or Gate(), on_cutoff)
+            await _handle_batch(s, nc, js, batch, gate or Gate(), on_cutoff)
     finally:
         # a fetch cut short leaves its reply pending; without this, draining the connection
         # at shutdown waits for it until the drain timeout
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+
+async def _handle_batch(
+    s: ops.Scheduler,
+    nc: Client,
+    js: JetStreamContext,
+    batch: list[Msg],
+    gate: Gate,
+    on_cutoff: Callable[[str], Awaitable[None]] | None,
+) -> None:
+    """Each agent's reports in order; different agents' reports side by side."""
+    by_agent: dict[str, list[Msg]] = {}
+    for msg in batch:
+        by_agent.setdefault(msg.subject, []).append(msg)
+
+    async def in_order(msgs: list[Msg]) -> None:
+        for msg in msgs:
+            await _handle(s, nc, js, msg, gate, on_cutoff)
+
+    await asyncio.gather(*(in_order(msgs) for msgs in by_agent.values()))
 
 
 async def _handle(

@@ -87,16 +87,13 @@ async def seen(
     conn: AsyncConnection, agent_id: str, resources: dict[str, object] | None = None
 ) -> AgentRow | None:
     """Note that the agent was heard from (with its host resources from a heartbeat); the row
-    as it was before, or None if unknown."""
-    before = (
-        await conn.execute(select(agents).where(agents.c.id == agent_id).with_for_update())
-    ).one_or_none()
-    if before is not None:
-        values: dict[str, object] = {"last_seen": func.now()}
-        if resources is not None:
-            values["resources"] = resources
-        await conn.execute(update(agents).where(agents.c.id == agent_id).values(**values))
-    return before
+    (its state and assignment are as before: only `last_seen` changed), None if unknown. One
+    statement, and the row stays locked until the transaction ends."""
+    values: dict[str, object] = {"last_seen": func.now()}
+    if resources is not None:
+        values["resources"] = resources
+    stmt = update(agents).where(agents.c.id == agent_id).values(**values).returning(*agents.c)
+    return (await conn.execute(stmt)).one_or_none()
 
 
 async def move(
