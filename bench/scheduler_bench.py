@@ -63,6 +63,7 @@ class Fleet:
 
     latencies_ms: list[float] = field(default_factory=list[float])
     holder: dict[str, str] = field(default_factory=dict[str, str])  # task -> agent holding it
+    seen: set[str] = field(default_factory=set[str])
     double: int = 0
     assigns: int = 0
     completed_sent: int = 0
@@ -170,8 +171,9 @@ class Sim:
         task: Json = body["task"]
         metadata: Json = task.get("metadata") or {}
         sent = metadata.get("t0")
-        if sent is not None:
+        if sent is not None and task["id"] not in fleet.seen:  # a reassignment is not timed
             fleet.latencies_ms.append((now - float(sent)) * 1000)
+        fleet.seen.add(task["id"])
         fleet.assigns += 1
         previous = fleet.holder.get(task["id"])
         if previous is not None and previous not in fleet.silent:
