@@ -171,6 +171,17 @@ def token_revoke(
     out.print(f"revoked {token_id}")
 
 
+@app.command("nats-credentials")
+def nats_credentials() -> None:
+    """Print a fresh NATS hub password and auth-callout issuer key as shell exports, for
+    compose or Kubernetes (`eval "$(agentcom nats-credentials)"`). `agentcom up` makes its own.
+    """
+    made = natsauth.ServerAuth.generate()
+    typer.echo(f"export AGENTCOM_NATS_HUB_PASSWORD={made.hub_password}")
+    typer.echo(f"export AGENTCOM_NATS_ISSUER={made.issuer}")
+    typer.echo(f"export AGENTCOM_SCHEDULER_NATS_ISSUER_SEED={made.issuer_seed}")
+
+
 @agent_app.command("add")
 @friendly
 def agent_add(
