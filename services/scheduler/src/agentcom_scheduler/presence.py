@@ -279,16 +279,65 @@ async def _handle_batch(
     gate: Gate,
     on_cutoff: Callable[[str], Awaitable[None]] | None,
 ) -> None:
-    """Each agent's reports in order; different agents' reports side by side."""
+    """Each agent's reports in order; different agents' reports side by side. Agents that sent
+    only heartbeats are refreshed together in one statement (at 1,000 agents heartbeats are
+    most of the traffic)."""
     by_agent: dict[str, list[Msg]] = {}
     for msg in batch:
         by_agent.setdefault(msg.subject, []).append(msg)
+    beats: list[tuple[Msg, Heartbeat]] = []
+    rest: list[list[Msg]] = []
+    for msgs in by_agent.values():
+        parsed = [_plain_heartbeat(m, gate) for m in msgs]
+        if all(p is not None for p in parsed):
+            beats += [(m, p) for m, p in zip(msgs, parsed, strict=True) if p is not None]
+        else:
+            rest.append(msgs)
 
     async def in_order(msgs: list[Msg]) -> None:
         for msg in msgs:
             await _handle(s, nc, js, msg, gate, on_cutoff)
 
-    await asyncio.gather(*(in_order(msgs) for msgs in by_agent.values()))
+    await asyncio.gather(_beat_many(s, beats, gate), *(in_order(msgs) for msgs in rest))
+
+
+def _plain_heartbeat(msg: Msg, gate: Gate) -> Heartbeat | None:
+    """The heartbeat in `msg` if it is a well-formed one from its speaker that may be counted."""
+    speaker = msg.subject.split(".")[2]
+    try:
+        report = _REPORT.validate_json(msg.data)
+    except ValidationError:
+        return None
+    if not isinstance(report, Heartbeat) or report.agent_id != speaker:
+        return None
+    if gate.limiter is not None and gate.limiter.blocked(speaker):
+        return None
+    return report
+
+
+async def _beat_many(s: ops.Scheduler, beats: list[tuple[Msg, Heartbeat]], gate: Gate) -> None:
+    limiter = gate.limiter
+    counted = [b for _, b in beats if limiter is None or not limiter.take(b.agent_id, "light")]
+    try:
+        if counted:
+            async with s.engine.begin() as conn:
+                await _apply_beats(s, conn, counted)
+    except Exception:  # Postgres away: leave them for redelivery
+        log.exception("reports.heartbeats_failed")
+        for msg, _ in beats:
+            await msg.nak(delay=1)
+        return
+    for msg, _ in beats:  # over the rate: dropped, like any light report
+        await msg.ack()
+
+
+async def _apply_beats(s: ops.Scheduler, conn: AsyncConnection, beats: list[Heartbeat]) -> None:
+    """Refresh many agents' presence in one go; those that were offline come online."""
+    latest = {b.agent_id: _resources(b) for b in beats}
+    for agent_id in await store.seen_many(conn, latest):
+        await transition_if(
+            s, conn, agent_id, AgentState.OFFLINE, AgentState.IDLE, "heartbeat", "online"
+        )
 
 
 async def _handle(
