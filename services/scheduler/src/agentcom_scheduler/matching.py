@@ -48,32 +48,26 @@ CLAIMS_AT_ONCE = 8
 async def match_once(
     s: ops.Scheduler, nc: Client, js: JetStreamContext, execution_timeout: timedelta
 ) -> int:
-    """Offer work to every idle agent once; returns how many tasks were assigned.
+    """Offer work to idle agents; returns how many tasks were assigned.
 
-    Agents alike (same capabilities and repos) get the same answer: once one of them finds
-    nothing, asking the others in this pass is wasted work (a new task wakes another pass).
+    Agents alike (same capabilities and repos) get the same answer from the queue, so work is
+    offered profile by profile, longest-idle agent first, a few side by side, until the queue
+    has nothing for that profile: the cost follows the number of profiles and assignments, not
+    the number of idle agents.
     """
     async with s.engine.connect() as conn:
-        idle = await store.idle_agents(conn)
+        profiles = await store.idle_profiles(conn)
     assigned = 0
-    nothing_for: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
-
-    def profile(agent: store.AgentRow) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        return (tuple(sorted(agent.capabilities)), tuple(sorted(agent.repos)))
-
-    async def offer(agent: store.AgentRow) -> None:
-        nonlocal assigned
-        if profile(agent) in nothing_for:
-            return
-        got = await _offer(s, nc, js, agent, execution_timeout)
-        if got is None:
-            nothing_for.add(profile(agent))
-        elif got:
-            assigned += 1
-
-    for first in range(0, len(idle), CLAIMS_AT_ONCE):
-        chunk = [a for a in idle[first : first + CLAIMS_AT_ONCE] if profile(a) not in nothing_for]
-        await asyncio.gather(*(offer(agent) for agent in chunk))
+    for profile in profiles:
+        while True:
+            async with s.engine.connect() as conn:
+                chunk = await store.idle_of(conn, profile, CLAIMS_AT_ONCE)
+            got = await asyncio.gather(
+                *(_offer(s, nc, js, agent, execution_timeout) for agent in chunk)
+            )
+            assigned += sum(1 for g in got if g)
+            if len(chunk) < CLAIMS_AT_ONCE or None in got or not any(got):
+                break
     return assigned
 
 
