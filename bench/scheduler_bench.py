@@ -14,8 +14,9 @@ heartbeat every 5 s, and answering an assignment at once with `accepted` then `c
    time travels in the task's metadata; one clock, this process).
 2. Silence: V agents accept their next task and then go quiet (no heartbeat, no outcome).
    Detection = the agent's last heartbeat -> its task handed back (the queue's `failed` event).
-3. Checks: every task ends `completed` (nothing lost) and no task was held by two agents at
-   once (an `assign` for a task whose previous holder had not finished or been requeued).
+3. Checks: every task ends `completed` within `--drain` s after the offer ends
+   (`not_completed_at_end` counts the rest: lost or still queued) and no task was held by two
+   agents at once (an `assign` for a task whose previous holder had not finished or been requeued).
 
 Peer: none meaningful. The parts that compete (PgQueuer, Celery, Temporal task queues) have no
 agents with presence, capabilities and fenced reassignment; the queue's own claim path is
@@ -283,12 +284,14 @@ async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token
         fleet.victims_wanted = args.victims
         victims_before = len(fleet.latencies_ms)
         extra, _ = await offer(conns[0], max(1.0, args.victims / 2), 2.0)
-        deadline = time.perf_counter() + HEARTBEAT_S * MISSED + 30
+        offered_at = time.perf_counter()
+        deadline = time.perf_counter() + max(HEARTBEAT_S * MISSED + 30, args.drain)
         while time.perf_counter() < deadline:
             done = len(fleet.completed_events) >= submitted + extra
             if done and not fleet.victims and len(fleet.detection_s) >= args.victims:
                 break
             await asyncio.sleep(0.2)
+        drained = time.perf_counter() - offered_at
         stop.set()
         for loop in loops:
             loop.cancel()
@@ -315,7 +318,8 @@ async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token
         "silence_to_requeue_max_s": round(det[-1], 2) if det else None,
         "silence_limit_s": HEARTBEAT_S * MISSED,
         "completed": len(fleet.completed_events),
-        "lost": total - len(fleet.completed_events),
+        "not_completed_at_end": total - len(fleet.completed_events),
+        "drain_s": round(drained, 1),
         "assigned_twice_at_once": fleet.double,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
@@ -329,6 +333,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--victims", type=int, default=10)
+    parser.add_argument(
+        "--drain", type=float, default=300.0, help="seconds to wait for the backlog to finish"
+    )
     parser.add_argument("--quick", action="store_true", help="100 agents, 50/s for 10 s")
     args = parser.parse_args()
     if args.quick:
