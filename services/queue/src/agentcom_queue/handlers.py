@@ -1,5 +1,5 @@
-"""NATS RPC of the queue: agentcom.rpc.queue.submit|claim|report|requeue|stats, and the batch
-variants submit_batch|claim_batch|report_batch (one transaction for many tasks).
+"""NATS RPC of the queue: agentcom.rpc.queue.submit|claim|report|requeue|stats|list, and the
+batch variants submit_batch|claim_batch|report_batch (one transaction for many tasks).
 
 Same ops as the HTTP API, through `micro.endpoint` (errors become Nats-Service-Error headers).
 NATS callers are services and sidecars on the hub's own NATS account, so the actor is the
@@ -15,6 +15,7 @@ from agentcom_common.contracts.task import (
     ClaimedTasks,
     ClaimTask,
     ClaimTasks,
+    ListTasks,
     QueueStats,
     ReportedTasks,
     ReportTask,
@@ -24,6 +25,7 @@ from agentcom_common.contracts.task import (
     SubmitTask,
     SubmitTasks,
     SubmittedTasks,
+    TaskList,
     TaskView,
 )
 from agentcom_common.service import Loops, Resources
@@ -44,6 +46,18 @@ async def register(res: Resources, loops: Loops, *, retry_backoff: timedelta) ->
 
     async def requeue(body: RequeueTask) -> TaskView:
         return await ops.requeue(q, body, "nats")
+
+    async def listing(body: ListTasks) -> TaskList:
+        found, next_cursor = await ops.page(
+            q,
+            state=body.state,
+            priority=None,
+            goal_id=None,
+            assigned_to=body.assigned_to,
+            cursor=body.cursor,
+            limit=body.limit,
+        )
+        return TaskList(tasks=found, next_cursor=next_cursor)
 
     async def stats(_body: StatsRequest) -> QueueStats:
         by_state, by_lane = await ops.stats(q)
@@ -72,3 +86,5 @@ async def register(res: Resources, loops: Loops, *, retry_backoff: timedelta) ->
     await group.add_endpoint(name="submit_batch", handler=micro.endpoint(SubmitTasks, submit_batch))
     await group.add_endpoint(name="claim_batch", handler=micro.endpoint(ClaimTasks, claim_batch))
     await group.add_endpoint(name="report_batch", handler=micro.endpoint(ReportTasks, report_batch))
+
+    await group.add_endpoint(name="list", handler=micro.endpoint(ListTasks, listing))

@@ -185,6 +185,22 @@ class StatsRequest(Request):
     pass
 
 
+class ListTasks(Request):
+    """Body of `agentcom.rpc.queue.list`: one page of tasks, newest first."""
+
+    state: TaskState | None = None
+    assigned_to: AgentId | None = None
+    cursor: Annotated[str, StringConstraints(max_length=20)] | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+class TaskList(Contract):
+    """Reply of `agentcom.rpc.queue.list`; pass `next_cursor` back for the next page."""
+
+    tasks: list[TaskView]
+    next_cursor: str | None = None
+
+
 class QueueStats(Contract):
     by_state: dict[str, int]
     queued_by_lane: dict[str, int]
