@@ -18,7 +18,6 @@ from agentcom_cli import (
 )
 from agentcom_cli.console import fail, friendly, out
 from agentcom_cli.llm import llm_app
-
 from agentcom_common import natsauth
 from agentcom_common.settings import CommonSettings
 
