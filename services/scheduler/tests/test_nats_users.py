@@ -72,6 +72,9 @@ async def refused(address: str, user: str | None = None, password: str | None = 
                 password=password,
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
+                # longer than the server's auth timeout (2 s), which ends an unanswered
+                # callout with "Authorization Violation"; nats-py's own 2 s raced it
+                connect_timeout=10,
                 error_cb=quiet,
             )
     finally:
