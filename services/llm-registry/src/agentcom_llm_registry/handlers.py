@@ -48,11 +48,6 @@ def starter(
 ) -> Callable[[Resources, Loops], asyncio.Future[None]]:
     async def start(res: Resources, loops: Loops) -> None:
         s = Llm(settings, res.engine, res.outbox)
-
-        async def notify(subject: str, payload: bytes) -> None:
-            await res.nc.publish(subject, payload)
-
-        s.ledger.publish = notify
         await s.start()
         publish(s)
         loops.spawn("llm-lifetime", _lifetime(s))

@@ -4,8 +4,8 @@ A call's row is written where it cannot be lost before it is anywhere slow:
 1. at the end of the call it is appended (one `write`, no fsync) to the journal file
    `<ledger dir>/current.jsonl` and to an in-memory buffer; the reply does not wait on Postgres;
 2. every `flush_interval` the flusher rotates the journal to `<n>.jsonl`, inserts the buffered
-   rows in one transaction, deletes the rotated file, then publishes an
-   `agentcom.evt.llm.routed` event per new row (a notification; the row is the record).
+   rows with an `agentcom.evt.llm.routed` outbox event per new row in one transaction, then
+   deletes the rotated file.
 
 What a crash does: the process dying (SIGKILL, OOM) loses nothing - the journal lines are in
 the OS page cache, and at start `replay()` inserts every journal file's rows with
@@ -26,17 +26,16 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import clock, subjects
+from agentcom_common import clock, outbox, subjects
 from agentcom_common.contracts.llm import Routing
 from agentcom_common.errors import AgentcomError
 from agentcom_llm_registry import tables
@@ -149,7 +148,6 @@ class Ledger:
         self.seq = 0
         self._journal: Any = None
         self._lock = asyncio.Lock()
-        self.publish: Callable[[str, bytes], Awaitable[None]] | None = None
 
     def open(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -222,28 +220,28 @@ class Ledger:
         return rotated
 
     async def _insert(self, rows: list[Entry]) -> None:
-        """Insert rows (a replayed id is skipped); then publish a routed event per new row.
+        """Insert rows (a replayed id is skipped) and a routed event per new row, together.
 
-        The event goes out as a core publish onto the EVENTS stream after the commit: it is a
-        notification, the ledger row is the record. NATS away means no event, never no row.
+        The events go into the outbox in the same transaction as their rows, so a crash after
+        the commit still delivers them and a rolled-back flush emits none. This costs one
+        executemany per flush, off the request path.
         """
-        fresh: set[str] = set()
         async with self.engine.begin() as conn:
             for start in range(0, len(rows), CHUNK):
-                values = [_values(r) for r in rows[start : start + CHUNK]]
+                chunk = rows[start : start + CHUNK]
                 # executemany of one cached statement: a multi-VALUES insert would be compiled
                 # afresh for every batch, which cost more CPU than the calls it records
-                result = await conn.execute(_INSERT, values)
-                fresh.update(row.id for row in result)
+                result = await conn.execute(_INSERT, [_values(r) for r in chunk])
+                fresh = {row.id for row in result}
+                events: list[dict[str, object]] = [
+                    {"subject": subjects.LLM_ROUTED, "payload": _event(r), "headers": _NO_HEADERS}
+                    for r in chunk
+                    if r.id in fresh
+                ]
+                if events:
+                    await conn.execute(self.outbox.insert(), events)
                 await asyncio.sleep(0)  # let waiting requests run between chunks (tail latency)
-        if self.publish is None:
-            return
-        for index, r in enumerate(rows):
-            if r.id in fresh:
-                with contextlib.suppress(Exception):
-                    await self.publish(subjects.LLM_ROUTED, _event(r))
-            if index % CHUNK == CHUNK - 1:
-                await asyncio.sleep(0)
+            await conn.execute(text(f"NOTIFY {outbox.channel(self.outbox)}"))
 
     async def replay(self) -> int:
         """Insert every journal file left by an earlier process; returns how many rows were read."""
@@ -291,6 +289,7 @@ class Ledger:
         return out
 
 
+_NO_HEADERS: dict[str, str] = {}  # the relay adds its own trace context
 CHUNK = 100  # rows per insert / events per slice: keeps each pause of the event loop short
 _INSERT = insert(tables.calls).on_conflict_do_nothing().returning(tables.calls.c.id)
 _FIELDS = tuple(f for f in Entry.__dataclass_fields__ if f != "routing")
