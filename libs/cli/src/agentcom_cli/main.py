@@ -1,7 +1,7 @@
 """The `agentcom` command: start the stack, check it, manage tokens."""
 
 import asyncio
-from importlib.metadata import version
+from importlib.metadata import entry_points, version
 from typing import Annotated, Any
 
 import httpx
@@ -30,6 +30,11 @@ agent_app = typer.Typer(help="Register, list and remove agents.", no_args_is_hel
 app.add_typer(agent_app, name="agent")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+# other packages add command groups (the sidecar adds `agentcom sidecar`) through this entry point
+# group, so this package never imports them
+for _point in entry_points(group="agentcom.commands"):
+    app.add_typer(_point.load(), name=_point.name)
 
 
 def _version(value: bool) -> None:
