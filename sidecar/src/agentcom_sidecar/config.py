@@ -93,6 +93,15 @@ class SidecarConfig(BaseModel):
     def workspaces(self) -> Path:
         return (self.workspaces_dir or self.path.parent / f"{self.agent_id}-workspaces").resolve()
 
+    def repo(self, url: str) -> RepoConfig | None:
+        """The configured repo a task's URL names (the queue trims `/` and `.git`), or None.
+
+        With no repos configured any URL is accepted as it is."""
+        if not self.repos:
+            return RepoConfig(url=url)
+        wanted = _normal(url)
+        return next((r for r in self.repos if _normal(r.url) == wanted), None)
+
     @property
     def journal_path(self) -> Path:
         return self.state / "journal.sqlite3"
@@ -100,6 +109,10 @@ class SidecarConfig(BaseModel):
     @property
     def status_path(self) -> Path:
         return self.state / "status.json"
+
+
+def _normal(url: str) -> str:
+    return url.rstrip("/").removesuffix(".git")
 
 
 def _inside(child: Path, parent: Path) -> bool:

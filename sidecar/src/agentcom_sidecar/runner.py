@@ -375,13 +375,13 @@ class Sidecar:
             scratch = self.config.workspaces / "scratch" / row.task_id
             scratch.mkdir(parents=True, exist_ok=True)
             return None
-        allowed = [r.url for r in self.config.repos]
-        if allowed and url not in allowed:
+        repo = self.config.repo(str(url))
+        if repo is None:
             raise RefusedError(f"repo {url} is not one of this agent's repos")
         try:
             return await workspaces.prepare(
                 self.config.workspaces,
-                str(url),
+                repo.url,
                 self.config.agent_id,
                 row.task_id,
                 str(row.body.get("description", "")),
@@ -451,9 +451,8 @@ class Sidecar:
                 "commit": head,
                 "pushed": pushed,
             }
-            github = next(
-                (r.github for r in self.config.repos if r.url == row.body.get("repo")), None
-            )
+            repo = self.config.repo(str(row.body.get("repo")))
+            github = repo.github if repo else None
             if pushed and github:
                 title = f"{row.task_id}: {str(row.body.get('description', ''))[:60]}"
                 body = delivery.pr_body(
