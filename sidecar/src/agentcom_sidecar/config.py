@@ -80,7 +80,7 @@ class SidecarConfig(BaseModel):
     fault_kill_at: str | None = Field(
         default=None,
         description="Testing only: SIGKILL the sidecar at this point (before_inbox_ack, "
-        "before_report_publish).",
+        "before_report_publish, after_report_publish).",
     )
 
     path: Path = Field(default=Path("sidecar.json"), exclude=True)

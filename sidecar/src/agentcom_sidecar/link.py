@@ -125,6 +125,8 @@ class Courier:
                         fault(self.config, "before_report_publish")
                     msg_id = f"{self.config.agent_id}-{row.seq}"
                     await js.publish(subject, row.payload, headers={MSG_ID: msg_id}, timeout=5)
+                    if row.kind in TERMINAL_KINDS:
+                        fault(self.config, "after_report_publish")
                     self.journal.mark_sent(row.seq)
                 backoff = self.config.reconnect_wait
             except (NatsError, OSError, TimeoutError) as exc:  # not connected: the row stays unsent

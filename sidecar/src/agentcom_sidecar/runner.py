@@ -96,7 +96,7 @@ class Sidecar:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             with contextlib.suppress(NatsError, OSError, TimeoutError):
-                await nc.drain()
+                await nc.close()  # not drain(): a pull subscription's drain waits its full timeout
             self.connected = False
             self._write_status()
             self.journal.close()
