@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,7 +95,7 @@ async def hub(settings: CommonSettings, admin_token: str, tmp_path: Path) -> Asy
 
 
 @contextlib.asynccontextmanager
-async def _in_process(config: sidecar_config.SidecarConfig) -> AsyncIterator[Sidecar]:
+async def _in_process(config: sidecar_config.SidecarConfig) -> AsyncGenerator[Sidecar]:
     sidecar = Sidecar(config)
     task = asyncio.create_task(sidecar.run())
     try:
@@ -105,7 +105,9 @@ async def _in_process(config: sidecar_config.SidecarConfig) -> AsyncIterator[Sid
         await asyncio.wait_for(task, 20)
 
 
-RunSidecar = Callable[[sidecar_config.SidecarConfig], contextlib.AbstractAsyncContextManager[Sidecar]]
+RunSidecar = Callable[
+    [sidecar_config.SidecarConfig], contextlib.AbstractAsyncContextManager[Sidecar]
+]
 
 
 @pytest.fixture
@@ -117,8 +119,14 @@ def run_sidecar() -> RunSidecar:
 class SidecarProcess:
     """`python -m agentcom_sidecar run` as a real process, to be killed with SIGKILL."""
 
-    def __init__(self, config: sidecar_config.SidecarConfig, argv: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: sidecar_config.SidecarConfig,
+        argv: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.config = config
+        self.extra_env = env or {}
         self.log = config.path.parent / "sidecar.log"
         self.argv = argv or [
             sys.executable,
@@ -132,6 +140,7 @@ class SidecarProcess:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")}
+        env |= self.extra_env
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 self.argv,
@@ -160,8 +169,12 @@ class SidecarProcess:
 def processes() -> Iterator[Callable[..., SidecarProcess]]:
     made: list[SidecarProcess] = []
 
-    def start(config: sidecar_config.SidecarConfig, argv: list[str] | None = None) -> SidecarProcess:
-        process = SidecarProcess(config, argv)
+    def start(
+        config: sidecar_config.SidecarConfig,
+        argv: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> SidecarProcess:
+        process = SidecarProcess(config, argv, env)
         process.start()
         made.append(process)
         return process
@@ -234,7 +247,8 @@ def github() -> Iterator[FakeGitHub]:
             found = [
                 p
                 for p in fake.pulls
-                if f"{owner}:{p['head']}" == params.get("head", "").replace("%3A", ":").replace("%2F", "/")
+                if f"{owner}:{p['head']}"
+                == params.get("head", "").replace("%3A", ":").replace("%2F", "/")
                 and p["state"] == "open"
             ]
             self._reply(200, found)
@@ -259,7 +273,7 @@ def github() -> Iterator[FakeGitHub]:
             fake.pulls.append(pull)
             self._reply(201, pull)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002  # stdlib name
+        def log_message(self, format: str, *args: object) -> None:  # stdlib name
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -269,4 +283,3 @@ def github() -> Iterator[FakeGitHub]:
     yield fake
     server.shutdown()
     server.server_close()
-

@@ -1,6 +1,6 @@
 """One task through the real hub and the sidecar: accept, run, verify, push, pull request."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,3 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=repo, check=True, capture_output=True, text=True
     ).stdout
-
-
-def _unused() -> Iterator[None]:
-    yield

@@ -107,9 +107,7 @@ async def test_a_check_past_its_timeout_is_killed_and_reported_as_timed_out(
     assert (check["passed"], check["timed_out"]) == (False, True)
 
 
-async def test_a_file_check_never_looks_outside_the_workspace(
-    hub: Any, run_sidecar: Any
-) -> None:
+async def test_a_file_check_never_looks_outside_the_workspace(hub: Any, run_sidecar: Any) -> None:
     config = await hub.agent("boxed", allow_hub_commands=True, max_verification_retries=0)
     async with run_sidecar(config):
         made = await hub.submit(
