@@ -273,7 +273,7 @@ def github() -> Iterator[FakeGitHub]:
             fake.pulls.append(pull)
             self._reply(201, pull)
 
-        def log_message(self, format: str, *args: object) -> None:  # stdlib name
+        def log_message(self, format: str, *args: object) -> None:  # noqa: ARG002  # quiet tests
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
