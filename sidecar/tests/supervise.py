@@ -15,17 +15,20 @@ from types import FrameType
 def main() -> int:
     exits, starts, command = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
     child: subprocess.Popen[bytes] | None = None
+    stopping: list[bool] = []
 
     def stop(_sig: int, _frame: FrameType | None) -> None:
-        if child is not None and child.poll() is None:
+        # only signal here: waiting inside the handler would deadlock on Popen's wait lock
+        stopping.append(True)
+        if child is not None:
             child.terminate()
-            child.wait()
-        sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
     for _ in range(starts):
         child = subprocess.Popen(command)
         code = child.wait()
+        if stopping:
+            return 0
         with exits.open("a") as out:
             out.write(f"{code}\n")
         time.sleep(0.1)
