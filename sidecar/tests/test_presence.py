@@ -12,7 +12,7 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from agentcom_common.testing import eventually
+from agentcom_common.testing import eventually, start_nats
 
 
 @pytest.fixture
@@ -140,3 +140,33 @@ def _gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return stat.split(")")[-1].split()[0] == "Z"
+
+
+async def test_after_nats_restarts_the_sidecar_reconnects_says_hello_and_works(
+    hub: Any, run_sidecar: Any, nats_server: Any
+) -> None:
+    config = await hub.agent("survivor", allow_hub_commands=True)
+    async with run_sidecar(config) as sidecar:
+
+        async def connected() -> None:
+            assert sidecar.connected
+
+        await eventually(connected, timeout=30)
+        port = int(nats_server.url.rsplit(":", 1)[1])
+        nats_server.stop()
+
+        async def noticed() -> None:
+            assert not sidecar.connected
+
+        await eventually(noticed, timeout=30)
+        again = start_nats(nats_server.store, port)
+        try:
+            await eventually(connected, timeout=60)
+            made = await hub.submit(metadata={"command": ["true"]})
+
+            async def done() -> None:
+                assert (await hub.task(made["id"]))["state"] == "completed"
+
+            await eventually(done, timeout=60)
+        finally:
+            again.stop()

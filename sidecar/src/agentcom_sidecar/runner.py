@@ -67,7 +67,7 @@ class Sidecar:
         self.recovered = False
         self.restart_msg: Msg | None = None
         self.stopping = asyncio.Event()
-        self.connected = False
+        self.nc: Client | None = None
         self._hello_due = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -76,8 +76,7 @@ class Sidecar:
     async def run(self) -> int:
         """Serve until a `restart` (exit 0 for the supervisor to start us again) or a cancel."""
         self.settle_interrupted()
-        nc = await link.connect(self.config, self._on_reconnect)
-        self.connected = True
+        nc = self.nc = await link.connect(self.config, self._on_reconnect)
         try:
             js = nc.jetstream()  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
             inbox = await self._bind(js)
@@ -86,7 +85,7 @@ class Sidecar:
             for coro in (
                 self.courier.run(js),
                 self._serve_inbox(inbox),
-                self._heartbeats(nc, js),
+                self._heartbeats(js),
                 self._resume(),
             ):
                 self._spawn(coro)
@@ -97,10 +96,14 @@ class Sidecar:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             with contextlib.suppress(NatsError, OSError, TimeoutError):
                 await nc.close()  # not drain(): a pull subscription's drain waits its full timeout
-            self.connected = False
+            self.nc: Client | None = None
             self._write_status()
             self.journal.close()
         return 0
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.create_task(coro)
@@ -187,13 +190,12 @@ class Sidecar:
                 log.warning("hello.failed", extra={"error": type(exc).__name__})
                 await asyncio.sleep(self.config.reconnect_wait)
 
-    async def _heartbeats(self, nc: Client, js: JetStreamContext) -> None:
+    async def _heartbeats(self, js: JetStreamContext) -> None:
         subject = subjects.agent_report(self.config.agent_id)
         while True:
             if self._hello_due.is_set():
                 self._hello_due.clear()
                 await self._hello(js)
-            self.connected = nc.is_connected
             beat = await host.heartbeat(
                 self.config.agent_id,
                 self.config.ollama_url,
