@@ -60,7 +60,7 @@ class SidecarConfig(BaseModel):
     ollama_url: str | None = None
     gateway_url: str | None = None
     max_verification_retries: int = Field(default=2, ge=0, le=5)
-    heartbeat_interval: float = Field(default=10.0, gt=0)
+    heartbeat_interval: float = Field(default=5.0, gt=0)
     reconnect_wait: float = Field(default=1.0, gt=0, description="First backoff step.")
     reconnect_wait_max: float = Field(default=30.0, gt=0)
     inbox_ack_wait: float = Field(
