@@ -277,3 +277,17 @@ def test_the_agentcom_command_has_the_sidecar_group_and_status_reads_the_journal
     assert (status["running"], status["connected"], status["task_id"]) == (True, True, "task-1")
     assert status["journal"] == {"unsent_reports": 0, "tasks_received": 1}
     assert "agc_secretsecret" not in shown.stdout
+
+
+async def test_a_huge_line_without_newlines_is_cut_not_fatal(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def on_line(line: str) -> None:
+        seen.append(line)
+
+    script = "head -c 300000 /dev/zero | tr '\\0' x; echo; echo end"
+    done = await processes.run(["sh", "-c", script], tmp_path, timeout=30, env=ENV, on_line=on_line)
+
+    assert done.exit_code == 0
+    assert seen[-1] == "end"
+    assert all(len(line) <= processes.LINE_MAX for line in seen)

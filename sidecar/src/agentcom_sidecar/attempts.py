@@ -18,7 +18,12 @@ from typing import Any, Literal
 
 from agentcom_common.contracts.task import VerificationStep
 from agentcom_sidecar import verification
-from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult, Executor
+from agentcom_sidecar.executors.base import (
+    ExecutionContext,
+    ExecutionResult,
+    Executor,
+    ReportSink,
+)
 
 OutcomeKind = Literal["completed", "partial_pass", "failed"]
 
@@ -41,6 +46,8 @@ class Plan:
     attempt_timeout: float
     env: Mapping[str, str]
     feedback_file: Path
+    emit: ReportSink | None = None
+    """Journals an executor's progress and tool_call reports."""
 
 
 async def run(
@@ -96,6 +103,7 @@ def _context(plan: Plan, attempt: int, feedback: str | None) -> ExecutionContext
         attempt=attempt,
         feedback=feedback,
         env=env,
+        emit=plan.emit,
     )
 
 

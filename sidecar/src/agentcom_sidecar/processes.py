@@ -20,6 +20,7 @@ from typing import Final
 from agentcom_common import embedded
 
 TAIL_LINES: Final = 60
+CHUNK: Final = 65536
 LINE_MAX: Final = 4000
 _SECRET_NAME = re.compile(r"(?i)(token|secret|passw|api[_-]?key|credential|auth|private)")
 _DROP_PREFIXES: Final = ("AGENTCOM_", "NATS_", "GITHUB_", "GH_", "ANTHROPIC_", "OPENAI_", "AWS_")
@@ -63,6 +64,40 @@ async def _stop(process: asyncio.subprocess.Process, grace: float) -> None:
     await process.wait()
 
 
+async def _pump(
+    process: asyncio.subprocess.Process,
+    stdin: bytes | None,
+    tail: deque[str],
+    on_line: LineSink | None,
+) -> None:
+    """Feed stdin, read output to the end in bounded lines, wait for the exit."""
+    assert process.stdout is not None
+
+    async def take(raw: bytes) -> None:
+        line = raw.decode(errors="replace")[:LINE_MAX]
+        tail.append(line)
+        if on_line is not None:
+            await on_line(line)
+
+    if stdin is not None and process.stdin is not None:
+        process.stdin.write(stdin)
+        with contextlib.suppress(ConnectionError):
+            await process.stdin.drain()
+        process.stdin.close()
+    partial = b""
+    # chunks, not readline(): a line longer than the stream limit must not end the read
+    while chunk := await process.stdout.read(CHUNK):
+        *lines, partial = (partial + chunk).split(b"\n")
+        if len(partial) > LINE_MAX * 4:  # an endless line: cut it into bounded pieces
+            lines.append(partial)
+            partial = b""
+        for raw in lines:
+            await take(raw)
+    if partial:
+        await take(partial)
+    await process.wait()
+
+
 async def run(
     argv: Sequence[str],
     cwd: Path,
@@ -92,24 +127,10 @@ async def run(
         on_start(process.pid)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
 
-    async def pump() -> None:
-        assert process.stdout is not None
-        if stdin is not None and process.stdin is not None:
-            process.stdin.write(stdin)
-            with contextlib.suppress(ConnectionError):
-                await process.stdin.drain()
-            process.stdin.close()
-        while raw := await process.stdout.readline():
-            line = raw.decode(errors="replace").rstrip("\n")[:LINE_MAX]
-            tail.append(line)
-            if on_line is not None:
-                await on_line(line)
-        await process.wait()
-
     timed_out = False
     try:
         async with asyncio.timeout(timeout):
-            await pump()
+            await _pump(process, stdin, tail, on_line)
     except TimeoutError:
         timed_out = True
         await asyncio.shield(_stop(process, grace))

@@ -44,6 +44,7 @@ from agentcom_sidecar import (
 )
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors import registry, shell
+from agentcom_sidecar.executors.base import Report, ReportSink
 from agentcom_sidecar.journal import Journal, TaskRow
 from agentcom_sidecar.progress import ProgressBatcher
 
@@ -68,6 +69,7 @@ class Sidecar:
         self.restart_msg: Msg | None = None
         self.stopping = asyncio.Event()
         self.nc: Client | None = None
+        self.serving = False
         self._hello_due = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -95,8 +97,9 @@ class Sidecar:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             with contextlib.suppress(NatsError, OSError, TimeoutError):
-                await nc.close()  # not drain(): a pull subscription's drain waits its full timeout
-            self.nc: Client | None = None
+                async with asyncio.timeout(5):
+                    await nc.close()  # not drain(): a pull subscription's drain waits its timeout
+            self.nc = None
             self._write_status()
             self.journal.close()
         return 0
@@ -164,8 +167,11 @@ class Sidecar:
         log.warning("task.recovered_as_failed", extra={"task_id": row.task_id})
 
     async def _resume(self) -> None:
+        self.serving = True
         for row in self.journal.received():
             self._begin(row)
+        if self.restart_msg is not None and self.work is None:
+            await self._restart()
 
     # ---- presence -----------------------------------------------------------------------
 
@@ -279,6 +285,8 @@ class Sidecar:
 
     async def _on_restart(self, msg: Msg) -> None:
         self.restart_msg = msg
+        if not self.serving:  # during the start-up drain: `_resume` restarts once serving
+            return
         if self.work is None:
             await self._restart()
         else:  # finish the task first; its outcome is journaled before we go
@@ -424,9 +432,10 @@ class Sidecar:
             workspace=path,
             steps=verification.parse_steps(row.body),
             max_retries=_retries(row.body, self.config.max_verification_retries),
-            attempt_timeout=self.config.task_timeout,
+            attempt_timeout=_timeout(row.body, self.config.task_timeout),
             env=env,
             feedback_file=files / "feedback.txt",
+            emit=self._emitter(row),
         )
 
         async def on_stage(stage: str) -> None:
@@ -480,6 +489,17 @@ class Sidecar:
             outcome.kind = "failed"
             outcome.error = f"delivery failed: {exc}"[:4000]
 
+    def _emitter(self, row: TaskRow) -> ReportSink:
+        """An executor's own progress and tool_call reports, journaled like every report."""
+
+        async def emit(report: Report) -> None:
+            if (report.task_id, report.generation) != (row.task_id, row.generation):
+                return  # an executor may only speak about its own assignment
+            self.journal.add_report(report.kind, _dump(report), row.task_id, row.generation)
+            self.courier.wake.set()
+
+        return emit
+
     def _outcome(
         self, row: TaskRow, kind: Any, result: dict[str, Any], error: str | None = None
     ) -> TaskOutcome:
@@ -496,6 +516,14 @@ class Sidecar:
 def _retries(task: dict[str, Any], default: int) -> int:
     value: object = taskdata.metadata(task).get("max_verification_retries", default)
     return max(0, min(5, int(value))) if isinstance(value, int) else default
+
+
+def _timeout(task: dict[str, Any], limit: float) -> float:
+    """`metadata.timeout_s` if the task asks for a shorter deadline than the agent allows."""
+    value: object = taskdata.metadata(task).get("timeout_s")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return min(float(value), limit)
+    return limit
 
 
 def _dump(model: Any) -> bytes:

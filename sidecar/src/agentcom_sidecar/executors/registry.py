@@ -7,6 +7,8 @@ factory here (`register("ollama", factory)`) from `agentcom_sidecar.agentic`; a 
 one that is not registered or not enabled in the config is rejected with that reason.
 """
 
+import contextlib
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,24 @@ def register(name: str, factory: Factory) -> None:
     _FACTORIES[name] = factory
 
 
+def unregister(name: str) -> None:
+    _FACTORIES.pop(name, None)
+
+
+_PLUGINS = ("agentcom_sidecar.agentic",)
+_loaded: list[str] = []
+
+
+def _load_plugins() -> None:
+    """Import the LLM executors' package once if it is installed; it calls `register`."""
+    if _loaded:
+        return
+    _loaded.append("done")
+    for module in _PLUGINS:
+        with contextlib.suppress(ModuleNotFoundError):
+            importlib.import_module(module)
+
+
 def choose(task: Mapping[str, Any], config: SidecarConfig) -> str:
     metadata = taskdata.metadata(task)
     named: object = metadata.get("executor")
@@ -49,6 +69,7 @@ def choose(task: Mapping[str, Any], config: SidecarConfig) -> str:
 
 def unavailable(name: str, config: SidecarConfig) -> str | None:
     """Why this agent cannot run executor `name`, or None if it can."""
+    _load_plugins()
     if name not in config.executors:
         return f"executor {name} is not enabled on this agent"
     if name not in _FACTORIES:
