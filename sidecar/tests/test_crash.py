@@ -60,6 +60,21 @@ async def test_a_sidecar_killed_at_a_crash_point_comes_back_and_reports_once(
     assert (config.path.parent / "phoenix-state" / f"fault-{point}.fired").exists()
     runs = config.workspaces / "scratch" / made["id"] / "runs.txt"
     assert runs.read_text() == "ran\n"  # the command ran exactly once
+    assert "agc_" not in (config.path.parent / "sidecar.log").read_text()  # token never logged
+
+
+async def test_a_sidecar_killed_before_journaling_an_assignment_still_ends_with_one_outcome(
+    hub: Any, processes: Start
+) -> None:
+    config = await hub.agent("forgetful", allow_hub_commands=True, fault_kill_at="before_journal")
+    first = processes(config)
+    made = await hub.submit(metadata={"command": ["sh", "-c", "echo ok"]})
+    await _died(first)
+
+    processes(config)  # the hub may take the task back and assign it again: either way, once
+    await _settled(hub, made["id"])
+
+    assert _outcomes(await hub.history(made["id"])) == ["completed"]
 
 
 async def test_a_sidecar_killed_mid_run_stops_the_orphan_fails_the_attempt_and_the_retry_completes(

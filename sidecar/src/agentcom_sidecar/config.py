@@ -79,8 +79,8 @@ class SidecarConfig(BaseModel):
     http_timeout: float = Field(default=30.0, gt=0)
     fault_kill_at: str | None = Field(
         default=None,
-        description="Testing only: SIGKILL the sidecar at this point (before_inbox_ack, "
-        "before_report_publish, after_report_publish).",
+        description="Testing only: SIGKILL the sidecar at this point (before_journal, "
+        "before_inbox_ack, before_report_publish, after_report_publish).",
     )
 
     path: Path = Field(default=Path("sidecar.json"), exclude=True)

@@ -175,6 +175,13 @@ class Journal:
             return None
         return TaskRow(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5], row[6])
 
+    def newest_generation(self, task_id: str) -> int:
+        """The highest generation of `task_id` journaled so far, 0 if none."""
+        row = self._db.execute(
+            "SELECT max(generation) FROM task WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        return int(row[0] or 0)
+
     def received(self) -> list[TaskRow]:
         """Assignments journaled but not yet accepted or rejected, oldest first."""
         rows = self._db.execute(

@@ -268,6 +268,11 @@ class Sidecar:
             await msg.ack()
             return
         task_id = str(message.task.get("id", ""))
+        link.fault(self.config, "before_journal")
+        if self.journal.newest_generation(task_id) > message.generation:
+            log.warning("inbox.stale_assign", extra={"task_id": task_id})
+            await msg.ack()  # the hub has re-assigned this task since: nothing to do
+            return
         new = self.journal.receive(task_id, message.generation, message.task)
         link.fault(self.config, "before_inbox_ack")
         await msg.ack()  # only now: the assignment is in the journal
@@ -306,23 +311,38 @@ class Sidecar:
     # ---- one task -----------------------------------------------------------------------
 
     def _begin(self, row: TaskRow) -> None:
-        """Start work on `row`, or reject it at once if another task holds this agent."""
-        key = (row.task_id, row.generation)
-        if self.work_key is not None and self.work_key != key:
-            self._reject(row, f"busy with {self.work_key[0]}")
-            return
-        self.work_key = key
-        self.work = self._spawn(self._work_on(row))
+        """Start work on `row`, or reject it at once if another task holds this agent.
 
-    async def _work_on(self, row: TaskRow) -> None:
+        The same task at a newer generation means the hub took it back and gave it to us again:
+        the stale attempt is stopped and the new one starts once it is gone.
+        """
+        key = (row.task_id, row.generation)
+        previous: asyncio.Task[None] | None = None
+        if self.work_key is not None and self.work_key != key:
+            held_task, held_generation = self.work_key
+            if held_task != row.task_id or held_generation > row.generation:
+                self._reject(row, f"busy with {held_task}")
+                return
+            previous = self.work
+            if previous is not None:
+                previous.cancel()
+            self.journal.advance(held_task, held_generation, "cancelled", pgid=None)
+        self.work_key = key
+        self.work = self._spawn(self._work_on(row, previous))
+
+    async def _work_on(self, row: TaskRow, previous: asyncio.Task[None] | None = None) -> None:
+        key = (row.task_id, row.generation)
         try:
+            if previous is not None:  # its process group must be gone before we touch the tree
+                await asyncio.wait([previous])
             await self._decide_and_run(row)
         except asyncio.CancelledError:
             log.info("task.stopped", extra={"task_id": row.task_id})
             if self.stopping.is_set():
                 raise
         finally:
-            self.work, self.work_key = None, None
+            if self.work_key == key:  # compare-and-clear: a newer assignment may hold it now
+                self.work, self.work_key = None, None
             self.courier.wake.set()
         if self.restart_msg is not None:
             await self._restart()
