@@ -70,6 +70,17 @@ async def test_a_shell_task_on_an_agent_that_does_not_run_hub_commands_is_reject
     assert task["last_error"].startswith("rejected: ")
 
 
+async def test_an_agent_short_of_disk_space_rejects_work_saying_so(
+    hub: Any, run_sidecar: RunSidecar
+) -> None:
+    config = await hub.agent("full", allow_hub_commands=True, min_free_disk_mb=10**12)
+    async with run_sidecar(config):
+        made = await hub.submit(metadata={"command": ["true"]}, max_retries=0)
+        task = await finished(hub, made["id"], "dead_letter")
+
+    assert "MB free for workspaces" in task["last_error"]
+
+
 async def test_a_task_without_verification_steps_completes_but_is_not_called_verified(
     hub: Any, run_sidecar: RunSidecar
 ) -> None:

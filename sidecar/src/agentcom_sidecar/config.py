@@ -71,6 +71,9 @@ class SidecarConfig(BaseModel):
         default=1.0, gt=0, description="At most one progress report per interval."
     )
     progress_max_lines: int = Field(default=50, ge=1, le=200)
+    min_free_disk_mb: int = Field(
+        default=200, ge=0, description="Reject work when the workspaces' disk has less free."
+    )
     task_timeout: float = Field(default=1800.0, gt=0, description="Deadline per attempt.")
     kill_grace: float = Field(
         default=5.0, ge=0, description="SIGTERM to SIGKILL of a process group."

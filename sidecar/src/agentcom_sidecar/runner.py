@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client
@@ -397,6 +398,12 @@ class Sidecar:
             raise RefusedError(str(exc)) from None
         if verification.needs_commands(steps) and not self.config.allow_hub_commands:
             raise RefusedError("verification commands need allow_hub_commands on this agent")
+        free_mb = await asyncio.to_thread(_free_mb, self.config.workspaces)
+        if free_mb < self.config.min_free_disk_mb:
+            raise RefusedError(
+                f"only {free_mb} MB free for workspaces; this agent needs "
+                f"{self.config.min_free_disk_mb} MB (min_free_disk_mb)"
+            )
         return name, await self._workspace(row)
 
     async def _workspace(self, row: TaskRow) -> workspaces.Workspace | None:
@@ -536,6 +543,11 @@ class Sidecar:
 def _retries(task: dict[str, Any], default: int) -> int:
     value: object = taskdata.metadata(task).get("max_verification_retries", default)
     return max(0, min(5, int(value))) if isinstance(value, int) else default
+
+
+def _free_mb(path: Path) -> int:
+    path.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(path).free // 2**20
 
 
 def _timeout(task: dict[str, Any], limit: float) -> float:
