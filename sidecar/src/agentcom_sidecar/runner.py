@@ -62,7 +62,10 @@ class Sidecar:
     async def run(self) -> int:
         """Serve until a `restart` (exit 0 for the supervisor to start us again) or a cancel."""
         self.settle_interrupted()
-        nc = self.nc = await link.connect(self.config, self._on_reconnect)
+        nc = self.nc = await self._connect_or_stop()
+        if nc is None:
+            self.journal.close()
+            return 0
         try:
             js = nc.jetstream()  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
             inbox = await self._bind(js)
@@ -87,6 +90,19 @@ class Sidecar:
             self._write_status()
             self.journal.close()
         return 0
+
+    async def _connect_or_stop(self) -> Client | None:
+        """Connect (retrying forever), unless asked to stop first."""
+        connecting = asyncio.create_task(link.connect(self.config, self._on_reconnect))
+        stop = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait({connecting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if connecting.done():
+            return connecting.result()
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connecting
+        return None
 
     @property
     def connected(self) -> bool:
