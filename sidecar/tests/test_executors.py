@@ -125,3 +125,34 @@ async def test_an_assignment_while_busy_is_rejected_and_the_first_task_finishes(
             assert (await hub.task(made["id"]))["state"] == "completed"
 
         await eventually(done, timeout=30)
+
+
+class BrokenExecutor:
+    name = "claude"
+
+    async def run(self, ctx: ExecutionContext) -> ExecutionResult:
+        raise RuntimeError(f"bug while working on {ctx.task['id']}")
+
+
+async def test_an_executor_that_crashes_fails_its_task_and_the_sidecar_keeps_serving(
+    hub: Any, run_sidecar: Any
+) -> None:
+    def build(_config: SidecarConfig, _hooks: registry.Hooks) -> BrokenExecutor:
+        return BrokenExecutor()
+
+    registry.register("claude", build)
+    try:
+        config: SidecarConfig = await hub.agent("fragile", allow_hub_commands=True)
+        async with run_sidecar(config) as sidecar:
+            broken = await hub.submit(metadata={"executor": "claude"}, max_retries=0)
+            fine = await hub.submit(metadata={"command": ["true"]})
+
+            async def both_done() -> None:
+                assert (await hub.task(broken["id"]))["state"] == "dead_letter"
+                assert (await hub.task(fine["id"]))["state"] == "completed"
+
+            await eventually(both_done, timeout=30)
+            assert not sidecar.stopping.is_set()
+    finally:
+        registry.unregister("claude")
+    assert (await hub.task(broken["id"]))["last_error"] == "executor claude crashed: RuntimeError"

@@ -54,6 +54,7 @@ class Sidecar:
         self.stopping = asyncio.Event()
         self.nc: Client | None = None
         self.serving = False
+        self.exit_code = 0
         self._hello_due = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -89,7 +90,7 @@ class Sidecar:
             self.nc = None
             self._write_status()
             self.journal.close()
-        return 0
+        return self.exit_code
 
     async def _connect_or_stop(self) -> Client | None:
         """Connect (retrying forever), unless asked to stop first."""
@@ -118,6 +119,7 @@ class Sidecar:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("sidecar.loop_crashed", extra={"error": repr(exc)[:300]})
+            self.exit_code = 1
             self.stopping.set()  # a broken loop ends the process; the supervisor restarts it
 
     async def _on_reconnect(self) -> None:

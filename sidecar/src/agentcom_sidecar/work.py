@@ -54,7 +54,12 @@ class Work:
             branch=ws.branch if ws else None,
         )
         self.courier.wake.set()
-        outcome = await self._execute(row, name, ws)
+        try:
+            outcome = await self._execute(row, name, ws)
+        except Exception as exc:  # an executor bug fails this attempt, not the whole sidecar
+            log.exception("task.executor_crashed", extra={"task_id": row.task_id})
+            error = f"executor {name} crashed: {type(exc).__name__}"
+            outcome = attempts.Outcome("failed", {"executor": name}, error)
         report = self.outcome(row, outcome.kind, outcome.result, outcome.error)
         self.journal.advance(
             row.task_id, row.generation, "finished", [(outcome.kind, _dump(report))], pgid=None
