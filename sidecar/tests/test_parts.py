@@ -291,3 +291,31 @@ async def test_a_huge_line_without_newlines_is_cut_not_fatal(tmp_path: Path) -> 
     assert done.exit_code == 0
     assert seen[-1] == "end"
     assert all(len(line) <= processes.LINE_MAX for line in seen)
+
+
+def test_run_with_a_config_others_can_read_exits_1_with_one_clear_line(tmp_path: Path) -> None:
+    path = _write_config(tmp_path / "c.json", 0o640)
+    command = [sys.executable, "-m", "agentcom_sidecar", "run", "--config", str(path)]
+
+    ran = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+
+    assert ran.returncode == 1
+    assert (
+        ran.stderr.strip()
+        == f"error: {path} holds the agent's token and must be private: chmod 600 {path}"
+    )
+    assert "agc_secretsecret" not in ran.stderr + ran.stdout
+
+
+def test_install_service_from_the_command_line_prints_what_to_run_next(tmp_path: Path) -> None:
+    path = _write_config(tmp_path / "c.json")
+    units = tmp_path / "units"
+    command = [sys.executable, "-m", "agentcom_sidecar", "install-service", "--config", str(path)]
+
+    ran = subprocess.run(
+        [*command, "--systemd-dir", str(units)], capture_output=True, text=True, check=False
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    assert (units / "agentcom-sidecar-a1.service").exists()
+    assert "systemctl --user enable --now agentcom-sidecar-a1" in ran.stdout

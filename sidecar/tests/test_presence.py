@@ -107,7 +107,7 @@ async def test_a_cancel_from_the_hub_stops_the_command_and_frees_the_agent(
     config = await hub.agent("stopper", allow_hub_commands=True)
     pidfile = tmp_path / "pid"
     endless = ["sh", "-c", f'sleep 300 & echo $! > "{pidfile}"; wait']
-    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
     async with run_sidecar(config) as sidecar:
         made = await hub.submit(metadata={"command": endless}, complete_by=soon, max_retries=0)
 

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from importlib.metadata import version
 from typing import Any
 
 from nats.aio.client import Client
@@ -36,7 +37,7 @@ from agentcom_sidecar.journal import Journal, TaskRow
 from agentcom_sidecar.work import Work
 
 log = logging.getLogger(__name__)
-VERSION = "0.1.0"
+VERSION = version("agentcom-sidecar")
 _INBOX: TypeAdapter[Assign | Cancel | Restart] = TypeAdapter(Assign | Cancel | Restart)
 Key = tuple[str, int]
 
