@@ -11,7 +11,12 @@ from agentcom_sidecar.runner import Sidecar
 
 RunSidecar = Callable[[SidecarConfig], AbstractAsyncContextManager[Sidecar]]
 
-WRITE_DONE = ["sh", "-c", 'echo "built" > done.txt; echo step one; echo step two']
+# writes its file, then counts environment variables that could carry a credential: none may
+WRITE_DONE = [
+    "sh",
+    "-c",
+    'echo "built" > done.txt; env | grep -ci -e token -e git_config -e ghp_; exit 0',
+]
 
 
 async def finished(hub: Any, task_id: str, state: str = "completed") -> dict[str, Any]:
@@ -44,6 +49,7 @@ async def test_a_shell_task_is_verified_pushed_and_gets_a_pull_request(
 
     branch = f"agentcom/builder/{made['id']}-write-the-done-file"
     result = task["result"]
+    assert result["output_tail"] == "0"  # the GitHub token went to git, never to the task
     assert result["verified"] is True
     assert result["pr_url"] == "https://github.example/acme/widgets/pull/1"
     assert result["branch"] == branch

@@ -5,8 +5,10 @@ outcome), so a crash between steps is settled by `Sidecar.settle_interrupted` on
 """
 
 import asyncio
+import base64
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -118,7 +120,7 @@ class Work:
                 row.task_id,
                 str(row.body.get("description", "")),
                 row.body.get("branch") or None,
-                processes.scrubbed_env(),
+                self.git_env(),
                 self.config.git_timeout,
             )
         except workspaces.GitError as exc:
@@ -167,7 +169,7 @@ class Work:
         async with batcher:
             outcome = await attempts.run(plan, registry.build(name, self.config, hooks), on_stage)
         if ws is not None and outcome.kind != "failed":
-            await self._deliver(row, ws, env, outcome)
+            await self._deliver(row, ws, self.git_env(), outcome)
         return outcome
 
     async def _deliver(
@@ -221,6 +223,23 @@ class Work:
             self.courier.wake.set()
 
         return emit
+
+    def git_env(self) -> dict[str, str]:
+        """For the sidecar's own git calls (never a task's commands): the SSH agent, and the
+        GitHub token as an HTTP header passed through git's environment config, never argv."""
+        env = processes.scrubbed_env()
+        if sock := os.environ.get("SSH_AUTH_SOCK"):
+            env["SSH_AUTH_SOCK"] = sock
+        if self.config.github_token is not None:
+            basic = base64.b64encode(
+                f"x-access-token:{self.config.github_token.get_secret_value()}".encode()
+            ).decode()
+            env |= {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "http.https://github.com/.extraheader",
+                "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}",
+            }
+        return env
 
     def outcome(
         self, row: TaskRow, kind: Any, result: dict[str, Any], error: str | None = None
