@@ -319,3 +319,27 @@ def test_install_service_from_the_command_line_prints_what_to_run_next(tmp_path:
     assert ran.returncode == 0, ran.stderr
     assert (units / "agentcom-sidecar-a1.service").exists()
     assert "systemctl --user enable --now agentcom-sidecar-a1" in ran.stdout
+
+
+def test_the_journal_prunes_old_closed_tasks_but_never_open_or_unsent_ones(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    for n in range(5):
+        journal.receive(f"task-{n}", 1, {"id": f"task-{n}"})
+        journal.advance(f"task-{n}", 1, "finished", [("completed", b"{}")])
+        for row in journal.unsent():
+            journal.mark_sent(row.seq)
+    journal.receive("task-unsent", 1, {"id": "task-unsent"})
+    journal.advance("task-unsent", 1, "finished", [("failed", b"{}")])
+    journal.receive("task-open", 1, {"id": "task-open"})
+
+    pruned = journal.prune(keep=2)
+
+    assert sorted(pruned) == ["task-0", "task-1", "task-2"]
+    open_task = journal.open_task()
+    assert open_task is not None
+    assert open_task.task_id == "task-open"
+    assert [(t, k) for t, _, k in journal.outcomes()] == [
+        ("task-3", "completed"),
+        ("task-4", "completed"),
+        ("task-unsent", "failed"),
+    ]

@@ -71,6 +71,9 @@ class SidecarConfig(BaseModel):
         default=1.0, gt=0, description="At most one progress report per interval."
     )
     progress_max_lines: int = Field(default=50, ge=1, le=200)
+    journal_keep_tasks: int = Field(
+        default=500, ge=1, description="Closed tasks kept in the journal (pruned at start)."
+    )
     min_free_disk_mb: int = Field(
         default=200, ge=0, description="Reject work when the workspaces' disk has less free."
     )

@@ -190,6 +190,28 @@ class Journal:
         ).fetchall()
         return [TaskRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
+    def prune(self, keep: int) -> list[str]:
+        """Forget closed tasks beyond the newest `keep`, with their sent reports; returns their
+        ids so their per-task files can go too. Open tasks and unsent reports always stay."""
+        with self._tx() as db:
+            old = [
+                r[0]
+                for r in db.execute(
+                    "SELECT task_id FROM task WHERE phase IN ('finished', 'cancelled')"
+                    " AND task_id NOT IN (SELECT task_id FROM report WHERE sent_at IS NULL"
+                    "     AND task_id IS NOT NULL)"
+                    " ORDER BY received_at DESC LIMIT -1 OFFSET ?",
+                    (keep,),
+                )
+            ]
+            for task_id in old:
+                db.execute(
+                    "DELETE FROM report WHERE task_id = ? AND sent_at IS NOT NULL", (task_id,)
+                )
+                db.execute("DELETE FROM task WHERE task_id = ?", (task_id,))
+            db.execute("DELETE FROM report WHERE task_id IS NULL AND sent_at IS NOT NULL")
+        return old
+
     def counts(self) -> dict[str, int]:
         """For `agentcom sidecar status`: unsent reports and tasks per phase."""
         found = {

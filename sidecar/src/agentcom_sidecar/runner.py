@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import time
 from importlib.metadata import version
 from typing import Any
@@ -31,7 +32,7 @@ from agentcom_common.contracts.agent import (
     Restart,
     Restarting,
 )
-from agentcom_sidecar import host, link, processes
+from agentcom_sidecar import host, link, processes, taskdata
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.journal import Journal, TaskRow
 from agentcom_sidecar.work import Work
@@ -145,6 +146,7 @@ class Sidecar:
         received (not yet accepted) is decided again after connecting; a finished one just has
         its outcome re-sent.
         """
+        self._prune()
         row = self.journal.open_task()
         if row is None or row.phase not in ("accepted", "running"):
             return
@@ -168,6 +170,13 @@ class Sidecar:
         )
         self.recovered = True
         log.warning("task.recovered_as_failed", extra={"task_id": row.task_id})
+
+    def _prune(self) -> None:
+        """Keep the journal and the per-task files bounded across months of work."""
+        for task_id in self.journal.prune(self.config.journal_keep_tasks):
+            for place in (self.config.state / "tasks", self.config.workspaces / "scratch"):
+                if taskdata.safe_id(task_id) and (place / task_id).is_dir():
+                    shutil.rmtree(place / task_id, ignore_errors=True)
 
     async def _resume(self) -> None:
         self.serving = True

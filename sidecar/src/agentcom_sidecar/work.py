@@ -80,6 +80,8 @@ class Work:
     async def _accept_checks(self, row: TaskRow) -> tuple[str, workspaces.Workspace | None]:
         """Executor, command, verification steps, repo and workspace: all fine, or `RefusedError`."""
         task = row.body
+        if not taskdata.safe_id(row.task_id):
+            raise RefusedError("task id must match [A-Za-z0-9_-]{1,64}")
         name = registry.choose(task, self.config)
         if why := registry.unavailable(name, self.config):
             raise RefusedError(why)
