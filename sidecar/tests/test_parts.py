@@ -343,3 +343,23 @@ def test_the_journal_prunes_old_closed_tasks_but_never_open_or_unsent_ones(tmp_p
         ("task-4", "completed"),
         ("task-unsent", "failed"),
     ]
+
+
+async def test_a_second_sidecar_on_the_same_state_dir_refuses_to_start(tmp_path: Path) -> None:
+    from agentcom_sidecar.runner import Sidecar
+
+    config = sidecar_config.load(_write_config(tmp_path / "c.json"))
+    first = Sidecar(config)
+    command = [sys.executable, "-m", "agentcom_sidecar", "run", "--config", str(config.path)]
+
+    ran = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, check=False, timeout=60
+    )
+
+    first.stopping.set()
+    assert await first.run() == 0  # stops at once; releases the lock
+    assert ran.returncode == 1
+    assert "another sidecar is running with the state dir" in ran.stderr
+    again = Sidecar(config)  # the lock is free again
+    again.stopping.set()
+    assert await again.run() == 0

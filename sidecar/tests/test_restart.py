@@ -33,7 +33,7 @@ async def test_restart_reports_restarting_exits_and_the_supervisor_brings_it_bac
         return [r for r in reports if r["kind"] == "hello"]
 
     async def first_hello() -> None:
-        assert len(hellos()) == 1
+        assert hellos()
         assert hellos()[0]["supervisor"] == "test-supervisor"
 
     await eventually(first_hello, timeout=60)
@@ -44,7 +44,8 @@ async def test_restart_reports_restarting_exits_and_the_supervisor_brings_it_bac
 
     async def back() -> None:
         kinds = [r["kind"] for r in reports if r["kind"] != "heartbeat"]
-        assert kinds == ["hello", "restarting", "hello"]
+        assert kinds.count("restarting") == 1, kinds
+        assert kinds[kinds.index("restarting") :] == ["restarting", "hello"], kinds
         assert exits.read_text() == "0\n"
         status = json.loads(config.status_path.read_text())
         assert status["pid"] != first_pid

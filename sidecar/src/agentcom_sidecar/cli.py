@@ -52,7 +52,11 @@ def run(config: ConfigOption) -> None:
     logs.configure(f"sidecar-{loaded.agent_id}")
 
     async def serve() -> int:
-        sidecar = Sidecar(loaded)
+        try:
+            sidecar = Sidecar(loaded)
+        except AgentcomError as exc:
+            typer.secho(f"error: {exc.detail}", fg="red", err=True)
+            return 1
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, sidecar.stopping.set)

@@ -5,6 +5,7 @@ NVIDIA GPUs are read through nvidia-ml-py when it is installed; Ollama's `GET /a
 short timeout. A probe that fails leaves its field empty and never delays the heartbeat.
 """
 
+import asyncio
 import contextlib
 import importlib
 import os
@@ -67,7 +68,7 @@ async def ollama_models(url: str | None, timeout: float = 2.0) -> list[str]:
 
 
 async def heartbeat(agent_id: str, ollama_url: str | None, task_id: str | None) -> Heartbeat:
-    cards = gpus()
+    cards = await asyncio.to_thread(gpus)  # NVML can be slow to answer; never stall the loop
     vram = None
     if cards and (total := sum(g.memory_total_mb for g in cards)):
         vram = min(100.0, 100 * sum(g.memory_used_mb for g in cards) / total)

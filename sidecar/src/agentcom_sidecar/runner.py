@@ -9,13 +9,15 @@ task so cancel, restart and heartbeats are never blocked by it.
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import time
 from importlib.metadata import version
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -32,6 +34,7 @@ from agentcom_common.contracts.agent import (
     Restart,
     Restarting,
 )
+from agentcom_common.errors import ConflictError
 from agentcom_sidecar import host, link, processes, taskdata
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.journal import Journal, TaskRow
@@ -46,6 +49,7 @@ Key = tuple[str, int]
 class Sidecar:
     def __init__(self, config: SidecarConfig) -> None:
         self.config = config
+        self._lock = _lock(config.state)  # before the journal: one process per state dir
         self.journal = Journal(config.journal_path)
         self.courier = link.Courier(self.journal, config)
         self.work_of = Work(config, self.journal, self.courier)
@@ -63,7 +67,13 @@ class Sidecar:
     # ---- start, serve, stop -------------------------------------------------------------
 
     async def run(self) -> int:
-        """Serve until a `restart` (exit 0 for the supervisor to start us again) or a cancel."""
+        """Serve until a `restart` (exit 0 for the supervisor to start us again) or a stop."""
+        try:
+            return await self._serve()
+        finally:
+            self._lock.close()  # closing the file releases the lock
+
+    async def _serve(self) -> int:
         self.settle_interrupted()
         nc = self.nc = await self._connect_or_stop()
         if nc is None:
@@ -358,6 +368,20 @@ class Sidecar:
             self.courier.wake.set()
         if self.restart_msg is not None:
             await self._restart()
+
+
+def _lock(state: Path) -> TextIO:
+    """An exclusive lock on the state dir, held for the life of the process."""
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = (state / "sidecar.lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConflictError(
+            f"another sidecar is running with the state dir {state}", code="already_running"
+        ) from None
+    return handle
 
 
 def _dump(model: Any) -> bytes:
