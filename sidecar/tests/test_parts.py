@@ -363,3 +363,16 @@ async def test_a_second_sidecar_on_the_same_state_dir_refuses_to_start(tmp_path:
     again = Sidecar(config)  # the lock is free again
     again.stopping.set()
     assert await again.run() == 0
+
+
+def test_a_damaged_journal_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
+    config = sidecar_config.load(_write_config(tmp_path / "c.json"))
+    config.state.mkdir(parents=True)
+    config.journal_path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    command = [sys.executable, "-m", "agentcom_sidecar", "run", "--config", str(config.path)]
+
+    ran = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+
+    assert ran.returncode == 1
+    assert f"the journal {config.journal_path} is damaged" in ran.stderr
+    assert "Traceback" not in ran.stderr

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from agentcom_common.errors import UnavailableError
+
 Phase = Literal["received", "accepted", "running", "finished", "cancelled"]
 OPEN_PHASES: Final = ("received", "accepted", "running")
 TERMINAL_KINDS: Final = frozenset({"rejected", "completed", "partial_pass", "failed"})
@@ -77,10 +79,21 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            # never start empty over a damaged journal: that would forget a task silently
+            raise UnavailableError(
+                f"the journal {path} is damaged ({exc}); move it aside to start fresh, "
+                "knowing that any task it held must be checked at the hub",
+                code="journal_damaged",
+            ) from None
         path.chmod(0o600)
 
     def close(self) -> None:

@@ -50,7 +50,11 @@ class Sidecar:
     def __init__(self, config: SidecarConfig) -> None:
         self.config = config
         self._lock = _lock(config.state)  # before the journal: one process per state dir
-        self.journal = Journal(config.journal_path)
+        try:
+            self.journal = Journal(config.journal_path)
+        except BaseException:
+            self._lock.close()
+            raise
         self.courier = link.Courier(self.journal, config)
         self.work_of = Work(config, self.journal, self.courier)
         self.work: asyncio.Task[None] | None = None
