@@ -2,16 +2,20 @@
 
     uv run python bench/queue_bench.py [--tasks 20000] [--workers 8] [--latency-seconds 5]
     uv run python bench/queue_bench.py --quick          # 2,000 tasks, 2 s of latency
+    uv run python bench/queue_bench.py --single         # the one-task-per-RPC cycle too
 
 Starts its own embedded Postgres (durable settings: `prepare_postgres(fast=False)`) and
-nats-server the way the test plugin does, and runs the queue service in this process (its
-FastAPI lifespan, as `agentcom_common.testing.running` does). Then:
+nats-server the way the test plugin does, and runs the queue service as its own process
+(`python -m agentcom_queue`, as a deployment does); this process is only the client. Then:
 
-1. Ours: the full cycle through the queue's NATS API. Submit every task (bounded
-   concurrency), then W workers loop claim -> report accepted -> report completed until the
-   queue is empty. The outbox relay's catch-up afterwards is timed too.
-2. Claim latency: pre-submit, then offer claims at a fixed rate (one every 2 ms at 500/s)
-   from one client without waiting for replies, timing each request.
+1. Ours: the full cycle through the queue's NATS API with the batch RPCs. Submit every task
+   (`submit_batch`, 1,000 a request, like PgQueuer's enqueue batch), then W workers loop
+   `claim_batch` (up to 100, like PgQueuer's dequeue batch) -> `report_batch` accepted ->
+   `report_batch` completed until the queue is empty. The outbox relay's catch-up afterwards
+   is timed too. With `--single`, the same cycle one task per RPC (`submit`, `claim`,
+   `report`) is measured as well.
+2. Claim latency: pre-submit, then offer single `claim`s at a fixed rate (one every 2 ms at
+   500/s) from one client without waiting for replies, timing each request.
 3. PgQueuer: its schema in a second database of the same Postgres; enqueue in batches of
    1,000, then W workers dequeue (batch 100) and ack (`log_jobs`).
 
@@ -32,9 +36,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -44,18 +49,19 @@ import nats
 from nats.aio.client import Client
 from pgqueuer.queries import EntrypointExecutionParameter, Queries
 from pgqueuer.types import QueueEntrypoint, QueueManagerId
-from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
 from agentcom_common import embedded
-from agentcom_common.testing import free_port, shared_tmpdir, start_nats
-from agentcom_queue.app import SPEC, create_app
-from agentcom_queue.settings import QueueSettings
+from agentcom_common.testing import ServiceProcess, free_port, shared_tmpdir, start_nats
+from agentcom_queue.app import SPEC
 
 Json = dict[str, Any]
 
-SUBMIT_CONCURRENCY = 64  # in-flight submits; the queue's micro endpoint admits 64 at a time
+SUBMIT_CONCURRENCY = 64  # in-flight single submits; a micro endpoint admits 64 at a time
+SUBMIT_BATCH = 1_000  # tasks per submit_batch (PgQueuer's enqueue batch)
+CLAIM_BATCH = 100  # tasks per claim_batch (PgQueuer's dequeue batch)
+OUTBOX_BATCH = 1_000  # AGENTCOM_OUTBOX_BATCH of the queue process
 RPC_TIMEOUT = 30.0  # seconds per request
 ENQUEUE_BATCH = 1_000  # PgQueuer enqueue batch
 DEQUEUE_BATCH = 100  # PgQueuer dequeue batch
@@ -73,6 +79,8 @@ class Servers:
     layout: embedded.PostgresLayout
     nats_url: str
     root: Path
+    postgres_pid: int
+    nats_pid: int
 
 
 # ------------------------------------------------------------------------------------------
@@ -108,13 +116,58 @@ def servers() -> Generator[Servers]:
             try:
                 broker = start_nats(root / "js")
                 try:
-                    yield Servers(layout, broker.url, root)
+                    yield Servers(layout, broker.url, root, postgres.pid, broker.process.pid)
                 finally:
                     broker.stop()
             finally:
                 _stop(postgres, signal.SIGINT)  # fast shutdown
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) `pid` has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def cpu_snapshot(srv: Servers, queue_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of each party: this client, the queue, nats-server, all of Postgres.
+
+    Postgres counts the postmaster and its live children (backends, WAL writer, checkpointer…);
+    a backend that exits between two snapshots takes its share with it, so the pools in this
+    bench keep theirs open while measuring.
+    """
+    postgres = [srv.postgres_pid, *_children(srv.postgres_pid)]
+    return {
+        "client": time.process_time(),
+        "queue": _cpu_of(queue_pid) if queue_pid else 0.0,
+        "nats": _cpu_of(srv.nats_pid),
+        "postgres": sum(_cpu_of(pid) for pid in postgres),
+    }
+
+
+def cpu_per_task(
+    before: dict[str, float], after: dict[str, float], tasks: int, prefix: str
+) -> Json:
+    """Milliseconds of CPU per task, per party, between two snapshots."""
+    return {
+        f"{prefix}_cpu_ms_per_task_{party}": 1000 * (after[party] - before[party]) / tasks
+        for party in before
+    }
 
 
 async def pg_connect(layout: embedded.PostgresLayout, database: str) -> Any:
@@ -150,8 +203,56 @@ async def rpc(nc: Client, op: str, body: Json) -> Json:
     return json.loads(reply.data)
 
 
+async def submit_batches(nc: Client, count: int, prefix: str) -> None:
+    """Submit `count` tasks, SUBMIT_BATCH per `submit_batch`, two requests in flight."""
+
+    async def submitter(first: int) -> None:
+        for start in range(first, count, 2 * SUBMIT_BATCH):
+            size = min(SUBMIT_BATCH, count - start)
+            tasks = [{"description": f"{prefix} task {start + i}"} for i in range(size)]
+            reply = await rpc(nc, "submit_batch", {"tasks": tasks})
+            if len(reply["tasks"]) != size:
+                raise RuntimeError(f"submit_batch returned {len(reply['tasks'])} of {size}")
+
+    await asyncio.gather(submitter(0), submitter(SUBMIT_BATCH))
+
+
+async def drain_batches(nc: Client, workers: int, limit: int) -> int:
+    """W workers: claim_batch -> report_batch accepted -> report_batch completed, until empty."""
+
+    async def reports(agent: str, tasks: list[Json], outcome: str) -> None:
+        body = {
+            "reports": [
+                {
+                    "task_id": t["id"],
+                    "agent_id": agent,
+                    "generation": t["generation"],
+                    "outcome": outcome,
+                }
+                for t in tasks
+            ]
+        }
+        results = (await rpc(nc, "report_batch", body))["results"]
+        if refused := [r for r in results if not r["ok"]]:
+            raise RpcError(f"report_batch refused {len(refused)}: {refused[0]}")
+
+    async def work(agent: str) -> int:
+        done = 0
+        for _ in range(limit):
+            body = {"agent_id": agent, "limit": CLAIM_BATCH}
+            tasks = (await rpc(nc, "claim_batch", body))["tasks"]
+            if not tasks:
+                break
+            await reports(agent, tasks, "accepted")
+            await reports(agent, tasks, "completed")
+            done += len(tasks)
+        return done
+
+    return sum(await asyncio.gather(*(work(f"bench-w{i}") for i in range(workers))))
+
+
 async def submit_all(nc: Client, count: int, prefix: str) -> None:
-    """Submit `count` tasks with at most SUBMIT_CONCURRENCY in flight."""
+    """Submit `count` tasks one per `submit`, at most SUBMIT_CONCURRENCY in flight."""
 
     async def submitter(first: int) -> None:
         for i in range(first, count, SUBMIT_CONCURRENCY):
@@ -199,27 +300,39 @@ async def outbox_catchup(db: Any) -> tuple[int, float]:
     return backlog, time.perf_counter() - started
 
 
-async def bench_ours(nc: Client, db: Any, tasks: int, workers: int) -> Json:
-    progress.log(f"ours: submitting {tasks:,} tasks")
+async def bench_ours(
+    nc: Client,
+    db: Any,
+    tasks: int,
+    workers: int,
+    cpu: Callable[[], dict[str, float]],
+    *,
+    batched: bool = True,
+    prefix: str = "ours",
+) -> Json:
+    how = "batch RPCs" if batched else "one task per RPC"
+    progress.log(f"{prefix}: submitting {tasks:,} tasks ({how})")
+    cpu_before = cpu()
     started = time.perf_counter()
-    await submit_all(nc, tasks, "bench")
+    await (submit_batches if batched else submit_all)(nc, tasks, prefix)
     submitted = time.perf_counter()
-    progress.log(f"ours: {workers} workers claim -> accepted -> completed")
-    done = await drain(nc, workers, tasks + 1)
+    progress.log(f"{prefix}: {workers} workers claim -> accepted -> completed")
+    done = await (drain_batches if batched else drain)(nc, workers, tasks + 1)
     ended = time.perf_counter()
     if done != tasks:
         raise RuntimeError(f"drained {done} of {tasks}")
-    progress.log("ours: waiting for the outbox relay to publish every event")
+    progress.log(f"{prefix}: waiting for the outbox relay to publish every event")
     backlog, catchup = await outbox_catchup(db)
+    cpu_used = cpu_per_task(cpu_before, cpu(), tasks, prefix)
     cycle = ended - started
-    return {
-        "ours_tasks_per_s": tasks / cycle,
-        "ours_submit_per_s": tasks / (submitted - started),
-        "ours_claim_complete_per_s": tasks / (ended - submitted),
-        "ours_cycle_s": cycle,
-        "ours_outbox_backlog_at_end": backlog,
-        "ours_outbox_catchup_s": catchup,
-        "ours_tasks_per_s_incl_events": tasks / (cycle + catchup),
+    return cpu_used | {
+        f"{prefix}_tasks_per_s": tasks / cycle,
+        f"{prefix}_submit_per_s": tasks / (submitted - started),
+        f"{prefix}_claim_complete_per_s": tasks / (ended - submitted),
+        f"{prefix}_cycle_s": cycle,
+        f"{prefix}_outbox_backlog_at_end": backlog,
+        f"{prefix}_outbox_catchup_s": catchup,
+        f"{prefix}_tasks_per_s_incl_events": tasks / (cycle + catchup),
     }
 
 
@@ -228,12 +341,22 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-async def bench_latency(nc: Client, db: Any, rate: int, seconds: float) -> Json:
+async def bench_latency(
+    nc: Client,
+    db: Any,
+    rate: int,
+    seconds: float,
+    cpu: Callable[[], dict[str, float]],
+    *,
+    vacuum: bool = False,
+) -> Json:
     """Offer `rate` claims/s on a fixed schedule from one client (open loop); time each."""
     total = max(1, int(rate * seconds))
     progress.log(f"latency: pre-submitting {total:,} tasks")
-    await submit_all(nc, total, "latency")
+    await submit_batches(nc, total, "latency")
     await outbox_catchup(db)  # the relay must not compete with the measured claims
+    if vacuum:  # shows what the dead entries of claimed tasks cost each claim (see README)
+        await db.execute(f"VACUUM {SPEC.schema}.tasks")
     progress.log(f"latency: {total:,} claims at {rate}/s")
     latencies: list[float] = []
     empty = 0
@@ -246,6 +369,7 @@ async def bench_latency(nc: Client, db: Any, rate: int, seconds: float) -> Json:
         empty += reply["task"] is None
 
     pending: list[asyncio.Task[None]] = []
+    cpu_before = cpu()
     start = time.perf_counter()
     for i in range(total):
         delay = start + i / rate - time.perf_counter()
@@ -254,8 +378,10 @@ async def bench_latency(nc: Client, db: Any, rate: int, seconds: float) -> Json:
         pending.append(asyncio.create_task(timed_claim(i)))
     issued = time.perf_counter() - start
     await asyncio.gather(*pending)
+    await outbox_catchup(db)  # the claims' events are part of their cost
+    cpu_used = cpu_per_task(cpu_before, cpu(), total, "claim")
     latencies.sort()
-    return {
+    return cpu_used | {
         "claim_rate_offered": rate,
         "claim_rate_achieved": total / issued if issued > 0 else float(rate),
         "claims": total,
@@ -268,26 +394,61 @@ async def bench_latency(nc: Client, db: Any, rate: int, seconds: float) -> Json:
 
 
 async def run_ours(srv: Servers, args: argparse.Namespace) -> Json:
-    settings = QueueSettings(
-        home=srv.root / "home",
-        nats_url=srv.nats_url,
-        database_url=SecretStr(srv.layout.url),
-        queue_retry_backoff=timedelta(0),
-        log_level="WARNING",
-    )
-    app = create_app(settings)
+    env = {
+        "AGENTCOM_HOME": str(srv.root / "home"),
+        "AGENTCOM_QUEUE_RETRY_BACKOFF": "0",
+        "AGENTCOM_LOG_LEVEL": "WARNING",
+        "AGENTCOM_OUTBOX_BATCH": str(OUTBOX_BATCH),
+        "AGENTCOM_OUTBOX_INTERVAL": "1s",  # the default (ServiceProcess sets the tests' 50ms)
+    }
+    queue = ServiceProcess("queue", srv.nats_url, srv.layout.url, srv.root / "queue.log", env)
     db = await pg_connect(srv.layout, srv.layout.database)
     try:
-        async with app.router.lifespan_context(app):
-            nc = await nats.connect(srv.nats_url)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
-            try:
-                figures = await bench_ours(nc, db, args.tasks, args.workers)
-                figures |= await bench_latency(nc, db, args.rate, args.latency_seconds)
-            finally:
-                await nc.close()
+        await asyncio.to_thread(queue.start)
+        nc = await nats.connect(srv.nats_url)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+        try:
+            pid = queue.process.pid if queue.process else None
+            cpu = partial(cpu_snapshot, srv, pid)
+            figures = await bench_ours(nc, db, args.tasks, args.workers, cpu)
+            if args.single:
+                single = min(args.tasks, args.single_tasks)
+                figures["single_tasks"] = single
+                figures |= await bench_ours(
+                    nc, db, single, args.workers, cpu, batched=False, prefix="single"
+                )
+            figures |= await bench_latency(
+                nc, db, args.rate, args.latency_seconds, cpu, vacuum=args.vacuum
+            )
+            figures["vacuum_before_latency"] = args.vacuum
+        finally:
+            await nc.close()
     finally:
         await db.close()
+        await asyncio.to_thread(queue.stop)
     return figures
+
+
+async def commit_floor(peer: embedded.PostgresLayout, count: int = 300) -> Json:
+    """Latency of the cheapest durable commit (a one-row INSERT) on this Postgres and disk.
+
+    Every claim commits once, so no claim can be faster than this on the same machine.
+    """
+    db = await pg_connect(peer, peer.database)
+    try:
+        await db.execute("CREATE TABLE commit_floor (x int)")
+        times: list[float] = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            await db.execute("INSERT INTO commit_floor VALUES (1)")
+            times.append((time.perf_counter() - t0) * 1000)
+        await db.execute("DROP TABLE commit_floor")
+    finally:
+        await db.close()
+    times.sort()
+    return {
+        "pg_commit_p50_ms": statistics.median(times),
+        "pg_commit_p99_ms": percentile(times, 0.99),
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -317,7 +478,9 @@ async def pgqueuer_drain(queries: Queries, workers: int, limit: int) -> int:
     return sum(await asyncio.gather(*(work() for _ in range(workers))))
 
 
-async def run_pgqueuer(peer: embedded.PostgresLayout, jobs: int, workers: int) -> Json:
+async def run_pgqueuer(
+    peer: embedded.PostgresLayout, jobs: int, workers: int, cpu: Callable[[], dict[str, float]]
+) -> Json:
     create_pool: Any = asyncpg.create_pool  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # asyncpg: no stubs
     pool: Any = await create_pool(
         host=str(peer.socket_dir),
@@ -331,6 +494,7 @@ async def run_pgqueuer(peer: embedded.PostgresLayout, jobs: int, workers: int) -
         queries = Queries.from_asyncpg_pool(pool)
         await queries.install()
         progress.log(f"pgqueuer: enqueueing {jobs:,} jobs in batches of {ENQUEUE_BATCH:,}")
+        cpu_before = cpu()
         started = time.perf_counter()
         for first in range(0, jobs, ENQUEUE_BATCH):
             size = min(ENQUEUE_BATCH, jobs - first)
@@ -339,11 +503,13 @@ async def run_pgqueuer(peer: embedded.PostgresLayout, jobs: int, workers: int) -
         progress.log(f"pgqueuer: {workers} workers dequeue (batch {DEQUEUE_BATCH}) + ack")
         done = await pgqueuer_drain(queries, workers, jobs + 1)
         ended = time.perf_counter()
+        cpu_used = cpu_per_task(cpu_before, cpu(), jobs, "pgqueuer")
     finally:
         await pool.close()
     if done != jobs:
         raise RuntimeError(f"pgqueuer drained {done} of {jobs}")
-    return {
+    del cpu_used["pgqueuer_cpu_ms_per_task_queue"]  # PgQueuer is a library in the client
+    return cpu_used | {
         "pgqueuer_jobs_per_s": jobs / (ended - started),
         "pgqueuer_enqueue_per_s": jobs / (enqueued - started),
         "pgqueuer_dequeue_ack_per_s": jobs / (ended - enqueued),
@@ -363,13 +529,16 @@ async def run(srv: Servers, args: argparse.Namespace) -> Json:
         "workers": args.workers,
         "latency_seconds": args.latency_seconds,
         "postgres_durable": True,
-        "queue_in_process": True,
+        "queue_in_process": False,
+        "submit_batch": SUBMIT_BATCH,
+        "claim_batch": CLAIM_BATCH,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "pgqueuer_version": version("pgqueuer"),
     }
+    figures |= await commit_floor(peer)
     figures |= await run_ours(srv, args)  # the queue service stops before PgQueuer runs
-    figures |= await run_pgqueuer(peer, args.tasks, args.workers)
+    figures |= await run_pgqueuer(peer, args.tasks, args.workers, partial(cpu_snapshot, srv, None))
     figures["ratio"] = figures["ours_tasks_per_s"] / figures["pgqueuer_jobs_per_s"]
     return figures
 
@@ -386,11 +555,30 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("full cycle incl. outbox catch-up", "ours_tasks_per_s_incl_events", None, "/s"),
     ("outbox rows left at cycle end", "ours_outbox_backlog_at_end", None, ""),
     ("outbox catch-up", "ours_outbox_catchup_s", None, " s"),
+    ("single-task RPCs: full cycle", "single_tasks_per_s", None, "/s"),
     ("claims/s offered / achieved", "claim_rate_offered", None, "/s"),
     ("claim p50", "claim_p50_ms", None, " ms"),
     ("claim p90", "claim_p90_ms", None, " ms"),
     ("claim p99", "claim_p99_ms", None, " ms"),
     ("claim max", "claim_max_ms", None, " ms"),
+    ("CPU per claim: queue service", "claim_cpu_ms_per_task_queue", None, " ms"),
+    ("CPU per claim: Postgres", "claim_cpu_ms_per_task_postgres", None, " ms"),
+    (
+        "CPU per task: client",
+        "ours_cpu_ms_per_task_client",
+        "pgqueuer_cpu_ms_per_task_client",
+        " ms",
+    ),
+    ("CPU per task: queue service", "ours_cpu_ms_per_task_queue", None, " ms"),
+    ("CPU per task: nats-server", "ours_cpu_ms_per_task_nats", None, " ms"),
+    (
+        "CPU per task: Postgres",
+        "ours_cpu_ms_per_task_postgres",
+        "pgqueuer_cpu_ms_per_task_postgres",
+        " ms",
+    ),
+    ("durable one-row commit p50 (floor)", "pg_commit_p50_ms", None, " ms"),
+    ("durable one-row commit p99 (floor)", "pg_commit_p99_ms", None, " ms"),
 ]
 
 
@@ -428,6 +616,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--latency-seconds", type=float, default=None, help="latency phase length (default 5)"
     )
     parser.add_argument("--quick", action="store_true", help="2,000 tasks, 2 s of latency")
+    parser.add_argument(
+        "--single", action="store_true", help="also time the one-task-per-RPC cycle"
+    )
+    parser.add_argument(
+        "--vacuum", action="store_true", help="VACUUM queue.tasks before the latency phase"
+    )
+    parser.add_argument(
+        "--single-tasks", type=int, default=2_000, help="tasks of the --single cycle (2,000)"
+    )
     args = parser.parse_args(argv)
     if args.tasks is None:
         args.tasks = 2_000 if args.quick else 20_000

@@ -445,7 +445,35 @@ def test_the_secret_template_holds_only_placeholders() -> None:
     secret = _objects()["Secret", "agentcom-secrets"]
     values = secret["stringData"]
 
-    assert set(values) == {"AGENTCOM_ADMIN_TOKEN", "AGENTCOM_DATABASE_URL", "POSTGRES_PASSWORD"}
+    assert set(values) == {
+        "AGENTCOM_ADMIN_TOKEN",
+        "AGENTCOM_DATABASE_URL",
+        "POSTGRES_PASSWORD",
+        "AGENTCOM_NATS_URL",
+        "AGENTCOM_NATS_HUB_PASSWORD",
+        "AGENTCOM_NATS_ISSUER",
+        "AGENTCOM_SCHEDULER_NATS_ISSUER_SEED",
+    }
     assert all("CHANGE-ME" in value for value in values.values())
     # shorter than the 32 characters a token needs: an unedited template cannot seed an admin
     assert len(values["AGENTCOM_ADMIN_TOKEN"]) < 32
+
+
+def test_nats_runs_with_auth_the_same_way_in_compose_and_kubernetes() -> None:
+    compose = _compose()["services"]
+    objects = _objects()
+    (nats,) = objects["StatefulSet", "nats"]["spec"]["template"]["spec"]["containers"]
+    conf = (ROOT / "deploy" / "nats-auth.conf").read_text()
+
+    assert compose["nats"]["command"][:2] == ["-c", "/etc/nats/auth.conf"] == nats["args"][:2]
+    assert "./deploy/nats-auth.conf:/etc/nats/auth.conf:ro" in compose["nats"]["volumes"]
+    assert objects["ConfigMap", "nats-auth"]["data"]["auth.conf"] == conf
+    assert "auth_callout" in conf
+    assert "AGENTCOM_NATS_URL" not in objects["ConfigMap", "agentcom-config"]["data"]
+    for name in SERVICE_NAMES:
+        assert (
+            "hub:${AGENTCOM_NATS_HUB_PASSWORD:?"
+            in compose[name]["environment"]["AGENTCOM_NATS_URL"]
+        )
+    seed = compose["scheduler"]["environment"]["AGENTCOM_SCHEDULER_NATS_ISSUER_SEED"]
+    assert seed.startswith("${AGENTCOM_SCHEDULER_NATS_ISSUER_SEED:?")

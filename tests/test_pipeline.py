@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from agentcom_common.settings import CommonSettings
@@ -39,6 +40,23 @@ async def hub(settings: CommonSettings, admin_token: str) -> AsyncIterator[Hub]:
         yield queue, scheduler
 
 
+class Inbox:
+    """An agent's inbox read the way its sidecar reads it: its durable consumer, acked."""
+
+    def __init__(self, sub: JetStreamContext.PullSubscription) -> None:
+        self.sub = sub
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, agent: str) -> "Inbox":
+        inbox = f"agentcom.agent.{agent}.inbox"
+        return cls(await js.pull_subscribe(inbox, durable=f"agent-{agent}", stream="INBOX"))
+
+    async def next_msg(self, timeout: float) -> Msg:
+        [msg] = await self.sub.fetch(1, timeout=timeout)
+        await msg.ack()
+        return msg
+
+
 async def report(js: JetStreamContext, agent: str, body: dict[str, Any]) -> None:
     await js.publish(
         f"agentcom.agent.{agent}.report", json.dumps(body | {"agent_id": agent}).encode()
@@ -48,7 +66,7 @@ async def report(js: JetStreamContext, agent: str, body: dict[str, Any]) -> None
 async def test_a_task_reaches_an_idle_agent_and_completes(hub: Hub, js: JetStreamContext) -> None:
     queue, scheduler = hub
     await scheduler.post("/api/agents", json={"name": "worker", "capabilities": ["python"]})
-    inbox = await js.subscribe("agentcom.agent.worker.inbox")
+    inbox = await Inbox.open(js, "worker")
     await report(js, "worker", {"kind": "hello"})
     task = (
         await queue.post("/api/tasks", json={"description": "x", "needed_capabilities": ["python"]})
@@ -158,7 +176,7 @@ async def test_hello_after_reconnect_keeps_an_agreed_task_and_its_completion_cou
 ) -> None:
     queue, scheduler = hub
     await scheduler.post("/api/agents", json={"name": "phoenix"})
-    inbox = await js.subscribe("agentcom.agent.phoenix.inbox")
+    inbox = await Inbox.open(js, "phoenix")
     await report(js, "phoenix", {"kind": "hello"})
     task = (await queue.post("/api/tasks", json={"description": "x"})).json()
     assign = json.loads((await inbox.next_msg(timeout=10)).data)
@@ -179,7 +197,7 @@ async def test_hello_with_a_task_the_hub_does_not_hold_gets_a_cancel(
 ) -> None:
     _, scheduler = hub
     await scheduler.post("/api/agents", json={"name": "stale"})
-    inbox = await js.subscribe("agentcom.agent.stale.inbox")
+    inbox = await Inbox.open(js, "stale")
 
     await report(
         js, "stale", {"kind": "hello", "task_id": "task-0123456789abcdef", "generation": 3}
@@ -221,7 +239,7 @@ async def test_restart_is_sent_to_the_inbox_and_restarting_is_no_error(
 ) -> None:
     _, scheduler = hub
     await scheduler.post("/api/agents", json={"name": "r1"})
-    inbox = await js.subscribe("agentcom.agent.r1.inbox")
+    inbox = await Inbox.open(js, "r1")
 
     sent = await scheduler.post("/api/agents/r1/restart")
     await report(js, "r1", {"kind": "restarting"})
@@ -244,7 +262,7 @@ async def test_a_task_past_its_deadline_is_cancelled_at_the_agent_and_retried(
 ) -> None:
     queue, scheduler = hub
     await scheduler.post("/api/agents", json={"name": "slow"})
-    inbox = await js.subscribe("agentcom.agent.slow.inbox")
+    inbox = await Inbox.open(js, "slow")
     await report(js, "slow", {"kind": "hello"})
     soon = (datetime.now(UTC) + timedelta(milliseconds=300)).isoformat()
     task = (await queue.post("/api/tasks", json={"description": "x", "complete_by": soon})).json()
@@ -275,7 +293,7 @@ async def test_a_rejected_assignment_fails_the_attempt_at_once_with_its_reason(
 ) -> None:
     queue, scheduler = hub
     await scheduler.post("/api/agents", json={"name": "picky"})
-    inbox = await js.subscribe("agentcom.agent.picky.inbox")
+    inbox = await Inbox.open(js, "picky")
     await report(js, "picky", {"kind": "hello"})
     task = (await queue.post("/api/tasks", json={"description": "x", "max_retries": 0})).json()
     assign = json.loads((await inbox.next_msg(timeout=10)).data)
@@ -298,3 +316,49 @@ async def test_a_rejected_assignment_fails_the_attempt_at_once_with_its_reason(
         assert (await scheduler.get("/api/agents/picky")).json()["state"] == "idle"
 
     await eventually(dead_lettered)
+
+
+@pytest.fixture
+async def strict_hub(settings: CommonSettings, admin_token: str) -> AsyncIterator[Hub]:
+    rules = TIMERS | {"scheduler_working_offline_timeout": timedelta(milliseconds=300)}
+    fast = SchedulerSettings.model_validate(settings.model_dump() | rules)
+    async with (
+        running(queue_app(settings), "http://queue") as queue,
+        running(scheduler_app(fast), "http://scheduler") as scheduler,
+    ):
+        for client in (queue, scheduler):
+            client.headers["Authorization"] = f"Bearer {admin_token}"
+        yield queue, scheduler
+
+
+async def test_a_task_working_too_long_on_an_agent_that_is_gone_is_requeued(
+    strict_hub: Hub, js: JetStreamContext
+) -> None:
+    queue, scheduler = strict_hub
+    tasks: dict[str, str] = {}
+    for name in ("gone", "alive"):
+        await scheduler.post("/api/agents", json={"name": name, "capabilities": [name]})
+        inbox = await Inbox.open(js, name)
+        await report(js, name, {"kind": "hello"})
+        made = await queue.post(
+            "/api/tasks", json={"description": name, "needed_capabilities": [name]}
+        )
+        tasks[name] = made.json()["id"]
+        assign = json.loads((await inbox.next_msg(timeout=10)).data)
+        await report(js, name, {"kind": "accepted", "task_id": tasks[name], "generation": 1})
+        assert assign["task"]["id"] == tasks[name]
+
+    async def working() -> None:
+        for task_id in tasks.values():
+            assert (await queue.get(f"/api/tasks/{task_id}")).json()["state"] == "working"
+
+    await eventually(working)
+    await scheduler.delete("/api/agents/gone")  # removed mid-task: no sweep of its own sees it
+
+    async def requeued() -> None:
+        await report(js, "alive", {"kind": "heartbeat"})  # the other one stays online
+        history = (await queue.get(f"/api/tasks/{tasks['gone']}/history")).json()
+        assert any("on agent gone, which is offline" in h["reason"] for h in history)
+
+    await eventually(requeued)
+    assert (await queue.get(f"/api/tasks/{tasks['alive']}")).json()["state"] == "working"

@@ -1,5 +1,6 @@
 """`agentcom up` as a user runs it: a real process tree, killed and interrupted for real."""
 
+import asyncio
 import json
 import os
 import random
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
 
 from agentcom_common.settings import SERVICE_NAMES
 from agentcom_common.testing import NatsServer, shared_tmpdir
@@ -111,6 +114,29 @@ def _ready(url: str) -> bool:
         return False
 
 
+async def _nats_login(config: dict[str, Any]) -> str:
+    """Log in to the stack's NATS the way a sidecar does with its config."""
+    nc = Client()
+
+    async def quiet(_exc: Exception) -> None:
+        return None
+
+    try:
+        await nc.connect(
+            config["nats_url"],
+            user=config["nats_user"],
+            password=config["nats_password"],
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            error_cb=quiet,
+        )
+    except NatsError:
+        return "refused"
+    finally:
+        await nc.close()
+    return "ok"
+
+
 def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> None:
     env = _env(home)
     offset = str(_free_offset())
@@ -150,7 +176,16 @@ def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> Non
         agent = json.loads(added.stdout)
         config = Path(agent["config"])
         assert config.stat().st_mode & 0o077 == 0
-        assert json.loads(config.read_text())["agent_id"] == agent["id"]
+        written = json.loads(config.read_text())
+        assert written["agent_id"] == agent["id"]
+        assert agent["command"] == f"agentcom sidecar run --config {config}"
+        assert "@" not in written["nats_url"]  # the hub's own login never reaches an agent
+        assert asyncio.run(_nats_login(written)) == "ok"
+        assert asyncio.run(_nats_login(written | {"nats_user": None})) == "refused"
+        rotated = _cli(env, "agent", "rotate", agent["id"], "--json")
+        assert rotated.returncode == 0, rotated.stderr
+        assert asyncio.run(_nats_login(written)) == "refused"
+        assert asyncio.run(_nats_login(json.loads(config.read_text()))) == "ok"
         assert _cli(env, "agent", "remove", agent["id"]).returncode == 0
         assert not config.exists()
 

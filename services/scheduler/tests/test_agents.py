@@ -56,6 +56,9 @@ async def test_an_agent_token_cannot_call_admin_routes(api: httpx.AsyncClient) -
     for method, path, body in (
         ("POST", "/api/agents", {"name": "a2"}),
         ("DELETE", "/api/agents/a1", None),
+        ("POST", "/api/agents/a1/rotate", None),
+        ("POST", "/api/agents/a1/restart", None),
+        ("PUT", "/api/agents/a1/rate-limits", {"light": 1000}),
         ("POST", "/api/tokens", {"role": "admin", "name": "escalate"}),
         ("GET", "/api/tokens", None),
     ):

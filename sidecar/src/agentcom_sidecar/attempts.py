@@ -67,12 +67,7 @@ async def run(
         totals["tokens_out"] += result.tokens_out
         totals["cost_usd"] += result.cost_usd
         if not result.ok:
-            history.append({"attempt": attempt, "executor": result.stop_reason})
-            return Outcome(
-                "failed",
-                _result(result, report, history, totals, started),
-                f"attempt {attempt}: {result.summary} ({result.stop_reason})",
-            )
+            return await _stopped(plan, attempt, result, history, totals, started)
         if on_stage is not None:
             await on_stage(f"attempt {attempt}: verifying")
         report = await verification.run_checks(plan.steps, plan.workspace, plan.env)
@@ -87,6 +82,27 @@ async def run(
     remaining = [f"{c.check} {c.target}".strip() for c in report.failed]
     note = f"verification failed after {len(history)} attempt(s): {', '.join(remaining)}"
     return Outcome("partial_pass" if report.passed else "failed", body, note)
+
+
+async def _stopped(
+    plan: Plan,
+    attempt: int,
+    result: ExecutionResult,
+    history: list[dict[str, Any]],
+    totals: dict[str, Any],
+    started: float,
+) -> Outcome:
+    """The executor did not finish. An agent loop stopped by a limit (`details.partial`) keeps
+    its work: checked, it is `partial_pass` if the checks pass or it changed files; else failed."""
+    history.append({"attempt": attempt, "executor": result.stop_reason})
+    error = f"attempt {attempt}: {result.summary} ({result.stop_reason})"
+    report = verification.Report("not_verified", ())
+    if result.details.get("partial"):
+        report = await verification.run_checks(plan.steps, plan.workspace, plan.env)
+        history[-1]["verification"] = report.status
+        if report.status == "pass" or result.details.get("files_changed"):
+            return Outcome("partial_pass", _result(result, report, history, totals, started), error)
+    return Outcome("failed", _result(result, report, history, totals, started), error)
 
 
 def _context(plan: Plan, attempt: int, feedback: str | None) -> ExecutionContext:

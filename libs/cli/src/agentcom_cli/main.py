@@ -2,6 +2,7 @@
 
 import asyncio
 from importlib.metadata import entry_points, version
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -16,6 +17,8 @@ from agentcom_cli import (
     up as stack_up,
 )
 from agentcom_cli.console import fail, friendly, out
+from agentcom_cli.llm import llm_app
+from agentcom_common import natsauth
 from agentcom_common.settings import CommonSettings
 
 app = typer.Typer(
@@ -26,8 +29,11 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="Print the admin token, or create, list and revoke tokens.")
 app.add_typer(token_app, name="token")
-agent_app = typer.Typer(help="Register, list and remove agents.", no_args_is_help=True)
+agent_app = typer.Typer(
+    help="Register, list, remove agents and rotate their credentials.", no_args_is_help=True
+)
 app.add_typer(agent_app, name="agent")
+app.add_typer(llm_app, name="llm")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -172,6 +178,17 @@ def token_revoke(
     out.print(f"revoked {token_id}")
 
 
+@app.command("nats-credentials")
+def nats_credentials() -> None:
+    """Print a fresh NATS hub password and auth-callout issuer key as shell exports, for
+    compose or Kubernetes (`eval "$(agentcom nats-credentials)"`). `agentcom up` makes its own.
+    """
+    made = natsauth.ServerAuth.generate()
+    typer.echo(f"export AGENTCOM_NATS_HUB_PASSWORD={made.hub_password}")
+    typer.echo(f"export AGENTCOM_NATS_ISSUER={made.issuer}")
+    typer.echo(f"export AGENTCOM_SCHEDULER_NATS_ISSUER_SEED={made.issuer_seed}")
+
+
 @agent_app.command("add")
 @friendly
 def agent_add(
@@ -191,8 +208,18 @@ def agent_add(
     if name:
         body["name"] = name
     made: dict[str, Any] = _call("POST", "/api/agents", body)
+    config = _write_agent_config(made)
+    _show_agent(made, config, "registered", as_json)
+
+
+def _write_agent_config(made: dict[str, Any]) -> Path:
+    """The sidecar config of an agent (mode 0600): its token and its own NATS login.
+
+    The NATS URL is written without credentials: the hub's login never leaves the hub.
+    """
     settings = _settings()
     running = stack.read(settings.home)
+    nats_url = running.nats_url if running else settings.nats_url
     config = settings.home / "agents" / f"{made['id']}.json"
     config.parent.mkdir(parents=True, exist_ok=True)
     tokens.write_secret(
@@ -201,17 +228,39 @@ def agent_add(
             {
                 "agent_id": made["id"],
                 "token": made["token"],
-                "nats_url": running.nats_url if running else settings.nats_url,
+                "nats_url": natsauth.strip_credentials(nats_url) if nats_url else None,
+                "nats_user": made.get("nats_user"),
+                "nats_password": made.get("nats_password"),
                 "hub_urls": stack.service_urls(settings, running),
             }
         ),
     )
+    return config
+
+
+def _show_agent(made: dict[str, Any], config: Path, what: str, as_json: bool) -> None:
+    command = f"agentcom sidecar run --config {config}"
     if as_json:
-        out.print_json(
-            stack.dumps({k: v for k, v in made.items() if k != "token"} | {"config": str(config)})
-        )
+        secret = {"token", "nats_password"}
+        shown = {k: v for k, v in made.items() if k not in secret}
+        out.print_json(stack.dumps(shown | {"config": str(config), "command": command}))
     else:
-        out.print(f"agent {made['id']} registered; its config and token: {config}")
+        out.print(f"agent {made['id']} {what}; its config, token and NATS login: {config}")
+        out.print("copy it to the agent's machine (it is secret) and start the sidecar there:")
+        out.print(command, highlight=False, soft_wrap=True)
+
+
+@agent_app.command("rotate")
+@friendly
+def agent_rotate(
+    agent_id: Annotated[str, typer.Argument(help="The agent's id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Give an agent a new token and NATS password; the old ones stop working at once (its
+    open NATS connections are closed) and its sidecar config is rewritten."""
+    made: dict[str, Any] = _call("POST", f"/api/agents/{agent_id}/rotate")
+    config = _write_agent_config(made)
+    _show_agent(made, config, "has new credentials", as_json)
 
 
 @agent_app.command("list")
@@ -235,7 +284,7 @@ def agent_list(as_json: JsonFlag = False) -> None:
 @agent_app.command("remove")
 @friendly
 def agent_remove(agent_id: Annotated[str, typer.Argument(help="The agent's id.")]) -> None:
-    """Remove an agent; its token stops working at once."""
+    """Remove an agent; its token and NATS login stop working at once."""
     _call("DELETE", f"/api/agents/{agent_id}")
     settings = _settings()
     (settings.home / "agents" / f"{agent_id}.json").unlink(missing_ok=True)

@@ -9,7 +9,7 @@ import httpx
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from agentcom_common import db, messaging
+from agentcom_common import db, messaging, natsauth
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +49,14 @@ async def wait_ready(base_urls: dict[str, str], deadline: float) -> dict[str, Pa
 
 
 async def nats_ok(url: str, timeout: float = 2.0) -> PartStatus:
+    shown = natsauth.redact(url)
     try:
         nc = await messaging.connect_once(url, timeout)
     except Exception as exc:  # noqa: BLE001 - any failure to connect means "down"; the kind is the detail
-        return PartStatus("nats", False, url, f"unreachable ({type(exc).__name__})")
+        return PartStatus("nats", False, shown, f"unreachable ({type(exc).__name__})")
     try:
         await nc.flush(timeout=int(max(1, timeout)))
-        return PartStatus("nats", True, url, f"server v{_version(nc)}")
+        return PartStatus("nats", True, shown, f"server v{_version(nc)}")
     finally:
         await nc.close()
 

@@ -15,10 +15,15 @@ from rich.table import Table
 from agentcom_cli import probes, stack, tokens
 from agentcom_cli.console import err, fail, out
 from agentcom_cli.supervisor import Child, Supervisor
-from agentcom_common import embedded
+from agentcom_common import embedded, natsauth
 from agentcom_common.settings import SERVICE_NAMES, CommonSettings
 
 READY_DEADLINE = 90.0
+
+
+def natsauth_path(home: Path) -> Path:
+    """The embedded NATS server's hub password and callout issuer seed (mode 0600)."""
+    return home / "nats-auth.json"
 
 
 def module_of(service: str) -> str:
@@ -132,8 +137,12 @@ async def _start_servers(
             port=settings.nats_client_port,
             monitor_port=settings.nats_http_port,
         )
-        await supervisor.start(Child("nats", embedded.nats_command(nats), env, logs / "nats.log"))
-        env["AGENTCOM_NATS_URL"] = nats.url
+        # auth on: services log in as the hub user, agents through the scheduler's callout
+        server_auth = natsauth.ServerAuth.load_or_create(natsauth_path(settings.home))
+        command = embedded.nats_command(nats, server_auth)
+        await supervisor.start(Child("nats", command, env, logs / "nats.log"))
+        env["AGENTCOM_NATS_URL"] = server_auth.hub_url(nats.url)
+        env["AGENTCOM_SCHEDULER_NATS_ISSUER_SEED"] = server_auth.issuer_seed
         env["AGENTCOM_NATS_MONITOR_URL"] = nats.monitor_url
     if settings.database_url:
         env["AGENTCOM_DATABASE_URL"] = settings.database_url.get_secret_value()
@@ -174,7 +183,7 @@ def _print_table(
     for name, part in ready.items():
         state = "[green]ready[/]" if part.ok else f"[red]{part.detail}[/]"
         table.add_row(name, state, f"{part.url}  (API docs {part.url}/docs)")
-    table.add_row("nats", "[green]running[/]", env["AGENTCOM_NATS_URL"])
+    table.add_row("nats", "[green]running[/]", natsauth.redact(env["AGENTCOM_NATS_URL"]))
     table.add_row("postgres", "[green]running[/]", _shown_db(env["AGENTCOM_DATABASE_URL"]))
     out.print(table)
     out.print(f"dashboard: {settings.service_url('dashboard')}   logs: {logs}")
@@ -201,7 +210,7 @@ def _write_stack(
         stack.StackFile(
             pid=os.getpid(),
             port_offset=settings.port_offset,
-            nats_url=env["AGENTCOM_NATS_URL"],
+            nats_url=natsauth.strip_credentials(env["AGENTCOM_NATS_URL"]),
             nats_monitor_url=env.get("AGENTCOM_NATS_MONITOR_URL"),
             database_url=embedded_db,
             services=urls,

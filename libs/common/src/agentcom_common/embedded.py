@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from agentcom_common import natsauth
+
 
 # loaded in the parent: a preexec_fn runs between fork and exec and should only make the call
 def _load_libc() -> ctypes.CDLL | None:
@@ -76,16 +78,23 @@ class NatsLayout:
         return f"http://{self.host}:{self.monitor_port}"
 
 
-def nats_command(layout: NatsLayout) -> list[str]:
-    """Write the server config and return the command that runs it (JetStream on)."""
+def nats_command(layout: NatsLayout, server_auth: natsauth.ServerAuth | None = None) -> list[str]:
+    """Write the server config and return the command that runs it (JetStream on).
+
+    With `server_auth` the server requires a login: the hub user, or an agent admitted by the
+    scheduler's auth callout. The config holds the hub password, so it is written 0600.
+    """
     layout.store_dir.mkdir(parents=True, exist_ok=True)
-    layout.config.write_text(
-        "# written by agentcom; edit settings instead\n"
-        f'server_name: "agentcom"\n'
-        f'listen: "{layout.host}:{layout.port}"\n'
-        f'http: "{layout.host}:{layout.monitor_port}"\n'
-        f'jetstream {{\n  store_dir: "{layout.store_dir}"\n}}\n'
-    )
+    fd = os.open(layout.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(
+            "# written by agentcom; edit settings instead\n"
+            f'server_name: "agentcom"\n'
+            f'listen: "{layout.host}:{layout.port}"\n'
+            f'http: "{layout.host}:{layout.monitor_port}"\n'
+            f'jetstream {{\n  store_dir: "{layout.store_dir}"\n}}\n'
+            + (server_auth.config() if server_auth else "")
+        )
     return [str(nats_server_binary()), "-c", str(layout.config)]
 
 

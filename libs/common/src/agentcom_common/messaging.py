@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from agentcom_common import subjects, telemetry
+from agentcom_common import natsauth, subjects, telemetry
 from agentcom_common.contracts import Contract
 from agentcom_common.errors import UnavailableError
 from agentcom_common.settings import CommonSettings
@@ -46,7 +46,7 @@ async def connect(settings: CommonSettings, name: str, *, deadline: float = 30.0
         except (NoServersError, OSError, TimeoutError) as exc:
             if loop.time() >= stop_at:
                 raise UnavailableError(
-                    f"cannot reach NATS at {settings.nats_url}: {type(exc).__name__}; "
+                    f"cannot reach NATS at {natsauth.redact(settings.nats_url)}: {type(exc).__name__}; "
                     "is the server running? (`agentcom status`)",
                     code="nats_unavailable",
                 ) from exc

@@ -13,6 +13,11 @@ What a kill does at each point:
   JetStream drops the copy by `Nats-Msg-Id` (inside `dedup_window`); consumers are idempotent
   for the rare copy outside it.
 A `NOTIFY` in the same transaction wakes relays on commit only; the sweep covers a lost notify.
+
+Hot paths may skip the `NOTIFY` and call `wake_local(table)` after their commit instead: it wakes
+this process's relay directly. Postgres serialises the commits of notifying transactions on
+one database-wide lock, so a NOTIFY per transaction defeats group commit under load; a replica
+that was not woken still publishes the rows on its next sweep.
 """
 
 import asyncio
@@ -98,20 +103,46 @@ async def claim_batch(
     return (await conn.execute(stmt)).all()
 
 
+PUBLISH_TIMEOUT = 10.0  # seconds for a whole batch's acks; the rows stay on a timeout
+
+
 async def publish_rows(
     js: JetStreamContext, table: Table, rows: Sequence[Row[Any, Any, Any, Any]]
 ) -> None:
-    for row in rows:
-        headers: dict[str, str] = dict(row.headers or {})
-        await messaging.publish_raw(
-            js, row.subject, bytes(row.payload), msg_id=msg_id(table, row.id), headers=headers
-        )
+    """Publish in id order and await the acks together: one round trip per batch, not per row.
+
+    `publish_async` writes each message at once and resolves its ack from one shared reply
+    subscription. If any ack fails or is late, the caller's transaction rolls back and the
+    whole batch is published again later (JetStream drops the copies by `Nats-Msg-Id`).
+    """
+    fallback = telemetry.inject_headers()  # the relay's own context, for rows stored without
+    acks: list[asyncio.Future[Any]] = []
+    try:
+        for row in rows:
+            headers: dict[str, str] = dict(row.headers) if row.headers else dict(fallback)
+            headers[messaging.MSG_ID] = msg_id(table, row.id)
+            ack = await js.publish_async(row.subject, bytes(row.payload), headers=headers)  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped headers dict
+            acks.append(ack)
+        async with asyncio.timeout(PUBLISH_TIMEOUT):
+            await asyncio.gather(*acks)
+    finally:
+        for ack in acks:  # frees the client's pending slots of acks that will never come
+            ack.cancel()
 
 
 async def forget(
     conn: AsyncConnection, table: Table, rows: Sequence[Row[Any, Any, Any, Any]]
 ) -> None:
     await conn.execute(delete(table).where(table.c.id.in_([row.id for row in rows])))
+
+
+_local_relays: dict[str, set["Relay"]] = {}
+
+
+def wake_local(table: Table) -> None:
+    """Wake this process's relays of `table` (call after the commit; see the module notes)."""
+    for relay in _local_relays.get(table.fullname, ()):
+        relay.wake()
 
 
 class Relay:
@@ -125,12 +156,17 @@ class Relay:
         *,
         interval: timedelta,
         batch: int,
+        linger: timedelta = timedelta(0),
+        vacuum_every: int = 10_000,
     ) -> None:
         self.engine = engine
         self.js = js
         self.table = table
         self.interval = interval.total_seconds()
         self.batch = batch
+        self.linger = linger.total_seconds()
+        self.vacuum_every = vacuum_every
+        self._since_vacuum = 0
         self._wake = asyncio.Event()
 
     async def relay_once(self) -> int:
@@ -140,9 +176,36 @@ class Relay:
             if rows:
                 await publish_rows(self.js, self.table, rows)
                 await forget(conn, self.table, rows)
+        self._since_vacuum += len(rows)
+        if self.vacuum_every and self._since_vacuum >= self.vacuum_every:
+            self._since_vacuum = 0
+            await self.vacuum()
         return len(rows)
 
+    async def vacuum(self) -> None:
+        """VACUUM the outbox: every pass's `ORDER BY id` scan walks the index entries of deleted
+        rows until a vacuum removes them, and autovacuum comes by once a minute at best. The
+        table holds only unpublished rows, so this is cheap; a failure is logged, not raised.
+        """
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text(f"VACUUM {self.table.schema}.{self.table.name}"))
+        except Exception:  # noqa: BLE001 - a skipped vacuum only costs speed
+            log.warning("outbox.vacuum_failed", extra={"schema": self.table.schema})
+
+    def wake(self) -> None:
+        self._wake.set()
+
     async def run(self) -> None:
+        relays = _local_relays.setdefault(self.table.fullname, set())
+        relays.add(self)
+        try:
+            await self._run()
+        finally:
+            relays.discard(self)
+
+    async def _run(self) -> None:
         async with self._listening():
             while True:
                 self._wake.clear()
@@ -158,6 +221,9 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.interval):
                         await self._wake.wait()
+                        # woken by a commit: let the commits right behind it join this pass
+                        # (one pass per burst, not one per commit)
+                        await asyncio.sleep(self.linger)
 
     @contextlib.asynccontextmanager
     async def _listening(self) -> AsyncGenerator[None]:

@@ -154,7 +154,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
 
 @contextlib.asynccontextmanager
 async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncGenerator[Resources]:
-    engine = db.create_engine(settings)
+    engine = db.create_engine(settings, pool_size=settings.db_pool_size)
     try:
         await db.wait_until_reachable(engine, deadline=30)
         await auth.migrate(engine)
@@ -181,6 +181,7 @@ async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncGenerato
                     spec.outbox,
                     interval=settings.outbox_interval,
                     batch=settings.outbox_batch,
+                    linger=settings.outbox_linger,
                 )
                 loops.spawn("outbox-relay", relay.run())
                 for starter in spec.starters:

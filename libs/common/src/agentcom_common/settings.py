@@ -109,6 +109,17 @@ class CommonSettings(BaseSettings):
     outbox_batch: int = Field(
         default=100, ge=1, le=10000, description="Outbox rows relayed per pass."
     )
+    outbox_linger: Interval = Field(
+        default=timedelta(milliseconds=5),
+        description="How long a woken outbox relay waits for more commits before its pass.",
+    )
+    db_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Postgres connections a service keeps open (up to 10 more are opened, "
+        "and closed again, under bursts).",
+    )
     auth_cache_ttl: Interval = Field(
         default=timedelta(seconds=2),
         description="How long a verified token is trusted before the database is asked again; "

@@ -77,3 +77,9 @@ def agent_reply_prefix(agent_id: str) -> str:
     """The reply-inbox prefix an agent's connection uses (`inbox_prefix` in nats-py), so its
     NATS user may subscribe to its own replies and nobody else's."""
     return f"_INBOX_{checked_id(agent_id, 'agent id')}"
+
+
+LLM_ENDPOINT_ADDED: Final = f"{PREFIX}.evt.llm.endpoint_added"
+LLM_ENDPOINT_REMOVED: Final = f"{PREFIX}.evt.llm.endpoint_removed"
+LLM_ENDPOINT_HEALTH_CHANGED: Final = f"{PREFIX}.evt.llm.endpoint_health_changed"
+LLM_ROUTED: Final = f"{PREFIX}.evt.llm.routed"

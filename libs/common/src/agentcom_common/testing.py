@@ -39,7 +39,7 @@ from nats.js import JetStreamContext
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import auth, db, embedded, messaging, migrations
+from agentcom_common import auth, db, embedded, messaging, migrations, natsauth
 from agentcom_common.service import ServiceSpec, create_app
 from agentcom_common.settings import CommonSettings
 
@@ -180,9 +180,11 @@ async def db_url(pg_server: PgServer, pg_template: str) -> AsyncIterator[str]:
 
 @dataclass(frozen=True, slots=True)
 class NatsServer:
-    url: str
+    url: str  # with the hub user's credentials: what services connect with
     process: subprocess.Popen[bytes]
     store: Path
+    auth: natsauth.ServerAuth
+    address: str  # nats://127.0.0.1:port, no credentials: what an agent is given
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -194,24 +196,26 @@ class NatsServer:
                 self.process.wait()
 
 
-def start_nats(store: Path, port: int | None = None) -> NatsServer:
+def start_nats(
+    store: Path, port: int | None = None, server_auth: natsauth.ServerAuth | None = None
+) -> NatsServer:
+    """A nats-server with JetStream and auth on (hub user + the scheduler's auth callout)."""
     port = port or free_port()
+    server_auth = server_auth or natsauth.ServerAuth.generate()
+    store.mkdir(parents=True, exist_ok=True)
+    config = store.parent / f"nats-{port}.conf"
+    config.write_text(
+        f'listen: "127.0.0.1:{port}"\n'
+        f'jetstream {{\n  store_dir: "{store}"\n}}\n' + server_auth.config()
+    )
     process = subprocess.Popen(
-        [
-            str(embedded.nats_server_binary()),
-            "-js",
-            "-sd",
-            str(store),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+        [str(embedded.nats_server_binary()), "-c", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=embedded.die_with_parent,
     )
-    server = NatsServer(f"nats://127.0.0.1:{port}", process, store)
+    address = f"nats://127.0.0.1:{port}"
+    server = NatsServer(server_auth.hub_url(address), process, store, server_auth, address)
     stop_at = time.monotonic() + 10
     while time.monotonic() < stop_at and process.poll() is None:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):

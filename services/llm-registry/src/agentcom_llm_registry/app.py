@@ -1,5 +1,6 @@
 """The llm-registry service as a `ServiceSpec`: what `agentcom_common.service` needs to run it."""
 
+import dataclasses
 from pathlib import Path
 from typing import Final
 
@@ -7,7 +8,9 @@ from fastapi import FastAPI
 
 from agentcom_common.service import ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_llm_registry import __version__, tables
+from agentcom_llm_registry import __version__, api, handlers, tables
+from agentcom_llm_registry.ops import Llm
+from agentcom_llm_registry.settings import LlmSettings
 
 SPEC: Final = ServiceSpec(
     name="llm-registry",
@@ -16,8 +19,21 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
+    routers=(api.registry, api.gateway),
 )
 
 
 def create_app(settings: CommonSettings) -> FastAPI:
-    return build(SPEC, settings)
+    llm_settings = (
+        settings if isinstance(settings, LlmSettings) else LlmSettings(**settings.model_dump())
+    )
+    app: FastAPI | None = None
+
+    def publish(s: Llm) -> None:
+        assert app is not None
+        app.state.llm = s
+
+    spec = dataclasses.replace(SPEC, starters=(handlers.starter(llm_settings, publish),))
+    app = build(spec, llm_settings)
+    app.add_middleware(api.FastPath)
+    return app

@@ -1,8 +1,55 @@
 """SQLAlchemy Core tables of the `llm` schema; Alembic migrations follow this file."""
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+)
 
 from agentcom_common import outbox
 
 metadata = MetaData(schema="llm")
 outbox_table = outbox.define_table(metadata)
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("provider", Text, nullable=False),  # ollama | openai | anthropic
+    Column("base_url", Text, nullable=False),
+    Column("api_key", Text),  # never logged, never returned by the API
+    Column("classes", JSON, nullable=False),  # model classes this endpoint serves (routing)
+    Column("models", JSON, nullable=False),  # models named by hand; discovery adds more
+    Column("host", Text),  # joins sidecar heartbeats (host resources)
+    Column("source", Text, nullable=False),  # manual | sidecar:<agent_id>
+    Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", Text, primary_key=True),  # uuid made at call time: a journal replay is idempotent
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("caller", Text, nullable=False),
+    Column("caller_class", Text, nullable=False),
+    Column("endpoint_id", Text),
+    Column("model", Text),
+    Column("tier", Text),
+    Column("tokens_in", Integer, nullable=False),
+    Column("tokens_out", Integer, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Index("calls_at_idx", "at"),
+    Index("calls_class_at_idx", "caller_class", "at"),
+)

@@ -3,6 +3,7 @@ together (house style 2.3). HTTP routes and NATS endpoints both call these.
 """
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -10,19 +11,22 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agentcom_common import clock, outbox, subjects
+from agentcom_common import clock, outbox, subjects, telemetry
 from agentcom_common.contracts.task import (
     LANE_ORDER,
     Complexity,
     Lane,
+    ReportOutcome,
     ReportTask,
     RequeueTask,
     SubmitTask,
+    TaskRef,
     TaskState,
     TaskTransition,
     TaskView,
 )
 from agentcom_common.errors import (
+    AgentcomError,
     ForbiddenError,
     InvalidError,
     InvalidTransitionError,
@@ -30,7 +34,7 @@ from agentcom_common.errors import (
     StaleGenerationError,
     TransitionRefusedError,
 )
-from agentcom_queue import complexity, states, store
+from agentcom_queue import complexity, states, store, store_batch
 
 S = TaskState
 LANES = list(Lane)
@@ -62,14 +66,16 @@ def event_name(source: TaskState | None, target: TaskState) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Queue:
-    """What the ops need: the engine, the outbox table, and the retry backoff."""
+    """What the ops need: the engine, the outbox table, the retry backoff, the claim pool."""
 
     engine: AsyncEngine
     outbox: Table
     retry_backoff: timedelta = timedelta(0)
+    claims: Any = None  # an asyncpg pool for claims (`direct.ClaimPool`); None: the engine's
 
 
-def view(row: store.TaskRow) -> TaskView:
+def view(row: Any) -> TaskView:
+    """A task row (SQLAlchemy row or `store_batch.Record`) as the API shows it."""
     return TaskView(
         id=row.id,
         state=S(row.state),
@@ -212,12 +218,8 @@ async def claim(
     q: Queue, agent_id: str, capabilities: list[str], agent_repos: list[str]
 ) -> TaskView | None:
     """Assign the best eligible task (lane, then age) to `agent_id`, or None."""
-    async with q.engine.begin() as conn:
-        row = await store.claim_next(conn, agent_id, capabilities, agent_repos)
-        if row is None:
-            return None
-        await _emit(q, conn, row, S.QUEUED, "claimed", agent_id)
-    return view(row)
+    tasks = await claim_many(q, agent_id, capabilities, agent_repos, 1)
+    return tasks[0] if tasks else None
 
 
 _OUTCOME = {
@@ -239,20 +241,8 @@ async def report(q: Queue, msg: ReportTask) -> TaskView:
         row = await _fenced(conn, msg.task_id, msg.generation)
         if _already_applied(row, target):
             return view(row)
-        if S(row.state) not in states.ACTIVE:
-            raise StaleGenerationError(
-                f"assignment {msg.generation} of task {msg.task_id} has ended; it is {row.state}"
-            )
-        if row.assigned_to != msg.agent_id:
-            raise ForbiddenError(
-                f"task {msg.task_id} is assigned to {row.assigned_to}, not {msg.agent_id}",
-                code="wrong_agent",
-            )
-        if not states.allowed(S(row.state), target):
-            raise InvalidTransitionError(
-                f"task {msg.task_id} is {row.state}; a {msg.outcome} report needs it to be "
-                f"{' or '.join(sorted(states.sources(target)))}"
-            )
+        if refusal := _refusal(row, msg, target):
+            raise refusal
         values: dict[str, Any] = {"result": msg.result or None}
         if target is S.FAILED:
             values["last_error"] = msg.error or "failed without an error message"
@@ -270,7 +260,26 @@ async def report(q: Queue, msg: ReportTask) -> TaskView:
     return view(row)
 
 
-def _already_applied(row: store.TaskRow, target: TaskState) -> bool:
+def _refusal(row: Any, msg: ReportTask, target: TaskState) -> AgentcomError | None:
+    """Why a report at the task's current generation cannot apply (None: it can)."""
+    if S(row.state) not in states.ACTIVE:
+        return StaleGenerationError(
+            f"assignment {msg.generation} of task {msg.task_id} has ended; it is {row.state}"
+        )
+    if row.assigned_to != msg.agent_id:
+        return ForbiddenError(
+            f"task {msg.task_id} is assigned to {row.assigned_to}, not {msg.agent_id}",
+            code="wrong_agent",
+        )
+    if not states.allowed(S(row.state), target):
+        return InvalidTransitionError(
+            f"task {msg.task_id} is {row.state}; a {msg.outcome} report needs it to be "
+            f"{' or '.join(sorted(states.sources(target)))}"
+        )
+    return None
+
+
+def _already_applied(row: Any, target: TaskState) -> bool:
     """At the same generation, the task can only be here because this report was applied."""
     if target is S.FAILED:  # a failure moves on at once: retried or dead-lettered
         return row.state in (S.FAILED.value, S.QUEUED.value, S.DEAD_LETTER.value)
@@ -523,3 +532,174 @@ async def reorder_repos(q: Queue, order: list[str]) -> list[dict[str, Any]]:
             )
         await store.reorder_repos(conn, wanted)
     return await list_repos(q)
+
+
+# batch variants: one transaction and one prebuilt statement per transition for many tasks ----
+
+
+async def claim_many(
+    q: Queue, agent_id: str, capabilities: list[str], agent_repos: list[str], limit: int
+) -> list[TaskView]:
+    """Assign up to `limit` eligible tasks to `agent_id` (lane, then age), each as `claim` would.
+
+    One statement does the whole claim (update, history rows, events), so it runs as its own
+    transaction: no BEGIN/COMMIT round trips.
+    """
+    headers = telemetry.inject_headers()
+    rows: Sequence[Any]
+    if q.claims is not None:  # the hot path: no SQLAlchemy layers, no pre-ping round trips
+        async with q.claims.acquire() as driver:
+            rows = await store_batch.claim_direct(
+                driver, agent_id, capabilities, agent_repos, limit, headers
+            )
+    else:
+        async with q.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = await store_batch.claim(
+                conn, agent_id, capabilities, agent_repos, limit, headers
+            )
+    if rows:
+        outbox.wake_local(q.outbox)
+    return [view(row) for row in rows]
+
+
+async def submit_many(q: Queue, tasks: list[SubmitTask], actor: str) -> list[TaskRef]:
+    """Create many tasks in one transaction, in order; each is validated as `submit` validates.
+
+    A `client_key` that exists (or repeats inside the batch) returns the task it names.
+    """
+    deps_of: list[list[str]] = []
+    for n, task in enumerate(tasks):
+        deps = list(dict.fromkeys(task.depends_on))
+        if len(deps) != len(task.depends_on):
+            raise InvalidError("depends_on lists a task twice", field=f"tasks.{n}.depends_on")
+        deps_of.append(deps)
+    keys = [t.client_key for t in tasks if t.client_key]
+    async with q.engine.begin() as conn:
+        by_key = await store_batch.by_keys(conn, keys)
+        known = await store_batch.states_of(conn, sorted({d for deps in deps_of for d in deps}))
+        inherited = (
+            await store_batch.top_active_repo(conn) if any(t.repo is None for t in tasks) else None
+        )
+        plan: list[str | dict[str, Any]] = []  # per task: the client_key it returns, or its row
+        taken = set(by_key)
+        for n, (task, deps) in enumerate(zip(tasks, deps_of, strict=True)):
+            if task.client_key and task.client_key in taken:
+                plan.append(task.client_key)
+                continue
+            if unknown := [d for d in deps if d not in known]:
+                raise InvalidError(
+                    f"depends_on names unknown tasks: {', '.join(unknown)}",
+                    code="unknown_dependencies",
+                    field=f"tasks.{n}.depends_on",
+                )
+            blocked = [d for d in deps if known[d] in (S.DEAD_LETTER, S.CANCELLED)]
+            met = all(known[d] is S.COMPLETED for d in deps)
+            values = _values(task, deps, met, blocked, actor)
+            if task.repo is None and inherited is not None:
+                values["repo"] = inherited
+            plan.append(values)
+            if task.client_key:
+                taken.add(task.client_key)
+        new = [p for p in plan if isinstance(p, dict)]
+        inserted = {
+            r.id: r for r in await store_batch.submit(conn, new, telemetry.inject_headers())
+        }
+        await store_batch.insert_deps(
+            conn, [(v["id"], d) for v in new if v["id"] in inserted for d in v["depends_on"]]
+        )
+        by_key |= {r.client_key: r for r in inserted.values() if r.client_key}
+        if lost := [v["client_key"] for v in new if v["id"] not in inserted]:
+            by_key |= await store_batch.by_keys(conn, lost)  # a concurrent submit won the key
+    outbox.wake_local(q.outbox)
+    refs: list[TaskRef] = []
+    for p in plan:
+        row = by_key[p] if isinstance(p, str) else inserted.get(p["id"]) or by_key[p["client_key"]]
+        refs.append(TaskRef(id=row.id, state=S(row.state), generation=row.generation))
+    return refs
+
+
+def _check_reports(
+    current: dict[str, Any], reports: list[ReportTask]
+) -> tuple[dict[str, ReportOutcome], list[dict[str, Any]]]:
+    """Split reports into outcomes known now (refused, already applied) and moves to make."""
+    results: dict[str, ReportOutcome] = {}
+    moves: list[dict[str, Any]] = []
+    for msg in reports:
+        target = _OUTCOME[msg.outcome]
+        row = current.get(msg.task_id)
+        if row is None:
+            error = NotFoundError(f"no task {msg.task_id}", code="task_not_found")
+            results[msg.task_id] = _outcome(msg.task_id, error)
+        elif row.generation != msg.generation:
+            error = StaleGenerationError(
+                f"task {msg.task_id} is at generation {row.generation}, not {msg.generation}"
+            )
+            results[msg.task_id] = _outcome(msg.task_id, error)
+        elif _already_applied(row, target):
+            results[msg.task_id] = _applied(row)
+        elif refusal := _refusal(row, msg, target):
+            results[msg.task_id] = _outcome(msg.task_id, refusal)
+        else:
+            moves.append(
+                {
+                    "task_id": msg.task_id,
+                    "agent_id": msg.agent_id,
+                    "generation": msg.generation,
+                    "source": row.state,
+                    "target": target.value,
+                    "reason": msg.outcome,
+                    "subject": subjects.event("task", event_name(S(row.state), target)),
+                    "result": msg.result or None,
+                    "last_error": msg.error or "failed without an error message",
+                }
+            )
+    return results, moves
+
+
+async def _after_batch_move(q: Queue, conn: AsyncConnection, row: Any) -> ReportOutcome:
+    """The follow-ups `report` runs: retry or dead-letter a failure, release dependents."""
+    if row.state == S.FAILED.value:
+        full = await store.fetch(conn, row.id)
+        assert full is not None
+        return _applied(await _after_end(q, conn, full))
+    if row.state == S.COMPLETED.value and row.has_dependents:
+        await _release_dependents(q, conn, row.id)
+    return _applied(row)
+
+
+def _outcome(task_id: str, error: AgentcomError) -> ReportOutcome:
+    return ReportOutcome(task_id=task_id, ok=False, error_code=error.code, error=error.detail)
+
+
+def _applied(row: Any) -> ReportOutcome:
+    return ReportOutcome(task_id=row.id, ok=True, state=S(row.state), generation=row.generation)
+
+
+async def report_many(q: Queue, reports: list[ReportTask]) -> list[ReportOutcome]:
+    """Apply many reports in one transaction; each is applied or refused as `report` would be.
+
+    One report's refusal (stale generation, wrong agent...) is its own result and does not stop
+    the others. A task may appear once per batch.
+    """
+    seen: set[str] = set()
+    for n, msg in enumerate(reports):
+        if msg.task_id in seen:
+            raise InvalidError(
+                f"task {msg.task_id} is reported twice in one batch", field=f"reports.{n}.task_id"
+            )
+        seen.add(msg.task_id)
+    async with q.engine.begin() as conn:
+        current = await store_batch.lock(conn, [m.task_id for m in reports])
+        results, moves = _check_reports(current, reports)
+        for row in await store_batch.report(conn, moves, telemetry.inject_headers()):
+            results[row.id] = await _after_batch_move(q, conn, row)
+    if moves:
+        outbox.wake_local(q.outbox)
+    for move in moves:  # the lock makes this unreachable; kept so a guard miss is never silent
+        if move["task_id"] not in results:
+            results[move["task_id"]] = _outcome(
+                move["task_id"],
+                TransitionRefusedError(f"task {move['task_id']} cannot move now"),
+            )
+    return [results[m.task_id] for m in reports]

@@ -1,8 +1,12 @@
-"""HTTP API of the scheduler: tokens and agents (presence and matching come with issue #5)."""
+"""HTTP API of the scheduler: tokens, agents and their credentials, stats."""
 
+import contextlib
 import logging
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import Field
 
 from agentcom_common import auth, clock, messaging, subjects
 from agentcom_common.contracts.agent import (
@@ -15,14 +19,26 @@ from agentcom_common.contracts.agent import (
     SchedulerStats,
 )
 from agentcom_common.contracts.auth import CreateToken, IssuedTokenView, TokenRevoked, TokenView
+from agentcom_common.contracts.base import Contract, Request as Request_
 from agentcom_common.service import Res, Resources
-from agentcom_common.web import Admin, Viewer
-from agentcom_scheduler import ops
+from agentcom_common.web import Admin, CurrentPrincipal, Viewer
+from agentcom_scheduler import limits, loops, ops
 
 log = logging.getLogger(__name__)
+
+
+async def limited(request: Request, who: CurrentPrincipal) -> None:
+    """Router dependency: an agent's calls draw from its buckets (GET light, others normal)."""
+    if who.role is not auth.Role.AGENT:
+        return
+    agent_id = who.name.removeprefix("agent ")
+    tier: limits.Tier = "light" if request.method == "GET" else "normal"
+    runtime(request).limiter.check(agent_id, tier)
+
+
 router = APIRouter(prefix="/api/tokens", tags=["tokens"])
-agents = APIRouter(prefix="/api/agents", tags=["agents"])
-stats = APIRouter(prefix="/api/scheduler", tags=["scheduler"])
+agents = APIRouter(prefix="/api/agents", tags=["agents"], dependencies=[Depends(limited)])
+stats = APIRouter(prefix="/api/scheduler", tags=["scheduler"], dependencies=[Depends(limited)])
 
 
 def scheduler(request: Request) -> ops.Scheduler:
@@ -87,15 +103,51 @@ async def _announce_revoked(res: Resources, token_id: str) -> None:
     )
 
 
+def runtime(request: Request) -> loops.Runtime:
+    return getattr(request.app.state, "runtime", None) or loops.Runtime()
+
+
+async def _ensure_consumer(js: JetStreamContext, agent_id: str) -> None:
+    """The agent's durable INBOX consumer, bound later by its sidecar (explicit ack)."""
+    name = subjects.agent_consumer(agent_id)
+    config = ConsumerConfig(
+        name=name,
+        durable_name=name,
+        filter_subject=subjects.agent_inbox(agent_id),
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+    )
+    try:
+        await js.add_consumer(subjects.INBOX_STREAM, config)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+    except Exception:  # the sidecar creates it if missing; never fail registration
+        log.exception("agent.consumer_failed", extra={"agent_id": agent_id})
+
+
 @agents.post("", status_code=status.HTTP_201_CREATED)
-async def register_agent(body: RegisterAgent, request: Request, _who: Admin) -> AgentRegistered:
-    """Register an agent and create its `agent` token (shown once). Without a name it gets an
-    unused Culture ship name.
+async def register_agent(
+    body: RegisterAgent, res: Res, request: Request, _who: Admin
+) -> AgentRegistered:
+    """Register an agent: its `agent` token and its NATS user and password (both shown once,
+    stored hashed) and its INBOX consumer. Without a name it gets an unused Culture ship name.
 
     Errors: 409 `agent_exists`, 422 `invalid_field`.
     """
     made = await ops.register(scheduler(request), body)
+    await _ensure_consumer(res.js, made.id)
     log.info("agent.registered", extra={"agent_id": made.id, "token_id": made.token_id})
+    return made
+
+
+@agents.post("/{agent_id}/rotate")
+async def rotate_agent(agent_id: str, res: Res, request: Request, _who: Admin) -> AgentRegistered:
+    """New bearer token and NATS password for an agent (shown once). The old token is revoked
+    and the agent's open NATS connections are closed at once; its sidecar must be given the new
+    config. Errors: 404 `agent_not_found`.
+    """
+    made, old_token = await ops.rotate(scheduler(request), agent_id)
+    await _announce_revoked(res, old_token)
+    await runtime(request).kick(agent_id)
+    log.info("agent.rotated", extra={"agent_id": agent_id, "token_id": made.token_id})
     return made
 
 
@@ -119,9 +171,13 @@ async def agent_history(agent_id: str, request: Request, _who: Viewer) -> list[A
 
 @agents.delete("/{agent_id}")
 async def remove_agent(agent_id: str, res: Res, request: Request, _who: Admin) -> AgentView:
-    """Remove an agent and revoke its token at once. Errors: 404 `agent_not_found`."""
+    """Remove an agent: its token is revoked, its NATS logins refused and its open NATS
+    connections closed at once. Errors: 404 `agent_not_found`."""
     removed = await ops.remove(scheduler(request), agent_id)
     await _announce_revoked(res, removed.token_id)
+    await runtime(request).kick(agent_id)
+    with contextlib.suppress(Exception):  # gone already, or NATS away: nothing reads it anymore
+        await res.js.delete_consumer(subjects.INBOX_STREAM, subjects.agent_consumer(agent_id))
     log.info("agent.removed", extra={"agent_id": agent_id})
     return removed
 
@@ -136,6 +192,61 @@ async def restart_agent(agent_id: str, res: Res, request: Request, _who: Admin) 
     await messaging.publish(res.js, subjects.agent_inbox(agent_id), Restart())
     log.info("agent.restart_requested", extra={"agent_id": agent_id})
     return agent
+
+
+class RateLimits(Request_):
+    """Per-minute rates of an agent's buckets; a tier left out keeps the default."""
+
+    light: int | None = Field(default=None, ge=1, le=100_000)
+    normal: int | None = Field(default=None, ge=1, le=100_000)
+    heavy: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class RateLimitsView(Contract):
+    agent_id: str
+    light: int
+    normal: int
+    heavy: int
+    overridden: bool
+
+
+def _limits_view(request: Request, agent_id: str) -> RateLimitsView:
+    limiter = runtime(request).limiter
+    return RateLimitsView(
+        agent_id=agent_id,
+        light=limiter.rate(agent_id, "light"),
+        normal=limiter.rate(agent_id, "normal"),
+        heavy=limiter.rate(agent_id, "heavy"),
+        overridden=agent_id in limiter.overrides,
+    )
+
+
+@agents.get("/{agent_id}/rate-limits")
+async def get_rate_limits(agent_id: str, request: Request, _who: Viewer) -> RateLimitsView:
+    """The agent's per-minute rates by tier (light, normal, heavy) and whether an admin
+    overrode them. Errors: 404 `agent_not_found`."""
+    await ops.get(scheduler(request), agent_id)
+    return _limits_view(request, agent_id)
+
+
+@agents.put("/{agent_id}/rate-limits")
+async def set_rate_limits(
+    agent_id: str, body: RateLimits, request: Request, _who: Admin
+) -> RateLimitsView:
+    """Override an agent's per-minute rates (an empty body goes back to the defaults).
+    Held in memory by this scheduler process. Errors: 404 `agent_not_found`, 422."""
+    await ops.get(scheduler(request), agent_id)
+    given: dict[limits.Tier, int | None] = {
+        "light": body.light,
+        "normal": body.normal,
+        "heavy": body.heavy,
+    }
+    chosen: dict[limits.Tier, int] = {
+        tier: value for tier, value in given.items() if value is not None
+    }
+    runtime(request).limiter.set_override(agent_id, chosen)
+    log.info("agent.rate_limits_set", extra={"agent_id": agent_id, "rates": chosen})
+    return _limits_view(request, agent_id)
 
 
 @stats.get("/stats")

@@ -29,6 +29,8 @@ def create_app(settings: CommonSettings) -> FastAPI:
         if isinstance(settings, SchedulerSettings)
         else SchedulerSettings.model_validate(settings.model_dump())
     )
-    return build(
-        dataclasses.replace(SPEC, starters=(partial(loops.start, settings=own),)), settings
-    )
+    runtime = loops.Runtime.of(own)
+    starter = partial(loops.start, settings=own, runtime=runtime)
+    app = build(dataclasses.replace(SPEC, starters=(starter,)), settings)
+    app.state.runtime = runtime
+    return app

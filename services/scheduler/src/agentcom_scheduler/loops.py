@@ -1,14 +1,72 @@
 """The scheduler's loops, started with the service: reports, presence sweep, matching."""
 
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
 from agentcom_common.service import Loops, Resources
-from agentcom_scheduler import matching, ops, presence
+from agentcom_scheduler import credentials, limits, matching, ops, presence
 from agentcom_scheduler.settings import SchedulerSettings
 
+log = logging.getLogger(__name__)
 
-async def start(res: Resources, loops: Loops, *, settings: SchedulerSettings) -> None:
+
+@dataclass(slots=True)
+class Runtime:
+    """What the loops share with the HTTP routes of the same process (set at start)."""
+
+    limiter: limits.Limiter = field(default_factory=lambda: limits.Limiter(limits.DEFAULT_RATES))
+    callout: credentials.Callout | None = None
+
+    @classmethod
+    def of(cls, settings: SchedulerSettings) -> "Runtime":
+        return cls(
+            limiter=limits.Limiter(
+                rates={
+                    "light": settings.scheduler_rate_light,
+                    "normal": settings.scheduler_rate_normal,
+                    "heavy": settings.scheduler_rate_heavy,
+                },
+                window=settings.scheduler_validation_window,
+                violation_limit=settings.scheduler_validation_limit,
+                cooldowns=settings.scheduler_validation_cooldowns,
+            )
+        )
+
+    async def kick(self, agent_id: str) -> None:
+        """Close the agent's open NATS connections, if this process answers NATS logins."""
+        if self.callout is None:
+            return
+        try:
+            await self.callout.kick(agent_id)
+        except Exception:  # the login is refused anyway; an open connection is the rest
+            log.exception("nats_login.kick_failed", extra={"agent_id": agent_id})
+
+
+async def start(
+    res: Resources, loops: Loops, *, settings: SchedulerSettings, runtime: Runtime
+) -> None:
     s = ops.Scheduler(res.engine, res.outbox)
+    if settings.scheduler_nats_issuer_seed is not None and settings.nats_url:
+        runtime.callout = credentials.Callout(
+            res.engine,
+            res.nc,
+            settings.nats_url,
+            settings.scheduler_nats_issuer_seed.get_secret_value(),
+            runtime.limiter,
+        )
+        await runtime.callout.start()
+        loops.spawn("nats-logins", _hold(runtime.callout))
     silence = settings.scheduler_heartbeat_interval * settings.scheduler_missed_heartbeats
-    loops.spawn("agent-reports", presence.consume_reports(s, res.nc, res.js))
+    gate = presence.Gate(limiter=runtime.limiter)
+    loops.spawn("agent-reports", presence.consume_reports(s, res.nc, res.js, gate, runtime.kick))
+    stranded = settings.scheduler_working_offline_timeout
+    loops.spawn(
+        "stranded-sweep",
+        presence.stranded_forever(
+            s, res.nc, stranded, max(settings.scheduler_sweep_interval, stranded / 10)
+        ),
+    )
     loops.spawn(
         "matching",
         matching.match_forever(
@@ -30,3 +88,11 @@ async def start(res: Resources, loops: Loops, *, settings: SchedulerSettings) ->
             settings.scheduler_sweep_interval,
         ),
     )
+
+
+async def _hold(callout: credentials.Callout) -> None:
+    """Keep the callout's system connection for the life of the process, then close it."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await callout.close()

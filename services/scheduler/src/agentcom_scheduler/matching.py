@@ -41,51 +41,79 @@ def _deadline(task: dict[str, Any], execution_timeout: timedelta) -> datetime:
     return clock.now() + execution_timeout
 
 
+CLAIMS_AT_ONCE = 8
+"""Idle agents offered work side by side in one pass (claims are RPCs: mostly waiting)."""
+
+
 async def match_once(
     s: ops.Scheduler, nc: Client, js: JetStreamContext, execution_timeout: timedelta
 ) -> int:
-    """Offer work to every idle agent once; returns how many tasks were assigned."""
+    """Offer work to idle agents; returns how many tasks were assigned.
+
+    Agents alike (same capabilities and repos) get the same answer from the queue, so work is
+    offered profile by profile, longest-idle agent first, a few side by side, until the queue
+    has nothing for that profile: the cost follows the number of profiles and assignments, not
+    the number of idle agents.
+    """
     async with s.engine.connect() as conn:
-        idle = await store.idle_agents(conn)
+        profiles = await store.idle_profiles(conn)
     assigned = 0
-    for agent in idle:
-        claim = ClaimTask(
-            agent_id=agent.id, capabilities=list(agent.capabilities), repos=list(agent.repos)
-        )
-        task = (await queue_client.call(nc, "claim", claim))["task"]
-        if task is None:
-            continue
-        async with s.engine.begin() as conn:
-            moved = await presence.transition_if(
-                s,
-                conn,
-                agent.id,
-                AgentState.IDLE,
-                AgentState.ASSIGNED,
-                f"task {task['id']} generation {task['generation']}",
-                "assigned",
-                {
-                    "task_id": task["id"],
-                    "generation": task["generation"],
-                    "assigned_at": clock.now(),
-                    "deadline": _deadline(task, execution_timeout),
-                },
+    for profile in profiles:
+        while True:
+            async with s.engine.connect() as conn:
+                chunk = await store.idle_of(conn, profile, CLAIMS_AT_ONCE)
+            got = await asyncio.gather(
+                *(_offer(s, nc, js, agent, execution_timeout) for agent in chunk)
             )
-        if not moved:  # it went offline meanwhile: give the task straight back
-            back = RequeueTask(
-                task_id=task["id"], generation=task["generation"], reason="agent left"
-            )
-            await queue_client.call(nc, "requeue", back)
-            continue
-        await messaging.publish(
-            js,
-            subjects.agent_inbox(agent.id),
-            Assign(task=task, generation=task["generation"]),
-            msg_id=f"assign.{task['id']}.{task['generation']}",
-        )
-        log.info("task.assigned", extra={"agent_id": agent.id, "task_id": task["id"]})
-        assigned += 1
+            assigned += sum(1 for g in got if g)
+            if len(chunk) < CLAIMS_AT_ONCE or None in got or not any(got):
+                break
     return assigned
+
+
+async def _offer(
+    s: ops.Scheduler,
+    nc: Client,
+    js: JetStreamContext,
+    agent: store.AgentRow,
+    execution_timeout: timedelta,
+) -> bool | None:
+    """Claim for one idle agent and send the assignment: True when sent, None when the queue
+    has nothing for it, False when it left meanwhile."""
+    claim = ClaimTask(
+        agent_id=agent.id, capabilities=list(agent.capabilities), repos=list(agent.repos)
+    )
+    task = (await queue_client.call(nc, "claim", claim))["task"]
+    if task is None:
+        return None
+    async with s.engine.begin() as conn:
+        moved = await presence.transition_if(
+            s,
+            conn,
+            agent.id,
+            AgentState.IDLE,
+            AgentState.ASSIGNED,
+            f"task {task['id']} generation {task['generation']}",
+            "assigned",
+            {
+                "task_id": task["id"],
+                "generation": task["generation"],
+                "assigned_at": clock.now(),
+                "deadline": _deadline(task, execution_timeout),
+            },
+        )
+    if not moved:  # it went offline meanwhile: give the task straight back
+        back = RequeueTask(task_id=task["id"], generation=task["generation"], reason="agent left")
+        await queue_client.call(nc, "requeue", back)
+        return False
+    await messaging.publish(
+        js,
+        subjects.agent_inbox(agent.id),
+        Assign(task=task, generation=task["generation"]),
+        msg_id=f"assign.{task['id']}.{task['generation']}",
+    )
+    log.info("task.assigned", extra={"agent_id": agent.id, "task_id": task["id"]})
+    return True
 
 
 async def match_forever(

@@ -1,11 +1,12 @@
 """Scheduler use cases, one transaction each; HTTP routes call these."""
 
+import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agentcom_common import auth, clock, outbox, subjects
+from agentcom_common import auth, clock, natsauth, outbox, subjects
 from agentcom_common.contracts.agent import (
     AgentRegistered,
     AgentState,
@@ -32,6 +33,8 @@ def view(row: store.AgentRow) -> AgentView:
         token_id=row.token_id,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        last_seen=row.last_seen,
+        resources=row.resources,
     )
 
 
@@ -40,6 +43,7 @@ async def register(s: Scheduler, body: RegisterAgent) -> AgentRegistered:
     async with s.engine.begin() as conn:
         name = body.name or names.unused(await store.ids(conn))
         token = auth.new_token()
+        nats_password = secrets.token_urlsafe(32)
         row = await store.insert_agent(
             conn,
             {
@@ -48,6 +52,7 @@ async def register(s: Scheduler, body: RegisterAgent) -> AgentRegistered:
                 "capabilities": list(body.capabilities),
                 "repos": list(body.repos),
                 "token_id": auth.token_id(token),
+                "nats_secret_hash": natsauth.hash_secret(nats_password),
             },
         )
         if row is None:
@@ -59,7 +64,29 @@ async def register(s: Scheduler, body: RegisterAgent) -> AgentRegistered:
         # same transaction: an agent never exists without its token, nor a token without it
         await auth.store_in(conn, token, auth.Role.AGENT, f"agent {name}")
         await _emit(s, conn, name, None, AgentState.OFFLINE, "registered")
-    return AgentRegistered(**view(row).model_dump(), token=token)
+    return AgentRegistered(
+        **view(row).model_dump(), token=token, nats_user=name, nats_password=nats_password
+    )
+
+
+async def rotate(s: Scheduler, agent_id: str) -> tuple[AgentRegistered, str]:
+    """New bearer token and NATS password for an agent; the old ones stop working in the same
+    transaction. Returns the new credentials and the revoked token id."""
+    token = auth.new_token()
+    nats_password = secrets.token_urlsafe(32)
+    async with s.engine.begin() as conn:
+        before = await store.fetch(conn, agent_id, lock=True)
+        if before is None:
+            raise NotFoundError(f"no agent {agent_id}", code="agent_not_found")
+        await auth.revoke_in(conn, before.token_id)
+        await auth.store_in(conn, token, auth.Role.AGENT, f"agent {agent_id}")
+        row = await store.set_credentials(
+            conn, agent_id, auth.token_id(token), natsauth.hash_secret(nats_password)
+        )
+    made = AgentRegistered(
+        **view(row).model_dump(), token=token, nats_user=agent_id, nats_password=nats_password
+    )
+    return made, before.token_id
 
 
 async def _emit(

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from agentcom_common.settings import CommonSettings, Interval
 
@@ -28,4 +28,37 @@ class SchedulerSettings(CommonSettings):
     )
     scheduler_sweep_interval: Interval = Field(
         default=timedelta(seconds=1), description="How often the presence sweep runs."
+    )
+    scheduler_working_offline_timeout: Interval = Field(
+        default=timedelta(minutes=10),
+        description="A task `working` longer than this on an agent that is offline is requeued.",
+    )
+    scheduler_nats_issuer_seed: SecretStr | None = Field(
+        default=None,
+        description="Account nkey seed (`SA…`) the scheduler signs agents' NATS logins with "
+        "(auth callout); its public key is nats-server's `auth_callout.issuer`. Unset: the "
+        "scheduler answers no NATS logins (agents cannot connect).",
+    )
+    scheduler_rate_light: int = Field(
+        default=120, ge=1, description="Requests per minute an agent may make in the light tier."
+    )
+    scheduler_rate_normal: int = Field(
+        default=60, ge=1, description="Requests per minute an agent may make in the normal tier."
+    )
+    scheduler_rate_heavy: int = Field(
+        default=10, ge=1, description="Requests per minute an agent may make in the heavy tier."
+    )
+    scheduler_validation_window: Interval = Field(
+        default=timedelta(minutes=1),
+        description="Window in which repeated malformed reports from one agent are counted.",
+    )
+    scheduler_validation_limit: int = Field(
+        default=10,
+        ge=1,
+        description="Malformed reports within the window before the agent is cut off for a while.",
+    )
+    scheduler_validation_cooldowns: tuple[Interval, ...] = Field(
+        default=(timedelta(seconds=30), timedelta(seconds=60), timedelta(seconds=300)),
+        description="How long the 1st, 2nd, 3rd and later cut-offs last (NATS logins refused, "
+        "its connections closed, its reports dropped).",
     )

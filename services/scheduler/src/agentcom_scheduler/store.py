@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -42,8 +42,23 @@ async def record(
     )
 
 
-async def fetch(conn: AsyncConnection, agent_id: str) -> AgentRow | None:
-    return (await conn.execute(select(agents).where(agents.c.id == agent_id))).one_or_none()
+async def fetch(conn: AsyncConnection, agent_id: str, *, lock: bool = False) -> AgentRow | None:
+    stmt = select(agents).where(agents.c.id == agent_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).one_or_none()
+
+
+async def set_credentials(
+    conn: AsyncConnection, agent_id: str, token_id: str, nats_secret_hash: str
+) -> AgentRow:
+    stmt = (
+        update(agents)
+        .where(agents.c.id == agent_id)
+        .values(token_id=token_id, nats_secret_hash=nats_secret_hash, updated_at=func.now())
+        .returning(*agents.c)
+    )
+    return (await conn.execute(stmt)).one()
 
 
 async def all_agents(conn: AsyncConnection) -> Sequence[AgentRow]:
@@ -68,16 +83,34 @@ async def history(conn: AsyncConnection, agent_id: str) -> Sequence[Row[Any]]:
     return (await conn.execute(stmt)).all()
 
 
-async def seen(conn: AsyncConnection, agent_id: str) -> AgentRow | None:
-    """Note that the agent was heard from; the row as it was before, or None if unknown."""
-    before = (
-        await conn.execute(select(agents).where(agents.c.id == agent_id).with_for_update())
-    ).one_or_none()
-    if before is not None:
-        await conn.execute(
-            update(agents).where(agents.c.id == agent_id).values(last_seen=func.now())
-        )
-    return before
+async def seen(
+    conn: AsyncConnection, agent_id: str, resources: dict[str, object] | None = None
+) -> AgentRow | None:
+    """Note that the agent was heard from (with its host resources from a heartbeat); the row
+    (its state and assignment are as before: only `last_seen` changed), None if unknown. One
+    statement, and the row stays locked until the transaction ends."""
+    values: dict[str, object] = {"last_seen": func.now()}
+    if resources is not None:
+        values["resources"] = resources
+    stmt = update(agents).where(agents.c.id == agent_id).values(**values).returning(*agents.c)
+    return (await conn.execute(stmt)).one_or_none()
+
+
+async def seen_many(conn: AsyncConnection, resources: dict[str, dict[str, object]]) -> list[str]:
+    """Heartbeats of many agents at once: `last_seen` and resources; returns the ids of those
+    that were offline (unknown ids are ignored)."""
+    ids = sorted(resources)
+    offline = await conn.execute(
+        select(agents.c.id).where(agents.c.id.in_(ids), agents.c.state == AgentState.OFFLINE.value)
+    )
+    found = list(offline.scalars())
+    stmt = (
+        update(agents)
+        .where(agents.c.id == bindparam("b_id"))
+        .values(last_seen=func.now(), resources=bindparam("b_resources"))
+    )
+    await conn.execute(stmt, [{"b_id": i, "b_resources": resources[i]} for i in ids])
+    return found
 
 
 async def move(
@@ -111,14 +144,35 @@ async def silent_since(conn: AsyncConnection, cutoff: datetime) -> list[AgentRow
     return list((await conn.execute(stmt)).all())
 
 
-async def idle_agents(conn: AsyncConnection) -> list[AgentRow]:
-    """Idle agents, longest idle first: the fairest one gets the next task."""
+Profile = tuple[list[str], list[str]]
+
+
+async def idle_profiles(conn: AsyncConnection) -> list[Profile]:
+    """The distinct (capabilities, repos) of idle agents, the longest-waiting profile first."""
     stmt = (
-        select(agents)
+        select(agents.c.capabilities, agents.c.repos)
         .where(agents.c.state == AgentState.IDLE.value)
-        .order_by(agents.c.updated_at, agents.c.id)
+        .group_by(agents.c.capabilities, agents.c.repos)
+        .order_by(func.min(agents.c.updated_at))
     )
-    return list((await conn.execute(stmt)).all())
+    return [(list(r.capabilities), list(r.repos)) for r in (await conn.execute(stmt)).all()]
+
+
+async def idle_of(conn: AsyncConnection, profile: Profile, limit: int) -> list[AgentRow]:
+    """Up to `limit` idle agents with exactly this profile, longest idle first."""
+    capabilities, repos = profile
+    stmt = (
+        select(agents.c.id, agents.c.capabilities, agents.c.repos)
+        .where(
+            agents.c.state == AgentState.IDLE.value,
+            agents.c.capabilities == capabilities,
+            agents.c.repos == repos,
+        )
+        .order_by(agents.c.updated_at, agents.c.id)
+        .limit(limit)
+    )
+    rows: Sequence[Any] = (await conn.execute(stmt)).all()
+    return list(rows)
 
 
 async def unaccepted_since(conn: AsyncConnection, cutoff: datetime) -> list[AgentRow]:

@@ -12,7 +12,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from agentcom_common import outbox
 
@@ -32,6 +32,8 @@ agents = Table(
     Column("generation", Integer),
     Column("assigned_at", DateTime(timezone=True)),
     Column("deadline", DateTime(timezone=True)),  # the held assignment must be done by then
+    Column("nats_secret_hash", Text),  # sha256 of its NATS password; checked by the auth callout
+    Column("resources", JSONB),  # cpu/ram/vram/load/host of the last heartbeat
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -7,8 +7,8 @@ factory here (`register("ollama", factory)`) from `agentcom_sidecar.agentic`; a 
 one that is not registered or not enabled in the config is rejected with that reason.
 """
 
-import contextlib
 import importlib
+import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,18 +42,31 @@ def unregister(name: str) -> None:
     _FACTORIES.pop(name, None)
 
 
-_PLUGINS = ("agentcom_sidecar.agentic",)
-_loaded: list[str] = []
+def _agent_loop(name: str) -> Factory:
+    """`ollama` / `claude`: the agent loop of `agentcom_sidecar.agentic`, imported on first use,
+    talking to the gateway with the agent's token; the config and state dir stay hidden."""
+
+    def factory(config: SidecarConfig, hooks: Hooks) -> Executor:
+        del hooks  # the agent loop reports through ExecutionContext.emit
+        agentic = importlib.import_module("agentcom_sidecar.agentic.executors")
+        settings_module = importlib.import_module("agentcom_sidecar.agentic.settings")
+        gateway = config.gateway_url or config.hub_urls.get("llm-registry")
+        options: dict[str, Any] = {"agentic_token": config.token}
+        if gateway:
+            options["agentic_gateway_url"] = gateway
+        settings = settings_module.AgenticSettings(**options)
+        built: Executor = agentic.build(name, settings, hidden=(config.path, config.state))
+        return built
+
+    return factory
 
 
 def _load_plugins() -> None:
-    """Import the LLM executors' package once if it is installed; it calls `register`."""
-    if _loaded:
+    """Register the agent-loop executors if their package is installed."""
+    if importlib.util.find_spec("agentcom_sidecar.agentic") is None:
         return
-    _loaded.append("done")
-    for module in _PLUGINS:
-        with contextlib.suppress(ModuleNotFoundError):
-            importlib.import_module(module)
+    for name in ("ollama", "claude"):
+        _FACTORIES.setdefault(name, _agent_loop(name))
 
 
 def choose(task: Mapping[str, Any], config: SidecarConfig) -> str:

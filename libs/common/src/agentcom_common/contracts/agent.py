@@ -38,10 +38,18 @@ class AgentView(Contract):
     token_id: str
     created_at: datetime
     updated_at: datetime
+    last_seen: datetime | None = None
+    resources: dict[str, object] | None = Field(
+        default=None, description="cpu/ram/vram/load/host/gpus/models of its last heartbeat."
+    )
 
 
 class AgentRegistered(AgentView):
     token: str = Field(description="The agent's bearer token; shown in this reply only.")
+    nats_user: str | None = Field(default=None, description="Its NATS user (= its id).")
+    nats_password: str | None = Field(
+        default=None, description="Its NATS password; shown in this reply only (stored hashed)."
+    )
 
 
 class AgentTransition(Contract):

@@ -185,6 +185,83 @@ class StatsRequest(Request):
     pass
 
 
+class ListTasks(Request):
+    """Body of `agentcom.rpc.queue.list`: one page of tasks, newest first."""
+
+    state: TaskState | None = None
+    assigned_to: AgentId | None = None
+    cursor: Annotated[str, StringConstraints(max_length=20)] | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+class TaskList(Contract):
+    """Reply of `agentcom.rpc.queue.list`; pass `next_cursor` back for the next page."""
+
+    tasks: list[TaskView]
+    next_cursor: str | None = None
+
+
 class QueueStats(Contract):
     by_state: dict[str, int]
     queued_by_lane: dict[str, int]
+
+
+# batch variants: one RPC and one transaction for many tasks (the single ones stay as they are)
+
+BATCH_LIMIT = 1000
+
+
+class SubmitTasks(Request):
+    """Submit many tasks in one transaction; the reply lists them in the same order."""
+
+    tasks: list[SubmitTask] = Field(min_length=1, max_length=BATCH_LIMIT)
+
+
+class TaskRef(Contract):
+    """A compact acknowledgement of one task of a batch."""
+
+    id: str
+    state: TaskState
+    generation: int
+
+
+class SubmittedTasks(Contract):
+    tasks: list[TaskRef]
+
+
+class ClaimTasks(Request):
+    """Claim up to `limit` tasks at once: each is assigned as a single claim would assign it."""
+
+    agent_id: AgentId
+    capabilities: list[Capability] = Field(default_factory=list[str], max_length=50)
+    repos: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] = Field(
+        default_factory=list[str], max_length=50, description="Empty: any repo."
+    )
+    limit: int = Field(default=10, ge=1, le=BATCH_LIMIT)
+
+
+class ClaimedTasks(Contract):
+    """The tasks assigned, best first (lane, then age); empty when none is eligible."""
+
+    tasks: list[TaskView]
+
+
+class ReportTasks(Request):
+    """Many reports in one transaction; each is applied (or refused) as a single report is."""
+
+    reports: list[ReportTask] = Field(min_length=1, max_length=BATCH_LIMIT)
+
+
+class ReportOutcome(Contract):
+    """One report's result: the task's state after it, or the error a single report would give."""
+
+    task_id: str
+    ok: bool
+    state: TaskState | None = None
+    generation: int | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+
+class ReportedTasks(Contract):
+    results: list[ReportOutcome]

@@ -1,0 +1,354 @@
+"""Scheduler: submit -> assignment delivered at the agent, under many agents and steady load.
+
+    uv run python bench/scheduler_bench.py                 # 1,000 agents, 200 tasks/s, 60 s
+    uv run python bench/scheduler_bench.py --quick         # 100 agents, 50 tasks/s, 10 s
+
+Starts its own embedded Postgres (durable) and nats-server with auth on, runs the queue and the
+scheduler as their own processes (`python -m agentcom_queue|agentcom_scheduler`, as under
+`agentcom up`), registers N agents over HTTP, and plays them from this process: light
+simulated agents sharing a few NATS connections (hub login), each saying hello, sending a
+heartbeat every 5 s, and answering an assignment at once with `accepted` then `completed`.
+
+1. Load: tasks are submitted over the queue's NATS API on a fixed schedule (open loop) for S
+   seconds. Latency = submit sent -> `assign` received on the agent's inbox subject (the send
+   time travels in the task's metadata; one clock, this process).
+2. Silence: V agents accept their next task and then go quiet (no heartbeat, no outcome).
+   Detection = the agent's last heartbeat -> its task handed back (the queue's `failed` event).
+3. Checks: every task ends `completed` within `--drain` s after the offer ends
+   (`not_completed_at_end` counts the rest: lost or still queued) and no task was held by two
+   agents at once (an `assign` for a task whose previous holder had not finished or been requeued).
+
+Peer: none meaningful. The parts that compete (PgQueuer, Celery, Temporal task queues) have no
+agents with presence, capabilities and fenced reassignment; the queue's own claim path is
+measured against PgQueuer in `bench/queue_bench.py`. Prints a table, then one JSON object as
+the very last line of stdout.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from rich.console import Console
+from rich.table import Table
+
+from agentcom_common import embedded
+from agentcom_common.testing import ServiceProcess, free_port, shared_tmpdir, start_nats
+
+Json = dict[str, Any]
+HEARTBEAT_S = 5.0
+MISSED = 3
+CONNECTIONS = 8  # NATS connections the simulated agents share
+progress = Console(stderr=True)
+
+
+@dataclass(slots=True)
+class Fleet:
+    """What the simulated agents saw."""
+
+    latencies_ms: list[float] = field(default_factory=list[float])
+    holder: dict[str, str] = field(default_factory=dict[str, str])  # task -> agent holding it
+    seen: set[str] = field(default_factory=set[str])
+    double: int = 0
+    assigns: int = 0
+    completed_sent: int = 0
+    victims_wanted: int = 0
+    victims: dict[str, float] = field(default_factory=dict[str, float])  # task -> last beat
+    silent: set[str] = field(default_factory=set[str])
+    last_beat: dict[str, float] = field(default_factory=dict[str, float])
+    detection_s: list[float] = field(default_factory=list[float])
+    completed_events: set[str] = field(default_factory=set[str])
+
+
+@contextlib.contextmanager
+def servers() -> Generator[tuple[embedded.PostgresLayout, Any, Path]]:
+    root = shared_tmpdir("agentcom-sbench-")
+    layout = embedded.PostgresLayout(root / "pg", root / "run", free_port(), database="bench")
+    try:
+        with (root / "postgres.log").open("wb") as log:
+            postgres = subprocess.Popen(
+                embedded.prepare_postgres(layout, fast=False),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=embedded.os_user(),
+                process_group=0,
+                preexec_fn=lambda: embedded.die_with_parent(signal.SIGINT),
+            )
+            try:
+                broker = start_nats(root / "js")
+                try:
+                    yield layout, broker, root
+                finally:
+                    broker.stop()
+            finally:
+                postgres.send_signal(signal.SIGINT)
+                try:
+                    postgres.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    postgres.kill()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else float("nan")
+
+
+async def register(url: str, token: str, count: int) -> list[str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    names = [f"sim-{i:04d}" for i in range(count)]
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+        sem = asyncio.Semaphore(8)
+
+        async def one(name: str) -> None:
+            async with sem:
+                made = await client.post("/api/agents", json={"name": name})
+                made.raise_for_status()
+
+        await asyncio.gather(*(one(n) for n in names))
+    return names
+
+
+class Sim:
+    """The simulated agents: each hears its own inbox and answers at once, like a sidecar."""
+
+    def __init__(self, conns: list[Client], names: list[str], fleet: Fleet) -> None:
+        self.names = names
+        self.fleet = fleet
+        self.by_agent = {name: conns[i % len(conns)] for i, name in enumerate(names)}
+        self.running: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        for name, conn in self.by_agent.items():  # each agent hears its own inbox, once
+            await conn.subscribe(f"agentcom.agent.{name}.inbox", cb=self.on_inbox)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+        for name in self.names:
+            await self.report(name, {"kind": "hello"})
+            self.fleet.last_beat[name] = time.perf_counter()
+
+    async def report(self, agent: str, body: Json) -> None:
+        js = self.by_agent[agent].jetstream()  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+        await js.publish(
+            f"agentcom.agent.{agent}.report", json.dumps(body | {"agent_id": agent}).encode()
+        )
+
+    async def answer(self, agent: str, assign: Json) -> None:
+        fleet = self.fleet
+        task = assign["task"]
+        ids = {"task_id": task["id"], "generation": assign["generation"]}
+        if fleet.victims_wanted > 0 and agent not in fleet.silent:
+            fleet.victims_wanted -= 1
+            fleet.silent.add(agent)  # from now on: no heartbeat, no outcome
+            fleet.victims[task["id"]] = fleet.last_beat.get(agent, time.perf_counter())
+            await self.report(agent, ids | {"kind": "accepted"})
+            return
+        await self.report(agent, ids | {"kind": "accepted"})
+        fleet.completed_sent += 1
+        fleet.holder.pop(task["id"], None)
+        await self.report(agent, ids | {"kind": "completed", "result": {"ok": True}})
+
+    async def on_inbox(self, msg: Msg) -> None:
+        now = time.perf_counter()
+        fleet = self.fleet
+        agent = msg.subject.split(".")[2]
+        body = json.loads(msg.data)
+        if body.get("kind") != "assign" or agent in fleet.silent:
+            return
+        task: Json = body["task"]
+        metadata: Json = task.get("metadata") or {}
+        sent = metadata.get("t0")
+        if sent is not None and task["id"] not in fleet.seen:  # a reassignment is not timed
+            fleet.latencies_ms.append((now - float(sent)) * 1000)
+        fleet.seen.add(task["id"])
+        fleet.assigns += 1
+        previous = fleet.holder.get(task["id"])
+        if previous is not None and previous not in fleet.silent:
+            fleet.double += 1  # a quiet agent's task is meant to move on
+        fleet.holder[task["id"]] = agent
+        answering = asyncio.create_task(self.answer(agent, body))
+        self.running.add(answering)
+        answering.add_done_callback(self.running.discard)
+
+    async def beats(self, stop: asyncio.Event) -> None:
+        """Every agent's heartbeat once per interval, spread evenly."""
+        step = HEARTBEAT_S / len(self.names)
+        started = time.perf_counter()
+        i = 0
+        while not stop.is_set():
+            agent = self.names[i % len(self.names)]
+            if agent not in self.fleet.silent:
+                self.fleet.last_beat[agent] = time.perf_counter()
+                body = {"kind": "heartbeat", "agent_id": agent, "cpu_percent": 5.0}
+                await self.by_agent[agent].publish(
+                    f"agentcom.agent.{agent}.report", json.dumps(body).encode()
+                )
+            i += 1
+            delay = started + i * step - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+
+async def watch_events(nc: Client, fleet: Fleet) -> None:
+    async def on_event(msg: Msg) -> None:
+        body = json.loads(msg.data)
+        task_id = body.get("task_id")
+        if msg.subject.endswith(".completed"):
+            fleet.completed_events.add(task_id)
+        elif msg.subject.endswith(".failed") and task_id in fleet.victims:
+            fleet.detection_s.append(time.perf_counter() - fleet.victims.pop(task_id))
+            fleet.holder.pop(task_id, None)
+
+    await nc.subscribe("agentcom.evt.task.*", cb=on_event)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+
+
+async def offer(nc: Client, rate: float, seconds: float) -> tuple[int, float]:
+    """Submit tasks on a fixed schedule (open loop); returns (count, achieved rate)."""
+    total = int(rate * seconds)
+    pending: list[asyncio.Task[Any]] = []
+    start = time.perf_counter()
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        body = {"description": f"bench {i}", "metadata": {"t0": time.perf_counter()}}
+        pending.append(
+            asyncio.create_task(
+                nc.request("agentcom.rpc.queue.submit", json.dumps(body).encode(), timeout=60)
+            )
+        )
+    issued = time.perf_counter() - start
+    await asyncio.gather(*pending)
+    return total, total / issued if issued else rate
+
+
+async def run(args: argparse.Namespace) -> Json:
+    token = "bench-admin-" + os.urandom(16).hex()
+    with servers() as (layout, broker, root):
+        await embedded.wait_for_postgres(layout, deadline=60)
+        await embedded.create_database(layout)
+        env = {
+            "AGENTCOM_ADMIN_TOKEN": token,
+            "AGENTCOM_SCHEDULER_NATS_ISSUER_SEED": broker.auth.issuer_seed,
+            "AGENTCOM_SCHEDULER_HEARTBEAT_INTERVAL": f"{HEARTBEAT_S}s",
+            "AGENTCOM_SCHEDULER_MISSED_HEARTBEATS": str(MISSED),
+            "AGENTCOM_SCHEDULER_RATE_LIGHT": "100000",
+            "AGENTCOM_SCHEDULER_RATE_NORMAL": "100000",
+            "AGENTCOM_SCHEDULER_RATE_HEAVY": "100000",
+            "AGENTCOM_LOG_LEVEL": "WARNING",
+        }
+        procs = [
+            ServiceProcess(name, broker.url, layout.url, root / f"{name}.log", env)
+            for name in ("queue", "scheduler")
+        ]
+        try:
+            for proc in procs:
+                proc.start()
+            return await measure(args, broker.url, procs[1].url, token)
+        finally:
+            for proc in procs:
+                proc.stop()
+
+
+async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token: str) -> Json:
+    progress.log(f"registering {args.agents:,} agents")
+    t = time.perf_counter()
+    names = await register(scheduler, token, args.agents)
+    registered_s = time.perf_counter() - t
+    conns = [await nats.connect(nats_url) for _ in range(CONNECTIONS)]  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+    fleet = Fleet()
+    stop = asyncio.Event()
+    try:
+        await watch_events(conns[0], fleet)
+        sim = Sim(conns, names, fleet)
+        await sim.start()
+        loops = [asyncio.create_task(sim.beats(stop))]
+        await asyncio.sleep(2)  # hellos applied
+        progress.log(f"load: {args.rate}/s for {args.seconds} s")
+        submitted, achieved = await offer(conns[0], args.rate, args.seconds)
+        progress.log("silence: the next agents to get a task go quiet")
+        fleet.victims_wanted = args.victims
+        victims_before = len(fleet.latencies_ms)
+        extra, _ = await offer(conns[0], max(1.0, args.victims / 2), 2.0)
+        offered_at = time.perf_counter()
+        deadline = time.perf_counter() + max(HEARTBEAT_S * MISSED + 30, args.drain)
+        while time.perf_counter() < deadline:
+            done = len(fleet.completed_events) >= submitted + extra
+            if done and not fleet.victims and len(fleet.detection_s) >= args.victims:
+                break
+            await asyncio.sleep(0.2)
+        drained = time.perf_counter() - offered_at
+        stop.set()
+        for loop in loops:
+            loop.cancel()
+        del victims_before
+    finally:
+        for conn in conns:
+            await conn.close()
+    lat = sorted(fleet.latencies_ms)
+    det = sorted(fleet.detection_s)
+    total = submitted + extra
+    return {
+        "agents": args.agents,
+        "rate_offered_per_s": args.rate,
+        "rate_achieved_per_s": round(achieved, 1),
+        "seconds": args.seconds,
+        "tasks": total,
+        "register_s": round(registered_s, 2),
+        "assign_p50_ms": round(percentile(lat, 0.50), 2),
+        "assign_p90_ms": round(percentile(lat, 0.90), 2),
+        "assign_p99_ms": round(percentile(lat, 0.99), 2),
+        "assign_max_ms": round(lat[-1], 2) if lat else None,
+        "silence_victims": len(det),
+        "silence_to_requeue_p50_s": round(percentile(det, 0.5), 2),
+        "silence_to_requeue_max_s": round(det[-1], 2) if det else None,
+        "silence_limit_s": HEARTBEAT_S * MISSED,
+        "completed": len(fleet.completed_events),
+        "not_completed_at_end": total - len(fleet.completed_events),
+        "drain_s": round(drained, 1),
+        "assigned_twice_at_once": fleet.double,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Scheduler: submit -> assignment delivered.")
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--victims", type=int, default=10)
+    parser.add_argument(
+        "--drain", type=float, default=300.0, help="seconds to wait for the backlog to finish"
+    )
+    parser.add_argument("--quick", action="store_true", help="100 agents, 50/s for 10 s")
+    args = parser.parse_args()
+    if args.quick:
+        args.agents, args.rate, args.seconds, args.victims = 100, 50.0, 10.0, 3
+    result = asyncio.run(run(args))
+    table = Table(title="scheduler bench", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""`agentcom llm …`: register, list, check and remove LLM endpoints (the llm-registry API)."""
+
+import os
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.table import Table
+
+from agentcom_cli import stack, tokens
+from agentcom_cli.console import fail, friendly, out
+from agentcom_common.settings import CommonSettings
+
+llm_app = typer.Typer(help="Register, list, check and remove LLM endpoints.", no_args_is_help=True)
+
+
+def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    settings = CommonSettings()
+    value = tokens.read_token(settings)
+    if value is None:
+        fail("no token: start the stack with `agentcom up` or set AGENTCOM_TOKEN")
+    base = stack.service_urls(settings, stack.read(settings.home))["llm-registry"]
+    try:
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {value}"}, timeout=30
+        ) as client:
+            response = client.request(method, path, json=body)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the llm-registry ({type(exc).__name__}); is the stack up?")
+    if response.status_code >= 400:
+        problem = response.json()
+        fail(f"{problem.get('error')}: {problem.get('detail')}")
+    return None if response.status_code == 204 else response.json()
+
+
+@llm_app.command("add")
+@friendly
+def llm_add(
+    endpoint_id: Annotated[str, typer.Argument(help="Letters, digits, _ and -.")],
+    provider: Annotated[str, typer.Argument(help="ollama, openai or anthropic.")],
+    base_url: Annotated[str, typer.Argument(help="e.g. http://gpu1:11434")],
+    model_class: Annotated[
+        list[str] | None, typer.Option("--class", help="Model class it serves; repeat.")
+    ] = None,
+    model: Annotated[list[str] | None, typer.Option(help="A model it serves; repeat.")] = None,
+    host: Annotated[str | None, typer.Option(help="Host name, to join sidecar resources.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Read the API key from this environment variable.")
+    ] = None,
+) -> None:
+    """Register an endpoint and check it once; an API key comes from an environment variable.
+
+    Never a command-line argument, which other users of the machine could see; it is never
+    shown again.
+    """
+    body: dict[str, Any] = {
+        "id": endpoint_id,
+        "provider": provider,
+        "base_url": base_url,
+        "classes": model_class or [],
+        "models": model or [],
+        "host": host,
+    }
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            fail(f"{api_key_env} is not set")
+        body["api_key"] = key
+    _call("POST", "/api/llm/endpoints", body)
+    checked: dict[str, Any] = _call("POST", f"/api/llm/endpoints/{endpoint_id}/check")
+    out.print(f"endpoint {endpoint_id} added; health {checked['health']}")
+
+
+@llm_app.command("list")
+@friendly
+def llm_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List endpoints with health, circuit, models and calls."""
+    rows: list[dict[str, Any]] = _call("GET", "/api/llm/endpoints")
+    if as_json:
+        out.print_json(stack.dumps(rows))
+        return
+    table = Table()
+    for column in ("id", "provider", "health", "circuit", "models", "warm", "calls"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["id"],
+            row["provider"],
+            row["health"],
+            row["circuit"],
+            ", ".join(row["models"]),
+            ", ".join(row["warm_models"]),
+            str(row["metrics"]["calls"]),
+        )
+    out.print(table)
+
+
+@llm_app.command("remove")
+@friendly
+def llm_remove(endpoint_id: Annotated[str, typer.Argument(help="The endpoint's id.")]) -> None:
+    """Remove an endpoint."""
+    _call("DELETE", f"/api/llm/endpoints/{endpoint_id}")
+    out.print(f"removed {endpoint_id}")
+
+
+@llm_app.command("route")
+@friendly
+def llm_route(tier: Annotated[str, typer.Argument(help="trivial, standard or complex")]) -> None:
+    """Show where a call of this tier would go now, and why (dry run)."""
+    out.print_json(stack.dumps(_call("GET", f"/api/llm/route?tier={tier}")))

@@ -1,0 +1,90 @@
+"""LLM registry contracts: endpoint events, routing decisions and the chat RPC."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from agentcom_common.contracts.base import Contract, Request
+
+Tier = Literal["trivial", "standard", "complex"]
+
+
+class EndpointChanged(Contract):
+    """Body of `agentcom.evt.llm.endpoint_added|endpoint_removed|endpoint_health_changed`."""
+
+    endpoint_id: str
+    provider: str
+    health: str
+    reason: str
+    at: datetime
+
+
+class RouteStep(Contract):
+    """One candidate the router looked at, in order, and what happened to it."""
+
+    endpoint_id: str
+    model: str
+    model_class: str
+    score: float
+    outcome: str  # chosen | failed: ... | skipped: ... | not tried
+
+
+class Routing(Contract):
+    """Why a call went where it went; the `routing` field and `agentcom.evt.llm.routed`."""
+
+    tier: str
+    requested_model: str | None = None
+    endpoint_id: str | None = None
+    model: str | None = None
+    attempts: int = 0
+    fallback_used: bool = False
+    reason: str = ""
+    candidates: list[RouteStep] = Field(default_factory=list[RouteStep])
+
+
+class CallRouted(Contract):
+    """Body of `agentcom.evt.llm.routed`: one gateway call, its decision and its cost."""
+
+    call_id: str
+    caller: str
+    caller_class: str
+    ok: bool
+    tokens_in: int
+    tokens_out: int
+    duration_ms: float
+    cost_usd: float
+    routing: Routing
+    at: datetime
+
+
+class ChatRequest(Request):
+    """Body of `agentcom.rpc.llm.chat`: OpenAI-shaped messages and tools, no streaming."""
+
+    messages: list[dict[str, Any]] = Field(min_length=1, max_length=10000)
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=500)
+    model: str | None = Field(default=None, max_length=200)
+    tier: Tier | None = None
+    caller: str = Field(default="hub", max_length=200)
+    caller_class: str = Field(default="hub", max_length=64)
+    options: dict[str, Any] = Field(default_factory=dict[str, Any])
+
+
+class ChatToolCall(Contract):
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class ChatReply(Contract):
+    """Reply of `agentcom.rpc.llm.chat`."""
+
+    content: str
+    tool_calls: list[ChatToolCall] = Field(default_factory=list[ChatToolCall])
+    finish_reason: str
+    model: str
+    endpoint_id: str
+    tokens_in: int
+    tokens_out: int
+    duration_ms: float
+    routing: Routing

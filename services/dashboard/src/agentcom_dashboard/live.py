@@ -1,0 +1,228 @@
+"""The dashboard's running state and its two loops: the event follower and the metrics loop.
+
+`Live` is built once in the lifespan (a starter) and put on `app.state.live`; routes read it.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from nats.aio.msg import Msg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentcom_common import auth, clock, outbox, subjects
+from agentcom_common.contracts.alert import AlertFired, Severity
+from agentcom_common.service import Loops, Resources
+from agentcom_dashboard import alert_store, events, metrics
+from agentcom_dashboard.alerts import AlertBook, Change
+from agentcom_dashboard.push import Pusher, load_or_create_vapid
+from agentcom_dashboard.settings import AlertThresholds, DashboardSettings, load_thresholds
+from agentcom_dashboard.sources import Sources
+from agentcom_dashboard.tracker import Tracker
+
+log = logging.getLogger(__name__)
+SERVICES = ("queue", "scheduler", "llm-registry", "hubfsm")
+HEARTBEAT_FIELDS = ("cpu_percent", "ram_percent", "vram_percent", "load")
+MAX_AGENTS = 10_000
+
+
+@dataclass
+class ThresholdFile:
+    """Re-reads the thresholds file when its modification time or size changes."""
+
+    path: Path
+    current: AlertThresholds = field(default_factory=AlertThresholds)
+    _stamp: tuple[int, int] | None = None
+
+    def load(self) -> AlertThresholds:
+        try:
+            stat = self.path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+        if stamp != self._stamp:
+            try:
+                self.current = load_thresholds(self.path)
+                log.info("alerts.thresholds_loaded", extra={"path": str(self.path)})
+            except ValueError as exc:  # a bad edit keeps the last good thresholds
+                log.warning("alerts.thresholds_invalid", extra={"error": str(exc)[:500]})
+            self._stamp = stamp
+        return self.current
+
+
+@dataclass
+class Live:
+    res: Resources
+    settings: DashboardSettings
+    sources: Sources
+    pusher: Pusher
+    tracker: Tracker
+    history: metrics.History
+    thresholds: ThresholdFile
+    book: AlertBook = field(default_factory=AlertBook)
+    sockets: int = 0
+    started_seq: int = 0
+    pushes: set[asyncio.Task[None]] = field(default_factory=set[asyncio.Task[None]])
+    presence: dict[str, dict[str, object]] = field(default_factory=dict[str, dict[str, object]])
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.res.engine
+
+    async def on_event(self, event: events.Event) -> None:
+        self.tracker.on_event(event)
+        if (
+            event.subject == subjects.event("task", "dead_lettered")
+            and event.seq > self.started_seq
+        ):
+            task_id = str(event.data.get("task_id", ""))
+            message = {
+                "title": "Task dead-lettered",
+                "body": f"task {task_id}",
+                "tag": f"dl-{task_id}",
+            }
+            self.push_soon(message, urgent=False)
+
+    async def on_report(self, msg: Msg) -> None:
+        """Remember each agent's last heartbeat (age, CPU, RAM, VRAM) for the agents panel.
+
+        The agent id comes from the subject, which NATS permissions tie to that agent.
+        """
+        parts = msg.subject.split(".")
+        try:
+            body = json.loads(msg.data)
+        except ValueError:
+            return
+        if len(parts) != 4 or not isinstance(body, dict):
+            return
+        report = cast(dict[str, object], body)
+        if report.get("kind") != "heartbeat":
+            return
+        if parts[2] not in self.presence and len(self.presence) >= MAX_AGENTS:
+            return
+        load = {
+            k: report.get(k) for k in HEARTBEAT_FIELDS if isinstance(report.get(k), int | float)
+        }
+        self.presence[parts[2]] = load | {"heartbeat_at": clock.now().isoformat()}
+
+    def push_soon(self, message: dict[str, str], *, urgent: bool) -> None:
+        """Send in the background: a slow push service must not hold up the event stream."""
+
+        async def send() -> None:
+            try:
+                await self.pusher.notify(message, urgent=urgent)
+            except Exception:  # Postgres down while listing subscriptions: this push is lost
+                log.exception("push.notify_failed")
+
+        task = asyncio.create_task(send())
+        self.pushes.add(task)  # referenced until done, so it is never collected mid-flight
+        task.add_done_callback(self.pushes.discard)
+
+    async def step(self) -> None:
+        """Take one snapshot, judge the rules, publish what changed."""
+        thresholds = self.thresholds.load()
+        snapshot = await metrics.take(
+            self.sources, self.tracker, thresholds, clock.now(), self.history.latest
+        )
+        self.history.add(snapshot)
+        changes = self.book.evaluate(list(self.history.snapshots), thresholds, snapshot.at)
+        await self.publish(changes)
+
+    async def publish(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        async with self.engine.begin() as conn:  # the relay publishes after commit
+            for change in changes:
+                name = type(change).__name__.removeprefix("Alert").lower()
+                await alert_store.record(conn, change)
+                await outbox.add(conn, self.res.outbox, subjects.event("alert", name), change)
+        for change in changes:
+            if isinstance(change, AlertFired):
+                log.info("alert.fired", extra={"rule": change.rule_id, "severity": change.severity})
+                if change.severity is Severity.CRITICAL:
+                    self.push_soon(
+                        {
+                            "title": f"CRITICAL: {change.rule_id}",
+                            "body": change.message,
+                            "tag": change.rule_id,
+                        },
+                        urgent=True,
+                    )
+
+    async def run_metrics(self) -> None:
+        interval = self.settings.dashboard_snapshot_interval.total_seconds()
+        while True:
+            try:
+                await self.step()
+            except Exception:  # Postgres or NATS hiccup: the next snapshot tries again
+                log.exception("metrics.step_failed")
+            await asyncio.sleep(interval)
+
+
+async def read_token(settings: DashboardSettings, engine: AsyncEngine) -> str:
+    """The viewer token the dashboard reads with: the setting, else one kept under home."""
+    if settings.dashboard_read_token is not None:
+        token = settings.dashboard_read_token.get_secret_value()
+    else:
+        token = _kept_token(settings.home / "dashboard-read.token")
+    await auth.store(engine, token, auth.Role.VIEWER, "dashboard (reads)")
+    return token
+
+
+def _kept_token(path: Path) -> str:
+    if path.is_file():
+        return path.read_text().strip()
+    token = auth.new_token()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+    except FileExistsError:  # another replica wrote it first: use theirs
+        return path.read_text().strip()
+    except OSError:  # read-only home: a token for this run only (one more row in auth.tokens)
+        log.warning("dashboard.read_token_not_kept", extra={"path": str(path)})
+    return token
+
+
+async def start(res: Resources, loops: Loops, *, settings: DashboardSettings) -> Live:
+    timeout = settings.dashboard_source_timeout.total_seconds()
+    urls = {name: settings.url_of(name) for name in SERVICES}
+    vapid = await load_or_create_vapid(res.engine)
+    live = Live(
+        res=res,
+        settings=settings,
+        sources=Sources(urls, await read_token(settings, res.engine), timeout),
+        pusher=Pusher(
+            res.engine, vapid, settings.dashboard_push_subject, settings.dashboard_push_ttl, timeout
+        ),
+        tracker=Tracker(settings.dashboard_metrics_window),
+        history=metrics.History(settings.dashboard_metrics_window),
+        thresholds=ThresholdFile(settings.alerts_file),
+        book=await alert_store.load(res.engine),
+    )
+    live.started_seq = await events.last_sequence(res.js)
+    since = clock.now() - settings.dashboard_metrics_window
+    subscription = await events.follow(res.js, live.on_event, since=since)
+    await res.nc.subscribe(subjects.REPORTS_ALL, cb=live.on_report)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+    loops.spawn("dashboard-metrics", live.run_metrics())
+    loops.spawn("dashboard-close", _close_on_cancel(live, subscription))
+    return live
+
+
+async def _close_on_cancel(live: Live, subscription: object) -> None:
+    """Parks until the service stops, then closes the clients (Loops cancels every loop)."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        for push in list(live.pushes):
+            push.cancel()
+        await live.sources.close()
+        await live.pusher.close()

@@ -1,0 +1,107 @@
+"""Metrics snapshots: taken every `dashboard_snapshot_interval`, kept for `dashboard_metrics_window`.
+
+A snapshot joins what the owning services say now (queue depth, agents, stuck tasks, read over
+HTTP) with what the event stream says about the window (throughput, failures, latencies). A
+source that does not answer leaves its fields None; the rules then do not judge them.
+"""
+
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from agentcom_dashboard.settings import AlertThresholds
+from agentcom_dashboard.sources import Sources
+from agentcom_dashboard.tracker import Tracker
+
+ACTIVE = ("assigned", "working")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    at: datetime
+    queue_depth: int | None
+    queued_by_lane: dict[str, int]
+    by_state: dict[str, int]
+    agents_total: int | None
+    agents_online: int | None
+    finished: int
+    failed: int
+    failure_rate_pct: float | None
+    completed_per_interval: int
+    stuck_tasks: list[str] | None
+    latency_ms: dict[str, float | None] = field(default_factory=dict[str, float | None])
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self) | {"at": self.at.isoformat()}
+
+
+class History:
+    """Snapshots of the last `window`, oldest first."""
+
+    def __init__(self, window: timedelta) -> None:
+        self.window = window
+        self.snapshots: deque[Snapshot] = deque()
+        self.taken = 0  # how many ever taken; tests wait on it, never on time
+
+    def add(self, snapshot: Snapshot) -> None:
+        self.snapshots.append(snapshot)
+        self.taken += 1
+        while self.snapshots and self.snapshots[0].at < snapshot.at - self.window:
+            self.snapshots.popleft()
+
+    @property
+    def latest(self) -> Snapshot | None:
+        return self.snapshots[-1] if self.snapshots else None
+
+
+async def take(
+    sources: Sources,
+    tracker: Tracker,
+    thresholds: AlertThresholds,
+    now: datetime,
+    previous: Snapshot | None,
+) -> Snapshot:
+    tracker.prune(now)
+    reads = await sources.read_panels(["stats", "agents"])
+    stats, agents = reads["stats"], reads["agents"]
+    by_state: dict[str, int] = stats.data.get("by_state", {}) if stats.available else {}
+    by_lane: dict[str, int] = stats.data.get("queued_by_lane", {}) if stats.available else {}
+    agents_total = agents_online = None
+    listed = _agents(agents.data) if agents.available else None
+    if listed is not None:
+        agents_total = len(listed)
+        agents_online = sum(1 for agent in listed if agent.get("state") != "offline")
+    finished, failed = tracker.counts()
+    since = previous.at if previous else now - thresholds.stuck_after
+    return Snapshot(
+        at=now,
+        queue_depth=sum(by_lane.values()) if stats.available else None,
+        queued_by_lane=by_lane,
+        by_state=by_state,
+        agents_total=agents_total,
+        agents_online=agents_online,
+        finished=finished,
+        failed=failed,
+        failure_rate_pct=round(100 * failed / finished, 1) if finished else None,
+        completed_per_interval=tracker.completed_since(since),
+        stuck_tasks=await _stuck(sources, now - thresholds.stuck_after),
+        latency_ms=tracker.latencies(),
+    )
+
+
+def _agents(data: object) -> list[dict[str, Any]] | None:
+    return cast(list[dict[str, Any]], data) if isinstance(data, list) else None
+
+
+async def _stuck(sources: Sources, before: datetime) -> list[str] | None:
+    """Assigned or working tasks whose last change is older than `before`; None if unknown."""
+    stuck: list[str] = []
+    for state in ACTIVE:
+        read = await sources.read("queue", f"/api/tasks?state={state}&limit=500")
+        if not read.available:
+            return None
+        for task in read.data.get("tasks", []):
+            if datetime.fromisoformat(task["updated_at"]) < before:
+                stuck.append(task["id"])
+    return stuck

@@ -1,0 +1,122 @@
+"""The latest snapshot and counters in the Prometheus text exposition format (0.0.4)."""
+
+from agentcom_dashboard.live import Live
+
+
+def _line(name: str, value: float | None, labels: dict[str, str] | None = None) -> str:
+    if value is None:
+        return ""
+    label = ""
+    if labels:
+        inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+        label = "{" + inner + "}"
+    return f"{name}{label} {value:g}\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _family(name: str, kind: str, doc: str, lines: list[str]) -> str:
+    body = "".join(lines)
+    return f"# HELP {name} {doc}\n# TYPE {name} {kind}\n{body}" if body else ""
+
+
+def render(live: Live) -> str:
+    s = live.history.latest
+    out = [
+        _family(
+            "agentcom_events_seen_total",
+            "counter",
+            "Events read from the EVENTS stream, by area.",
+            [
+                _line("agentcom_events_seen_total", n, {"area": a})
+                for a, n in live.tracker.events_seen.items()
+            ],
+        ),
+        _family(
+            "agentcom_alerts_active",
+            "gauge",
+            "Active alerts by rule and severity.",
+            [
+                _line(
+                    "agentcom_alerts_active", 1, {"rule": a["rule_id"], "severity": a["severity"]}
+                )
+                for a in live.book.listing()
+            ],
+        ),
+        _family(
+            "agentcom_dashboard_websockets",
+            "gauge",
+            "Browsers connected.",
+            [_line("agentcom_dashboard_websockets", live.sockets)],
+        ),
+        _family(
+            "agentcom_push_sent_total",
+            "counter",
+            "Web pushes accepted by a push service.",
+            [_line("agentcom_push_sent_total", live.pusher.sent)],
+        ),
+        _family(
+            "agentcom_push_failed_total",
+            "counter",
+            "Web pushes that failed.",
+            [_line("agentcom_push_failed_total", live.pusher.failed)],
+        ),
+    ]
+    if s is not None:
+        out += [
+            _family(
+                "agentcom_queue_depth",
+                "gauge",
+                "Queued tasks by lane.",
+                [
+                    _line("agentcom_queue_depth", n, {"lane": lane})
+                    for lane, n in s.queued_by_lane.items()
+                ],
+            ),
+            _family(
+                "agentcom_tasks",
+                "gauge",
+                "Tasks by state.",
+                [_line("agentcom_tasks", n, {"state": st}) for st, n in s.by_state.items()],
+            ),
+            _family(
+                "agentcom_agents",
+                "gauge",
+                "Registered agents.",
+                [_line("agentcom_agents", s.agents_total)],
+            ),
+            _family(
+                "agentcom_agents_online",
+                "gauge",
+                "Agents not offline.",
+                [_line("agentcom_agents_online", s.agents_online)],
+            ),
+            _family(
+                "agentcom_tasks_failed_window",
+                "gauge",
+                "Failed or dead-lettered tasks in the window.",
+                [_line("agentcom_tasks_failed_window", s.failed)],
+            ),
+            _family(
+                "agentcom_tasks_finished_window",
+                "gauge",
+                "Finished tasks in the window.",
+                [_line("agentcom_tasks_finished_window", s.finished)],
+            ),
+            _family(
+                "agentcom_task_latency_ms",
+                "gauge",
+                "Submit-to-assign (wait) and assign-to-finish (run) percentiles in the window.",
+                [
+                    _line(
+                        "agentcom_task_latency_ms",
+                        v,
+                        {"kind": k.split("_")[0], "quantile": str(int(k.split("_p")[1]) / 100)},
+                    )
+                    for k, v in s.latency_ms.items()
+                ],
+            ),
+        ]
+    return "".join(out)

@@ -1,0 +1,346 @@
+// AgentCom dashboard page: one snapshot over HTTP, then live events over /ws?after=<seq>.
+// Every action is a POST with the session's CSRF token; the socket only carries events out.
+"use strict";
+
+const app = document.getElementById("app");
+const isAdmin = app.dataset.admin === "true";
+const state = {
+  seq: 0, csrf: null, tasks: new Map(), dead: new Map(), agents: new Map(),
+  alerts: new Map(), calls: [], hub: {}, hubTime: {}, goals: new Map(), metrics: [],
+  stats: null, panels: {}, vapid: null, presence: {},
+};
+const TERMINAL = new Set(["completed", "partial_pass", "dead_letter", "cancelled"]);
+const charts = {};
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function short(id) { return (id || "").replace(/^task-/, "").slice(0, 8); }
+
+function ago(iso) {
+  if (!iso) return "";
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (s < 60) return `${Math.round(s)}s ago`;
+  if (s < 3600) return `${Math.round(s / 60)}m ago`;
+  return `${Math.round(s / 3600)}h ago`;
+}
+
+function unavailable(el, read, what) {
+  el.replaceChildren(h("p", { class: "na" }, `${what}: not available`, h("br"), h("small", {}, read.detail || "")));
+}
+
+async function call(method, url) {
+  const res = await fetch(url, { method, headers: { "X-CSRF-Token": state.csrf || "" }, credentials: "same-origin" });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.detail || `${res.status}`);
+  return body;
+}
+
+function toast(text, bad) {
+  const t = h("div", { class: bad ? "toast bad" : "toast", role: "status" }, text);
+  document.body.append(t);
+  setTimeout(() => t.remove(), 4000);
+}
+
+async function act(url, label) {
+  try { await call("POST", url); toast(`${label}: done`); }
+  catch (err) { toast(`${label}: ${err.message}`, true); }
+}
+
+// ---- tasks -------------------------------------------------------------------------------
+function upsertTask(task) {
+  const old = state.tasks.get(task.id) || {};
+  state.tasks.set(task.id, { ...old, ...task });
+  if (task.state === "dead_letter") state.dead.set(task.id, state.tasks.get(task.id));
+  else if (task.state) state.dead.delete(task.id);
+}
+
+async function fetchTask(id) {
+  const res = await fetch(`/ui/tasks/${encodeURIComponent(id)}`, { credentials: "same-origin" });
+  if (!res.ok) return null;
+  const body = await res.json();
+  return body.task.available ? body : null;
+}
+
+function renderTasks() {
+  const filter = document.getElementById("task-filter").value;
+  const q = document.getElementById("task-search").value.trim().toLowerCase();
+  const rows = [...state.tasks.values()]
+    .filter(t => !filter || t.state === filter)
+    .filter(t => !q || `${t.id} ${t.description || ""} ${t.assigned_to || ""}`.toLowerCase().includes(q))
+    .sort((a, b) => (b.updated_at || "").localeCompare(a.updated_at || ""))
+    .slice(0, 200);
+  document.getElementById("tasks-body").replaceChildren(...rows.map(t => h("tr", { "data-task": t.id, class: `st-${t.state}`, onclick: () => openTask(t.id) },
+    h("td", {}, h("span", { class: `badge st-${t.state}`, "data-state": t.state }, t.state)),
+    h("td", { class: "desc" }, h("code", {}, short(t.id)), " ", t.description || ""),
+    h("td", {}, t.priority || ""),
+    h("td", {}, t.assigned_to || ""),
+    h("td", { class: "muted", title: t.updated_at || "" }, ago(t.updated_at)),
+    h("td", {}, isAdmin && t.state && !TERMINAL.has(t.state) && t.state !== "failed"
+      ? h("button", { class: "small", onclick: e => { e.stopPropagation(); act(`/ui/tasks/${t.id}/cancel`, "cancel"); } }, "cancel") : null),
+  )));
+  document.getElementById("tasks-note").textContent = rows.length ? "" : "No tasks match.";
+}
+
+function renderDead() {
+  const items = [...state.dead.values()];
+  document.getElementById("dead-list").replaceChildren(...items.map(t => h("li", { "data-dead": t.id },
+    h("div", {}, h("code", {}, short(t.id)), " ", t.description || ""),
+    h("small", { class: "error" }, t.last_error || ""),
+    isAdmin ? h("button", { class: "retry", "data-retry": t.id, onclick: () => act(`/ui/tasks/${t.id}/retry`, "retry") }, "retry") : null,
+  )));
+  document.getElementById("dead-note").textContent = items.length ? "" : "Nothing dead-lettered.";
+  document.getElementById("kpi-dead").textContent = items.length;
+}
+
+async function openTask(id) {
+  const dlg = document.getElementById("task-dialog");
+  const detail = await fetchTask(id);
+  const box = document.getElementById("task-detail");
+  if (!detail) { box.replaceChildren(h("p", { class: "na" }, "task not available")); dlg.showModal(); return; }
+  const t = detail.task.data;
+  const hist = detail.history.available ? detail.history.data : [];
+  const report = t.result && (t.result.verification || t.result.verification_report);
+  box.replaceChildren(...[
+    h("h3", {}, t.description),
+    h("p", {}, h("span", { class: `badge st-${t.state}` }, t.state), ` ${t.priority} · generation ${t.generation} · retries ${t.retry_count}/${t.max_retries}`),
+    t.last_error ? h("p", { class: "error" }, t.last_error) : null,
+    h("h4", {}, "History"),
+    h("ol", { class: "history" }, hist.map(x => h("li", {}, `${x.from_state || "∅"} → ${x.to_state}`, h("small", { class: "muted" }, ` ${x.reason} · ${x.actor} · ${new Date(x.at).toLocaleTimeString()}`)))),
+    h("h4", {}, "Tool calls"),
+    detail.tool_calls.length ? h("ol", { class: "stream" }, detail.tool_calls.map(streamItem)) : h("p", { class: "muted" }, "none seen"),
+    h("h4", {}, "Verification"),
+    report ? h("pre", {}, JSON.stringify(report, null, 2)) : h("p", { class: "muted" }, "no report"),
+  ].filter(Boolean));
+  dlg.showModal();
+}
+
+// ---- agents, lanes, alerts, side panels ----------------------------------------------------
+function agentLine(a, task, beat) {
+  const parts = [];
+  if (task) parts.push(`task ${short(task.id)}`);
+  if (beat) {
+    parts.push(`heartbeat ${ago(beat.heartbeat_at)}`);
+    for (const [key, label] of [["cpu_percent", "cpu"], ["ram_percent", "ram"], ["vram_percent", "vram"]]) {
+      if (beat[key] != null) parts.push(`${label} ${Math.round(beat[key])}%`);
+    }
+  } else parts.push(`changed ${ago(a.updated_at)}`);
+  return parts.join(" · ");
+}
+
+function renderAgents() {
+  const busy = new Map([...state.tasks.values()].filter(t => t.assigned_to && !TERMINAL.has(t.state)).map(t => [t.assigned_to, t]));
+  const list = [...state.agents.values()];
+  document.getElementById("agent-list").replaceChildren(...list.map(a => h("li", { "data-agent": a.id },
+    h("div", {}, h("span", { class: `dot ag-${a.state}` }), h("strong", {}, a.id), " ", h("span", { class: "muted" }, a.state)),
+    h("small", { class: "muted" }, agentLine(a, busy.get(a.id), state.presence[a.id])),
+    isAdmin ? h("button", { class: "small", onclick: () => act(`/ui/agents/${a.id}/restart`, "restart") }, "restart") : null,
+  )));
+  const online = list.filter(a => a.state !== "offline").length;
+  document.getElementById("kpi-agents").textContent = state.panels.agents && !state.panels.agents.available ? "–" : `${online}/${list.length}`;
+  if (!list.length && state.panels.agents) {
+    const read = state.panels.agents;
+    document.getElementById("agents-note").textContent = read.available ? "No agents registered." : `not available: ${read.detail}`;
+  } else document.getElementById("agents-note").textContent = "";
+}
+
+function renderLanes() {
+  const counts = { urgent: 0, high: 0, normal: 0, low: 0 };
+  let working = 0;
+  for (const t of state.tasks.values()) {
+    if (t.state === "queued" && t.priority in counts) counts[t.priority] += 1;
+    if (t.state === "working" || t.state === "assigned") working += 1;
+  }
+  const max = Math.max(1, ...Object.values(counts));
+  document.getElementById("lanes").replaceChildren(...Object.entries(counts).map(([lane, n]) => h("div", { class: "lane" },
+    h("span", {}, lane), h("div", { class: "bar" }, h("i", { style: `width:${(100 * n) / max}%` })), h("b", {}, n))));
+  document.getElementById("kpi-queued").textContent = Object.values(counts).reduce((a, b) => a + b, 0);
+  document.getElementById("kpi-working").textContent = working;
+}
+
+function renderAlerts() {
+  const box = document.getElementById("alerts");
+  box.replaceChildren(...[...state.alerts.values()].map(a => h("div", { class: `alert sev-${a.severity}${a.acknowledged ? " acked" : ""}`, "data-alert": a.rule_id },
+    h("strong", {}, a.severity.toUpperCase(), " ", a.rule_id), " ", a.message,
+    a.acknowledged ? h("small", {}, ` · acknowledged by ${a.acknowledged_by || "admin"}`) :
+      isAdmin ? h("button", { class: "small", onclick: () => act(`/ui/alerts/${a.rule_id}/acknowledge`, "acknowledge") }, "acknowledge") : null,
+  )));
+}
+
+function streamItem(c) {
+  const d = c.data || {};
+  const tool = d.tool || d.name || d.tool_name || c.subject.split(".").pop();
+  const summary = d.args_summary || d.summary || d.message || d.text || "";
+  return h("li", {}, h("small", { class: "muted" }, new Date(c.at).toLocaleTimeString(), " "),
+    h("code", {}, short(d.task_id)), " ", h("strong", {}, tool), " ", summary,
+    d.result_summary ? h("small", { class: "muted" }, ` → ${d.result_summary}`) : null);
+}
+
+function renderStream() {
+  document.getElementById("tool-stream").replaceChildren(...state.calls.slice(-50).reverse().map(streamItem));
+  document.getElementById("stream-note").textContent = state.calls.length ? "" : "No tool calls yet.";
+}
+
+function renderSide() {
+  const p = state.panels;
+  const llm = document.getElementById("llm-endpoints");
+  if (p.llm_endpoints && p.llm_endpoints.available) {
+    const eps = Array.isArray(p.llm_endpoints.data) ? p.llm_endpoints.data : (p.llm_endpoints.data.endpoints || []);
+    llm.replaceChildren(eps.length ? h("ul", { class: "list" }, eps.map(e => h("li", {},
+      h("span", { class: `dot ${e.healthy === false || e.status === "unhealthy" ? "ag-offline" : "ag-idle"}` }),
+      h("strong", {}, e.name || e.id || e.url), " ", h("small", { class: "muted" }, (e.models || []).map(m => m.name || m).join(", "), e.load != null ? ` · load ${e.load}` : "")))) : h("p", { class: "muted" }, "No endpoints registered."));
+  } else if (p.llm_endpoints) unavailable(llm, p.llm_endpoints, "LLM registry");
+  const costs = document.getElementById("llm-costs");
+  if (p.llm_costs && p.llm_costs.available) costs.replaceChildren(h("pre", {}, JSON.stringify(p.llm_costs.data, null, 1)));
+  else if (p.llm_costs) unavailable(costs, p.llm_costs, "Cost ledger");
+  const hub = document.getElementById("hub");
+  const hubState = (p.hub && p.hub.available && p.hub.data) || (state.hub.state ? state.hub : null);
+  if (hubState) {
+    hub.replaceChildren(h("p", {}, h("span", { class: "badge" }, hubState.state || hubState.to_state || hubState.fsm_state || "?"), hubState.paused ? " paused" : ""),
+      h("ul", { class: "list" }, Object.entries(state.hubTime).map(([s, secs]) => h("li", {}, `${s}: ${Math.round(secs)} s`))));
+  } else unavailable(hub, p.hub || {}, "Hub FSM");
+  document.getElementById("hub-actions").replaceChildren(isAdmin && hubState ? h("button", { class: "small", onclick: () => act(`/ui/hub/${hubState.paused ? "resume" : "pause"}`, "hub") }, hubState.paused ? "resume" : "pause") : "");
+  const goals = document.getElementById("goals");
+  const list = (p.goals && p.goals.available && (Array.isArray(p.goals.data) ? p.goals.data : p.goals.data.goals)) || [...state.goals.values()];
+  if (list && list.length) goals.replaceChildren(h("ul", { class: "list" }, list.map(g => h("li", {}, h("span", { class: "badge" }, g.status || g.event || ""), " ", g.title || g.description || g.goal_id || g.id))));
+  else if (p.goals && !p.goals.available) unavailable(goals, p.goals, "Goals");
+  else goals.replaceChildren(h("p", { class: "muted" }, "No goals."));
+}
+
+// ---- charts ------------------------------------------------------------------------------
+function chart(id, series, values) {
+  const el = document.getElementById(id);
+  const width = Math.max(220, el.clientWidth || 300);
+  const xs = state.metrics.map(m => Date.parse(m.at) / 1000);
+  const data = [xs, ...values.map(f => state.metrics.map(f))];
+  if (!charts[id]) {
+    const colors = ["#4f9dff", "#ffb84f", "#5fd38d", "#ff6b6b"];
+    charts[id] = new uPlot({ width, height: 150, legend: { show: series.length > 1, live: false }, scales: { x: { time: true } },
+      axes: [{ stroke: "#8892a6", grid: { stroke: "#8892a622" } }, { stroke: "#8892a6", grid: { stroke: "#8892a622" }, size: 44 }],
+      series: [{}, ...series.map((label, i) => ({ label, stroke: colors[i], width: 2, spanGaps: true }))] }, data, el);
+  } else charts[id].setData(data);
+}
+
+function renderCharts() {
+  chart("chart-throughput", ["completed"], [m => m.completed_per_interval]);
+  chart("chart-depth", ["queued"], [m => m.queue_depth]);
+  chart("chart-latency", ["wait p50", "wait p90", "run p50", "run p90"],
+    [m => m.latency_ms.wait_p50, m => m.latency_ms.wait_p90, m => m.latency_ms.run_p50, m => m.latency_ms.run_p90]);
+  chart("chart-failure", ["failure %"], [m => m.failure_rate_pct]);
+  const last = state.metrics[state.metrics.length - 1];
+  document.getElementById("kpi-failure").textContent = last && last.failure_rate_pct != null ? `${last.failure_rate_pct}%` : "–";
+}
+
+async function refreshMetrics() {
+  const [metrics, presence] = await Promise.all([
+    fetch("/ui/metrics", { credentials: "same-origin" }), fetch("/ui/presence", { credentials: "same-origin" })]);
+  if (metrics.ok) { state.metrics = await metrics.json(); renderCharts(); }
+  if (presence.ok) { state.presence = await presence.json(); renderAgents(); }
+}
+
+// ---- live events -------------------------------------------------------------------------
+function renderAll() { renderTasks(); renderDead(); renderAgents(); renderLanes(); renderAlerts(); renderStream(); renderSide(); }
+
+async function onEvent(ev) {
+  state.seq = Math.max(state.seq, ev.seq);
+  const [, , area, name] = ev.subject.split(".");
+  const d = ev.data || {};
+  if (area === "task" && (name === "progress" || name === "tool_call")) {
+    state.calls.push(ev); state.calls = state.calls.slice(-200); renderStream(); return;
+  }
+  if (area === "task" && d.task_id && d.to_state) {
+    const known = state.tasks.get(d.task_id);
+    upsertTask({ id: d.task_id, state: d.to_state, updated_at: d.at || ev.at });
+    if (!known || !known.description || d.to_state === "dead_letter") {
+      const detail = await fetchTask(d.task_id);
+      if (detail) upsertTask({ ...detail.task.data, state: state.tasks.get(d.task_id).state });
+    }
+    renderTasks(); renderDead(); renderLanes(); renderAgents();
+  } else if (area === "agent" && d.agent_id) {
+    const old = state.agents.get(d.agent_id) || { id: d.agent_id };
+    state.agents.set(d.agent_id, { ...old, state: d.to_state || old.state, updated_at: d.at || ev.at, ...(d.cpu_percent != null ? { cpu_percent: d.cpu_percent, ram_percent: d.ram_percent } : {}) });
+    renderAgents();
+  } else if (area === "alert") {
+    if (name === "fired") state.alerts.set(d.rule_id, { ...d, acknowledged: false });
+    else if (name === "cleared") state.alerts.delete(d.rule_id);
+    else if (name === "acknowledged" && state.alerts.has(d.rule_id)) state.alerts.set(d.rule_id, { ...state.alerts.get(d.rule_id), acknowledged: true, acknowledged_by: d.by });
+    renderAlerts();
+  } else if (area === "hub" && name !== "service_started") {
+    state.hub = { ...state.hub, ...d }; renderSide();
+  } else if (area === "goal") {
+    state.goals.set(d.goal_id || d.id, { ...d, event: name }); renderSide();
+  }
+}
+
+let backoff = 250;
+function connect() {
+  const conn = document.getElementById("conn");
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}/ws?after=${state.seq}`);
+  let chain = Promise.resolve();
+  ws.onopen = () => { conn.textContent = "live"; conn.className = "conn up"; backoff = 250; };
+  ws.onmessage = msg => {
+    const body = JSON.parse(msg.data);
+    if (body.type === "event") chain = chain.then(() => onEvent(body)).catch(() => {});
+  };
+  ws.onclose = () => {
+    conn.textContent = "reconnecting…"; conn.className = "conn down";
+    setTimeout(connect, backoff); backoff = Math.min(backoff * 2, 10000);
+  };
+  window.agentcomSocket = ws;
+}
+
+async function load() {
+  const res = await fetch("/ui/snapshot", { credentials: "same-origin" });
+  if (res.status === 401) { location.href = "/login"; return; }
+  const snap = await res.json();
+  state.seq = snap.seq; state.csrf = snap.csrf; state.panels = snap.panels; state.vapid = snap.vapid_public_key;
+  const p = snap.panels;
+  if (p.tasks.available) p.tasks.data.tasks.forEach(upsertTask);
+  else document.getElementById("tasks-note").textContent = `Queue not available: ${p.tasks.detail}`;
+  if (p.dead_letter.available) p.dead_letter.data.tasks.forEach(upsertTask);
+  if (p.agents.available) p.agents.data.forEach(a => state.agents.set(a.id, a));
+  snap.alerts.forEach(a => state.alerts.set(a.rule_id, a));
+  state.calls = snap.tool_calls; state.hub = snap.hub_events || {}; state.hubTime = snap.hub_time_in_state || {};
+  snap.goal_events.forEach(g => state.goals.set(g.goal_id || g.id, g));
+  state.metrics = snap.metrics; state.presence = snap.presence || {};
+  renderAll(); renderCharts();
+  connect();
+  setInterval(refreshMetrics, 5000);
+  setInterval(renderAgents, 15000);
+}
+
+async function enablePush() {
+  try {
+    if (!("serviceWorker" in navigator) || !("PushManager" in window)) throw new Error("this browser has no Web Push");
+    if ((await Notification.requestPermission()) !== "granted") throw new Error("permission denied");
+    const reg = await navigator.serviceWorker.register("/static/sw.js");
+    const key = Uint8Array.from(atob(state.vapid.replace(/-/g, "+").replace(/_/g, "/")), c => c.charCodeAt(0));
+    const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+    const res = await fetch("/ui/push/subscriptions", { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": state.csrf }, body: JSON.stringify(sub.toJSON()) });
+    if (!res.ok) throw new Error(`${res.status}`);
+    toast("notifications on for this device");
+  } catch (err) { toast(`notifications: ${err.message}`, true); }
+}
+
+window.addEventListener("resize", () => {
+  for (const [id, c] of Object.entries(charts)) c.setSize({ width: Math.max(220, document.getElementById(id).clientWidth), height: 150 });
+});
+document.getElementById("task-filter").addEventListener("change", renderTasks);
+document.getElementById("task-search").addEventListener("input", renderTasks);
+const pushButton = document.getElementById("push-enable");
+if (pushButton) pushButton.addEventListener("click", enablePush);
+load();

@@ -1,0 +1,14 @@
+"""Fixtures of the dashboard tests; the helpers live in `dashboard_stack.py` beside this file.
+
+With `--import-mode=importlib` a test cannot import this conftest, so the helper module is
+put on the path here, under a name no other package's tests use.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from dashboard_stack import dashboard_extra, stack
+
+__all__ = ["dashboard_extra", "stack"]

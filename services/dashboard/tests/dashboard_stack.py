@@ -1,0 +1,171 @@
+"""Test helpers: the dashboard next to a real queue and scheduler, each on its own HTTP port.
+
+Browsers, WebSocket clients and the dashboard's own calls to the queue all need real sockets,
+so every app runs under uvicorn in this event loop (lifespans and all).
+"""
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from nats.aio.client import Client
+
+from agentcom_common import auth
+from agentcom_common.settings import CommonSettings
+from agentcom_common.testing import eventually, free_port
+from agentcom_dashboard.app import create_app as dashboard_app
+from agentcom_dashboard.live import Live
+from agentcom_dashboard.settings import DashboardSettings
+from agentcom_queue.app import create_app as queue_app
+from agentcom_queue.settings import QueueSettings
+from agentcom_scheduler.app import create_app as scheduler_app
+
+Json = dict[str, Any]
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI) -> AsyncGenerator[str]:
+    """Run `app` under uvicorn on a free port until the block ends; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws="auto"
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # pytest owns signals
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> None:
+        if task.done():
+            task.result()  # raises what stopped it
+            raise RuntimeError("uvicorn stopped before it started; see the log")
+        assert server.started
+
+    await eventually(started, timeout=60)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=30)
+
+
+@dataclass
+class Stack:
+    dashboard: str
+    queue: str
+    scheduler: str
+    app: FastAPI
+    admin_token: str
+    viewer_token: str
+    alerts_file: Path
+    settings: DashboardSettings
+
+    @property
+    def live(self) -> Live:
+        live = self.app.state.live_ref.live
+        assert live is not None
+        return live
+
+    def client(self, token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token or self.admin_token}"}
+        return httpx.AsyncClient(headers=headers, timeout=10)
+
+    async def submit(self, **fields: Any) -> Json:
+        async with self.client() as http:
+            body = {"description": "do the thing"} | fields
+            response = await http.post(f"{self.queue}/api/tasks", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def task(self, task_id: str) -> Json:
+        async with self.client() as http:
+            return (await http.get(f"{self.queue}/api/tasks/{task_id}")).json()
+
+    async def snapshots_after(self, count: int) -> None:
+        """Wait until at least `count` more metrics snapshots have been taken."""
+        target = self.live.history.taken + count
+
+        async def taken() -> None:
+            assert self.live.history.taken >= target
+
+        await eventually(taken, timeout=20)
+
+
+async def rpc(nc: Client, op: str, body: Json) -> Json:
+    reply = await nc.request(f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=10)
+    assert not (reply.headers and "Nats-Service-Error-Code" in reply.headers), reply.headers
+    return json.loads(reply.data)
+
+
+async def claim(nc: Client, agent: str = "a1") -> Json:
+    task = (await rpc(nc, "claim", {"agent_id": agent}))["task"]
+    assert task is not None
+    return task
+
+
+async def report(nc: Client, task: Json, outcome: str, agent: str = "a1", **fields: Any) -> Json:
+    body = {"task_id": task["id"], "agent_id": agent, "generation": task["generation"]}
+    return await rpc(nc, "report", body | {"outcome": outcome} | fields)
+
+
+async def dead_letter(stack: Stack, nc: Client, description: str = "doomed") -> Json:
+    task = await stack.submit(description=description, max_retries=0)
+    await report(nc, await claim(nc), "failed", error="compiler exploded")
+    assert (await stack.task(task["id"]))["state"] == "dead_letter"
+    return task
+
+
+def dashboard_settings(settings: CommonSettings, tmp_path: Path, **extra: Any) -> DashboardSettings:
+    return DashboardSettings.model_validate(
+        settings.model_dump()
+        | {
+            "dashboard_snapshot_interval": timedelta(milliseconds=100),
+            "dashboard_metrics_window": timedelta(minutes=5),
+            "dashboard_alerts_file": tmp_path / "alerts.env",
+            "dashboard_source_timeout": timedelta(seconds=5),
+            "dashboard_push_allow_http": True,  # the test push service speaks plain http
+            # nothing listens on the discard port: these services "do not exist yet"
+            "dashboard_llm_url": "http://127.0.0.1:9",
+            "dashboard_hub_url": "http://127.0.0.1:9",
+        }
+        | extra
+    )
+
+
+@pytest.fixture
+def dashboard_extra() -> dict[str, Any]:
+    """Override in a test module to change the dashboard's settings."""
+    return {}
+
+
+@pytest.fixture
+async def stack(
+    settings: CommonSettings,
+    admin_token: str,
+    tmp_path: Path,
+    engine: Any,
+    dashboard_extra: dict[str, Any],
+) -> AsyncIterator[Stack]:
+    viewer = (await auth.issue(engine, auth.Role.VIEWER, "test viewer")).token
+    queue_settings = QueueSettings.model_validate(
+        settings.model_dump() | {"queue_retry_backoff": timedelta(0)}
+    )
+    async with serve(queue_app(queue_settings)) as queue, serve(scheduler_app(settings)) as sched:
+        own = dashboard_settings(
+            settings,
+            tmp_path,
+            dashboard_queue_url=queue,
+            dashboard_scheduler_url=sched,
+            **dashboard_extra,
+        )
+        app = dashboard_app(own)
+        async with serve(app) as url:
+            yield Stack(url, queue, sched, app, admin_token, viewer, own.alerts_file, own)

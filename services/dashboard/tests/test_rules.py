@@ -1,0 +1,119 @@
+"""The alert rules and their lifecycle as pure functions over snapshot histories."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agentcom_common.contracts.alert import AlertCleared, AlertFired, Severity
+from agentcom_common.errors import NotFoundError
+from agentcom_dashboard import alerts
+from agentcom_dashboard.events import Event
+from agentcom_dashboard.metrics import Snapshot
+from agentcom_dashboard.settings import AlertThresholds
+from agentcom_dashboard.tracker import Tracker, percentile
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TH = AlertThresholds(queue_growing_checks=3)
+
+
+def snap(n: int, depth: int | None = 0, **fields: object) -> Snapshot:
+    base: dict[str, object] = {
+        "at": T0 + timedelta(seconds=10 * n),
+        "queue_depth": depth,
+        "queued_by_lane": {},
+        "by_state": {},
+        "agents_total": 0,
+        "agents_online": 0,
+        "finished": 0,
+        "failed": 0,
+        "failure_rate_pct": None,
+        "completed_per_interval": 0,
+        "stuck_tasks": [],
+    }
+    return Snapshot(**(base | fields))  # type: ignore[arg-type]
+
+
+def history(*depths: int | None) -> list[Snapshot]:
+    return [snap(i, d) for i, d in enumerate(depths)]
+
+
+@pytest.mark.parametrize(
+    ("depths", "holds"),
+    [
+        ((0, 1, 2, 3), True),
+        ((0, 0, 1, 1, 1, 2, 2, 3), True),  # equal samples are one level
+        ((0, 1, 2), None),  # two rises: not yet, not false either
+        ((0, 1, 2, 3, 3, 3, 3), False),  # no rise for 3 snapshots
+        ((0, 1, 2, 3, 1), False),  # it fell
+        ((0, 1, 0, 1, 2), None),
+        ((None, None), None),
+    ],
+)
+def test_queue_growing(depths: tuple[int | None, ...], holds: bool | None) -> None:
+    condition = alerts.queue_growing(history(*depths), TH)
+    assert (condition.holds if condition else None) is holds
+
+
+def test_stuck_tasks_escalate_to_critical() -> None:
+    th = AlertThresholds(stuck_critical_count=2)
+    one = alerts.stuck_tasks([snap(0, stuck_tasks=["t1"])], th)
+    two = alerts.stuck_tasks([snap(0, stuck_tasks=["t1", "t2"])], th)
+    unknown = alerts.stuck_tasks([snap(0, stuck_tasks=None)], th)
+    assert one is not None
+    assert one.severity is Severity.WARNING
+    assert two is not None
+    assert two.severity is Severity.CRITICAL
+    assert unknown is None
+
+
+def test_book_cooldown_applies_to_warnings_only() -> None:
+    book = alerts.AlertBook()
+    th = AlertThresholds(error_count=0, error_rate_cooldown=timedelta(hours=1))
+    failing = [snap(0, failed=1, finished=1, failure_rate_pct=100.0)]
+    fine = [snap(0)]
+    now = T0
+
+    assert [type(c) for c in book.evaluate(failing, th, now)] == [AlertFired, AlertFired]
+    cleared = book.evaluate(fine, th, now + timedelta(seconds=1))
+    assert {c.rule_id for c in cleared if isinstance(c, AlertCleared)} == {
+        "high_error_rate",
+        "high_failure_rate",
+    }
+    again = book.evaluate(failing, th, now + timedelta(seconds=2))
+    assert [c.rule_id for c in again] == []  # both are warnings inside their cooldowns
+
+    offline = [snap(0, agents_total=2, agents_online=0)]
+    fired = book.evaluate(offline, th, now)
+    book.evaluate(fine, th, now)
+    refired = book.evaluate(offline, th, now + timedelta(seconds=1))
+    assert [c.rule_id for c in fired] == [c.rule_id for c in refired] == ["no_agents_online"]
+
+
+def test_acknowledge_unknown_rule_is_not_found() -> None:
+    with pytest.raises(NotFoundError):
+        alerts.AlertBook().acknowledge("queue_growing", "me", T0)
+
+
+def task_event(seq: int, name: str, task_id: str, second: int) -> Event:
+    at = T0 + timedelta(seconds=second)
+    return Event(seq, f"agentcom.evt.task.{name}", at, {"task_id": task_id, "at": at.isoformat()})
+
+
+def test_tracker_counts_a_dead_letter_once_and_times_wait_and_run() -> None:
+    tracker = Tracker(timedelta(hours=1))
+    for seq, (name, second) in enumerate(
+        [("submitted", 0), ("assigned", 2), ("accepted", 3), ("failed", 7), ("dead_lettered", 7)],
+        start=1,
+    ):
+        tracker.on_event(task_event(seq, name, "t1", second))
+    tracker.on_event(task_event(3, "failed", "t1", 9))  # a replay: ignored
+
+    assert tracker.counts() == (1, 1)
+    assert tracker.latencies()["wait_p50"] == 2000
+    assert tracker.latencies()["run_p50"] == 5000
+
+
+def test_percentile_nearest_rank() -> None:
+    assert percentile([], 50) is None
+    assert percentile([5.0], 99) == 5.0
+    assert percentile([float(n) for n in range(1, 101)], 90) == 90.0

@@ -1,0 +1,286 @@
+"""The gateway: route a chat call, try candidates in order, account for it.
+
+The request path touches no database: routing reads the in-memory registry, the upstream
+call goes through one pooled aiohttp session, and the ledger row is journaled and buffered
+(see `ledger.py`). Fallback moves to the next candidate on a connection error, timeout,
+5xx/429/401/403/404 or a malformed reply; a 400/422 is the caller's request and is returned
+as is. A stream falls back only until its first piece went to the client.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+
+from agentcom_common.contracts.llm import Routing
+from agentcom_common.errors import AgentcomError, InvalidError
+from agentcom_llm_registry import providers
+from agentcom_llm_registry.ledger import Budgets, Ledger
+from agentcom_llm_registry.providers import Call, Delta, Reply, UpstreamError, UpstreamRefusedError
+from agentcom_llm_registry.registry import TIERS, Candidate, Endpoint, Registry
+
+log = logging.getLogger(__name__)
+AUTO_MODELS = frozenset({"auto", "", *TIERS})
+
+
+class UpstreamFailedError(AgentcomError):
+    status = 502
+    default_code = "upstream_failed"
+
+    def __init__(self, detail: str, routing: Routing) -> None:
+        super().__init__(detail)
+        self.routing = routing
+
+
+class UpstreamBadRequestError(AgentcomError):
+    status = 400
+    default_code = "upstream_bad_request"
+
+
+@dataclass(slots=True)
+class Who:
+    caller: str
+    caller_class: str
+
+
+def resolve(model: str | None, tier: str | None) -> tuple[str, str | None]:
+    """(tier, explicit model): `auto` or a tier name as the model means "route by tier"."""
+    if tier is not None and tier not in TIERS:
+        raise InvalidError(f"tier: must be one of {', '.join(TIERS)}", field="tier")
+    if model is None or model in AUTO_MODELS:
+        return tier or (model if model in TIERS else "standard"), None
+    return tier or "", model
+
+
+class Gateway:
+    def __init__(
+        self,
+        registry: Registry,
+        ledger: Ledger,
+        budgets: Budgets,
+        *,
+        request_timeout: float,
+        connect_timeout: float,
+    ) -> None:
+        self.registry = registry
+        self.ledger = ledger
+        self.budgets = budgets
+        self.request_timeout = request_timeout
+        self.connect_timeout = connect_timeout
+        self.session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            json_serialize=json.dumps,
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=self.connect_timeout, sock_read=self.request_timeout
+            ),
+        )
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        assert self.session is not None, "Gateway.open() runs in the lifespan"
+        return self.session
+
+    async def chat(
+        self, call: Call, model: str | None, tier: str | None, who: Who
+    ) -> tuple[Reply, Routing]:
+        tier_name, explicit = resolve(model, tier)
+        found, skipped = self.registry.candidates(tier_name, explicit)
+        self.budgets.check(who.caller_class)
+        tried: list[tuple[Candidate, str]] = []
+        started = time.perf_counter()
+        for index, cand in enumerate(found):
+            try:
+                reply = await self._attempt(cand, call)
+            except UpstreamRefusedError as exc:
+                tried.append((cand, f"refused: {exc.status}"))
+                routing = self.registry.explain(
+                    tier_name, explicit, tried, found[index + 1 :], skipped
+                )
+                self._account(who, routing, 0, 0, started, ok=False)
+                raise UpstreamBadRequestError(
+                    f"{cand.endpoint.id} refused the request: {exc.detail}"
+                ) from exc
+            except UpstreamError as exc:
+                tried.append((cand, f"failed: {exc}"))
+                continue
+            tried.append((cand, "chosen"))
+            routing = self.registry.explain(tier_name, explicit, tried, found[index + 1 :], skipped)
+            self._account(who, routing, reply.tokens_in, reply.tokens_out, started, ok=True)
+            return reply, routing
+        routing = self.registry.explain(tier_name, explicit, tried, [], skipped)
+        self._account(who, routing, 0, 0, started, ok=False)
+        raise _all_failed(routing)
+
+    def _account(
+        self, who: Who, routing: Routing, tin: int, tout: int, started: float, *, ok: bool
+    ) -> None:
+        self.ledger.record(
+            caller=who.caller,
+            caller_class=who.caller_class,
+            routing=routing,
+            tokens_in=tin,
+            tokens_out=tout,
+            seconds=time.perf_counter() - started,
+            ok=ok,
+        )
+
+    async def _attempt(self, cand: Candidate, call: Call) -> Reply:
+        endpoint = cand.endpoint
+        url, body, headers = providers.build_request(
+            endpoint.provider, endpoint.base_url, endpoint.api_key, cand.model, call, stream=False
+        )
+        self.registry.started(endpoint)
+        began = time.perf_counter()
+        ok = False
+        reply = Reply()
+        try:
+            async with self._session().post(url, json=body, headers=headers) as resp:
+                raw = await resp.read()
+                _check_status(endpoint, resp.status, raw)
+            try:
+                parsed = json.loads(raw)
+            except ValueError as exc:
+                raise UpstreamError(f"{endpoint.id} answered non-JSON") from exc
+            reply = providers.parse_reply(endpoint.provider, parsed)
+            ok = True
+            return reply
+        except UpstreamRefusedError:
+            ok = True  # the endpoint works; the request was bad
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise UpstreamError(f"{type(exc).__name__} from {endpoint.id}") from exc
+        finally:
+            self.registry.finished(
+                endpoint, ok, time.perf_counter() - began, reply.tokens_in, reply.tokens_out
+            )
+
+    async def stream(
+        self, call: Call, model: str | None, tier: str | None, who: Who
+    ) -> tuple[Routing, Candidate, AsyncIterator[Delta]]:
+        """Open a stream on the first candidate that yields a first piece; fall back before that."""
+        tier_name, explicit = resolve(model, tier)
+        found, skipped = self.registry.candidates(tier_name, explicit)
+        self.budgets.check(who.caller_class)
+        tried: list[tuple[Candidate, str]] = []
+        started = time.perf_counter()
+        for index, cand in enumerate(found):
+            pieces = self._upstream_stream(cand, call)
+            try:
+                first = await anext(pieces)
+            except UpstreamRefusedError as exc:
+                tried.append((cand, f"refused: {exc.status}"))
+                routing = self.registry.explain(
+                    tier_name, explicit, tried, found[index + 1 :], skipped
+                )
+                self._account(who, routing, 0, 0, started, ok=False)
+                raise UpstreamBadRequestError(
+                    f"{cand.endpoint.id} refused the request: {exc.detail}"
+                ) from exc
+            except (UpstreamError, StopAsyncIteration) as exc:
+                await pieces.aclose()
+                tried.append((cand, f"failed: {exc or 'empty stream'}"))
+                continue
+            tried.append((cand, "chosen"))
+            routing = self.registry.explain(tier_name, explicit, tried, found[index + 1 :], skipped)
+            return routing, cand, self._relay(first, pieces, routing, who, started)
+        routing = self.registry.explain(tier_name, explicit, tried, [], skipped)
+        self._account(who, routing, 0, 0, started, ok=False)
+        raise _all_failed(routing)
+
+    async def _relay(
+        self, first: Delta, rest: AsyncGenerator[Delta], routing: Routing, who: Who, started: float
+    ) -> AsyncIterator[Delta]:
+        last = first
+        ok = False
+        try:
+            yield first
+            if not first.done:
+                async for delta in rest:
+                    last = delta
+                    yield delta
+            ok = last.done
+        finally:
+            await rest.aclose()  # a client that went away must not leave the upstream open
+            self._account(who, routing, last.tokens_in, last.tokens_out, started, ok=ok)
+
+    async def _upstream_stream(self, cand: Candidate, call: Call) -> AsyncGenerator[Delta]:
+        endpoint = cand.endpoint
+        url, body, headers = providers.build_request(
+            endpoint.provider, endpoint.base_url, endpoint.api_key, cand.model, call, stream=True
+        )
+        self.registry.started(endpoint)
+        began = time.perf_counter()
+        ok = False
+        last = Delta()
+        try:
+            async with self._session().post(url, json=body, headers=headers) as resp:
+                if resp.status >= 300:
+                    _check_status(endpoint, resp.status, await resp.read())
+                async for delta in providers.parse_stream(endpoint.provider, _lines(resp.content)):
+                    last = delta
+                    yield delta
+                ok = last.done
+        except UpstreamRefusedError:
+            ok = True
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise UpstreamError(f"{type(exc).__name__} from {endpoint.id}") from exc
+        finally:
+            self.registry.finished(
+                endpoint, ok, time.perf_counter() - began, last.tokens_in, last.tokens_out
+            )
+
+    async def probe(self, endpoint: Endpoint, timeout: float) -> tuple[list[str], list[str] | None]:
+        """(models, warm models or None) from the endpoint; raises on any failure."""
+        models_path, warm_path = providers.discovery_paths(endpoint.provider)
+        headers = providers.discovery_headers(endpoint.provider, endpoint.api_key)
+        base = endpoint.base_url.rstrip("/")
+        async with asyncio.timeout(timeout):
+            models = providers.parse_models(
+                endpoint.provider, await self._get_json(base + models_path, headers)
+            )
+            warm = None
+            if warm_path is not None:
+                warm = providers.parse_models(
+                    endpoint.provider, await self._get_json(base + warm_path, headers)
+                )
+        return models, warm
+
+    async def _get_json(self, url: str, headers: dict[str, str]) -> dict[str, object]:
+        async with self._session().get(url, headers=headers) as resp:
+            if resp.status != 200:
+                raise UpstreamError(f"HTTP {resp.status}")
+            body = await resp.json(content_type=None)
+        if not isinstance(body, dict):
+            raise UpstreamError("not a JSON object")
+        return body  # pyright: ignore[reportUnknownVariableType]
+
+
+def _all_failed(routing: Routing) -> UpstreamFailedError:
+    attempts = "; ".join(f"{s.endpoint_id}: {s.outcome}" for s in routing.candidates)
+    return UpstreamFailedError(f"every candidate failed: {routing.reason}; {attempts}", routing)
+
+
+def _check_status(endpoint: Endpoint, status: int, raw: bytes) -> None:
+    if status < 300:
+        return
+    detail = raw[:300].decode(errors="replace")
+    if status in (400, 422):
+        raise UpstreamRefusedError(status, detail)
+    raise UpstreamError(f"HTTP {status} from {endpoint.id}")
+
+
+async def _lines(reader: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    async for line in reader:
+        yield line

@@ -1,0 +1,324 @@
+"""The cost ledger and sliding-window budgets.
+
+A call's row is written where it cannot be lost before it is anywhere slow:
+1. at the end of the call it is appended (one `write`, no fsync) to the journal file
+   `<ledger dir>/current.jsonl` and to an in-memory buffer; the reply does not wait on Postgres;
+2. every `flush_interval` the flusher rotates the journal to `<n>.jsonl`, inserts the buffered
+   rows in one transaction, deletes the rotated file, then publishes an
+   `agentcom.evt.llm.routed` event per new row (a notification; the row is the record).
+
+What a crash does: the process dying (SIGKILL, OOM) loses nothing - the journal lines are in
+the OS page cache, and at start `replay()` inserts every journal file's rows with
+`ON CONFLICT DO NOTHING` (row ids are made at call time), so a row already flushed is not
+counted twice. Only a machine crash within the OS write-back delay (~5 s) can lose the newest
+rows; we trade that for not paying an fsync per call.
+
+Budgets count calls per caller class in memory (a deque of call times per class), filled
+from the ledger at start. A window slides: the oldest call leaving it frees a slot, and the
+refusal says exactly when that is. Each replica counts its own calls (documented in docs/llm.md).
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentcom_common import clock, subjects
+from agentcom_common.contracts.llm import Routing
+from agentcom_common.errors import AgentcomError
+from agentcom_llm_registry import tables
+
+log = logging.getLogger(__name__)
+WINDOWS: dict[str, float] = {"hour": 3600.0, "day": 86400.0}
+CLOUD_DEFAULT_PRICES: dict[str, tuple[float, float]] = {}
+
+
+class BudgetExhaustedError(AgentcomError):
+    status: ClassVar[int] = 429
+    default_code: ClassVar[str] = "budget_exhausted"
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class Entry:
+    id: str
+    at: str  # ISO time
+    caller: str
+    caller_class: str
+    endpoint_id: str | None
+    model: str | None
+    tier: str | None
+    tokens_in: int
+    tokens_out: int
+    duration_ms: float
+    cost_usd: float
+    ok: bool
+    seq: int
+    routing: str = "null"  # the Routing as JSON text, made once per call
+
+
+class Budgets:
+    """Sliding windows per caller class: `{"hour": n, "day": n}` calls; unlisted = unlimited."""
+
+    def __init__(
+        self, limits: dict[str, dict[str, float]], windows: dict[str, float] | None = None
+    ) -> None:
+        self.limits = limits
+        self.windows = windows or WINDOWS  # seconds per window name; tests shrink them
+        for caller_class, named in limits.items():
+            if unknown := set(named) - set(self.windows):
+                raise ValueError(
+                    f"budget for {caller_class}: unknown window {sorted(unknown)}; "
+                    f"use {', '.join(self.windows)}"
+                )
+        self.calls: dict[str, deque[float]] = {}
+
+    def window(self, name: str) -> float:
+        return self.windows[name]
+
+    def check(self, caller_class: str, now: float | None = None) -> None:
+        """Raise `budget_exhausted` (naming when a slot frees) if a window is full; else count."""
+        limits = self.limits.get(caller_class)
+        if not limits:
+            return
+        now = time.time() if now is None else now
+        seen = self.calls.setdefault(caller_class, deque())
+        longest = max(self.window(w) for w in limits)
+        while seen and seen[0] <= now - longest:
+            seen.popleft()
+        for name, limit in limits.items():
+            span = self.window(name)
+            inside = [t for t in seen if t > now - span]
+            if len(inside) >= limit:
+                frees = inside[-int(limit)] + span if limit >= 1 else float("inf")
+                wait = max(0.0, frees - now)
+                at = datetime.fromtimestamp(frees, UTC).isoformat(timespec="seconds")
+                raise BudgetExhaustedError(
+                    f"caller class {caller_class} used {len(inside)} of {limit:g} calls in the "
+                    f"last {name}; the next call is allowed at {at} (in {wait:.1f} s)",
+                    retry_after=wait,
+                )
+        seen.append(now)
+
+    def load(self, caller_class: str, times: list[float]) -> None:
+        self.calls[caller_class] = deque(sorted(times))
+
+    def status(self, now: float | None = None) -> dict[str, dict[str, dict[str, float]]]:
+        now = time.time() if now is None else now
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for caller_class, limits in self.limits.items():
+            seen = self.calls.get(caller_class, deque())
+            out[caller_class] = {
+                name: {"limit": limit, "used": sum(1 for t in seen if t > now - self.window(name))}
+                for name, limit in limits.items()
+            }
+        return out
+
+
+class Ledger:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: Table,
+        directory: Path,
+        prices: dict[str, list[float]],
+        flush_interval: timedelta,
+    ) -> None:
+        self.engine = engine
+        self.outbox = outbox
+        self.dir = directory
+        self.prices = prices
+        self.interval = flush_interval.total_seconds()
+        self.buffer: list[Entry] = []
+        self.seq = 0
+        self._journal: Any = None
+        self._lock = asyncio.Lock()
+        self.publish: Callable[[str, bytes], Awaitable[None]] | None = None
+
+    def open(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._journal = (self.dir / "current.jsonl").open("a", encoding="utf-8")
+
+    def price(self, model: str | None, tokens_in: int, tokens_out: int) -> float:
+        per_million = self.prices.get(model or "")
+        if not per_million:
+            return 0.0
+        return (tokens_in * per_million[0] + tokens_out * per_million[1]) / 1_000_000
+
+    def record(
+        self,
+        *,
+        caller: str,
+        caller_class: str,
+        routing: Routing,
+        tokens_in: int,
+        tokens_out: int,
+        seconds: float,
+        ok: bool,
+    ) -> Entry:
+        """Journal and buffer one call; cheap enough for the request path (no await)."""
+        self.seq += 1
+        entry = Entry(
+            id=uuid.uuid4().hex,
+            at=clock.now().isoformat(),
+            caller=caller,
+            caller_class=caller_class,
+            endpoint_id=routing.endpoint_id,
+            model=routing.model,
+            tier=routing.tier,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            duration_ms=round(seconds * 1000, 3),
+            cost_usd=self.price(routing.model, tokens_in, tokens_out),
+            ok=ok,
+            seq=self.seq,
+            routing=routing.model_dump_json(),
+        )
+        if self._journal is not None:
+            self._journal.write(_line(entry) + "\n")
+            self._journal.flush()  # into the OS: survives this process dying
+        self.buffer.append(entry)
+        return entry
+
+    async def flush(self) -> int:
+        """Rotate the journal, write buffered rows and their events, delete the rotated file."""
+        async with self._lock:
+            if not self.buffer:
+                return 0
+            rows, self.buffer = self.buffer, []
+            rotated = self._rotate()
+            try:
+                await self._insert(rows)
+            except Exception:
+                self.buffer[:0] = rows  # keep them for the next pass; the file stays too
+                raise
+            if rotated is not None:
+                rotated.unlink(missing_ok=True)
+            return len(rows)
+
+    def _rotate(self) -> Path | None:
+        if self._journal is None:
+            return None
+        self._journal.close()
+        rotated = self.dir / f"{time.time_ns()}.jsonl"
+        os.replace(self.dir / "current.jsonl", rotated)
+        self._journal = (self.dir / "current.jsonl").open("a", encoding="utf-8")
+        return rotated
+
+    async def _insert(self, rows: list[Entry]) -> None:
+        """Insert rows (a replayed id is skipped); then publish a routed event per new row.
+
+        The event goes out as a core publish onto the EVENTS stream after the commit: it is a
+        notification, the ledger row is the record. NATS away means no event, never no row.
+        """
+        fresh: set[str] = set()
+        async with self.engine.begin() as conn:
+            for start in range(0, len(rows), CHUNK):
+                values = [_values(r) for r in rows[start : start + CHUNK]]
+                # executemany of one cached statement: a multi-VALUES insert would be compiled
+                # afresh for every batch, which cost more CPU than the calls it records
+                result = await conn.execute(_INSERT, values)
+                fresh.update(row.id for row in result)
+                await asyncio.sleep(0)  # let waiting requests run between chunks (tail latency)
+        if self.publish is None:
+            return
+        for index, r in enumerate(rows):
+            if r.id in fresh:
+                with contextlib.suppress(Exception):
+                    await self.publish(subjects.LLM_ROUTED, _event(r))
+            if index % CHUNK == CHUNK - 1:
+                await asyncio.sleep(0)
+
+    async def replay(self) -> int:
+        """Insert every journal file left by an earlier process; returns how many rows were read."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        total = 0
+        for path in sorted(self.dir.glob("*.jsonl")):
+            if self._journal is not None and path.name == "current.jsonl":
+                continue
+            rows: list[Entry] = []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                with contextlib.suppress(ValueError, TypeError):  # a torn last line is skipped
+                    fields = json.loads(line)
+                    fields["routing"] = json.dumps(fields.get("routing"))
+                    rows.append(Entry(**fields))
+            for start in range(0, len(rows), 500):
+                await self._insert(rows[start : start + 500])
+            path.unlink()
+            total += len(rows)
+        return total
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.flush()
+            except Exception:  # Postgres away: rows stay buffered and journaled
+                log.exception("ledger.flush_failed")
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.flush()
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    async def recent_calls(self, since: datetime) -> dict[str, list[float]]:
+        """Call times per caller class since `since`, to refill the budget windows at start."""
+        stmt = select(tables.calls.c.caller_class, tables.calls.c.at).where(
+            tables.calls.c.at > since
+        )
+        out: dict[str, list[float]] = {}
+        async with self.engine.connect() as conn:
+            for row in await conn.execute(stmt):
+                out.setdefault(row.caller_class, []).append(row.at.timestamp())
+        return out
+
+
+CHUNK = 100  # rows per insert / events per slice: keeps each pause of the event loop short
+_INSERT = insert(tables.calls).on_conflict_do_nothing().returning(tables.calls.c.id)
+_FIELDS = tuple(f for f in Entry.__dataclass_fields__ if f != "routing")
+
+
+def _line(entry: Entry) -> str:
+    """The journal line: the row's fields with the routing object spliced in as JSON."""
+    plain = {k: getattr(entry, k) for k in _FIELDS}
+    return json.dumps(plain)[:-1] + ', "routing": ' + entry.routing + "}"
+
+
+def _values(entry: Entry) -> dict[str, Any]:
+    plain = {k: getattr(entry, k) for k in _FIELDS}
+    return plain | {"at": datetime.fromisoformat(entry.at)}
+
+
+def _event(entry: Entry) -> bytes:
+    """`CallRouted` as JSON, built by splicing the routing text (no re-validation per row)."""
+    head = {
+        "schema_version": 1,
+        "call_id": entry.id,
+        "caller": entry.caller,
+        "caller_class": entry.caller_class,
+        "ok": entry.ok,
+        "tokens_in": entry.tokens_in,
+        "tokens_out": entry.tokens_out,
+        "duration_ms": entry.duration_ms,
+        "cost_usd": entry.cost_usd,
+        "at": entry.at,
+    }
+    return (json.dumps(head)[:-1] + ', "routing": ' + entry.routing + "}").encode()

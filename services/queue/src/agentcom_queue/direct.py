@@ -1,0 +1,56 @@
+"""A small asyncpg pool for claims, the one op called hundreds of times a second one by one.
+
+Through SQLAlchemy a single claim spent more CPU in the engine than in the claim: a pool
+checkout with `pool_pre_ping` (three round trips: the asyncpg adapter pings inside a
+transaction it opens and rolls back), statement and result set-up. The claim is one statement
+(`store_batch.CLAIM_ASYNCPG`), so it needs no transaction of ours either. A connection that
+Postgres dropped is noticed by asyncpg when the socket closes and replaced at the next acquire.
+"""
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import asyncpg
+
+from agentcom_common.settings import CommonSettings
+
+
+def _text(value: str) -> str:
+    return value
+
+
+async def _codecs(conn: Any) -> None:
+    """JSON in and out as the engine's connections have it (text in, Python values out)."""
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(kind, encoder=_text, decoder=json.loads, schema="pg_catalog")
+
+
+async def _keep(_conn: Any) -> None:
+    """Release without `RESET ALL`: claims change no session state (saves a round trip)."""
+
+
+async def open_pool(settings: CommonSettings) -> Any:
+    assert settings.database_url is not None  # the engine refused to start without it
+    create_pool: Any = asyncpg.create_pool  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # asyncpg: no stubs
+    return await create_pool(
+        settings.database_url.get_secret_value(),
+        min_size=1,
+        max_size=settings.db_pool_size,
+        init=_codecs,
+        reset=_keep,
+    )
+
+
+async def hold(pool: Any) -> None:
+    """A loop that owns `pool`: closes it when the service stops (waits up to 2 s for claims)."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        try:
+            await asyncio.wait_for(pool.close(), timeout=2)
+        except (TimeoutError, asyncio.CancelledError):
+            pool.terminate()
+        with contextlib.suppress(Exception):
+            pool.terminate()

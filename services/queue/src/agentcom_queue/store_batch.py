@@ -1,0 +1,313 @@
+"""The hot path's SQL: one prebuilt statement per transition of many tasks at once.
+
+Each statement moves its tasks, writes one history row and one outbox event per task, and
+all as one CTE: one round trip, no per-request statement building
+(SQLAlchemy Core in store.py spent most of the queue's CPU building and compiling statements).
+The guards are the same as store.py's: state in `states.sources(target)`, the expected
+generation, `FOR UPDATE SKIP LOCKED` on the claim index's order. Event payloads are the JSON of
+`TaskTransition`, built by Postgres (`at` in pydantic's UTC form).
+
+No `NOTIFY` here: notifying transactions commit one at a time on a database-wide lock, which
+made every batch wait for the previous one's WAL flush. The ops wake this process's relay
+after the commit (`outbox.wake_local`); other replicas' relays find the rows on their sweep.
+"""
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Final
+
+from sqlalchemy import Row, TextClause, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agentcom_common import subjects
+from agentcom_common.contracts.task import TaskState
+from agentcom_queue import states
+
+S = TaskState
+SCHEMA: Final = "queue"
+
+_AT: Final = """to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+def _event(task: str, source: str, target: str, generation: str, reason: str, actor: str) -> str:
+    """SQL for the payload of one `TaskTransition` event."""
+    return (
+        "convert_to(jsonb_build_object('schema_version', 1, 'task_id', "
+        f"{task}, 'from_state', {source}, 'to_state', {target}, 'generation', {generation}, "
+        f"'reason', {reason}, 'actor', {actor}, 'at', {_AT})::text, 'UTF8')"
+    )
+
+
+def _history_and_event(source: str, target: str, reason: str, actor: str, subject: str) -> str:
+    """The two CTEs every transition adds: the history row and the outbox event of `moved`."""
+    return f"""
+, hist AS (
+    INSERT INTO {SCHEMA}.task_history (task_id, from_state, to_state, generation, reason, actor)
+    SELECT m.id, {source}, {target}, m.generation, {reason}, {actor} FROM moved m
+), ev AS (
+    INSERT INTO {SCHEMA}.outbox (subject, payload, headers)
+    SELECT {subject}, {_event("m.id", source, target, "m.generation", reason, actor)},
+           CAST(:headers AS json)
+    FROM moved m ORDER BY m.lane, m.seq
+)"""
+
+
+CLAIM_SQL: Final = f"""
+WITH cand AS (
+    SELECT t.id FROM {SCHEMA}.tasks t
+    WHERE t.state = 'queued'
+      AND t.not_before <= now()
+      AND t.needed_capabilities <@ CAST(:capabilities AS text[])
+      AND (t.repo IS NULL OR NOT EXISTS (
+            SELECT 1 FROM {SCHEMA}.repos r WHERE r.url = t.repo AND r.paused))
+      AND (cardinality(CAST(:repos AS text[])) = 0 OR t.repo IS NULL
+           OR t.repo = ANY(CAST(:repos AS text[])))
+    ORDER BY t.lane, t.seq
+    LIMIT :limit
+    FOR UPDATE OF t SKIP LOCKED
+), moved AS (
+    UPDATE {SCHEMA}.tasks t
+    SET state = 'assigned', generation = t.generation + 1, assigned_to = :agent,
+        assigned_at = now(), updated_at = now()
+    FROM cand WHERE t.id = cand.id AND t.state = 'queued'
+    RETURNING t.*
+){_history_and_event("'queued'", "'assigned'", "'claimed'", ":agent", ":subject")}
+SELECT m.* FROM moved m ORDER BY m.lane, m.seq
+"""
+CLAIM: Final[TextClause] = text(CLAIM_SQL)
+
+
+_CLAIM_PARAMS: Final = ("agent", "capabilities", "repos", "limit", "headers", "subject")
+
+
+def numbered(sql: str, names: Sequence[str]) -> str:
+    """`sql` with its `:name` parameters as asyncpg's `$1…$n`, in the order of `names`."""
+    for n, name in enumerate(names, start=1):
+        sql = re.sub(rf"(?<![:\w]):{name}\b", f"${n}", sql)
+    return sql
+
+
+CLAIM_ASYNCPG: Final = numbered(CLAIM_SQL, _CLAIM_PARAMS)
+
+
+class Record(dict[str, Any]):
+    """An asyncpg record read like a SQLAlchemy row (`row.id`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+async def claim_direct(
+    driver: Any,
+    agent_id: str,
+    capabilities: Sequence[str],
+    agent_repos: Sequence[str],
+    limit: int,
+    headers: dict[str, str],
+) -> list[Record]:
+    """`claim` on a raw asyncpg connection outside any transaction: the statement is one."""
+    rows = await driver.fetch(
+        CLAIM_ASYNCPG,
+        agent_id,
+        list(capabilities),
+        list(agent_repos),
+        limit,
+        json.dumps(headers),
+        subjects.event("task", "assigned"),
+    )
+    return [Record(row) for row in rows]
+
+
+async def claim(
+    conn: AsyncConnection,
+    agent_id: str,
+    capabilities: Sequence[str],
+    agent_repos: Sequence[str],
+    limit: int,
+    headers: dict[str, str],
+) -> Sequence[Row[Any]]:
+    """Assign up to `limit` claimable tasks to `agent_id`, best first; bumps each generation."""
+    result = await conn.execute(
+        CLAIM,
+        {
+            "agent": agent_id,
+            "capabilities": list(capabilities),
+            "repos": list(agent_repos),
+            "limit": limit,
+            "headers": json.dumps(headers),
+            "subject": subjects.event("task", "assigned"),
+        },
+    )
+    return result.all()
+
+
+_SUBMIT_COLUMNS: Final = (
+    ("id", "text"),
+    ("client_key", "text"),
+    ("state", "text"),
+    ("lane", "smallint"),
+    ("description", "text"),
+    ("max_retries", "integer"),
+    ("complete_by", "timestamptz"),
+    ("needed_capabilities", "text[]"),
+    ("repo", "text"),
+    ("branch", "text"),
+    ("file_hints", "jsonb"),
+    ("success_criteria", "jsonb"),
+    ("verification_steps", "jsonb"),
+    ("complexity", "jsonb"),
+    ("depends_on", "text[]"),
+    ("goal_id", "text"),
+    ("metadata", "jsonb"),
+    ("submitted_by", "text"),
+    ("blocked_reason", "text"),
+)
+SUBMIT_FIELDS: Final = tuple(name for name, _ in _SUBMIT_COLUMNS)
+_COLS: Final = ", ".join(SUBMIT_FIELDS)
+_RECORD: Final = ", ".join(f"{name} {kind}" for name, kind in (*_SUBMIT_COLUMNS, ("ord", "int")))
+
+SUBMIT: Final[TextClause] = text(
+    f"""
+WITH input AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:tasks AS jsonb)) AS i({_RECORD})
+), moved AS (
+    INSERT INTO {SCHEMA}.tasks ({_COLS})
+    SELECT {_COLS} FROM input ORDER BY ord
+    ON CONFLICT (client_key) DO NOTHING
+    RETURNING *
+){_history_and_event("NULL::text", "m.state", "'submitted'", "m.submitted_by", ":subject")}
+SELECT m.id, m.client_key, m.state, m.generation FROM moved m
+"""
+)
+
+
+async def submit(
+    conn: AsyncConnection, values: Sequence[dict[str, Any]], headers: dict[str, str]
+) -> Sequence[Row[Any]]:
+    """Insert tasks in the given order (FIFO); a `client_key` that exists inserts nothing."""
+    rows = [
+        {k: v for k, v in task.items() if v is not None} | {"ord": n}
+        for n, task in enumerate(values)
+    ]
+    result = await conn.execute(
+        SUBMIT,
+        {
+            "tasks": json.dumps(rows, default=str),
+            "headers": json.dumps(headers),
+            "subject": subjects.event("task", "submitted"),
+        },
+    )
+    return result.all()
+
+
+async def insert_deps(conn: AsyncConnection, pairs: Sequence[tuple[str, str]]) -> None:
+    if pairs:
+        await conn.execute(
+            text(
+                f"INSERT INTO {SCHEMA}.task_deps (task_id, depends_on) "
+                "SELECT * FROM unnest(CAST(:a AS text[]), CAST(:b AS text[]))"
+            ),
+            {"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]},
+        )
+
+
+async def states_of(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, TaskState]:
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        text(f"SELECT id, state FROM {SCHEMA}.tasks WHERE id = ANY(CAST(:ids AS text[]))"),
+        {"ids": list(ids)},
+    )
+    return {row.id: S(row.state) for row in rows}
+
+
+async def by_keys(conn: AsyncConnection, keys: Sequence[str]) -> dict[str, Row[Any]]:
+    if not keys:
+        return {}
+    rows = await conn.execute(
+        text(
+            f"SELECT id, client_key, state, generation FROM {SCHEMA}.tasks "
+            "WHERE client_key = ANY(CAST(:keys AS text[]))"
+        ),
+        {"keys": list(keys)},
+    )
+    return {row.client_key: row for row in rows}
+
+
+async def top_active_repo(conn: AsyncConnection) -> str | None:
+    return (
+        await conn.execute(
+            text(f"SELECT url FROM {SCHEMA}.repos WHERE NOT paused ORDER BY position LIMIT 1")
+        )
+    ).scalar_one_or_none()
+
+
+LOCK: Final[TextClause] = text(
+    f"""
+SELECT id, state, generation, assigned_to, retry_count FROM {SCHEMA}.tasks
+WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR UPDATE
+"""
+)
+
+
+async def lock(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, Row[Any]]:
+    """Lock the tasks (in id order: two batches never deadlock) and read their fencing state."""
+    rows = await conn.execute(LOCK, {"ids": list(ids)})
+    return {row.id: row for row in rows}
+
+
+# the (from, to) pairs a report may make, straight from the state machine
+REPORT_MOVES: Final = tuple(
+    (source, target)
+    for target in (S.WORKING, S.COMPLETED, S.PARTIAL_PASS, S.FAILED)
+    for source in sorted(states.sources(target))
+    if source in states.ACTIVE
+)
+_PAIRS: Final = ", ".join(f"('{s.value}', '{t.value}')" for s, t in REPORT_MOVES)
+
+REPORT: Final[TextClause] = text(
+    f"""
+WITH input AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:reports AS jsonb)) AS i(
+        task_id text, agent_id text, generation int, source text, target text, reason text,
+        subject text, result jsonb, last_error text)
+), moved AS (
+    UPDATE {SCHEMA}.tasks t
+    SET state = i.target, updated_at = now(), result = i.result,
+        last_error = CASE WHEN i.target = 'failed' THEN i.last_error ELSE t.last_error END
+    FROM input i
+    WHERE t.id = i.task_id AND t.generation = i.generation AND t.state = i.source
+      AND t.assigned_to = i.agent_id AND (i.source, i.target) IN ({_PAIRS})
+    RETURNING t.id, t.state, t.generation, t.retry_count, t.max_retries, t.lane, t.seq,
+              i.source, i.reason, i.subject, i.agent_id,
+              EXISTS (SELECT 1 FROM {SCHEMA}.task_deps d WHERE d.depends_on = t.id)
+                  AS has_dependents
+), hist AS (
+    INSERT INTO {SCHEMA}.task_history (task_id, from_state, to_state, generation, reason, actor)
+    SELECT m.id, m.source, m.state, m.generation, m.reason, m.agent_id FROM moved m
+), ev AS (
+    INSERT INTO {SCHEMA}.outbox (subject, payload, headers)
+    SELECT m.subject,
+           {_event("m.id", "m.source", "m.state", "m.generation", "m.reason", "m.agent_id")},
+           CAST(:headers AS json)
+    FROM moved m ORDER BY m.id
+)
+SELECT m.* FROM moved m
+"""
+)
+
+
+async def report(
+    conn: AsyncConnection, moves: Sequence[dict[str, Any]], headers: dict[str, str]
+) -> Sequence[Row[Any]]:
+    """Apply reports already checked against `lock`'s rows; the guards are repeated in SQL."""
+    if not moves:
+        return []
+    result = await conn.execute(
+        REPORT, {"reports": json.dumps(moves), "headers": json.dumps(headers)}
+    )
+    return result.all()

@@ -1,0 +1,315 @@
+"""The batch RPCs (submit_batch, claim_batch, report_batch): the single ops' rules, many at once."""
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
+
+Json = dict[str, Any]
+
+
+async def rpc(nc: Client, op: str, body: Json) -> Json:
+    reply = await nc.request(f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=10)
+    if reply.headers and "Nats-Service-Error-Code" in reply.headers:
+        return {
+            "error": reply.headers["Nats-Service-Error-Code"],
+            "detail": reply.headers.get("Nats-Service-Error", ""),
+        }
+    return json.loads(reply.data)
+
+
+async def submit_many(nc: Client, count: int, **fields: Any) -> list[Json]:
+    tasks = [{"description": f"task {i}"} | fields for i in range(count)]
+    return (await rpc(nc, "submit_batch", {"tasks": tasks}))["tasks"]
+
+
+async def claim_many(nc: Client, limit: int, agent: str = "a1") -> list[Json]:
+    return (await rpc(nc, "claim_batch", {"agent_id": agent, "limit": limit}))["tasks"]
+
+
+async def report_many(
+    nc: Client, tasks: list[Json], outcome: str, agent: str = "a1", **fields: Any
+) -> list[Json]:
+    reports = [
+        {"task_id": t["id"], "agent_id": agent, "generation": t["generation"], "outcome": outcome}
+        | fields
+        for t in tasks
+    ]
+    return (await rpc(nc, "report_batch", {"reports": reports}))["results"]
+
+
+async def history(api: httpx.AsyncClient, task_id: str) -> list[Json]:
+    return (await api.get(f"/api/tasks/{task_id}/history")).json()
+
+
+async def events(sub: Subscription, count: int) -> list[tuple[str, Json]]:
+    got: list[tuple[str, Json]] = []
+    for _ in range(count):
+        msg = await sub.next_msg(timeout=10)
+        got.append((msg.subject.rsplit(".", 1)[1], json.loads(msg.data)))
+    return got
+
+
+async def test_a_batch_is_submitted_in_order_and_claimed_fifo(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    submitted = await submit_many(nc, 5)
+    urgent = await submit_many(nc, 1, priority="urgent")
+
+    claimed = await claim_many(nc, 10)
+
+    assert [t["id"] for t in claimed] == [t["id"] for t in urgent + submitted]
+    assert {t["state"] for t in claimed} == {"assigned"}
+    assert {t["generation"] for t in claimed} == {1}
+    assert {t["assigned_to"] for t in claimed} == {"a1"}
+    assert await claim_many(nc, 10) == []
+    assert [h["to_state"] for h in await history(api, submitted[0]["id"])] == [
+        "queued",
+        "assigned",
+    ]
+
+
+@pytest.mark.usefixtures("api")
+async def test_claim_batch_takes_at_most_its_limit(nc: Client) -> None:
+    await submit_many(nc, 7)
+
+    assert len(await claim_many(nc, 3)) == 3
+    assert len(await claim_many(nc, 3)) == 3
+    assert len(await claim_many(nc, 3)) == 1
+
+
+async def test_every_batch_transition_has_its_event_and_history_row(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    sub = await nc.subscribe("agentcom.evt.task.>")  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped callback parameter
+    submitted = await submit_many(nc, 3)
+    claimed = await claim_many(nc, 3)
+    await report_many(nc, claimed, "accepted")
+    await report_many(nc, claimed, "completed")
+
+    got = await events(sub, 12)
+
+    ids = sorted(t["id"] for t in submitted)
+    for name, source, target in [
+        ("submitted", None, "queued"),
+        ("assigned", "queued", "assigned"),
+        ("accepted", "assigned", "working"),
+        ("completed", "working", "completed"),
+    ]:
+        mine = [body for event, body in got if event == name]
+        assert sorted(b["task_id"] for b in mine) == ids, name
+        assert {(b["from_state"], b["to_state"]) for b in mine} == {(source, target)}
+        assert {b["generation"] for b in mine} == ({0} if name == "submitted" else {1})
+    for task_id in ids:
+        rows = await history(api, task_id)
+        assert [(h["to_state"], h["reason"]) for h in rows] == [
+            ("queued", "submitted"),
+            ("assigned", "claimed"),
+            ("working", "accepted"),
+            ("completed", "completed"),
+        ]
+        assert [h["actor"] for h in rows[1:]] == ["a1", "a1", "a1"]
+
+
+async def test_a_stale_report_is_refused_alone_and_changes_nothing(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    await submit_many(nc, 2)
+    first, second = await claim_many(nc, 2)
+    await rpc(nc, "requeue", {"task_id": first["id"], "generation": 1, "reason": "agent lost"})
+    reclaimed = await claim_many(nc, 1, agent="a2")
+    assert reclaimed[0]["id"] == first["id"]
+    assert reclaimed[0]["generation"] == 2
+
+    results = await report_many(nc, [first, second], "accepted")
+
+    assert results[0]["ok"] is False
+    assert results[0]["error_code"] == "stale_generation"
+    assert results[1] == results[1] | {"ok": True, "state": "working", "generation": 1}
+    task = (await api.get(f"/api/tasks/{first['id']}")).json()
+    assert (task["state"], task["assigned_to"], task["generation"]) == ("assigned", "a2", 2)
+
+
+async def test_a_repeated_batch_report_is_acknowledged_without_a_second_change(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    await submit_many(nc, 2)
+    claimed = await claim_many(nc, 2)
+    await report_many(nc, claimed, "accepted")
+
+    again = await report_many(nc, claimed, "accepted")
+
+    assert [(r["ok"], r["state"]) for r in again] == [(True, "working"), (True, "working")]
+    rows = await history(api, claimed[0]["id"])
+    assert [h["to_state"] for h in rows] == ["queued", "assigned", "working"]
+
+
+@pytest.mark.usefixtures("api")
+async def test_batch_reports_check_agent_and_transition(nc: Client) -> None:
+    await submit_many(nc, 2)
+    mine, other = await claim_many(nc, 2)
+
+    wrong_agent = await report_many(nc, [mine], "accepted", agent="intruder")
+    too_early = await report_many(nc, [other], "completed")
+    missing = await report_many(nc, [{"id": "task-0123456789abcdef", "generation": 1}], "accepted")
+
+    assert wrong_agent[0]["error_code"] == "wrong_agent"
+    assert too_early[0]["error_code"] == "invalid_transition"
+    assert missing[0]["error_code"] == "task_not_found"
+
+
+async def test_batch_failures_retry_then_dead_letter(api: httpx.AsyncClient, nc: Client) -> None:
+    await submit_many(nc, 2, max_retries=1)
+
+    for expected in ("queued", "dead_letter"):
+        claimed = await claim_many(nc, 2)
+        assert len(claimed) == 2
+        await report_many(nc, claimed, "accepted")
+        results = await report_many(nc, claimed, "failed", error="boom")
+        assert {r["state"] for r in results} == {expected}
+
+    task = (await api.get(f"/api/tasks/{claimed[0]['id']}")).json()
+    assert (task["state"], task["last_error"], task["retry_count"]) == ("dead_letter", "boom", 1)
+
+
+async def test_a_batch_completion_releases_dependents(api: httpx.AsyncClient, nc: Client) -> None:
+    parent = (await submit_many(nc, 1))[0]
+    child = (await submit_many(nc, 1, depends_on=[parent["id"]]))[0]
+    assert child["state"] == "waiting"
+
+    claimed = await claim_many(nc, 5)
+    assert [t["id"] for t in claimed] == [parent["id"]]
+    await report_many(nc, claimed, "accepted")
+    await report_many(nc, claimed, "completed")
+
+    assert (await api.get(f"/api/tasks/{child['id']}")).json()["state"] == "queued"
+
+
+async def test_submit_batch_keeps_client_keys_idempotent(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    before = (await rpc(nc, "submit_batch", {"tasks": [{"description": "x", "client_key": "k1"}]}))[
+        "tasks"
+    ][0]
+
+    tasks = [
+        {"description": "again", "client_key": "k1"},
+        {"description": "new", "client_key": "k2"},
+        {"description": "new twice", "client_key": "k2"},
+    ]
+    refs = (await rpc(nc, "submit_batch", {"tasks": tasks}))["tasks"]
+
+    assert refs[0]["id"] == before["id"]
+    assert refs[1]["id"] == refs[2]["id"] != before["id"]
+    listed = (await api.get("/api/tasks")).json()["tasks"]
+    assert len(listed) == 2
+
+
+@pytest.mark.usefixtures("api")
+async def test_submit_batch_names_the_bad_task(nc: Client) -> None:
+    unknown = {"description": "x", "depends_on": ["task-0123456789abcdef"]}
+    reply = await rpc(nc, "submit_batch", {"tasks": [{"description": "ok"}, unknown]})
+    assert reply["error"] == "unknown_dependencies"
+    assert "task-0123456789abcdef" in reply["detail"]
+
+    invalid = await rpc(nc, "submit_batch", {"tasks": [{"description": "ok"}, {"priorty": "x"}]})
+    assert invalid["error"] == "invalid_field"
+    assert invalid["detail"].startswith("tasks.1.")
+
+
+@pytest.mark.usefixtures("api")
+async def test_batch_limits_are_enforced_by_field(nc: Client) -> None:
+    too_many = await rpc(nc, "claim_batch", {"agent_id": "a1", "limit": 1001})
+    empty = await rpc(nc, "report_batch", {"reports": []})
+    await submit_many(nc, 1)
+    claimed = await claim_many(nc, 1)
+    twice = await rpc(
+        nc,
+        "report_batch",
+        {
+            "reports": [
+                {"task_id": claimed[0]["id"], "agent_id": "a1", "generation": 1, "outcome": o}
+                for o in ("accepted", "completed")
+            ]
+        },
+    )
+
+    assert (too_many["error"], too_many["detail"].split(":")[0]) == ("invalid_field", "limit")
+    assert (empty["error"], empty["detail"].split(":")[0]) == ("invalid_field", "reports")
+    assert twice["error"] == "invalid_field"
+    assert "reported twice" in twice["detail"]
+
+
+async def test_a_submitted_batch_inherits_the_top_active_repo(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    await api.post("/api/repos", json={"url": "https://example.test/top"})
+
+    refs = await submit_many(nc, 2)
+    own = await submit_many(nc, 1, repo="https://example.test/own")
+
+    repos = [(await api.get(f"/api/tasks/{r['id']}")).json()["repo"] for r in refs + own]
+    assert repos == ["https://example.test/top"] * 2 + ["https://example.test/own"]
+
+
+@pytest.mark.usefixtures("api")
+async def test_concurrent_batch_claimers_never_share_a_task(nc: Client) -> None:
+    made = [t["id"] for t in await submit_many(nc, 200)]
+
+    async def claimer(agent: str) -> list[str]:
+        got: list[str] = []
+        while batch := await claim_many(nc, 7, agent=agent):
+            got += [t["id"] for t in batch]
+        return got
+
+    claimed = await asyncio.gather(*(claimer(f"agent-{i}") for i in range(10)))
+
+    every = [task_id for batch in claimed for task_id in batch]
+    assert len(every) == len(set(every)) == 200
+    assert set(every) == set(made)
+
+
+async def test_a_batch_task_is_stored_as_a_single_submit_stores_it(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    body: Json = {
+        "description": 'Refactor the parser — ünïcode and "quotes"',
+        "priority": "high",
+        "metadata": {"team": "core", "n": 3, "nested": {"ok": True}},
+        "max_retries": 5,
+        "complete_by": "2031-01-02T03:04:05Z",
+        "needed_capabilities": ["python", "git"],
+        "repo": "https://example.test/own.git",
+        "branch": "main",
+        "file_hints": [{"path": "src/parser.py", "reason": "here"}],
+        "success_criteria": ["tests pass"],
+        "verification_steps": [{"type": "test_passes", "command": "pytest -q"}],
+        "goal_id": "goal-1",
+    }
+    single = (await api.post("/api/tasks", json=body)).json()
+    ref = (await rpc(nc, "submit_batch", {"tasks": [body]}))["tasks"][0]
+    batched = (await api.get(f"/api/tasks/{ref['id']}")).json()
+
+    ignored = {"id", "created_at", "updated_at"}
+    assert {k: v for k, v in batched.items() if k not in ignored} == {
+        k: v for k, v in single.items() if k not in ignored
+    }
+
+
+async def test_a_batch_task_depending_on_a_dead_letter_is_blocked(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    parent = (await submit_many(nc, 1, max_retries=0))[0]
+    claimed = await claim_many(nc, 1)
+    await report_many(nc, claimed, "accepted")
+    assert (await report_many(nc, claimed, "failed"))[0]["state"] == "dead_letter"
+
+    child = (await submit_many(nc, 1, depends_on=[parent["id"]]))[0]
+
+    shown = (await api.get(f"/api/tasks/{child['id']}")).json()
+    assert shown["state"] == "waiting"
+    assert parent["id"] in shown["blocked_reason"]

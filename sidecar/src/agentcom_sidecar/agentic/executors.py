@@ -1,0 +1,191 @@
+"""The `ollama` and `claude` executors: the agent loop behind the sidecar's Executor interface.
+
+Both run the same loop through the llm-registry gateway; they differ in the model they ask for
+(`claude` asks for the Claude model and says `X-AgentCom-Tier: complex`, so the gateway routes
+and meters it as the complex tier). The sidecar's registry calls `build(name, settings)`.
+"""
+
+import asyncio
+import logging
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, Literal, cast
+
+import httpx
+
+from agentcom_common.contracts.agent import ToolCallReport
+from agentcom_sidecar.agentic import loop, parser, prompt, tools
+from agentcom_sidecar.agentic.gateway import ChatClient
+from agentcom_sidecar.agentic.sandbox import Sandbox, namespaces_available
+from agentcom_sidecar.agentic.settings import AgenticSettings
+from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult, Executor
+
+log = logging.getLogger(__name__)
+
+ExecutorName = Literal["ollama", "claude"]
+NAMES: Final[tuple[ExecutorName, ...]] = ("ollama", "claude")
+_SEQ_PER_ATTEMPT: Final = 100_000  # tool_call seq stays increasing across corrective attempts
+
+
+def task_tier(task: Mapping[str, Any]) -> str | None:
+    """The task's complexity tier from a TaskView as JSON (`complexity.tier`)."""
+    complexity = task.get("complexity")
+    if not isinstance(complexity, dict):
+        return None
+    tier = cast(dict[str, object], complexity).get("tier")
+    return tier if isinstance(tier, str) else None
+
+
+class AgentExecutor:
+    """Runs the agent loop for one attempt of a task in its workspace."""
+
+    def __init__(
+        self,
+        name: ExecutorName,
+        settings: AgenticSettings,
+        model: str,
+        tier: str | None = None,
+        hidden: Sequence[Path] = (),
+    ) -> None:
+        self.name = name
+        self._settings = settings
+        self._model = model
+        self._tier = tier
+        self._hidden = tuple(hidden)
+
+    def _limits(self, ctx: ExecutionContext) -> loop.LoopLimits:
+        s = self._settings
+        return loop.LoopLimits(
+            max_iterations=s.max_iterations(self._tier or task_tier(ctx.task)),
+            token_budget=s.agentic_token_budget,
+            repeat_limit=s.agentic_repeat_limit,
+            max_nudges=s.agentic_max_nudges,
+            chat_timeout=s.agentic_chat_timeout.total_seconds(),
+            deadline=ctx.deadline,
+            observation_cap=s.agentic_observation_cap,
+            max_calls_per_turn=s.agentic_max_calls_per_turn,
+        )
+
+    def _reporter(self, ctx: ExecutionContext) -> loop.ToolReporter | None:
+        emit = ctx.emit
+        if emit is None:
+            return None
+        seq = iter(range((ctx.attempt - 1) * _SEQ_PER_ATTEMPT, ctx.attempt * _SEQ_PER_ATTEMPT))
+
+        async def report(
+            call: parser.ToolCall, obs: tools.Observation, t_in: int, t_out: int
+        ) -> None:
+            await emit(
+                ToolCallReport(
+                    kind="tool_call",
+                    agent_id=ctx.agent_id,
+                    task_id=str(ctx.task.get("id", "")),
+                    generation=ctx.generation,
+                    seq=next(seq),
+                    tool=call.name[:64],
+                    arguments=loop.summarise_arguments(call),
+                    result=loop.summarise_observation(obs),
+                    ok=obs.ok,
+                    error_code=obs.error_code,
+                    duration_ms=obs.duration_ms,
+                    tokens_in=t_in,
+                    tokens_out=t_out,
+                )
+            )
+
+        return report
+
+    async def run(self, ctx: ExecutionContext) -> ExecutionResult:
+        await asyncio.to_thread(namespaces_available)  # the one-time probe, off the event loop
+        headers = {"X-AgentCom-Task": str(ctx.task.get("id", ""))}
+        if self.name == "claude":
+            headers["X-AgentCom-Tier"] = "complex"
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="agentcom-home-") as home:
+            sandbox = Sandbox(
+                ctx.workspace, self._settings, env=ctx.env, hidden=self._hidden, scratch=Path(home)
+            )
+            async with httpx.AsyncClient() as http:
+                client = ChatClient(http, self._settings, self._model, headers)
+                agent = loop.AgentLoop(client, sandbox, self._limits(ctx), self._reporter(ctx))
+                messages = prompt.initial_messages(ctx.task, ctx.attempt, ctx.feedback)
+                outcome = await agent.run(messages)
+        log.info(
+            "agent_loop.stopped",
+            extra={
+                "task_id": str(ctx.task.get("id", "")),
+                "executor": self.name,
+                "stop_reason": outcome.stop_reason,
+                "iterations": outcome.iterations,
+                "tokens_in": outcome.tokens_in,
+                "tokens_out": outcome.tokens_out,
+            },
+        )
+        isolation = "namespaces" if sandbox.isolated else "none"
+        return to_result(outcome, time.perf_counter() - started, isolation)
+
+
+def to_result(
+    outcome: loop.LoopOutcome, seconds: float, isolation: str = "none"
+) -> ExecutionResult:
+    """The loop's outcome as the verification loop reads it; `details` keeps done/remaining."""
+    if outcome.stop_reason == "finished":
+        summary = outcome.answer or "The model finished without a summary."
+    else:
+        summary = f"Stopped early ({outcome.stop_reason}): {outcome.error}. " + (
+            f"Done: {'; '.join(outcome.done)}." if outcome.done else "Nothing was changed."
+        )
+    return ExecutionResult(
+        ok=outcome.stop_reason == "finished",
+        stop_reason=outcome.stop_reason,
+        summary=summary[:4000],
+        output_tail=outcome.answer[-4000:],
+        tokens_in=outcome.tokens_in,
+        tokens_out=outcome.tokens_out,
+        cost_usd=round(outcome.cost_usd, 6),
+        details={
+            "partial": outcome.partial,
+            "termination_reason": outcome.stop_reason,
+            "iterations": outcome.iterations,
+            "tool_calls": outcome.tool_calls,
+            "model": outcome.model,
+            "done": list(outcome.done),
+            "remaining": list(outcome.remaining),
+            "files_changed": list(outcome.files_changed),
+            "duration_s": round(seconds, 3),
+            "isolation": isolation,
+        },
+    )
+
+
+def build(name: str, settings: AgenticSettings, hidden: Sequence[Path] = ()) -> Executor:
+    """The executor called `name` ("ollama" or "claude"); `hidden` = paths commands must not see.
+
+    Raises ValueError for any other name (the registry owns `shell`).
+    """
+    if name == "ollama":
+        return AgentExecutor("ollama", settings, settings.agentic_ollama_model, hidden=hidden)
+    if name == "claude":
+        model = settings.agentic_claude_model
+        return AgentExecutor("claude", settings, model, tier="complex", hidden=hidden)
+    raise ValueError(f"no agent executor {name!r}; choose one of {', '.join(NAMES)}")
+
+
+def outcome_kind(
+    result: ExecutionResult, verification_passed: bool
+) -> Literal["completed", "partial_pass", "failed"]:
+    """How the verification loop should report an agent attempt after checking the workspace.
+
+    A loop stopped by a limit (iterations, tokens, deadline, budget, repetition) keeps its work:
+    if it changed anything or the checks pass it is `partial_pass`, reported with the
+    verification report and `details.done` / `details.remaining`; only a finished loop whose
+    checks pass is `completed`.
+    """
+    if result.ok and verification_passed:
+        return "completed"
+    partial = bool(result.details.get("partial"))
+    if partial and (verification_passed or result.details.get("files_changed")):
+        return "partial_pass"
+    return "failed"

@@ -1,0 +1,113 @@
+"""The model, reached through the llm-registry gateway with the Ollama `/api/chat` protocol.
+
+One non-streaming call per turn with the agent's bearer token. The gateway picks and meters the
+model; a budget refusal from its ledger (a 4xx whose JSON `error` is `budget_exhausted`) is a
+`BudgetRefusedError` so the loop can stop and keep the work. Token counts come from
+`prompt_eval_count`/`eval_count`; a `cost_usd` the gateway adds is used as is, else the price
+table in the settings.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httpx
+
+from agentcom_sidecar.agentic.settings import AgenticSettings
+
+
+class GatewayError(Exception):
+    """The model could not be asked (unreachable, 5xx, malformed reply); says which."""
+
+
+class BudgetRefusedError(GatewayError):
+    """The gateway's ledger refused the call: the task or agent budget is spent."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatReply:
+    message: Mapping[str, Any]
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    model: str
+
+
+def price(settings: AgenticSettings, model: str, tokens_in: int, tokens_out: int) -> float:
+    """USD for a call by the settings' price table: exact name first, then longest prefix."""
+    table = settings.agentic_prices
+    rates = table.get(model)
+    if rates is None:
+        prefixes = sorted((k for k in table if model.startswith(k)), key=len, reverse=True)
+        rates = table[prefixes[0]] if prefixes else (0.0, 0.0)
+    return (tokens_in * rates[0] + tokens_out * rates[1]) / 1_000_000
+
+
+class ChatClient:
+    """Talks to `<gateway>/api/chat` for one task attempt."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        settings: AgenticSettings,
+        model: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._http = http
+        self._settings = settings
+        self.model = model
+        self._headers = dict(headers or {})
+        if settings.agentic_token is not None:
+            self._headers["Authorization"] = f"Bearer {settings.agentic_token.get_secret_value()}"
+
+    async def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        timeout: float,
+    ) -> ChatReply:
+        url = self._settings.agentic_gateway_url.rstrip("/") + "/api/chat"
+        body = {
+            "model": self.model,
+            "messages": list(messages),
+            "tools": list(tools),
+            "stream": False,
+        }
+        try:
+            response = await self._http.post(url, json=body, headers=self._headers, timeout=timeout)
+        except httpx.TimeoutException:
+            raise GatewayError(f"the gateway did not answer within {timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise GatewayError(f"the gateway is unreachable: {type(exc).__name__}") from None
+        payload = _json(response)
+        if response.status_code >= 400:
+            code = str(payload.get("error", "")) if payload else ""
+            detail = str(payload.get("detail", "")) if payload else ""
+            if code == "budget_exhausted":
+                raise BudgetRefusedError(detail or "the budget is exhausted")
+            raise GatewayError(
+                f"the gateway answered {response.status_code} {code} {detail}".strip()
+            )
+        message = payload.get("message") if payload else None
+        if payload is None or not isinstance(message, dict):
+            raise GatewayError("the gateway's reply has no message object")
+        tokens_in = _count(payload, "prompt_eval_count")
+        tokens_out = _count(payload, "eval_count")
+        model = str(payload.get("model") or self.model)
+        cost = payload.get("cost_usd")
+        if not isinstance(cost, int | float):
+            cost = price(self._settings, model, tokens_in, tokens_out)
+        return ChatReply(cast(dict[str, Any], message), tokens_in, tokens_out, float(cost), model)
+
+
+def _json(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        value = response.json()
+    except ValueError:
+        return None
+    return cast(dict[str, Any], value) if isinstance(value, dict) else None
+
+
+def _count(payload: Mapping[str, Any], key: str) -> int:
+    value = payload.get(key)
+    return value if isinstance(value, int) and value >= 0 else 0

@@ -1,0 +1,281 @@
+"""The sandbox: every path inside the workspace, every command contained.
+
+Containment does not depend on recognising bad commands (the first loop's regex blocklist let
+`rm -fr /` and `echo hi && curl …` through). Instead every command:
+- runs with the workspace as its working directory, in a new session (its own process group),
+  killed as a group on timeout, on too much output and when it ends (no lingering children);
+- gets resource limits set in the child before exec (CPU seconds, address space, file size,
+  no core dumps) and an environment with tokens, keys and passwords removed;
+- with isolation on, runs under `unshare` in new user, mount, pid and network namespaces: the
+  whole file system is remounted read-only except the workspace (its `.git` stays read-only so
+  no hook can be planted for the sidecar's own git commands), `/dev/shm` is a private tmpfs
+  used as TMPDIR and HOME, there is no network, and when the command's first process ends the
+  kernel kills every process left in its pid namespace.
+"""
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from agentcom_sidecar.agentic import output
+from agentcom_sidecar.agentic.settings import AgenticSettings
+
+log = logging.getLogger(__name__)
+
+_SECRET_NAME: Final = re.compile(
+    r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|AGENTCOM_|NATS_", re.I
+)
+_BASE_ENV: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ")
+
+# Runs as root of a fresh user namespace (no power outside it): bind the workspace onto itself so
+# it stays writable, protect its .git, hide the given paths, then remount every other mount
+# read-only, and refuse to run (exit 125) if any other mount stayed writable. "$@" is: workspace, number of hidden paths, hidden paths…, then the command argv.
+ISOLATE_SCRIPT: Final = r"""set -e
+ws="$1"; nhide="$2"; shift 2
+mount --bind "$ws" "$ws"
+if [ -d "$ws/.git" ]; then mount --bind "$ws/.git" "$ws/.git"; mount -o remount,bind,ro "$ws/.git"; fi
+mount -t tmpfs -o size=256m,mode=1777 tmpfs /dev/shm
+while [ "$nhide" -gt 0 ]; do
+  if [ -d "$1" ]; then mount -t tmpfs -o size=1k,mode=0 tmpfs "$1";
+  elif [ -e "$1" ]; then mount --bind /dev/null "$1"; fi
+  shift; nhide=$((nhide - 1))
+done
+awk '{print $2}' /proc/self/mounts | sort -u | while read -r mp; do
+  case "$mp" in "$ws"|/dev/shm|/proc|/proc/*) continue;; esac
+  mount -o remount,bind,ro "$mp" 2>/dev/null || true
+done
+awk -v ws="$ws" '{ gsub(/\\040/, " ", $2) }
+  $4 ~ /^rw/ && $2 != ws && $2 != "/dev/shm" && $2 != "/dev/pts" && $2 !~ /^\/proc(\/|$)/ {
+    print "sandbox: " $2 " stayed writable; refusing to run" > "/dev/stderr"; bad = 1 }
+  END { exit bad ? 125 : 0 }' /proc/self/mounts
+cd "$ws"
+exec "$@"
+"""
+UNSHARE_FLAGS: Final = (
+    "--user",
+    "--map-root-user",
+    "--mount",
+    "--net",
+    "--pid",
+    "--fork",
+    "--mount-proc",
+    "--kill-child",
+)
+
+
+class SandboxError(Exception):
+    """A tool request the sandbox refuses; `code` goes into the observation."""
+
+    def __init__(
+        self, code: str, message: str, data: dict[str, Any] | None = None, truncated: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+        self.truncated = truncated
+
+    @classmethod
+    def with_output(cls, code: str, message: str, result: "CommandResult") -> "SandboxError":
+        """A killed command: refused, but with what it printed before the kill."""
+        return cls(code, message, data=result.data(), truncated=result.truncated)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    killed_for_output: bool
+    truncated: bool
+    output_bytes: int
+
+    def data(self) -> dict[str, Any]:
+        return {"exit_code": self.exit_code, "stdout": self.stdout, "stderr": self.stderr}
+
+
+def scrub_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Drop every variable whose name looks like a credential (token, key, password, auth…)."""
+    return {name: value for name, value in env.items() if not _SECRET_NAME.search(name)}
+
+
+@functools.cache
+def namespaces_available() -> bool:
+    """Whether `unshare` can make user, mount, pid and net namespaces here (probed once)."""
+    if shutil.which("unshare") is None:
+        return False
+    with tempfile.TemporaryDirectory() as scratch:
+        probe = subprocess.run(  # once per process, at the first command; cheap (~20 ms)
+            [
+                "unshare",
+                *UNSHARE_FLAGS,
+                "sh",
+                "-c",
+                ISOLATE_SCRIPT,
+                "sandbox",
+                scratch,
+                "0",
+                "true",
+            ],
+            capture_output=True,
+            check=False,
+            timeout=10,
+        )
+    return probe.returncode == 0
+
+
+@functools.cache
+def _warn_once() -> None:
+    log.warning(
+        "sandbox.no_namespaces",
+        extra={"detail": "user namespaces unavailable; commands run without isolation"},
+    )
+
+
+@dataclass(slots=True)
+class Sandbox:
+    """One task workspace and the limits its tools run under."""
+
+    workspace: Path
+    settings: AgenticSettings
+    env: Mapping[str, str] = field(default_factory=dict[str, str])
+    hidden: Sequence[Path] = ()
+    """Paths a command must not even read (the sidecar's config and state), hidden by tmpfs."""
+    scratch: Path | None = None
+    """HOME and TMPDIR without namespaces (with them a private tmpfs); else the workspace."""
+    root: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(os.path.realpath(self.workspace))
+
+    @property
+    def isolated(self) -> bool:
+        mode = self.settings.agentic_isolation
+        if mode != "auto":
+            return mode == "namespaces"
+        available = namespaces_available()
+        if not available:
+            _warn_once()
+        return available
+
+    def resolve(self, path: str) -> Path:
+        """The real path of `path` (relative to the workspace), refused unless it is inside.
+
+        Every existing component is followed (symlinks included, parent directories too), so a
+        symlinked folder pointing outside is caught even when the file itself does not exist yet.
+        """
+        if not path or "\x00" in path:
+            raise SandboxError("invalid_path", "path must be a non-empty string without NUL")
+        candidate = Path(path) if os.path.isabs(path) else self.root / path
+        real = Path(os.path.realpath(candidate))
+        if real != self.root and self.root not in real.parents:
+            raise SandboxError(
+                "path_outside_workspace",
+                f"{path!r} resolves to {real}, outside the workspace; use a path inside it",
+            )
+        return real
+
+    def relative(self, real: Path) -> str:
+        return real.relative_to(self.root).as_posix() or "."
+
+    def child_env(self) -> dict[str, str]:
+        base = {name: os.environ[name] for name in _BASE_ENV if name in os.environ}
+        env = {**base, **scrub_env(self.env)}
+        scratch = "/dev/shm" if self.isolated else str(self.scratch or self.root)
+        env.update(HOME=scratch, TMPDIR=scratch, GIT_TERMINAL_PROMPT="0")
+        return env
+
+    def argv_for(self, argv: Sequence[str]) -> list[str]:
+        if not self.isolated:
+            return list(argv)
+        hidden = [str(p) for p in self.hidden]
+        return [
+            "unshare",
+            *UNSHARE_FLAGS,
+            "sh",
+            "-c",
+            ISOLATE_SCRIPT,
+            "sandbox",
+            str(self.root),
+            str(len(hidden)),
+            *hidden,
+            *argv,
+        ]
+
+    def limit_resources(self) -> None:
+        """Runs in the child between fork and exec, so the limits hold for all its children."""
+        s = self.settings
+        resource.setrlimit(resource.RLIMIT_CPU, (s.agentic_cpu_seconds, s.agentic_cpu_seconds))
+        resource.setrlimit(resource.RLIMIT_AS, (s.agentic_memory_bytes, s.agentic_memory_bytes))
+        size = s.agentic_file_size_bytes
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    async def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
+        """Run `argv` in the workspace; kill its whole process group when done or over limits."""
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv_for(argv),
+            cwd=self.root,
+            env=self.child_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=self.limit_resources,
+        )
+        meter = output.Meter(kill_at=self.settings.agentic_output_kill)
+        cap = self.settings.agentic_output_cap
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        out, err = output.Captured(), output.Captured()
+        readers = [
+            asyncio.ensure_future(output.drain(proc.stdout, out, cap, meter)),
+            asyncio.ensure_future(output.drain(proc.stderr, err, cap, meter)),
+        ]
+        try:
+            finished = await _first(proc.wait(), meter.over.wait(), timeout)
+        finally:
+            _kill_group(proc.pid)  # also on cancel: no child outlives its tool call
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        exit_code = await proc.wait()
+        await output.settle(readers)
+        timed_out = not finished
+        return CommandResult(
+            exit_code=None if timed_out or meter.over.is_set() else exit_code,
+            stdout=out.text(),
+            stderr=err.text(),
+            timed_out=timed_out,
+            killed_for_output=meter.over.is_set(),
+            truncated=out.truncated or err.truncated,
+            output_bytes=meter.total,
+        )
+
+
+async def _first(exited: Awaitable[int], overflowed: Awaitable[bool], timeout: float) -> bool:
+    """Wait for the process to exit or its output to overflow; False on timeout."""
+    waiters = [asyncio.ensure_future(exited), asyncio.ensure_future(overflowed)]
+    try:
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return bool(done)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)

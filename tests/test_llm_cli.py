@@ -1,0 +1,95 @@
+"""`agentcom llm add/list/route/remove` against a running llm-registry and a fake Ollama."""
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncGenerator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+from agentcom_cli.main import app as cli
+from agentcom_common.settings import CommonSettings
+from agentcom_common.testing import free_port
+from agentcom_llm_registry.app import create_app
+from agentcom_llm_registry.settings import LlmSettings
+from agentcom_llm_registry.testing import FakeLLM
+
+
+@contextlib.asynccontextmanager
+async def _registry(settings: LlmSettings) -> AsyncGenerator[None]:
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=settings.port("llm-registry"),
+            log_config=None,
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done(), "uvicorn stopped before it started"
+            await asyncio.sleep(0.01)
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_cli_adds_lists_routes_and_removes_an_endpoint(
+    settings: CommonSettings, admin_token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    offset = free_port() - 8103
+    llm = LlmSettings.model_validate(
+        settings.model_dump()
+        | {
+            "port_offset": offset,
+            "llm_ledger_dir": str(tmp_path / "ledger"),
+            "llm_health_interval": timedelta(milliseconds=100),
+        }
+    )
+    for key, value in {
+        "AGENTCOM_TOKEN": admin_token,
+        "AGENTCOM_PORT_OFFSET": str(offset),
+        "AGENTCOM_HOME": str(tmp_path / "home"),
+        "OLLAMA_KEY": "sk-from-env",
+    }.items():
+        monkeypatch.setenv(key, value)
+    fake = FakeLLM("gpu1", models=["qwen3:8b"], warm=["qwen3:8b"])
+    await fake.start()
+    runner = CliRunner()
+
+    async def run(*args: str) -> str:
+        result = await asyncio.to_thread(runner.invoke, cli, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    try:
+        async with _registry(llm):
+            added = await run(
+                "llm",
+                "add",
+                "gpu1",
+                "ollama",
+                fake.url,
+                "--class",
+                "local",
+                "--api-key-env",
+                "OLLAMA_KEY",
+            )
+            assert "endpoint gpu1 added; health healthy" in added
+            listed = json.loads(await run("llm", "list", "--json"))
+            assert [(e["id"], e["health"], e["warm_models"]) for e in listed] == [
+                ("gpu1", "healthy", ["qwen3:8b"])
+            ]
+            assert "sk-from-env" not in json.dumps(listed)
+            route = json.loads(await run("llm", "route", "standard"))
+            assert (route["endpoint_id"], route["model"]) == ("gpu1", "qwen3:8b")
+            assert "removed gpu1" in await run("llm", "remove", "gpu1")
+            assert json.loads(await run("llm", "list", "--json")) == []
+    finally:
+        await fake.stop()
