@@ -20,7 +20,7 @@ import pytest
 
 from agentcom_common import embedded
 from agentcom_common.settings import CommonSettings
-from agentcom_common.testing import running
+from agentcom_common.testing import NatsServer, running
 from agentcom_queue.app import create_app as queue_app
 from agentcom_scheduler.app import create_app as scheduler_app
 from agentcom_scheduler.settings import SchedulerSettings
@@ -69,8 +69,15 @@ class Hub:
         """Register `name` with the scheduler and write its sidecar config (0600)."""
         made = await self.scheduler.post("/api/agents", json={"name": name})
         assert made.status_code == 201, made.text
+        login = made.json()
         body = (
-            {"agent_id": name, "token": made.json()["token"], "nats_url": self.nats_url}
+            {
+                "agent_id": name,
+                "token": login["token"],
+                "nats_url": self.nats_url,  # no credentials in it: the agent logs in as itself
+                "nats_user": login["nats_user"],
+                "nats_password": login["nats_password"],
+            }
             | FAST
             | extra
         )
@@ -83,15 +90,22 @@ class Hub:
 
 
 @pytest.fixture
-async def hub(settings: CommonSettings, admin_token: str, tmp_path: Path) -> AsyncIterator[Hub]:
-    fast = SchedulerSettings.model_validate(settings.model_dump() | TIMERS)
+async def hub(
+    settings: CommonSettings, admin_token: str, tmp_path: Path, nats_server: NatsServer
+) -> AsyncIterator[Hub]:
+    fast = SchedulerSettings.model_validate(
+        settings.model_dump()
+        | TIMERS
+        # the scheduler answers the agents' NATS logins (auth callout) with this issuer
+        | {"scheduler_nats_issuer_seed": nats_server.auth.issuer_seed}
+    )
     async with (
         running(queue_app(settings), "http://queue") as queue,
         running(scheduler_app(fast), "http://scheduler") as scheduler,
     ):
         for client in (queue, scheduler):
             client.headers["Authorization"] = f"Bearer {admin_token}"
-        yield Hub(queue, scheduler, settings.nats_url or "", tmp_path / "agents")
+        yield Hub(queue, scheduler, nats_server.address, tmp_path / "agents")
 
 
 @contextlib.asynccontextmanager

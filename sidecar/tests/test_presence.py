@@ -159,7 +159,7 @@ async def test_after_nats_restarts_the_sidecar_reconnects_says_hello_and_works(
             assert not sidecar.connected
 
         await eventually(noticed, timeout=30)
-        again = start_nats(nats_server.store, port)
+        again = start_nats(nats_server.store, port, nats_server.auth)
         try:
             await eventually(connected, timeout=60)
             made = await hub.submit(metadata={"command": ["true"]})

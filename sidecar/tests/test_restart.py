@@ -32,12 +32,13 @@ async def test_restart_reports_restarting_exits_and_the_supervisor_brings_it_bac
     def hellos() -> list[dict[str, Any]]:
         return [r for r in reports if r["kind"] == "hello"]
 
-    async def first_hello() -> None:
+    async def first_hello() -> int:
         assert hellos()
         assert hellos()[0]["supervisor"] == "test-supervisor"
+        assert config.status_path.exists()
+        return int(json.loads(config.status_path.read_text())["pid"])
 
-    await eventually(first_hello, timeout=60)
-    first_pid = json.loads(config.status_path.read_text())["pid"]
+    first_pid = await eventually(first_hello, timeout=60)
 
     sent = await hub.scheduler.post("/api/agents/lazarus/restart")
     assert sent.status_code == 202

@@ -68,7 +68,7 @@ class SidecarConfig(BaseModel):
     )
     inbox_fetch_timeout: float = Field(default=1.0, gt=0)
     progress_interval: float = Field(
-        default=1.0, gt=0, description="At most one progress report per interval."
+        default=2.0, gt=0, description="At most one progress report per interval."
     )
     progress_max_lines: int = Field(default=50, ge=1, le=200)
     journal_keep_tasks: int = Field(

@@ -88,6 +88,7 @@ class Sidecar:
             inbox = await self._bind(js)
             await self._drain(inbox)
             await self._hello(js)
+            self._write_status()
             for coro in (
                 self.courier.run(js),
                 self._serve_inbox(inbox),
