@@ -45,11 +45,15 @@ async def test_a_standard_task_runs_the_agent_loop_and_is_verified_and_pushed(
 
     assert task["result"]["verified"] is True
     assert model.headers[0]["authorization"] == f"Bearer {config.token.get_secret_value()}"
-    shown = subprocess.run(
-        ["git", "show", f"{task['result']['branch']}:answer.txt"],
-        cwd=origin,
+    shown = _git_show(origin, f"{task['result']['branch']}:answer.txt")
+    assert shown == "42\n"
+
+
+def _git_show(repo: Path, what: str) -> str:
+    return subprocess.run(
+        ["git", "show", what],
+        cwd=repo,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    assert shown == "42\n"
