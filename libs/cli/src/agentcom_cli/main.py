@@ -1,7 +1,7 @@
 """The `agentcom` command: start the stack, check it, manage tokens."""
 
 import asyncio
-from importlib.metadata import version
+from importlib.metadata import entry_points, version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +36,11 @@ app.add_typer(agent_app, name="agent")
 app.add_typer(llm_app, name="llm")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+# other packages add command groups (the sidecar adds `agentcom sidecar`) through this entry point
+# group, so this package never imports them
+for _point in entry_points(group="agentcom.commands"):
+    app.add_typer(_point.load(), name=_point.name)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,174 @@
+"""The sidecar's config file: JSON, mode 0600, written by `agentcom agent add`.
+
+Required keys come from the CLI (agent_id, token, nats_url); everything else has a default.
+Durations are seconds (floats), so a test can run every timer at millisecond scale. Secrets
+(token, nats_password, github_token) are `SecretStr`: they never print and never reach a child
+process. The state dir (journal, status) and the workspaces must not contain each other, the
+config file, or the sidecar's own code: a model working in a workspace can never read the token.
+"""
+
+import json
+import stat
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
+
+import agentcom_sidecar
+from agentcom_common.errors import InvalidError
+
+AgentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class RepoConfig(BaseModel):
+    """A repo this agent may work on; `github` ("owner/name") enables pull requests."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    url: str = Field(min_length=1, max_length=500)
+    github: Annotated[str, StringConstraints(pattern=r"^[\w.-]+/[\w.-]+$")] | None = None
+
+
+class SidecarConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    agent_id: AgentId
+    token: SecretStr
+    nats_url: str = Field(min_length=1)
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    hub_urls: dict[str, str] = Field(default_factory=dict[str, str])
+    state_dir: Path | None = Field(
+        default=None, description="Journal and status; default beside the config."
+    )
+    workspaces_dir: Path | None = Field(default=None, description="One checkout per repo.")
+    repos: list[RepoConfig] = Field(
+        default_factory=list[RepoConfig], description="Empty: any repo URL is accepted."
+    )
+    github_token: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"
+    allow_hub_commands: bool = Field(
+        default=False, description="Run shell commands and verification commands from tasks."
+    )
+    capabilities: list[str] = Field(default_factory=list[str])
+    executors: list[Literal["shell", "ollama", "claude"]] = Field(
+        default_factory=lambda: ["shell", "ollama", "claude"]
+    )
+    tier_executor: dict[str, Literal["shell", "ollama", "claude"]] = Field(
+        default_factory=dict[str, Literal["shell", "ollama", "claude"]],
+        description="Override the executor per complexity tier.",
+    )
+    ollama_url: str | None = None
+    gateway_url: str | None = None
+    max_verification_retries: int = Field(default=2, ge=0, le=5)
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    reconnect_wait: float = Field(default=1.0, gt=0, description="First backoff step.")
+    reconnect_wait_max: float = Field(default=30.0, gt=0)
+    inbox_ack_wait: float = Field(
+        default=30.0, gt=0, description="Redelivery of an unacked inbox message."
+    )
+    inbox_fetch_timeout: float = Field(default=1.0, gt=0)
+    progress_interval: float = Field(
+        default=2.0, gt=0, description="At most one progress report per interval."
+    )
+    progress_max_lines: int = Field(default=50, ge=1, le=200)
+    journal_keep_tasks: int = Field(
+        default=500, ge=1, description="Closed tasks kept in the journal (pruned at start)."
+    )
+    min_free_disk_mb: int = Field(
+        default=200, ge=0, description="Reject work when the workspaces' disk has less free."
+    )
+    task_timeout: float = Field(default=1800.0, gt=0, description="Deadline per attempt.")
+    kill_grace: float = Field(
+        default=5.0, ge=0, description="SIGTERM to SIGKILL of a process group."
+    )
+    git_timeout: float = Field(default=300.0, gt=0)
+    http_timeout: float = Field(default=30.0, gt=0)
+    fault_kill_at: str | None = Field(
+        default=None,
+        description="Testing only: SIGKILL the sidecar at this point (before_journal, "
+        "before_inbox_ack, before_report_publish, after_report_publish).",
+    )
+
+    path: Path = Field(default=Path("sidecar.json"), exclude=True)
+
+    @property
+    def state(self) -> Path:
+        return (self.state_dir or self.path.parent / f"{self.agent_id}-state").resolve()
+
+    @property
+    def workspaces(self) -> Path:
+        return (self.workspaces_dir or self.path.parent / f"{self.agent_id}-workspaces").resolve()
+
+    def repo(self, url: str) -> RepoConfig | None:
+        """The configured repo a task's URL names (the queue trims `/` and `.git`), or None.
+
+        With no repos configured any URL is accepted as it is."""
+        if not self.repos:
+            return RepoConfig(url=url)
+        wanted = _normal(url)
+        return next((r for r in self.repos if _normal(r.url) == wanted), None)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state / "journal.sqlite3"
+
+    @property
+    def status_path(self) -> Path:
+        return self.state / "status.json"
+
+
+def _normal(url: str) -> str:
+    return url.rstrip("/").removesuffix(".git")
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_layout(config: SidecarConfig) -> None:
+    """Refuse a layout that would put secrets or code where a task's model can read them."""
+    install = Path(agentcom_sidecar.__file__).resolve().parent
+    workspaces, state = config.workspaces, config.state
+    problems = [
+        (_inside(config.path.resolve(), workspaces), "the config file is inside workspaces_dir"),
+        (
+            _inside(state, workspaces) or _inside(workspaces, state),
+            "state_dir and workspaces_dir overlap",
+        ),
+        (
+            _inside(install, workspaces) or _inside(workspaces, install),
+            "workspaces_dir overlaps the sidecar's code",
+        ),
+    ]
+    for bad, why in problems:
+        if bad:
+            raise InvalidError(
+                f"{why}; keep secrets and code outside workspaces", field="workspaces_dir"
+            )
+
+
+def load(path: Path) -> SidecarConfig:
+    """Read and check the config file; a bad one is an `InvalidError` naming the field."""
+    try:
+        mode = path.stat().st_mode
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidError(
+            f"no sidecar config at {path}; `agentcom agent add` writes one", field="config"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise InvalidError(
+            f"{path} is not JSON: {exc.msg} at line {exc.lineno}", field="config"
+        ) from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise InvalidError(
+            f"{path} holds the agent's token and must be private: chmod 600 {path}", field="config"
+        )
+    try:
+        config = SidecarConfig.model_validate(raw | {"path": path.resolve()})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidError(f"{path}: {where}: {first['msg']}", field=where) from None
+    check_layout(config)
+    return config

@@ -1,0 +1,138 @@
+"""Deliver a task's work: commit naming the task, push the branch, open a pull request.
+
+Idempotent when re-run: a commit is only made when something changed, the push of the task's
+own branch is forced (only this agent writes it), and an open pull request for the branch is
+found (GET) before one is created (POST). A repo without a GitHub name is pushed only.
+Failures raise `DeliveryError` with what failed and why; the token never appears in it.
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httpx
+
+from agentcom_sidecar import taskdata
+from agentcom_sidecar.workspaces import GitError, Workspace, git
+
+
+class DeliveryError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    commit: str | None
+    pushed: bool
+    pr_url: str | None
+    note: str = ""
+
+
+async def commit_and_push(
+    ws: Workspace, task: Mapping[str, Any], agent_id: str, env: Mapping[str, str], timeout: float
+) -> tuple[str | None, bool]:
+    """Commit any change (message names the task), push if the branch is ahead of its base."""
+    identity = {
+        "GIT_AUTHOR_NAME": f"agentcom {agent_id}",
+        "GIT_AUTHOR_EMAIL": f"{agent_id}@agentcom.invalid",
+        "GIT_COMMITTER_NAME": f"agentcom {agent_id}",
+        "GIT_COMMITTER_EMAIL": f"{agent_id}@agentcom.invalid",
+    }
+    genv = dict(env) | identity
+    try:
+        await git(["add", "-A"], ws.path, genv, timeout, "stage the changes")
+        if (await git(["status", "--porcelain"], ws.path, genv, timeout, "check changes")).strip():
+            title = (
+                str(task.get("description", "")).strip().splitlines()[0][:60]
+                if task.get("description")
+                else ""
+            )
+            message = f"{task['id']}: {title}\n\nTask {task['id']} done by agent {agent_id}."
+            await git(["commit", "--quiet", "-m", message], ws.path, genv, timeout, "commit")
+        ahead = await git(
+            ["rev-list", "--count", f"origin/{ws.base}..HEAD"],
+            ws.path,
+            genv,
+            timeout,
+            "count commits",
+        )
+        if int(ahead.strip() or 0) == 0:
+            return None, False
+        head = (await git(["rev-parse", "HEAD"], ws.path, genv, timeout, "read HEAD")).strip()
+        await git(
+            ["push", "--force", "--quiet", "origin", f"HEAD:refs/heads/{ws.branch}"],
+            ws.path,
+            genv,
+            timeout,
+            f"push {ws.branch}",
+        )
+    except GitError as exc:
+        raise DeliveryError(str(exc)) from None
+    return head, True
+
+
+def pr_body(task: Mapping[str, Any], report: Mapping[str, Any], agent_id: str) -> str:
+    listed: object = report.get("checks")
+    checks = [taskdata.as_dict(c) for c in cast("list[object]", listed or [])]
+    lines = [
+        f"## Task {task.get('id')}",
+        "",
+        str(task.get("description", "")),
+        "",
+        f"Agent: `{agent_id}`",
+        "",
+        "## Verification",
+        "",
+        f"Status: **{report.get('status', 'not_verified')}**",
+    ]
+    lines += [
+        f"- {'pass' if c.get('passed') else 'FAIL'}: {c.get('check')} {c.get('target')}"
+        for c in checks
+    ]
+    if report.get("status") != "pass":
+        lines += ["", "## Risk", "", "Not fully verified: review before merging."]
+    return "\n".join(lines)
+
+
+async def open_pull_request(
+    api: str,
+    token: str | None,
+    repo: str,
+    ws: Workspace,
+    title: str,
+    body: str,
+    timeout: float,
+) -> str:
+    """Find the open PR for the branch or create it; returns its html_url."""
+    owner = repo.split("/")[0]
+    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    async with httpx.AsyncClient(base_url=api, headers=headers, timeout=timeout) as client:
+        try:
+            found = await client.get(
+                f"/repos/{repo}/pulls", params={"head": f"{owner}:{ws.branch}", "state": "open"}
+            )
+            _raise_for(found, "list pull requests")
+            existing: list[dict[str, Any]] = found.json()
+            if existing:
+                return str(existing[0]["html_url"])
+            made = await client.post(
+                f"/repos/{repo}/pulls",
+                json={"title": title, "head": ws.branch, "base": ws.base, "body": body},
+            )
+            _raise_for(made, "create the pull request")
+            return str(made.json()["html_url"])
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"GitHub API at {api} unreachable: {type(exc).__name__}") from None
+
+
+def _raise_for(response: httpx.Response, what: str) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        message = str(json.loads(response.text).get("message", ""))[:300]
+    except (ValueError, AttributeError):
+        message = response.text[:300]
+    raise DeliveryError(f"cannot {what}: GitHub answered {response.status_code} {message}")

@@ -1,0 +1,96 @@
+"""Which executor does a task: the registry of executor factories and the choice rule.
+
+Rule (shared with the agent-loop work): `task.metadata["executor"]` if given; else `shell` when
+`metadata["command"]` is given; else by complexity tier (trivial/standard -> ollama,
+complex -> claude), which the config's `tier_executor` may override. LLM executors register a
+factory here (`register("ollama", factory)`) from `agentcom_sidecar.agentic`; a task choosing
+one that is not registered or not enabled in the config is rejected with that reason.
+"""
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agentcom_sidecar import processes, taskdata
+from agentcom_sidecar.config import SidecarConfig
+from agentcom_sidecar.executors.base import Executor
+from agentcom_sidecar.executors.shell import ShellExecutor
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """What the sidecar gives an executor it builds for one task."""
+
+    on_line: processes.LineSink
+    on_start: Callable[[int], None]
+
+
+Factory = Callable[[SidecarConfig, Hooks], Executor]
+
+_FACTORIES: dict[str, Factory] = {
+    "shell": lambda config, hooks: ShellExecutor(hooks.on_line, hooks.on_start, config.kill_grace),
+}
+
+
+def register(name: str, factory: Factory) -> None:
+    _FACTORIES[name] = factory
+
+
+def unregister(name: str) -> None:
+    _FACTORIES.pop(name, None)
+
+
+def _agent_loop(name: str) -> Factory:
+    """`ollama` / `claude`: the agent loop of `agentcom_sidecar.agentic`, imported on first use,
+    talking to the gateway with the agent's token; the config and state dir stay hidden."""
+
+    def factory(config: SidecarConfig, hooks: Hooks) -> Executor:
+        del hooks  # the agent loop reports through ExecutionContext.emit
+        agentic = importlib.import_module("agentcom_sidecar.agentic.executors")
+        settings_module = importlib.import_module("agentcom_sidecar.agentic.settings")
+        gateway = config.gateway_url or config.hub_urls.get("llm-registry")
+        options: dict[str, Any] = {"agentic_token": config.token}
+        if gateway:
+            options["agentic_gateway_url"] = gateway
+        settings = settings_module.AgenticSettings(**options)
+        built: Executor = agentic.build(name, settings, hidden=(config.path, config.state))
+        return built
+
+    return factory
+
+
+def _load_plugins() -> None:
+    """Register the agent-loop executors if their package is installed."""
+    if importlib.util.find_spec("agentcom_sidecar.agentic") is None:
+        return
+    for name in ("ollama", "claude"):
+        _FACTORIES.setdefault(name, _agent_loop(name))
+
+
+def choose(task: Mapping[str, Any], config: SidecarConfig) -> str:
+    metadata = taskdata.metadata(task)
+    named: object = metadata.get("executor")
+    if isinstance(named, str):
+        return named
+    if "command" in metadata:
+        return "shell"
+    tier = str(taskdata.as_dict(task.get("complexity")).get("tier", "standard"))
+    return config.tier_executor.get(tier, "claude" if tier == "complex" else "ollama")
+
+
+def unavailable(name: str, config: SidecarConfig) -> str | None:
+    """Why this agent cannot run executor `name`, or None if it can."""
+    _load_plugins()
+    if name not in config.executors:
+        return f"executor {name} is not enabled on this agent"
+    if name not in _FACTORIES:
+        return f"executor {name} is not installed in this sidecar"
+    if name == "shell" and not config.allow_hub_commands:
+        return "this agent does not run shell commands from the hub (allow_hub_commands is off)"
+    return None
+
+
+def build(name: str, config: SidecarConfig, hooks: Hooks) -> Executor:
+    return _FACTORIES[name](config, hooks)

@@ -1,0 +1,62 @@
+"""The shell executor: runs `task.metadata["command"]` (an argv list) in the workspace.
+
+Opt-in per agent (`allow_hub_commands`); the accept checks refuse it otherwise. The task's own
+data reaches the command through files named in the environment (`AGENTCOM_TASK_FILE`,
+`AGENTCOM_FEEDBACK_FILE`) and `AGENTCOM_ATTEMPT`, never by building a shell string.
+"""
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+from agentcom_sidecar import processes, taskdata
+from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult
+
+
+def command_of(task: Mapping[str, Any]) -> list[str] | None:
+    """The argv of a shell task, or None if it has no valid one."""
+    command: object = taskdata.metadata(task).get("command")
+    if not isinstance(command, list) or not command:
+        return None
+    parts = cast("list[object]", command)
+    if all(isinstance(part, str) and part for part in parts):
+        return [str(part) for part in parts]
+    return None
+
+
+class ShellExecutor:
+    """One instance per task: `on_line` feeds progress, `on_start` journals the process group."""
+
+    name = "shell"
+
+    def __init__(
+        self,
+        on_line: processes.LineSink | None = None,
+        on_start: Callable[[int], None] | None = None,
+        grace: float = 5.0,
+    ) -> None:
+        self._on_line, self._on_start, self._grace = on_line, on_start, grace
+
+    async def run(self, ctx: ExecutionContext) -> ExecutionResult:
+        argv = command_of(ctx.task)
+        if argv is None:
+            return ExecutionResult(False, "error", 'metadata["command"] must be a list of strings')
+        remaining = max(0.01, ctx.deadline - asyncio.get_running_loop().time())
+        try:
+            done = await processes.run(
+                argv,
+                ctx.workspace,
+                timeout=remaining,
+                env=ctx.env,
+                on_line=self._on_line,
+                on_start=self._on_start,
+                grace=self._grace,
+            )
+        except (FileNotFoundError, PermissionError) as exc:
+            return ExecutionResult(False, "error", f"cannot run {argv[0]}: {exc.strerror}")
+        if done.timed_out:
+            return ExecutionResult(
+                False, "deadline", f"{argv[0]} passed its deadline and was killed", None, done.tail
+            )
+        summary = f"{argv[0]} exited with {done.exit_code}"
+        return ExecutionResult(done.exit_code == 0, "finished", summary, done.exit_code, done.tail)

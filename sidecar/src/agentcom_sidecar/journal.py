@@ -1,0 +1,247 @@
+"""The local crash journal (SQLite in the agent's state dir): assignments and outgoing reports.
+
+Rules that make a `kill -9` at any point recoverable:
+- An inbox message is acked only after its assignment row committed here.
+- A task's phase change and the report it causes commit together (`advance`), so a restart
+  finds either both or neither.
+- A report row stays unsent until JetStream acked it; the courier re-sends it with the same
+  `Nats-Msg-Id` (`<agent>-<seq>`), so a re-send after a crash is stored once.
+- A task is *open* until its terminal report was acked: hello keeps naming it, so the hub never
+  hands it back while its outcome is still on the way.
+
+Every statement is a few rows in WAL mode with `synchronous=FULL`; they are fast enough to run
+on the event loop (well under a millisecond), unlike the subprocesses, which never block it.
+"""
+
+import json
+import sqlite3
+import time
+from collections.abc import Generator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from agentcom_common.errors import UnavailableError
+
+Phase = Literal["received", "accepted", "running", "finished", "cancelled"]
+OPEN_PHASES: Final = ("received", "accepted", "running")
+TERMINAL_KINDS: Final = frozenset({"rejected", "completed", "partial_pass", "failed"})
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS task (
+    task_id TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    pgid INTEGER,
+    workspace TEXT,
+    branch TEXT,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (task_id, generation)
+);
+CREATE TABLE IF NOT EXISTS report (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT,
+    generation INTEGER,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS report_unsent ON report (seq) WHERE sent_at IS NULL;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    task_id: str
+    generation: int
+    body: dict[str, Any]
+    phase: Phase
+    pgid: int | None
+    workspace: str | None
+    branch: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    seq: int
+    task_id: str | None
+    generation: int | None
+    kind: str
+    payload: bytes
+
+
+class Journal:
+    """One SQLite file; one `Journal` per process (10 agents on a host: 10 files)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            # never start empty over a damaged journal: that would forget a task silently
+            raise UnavailableError(
+                f"the journal {path} is damaged ({exc}); move it aside to start fresh, "
+                "knowing that any task it held must be checked at the hub",
+                code="journal_damaged",
+            ) from None
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Generator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def receive(self, task_id: str, generation: int, body: Mapping[str, Any]) -> bool:
+        """Journal an assignment; False if this (task, generation) was journaled before."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO task (task_id, generation, body, phase, received_at)"
+                " VALUES (?, ?, ?, 'received', ?)",
+                (task_id, generation, json.dumps(body), time.time()),
+            )
+            return cur.rowcount == 1
+
+    def advance(
+        self,
+        task_id: str,
+        generation: int,
+        phase: Phase,
+        reports: list[tuple[str, bytes]] = [],  # noqa: B006  # read only
+        **fields: str | int | None,
+    ) -> None:
+        """Move a task to `phase` (and set `pgid`/`workspace`/`branch`) with its reports, atomically."""
+        sets = ", ".join(f"{name} = ?" for name in ("phase", *fields))
+        with self._tx() as db:
+            db.execute(
+                f"UPDATE task SET {sets} WHERE task_id = ? AND generation = ?",  # names are ours
+                (phase, *fields.values(), task_id, generation),
+            )
+            for kind, payload in reports:
+                db.execute(
+                    "INSERT INTO report (task_id, generation, kind, payload) VALUES (?, ?, ?, ?)",
+                    (task_id, generation, kind, payload.decode()),
+                )
+
+    def set_pgid(self, task_id: str, generation: int, pgid: int | None) -> None:
+        self._db.execute(
+            "UPDATE task SET pgid = ? WHERE task_id = ? AND generation = ?",
+            (pgid, task_id, generation),
+        )
+
+    def add_report(
+        self, kind: str, payload: bytes, task_id: str | None = None, generation: int | None = None
+    ) -> int:
+        cur = self._db.execute(
+            "INSERT INTO report (task_id, generation, kind, payload) VALUES (?, ?, ?, ?)",
+            (task_id, generation, kind, payload.decode()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def unsent(self, limit: int = 100) -> list[ReportRow]:
+        rows = self._db.execute(
+            "SELECT seq, task_id, generation, kind, payload FROM report"
+            " WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [ReportRow(r[0], r[1], r[2], r[3], r[4].encode()) for r in rows]
+
+    def mark_sent(self, seq: int) -> None:
+        """The stream acked report `seq`; progress of a closed task is pruned."""
+        with self._tx() as db:
+            db.execute("UPDATE report SET sent_at = ? WHERE seq = ?", (time.time(), seq))
+            db.execute(
+                "DELETE FROM report WHERE sent_at IS NOT NULL AND kind IN ('progress', 'tool_call')"
+                " AND seq < ? AND task_id IN (SELECT task_id FROM report WHERE seq = ? AND kind IN"
+                " ('rejected', 'completed', 'partial_pass', 'failed'))",
+                (seq, seq),
+            )
+
+    def open_task(self) -> TaskRow | None:
+        """The task this agent holds: not finished, or finished with its outcome still unsent."""
+        row = self._db.execute(
+            "SELECT task_id, generation, body, phase, pgid, workspace, branch FROM task t"
+            " WHERE phase IN ('received', 'accepted', 'running')"
+            " OR (phase = 'finished' AND EXISTS (SELECT 1 FROM report r WHERE r.task_id = t.task_id"
+            "     AND r.generation = t.generation AND r.sent_at IS NULL"
+            "     AND r.kind IN ('rejected', 'completed', 'partial_pass', 'failed')))"
+            " ORDER BY received_at DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return TaskRow(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5], row[6])
+
+    def newest_generation(self, task_id: str) -> int:
+        """The highest generation of `task_id` journaled so far, 0 if none."""
+        row = self._db.execute(
+            "SELECT max(generation) FROM task WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def received(self) -> list[TaskRow]:
+        """Assignments journaled but not yet accepted or rejected, oldest first."""
+        rows = self._db.execute(
+            "SELECT task_id, generation, body, phase, pgid, workspace, branch FROM task"
+            " WHERE phase = 'received' ORDER BY received_at"
+        ).fetchall()
+        return [TaskRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+
+    def prune(self, keep: int) -> list[str]:
+        """Forget closed tasks beyond the newest `keep`, with their sent reports; returns their
+        ids so their per-task files can go too. Open tasks and unsent reports always stay."""
+        with self._tx() as db:
+            old = [
+                r[0]
+                for r in db.execute(
+                    "SELECT task_id FROM task WHERE phase IN ('finished', 'cancelled')"
+                    " AND task_id NOT IN (SELECT task_id FROM report WHERE sent_at IS NULL"
+                    "     AND task_id IS NOT NULL)"
+                    " ORDER BY received_at DESC LIMIT -1 OFFSET ?",
+                    (keep,),
+                )
+            ]
+            for task_id in old:
+                db.execute(
+                    "DELETE FROM report WHERE task_id = ? AND sent_at IS NOT NULL", (task_id,)
+                )
+                db.execute("DELETE FROM task WHERE task_id = ?", (task_id,))
+            db.execute("DELETE FROM report WHERE task_id IS NULL AND sent_at IS NOT NULL")
+        return old
+
+    def counts(self) -> dict[str, int]:
+        """For `agentcom sidecar status`: unsent reports and tasks per phase."""
+        found = {
+            "unsent_reports": self._db.execute(
+                "SELECT count(*) FROM report WHERE sent_at IS NULL"
+            ).fetchone()[0]
+        }
+        for phase, n in self._db.execute("SELECT phase, count(*) FROM task GROUP BY phase"):
+            found[f"tasks_{phase}"] = n
+        return found
+
+    def outcomes(self) -> list[tuple[str, int, str]]:
+        """(task, generation, kind) of every terminal report, oldest first (status and tests)."""
+        return [
+            (r[0], r[1], r[2])
+            for r in self._db.execute(
+                "SELECT task_id, generation, kind FROM report WHERE kind IN"
+                " ('rejected', 'completed', 'partial_pass', 'failed') ORDER BY seq"
+            )
+        ]

@@ -1,0 +1,279 @@
+"""One task's work: accept or reject, workspace, executor, verification loop, delivery.
+
+Each step journals its phase together with the report it causes (`accepted`, then the
+outcome), so a crash between steps is settled by `Sidecar.settle_interrupted` on the next start.
+"""
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from agentcom_common.contracts.agent import TaskOutcome
+from agentcom_sidecar import (
+    attempts,
+    delivery,
+    link,
+    processes,
+    taskdata,
+    verification,
+    workspaces,
+)
+from agentcom_sidecar.config import SidecarConfig
+from agentcom_sidecar.executors import registry, shell
+from agentcom_sidecar.executors.base import Report, ReportSink
+from agentcom_sidecar.journal import Journal, TaskRow
+from agentcom_sidecar.progress import ProgressBatcher
+
+log = logging.getLogger(__name__)
+
+
+class RefusedError(Exception):
+    """An assignment this agent will not take; the message is the `rejected` reason."""
+
+
+class Work:
+    def __init__(self, config: SidecarConfig, journal: Journal, courier: link.Courier) -> None:
+        self.config, self.journal, self.courier = config, journal, courier
+
+    async def decide_and_run(self, row: TaskRow) -> None:
+        try:
+            name, ws = await self._accept_checks(row)
+        except RefusedError as exc:
+            self.reject(row, str(exc))
+            return
+        accepted = self.outcome(row, "accepted", {"executor": name})
+        self.journal.advance(
+            row.task_id,
+            row.generation,
+            "accepted",
+            [("accepted", _dump(accepted))],
+            workspace=str(ws.path) if ws else None,
+            branch=ws.branch if ws else None,
+        )
+        self.courier.wake.set()
+        try:
+            outcome = await self._execute(row, name, ws)
+        except Exception as exc:  # an executor bug fails this attempt, not the whole sidecar
+            log.exception("task.executor_crashed", extra={"task_id": row.task_id})
+            error = f"executor {name} crashed: {type(exc).__name__}"
+            outcome = attempts.Outcome("failed", {"executor": name}, error)
+        report = self.outcome(row, outcome.kind, outcome.result, outcome.error)
+        self.journal.advance(
+            row.task_id, row.generation, "finished", [(outcome.kind, _dump(report))], pgid=None
+        )
+        self.courier.wake.set()
+        log.info("task.finished", extra={"task_id": row.task_id, "outcome": outcome.kind})
+
+    def reject(self, row: TaskRow, reason: str) -> None:
+        rejected = self.outcome(row, "rejected", {}, reason[:4000])
+        self.journal.advance(
+            row.task_id, row.generation, "finished", [("rejected", _dump(rejected))]
+        )
+        self.courier.wake.set()
+        log.info("task.rejected", extra={"task_id": row.task_id, "reason": reason[:300]})
+
+    async def _accept_checks(self, row: TaskRow) -> tuple[str, workspaces.Workspace | None]:
+        """Executor, command, verification steps, repo and workspace: all fine, or `RefusedError`."""
+        task = row.body
+        if not taskdata.safe_id(row.task_id):
+            raise RefusedError("task id must match [A-Za-z0-9_-]{1,64}")
+        name = registry.choose(task, self.config)
+        if why := registry.unavailable(name, self.config):
+            raise RefusedError(why)
+        if name == "shell":
+            argv = shell.command_of(task)
+            if argv is None:
+                raise RefusedError('metadata["command"] must be a non-empty list of strings')
+            # a path (./build.sh) is found in the workspace when it runs; a bare name on PATH now
+            if "/" not in argv[0] and shutil.which(argv[0]) is None:
+                raise RefusedError(f"command {argv[0]!r} is not installed on this agent")
+        try:
+            steps = verification.parse_steps(task)
+        except ValueError as exc:
+            raise RefusedError(str(exc)) from None
+        if verification.needs_commands(steps) and not self.config.allow_hub_commands:
+            raise RefusedError("verification commands need allow_hub_commands on this agent")
+        free_mb = await asyncio.to_thread(_free_mb, self.config.workspaces)
+        if free_mb < self.config.min_free_disk_mb:
+            raise RefusedError(
+                f"only {free_mb} MB free for workspaces; this agent needs "
+                f"{self.config.min_free_disk_mb} MB (min_free_disk_mb)"
+            )
+        return name, await self._workspace(row)
+
+    async def _workspace(self, row: TaskRow) -> workspaces.Workspace | None:
+        url = row.body.get("repo")
+        if not url:
+            scratch = self.config.workspaces / "scratch" / row.task_id
+            scratch.mkdir(parents=True, exist_ok=True)
+            return None
+        repo = self.config.repo(str(url))
+        if repo is None:
+            raise RefusedError(f"repo {url} is not one of this agent's repos")
+        try:
+            return await workspaces.prepare(
+                self.config.workspaces,
+                repo.url,
+                self.config.agent_id,
+                row.task_id,
+                str(row.body.get("description", "")),
+                row.body.get("branch") or None,
+                self.git_env(),
+                self.config.git_timeout,
+            )
+        except workspaces.GitError as exc:
+            raise RefusedError(f"workspace not ready: {exc}") from None
+
+    async def _execute(
+        self, row: TaskRow, name: str, ws: workspaces.Workspace | None
+    ) -> attempts.Outcome:
+        path = ws.path if ws else self.config.workspaces / "scratch" / row.task_id
+        files = self.config.state / "tasks" / row.task_id
+        files.mkdir(parents=True, exist_ok=True)
+        (files / "task.json").write_text(json.dumps(row.body))
+        env = processes.scrubbed_env({"AGENTCOM_TASK_FILE": str(files / "task.json")})
+        batcher = ProgressBatcher(
+            self.journal,
+            self.courier.wake,
+            self.config.agent_id,
+            row.task_id,
+            row.generation,
+            interval=self.config.progress_interval,
+            max_lines=self.config.progress_max_lines,
+        )
+
+        def on_start(pgid: int) -> None:
+            self.journal.set_pgid(row.task_id, row.generation, pgid)
+
+        hooks = registry.Hooks(on_line=batcher.add, on_start=on_start)
+        self.journal.advance(row.task_id, row.generation, "running")
+        plan = attempts.Plan(
+            task=row.body,
+            agent_id=self.config.agent_id,
+            generation=row.generation,
+            workspace=path,
+            steps=verification.parse_steps(row.body),
+            max_retries=_retries(row.body, self.config.max_verification_retries),
+            attempt_timeout=_timeout(row.body, self.config.task_timeout),
+            env=env,
+            feedback_file=files / "feedback.txt",
+            emit=self._emitter(row),
+        )
+
+        async def on_stage(stage: str) -> None:
+            batcher.flush()
+            batcher.stage = stage[:64]
+
+        async with batcher:
+            outcome = await attempts.run(plan, registry.build(name, self.config, hooks), on_stage)
+        if ws is not None and outcome.kind != "failed":
+            await self._deliver(row, ws, self.git_env(), outcome)
+        return outcome
+
+    async def _deliver(
+        self, row: TaskRow, ws: workspaces.Workspace, env: dict[str, str], outcome: attempts.Outcome
+    ) -> None:
+        """Commit, push and open the PR; a failure turns the outcome into `failed` saying why."""
+        try:
+            head, pushed = await delivery.commit_and_push(
+                ws, row.body, self.config.agent_id, env, self.config.git_timeout
+            )
+            outcome.result |= {
+                "branch": ws.branch,
+                "base": ws.base,
+                "commit": head,
+                "pushed": pushed,
+            }
+            repo = self.config.repo(str(row.body.get("repo")))
+            github = repo.github if repo else None
+            if pushed and github:
+                title = f"{row.task_id}: {str(row.body.get('description', ''))[:60]}"
+                body = delivery.pr_body(
+                    row.body, outcome.result.get("verification", {}), self.config.agent_id
+                )
+                token = (
+                    self.config.github_token.get_secret_value()
+                    if self.config.github_token
+                    else None
+                )
+                outcome.result["pr_url"] = await delivery.open_pull_request(
+                    self.config.github_api_url,
+                    token,
+                    github,
+                    ws,
+                    title,
+                    body,
+                    self.config.http_timeout,
+                )
+            elif not pushed:
+                outcome.result["delivery_note"] = "no changes to push"
+        except delivery.DeliveryError as exc:
+            outcome.kind = "failed"
+            outcome.error = f"delivery failed: {exc}"[:4000]
+
+    def _emitter(self, row: TaskRow) -> ReportSink:
+        """An executor's own progress and tool_call reports, journaled like every report."""
+
+        async def emit(report: Report) -> None:
+            if (report.task_id, report.generation) != (row.task_id, row.generation):
+                return  # an executor may only speak about its own assignment
+            self.journal.add_report(report.kind, _dump(report), row.task_id, row.generation)
+            self.courier.wake.set()
+
+        return emit
+
+    def git_env(self) -> dict[str, str]:
+        """For the sidecar's own git calls (never a task's commands): the SSH agent, and the
+        GitHub token as an HTTP header passed through git's environment config, never argv."""
+        env = processes.scrubbed_env()
+        if sock := os.environ.get("SSH_AUTH_SOCK"):
+            env["SSH_AUTH_SOCK"] = sock
+        if self.config.github_token is not None:
+            basic = base64.b64encode(
+                f"x-access-token:{self.config.github_token.get_secret_value()}".encode()
+            ).decode()
+            env |= {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "http.https://github.com/.extraheader",
+                "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}",
+            }
+        return env
+
+    def outcome(
+        self, row: TaskRow, kind: Any, result: dict[str, Any], error: str | None = None
+    ) -> TaskOutcome:
+        return TaskOutcome(
+            kind=kind,
+            agent_id=self.config.agent_id,
+            task_id=row.task_id,
+            generation=row.generation,
+            result=result,
+            error=error,
+        )
+
+
+def _retries(task: dict[str, Any], default: int) -> int:
+    value: object = taskdata.metadata(task).get("max_verification_retries", default)
+    return max(0, min(5, int(value))) if isinstance(value, int) else default
+
+
+def _free_mb(path: Path) -> int:
+    path.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(path).free // 2**20
+
+
+def _timeout(task: dict[str, Any], limit: float) -> float:
+    """`metadata.timeout_s` if the task asks for a shorter deadline than the agent allows."""
+    value: object = taskdata.metadata(task).get("timeout_s")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return min(float(value), limit)
+    return limit
+
+
+def _dump(model: Any) -> bytes:
+    return model.model_dump_json().encode()

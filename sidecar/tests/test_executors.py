@@ -1,0 +1,158 @@
+"""The executor interface as an LLM executor will use it, and one task at a time per agent."""
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from agentcom_common.contracts.agent import Assign, ToolCallReport
+from agentcom_common.messaging import publish
+from agentcom_common.testing import eventually
+from agentcom_sidecar.config import SidecarConfig
+from agentcom_sidecar.executors import registry
+from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult
+from agentcom_sidecar.journal import Journal
+
+
+class ScriptedExecutor:
+    """Stands in for the agent loop: one tool call per attempt, fixes what the feedback names."""
+
+    name = "ollama"
+
+    def __init__(self) -> None:
+        self.feedback: list[str | None] = []
+
+    async def run(self, ctx: ExecutionContext) -> ExecutionResult:
+        self.feedback.append(ctx.feedback)
+        assert ctx.emit is not None
+        report = ToolCallReport(
+            kind="tool_call",
+            agent_id=ctx.agent_id,
+            task_id=str(ctx.task["id"]),
+            generation=ctx.generation,
+            seq=ctx.attempt,
+            tool="write_file",
+            arguments="answer.txt",
+            ok=True,
+            duration_ms=1.0,
+        )
+        await ctx.emit(report)
+        await ctx.emit(report.model_copy(update={"task_id": "task-00000000000000ff"}))
+        if ctx.feedback and "answer.txt" in ctx.feedback:
+            await asyncio.to_thread((ctx.workspace / "answer.txt").write_text, "42")
+        return ExecutionResult(True, "finished", "wrote the answer", tokens_in=10, tokens_out=5)
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedExecutor]:
+    executor = ScriptedExecutor()
+
+    def build(_config: SidecarConfig, _hooks: registry.Hooks) -> ScriptedExecutor:
+        return executor
+
+    registry.register("ollama", build)
+    yield executor
+    registry.unregister("ollama")
+
+
+async def _listen(nc: Client, agent: str) -> list[dict[str, Any]]:
+    heard: list[dict[str, Any]] = []
+
+    async def on(msg: Msg) -> None:
+        heard.append(json.loads(msg.data))
+
+    await nc.subscribe(f"agentcom.agent.{agent}.report", cb=on)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+    return heard
+
+
+async def test_an_llm_executor_gets_feedback_emits_tool_calls_and_costs_add_up(
+    hub: Any, run_sidecar: Any, scripted: ScriptedExecutor, nc: Client
+) -> None:
+    config: SidecarConfig = await hub.agent("thinker", max_verification_retries=1)
+    heard = await _listen(nc, "thinker")
+    async with run_sidecar(config):
+        made = await hub.submit(
+            description="answer", verification_steps=[{"type": "file_exists", "path": "answer.txt"}]
+        )
+
+        async def done() -> dict[str, Any]:
+            task = await hub.task(made["id"])
+            assert task["state"] == "completed", task
+            return task
+
+        task = await eventually(done, timeout=30)
+
+    assert scripted.feedback[0] is None
+    assert "file_exists answer.txt: failed" in (scripted.feedback[1] or "")
+    assert (task["result"]["tokens_in"], task["result"]["tokens_out"]) == (20, 10)
+    calls = [r for r in heard if r["kind"] == "tool_call"]
+    assert [(c["task_id"], c["seq"]) for c in calls] == [(made["id"], 1), (made["id"], 2)]
+
+
+async def test_an_assignment_while_busy_is_rejected_and_the_first_task_finishes(
+    hub: Any, run_sidecar: Any, js: JetStreamContext, tmp_path: Path
+) -> None:
+    config: SidecarConfig = await hub.agent("busy", allow_hub_commands=True)
+    go = tmp_path / "go"
+    wait = ["sh", "-c", f'while [ ! -e "{go}" ]; do sleep 0.05; done']
+    async with run_sidecar(config) as sidecar:
+        made = await hub.submit(metadata={"command": wait})
+
+        async def working() -> None:
+            assert (await hub.task(made["id"]))["state"] == "working"
+
+        await eventually(working, timeout=30)
+        extra: dict[str, object] = {"id": "task-00000000000000aa", "description": "y"}
+        await publish(js, "agentcom.agent.busy.inbox", Assign(task=extra, generation=1))
+
+        async def rejected() -> None:
+            journal = Journal(config.journal_path)
+            outcomes = journal.outcomes()
+            journal.close()
+            assert ("task-00000000000000aa", 1, "rejected") in outcomes
+
+        await eventually(rejected, timeout=30)
+        assert sidecar.work_key == (made["id"], 1)
+        go.touch()
+
+        async def done() -> None:
+            assert (await hub.task(made["id"]))["state"] == "completed"
+
+        await eventually(done, timeout=30)
+
+
+class BrokenExecutor:
+    name = "claude"
+
+    async def run(self, ctx: ExecutionContext) -> ExecutionResult:
+        raise RuntimeError(f"bug while working on {ctx.task['id']}")
+
+
+async def test_an_executor_that_crashes_fails_its_task_and_the_sidecar_keeps_serving(
+    hub: Any, run_sidecar: Any
+) -> None:
+    def build(_config: SidecarConfig, _hooks: registry.Hooks) -> BrokenExecutor:
+        return BrokenExecutor()
+
+    registry.register("claude", build)
+    try:
+        config: SidecarConfig = await hub.agent("fragile", allow_hub_commands=True)
+        async with run_sidecar(config) as sidecar:
+            broken = await hub.submit(metadata={"executor": "claude"}, max_retries=0)
+            fine = await hub.submit(metadata={"command": ["true"]})
+
+            async def both_done() -> None:
+                assert (await hub.task(broken["id"]))["state"] == "dead_letter"
+                assert (await hub.task(fine["id"]))["state"] == "completed"
+
+            await eventually(both_done, timeout=30)
+            assert not sidecar.stopping.is_set()
+    finally:
+        registry.unregister("claude")
+    assert (await hub.task(broken["id"]))["last_error"] == "executor claude crashed: RuntimeError"

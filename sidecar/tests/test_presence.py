@@ -1,0 +1,172 @@
+"""Heartbeats, progress and cancels as the hub sees them."""
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from agentcom_common.testing import eventually, start_nats
+
+
+@pytest.fixture
+def ollama() -> Iterator[str]:
+    """A local Ollama as far as the heartbeat asks it: GET /api/tags."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = {"models": [{"name": "qwen3:8b"}, {"name": "llama3.2:latest"}]}
+            data = json.dumps(body if self.path == "/api/tags" else {}).encode()
+            self.send_response(200 if self.path == "/api/tags" else 404)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: ARG002  # quiet tests
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def _listen(nc: Client, agent: str) -> list[dict[str, Any]]:
+    heard: list[dict[str, Any]] = []
+
+    async def on(msg: Msg) -> None:
+        heard.append(json.loads(msg.data))
+
+    await nc.subscribe(f"agentcom.agent.{agent}.report", cb=on)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+    return heard
+
+
+async def test_hello_then_heartbeats_with_the_host_load_and_local_models(
+    hub: Any, run_sidecar: Any, nc: Client, ollama: str
+) -> None:
+    config = await hub.agent("beat", ollama_url=ollama)
+    heard = await _listen(nc, "beat")
+    async with run_sidecar(config):
+
+        async def two_beats() -> None:
+            assert len([r for r in heard if r["kind"] == "heartbeat"]) >= 2
+
+        await eventually(two_beats, timeout=30)
+
+    hello = heard[0]
+    assert (hello["kind"], hello["state"], hello["task_id"], hello["supervisor"]) == (
+        "hello",
+        "idle",
+        None,
+        "none",
+    )
+    beat = next(r for r in heard if r["kind"] == "heartbeat")
+    assert beat["models"] == ["qwen3:8b", "llama3.2:latest"]
+    assert beat["ollama_url"] == ollama
+    assert 0 <= beat["ram_percent"] <= 100
+    assert beat["cpu_percent"] is not None
+    assert beat["host"]
+    assert (await hub.scheduler.get("/api/agents/beat")).json()["state"] == "idle"
+
+
+async def test_a_noisy_command_sends_bounded_coalesced_progress_and_its_outcome(
+    hub: Any, run_sidecar: Any, nc: Client
+) -> None:
+    config = await hub.agent("noisy", allow_hub_commands=True, progress_max_lines=20)
+    heard = await _listen(nc, "noisy")
+    noise = ["sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done"]
+    async with run_sidecar(config):
+        made = await hub.submit(metadata={"command": noise})
+
+        async def done() -> None:
+            assert (await hub.task(made["id"]))["state"] == "completed"
+
+        await eventually(done, timeout=30)
+
+    progress = [r for r in heard if r["kind"] == "progress"]
+    assert progress
+    assert all(len(p["lines"]) <= 20 for p in progress)
+    assert [p["seq"] for p in progress] == list(range(len(progress)))
+    shown = sum(len(p["lines"]) + p["dropped_lines"] for p in progress)
+    assert shown == 3000  # every line is either sent or counted as dropped
+    assert len(progress) < 3000 / 20  # coalesced, not one report per line
+    kinds = [r["kind"] for r in heard if r["kind"] not in ("heartbeat", "progress", "hello")]
+    assert kinds == ["accepted", "completed"]
+
+
+async def test_a_cancel_from_the_hub_stops_the_command_and_frees_the_agent(
+    hub: Any, run_sidecar: Any, tmp_path: Path
+) -> None:
+    config = await hub.agent("stopper", allow_hub_commands=True)
+    pidfile = tmp_path / "pid"
+    endless = ["sh", "-c", f'sleep 300 & echo $! > "{pidfile}"; wait']
+    soon = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
+    async with run_sidecar(config) as sidecar:
+        made = await hub.submit(metadata={"command": endless}, complete_by=soon, max_retries=0)
+
+        async def sleeping() -> int:
+            text = pidfile.read_text() if pidfile.exists() else ""
+            assert text.strip()
+            return int(text)
+
+        sleeper = await eventually(sleeping, timeout=30)
+
+        async def stopped() -> None:
+            assert sidecar.work is None
+            assert _gone(sleeper)
+
+        await eventually(stopped, timeout=30)
+        after = await hub.submit(metadata={"command": ["true"]})
+
+        async def next_one_done() -> None:
+            assert (await hub.task(after["id"]))["state"] == "completed"
+
+        await eventually(next_one_done, timeout=30)
+
+    assert "deadline" in ((await hub.task(made["id"]))["last_error"] or "")
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie its new parent has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.split(")")[-1].split()[0] == "Z"
+
+
+async def test_after_nats_restarts_the_sidecar_reconnects_says_hello_and_works(
+    hub: Any, run_sidecar: Any, nats_server: Any
+) -> None:
+    config = await hub.agent("survivor", allow_hub_commands=True)
+    async with run_sidecar(config) as sidecar:
+
+        async def connected() -> None:
+            assert sidecar.connected
+
+        await eventually(connected, timeout=30)
+        port = int(nats_server.url.rsplit(":", 1)[1])
+        nats_server.stop()
+
+        async def noticed() -> None:
+            assert not sidecar.connected
+
+        await eventually(noticed, timeout=30)
+        again = start_nats(nats_server.store, port, nats_server.auth)
+        try:
+            await eventually(connected, timeout=60)
+            made = await hub.submit(metadata={"command": ["true"]})
+
+            async def done() -> None:
+                assert (await hub.task(made["id"]))["state"] == "completed"
+
+            await eventually(done, timeout=60)
+        finally:
+            again.stop()

@@ -1,0 +1,121 @@
+"""The build -> verify -> fix loop through the real hub: failed checks feed the next attempt."""
+
+from typing import Any
+
+from agentcom_common.testing import eventually
+
+
+async def _ended(hub: Any, task_id: str, state: str) -> dict[str, Any]:
+    async def check() -> dict[str, Any]:
+        task = await hub.task(task_id)
+        assert task["state"] == state, task
+        return task
+
+    return await eventually(check, timeout=30)
+
+
+# attempt 1 writes nothing; attempt 2 reads the failed checks it was given and fixes them
+FIX_ON_RETRY = [
+    "sh",
+    "-c",
+    'if [ -n "$AGENTCOM_FEEDBACK_FILE" ]; then cat "$AGENTCOM_FEEDBACK_FILE"; '
+    "touch fixed.txt; fi; echo attempt $AGENTCOM_ATTEMPT",
+]
+
+
+async def test_a_failed_check_feeds_a_fix_attempt_that_passes_and_completes(
+    hub: Any, run_sidecar: Any
+) -> None:
+    config = await hub.agent("fixer", allow_hub_commands=True, max_verification_retries=2)
+    async with run_sidecar(config):
+        made = await hub.submit(
+            metadata={"command": FIX_ON_RETRY},
+            verification_steps=[
+                {"type": "file_exists", "path": "fixed.txt"},
+                {"type": "command_succeeds", "command": "test -e fixed.txt", "timeout_s": 10},
+            ],
+        )
+        task = await _ended(hub, made["id"], "completed")
+
+    result = task["result"]
+    assert result["verified"] is True
+    assert result["attempts"] == 2
+    assert [h["verification"] for h in result["verification_history"]] == ["fail", "pass"]
+    assert "file_exists fixed.txt: failed" in result["output_tail"]  # the feedback it was given
+    assert result["output_tail"].endswith("attempt 2")
+    checks = result["verification"]["checks"]
+    assert [(c["check"], c["passed"]) for c in checks] == [
+        ("file_exists", True),
+        ("command_succeeds", True),
+    ]
+    assert all(c["duration_ms"] >= 0 for c in checks)
+
+
+async def test_checks_that_never_all_pass_end_as_partial_pass_with_what_remains(
+    hub: Any, run_sidecar: Any
+) -> None:
+    config = await hub.agent("halfway", allow_hub_commands=True, max_verification_retries=1)
+    async with run_sidecar(config):
+        made = await hub.submit(
+            metadata={"command": ["touch", "half.txt"]},
+            verification_steps=[
+                {"type": "file_exists", "path": "half.txt"},
+                {"type": "test_passes", "command": "sh -c 'echo 1 failed; exit 1'"},
+            ],
+        )
+        task = await _ended(hub, made["id"], "partial_pass")
+
+    result = task["result"]
+    assert result["attempts"] == 2
+    assert result["passed"] == ["file_exists half.txt"]
+    assert result["remaining"] == ["test_passes sh -c 'echo 1 failed; exit 1'"]
+    assert result["verified"] is False
+    assert result["verification"]["checks"][1]["output_tail"] == "1 failed"
+
+
+async def test_checks_that_never_pass_fail_the_task_with_the_report(
+    hub: Any, run_sidecar: Any
+) -> None:
+    config = await hub.agent("hopeless", allow_hub_commands=True, max_verification_retries=1)
+    async with run_sidecar(config):
+        made = await hub.submit(
+            metadata={"command": ["true"]},
+            max_retries=0,
+            verification_steps=[{"type": "file_exists", "path": "never.txt"}],
+        )
+        task = await _ended(hub, made["id"], "dead_letter")
+
+    assert "verification failed after 2 attempt(s): file_exists never.txt" in task["last_error"]
+    assert task["result"]["verification"]["status"] == "fail"
+
+
+async def test_a_check_past_its_timeout_is_killed_and_reported_as_timed_out(
+    hub: Any, run_sidecar: Any
+) -> None:
+    config = await hub.agent("patient", allow_hub_commands=True, max_verification_retries=0)
+    async with run_sidecar(config):
+        made = await hub.submit(
+            metadata={"command": ["true"]},
+            max_retries=0,
+            verification_steps=[
+                {"type": "command_succeeds", "command": "sleep 300", "timeout_s": 1}
+            ],
+        )
+        task = await _ended(hub, made["id"], "dead_letter")
+
+    check = task["result"]["verification"]["checks"][0]
+    assert (check["passed"], check["timed_out"]) == (False, True)
+
+
+async def test_a_file_check_never_looks_outside_the_workspace(hub: Any, run_sidecar: Any) -> None:
+    config = await hub.agent("boxed", allow_hub_commands=True, max_verification_retries=0)
+    async with run_sidecar(config):
+        made = await hub.submit(
+            metadata={"command": ["true"]},
+            max_retries=0,
+            verification_steps=[{"type": "file_exists", "path": "../../sidecar.json"}],
+        )
+        task = await _ended(hub, made["id"], "dead_letter")
+
+    check = task["result"]["verification"]["checks"][0]
+    assert (check["passed"], check["output_tail"]) == (False, "path leaves the workspace")
