@@ -142,6 +142,9 @@ def _gone(pid: int) -> bool:
     return stat.split(")")[-1].split()[0] == "Z"
 
 
+# With auth on (the scheduler's auth callout), a nats-py client whose server died leaves its
+# old socket's StreamWriter unclosed when it reconnects; reported to the lead, not our code
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_after_nats_restarts_the_sidecar_reconnects_says_hello_and_works(
     hub: Any, run_sidecar: Any, nats_server: Any
 ) -> None:
