@@ -68,7 +68,7 @@ class Sidecars:
         `extra`; mode 0600, in the agent's own folder."""
         home = self.root / str(made["id"])
         home.mkdir(parents=True, exist_ok=True)
-        body = {
+        body: dict[str, Any] = {
             "agent_id": made["id"],
             "token": made["token"],
             "nats_url": nats_address,
@@ -124,3 +124,15 @@ def sidecars(tmp_path: Path) -> Iterator[Sidecars]:
         yield made
     finally:
         made.stop_all()
+
+
+class Repos:
+    """Real git for tests: `origin(tmp, files)` makes a bare remote, `git(...)` runs git."""
+
+    git = staticmethod(git)
+    origin = staticmethod(make_origin)
+
+
+@pytest.fixture
+def repos() -> Repos:
+    return Repos()

@@ -19,8 +19,6 @@ from agentcom_queue.app import create_app as queue_app
 from agentcom_scheduler.app import create_app as scheduler_app
 from agentcom_scheduler.settings import SchedulerSettings
 
-from .conftest import git, make_origin
-
 Hub = tuple[httpx.AsyncClient, httpx.AsyncClient]
 
 
@@ -47,20 +45,47 @@ async def hub(
         yield queue, scheduler
 
 
-async def history(queue: httpx.AsyncClient, task_id: str) -> list[dict[str, Any]]:
+Json = dict[str, Any]
+
+
+async def history(queue: httpx.AsyncClient, task_id: str) -> list[Json]:
     return (await queue.get(f"/api/tasks/{task_id}/history")).json()
 
 
-async def test_two_real_sidecars_do_twenty_tasks_and_a_killed_agents_task_finishes_on_the_other(
-    hub: Hub, sidecars: Any, nats_server: NatsServer, tmp_path: Path
-) -> None:
-    queue, scheduler = hub
-    origin = make_origin(tmp_path, {"README.md": "hello\n"})
+def task_body(origin: Path, n: int, command: list[str]) -> Json:
+    """A shell task on the remote, checked by the file its command writes."""
+    return {
+        "description": f"smoke {n}",
+        "repo": str(origin),
+        "metadata": {"command": command},
+        "verification_steps": [{"type": "file_exists", "path": f"out-{n}.txt"}],
+    }
+
+
+async def submit(queue: httpx.AsyncClient, body: Json) -> str:
+    made = await queue.post("/api/tasks", json=body)
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+async def completed(queue: httpx.AsyncClient, ids: list[str], timeout: float) -> list[Json]:
+    async def check() -> list[Json]:
+        tasks = [(await queue.get(f"/api/tasks/{t}")).json() for t in ids]
+        for task in tasks:
+            assert task["state"] == "completed", task
+        return tasks
+
+    return await eventually(check, timeout=timeout)
+
+
+async def start_agents(hub: Hub, sidecars: Any, nats: NatsServer, origin: Path) -> None:
+    """Register left and right as `agentcom agent add` does and start their sidecars."""
+    _, scheduler = hub
     for name in ("left", "right"):
         made = (await scheduler.post("/api/agents", json={"name": name})).json()
-        assert made["nats_user"], made
+        assert made["nats_user"], made  # its own NATS login, not the hub's
         config = sidecars.config(
-            made, nats_server.address, allow_hub_commands=True, repos=[{"url": str(origin)}]
+            made, nats.address, allow_hub_commands=True, repos=[{"url": str(origin)}]
         )
         sidecars.start(name, config)
 
@@ -70,33 +95,25 @@ async def test_two_real_sidecars_do_twenty_tasks_and_a_killed_agents_task_finish
 
     await eventually(both_idle, timeout=30)
 
-    def task_body(n: int, command: list[str]) -> dict[str, Any]:
-        return {
-            "description": f"smoke {n}",
-            "repo": str(origin),
-            "metadata": {"command": command},
-            "verification_steps": [{"type": "file_exists", "path": f"out-{n}.txt"}],
-        }
 
-    ids: list[str] = []
-    for n in range(20):
-        body = task_body(n, ["sh", "-c", f"echo {n} > out-{n}.txt"])
-        made = await queue.post("/api/tasks", json=body)
-        assert made.status_code == 201, made.text
-        ids.append(made.json()["id"])
+async def test_two_real_sidecars_do_twenty_tasks_and_a_killed_agents_task_finishes_on_the_other(
+    hub: Hub, sidecars: Any, repos: Any, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    queue, scheduler = hub
+    origin: Path = repos.origin(tmp_path, {"README.md": "hello\n"})
+    await start_agents(hub, sidecars, nats_server, origin)
 
-    async def all_done() -> list[dict[str, Any]]:
-        tasks = [(await queue.get(f"/api/tasks/{t}")).json() for t in ids]
-        for task in tasks:
-            assert task["state"] == "completed", task
-        return tasks
-
-    done = await eventually(all_done, timeout=90)
+    ids = [
+        await submit(queue, task_body(origin, n, ["sh", "-c", f"echo {n} > out-{n}.txt"]))
+        for n in range(20)
+    ]
+    done = await completed(queue, ids, timeout=90)
     assert {t["assigned_to"] for t in done} == {"left", "right"}  # both took part
     for n, task in enumerate(done):
         assert task["result"]["verified"] is True, task
         branch = task["result"]["branch"]  # pushed to the remote by the agent that did it
-        assert git("show", f"{branch}:out-{n}.txt", cwd=origin) == f"{n}\n"
+        assert task["assigned_to"] in branch
+        assert repos.git("show", f"{branch}:out-{n}.txt", cwd=origin) == f"{n}\n"
 
     # a task whose command blocks until the test lets it go (a file appears)
     gate = tmp_path / "gate"
@@ -107,42 +124,35 @@ async def test_two_real_sidecars_do_twenty_tasks_and_a_killed_agents_task_finish
         f'while [ ! -e "{release}" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; '
         f'[ -e "{release}" ] && echo released > out-20.txt'
     )
-    slow = (await queue.post("/api/tasks", json=task_body(20, ["sh", "-c", blocker]))).json()["id"]
+    slow = await submit(queue, task_body(origin, 20, ["sh", "-c", blocker]))
 
-    async def held() -> str:
+    async def held(by: str | None, started: int) -> str:
         task = (await queue.get(f"/api/tasks/{slow}")).json()
         assert task["state"] == "working", task
-        assert list(gate.glob("started-*")), "the command has not started yet"
+        assert by in (None, task["assigned_to"]), task
+        assert len(list(gate.glob("started-*"))) == started, "its command has not started yet"
         return str(task["assigned_to"])
 
-    victim = await eventually(held, timeout=30)
+    victim = await eventually(lambda: held(None, 1), timeout=30)
     survivor = ({"left", "right"} - {victim}).pop()
-    sidecars.kill(victim)
+    sidecars.kill(victim)  # SIGKILL mid-task: no outcome from it
 
-    async def taken_over() -> None:
-        task = (await queue.get(f"/api/tasks/{slow}")).json()
-        assert task["assigned_to"] == survivor, task
-        assert task["state"] == "working", task
-        assert len(list(gate.glob("started-*"))) == 2, "the survivor's command has not started"
-
-    await eventually(taken_over, timeout=60)
+    await eventually(lambda: held(survivor, 2), timeout=60)  # taken back and handed over
     release.touch()
 
-    async def finished_elsewhere() -> dict[str, Any]:
-        task = (await queue.get(f"/api/tasks/{slow}")).json()
-        assert task["state"] == "completed", task
-        return task
-
-    task = await eventually(finished_elsewhere, timeout=60)
+    task = (await completed(queue, [slow], timeout=60))[0]
     assert task["assigned_to"] == survivor
     assert task["generation"] > 1, task  # the victim's attempt was taken back, not completed
     assert task["result"]["verified"] is True, task
-    assert git("show", f"{task['result']['branch']}:out-20.txt", cwd=origin) == "released\n"
     assert survivor in task["result"]["branch"]
+    assert repos.git("show", f"{task['result']['branch']}:out-20.txt", cwd=origin) == "released\n"
 
+    # nothing lost, nothing twice: one completion per task in the queue's history
     for task_id in [*ids, slow]:
         completions = [h for h in await history(queue, task_id) if h["to_state"] == "completed"]
         assert len(completions) == 1, (task_id, completions)
+    worked = [h for h in await history(queue, slow) if h["to_state"] == "working"]
+    assert len(worked) == 2  # once on the victim, once on the survivor
     stats = (await queue.get("/api/tasks/stats")).json()["by_state"]
     assert {k: v for k, v in stats.items() if v} == {"completed": 21}, stats
 
@@ -152,5 +162,4 @@ async def test_two_real_sidecars_do_twenty_tasks_and_a_killed_agents_task_finish
 
     await eventually(victim_offline, timeout=30)
     for name in ("left", "right"):
-        log = sidecars.log(name)
-        assert "agc_" not in log  # the token is never logged
+        assert "agc_" not in sidecars.log(name)  # the token is never logged
