@@ -1,10 +1,14 @@
 """The agent loop is the default path for an LLM task, end to end: queue + scheduler +
-llm-registry (its gateway on a real port) in this process, a fake Ollama upstream registered as
-an llm endpoint, and a real sidecar process (`agentcom sidecar run`) whose config points
+llm-registry (its gateway on a real port) in this process, a fake LLM upstream registered as an
+llm endpoint, and a real sidecar process (`agentcom sidecar run`) whose config points
 `gateway_url` at the registry. The task names no executor and no command; it has a `test_passes`
-step on a real git repo with a bug. The scripted model turns (native tool calls, through the
-gateway) fix the bug; the task ends `completed` with the verification report, and every tool
-call was published as `agentcom.evt.task.tool_call`.
+step on a real git repo with a bug. The scripted model turns (tool calls, through the gateway)
+fix the bug; the task ends `completed` with the verification report, and every tool call was
+published as `agentcom.evt.task.tool_call`.
+
+Both tiers' paths: `standard` picks the `ollama` executor, routed to an Ollama endpoint;
+`complex` picks the `claude` executor (`X-AgentCom-Tier: complex`), routed to an Anthropic
+endpoint, the gateway translating the loop's Ollama calls to Anthropic `tool_use` and back.
 """
 
 import asyncio
@@ -33,7 +37,24 @@ from agentcom_scheduler.app import create_app as scheduler_app
 from agentcom_scheduler.settings import SchedulerSettings
 
 Json = dict[str, Any]
-MODEL = "qwen3:8b"  # what the `ollama` executor asks for by default
+
+
+@dataclass(frozen=True)
+class Route:
+    """A complexity tier, the executor it picks and the upstream the gateway sends it to."""
+
+    tier: str
+    executor: str
+    provider: str
+    classes: list[str]
+    model: str  # what the executor asks the gateway for by default
+    chat_path: str  # where the upstream is called, in its own protocol
+
+
+ROUTES = [
+    Route("standard", "ollama", "ollama", ["local"], "qwen3:8b", "/api/chat"),
+    Route("complex", "claude", "anthropic", ["claude"], "claude-sonnet-4.5", "/v1/messages"),
+]
 
 BUGGY = "def add(a, b):\n    return a - b\n"
 FIXED = "def add(a, b):\n    return a + b\n"
@@ -61,6 +82,21 @@ class ScriptedOllama(FakeLLM):
         if index < len(self.script):
             return "", self.script[index]
         return "Fixed: add() subtracted instead of adding; the test passes now.", None
+
+
+def tool_results(body: Json) -> list[str]:
+    """The tool observations a chat call sent upstream: Ollama `tool` messages, or Anthropic
+    `tool_result` blocks."""
+    found: list[str] = []
+    for message in body["messages"]:
+        if message["role"] == "tool":
+            found.append(message["content"])
+        elif isinstance(message["content"], list):
+            for block in message["content"]:
+                if block.get("type") == "tool_result":
+                    content = block["content"]
+                    found.append(content if isinstance(content, str) else content[0]["text"])
+    return found
 
 
 @dataclass
@@ -127,9 +163,14 @@ async def hub(
         yield Hub(queue, scheduler, registry_url, admin_token)
 
 
+@pytest.fixture(params=ROUTES, ids=[r.executor for r in ROUTES])
+def route(request: pytest.FixtureRequest) -> Route:
+    return request.param
+
+
 @pytest.fixture
-async def upstream() -> AsyncIterator[ScriptedOllama]:
-    fake = ScriptedOllama("ollama", models=[MODEL])
+async def upstream(route: Route) -> AsyncIterator[ScriptedOllama]:
+    fake = ScriptedOllama(route.provider, models=[route.model])
     await fake.start()
     try:
         yield fake
@@ -139,6 +180,7 @@ async def upstream() -> AsyncIterator[ScriptedOllama]:
 
 async def test_an_llm_task_without_executor_runs_the_agent_loop_through_the_gateway_and_completes(
     hub: Hub,
+    route: Route,
     upstream: ScriptedOllama,
     sidecars: Any,
     repos: Any,
@@ -160,9 +202,11 @@ async def test_an_llm_task_without_executor_runs_the_agent_loop_through_the_gate
             "/api/llm/endpoints",
             json={
                 "id": "gpu1",
-                "provider": "ollama",
+                "provider": route.provider,
                 "base_url": upstream.url,
-                "classes": ["local"],
+                "classes": route.classes,
+                "models": [route.model],
+                "api_key": "sk-test-not-a-real-key",
             },
         )
         assert added.status_code == 201, added.text
@@ -200,6 +244,7 @@ async def test_an_llm_task_without_executor_runs_the_agent_loop_through_the_gate
         json={
             "description": "Fix add() in calc.py so that test_calc passes",
             "repo": str(origin),
+            "complexity_tier": route.tier,
             "verification_steps": [
                 {"type": "test_passes", "command": f"{sys.executable} -m unittest -q test_calc"}
             ],
@@ -220,16 +265,17 @@ async def test_an_llm_task_without_executor_runs_the_agent_loop_through_the_gate
     task = await eventually(completed, timeout=60)
     assert task["metadata"] == {}  # no executor, no command: the tier chose the agent loop
 
-    # the agent loop did it: five model turns through the gateway, with the agent's token
+    # the agent loop did it: five model turns through the gateway, in the upstream's protocol
     assert len(upstream.chats) == 5, upstream.chats
+    assert {c["_path"] for c in upstream.chats} == {route.chat_path}
     first = upstream.chats[0]
-    assert first["model"] == MODEL
-    assert {t["function"]["name"] for t in first["tools"]} >= {"run_command", "write_file"}
+    assert first["model"] == route.model
+    offered = {t.get("function", t)["name"] for t in first["tools"]}
+    assert offered >= {"run_command", "read_file", "write_file"}, offered
     assert "Fix add()" in json.dumps(first["messages"])
 
     def last_observation(request: int) -> Json:
-        tools = [m for m in upstream.chats[request]["messages"] if m["role"] == "tool"]
-        return json.loads(tools[-1]["content"])
+        return json.loads(tool_results(upstream.chats[request])[-1])
 
     assert last_observation(1)["data"]["exit_code"] != 0  # the model saw the test fail first
     assert "FAILED" in last_observation(1)["data"]["stderr"]
@@ -261,5 +307,7 @@ async def test_an_llm_task_without_executor_runs_the_agent_loop_through_the_gate
     async with httpx.AsyncClient(
         base_url=hub.registry_url, headers={"Authorization": f"Bearer {hub.admin_token}"}
     ) as registry:
-        costs = (await registry.get("/api/llm/costs", params={"group_by": "caller"})).json()
-    assert "coder" in json.dumps(costs), costs  # the gateway accounted the agent's calls
+        by_caller = (await registry.get("/api/llm/costs", params={"group_by": "caller"})).json()
+        by_tier = (await registry.get("/api/llm/costs", params={"group_by": "tier"})).json()
+    assert "coder" in json.dumps(by_caller), by_caller  # the gateway accounted the agent's calls
+    assert [(r["key"], r["calls"]) for r in by_tier["rows"]] == [(route.tier, 5)], by_tier

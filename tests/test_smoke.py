@@ -32,7 +32,7 @@ async def hub(
             "scheduler_nats_issuer_seed": nats_server.auth.issuer_seed,
             "scheduler_sweep_interval": timedelta(milliseconds=100),
             "scheduler_heartbeat_interval": timedelta(milliseconds=300),
-            "scheduler_missed_heartbeats": 6,
+            "scheduler_missed_heartbeats": 10,
             "scheduler_accept_timeout": timedelta(seconds=20),
         }
     )
