@@ -1,41 +1,25 @@
-"""Smoke test (phase 5): two agents in their own processes, logged in with their own NATS users,
-do 20 tasks end to end; then one is killed (-9) mid-task and its task completes on the other.
-Nothing is lost and nothing completes twice.
-
-The agents are `tests/smoke_agent.py`, a small client speaking the sidecar protocol. To run the
-real sidecar instead, change `agent_command` to `["agentcom", "sidecar", "run", "--config",
-str(config)]` and give the tasks what its executor needs (see `task_body`).
+"""Smoke test (phase 5) with the real sidecar: two agents, each `agentcom sidecar run --config F`
+in its own process with its own NATS user (the config `agentcom agent add` writes), own state
+dir and workspaces, do 20 shell tasks end to end on a local bare git remote (workspace, command,
+verification, commit, push); then one is killed (-9) mid-task and its task completes on the
+other. Nothing is lost and nothing completes twice, judged by the queue's task history.
 """
 
-import json
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
 
-from agentcom_common import embedded
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import NatsServer, eventually, running
 from agentcom_queue.app import create_app as queue_app
 from agentcom_scheduler.app import create_app as scheduler_app
 from agentcom_scheduler.settings import SchedulerSettings
 
-HEARTBEAT = 0.2
-AGENT = Path(__file__).with_name("smoke_agent.py")
 Hub = tuple[httpx.AsyncClient, httpx.AsyncClient]
-
-
-def agent_command(config: Path) -> list[str]:
-    return [sys.executable, str(AGENT), "--config", str(config), "--heartbeat", str(HEARTBEAT)]
-
-
-def task_body(n: int, work_ms: int) -> dict[str, Any]:
-    return {"description": f"smoke {n}", "metadata": {"work_ms": work_ms}}
 
 
 @pytest.fixture
@@ -46,10 +30,10 @@ async def hub(
         settings.model_dump()
         | {
             "scheduler_nats_issuer_seed": nats_server.auth.issuer_seed,
-            "scheduler_sweep_interval": timedelta(milliseconds=50),
-            "scheduler_heartbeat_interval": timedelta(seconds=HEARTBEAT),
-            "scheduler_missed_heartbeats": 3,
-            "scheduler_accept_timeout": timedelta(seconds=5),
+            "scheduler_sweep_interval": timedelta(milliseconds=100),
+            "scheduler_heartbeat_interval": timedelta(milliseconds=300),
+            "scheduler_missed_heartbeats": 10,
+            "scheduler_accept_timeout": timedelta(seconds=20),
         }
     )
     async with (
@@ -61,112 +45,121 @@ async def hub(
         yield queue, scheduler
 
 
-class Agents:
-    """Agent processes by name; every one still running is killed at the end."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.logs: list[IO[bytes]] = []
-
-    def start(self, name: str, config: dict[str, Any]) -> None:
-        path = self.tmp / f"{name}.json"
-        path.write_text(json.dumps(config))
-        path.chmod(0o600)
-        log = (self.tmp / f"{name}.log").open("wb")
-        self.logs.append(log)
-        self.procs[name] = subprocess.Popen(
-            agent_command(path),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=embedded.die_with_parent,
-        )
-
-    def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text()
-
-    def kill(self, name: str) -> None:
-        self.procs[name].kill()  # SIGKILL: no goodbye, no outcome
-        self.procs[name].wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-        for log in self.logs:
-            log.close()
+Json = dict[str, Any]
 
 
-@pytest.fixture
-def agents(tmp_path: Path) -> Iterator[Agents]:
-    made = Agents(tmp_path)
-    try:
-        yield made
-    finally:
-        made.stop_all()
+async def history(queue: httpx.AsyncClient, task_id: str) -> list[Json]:
+    return (await queue.get(f"/api/tasks/{task_id}/history")).json()
 
 
-async def completions(queue: httpx.AsyncClient, task_id: str) -> list[dict[str, Any]]:
-    history = (await queue.get(f"/api/tasks/{task_id}/history")).json()
-    return [h for h in history if h["to_state"] == "completed"]
+def task_body(origin: Path, n: int, command: list[str]) -> Json:
+    """A shell task on the remote, checked by the file its command writes."""
+    return {
+        "description": f"smoke {n}",
+        "repo": str(origin),
+        "metadata": {"command": command},
+        "verification_steps": [{"type": "file_exists", "path": f"out-{n}.txt"}],
+    }
 
 
-async def test_two_agents_do_twenty_tasks_and_a_killed_agents_task_finishes_on_the_other(
-    hub: Hub, agents: Agents, nats_server: NatsServer
-) -> None:
-    queue, scheduler = hub
+async def submit(queue: httpx.AsyncClient, body: Json) -> str:
+    made = await queue.post("/api/tasks", json=body)
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+async def completed(queue: httpx.AsyncClient, ids: list[str], timeout: float) -> list[Json]:
+    async def check() -> list[Json]:
+        tasks = [(await queue.get(f"/api/tasks/{t}")).json() for t in ids]
+        for task in tasks:
+            assert task["state"] == "completed", task
+        return tasks
+
+    return await eventually(check, timeout=timeout)
+
+
+async def start_agents(hub: Hub, sidecars: Any, nats: NatsServer, origin: Path) -> None:
+    """Register left and right as `agentcom agent add` does and start their sidecars."""
+    _, scheduler = hub
     for name in ("left", "right"):
         made = (await scheduler.post("/api/agents", json={"name": name})).json()
-        agents.start(
-            name,
-            {
-                "agent_id": made["id"],
-                "token": made["token"],
-                "nats_url": nats_server.address,
-                "nats_user": made["nats_user"],
-                "nats_password": made["nats_password"],
-                "hub_urls": {"scheduler": "http://scheduler", "queue": "http://queue"},
-            },
+        assert made["nats_user"], made  # its own NATS login, not the hub's
+        config = sidecars.config(
+            made, nats.address, allow_hub_commands=True, repos=[{"url": str(origin)}]
         )
+        sidecars.start(name, config)
 
     async def both_idle() -> None:
         states = [a["state"] for a in (await scheduler.get("/api/agents")).json()]
-        assert states == ["idle", "idle"], [agents.log("left"), agents.log("right")]
+        assert states == ["idle", "idle"], [sidecars.log("left"), sidecars.log("right")]
 
     await eventually(both_idle, timeout=30)
-    ids = [(await queue.post("/api/tasks", json=task_body(n, 20))).json()["id"] for n in range(20)]
 
-    async def all_done() -> None:
-        for task_id in ids:
-            task = (await queue.get(f"/api/tasks/{task_id}")).json()
-            assert task["state"] == "completed", task
 
-    await eventually(all_done, timeout=60)
-    workers = {(await queue.get(f"/api/tasks/{t}")).json()["result"]["by"] for t in ids}
-    assert workers == {"left", "right"}  # both took part
+async def test_two_real_sidecars_do_twenty_tasks_and_a_killed_agents_task_finishes_on_the_other(
+    hub: Hub, sidecars: Any, repos: Any, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    queue, scheduler = hub
+    origin: Path = repos.origin(tmp_path, {"README.md": "hello\n"})
+    await start_agents(hub, sidecars, nats_server, origin)
 
-    slow = (await queue.post("/api/tasks", json=task_body(20, 120_000))).json()["id"]
+    ids = [
+        await submit(queue, task_body(origin, n, ["sh", "-c", f"echo {n} > out-{n}.txt"]))
+        for n in range(20)
+    ]
+    done = await completed(queue, ids, timeout=90)
+    assert {t["assigned_to"] for t in done} == {"left", "right"}  # both took part
+    for n, task in enumerate(done):
+        assert task["result"]["verified"] is True, task
+        branch = task["result"]["branch"]  # pushed to the remote by the agent that did it
+        assert task["assigned_to"] in branch
+        assert repos.git("show", f"{branch}:out-{n}.txt", cwd=origin) == f"{n}\n"
 
-    async def held() -> str:
+    # a task whose command blocks until the test lets it go (a file appears)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    release = gate / "release"
+    blocker = (
+        f'touch "{gate}/started-$$"; i=0; '
+        f'while [ ! -e "{release}" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; '
+        f'[ -e "{release}" ] && echo released > out-20.txt'
+    )
+    slow = await submit(queue, task_body(origin, 20, ["sh", "-c", blocker]))
+
+    async def held(by: str | None, started: int) -> str:
         task = (await queue.get(f"/api/tasks/{slow}")).json()
-        assert task["state"] == "working"
+        assert task["state"] == "working", task
+        assert by in (None, task["assigned_to"]), task
+        assert len(list(gate.glob("started-*"))) == started, "its command has not started yet"
         return str(task["assigned_to"])
 
-    victim = await eventually(held, timeout=30)
+    victim = await eventually(lambda: held(None, 1), timeout=30)
     survivor = ({"left", "right"} - {victim}).pop()
-    agents.kill(victim)
+    sidecars.kill(victim)  # SIGKILL mid-task: no outcome from it
 
-    async def finished_elsewhere() -> None:
-        task = (await queue.get(f"/api/tasks/{slow}")).json()
-        assert task["state"] == "completed"
-        assert task["result"]["by"] == survivor
+    await eventually(lambda: held(survivor, 2), timeout=60)  # taken back and handed over
+    release.touch()
 
-    await eventually(finished_elsewhere, timeout=60)
+    task = (await completed(queue, [slow], timeout=60))[0]
+    assert task["assigned_to"] == survivor
+    assert task["generation"] > 1, task  # the victim's attempt was taken back, not completed
+    assert task["result"]["verified"] is True, task
+    assert survivor in task["result"]["branch"]
+    assert repos.git("show", f"{task['result']['branch']}:out-20.txt", cwd=origin) == "released\n"
+
+    # nothing lost, nothing twice: one completion per task in the queue's history
     for task_id in [*ids, slow]:
-        assert len(await completions(queue, task_id)) == 1, task_id
-    assert f"completed {slow}" not in agents.log(victim)
+        completions = [h for h in await history(queue, task_id) if h["to_state"] == "completed"]
+        assert len(completions) == 1, (task_id, completions)
+    worked = [h for h in await history(queue, slow) if h["to_state"] == "working"]
+    assert len(worked) == 2  # once on the victim, once on the survivor
     stats = (await queue.get("/api/tasks/stats")).json()["by_state"]
-    assert stats.get("completed") == 21
-    victim_view = (await scheduler.get(f"/api/agents/{victim}")).json()
-    assert victim_view["state"] == "offline"
+    assert {k: v for k, v in stats.items() if v} == {"completed": 21}, stats
+
+    async def victim_offline() -> None:
+        view = (await scheduler.get(f"/api/agents/{victim}")).json()
+        assert view["state"] == "offline", view
+
+    await eventually(victim_offline, timeout=30)
+    for name in ("left", "right"):
+        assert "agc_" not in sidecars.log(name)  # the token is never logged

@@ -335,6 +335,13 @@ class Llm:
             durable=CONSUMER,
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=10000),
         )
+        try:
+            await self._heartbeats(sub)
+        finally:  # a pull subscription left behind holds nc.drain() at stop until it times out
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _heartbeats(self, sub: JetStreamContext.PullSubscription) -> None:
         while True:
             try:
                 batch = await sub.fetch(256, timeout=1)

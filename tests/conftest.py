@@ -1,0 +1,138 @@
+"""Cross-service fixtures: real sidecar processes and a local bare git remote."""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from agentcom_common import embedded
+
+# the sidecar's own timers, shortened so a test waits for conditions, not for defaults
+SIDECAR_TIMERS: dict[str, Any] = {
+    "heartbeat_interval": 0.3,
+    "reconnect_wait": 0.05,
+    "reconnect_wait_max": 1.0,
+    "inbox_ack_wait": 5.0,
+    "inbox_fetch_timeout": 0.2,
+    "progress_interval": 0.1,
+    "kill_grace": 0.5,
+    "git_timeout": 60.0,
+    "http_timeout": 20.0,
+}
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = os.environ | {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def make_origin(tmp: Path, files: dict[str, str]) -> Path:
+    """A bare repo whose `main` holds `files`: the tasks' remote."""
+    bare = tmp / "origin.git"
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare), cwd=tmp)
+    seed = tmp / "seed"
+    git("init", "--quiet", "--initial-branch=main", str(seed), cwd=tmp)
+    for name, text in files.items():
+        (seed / name).parent.mkdir(parents=True, exist_ok=True)
+        (seed / name).write_text(text)
+    git("add", "-A", cwd=seed)
+    git("commit", "--quiet", "-m", "first", cwd=seed)
+    git("push", "--quiet", str(bare), "main", cwd=seed)
+    return bare
+
+
+class Sidecars:
+    """`agentcom sidecar run --config F` processes by agent name, each with its own config,
+    state dir and workspaces; SIGKILL on demand, and every one still running is stopped at the
+    end (its log is kept beside its config)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: list[IO[bytes]] = []
+
+    def config(self, made: dict[str, Any], nats_address: str, **extra: Any) -> Path:
+        """The config `agentcom agent add` writes for the scheduler's answer `made`, plus
+        `extra`; mode 0600, in the agent's own folder."""
+        home = self.root / str(made["id"])
+        home.mkdir(parents=True, exist_ok=True)
+        body: dict[str, Any] = {
+            "agent_id": made["id"],
+            "token": made["token"],
+            "nats_url": nats_address,
+            "nats_user": made["nats_user"],
+            "nats_password": made["nats_password"],
+            "hub_urls": {},
+            "state_dir": str(home / "state"),
+            "workspaces_dir": str(home / "workspaces"),
+        }
+        path = home / "agent.json"
+        path.write_text(json.dumps(body | SIDECAR_TIMERS | extra))
+        path.chmod(0o600)
+        return path
+
+    def start(self, name: str, config: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")}
+        log = (config.parent / "sidecar.log").open("ab")
+        self.logs.append(log)
+        agentcom = Path(sys.executable).with_name("agentcom")
+        self.procs[name] = subprocess.Popen(
+            [str(agentcom), "sidecar", "run", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=embedded.die_with_parent,
+        )
+
+    def log(self, name: str) -> str:
+        return (self.root / name / "sidecar.log").read_text(errors="replace")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no goodbye, no outcome."""
+        self.procs[name].kill()
+        self.procs[name].wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        for log in self.logs:
+            log.close()
+
+
+@pytest.fixture
+def sidecars(tmp_path: Path) -> Iterator[Sidecars]:
+    made = Sidecars(tmp_path / "agents")
+    try:
+        yield made
+    finally:
+        made.stop_all()
+
+
+class Repos:
+    """Real git for tests: `origin(tmp, files)` makes a bare remote, `git(...)` runs git."""
+
+    git = staticmethod(git)
+    origin = staticmethod(make_origin)
+
+
+@pytest.fixture
+def repos() -> Repos:
+    return Repos()
