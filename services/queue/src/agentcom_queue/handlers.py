@@ -14,8 +14,8 @@ from agentcom_common import micro
 from agentcom_common.contracts.task import (
     Claimed,
     ClaimedTasks,
-    ClaimTask,
     ClaimForAgents,
+    ClaimTask,
     ClaimTasks,
     ListTasks,
     QueueStats,
