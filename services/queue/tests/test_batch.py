@@ -313,3 +313,67 @@ async def test_a_batch_task_depending_on_a_dead_letter_is_blocked(
     shown = (await api.get(f"/api/tasks/{child['id']}")).json()
     assert shown["state"] == "waiting"
     assert parent["id"] in shown["blocked_reason"]
+
+
+async def test_claim_agents_gives_one_task_each_best_first(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    made = await submit_many(nc, 3)
+
+    got = (await rpc(nc, "claim_agents", {"agent_ids": ["first", "second", "third", "fourth"]}))[
+        "tasks"
+    ]
+    again = await rpc(nc, "claim_agents", {"agent_ids": ["fifth"]})
+
+    assert [(t["id"], t["assigned_to"]) for t in got] == [
+        (made[0]["id"], "first"),
+        (made[1]["id"], "second"),
+        (made[2]["id"], "third"),
+    ]
+    assert [t["generation"] for t in got] == [1, 1, 1]
+    assert again["tasks"] == []
+    trail = await history(api, made[1]["id"])
+    assert (trail[-1]["to_state"], trail[-1]["actor"]) == ("assigned", "second")
+    # the agent named on the task is the one the queue accepts reports from
+    results = await report_many(nc, got[1:2], "accepted", agent="second")
+    wrong = await report_many(nc, got[2:3], "accepted", agent="second")
+    assert results[0]["ok"] is True
+    assert wrong[0]["error_code"] == "wrong_agent"
+
+
+@pytest.mark.usefixtures("api")
+async def test_claim_agents_honours_capabilities_and_refuses_a_repeated_agent(nc: Client) -> None:
+    await submit_many(nc, 2, needed_capabilities=["gpu"])
+    await submit_many(nc, 1)
+
+    plain = (await rpc(nc, "claim_agents", {"agent_ids": ["a", "b"]}))["tasks"]
+    twice = await rpc(nc, "claim_agents", {"agent_ids": ["c", "c"]})
+    gpu = (await rpc(nc, "claim_agents", {"agent_ids": ["c", "d", "e"], "capabilities": ["gpu"]}))[
+        "tasks"
+    ]
+
+    assert [t["needed_capabilities"] for t in plain] == [[]]
+    assert twice["error"] == "invalid_field"
+    assert "agent_ids" in twice["detail"]
+    assert [(t["assigned_to"], t["needed_capabilities"]) for t in gpu] == [
+        ("c", ["gpu"]),
+        ("d", ["gpu"]),
+    ]
+
+
+@pytest.mark.usefixtures("api")
+async def test_concurrent_agent_claimers_never_share_a_task(nc: Client) -> None:
+    made = [t["id"] for t in await submit_many(nc, 120)]
+
+    async def claimer(group: int) -> list[str]:
+        got: list[str] = []
+        agents = [f"g{group}-{i}" for i in range(5)]
+        while batch := (await rpc(nc, "claim_agents", {"agent_ids": agents}))["tasks"]:
+            got += [t["id"] for t in batch]
+        return got
+
+    claimed = await asyncio.gather(*(claimer(g) for g in range(6)))
+
+    every = [task_id for batch in claimed for task_id in batch]
+    assert len(every) == len(set(every)) == 120
+    assert set(every) == set(made)

@@ -1,5 +1,6 @@
 """NATS RPC of the queue: agentcom.rpc.queue.submit|claim|report|requeue|stats|list, and the
-batch variants submit_batch|claim_batch|report_batch (one transaction for many tasks).
+batch variants submit_batch|claim_batch|claim_agents|report_batch (one transaction for many
+tasks).
 
 Same ops as the HTTP API, through `micro.endpoint` (errors become Nats-Service-Error headers).
 NATS callers are services and sidecars on the hub's own NATS account, so the actor is the
@@ -13,6 +14,7 @@ from agentcom_common import micro
 from agentcom_common.contracts.task import (
     Claimed,
     ClaimedTasks,
+    ClaimForAgents,
     ClaimTask,
     ClaimTasks,
     ListTasks,
@@ -72,6 +74,12 @@ async def register(res: Resources, loops: Loops, *, retry_backoff: timedelta) ->
         )
         return ClaimedTasks(tasks=tasks)
 
+    async def claim_agents(body: ClaimForAgents) -> ClaimedTasks:
+        tasks = await ops.claim_for_agents(
+            q, list(body.agent_ids), list(body.capabilities), list(body.repos)
+        )
+        return ClaimedTasks(tasks=tasks)
+
     async def report_batch(body: ReportTasks) -> ReportedTasks:
         return ReportedTasks(results=await ops.report_many(q, list(body.reports)))
 
@@ -85,6 +93,9 @@ async def register(res: Resources, loops: Loops, *, retry_backoff: timedelta) ->
     await group.add_endpoint(name="stats", handler=micro.endpoint(StatsRequest, stats))
     await group.add_endpoint(name="submit_batch", handler=micro.endpoint(SubmitTasks, submit_batch))
     await group.add_endpoint(name="claim_batch", handler=micro.endpoint(ClaimTasks, claim_batch))
+    await group.add_endpoint(
+        name="claim_agents", handler=micro.endpoint(ClaimForAgents, claim_agents)
+    )
     await group.add_endpoint(name="report_batch", handler=micro.endpoint(ReportTasks, report_batch))
 
     await group.add_endpoint(name="list", handler=micro.endpoint(ListTasks, listing))

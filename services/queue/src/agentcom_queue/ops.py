@@ -563,6 +563,33 @@ async def claim_many(
     return [view(row) for row in rows]
 
 
+async def claim_for_agents(
+    q: Queue, agent_ids: list[str], capabilities: list[str], agent_repos: list[str]
+) -> list[TaskView]:
+    """One task each for several agents alike, best task to the first agent; one statement.
+
+    Fewer tasks than agents when fewer are eligible. Each is assigned as `claim` would assign it.
+    """
+    if len(set(agent_ids)) != len(agent_ids):
+        raise InvalidError("agent_ids lists an agent twice", field="agent_ids")
+    headers = telemetry.inject_headers()
+    rows: Sequence[Any]
+    if q.claims is not None:
+        async with q.claims.acquire() as driver:
+            rows = await store_batch.claim_agents(
+                None, driver, agent_ids, capabilities, agent_repos, headers
+            )
+    else:
+        async with q.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = await store_batch.claim_agents(
+                conn, None, agent_ids, capabilities, agent_repos, headers
+            )
+    if rows:
+        outbox.wake_local(q.outbox)
+    return [view(row) for row in rows]
+
+
 async def submit_many(q: Queue, tasks: list[SubmitTask], actor: str) -> list[TaskRef]:
     """Create many tasks in one transaction, in order; each is validated as `submit` validates.
 

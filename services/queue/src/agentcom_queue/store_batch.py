@@ -145,6 +145,72 @@ async def claim(
     return result.all()
 
 
+CLAIM_AGENTS_SQL: Final = f"""
+WITH cand AS (
+    SELECT t.id, t.lane, t.seq FROM {SCHEMA}.tasks t
+    WHERE t.state = 'queued'
+      AND t.not_before <= now()
+      AND t.needed_capabilities <@ CAST(:capabilities AS text[])
+      AND (t.repo IS NULL OR NOT EXISTS (
+            SELECT 1 FROM {SCHEMA}.repos r WHERE r.url = t.repo AND r.paused))
+      AND (cardinality(CAST(:repos AS text[])) = 0 OR t.repo IS NULL
+           OR t.repo = ANY(CAST(:repos AS text[])))
+    ORDER BY t.lane, t.seq
+    LIMIT cardinality(CAST(:agents AS text[]))
+    FOR UPDATE OF t SKIP LOCKED
+), pick AS (
+    SELECT c.id, (CAST(:agents AS text[]))[row_number() OVER (ORDER BY c.lane, c.seq)] AS agent
+    FROM cand c
+), moved AS (
+    UPDATE {SCHEMA}.tasks t
+    SET state = 'assigned', generation = t.generation + 1, assigned_to = pick.agent,
+        assigned_at = now(), updated_at = now()
+    FROM pick WHERE t.id = pick.id AND t.state = 'queued'
+    RETURNING t.*
+){_history_and_event("'queued'", "'assigned'", "'claimed'", "m.assigned_to", ":subject")}
+SELECT m.* FROM moved m ORDER BY m.lane, m.seq
+"""
+CLAIM_AGENTS: Final[TextClause] = text(CLAIM_AGENTS_SQL)
+CLAIM_AGENTS_ASYNCPG: Final = numbered(
+    CLAIM_AGENTS_SQL, ("agents", "capabilities", "repos", "headers", "subject")
+)
+
+
+async def claim_agents(
+    conn: AsyncConnection | None,
+    driver: Any,
+    agent_ids: Sequence[str],
+    capabilities: Sequence[str],
+    agent_repos: Sequence[str],
+    headers: dict[str, str],
+) -> Sequence[Any]:
+    """One claimable task for each of `agent_ids` in order (best task to the first agent), in
+    one statement; on the raw asyncpg `driver` when given, else on `conn` (autocommit)."""
+    subject = subjects.event("task", "assigned")
+    if driver is not None:
+        rows = await driver.fetch(
+            CLAIM_AGENTS_ASYNCPG,
+            list(agent_ids),
+            list(capabilities),
+            list(agent_repos),
+            json.dumps(headers),
+            subject,
+        )
+        return [Record(row) for row in rows]
+    assert conn is not None
+    result = await conn.execute(
+        CLAIM_AGENTS,
+        {
+            "agents": list(agent_ids),
+            "capabilities": list(capabilities),
+            "repos": list(agent_repos),
+            "headers": json.dumps(headers),
+            "subject": subject,
+        },
+    )
+    return result.all()
+
+
 _SUBMIT_COLUMNS: Final = (
     ("id", "text"),
     ("client_key", "text"),

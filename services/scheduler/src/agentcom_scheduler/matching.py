@@ -18,9 +18,9 @@ from nats.js import JetStreamContext
 
 from agentcom_common import clock, messaging, subjects
 from agentcom_common.contracts.agent import AgentState, Assign
-from agentcom_common.contracts.task import ClaimTask, RequeueTask
+from agentcom_common.contracts.task import ClaimForAgents, RequeueTask
 from agentcom_common.errors import AgentcomError
-from agentcom_scheduler import ops, presence, queue_client, store
+from agentcom_scheduler import batch, ops, queue_client, store
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ def _deadline(task: dict[str, Any], execution_timeout: timedelta) -> datetime:
     return clock.now() + execution_timeout
 
 
-CLAIMS_AT_ONCE = 8
-"""Idle agents offered work side by side in one pass (claims are RPCs: mostly waiting)."""
+CLAIMS_AT_ONCE = 64
+"""Idle agents of one profile offered work in one queue round trip and one transaction."""
 
 
 async def match_once(
@@ -51,9 +51,10 @@ async def match_once(
     """Offer work to idle agents; returns how many tasks were assigned.
 
     Agents alike (same capabilities and repos) get the same answer from the queue, so work is
-    offered profile by profile, longest-idle agent first, a few side by side, until the queue
-    has nothing for that profile: the cost follows the number of profiles and assignments, not
-    the number of idle agents.
+    offered profile by profile: up to CLAIMS_AT_ONCE of its idle agents, longest idle first, in
+    one `claim_agents` call (the best task to the longest idle), one transaction for all their
+    moves, then the assignments published side by side; again until the queue runs dry for
+    that profile. The cost follows the number of profiles and assignments, not of idle agents.
     """
     async with s.engine.connect() as conn:
         profiles = await store.idle_profiles(conn)
@@ -62,11 +63,11 @@ async def match_once(
         while True:
             async with s.engine.connect() as conn:
                 chunk = await store.idle_of(conn, profile, CLAIMS_AT_ONCE)
-            got = await asyncio.gather(
-                *(_offer(s, nc, js, agent, execution_timeout) for agent in chunk)
-            )
-            assigned += sum(1 for g in got if g)
-            if len(chunk) < CLAIMS_AT_ONCE or None in got or not any(got):
+            if not chunk:
+                break
+            claimed, sent = await _offer(s, nc, js, profile, chunk, execution_timeout)
+            assigned += sent
+            if claimed < len(chunk) or len(chunk) < CLAIMS_AT_ONCE:
                 break
     return assigned
 
@@ -75,45 +76,51 @@ async def _offer(
     s: ops.Scheduler,
     nc: Client,
     js: JetStreamContext,
-    agent: store.AgentRow,
+    profile: store.Profile,
+    chunk: list[store.AgentRow],
     execution_timeout: timedelta,
-) -> bool | None:
-    """Claim for one idle agent and send the assignment: True when sent, None when the queue
-    has nothing for it, False when it left meanwhile."""
-    claim = ClaimTask(
-        agent_id=agent.id, capabilities=list(agent.capabilities), repos=list(agent.repos)
-    )
-    task = (await queue_client.call(nc, "claim", claim))["task"]
-    if task is None:
-        return None
-    async with s.engine.begin() as conn:
-        moved = await presence.transition_if(
-            s,
-            conn,
-            agent.id,
+) -> tuple[int, int]:
+    """Claim one task each for idle agents alike and send the assignments; returns (tasks
+    claimed, assignments sent). A task whose agent left meanwhile goes straight back."""
+    capabilities, repos = profile
+    claim = ClaimForAgents(agent_ids=[a.id for a in chunk], capabilities=capabilities, repos=repos)
+    tasks: list[dict[str, Any]] = (await queue_client.call(nc, "claim_agents", claim))["tasks"]
+    if not tasks:
+        return 0, 0
+    now = clock.now()
+    moves = [
+        batch.Move(
+            task["assigned_to"],
             AgentState.IDLE,
             AgentState.ASSIGNED,
             f"task {task['id']} generation {task['generation']}",
             "assigned",
-            {
-                "task_id": task["id"],
-                "generation": task["generation"],
-                "assigned_at": clock.now(),
-                "deadline": _deadline(task, execution_timeout),
-            },
+            (task["id"], task["generation"], now, _deadline(task, execution_timeout)),
         )
-    if not moved:  # it went offline meanwhile: give the task straight back
-        back = RequeueTask(task_id=task["id"], generation=task["generation"], reason="agent left")
-        await queue_client.call(nc, "requeue", back)
-        return False
+        for task in tasks
+    ]
+    async with s.engine.begin() as conn:
+        moved = await batch.transition_many(s, conn, moves)
+    for task in tasks:
+        if task["assigned_to"] not in moved:  # it went offline meanwhile: give it straight back
+            back = RequeueTask(
+                task_id=task["id"], generation=task["generation"], reason="agent left"
+            )
+            await queue_client.call(nc, "requeue", back)
+    sent = [task for task in tasks if task["assigned_to"] in moved]
+    await asyncio.gather(*(_send(js, task) for task in sent))
+    return len(tasks), len(sent)
+
+
+async def _send(js: JetStreamContext, task: dict[str, Any]) -> None:
+    agent_id = task["assigned_to"]
     await messaging.publish(
         js,
-        subjects.agent_inbox(agent.id),
+        subjects.agent_inbox(agent_id),
         Assign(task=task, generation=task["generation"]),
         msg_id=f"assign.{task['id']}.{task['generation']}",
     )
-    log.info("task.assigned", extra={"agent_id": agent.id, "task_id": task["id"]})
-    return True
+    log.info("task.assigned", extra={"agent_id": agent_id, "task_id": task["id"]})
 
 
 async def match_forever(

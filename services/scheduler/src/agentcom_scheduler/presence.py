@@ -36,9 +36,15 @@ from agentcom_common.contracts.agent import (
     TaskOutcome,
     ToolCallReport,
 )
-from agentcom_common.contracts.task import ListTasks, ReportTask, RequeueTask, TaskState
+from agentcom_common.contracts.task import (
+    ListTasks,
+    ReportTask,
+    ReportTasks,
+    RequeueTask,
+    TaskState,
+)
 from agentcom_common.errors import AgentcomError, InvalidError, NotFoundError, UnavailableError
-from agentcom_scheduler import limits, ops, queue_client, store
+from agentcom_scheduler import batch, limits, ops, queue_client, store
 
 log = logging.getLogger(__name__)
 _REPORT: TypeAdapter[AgentReport] = TypeAdapter(AgentReport)
@@ -209,18 +215,7 @@ async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
     the sidecar's reason, so the retry budget sees it.
     """
     rejected = report.kind == "rejected"
-    await queue_client.call(
-        nc,
-        "report",
-        ReportTask(
-            task_id=report.task_id,
-            agent_id=report.agent_id,
-            generation=report.generation,
-            outcome=_QUEUE_OUTCOME[report.kind],
-            result=dict(report.result),
-            error=f"rejected: {report.error or 'no reason given'}" if rejected else report.error,
-        ),
-    )
+    await queue_client.call(nc, "report", _to_queue(report))
     async with s.engine.begin() as conn:
         if report.kind == "accepted":
             await transition_if(
@@ -281,38 +276,224 @@ async def _handle_batch(
 ) -> None:
     """Each agent's reports in order; different agents' reports side by side. Agents that sent
     only heartbeats are refreshed together in one statement (at 1,000 agents heartbeats are
-    most of the traffic)."""
+    most of the traffic); agents that sent only heartbeats and task outcomes are handled
+    together too (`_outcomes_many`): one `report_batch` call per round, one transaction for
+    their moves. Anything else goes one report at a time."""
     by_agent: dict[str, list[Msg]] = {}
     for msg in batch:
         by_agent.setdefault(msg.subject, []).append(msg)
     beats: list[tuple[Msg, Heartbeat]] = []
+    outcomes: list[list[tuple[Msg, Heartbeat | TaskOutcome]]] = []
     rest: list[list[Msg]] = []
     for msgs in by_agent.values():
-        parsed = [_plain_heartbeat(m, gate) for m in msgs]
-        if all(p is not None for p in parsed):
-            beats += [(m, p) for m, p in zip(msgs, parsed, strict=True) if p is not None]
-        else:
+        parsed = [_plain(m, gate) for m in msgs]
+        plain = [(m, p) for m, p in zip(msgs, parsed, strict=True) if p is not None]
+        if len(plain) < len(msgs):
             rest.append(msgs)
+        elif all(isinstance(p, Heartbeat) for _, p in plain):
+            beats += [(m, p) for m, p in plain if isinstance(p, Heartbeat)]
+        else:
+            outcomes.append(plain)
 
     async def in_order(msgs: list[Msg]) -> None:
         for msg in msgs:
             await _handle(s, nc, js, msg, gate, on_cutoff)
 
-    await asyncio.gather(_beat_many(s, beats, gate), *(in_order(msgs) for msgs in rest))
+    await asyncio.gather(
+        _beat_many(s, beats, gate),
+        _outcomes_many(s, nc, outcomes, gate),
+        *(in_order(msgs) for msgs in rest),
+    )
 
 
-def _plain_heartbeat(msg: Msg, gate: Gate) -> Heartbeat | None:
-    """The heartbeat in `msg` if it is a well-formed one from its speaker that may be counted."""
+def _plain(msg: Msg, gate: Gate) -> Heartbeat | TaskOutcome | None:
+    """The heartbeat or task outcome in `msg` if it is a well-formed one from its speaker that
+    may be counted and forwarded as it is; None sends the agent's reports the single way."""
     speaker = msg.subject.split(".")[2]
     try:
         report = _REPORT.validate_json(msg.data)
     except ValidationError:
         return None
-    if not isinstance(report, Heartbeat) or report.agent_id != speaker:
+    if not isinstance(report, Heartbeat | TaskOutcome) or report.agent_id != speaker:
         return None
     if gate.limiter is not None and gate.limiter.blocked(speaker):
         return None
+    if isinstance(report, TaskOutcome):
+        try:
+            _to_queue(report)
+        except ValidationError:
+            return None
     return report
+
+
+def _to_queue(report: TaskOutcome) -> ReportTask:
+    rejected = report.kind == "rejected"
+    return ReportTask(
+        task_id=report.task_id,
+        agent_id=report.agent_id,
+        generation=report.generation,
+        outcome=_QUEUE_OUTCOME[report.kind],
+        result=dict(report.result),
+        error=f"rejected: {report.error or 'no reason given'}" if rejected else report.error,
+    )
+
+
+def _outcome_move(report: TaskOutcome) -> batch.Move:
+    """The agent's move once the queue took the outcome (as `_forward` moves it)."""
+    if report.kind == "accepted":
+        return batch.Move(
+            report.agent_id,
+            AgentState.ASSIGNED,
+            AgentState.WORKING,
+            f"accepted {report.task_id}",
+            "working",
+        )
+    # rejected leaves `assigned`, an outcome leaves `working`: both end idle
+    return batch.Move(
+        report.agent_id,
+        AgentState.ASSIGNED if report.kind == "rejected" else AgentState.WORKING,
+        AgentState.IDLE,
+        f"{report.kind} {report.task_id}",
+        "idle",
+    )
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What `_outcomes_many` does with a batch: presence per agent, outcomes in rounds."""
+
+    resources: dict[str, dict[str, object] | None] = field(
+        default_factory=dict[str, dict[str, object] | None]
+    )
+    first_kind: dict[str, str] = field(default_factory=dict[str, str])
+    beats: list[Msg] = field(default_factory=list[Msg])
+    rounds: list[list[tuple[Msg, TaskOutcome]]] = field(
+        default_factory=list[list[tuple[Msg, TaskOutcome]]]
+    )
+
+
+def _plan(groups: list[list[tuple[Msg, Heartbeat | TaskOutcome]]], gate: Gate) -> _Plan:
+    """The k-th outcome of every agent goes in round k or later (a task at most once per
+    round, an agent's outcomes in order)."""
+    plan = _Plan()
+    in_round: list[set[str]] = []
+    for items in groups:
+        k = 0
+        for msg, report in items:
+            plan.first_kind.setdefault(report.agent_id, report.kind)
+            plan.resources.setdefault(report.agent_id, None)
+            if isinstance(report, Heartbeat):
+                plan.beats.append(msg)
+                limiter = gate.limiter
+                if limiter is None or not limiter.take(report.agent_id, "light"):
+                    plan.resources[report.agent_id] = _resources(report)
+                continue  # over the rate: dropped, like any light report
+            while k < len(plan.rounds) and report.task_id in in_round[k]:
+                k += 1
+            if k == len(plan.rounds):
+                plan.rounds.append([])
+                in_round.append(set())
+            plan.rounds[k].append((msg, report))
+            in_round[k].add(report.task_id)
+            k += 1
+    return plan
+
+
+async def _nak_all(msgs: list[Msg]) -> None:
+    for msg in msgs:
+        await msg.nak(delay=1)
+
+
+async def _outcomes_many(
+    s: ops.Scheduler,
+    nc: Client,
+    groups: list[list[tuple[Msg, Heartbeat | TaskOutcome]]],
+    gate: Gate,
+) -> None:
+    """Heartbeats and task outcomes of many agents, each agent's in order.
+
+    As `on_report` does for each: presence first (one statement for all, offline agents come
+    online), then the outcomes go to the queue and the agents move. Outcomes are sent in
+    rounds (`_plan`), each round one `report_batch` call; then one transaction moves every
+    agent whose outcome the queue took. A refused outcome (stale generation...) is dropped as
+    a single one would be; if the queue is away, that round and the later ones are redelivered.
+    """
+    if not groups:
+        return
+    plan = _plan(groups, gate)
+    try:
+        async with s.engine.begin() as conn:
+            known = await batch.seen_many(conn, plan.resources)
+            online = [a for a, state in known.items() if state is AgentState.OFFLINE]
+            await batch.transition_many(
+                s,
+                conn,
+                [
+                    batch.Move(a, AgentState.OFFLINE, AgentState.IDLE, plan.first_kind[a], "online")
+                    for a in online
+                ],
+            )
+    except Exception:  # Postgres away: leave them all for redelivery
+        log.exception("reports.outcomes_failed")
+        await _nak_all(plan.beats + [m for r in plan.rounds for m, _ in r])
+        return
+    for msg in plan.beats:
+        await msg.ack()
+    for r in plan.rounds:
+        for msg, report in r:
+            if report.agent_id not in known:
+                log.warning("report.refused", extra={"subject": msg.subject, "error": "unknown"})
+                await msg.term()
+    rounds = [[(m, rep) for m, rep in r if rep.agent_id in known] for r in plan.rounds]
+    answers = await _report_rounds(nc, [r for r in rounds if r])
+    await _settle(s, [r for r in rounds if r], answers)
+
+
+async def _report_rounds(
+    nc: Client, rounds: list[list[tuple[Msg, TaskOutcome]]]
+) -> list[list[bool]]:
+    """Each round's outcomes to the queue in one call; per report whether the queue took it.
+    Stops at the first round the queue could not answer (fewer answers than rounds)."""
+    answers: list[list[bool]] = []
+    for r in rounds:
+        try:
+            reply = await queue_client.call(
+                nc, "report_batch", ReportTasks(reports=[_to_queue(rep) for _, rep in r])
+            )
+        except AgentcomError as exc:  # the queue is away: this round and the rest come again
+            log.warning("report.deferred", extra={"error": exc.code, "reports": len(r)})
+            break
+        results: list[dict[str, object]] = reply["results"]
+        for (msg, _), answer in zip(r, results, strict=True):
+            if not answer["ok"]:
+                log.warning(
+                    "report.refused",
+                    extra={"subject": msg.subject, "error": answer.get("error_code")},
+                )
+        answers.append([bool(answer["ok"]) for answer in results])
+    return answers
+
+
+async def _settle(
+    s: ops.Scheduler, rounds: list[list[tuple[Msg, TaskOutcome]]], answers: list[list[bool]]
+) -> None:
+    """Move the agents whose outcomes the queue took, in one transaction; then ack them (term
+    the refused ones, nak the rounds the queue did not answer)."""
+    try:
+        async with s.engine.begin() as conn:
+            for r, oks in zip(rounds, answers, strict=False):  # an agent at most once per round
+                moves = [_outcome_move(rep) for (_, rep), ok in zip(r, oks, strict=True) if ok]
+                await batch.transition_many(s, conn, moves)
+    except Exception:  # Postgres away: redelivered; the queue acknowledges a repeat once
+        log.exception("reports.outcomes_failed")
+        await _nak_all([m for r in rounds for m, _ in r])
+        return
+    for k, r in enumerate(rounds):
+        if k >= len(answers):
+            await _nak_all([m for m, _ in r])
+            continue
+        for (msg, _), ok in zip(r, answers[k], strict=True):
+            await (msg.ack() if ok else msg.term())
 
 
 async def _beat_many(s: ops.Scheduler, beats: list[tuple[Msg, Heartbeat]], gate: Gate) -> None:

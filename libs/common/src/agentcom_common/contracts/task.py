@@ -246,6 +246,20 @@ class ClaimedTasks(Contract):
     tasks: list[TaskView]
 
 
+class ClaimForAgents(Request):
+    """One task each for several agents alike (same capabilities and repos), in one round trip.
+
+    The best task (lane, then age) goes to the first agent, the next to the second, and so on;
+    fewer tasks than agents when fewer are eligible. Each is assigned as a single claim would.
+    """
+
+    agent_ids: list[AgentId] = Field(min_length=1, max_length=BATCH_LIMIT)
+    capabilities: list[Capability] = Field(default_factory=list[str], max_length=50)
+    repos: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] = Field(
+        default_factory=list[str], max_length=50, description="Empty: any repo."
+    )
+
+
 class ReportTasks(Request):
     """Many reports in one transaction; each is applied (or refused) as a single report is."""
 
