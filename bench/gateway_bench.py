@@ -293,16 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     root = shared_tmpdir("agentcom-gwbench-")
     layout = embedded.PostgresLayout(root / "pg", root / "run", free_port(), database="bench")
     try:
-        with (root / "postgres.log").open("wb") as pglog:
-            postgres = subprocess.Popen(
-                embedded.prepare_postgres(layout, fast=False),
-                stdout=pglog,
-                stderr=subprocess.STDOUT,
-                user=embedded.os_user(),
-                process_group=0,
-                preexec_fn=lambda: embedded.die_with_parent(signal.SIGINT),
-            )
-        try:
+        with embedded.postgres_running(layout, root / "postgres.log"):
             asyncio.run(embedded.wait_for_postgres(layout, deadline=60))
             asyncio.run(embedded.create_database(layout))
             broker = start_nats(root / "js")
@@ -310,9 +301,6 @@ def main(argv: list[str] | None = None) -> None:
                 figures = run(args, root, layout, broker.url)
             finally:
                 broker.stop()
-        finally:
-            postgres.send_signal(signal.SIGINT)
-            postgres.wait(timeout=30)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(figures))  # noqa: T201 - the benchmark's machine-readable line

@@ -30,9 +30,7 @@ import math
 import os
 import platform
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -87,40 +85,18 @@ class Servers:
 # servers
 
 
-def _stop(process: subprocess.Popen[bytes], sig: int) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(sig)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextlib.contextmanager
 def servers() -> Generator[Servers]:
     """Embedded Postgres (durable) and nats-server on loopback; both stopped on any exit."""
     root = shared_tmpdir("agentcom-bench-")
     layout = embedded.PostgresLayout(root / "pg", root / "run", free_port(), database="bench")
     try:
-        with (root / "postgres.log").open("wb") as log:
-            postgres = subprocess.Popen(
-                embedded.prepare_postgres(layout, fast=False),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                user=embedded.os_user(),
-                process_group=0,
-                preexec_fn=lambda: embedded.die_with_parent(signal.SIGINT),
-            )
+        with embedded.postgres_running(layout, root / "postgres.log") as postgres:
+            broker = start_nats(root / "js")
             try:
-                broker = start_nats(root / "js")
-                try:
-                    yield Servers(layout, broker.url, root, postgres.pid, broker.process.pid)
-                finally:
-                    broker.stop()
+                yield Servers(layout, broker.url, root, postgres.pid, broker.process.pid)
             finally:
-                _stop(postgres, signal.SIGINT)  # fast shutdown
+                broker.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

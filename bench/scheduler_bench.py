@@ -32,8 +32,6 @@ import math
 import os
 import platform
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Generator
@@ -81,27 +79,12 @@ def servers() -> Generator[tuple[embedded.PostgresLayout, Any, Path]]:
     root = shared_tmpdir("agentcom-sbench-")
     layout = embedded.PostgresLayout(root / "pg", root / "run", free_port(), database="bench")
     try:
-        with (root / "postgres.log").open("wb") as log:
-            postgres = subprocess.Popen(
-                embedded.prepare_postgres(layout, fast=False),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                user=embedded.os_user(),
-                process_group=0,
-                preexec_fn=lambda: embedded.die_with_parent(signal.SIGINT),
-            )
+        with embedded.postgres_running(layout, root / "postgres.log"):
+            broker = start_nats(root / "js")
             try:
-                broker = start_nats(root / "js")
-                try:
-                    yield layout, broker, root
-                finally:
-                    broker.stop()
+                yield layout, broker, root
             finally:
-                postgres.send_signal(signal.SIGINT)
-                try:
-                    postgres.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    postgres.kill()
+                broker.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -10,6 +10,7 @@ system user `settings.postgres_os_user`, created on first use.
 """
 
 import asyncio
+import contextlib
 import ctypes
 import importlib.util
 import os
@@ -18,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -260,3 +262,32 @@ async def wait_for_postgres(layout: PostgresLayout, *, deadline: float) -> None:
         else:
             await conn.close()
             return
+
+
+@contextlib.contextmanager
+def postgres_running(
+    layout: PostgresLayout, log: Path, *, fast: bool = False, stop_timeout: float = 30
+) -> Generator[subprocess.Popen[bytes]]:
+    """Postgres in the foreground as our child (initialised on first use) for tests and benches.
+
+    On exit it gets SIGINT (fast shutdown) and SIGKILL if it lingers past `stop_timeout`; it
+    also dies with this process. `agentcom up` supervises its own instead (restarts, backoff).
+    """
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            prepare_postgres(layout, fast=fast),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            user=os_user(),
+            process_group=0,
+            preexec_fn=lambda: die_with_parent(signal.SIGINT),
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=stop_timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -114,27 +113,11 @@ def pg_server() -> Iterator[PgServer]:
     layout = embedded.PostgresLayout(
         data_dir=root / "data", socket_dir=root / "run", port=free_port()
     )
-    command = embedded.prepare_postgres(layout, fast=True)
-    log = (root / "postgres.log").open("wb")
-    process = subprocess.Popen(
-        command,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        user=embedded.os_user(),
-        process_group=0,
-        preexec_fn=lambda: embedded.die_with_parent(signal.SIGINT),
-    )
     try:
-        asyncio.run(embedded.wait_for_postgres(layout, deadline=60))
-        yield PgServer(str(layout.socket_dir), layout.port, layout.user, None)
+        with embedded.postgres_running(layout, root / "postgres.log", fast=True, stop_timeout=20):
+            asyncio.run(embedded.wait_for_postgres(layout, deadline=60))
+            yield PgServer(str(layout.socket_dir), layout.port, layout.user, None)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -298,7 +281,37 @@ async def admin_token(engine: AsyncEngine) -> str:
     return (await auth.issue(engine, auth.Role.ADMIN, "test admin")).token
 
 
-class ServiceProcess:
+class ChildProcess:
+    """A real process of ours that a test may SIGKILL; its output goes to `log`."""
+
+    def __init__(self, log: Path, stop_timeout: float = 15) -> None:
+        self.log = log
+        self.stop_timeout = stop_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, argv: list[str], env: dict[str, str]) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=out, preexec_fn=embedded.die_with_parent
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class ServiceProcess(ChildProcess):
     """A service as a real process (`python -m agentcom_<name>`), for tests that kill it."""
 
     def __init__(
@@ -318,19 +331,12 @@ class ServiceProcess:
             }
             | (env or {})
         )
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(log)
 
     def start(self, deadline: float = 60) -> None:
         """Start and wait until /readyz answers 200."""
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module],
-                env=self.env,
-                stdout=out,
-                stderr=out,
-                preexec_fn=embedded.die_with_parent,
-            )
+        self.spawn([sys.executable, "-m", self.module], self.env)
+        assert self.process is not None
         stop_at = time.monotonic() + deadline
         while time.monotonic() < stop_at:
             assert self.process.poll() is None, self.log.read_text()[-3000:]
@@ -339,21 +345,6 @@ class ServiceProcess:
                     return
             time.sleep(0.05)
         raise AssertionError(f"{self.module} not ready in {deadline} s; see {self.log}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 async def assert_service_answers(
