@@ -18,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agentcom_common import embedded
 from agentcom_common.settings import CommonSettings
-from agentcom_common.testing import NatsServer, running
+from agentcom_common.testing import ChildProcess, NatsServer, running
 from agentcom_queue.app import create_app as queue_app
 from agentcom_scheduler.app import create_app as scheduler_app
 from agentcom_scheduler.settings import SchedulerSettings
@@ -130,7 +129,7 @@ def run_sidecar() -> RunSidecar:
     return _in_process
 
 
-class SidecarProcess:
+class SidecarProcess(ChildProcess):
     """`python -m agentcom_sidecar run` as a real process, to be killed with SIGKILL."""
 
     def __init__(
@@ -139,9 +138,9 @@ class SidecarProcess:
         argv: list[str] | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
+        super().__init__(config.path.parent / "sidecar.log", stop_timeout=20)
         self.config = config
         self.extra_env = env or {}
-        self.log = config.path.parent / "sidecar.log"
         self.argv = argv or [
             sys.executable,
             "-m",
@@ -150,33 +149,10 @@ class SidecarProcess:
             "--config",
             str(config.path),
         ]
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")}
-        env |= self.extra_env
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.argv,
-                stdout=out,
-                stderr=out,
-                env=env,
-                preexec_fn=embedded.die_with_parent,
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.spawn(self.argv, env | self.extra_env)
 
 
 @pytest.fixture
