@@ -212,6 +212,10 @@ async def test_bad_requests_name_the_field(api: httpx.AsyncClient) -> None:
         resp = await api.post("/v1/chat/completions", json=body)
         assert resp.status_code == 422, resp.text
         assert resp.json()["field"] == field
+    resp = await api.post(
+        "/api/chat", json={"messages": [{"role": "user", "content": "x"}], "options": "hot"}
+    )
+    assert (resp.status_code, resp.json()["field"]) == (422, "options")
     resp = await api.post("/api/chat", content=b"not json")
     assert (resp.status_code, resp.json()["field"]) == (422, "body")
     resp = await api.post(

@@ -216,7 +216,10 @@ async def ollama_chat(request: Request, s: L, principal: Caller) -> Response:
 
 
 def _ollama_options(body: Json) -> Json:
-    options = dict(body.get("options") or {})
+    raw: Any = body.get("options") or {}
+    if not isinstance(raw, dict):
+        raise InvalidError("options: must be a JSON object", field="options")
+    options = dict(cast(Json, raw))
     if "num_predict" in options:
         options["max_tokens"] = options.pop("num_predict")
     return {
