@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
@@ -45,6 +46,15 @@ class UpstreamBadRequestError(AgentcomError):
 class Who:
     caller: str
     caller_class: str
+
+
+@dataclass(slots=True)
+class _Use:
+    """What one upstream call came to, for the endpoint's health and token counts."""
+
+    ok: bool = False
+    tokens_in: int = 0
+    tokens_out: int = 0
 
 
 def resolve(model: str | None, tier: str | None) -> tuple[str, str | None]:
@@ -135,35 +145,44 @@ class Gateway:
             ok=ok,
         )
 
-    async def _attempt(self, cand: Candidate, call: Call) -> Reply:
+    @asynccontextmanager
+    async def _upstream(
+        self, cand: Candidate, call: Call, *, stream: bool
+    ) -> AsyncGenerator[tuple[aiohttp.ClientResponse, _Use]]:
+        """POST the call to one candidate with a 2xx answer; the endpoint's health and tokens
+        are accounted when the block ends, from what it set on the `_Use`."""
         endpoint = cand.endpoint
         url, body, headers = providers.build_request(
-            endpoint.provider, endpoint.base_url, endpoint.api_key, cand.model, call, stream=False
+            endpoint.provider, endpoint.base_url, endpoint.api_key, cand.model, call, stream=stream
         )
         self.registry.started(endpoint)
         began = time.perf_counter()
-        ok = False
-        reply = Reply()
+        use = _Use()
         try:
             async with self._session().post(url, json=body, headers=headers) as resp:
-                raw = await resp.read()
-                _check_status(endpoint, resp.status, raw)
-            try:
-                parsed = json.loads(raw)
-            except ValueError as exc:
-                raise UpstreamError(f"{endpoint.id} answered non-JSON") from exc
-            reply = providers.parse_reply(endpoint.provider, parsed)
-            ok = True
-            return reply
+                if resp.status >= 300:
+                    _check_status(endpoint, resp.status, await resp.read())
+                yield resp, use
         except UpstreamRefusedError:
-            ok = True  # the endpoint works; the request was bad
+            use.ok = True  # the endpoint works; the request was bad
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise UpstreamError(f"{type(exc).__name__} from {endpoint.id}") from exc
         finally:
             self.registry.finished(
-                endpoint, ok, time.perf_counter() - began, reply.tokens_in, reply.tokens_out
+                endpoint, use.ok, time.perf_counter() - began, use.tokens_in, use.tokens_out
             )
+
+    async def _attempt(self, cand: Candidate, call: Call) -> Reply:
+        async with self._upstream(cand, call, stream=False) as (resp, use):
+            raw = await resp.read()
+            try:
+                parsed = json.loads(raw)
+            except ValueError as exc:
+                raise UpstreamError(f"{cand.endpoint.id} answered non-JSON") from exc
+            reply = providers.parse_reply(cand.endpoint.provider, parsed)
+            use.ok, use.tokens_in, use.tokens_out = True, reply.tokens_in, reply.tokens_out
+            return reply
 
     async def stream(
         self, call: Call, model: str | None, tier: str | None, who: Who
@@ -215,31 +234,14 @@ class Gateway:
             self._account(who, routing, last.tokens_in, last.tokens_out, started, ok=ok)
 
     async def _upstream_stream(self, cand: Candidate, call: Call) -> AsyncGenerator[Delta]:
-        endpoint = cand.endpoint
-        url, body, headers = providers.build_request(
-            endpoint.provider, endpoint.base_url, endpoint.api_key, cand.model, call, stream=True
-        )
-        self.registry.started(endpoint)
-        began = time.perf_counter()
-        ok = False
-        last = Delta()
-        try:
-            async with self._session().post(url, json=body, headers=headers) as resp:
-                if resp.status >= 300:
-                    _check_status(endpoint, resp.status, await resp.read())
-                async for delta in providers.parse_stream(endpoint.provider, _lines(resp.content)):
-                    last = delta
-                    yield delta
-                ok = last.done
-        except UpstreamRefusedError:
-            ok = True
-            raise
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise UpstreamError(f"{type(exc).__name__} from {endpoint.id}") from exc
-        finally:
-            self.registry.finished(
-                endpoint, ok, time.perf_counter() - began, last.tokens_in, last.tokens_out
-            )
+        async with self._upstream(cand, call, stream=True) as (resp, use):
+            async for delta in providers.parse_stream(cand.endpoint.provider, _lines(resp.content)):
+                use.ok, use.tokens_in, use.tokens_out = (
+                    delta.done,
+                    delta.tokens_in,
+                    delta.tokens_out,
+                )
+                yield delta
 
     async def probe(self, endpoint: Endpoint, timeout: float) -> tuple[list[str], list[str] | None]:
         """(models, warm models or None) from the endpoint; raises on any failure."""
