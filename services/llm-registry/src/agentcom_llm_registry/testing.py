@@ -7,21 +7,15 @@ in the package (not under tests/) so `bench/gateway_bench.py` can use it too.
 
 import asyncio
 import json
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from agentcom_common.testing import free_port
 from agentcom_llm_registry.providers import as_list, as_obj
 
 Json = dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
