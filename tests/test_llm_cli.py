@@ -1,43 +1,18 @@
 """`agentcom llm add/list/route/remove` against a running llm-registry and a fake Ollama."""
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncGenerator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from agentcom_cli.main import app as cli
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import free_port
-from agentcom_llm_registry.app import create_app
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM
-
-
-@contextlib.asynccontextmanager
-async def _registry(settings: LlmSettings) -> AsyncGenerator[None]:
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=settings.port("llm-registry"),
-            log_config=None,
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn stopped before it started"
-            await asyncio.sleep(0.01)
-        yield
-    finally:
-        server.should_exit = True
-        await task
+from agentcom_llm_registry.testing import FakeLLM, serve
 
 
 async def test_cli_adds_lists_routes_and_removes_an_endpoint(
@@ -69,7 +44,7 @@ async def test_cli_adds_lists_routes_and_removes_an_endpoint(
         return result.output
 
     try:
-        async with _registry(llm):
+        async with serve(llm, llm.port("llm-registry")):
             added = await run(
                 "llm",
                 "add",

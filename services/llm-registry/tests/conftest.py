@@ -1,21 +1,17 @@
 """Fixtures: the registry served by a real uvicorn on a free port, and fake LLM upstreams."""
 
-import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from agentcom_common.settings import CommonSettings
-from agentcom_common.testing import free_port
-from agentcom_llm_registry.app import create_app
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM
+from agentcom_llm_registry.testing import FakeLLM, serve
 
 Json = dict[str, Any]
 
@@ -51,27 +47,6 @@ def llm_settings(settings: CommonSettings, tmp_path: Path) -> LlmSettings:
             "llm_request_timeout": timedelta(seconds=5),
         }
     )
-
-
-@contextlib.asynccontextmanager
-async def serve(settings: LlmSettings) -> AsyncGenerator[str]:
-    """The registry on a real socket (uvicorn, lifespan on); yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise AssertionError("uvicorn stopped before it started")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture

@@ -6,16 +6,43 @@ in the package (not under tests/) so `bench/gateway_bench.py` can use it too.
 """
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
 from aiohttp import web
 
 from agentcom_common.testing import free_port
+from agentcom_llm_registry.app import create_app
 from agentcom_llm_registry.providers import as_list, as_obj
+from agentcom_llm_registry.settings import LlmSettings
 
 Json = dict[str, Any]
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: LlmSettings, port: int | None = None) -> AsyncGenerator[str]:
+    """The registry on a real socket (uvicorn, lifespan on), on `port` or a free one;
+    yields its base URL."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise AssertionError("uvicorn stopped before it started")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 @dataclass
