@@ -11,9 +11,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 
@@ -25,6 +26,7 @@ from agentcom_llm_registry.providers import Call, Delta, Reply, UpstreamError, U
 from agentcom_llm_registry.registry import TIERS, Candidate, Endpoint, Registry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 AUTO_MODELS = frozenset({"auto", "", *TIERS})
 
 
@@ -104,14 +106,32 @@ class Gateway:
     async def chat(
         self, call: Call, model: str | None, tier: str | None, who: Who
     ) -> tuple[Reply, Routing]:
+        started = time.perf_counter()
+        reply, routing = await self._route(
+            model, tier, who, started, lambda c: self._attempt(c, call)
+        )
+        self._account(who, routing, reply.tokens_in, reply.tokens_out, started, ok=True)
+        return reply, routing
+
+    async def _route(
+        self,
+        model: str | None,
+        tier: str | None,
+        who: Who,
+        started: float,
+        attempt: Callable[[Candidate], Awaitable[T]],
+    ) -> tuple[T, Routing]:
+        """Try the candidates in order until one attempt succeeds; (its result, routing).
+
+        A refusal (400/422) ends the search. A refused call, or one no candidate answered, is
+        accounted here; a success is the caller's to account."""
         tier_name, explicit = resolve(model, tier)
         found, skipped = self.registry.candidates(tier_name, explicit)
         self.budgets.check(who.caller_class)
         tried: list[tuple[Candidate, str]] = []
-        started = time.perf_counter()
         for index, cand in enumerate(found):
             try:
-                reply = await self._attempt(cand, call)
+                result = await attempt(cand)
             except UpstreamRefusedError as exc:
                 tried.append((cand, f"refused: {exc.status}"))
                 routing = self.registry.explain(
@@ -125,9 +145,9 @@ class Gateway:
                 tried.append((cand, f"failed: {exc}"))
                 continue
             tried.append((cand, "chosen"))
-            routing = self.registry.explain(tier_name, explicit, tried, found[index + 1 :], skipped)
-            self._account(who, routing, reply.tokens_in, reply.tokens_out, started, ok=True)
-            return reply, routing
+            return result, self.registry.explain(
+                tier_name, explicit, tried, found[index + 1 :], skipped
+            )
         routing = self.registry.explain(tier_name, explicit, tried, [], skipped)
         self._account(who, routing, 0, 0, started, ok=False)
         raise _all_failed(routing)
@@ -188,34 +208,24 @@ class Gateway:
         self, call: Call, model: str | None, tier: str | None, who: Who
     ) -> tuple[Routing, Candidate, AsyncIterator[Delta]]:
         """Open a stream on the first candidate that yields a first piece; fall back before that."""
-        tier_name, explicit = resolve(model, tier)
-        found, skipped = self.registry.candidates(tier_name, explicit)
-        self.budgets.check(who.caller_class)
-        tried: list[tuple[Candidate, str]] = []
         started = time.perf_counter()
-        for index, cand in enumerate(found):
-            pieces = self._upstream_stream(cand, call)
-            try:
-                first = await anext(pieces)
-            except UpstreamRefusedError as exc:
-                tried.append((cand, f"refused: {exc.status}"))
-                routing = self.registry.explain(
-                    tier_name, explicit, tried, found[index + 1 :], skipped
-                )
-                self._account(who, routing, 0, 0, started, ok=False)
-                raise UpstreamBadRequestError(
-                    f"{cand.endpoint.id} refused the request: {exc.detail}"
-                ) from exc
-            except (UpstreamError, StopAsyncIteration) as exc:
-                await pieces.aclose()
-                tried.append((cand, f"failed: {exc or 'empty stream'}"))
-                continue
-            tried.append((cand, "chosen"))
-            routing = self.registry.explain(tier_name, explicit, tried, found[index + 1 :], skipped)
-            return routing, cand, self._relay(first, pieces, routing, who, started)
-        routing = self.registry.explain(tier_name, explicit, tried, [], skipped)
-        self._account(who, routing, 0, 0, started, ok=False)
-        raise _all_failed(routing)
+        (cand, first, pieces), routing = await self._route(
+            model, tier, who, started, lambda c: self._first_piece(c, call)
+        )
+        return routing, cand, self._relay(first, pieces, routing, who, started)
+
+    async def _first_piece(
+        self, cand: Candidate, call: Call
+    ) -> tuple[Candidate, Delta, AsyncGenerator[Delta]]:
+        pieces = self._upstream_stream(cand, call)
+        try:
+            return cand, await anext(pieces), pieces
+        except StopAsyncIteration:
+            await pieces.aclose()
+            raise UpstreamError("empty stream") from None
+        except UpstreamError:
+            await pieces.aclose()
+            raise
 
     async def _relay(
         self, first: Delta, rest: AsyncGenerator[Delta], routing: Routing, who: Who, started: float
