@@ -216,6 +216,10 @@ async def test_bad_requests_name_the_field(api: httpx.AsyncClient) -> None:
         "/api/chat", json={"messages": [{"role": "user", "content": "x"}], "options": "hot"}
     )
     assert (resp.status_code, resp.json()["field"]) == (422, "options")
+    bad_calls = [{"role": "assistant", "content": "", "tool_calls": "f"}]
+    for path in ("/api/chat", "/v1/chat/completions"):
+        resp = await api.post(path, json={"messages": bad_calls})
+        assert (resp.status_code, resp.json()["field"]) == (422, "messages"), resp.text
     resp = await api.post("/api/chat", content=b"not json")
     assert (resp.status_code, resp.json()["field"]) == (422, "body")
     resp = await api.post(

@@ -136,7 +136,8 @@ async def _body(request: Request) -> Json:
         or not all(map(_is_message, cast(list[Any], messages)))
     ):
         raise InvalidError(
-            "messages: must be a non-empty list of {role, content}", field="messages"
+            "messages: must be a non-empty list of {role, content, tool_calls?: [{...}]}",
+            field="messages",
         )
     model: Any = body.get("model")
     if model is not None and not isinstance(model, str):
@@ -152,7 +153,12 @@ async def _body(request: Request) -> Json:
 
 
 def _is_message(item: Any) -> bool:
-    return isinstance(item, dict) and "role" in item
+    if not isinstance(item, dict) or "role" not in item:
+        return False
+    calls: Any = cast(Json, item).get("tool_calls")
+    return calls is None or (
+        isinstance(calls, list) and all(isinstance(c, dict) for c in cast(list[Any], calls))
+    )
 
 
 def _is_tool(item: Any) -> bool:
