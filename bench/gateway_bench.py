@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agentcom_common import embedded
-from agentcom_common.testing import free_port, shared_tmpdir, start_nats
+from agentcom_common.testing import ChildProcess, free_port, shared_tmpdir, start_nats
 
 Json = dict[str, Any]
 progress = Console(stderr=True)
@@ -74,20 +73,15 @@ class _Discard(list[Json]):
 def process(
     cmd: list[str], log: Path, env: dict[str, str] | None = None
 ) -> Generator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=embedded.die_with_parent
-        )
+    """`cmd` as a child (testing.ChildProcess) for the `with` block, output to `log`."""
+    log.unlink(missing_ok=True)
+    child = ChildProcess(log, stop_timeout=20)
+    child.spawn(cmd, dict(os.environ) if env is None else env)
+    assert child.process is not None
     try:
-        yield proc
+        yield child.process
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        child.stop()
 
 
 def wait_http(
