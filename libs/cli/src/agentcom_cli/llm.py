@@ -3,34 +3,17 @@
 import os
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.table import Table
 
-from agentcom_cli import stack, tokens
+from agentcom_cli import api, stack
 from agentcom_cli.console import fail, friendly, out
-from agentcom_common.settings import CommonSettings
 
 llm_app = typer.Typer(help="Register, list, check and remove LLM endpoints.", no_args_is_help=True)
 
 
 def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    settings = CommonSettings()
-    value = tokens.read_token(settings)
-    if value is None:
-        fail("no token: start the stack with `agentcom up` or set AGENTCOM_TOKEN")
-    base = stack.service_urls(settings, stack.read(settings.home))["llm-registry"]
-    try:
-        with httpx.Client(
-            base_url=base, headers={"Authorization": f"Bearer {value}"}, timeout=30
-        ) as client:
-            response = client.request(method, path, json=body)
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach the llm-registry ({type(exc).__name__}); is the stack up?")
-    if response.status_code >= 400:
-        problem = response.json()
-        fail(f"{problem.get('error')}: {problem.get('detail')}")
-    return None if response.status_code == 204 else response.json()
+    return api.call("llm-registry", method, path, body, timeout=30)
 
 
 @llm_app.command("add")

@@ -5,11 +5,11 @@ from importlib.metadata import entry_points, version
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.table import Table
 
 from agentcom_cli import (
+    api,
     doctor as doctor_checks,
     stack,
     status as status_probe,
@@ -113,26 +113,8 @@ def token(ctx: typer.Context) -> None:
     out.print(value, highlight=False, soft_wrap=True)
 
 
-def _scheduler(settings: CommonSettings) -> httpx.Client:
-    value = tokens.read_token(settings)
-    if value is None:
-        fail("no token: start the stack with `agentcom up` or set AGENTCOM_TOKEN")
-    base = stack.service_urls(settings, stack.read(settings.home))["scheduler"]
-    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {value}"}, timeout=10)
-
-
-def _call(method: str, path: str, body: dict[str, str] | None = None) -> Any:
-    try:
-        with _scheduler(_settings()) as client:
-            response = client.request(method, path, json=body)
-    except httpx.HTTPError as exc:
-        fail(
-            f"cannot reach the scheduler ({type(exc).__name__}); is the stack up? `agentcom status`"
-        )
-    if response.status_code >= 400:
-        problem = response.json()
-        fail(f"{problem.get('error')}: {problem.get('detail')}")
-    return response.json()
+def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    return api.call("scheduler", method, path, body, settings=_settings())
 
 
 @token_app.command("create")
