@@ -258,7 +258,10 @@ async def consume_reports(
                 log.exception("reports.fetch_failed")
                 await asyncio.sleep(1)
                 continue
-            await _handle_batch(s, nc, js, batch, gate or Gate(), on_cutoff)
+            try:
+                await _handle_batch(s, nc, js, batch, gate or Gate(), on_cutoff)
+            except Exception:  # e.g. an unexpected queue reply: the unacked ones come again
+                log.exception("reports.batch_failed")
     finally:
         # a fetch cut short leaves its reply pending; without this, draining the connection
         # at shutdown waits for it until the drain timeout
