@@ -426,16 +426,7 @@ async def _outcomes_many(
     plan = _plan(groups, gate)
     try:
         async with s.engine.begin() as conn:
-            known = await batch.seen_many(conn, plan.resources)
-            online = [a for a, state in known.items() if state is AgentState.OFFLINE]
-            await batch.transition_many(
-                s,
-                conn,
-                [
-                    batch.Move(a, AgentState.OFFLINE, AgentState.IDLE, plan.first_kind[a], "online")
-                    for a in online
-                ],
-            )
+            known = await _seen_many(s, conn, plan.resources, plan.first_kind)
     except Exception:  # Postgres away: leave them all for redelivery
         log.exception("reports.outcomes_failed")
         await _nak_all(plan.beats + [m for r in plan.rounds for m, _ in r])
@@ -517,11 +508,26 @@ async def _beat_many(s: ops.Scheduler, beats: list[tuple[Msg, Heartbeat]], gate:
 
 async def _apply_beats(s: ops.Scheduler, conn: AsyncConnection, beats: list[Heartbeat]) -> None:
     """Refresh many agents' presence in one go; those that were offline come online."""
-    latest = {b.agent_id: _resources(b) for b in beats}
-    for agent_id in await store.seen_many(conn, latest):
-        await transition_if(
-            s, conn, agent_id, AgentState.OFFLINE, AgentState.IDLE, "heartbeat", "online"
-        )
+    latest: dict[str, dict[str, object] | None] = {b.agent_id: _resources(b) for b in beats}
+    await _seen_many(s, conn, latest, dict.fromkeys(latest, "heartbeat"))
+
+
+async def _seen_many(
+    s: ops.Scheduler,
+    conn: AsyncConnection,
+    resources: dict[str, dict[str, object] | None],
+    reasons: dict[str, str],
+) -> dict[str, AgentState]:
+    """`batch.seen_many`, then the offline ones come online (`reasons[agent]` in their history);
+    returns each known agent's state as it was."""
+    known = await batch.seen_many(conn, resources)
+    online = [a for a, state in known.items() if state is AgentState.OFFLINE]
+    await batch.transition_many(
+        s,
+        conn,
+        [batch.Move(a, AgentState.OFFLINE, AgentState.IDLE, reasons[a], "online") for a in online],
+    )
+    return known
 
 
 async def _handle(
