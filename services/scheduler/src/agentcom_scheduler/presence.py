@@ -247,6 +247,7 @@ async def consume_reports(
     on_cutoff: Callable[[str], Awaitable[None]] | None = None,
 ) -> None:
     """Pull presence reports; ack after the change committed, drop (term) what can never apply."""
+    gate = gate or Gate()  # one for the consumer's life: it remembers who was refreshed when
     sub = await js.pull_subscribe(subjects.REPORTS_ALL, durable=CONSUMER)
     try:
         while True:
@@ -259,7 +260,7 @@ async def consume_reports(
                 await asyncio.sleep(1)
                 continue
             try:
-                await _handle_batch(s, nc, js, batch, gate or Gate(), on_cutoff)
+                await _handle_batch(s, nc, js, batch, gate, on_cutoff)
             except Exception:  # e.g. an unexpected queue reply: the unacked ones come again
                 log.exception("reports.batch_failed")
     finally:
