@@ -714,12 +714,14 @@ async def requeue_stranded(s: ops.Scheduler, nc: Client, older_than: timedelta) 
             page = await queue_client.call(
                 nc, "list", ListTasks(state=TaskState(state), cursor=cursor, limit=500)
             )
-            for task in page["tasks"]:
-                if datetime.fromisoformat(task["updated_at"]) >= cutoff:
-                    continue
-                agent_id = task["assigned_to"]
-                async with s.engine.connect() as conn:
-                    row = await store.fetch(conn, agent_id) if agent_id else None
+            old = [t for t in page["tasks"] if datetime.fromisoformat(t["updated_at"]) < cutoff]
+            async with s.engine.connect() as conn:  # one checkout per page, not one per task
+                rows = {
+                    t["id"]: await store.fetch(conn, t["assigned_to"]) if t["assigned_to"] else None
+                    for t in old
+                }
+            for task in old:
+                agent_id, row = task["assigned_to"], rows[task["id"]]
                 online = row is not None and row.state != AgentState.OFFLINE.value
                 if online and row is not None and row.task_id == task["id"]:
                     continue
