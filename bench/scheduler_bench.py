@@ -265,7 +265,6 @@ async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token
         submitted, achieved = await offer(conns[0], args.rate, args.seconds)
         progress.log("silence: the next agents to get a task go quiet")
         fleet.victims_wanted = args.victims
-        victims_before = len(fleet.latencies_ms)
         extra, _ = await offer(conns[0], max(1.0, args.victims / 2), 2.0)
         offered_at = time.perf_counter()
         deadline = time.perf_counter() + max(HEARTBEAT_S * MISSED + 30, args.drain)
@@ -278,7 +277,6 @@ async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token
         stop.set()
         for loop in loops:
             loop.cancel()
-        del victims_before
     finally:
         for conn in conns:
             await conn.close()

@@ -6,11 +6,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
-from agentcom_common import embedded
+from agentcom_common.testing import ChildProcess
 
 # the sidecar's own timers, shortened so a test waits for conditions, not for defaults
 SIDECAR_TIMERS: dict[str, Any] = {
@@ -60,8 +60,7 @@ class Sidecars:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.logs: list[IO[bytes]] = []
+        self.procs: dict[str, ChildProcess] = {}
 
     def config(self, made: dict[str, Any], nats_address: str, **extra: Any) -> Path:
         """The config `agentcom agent add` writes for the scheduler's answer `made`, plus
@@ -85,16 +84,9 @@ class Sidecars:
 
     def start(self, name: str, config: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")}
-        log = (config.parent / "sidecar.log").open("ab")
-        self.logs.append(log)
         agentcom = Path(sys.executable).with_name("agentcom")
-        self.procs[name] = subprocess.Popen(
-            [str(agentcom), "sidecar", "run", "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=embedded.die_with_parent,
-        )
+        proc = self.procs[name] = ChildProcess(config.parent / "sidecar.log", stop_timeout=20)
+        proc.spawn([str(agentcom), "sidecar", "run", "--config", str(config)], env)
 
     def log(self, name: str) -> str:
         return (self.root / name / "sidecar.log").read_text(errors="replace")
@@ -102,19 +94,10 @@ class Sidecars:
     def kill(self, name: str) -> None:
         """SIGKILL: no goodbye, no outcome."""
         self.procs[name].kill()
-        self.procs[name].wait(timeout=10)
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        for log in self.logs:
-            log.close()
+            proc.stop()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from pydantic import ValidationError
 
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import NatsServer, eventually, running
@@ -191,3 +192,8 @@ async def test_repeated_garbage_cuts_an_agent_off_its_reports_and_its_nats_login
             )
     finally:
         await again.close()
+
+
+def test_an_empty_list_of_cooldowns_is_refused_with_the_setting_named() -> None:
+    with pytest.raises(ValidationError, match="scheduler_validation_cooldowns"):
+        SchedulerSettings(scheduler_validation_cooldowns=())

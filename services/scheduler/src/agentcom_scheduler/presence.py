@@ -247,6 +247,7 @@ async def consume_reports(
     on_cutoff: Callable[[str], Awaitable[None]] | None = None,
 ) -> None:
     """Pull presence reports; ack after the change committed, drop (term) what can never apply."""
+    gate = gate or Gate()  # one for the consumer's life: it remembers who was refreshed when
     sub = await js.pull_subscribe(subjects.REPORTS_ALL, durable=CONSUMER)
     try:
         while True:
@@ -258,7 +259,10 @@ async def consume_reports(
                 log.exception("reports.fetch_failed")
                 await asyncio.sleep(1)
                 continue
-            await _handle_batch(s, nc, js, batch, gate or Gate(), on_cutoff)
+            try:
+                await _handle_batch(s, nc, js, batch, gate, on_cutoff)
+            except Exception:  # e.g. an unexpected queue reply: the unacked ones come again
+                log.exception("reports.batch_failed")
     finally:
         # a fetch cut short leaves its reply pending; without this, draining the connection
         # at shutdown waits for it until the drain timeout
@@ -423,16 +427,7 @@ async def _outcomes_many(
     plan = _plan(groups, gate)
     try:
         async with s.engine.begin() as conn:
-            known = await batch.seen_many(conn, plan.resources)
-            online = [a for a, state in known.items() if state is AgentState.OFFLINE]
-            await batch.transition_many(
-                s,
-                conn,
-                [
-                    batch.Move(a, AgentState.OFFLINE, AgentState.IDLE, plan.first_kind[a], "online")
-                    for a in online
-                ],
-            )
+            known = await _seen_many(s, conn, plan.resources, plan.first_kind)
     except Exception:  # Postgres away: leave them all for redelivery
         log.exception("reports.outcomes_failed")
         await _nak_all(plan.beats + [m for r in plan.rounds for m, _ in r])
@@ -514,11 +509,26 @@ async def _beat_many(s: ops.Scheduler, beats: list[tuple[Msg, Heartbeat]], gate:
 
 async def _apply_beats(s: ops.Scheduler, conn: AsyncConnection, beats: list[Heartbeat]) -> None:
     """Refresh many agents' presence in one go; those that were offline come online."""
-    latest = {b.agent_id: _resources(b) for b in beats}
-    for agent_id in await store.seen_many(conn, latest):
-        await transition_if(
-            s, conn, agent_id, AgentState.OFFLINE, AgentState.IDLE, "heartbeat", "online"
-        )
+    latest: dict[str, dict[str, object] | None] = {b.agent_id: _resources(b) for b in beats}
+    await _seen_many(s, conn, latest, dict.fromkeys(latest, "heartbeat"))
+
+
+async def _seen_many(
+    s: ops.Scheduler,
+    conn: AsyncConnection,
+    resources: dict[str, dict[str, object] | None],
+    reasons: dict[str, str],
+) -> dict[str, AgentState]:
+    """`batch.seen_many`, then the offline ones come online (`reasons[agent]` in their history);
+    returns each known agent's state as it was."""
+    known = await batch.seen_many(conn, resources)
+    online = [a for a, state in known.items() if state is AgentState.OFFLINE]
+    await batch.transition_many(
+        s,
+        conn,
+        [batch.Move(a, AgentState.OFFLINE, AgentState.IDLE, reasons[a], "online") for a in online],
+    )
+    return known
 
 
 async def _handle(
@@ -704,12 +714,14 @@ async def requeue_stranded(s: ops.Scheduler, nc: Client, older_than: timedelta) 
             page = await queue_client.call(
                 nc, "list", ListTasks(state=TaskState(state), cursor=cursor, limit=500)
             )
-            for task in page["tasks"]:
-                if datetime.fromisoformat(task["updated_at"]) >= cutoff:
-                    continue
-                agent_id = task["assigned_to"]
-                async with s.engine.connect() as conn:
-                    row = await store.fetch(conn, agent_id) if agent_id else None
+            old = [t for t in page["tasks"] if datetime.fromisoformat(t["updated_at"]) < cutoff]
+            async with s.engine.connect() as conn:  # one checkout per page, not one per task
+                rows = {
+                    t["id"]: await store.fetch(conn, t["assigned_to"]) if t["assigned_to"] else None
+                    for t in old
+                }
+            for task in old:
+                agent_id, row = task["assigned_to"], rows[task["id"]]
                 online = row is not None and row.state != AgentState.OFFLINE.value
                 if online and row is not None and row.task_id == task["id"]:
                     continue

@@ -59,6 +59,7 @@ class SchedulerSettings(CommonSettings):
     )
     scheduler_validation_cooldowns: tuple[Interval, ...] = Field(
         default=(timedelta(seconds=30), timedelta(seconds=60), timedelta(seconds=300)),
+        min_length=1,  # limits.Limiter.violation indexes it
         description="How long the 1st, 2nd, 3rd and later cut-offs last (NATS logins refused, "
         "its connections closed, its reports dropped).",
     )

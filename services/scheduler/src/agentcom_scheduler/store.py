@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -94,23 +94,6 @@ async def seen(
         values["resources"] = resources
     stmt = update(agents).where(agents.c.id == agent_id).values(**values).returning(*agents.c)
     return (await conn.execute(stmt)).one_or_none()
-
-
-async def seen_many(conn: AsyncConnection, resources: dict[str, dict[str, object]]) -> list[str]:
-    """Heartbeats of many agents at once: `last_seen` and resources; returns the ids of those
-    that were offline (unknown ids are ignored)."""
-    ids = sorted(resources)
-    offline = await conn.execute(
-        select(agents.c.id).where(agents.c.id.in_(ids), agents.c.state == AgentState.OFFLINE.value)
-    )
-    found = list(offline.scalars())
-    stmt = (
-        update(agents)
-        .where(agents.c.id == bindparam("b_id"))
-        .values(last_seen=func.now(), resources=bindparam("b_resources"))
-    )
-    await conn.execute(stmt, [{"b_id": i, "b_resources": resources[i]} for i in ids])
-    return found
 
 
 async def move(
