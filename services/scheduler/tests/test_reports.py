@@ -197,3 +197,30 @@ async def test_repeated_garbage_cuts_an_agent_off_its_reports_and_its_nats_login
 def test_an_empty_list_of_cooldowns_is_refused_with_the_setting_named() -> None:
     with pytest.raises(ValidationError, match="scheduler_validation_cooldowns"):
         SchedulerSettings(scheduler_validation_cooldowns=())
+
+
+async def test_an_outcome_sent_while_cut_off_is_held_and_delivered_again_after_it(
+    settings: CommonSettings, nats_server: NatsServer, admin_token: str, js: JetStreamContext
+) -> None:
+    short = SchedulerSettings.model_validate(
+        settings.model_dump()
+        | LIMITS
+        | {
+            "scheduler_nats_issuer_seed": nats_server.auth.issuer_seed,
+            "scheduler_validation_cooldowns": (timedelta(milliseconds=300),),
+        }
+    )
+    async with running(create_app(short), "http://scheduler") as api:
+        api.headers["Authorization"] = f"Bearer {admin_token}"
+        await api.post("/api/agents", json={"name": "noisy"})
+        for _ in range(3):
+            await js.publish("agentcom.agent.noisy.report", b'{"kind": "nonsense"}')
+        await eventually(lambda: all_handled(js))
+        outcome = {"kind": "completed", "task_id": "task-00000000000000aa", "generation": 1}
+        await send(js, "noisy", outcome)
+
+        async def delivered_again() -> None:
+            info = await js.consumer_info("REPORTS", "scheduler-presence")
+            assert (info.num_redelivered or 0) >= 1  # held through the cut-off, not terminated
+
+        await eventually(delivered_again)

@@ -9,6 +9,7 @@ agent is refused. The sweep is the safety net that needs no message at all: any 
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -310,6 +311,17 @@ async def _handle_batch(
     )
 
 
+_OUTCOME_KINDS = frozenset({"accepted", "rejected", "completed", "partial_pass", "failed"})
+
+
+def _is_outcome(data: bytes) -> bool:
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("kind") in _OUTCOME_KINDS  # pyright: ignore[reportUnknownMemberType]
+
+
 def _plain(msg: Msg, gate: Gate) -> Heartbeat | TaskOutcome | None:
     """The heartbeat or task outcome in `msg` if it is a well-formed one from its speaker that
     may be counted and forwarded as it is; None sends the agent's reports the single way."""
@@ -541,8 +553,12 @@ async def _handle(
 ) -> None:
     speaker = msg.subject.split(".")[2]
     limiter = gate.limiter
-    if limiter is not None and limiter.blocked(speaker):
-        await msg.term()  # cut off for sending garbage: nothing it says counts for now
+    if limiter is not None and (left := limiter.blocked(speaker)):
+        if _is_outcome(msg.data):
+            # a task's outcome is never dropped: it waits out the cut-off and then counts
+            await msg.nak(delay=left)
+        else:
+            await msg.term()  # cut off for sending garbage: its presence does not count now
         return
     try:
         await on_report(s, nc, js, msg.subject, msg.data, gate)
