@@ -93,7 +93,7 @@ async def acknowledge_alert(rule_id: Id, live: LiveDep, who: AdminDep) -> dict[s
 
 
 async def acknowledge(live: Live, rule_id: str, by: str) -> dict[str, Any]:
-    await live.publish([live.book.acknowledge(rule_id, by, clock.now())])
+    await live.book.apply(lambda: [live.book.acknowledge(rule_id, by, clock.now())], live.publish)
     return {"status": "acknowledged", "rule_id": rule_id}
 
 
