@@ -148,6 +148,22 @@ async def test_a_gone_subscription_is_dropped(
     await eventually(dropped, timeout=20)
 
 
+async def test_a_bad_stored_key_does_not_stop_the_others(
+    stack: Stack, push_service: PushService, nc: Client, engine: AsyncEngine
+) -> None:
+    # a row from before keys were checked at subscribe time: "A" * 87 is no P-256 point
+    await stack.live.pusher.subscribe("https://push.invalid/old", "A" * 87, "A" * 22, "t")
+    assert (await subscribe(stack, push_service.subscription())).status_code == 201
+    await dead_letter(stack, nc)
+
+    async def pushed() -> None:
+        assert [m["title"] for m in push_service.received] == ["Task dead-lettered"]
+
+    await eventually(pushed, timeout=20)
+    assert stack.live.pusher.failed == 1
+    assert await push.subscription_count(engine) == 2
+
+
 async def test_vapid_keys_survive_a_restart(stack: Stack, engine: AsyncEngine) -> None:
     first = stack.live.pusher.vapid.public_key
     again = await push.load_or_create_vapid(engine)
@@ -159,6 +175,7 @@ async def test_vapid_keys_survive_a_restart(stack: Stack, engine: AsyncEngine) -
     [
         ({"endpoint": "not a url"}, "endpoint"),
         ({"keys": {"p256dh": "short", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}}, "keys.p256dh"),
+        ({"keys": {"p256dh": "A" * 87, "auth": "AAAAAAAAAAAAAAAAAAAAAA"}}, "keys.p256dh"),
         ({"extra": 1}, "extra"),
     ],
 )

@@ -89,6 +89,31 @@ def test_book_cooldown_applies_to_warnings_only() -> None:
     assert [c.rule_id for c in fired] == [c.rule_id for c in refired] == ["no_agents_online"]
 
 
+async def test_book_is_put_back_when_publishing_fails() -> None:
+    book = alerts.AlertBook()
+    th = AlertThresholds(error_count=0, error_rate_cooldown=timedelta(hours=1))
+    failing = [snap(0, failed=1, finished=1, failure_rate_pct=100.0)]
+    published: list[alerts.Change] = []
+
+    async def postgres_down(_changes: list[alerts.Change]) -> None:
+        raise OSError("connection refused")
+
+    async def postgres_up(changes: list[alerts.Change]) -> None:
+        published.extend(changes)
+
+    with pytest.raises(OSError, match="connection refused"):
+        await book.apply(lambda: book.evaluate(failing, th, T0), postgres_down)
+    assert book.active == {}
+    assert book.last_fired == {}
+    # the next snapshot fires (and publishes) them again, cooldown or not
+    await book.apply(lambda: book.evaluate(failing, th, T0 + timedelta(seconds=1)), postgres_up)
+    assert {c.rule_id for c in published} == {"high_error_rate", "high_failure_rate"}
+
+    with pytest.raises(OSError, match="connection refused"):
+        await book.apply(lambda: [book.acknowledge("high_error_rate", "me", T0)], postgres_down)
+    assert book.active["high_error_rate"].acknowledged_by is None
+
+
 def test_acknowledge_unknown_rule_is_not_found() -> None:
     with pytest.raises(NotFoundError):
         alerts.AlertBook().acknowledge("queue_growing", "me", T0)

@@ -59,3 +59,12 @@ async def test_socket_from_another_site_is_refused(stack: Stack) -> None:
         async with connect(ws_url(stack), origin="http://evil.example"):  # type: ignore[arg-type]
             pass
     assert refused.value.response.status_code == 403
+
+
+@pytest.mark.parametrize("after", [-1, 2**64])
+async def test_socket_with_a_bad_after_is_422_naming_it(stack: Stack, after: int) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(ws_url(stack, f"?after={after}")):
+            pass
+    assert refused.value.response.status_code == 422
+    assert json.loads(refused.value.response.body or b"{}")["field"] == "after"

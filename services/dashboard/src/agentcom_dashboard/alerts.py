@@ -12,7 +12,7 @@ CRITICAL rule fires whenever its condition becomes true, cooldown or not.
 """
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -187,6 +187,25 @@ class AlertBook:
             raise NotFoundError(f"no active alert for rule {rule_id!r}", code="alert_not_found")
         self.active[rule_id] = replace(alert, acknowledged_by=alert.acknowledged_by or by)
         return AlertAcknowledged(rule_id=rule_id, by=by, at=now)
+
+    async def apply(
+        self,
+        decide: Callable[[], list[Change]],
+        publish: Callable[[list[Change]], Awaitable[None]],
+    ) -> None:
+        """Make the changes `decide` returns and hand them to `publish` (row + outbox event).
+
+        If `publish` raises (Postgres down), the book is put back as it was, so the next
+        evaluation makes the same changes again: a fired or cleared event is never lost and
+        an acknowledgement that was refused is not shown as done.
+        """
+        before = dict(self.active), dict(self.last_fired)
+        changes = decide()
+        try:
+            await publish(changes)
+        except BaseException:
+            self.active, self.last_fired = before
+            raise
 
     def listing(self) -> list[dict[str, Any]]:
         return [alert.as_json() for alert in self.active.values()]

@@ -130,8 +130,10 @@ class Live:
             self.sources, self.tracker, thresholds, clock.now(), self.history.latest
         )
         self.history.add(snapshot)
-        changes = self.book.evaluate(list(self.history.snapshots), thresholds, snapshot.at)
-        await self.publish(changes)
+        history = list(self.history.snapshots)
+        await self.book.apply(
+            lambda: self.book.evaluate(history, thresholds, snapshot.at), self.publish
+        )
 
     async def publish(self, changes: list[Change]) -> None:
         if not changes:

@@ -5,6 +5,7 @@ HTTP) with what the event stream says about the window (throughput, failures, la
 source that does not answer leaves its fields None; the rules then do not judge them.
 """
 
+import asyncio
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -63,7 +64,9 @@ async def take(
     previous: Snapshot | None,
 ) -> Snapshot:
     tracker.prune(now)
-    reads = await sources.read_panels(["stats", "agents"])
+    reads, stuck = await asyncio.gather(
+        sources.read_panels(["stats", "agents"]), _stuck(sources, now - thresholds.stuck_after)
+    )
     stats, agents = reads["stats"], reads["agents"]
     by_state: dict[str, int] = stats.data.get("by_state", {}) if stats.available else {}
     by_lane: dict[str, int] = stats.data.get("queued_by_lane", {}) if stats.available else {}
@@ -85,7 +88,7 @@ async def take(
         failed=failed,
         failure_rate_pct=round(100 * failed / finished, 1) if finished else None,
         completed_per_interval=tracker.completed_since(since),
-        stuck_tasks=await _stuck(sources, now - thresholds.stuck_after),
+        stuck_tasks=stuck,
         latency_ms=tracker.latencies(),
     )
 
@@ -97,8 +100,10 @@ def _agents(data: object) -> list[dict[str, Any]] | None:
 async def _stuck(sources: Sources, before: datetime) -> list[str] | None:
     """Assigned or working tasks whose last change is older than `before`; None if unknown."""
     stuck: list[str] = []
-    for state in ACTIVE:
-        read = await sources.read("queue", f"/api/tasks?state={state}&limit=500")
+    reads = await asyncio.gather(
+        *(sources.read("queue", f"/api/tasks?state={state}&limit=500") for state in ACTIVE)
+    )
+    for read in reads:
         if not read.available:
             return None
         for task in read.data.get("tasks", []):

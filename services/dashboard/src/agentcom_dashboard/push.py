@@ -98,10 +98,18 @@ def _hkdf(salt: bytes, ikm: bytes, info: bytes, length: int) -> bytes:
     return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()[:length]
 
 
+def browser_key(p256dh: str) -> ec.EllipticCurvePublicKey:
+    """The subscription's `p256dh` as a P-256 public key. Errors: ValueError (not one)."""
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64url(p256dh))
+    except ValueError as exc:  # binascii.Error is one too
+        raise ValueError("not a base64url P-256 public key (uncompressed point)") from exc
+
+
 def encrypt(payload: bytes, p256dh: str, auth_secret: str) -> bytes:
     """RFC 8291 message encryption: one aes128gcm record with the header of RFC 8188."""
     ua_public = unb64url(p256dh)
-    ua_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), ua_public)
+    ua_key = browser_key(p256dh)
     as_private = ec.generate_private_key(ec.SECP256R1())
     as_public = _public_bytes(as_private.public_key())
     shared = as_private.exchange(ec.ECDH(), ua_key)
@@ -155,7 +163,13 @@ class Pusher:
             subs = (await conn.execute(select(push_subscriptions))).all()
         body = json.dumps(message).encode()
         for sub in subs:
-            await self._send(sub.endpoint, encrypt(body, sub.p256dh, sub.auth), urgent=urgent)
+            try:
+                sealed = encrypt(body, sub.p256dh, sub.auth)
+            except ValueError:  # a key stored before keys were checked: skip it, not the rest
+                self.failed += 1
+                log.warning("push.bad_key", extra={"host": urlsplit(str(sub.endpoint)).netloc})
+                continue
+            await self._send(sub.endpoint, sealed, urgent=urgent)
 
     async def _send(self, endpoint: str, body: bytes, *, urgent: bool) -> None:
         headers = {

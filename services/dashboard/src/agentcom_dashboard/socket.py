@@ -14,12 +14,14 @@ import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from agentcom_common.errors import AgentcomError
+from agentcom_common.errors import AgentcomError, InvalidError
+from agentcom_common.web import problem
 from agentcom_dashboard import events
 from agentcom_dashboard.access import check_origin, get_live, viewer
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+MAX_SEQ = 2**63 - 1
 BACKLOG = 10_000  # events a slow browser may fall behind before it is dropped (it resumes)
 
 
@@ -29,11 +31,10 @@ async def follow_events(ws: WebSocket, after: int | None = None) -> None:
     try:
         check_origin(ws)
         await viewer(ws)
+        if after is not None and not 0 <= after <= MAX_SEQ:  # NATS refuses past uint64
+            raise InvalidError(f"after: a stream sequence, 0 to {MAX_SEQ}", field="after")
     except AgentcomError as exc:
-        await ws.close(code=4403 if exc.status == 403 else 4401, reason=exc.code)
-        return
-    if after is not None and after < 0:
-        await ws.close(code=4422, reason="after must be >= 0")
+        await _refuse(ws, exc)
         return
     live = get_live(ws)
     await ws.accept()
@@ -61,6 +62,15 @@ async def follow_events(ws: WebSocket, after: int | None = None) -> None:
         live.sockets -= 1
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()
+
+
+async def _refuse(ws: WebSocket, exc: AgentcomError) -> None:
+    """Refuse the handshake with the error's status and JSON body where the server can send
+    one (uvicorn can); else close with 4000 + status and the code as the reason."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(problem(exc.status, exc.code, exc.detail, exc.field))
+    else:
+        await ws.close(code=4000 + exc.status, reason=exc.code)
 
 
 async def _pump(ws: WebSocket, pending: asyncio.Queue[events.Event]) -> None:

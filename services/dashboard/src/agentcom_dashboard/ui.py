@@ -9,12 +9,12 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, field_validator
 
 from agentcom_common import clock
 from agentcom_common.contracts.base import Request as RequestBody
 from agentcom_common.errors import InvalidError
-from agentcom_dashboard import events
+from agentcom_dashboard import events, push
 from agentcom_dashboard.access import AdminDep, LiveDep, MemberDep, ViewerDep
 from agentcom_dashboard.live import Live
 
@@ -93,13 +93,20 @@ async def acknowledge_alert(rule_id: Id, live: LiveDep, who: AdminDep) -> dict[s
 
 
 async def acknowledge(live: Live, rule_id: str, by: str) -> dict[str, Any]:
-    await live.publish([live.book.acknowledge(rule_id, by, clock.now())])
+    await live.book.apply(lambda: [live.book.acknowledge(rule_id, by, clock.now())], live.publish)
     return {"status": "acknowledged", "rule_id": rule_id}
 
 
 class PushKeys(RequestBody):
     p256dh: str = Field(min_length=80, max_length=100, pattern=r"^[A-Za-z0-9_-]+=*$")
     auth: str = Field(min_length=16, max_length=32, pattern=r"^[A-Za-z0-9_-]+=*$")
+
+    @field_validator("p256dh")
+    @classmethod
+    def _a_p256_point(cls, value: str) -> str:
+        """A key that is not a P-256 point would fail every later push to this browser."""
+        push.browser_key(value)
+        return value
 
 
 class PushSubscription(RequestBody):
