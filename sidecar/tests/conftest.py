@@ -232,6 +232,7 @@ class FakeGitHub:
         default_factory=list[tuple[str, str, str | None]]
     )
     fail_create: int | None = None
+    create_reply: object = None  # if set, the body of a 201 to POST instead of the new pull
 
 
 @pytest.fixture
@@ -271,6 +272,9 @@ def github() -> Iterator[FakeGitHub]:
             parts = self.path.strip("/").split("/")
             if fake.fail_create is not None:
                 self._reply(fake.fail_create, {"message": "Validation Failed"})
+                return
+            if fake.create_reply is not None:
+                self._reply(201, fake.create_reply)
                 return
             number = len(fake.pulls) + 1
             pull = {
