@@ -115,6 +115,30 @@ async def test_an_assignment_while_busy_is_rejected_and_the_first_task_finishes(
         await eventually(done, timeout=30)
 
 
+async def test_a_task_the_disk_cannot_hold_is_rejected_and_the_sidecar_keeps_serving(
+    hub: Any, run_sidecar: Any, js: JetStreamContext
+) -> None:
+    config: SidecarConfig = await hub.agent("cramped", allow_hub_commands=True)
+    config.workspaces.mkdir(parents=True, exist_ok=True)
+    (config.workspaces / "scratch").write_text("a file where the scratch folder goes")
+    async with run_sidecar(config) as sidecar:
+        task: dict[str, object] = {
+            "id": "task-00000000000000bb",
+            "description": "y",
+            "metadata": {"command": ["true"]},
+        }
+        await publish(js, subjects.agent_inbox("cramped"), Assign(task=task, generation=1))
+
+        async def rejected() -> None:
+            journal = Journal(config.journal_path)
+            outcomes = journal.outcomes()
+            journal.close()
+            assert ("task-00000000000000bb", 1, "rejected") in outcomes
+
+        await eventually(rejected, timeout=30)
+        assert not sidecar.stopping.is_set()
+
+
 class BrokenExecutor:
     name = "claude"
 

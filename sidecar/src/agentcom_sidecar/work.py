@@ -46,6 +46,9 @@ class Work:
         except RefusedError as exc:
             self.reject(row, str(exc))
             return
+        except OSError as exc:  # the disk said no: reject, or every restart would crash on it
+            self.reject(row, f"cannot prepare the task here: {exc}")
+            return
         accepted = self.outcome(row, "accepted", {"executor": name})
         self.journal.advance(
             row.task_id,
