@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
+from agentcom_common import subjects
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import ChildProcess, NatsServer, running
 from agentcom_queue.app import create_app as queue_app
@@ -118,6 +121,25 @@ async def _in_process(config: sidecar_config.SidecarConfig) -> AsyncGenerator[Si
         await asyncio.wait_for(task, 20)
 
 
+Listen = Callable[[str], Awaitable[list[dict[str, Any]]]]
+
+
+@pytest.fixture
+def listen(nc: Client) -> Listen:
+    """`await listen(agent)`: a list that fills with every report the agent publishes."""
+
+    async def start(agent: str) -> list[dict[str, Any]]:
+        heard: list[dict[str, Any]] = []
+
+        async def on(msg: Msg) -> None:
+            heard.append(json.loads(msg.data))
+
+        await nc.subscribe(subjects.agent_report(agent), cb=on)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+        return heard
+
+    return start
+
+
 RunSidecar = Callable[
     [sidecar_config.SidecarConfig], contextlib.AbstractAsyncContextManager[Sidecar]
 ]
@@ -210,6 +232,7 @@ class FakeGitHub:
         default_factory=list[tuple[str, str, str | None]]
     )
     fail_create: int | None = None
+    create_reply: object = None  # if set, the body of a 201 to POST instead of the new pull
 
 
 @pytest.fixture
@@ -249,6 +272,9 @@ def github() -> Iterator[FakeGitHub]:
             parts = self.path.strip("/").split("/")
             if fake.fail_create is not None:
                 self._reply(fake.fail_create, {"message": "Validation Failed"})
+                return
+            if fake.create_reply is not None:
+                self._reply(201, fake.create_reply)
                 return
             number = len(fake.pulls) + 1
             pull = {

@@ -1,16 +1,14 @@
 """The executor interface as an LLM executor will use it, and one task at a time per agent."""
 
 import asyncio
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from agentcom_common import subjects
 from agentcom_common.contracts.agent import Assign, ToolCallReport
 from agentcom_common.messaging import publish
 from agentcom_common.testing import eventually
@@ -61,21 +59,11 @@ def scripted() -> Iterator[ScriptedExecutor]:
     registry.unregister("ollama")
 
 
-async def _listen(nc: Client, agent: str) -> list[dict[str, Any]]:
-    heard: list[dict[str, Any]] = []
-
-    async def on(msg: Msg) -> None:
-        heard.append(json.loads(msg.data))
-
-    await nc.subscribe(f"agentcom.agent.{agent}.report", cb=on)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
-    return heard
-
-
 async def test_an_llm_executor_gets_feedback_emits_tool_calls_and_costs_add_up(
-    hub: Any, run_sidecar: Any, scripted: ScriptedExecutor, nc: Client
+    hub: Any, run_sidecar: Any, scripted: ScriptedExecutor, listen: Any
 ) -> None:
     config: SidecarConfig = await hub.agent("thinker", max_verification_retries=1)
-    heard = await _listen(nc, "thinker")
+    heard = await listen("thinker")
     async with run_sidecar(config):
         made = await hub.submit(
             description="answer", verification_steps=[{"type": "file_exists", "path": "answer.txt"}]
@@ -109,7 +97,7 @@ async def test_an_assignment_while_busy_is_rejected_and_the_first_task_finishes(
 
         await eventually(working, timeout=30)
         extra: dict[str, object] = {"id": "task-00000000000000aa", "description": "y"}
-        await publish(js, "agentcom.agent.busy.inbox", Assign(task=extra, generation=1))
+        await publish(js, subjects.agent_inbox("busy"), Assign(task=extra, generation=1))
 
         async def rejected() -> None:
             journal = Journal(config.journal_path)
@@ -125,6 +113,30 @@ async def test_an_assignment_while_busy_is_rejected_and_the_first_task_finishes(
             assert (await hub.task(made["id"]))["state"] == "completed"
 
         await eventually(done, timeout=30)
+
+
+async def test_a_task_the_disk_cannot_hold_is_rejected_and_the_sidecar_keeps_serving(
+    hub: Any, run_sidecar: Any, js: JetStreamContext
+) -> None:
+    config: SidecarConfig = await hub.agent("cramped", allow_hub_commands=True)
+    config.workspaces.mkdir(parents=True, exist_ok=True)
+    (config.workspaces / "scratch").write_text("a file where the scratch folder goes")
+    async with run_sidecar(config) as sidecar:
+        task: dict[str, object] = {
+            "id": "task-00000000000000bb",
+            "description": "y",
+            "metadata": {"command": ["true"]},
+        }
+        await publish(js, subjects.agent_inbox("cramped"), Assign(task=task, generation=1))
+
+        async def rejected() -> None:
+            journal = Journal(config.journal_path)
+            outcomes = journal.outcomes()
+            journal.close()
+            assert ("task-00000000000000bb", 1, "rejected") in outcomes
+
+        await eventually(rejected, timeout=30)
+        assert not sidecar.stopping.is_set()
 
 
 class BrokenExecutor:

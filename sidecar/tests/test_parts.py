@@ -184,6 +184,22 @@ async def test_a_refused_pull_request_is_a_clear_error(
     )
 
 
+async def test_a_pull_request_reply_without_its_url_is_a_clear_error(
+    tmp_path: Path, origin: Path, github: Any
+) -> None:
+    ws = await workspaces.prepare(
+        tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, 60
+    )
+    github.create_reply = {"message": "not a pull"}
+
+    with pytest.raises(delivery.DeliveryError) as caught:
+        await delivery.open_pull_request(github.url, "tok", "acme/w", ws, "t", "b", 10)
+
+    assert str(caught.value) == (
+        f"GitHub API at {github.url} answered without a pull request's html_url"
+    )
+
+
 async def test_a_rejected_push_is_a_clear_error(tmp_path: Path, origin: Path) -> None:
     ws = await workspaces.prepare(
         tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, 60

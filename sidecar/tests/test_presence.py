@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 from agentcom_common.testing import eventually, start_nats
 
@@ -38,21 +36,11 @@ def ollama() -> Iterator[str]:
     server.server_close()
 
 
-async def _listen(nc: Client, agent: str) -> list[dict[str, Any]]:
-    heard: list[dict[str, Any]] = []
-
-    async def on(msg: Msg) -> None:
-        heard.append(json.loads(msg.data))
-
-    await nc.subscribe(f"agentcom.agent.{agent}.report", cb=on)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
-    return heard
-
-
 async def test_hello_then_heartbeats_with_the_host_load_and_local_models(
-    hub: Any, run_sidecar: Any, nc: Client, ollama: str
+    hub: Any, run_sidecar: Any, listen: Any, ollama: str
 ) -> None:
     config = await hub.agent("beat", ollama_url=ollama)
-    heard = await _listen(nc, "beat")
+    heard = await listen("beat")
     async with run_sidecar(config):
 
         async def two_beats() -> None:
@@ -77,10 +65,10 @@ async def test_hello_then_heartbeats_with_the_host_load_and_local_models(
 
 
 async def test_a_noisy_command_sends_bounded_coalesced_progress_and_its_outcome(
-    hub: Any, run_sidecar: Any, nc: Client
+    hub: Any, run_sidecar: Any, listen: Any
 ) -> None:
     config = await hub.agent("noisy", allow_hub_commands=True, progress_max_lines=20)
-    heard = await _listen(nc, "noisy")
+    heard = await listen("noisy")
     noise = ["sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done"]
     async with run_sidecar(config):
         made = await hub.submit(metadata={"command": noise})

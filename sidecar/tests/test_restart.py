@@ -6,24 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-
 from agentcom_common.testing import eventually
 
 SUPERVISE = Path(__file__).with_name("supervise.py")
 
 
 async def test_restart_reports_restarting_exits_and_the_supervisor_brings_it_back(
-    hub: Any, processes: Callable[..., Any], nc: Client, tmp_path: Path
+    hub: Any, processes: Callable[..., Any], listen: Any, tmp_path: Path
 ) -> None:
     config = await hub.agent("lazarus", allow_hub_commands=True)
-    reports: list[dict[str, Any]] = []
-
-    async def heard(msg: Msg) -> None:
-        reports.append(json.loads(msg.data))
-
-    await nc.subscribe("agentcom.agent.lazarus.report", cb=heard)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+    reports: list[dict[str, Any]] = await listen("lazarus")
     exits = tmp_path / "exits.txt"
     command = [sys.executable, "-m", "agentcom_sidecar", "run", "--config", str(config.path)]
     supervisor = [sys.executable, str(SUPERVISE), str(exits), "3", *command]

@@ -14,6 +14,25 @@ async def _ended(hub: Any, task_id: str, state: str) -> dict[str, Any]:
     return await eventually(check, timeout=30)
 
 
+async def _run_verified(
+    hub: Any,
+    run_sidecar: Any,
+    agent: str,
+    *,
+    retries: int,
+    command: list[str],
+    steps: list[dict[str, Any]],
+    ends: str,
+    **submit: Any,
+) -> dict[str, Any]:
+    """Run one task with `steps` on a fresh sidecar allowed `retries` fix attempts; the task once
+    it reaches `ends`."""
+    config = await hub.agent(agent, allow_hub_commands=True, max_verification_retries=retries)
+    async with run_sidecar(config):
+        made = await hub.submit(metadata={"command": command}, verification_steps=steps, **submit)
+        return await _ended(hub, made["id"], ends)
+
+
 # attempt 1 writes nothing; attempt 2 reads the failed checks it was given and fixes them
 FIX_ON_RETRY = [
     "sh",
@@ -26,16 +45,18 @@ FIX_ON_RETRY = [
 async def test_a_failed_check_feeds_a_fix_attempt_that_passes_and_completes(
     hub: Any, run_sidecar: Any
 ) -> None:
-    config = await hub.agent("fixer", allow_hub_commands=True, max_verification_retries=2)
-    async with run_sidecar(config):
-        made = await hub.submit(
-            metadata={"command": FIX_ON_RETRY},
-            verification_steps=[
-                {"type": "file_exists", "path": "fixed.txt"},
-                {"type": "command_succeeds", "command": "test -e fixed.txt", "timeout_s": 10},
-            ],
-        )
-        task = await _ended(hub, made["id"], "completed")
+    task = await _run_verified(
+        hub,
+        run_sidecar,
+        "fixer",
+        retries=2,
+        command=FIX_ON_RETRY,
+        steps=[
+            {"type": "file_exists", "path": "fixed.txt"},
+            {"type": "command_succeeds", "command": "test -e fixed.txt", "timeout_s": 10},
+        ],
+        ends="completed",
+    )
 
     result = task["result"]
     assert result["verified"] is True
@@ -54,16 +75,18 @@ async def test_a_failed_check_feeds_a_fix_attempt_that_passes_and_completes(
 async def test_checks_that_never_all_pass_end_as_partial_pass_with_what_remains(
     hub: Any, run_sidecar: Any
 ) -> None:
-    config = await hub.agent("halfway", allow_hub_commands=True, max_verification_retries=1)
-    async with run_sidecar(config):
-        made = await hub.submit(
-            metadata={"command": ["touch", "half.txt"]},
-            verification_steps=[
-                {"type": "file_exists", "path": "half.txt"},
-                {"type": "test_passes", "command": "sh -c 'echo 1 failed; exit 1'"},
-            ],
-        )
-        task = await _ended(hub, made["id"], "partial_pass")
+    task = await _run_verified(
+        hub,
+        run_sidecar,
+        "halfway",
+        retries=1,
+        command=["touch", "half.txt"],
+        steps=[
+            {"type": "file_exists", "path": "half.txt"},
+            {"type": "test_passes", "command": "sh -c 'echo 1 failed; exit 1'"},
+        ],
+        ends="partial_pass",
+    )
 
     result = task["result"]
     assert result["attempts"] == 2
@@ -76,14 +99,16 @@ async def test_checks_that_never_all_pass_end_as_partial_pass_with_what_remains(
 async def test_checks_that_never_pass_fail_the_task_with_the_report(
     hub: Any, run_sidecar: Any
 ) -> None:
-    config = await hub.agent("hopeless", allow_hub_commands=True, max_verification_retries=1)
-    async with run_sidecar(config):
-        made = await hub.submit(
-            metadata={"command": ["true"]},
-            max_retries=0,
-            verification_steps=[{"type": "file_exists", "path": "never.txt"}],
-        )
-        task = await _ended(hub, made["id"], "dead_letter")
+    task = await _run_verified(
+        hub,
+        run_sidecar,
+        "hopeless",
+        retries=1,
+        command=["true"],
+        steps=[{"type": "file_exists", "path": "never.txt"}],
+        ends="dead_letter",
+        max_retries=0,
+    )
 
     assert "verification failed after 2 attempt(s): file_exists never.txt" in task["last_error"]
     assert task["result"]["verification"]["status"] == "fail"
@@ -92,30 +117,32 @@ async def test_checks_that_never_pass_fail_the_task_with_the_report(
 async def test_a_check_past_its_timeout_is_killed_and_reported_as_timed_out(
     hub: Any, run_sidecar: Any
 ) -> None:
-    config = await hub.agent("patient", allow_hub_commands=True, max_verification_retries=0)
-    async with run_sidecar(config):
-        made = await hub.submit(
-            metadata={"command": ["true"]},
-            max_retries=0,
-            verification_steps=[
-                {"type": "command_succeeds", "command": "sleep 300", "timeout_s": 1}
-            ],
-        )
-        task = await _ended(hub, made["id"], "dead_letter")
+    task = await _run_verified(
+        hub,
+        run_sidecar,
+        "patient",
+        retries=0,
+        command=["true"],
+        steps=[{"type": "command_succeeds", "command": "sleep 300", "timeout_s": 1}],
+        ends="dead_letter",
+        max_retries=0,
+    )
 
     check = task["result"]["verification"]["checks"][0]
     assert (check["passed"], check["timed_out"]) == (False, True)
 
 
 async def test_a_file_check_never_looks_outside_the_workspace(hub: Any, run_sidecar: Any) -> None:
-    config = await hub.agent("boxed", allow_hub_commands=True, max_verification_retries=0)
-    async with run_sidecar(config):
-        made = await hub.submit(
-            metadata={"command": ["true"]},
-            max_retries=0,
-            verification_steps=[{"type": "file_exists", "path": "../../sidecar.json"}],
-        )
-        task = await _ended(hub, made["id"], "dead_letter")
+    task = await _run_verified(
+        hub,
+        run_sidecar,
+        "boxed",
+        retries=0,
+        command=["true"],
+        steps=[{"type": "file_exists", "path": "../../sidecar.json"}],
+        ends="dead_letter",
+        max_retries=0,
+    )
 
     check = task["result"]["verification"]["checks"][0]
     assert (check["passed"], check["output_tail"]) == (False, "path leaves the workspace")

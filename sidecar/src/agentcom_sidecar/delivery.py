@@ -126,6 +126,10 @@ async def open_pull_request(
             return str(made.json()["html_url"])
         except httpx.HTTPError as exc:
             raise DeliveryError(f"GitHub API at {api} unreachable: {type(exc).__name__}") from None
+        except (ValueError, LookupError, TypeError):  # a 2xx that is not GitHub's pulls JSON
+            raise DeliveryError(
+                f"GitHub API at {api} answered without a pull request's html_url"
+            ) from None
 
 
 def _raise_for(response: httpx.Response, what: str) -> None:

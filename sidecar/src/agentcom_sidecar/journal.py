@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from pydantic import BaseModel
+
 from agentcom_common.errors import UnavailableError
 
 Phase = Literal["received", "accepted", "running", "finished", "cancelled"]
@@ -245,3 +247,8 @@ class Journal:
                 " ('rejected', 'completed', 'partial_pass', 'failed') ORDER BY seq"
             )
         ]
+
+
+def dump(report: BaseModel) -> bytes:
+    """A report as the journal stores and the courier sends it."""
+    return report.model_dump_json().encode()

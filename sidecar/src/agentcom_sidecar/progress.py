@@ -11,7 +11,7 @@ import contextlib
 from collections import deque
 
 from agentcom_common.contracts.agent import Progress
-from agentcom_sidecar.journal import Journal
+from agentcom_sidecar.journal import Journal, dump
 
 LINE_MAX = 4000
 
@@ -59,7 +59,7 @@ class ProgressBatcher:
         self._seq += 1
         self._lines.clear()
         self._dropped = 0
-        self._journal.add_report("progress", report.model_dump_json().encode(), task_id, generation)
+        self._journal.add_report("progress", dump(report), task_id, generation)
         self._wake.set()
 
     async def _run(self) -> None:

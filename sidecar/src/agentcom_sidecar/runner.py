@@ -37,7 +37,7 @@ from agentcom_common.contracts.agent import (
 from agentcom_common.errors import ConflictError
 from agentcom_sidecar import host, link, processes, taskdata
 from agentcom_sidecar.config import SidecarConfig
-from agentcom_sidecar.journal import Journal, TaskRow
+from agentcom_sidecar.journal import Journal, TaskRow, dump
 from agentcom_sidecar.work import Work
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class Sidecar:
             row.task_id,
             row.generation,
             "finished",
-            [("recovering", _dump(recovering)), ("failed", _dump(failed))],
+            [("recovering", dump(recovering)), ("failed", dump(failed))],
             pgid=None,
         )
         self.recovered = True
@@ -217,7 +217,7 @@ class Sidecar:
         subject = subjects.agent_report(self.config.agent_id)
         while True:
             try:
-                await js.publish(subject, _dump(hello), timeout=5)
+                await js.publish(subject, dump(hello), timeout=5)
                 return
             except (NatsError, OSError, TimeoutError) as exc:
                 log.warning("hello.failed", extra={"error": type(exc).__name__})
@@ -236,7 +236,7 @@ class Sidecar:
             )
             with contextlib.suppress(NatsError, OSError, TimeoutError):
                 await js.publish(
-                    subject, _dump(beat), timeout=max(1.0, self.config.heartbeat_interval)
+                    subject, dump(beat), timeout=max(1.0, self.config.heartbeat_interval)
                 )
             self._write_status()
             with contextlib.suppress(TimeoutError):
@@ -327,7 +327,7 @@ class Sidecar:
     async def _restart(self) -> None:
         """Report `restarting` once every report is acked, then exit for the supervisor."""
         restarting = Restarting(kind="restarting", agent_id=self.config.agent_id)
-        self.journal.add_report("restarting", _dump(restarting))
+        self.journal.add_report("restarting", dump(restarting))
         await self.courier.flushed(timeout=30)
         if self.restart_msg is not None:
             with contextlib.suppress(NatsError, OSError, TimeoutError):
@@ -387,7 +387,3 @@ def _lock(state: Path) -> TextIO:
             f"another sidecar is running with the state dir {state}", code="already_running"
         ) from None
     return handle
-
-
-def _dump(model: Any) -> bytes:
-    return model.model_dump_json().encode()

@@ -26,7 +26,7 @@ from agentcom_sidecar import (
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors import registry, shell
 from agentcom_sidecar.executors.base import Report, ReportSink
-from agentcom_sidecar.journal import Journal, TaskRow
+from agentcom_sidecar.journal import Journal, TaskRow, dump
 from agentcom_sidecar.progress import ProgressBatcher
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,15 @@ class Work:
         except RefusedError as exc:
             self.reject(row, str(exc))
             return
+        except OSError as exc:  # the disk said no: reject, or every restart would crash on it
+            self.reject(row, f"cannot prepare the task here: {exc}")
+            return
         accepted = self.outcome(row, "accepted", {"executor": name})
         self.journal.advance(
             row.task_id,
             row.generation,
             "accepted",
-            [("accepted", _dump(accepted))],
+            [("accepted", dump(accepted))],
             workspace=str(ws.path) if ws else None,
             branch=ws.branch if ws else None,
         )
@@ -64,7 +67,7 @@ class Work:
             outcome = attempts.Outcome("failed", {"executor": name}, error)
         report = self.outcome(row, outcome.kind, outcome.result, outcome.error)
         self.journal.advance(
-            row.task_id, row.generation, "finished", [(outcome.kind, _dump(report))], pgid=None
+            row.task_id, row.generation, "finished", [(outcome.kind, dump(report))], pgid=None
         )
         self.courier.wake.set()
         log.info("task.finished", extra={"task_id": row.task_id, "outcome": outcome.kind})
@@ -72,7 +75,7 @@ class Work:
     def reject(self, row: TaskRow, reason: str) -> None:
         rejected = self.outcome(row, "rejected", {}, reason[:4000])
         self.journal.advance(
-            row.task_id, row.generation, "finished", [("rejected", _dump(rejected))]
+            row.task_id, row.generation, "finished", [("rejected", dump(rejected))]
         )
         self.courier.wake.set()
         log.info("task.rejected", extra={"task_id": row.task_id, "reason": reason[:300]})
@@ -222,7 +225,7 @@ class Work:
         async def emit(report: Report) -> None:
             if (report.task_id, report.generation) != (row.task_id, row.generation):
                 return  # an executor may only speak about its own assignment
-            self.journal.add_report(report.kind, _dump(report), row.task_id, row.generation)
+            self.journal.add_report(report.kind, dump(report), row.task_id, row.generation)
             self.courier.wake.set()
 
         return emit
@@ -273,7 +276,3 @@ def _timeout(task: dict[str, Any], limit: float) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return min(float(value), limit)
     return limit
-
-
-def _dump(model: Any) -> bytes:
-    return model.model_dump_json().encode()
