@@ -72,6 +72,19 @@ class Fleet:
     last_beat: dict[str, float] = field(default_factory=dict[str, float])
     detection_s: list[float] = field(default_factory=list[float])
     completed_events: set[str] = field(default_factory=set[str])
+    t0: dict[str, float] = field(default_factory=dict[str, float])  # task -> submit sent
+    reached: dict[str, dict[str, float]] = field(default_factory=dict[str, dict[str, float]])
+
+    def stage(self, name: str, task_id: str, now: float) -> None:
+        """Note when the task first reached stage `name` (a trace: where the latency goes)."""
+        self.reached.setdefault(name, {}).setdefault(task_id, now)
+
+    def stage_ms(self) -> dict[str, list[float]]:
+        """Per stage, the sorted times from each task's submit to that stage (ms)."""
+        return {
+            name: sorted((at - self.t0[t]) * 1000 for t, at in seen.items() if t in self.t0)
+            for name, seen in self.reached.items()
+        }
 
 
 @contextlib.contextmanager
@@ -157,6 +170,8 @@ class Sim:
         sent = metadata.get("t0")
         if sent is not None and task["id"] not in fleet.seen:  # a reassignment is not timed
             fleet.latencies_ms.append((now - float(sent)) * 1000)
+            fleet.t0.setdefault(task["id"], float(sent))
+            fleet.stage("assign_received", task["id"], now)
         fleet.seen.add(task["id"])
         fleet.assigns += 1
         previous = fleet.holder.get(task["id"])
@@ -188,8 +203,13 @@ class Sim:
 
 async def watch_events(nc: Client, fleet: Fleet) -> None:
     async def on_event(msg: Msg) -> None:
+        now = time.perf_counter()
         body = json.loads(msg.data)
         task_id = body.get("task_id")
+        if msg.subject.endswith(".submitted"):
+            fleet.stage("event_submitted", task_id, now)
+        elif msg.subject.endswith(".assigned"):
+            fleet.stage("event_assigned", task_id, now)
         if msg.subject.endswith(".completed"):
             fleet.completed_events.add(task_id)
         elif msg.subject.endswith(".failed") and task_id in fleet.victims:
@@ -199,21 +219,26 @@ async def watch_events(nc: Client, fleet: Fleet) -> None:
     await nc.subscribe("agentcom.evt.task.*", cb=on_event)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
 
 
-async def offer(nc: Client, rate: float, seconds: float) -> tuple[int, float]:
+async def submit(nc: Client, fleet: Fleet, i: int) -> None:
+    """One task over the queue's NATS API; notes when its submit was sent and answered."""
+    sent = time.perf_counter()
+    body = {"description": f"bench {i}", "metadata": {"t0": sent}}
+    reply = await nc.request("agentcom.rpc.queue.submit", json.dumps(body).encode(), timeout=60)
+    task_id = json.loads(reply.data)["id"]
+    fleet.t0.setdefault(task_id, sent)
+    fleet.stage("submit_answered", task_id, time.perf_counter())
+
+
+async def offer(nc: Client, fleet: Fleet, rate: float, seconds: float) -> tuple[int, float]:
     """Submit tasks on a fixed schedule (open loop); returns (count, achieved rate)."""
     total = int(rate * seconds)
-    pending: list[asyncio.Task[Any]] = []
+    pending: list[asyncio.Task[None]] = []
     start = time.perf_counter()
     for i in range(total):
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        body = {"description": f"bench {i}", "metadata": {"t0": time.perf_counter()}}
-        pending.append(
-            asyncio.create_task(
-                nc.request("agentcom.rpc.queue.submit", json.dumps(body).encode(), timeout=60)
-            )
-        )
+        pending.append(asyncio.create_task(submit(nc, fleet, i)))
     issued = time.perf_counter() - start
     await asyncio.gather(*pending)
     return total, total / issued if issued else rate
@@ -262,10 +287,10 @@ async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token
         loops = [asyncio.create_task(sim.beats(stop))]
         await asyncio.sleep(2)  # hellos applied
         progress.log(f"load: {args.rate}/s for {args.seconds} s")
-        submitted, achieved = await offer(conns[0], args.rate, args.seconds)
+        submitted, achieved = await offer(conns[0], fleet, args.rate, args.seconds)
         progress.log("silence: the next agents to get a task go quiet")
         fleet.victims_wanted = args.victims
-        extra, _ = await offer(conns[0], max(1.0, args.victims / 2), 2.0)
+        extra, _ = await offer(conns[0], fleet, max(1.0, args.victims / 2), 2.0)
         offered_at = time.perf_counter()
         deadline = time.perf_counter() + max(HEARTBEAT_S * MISSED + 30, args.drain)
         while time.perf_counter() < deadline:
@@ -281,6 +306,11 @@ async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token
         for conn in conns:
             await conn.close()
     lat = sorted(fleet.latencies_ms)
+    trace = {
+        f"{name}_p{int(q * 100)}_ms": round(percentile(ms, q), 2)
+        for name, ms in fleet.stage_ms().items()
+        for q in (0.5, 0.99)
+    }
     det = sorted(fleet.detection_s)
     total = submitted + extra
     return {
@@ -294,6 +324,7 @@ async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token
         "assign_p90_ms": round(percentile(lat, 0.90), 2),
         "assign_p99_ms": round(percentile(lat, 0.99), 2),
         "assign_max_ms": round(lat[-1], 2) if lat else None,
+        **trace,
         "silence_victims": len(det),
         "silence_to_requeue_p50_s": round(percentile(det, 0.5), 2),
         "silence_to_requeue_max_s": round(det[-1], 2) if det else None,

@@ -7,7 +7,7 @@ the same, so a batched change cannot be told apart from single ones.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common import clock, outbox, subjects, telemetry
 from agentcom_common.contracts.agent import AgentState, AgentTransition
-from agentcom_scheduler import ops, states
+from agentcom_scheduler import ops, states, wakeups
 from agentcom_scheduler.tables import agent_history
 
 
@@ -55,8 +55,10 @@ RETURNING a.id
 _SEEN: Final[TextClause] = text(
     """
 UPDATE scheduler.agents a
-SET last_seen = now(), resources = COALESCE(v.resources, a.resources)
-FROM jsonb_to_recordset(CAST(:agents AS jsonb)) AS v(agent_id text, resources jsonb)
+SET last_seen = now(), resources = COALESCE(v.resources, a.resources),
+    last_beat = CASE WHEN v.beat OR a.state = 'offline' THEN now() ELSE a.last_beat END
+FROM jsonb_to_recordset(CAST(:agents AS jsonb)) AS v(
+    agent_id text, resources jsonb, beat boolean)
 WHERE a.id = v.agent_id
 RETURNING a.id, a.state
 """
@@ -117,6 +119,8 @@ async def transition_many(
     done = [m for m in moves if m.agent_id in moved]
     if not done:
         return moved
+    if any(m.target is AgentState.IDLE for m in done):
+        wakeups.matching()  # again after the caller's commit where it matters (hot paths)
     await conn.execute(
         insert(agent_history),
         [
@@ -155,13 +159,19 @@ async def transition_many(
 
 
 async def seen_many(
-    conn: AsyncConnection, resources: dict[str, dict[str, object] | None]
+    conn: AsyncConnection,
+    resources: dict[str, dict[str, object] | None],
+    beats: Collection[str] = (),
 ) -> dict[str, AgentState]:
     """Note that these agents were heard from (a heartbeat's resources where given, else the
-    stored ones kept): one statement. Returns each known agent's state; unknown ids are absent."""
+    stored ones kept): one statement. Those in `beats` sent a heartbeat or hello (presence:
+    `last_beat`; an offline agent's clock starts with any report). Returns each known agent's
+    state; unknown ids are absent."""
     if not resources:
         return {}
-    rows = [{"agent_id": a, "resources": r} for a, r in sorted(resources.items())]
+    rows = [
+        {"agent_id": a, "resources": r, "beat": a in beats} for a, r in sorted(resources.items())
+    ]
     await _lock(conn, list(resources))
     result = await conn.execute(_SEEN, {"agents": json.dumps(rows)})
     return {r.id: AgentState(r.state) for r in result.all()}

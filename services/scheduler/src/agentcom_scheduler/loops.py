@@ -57,7 +57,9 @@ async def start(
         )
         await runtime.callout.start()
         loops.spawn("nats-logins", _hold(runtime.callout))
-    silence = settings.scheduler_heartbeat_interval * settings.scheduler_missed_heartbeats
+    silence = presence.silence_for(
+        settings.scheduler_heartbeat_interval, settings.scheduler_missed_heartbeats
+    )
     gate = presence.Gate(limiter=runtime.limiter)
     loops.spawn("agent-reports", presence.consume_reports(s, res.nc, res.js, gate, runtime.kick))
     stranded = settings.scheduler_working_offline_timeout

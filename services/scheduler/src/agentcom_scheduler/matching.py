@@ -14,13 +14,15 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_common import clock, messaging, subjects
-from agentcom_common.contracts.agent import AgentState, Assign
+from agentcom_common import clock, messaging, outbox, subjects
+from agentcom_common.contracts.agent import Assign
 from agentcom_common.contracts.task import ClaimForAgents, RequeueTask
 from agentcom_common.errors import AgentcomError
-from agentcom_scheduler import batch, ops, queue_client, store
+from agentcom_scheduler import fastpath, ops, queue_client, store, wakeups
 
 log = logging.getLogger(__name__)
 
@@ -42,73 +44,77 @@ def _deadline(task: dict[str, Any], execution_timeout: timedelta) -> datetime:
 
 
 CLAIMS_AT_ONCE = 64
-"""Idle agents of one profile offered work in one queue round trip and one transaction."""
+"""Idle agents of one profile offered work in one queue round trip and one statement."""
 
 
 async def match_once(
-    s: ops.Scheduler, nc: Client, js: JetStreamContext, execution_timeout: timedelta
+    s: ops.Scheduler,
+    nc: Client,
+    js: JetStreamContext,
+    execution_timeout: timedelta,
+    raw: Any = None,
 ) -> int:
     """Offer work to idle agents; returns how many tasks were assigned.
 
     Agents alike (same capabilities and repos) get the same answer from the queue, so work is
     offered profile by profile: up to CLAIMS_AT_ONCE of its idle agents, longest idle first, in
-    one `claim_agents` call (the best task to the longest idle), one transaction for all their
-    moves, then the assignments published side by side; again until the queue runs dry for
-    that profile. The cost follows the number of profiles and assignments, not of idle agents.
+    one `claim_agents` call (the best task to the longest idle), one statement for all their
+    moves, then the assignments published side by side; again while a profile's whole chunk
+    found work. The cost follows the number of profiles and assignments, not of idle agents.
+    `raw` is an asyncpg connection to use (the matcher holds one); without it one is checked
+    out for the pass.
     """
-    async with s.engine.connect() as conn:
-        profiles = await store.idle_profiles(conn)
+    if raw is None:
+        async with s.engine.connect() as conn:
+            return await match_once(s, nc, js, execution_timeout, await _driver(conn))
     assigned = 0
-    for profile in profiles:
-        while True:
-            async with s.engine.connect() as conn:
-                chunk = await store.idle_of(conn, profile, CLAIMS_AT_ONCE)
-            if not chunk:
-                break
-            claimed, sent = await _offer(s, nc, js, profile, chunk, execution_timeout)
+    while True:
+        full = False
+        for profile, chunk in await fastpath.idle(raw, CLAIMS_AT_ONCE):
+            claimed, sent = await _offer(s, nc, js, raw, profile, chunk, execution_timeout)
             assigned += sent
-            if claimed < len(chunk) or len(chunk) < CLAIMS_AT_ONCE:
-                break
-    return assigned
+            full = full or (claimed == len(chunk) == CLAIMS_AT_ONCE)
+        if not full:
+            return assigned
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under an engine connection."""
+    return (await conn.get_raw_connection()).driver_connection
 
 
 async def _offer(
     s: ops.Scheduler,
     nc: Client,
     js: JetStreamContext,
+    raw: Any,
     profile: store.Profile,
-    chunk: list[store.AgentRow],
+    chunk: list[str],
     execution_timeout: timedelta,
 ) -> tuple[int, int]:
     """Claim one task each for idle agents alike and send the assignments; returns (tasks
     claimed, assignments sent). A task whose agent left meanwhile goes straight back."""
     capabilities, repos = profile
-    claim = ClaimForAgents(agent_ids=[a.id for a in chunk], capabilities=capabilities, repos=repos)
+    claim = ClaimForAgents(agent_ids=chunk, capabilities=capabilities, repos=repos)
     tasks: list[dict[str, Any]] = (await queue_client.call(nc, "claim_agents", claim))["tasks"]
     if not tasks:
         return 0, 0
-    now = clock.now()
     moves = [
-        batch.Move(
-            task["assigned_to"],
-            AgentState.IDLE,
-            AgentState.ASSIGNED,
-            f"task {task['id']} generation {task['generation']}",
-            "assigned",
-            (task["id"], task["generation"], now, _deadline(task, execution_timeout)),
+        fastpath.Assignment(
+            task["assigned_to"], task["id"], task["generation"], _deadline(task, execution_timeout)
         )
         for task in tasks
     ]
-    async with s.engine.begin() as conn:
-        moved = await batch.transition_many(s, conn, moves)
+    moved = await fastpath.assign(raw, s.outbox.schema or "", moves)
+    outbox.wake_local(s.outbox)
+    sent = [task for task in tasks if task["assigned_to"] in moved]
+    await asyncio.gather(*(_send(js, task) for task in sent))
     for task in tasks:
         if task["assigned_to"] not in moved:  # it went offline meanwhile: give it straight back
             back = RequeueTask(
                 task_id=task["id"], generation=task["generation"], reason="agent left"
             )
             await queue_client.call(nc, "requeue", back)
-    sent = [task for task in tasks if task["assigned_to"] in moved]
-    await asyncio.gather(*(_send(js, task) for task in sent))
     return len(tasks), len(sent)
 
 
@@ -126,6 +132,11 @@ async def _send(js: JetStreamContext, task: dict[str, Any]) -> None:
 async def match_forever(
     s: ops.Scheduler, nc: Client, js: JetStreamContext, every: timedelta, execution: timedelta
 ) -> None:
+    """Match on every wake-up (an event, or a change in this process) and every `every`.
+
+    One asyncpg connection is held across passes (no checkout, ping or reset per pass); after
+    a failure it is given back and a fresh one checked out for the next pass.
+    """
     wake = asyncio.Event()
 
     async def on_event(_msg: Msg) -> None:
@@ -133,14 +144,35 @@ async def match_forever(
 
     for subject in WAKE_SUBJECTS:
         await nc.subscribe(subject, cb=on_event)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
-    while True:
-        wake.clear()
-        try:
-            await match_once(s, nc, js, execution)
-        except AgentcomError as exc:  # the queue is away: the next pass retries
-            log.warning("matching.paused", extra={"error": exc.code})
-        except Exception:  # NATS or Postgres hiccup: an unsent assignment times out and returns
-            log.exception("matching.failed")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(every.total_seconds()):
-                await wake.wait()
+    wakeups.register(wake)
+    try:
+        while True:
+            try:
+                async with s.engine.connect() as conn:
+                    raw = await _driver(conn)
+                    while True:
+                        wake.clear()
+                        await _pass(s, nc, js, execution, raw)
+                        await _wait(wake, every)
+            except Exception:  # Postgres hiccup: the next pass checks out a fresh connection
+                log.exception("matching.failed")
+                await _wait(wake, every)
+    finally:
+        wakeups.unregister(wake)
+
+
+async def _pass(
+    s: ops.Scheduler, nc: Client, js: JetStreamContext, execution: timedelta, raw: Any
+) -> None:
+    try:
+        await match_once(s, nc, js, execution, raw)
+    except AgentcomError as exc:  # the queue is away: the next pass retries
+        log.warning("matching.paused", extra={"error": exc.code})
+    except (OSError, TimeoutError, NatsError) as exc:  # NATS: an unsent assignment times out
+        log.warning("matching.nats_failed", extra={"error": type(exc).__name__})
+
+
+async def _wait(wake: asyncio.Event, every: timedelta) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(every.total_seconds()):
+            await wake.wait()

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -45,7 +45,7 @@ from agentcom_common.contracts.task import (
     TaskState,
 )
 from agentcom_common.errors import AgentcomError, InvalidError, NotFoundError, UnavailableError
-from agentcom_scheduler import batch, limits, ops, queue_client, store
+from agentcom_scheduler import batch, limits, ops, queue_client, store, wakeups
 
 log = logging.getLogger(__name__)
 _REPORT: TypeAdapter[AgentReport] = TypeAdapter(AgentReport)
@@ -70,6 +70,8 @@ async def transition_if(
         agent_id=agent_id, from_state=source, to_state=target, reason=reason, at=clock.now()
     )
     await outbox.add(conn, s.outbox, subjects.event("agent", event), change)
+    if target is AgentState.IDLE:
+        wakeups.matching()
     return True
 
 
@@ -116,7 +118,9 @@ async def on_report(
             return "applied"
     resources = _resources(report) if isinstance(report, Heartbeat) else None
     async with s.engine.begin() as conn:
-        before = await store.seen(conn, speaker, resources)
+        before = await store.seen(
+            conn, speaker, resources, beat=isinstance(report, Heartbeat | Hello)
+        )
         if before is None:
             raise NotFoundError(f"report from unknown agent {speaker}", code="agent_not_found")
         if before.state == AgentState.OFFLINE.value:
@@ -383,6 +387,7 @@ class _Plan:
     )
     first_kind: dict[str, str] = field(default_factory=dict[str, str])
     beats: list[Msg] = field(default_factory=list[Msg])
+    beating: set[str] = field(default_factory=set[str])  # agents whose heartbeat counts
     rounds: list[list[tuple[Msg, TaskOutcome]]] = field(
         default_factory=list[list[tuple[Msg, TaskOutcome]]]
     )
@@ -403,6 +408,7 @@ def _plan(groups: list[list[tuple[Msg, Heartbeat | TaskOutcome]]], gate: Gate) -
                 limiter = gate.limiter
                 if limiter is None or not limiter.take(report.agent_id, "light"):
                     plan.resources[report.agent_id] = _resources(report)
+                    plan.beating.add(report.agent_id)
                 continue  # over the rate: dropped, like any light report
             while k < len(plan.rounds) and report.task_id in in_round[k]:
                 k += 1
@@ -439,7 +445,7 @@ async def _outcomes_many(
     plan = _plan(groups, gate)
     try:
         async with s.engine.begin() as conn:
-            known = await _seen_many(s, conn, plan.resources, plan.first_kind)
+            known = await _seen_many(s, conn, plan.resources, plan.first_kind, plan.beating)
     except Exception:  # Postgres away: leave them all for redelivery
         log.exception("reports.outcomes_failed")
         await _nak_all(plan.beats + [m for r in plan.rounds for m, _ in r])
@@ -495,6 +501,7 @@ async def _settle(
         log.exception("reports.outcomes_failed")
         await _nak_all([m for r in rounds for m, _ in r])
         return
+    wakeups.matching()  # the agents that finished are idle now, committed
     for k, r in enumerate(rounds):
         if k >= len(answers):
             await _nak_all([m for m, _ in r])
@@ -522,7 +529,7 @@ async def _beat_many(s: ops.Scheduler, beats: list[tuple[Msg, Heartbeat]], gate:
 async def _apply_beats(s: ops.Scheduler, conn: AsyncConnection, beats: list[Heartbeat]) -> None:
     """Refresh many agents' presence in one go; those that were offline come online."""
     latest: dict[str, dict[str, object] | None] = {b.agent_id: _resources(b) for b in beats}
-    await _seen_many(s, conn, latest, dict.fromkeys(latest, "heartbeat"))
+    await _seen_many(s, conn, latest, dict.fromkeys(latest, "heartbeat"), latest)
 
 
 async def _seen_many(
@@ -530,10 +537,11 @@ async def _seen_many(
     conn: AsyncConnection,
     resources: dict[str, dict[str, object] | None],
     reasons: dict[str, str],
+    beats: Collection[str],
 ) -> dict[str, AgentState]:
     """`batch.seen_many`, then the offline ones come online (`reasons[agent]` in their history);
     returns each known agent's state as it was."""
-    known = await batch.seen_many(conn, resources)
+    known = await batch.seen_many(conn, resources, beats)
     online = [a for a, state in known.items() if state is AgentState.OFFLINE]
     await batch.transition_many(
         s,
@@ -699,6 +707,18 @@ async def _hand_back(nc: Client, row: store.AgentRow, how: str) -> bool:
     return True
 
 
+DETECTION_MARGIN = 0.1
+"""Share of one heartbeat interval by which the offline decision comes before `missed`
+intervals have passed since the agent's last heartbeat, so that its task is back in the queue
+(report, event) within `missed` intervals, as issue 5 measures detection. A live agent is
+never at risk: its next heartbeat is due `missed - 1` intervals before that."""
+
+
+def silence_for(interval: timedelta, missed: int) -> timedelta:
+    """How long after its last heartbeat an agent is taken offline."""
+    return interval * missed - interval * DETECTION_MARGIN
+
+
 async def sweep_forever(
     s: ops.Scheduler,
     nc: Client,
@@ -707,12 +727,29 @@ async def sweep_forever(
     accept: timedelta,
     every: timedelta,
 ) -> None:
+    """Sweep every `every`, and at the moment the next agent falls silent (the oldest last
+    heartbeat + `silence`): detection does not wait for the next tick."""
     while True:
+        pause = every.total_seconds()
         try:
             await sweep(s, nc, js, silence, accept)
+            pause = await _until_silent(s, silence, every)
         except Exception:  # a failed pass is retried by the next one
             log.exception("sweep.failed")
-        await asyncio.sleep(every.total_seconds())
+        await asyncio.sleep(pause)
+
+
+async def _until_silent(s: ops.Scheduler, silence: timedelta, every: timedelta) -> float:
+    """Seconds until the next sweep: when the quietest agent passes `silence`, at most `every`.
+    One already past it (its hand-back failed, the backlog guard held it) waits `every`."""
+    async with s.engine.connect() as conn:
+        oldest = await store.oldest_beat(conn)
+    if oldest is None:
+        return every.total_seconds()
+    due = (oldest + silence - clock.now()).total_seconds()
+    if due <= 0:
+        return every.total_seconds()
+    return min(every.total_seconds(), due + 0.001)  # just past it: `last_beat < cutoff`
 
 
 async def requeue_stranded(s: ops.Scheduler, nc: Client, older_than: timedelta) -> int:

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -84,12 +84,27 @@ async def history(conn: AsyncConnection, agent_id: str) -> Sequence[Row[Any]]:
 
 
 async def seen(
-    conn: AsyncConnection, agent_id: str, resources: dict[str, object] | None = None
+    conn: AsyncConnection,
+    agent_id: str,
+    resources: dict[str, object] | None = None,
+    *,
+    beat: bool = False,
 ) -> AgentRow | None:
     """Note that the agent was heard from (with its host resources from a heartbeat); the row
     (its state and assignment are as before: only `last_seen` changed), None if unknown. One
-    statement, and the row stays locked until the transaction ends."""
-    values: dict[str, object] = {"last_seen": func.now()}
+    statement, and the row stays locked until the transaction ends.
+
+    `beat`: the report is a heartbeat or hello, which also moves `last_beat` (presence); an
+    offline agent's first report of any kind starts its presence clock too.
+    """
+    values: dict[str, object] = {
+        "last_seen": func.now(),
+        "last_beat": func.now()
+        if beat
+        else case(
+            (agents.c.state == AgentState.OFFLINE.value, func.now()), else_=agents.c.last_beat
+        ),
+    }
     if resources is not None:
         values["resources"] = resources
     stmt = update(agents).where(agents.c.id == agent_id).values(**values).returning(*agents.c)
@@ -117,14 +132,21 @@ async def move(
 
 
 async def silent_since(conn: AsyncConnection, cutoff: datetime) -> list[AgentRow]:
-    """Agents not offline whose last word is older than `cutoff`, locked for the sweep."""
+    """Agents not offline whose last heartbeat (or hello) is older than `cutoff`, locked for
+    the sweep."""
     stmt = (
         select(agents)
         .where(agents.c.state != AgentState.OFFLINE.value)
-        .where((agents.c.last_seen < cutoff) | agents.c.last_seen.is_(None))
+        .where((agents.c.last_beat < cutoff) | agents.c.last_beat.is_(None))
         .with_for_update(skip_locked=True)
     )
     return list((await conn.execute(stmt)).all())
+
+
+async def oldest_beat(conn: AsyncConnection) -> datetime | None:
+    """The oldest last heartbeat of an agent not offline: the next one to fall silent."""
+    stmt = select(func.min(agents.c.last_beat)).where(agents.c.state != AgentState.OFFLINE.value)
+    return (await conn.execute(stmt)).scalar_one_or_none()
 
 
 Profile = tuple[list[str], list[str]]

@@ -27,7 +27,8 @@ agents = Table(
     Column("capabilities", ARRAY(Text), nullable=False),
     Column("repos", ARRAY(Text), nullable=False),
     Column("token_id", Text, nullable=False),
-    Column("last_seen", DateTime(timezone=True)),
+    Column("last_seen", DateTime(timezone=True)),  # its last report of any kind
+    Column("last_beat", DateTime(timezone=True)),  # its last heartbeat or hello: presence
     Column("task_id", Text),  # the assignment it holds, if any
     Column("generation", Integer),
     Column("assigned_at", DateTime(timezone=True)),
