@@ -259,17 +259,40 @@ async def run(args: argparse.Namespace) -> Json:
             "AGENTCOM_SCHEDULER_RATE_HEAVY": "100000",
             "AGENTCOM_LOG_LEVEL": "WARNING",
         }
+        traced = env | {"AGENTCOM_LOG_LEVEL": "DEBUG"} if args.trace else env
         procs = [
-            ServiceProcess(name, broker.url, layout.url, root / f"{name}.log", env)
-            for name in ("queue", "scheduler")
+            ServiceProcess("queue", broker.url, layout.url, root / "queue.log", env),
+            ServiceProcess("scheduler", broker.url, layout.url, root / "scheduler.log", traced),
         ]
         try:
             for proc in procs:
                 proc.start()
-            return await measure(args, broker.url, procs[1].url, token)
+            result = await measure(args, broker.url, procs[1].url, token)
         finally:
             for proc in procs:
                 proc.stop()
+        return result | (matching_trace(root / "scheduler.log") if args.trace else {})
+
+
+def matching_trace(log: Path) -> Json:
+    """p50/p99 of the scheduler's `matching.pass` / `matching.offer` debug lines (--trace)."""
+    fields: dict[str, list[float]] = {}
+    for line in log.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            event = str(record.get("event", ""))
+            if event in ("matching.pass", "matching.offer"):
+                for key, value in record.items():
+                    if key.endswith("_ms") or key in ("ms", "tasks"):
+                        name = f"{event.split('.')[1]}_{key}"
+                        fields.setdefault(name, []).append(float(value))
+    out: Json = {}
+    for name, values in sorted(fields.items()):
+        ordered = sorted(values)
+        out[f"trace_{name}_n"] = len(ordered)
+        out[f"trace_{name}_p50"] = round(percentile(ordered, 0.5), 2)
+        out[f"trace_{name}_p99"] = round(percentile(ordered, 0.99), 2)
+    return out
 
 
 async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token: str) -> Json:
@@ -349,6 +372,11 @@ def main() -> None:
         "--drain", type=float, default=300.0, help="seconds to wait for the backlog to finish"
     )
     parser.add_argument("--quick", action="store_true", help="100 agents, 50/s for 10 s")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="scheduler at DEBUG: summarise its per-pass matching timings (costs some CPU)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.agents, args.rate, args.seconds, args.victims = 100, 50.0, 10.0, 3

@@ -707,7 +707,7 @@ async def _hand_back(nc: Client, row: store.AgentRow, how: str) -> bool:
     return True
 
 
-DETECTION_MARGIN = 0.1
+DETECTION_MARGIN = 0.2
 """Share of one heartbeat interval by which the offline decision comes before `missed`
 intervals have passed since the agent's last heartbeat, so that its task is back in the queue
 (report, event) within `missed` intervals, as issue 5 measures detection. A live agent is
