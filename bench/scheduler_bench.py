@@ -275,12 +275,18 @@ async def run(args: argparse.Namespace) -> Json:
 
 
 def matching_trace(log: Path) -> Json:
-    """p50/p99 of the scheduler's `matching.pass` / `matching.offer` debug lines (--trace)."""
+    """p50/p99 of the scheduler's `matching.pass` / `matching.offer` debug lines (--trace),
+    of how long an agent was silent when the sweep took it offline, and how often the sweep
+    put off judging presence because reports were waiting."""
     fields: dict[str, list[float]] = {}
     for line in log.read_text().splitlines():
         with contextlib.suppress(ValueError):
             record = json.loads(line)
             event = str(record.get("event", ""))
+            if event == "sweep.presence_deferred":
+                fields.setdefault("sweep_deferred", []).append(1.0)
+            if event == "agent.silent" and record.get("silent_s") is not None:
+                fields.setdefault("offline_after_s", []).append(float(record["silent_s"]))
             if event in ("matching.pass", "matching.offer"):
                 for key, value in record.items():
                     if key.endswith("_ms") or key in ("ms", "tasks"):

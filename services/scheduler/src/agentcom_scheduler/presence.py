@@ -622,6 +622,8 @@ async def sweep(
             [] if behind > BACKLOG_LIMIT else await store.silent_since(conn, clock.now() - silence)
         )
         for row in silent:
+            quiet = (clock.now() - row.last_beat).total_seconds() if row.last_beat else None
+            log.warning("agent.silent", extra={"agent_id": row.id, "silent_s": quiet})
             if row.task_id is not None and not await _hand_back(nc, row, "failed"):
                 continue
             await transition_if(
