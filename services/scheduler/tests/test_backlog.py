@@ -1,4 +1,5 @@
-"""The sweep does not call live agents silent while its own reports are still waiting."""
+"""The sweep does not call live agents silent while its own reports are still waiting, and
+does not let such a backlog hide agents that are silent anyway."""
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -8,10 +9,12 @@ import httpx
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agentcom_common import clock
 from agentcom_common.service import ServiceSpec
+from agentcom_common.testing import eventually
 from agentcom_scheduler import ops, presence, tables
 from agentcom_scheduler.app import SPEC
 
@@ -25,24 +28,40 @@ async def api(run_service: RunService, admin_token: str) -> AsyncIterator[httpx.
         yield client
 
 
-async def test_silence_is_judged_only_once_the_report_backlog_is_small(
+async def test_a_report_backlog_delays_judging_only_the_agents_it_may_hide(
     api: httpx.AsyncClient, engine: AsyncEngine, nc: Client, js: JetStreamContext
 ) -> None:
-    await api.post("/api/agents", json={"name": "quiet"})
-    async with engine.begin() as conn:  # idle, last heard from long ago
-        await conn.execute(
-            update(tables.agents).where(tables.agents.c.id == "quiet").values(state="idle")
-        )
+    interval, silence = timedelta(milliseconds=100), timedelta(milliseconds=300)
+    accept = timedelta(seconds=30)
+    for name in ("quiet", "gone"):
+        await api.post("/api/agents", json={"name": name})
     backlog = await js.pull_subscribe("agentcom.agent.*.report", durable=presence.CONSUMER)
-    for _ in range(presence.BACKLOG_LIMIT + 1):
+    for _ in range(5):  # waiting for the consumer, older than quiet's last applied heartbeat
         await js.publish("agentcom.agent.quiet.report", b'{"kind":"heartbeat","agent_id":"quiet"}')
+    agents = tables.agents
+    async with engine.begin() as conn:  # both idle; quiet heard from just now, gone long ago
+        await conn.execute(update(agents).values(state="idle", last_beat=func.now()))
+        await conn.execute(
+            update(agents)
+            .where(agents.c.id == "gone")
+            .values(last_beat=func.now() - timedelta(seconds=10))
+        )
+        beat = (
+            await conn.execute(select(agents.c.last_beat).where(agents.c.id == "quiet"))
+        ).scalar_one()
     s = ops.Scheduler(engine, tables.outbox_table)
-    silence, accept = timedelta(milliseconds=1), timedelta(seconds=30)
 
-    assert await presence.sweep(s, nc, js, silence, accept) == 0
+    async def quiet_for_longer_than_silence() -> None:
+        assert clock.now() - beat > silence + interval / 2
+
+    await eventually(quiet_for_longer_than_silence)
+    # quiet's next heartbeat may be in the backlog: not judged; gone's would have come long
+    # before the backlog began: judged
+    assert await presence.sweep(s, nc, js, silence, accept, interval) == 1
     assert (await api.get("/api/agents/quiet")).json()["state"] == "idle"
+    assert (await api.get("/api/agents/gone")).json()["state"] == "offline"
 
-    for msg in await backlog.fetch(presence.BACKLOG_LIMIT + 1, timeout=5):
+    for msg in await backlog.fetch(5, timeout=5):  # caught up, and nothing from quiet after all
         await msg.ack()
-    assert await presence.sweep(s, nc, js, silence, accept) == 1
+    assert await presence.sweep(s, nc, js, silence, accept, interval) == 1
     assert (await api.get("/api/agents/quiet")).json()["state"] == "offline"

@@ -88,6 +88,7 @@ async def start(
             silence,
             settings.scheduler_accept_timeout,
             settings.scheduler_sweep_interval,
+            settings.scheduler_heartbeat_interval,
         ),
     )
 

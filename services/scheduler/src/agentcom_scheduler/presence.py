@@ -590,37 +590,67 @@ async def _handle(
         await msg.ack()
 
 
-BACKLOG_LIMIT = 256
-"""Reports waiting for this consumer above which silence and acceptance are not judged: a
-heartbeat or an `accepted` still queued here would make a live agent look silent and turn a
-backlog into a livelock of requeued assignments (seen in bench/scheduler_bench.py)."""
-
-
-async def _backlog(js: JetStreamContext) -> int:
+async def report_lag(js: JetStreamContext) -> float:
+    """How long the oldest report not yet delivered to this consumer has waited, in seconds
+    (0 when none waits, or when it cannot be told: judge as if caught up)."""
     try:
         info = await js.consumer_info(subjects.REPORTS_STREAM, CONSUMER)
-    except Exception:  # noqa: BLE001 - unknown backlog: judge as before
-        return 0
-    return int(info.num_pending or 0)
+        if not info.num_pending:
+            return 0.0
+        delivered = info.delivered.stream_seq if info.delivered else 0
+        oldest = await js.get_msg(
+            subjects.REPORTS_STREAM,
+            seq=(delivered or 0) + 1,
+            subject=subjects.REPORTS_ALL,
+            next=True,
+        )
+        stamp = _stamp(oldest.time)
+    except Exception:  # noqa: BLE001 - unknown lag: judge as if caught up
+        return 0.0
+    return max(0.0, (clock.now() - stamp).total_seconds()) if stamp else 0.0
+
+
+def _stamp(value: object) -> datetime | None:
+    """A JetStream message time (RFC 3339 with nanoseconds) as a datetime."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        return None
+    head, _, rest = value.rstrip("Z").partition(".")
+    micro = (rest[:6]).ljust(6, "0") if rest else "000000"
+    return datetime.fromisoformat(f"{head}.{micro}+00:00")
 
 
 async def sweep(
-    s: ops.Scheduler, nc: Client, js: JetStreamContext, silence: timedelta, accept: timedelta
+    s: ops.Scheduler,
+    nc: Client,
+    js: JetStreamContext,
+    silence: timedelta,
+    accept: timedelta,
+    interval: timedelta | None = None,
 ) -> int:
     """Take silent agents offline and take back assignments nobody accepted; returns how many.
 
     The queue hears first, then the agent row changes: if the queue cannot be reached the agent
     keeps its task and the next pass tries again, so no assignment is ever orphaned. A repeat
     after a crash is harmless: the queue acknowledges the same report at the same generation once.
+
+    Reports still waiting for this consumer are not held against the agents: with the oldest
+    undelivered report `lag` old, every report sent before then has been applied, so an agent
+    is silent only if its last heartbeat is older than both `silence` and `lag + interval`
+    (the heartbeat after it would have been sent by then, and applied); an assignment is
+    unaccepted only if older than both `accept` and `lag`. A backlog thus delays judgement by
+    what it may hide and no more (a backlog used to stop the judging altogether: a heartbeat
+    or an `accepted` still queued would make a live agent look silent).
     """
     changed = 0
-    behind = await _backlog(js)
-    if behind > BACKLOG_LIMIT:  # we are late, not the agents: judge presence once caught up
-        log.warning("sweep.presence_deferred", extra={"reports_waiting": behind})
+    lag = timedelta(seconds=await report_lag(js))
+    beat = interval if interval is not None else silence
+    if lag + beat > silence:  # we are late, not the agents: judge only what the lag cannot hide
+        log.warning("sweep.presence_deferred", extra={"lag_s": lag.total_seconds()})
     async with s.engine.begin() as conn:
-        silent = (
-            [] if behind > BACKLOG_LIMIT else await store.silent_since(conn, clock.now() - silence)
-        )
+        now = clock.now()
+        silent = await store.silent_since(conn, now - max(silence, lag + beat))
         for row in silent:
             quiet = (clock.now() - row.last_beat).total_seconds() if row.last_beat else None
             log.warning("agent.silent", extra={"agent_id": row.id, "silent_s": quiet})
@@ -636,11 +666,7 @@ async def sweep(
                 "offline",
             )
             changed += 1
-        unaccepted = (
-            []
-            if behind > BACKLOG_LIMIT
-            else await store.unaccepted_since(conn, clock.now() - accept)
-        )
+        unaccepted = await store.unaccepted_since(conn, clock.now() - max(accept, lag))
         for row in unaccepted:
             if not await _hand_back(nc, row, "requeue"):
                 continue
@@ -728,13 +754,14 @@ async def sweep_forever(
     silence: timedelta,
     accept: timedelta,
     every: timedelta,
+    interval: timedelta | None = None,
 ) -> None:
     """Sweep every `every`, and at the moment the next agent falls silent (the oldest last
     heartbeat + `silence`): detection does not wait for the next tick."""
     while True:
         pause = every.total_seconds()
         try:
-            await sweep(s, nc, js, silence, accept)
+            await sweep(s, nc, js, silence, accept, interval)
             pause = await _until_silent(s, silence, every)
         except Exception:  # a failed pass is retried by the next one
             log.exception("sweep.failed")
