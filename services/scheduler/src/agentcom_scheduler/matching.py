@@ -32,9 +32,9 @@ WAKE_SUBJECTS = (
     "agentcom.evt.task.released",
     "agentcom.evt.task.requeued",
     "agentcom.evt.task.retried",
-    "agentcom.evt.agent.online",
-    "agentcom.evt.agent.idle",
 )
+"""Task events wake matching; an agent that becomes idle or comes online wakes it in-process
+(`wakeups`), right after the change, not after its event's round trip through the relay."""
 
 
 def _deadline(task: dict[str, Any], execution_timeout: timedelta) -> datetime:

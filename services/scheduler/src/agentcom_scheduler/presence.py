@@ -244,6 +244,11 @@ async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
             )
 
 
+REPORTS_AT_ONCE = 256
+"""Reports fetched and handled as one batch: one `report_batch` call per round of outcomes,
+so the queue's answer time is shared by more reports when it is busy."""
+
+
 async def consume_reports(
     s: ops.Scheduler,
     nc: Client,
@@ -257,7 +262,7 @@ async def consume_reports(
     try:
         while True:
             try:
-                batch = await sub.fetch(64, timeout=1)
+                batch = await sub.fetch(REPORTS_AT_ONCE, timeout=1)
             except TimeoutError:
                 continue
             except Exception:  # reconnecting or the stream is away: unacked reports stay stored
