@@ -271,6 +271,10 @@ async def run(args: argparse.Namespace) -> Json:
         finally:
             for proc in procs:
                 proc.stop()
+        if args.logs is not None:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            for proc in procs:
+                shutil.copy(proc.log, args.logs / proc.log.name)
         return result | (matching_trace(root / "scheduler.log") if args.trace else {})
 
 
@@ -378,6 +382,9 @@ def main() -> None:
         "--drain", type=float, default=300.0, help="seconds to wait for the backlog to finish"
     )
     parser.add_argument("--quick", action="store_true", help="100 agents, 50/s for 10 s")
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="copy the services' logs into this directory"
+    )
     parser.add_argument(
         "--trace",
         action="store_true",
