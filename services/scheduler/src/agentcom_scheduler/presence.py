@@ -765,11 +765,15 @@ async def sweep_forever(
     heartbeat + `silence`): detection does not wait for the next tick."""
     while True:
         pause = every.total_seconds()
+        started = time.perf_counter()
         try:
             await sweep(s, nc, js, silence, accept, interval)
             pause = await _until_silent(s, silence, every)
         except Exception:  # a failed pass is retried by the next one
             log.exception("sweep.failed")
+        if log.isEnabledFor(logging.DEBUG):
+            took = round((time.perf_counter() - started) * 1000, 2)
+            log.debug("sweep.pass", extra={"ms": took, "pause_s": round(pause, 3)})
         await asyncio.sleep(pause)
 
 
