@@ -291,7 +291,7 @@ def matching_trace(log: Path) -> Json:
                 fields.setdefault("sweep_deferred", []).append(1.0)
             if event == "agent.silent" and record.get("silent_s") is not None:
                 fields.setdefault("offline_after_s", []).append(float(record["silent_s"]))
-            if event in ("matching.pass", "matching.offer"):
+            if event in ("matching.pass", "matching.offer", "matching.read"):
                 for key, value in record.items():
                     if key.endswith("_ms") or key in ("ms", "tasks"):
                         name = f"{event.split('.')[1]}_{key}"

@@ -24,16 +24,24 @@ from agentcom_common.contracts.agent import AgentState, AgentTransition
 from agentcom_scheduler import states
 
 IDLE: Final = """
-SELECT id, capabilities, repos FROM (
-    SELECT id, capabilities, repos,
-           row_number() OVER (PARTITION BY capabilities, repos ORDER BY updated_at, id) AS n,
-           min(updated_at) OVER (PARTITION BY capabilities, repos) AS first
+SELECT p.capabilities, p.repos, x.id
+FROM (
+    SELECT capabilities, repos, min(updated_at) AS first
     FROM scheduler.agents
     WHERE state = 'idle'
-) idle
-WHERE n <= $1
-ORDER BY first, capabilities, repos, n
+    GROUP BY capabilities, repos
+) p
+CROSS JOIN LATERAL (
+    SELECT a.id, a.updated_at
+    FROM scheduler.agents a
+    WHERE a.state = 'idle' AND a.capabilities = p.capabilities AND a.repos = p.repos
+    ORDER BY a.updated_at, a.id
+    LIMIT $1
+) x
+ORDER BY p.first, p.capabilities, p.repos, x.updated_at, x.id
 """
+"""Both halves walk the partial index `agents_idle` (migration 0007): the profiles in index
+order, then each profile's longest idle agents, no sort of all idle agents."""
 
 ASSIGN: Final = """
 WITH v AS (

@@ -74,7 +74,12 @@ async def match_once(
     assigned = 0
     while True:
         full = False
-        for profile, chunk in await fastpath.idle(raw, CLAIMS_AT_ONCE):
+        reading = time.perf_counter()
+        idle = await fastpath.idle(raw, CLAIMS_AT_ONCE)
+        if log.isEnabledFor(logging.DEBUG):
+            took = round((time.perf_counter() - reading) * 1000, 2)
+            log.debug("matching.read", extra={"read_ms": took, "profiles": len(idle)})
+        for profile, chunk in idle:
             claimed, sent = await _offer(s, nc, js, raw, profile, chunk, execution_timeout, mine)
             assigned += sent
             full = full or (claimed == len(chunk) == CLAIMS_AT_ONCE)

@@ -6,6 +6,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     Integer,
     MetaData,
     Table,
@@ -37,6 +38,15 @@ agents = Table(
     Column("resources", JSONB),  # cpu/ram/vram/load/host of the last heartbeat
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+Index(  # matching's read of idle agents by profile, longest idle first (fastpath.IDLE)
+    "agents_idle",
+    agents.c.capabilities,
+    agents.c.repos,
+    agents.c.updated_at,
+    agents.c.id,
+    postgresql_where=agents.c.state == "idle",
 )
 
 agent_history = Table(

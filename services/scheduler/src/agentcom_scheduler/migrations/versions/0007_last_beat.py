@@ -1,4 +1,5 @@
-"""When the agent's last heartbeat (or hello) was applied: silence is judged from it alone.
+"""When the agent's last heartbeat (or hello) was applied: silence is judged from it alone;
+and the partial index matching reads idle agents by (profile, longest idle) through.
 
 `last_seen` still moves with every report; a task outcome is not a heartbeat, so it no longer
 postpones the offline decision (issue 5 measures detection from the last heartbeat).
@@ -19,7 +20,12 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("agents", sa.Column("last_beat", sa.DateTime(timezone=True)), schema="scheduler")
     op.execute("UPDATE scheduler.agents SET last_beat = last_seen")
+    op.execute(
+        "CREATE INDEX agents_idle ON scheduler.agents (capabilities, repos, updated_at, id) "
+        "WHERE state = 'idle'"
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX scheduler.agents_idle")
     op.drop_column("agents", "last_beat", schema="scheduler")
