@@ -299,7 +299,9 @@ async def _handle_batch(
     beats: list[tuple[Msg, Heartbeat]] = []
     outcomes: list[list[tuple[Msg, Heartbeat | TaskOutcome]]] = []
     rest: list[list[Msg]] = []
-    for msgs in by_agent.values():
+    for n, msgs in enumerate(by_agent.values()):
+        if n % 32 == 31:  # parsing a big batch must not hold up matching for milliseconds
+            await asyncio.sleep(0)
         parsed = [_plain(m, gate) for m in msgs]
         plain = [(m, p) for m, p in zip(msgs, parsed, strict=True) if p is not None]
         if len(plain) < len(msgs):
