@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,28 +48,13 @@ CLAIMS_AT_ONCE = 64
 """Idle agents of one profile offered work in one queue round trip and one statement."""
 
 
-PASSES_AT_ONCE = 2
-"""Matching passes in flight at once: a wake-up during a pass's `claim_agents` round trip
-starts the next pass at once (on other idle agents) instead of waiting for it."""
-
-
-@dataclass(slots=True)
-class Link:
-    """The matcher's connection and what its passes in flight share."""
-
-    raw: Any
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one statement at a time on raw
-    reserved: set[str] = field(default_factory=set[str])  # idle agents a pass is offering to
-    sending: set[asyncio.Task[None]] = field(default_factory=set[asyncio.Task[None]])
-    broken: bool = False
-
-
 async def match_once(
     s: ops.Scheduler,
     nc: Client,
     js: JetStreamContext,
     execution_timeout: timedelta,
-    link: Link | None = None,
+    raw: Any = None,
+    sending: set[asyncio.Task[None]] | None = None,
 ) -> int:
     """Offer work to idle agents; returns how many tasks were assigned.
 
@@ -79,43 +63,31 @@ async def match_once(
     one `claim_agents` call (the best task to the longest idle), one statement for all their
     moves, then the assignments published side by side; again while a profile's whole chunk
     found work. The cost follows the number of profiles and assignments, not of idle agents.
-
-    `link` is the matcher's held connection: the inbox publishes (and their acks) then run as
-    its tasks, so the next pass need not wait for them, and agents another pass in flight is
-    offering to are left out. Without it a connection is checked out for the pass and the
-    publishes are awaited here.
+    `raw` is an asyncpg connection to use (the matcher holds one); without it one is checked
+    out for the pass. The inbox publishes (and their acks) run as tasks put in `sending`, so
+    the matcher's next pass need not wait for them; without it they are awaited here.
     """
-    if link is None:
+    if raw is None:
         async with s.engine.connect() as conn:
-            own = Link(await _driver(conn))
-            assigned = await match_once(s, nc, js, execution_timeout, own)
-            await asyncio.gather(*own.sending)
-            return assigned
+            return await match_once(s, nc, js, execution_timeout, await _driver(conn), sending)
+    mine: set[asyncio.Task[None]] = set() if sending is None else sending
     assigned = 0
     while True:
         full = False
         reading = time.perf_counter()
-        async with link.lock:
-            idle = await fastpath.idle(link.raw, CLAIMS_AT_ONCE + len(link.reserved))
+        idle = await fastpath.idle(raw, CLAIMS_AT_ONCE)
         if log.isEnabledFor(logging.DEBUG):
             took = round((time.perf_counter() - reading) * 1000, 2)
             log.debug("matching.read", extra={"read_ms": took, "profiles": len(idle)})
-        chunks: list[tuple[store.Profile, list[str]]] = []
-        for profile, agents in idle:  # no await from here to the reservation: it is atomic
-            free = [a for a in agents if a not in link.reserved][:CLAIMS_AT_ONCE]
-            if free:
-                link.reserved.update(free)
-                chunks.append((profile, free))
-        try:
-            for profile, chunk in chunks:
-                claimed, sent = await _offer(s, nc, js, link, profile, chunk, execution_timeout)
-                assigned += sent
-                full = full or (claimed == len(chunk) == CLAIMS_AT_ONCE)
-        finally:
-            for _, chunk in chunks:
-                link.reserved.difference_update(chunk)
+        for profile, chunk in idle:
+            claimed, sent = await _offer(s, nc, js, raw, profile, chunk, execution_timeout, mine)
+            assigned += sent
+            full = full or (claimed == len(chunk) == CLAIMS_AT_ONCE)
         if not full:
-            return assigned
+            break
+    if sending is None:
+        await asyncio.gather(*mine)
+    return assigned
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -127,10 +99,11 @@ async def _offer(
     s: ops.Scheduler,
     nc: Client,
     js: JetStreamContext,
-    link: Link,
+    raw: Any,
     profile: store.Profile,
     chunk: list[str],
     execution_timeout: timedelta,
+    sending: set[asyncio.Task[None]],
 ) -> tuple[int, int]:
     """Claim one task each for idle agents alike and send the assignments; returns (tasks
     claimed, assignments sent). A task whose agent left meanwhile goes straight back."""
@@ -147,14 +120,13 @@ async def _offer(
         )
         for task in tasks
     ]
-    async with link.lock:
-        moved = await fastpath.assign(link.raw, s.outbox.schema or "", moves)
+    moved = await fastpath.assign(raw, s.outbox.schema or "", moves)
     outbox.wake_local(s.outbox)
     moved_at = time.perf_counter()
     sent = [task for task in tasks if task["assigned_to"] in moved]
     publishing = asyncio.create_task(_send_all(js, sent))
-    link.sending.add(publishing)
-    publishing.add_done_callback(link.sending.discard)
+    sending.add(publishing)
+    publishing.add_done_callback(sending.discard)
     if log.isEnabledFor(logging.DEBUG):  # where a pass spends its time (bench --trace)
         log.debug(
             "matching.offer",
@@ -202,81 +174,57 @@ async def match_forever(
     """Match on every wake-up (an event, or a change in this process) and every `every`.
 
     One asyncpg connection is held across passes (no checkout, ping or reset per pass); after
-    a failure it is given back and a fresh one checked out. A wake-up starts a pass at once
-    while fewer than PASSES_AT_ONCE are in flight, else as soon as one ends (one pass covers
-    every wake-up before it starts).
+    a failure it is given back and a fresh one checked out for the next pass.
     """
     wake = asyncio.Event()
 
     async def on_event(_msg: Msg) -> None:
         wake.set()
 
+    debug = log.isEnabledFor(logging.DEBUG)
+
     for subject in WAKE_SUBJECTS:
         await nc.subscribe(subject, cb=on_event)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
     wakeups.register(wake)
-    wake.set()  # a first pass at start
-    running: set[asyncio.Task[None]] = set()
-    link: Link | None = None
+    sending: set[asyncio.Task[None]] = set()
     try:
         while True:
             try:
                 async with s.engine.connect() as conn:
-                    link = Link(await _driver(conn))
-                    await _dispatch(s, nc, js, execution, every, wake, link, running)
+                    raw = await _driver(conn)
+                    while True:
+                        wake.clear()
+                        started = time.perf_counter()
+                        await _pass(s, nc, js, execution, raw, sending)
+                        if debug:
+                            log.debug(
+                                "matching.pass",
+                                extra={"ms": round((time.perf_counter() - started) * 1000, 2)},
+                            )
+                        await _wait(wake, every)
             except Exception:  # Postgres hiccup: the next pass checks out a fresh connection
                 log.exception("matching.failed")
-            wake.set()  # try again after the pause
-            await asyncio.sleep(every.total_seconds())
+                await _wait(wake, every)
     finally:
         wakeups.unregister(wake)
-        for task in running:
-            task.cancel()
-        if link is not None:
-            for publishing in link.sending:
-                publishing.cancel()
+        for publishing in sending:
+            publishing.cancel()
 
 
-async def _dispatch(
+async def _pass(
     s: ops.Scheduler,
     nc: Client,
     js: JetStreamContext,
     execution: timedelta,
-    every: timedelta,
-    wake: asyncio.Event,
-    link: Link,
-    running: set[asyncio.Task[None]],
+    raw: Any,
+    sending: set[asyncio.Task[None]],
 ) -> None:
-    """Start passes on `link` as wake-ups come, until a pass finds the connection broken."""
-    while not link.broken:
-        await _wait(wake, every)
-        wake.clear()
-        while len(running) >= PASSES_AT_ONCE:
-            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        if link.broken:
-            break
-        task = asyncio.create_task(_pass(s, nc, js, execution, link))
-        running.add(task)
-        task.add_done_callback(running.discard)
-    if running:  # the connection goes back only when no pass uses it
-        await asyncio.wait(running)
-
-
-async def _pass(
-    s: ops.Scheduler, nc: Client, js: JetStreamContext, execution: timedelta, link: Link
-) -> None:
-    started = time.perf_counter()
     try:
-        await match_once(s, nc, js, execution, link)
+        await match_once(s, nc, js, execution, raw, sending)
     except AgentcomError as exc:  # the queue is away: the next pass retries
         log.warning("matching.paused", extra={"error": exc.code})
     except (OSError, TimeoutError, NatsError) as exc:  # NATS: an unsent assignment times out
         log.warning("matching.nats_failed", extra={"error": type(exc).__name__})
-    except Exception:  # Postgres: the matcher checks out a fresh connection
-        log.exception("matching.failed")
-        link.broken = True
-    if log.isEnabledFor(logging.DEBUG):
-        took = round((time.perf_counter() - started) * 1000, 2)
-        log.debug("matching.pass", extra={"ms": took})
 
 
 async def _wait(wake: asyncio.Event, every: timedelta) -> None:
