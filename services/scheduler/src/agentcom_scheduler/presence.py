@@ -780,16 +780,19 @@ async def sweep_forever(
 
 
 async def _until_silent(s: ops.Scheduler, silence: timedelta, every: timedelta) -> float:
-    """Seconds until the next sweep: when the quietest agent passes `silence`, at most `every`.
-    One already past it (its hand-back failed, the backlog guard held it) waits `every`."""
+    """Seconds until the next sweep: when the quietest agent passes `silence`, and at most
+    `every` or `silence` (an agent that comes online meanwhile falls silent `silence` after
+    it at the earliest). One already past it (its hand-back failed, a backlog may hide its
+    heartbeat) waits for the regular pass."""
+    longest = min(every, silence).total_seconds()
     async with s.engine.connect() as conn:
         oldest = await store.oldest_beat(conn)
     if oldest is None:
-        return every.total_seconds()
+        return longest
     due = (oldest + silence - clock.now()).total_seconds()
     if due <= 0:
-        return every.total_seconds()
-    return min(every.total_seconds(), due + 0.001)  # just past it: `last_beat < cutoff`
+        return longest
+    return min(longest, due + 0.001)  # just past it: `last_beat < cutoff`
 
 
 async def requeue_stranded(s: ops.Scheduler, nc: Client, older_than: timedelta) -> int:
