@@ -110,7 +110,7 @@ class CommonSettings(BaseSettings):
         default=100, ge=1, le=10000, description="Outbox rows relayed per pass."
     )
     outbox_linger: Interval = Field(
-        default=timedelta(milliseconds=5),
+        default=timedelta(milliseconds=1),
         description="How long a woken outbox relay waits for more commits before its pass.",
     )
     db_pool_size: int = Field(
