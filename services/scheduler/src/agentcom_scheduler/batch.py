@@ -119,8 +119,8 @@ async def transition_many(
     done = [m for m in moves if m.agent_id in moved]
     if not done:
         return moved
-    if any(m.target is AgentState.IDLE for m in done):
-        wakeups.matching()  # again after the caller's commit where it matters (hot paths)
+    if any(m.target is AgentState.IDLE for m in done):  # again after the caller's commit
+        wakeups.matching(refresh=any(m.source is AgentState.OFFLINE for m in done))
     await conn.execute(
         insert(agent_history),
         [

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +49,42 @@ CLAIMS_AT_ONCE = 64
 """Idle agents of one profile offered work in one queue round trip and one statement."""
 
 
+Idle = list[tuple[store.Profile, list[str]]]
+
+
+@dataclass(slots=True)
+class IdleCache:
+    """The matcher's last read of idle agents, reused by the passes right after it.
+
+    A pass offers work to the cached agents not given a task since (the longest idle of them
+    first, as read); the guarded UPDATE still decides, and an agent offered a task is dropped
+    whether it took it or not. Read again when older than `max_age`, when an agent came
+    online (maybe a profile not in it: `wakeups`), and when every agent offered got a task
+    (more may be idle by now). Agents that became idle since the read are the youngest: they
+    would come last anyway.
+    """
+
+    max_age: float = 0.1
+    read_at: float = float("-inf")
+    profiles: Idle = field(default_factory=lambda: list[tuple[store.Profile, list[str]]]())
+
+    def fresh(self) -> Idle | None:
+        if time.monotonic() - self.read_at > self.max_age:
+            return None
+        left = [(p, list(agents)) for p, agents in self.profiles if agents]
+        return left or None
+
+    def keep(self, idle: Idle) -> None:
+        self.profiles = [(p, list(agents)) for p, agents in idle]
+        self.read_at = time.monotonic()
+
+    def drop(self, agents: set[str]) -> None:
+        self.profiles = [(p, [a for a in ids if a not in agents]) for p, ids in self.profiles]
+
+    def stale(self) -> None:
+        self.read_at = float("-inf")
+
+
 async def match_once(
     s: ops.Scheduler,
     nc: Client,
@@ -55,6 +92,7 @@ async def match_once(
     execution_timeout: timedelta,
     raw: Any = None,
     sending: set[asyncio.Task[None]] | None = None,
+    cache: IdleCache | None = None,
 ) -> int:
     """Offer work to idle agents; returns how many tasks were assigned.
 
@@ -66,28 +104,45 @@ async def match_once(
     `raw` is an asyncpg connection to use (the matcher holds one); without it one is checked
     out for the pass. The inbox publishes (and their acks) run as tasks put in `sending`, so
     the matcher's next pass need not wait for them; without it they are awaited here.
+    `cache` (the matcher's) spares the read of idle agents in passes close together.
     """
     if raw is None:
         async with s.engine.connect() as conn:
-            return await match_once(s, nc, js, execution_timeout, await _driver(conn), sending)
+            raw = await _driver(conn)
+            return await match_once(s, nc, js, execution_timeout, raw, sending, cache)
     mine: set[asyncio.Task[None]] = set() if sending is None else sending
     assigned = 0
     while True:
         full = False
-        reading = time.perf_counter()
-        idle = await fastpath.idle(raw, CLAIMS_AT_ONCE)
-        if log.isEnabledFor(logging.DEBUG):
-            took = round((time.perf_counter() - reading) * 1000, 2)
-            log.debug("matching.read", extra={"read_ms": took, "profiles": len(idle)})
+        idle = cache.fresh() if cache is not None else None
+        cached = idle is not None
+        if idle is None:
+            idle = await _read(raw)
+            if cache is not None:
+                cache.keep(idle)
         for profile, chunk in idle:
             claimed, sent = await _offer(s, nc, js, raw, profile, chunk, execution_timeout, mine)
+            if cache is not None:
+                cache.drop(claimed)
             assigned += sent
-            full = full or (claimed == len(chunk) == CLAIMS_AT_ONCE)
+            # every agent offered got a task: the queue may hold more, and more agents may wait
+            full = full or (len(claimed) == len(chunk) and (cached or len(chunk) == CLAIMS_AT_ONCE))
         if not full:
             break
+        if cache is not None:
+            cache.stale()
     if sending is None:
         await asyncio.gather(*mine)
     return assigned
+
+
+async def _read(raw: Any) -> Idle:
+    reading = time.perf_counter()
+    idle = await fastpath.idle(raw, CLAIMS_AT_ONCE)
+    if log.isEnabledFor(logging.DEBUG):
+        took = round((time.perf_counter() - reading) * 1000, 2)
+        log.debug("matching.read", extra={"read_ms": took, "profiles": len(idle)})
+    return idle
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -104,16 +159,17 @@ async def _offer(
     chunk: list[str],
     execution_timeout: timedelta,
     sending: set[asyncio.Task[None]],
-) -> tuple[int, int]:
-    """Claim one task each for idle agents alike and send the assignments; returns (tasks
-    claimed, assignments sent). A task whose agent left meanwhile goes straight back."""
+) -> tuple[set[str], int]:
+    """Claim one task each for idle agents alike and send the assignments; returns (the agents
+    the queue gave a task, assignments sent). A task whose agent left meanwhile goes straight
+    back."""
     capabilities, repos = profile
     claim = ClaimForAgents(agent_ids=chunk, capabilities=capabilities, repos=repos)
     started = time.perf_counter()
     tasks: list[dict[str, Any]] = (await queue_client.call(nc, "claim_agents", claim))["tasks"]
     claimed_at = time.perf_counter()
     if not tasks:
-        return 0, 0
+        return set(), 0
     moves = [
         fastpath.Assignment(
             task["assigned_to"], task["id"], task["generation"], _deadline(task, execution_timeout)
@@ -142,7 +198,7 @@ async def _offer(
                 task_id=task["id"], generation=task["generation"], reason="agent left"
             )
             await queue_client.call(nc, "requeue", back)
-    return len(tasks), len(sent)
+    return {task["assigned_to"] for task in tasks}, len(sent)
 
 
 async def _send_all(js: JetStreamContext, tasks: list[dict[str, Any]]) -> None:
@@ -185,7 +241,8 @@ async def match_forever(
 
     for subject in WAKE_SUBJECTS:
         await nc.subscribe(subject, cb=on_event)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
-    wakeups.register(wake)
+    cache = IdleCache()
+    wakeups.register(wake, cache.stale)
     sending: set[asyncio.Task[None]] = set()
     try:
         while True:
@@ -195,7 +252,7 @@ async def match_forever(
                     while True:
                         wake.clear()
                         started = time.perf_counter()
-                        await _pass(s, nc, js, execution, raw, sending)
+                        await _pass(s, nc, js, execution, raw, sending, cache)
                         if debug:
                             log.debug(
                                 "matching.pass",
@@ -218,9 +275,10 @@ async def _pass(
     execution: timedelta,
     raw: Any,
     sending: set[asyncio.Task[None]],
+    cache: IdleCache,
 ) -> None:
     try:
-        await match_once(s, nc, js, execution, raw, sending)
+        await match_once(s, nc, js, execution, raw, sending, cache)
     except AgentcomError as exc:  # the queue is away: the next pass retries
         log.warning("matching.paused", extra={"error": exc.code})
     except (OSError, TimeoutError, NatsError) as exc:  # NATS: an unsent assignment times out

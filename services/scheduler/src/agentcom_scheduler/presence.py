@@ -71,7 +71,7 @@ async def transition_if(
     )
     await outbox.add(conn, s.outbox, subjects.event("agent", event), change)
     if target is AgentState.IDLE:
-        wakeups.matching()
+        wakeups.matching(refresh=source is AgentState.OFFLINE)
     return True
 
 

@@ -7,19 +7,25 @@ the process that made the change.
 """
 
 import asyncio
+from collections.abc import Callable
 
-_matchers: set[asyncio.Event] = set()
+_matchers: dict[asyncio.Event, Callable[[], None] | None] = {}
 
 
-def register(event: asyncio.Event) -> None:
-    _matchers.add(event)
+def register(event: asyncio.Event, on_refresh: Callable[[], None] | None = None) -> None:
+    """`event` is set on every wake-up; `on_refresh` is called when an agent came online (a
+    matcher's cached view of idle agents may lack its profile)."""
+    _matchers[event] = on_refresh
 
 
 def unregister(event: asyncio.Event) -> None:
-    _matchers.discard(event)
+    _matchers.pop(event, None)
 
 
-def matching() -> None:
-    """Wake this process's matchers (call after the commit that freed an agent)."""
-    for event in _matchers:
+def matching(*, refresh: bool = False) -> None:
+    """Wake this process's matchers (call after the commit that freed an agent); `refresh`
+    when an agent came online."""
+    for event, on_refresh in _matchers.items():
+        if refresh and on_refresh is not None:
+            on_refresh()
         event.set()
