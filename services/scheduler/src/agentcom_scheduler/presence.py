@@ -765,12 +765,13 @@ async def sweep_forever(
 ) -> None:
     """Sweep every `every`, and at the moment the next agent falls silent (the oldest last
     heartbeat + `silence`): detection does not wait for the next tick."""
+    retried: datetime | None = None
     while True:
         pause = every.total_seconds()
         started = time.perf_counter()
         try:
             await sweep(s, nc, js, silence, accept, interval)
-            pause = await _until_silent(s, silence, every)
+            pause, retried = await _until_silent(s, silence, every, retried)
         except Exception:  # a failed pass is retried by the next one
             log.exception("sweep.failed")
         if log.isEnabledFor(logging.DEBUG):
@@ -779,20 +780,23 @@ async def sweep_forever(
         await asyncio.sleep(pause)
 
 
-async def _until_silent(s: ops.Scheduler, silence: timedelta, every: timedelta) -> float:
+async def _until_silent(
+    s: ops.Scheduler, silence: timedelta, every: timedelta, retried: datetime | None
+) -> tuple[float, datetime | None]:
     """Seconds until the next sweep: when the quietest agent passes `silence`, and at most
     `every` or `silence` (an agent that comes online meanwhile falls silent `silence` after
-    it at the earliest). One already past it (its hand-back failed, a backlog may hide its
-    heartbeat) waits for the regular pass."""
+    it at the earliest). An agent that fell silent while the pass ran is judged at once; one
+    still there after that retry (its hand-back failed, a backlog may hide its heartbeat)
+    waits for the regular pass. Returns the pause and the last beat retried at once."""
     longest = min(every, silence).total_seconds()
     async with s.engine.connect() as conn:
         oldest = await store.oldest_beat(conn)
     if oldest is None:
-        return longest
+        return longest, None
     due = (oldest + silence - clock.now()).total_seconds()
     if due <= 0:
-        return longest
-    return min(longest, due + 0.001)  # just past it: `last_beat < cutoff`
+        return (longest, retried) if oldest == retried else (0.0, oldest)
+    return min(longest, due + 0.001), None  # just past it: `last_beat < cutoff`
 
 
 async def requeue_stranded(s: ops.Scheduler, nc: Client, older_than: timedelta) -> int:
