@@ -283,7 +283,10 @@ async def test_budget_refuses_with_when_it_frees_and_then_releases(
             "used 2 of 2 calls in the last hour; the next call is allowed at"
             in refused.json()["detail"]
         )
-        assert "Retry-After" in refused.headers
+        retry_after = refused.json()["retry_after"]
+        assert isinstance(retry_after, float)
+        assert 0 <= retry_after <= 0.6  # the oldest call leaves the 600 ms window by then
+        assert refused.headers["Retry-After"] == "1"  # whole seconds, rounded up, never 0
         assert (await api.post("/api/chat", json=HI)).status_code == 200  # other classes unaffected
 
         async def released() -> None:  # the window slides: the oldest call leaves, a slot frees

@@ -10,6 +10,7 @@
     │   └── DuplicateError
     ├── UnauthorizedError          unauthorized    401
     ├── ForbiddenError             forbidden       403
+    ├── TooManyRequestsError       *_limited etc.  429 (+ `retry_after` s, `Retry-After`)
     └── UnavailableError           *_unavailable   503 (a client may retry)
 
 Rules: `ops` and `store` raise these; only the HTTP exception handler (`web.py`) and the NATS
@@ -17,6 +18,7 @@ adapter (`micro.py`) turn them into replies. `detail` says what is true and what
 carries a stack trace, a `repr()` or a secret.
 """
 
+import math
 from typing import ClassVar
 
 
@@ -32,11 +34,15 @@ class AgentcomError(Exception):
         self.code = code or self.default_code
         self.field = field
 
-    def as_body(self) -> dict[str, str]:
-        body = {"error": self.code, "detail": self.detail}
+    def as_body(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": self.code, "detail": self.detail}
         if self.field is not None:
             body["field"] = self.field
         return body
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the reply carries besides the problem JSON."""
+        return {}
 
 
 class NotFoundError(AgentcomError):
@@ -83,3 +89,27 @@ class ForbiddenError(AgentcomError):
 class UnavailableError(AgentcomError):
     status = 503
     default_code = "unavailable"
+
+
+class TooManyRequestsError(AgentcomError):
+    """Over a rate or budget; `retry_after` (seconds) says when a retry can succeed.
+
+    The reply carries it twice: as the numeric `retry_after` field of the problem JSON (exact,
+    for clients that back off in milliseconds) and as the `Retry-After` header, which HTTP
+    allows only in whole seconds, so it is rounded up (never 0: "retry now" would be a lie).
+    """
+
+    status = 429
+    default_code = "too_many_requests"
+
+    def __init__(
+        self, detail: str, *, retry_after: float, code: str | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(detail, code=code, field=field)
+        self.retry_after = max(0.0, retry_after)
+
+    def as_body(self) -> dict[str, object]:
+        return super().as_body() | {"retry_after": round(self.retry_after, 3)}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import clock, outbox, subjects
 from agentcom_common.contracts.llm import Routing
-from agentcom_common.errors import AgentcomError
+from agentcom_common.errors import TooManyRequestsError
 from agentcom_llm_registry import tables
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,8 @@ WINDOWS: dict[str, float] = {"hour": 3600.0, "day": 86400.0}
 CLOUD_DEFAULT_PRICES: dict[str, tuple[float, float]] = {}
 
 
-class BudgetExhaustedError(AgentcomError):
-    status: ClassVar[int] = 429
+class BudgetExhaustedError(TooManyRequestsError):
     default_code: ClassVar[str] = "budget_exhausted"
-
-    def __init__(self, detail: str, retry_after: float) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
 
 
 @dataclass(slots=True)
