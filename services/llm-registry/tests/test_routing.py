@@ -312,6 +312,34 @@ async def test_budget_refuses_with_when_it_frees_and_then_releases(
         assert costs["budgets"]["improving"]["hour"]["limit"] == 2
 
 
+async def test_budget_refusal_over_nats_carries_retry_after(
+    fake: Fake,
+    llm_settings: LlmSettings,
+    admin_token: str,
+    serve_registry: Serve,
+    add_endpoint: Callable[..., Awaitable[Any]],
+    nc: Client,
+) -> None:
+    server = await fake("a")
+    settings = llm_settings.model_copy(update={"llm_budgets": {"improving": {"hour": 1}}})
+    request = {"messages": [{"role": "user", "content": "plan"}], "caller_class": "improving"}
+    async with (
+        serve_registry(settings) as url,
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}) as api,
+    ):
+        await add_endpoint(api, "a", "ollama", server.url, classes=["local"])
+        replies = [
+            await nc.request("agentcom.rpc.llm.chat", json.dumps(request).encode(), timeout=5)
+            for _ in range(2)
+        ]
+
+    assert not (replies[0].headers and "Nats-Service-Error-Code" in replies[0].headers)
+    refused = replies[1].headers
+    assert refused is not None
+    assert refused["Nats-Service-Error-Code"] == "budget_exhausted"
+    assert 3500 <= int(refused["Retry-After"]) <= 3600  # the one call leaves the hour then
+
+
 async def test_ledger_journal_left_by_a_crash_is_replayed_once(
     llm_settings: LlmSettings, engine: Any, serve_registry: Serve
 ) -> None:
