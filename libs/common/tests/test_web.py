@@ -46,3 +46,4 @@ def test_retry_after_header_rounds_up_to_whole_seconds() -> None:
     assert TooManyRequestsError("x", retry_after=2.01).headers() == {"Retry-After": "3"}
     assert TooManyRequestsError("x", retry_after=0).headers() == {"Retry-After": "1"}
     assert TooManyRequestsError("x", retry_after=-5).as_body()["retry_after"] == 0.0
+    assert TooManyRequestsError("x", retry_after=0.0002).as_body()["retry_after"] == 0.001

@@ -10,7 +10,8 @@
     │   └── DuplicateError
     ├── UnauthorizedError          unauthorized    401
     ├── ForbiddenError             forbidden       403
-    ├── TooManyRequestsError       *_limited etc.  429 (+ `retry_after` s, `Retry-After`)
+    ├── TooManyRequestsError       rate_limited,   429 (+ `retry_after` s, `Retry-After`)
+    │                              budget_exhausted
     └── UnavailableError           *_unavailable   503 (a client may retry)
 
 Rules: `ops` and `store` raise these; only the HTTP exception handler (`web.py`) and the NATS
@@ -41,7 +42,7 @@ class AgentcomError(Exception):
         return body
 
     def headers(self) -> dict[str, str]:
-        """HTTP headers the reply carries besides the problem JSON."""
+        """Headers the reply carries besides the error (HTTP response, NATS error reply)."""
         return {}
 
 
@@ -94,9 +95,10 @@ class UnavailableError(AgentcomError):
 class TooManyRequestsError(AgentcomError):
     """Over a rate or budget; `retry_after` (seconds) says when a retry can succeed.
 
-    The reply carries it twice: as the numeric `retry_after` field of the problem JSON (exact,
-    for clients that back off in milliseconds) and as the `Retry-After` header, which HTTP
-    allows only in whole seconds, so it is rounded up (never 0: "retry now" would be a lie).
+    The reply carries it twice: as the numeric `retry_after` field of the problem JSON (in
+    milliseconds' precision, for clients that back off finely) and as the `Retry-After` header,
+    which HTTP allows only in whole seconds, so it is rounded up (never 0: "retry now" would be
+    a lie). Over NATS the header travels on the error reply.
     """
 
     status = 429
@@ -109,7 +111,8 @@ class TooManyRequestsError(AgentcomError):
         self.retry_after = max(0.0, retry_after)
 
     def as_body(self) -> dict[str, object]:
-        return super().as_body() | {"retry_after": round(self.retry_after, 3)}
+        # whole milliseconds, rounded up: a wait of 0.2 ms must not read as "retry now"
+        return super().as_body() | {"retry_after": math.ceil(self.retry_after * 1000) / 1000}
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
