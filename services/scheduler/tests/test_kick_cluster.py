@@ -15,6 +15,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
 
 from agentcom_common import natsauth, subjects
 from agentcom_common.settings import CommonSettings
@@ -133,6 +134,23 @@ async def test_rotate_kicks_every_connection_on_every_node(
         assert (here.nc.is_closed, there.nc.is_closed) == (True, True)
 
     await eventually(both_closed)
+
+
+async def test_a_validation_cooldown_kicks_on_every_node(
+    api: httpx.AsyncClient, nats_server: NatsServer, node2: NatsServer, js: JetStreamContext
+) -> None:
+    made = (await api.post("/api/agents", json={"name": "noisy"})).json()
+    here = await Agent.login(nats_server.address, made)
+    there = await Agent.login(node2.address, made)
+    limit = SchedulerSettings().scheduler_validation_limit
+    for _ in range(limit):
+        await js.publish(subjects.agent_report("noisy"), b'{"kind": "nonsense"}')
+
+    async def both_closed() -> None:
+        assert (here.nc.is_closed, there.nc.is_closed) == (True, True)
+
+    await eventually(both_closed)
+    assert "Authorization Violation" in await refused(node2.address, "noisy", made["nats_password"])
 
 
 async def test_kick_pages_through_connz_and_leaves_other_agents_alone(
