@@ -5,7 +5,8 @@ user's to `$SYS.REQ.USER.AUTH`. We check the agent's NATS password against its r
 with a user JWT allowing exactly what its sidecar needs: report on its own subject, read its
 own INBOX consumer, and receive replies under its own prefix. A login for an unknown, removed,
 rotated-away or cooled-down agent is refused. Changes therefore take effect at the next login
-without touching nats-server; `kick` closes the connections an agent already has.
+without touching nats-server; `kick` closes the connections an agent already has, on every
+server of a NATS cluster.
 """
 
 import asyncio
