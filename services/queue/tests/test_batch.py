@@ -179,7 +179,9 @@ async def test_an_outcome_may_follow_the_claim_without_accepted(
         (True, "queued"),  # retried: max_retries 3
     ]
     assert again == results[:1]
-    ends = {(n, b["from_state"], b["to_state"]) for n, b in got if n not in {"submitted", "assigned"}}
+    ends = {
+        (n, b["from_state"], b["to_state"]) for n, b in got if n not in {"submitted", "assigned"}
+    }
     assert ends == {
         ("completed", "assigned", "completed"),
         ("partial_pass", "assigned", "partial_pass"),

@@ -312,12 +312,12 @@ async def top_active_repo(conn: AsyncConnection) -> str | None:
     ).scalar_one_or_none()
 
 
-LOCK: Final[TextClause] = text(
-    f"""
+LOCK_SQL: Final = f"""
 SELECT id, state, generation, assigned_to, retry_count FROM {SCHEMA}.tasks
 WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR UPDATE
 """
-)
+LOCK: Final[TextClause] = text(LOCK_SQL)
+LOCK_ASYNCPG: Final = numbered(LOCK_SQL, ("ids",))
 
 
 async def lock(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, Row[Any]]:
@@ -335,8 +335,7 @@ REPORT_MOVES: Final = tuple(
 )
 _PAIRS: Final = ", ".join(f"('{s.value}', '{t.value}')" for s, t in REPORT_MOVES)
 
-REPORT: Final[TextClause] = text(
-    f"""
+REPORT_SQL: Final = f"""
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:reports AS jsonb)) AS i(
         task_id text, agent_id text, generation int, source text, target text, reason text,
@@ -364,7 +363,8 @@ WITH input AS (
 )
 SELECT m.* FROM moved m
 """
-)
+REPORT: Final[TextClause] = text(REPORT_SQL)
+REPORT_ASYNCPG: Final = numbered(REPORT_SQL, ("reports", "headers"))
 
 
 async def report(
@@ -377,3 +377,18 @@ async def report(
         REPORT, {"reports": json.dumps(moves), "headers": json.dumps(headers)}
     )
     return result.all()
+
+
+async def lock_direct(driver: Any, ids: Sequence[str]) -> dict[str, Record]:
+    """`lock` on a raw asyncpg connection (inside the caller's transaction)."""
+    return {row["id"]: Record(row) for row in await driver.fetch(LOCK_ASYNCPG, list(ids))}
+
+
+async def report_direct(
+    driver: Any, moves: Sequence[dict[str, Any]], headers: dict[str, str]
+) -> list[Record]:
+    """`report` on a raw asyncpg connection (inside the caller's transaction)."""
+    if not moves:
+        return []
+    rows = await driver.fetch(REPORT_ASYNCPG, json.dumps(moves), json.dumps(headers))
+    return [Record(row) for row in rows]
