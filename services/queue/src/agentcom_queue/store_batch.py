@@ -243,7 +243,7 @@ WITH input AS (
 ), moved AS (
     INSERT INTO {SCHEMA}.tasks ({_COLS})
     SELECT {_COLS} FROM input ORDER BY ord
-    ON CONFLICT (client_key) DO NOTHING
+    ON CONFLICT (client_key) WHERE client_key IS NOT NULL DO NOTHING
     RETURNING *
 ){_history_and_event("NULL::text", "m.state", "'submitted'", "m.submitted_by", ":subject")}
 SELECT m.id, m.client_key, m.state, m.generation FROM moved m
@@ -297,7 +297,7 @@ async def by_keys(conn: AsyncConnection, keys: Sequence[str]) -> dict[str, Row[A
     rows = await conn.execute(
         text(
             f"SELECT id, client_key, state, generation FROM {SCHEMA}.tasks "
-            "WHERE client_key = ANY(CAST(:keys AS text[]))"
+            "WHERE client_key = ANY(CAST(:keys AS text[])) AND client_key IS NOT NULL"
         ),
         {"keys": list(keys)},
     )
