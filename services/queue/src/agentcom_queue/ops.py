@@ -2,7 +2,9 @@
 together (house style 2.3). HTTP routes and NATS endpoints both call these.
 """
 
+import asyncio
 import secrets
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -595,6 +597,13 @@ async def submit_many(q: Queue, tasks: list[SubmitTask], actor: str) -> list[Tas
 
     A `client_key` that exists (or repeats inside the batch) returns the task it names.
     """
+    rows = await _submit_rows(q, tasks, actor, full=False)
+    return [TaskRef(id=row.id, state=S(row.state), generation=row.generation) for row in rows]
+
+
+async def _submit_rows(q: Queue, tasks: list[SubmitTask], actor: str, *, full: bool) -> list[Any]:
+    """`submit_many`'s work: one row per task in order (id, client_key, state, generation; with
+    `full`, the whole task row, read in the same transaction)."""
     deps_of: list[list[str]] = []
     for n, task in enumerate(tasks):
         deps = list(dict.fromkeys(task.depends_on))
@@ -638,12 +647,81 @@ async def submit_many(q: Queue, tasks: list[SubmitTask], actor: str) -> list[Tas
         by_key |= {r.client_key: r for r in inserted.values() if r.client_key}
         if lost := [v["client_key"] for v in new if v["id"] not in inserted]:
             by_key |= await store_batch.by_keys(conn, lost)  # a concurrent submit won the key
+        rows = [
+            by_key[p] if isinstance(p, str) else inserted.get(p["id"]) or by_key[p["client_key"]]
+            for p in plan
+        ]
+        if full:
+            whole = await store_batch.fetch_many(conn, [row.id for row in rows])
+            rows = [whole[row.id] for row in rows]
     outbox.wake_local(q.outbox)
-    refs: list[TaskRef] = []
-    for p in plan:
-        row = by_key[p] if isinstance(p, str) else inserted.get(p["id"]) or by_key[p["client_key"]]
-        refs.append(TaskRef(id=row.id, state=S(row.state), generation=row.generation))
-    return refs
+    return rows
+
+
+class SubmitGroup:
+    """Group commit of single submits: those that arrive within one turn of the event loop
+    share one `submit_many` transaction (one prebuilt statement for all of them, one commit).
+
+    Each caller still gets its own answer: if the shared transaction fails for any reason
+    (one task's unknown dependency, say), every task of the group is submitted again on its
+    own by `submit`, so one bad task fails only its own caller, with its own error.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[Queue, SubmitTask, str, asyncio.Future[TaskView]]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def submit(self, q: Queue, task: SubmitTask, actor: str) -> TaskView:
+        """Submit `task` as `submit` would, together with the others of this loop turn."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[TaskView] = loop.create_future()
+        self._waiting.append((q, task, actor, answer))
+        if len(self._waiting) == 1:  # the first of this turn schedules the flush
+            flush = loop.create_task(self._flush())
+            self._flushes.add(flush)
+            flush.add_done_callback(self._flushes.discard)
+        return await answer
+
+    async def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        groups: dict[tuple[int, str], list[tuple[Queue, SubmitTask, asyncio.Future[TaskView]]]]
+        groups = {}
+        for q, task, actor, answer in waiting:
+            groups.setdefault((id(q.engine), actor), []).append((q, task, answer))
+        await asyncio.gather(
+            *(self._commit(members, actor) for (_, actor), members in groups.items())
+        )
+
+    async def _commit(
+        self, members: list[tuple[Queue, SubmitTask, asyncio.Future[TaskView]]], actor: str
+    ) -> None:
+        q = members[0][0]
+        try:
+            rows = await _submit_rows(q, [task for _, task, _ in members], actor, full=True)
+        except Exception:  # noqa: BLE001 - each task gets its own answer below
+            rows = None
+        for n, (member_q, task, answer) in enumerate(members):
+            if answer.done():  # the caller went away (cancelled)
+                continue
+            if rows is not None:
+                answer.set_result(view(rows[n]))
+                continue
+            try:
+                answer.set_result(await submit(member_q, task, actor))
+            except Exception as error:  # noqa: BLE001 - handed to its own caller
+                if not answer.done():
+                    answer.set_exception(error)
+
+
+_groups: "weakref.WeakKeyDictionary[AsyncEngine, SubmitGroup]" = weakref.WeakKeyDictionary()
+
+
+async def submit_grouped(q: Queue, task: SubmitTask, actor: str) -> TaskView:
+    """`submit` through the engine's `SubmitGroup`: concurrent single submits commit together."""
+    group = _groups.get(q.engine)
+    if group is None:
+        group = _groups[q.engine] = SubmitGroup()
+    return await group.submit(q, task, actor)
 
 
 def _check_reports(

@@ -304,6 +304,15 @@ async def by_keys(conn: AsyncConnection, keys: Sequence[str]) -> dict[str, Row[A
     return {row.client_key: row for row in rows}
 
 
+async def fetch_many(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, Row[Any]]:
+    """Whole task rows by id."""
+    rows = await conn.execute(
+        text(f"SELECT * FROM {SCHEMA}.tasks WHERE id = ANY(CAST(:ids AS text[]))"),
+        {"ids": list(ids)},
+    )
+    return {row.id: row for row in rows}
+
+
 async def top_active_repo(conn: AsyncConnection) -> str | None:
     return (
         await conn.execute(
