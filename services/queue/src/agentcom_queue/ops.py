@@ -3,6 +3,7 @@ together (house style 2.3). HTTP routes and NATS endpoints both call these.
 """
 
 import asyncio
+import contextlib
 import secrets
 import weakref
 from collections.abc import Sequence
@@ -239,6 +240,9 @@ async def report(q: Queue, msg: ReportTask) -> TaskView:
     repeat of the report already applied at this generation returns the task unchanged.
     """
     target = _OUTCOME[msg.outcome]
+    if q.claims is not None and target is not S.FAILED:
+        with contextlib.suppress(_FollowUpsNeededError):
+            return await _report_direct_one(q, msg, target)
     async with q.engine.begin() as conn:
         row = await _fenced(conn, msg.task_id, msg.generation)
         if _already_applied(row, target):
@@ -746,20 +750,23 @@ def _check_reports(
         elif refusal := _refusal(row, msg, target):
             results[msg.task_id] = _outcome(msg.task_id, refusal)
         else:
-            moves.append(
-                {
-                    "task_id": msg.task_id,
-                    "agent_id": msg.agent_id,
-                    "generation": msg.generation,
-                    "source": row.state,
-                    "target": target.value,
-                    "reason": msg.outcome,
-                    "subject": subjects.event("task", event_name(S(row.state), target)),
-                    "result": msg.result or None,
-                    "last_error": msg.error or "failed without an error message",
-                }
-            )
+            moves.append(_move_of(msg, row, target))
     return results, moves
+
+
+def _move_of(msg: ReportTask, row: Any, target: TaskState) -> dict[str, Any]:
+    """One input row of `store_batch.REPORT`."""
+    return {
+        "task_id": msg.task_id,
+        "agent_id": msg.agent_id,
+        "generation": msg.generation,
+        "source": row.state,
+        "target": target.value,
+        "reason": msg.outcome,
+        "subject": subjects.event("task", event_name(S(row.state), target)),
+        "result": msg.result or None,
+        "last_error": msg.error or "failed without an error message",
+    }
 
 
 async def _after_batch_move(q: Queue, conn: AsyncConnection, row: Any) -> ReportOutcome:
@@ -779,6 +786,32 @@ def _outcome(task_id: str, error: AgentcomError) -> ReportOutcome:
 
 def _applied(row: Any) -> ReportOutcome:
     return ReportOutcome(task_id=row.id, ok=True, state=S(row.state), generation=row.generation)
+
+
+async def _report_direct_one(q: Queue, msg: ReportTask, target: TaskState) -> TaskView:
+    """`report` on the raw asyncpg pool: `report_many`'s lock and statement for one task, the
+    single op's errors. Raises `_FollowUpsNeededError` (nothing changed) when the task has
+    dependents to release."""
+    async with q.claims.acquire() as driver, driver.transaction():
+        row = (await store_batch.lock_direct(driver, [msg.task_id])).get(msg.task_id)
+        if row is None:
+            raise NotFoundError(f"no task {msg.task_id}", code="task_not_found")
+        if row.generation != msg.generation:
+            raise StaleGenerationError(
+                f"task {msg.task_id} is at generation {row.generation}, not {msg.generation}"
+            )
+        if not _already_applied(row, target):
+            if refusal := _refusal(row, msg, target):
+                raise refusal
+            headers = telemetry.inject_headers()
+            moved = await store_batch.report_direct(driver, [_move_of(msg, row, target)], headers)
+            if not moved:  # the lock makes this unreachable; never silent
+                raise TransitionRefusedError(f"task {msg.task_id} cannot move now")
+            if moved[0].has_dependents:
+                raise _FollowUpsNeededError
+        full = await store_batch.fetch_direct(driver, msg.task_id)
+    outbox.wake_local(q.outbox)
+    return view(full)
 
 
 class _FollowUpsNeededError(Exception):

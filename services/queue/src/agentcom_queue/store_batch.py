@@ -401,3 +401,11 @@ async def report_direct(
         return []
     rows = await driver.fetch(REPORT_ASYNCPG, json.dumps(moves), json.dumps(headers))
     return [Record(row) for row in rows]
+
+
+FETCH_ASYNCPG: Final = f"SELECT * FROM {SCHEMA}.tasks WHERE id = $1"
+
+
+async def fetch_direct(driver: Any, task_id: str) -> Record:
+    """The whole task row on a raw asyncpg connection (the caller holds its lock)."""
+    return Record(await driver.fetchrow(FETCH_ASYNCPG, task_id))
