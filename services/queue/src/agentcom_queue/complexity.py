@@ -31,6 +31,9 @@ TRIVIAL_WORDS: Final = (
 )
 
 
+_ORDER: Final = (Tier.STANDARD, Tier.COMPLEX, Tier.TRIVIAL)  # ties go to the first
+
+
 def _vote(count: int, low: int, high: int) -> Tier:
     if count <= low:
         return Tier.TRIVIAL
@@ -51,8 +54,8 @@ def infer(description: str, files: int, steps: int) -> tuple[Tier, float, list[s
     if words == 0 and files == 0 and steps == 0:
         return Tier.STANDARD, 0.0, ["no signal"]
     votes = [_vote(words, 9, 50), _vote(files, 0, 3), _vote(steps, 0, 3)]
-    counts = {tier: votes.count(tier) for tier in Tier}
-    best = max((Tier.STANDARD, Tier.COMPLEX, Tier.TRIVIAL), key=lambda t: counts[t])
+    counts = {tier: votes.count(tier) for tier in _ORDER}  # not `in Tier`: slow on 3.11
+    best = max(_ORDER, key=lambda t: counts[t])
     if best is Tier.TRIVIAL:  # no trivial keyword: small is not the same as trivial
         best = Tier.STANDARD
         reasons.append("small but no trivial keyword")
