@@ -5,7 +5,7 @@ with one change: a task with no signal at all is `standard` at confidence 0, not
 so every task has a tier the scheduler can route on.
 """
 
-from typing import Final
+from typing import Any, Final
 
 from agentcom_common.contracts.task import Complexity, SubmitTask, Tier
 
@@ -63,17 +63,28 @@ def infer(description: str, files: int, steps: int) -> tuple[Tier, float, list[s
 
 
 def classify(task: SubmitTask) -> Complexity:
+    return Complexity.model_validate(classify_json(task))
+
+
+def classify_json(task: SubmitTask) -> dict[str, Any]:
+    """`classify(task)` as JSON values, without building the model (submits store this)."""
     tier, confidence, reasons = infer(
         task.description, len(task.file_hints), len(task.verification_steps)
     )
     if task.complexity_tier is not None:
-        return Complexity(
-            tier=task.complexity_tier,
-            source="explicit",
-            inferred_tier=tier,
-            confidence=1.0,
-            reasons=[*reasons, f"given as {task.complexity_tier}"],
-        )
-    return Complexity(
-        tier=tier, source="inferred", inferred_tier=tier, confidence=confidence, reasons=reasons
-    )
+        return {
+            "schema_version": 1,
+            "tier": task.complexity_tier.value,
+            "source": "explicit",
+            "inferred_tier": tier.value,
+            "confidence": 1.0,
+            "reasons": [*reasons, f"given as {task.complexity_tier}"],
+        }
+    return {
+        "schema_version": 1,
+        "tier": tier.value,
+        "source": "inferred",
+        "inferred_tier": tier.value,
+        "confidence": confidence,
+        "reasons": reasons,
+    }

@@ -217,7 +217,7 @@ def _values(
         "file_hints": [h.model_dump(mode="json") for h in task.file_hints],
         "success_criteria": list(task.success_criteria),
         "verification_steps": [s.model_dump(mode="json") for s in task.verification_steps],
-        "complexity": complexity.classify(task).model_dump(mode="json"),
+        "complexity": complexity.classify_json(task),
         "depends_on": deps,
         "goal_id": task.goal_id,
         "metadata": task.metadata,
