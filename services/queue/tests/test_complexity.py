@@ -48,7 +48,7 @@ def test_an_explicit_tier_wins_and_keeps_the_inference() -> None:
     [
         SubmitTask(description="fix typo", complexity_tier=Tier.COMPLEX),
         SubmitTask(description="refactor the scheduler"),
-        SubmitTask(description="x", file_hints=[{"path": "a.py"}] * 5),
+        SubmitTask.model_validate({"description": "x", "file_hints": [{"path": "a.py"}] * 5}),
     ],
 )
 def test_the_stored_json_is_the_model_dumped(task: SubmitTask) -> None:
