@@ -114,6 +114,7 @@ async def claim_batch(
 
 
 PUBLISH_TIMEOUT = 10.0  # seconds for a whole batch's acks; the rows stay on a timeout
+YIELD_EVERY = 100  # rows published between two turns of the event loop (a batch is up to 1,000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,10 +189,12 @@ class _Acks:
         batch = self.batches[reply] = _Batch(len(rows))
         fallback = telemetry.inject_headers()  # the relay's context, for rows stored without
         try:
-            for row in rows:
+            for n, row in enumerate(rows, start=1):
                 headers: dict[str, str] = dict(row.headers) if row.headers else dict(fallback)
                 headers[messaging.MSG_ID] = msg_id(table, row.id)
                 await self.nc.publish(row.subject, bytes(row.payload), reply, headers)
+                if n % YIELD_EVERY == 0:  # publish never yields: let waiting requests run
+                    await asyncio.sleep(0)
             async with asyncio.timeout(PUBLISH_TIMEOUT):
                 await batch.done
         finally:
