@@ -627,51 +627,66 @@ async def _submit_rows(q: Queue, tasks: list[SubmitTask], actor: str, *, full: b
         if len(deps) != len(task.depends_on):
             raise InvalidError("depends_on lists a task twice", field=f"tasks.{n}.depends_on")
         deps_of.append(deps)
-    keys = [t.client_key for t in tasks if t.client_key]
-    async with q.engine.begin() as conn:
-        by_key = await store_batch.by_keys(conn, keys)
-        known = await store_batch.states_of(conn, sorted({d for deps in deps_of for d in deps}))
-        inherited = (
-            await store_batch.top_active_repo(conn) if any(t.repo is None for t in tasks) else None
-        )
-        plan: list[str | dict[str, Any]] = []  # per task: the client_key it returns, or its row
-        taken = set(by_key)
-        for n, (task, deps) in enumerate(zip(tasks, deps_of, strict=True)):
-            if task.client_key and task.client_key in taken:
-                plan.append(task.client_key)
-                continue
-            if unknown := [d for d in deps if d not in known]:
-                raise InvalidError(
-                    f"depends_on names unknown tasks: {', '.join(unknown)}",
-                    code="unknown_dependencies",
-                    field=f"tasks.{n}.depends_on",
-                )
-            blocked = [d for d in deps if known[d] in (S.DEAD_LETTER, S.CANCELLED)]
-            met = all(known[d] is S.COMPLETED for d in deps)
-            values = _values(task, deps, met, blocked, actor)
-            if task.repo is None and inherited is not None:
-                values["repo"] = inherited
-            plan.append(values)
-            if task.client_key:
-                taken.add(task.client_key)
-        new = [p for p in plan if isinstance(p, dict)]
-        inserted = {
-            r.id: r for r in await store_batch.submit(conn, new, telemetry.inject_headers())
-        }
-        await store_batch.insert_deps(
-            conn, [(v["id"], d) for v in new if v["id"] in inserted for d in v["depends_on"]]
-        )
-        by_key |= {r.client_key: r for r in inserted.values() if r.client_key}
-        if lost := [v["client_key"] for v in new if v["id"] not in inserted]:
-            by_key |= await store_batch.by_keys(conn, lost)  # a concurrent submit won the key
-        rows = [
-            by_key[p] if isinstance(p, str) else inserted.get(p["id"]) or by_key[p["client_key"]]
-            for p in plan
-        ]
-        if full:
-            whole = await store_batch.fetch_many(conn, [row.id for row in rows])
-            rows = [whole[row.id] for row in rows]
+    if q.claims is not None:  # the raw asyncpg pool: no pre-ping, no statement building
+        async with q.claims.acquire() as driver, driver.transaction():
+            rows = await _submit_in(driver, tasks, deps_of, actor, full=full)
+    else:
+        async with q.engine.begin() as conn:
+            rows = await _submit_in(conn, tasks, deps_of, actor, full=full)
     outbox.wake_local(q.outbox)
+    return rows
+
+
+async def _submit_in(
+    conn: store_batch.Db,
+    tasks: list[SubmitTask],
+    deps_of: list[list[str]],
+    actor: str,
+    *,
+    full: bool,
+) -> list[Any]:
+    """`_submit_rows` inside its transaction, on either kind of connection."""
+    keys = [t.client_key for t in tasks if t.client_key]
+    by_key = await store_batch.by_keys(conn, keys)
+    known = await store_batch.states_of(conn, sorted({d for deps in deps_of for d in deps}))
+    inherited = (
+        await store_batch.top_active_repo(conn) if any(t.repo is None for t in tasks) else None
+    )
+    plan: list[str | dict[str, Any]] = []  # per task: the client_key it returns, or its row
+    taken = set(by_key)
+    for n, (task, deps) in enumerate(zip(tasks, deps_of, strict=True)):
+        if task.client_key and task.client_key in taken:
+            plan.append(task.client_key)
+            continue
+        if unknown := [d for d in deps if d not in known]:
+            raise InvalidError(
+                f"depends_on names unknown tasks: {', '.join(unknown)}",
+                code="unknown_dependencies",
+                field=f"tasks.{n}.depends_on",
+            )
+        blocked = [d for d in deps if known[d] in (S.DEAD_LETTER, S.CANCELLED)]
+        met = all(known[d] is S.COMPLETED for d in deps)
+        values = _values(task, deps, met, blocked, actor)
+        if task.repo is None and inherited is not None:
+            values["repo"] = inherited
+        plan.append(values)
+        if task.client_key:
+            taken.add(task.client_key)
+    new = [p for p in plan if isinstance(p, dict)]
+    inserted = {r.id: r for r in await store_batch.submit(conn, new, telemetry.inject_headers())}
+    await store_batch.insert_deps(
+        conn, [(v["id"], d) for v in new if v["id"] in inserted for d in v["depends_on"]]
+    )
+    by_key |= {r.client_key: r for r in inserted.values() if r.client_key}
+    if lost := [v["client_key"] for v in new if v["id"] not in inserted]:
+        by_key |= await store_batch.by_keys(conn, lost)  # a concurrent submit won the key
+    rows = [
+        by_key[p] if isinstance(p, str) else inserted.get(p["id"]) or by_key[p["client_key"]]
+        for p in plan
+    ]
+    if full:
+        whole = await store_batch.fetch_many(conn, [row.id for row in rows])
+        rows = [whole[row.id] for row in rows]
     return rows
 
 
