@@ -179,3 +179,17 @@ async def test_the_relay_vacuums_its_outbox_after_enough_rows(
             assert count.scalar_one() >= 1
 
     await eventually(vacuumed)
+
+
+async def test_a_message_no_stream_takes_fails_its_batch_and_the_rows_stay(
+    schema: AsyncEngine, js: JetStreamContext, settings: CommonSettings
+) -> None:
+    await _commit_event(schema, "good")
+    async with schema.begin() as conn:  # a subject outside every stream: no PubAck comes
+        await outbox.add(conn, child.table, "outbox_test.nowhere", child.EVENT)
+    relay = outbox.Relay(schema, js, child.table, interval=settings.outbox_interval, batch=10)
+
+    with pytest.raises(outbox.PublishError):
+        await relay.relay_once()
+
+    assert await _outbox_rows(schema) == 2
