@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import weakref
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
@@ -259,6 +260,8 @@ class Relay:
         self.vacuum_every = vacuum_every
         self._since_vacuum = 0
         self._wake = asyncio.Event()
+        self._pass_started = -math.inf  # loop time the last pass began
+        self._last_sent = 0  # rows the last pass published
         self._driver: Any = None  # the asyncpg connection of `_listening`, while it is held
         name = f"{table.schema}.{table.name}" if table.schema else table.name
         self._claim_sql = (
@@ -334,8 +337,10 @@ class Relay:
 
     async def _passes(self) -> None:
         """Relay passes on the held connection until it is lost."""
+        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
+            self._pass_started = loop.time()
             try:
                 sent = await self.relay_once()
             except Exception:  # NATS or Postgres down: rows stay, the next pass retries
@@ -343,6 +348,7 @@ class Relay:
                 if self._driver is None or self._driver.is_closed():
                     return  # reconnect
                 sent = 0
+            self._last_sent = sent
             if sent == self.batch:
                 continue  # more may be waiting; don't sleep on a backlog
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
@@ -350,9 +356,20 @@ class Relay:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval):
                     await self._wake.wait()
-                    # woken by a commit: let the commits right behind it join this pass
-                    # (one pass per burst, not one per commit)
-                    await asyncio.sleep(self.linger)
+                    await asyncio.sleep(self.linger_after_wake(loop.time()))
+
+    def linger_after_wake(self, now: float) -> float:
+        """How long a woken relay waits before its pass.
+
+        While commits keep coming (the last pass carried rows), passes start at most one
+        `linger` apart, which gathers the commits of one `linger` into one pass: one pass per
+        burst, not one per commit. After a pass that found nothing the relay was quiet, so this
+        wake-up is a lone commit or the head of a burst; waiting would only add `linger` to its
+        event's latency, so the pass starts at once.
+        """
+        if self._last_sent == 0:
+            return 0.0
+        return max(0.0, self._pass_started + self.linger - now)
 
     @contextlib.asynccontextmanager
     async def _listening(self) -> AsyncGenerator[None]:

@@ -111,7 +111,8 @@ class CommonSettings(BaseSettings):
     )
     outbox_linger: Interval = Field(
         default=timedelta(milliseconds=5),
-        description="How long a woken outbox relay waits for more commits before its pass.",
+        description="Least time between two outbox relay passes while commits keep coming (a wake-up "
+        "after a quiet spell is relayed at once).",
     )
     db_pool_size: int = Field(
         default=10,
