@@ -10,8 +10,9 @@ nats-server the way the test plugin does, and runs the queue service as its own 
 
 1. Ours: the full cycle through the queue's NATS API with the batch RPCs. Submit every task
    (`submit_batch`, 1,000 a request, like PgQueuer's enqueue batch), then W workers loop
-   `claim_batch` (up to 100, like PgQueuer's dequeue batch) -> `report_batch` accepted ->
-   `report_batch` completed until the queue is empty. The outbox relay's catch-up afterwards
+   `claim_batch` (up to 100, like PgQueuer's dequeue batch) -> `report_batch` completed
+   until the queue is empty (`--accept`: also the 4-transition cycle with `report_batch`
+   accepted before completed). The outbox relay's catch-up afterwards
    is timed too. With `--single`, the same cycle one task per RPC (`submit`, `claim`,
    `report`) is measured as well.
 2. Claim latency: pre-submit, then offer single `claim`s at a fixed rate (one every 2 ms at
@@ -193,8 +194,9 @@ async def submit_batches(nc: Client, count: int, prefix: str) -> None:
     await asyncio.gather(submitter(0), submitter(SUBMIT_BATCH))
 
 
-async def drain_batches(nc: Client, workers: int, limit: int) -> int:
-    """W workers: claim_batch -> report_batch accepted -> report_batch completed, until empty."""
+async def drain_batches(nc: Client, workers: int, limit: int, accept: bool) -> int:
+    """W workers: claim_batch -> report_batch completed (with `accept`: accepted, then
+    completed), until a claim comes back empty."""
 
     async def reports(agent: str, tasks: list[Json], outcome: str) -> None:
         body = {
@@ -219,7 +221,8 @@ async def drain_batches(nc: Client, workers: int, limit: int) -> int:
             tasks = (await rpc(nc, "claim_batch", body))["tasks"]
             if not tasks:
                 break
-            await reports(agent, tasks, "accepted")
+            if accept:
+                await reports(agent, tasks, "accepted")
             await reports(agent, tasks, "completed")
             done += len(tasks)
         return done
@@ -237,8 +240,8 @@ async def submit_all(nc: Client, count: int, prefix: str) -> None:
     await asyncio.gather(*(submitter(k) for k in range(min(SUBMIT_CONCURRENCY, count))))
 
 
-async def drain(nc: Client, workers: int, limit: int) -> int:
-    """W workers: claim -> accepted -> completed until a claim comes back empty."""
+async def drain(nc: Client, workers: int, limit: int, accept: bool) -> int:
+    """W workers: claim -> (accepted ->) completed until a claim comes back empty."""
 
     async def work(agent: str) -> int:
         done = 0
@@ -247,7 +250,8 @@ async def drain(nc: Client, workers: int, limit: int) -> int:
             if task is None:
                 break
             ids = {"task_id": task["id"], "agent_id": agent, "generation": task["generation"]}
-            await rpc(nc, "report", ids | {"outcome": "accepted"})
+            if accept:
+                await rpc(nc, "report", ids | {"outcome": "accepted"})
             await rpc(nc, "report", ids | {"outcome": "completed"})
             done += 1
         return done
@@ -284,6 +288,7 @@ async def bench_ours(
     cpu: Callable[[], dict[str, float]],
     *,
     batched: bool = True,
+    accept: bool = False,
     prefix: str = "ours",
 ) -> Json:
     how = "batch RPCs" if batched else "one task per RPC"
@@ -292,8 +297,9 @@ async def bench_ours(
     started = time.perf_counter()
     await (submit_batches if batched else submit_all)(nc, tasks, prefix)
     submitted = time.perf_counter()
-    progress.log(f"{prefix}: {workers} workers claim -> accepted -> completed")
-    done = await (drain_batches if batched else drain)(nc, workers, tasks + 1)
+    steps = "claim -> accepted -> completed" if accept else "claim -> completed"
+    progress.log(f"{prefix}: {workers} workers {steps}")
+    done = await (drain_batches if batched else drain)(nc, workers, tasks + 1, accept)
     ended = time.perf_counter()
     if done != tasks:
         raise RuntimeError(f"drained {done} of {tasks}")
@@ -386,11 +392,22 @@ async def run_ours(srv: Servers, args: argparse.Namespace) -> Json:
             pid = queue.process.pid if queue.process else None
             cpu = partial(cpu_snapshot, srv, pid)
             figures = await bench_ours(nc, db, args.tasks, args.workers, cpu)
+            if args.accept:  # the 4-transition cycle: claim -> accepted -> completed
+                figures |= await bench_ours(
+                    nc, db, args.tasks, args.workers, cpu, accept=True, prefix="accept"
+                )
             if args.single:
                 single = min(args.tasks, args.single_tasks)
                 figures["single_tasks"] = single
                 figures |= await bench_ours(
-                    nc, db, single, args.workers, cpu, batched=False, prefix="single"
+                    nc,
+                    db,
+                    single,
+                    args.workers,
+                    cpu,
+                    batched=False,
+                    accept=args.accept,
+                    prefix="single",
                 )
             figures |= await bench_latency(
                 nc, db, args.rate, args.latency_seconds, cpu, vacuum=args.vacuum
@@ -516,6 +533,8 @@ async def run(srv: Servers, args: argparse.Namespace) -> Json:
     figures |= await run_ours(srv, args)  # the queue service stops before PgQueuer runs
     figures |= await run_pgqueuer(peer, args.tasks, args.workers, partial(cpu_snapshot, srv, None))
     figures["ratio"] = figures["ours_tasks_per_s"] / figures["pgqueuer_jobs_per_s"]
+    if "accept_tasks_per_s" in figures:
+        figures["ratio_accept"] = figures["accept_tasks_per_s"] / figures["pgqueuer_jobs_per_s"]
     return figures
 
 
@@ -523,7 +542,7 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("full cycle", "ours_tasks_per_s", "pgqueuer_jobs_per_s", "/s"),
     ("submit / enqueue", "ours_submit_per_s", "pgqueuer_enqueue_per_s", "/s"),
     (
-        "claim+2 reports / dequeue+ack",
+        "claim+report / dequeue+ack",
         "ours_claim_complete_per_s",
         "pgqueuer_dequeue_ack_per_s",
         "/s",
@@ -532,6 +551,10 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("outbox rows left at cycle end", "ours_outbox_backlog_at_end", None, ""),
     ("outbox catch-up", "ours_outbox_catchup_s", None, " s"),
     ("single-task RPCs: full cycle", "single_tasks_per_s", None, "/s"),
+    ("--accept: full cycle (4 transitions)", "accept_tasks_per_s", None, "/s"),
+    ("--accept: claim+accepted+completed", "accept_claim_complete_per_s", None, "/s"),
+    ("--accept: CPU per task: queue", "accept_cpu_ms_per_task_queue", None, " ms"),
+    ("--accept: CPU per task: Postgres", "accept_cpu_ms_per_task_postgres", None, " ms"),
     ("claims/s offered / achieved", "claim_rate_offered", None, "/s"),
     ("claim p50", "claim_p50_ms", None, " ms"),
     ("claim p90", "claim_p90_ms", None, " ms"),
@@ -578,6 +601,8 @@ def report(figures: Json) -> None:
             mine += f" / {_fmt(figures.get('claim_rate_achieved'), '/s')}"
         table.add_row(label, mine, _fmt(figures.get(peer), unit) if peer else "")
     table.add_row("ratio ours / PgQueuer (full cycle)", f"{figures['ratio']:.4f}", "")
+    if "ratio_accept" in figures:
+        table.add_row("ratio with --accept (4 transitions)", f"{figures['ratio_accept']:.4f}", "")
     Console().print(table)
     rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
     sys.stdout.write(json.dumps(rounded) + "\n")
@@ -597,6 +622,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--vacuum", action="store_true", help="VACUUM queue.tasks before the latency phase"
+    )
+    parser.add_argument(
+        "--accept",
+        action="store_true",
+        help="also time the 4-transition cycle (claim -> accepted -> completed)",
     )
     parser.add_argument(
         "--single-tasks", type=int, default=2_000, help="tasks of the --single cycle (2,000)"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+import fake_ollama
 from agentcom_common.testing import eventually
-from agentcom_sidecar.agentic import fake_ollama
 
 
 @pytest.fixture

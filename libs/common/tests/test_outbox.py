@@ -3,6 +3,7 @@ import importlib.util
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -179,3 +180,59 @@ async def test_the_relay_vacuums_its_outbox_after_enough_rows(
             assert count.scalar_one() >= 1
 
     await eventually(vacuumed)
+
+
+async def test_a_message_no_stream_takes_fails_its_batch_and_the_rows_stay(
+    schema: AsyncEngine, js: JetStreamContext, settings: CommonSettings
+) -> None:
+    await _commit_event(schema, "good")
+    async with schema.begin() as conn:  # a subject outside every stream: no PubAck comes
+        await outbox.add(conn, child.table, "outbox_test.nowhere", child.EVENT)
+    relay = outbox.Relay(schema, js, child.table, interval=settings.outbox_interval, batch=10)
+
+    with pytest.raises(outbox.PublishError):
+        await relay.relay_once()
+
+    assert await _outbox_rows(schema) == 2
+
+
+async def test_a_wake_up_after_a_quiet_spell_is_relayed_without_the_linger(
+    schema: AsyncEngine, js: JetStreamContext
+) -> None:
+    # linger and sweep far longer than the test's deadline: only an immediate pass gets the
+    # event out in time, so a relay that always lingers after a wake-up fails this test
+    relay = outbox.Relay(
+        schema, js, child.table, interval=timedelta(hours=1), batch=10, linger=timedelta(hours=1)
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        sub = await js.subscribe(child.SUBJECT)
+        await _commit_event(schema, "lone")  # the NOTIFY of `outbox.add` wakes the relay
+
+        msg = await sub.next_msg(timeout=10)
+
+        assert child.EVENT.model_validate_json(msg.data) == child.EVENT
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_while_commits_keep_coming_passes_start_one_linger_apart(
+    schema: AsyncEngine, js: JetStreamContext
+) -> None:
+    relay = outbox.Relay(
+        schema,
+        js,
+        child.table,
+        interval=timedelta(seconds=1),
+        batch=10,
+        linger=timedelta(milliseconds=500),
+    )
+    assert relay.linger_after_wake(now=100.0) == 0.0  # nothing relayed yet: quiet
+
+    relay._pass_started, relay._last_sent = 100.0, 3  # pyright: ignore[reportPrivateUsage]
+    assert relay.linger_after_wake(now=100.1) == pytest.approx(0.4)
+    assert relay.linger_after_wake(now=100.7) == 0.0  # the pass already began a linger ago
+
+    relay._last_sent = 0  # pyright: ignore[reportPrivateUsage]  # the last pass found nothing
+    assert relay.linger_after_wake(now=100.1) == 0.0

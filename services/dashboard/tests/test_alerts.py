@@ -6,7 +6,10 @@ see them: the `agentcom.evt.alert.*` events the dashboard publishes through its 
 """
 
 import json
+import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +20,8 @@ from nats.aio.msg import Msg
 
 from agentcom_common.testing import eventually
 from agentcom_dashboard.app import create_app as dashboard_app
+from agentcom_dashboard.live import ThresholdFile
+from agentcom_dashboard.settings import AlertThresholds
 
 Json = dict[str, Any]
 
@@ -210,3 +215,65 @@ async def test_active_and_acknowledged_alerts_survive_a_restart(
         ("no_agents_online", "test admin")
     ]
     assert len(alerts.of("no_agents_online", "fired")) == 1  # not fired again by the new process
+
+
+# A regular file whose read fails (EIO) even for root, for whom `chmod 000` changes nothing.
+UNREADABLE = Path("/proc/self/mem")
+needs_proc = pytest.mark.skipif(not UNREADABLE.is_file(), reason="needs Linux /proc/self/mem")
+
+
+def make_unreadable(path: Path) -> None:
+    """Swap `path` for an unreadable file in one step (never missing, which means defaults)."""
+    link = path.with_name(path.name + ".new")
+    link.symlink_to(UNREADABLE)
+    os.replace(link, path)
+
+
+def not_loaded(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage() == "alerts.thresholds_not_loaded"]
+
+
+@needs_proc
+def test_an_unreadable_thresholds_file_at_start_means_defaults_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "alerts.env"
+    make_unreadable(path)
+    thresholds = ThresholdFile(path)
+
+    with caplog.at_level(logging.WARNING, logger="agentcom_dashboard.live"):
+        loaded = [thresholds.load() for _ in range(3)]
+
+    assert loaded == [AlertThresholds()] * 3
+    assert thresholds.problem is not None
+    assert thresholds.problem.startswith(f"{path}: ")
+    assert "Input/output error" in thresholds.problem
+    [record] = not_loaded(caplog)
+    assert record.__dict__["path"] == str(path)
+
+
+@needs_proc
+async def test_an_unreadable_thresholds_file_keeps_the_last_good_ones_and_snapshots_going(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    set_thresholds(stack, queue_growing_checks=7)
+
+    async def loaded() -> None:
+        assert stack.live.thresholds.current.queue_growing_checks == 7
+
+    await eventually(loaded, timeout=20)
+    with caplog.at_level(logging.WARNING, logger="agentcom_dashboard.live"):
+        make_unreadable(stack.alerts_file)
+        await stack.snapshots_after(5)  # each snapshot raised before: none was taken
+
+    assert len(not_loaded(caplog)) == 1
+    assert stack.live.thresholds.current.queue_growing_checks == 7
+    set_thresholds_file = stack.alerts_file.with_name("good.env")
+    set_thresholds_file.write_text("AGENTCOM_DASHBOARD_ALERT_QUEUE_GROWING_CHECKS=4\n")
+    os.replace(set_thresholds_file, stack.alerts_file)
+
+    async def fixed() -> None:
+        assert stack.live.thresholds.current.queue_growing_checks == 4
+        assert stack.live.thresholds.problem is None
+
+    await eventually(fixed, timeout=20)

@@ -1,7 +1,9 @@
 """The page in headless Chromium (Debian's `chromium`, driven by playwright).
 
 Without chromium these tests skip and say how to install it; with AGENTCOM_REQUIRE_BROWSER=1
-(set by .ci/run) they fail instead. The screenshots in docs/img/ are written here.
+(set by .ci/run) they fail instead. The screenshots for docs/img/ are taken here: into the
+test's tmp dir by default, so a test run leaves the git tree clean; into docs/img/ only with
+AGENTCOM_UPDATE_SCREENSHOTS=1.
 """
 
 import json
@@ -192,27 +194,45 @@ async def populate(stack: Stack, nc: Client, js: JetStreamContext) -> None:
     await stack.submit(description="Add OpenAPI examples to /api/tasks")
 
 
+def screenshot_dir(tmp_path: Path) -> Path:
+    """docs/img/ when AGENTCOM_UPDATE_SCREENSHOTS=1, else a directory under the test's tmp dir:
+    rewriting the committed PNGs on every run left the tree dirty after `uv run pytest`."""
+    if os.environ.get("AGENTCOM_UPDATE_SCREENSHOTS") == "1":
+        return IMAGES
+    return tmp_path / "img"
+
+
+def image_stamps() -> dict[str, tuple[int, int]]:
+    """(mtime_ns, size) of each committed image: what a rewrite would change."""
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in IMAGES.glob("*.png")}
+
+
 async def test_screenshots_of_the_main_views(
-    browser: Browser, stack: Stack, nc: Client, js: JetStreamContext
+    browser: Browser, stack: Stack, nc: Client, js: JetStreamContext, tmp_path: Path
 ) -> None:
+    shots = screenshot_dir(tmp_path)
+    committed = image_stamps()
     stack.alerts_file.write_text("AGENTCOM_DASHBOARD_ALERT_FAILURE_RATE_PCT=10\n")
     await populate(stack, nc, js)
     await stack.snapshots_after(30)
-    IMAGES.mkdir(parents=True, exist_ok=True)
+    shots.mkdir(parents=True, exist_ok=True)
 
     page, console = await open_page(browser, stack, stack.admin_token)
     await expect(page.locator("[data-alert]").first).to_be_visible(timeout=10_000)
     await expect(page.locator("#tool-stream li")).to_have_count(4, timeout=5000)
-    await page.screenshot(path=IMAGES / "dashboard.png", full_page=True)
+    await page.screenshot(path=shots / "dashboard.png", full_page=True)
 
     await page.locator("tr[data-task] >> text=Refactor the webhook").click()
     await expect(page.locator("#task-detail h3")).to_be_visible()
-    await page.screenshot(path=IMAGES / "dashboard-task.png")
+    await page.screenshot(path=shots / "dashboard-task.png")
 
     phone, _ = await open_page(browser, stack, stack.viewer_token, width=390, height=844)
-    await phone.screenshot(path=IMAGES / "dashboard-phone.png", full_page=True)
+    await phone.screenshot(path=shots / "dashboard-phone.png", full_page=True)
 
     login = await (await browser.new_context(viewport={"width": 900, "height": 560})).new_page()
     await login.goto(stack.dashboard + "/login")
-    await login.screenshot(path=IMAGES / "dashboard-login.png")
+    await login.screenshot(path=shots / "dashboard-login.png")
     assert console.errors == []
+    assert sorted(p.name for p in shots.glob("*.png")) == sorted(committed)
+    if os.environ.get("AGENTCOM_UPDATE_SCREENSHOTS") != "1":  # a plain run leaves them alone
+        assert image_stamps() == committed

@@ -10,7 +10,7 @@ from agentcom_dashboard import alerts
 from agentcom_dashboard.events import Event
 from agentcom_dashboard.metrics import Snapshot
 from agentcom_dashboard.settings import AlertThresholds
-from agentcom_dashboard.tracker import Tracker, percentile
+from agentcom_dashboard.tracker import MAX_GOALS, Tracker, percentile
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TH = AlertThresholds(queue_growing_checks=3)
@@ -142,3 +142,28 @@ def test_percentile_nearest_rank() -> None:
     assert percentile([], 50) is None
     assert percentile([5.0], 99) == 5.0
     assert percentile([float(n) for n in range(1, 101)], 90) == 90.0
+
+
+def goal_event(seq: int, goal_id: str, name: str = "goal_submitted") -> Event:
+    return Event(seq, f"agentcom.evt.goal.{name}", T0, {"goal_id": goal_id})
+
+
+def test_tracker_keeps_only_the_most_recently_changed_goals() -> None:
+    tracker = Tracker(timedelta(hours=1))
+    seq = 0
+    for n in range(MAX_GOALS + 50):
+        seq += 1
+        tracker.on_event(goal_event(seq, f"g{n}"))
+        if n == 10:  # g0 changes again early on...
+            seq += 1
+            tracker.on_event(goal_event(seq, "g0", "goal_complete"))
+    seq += 1
+    tracker.on_event(goal_event(seq, "g60", "goal_complete"))  # ...g60 just now
+
+    assert len(tracker.goals) == MAX_GOALS
+    assert "g0" not in tracker.goals  # its last change is older than the newest MAX_GOALS
+    assert list(tracker.goals)[-1] == "g60"
+    assert tracker.goals["g60"]["event"] == "goal_complete"
+    assert f"g{MAX_GOALS + 49}" in tracker.goals
+    assert "g49" not in tracker.goals
+    assert "g50" in tracker.goals

@@ -149,17 +149,53 @@ async def test_a_repeated_batch_report_is_acknowledged_without_a_second_change(
 
 
 @pytest.mark.usefixtures("api")
-async def test_batch_reports_check_agent_and_transition(nc: Client) -> None:
-    await submit_many(nc, 2)
-    mine, other = await claim_many(nc, 2)
+async def test_batch_reports_check_agent_and_task(nc: Client) -> None:
+    await submit_many(nc, 1)
+    (mine,) = await claim_many(nc, 1)
 
     wrong_agent = await report_many(nc, [mine], "accepted", agent="intruder")
-    too_early = await report_many(nc, [other], "completed")
     missing = await report_many(nc, [{"id": "task-0123456789abcdef", "generation": 1}], "accepted")
 
     assert wrong_agent[0]["error_code"] == "wrong_agent"
-    assert too_early[0]["error_code"] == "invalid_transition"
     assert missing[0]["error_code"] == "task_not_found"
+
+
+async def test_an_outcome_may_follow_the_claim_without_accepted(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    sub = await nc.subscribe("agentcom.evt.task.>")  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped callback parameter
+    await submit_many(nc, 3)
+    claimed = await claim_many(nc, 3)
+
+    results = await report_many(nc, claimed[:1], "completed")
+    results += await report_many(nc, claimed[1:2], "partial_pass")
+    results += await report_many(nc, claimed[2:], "failed", error="boom")
+    again = await report_many(nc, claimed[:1], "completed")
+    got = await events(sub, 3 + 3 + 3 + 1)  # submitted, assigned, outcome; the retry of `failed`
+
+    assert [(r["ok"], r["state"]) for r in results] == [
+        (True, "completed"),
+        (True, "partial_pass"),
+        (True, "queued"),  # retried: max_retries 3
+    ]
+    assert again == results[:1]
+    ends = {
+        (n, b["from_state"], b["to_state"]) for n, b in got if n not in {"submitted", "assigned"}
+    }
+    assert ends == {
+        ("completed", "assigned", "completed"),
+        ("partial_pass", "assigned", "partial_pass"),
+        ("failed", "assigned", "failed"),
+        ("retried", "failed", "queued"),
+    }
+    assert [
+        (h["from_state"], h["to_state"], h["reason"], h["generation"])
+        for h in await history(api, claimed[0]["id"])
+    ] == [
+        (None, "queued", "submitted", 0),
+        ("queued", "assigned", "claimed", 1),
+        ("assigned", "completed", "completed", 1),
+    ]
 
 
 async def test_batch_failures_retry_then_dead_letter(api: httpx.AsyncClient, nc: Client) -> None:

@@ -41,3 +41,15 @@ def test_an_explicit_tier_wins_and_keeps_the_inference() -> None:
     assert result.tier is Tier.COMPLEX
     assert result.source == "explicit"
     assert result.inferred_tier is Tier.TRIVIAL
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        SubmitTask(description="fix typo", complexity_tier=Tier.COMPLEX),
+        SubmitTask(description="refactor the scheduler"),
+        SubmitTask.model_validate({"description": "x", "file_hints": [{"path": "a.py"}] * 5}),
+    ],
+)
+def test_the_stored_json_is_the_model_dumped(task: SubmitTask) -> None:
+    assert complexity.classify_json(task) == complexity.classify(task).model_dump(mode="json")

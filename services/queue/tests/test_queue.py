@@ -384,3 +384,33 @@ async def test_a_viewer_can_read_but_not_change(
     refused = await api.post(f"/api/tasks/{task['id']}/cancel", headers=viewer)
     assert refused.status_code == 403
     assert refused.json()["error"] == "forbidden"
+
+
+async def test_concurrent_single_submits_each_get_their_own_answer(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    sub = await nc.subscribe("agentcom.evt.task.submitted")  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped callback parameter
+    bodies: list[Json] = [{"description": f"task {i}", "client_key": f"k{i}"} for i in range(20)]
+    bodies[7] = {"description": "bad", "depends_on": ["task-0123456789abcdef"]}
+    bodies[12] = {"description": "again", "client_key": "k3"}  # the same key as task 3
+
+    answers = await asyncio.gather(*(rpc(nc, "submit", body) for body in bodies))
+    http = await api.post("/api/tasks", json=bodies[0])  # a repeat through HTTP
+
+    assert answers[7]["error"] == "unknown_dependencies"
+    assert "task-0123456789abcdef" in answers[7]["detail"]
+    good = [a for n, a in enumerate(answers) if n != 7]
+    assert all(a["state"] == "queued" and a["generation"] == 0 for a in good)
+    assert answers[12]["id"] == answers[3]["id"]
+    assert http.status_code == 201
+    assert http.json()["id"] == answers[0]["id"]
+    assert [a["description"] for n, a in enumerate(answers) if n not in (7, 12)] == [
+        f"task {i}" for i in range(20) if i not in (7, 12)
+    ]
+    ids = {a["id"] for a in good}
+    assert len(ids) == 18
+    events = [json.loads((await sub.next_msg(timeout=10)).data) for _ in range(18)]
+    assert {e["task_id"] for e in events} == ids
+    for task_id in ids:
+        rows = (await api.get(f"/api/tasks/{task_id}/history")).json()
+        assert [(h["from_state"], h["to_state"]) for h in rows] == [(None, "queued")]

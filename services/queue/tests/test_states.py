@@ -23,3 +23,8 @@ def test_sources_are_the_inverse_of_transitions() -> None:
     for target in TaskState:
         for source in TaskState:
             assert (source in states.sources(target)) == states.allowed(source, target)
+
+
+def test_an_outcome_may_follow_assigned_or_working() -> None:
+    for outcome in (S.COMPLETED, S.PARTIAL_PASS, S.FAILED):
+        assert states.sources(outcome) == {S.ASSIGNED, S.WORKING}

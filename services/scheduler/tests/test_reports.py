@@ -139,6 +139,10 @@ async def test_an_agent_token_is_rate_limited_and_an_admin_can_raise_its_rate(
     limited = await api.get("/api/scheduler/stats", headers=as_agent)
     assert limited.json()["error"] == "rate_limited"
     assert "retry_after_ms" in limited.json()["detail"]
+    retry_after = limited.json()["retry_after"]
+    assert isinstance(retry_after, float)
+    assert 0 < retry_after <= 60  # a bucket of 3/min refills one token in at most 20 s
+    assert int(limited.headers["Retry-After"]) >= max(1, retry_after)
 
     raised = await api.put("/api/agents/poller/rate-limits", json={"light": 1000})
     assert raised.json() == {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agentcom_sidecar.agentic import fake_ollama
+import fake_ollama
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from pathlib import Path
 import ollama
 
 from agentcom_sidecar.agentic import executors, tools
-from agentcom_sidecar.agentic.fake_ollama import FakeModel, call, reply
 from agentcom_sidecar.agentic.settings import AgenticSettings
 from agentcom_sidecar.executors.base import ExecutionContext
+from fake_ollama import FakeModel, call, reply
 
 
 async def test_the_official_client_reads_the_fake_servers_tool_calls(model: FakeModel) -> None:

@@ -13,7 +13,6 @@ import pytest
 
 from agentcom_common.testing import eventually
 from agentcom_sidecar.agentic import tools
-from agentcom_sidecar.agentic.fake_ollama import FakeModel
 from agentcom_sidecar.agentic.sandbox import (
     ISOLATE_SCRIPT,
     UNSHARE_FLAGS,
@@ -21,6 +20,7 @@ from agentcom_sidecar.agentic.sandbox import (
     namespaces_available,
 )
 from agentcom_sidecar.agentic.settings import AgenticSettings
+from fake_ollama import FakeModel
 
 needs_namespaces = pytest.mark.skipif(
     not namespaces_available(), reason="user namespaces are not available on this kernel"

@@ -10,6 +10,8 @@
     │   └── DuplicateError
     ├── UnauthorizedError          unauthorized    401
     ├── ForbiddenError             forbidden       403
+    ├── TooManyRequestsError       rate_limited,   429 (+ `retry_after` s, `Retry-After`)
+    │                              budget_exhausted
     └── UnavailableError           *_unavailable   503 (a client may retry)
 
 Rules: `ops` and `store` raise these; only the HTTP exception handler (`web.py`) and the NATS
@@ -17,6 +19,7 @@ adapter (`micro.py`) turn them into replies. `detail` says what is true and what
 carries a stack trace, a `repr()` or a secret.
 """
 
+import math
 from typing import ClassVar
 
 
@@ -32,11 +35,15 @@ class AgentcomError(Exception):
         self.code = code or self.default_code
         self.field = field
 
-    def as_body(self) -> dict[str, str]:
-        body = {"error": self.code, "detail": self.detail}
+    def as_body(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": self.code, "detail": self.detail}
         if self.field is not None:
             body["field"] = self.field
         return body
+
+    def headers(self) -> dict[str, str]:
+        """Headers the reply carries besides the error (HTTP response, NATS error reply)."""
+        return {}
 
 
 class NotFoundError(AgentcomError):
@@ -83,3 +90,29 @@ class ForbiddenError(AgentcomError):
 class UnavailableError(AgentcomError):
     status = 503
     default_code = "unavailable"
+
+
+class TooManyRequestsError(AgentcomError):
+    """Over a rate or budget; `retry_after` (seconds) says when a retry can succeed.
+
+    The reply carries it twice: as the numeric `retry_after` field of the problem JSON (in
+    milliseconds' precision, for clients that back off finely) and as the `Retry-After` header,
+    which HTTP allows only in whole seconds, so it is rounded up (never 0: "retry now" would be
+    a lie). Over NATS the header travels on the error reply.
+    """
+
+    status = 429
+    default_code = "too_many_requests"
+
+    def __init__(
+        self, detail: str, *, retry_after: float, code: str | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(detail, code=code, field=field)
+        self.retry_after = max(0.0, retry_after)
+
+    def as_body(self) -> dict[str, object]:
+        # whole milliseconds, rounded up: a wait of 0.2 ms must not read as "retry now"
+        return super().as_body() | {"retry_after": math.ceil(self.retry_after * 1000) / 1000}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}

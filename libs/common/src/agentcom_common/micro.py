@@ -61,7 +61,7 @@ def endpoint(
         except ValidationError as exc:
             await req.respond_error("invalid_field", first_error(exc)[1])
         except AgentcomError as exc:
-            await req.respond_error(exc.code, exc.detail)
+            await req.respond_error(exc.code, exc.detail, headers=exc.headers() or None)
         except Exception:  # nats.micro would otherwise reply "500" with repr(error)
             log.exception("rpc.failed", extra={"subject": req.subject})
             await req.respond_error("internal", "internal error; see service logs")

@@ -110,8 +110,9 @@ class CommonSettings(BaseSettings):
         default=100, ge=1, le=10000, description="Outbox rows relayed per pass."
     )
     outbox_linger: Interval = Field(
-        default=timedelta(milliseconds=1),
-        description="How long a woken outbox relay waits for more commits before its pass.",
+        default=timedelta(milliseconds=5),
+        description="Least time between two outbox relay passes while commits keep coming (a wake-up "
+        "after a quiet spell is relayed at once).",
     )
     db_pool_size: int = Field(
         default=10,

@@ -6,6 +6,7 @@ Loaded by `-p agentcom_common.testing` in the root pytest config. Fixtures:
   registered under the `agentcom.services` entry point group).
 - `db_url` (test): `CREATE DATABASE … TEMPLATE` of it, dropped afterwards.
 - `nats_server` (test): its own `nats-server -js` on a free port with its own store.
+  `start_nats_cluster(root)` starts several, routed into one JetStream cluster.
 - `settings`, `engine`, `nc`, `js`: wired to the above, every interval at millisecond scale.
 - `run_service(spec)`: a service app with its lifespan running, and an httpx client to it.
 """
@@ -206,6 +207,58 @@ def start_nats(
         time.sleep(0.01)
     server.stop()
     raise RuntimeError(f"nats-server on port {port} did not start (exit {process.poll()})")
+
+
+def start_nats_cluster(
+    root: Path, size: int = 2, server_auth: natsauth.ServerAuth | None = None
+) -> list[NatsServer]:
+    """`size` nats-servers routed into one JetStream cluster, each with the same auth config
+    as `start_nats` (hub user, auth callout, system account), its own client port, server
+    name and store. Returns once every node reports JetStream healthy (a meta leader elected).
+    """
+    server_auth = server_auth or natsauth.ServerAuth.generate()
+    ports = [(free_port(), free_port(), free_port()) for _ in range(size)]  # client, route, http
+    servers: list[NatsServer] = []
+    try:
+        for index, (port, route, http) in enumerate(ports):
+            store = root / f"node{index + 1}" / "js"
+            store.mkdir(parents=True, exist_ok=True)
+            routes = ", ".join(f"nats-route://127.0.0.1:{r}" for _, r, _ in ports if r != route)
+            config = store.parent / "nats.conf"
+            config.write_text(
+                f"server_name: node{index + 1}\n"
+                f'listen: "127.0.0.1:{port}"\n'
+                f'http: "127.0.0.1:{http}"\n'
+                f'cluster {{\n  name: agentcom-test\n  listen: "127.0.0.1:{route}"\n'
+                f"  routes: [ {routes} ]\n}}\n"
+                f'jetstream {{\n  store_dir: "{store}"\n}}\n' + server_auth.config()
+            )
+            process = subprocess.Popen(
+                [str(embedded.nats_server_binary()), "-c", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=embedded.die_with_parent,
+            )
+            address = f"nats://127.0.0.1:{port}"
+            servers.append(
+                NatsServer(server_auth.hub_url(address), process, store, server_auth, address)
+            )
+        stop_at = time.monotonic() + 30
+        waiting = list(zip(servers, ports, strict=True))
+        while waiting:
+            server, (port, _, http) = waiting[0]
+            if server.process.poll() is not None or time.monotonic() > stop_at:
+                raise RuntimeError(f"nats-server on port {port} did not join its cluster")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{http}/healthz", timeout=1).status_code == 200:
+                    waiting.pop(0)
+                    continue
+            time.sleep(0.05)
+        return servers
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ def problem(status: int, code: str, detail: str, field: str | None = None) -> JS
 def install_error_handlers(app: FastAPI) -> None:
     async def on_agentcom_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AgentcomError)
-        return problem(exc.status, exc.code, exc.detail, exc.field)
+        return JSONResponse(exc.as_body(), status_code=exc.status, headers=exc.headers())
 
     async def on_invalid(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

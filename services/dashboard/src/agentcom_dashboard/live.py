@@ -33,10 +33,17 @@ MAX_AGENTS = 10_000
 
 @dataclass
 class ThresholdFile:
-    """Re-reads the thresholds file when its modification time or size changes."""
+    """Re-reads the thresholds file when its modification time or size changes.
+
+    A file that cannot be read (permissions, I/O error) or parsed is reported once per change,
+    naming the file and the problem, and the last good thresholds stay in force (the defaults,
+    if it was bad from the start): before, an unreadable file raised in every snapshot, so no
+    snapshot was taken and no alert could fire. `problem` holds the report until a good read.
+    """
 
     path: Path
     current: AlertThresholds = field(default_factory=AlertThresholds)
+    problem: str | None = None
     _stamp: tuple[int, int] | None = None
 
     def load(self) -> AlertThresholds:
@@ -46,12 +53,20 @@ class ThresholdFile:
         except OSError:
             stamp = None
         if stamp != self._stamp:
+            self._stamp = (
+                stamp  # first: a file that keeps failing is reported once, not per snapshot
+            )
             try:
                 self.current = load_thresholds(self.path)
+            except (OSError, ValueError) as exc:  # ValueError: a bad edit (pydantic, encoding)
+                self.problem = f"{self.path}: {exc}"[:500]
+                log.warning(
+                    "alerts.thresholds_not_loaded",
+                    extra={"path": str(self.path), "error": str(exc)[:500]},
+                )
+            else:
+                self.problem = None
                 log.info("alerts.thresholds_loaded", extra={"path": str(self.path)})
-            except ValueError as exc:  # a bad edit keeps the last good thresholds
-                log.warning("alerts.thresholds_invalid", extra={"error": str(exc)[:500]})
-            self._stamp = stamp
         return self.current
 
 
@@ -208,6 +223,7 @@ async def start(res: Resources, loops: Loops, *, settings: DashboardSettings) ->
         thresholds=ThresholdFile(settings.alerts_file),
         book=await alert_store.load(res.engine),
     )
+    live.thresholds.load()  # at start, so a bad file is reported when the service comes up
     live.started_seq = await events.last_sequence(res.js)
     since = clock.now() - settings.dashboard_metrics_window
     subscription = await events.follow(res.js, live.on_event, since=since)

@@ -20,6 +20,11 @@ FINISHED = frozenset({"completed", "partial_pass", "failed"})
 FAILED = frozenset({"failed"})
 STREAMED = frozenset({"progress", "tool_call"})
 MAX_OPEN = 10_000
+# Goals seen in the stream, most recently changed last. The hub owns the full list (GET
+# /api/goals); this mirror only feeds the live goals panel, and every browser's first snapshot
+# carries all of it, so without a bound a long-running hub made each snapshot grow forever.
+# 200 matches the tool-call and hub-state memories: more than a screen of goals.
+MAX_GOALS = 200
 
 
 def percentile(values: list[float], pct: float) -> float | None:
@@ -70,7 +75,7 @@ class Tracker:
         elif event.area == "goal":
             goal_id = str(event.data.get("goal_id") or event.data.get("id") or "")
             if goal_id:
-                self.goals[goal_id] = event.data | {"event": event.name}
+                self._remember_goal(goal_id, event.data | {"event": event.name})
 
     def _on_task(self, event: Event) -> None:
         task_id = str(event.data.get("task_id", ""))
@@ -99,6 +104,12 @@ class Tracker:
         state = event.data.get("state") or event.data.get("to_state")
         if isinstance(state, str):
             self.hub_states.append((state, _when(event)))
+
+    def _remember_goal(self, goal_id: str, goal: dict[str, Any]) -> None:
+        self.goals.pop(goal_id, None)  # re-insert: dict order is the order of last change
+        self.goals[goal_id] = goal
+        while len(self.goals) > MAX_GOALS:  # forget the goal that changed longest ago
+            self.goals.pop(next(iter(self.goals)))
 
     @staticmethod
     def _remember(book: dict[str, datetime], task_id: str, at: datetime) -> None:

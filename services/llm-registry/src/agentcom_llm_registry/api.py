@@ -23,7 +23,6 @@ from agentcom_common.errors import AgentcomError, InvalidError
 from agentcom_common.web import Admin, Viewer, require
 from agentcom_llm_registry import providers
 from agentcom_llm_registry.gateway import Who, resolve
-from agentcom_llm_registry.ledger import BudgetExhaustedError
 from agentcom_llm_registry.ops import Llm
 from agentcom_llm_registry.providers import Call, Delta, Json
 from agentcom_llm_registry.views import AddEndpoint, CostRow, Costs, EndpointView
@@ -171,14 +170,11 @@ def _who(request: Request, principal: Principal) -> tuple[Who, str | None]:
 
 
 def _problem(exc: AgentcomError) -> Response:
-    headers: dict[str, str] = {}
-    if isinstance(exc, BudgetExhaustedError):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     return Response(
         json.dumps(exc.as_body()),
         status_code=exc.status,
         media_type="application/json",
-        headers=headers,
+        headers=exc.headers(),
     )
 
 

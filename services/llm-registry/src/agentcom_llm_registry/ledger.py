@@ -5,7 +5,8 @@ A call's row is written where it cannot be lost before it is anywhere slow:
    `<ledger dir>/current.jsonl` and to an in-memory buffer; the reply does not wait on Postgres;
 2. every `flush_interval` the flusher rotates the journal to `<n>.jsonl`, inserts the buffered
    rows with an `agentcom.evt.llm.routed` outbox event per new row in one transaction, then
-   deletes the rotated file.
+   deletes the rotated file. A failed pass puts its rows back in the buffer and keeps its file;
+   the next successful pass commits those rows too and deletes every file rotated until then.
 
 What a crash does: the process dying (SIGKILL, OOM) loses nothing - the journal lines are in
 the OS page cache, and at start `replay()` inserts every journal file's rows with
@@ -37,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import clock, outbox, subjects
 from agentcom_common.contracts.llm import Routing
-from agentcom_common.errors import AgentcomError
+from agentcom_common.errors import TooManyRequestsError
 from agentcom_llm_registry import tables
 
 log = logging.getLogger(__name__)
@@ -45,13 +46,8 @@ WINDOWS: dict[str, float] = {"hour": 3600.0, "day": 86400.0}
 CLOUD_DEFAULT_PRICES: dict[str, tuple[float, float]] = {}
 
 
-class BudgetExhaustedError(AgentcomError):
-    status: ClassVar[int] = 429
+class BudgetExhaustedError(TooManyRequestsError):
     default_code: ClassVar[str] = "budget_exhausted"
-
-    def __init__(self, detail: str, retry_after: float) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
 
 
 @dataclass(slots=True)
@@ -148,6 +144,7 @@ class Ledger:
         self.seq = 0
         self._journal: Any = None
         self._lock = asyncio.Lock()
+        self._unflushed: list[Path] = []  # rotated journals whose rows are not committed yet
 
     def open(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -200,14 +197,19 @@ class Ledger:
             if not self.buffer:
                 return 0
             rows, self.buffer = self.buffer, []
-            rotated = self._rotate()
+            if (rotated := self._rotate()) is not None:
+                self._unflushed.append(rotated)
             try:
                 await self._insert(rows)
             except Exception:
                 self.buffer[:0] = rows  # keep them for the next pass; the file stays too
                 raise
-            if rotated is not None:
-                rotated.unlink(missing_ok=True)
+            # the rows of every file rotated so far are committed now: this pass's and those of
+            # failed passes (their rows went back into the buffer and were inserted just now).
+            # Before, a failed pass's file stayed until the next start replayed it.
+            for path in self._unflushed:
+                path.unlink(missing_ok=True)
+            self._unflushed.clear()
             return len(rows)
 
     def _rotate(self) -> Path | None:

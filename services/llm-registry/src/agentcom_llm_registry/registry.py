@@ -5,6 +5,7 @@ that changes per call (in-flight count, latencies, errors, breaker) lives here, 
 and is never written on the request path.
 """
 
+import itertools
 import statistics
 import time
 from collections import deque
@@ -55,7 +56,7 @@ class Endpoint:
     in_flight: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque[float](maxlen=50))
     outcomes: deque[bool] = field(default_factory=lambda: deque[bool](maxlen=50))
-    last_picked: float = 0.0
+    last_picked: int = 0  # the registry's pick number, not a time: see Registry.started
     # circuit breaker
     circuit: Circuit = "closed"
     call_failures: int = 0  # consecutive failed calls
@@ -107,6 +108,7 @@ class Registry:
         self.circuit_open = circuit_open
         self.resource_stale = resource_stale
         self.latency_window = latency_window
+        self._picks = itertools.count(1)
 
     def put(self, endpoint: Endpoint) -> Endpoint:
         """Add, or refresh the configuration of an endpoint we already track (keeps signals)."""
@@ -182,7 +184,9 @@ class Registry:
 
     def started(self, endpoint: Endpoint) -> None:
         endpoint.in_flight += 1
-        endpoint.last_picked = time.monotonic()
+        # a counter, not time.monotonic(): two picks in one clock tick (coarse clocks) tied and
+        # the stable sort then kept choosing the same endpoint; recency needs only the order
+        endpoint.last_picked = next(self._picks)
         if endpoint.circuit == "half_open":
             endpoint.trial_running = True
 

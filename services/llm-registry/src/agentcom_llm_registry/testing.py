@@ -53,6 +53,7 @@ class FakeLLM:
     status: int = 200  # what chat calls answer; 500 makes them fail
     health_status: int = 200  # what /api/tags, /v1/models answer
     delay: float = 0.0
+    hold: asyncio.Event | None = None  # chat calls wait for it once recorded (all in flight)
     break_streams: bool = False  # Ollama streams stop after the first piece, connection cut
     chats: list[Json] = field(default_factory=list[Json])
     port: int = 0
@@ -96,6 +97,8 @@ class FakeLLM:
     async def _gate(self, request: web.Request) -> Json | web.Response:
         body: Json = await request.json()
         self.chats.append(body | {"_path": request.path, "_headers": dict(request.headers)})
+        if self.hold is not None:
+            await self.hold.wait()
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.status != 200:

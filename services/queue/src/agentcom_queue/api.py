@@ -38,7 +38,7 @@ async def submit_task(body: SubmitTask, q: Q, who: Admin) -> TaskView:
 
     Errors: 422 `invalid_field` (names the field), 422 `unknown_dependencies`.
     """
-    return await ops.submit(q, body, who.name)
+    return await ops.submit_grouped(q, body, who.name)
 
 
 @tasks.get("")

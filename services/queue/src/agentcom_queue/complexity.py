@@ -5,7 +5,7 @@ with one change: a task with no signal at all is `standard` at confidence 0, not
 so every task has a tier the scheduler can route on.
 """
 
-from typing import Final
+from typing import Any, Final
 
 from agentcom_common.contracts.task import Complexity, SubmitTask, Tier
 
@@ -31,6 +31,9 @@ TRIVIAL_WORDS: Final = (
 )
 
 
+_ORDER: Final = (Tier.STANDARD, Tier.COMPLEX, Tier.TRIVIAL)  # ties go to the first
+
+
 def _vote(count: int, low: int, high: int) -> Tier:
     if count <= low:
         return Tier.TRIVIAL
@@ -51,8 +54,8 @@ def infer(description: str, files: int, steps: int) -> tuple[Tier, float, list[s
     if words == 0 and files == 0 and steps == 0:
         return Tier.STANDARD, 0.0, ["no signal"]
     votes = [_vote(words, 9, 50), _vote(files, 0, 3), _vote(steps, 0, 3)]
-    counts = {tier: votes.count(tier) for tier in Tier}
-    best = max((Tier.STANDARD, Tier.COMPLEX, Tier.TRIVIAL), key=lambda t: counts[t])
+    counts = {tier: votes.count(tier) for tier in _ORDER}  # not `in Tier`: slow on 3.11
+    best = max(_ORDER, key=lambda t: counts[t])
     if best is Tier.TRIVIAL:  # no trivial keyword: small is not the same as trivial
         best = Tier.STANDARD
         reasons.append("small but no trivial keyword")
@@ -60,17 +63,28 @@ def infer(description: str, files: int, steps: int) -> tuple[Tier, float, list[s
 
 
 def classify(task: SubmitTask) -> Complexity:
+    return Complexity.model_validate(classify_json(task))
+
+
+def classify_json(task: SubmitTask) -> dict[str, Any]:
+    """`classify(task)` as JSON values, without building the model (submits store this)."""
     tier, confidence, reasons = infer(
         task.description, len(task.file_hints), len(task.verification_steps)
     )
     if task.complexity_tier is not None:
-        return Complexity(
-            tier=task.complexity_tier,
-            source="explicit",
-            inferred_tier=tier,
-            confidence=1.0,
-            reasons=[*reasons, f"given as {task.complexity_tier}"],
-        )
-    return Complexity(
-        tier=tier, source="inferred", inferred_tier=tier, confidence=confidence, reasons=reasons
-    )
+        return {
+            "schema_version": 1,
+            "tier": task.complexity_tier.value,
+            "source": "explicit",
+            "inferred_tier": tier.value,
+            "confidence": 1.0,
+            "reasons": [*reasons, f"given as {task.complexity_tier}"],
+        }
+    return {
+        "schema_version": 1,
+        "tier": tier.value,
+        "source": "inferred",
+        "inferred_tier": tier.value,
+        "confidence": confidence,
+        "reasons": reasons,
+    }

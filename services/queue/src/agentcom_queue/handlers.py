@@ -40,7 +40,7 @@ async def register(res: Resources, loops: Loops, *, retry_backoff: timedelta) ->
     q = ops.Queue(res.engine, res.outbox, retry_backoff, claims)
 
     async def submit(body: SubmitTask) -> TaskView:
-        return await ops.submit(q, body, "nats")
+        return await ops.submit_grouped(q, body, "nats")
 
     async def claim(body: ClaimTask) -> Claimed:
         task = await ops.claim(q, body.agent_id, list(body.capabilities), list(body.repos))

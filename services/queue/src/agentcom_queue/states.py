@@ -3,7 +3,8 @@
 Rules: a state change is allowed only along TRANSITIONS; `store.move` puts `sources(target)` in
 the UPDATE's WHERE, which is the guard that holds when two writers race. Terminal states have
 no exits except FAILED, which is a waypoint: it goes back to QUEUED while retries remain, else
-to DEAD_LETTER. DEAD_LETTER may be retried by a person (back to QUEUED); the record is kept.
+to DEAD_LETTER. An agent's outcome (COMPLETED, PARTIAL_PASS, FAILED) may follow ASSIGNED or
+WORKING: `accepted` is optional. DEAD_LETTER may be retried by a person (back to QUEUED); the record is kept.
 """
 
 from types import MappingProxyType
@@ -17,8 +18,10 @@ TRANSITIONS: Final = MappingProxyType[TaskState, frozenset[TaskState]](
     {
         S.WAITING: frozenset({S.QUEUED, S.CANCELLED}),
         S.QUEUED: frozenset({S.ASSIGNED, S.CANCELLED}),
+        # an outcome may come straight from ASSIGNED: it proves the agent took the task, so a
+        # pull worker can claim -> report completed (3 transitions) without `accepted`
         S.ASSIGNED: frozenset(
-            {S.WORKING, S.QUEUED, S.FAILED, S.CANCELLED}
+            {S.WORKING, S.COMPLETED, S.PARTIAL_PASS, S.FAILED, S.QUEUED, S.CANCELLED}
         ),  # QUEUED: never accepted
         S.WORKING: frozenset({S.COMPLETED, S.PARTIAL_PASS, S.FAILED, S.QUEUED, S.CANCELLED}),
         S.FAILED: frozenset({S.QUEUED, S.DEAD_LETTER}),

@@ -28,7 +28,9 @@ async def insert_task(conn: AsyncConnection, values: dict[str, Any]) -> TaskRow 
     """Insert a task; None when its client_key already exists (the caller fetches that one)."""
     stmt = pg_insert(tasks).values(**values).returning(*tasks.c)
     if values.get("client_key") is not None:
-        stmt = stmt.on_conflict_do_nothing(index_elements=[tasks.c.client_key])
+        stmt = stmt.on_conflict_do_nothing(
+            index_elements=[tasks.c.client_key], index_where=tasks.c.client_key.isnot(None)
+        )
     return (await conn.execute(stmt)).one_or_none()
 
 

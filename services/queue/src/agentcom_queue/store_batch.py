@@ -236,88 +236,106 @@ SUBMIT_FIELDS: Final = tuple(name for name, _ in _SUBMIT_COLUMNS)
 _COLS: Final = ", ".join(SUBMIT_FIELDS)
 _RECORD: Final = ", ".join(f"{name} {kind}" for name, kind in (*_SUBMIT_COLUMNS, ("ord", "int")))
 
-SUBMIT: Final[TextClause] = text(
-    f"""
+SUBMIT_SQL: Final = f"""
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:tasks AS jsonb)) AS i({_RECORD})
 ), moved AS (
     INSERT INTO {SCHEMA}.tasks ({_COLS})
     SELECT {_COLS} FROM input ORDER BY ord
-    ON CONFLICT (client_key) DO NOTHING
+    ON CONFLICT (client_key) WHERE client_key IS NOT NULL DO NOTHING
     RETURNING *
 ){_history_and_event("NULL::text", "m.state", "'submitted'", "m.submitted_by", ":subject")}
 SELECT m.id, m.client_key, m.state, m.generation FROM moved m
 """
-)
+
+Db = AsyncConnection | Any  # a SQLAlchemy connection, or a raw asyncpg one (`direct` pool)
+_TEXTS: dict[str, TextClause] = {}
+_NUMBERED: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+async def _rows(db: Db, sql: str, params: dict[str, Any]) -> Sequence[Any]:
+    """Run `sql` (`:name` parameters) on either kind of connection; rows read as `row.name`."""
+    if isinstance(db, AsyncConnection):
+        clause = _TEXTS.get(sql) or _TEXTS.setdefault(sql, text(sql))
+        return (await db.execute(clause, params)).all()
+    key = (sql, tuple(params))
+    query = _NUMBERED.get(key) or _NUMBERED.setdefault(key, numbered(sql, key[1]))
+    return [Record(row) for row in await db.fetch(query, *params.values())]
 
 
 async def submit(
-    conn: AsyncConnection, values: Sequence[dict[str, Any]], headers: dict[str, str]
-) -> Sequence[Row[Any]]:
+    db: Db, values: Sequence[dict[str, Any]], headers: dict[str, str]
+) -> Sequence[Any]:
     """Insert tasks in the given order (FIFO); a `client_key` that exists inserts nothing."""
     rows = [
         {k: v for k, v in task.items() if v is not None} | {"ord": n}
         for n, task in enumerate(values)
     ]
-    result = await conn.execute(
-        SUBMIT,
+    return await _rows(
+        db,
+        SUBMIT_SQL,
         {
             "tasks": json.dumps(rows, default=str),
             "headers": json.dumps(headers),
             "subject": subjects.event("task", "submitted"),
         },
     )
-    return result.all()
 
 
-async def insert_deps(conn: AsyncConnection, pairs: Sequence[tuple[str, str]]) -> None:
+async def insert_deps(db: Db, pairs: Sequence[tuple[str, str]]) -> None:
     if pairs:
-        await conn.execute(
-            text(
-                f"INSERT INTO {SCHEMA}.task_deps (task_id, depends_on) "
-                "SELECT * FROM unnest(CAST(:a AS text[]), CAST(:b AS text[]))"
-            ),
+        await _rows(
+            db,
+            f"INSERT INTO {SCHEMA}.task_deps (task_id, depends_on) "
+            "SELECT * FROM unnest(CAST(:a AS text[]), CAST(:b AS text[]))",
             {"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]},
         )
 
 
-async def states_of(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, TaskState]:
+async def states_of(db: Db, ids: Sequence[str]) -> dict[str, TaskState]:
     if not ids:
         return {}
-    rows = await conn.execute(
-        text(f"SELECT id, state FROM {SCHEMA}.tasks WHERE id = ANY(CAST(:ids AS text[]))"),
+    rows = await _rows(
+        db,
+        f"SELECT id, state FROM {SCHEMA}.tasks WHERE id = ANY(CAST(:ids AS text[]))",
         {"ids": list(ids)},
     )
     return {row.id: S(row.state) for row in rows}
 
 
-async def by_keys(conn: AsyncConnection, keys: Sequence[str]) -> dict[str, Row[Any]]:
+async def by_keys(db: Db, keys: Sequence[str]) -> dict[str, Any]:
     if not keys:
         return {}
-    rows = await conn.execute(
-        text(
-            f"SELECT id, client_key, state, generation FROM {SCHEMA}.tasks "
-            "WHERE client_key = ANY(CAST(:keys AS text[]))"
-        ),
+    rows = await _rows(
+        db,
+        f"SELECT id, client_key, state, generation FROM {SCHEMA}.tasks "
+        "WHERE client_key = ANY(CAST(:keys AS text[])) AND client_key IS NOT NULL",
         {"keys": list(keys)},
     )
     return {row.client_key: row for row in rows}
 
 
-async def top_active_repo(conn: AsyncConnection) -> str | None:
-    return (
-        await conn.execute(
-            text(f"SELECT url FROM {SCHEMA}.repos WHERE NOT paused ORDER BY position LIMIT 1")
-        )
-    ).scalar_one_or_none()
+async def fetch_many(db: Db, ids: Sequence[str]) -> dict[str, Any]:
+    """Whole task rows by id."""
+    rows = await _rows(
+        db, f"SELECT * FROM {SCHEMA}.tasks WHERE id = ANY(CAST(:ids AS text[]))", {"ids": list(ids)}
+    )
+    return {row.id: row for row in rows}
 
 
-LOCK: Final[TextClause] = text(
-    f"""
+async def top_active_repo(db: Db) -> str | None:
+    rows = await _rows(
+        db, f"SELECT url FROM {SCHEMA}.repos WHERE NOT paused ORDER BY position LIMIT 1", {}
+    )
+    return rows[0].url if rows else None
+
+
+LOCK_SQL: Final = f"""
 SELECT id, state, generation, assigned_to, retry_count FROM {SCHEMA}.tasks
 WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR UPDATE
 """
-)
+LOCK: Final[TextClause] = text(LOCK_SQL)
+LOCK_ASYNCPG: Final = numbered(LOCK_SQL, ("ids",))
 
 
 async def lock(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, Row[Any]]:
@@ -335,8 +353,7 @@ REPORT_MOVES: Final = tuple(
 )
 _PAIRS: Final = ", ".join(f"('{s.value}', '{t.value}')" for s, t in REPORT_MOVES)
 
-REPORT: Final[TextClause] = text(
-    f"""
+REPORT_SQL: Final = f"""
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:reports AS jsonb)) AS i(
         task_id text, agent_id text, generation int, source text, target text, reason text,
@@ -364,7 +381,8 @@ WITH input AS (
 )
 SELECT m.* FROM moved m
 """
-)
+REPORT: Final[TextClause] = text(REPORT_SQL)
+REPORT_ASYNCPG: Final = numbered(REPORT_SQL, ("reports", "headers"))
 
 
 async def report(
@@ -377,3 +395,26 @@ async def report(
         REPORT, {"reports": json.dumps(moves), "headers": json.dumps(headers)}
     )
     return result.all()
+
+
+async def lock_direct(driver: Any, ids: Sequence[str]) -> dict[str, Record]:
+    """`lock` on a raw asyncpg connection (inside the caller's transaction)."""
+    return {row["id"]: Record(row) for row in await driver.fetch(LOCK_ASYNCPG, list(ids))}
+
+
+async def report_direct(
+    driver: Any, moves: Sequence[dict[str, Any]], headers: dict[str, str]
+) -> list[Record]:
+    """`report` on a raw asyncpg connection (inside the caller's transaction)."""
+    if not moves:
+        return []
+    rows = await driver.fetch(REPORT_ASYNCPG, json.dumps(moves), json.dumps(headers))
+    return [Record(row) for row in rows]
+
+
+FETCH_ASYNCPG: Final = f"SELECT * FROM {SCHEMA}.tasks WHERE id = $1"
+
+
+async def fetch_direct(driver: Any, task_id: str) -> Record:
+    """The whole task row on a raw asyncpg connection (the caller holds its lock)."""
+    return Record(await driver.fetchrow(FETCH_ASYNCPG, task_id))

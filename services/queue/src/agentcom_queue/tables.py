@@ -29,7 +29,7 @@ tasks = Table(
     Column("id", Text, primary_key=True),
     # FIFO inside a lane: an ever-increasing number, reset to a fresh one on each requeue
     Column("seq", BigInteger, Identity(), nullable=False),
-    Column("client_key", Text, unique=True),
+    Column("client_key", Text),
     Column("state", Text, nullable=False),
     Column("lane", SmallInteger, nullable=False),  # 0 urgent … 3 low
     Column("description", Text, nullable=False),
@@ -59,7 +59,15 @@ tasks = Table(
     # the claim query's ORDER BY, only over claimable rows: claims stay O(log n) at any size
     Index("tasks_claim", "lane", "seq", postgresql_where=text("state = 'queued'")),
     Index("tasks_state", "state"),
-    Index("tasks_goal", "goal_id"),
+    # partial: most tasks have neither, and every non-HOT update of a task (each transition)
+    # would otherwise add an entry for NULL to both (migration 0003)
+    Index(
+        "tasks_client_key",
+        "client_key",
+        unique=True,
+        postgresql_where=text("client_key IS NOT NULL"),
+    ),
+    Index("tasks_goal", "goal_id", postgresql_where=text("goal_id IS NOT NULL")),
 )
 
 task_deps = Table(

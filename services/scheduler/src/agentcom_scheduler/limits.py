@@ -12,7 +12,7 @@ NATS and an agent's HTTP calls both draw from them:
 
 Task outcomes (accepted, rejected, completed, partial_pass, failed) are never limited: there is
 one per assignment and dropping one would lose work. A report over its budget is dropped (and
-counted); an HTTP call gets 429 with `retry_after_ms`.
+counted); an HTTP call gets 429 with `retry_after` (seconds) and `Retry-After`.
 
 Malformed reports from one agent are counted in a sliding window; at the limit the agent is cut
 off: its NATS logins are refused, its open connections closed and its reports dropped for 30 s,
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar, Literal
 
-from agentcom_common.errors import AgentcomError
+from agentcom_common.errors import TooManyRequestsError
 
 Tier = Literal["light", "normal", "heavy"]
 TIERS: tuple[Tier, ...] = ("light", "normal", "heavy")
@@ -44,8 +44,7 @@ REPORT_TIER: dict[str, Tier | None] = {
 DEFAULT_RATES: dict[Tier, int] = {"light": 120, "normal": 60, "heavy": 10}
 
 
-class RateLimitedError(AgentcomError):
-    status = 429
+class RateLimitedError(TooManyRequestsError):
     default_code = "rate_limited"
 
 
@@ -116,7 +115,8 @@ class Limiter:
         if wait:
             raise RateLimitedError(
                 f"agent {agent_id} is over its {tier} rate "
-                f"({self.rate(agent_id, tier)}/min); retry_after_ms={int(wait * 1000) + 1}"
+                f"({self.rate(agent_id, tier)}/min); retry_after_ms={int(wait * 1000) + 1}",
+                retry_after=wait,
             )
 
     def violation(self, agent_id: str) -> float:

@@ -26,14 +26,20 @@ class Request(Contract):
         return value
 
 
+def _check_str(value: str) -> None:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if value.isascii():  # no surrogate possible; skips the encode's copy
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+
+
 def _check_text(value: Any) -> None:
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+        _check_str(value)
     elif isinstance(value, dict):
         for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
             _check_text(key)
@@ -41,6 +47,8 @@ def _check_text(value: Any) -> None:
     elif isinstance(value, list | tuple):
         for item in value:  # pyright: ignore[reportUnknownVariableType]
             _check_text(item)
+    elif isinstance(value, Request):
+        return  # checked field by field by its own validator when it was built
     elif isinstance(value, BaseModel):
         for item in value.__dict__.values():
             _check_text(item)

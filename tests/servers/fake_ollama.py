@@ -1,4 +1,7 @@
-"""For tests: a real HTTP server speaking the Ollama /api/chat protocol with scripted turns.
+"""For tests only: a real HTTP server speaking the Ollama /api/chat protocol with scripted turns.
+
+It lives in `tests/servers/` (on pytest's `pythonpath`, pyright's `extraPaths`), not in
+`agentcom_sidecar`: the runtime package must not ship a test server (nor need uvicorn for one).
 
 Each test scripts the turns (`model.play(turn, turn, …)`); the server answers request N with
 turn N and records every request (body and headers) for the test to inspect. `serve()` runs it
