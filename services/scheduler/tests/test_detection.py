@@ -12,6 +12,7 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from pydantic import ValidationError
 
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually, running
@@ -141,3 +142,9 @@ async def test_an_agent_that_becomes_idle_gets_the_waiting_task_at_once(
         # only w1 becoming idle can wake matching
         await eventually(lambda: got(2))
         assert assigned[1]["task"]["id"] == second["id"]
+
+
+def test_one_missed_heartbeat_is_refused_as_a_setting() -> None:
+    # the early offline decision would fall before a live agent's next heartbeat
+    with pytest.raises(ValidationError, match="scheduler_missed_heartbeats"):
+        SchedulerSettings(scheduler_missed_heartbeats=1)

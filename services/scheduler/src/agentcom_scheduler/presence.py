@@ -3,8 +3,9 @@ task outcomes are forwarded to the queue and move the agent.
 
 Reports arrive on `agentcom.agent.<id>.report` (stream REPORTS). The subject, which NATS
 permissions tie to the agent's own credentials, says who is speaking; a payload naming another
-agent is refused. The sweep is the safety net that needs no message at all: any agent silent for
-`missed_heartbeats` intervals goes offline.
+agent is refused. The sweep is the safety net that needs no message at all: any agent without a
+heartbeat for `missed_heartbeats` intervals less a margin (`silence_for`) goes offline, so its task
+is back in the queue within `missed_heartbeats` intervals.
 """
 
 import asyncio

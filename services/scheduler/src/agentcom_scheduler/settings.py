@@ -13,9 +13,12 @@ class SchedulerSettings(CommonSettings):
     )
     scheduler_missed_heartbeats: int = Field(
         default=3,
-        ge=1,
+        # 2 at least: the offline decision comes 0.2 interval early (see presence.silence_for),
+        # which with 1 would fall before a live agent's next heartbeat is due
+        ge=2,
         le=100,
-        description="Heartbeats missed in a row before an agent is offline.",
+        description="Heartbeat intervals of silence within which an agent is taken offline and "
+        "its task handed back (decided 0.2 interval earlier, after the last heartbeat).",
     )
     scheduler_accept_timeout: Interval = Field(
         default=timedelta(seconds=30),
