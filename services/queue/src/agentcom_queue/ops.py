@@ -627,7 +627,13 @@ async def _submit_rows(q: Queue, tasks: list[SubmitTask], actor: str, *, full: b
         if len(deps) != len(task.depends_on):
             raise InvalidError("depends_on lists a task twice", field=f"tasks.{n}.depends_on")
         deps_of.append(deps)
-    if q.claims is not None:  # the raw asyncpg pool: no pre-ping, no statement building
+    one_statement = not any(t.client_key for t in tasks) and not any(deps_of)
+    if q.claims is not None and one_statement:
+        # no keys to look up and no dependencies to check or record: the insert statement is
+        # all the work, and one statement is atomic without BEGIN/COMMIT round trips
+        async with q.claims.acquire() as driver:
+            rows = await _submit_in(driver, tasks, deps_of, actor, full=full)
+    elif q.claims is not None:  # the raw asyncpg pool: no pre-ping, no statement building
         async with q.claims.acquire() as driver, driver.transaction():
             rows = await _submit_in(driver, tasks, deps_of, actor, full=full)
     else:
@@ -649,9 +655,6 @@ async def _submit_in(
     keys = [t.client_key for t in tasks if t.client_key]
     by_key = await store_batch.by_keys(conn, keys)
     known = await store_batch.states_of(conn, sorted({d for deps in deps_of for d in deps}))
-    inherited = (
-        await store_batch.top_active_repo(conn) if any(t.repo is None for t in tasks) else None
-    )
     plan: list[str | dict[str, Any]] = []  # per task: the client_key it returns, or its row
     taken = set(by_key)
     for n, (task, deps) in enumerate(zip(tasks, deps_of, strict=True)):
@@ -666,14 +669,13 @@ async def _submit_in(
             )
         blocked = [d for d in deps if known[d] in (S.DEAD_LETTER, S.CANCELLED)]
         met = all(known[d] is S.COMPLETED for d in deps)
-        values = _values(task, deps, met, blocked, actor)
-        if task.repo is None and inherited is not None:
-            values["repo"] = inherited
-        plan.append(values)
+        plan.append(_values(task, deps, met, blocked, actor))  # no repo: the statement inherits
         if task.client_key:
             taken.add(task.client_key)
     new = [p for p in plan if isinstance(p, dict)]
-    inserted = {r.id: r for r in await store_batch.submit(conn, new, telemetry.inject_headers())}
+    inserted = {
+        r.id: r for r in await store_batch.submit(conn, new, telemetry.inject_headers(), full=full)
+    }
     await store_batch.insert_deps(
         conn, [(v["id"], d) for v in new if v["id"] in inserted for d in v["depends_on"]]
     )
@@ -684,9 +686,11 @@ async def _submit_in(
         by_key[p] if isinstance(p, str) else inserted.get(p["id"]) or by_key[p["client_key"]]
         for p in plan
     ]
-    if full:
-        whole = await store_batch.fetch_many(conn, [row.id for row in rows])
-        rows = [whole[row.id] for row in rows]
+    if full and (earlier := [p for p in plan if isinstance(p, str) or p["id"] not in inserted]):
+        # tasks named by an existing client_key: read whole, in this transaction
+        ids = [by_key[p if isinstance(p, str) else p["client_key"]].id for p in earlier]
+        whole = await store_batch.fetch_many(conn, ids)
+        rows = [whole.get(row.id, row) for row in rows]
     return rows
 
 

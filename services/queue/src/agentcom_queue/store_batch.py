@@ -236,17 +236,26 @@ SUBMIT_FIELDS: Final = tuple(name for name, _ in _SUBMIT_COLUMNS)
 _COLS: Final = ", ".join(SUBMIT_FIELDS)
 _RECORD: Final = ", ".join(f"{name} {kind}" for name, kind in (*_SUBMIT_COLUMNS, ("ord", "int")))
 
-SUBMIT_SQL: Final = f"""
+# a task without a repo inherits the top active one, read by the same statement
+_INPUT_COLS: Final = ", ".join(
+    f"COALESCE(repo, (SELECT r.url FROM {SCHEMA}.repos r WHERE NOT r.paused "
+    "ORDER BY r.position LIMIT 1))"
+    if name == "repo"
+    else name
+    for name in SUBMIT_FIELDS
+)
+_SUBMIT_SQL: Final = f"""
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:tasks AS jsonb)) AS i({_RECORD})
 ), moved AS (
     INSERT INTO {SCHEMA}.tasks ({_COLS})
-    SELECT {_COLS} FROM input ORDER BY ord
+    SELECT {_INPUT_COLS} FROM input ORDER BY ord
     ON CONFLICT (client_key) WHERE client_key IS NOT NULL DO NOTHING
     RETURNING *
 ){_history_and_event("NULL::text", "m.state", "'submitted'", "m.submitted_by", ":subject")}
-SELECT m.id, m.client_key, m.state, m.generation FROM moved m
 """
+SUBMIT_SQL: Final = _SUBMIT_SQL + "SELECT m.id, m.client_key, m.state, m.generation FROM moved m"
+SUBMIT_FULL_SQL: Final = _SUBMIT_SQL + "SELECT m.* FROM moved m"  # rows as inserted
 
 Db = AsyncConnection | Any  # a SQLAlchemy connection, or a raw asyncpg one (`direct` pool)
 _TEXTS: dict[str, TextClause] = {}
@@ -264,16 +273,20 @@ async def _rows(db: Db, sql: str, params: dict[str, Any]) -> Sequence[Any]:
 
 
 async def submit(
-    db: Db, values: Sequence[dict[str, Any]], headers: dict[str, str]
+    db: Db, values: Sequence[dict[str, Any]], headers: dict[str, str], *, full: bool = False
 ) -> Sequence[Any]:
-    """Insert tasks in the given order (FIFO); a `client_key` that exists inserts nothing."""
+    """Insert tasks in the given order (FIFO); a `client_key` that exists inserts nothing.
+
+    One statement, so it needs no transaction of its own. Returns id, client_key, state and
+    generation of each inserted task, or with `full` its whole row as inserted.
+    """
     rows = [
         {k: v for k, v in task.items() if v is not None} | {"ord": n}
         for n, task in enumerate(values)
     ]
     return await _rows(
         db,
-        SUBMIT_SQL,
+        SUBMIT_FULL_SQL if full else SUBMIT_SQL,
         {
             "tasks": json.dumps(rows, default=str),
             "headers": json.dumps(headers),
@@ -321,13 +334,6 @@ async def fetch_many(db: Db, ids: Sequence[str]) -> dict[str, Any]:
         db, f"SELECT * FROM {SCHEMA}.tasks WHERE id = ANY(CAST(:ids AS text[]))", {"ids": list(ids)}
     )
     return {row.id: row for row in rows}
-
-
-async def top_active_repo(db: Db) -> str | None:
-    rows = await _rows(
-        db, f"SELECT url FROM {SCHEMA}.repos WHERE NOT paused ORDER BY position LIMIT 1", {}
-    )
-    return rows[0].url if rows else None
 
 
 LOCK_SQL: Final = f"""
