@@ -14,12 +14,17 @@ import httpx
 import nats
 import pytest
 from nats.aio.client import Client
-from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
 from agentcom_common import natsauth, subjects
 from agentcom_common.settings import CommonSettings
-from agentcom_common.testing import NatsServer, eventually, running, start_nats_cluster
+from agentcom_common.testing import (
+    NatsServer,
+    eventually,
+    nats_login_refused,
+    running,
+    start_nats_cluster,
+)
 from agentcom_scheduler import credentials
 from agentcom_scheduler.app import create_app
 from agentcom_scheduler.settings import SchedulerSettings
@@ -41,29 +46,6 @@ class Agent:
             allow_reconnect=False,
         )
         return cls(nc)
-
-
-async def refused(address: str, user: str, password: str) -> str:
-    """Try a login that must fail; the error the server gave."""
-    nc = Client()
-
-    async def quiet(_exc: Exception) -> None:
-        return None
-
-    try:
-        with pytest.raises(NatsError) as caught:
-            await nc.connect(
-                address,
-                user=user,
-                password=password,
-                allow_reconnect=False,
-                max_reconnect_attempts=0,
-                connect_timeout=10,  # longer than the server's 2 s auth timeout
-                error_cb=quiet,
-            )
-    finally:
-        await nc.close()
-    return str(caught.value)
 
 
 @pytest.fixture
@@ -116,7 +98,7 @@ async def test_remove_closes_a_connection_on_another_node_and_refuses_the_next_l
 
     await eventually(closed)
     for node in (node2, nats_server):
-        assert "Authorization Violation" in await refused(
+        assert "Authorization Violation" in await nats_login_refused(
             node.address, "far", made["nats_password"]
         )
 
@@ -150,7 +132,9 @@ async def test_a_validation_cooldown_kicks_on_every_node(
         assert (here.nc.is_closed, there.nc.is_closed) == (True, True)
 
     await eventually(both_closed)
-    assert "Authorization Violation" in await refused(node2.address, "noisy", made["nats_password"])
+    assert "Authorization Violation" in await nats_login_refused(
+        node2.address, "noisy", made["nats_password"]
+    )
 
 
 async def test_kick_pages_through_connz_and_leaves_other_agents_alone(

@@ -14,7 +14,7 @@ from nats.errors import Error as NatsError, TimeoutError as NatsTimeout
 from agentcom_common import subjects
 from agentcom_common.contracts.agent import Assign
 from agentcom_common.settings import CommonSettings
-from agentcom_common.testing import NatsServer, eventually, running
+from agentcom_common.testing import NatsServer, eventually, nats_login_refused, running
 from agentcom_scheduler.app import create_app
 from agentcom_scheduler.settings import SchedulerSettings
 
@@ -55,31 +55,6 @@ class Agent:
             error_cb=on_error,
         )
         return cls(nc, errors, made["id"])
-
-
-async def refused(address: str, user: str | None = None, password: str | None = None) -> str:
-    """Try a login that must fail; the error the server gave."""
-    nc = Client()
-
-    async def quiet(_exc: Exception) -> None:
-        return None
-
-    try:
-        with pytest.raises(NatsError) as caught:
-            await nc.connect(
-                address,
-                user=user,
-                password=password,
-                allow_reconnect=False,
-                max_reconnect_attempts=0,
-                # longer than the server's auth timeout (2 s), which ends an unanswered
-                # callout with "Authorization Violation"; nats-py's own 2 s raced it
-                connect_timeout=10,
-                error_cb=quiet,
-            )
-    finally:
-        await nc.close()
-    return str(caught.value)
 
 
 async def test_an_agent_reads_its_own_inbox_and_reports_but_never_touches_anothers(
@@ -133,11 +108,11 @@ async def test_a_wrong_or_unknown_login_is_refused(
 ) -> None:
     made = (await api.post("/api/agents", json={"name": "c"})).json()
 
-    assert "Authorization Violation" in await refused(nats_server.address, "c", "guess")
-    assert "Authorization Violation" in await refused(
+    assert "Authorization Violation" in await nats_login_refused(nats_server.address, "c", "guess")
+    assert "Authorization Violation" in await nats_login_refused(
         nats_server.address, "nobody", made["nats_password"]
     )
-    assert "Authorization Violation" in await refused(nats_server.address, "b", "")
+    assert "Authorization Violation" in await nats_login_refused(nats_server.address, "b", "")
 
 
 async def test_remove_closes_the_open_connection_and_refuses_the_next_login(
@@ -152,7 +127,7 @@ async def test_remove_closes_the_open_connection_and_refuses_the_next_login(
         assert d.nc.is_closed
 
     await eventually(closed)
-    assert "Authorization Violation" in await refused(
+    assert "Authorization Violation" in await nats_login_refused(
         nats_server.address, "d", made["nats_password"]
     )
 
@@ -174,7 +149,7 @@ async def test_rotation_gives_new_credentials_and_the_old_ones_stop_at_once(
         assert e.nc.is_closed
 
     await eventually(closed)
-    assert "Authorization Violation" in await refused(
+    assert "Authorization Violation" in await nats_login_refused(
         nats_server.address, "e", old["nats_password"]
     )
     again = await Agent.login(nats_server.address, new)
@@ -192,5 +167,5 @@ async def test_services_connect_as_the_hub_and_anonymous_logins_are_refused(
     hub = await nats.connect(nats_server.url)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
     await hub.close()
     assert "Authorization Violation" in await asyncio.wait_for(
-        refused(nats_server.address), timeout=10
+        nats_login_refused(nats_server.address), timeout=10
     )

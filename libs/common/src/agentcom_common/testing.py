@@ -35,6 +35,7 @@ import nats
 import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -180,6 +181,15 @@ class NatsServer:
                 self.process.wait()
 
 
+def _spawn_nats(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(embedded.nats_server_binary()), "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=embedded.die_with_parent,
+    )
+
+
 def start_nats(
     store: Path, port: int | None = None, server_auth: natsauth.ServerAuth | None = None
 ) -> NatsServer:
@@ -192,12 +202,7 @@ def start_nats(
         f'listen: "127.0.0.1:{port}"\n'
         f'jetstream {{\n  store_dir: "{store}"\n}}\n' + server_auth.config()
     )
-    process = subprocess.Popen(
-        [str(embedded.nats_server_binary()), "-c", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=embedded.die_with_parent,
-    )
+    process = _spawn_nats(config)
     address = f"nats://127.0.0.1:{port}"
     server = NatsServer(server_auth.hub_url(address), process, store, server_auth, address)
     stop_at = time.monotonic() + 10
@@ -233,12 +238,7 @@ def start_nats_cluster(
                 f"  routes: [ {routes} ]\n}}\n"
                 f'jetstream {{\n  store_dir: "{store}"\n}}\n' + server_auth.config()
             )
-            process = subprocess.Popen(
-                [str(embedded.nats_server_binary()), "-c", str(config)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=embedded.die_with_parent,
-            )
+            process = _spawn_nats(config)
             address = f"nats://127.0.0.1:{port}"
             servers.append(
                 NatsServer(server_auth.hub_url(address), process, store, server_auth, address)
@@ -413,3 +413,30 @@ async def assert_service_answers(
     assert ready.status_code == 200, ready.text
     assert json.loads(ping.data)["name"] == f"agentcom-{spec.name}"
     assert json.loads(health.data)["service"] == spec.name
+
+
+async def nats_login_refused(
+    address: str, user: str | None = None, password: str | None = None
+) -> str:
+    """Try a NATS login that must fail; returns the error the server gave."""
+    nc = Client()
+
+    async def quiet(_exc: Exception) -> None:
+        return None
+
+    try:
+        with pytest.raises(NatsError) as caught:
+            await nc.connect(
+                address,
+                user=user,
+                password=password,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                # longer than the server's auth timeout (2 s), which ends an unanswered
+                # callout with "Authorization Violation"; nats-py's own 2 s raced it
+                connect_timeout=10,
+                error_cb=quiet,
+            )
+    finally:
+        await nc.close()
+    return str(caught.value)
