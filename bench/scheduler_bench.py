@@ -258,7 +258,7 @@ async def run(args: argparse.Namespace) -> Json:
             "AGENTCOM_SCHEDULER_RATE_NORMAL": "100000",
             "AGENTCOM_SCHEDULER_RATE_HEAVY": "100000",
             "AGENTCOM_LOG_LEVEL": "WARNING",
-        }
+        } | dict(setting.split("=", 1) for setting in args.set)
         traced = env | {"AGENTCOM_LOG_LEVEL": "DEBUG"} if args.trace else env
         procs = [
             ServiceProcess("queue", broker.url, layout.url, root / "queue.log", env),
@@ -383,6 +383,13 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="100 agents, 50/s for 10 s")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="AGENTCOM_NAME=VALUE",
+        help="a setting for both services (repeatable), e.g. AGENTCOM_OUTBOX_LINGER=1ms",
+    )
+    parser.add_argument(
         "--logs", type=Path, default=None, help="copy the services' logs into this directory"
     )
     parser.add_argument(
@@ -393,6 +400,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.agents, args.rate, args.seconds, args.victims = 100, 50.0, 10.0, 3
+    if bad := [x for x in args.set if not x.startswith("AGENTCOM_") or "=" not in x]:
+        parser.error(f"--set takes AGENTCOM_NAME=VALUE, not {bad[0]!r}")
     result = asyncio.run(run(args))
     table = Table(title="scheduler bench", title_justify="left")
     table.add_column("measure")
