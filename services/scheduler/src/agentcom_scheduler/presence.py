@@ -49,6 +49,7 @@ from agentcom_common.errors import AgentcomError, InvalidError, NotFoundError, U
 from agentcom_scheduler import batch, limits, ops, queue_client, store, wakeups
 
 log = logging.getLogger(__name__)
+_cutoffs: set[asyncio.Future[None]] = set()  # kicks under way (a task needs a reference)
 _REPORT: TypeAdapter[AgentReport] = TypeAdapter(AgentReport)
 CONSUMER = "scheduler-presence"
 
@@ -587,7 +588,11 @@ async def _handle(
         if limiter is not None and (cutoff := limiter.violation(speaker)):
             log.warning("agent.cut_off", extra={"agent_id": speaker, "seconds": cutoff})
             if on_cutoff is not None:
-                await on_cutoff(speaker)
+                # in the background: kicking waits for every NATS server's answer (a quarter
+                # second on a cluster), which the reports of other agents must not wait for
+                kicking = asyncio.ensure_future(on_cutoff(speaker))
+                _cutoffs.add(kicking)
+                kicking.add_done_callback(_cutoffs.discard)
     except AgentcomError as exc:
         log.warning("report.refused", extra={"subject": msg.subject, "error": exc.code})
         await msg.term()
