@@ -6,7 +6,7 @@ answers CONNZ and KICK for its own connections only.
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +17,13 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from agentcom_common import natsauth, subjects
-from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import (
     NatsServer,
     eventually,
     nats_login_refused,
-    running,
     start_nats_cluster,
 )
 from agentcom_scheduler import credentials
-from agentcom_scheduler.app import create_app
 from agentcom_scheduler.settings import SchedulerSettings
 
 
@@ -67,18 +64,6 @@ def nats_server(cluster: list[NatsServer]) -> NatsServer:
 @pytest.fixture
 def node2(cluster: list[NatsServer]) -> NatsServer:
     return cluster[1]
-
-
-@pytest.fixture
-async def api(
-    settings: CommonSettings, nats_server: NatsServer, admin_token: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    own = SchedulerSettings.model_validate(
-        settings.model_dump() | {"scheduler_nats_issuer_seed": nats_server.auth.issuer_seed}
-    )
-    async with running(create_app(own), "http://scheduler") as client:
-        client.headers["Authorization"] = f"Bearer {admin_token}"
-        yield client
 
 
 async def test_remove_closes_a_connection_on_another_node_and_refuses_the_next_login(

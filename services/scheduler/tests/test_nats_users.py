@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,22 +12,7 @@ from nats.errors import Error as NatsError, TimeoutError as NatsTimeout
 
 from agentcom_common import subjects
 from agentcom_common.contracts.agent import Assign
-from agentcom_common.settings import CommonSettings
-from agentcom_common.testing import NatsServer, eventually, nats_login_refused, running
-from agentcom_scheduler.app import create_app
-from agentcom_scheduler.settings import SchedulerSettings
-
-
-@pytest.fixture
-async def api(
-    settings: CommonSettings, nats_server: NatsServer, admin_token: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    own = SchedulerSettings.model_validate(
-        settings.model_dump() | {"scheduler_nats_issuer_seed": nats_server.auth.issuer_seed}
-    )
-    async with running(create_app(own), "http://scheduler") as client:
-        client.headers["Authorization"] = f"Bearer {admin_token}"
-        yield client
+from agentcom_common.testing import NatsServer, eventually, nats_login_refused
 
 
 class Agent:
