@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import secrets
 import weakref
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
@@ -552,20 +552,6 @@ async def reorder_repos(q: Queue, order: list[str]) -> list[dict[str, Any]]:
 # batch variants: one transaction and one prebuilt statement per transition for many tasks ----
 
 
-@contextlib.asynccontextmanager
-async def _one_statement(q: Queue) -> AsyncGenerator[store_batch.Db]:
-    """A connection for work that is one statement, atomic on its own: the raw asyncpg pool's
-    when it is open (no SQLAlchemy layers, no pre-ping round trip), else the engine's in
-    autocommit (no BEGIN/COMMIT round trips)."""
-    if q.claims is not None:
-        async with q.claims.acquire() as driver:
-            yield driver
-    else:
-        async with q.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield conn
-
-
 async def claim_many(
     q: Queue, agent_id: str, capabilities: list[str], agent_repos: list[str], limit: int
 ) -> list[TaskView]:
@@ -574,10 +560,19 @@ async def claim_many(
     One statement does the whole claim (update, history rows, events), so it runs as its own
     transaction: no BEGIN/COMMIT round trips.
     """
-    async with _one_statement(q) as db:
-        rows = await store_batch.claim(
-            db, agent_id, capabilities, agent_repos, limit, telemetry.inject_headers()
-        )
+    headers = telemetry.inject_headers()
+    rows: Sequence[Any]
+    if q.claims is not None:  # the hot path: no SQLAlchemy layers, no pre-ping round trips
+        async with q.claims.acquire() as driver:
+            rows = await store_batch.claim_direct(
+                driver, agent_id, capabilities, agent_repos, limit, headers
+            )
+    else:
+        async with q.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = await store_batch.claim(
+                conn, agent_id, capabilities, agent_repos, limit, headers
+            )
     if rows:
         outbox.wake_local(q.outbox)
     return [view(row) for row in rows]
@@ -592,10 +587,19 @@ async def claim_for_agents(
     """
     if len(set(agent_ids)) != len(agent_ids):
         raise InvalidError("agent_ids lists an agent twice", field="agent_ids")
-    async with _one_statement(q) as db:
-        rows = await store_batch.claim_agents(
-            db, agent_ids, capabilities, agent_repos, telemetry.inject_headers()
-        )
+    headers = telemetry.inject_headers()
+    rows: Sequence[Any]
+    if q.claims is not None:
+        async with q.claims.acquire() as driver:
+            rows = await store_batch.claim_agents(
+                None, driver, agent_ids, capabilities, agent_repos, headers
+            )
+    else:
+        async with q.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = await store_batch.claim_agents(
+                conn, None, agent_ids, capabilities, agent_repos, headers
+            )
     if rows:
         outbox.wake_local(q.outbox)
     return [view(row) for row in rows]

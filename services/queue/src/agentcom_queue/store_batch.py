@@ -53,8 +53,10 @@ def _history_and_event(source: str, target: str, reason: str, actor: str, subjec
 )"""
 
 
-# the tasks an agent with `:capabilities` and `:repos` may take, best first (the claim index's order)
-_CLAIMABLE: Final = f"""    WHERE t.state = 'queued'
+CLAIM_SQL: Final = f"""
+WITH cand AS (
+    SELECT t.id FROM {SCHEMA}.tasks t
+    WHERE t.state = 'queued'
       AND t.not_before <= now()
       AND t.needed_capabilities <@ CAST(:capabilities AS text[])
       AND (t.repo IS NULL OR NOT EXISTS (
@@ -62,12 +64,7 @@ _CLAIMABLE: Final = f"""    WHERE t.state = 'queued'
       AND (cardinality(CAST(:repos AS text[])) = 0 OR t.repo IS NULL
            OR t.repo = ANY(CAST(:repos AS text[])))
     ORDER BY t.lane, t.seq
-"""
-
-CLAIM_SQL: Final = f"""
-WITH cand AS (
-    SELECT t.id FROM {SCHEMA}.tasks t
-{_CLAIMABLE}    LIMIT :limit
+    LIMIT :limit
     FOR UPDATE OF t SKIP LOCKED
 ), moved AS (
     UPDATE {SCHEMA}.tasks t
@@ -78,6 +75,7 @@ WITH cand AS (
 ){_history_and_event("'queued'", "'assigned'", "'claimed'", ":agent", ":subject")}
 SELECT m.* FROM moved m ORDER BY m.lane, m.seq
 """
+CLAIM: Final[TextClause] = text(CLAIM_SQL)
 
 
 _CLAIM_PARAMS: Final = ("agent", "capabilities", "repos", "limit", "headers", "subject")
@@ -103,37 +101,38 @@ class Record(dict[str, Any]):
             raise AttributeError(name) from None
 
 
-Db = AsyncConnection | Any  # a SQLAlchemy connection, or a raw asyncpg one (`direct` pool)
-_TEXTS: dict[str, TextClause] = {}
-_NUMBERED: dict[tuple[str, tuple[str, ...]], str] = {}
-
-
-async def _rows(db: Db, sql: str, params: dict[str, Any]) -> Sequence[Any]:
-    """Run `sql` (`:name` parameters) on either kind of connection; rows read as `row.name`."""
-    if isinstance(db, AsyncConnection):
-        clause = _TEXTS.get(sql) or _TEXTS.setdefault(sql, text(sql))
-        return (await db.execute(clause, params)).all()
-    key = (sql, tuple(params))
-    query = _NUMBERED.get(key) or _NUMBERED.setdefault(key, numbered(sql, key[1]))
-    return [Record(row) for row in await db.fetch(query, *params.values())]
-
-
-async def claim(
-    db: Db,
+async def claim_direct(
+    driver: Any,
     agent_id: str,
     capabilities: Sequence[str],
     agent_repos: Sequence[str],
     limit: int,
     headers: dict[str, str],
-) -> Sequence[Any]:
-    """Assign up to `limit` claimable tasks to `agent_id`, best first; bumps each generation.
+) -> list[Record]:
+    """`claim` on a raw asyncpg connection outside any transaction: the statement is one."""
+    rows = await driver.fetch(
+        CLAIM_ASYNCPG,
+        agent_id,
+        list(capabilities),
+        list(agent_repos),
+        limit,
+        json.dumps(headers),
+        subjects.event("task", "assigned"),
+    )
+    return [Record(row) for row in rows]
 
-    One statement: atomic without a transaction of ours (autocommit or the raw pool).
-    """
-    # in CLAIM_ASYNCPG's parameter order: the raw pool then runs the very statement it planned
-    return await _rows(
-        db,
-        CLAIM_SQL,
+
+async def claim(
+    conn: AsyncConnection,
+    agent_id: str,
+    capabilities: Sequence[str],
+    agent_repos: Sequence[str],
+    limit: int,
+    headers: dict[str, str],
+) -> Sequence[Row[Any]]:
+    """Assign up to `limit` claimable tasks to `agent_id`, best first; bumps each generation."""
+    result = await conn.execute(
+        CLAIM,
         {
             "agent": agent_id,
             "capabilities": list(capabilities),
@@ -143,12 +142,21 @@ async def claim(
             "subject": subjects.event("task", "assigned"),
         },
     )
+    return result.all()
 
 
 CLAIM_AGENTS_SQL: Final = f"""
 WITH cand AS (
     SELECT t.id, t.lane, t.seq FROM {SCHEMA}.tasks t
-{_CLAIMABLE}    LIMIT cardinality(CAST(:agents AS text[]))
+    WHERE t.state = 'queued'
+      AND t.not_before <= now()
+      AND t.needed_capabilities <@ CAST(:capabilities AS text[])
+      AND (t.repo IS NULL OR NOT EXISTS (
+            SELECT 1 FROM {SCHEMA}.repos r WHERE r.url = t.repo AND r.paused))
+      AND (cardinality(CAST(:repos AS text[])) = 0 OR t.repo IS NULL
+           OR t.repo = ANY(CAST(:repos AS text[])))
+    ORDER BY t.lane, t.seq
+    LIMIT cardinality(CAST(:agents AS text[]))
     FOR UPDATE OF t SKIP LOCKED
 ), pick AS (
     SELECT c.id, (CAST(:agents AS text[]))[row_number() OVER (ORDER BY c.lane, c.seq)] AS agent
@@ -162,28 +170,45 @@ WITH cand AS (
 ){_history_and_event("'queued'", "'assigned'", "'claimed'", "m.assigned_to", ":subject")}
 SELECT m.* FROM moved m ORDER BY m.lane, m.seq
 """
+CLAIM_AGENTS: Final[TextClause] = text(CLAIM_AGENTS_SQL)
+CLAIM_AGENTS_ASYNCPG: Final = numbered(
+    CLAIM_AGENTS_SQL, ("agents", "capabilities", "repos", "headers", "subject")
+)
 
 
 async def claim_agents(
-    db: Db,
+    conn: AsyncConnection | None,
+    driver: Any,
     agent_ids: Sequence[str],
     capabilities: Sequence[str],
     agent_repos: Sequence[str],
     headers: dict[str, str],
 ) -> Sequence[Any]:
     """One claimable task for each of `agent_ids` in order (best task to the first agent), in
-    one statement (atomic without a transaction of ours)."""
-    return await _rows(
-        db,
-        CLAIM_AGENTS_SQL,
+    one statement; on the raw asyncpg `driver` when given, else on `conn` (autocommit)."""
+    subject = subjects.event("task", "assigned")
+    if driver is not None:
+        rows = await driver.fetch(
+            CLAIM_AGENTS_ASYNCPG,
+            list(agent_ids),
+            list(capabilities),
+            list(agent_repos),
+            json.dumps(headers),
+            subject,
+        )
+        return [Record(row) for row in rows]
+    assert conn is not None
+    result = await conn.execute(
+        CLAIM_AGENTS,
         {
             "agents": list(agent_ids),
             "capabilities": list(capabilities),
             "repos": list(agent_repos),
             "headers": json.dumps(headers),
-            "subject": subjects.event("task", "assigned"),
+            "subject": subject,
         },
     )
+    return result.all()
 
 
 _SUBMIT_COLUMNS: Final = (
@@ -231,6 +256,20 @@ WITH input AS (
 """
 SUBMIT_SQL: Final = _SUBMIT_SQL + "SELECT m.id, m.client_key, m.state, m.generation FROM moved m"
 SUBMIT_FULL_SQL: Final = _SUBMIT_SQL + "SELECT m.* FROM moved m"  # rows as inserted
+
+Db = AsyncConnection | Any  # a SQLAlchemy connection, or a raw asyncpg one (`direct` pool)
+_TEXTS: dict[str, TextClause] = {}
+_NUMBERED: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+async def _rows(db: Db, sql: str, params: dict[str, Any]) -> Sequence[Any]:
+    """Run `sql` (`:name` parameters) on either kind of connection; rows read as `row.name`."""
+    if isinstance(db, AsyncConnection):
+        clause = _TEXTS.get(sql) or _TEXTS.setdefault(sql, text(sql))
+        return (await db.execute(clause, params)).all()
+    key = (sql, tuple(params))
+    query = _NUMBERED.get(key) or _NUMBERED.setdefault(key, numbered(sql, key[1]))
+    return [Record(row) for row in await db.fetch(query, *params.values())]
 
 
 async def submit(
