@@ -392,3 +392,18 @@ def test_a_damaged_journal_stops_the_start_with_a_clear_error(tmp_path: Path) ->
     assert ran.returncode == 1
     assert f"the journal {config.journal_path} is damaged" in ran.stderr
     assert "Traceback" not in ran.stderr
+
+
+def test_a_cancel_before_its_assignment_is_journaled_so_the_assignment_never_starts(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    assert journal.cancel("task-a", 3, b'{"kind": "cancelled"}')
+    assert not journal.cancel("task-a", 3, b'{"kind": "cancelled"}')  # a redelivery: said once
+    assert not journal.receive("task-a", 3, {"id": "task-a"})  # the assign, late: not new
+    assert journal.received() == []
+    assert journal.phase("task-a", 3) == "cancelled"
+    assert [r.kind for r in journal.unsent()] == ["cancelled"]
+    assert journal.open_task() is not None  # hello names it until the hub has heard
+    journal.mark_sent(journal.unsent()[0].seq)
+    assert journal.open_task() is None

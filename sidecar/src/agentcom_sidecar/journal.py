@@ -8,6 +8,8 @@ Rules that make a `kill -9` at any point recoverable:
   `Nats-Msg-Id` (`<agent>-<seq>`), so a re-send after a crash is stored once.
 - A task is *open* until its terminal report was acked: hello keeps naming it, so the hub never
   hands it back while its outcome is still on the way.
+- A cancel is journaled even for a task not journaled yet (a row in phase `cancelled`), so the
+  assignment, if it comes later, is never started.
 
 Every statement is a few rows in WAL mode with `synchronous=FULL`; they are fast enough to run
 on the event loop (well under a millisecond), unlike the subprocesses, which never block it.
@@ -28,7 +30,7 @@ from agentcom_common.errors import UnavailableError
 
 Phase = Literal["received", "accepted", "running", "finished", "cancelled"]
 OPEN_PHASES: Final = ("received", "accepted", "running")
-TERMINAL_KINDS: Final = frozenset({"rejected", "completed", "partial_pass", "failed"})
+TERMINAL_KINDS: Final = frozenset({"rejected", "completed", "partial_pass", "failed", "cancelled"})
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS task (
@@ -142,6 +144,41 @@ class Journal:
                     (task_id, generation, kind, payload.decode()),
                 )
 
+    def cancel(self, task_id: str, generation: int, report: bytes) -> bool:
+        """Mark (task, generation) cancelled with its `cancelled` report, atomically. A task not
+        journaled yet gets a row in phase `cancelled`, so its assignment is never started. False
+        if it was cancelled before (a redelivered cancel: it has been reported already)."""
+        with self._tx() as db:
+            found = db.execute(
+                "SELECT phase FROM task WHERE task_id = ? AND generation = ?", (task_id, generation)
+            ).fetchone()
+            if found is not None and found[0] == "cancelled":
+                return False
+            if found is None:
+                db.execute(
+                    "INSERT INTO task (task_id, generation, body, phase, received_at)"
+                    " VALUES (?, ?, '{}', 'cancelled', ?)",
+                    (task_id, generation, time.time()),
+                )
+            else:
+                db.execute(
+                    "UPDATE task SET phase = 'cancelled', pgid = NULL"
+                    " WHERE task_id = ? AND generation = ?",
+                    (task_id, generation),
+                )
+            db.execute(
+                "INSERT INTO report (task_id, generation, kind, payload)"
+                " VALUES (?, ?, 'cancelled', ?)",
+                (task_id, generation, report.decode()),
+            )
+        return True
+
+    def phase(self, task_id: str, generation: int) -> Phase | None:
+        found = self._db.execute(
+            "SELECT phase FROM task WHERE task_id = ? AND generation = ?", (task_id, generation)
+        ).fetchone()
+        return found[0] if found else None
+
     def set_pgid(self, task_id: str, generation: int, pgid: int | None) -> None:
         self._db.execute(
             "UPDATE task SET pgid = ? WHERE task_id = ? AND generation = ?",
@@ -172,19 +209,22 @@ class Journal:
             db.execute(
                 "DELETE FROM report WHERE sent_at IS NOT NULL AND kind IN ('progress', 'tool_call')"
                 " AND seq < ? AND task_id IN (SELECT task_id FROM report WHERE seq = ? AND kind IN"
-                " ('rejected', 'completed', 'partial_pass', 'failed'))",
+                " ('rejected', 'completed', 'partial_pass', 'failed', 'cancelled'))",
                 (seq, seq),
             )
 
     def open_task(self) -> TaskRow | None:
-        """The task this agent holds: not finished, or finished with its outcome still unsent."""
+        """The task this agent holds: not finished, or finished (or cancelled) with its outcome
+        still unsent; one not finished comes first."""
         row = self._db.execute(
             "SELECT task_id, generation, body, phase, pgid, workspace, branch FROM task t"
             " WHERE phase IN ('received', 'accepted', 'running')"
-            " OR (phase = 'finished' AND EXISTS (SELECT 1 FROM report r WHERE r.task_id = t.task_id"
-            "     AND r.generation = t.generation AND r.sent_at IS NULL"
-            "     AND r.kind IN ('rejected', 'completed', 'partial_pass', 'failed')))"
-            " ORDER BY received_at DESC LIMIT 1"
+            " OR (phase IN ('finished', 'cancelled') AND EXISTS (SELECT 1 FROM report r"
+            "     WHERE r.task_id = t.task_id AND r.generation = t.generation"
+            "     AND r.sent_at IS NULL AND r.kind IN"
+            "     ('rejected', 'completed', 'partial_pass', 'failed', 'cancelled')))"
+            " ORDER BY phase IN ('received', 'accepted', 'running') DESC, received_at DESC"
+            " LIMIT 1"
         ).fetchone()
         if row is None:
             return None
@@ -244,7 +284,7 @@ class Journal:
             (r[0], r[1], r[2])
             for r in self._db.execute(
                 "SELECT task_id, generation, kind FROM report WHERE kind IN"
-                " ('rejected', 'completed', 'partial_pass', 'failed') ORDER BY seq"
+                " ('rejected', 'completed', 'partial_pass', 'failed', 'cancelled') ORDER BY seq"
             )
         ]
 

@@ -29,6 +29,7 @@ from agentcom_common import subjects
 from agentcom_common.contracts.agent import (
     Assign,
     Cancel,
+    Cancelled,
     Hello,
     Recovering,
     Restart,
@@ -291,8 +292,8 @@ class Sidecar:
             await self._on_restart(msg)
             return
         if isinstance(message, Cancel):
-            self._on_cancel(message)
-            await msg.ack()
+            await self._on_cancel(message)
+            await msg.ack()  # only now: the task is stopped and its cancel journaled
             return
         task_id = str(message.task.get("id", ""))
         link.fault(self.config, "before_journal")
@@ -308,12 +309,35 @@ class Sidecar:
                 TaskRow(task_id, message.generation, message.task, "received", None, None, None)
             )
 
-    def _on_cancel(self, cancel: Cancel) -> None:
+    async def _on_cancel(self, cancel: Cancel) -> None:
+        """Stop the assignment, then journal the cancel with its `cancelled` report.
+
+        The work is awaited before anything else is read from the inbox: its process group is
+        gone (SIGTERM, SIGKILL after `kill_grace`) and no delivery step is under way, so the
+        next assignment finds the agent free. A cancel for a task not started or not even
+        received yet is journaled all the same, so that it never starts; one for a task already
+        finished is reported too, since the hub fences that outcome out and waits for this word
+        to free the agent. A crash before the journal write leaves the cancel unacked: it comes
+        again after the restart (which has stopped and failed the task by then).
+        """
         key = (cancel.task_id, cancel.generation)
-        if self.work_key == key and self.work is not None:
-            self.work.cancel()
-        self.journal.advance(cancel.task_id, cancel.generation, "cancelled", pgid=None)
-        log.info("task.cancelled", extra={"task_id": cancel.task_id, "reason": cancel.reason})
+        work = self.work
+        if self.work_key == key and work is not None:
+            work.cancel()
+            await asyncio.wait([work])
+        was = self.journal.phase(*key)
+        cancelled = Cancelled(
+            kind="cancelled",
+            agent_id=self.config.agent_id,
+            task_id=cancel.task_id,
+            generation=cancel.generation,
+            note=f"cancelled ({cancel.reason}) while {was or 'not received'}"[:2000],
+        )
+        if self.journal.cancel(cancel.task_id, cancel.generation, dump(cancelled)):
+            self.courier.wake.set()
+        log.info(
+            "task.cancelled", extra={"task_id": cancel.task_id, "reason": cancel.reason, "was": was}
+        )
 
     async def _on_restart(self, msg: Msg) -> None:
         self.restart_msg = msg

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 
 from agentcom_common.service import Loops, Resources
-from agentcom_scheduler import credentials, limits, matching, ops, presence
+from agentcom_scheduler import cancels, credentials, limits, matching, ops, presence
 from agentcom_scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ async def start(
     )
     gate = presence.Gate(limiter=runtime.limiter)
     loops.spawn("agent-reports", presence.consume_reports(s, res.nc, res.js, gate, runtime.kick))
+    loops.spawn("cancels", cancels.follow(s, res.js))
     stranded = settings.scheduler_working_offline_timeout
     loops.spawn(
         "stranded-sweep",

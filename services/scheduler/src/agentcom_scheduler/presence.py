@@ -30,6 +30,7 @@ from agentcom_common.contracts.agent import (
     AgentState,
     AgentTransition,
     Cancel,
+    Cancelled,
     Heartbeat,
     Hello,
     Progress,
@@ -150,6 +151,8 @@ async def _act(
 ) -> None:
     if isinstance(report, TaskOutcome):
         await _forward(s, nc, report)
+    elif isinstance(report, Cancelled):
+        await _stopped(s, nc, report)
     elif isinstance(report, Hello):
         await _reconcile(s, nc, js, before, report)
     elif isinstance(report, Restarting):
@@ -204,6 +207,35 @@ async def _reconcile(
                 f"sidecar lost {row.task_id}",
                 "idle",
             )
+
+
+async def _stopped(s: ops.Scheduler, nc: Client, report: Cancelled) -> None:
+    """The sidecar says a cancelled assignment has ended (its processes are gone, nothing is
+    delivered): the agent holding it becomes idle and takes the next task.
+
+    Fenced by task and generation: the word on an assignment the agent no longer holds (taken
+    back past its deadline, a stale one dropped after a hello) changes nothing. Should the queue
+    still have the task there (a cancel it never made), it is handed back first; a task the
+    queue cancelled refuses that, which is the usual case and harmless.
+    """
+    async with s.engine.begin() as conn:
+        row = await store.fetch(conn, report.agent_id, lock=True)
+        held = (AgentState.ASSIGNED.value, AgentState.WORKING.value)
+        if row is None or row.state not in held:
+            return
+        if (row.task_id, row.generation) != (report.task_id, report.generation):
+            return
+        if not await _hand_back(nc, row, "cancelled"):
+            raise UnavailableError("the queue did not answer a hand-back", code="queue_unavailable")
+        await transition_if(
+            s,
+            conn,
+            row.id,
+            AgentState(row.state),
+            AgentState.IDLE,
+            f"cancelled {report.task_id}",
+            "idle",
+        )
 
 
 _QUEUE_OUTCOME: dict[str, Literal["accepted", "completed", "partial_pass", "failed"]] = {
@@ -731,14 +763,14 @@ async def _hand_back(nc: Client, row: store.AgentRow, how: str) -> bool:
                 ),
             )
         else:
+            requeue = {
+                "requeue": f"agent {row.id} did not accept in time",
+                "cancelled": f"agent {row.id} stopped it on a cancel",
+            }
             await queue_client.call(
                 nc,
                 "requeue",
-                RequeueTask(
-                    task_id=row.task_id,
-                    generation=row.generation,
-                    reason=f"agent {row.id} did not accept in time",
-                ),
+                RequeueTask(task_id=row.task_id, generation=row.generation, reason=requeue[how]),
             )
     except UnavailableError:
         return False

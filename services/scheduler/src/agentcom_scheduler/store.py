@@ -131,6 +131,12 @@ async def move(
     return (await conn.execute(stmt)).one_or_none() is not None
 
 
+async def holder(conn: AsyncConnection, task_id: str, generation: int) -> str | None:
+    """The agent holding this assignment (task at this generation), if any."""
+    stmt = select(agents.c.id).where(agents.c.task_id == task_id, agents.c.generation == generation)
+    return (await conn.execute(stmt)).scalar_one_or_none()
+
+
 async def silent_since(conn: AsyncConnection, cutoff: datetime) -> list[AgentRow]:
     """Agents not offline whose last heartbeat (or hello) is older than `cutoff`, locked for
     the sweep."""

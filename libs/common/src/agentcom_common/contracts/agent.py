@@ -119,6 +119,11 @@ class Assign(Contract):
     kind: Literal["assign"] = "assign"
     task: dict[str, object]
     generation: int
+    deadline: datetime | None = Field(
+        default=None,
+        description="When the whole assignment (every attempt, verification and delivery) must "
+        "have ended; the scheduler takes it back a grace after this. None: an older hub.",
+    )
 
 
 class Cancel(Contract):
@@ -128,6 +133,18 @@ class Cancel(Contract):
     task_id: str
     generation: int
     reason: str
+
+
+class Cancelled(Contract):
+    """A sidecar's word that a cancelled assignment has ended: its processes are gone and
+    nothing of it was or will be delivered (sent for every `cancel`, also for a task it had
+    not started or had already finished)."""
+
+    kind: Literal["cancelled"]
+    agent_id: str
+    task_id: str
+    generation: int = Field(ge=1)
+    note: str = Field(default="", max_length=2000)
 
 
 class Restart(Contract):
@@ -192,6 +209,13 @@ class SchedulerStats(Contract):
 
 
 AgentReport = Annotated[
-    Hello | Heartbeat | TaskOutcome | Restarting | Progress | ToolCallReport | Recovering,
+    Hello
+    | Heartbeat
+    | TaskOutcome
+    | Cancelled
+    | Restarting
+    | Progress
+    | ToolCallReport
+    | Recovering,
     Field(discriminator="kind"),
 ]

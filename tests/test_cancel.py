@@ -1,0 +1,171 @@
+"""Cancel through the real route reaches the agent (issue 14): the queue's `task.cancelled`
+event is followed by the scheduler, which puts `cancel` in the agent's inbox; the real sidecar
+process kills the task's process group, delivers nothing, reports `cancelled`, and the agent is
+idle again and takes the next task. Also when the sidecar was away at the time of the cancel:
+it reads the cancel when it is back and never starts the task."""
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agentcom_common.settings import CommonSettings
+from agentcom_common.testing import NatsServer, eventually, running
+from agentcom_queue.app import create_app as queue_app
+from agentcom_scheduler.app import create_app as scheduler_app
+from agentcom_scheduler.settings import SchedulerSettings
+
+Hub = tuple[httpx.AsyncClient, httpx.AsyncClient]
+Json = dict[str, Any]
+
+
+@pytest.fixture
+async def hub(
+    settings: CommonSettings, nats_server: NatsServer, admin_token: str
+) -> AsyncIterator[Hub]:
+    fast = SchedulerSettings.model_validate(
+        settings.model_dump()
+        | {
+            "scheduler_nats_issuer_seed": nats_server.auth.issuer_seed,
+            "scheduler_sweep_interval": timedelta(milliseconds=100),
+            "scheduler_heartbeat_interval": timedelta(milliseconds=300),
+            # a sidecar away for a while (the second test) is still online when it is back
+            "scheduler_missed_heartbeats": 100,
+            "scheduler_accept_timeout": timedelta(seconds=30),
+        }
+    )
+    async with (
+        running(queue_app(settings), "http://queue") as queue,
+        running(scheduler_app(fast), "http://scheduler") as scheduler,
+    ):
+        for client in (queue, scheduler):
+            client.headers["Authorization"] = f"Bearer {admin_token}"
+        yield queue, scheduler
+
+
+async def start_agent(
+    hub: Hub, sidecars: Any, nats: NatsServer, origin: Path, name: str = "solo"
+) -> Path:
+    _, scheduler = hub
+    made = (await scheduler.post("/api/agents", json={"name": name})).json()
+    config: Path = sidecars.config(
+        made, nats.address, allow_hub_commands=True, repos=[{"url": str(origin)}]
+    )
+    sidecars.start(name, config)
+    await agent_is(scheduler, name, "idle", sidecars)
+    return config
+
+
+async def agent_is(scheduler: httpx.AsyncClient, name: str, state: str, sidecars: Any) -> None:
+    async def check() -> None:
+        view = (await scheduler.get(f"/api/agents/{name}")).json()
+        assert view["state"] == state, (view, sidecars.log(name)[-3000:])
+
+    await eventually(check, timeout=30)
+
+
+async def submit(queue: httpx.AsyncClient, origin: Path, command: list[str]) -> str:
+    body = {
+        "description": "cancel me",
+        "repo": str(origin),
+        "metadata": {"command": command},
+        "verification_steps": [{"type": "file_exists", "path": "out.txt"}],
+        "max_retries": 0,
+    }
+    made = await queue.post("/api/tasks", json=body)
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+async def task(queue: httpx.AsyncClient, task_id: str) -> Json:
+    return (await queue.get(f"/api/tasks/{task_id}")).json()
+
+
+def group_alive(pgid: int) -> list[int]:
+    """Pids of live (not zombie) processes in process group `pgid`."""
+    alive: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def remote_branches(repos: Any, origin: Path) -> str:
+    return str(repos.git("ls-remote", "--heads", str(origin), cwd=origin))
+
+
+async def next_task_completes(queue: httpx.AsyncClient, origin: Path, name: str) -> None:
+    after = await submit(queue, origin, ["sh", "-c", "echo next > out.txt"])
+
+    async def done() -> None:
+        view = await task(queue, after)
+        assert view["state"] == "completed", view
+        assert view["assigned_to"] == name
+
+    await eventually(done, timeout=30)
+
+
+async def test_a_cancel_through_the_route_kills_the_process_group_delivers_nothing_and_frees_the_agent(
+    hub: Hub, sidecars: Any, repos: Any, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    queue, scheduler = hub
+    origin: Path = repos.origin(tmp_path, {"README.md": "hello\n"})
+    await start_agent(hub, sidecars, nats_server, origin)
+    pidfile = tmp_path / "pgid"
+    # a change that would be pushed, then a grandchild that would sleep for five minutes
+    command = ["sh", "-c", f'echo work > out.txt; sleep 300 & echo $$ > "{pidfile}"; wait']
+    slow = await submit(queue, origin, command)
+
+    async def sleeping() -> int:
+        assert (await task(queue, slow))["state"] == "working"
+        text = pidfile.read_text().strip() if pidfile.exists() else ""
+        assert text, "its command has not started yet"
+        pgid = int(text)
+        assert len(group_alive(pgid)) == 2  # sh and its sleep
+        return pgid
+
+    pgid = await eventually(sleeping, timeout=30)
+
+    cancelled = await queue.post(f"/api/tasks/{slow}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+
+    async def stopped() -> None:
+        assert group_alive(pgid) == [], sidecars.log("solo")[-3000:]
+
+    await eventually(stopped, timeout=20)
+    await agent_is(scheduler, "solo", "idle", sidecars)
+    await next_task_completes(queue, origin, "solo")
+
+    assert slow not in remote_branches(repos, origin)  # nothing of it was pushed
+    assert (await task(queue, slow))["state"] == "cancelled"
+    history = (await scheduler.get("/api/agents/solo/history")).json()
+    assert any(h["reason"] == f"cancelled {slow}" for h in history), history
+
+
+async def test_a_sidecar_away_at_the_cancel_reads_it_when_back_and_never_starts_the_task(
+    hub: Hub, sidecars: Any, repos: Any, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    queue, scheduler = hub
+    origin: Path = repos.origin(tmp_path, {"README.md": "hello\n"})
+    config = await start_agent(hub, sidecars, nats_server, origin)
+    sidecars.kill("solo")  # away: the scheduler still counts it online for a while
+    marker = tmp_path / "ran"
+    doomed = await submit(queue, origin, ["sh", "-c", f'touch "{marker}"; echo x > out.txt'])
+    await agent_is(scheduler, "solo", "assigned", sidecars)  # its assign waits in the inbox
+    cancelled = await queue.post(f"/api/tasks/{doomed}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+
+    sidecars.start("solo", config)  # back: the assign, then the cancel, are in its inbox
+    await agent_is(scheduler, "solo", "idle", sidecars)
+    await next_task_completes(queue, origin, "solo")
+
+    assert not marker.exists()  # its command never ran
+    assert doomed not in remote_branches(repos, origin)
+    assert (await task(queue, doomed))["state"] == "cancelled"
