@@ -25,6 +25,7 @@ TIMERS = {
     "scheduler_heartbeat_interval": timedelta(milliseconds=200),
     "scheduler_missed_heartbeats": 3,
     "scheduler_accept_timeout": timedelta(milliseconds=400),
+    "scheduler_deadline_grace": timedelta(milliseconds=100),
 }
 
 

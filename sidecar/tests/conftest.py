@@ -35,6 +35,8 @@ TIMERS = {
     "scheduler_heartbeat_interval": timedelta(seconds=1),
     "scheduler_missed_heartbeats": 15,
     "scheduler_accept_timeout": timedelta(seconds=20),
+    # past a deadline the sidecar's own report is awaited this long before the hub takes over
+    "scheduler_deadline_grace": timedelta(seconds=10),
 }
 FAST = {
     "heartbeat_interval": 0.5,

@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
+from agentcom_common import subjects
 from agentcom_common.testing import eventually, start_nats
 
 
@@ -119,6 +122,47 @@ async def test_a_cancel_from_the_hub_stops_the_command_and_frees_the_agent(
         await eventually(next_one_done, timeout=30)
 
     assert "deadline" in ((await hub.task(made["id"]))["last_error"] or "")
+
+
+async def test_one_deadline_for_the_whole_assignment_stops_the_fix_loop_and_the_sidecar_reports(
+    hub: Any, run_sidecar: Any, listen: Any, nc: Client
+) -> None:
+    """The hub's deadline travels with the assignment and bounds every attempt together: the
+    build -> verify -> fix loop stops at it and the sidecar's own outcome (with what it did) is
+    what the queue records, not the hub's take-back a grace later. (Before, each attempt had
+    `task_timeout` of its own, so the loop ran on and the hub cancelled it with a bare error.)"""
+    config = await hub.agent("deadline", allow_hub_commands=True)
+    heard = await listen("deadline")
+    told: list[dict[str, Any]] = []
+
+    async def on_inbox(msg: Msg) -> None:
+        told.append(json.loads(msg.data))
+
+    await nc.subscribe(subjects.agent_inbox("deadline"), cb=on_inbox)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+    soon = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+    async with run_sidecar(config):
+        made = await hub.submit(
+            metadata={"command": ["sleep", "1"], "max_verification_retries": 5},
+            verification_steps=[{"type": "file_exists", "path": "never.txt"}],
+            complete_by=soon,
+            max_retries=0,
+        )
+
+        async def ended() -> dict[str, Any]:
+            task = await hub.task(made["id"])
+            assert task["state"] == "dead_letter", task
+            return task
+
+        task = await eventually(ended, timeout=30)
+
+    failed = [r for r in heard if r["kind"] == "failed"]
+    assert failed, [r["kind"] for r in heard]  # the sidecar's own word on it
+    assert "deadline" in (failed[0]["error"] or ""), failed
+    assert task["result"]["verification_history"], task  # its report, with what it did
+    assert len(task["result"]["verification_history"]) < 6  # not all six 1 s attempts
+    assert "past the execution deadline" not in task["last_error"], task  # not the hub's
+    assign = next(m for m in told if m["kind"] == "assign")
+    assert datetime.fromisoformat(assign["deadline"]) == datetime.fromisoformat(soon)
 
 
 def _gone(pid: int) -> bool:

@@ -43,7 +43,9 @@ class Plan:
     workspace: Path
     steps: list[VerificationStep]
     max_retries: int
-    attempt_timeout: float
+    deadline: float
+    """`asyncio.get_running_loop().time()` by which every attempt, check included, has stopped:
+    one deadline for the whole assignment, not one per attempt."""
     env: Mapping[str, str]
     feedback_file: Path
     emit: ReportSink | None = None
@@ -59,7 +61,11 @@ async def run(
     feedback: str | None = None
     report = verification.Report("not_verified", ())
     result: ExecutionResult | None = None
+    late: str | None = None
     for attempt in range(1, plan.max_retries + 2):
+        if attempt > 1 and _left(plan) <= 0:  # no time for a corrective attempt: say so
+            late = f"the deadline passed before attempt {attempt}"
+            break
         if on_stage is not None:
             await on_stage(f"attempt {attempt}: executing")
         result = await executor.run(_context(plan, attempt, feedback))
@@ -70,7 +76,7 @@ async def run(
             return await _stopped(plan, attempt, result, history, totals, started)
         if on_stage is not None:
             await on_stage(f"attempt {attempt}: verifying")
-        report = await verification.run_checks(plan.steps, plan.workspace, plan.env)
+        report = await verification.run_checks(plan.steps, plan.workspace, plan.env, plan.deadline)
         history.append({"attempt": attempt, "verification": report.status, "passed": report.passed})
         if report.status != "fail":
             break
@@ -81,6 +87,9 @@ async def run(
         return Outcome("completed", body)
     remaining = [f"{c.check} {c.target}".strip() for c in report.failed]
     note = f"verification failed after {len(history)} attempt(s): {', '.join(remaining)}"
+    if late:
+        note += f"; {late}"
+        body["deadline_passed"] = True
     return Outcome("partial_pass" if report.passed else "failed", body, note)
 
 
@@ -98,7 +107,7 @@ async def _stopped(
     error = f"attempt {attempt}: {result.summary} ({result.stop_reason})"
     report = verification.Report("not_verified", ())
     if result.details.get("partial"):
-        report = await verification.run_checks(plan.steps, plan.workspace, plan.env)
+        report = await verification.run_checks(plan.steps, plan.workspace, plan.env, plan.deadline)
         history[-1]["verification"] = report.status
         if report.status == "pass" or result.details.get("files_changed"):
             return Outcome("partial_pass", _result(result, report, history, totals, started), error)
@@ -115,12 +124,16 @@ def _context(plan: Plan, attempt: int, feedback: str | None) -> ExecutionContext
         agent_id=plan.agent_id,
         generation=plan.generation,
         workspace=plan.workspace,
-        deadline=asyncio.get_running_loop().time() + plan.attempt_timeout,
+        deadline=plan.deadline,
         attempt=attempt,
         feedback=feedback,
         env=env,
         emit=plan.emit,
     )
+
+
+def _left(plan: Plan) -> float:
+    return plan.deadline - asyncio.get_running_loop().time()
 
 
 def _result(

@@ -77,7 +77,12 @@ class SidecarConfig(BaseModel):
     min_free_disk_mb: int = Field(
         default=200, ge=0, description="Reject work when the workspaces' disk has less free."
     )
-    task_timeout: float = Field(default=1800.0, gt=0, description="Deadline per attempt.")
+    task_timeout: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Longest a whole assignment (every attempt) may take on this agent; the "
+        "hub's deadline, carried by the assignment, stops it sooner.",
+    )
     kill_grace: float = Field(
         default=5.0, ge=0, description="SIGTERM to SIGKILL of a process group."
     )

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS task (
     workspace TEXT,
     branch TEXT,
     received_at REAL NOT NULL,
+    deadline REAL,
     PRIMARY KEY (task_id, generation)
 );
 CREATE TABLE IF NOT EXISTS report (
@@ -65,6 +66,15 @@ class TaskRow:
     pgid: int | None
     workspace: str | None
     branch: str | None
+    deadline: float | None = None
+    """The hub's deadline for the whole assignment (Unix time), if it sent one."""
+
+
+_ROW: Final = "task_id, generation, body, phase, pgid, workspace, branch, deadline"
+
+
+def _row(r: Any) -> TaskRow:
+    return TaskRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7])
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,9 @@ class Journal:
             if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
             self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(task)")}
+            if "deadline" not in columns:  # a journal from before assignments had deadlines
+                self._db.execute("ALTER TABLE task ADD COLUMN deadline REAL")
         except sqlite3.DatabaseError as exc:
             self._db.close()
             # never start empty over a damaged journal: that would forget a task silently
@@ -113,13 +126,21 @@ class Journal:
             raise
         self._db.execute("COMMIT")
 
-    def receive(self, task_id: str, generation: int, body: Mapping[str, Any]) -> bool:
-        """Journal an assignment; False if this (task, generation) was journaled before."""
+    def receive(
+        self,
+        task_id: str,
+        generation: int,
+        body: Mapping[str, Any],
+        deadline: float | None = None,
+    ) -> bool:
+        """Journal an assignment (with the hub's deadline, Unix time); False if this (task,
+        generation) was journaled before."""
         with self._tx() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO task (task_id, generation, body, phase, received_at)"
-                " VALUES (?, ?, ?, 'received', ?)",
-                (task_id, generation, json.dumps(body), time.time()),
+                "INSERT OR IGNORE INTO task"
+                " (task_id, generation, body, phase, received_at, deadline)"
+                " VALUES (?, ?, ?, 'received', ?, ?)",
+                (task_id, generation, json.dumps(body), time.time(), deadline),
             )
             return cur.rowcount == 1
 
@@ -217,8 +238,7 @@ class Journal:
         """The task this agent holds: not finished, or finished (or cancelled) with its outcome
         still unsent; one not finished comes first."""
         row = self._db.execute(
-            "SELECT task_id, generation, body, phase, pgid, workspace, branch FROM task t"
-            " WHERE phase IN ('received', 'accepted', 'running')"
+            f"SELECT {_ROW} FROM task t WHERE phase IN ('received', 'accepted', 'running')"
             " OR (phase IN ('finished', 'cancelled') AND EXISTS (SELECT 1 FROM report r"
             "     WHERE r.task_id = t.task_id AND r.generation = t.generation"
             "     AND r.sent_at IS NULL AND r.kind IN"
@@ -226,9 +246,7 @@ class Journal:
             " ORDER BY phase IN ('received', 'accepted', 'running') DESC, received_at DESC"
             " LIMIT 1"
         ).fetchone()
-        if row is None:
-            return None
-        return TaskRow(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5], row[6])
+        return None if row is None else _row(row)
 
     def newest_generation(self, task_id: str) -> int:
         """The highest generation of `task_id` journaled so far, 0 if none."""
@@ -240,10 +258,9 @@ class Journal:
     def received(self) -> list[TaskRow]:
         """Assignments journaled but not yet accepted or rejected, oldest first."""
         rows = self._db.execute(
-            "SELECT task_id, generation, body, phase, pgid, workspace, branch FROM task"
-            " WHERE phase = 'received' ORDER BY received_at"
+            f"SELECT {_ROW} FROM task WHERE phase = 'received' ORDER BY received_at"
         ).fetchall()
-        return [TaskRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+        return [_row(r) for r in rows]
 
     def prune(self, keep: int) -> list[str]:
         """Forget closed tasks beyond the newest `keep`, with their sent reports; returns their

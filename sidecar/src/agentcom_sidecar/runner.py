@@ -9,6 +9,7 @@ task so cancel, restart and heartbeats are never blocked by it.
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -301,13 +302,13 @@ class Sidecar:
             log.warning("inbox.stale_assign", extra={"task_id": task_id})
             await msg.ack()  # the hub has re-assigned this task since: nothing to do
             return
-        new = self.journal.receive(task_id, message.generation, message.task)
+        deadline = message.deadline.timestamp() if message.deadline else None
+        new = self.journal.receive(task_id, message.generation, message.task, deadline)
         link.fault(self.config, "before_inbox_ack")
         await msg.ack()  # only now: the assignment is in the journal
         if new and start:
-            self._begin(
-                TaskRow(task_id, message.generation, message.task, "received", None, None, None)
-            )
+            row = TaskRow(task_id, message.generation, message.task, "received", None, None, None)
+            self._begin(dataclasses.replace(row, deadline=deadline))
 
     async def _on_cancel(self, cancel: Cancel) -> None:
         """Stop the assignment, then journal the cancel with its `cancelled` report.

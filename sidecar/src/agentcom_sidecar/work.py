@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,7 @@ class Work:
             workspace=path,
             steps=verification.parse_steps(row.body),
             max_retries=_retries(row.body, self.config.max_verification_retries),
-            attempt_timeout=_timeout(row.body, self.config.task_timeout),
+            deadline=_deadline(row, self.config.task_timeout),
             env=env,
             feedback_file=files / "feedback.txt",
             emit=self._emitter(row),
@@ -270,9 +271,15 @@ def _free_mb(path: Path) -> int:
     return shutil.disk_usage(path).free // 2**20
 
 
-def _timeout(task: dict[str, Any], limit: float) -> float:
-    """`metadata.timeout_s` if the task asks for a shorter deadline than the agent allows."""
-    value: object = taskdata.metadata(task).get("timeout_s")
+def _deadline(row: TaskRow, limit: float) -> float:
+    """When the whole assignment must have stopped, in event-loop time: the hub's deadline
+    (carried by the assignment), else `task_timeout` from now; `metadata.timeout_s` and the
+    agent's own `task_timeout` may only bring it closer. The hub sends wall-clock time, so the
+    two hosts' clocks must agree (NTP) to well within the hub's grace."""
+    seconds = limit
+    value: object = taskdata.metadata(row.body).get("timeout_s")
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return min(float(value), limit)
-    return limit
+        seconds = min(float(value), seconds)
+    if row.deadline is not None:
+        seconds = min(row.deadline - time.time(), seconds)
+    return asyncio.get_running_loop().time() + seconds

@@ -179,7 +179,8 @@ async def _offer(
     moved = await fastpath.assign(raw, s.outbox.schema or "", moves)
     outbox.wake_local(s.outbox)
     moved_at = time.perf_counter()
-    sent = [task for task in tasks if task["assigned_to"] in moved]
+    sent = [(task, move.deadline) for task, move in zip(tasks, moves, strict=True)]
+    sent = [(task, deadline) for task, deadline in sent if task["assigned_to"] in moved]
     publishing = asyncio.create_task(_send_all(js, sent))
     sending.add(publishing)
     publishing.add_done_callback(sending.discard)
@@ -201,11 +202,14 @@ async def _offer(
     return {task["assigned_to"] for task in tasks}, len(sent)
 
 
-async def _send_all(js: JetStreamContext, tasks: list[dict[str, Any]]) -> None:
-    """Publish the assignments side by side. One that fails is not retried: the queue holds
-    the assignment, and the accept timeout hands it back."""
-    results = await asyncio.gather(*(_send(js, task) for task in tasks), return_exceptions=True)
-    for task, result in zip(tasks, results, strict=True):
+async def _send_all(js: JetStreamContext, tasks: list[tuple[dict[str, Any], datetime]]) -> None:
+    """Publish the assignments side by side, each with the deadline the agent row holds. One
+    that fails is not retried: the queue holds the assignment, and the accept timeout hands it
+    back."""
+    results = await asyncio.gather(
+        *(_send(js, task, deadline) for task, deadline in tasks), return_exceptions=True
+    )
+    for (task, _), result in zip(tasks, results, strict=True):
         if isinstance(result, Exception):
             log.warning(
                 "task.assign_unsent",
@@ -213,12 +217,12 @@ async def _send_all(js: JetStreamContext, tasks: list[dict[str, Any]]) -> None:
             )
 
 
-async def _send(js: JetStreamContext, task: dict[str, Any]) -> None:
+async def _send(js: JetStreamContext, task: dict[str, Any], deadline: datetime) -> None:
     agent_id = task["assigned_to"]
     await messaging.publish(
         js,
         subjects.agent_inbox(agent_id),
-        Assign(task=task, generation=task["generation"]),
+        Assign(task=task, generation=task["generation"], deadline=deadline),
         msg_id=f"assign.{task['id']}.{task['generation']}",
     )
     log.info("task.assigned", extra={"agent_id": agent_id, "task_id": task["id"]})

@@ -673,8 +673,11 @@ async def sweep(
     silence: timedelta,
     accept: timedelta,
     interval: timedelta | None = None,
+    grace: timedelta = timedelta(0),
 ) -> int:
-    """Take silent agents offline and take back assignments nobody accepted; returns how many.
+    """Take silent agents offline and take back assignments nobody accepted or that are past
+    their deadline by `grace` (the sidecar stops at the deadline itself and its report, with
+    what it did, should win); returns how many.
 
     The queue hears first, then the agent row changes: if the queue cannot be reached the agent
     keeps its task and the next pass tries again, so no assignment is ever orphaned. A repeat
@@ -725,7 +728,7 @@ async def sweep(
                 "idle",
             )
             changed += 1
-        for row in await store.overdue(conn, clock.now()):
+        for row in await store.overdue(conn, clock.now() - grace):
             if not await _hand_back(nc, row, "overdue"):
                 continue
             cancel = Cancel(task_id=row.task_id, generation=row.generation, reason="deadline")
@@ -800,6 +803,7 @@ async def sweep_forever(
     accept: timedelta,
     every: timedelta,
     interval: timedelta | None = None,
+    grace: timedelta = timedelta(0),
 ) -> None:
     """Sweep every `every`, and at the moment the next agent falls silent (the oldest last
     heartbeat + `silence`): detection does not wait for the next tick."""
@@ -808,7 +812,7 @@ async def sweep_forever(
         pause = every.total_seconds()
         started = time.perf_counter()
         try:
-            await sweep(s, nc, js, silence, accept, interval)
+            await sweep(s, nc, js, silence, accept, interval, grace)
             pause, retried = await _until_silent(s, silence, every, retried)
         except Exception:  # a failed pass is retried by the next one
             log.exception("sweep.failed")

@@ -26,8 +26,13 @@ class SchedulerSettings(CommonSettings):
     )
     scheduler_execution_timeout: Interval = Field(
         default=timedelta(minutes=30),
-        description="Deadline of an assignment unless the task's `complete_by` says otherwise; "
-        "past it the sidecar gets a cancel and the task is retried.",
+        description="Deadline of a whole assignment (every attempt) unless the task's "
+        "`complete_by` says otherwise; sent with the assignment, which the sidecar stops at.",
+    )
+    scheduler_deadline_grace: Interval = Field(
+        default=timedelta(seconds=30),
+        description="How long past an assignment's deadline the scheduler waits for the "
+        "sidecar's own report before it takes the task back (a retry counted) and sends a cancel.",
     )
     scheduler_sweep_interval: Interval = Field(
         default=timedelta(seconds=1), description="How often the presence sweep runs."
