@@ -171,21 +171,3 @@ def build(name: str, settings: AgenticSettings, hidden: Sequence[Path] = ()) -> 
         model = settings.agentic_claude_model
         return AgentExecutor("claude", settings, model, tier="complex", hidden=hidden)
     raise ValueError(f"no agent executor {name!r}; choose one of {', '.join(NAMES)}")
-
-
-def outcome_kind(
-    result: ExecutionResult, verification_passed: bool
-) -> Literal["completed", "partial_pass", "failed"]:
-    """How the verification loop should report an agent attempt after checking the workspace.
-
-    A loop stopped by a limit (iterations, tokens, deadline, budget, repetition) keeps its work:
-    if it changed anything or the checks pass it is `partial_pass`, reported with the
-    verification report and `details.done` / `details.remaining`; only a finished loop whose
-    checks pass is `completed`.
-    """
-    if result.ok and verification_passed:
-        return "completed"
-    partial = bool(result.details.get("partial"))
-    if partial and (verification_passed or result.details.get("files_changed")):
-        return "partial_pass"
-    return "failed"
