@@ -90,7 +90,8 @@ async def start(
             settings.scheduler_accept_timeout,
             settings.scheduler_sweep_interval,
             settings.scheduler_heartbeat_interval,
-            settings.scheduler_deadline_grace,
+            gate,
+            grace=settings.scheduler_deadline_grace,
         ),
     )
 
