@@ -31,4 +31,5 @@ def create_app(settings: CommonSettings) -> FastAPI:
     spec = dataclasses.replace(SPEC, starters=(partial(handlers.register, retry_backoff=backoff),))
     app = build(spec, settings)
     app.state.retry_backoff = backoff
+    app.state.explain_timeout = queue_settings.queue_explain_timeout
     return app
