@@ -80,7 +80,8 @@ async def test_a_shell_task_on_an_agent_that_does_not_run_hub_commands_waits_for
         task = await hub.task(made["id"])
 
     # no retry used, nothing dead-lettered: it waits for an agent that runs shell commands
-    assert task["state"] == "queued" and task["retry_count"] == 0, task
+    assert task["state"] == "queued", task
+    assert task["retry_count"] == 0, task
     assert task["last_error"] is None
 
 
