@@ -153,7 +153,8 @@ async def test_ollama_executor_fixes_a_bug_with_native_json_and_xml_calls(
     assert result.details["isolation"] in ("namespaces", "none")
     # the protocol: model, tools, bearer token; observations fed back as structured JSON
     first = model.requests[0]
-    assert first["model"] == "qwen3:8b"
+    assert first["model"] == "standard"  # asked by tier: the gateway's tier chain picks
+    assert model.headers[0]["x-agentcom-tier"] == "standard"
     assert first["stream"] is False
     assert [t["function"]["name"] for t in first["tools"]] == [
         "read_file",
@@ -185,16 +186,22 @@ async def test_ollama_executor_fixes_a_bug_with_native_json_and_xml_calls(
     assert json.loads(calls[2].arguments) == {"path": "calc.py", "content": FIXED}
 
 
-async def test_claude_executor_asks_for_the_claude_model_and_counts_its_cost(
+async def test_claude_executor_asks_for_the_complex_tier_and_counts_its_cost(
     model: FakeModel, workspace: Path
 ) -> None:
-    model.play(reply(content="Nothing to change.", tokens=(1_000_000, 100_000)))
+    model.play(
+        reply(content="Nothing to change.", tokens=(1_000_000, 100_000)),
+        reply(content="Nothing to change.", tokens=(1_000_000, 100_000)),
+    )
     executor = executors.build("claude", settings_for(model))
+    named = TASK | {"metadata": {"model": "claude-sonnet-4.5"}}
 
-    result = await executor.run(context(workspace))
+    await executor.run(context(workspace))
+    result = await executor.run(context(workspace, task=named))
 
-    assert model.requests[0]["model"] == "claude-sonnet-4.5"
-    assert model.headers[0]["x-agentcom-tier"] == "complex"
+    assert model.requests[0]["model"] == "complex"  # no model named: routed by tier
+    assert model.requests[1]["model"] == "claude-sonnet-4.5"  # the task named one
+    assert [h["x-agentcom-tier"] for h in model.headers] == ["complex", "complex"]
     assert result.cost_usd == pytest.approx(3.0 + 1.5)
 
 
