@@ -28,11 +28,12 @@ def create_app(settings: CommonSettings) -> FastAPI:
         settings if isinstance(settings, QueueSettings) else QueueSettings(**settings.model_dump())
     )
     backoff = queue_settings.queue_retry_backoff
+    deliveries = queue_settings.queue_max_deliveries
     starters = (
-        partial(handlers.register, retry_backoff=backoff),
+        partial(handlers.register, retry_backoff=backoff, max_deliveries=deliveries),
         partial(sweep.start, retry_backoff=backoff, every=queue_settings.queue_dependency_sweep),
     )
-    spec = dataclasses.replace(SPEC, starters=starters)
-    app = build(spec, settings)
+    app = build(dataclasses.replace(SPEC, starters=starters), settings)
     app.state.retry_backoff = backoff
+    app.state.max_deliveries = deliveries
     return app

@@ -170,6 +170,19 @@ async def claim_next(
     return row
 
 
+async def deliveries(conn: AsyncConnection, row: TaskRow) -> int:
+    """How many times the task was handed to an agent since a person last retried it: every
+    claim bumps the generation, and a retry by hand (dead_letter or partial_pass -> queued)
+    starts afresh."""
+    stmt = select(func.max(task_history.c.generation)).where(
+        task_history.c.task_id == row.id,
+        task_history.c.from_state.in_(sorted(states.RETRYABLE)),
+        task_history.c.to_state == TaskState.QUEUED.value,
+    )
+    retried_at = (await conn.execute(stmt)).scalar_one_or_none()
+    return row.generation - (retried_at or 0)
+
+
 async def history(conn: AsyncConnection, task_id: str) -> Sequence[Row[Any]]:
     stmt = select(task_history).where(task_history.c.task_id == task_id).order_by(task_history.c.id)
     return (await conn.execute(stmt)).all()
