@@ -19,6 +19,7 @@ from agentcom_cli import (
 from agentcom_cli.console import fail, friendly, out
 from agentcom_cli.llm import llm_app
 from agentcom_common import natsauth
+from agentcom_common.repos import repo_keys
 from agentcom_common.settings import CommonSettings
 
 app = typer.Typer(
@@ -186,7 +187,8 @@ def agent_add(
     as_json: JsonFlag = False,
 ) -> None:
     """Register an agent and write its sidecar config (with its token, mode 0600)."""
-    body: dict[str, Any] = {"capabilities": capability or [], "repos": repo or []}
+    # the key every service compares (`/srv/app.git` and `/srv/app/` are `/srv/app`)
+    body: dict[str, Any] = {"capabilities": capability or [], "repos": repo_keys(repo or [])}
     if name:
         body["name"] = name
     made: dict[str, Any] = _call("POST", "/api/agents", body)
