@@ -145,10 +145,13 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         lifespan=lifespan,
     )
     web.install_error_handlers(app)
-    app.add_middleware(telemetry.TraceMiddleware, service=spec.name)
+    app.add_middleware(
+        web.InputLimits, max_body=settings.http_max_body, max_depth=settings.json_max_depth
+    )
+    app.add_middleware(telemetry.TraceMiddleware, service=spec.name)  # outermost: traces refusals
     app.include_router(_health_router(spec))
     for router in spec.routers:
-        app.include_router(router)
+        app.include_router(router, responses=web.ERROR_RESPONSES)
     return app
 
 

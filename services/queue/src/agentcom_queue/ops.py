@@ -489,9 +489,13 @@ async def page(
 def _decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not cursor.isdigit():
+    # ASCII digits only ("³" is a digit to str.isdigit), and within the bigint `seq` it names
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > _MAX_SEQ:
         raise InvalidError("cursor must be the `next_cursor` of a previous page", field="cursor")
     return int(cursor)
+
+
+_MAX_SEQ: Final = 2**63 - 1
 
 
 async def stats(q: Queue) -> tuple[dict[str, int], dict[str, int]]:
