@@ -74,6 +74,16 @@ _AWAY: tuple[type[BaseException], ...] = (
 )
 
 
+FAILURES: tuple[type[Exception], ...] = (
+    DBAPIError,
+    PoolTimeout,
+    ConnectionError,
+    pg.PostgresError,
+    pg.InterfaceError,
+)
+"""What a database call may raise: the HTTP edge answers each (503 when `unavailable`)."""
+
+
 def unavailable(exc: BaseException) -> UnavailableError | None:
     """The 503 to answer when `exc` (or what caused it) means Postgres is away, else None.
 

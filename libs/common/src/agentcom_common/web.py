@@ -171,16 +171,21 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return problem(exc.status_code, code, str(exc.detail))
 
+    async def on_db_failure(request: Request, exc: Exception) -> JSONResponse:
+        if (away := db.unavailable(exc)) is None:
+            return await on_unexpected(request, exc)
+        log.warning("http.db_unavailable", extra={"path": request.url.path, "error": repr(exc)})
+        return JSONResponse(away.as_body(), status_code=away.status, headers=away.headers())
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if (away := db.unavailable(exc)) is not None:
-            log.warning("http.db_unavailable", extra={"path": request.url.path, "error": repr(exc)})
-            return JSONResponse(away.as_body(), status_code=away.status, headers=away.headers())
         log.exception("http.failed", extra={"path": request.url.path}, exc_info=exc)
         return problem(500, "internal", "internal error; see service logs")
 
     app.add_exception_handler(AgentcomError, on_agentcom_error)
     app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    for failure in db.FAILURES:  # a Postgres restart is a 503 the client retries, not a 500
+        app.add_exception_handler(failure, on_db_failure)
     app.add_exception_handler(Exception, on_unexpected)
 
 
