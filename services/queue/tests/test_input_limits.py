@@ -20,9 +20,7 @@ Json = dict[str, Any]
 
 
 async def post_raw(api: httpx.AsyncClient, body: bytes) -> httpx.Response:
-    return await api.post(
-        "/api/tasks", content=body, headers={"content-type": "application/json"}
-    )
+    return await api.post("/api/tasks", content=body, headers={"content-type": "application/json"})
 
 
 async def rpc_raw(nc: Client, op: str, body: bytes) -> tuple[str | None, str, Json | None]:
@@ -143,11 +141,15 @@ async def test_numbers_are_not_coerced_from_strings_or_bools(
 async def test_a_command_that_is_not_an_argv_is_refused_at_submit(
     api: httpx.AsyncClient, command: object
 ) -> None:
-    reply = await api.post("/api/tasks", json={"description": "x", "metadata": {"command": command}})
+    reply = await api.post(
+        "/api/tasks", json={"description": "x", "metadata": {"command": command}}
+    )
 
     assert reply.status_code == 422, reply.text
     assert reply.json()["field"] == "metadata"
-    assert "metadata.command must be a non-empty list of non-empty strings" in reply.json()["detail"]
+    assert (
+        "metadata.command must be a non-empty list of non-empty strings" in reply.json()["detail"]
+    )
     await no_tasks(api)
 
 

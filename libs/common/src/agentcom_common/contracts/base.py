@@ -5,7 +5,7 @@ import math
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationInfo, field_validator
 
 from agentcom_common import wire
 from agentcom_common.errors import InvalidError
@@ -90,6 +90,8 @@ def _check_str(value: str) -> None:
 def _check_text(value: Any, at: str) -> None:
     if isinstance(value, str):
         _check_str(value)
+    elif isinstance(value, SecretStr):  # an API key is stored too; never echoed in the error
+        _check_str(value.get_secret_value())
     elif isinstance(value, dict):
         wire.check_tree(value, at=at)
     elif isinstance(value, list | tuple):  # may hold models, which check_tree does not look into
