@@ -201,7 +201,8 @@ async def test_claims_and_pages_of_large_tasks_fit_the_reply_and_strand_nothing(
     code, _, claimed = await rpc_raw(nc, "claim_batch", b'{"agent_id": "a1", "limit": 10}')
 
     assert len(set(seen)) == 6  # every task listed, over pages that each fit
-    assert code is None and claimed is not None
+    assert code is None
+    assert claimed is not None
     got = {t["id"] for t in claimed["tasks"]}
     assert 1 <= len(got) < 6
     states = {t["id"]: t["state"] for t in (await api.get("/api/tasks")).json()["tasks"]}
