@@ -10,7 +10,9 @@ import httpx
 import pytest
 from nats.aio.client import Client
 from pydantic import SecretStr
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common.testing import PgServer, eventually, free_port, running
 from agentcom_queue.app import create_app
@@ -280,3 +282,38 @@ async def test_postgres_away_is_a_503_with_retry_after_then_it_works_again(
 
         await eventually(works, timeout=10)
     await proxy.stop()
+
+
+async def test_a_task_stored_before_the_limits_is_dead_lettered_not_offered_for_ever(
+    api: httpx.AsyncClient, nc: Client, engine: AsyncEngine
+) -> None:
+    big = (await api.post("/api/tasks", json={"description": "big", "max_retries": 0})).json()
+    small = (await api.post("/api/tasks", json={"description": "small"})).json()
+    async with engine.begin() as conn:  # what a 1.5 MB task accepted by an older queue looks like
+        await conn.execute(
+            text(
+                "UPDATE queue.tasks SET metadata = jsonb_build_object('blob', repeat('x', 1500000))"
+                " WHERE id = :id"
+            ),
+            {"id": big["id"]},
+        )
+
+    _, _, listed = await rpc_raw(nc, "list", b'{"limit": 500}')
+    seen: list[str] = []
+    while listed is not None:  # the page walk steps over it instead of stalling
+        seen += [t["id"] for t in listed["tasks"]]
+        if not listed["next_cursor"]:
+            break
+        page = {"limit": 500, "cursor": listed["next_cursor"]}
+        _, _, listed = await rpc_raw(nc, "list", json.dumps(page).encode())
+    code, _, first = await rpc_raw(nc, "claim", b'{"agent_id": "a1"}')
+    _, _, second = await rpc_raw(nc, "claim", b'{"agent_id": "a1"}')
+
+    assert seen == [small["id"]]
+    assert code is None
+    assert first == {"schema_version": 1, "task": None}
+    assert second is not None
+    assert second["task"]["id"] == small["id"]
+    dead = (await api.get(f"/api/tasks/{big['id']}")).json()
+    assert dead["state"] == "dead_letter"
+    assert "cannot be delivered" in dead["last_error"]

@@ -56,11 +56,24 @@ def check_result(report: ReportTask, limit: int, field: str = "result") -> None:
 M = TypeVar("M", bound=BaseModel)
 
 
-def fit(items: list[M], budget: int) -> tuple[list[M], list[M]]:
-    """The leading items whose JSON fits `budget` bytes of one reply, and the rest."""
+def fit(items: list[M], budget: int) -> tuple[list[M], list[M], list[M]]:
+    """Split `items` for one reply of `budget` bytes: (the leading ones that fit, the rest, and
+    those too large for any reply on their own).
+
+    The last can only be a task stored before the limits existed (or under a larger
+    max_payload): it can never be delivered, so it must not be offered again and again.
+    """
+    kept: list[M] = []
+    rest: list[M] = []
+    oversized: list[M] = []
     used = _REPLY_OVERHEAD
-    for index, item in enumerate(items):
-        used += len(item.model_dump_json()) + 1
-        if used > budget and index > 0:
-            return items[:index], items[index:]
-    return items, []
+    for item in items:
+        size = len(item.model_dump_json()) + 1
+        if size + _REPLY_OVERHEAD > budget:
+            oversized.append(item)
+        elif rest or used + size > budget:
+            rest.append(item)
+        else:
+            kept.append(item)
+            used += size
+    return kept, rest, oversized
