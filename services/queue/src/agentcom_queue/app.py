@@ -28,10 +28,16 @@ def create_app(settings: CommonSettings) -> FastAPI:
         settings if isinstance(settings, QueueSettings) else QueueSettings(**settings.model_dump())
     )
     backoff = queue_settings.queue_retry_backoff
+    deliveries = queue_settings.queue_max_deliveries
     max_task = queue_settings.queue_max_task_bytes
-    register = partial(handlers.register, retry_backoff=backoff, max_task_bytes=max_task)
-    spec = dataclasses.replace(SPEC, starters=(register,))
-    app = build(spec, settings)
+    starter = partial(
+        handlers.register,
+        retry_backoff=backoff,
+        max_deliveries=deliveries,
+        max_task_bytes=max_task,
+    )
+    app = build(dataclasses.replace(SPEC, starters=(starter,)), settings)
     app.state.retry_backoff = backoff
+    app.state.max_deliveries = deliveries
     app.state.max_task_bytes = max_task
     return app

@@ -148,7 +148,12 @@ class Rpc:
 
 
 async def register(
-    res: Resources, loops: Loops, *, retry_backoff: timedelta, max_task_bytes: int
+    res: Resources,
+    loops: Loops,
+    *,
+    retry_backoff: timedelta,
+    max_deliveries: int = 20,
+    max_task_bytes: int = 256 * 1024,
 ) -> None:
     claims = await direct.open_pool(res.settings)
     loops.spawn("claim-pool", direct.hold(claims))
@@ -159,7 +164,8 @@ async def register(
             "queue.max_task_bytes_lowered",
             extra={"setting": max_task_bytes, "max_payload": budget, "limit": task_limit},
         )
-    rpc = Rpc(ops.Queue(res.engine, res.outbox, retry_backoff, claims), budget, task_limit)
+    q = ops.Queue(res.engine, res.outbox, retry_backoff, claims, max_deliveries)
+    rpc = Rpc(q, budget, task_limit)
     depth = res.settings.json_max_depth
     group = res.group
     for name, handler in (

@@ -20,3 +20,11 @@ class QueueSettings(CommonSettings):
         "carry (413 `task_too_large` / `result_too_large`); the queue lowers it to a quarter of "
         "NATS's max_payload so every task it accepts fits the claim and list replies.",
     )
+    queue_max_deliveries: int = Field(
+        default=20,
+        ge=1,
+        description="Times a task may be handed to an agent (claimed) in all, failures and "
+        "hand-backs without an outcome alike (missed acceptance, hello reconcile, stranded "
+        "sweep); past it the task is dead-lettered, so one that crashes sidecars before they "
+        "journal it cannot bounce forever. A retry by hand starts a fresh count.",
+    )
