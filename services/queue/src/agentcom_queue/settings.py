@@ -20,6 +20,13 @@ class QueueSettings(CommonSettings):
         "carry (413 `task_too_large` / `result_too_large`); the queue lowers it to a quarter of "
         "NATS's max_payload so every task it accepts fits the claim and list replies.",
     )
+    queue_dependency_sweep: Interval = Field(
+        default=timedelta(seconds=10),
+        description=(
+            "How often the dependency sweep releases waiting tasks whose dependencies all "
+            "completed, and corrects their blocked reasons, when an event missed it."
+        ),
+    )
     queue_max_deliveries: int = Field(
         default=20,
         ge=1,
