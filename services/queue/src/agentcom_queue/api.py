@@ -14,7 +14,10 @@ from agentcom_queue import ops
 
 def queue(request: Request) -> ops.Queue:
     res: Resources = request.app.state.resources
-    return ops.Queue(res.engine, res.outbox, request.app.state.retry_backoff)
+    state = request.app.state
+    return ops.Queue(
+        res.engine, res.outbox, state.retry_backoff, max_deliveries=state.max_deliveries
+    )
 
 
 Q = Annotated[ops.Queue, Depends(queue)]

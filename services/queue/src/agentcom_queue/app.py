@@ -28,7 +28,9 @@ def create_app(settings: CommonSettings) -> FastAPI:
         settings if isinstance(settings, QueueSettings) else QueueSettings(**settings.model_dump())
     )
     backoff = queue_settings.queue_retry_backoff
-    spec = dataclasses.replace(SPEC, starters=(partial(handlers.register, retry_backoff=backoff),))
-    app = build(spec, settings)
+    deliveries = queue_settings.queue_max_deliveries
+    starter = partial(handlers.register, retry_backoff=backoff, max_deliveries=deliveries)
+    app = build(dataclasses.replace(SPEC, starters=(starter,)), settings)
     app.state.retry_backoff = backoff
+    app.state.max_deliveries = deliveries
     return app

@@ -34,10 +34,12 @@ from agentcom_common.service import Loops, Resources
 from agentcom_queue import direct, ops
 
 
-async def register(res: Resources, loops: Loops, *, retry_backoff: timedelta) -> None:
+async def register(
+    res: Resources, loops: Loops, *, retry_backoff: timedelta, max_deliveries: int = 20
+) -> None:
     claims = await direct.open_pool(res.settings)
     loops.spawn("claim-pool", direct.hold(claims))
-    q = ops.Queue(res.engine, res.outbox, retry_backoff, claims)
+    q = ops.Queue(res.engine, res.outbox, retry_backoff, claims, max_deliveries)
 
     async def submit(body: SubmitTask) -> TaskView:
         return await ops.submit_grouped(q, body, "nats")

@@ -68,12 +68,14 @@ def event_name(source: TaskState | None, target: TaskState) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Queue:
-    """What the ops need: the engine, the outbox table, the retry backoff, the claim pool."""
+    """What the ops need: the engine, the outbox table, the retry backoff, the claim pool, the
+    cap on deliveries."""
 
     engine: AsyncEngine
     outbox: Table
     retry_backoff: timedelta = timedelta(0)
     claims: Any = None  # an asyncpg pool for claims (`direct.ClaimPool`); None: the engine's
+    max_deliveries: int = 20  # AGENTCOM_QUEUE_MAX_DELIVERIES
 
 
 _VIEW_COLUMNS: Final = (
@@ -305,7 +307,8 @@ async def _after_end(q: Queue, conn: AsyncConnection, row: store.TaskRow) -> sto
     """Follow-ups of a state change: retry or dead-letter a failure, release or block dependents."""
     state = S(row.state)
     if state is S.FAILED:
-        if row.retry_count < row.max_retries:
+        delivered = await store.deliveries(conn, row)
+        if row.retry_count < row.max_retries and delivered < q.max_deliveries:
             not_before = clock.now() + q.retry_backoff * (2**row.retry_count)
             return await _move(
                 q,
@@ -321,13 +324,19 @@ async def _after_end(q: Queue, conn: AsyncConnection, row: store.TaskRow) -> sto
                     "assigned_to": None,
                 },
             )
+        why = (
+            f"failed {row.retry_count + 1} times"
+            if row.retry_count >= row.max_retries
+            else f"handed to an agent {delivered} times, the most any task may be "
+            f"(AGENTCOM_QUEUE_MAX_DELIVERIES={q.max_deliveries})"
+        )
         row = await _move(
             q,
             conn,
             row.id,
             S.DEAD_LETTER,
             actor="queue",
-            reason=f"failed {row.retry_count + 1} times; last error: {row.last_error}",
+            reason=f"{why}; last error: {row.last_error}",
         )
         await _block_dependents(conn, row.id, "dead-lettered")
     elif state is S.COMPLETED:
@@ -357,11 +366,28 @@ async def _block_dependents(conn: AsyncConnection, task_id: str, how: str) -> No
 
 
 async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
-    """Hand an assignment back to the queue (not a failure: no retry is counted)."""
+    """Hand an assignment back to the queue (not a failure: no retry is counted).
+
+    A hand-back still used a delivery: a task already handed out `max_deliveries` times fails
+    instead, and is dead-lettered saying so (a task that kills every sidecar before it
+    journals the assignment would otherwise bounce from agent to agent forever).
+    """
     async with q.engine.begin() as conn:
         row = await _fenced(conn, msg.task_id, msg.generation)
         if row.state == S.QUEUED.value:
             return view(row)
+        if await store.deliveries(conn, row) >= q.max_deliveries:
+            row = await _move(
+                q,
+                conn,
+                msg.task_id,
+                S.FAILED,
+                generation=msg.generation,
+                reason=msg.reason,
+                actor=actor,
+                values={"last_error": f"handed back without an outcome: {msg.reason}"},
+            )
+            return view(await _after_end(q, conn, row))
         row = await _move(
             q,
             conn,

@@ -12,3 +12,11 @@ class QueueSettings(CommonSettings):
         default=timedelta(seconds=5),
         description="Delay before a failed task is offered again; doubles with each retry.",
     )
+    queue_max_deliveries: int = Field(
+        default=20,
+        ge=1,
+        description="Times a task may be handed to an agent (claimed) in all, failures and "
+        "hand-backs without an outcome alike (missed acceptance, hello reconcile, stranded "
+        "sweep); past it the task is dead-lettered, so one that crashes sidecars before they "
+        "journal it cannot bounce forever. A retry by hand starts a fresh count.",
+    )

@@ -192,6 +192,18 @@ async def set_blocked(conn: AsyncConnection, task_ids: Sequence[str], reason: st
         )
 
 
+async def deliveries(conn: AsyncConnection, row: TaskRow) -> int:
+    """How many times the task was handed to an agent since a person last retried it: every
+    claim bumps the generation, and a retry by hand (dead_letter -> queued) starts afresh."""
+    stmt = select(func.max(task_history.c.generation)).where(
+        task_history.c.task_id == row.id,
+        task_history.c.from_state == TaskState.DEAD_LETTER.value,
+        task_history.c.to_state == TaskState.QUEUED.value,
+    )
+    retried_at = (await conn.execute(stmt)).scalar_one_or_none()
+    return row.generation - (retried_at or 0)
+
+
 async def history(conn: AsyncConnection, task_id: str) -> Sequence[Row[Any]]:
     stmt = select(task_history).where(task_history.c.task_id == task_id).order_by(task_history.c.id)
     return (await conn.execute(stmt)).all()
