@@ -118,11 +118,42 @@ async def cancel_task(task_id: str, q: Q, who: Admin) -> TaskView:
 
 @tasks.post("/{task_id}/retry")
 async def retry_task(task_id: str, q: Q, who: Admin) -> TaskView:
-    """Put a dead-lettered task back in its lane with a fresh retry budget.
+    """Put a dead-lettered or partial_pass task back in its lane with a fresh retry budget;
+    the dependents it blocked wait for it again (or show what else blocks them).
 
-    Errors: 404 `task_not_found`, 409 `invalid_transition` (not dead-lettered).
+    Errors: 404 `task_not_found`, 409 `invalid_transition` (neither dead-lettered nor
+    partial_pass).
     """
     return await ops.retry_dead_letter(q, task_id, who.name)
+
+
+class Problem(Contract):
+    """The error body of every 4xx: a stable code, what is wrong, and the field if one is."""
+
+    error: str
+    detail: str
+    field: str | None = None
+
+
+def _problems(*codes: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": Problem, "description": text} for status, text in codes}
+
+
+@tasks.post(
+    "/{task_id}/accept",
+    responses=_problems(
+        (401, "`unauthorized`: no token, or not a valid one"),
+        (403, "`forbidden`: the token is not an admin's"),
+        (404, "`task_not_found`"),
+        (409, "`invalid_transition`: the task is not partial_pass (nor already completed)"),
+    ),
+)
+async def accept_task(task_id: str, q: Q, who: Admin) -> TaskView:
+    """Accept a partial_pass task's result as its completion: it becomes `completed` and the
+    dependents it blocked are released (unless another dependency holds them). Accepting a
+    completed task again changes nothing.
+    """
+    return await ops.accept(q, task_id, who.name)
 
 
 class RepoUrl(RequestBody):

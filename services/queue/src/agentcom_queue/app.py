@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from agentcom_common.service import ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_queue import __version__, api, handlers, tables
+from agentcom_queue import __version__, api, handlers, sweep, tables
 from agentcom_queue.settings import QueueSettings
 
 SPEC: Final = ServiceSpec(
@@ -29,8 +29,11 @@ def create_app(settings: CommonSettings) -> FastAPI:
     )
     backoff = queue_settings.queue_retry_backoff
     deliveries = queue_settings.queue_max_deliveries
-    starter = partial(handlers.register, retry_backoff=backoff, max_deliveries=deliveries)
-    app = build(dataclasses.replace(SPEC, starters=(starter,)), settings)
+    starters = (
+        partial(handlers.register, retry_backoff=backoff, max_deliveries=deliveries),
+        partial(sweep.start, retry_backoff=backoff, every=queue_settings.queue_dependency_sweep),
+    )
+    app = build(dataclasses.replace(SPEC, starters=starters), settings)
     app.state.retry_backoff = backoff
     app.state.max_deliveries = deliveries
     return app

@@ -3,7 +3,6 @@ together (house style 2.3). HTTP routes and NATS endpoints both call these.
 """
 
 import asyncio
-import contextlib
 import secrets
 import weakref
 from collections.abc import Mapping, Sequence
@@ -149,9 +148,17 @@ async def _move(
     actor: str,
     generation: int | None = None,
     values: dict[str, Any] | None = None,
+    sources: frozenset[TaskState] | None = None,
 ) -> store.TaskRow:
     source, row = await store.move(
-        conn, task_id, to, generation=generation, reason=reason, actor=actor, values=values
+        conn,
+        task_id,
+        to,
+        generation=generation,
+        reason=reason,
+        actor=actor,
+        values=values,
+        sources=sources,
     )
     await _emit(q, conn, row, source, reason, actor)
     return row
@@ -179,9 +186,7 @@ async def submit(q: Queue, task: SubmitTask, actor: str) -> TaskView:
                 code="unknown_dependencies",
                 field="depends_on",
             )
-        blocked = [d for d, s in known.items() if s in (S.DEAD_LETTER, S.CANCELLED)]
-        met = all(s is S.COMPLETED for s in known.values())
-        row = await store.insert_task(conn, _values(task, deps, met, blocked, actor))
+        row = await store.insert_task(conn, _values(task, deps, known, actor))
         if row is None:  # a concurrent submit with the same key won
             existing = await store.fetch_by_key(conn, task.client_key or "")
             assert existing is not None
@@ -203,8 +208,11 @@ async def _with_repo(conn: AsyncConnection, row: store.TaskRow, task: SubmitTask
 
 
 def _values(
-    task: SubmitTask, deps: list[str], met: bool, blocked: list[str], actor: str
+    task: SubmitTask, deps: list[str], known: Mapping[str, TaskState], actor: str
 ) -> dict[str, Any]:
+    """The row of a new task; `known` holds the states of its dependencies."""
+    met = all(known[d] is S.COMPLETED for d in deps)
+    blocking = sorted(d for d in deps if known[d] in states.BLOCKING)
     return {
         "id": f"task-{secrets.token_hex(8)}",
         "client_key": task.client_key,
@@ -224,7 +232,9 @@ def _values(
         "goal_id": task.goal_id,
         "metadata": task.metadata,
         "submitted_by": actor,
-        "blocked_reason": f"dependency {blocked[0]} did not complete" if blocked else None,
+        "blocked_reason": states.blocked_reason(blocking[0], known[blocking[0]])
+        if blocking
+        else None,
     }
 
 
@@ -252,8 +262,7 @@ async def report(q: Queue, msg: ReportTask) -> TaskView:
     """
     target = _OUTCOME[msg.outcome]
     if q.claims is not None and target is not S.FAILED:
-        with contextlib.suppress(_FollowUpsNeededError):
-            return await _report_direct_one(q, msg, target)
+        return await _report_direct_one(q, msg, target)
     async with q.engine.begin() as conn:
         row = await _fenced(conn, msg.task_id, msg.generation)
         if _already_applied(row, target):
@@ -272,8 +281,10 @@ async def report(q: Queue, msg: ReportTask) -> TaskView:
             reason=msg.outcome,
             actor=msg.agent_id,
             values=values,
+            sources=states.ACTIVE,
         )
         row = await _after_end(q, conn, row)
+        await _settle_dependents(conn, [row])
     return view(row)
 
 
@@ -304,65 +315,55 @@ def _already_applied(row: Any, target: TaskState) -> bool:
 
 
 async def _after_end(q: Queue, conn: AsyncConnection, row: store.TaskRow) -> store.TaskRow:
-    """Follow-ups of a state change: retry or dead-letter a failure, release or block dependents."""
-    state = S(row.state)
-    if state is S.FAILED:
-        delivered = await store.deliveries(conn, row)
-        if row.retry_count < row.max_retries and delivered < q.max_deliveries:
-            not_before = clock.now() + q.retry_backoff * (2**row.retry_count)
-            return await _move(
-                q,
-                conn,
-                row.id,
-                S.QUEUED,
-                reason="retry",
-                actor="queue",
-                values={
-                    "retry_count": row.retry_count + 1,
-                    "not_before": not_before,
-                    "seq": store.next_seq(),
-                    "assigned_to": None,
-                },
-            )
-        why = (
-            f"failed {row.retry_count + 1} times"
-            if row.retry_count >= row.max_retries
-            else f"handed to an agent {delivered} times, the most any task may be "
-            f"(AGENTCOM_QUEUE_MAX_DELIVERIES={q.max_deliveries})"
-        )
-        row = await _move(
+    """The follow-up of a failure: retried while retries and deliveries remain, else
+    dead-lettered. (Dependents are the caller's: `_settle_dependents`.)"""
+    if S(row.state) is not S.FAILED:
+        return row
+    delivered = await store.deliveries(conn, row)
+    if row.retry_count < row.max_retries and delivered < q.max_deliveries:
+        not_before = clock.now() + q.retry_backoff * (2**row.retry_count)
+        return await _move(
             q,
             conn,
             row.id,
-            S.DEAD_LETTER,
+            S.QUEUED,
+            reason="retry",
             actor="queue",
-            reason=f"{why}; last error: {row.last_error}",
+            values={
+                "retry_count": row.retry_count + 1,
+                "not_before": not_before,
+                "seq": store.next_seq(),
+                "assigned_to": None,
+            },
+            sources=frozenset({S.FAILED}),
         )
-        await _block_dependents(conn, row.id, "dead-lettered")
-    elif state is S.COMPLETED:
-        await _release_dependents(q, conn, row.id)
-    elif state is S.CANCELLED:
-        await _block_dependents(conn, row.id, "cancelled")
-    return row
+    why = (
+        f"failed {row.retry_count + 1} times"
+        if row.retry_count >= row.max_retries
+        else f"handed to an agent {delivered} times, the most any task may be "
+        f"(AGENTCOM_QUEUE_MAX_DELIVERIES={q.max_deliveries})"
+    )
+    return await _move(
+        q,
+        conn,
+        row.id,
+        S.DEAD_LETTER,
+        actor="queue",
+        reason=f"{why}; last error: {row.last_error}",
+    )
 
 
-async def _release_dependents(q: Queue, conn: AsyncConnection, task_id: str) -> None:
-    for dependent in await store.waiting_dependents(conn, task_id):
-        if await store.unmet_dependencies(conn, dependent) == 0:
-            await _move(
-                q,
-                conn,
-                dependent,
-                S.QUEUED,
-                reason=f"dependency {task_id} completed",
-                actor="queue",
-                values={"blocked_reason": None},
-            )
+# states whose entry (or exit, for the BLOCKING ones: a retry) changes what dependents wait for
+_SETTLES: Final = frozenset({S.COMPLETED, S.QUEUED, *states.BLOCKING})
 
 
-async def _block_dependents(conn: AsyncConnection, task_id: str, how: str) -> None:
-    dependents = await store.waiting_dependents(conn, task_id)
-    await store.set_blocked(conn, dependents, f"dependency {task_id} was {how}")
+async def _settle_dependents(db: store_batch.Db, rows: Sequence[Any]) -> int:
+    """Release or (un)block the waiting dependents of tasks that just changed state, in the
+    caller's transaction: `store_batch.settle_dependents` is the one place that decides."""
+    ids = sorted(row.id for row in rows if S(row.state) in _SETTLES)
+    if not ids:
+        return 0
+    return await store_batch.settle_dependents(db, ids, telemetry.inject_headers())
 
 
 async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
@@ -387,7 +388,9 @@ async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
                 actor=actor,
                 values={"last_error": f"handed back without an outcome: {msg.reason}"},
             )
-            return view(await _after_end(q, conn, row))
+            row = await _after_end(q, conn, row)
+            await _settle_dependents(conn, [row])
+            return view(row)
         row = await _move(
             q,
             conn,
@@ -397,6 +400,7 @@ async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
             reason=msg.reason,
             actor=actor,
             values={"assigned_to": None, "seq": store.next_seq()},
+            sources=states.ACTIVE,  # an ended assignment is not handed back
         )
     return view(row)
 
@@ -426,12 +430,15 @@ async def cancel(q: Queue, task_id: str, actor: str) -> TaskView:
                 f"{', '.join(sorted(states.CANCELLABLE))} tasks can be cancelled"
             )
         row = await _move(q, conn, task_id, S.CANCELLED, reason="cancelled", actor=actor)
-        row = await _after_end(q, conn, row)
+        await _settle_dependents(conn, [row])
     return view(row)
 
 
 async def retry_dead_letter(q: Queue, task_id: str, actor: str) -> TaskView:
-    """Put a dead-lettered task back in its lane with a fresh retry budget."""
+    """Put a dead-lettered or partial_pass task back in its lane with a fresh retry budget.
+
+    Its waiting dependents lose the `blocked_reason` it gave them; one that another
+    dependency still holds shows that one instead."""
     async with q.engine.begin() as conn:
         try:
             row = await _move(
@@ -447,15 +454,55 @@ async def retry_dead_letter(q: Queue, task_id: str, actor: str) -> TaskView:
                     "seq": store.next_seq(),
                     "not_before": clock.now(),
                 },
+                sources=states.RETRYABLE,
             )
         except TransitionRefusedError:
             if await store.fetch(conn, task_id) is None:
                 raise NotFoundError(f"no task {task_id}", code="task_not_found") from None
             raise InvalidTransitionError(
-                f"task {task_id} is not dead-lettered; only dead-lettered tasks can be retried"
+                f"task {task_id} is neither dead-lettered nor partial_pass; only those can be "
+                "retried"
             ) from None
-        await store.set_blocked(conn, await store.waiting_dependents(conn, task_id), None)
+        await _settle_dependents(conn, [row])
     return view(row)
+
+
+async def accept(q: Queue, task_id: str, actor: str) -> TaskView:
+    """Accept a partial_pass task's result as its completion: it becomes `completed`, and the
+    dependents it held are released (or blocked by what else holds them). Accepting a
+    completed task changes nothing."""
+    async with q.engine.begin() as conn:
+        row = await store.fetch(conn, task_id, lock=True)
+        if row is None:
+            raise NotFoundError(f"no task {task_id}", code="task_not_found")
+        if row.state == S.COMPLETED.value:
+            return view(row)
+        if row.state != S.PARTIAL_PASS.value:
+            raise InvalidTransitionError(
+                f"task {task_id} is {row.state}; only a partial_pass task's result can be accepted"
+            )
+        row = await _move(
+            q,
+            conn,
+            task_id,
+            S.COMPLETED,
+            reason="partial result accepted",
+            actor=actor,
+            sources=frozenset({S.PARTIAL_PASS}),
+        )
+        await _settle_dependents(conn, [row])
+    return view(row)
+
+
+async def sweep_dependencies(q: Queue, limit: int) -> tuple[int, int, int]:
+    """One pass of the dependency sweep (one transaction): release waiting tasks whose
+    dependencies all completed, and correct `blocked_reason`s, that an event missed.
+    Returns (looked at, released, reasons changed)."""
+    async with q.engine.begin() as conn:
+        counts = await store_batch.sweep_dependents(conn, limit, telemetry.inject_headers())
+    if counts[1] or counts[2]:
+        outbox.wake_local(q.outbox)
+    return counts
 
 
 async def get(q: Queue, task_id: str) -> TaskView:
@@ -693,9 +740,7 @@ async def _submit_in(
                 code="unknown_dependencies",
                 field=f"tasks.{n}.depends_on",
             )
-        blocked = [d for d in deps if known[d] in (S.DEAD_LETTER, S.CANCELLED)]
-        met = all(known[d] is S.COMPLETED for d in deps)
-        plan.append(_values(task, deps, met, blocked, actor))  # no repo: the statement inherits
+        plan.append(_values(task, deps, known, actor))  # no repo: the statement inherits
         if task.client_key:
             taken.add(task.client_key)
     new = [p for p in plan if isinstance(p, dict)]
@@ -827,17 +872,6 @@ def _move_of(msg: ReportTask, row: Any, target: TaskState) -> dict[str, Any]:
     }
 
 
-async def _after_batch_move(q: Queue, conn: AsyncConnection, row: Any) -> ReportOutcome:
-    """The follow-ups `report` runs: retry or dead-letter a failure, release dependents."""
-    if row.state == S.FAILED.value:
-        full = await store.fetch(conn, row.id)
-        assert full is not None
-        return _applied(await _after_end(q, conn, full))
-    if row.state == S.COMPLETED.value and row.has_dependents:
-        await _release_dependents(q, conn, row.id)
-    return _applied(row)
-
-
 def _outcome(task_id: str, error: AgentcomError) -> ReportOutcome:
     return ReportOutcome(task_id=task_id, ok=False, error_code=error.code, error=error.detail)
 
@@ -851,8 +885,7 @@ def _applied(row: Any) -> ReportOutcome:
 
 async def _report_direct_one(q: Queue, msg: ReportTask, target: TaskState) -> TaskView:
     """`report` on the raw asyncpg pool: `report_many`'s lock and statement for one task, the
-    single op's errors. Raises `_FollowUpsNeededError` (nothing changed) when the task has
-    dependents to release."""
+    single op's errors, its dependents settled in the same transaction."""
     async with q.claims.acquire() as driver, driver.transaction():
         row = (await store_batch.lock_direct(driver, [msg.task_id])).get(msg.task_id)
         if row is None:
@@ -869,32 +902,24 @@ async def _report_direct_one(q: Queue, msg: ReportTask, target: TaskState) -> Ta
             if not moved:  # the lock makes this unreachable; never silent
                 raise TransitionRefusedError(f"task {msg.task_id} cannot move now")
             if moved[0].has_dependents:
-                raise _FollowUpsNeededError
+                await _settle_dependents(driver, moved)
         full = await store_batch.fetch_direct(driver, msg.task_id)
     outbox.wake_local(q.outbox)
     return view(full)
 
 
-class _FollowUpsNeededError(Exception):
-    """A report of the batch has follow-ups (dependents to release): roll back, take the slow
-    path, which runs them in its transaction."""
-
-
 async def _report_direct(
     q: Queue, reports: list[ReportTask], headers: dict[str, str]
-) -> tuple[dict[str, ReportOutcome], list[dict[str, Any]]] | None:
-    """`report_many` on the raw asyncpg pool: the same lock, checks and statement, without the
-    engine's layers. None (and nothing changed) when a moved task has dependents to release."""
-    try:
-        async with q.claims.acquire() as driver, driver.transaction():
-            current = await store_batch.lock_direct(driver, [m.task_id for m in reports])
-            results, moves = _check_reports(current, reports)
-            for row in await store_batch.report_direct(driver, moves, headers):
-                if row.has_dependents:
-                    raise _FollowUpsNeededError
-                results[row.id] = _applied(row)
-    except _FollowUpsNeededError:
-        return None
+) -> tuple[dict[str, ReportOutcome], list[dict[str, Any]]]:
+    """`report_many` without failures on the raw asyncpg pool: the same lock, checks, statement
+    and settling of dependents, without the engine's layers."""
+    async with q.claims.acquire() as driver, driver.transaction():
+        current = await store_batch.lock_direct(driver, [m.task_id for m in reports])
+        results, moves = _check_reports(current, reports)
+        moved = await store_batch.report_direct(driver, moves, headers)
+        for row in moved:
+            results[row.id] = _applied(row)
+        await _settle_dependents(driver, [row for row in moved if row.has_dependents])
     return results, moves
 
 
@@ -912,17 +937,21 @@ async def report_many(q: Queue, reports: list[ReportTask]) -> list[ReportOutcome
             )
         seen.add(msg.task_id)
     headers = telemetry.inject_headers()
-    direct = None
     if q.claims is not None and all(m.outcome != "failed" for m in reports):
-        direct = await _report_direct(q, reports, headers)
-    if direct is not None:
-        results, moves = direct
+        results, moves = await _report_direct(q, reports, headers)
     else:
         async with q.engine.begin() as conn:
             current = await store_batch.lock(conn, [m.task_id for m in reports])
             results, moves = _check_reports(current, reports)
+            ended: list[Any] = []
             for row in await store_batch.report(conn, moves, headers):
-                results[row.id] = await _after_batch_move(q, conn, row)
+                if row.state == S.FAILED.value:
+                    full = await store.fetch(conn, row.id)
+                    assert full is not None
+                    row = await _after_end(q, conn, full)  # the row it became
+                results[row.id] = _applied(row)
+                ended.append(row)
+            await _settle_dependents(conn, ended)  # once for the batch: kids locked in id order
     if moves:
         outbox.wake_local(q.outbox)
     for move in moves:  # the lock makes this unreachable; kept so a guard miss is never silent

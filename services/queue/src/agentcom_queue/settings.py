@@ -12,6 +12,13 @@ class QueueSettings(CommonSettings):
         default=timedelta(seconds=5),
         description="Delay before a failed task is offered again; doubles with each retry.",
     )
+    queue_dependency_sweep: Interval = Field(
+        default=timedelta(seconds=10),
+        description=(
+            "How often the dependency sweep releases waiting tasks whose dependencies all "
+            "completed, and corrects their blocked reasons, when an event missed it."
+        ),
+    )
     queue_max_deliveries: int = Field(
         default=20,
         ge=1,
