@@ -208,7 +208,10 @@ def agent_add(
     as_json: JsonFlag = False,
 ) -> None:
     """Register an agent and write its sidecar config (with its token, mode 0600)."""
-    body: dict[str, Any] = {"capabilities": capability or [], "repos": repo or []}
+    from agentcom_common.repos import repo_keys
+
+    # the key every service compares (`/srv/app.git` and `/srv/app/` are `/srv/app`)
+    body: dict[str, Any] = {"capabilities": capability or [], "repos": repo_keys(repo or [])}
     if name:
         body["name"] = name
     known = ("shell", "ollama", "claude")

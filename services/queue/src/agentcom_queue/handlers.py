@@ -78,7 +78,11 @@ async def register(
 
     async def claim_agents(body: ClaimForAgents) -> ClaimedTasks:
         tasks = await ops.claim_for_agents(
-            q, list(body.agent_ids), list(body.capabilities), list(body.repos)
+            q,
+            list(body.agent_ids),
+            list(body.capabilities),
+            list(body.repos),
+            list(body.exclude_tasks),
         )
         return ClaimedTasks(tasks=tasks)
 

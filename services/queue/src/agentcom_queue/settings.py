@@ -12,6 +12,11 @@ class QueueSettings(CommonSettings):
         default=timedelta(seconds=5),
         description="Delay before a failed task is offered again; doubles with each retry.",
     )
+    queue_explain_timeout: Interval = Field(
+        default=timedelta(seconds=1),
+        description="How long `GET /api/tasks/{id}` waits for the scheduler to say why a "
+        "queued task is not taken.",
+    )
     queue_dependency_sweep: Interval = Field(
         default=timedelta(seconds=10),
         description=(
