@@ -9,7 +9,7 @@ from agentcom_common.contracts.base import Contract, Request as RequestBody
 from agentcom_common.contracts.task import Lane, SubmitTask, TaskState, TaskTransition, TaskView
 from agentcom_common.service import Resources
 from agentcom_common.web import Admin, Viewer
-from agentcom_queue import limits, ops
+from agentcom_queue import limits, ops, waiting
 
 
 def queue(request: Request) -> ops.Queue:
@@ -106,9 +106,13 @@ async def dead_letter(
 
 
 @tasks.get("/{task_id}")
-async def get_task(task_id: str, q: Q, _who: Viewer) -> TaskView:
-    """Get one task. Errors: 404 `task_not_found`."""
-    return await ops.get(q, task_id)
+async def get_task(task_id: str, q: Q, _who: Viewer, request: Request) -> TaskView:
+    """Get one task; a queued one says why no agent is taking it (`waiting_reason`).
+
+    Errors: 404 `task_not_found`.
+    """
+    res: Resources = request.app.state.resources
+    return await waiting.get(q, res.nc, task_id, request.app.state.explain_timeout)
 
 
 @tasks.get("/{task_id}/history")

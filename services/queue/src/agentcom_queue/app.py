@@ -41,6 +41,7 @@ def create_app(settings: CommonSettings) -> FastAPI:
     )
     app = build(dataclasses.replace(SPEC, starters=starters), settings)
     app.state.retry_backoff = backoff
+    app.state.explain_timeout = queue_settings.queue_explain_timeout
     app.state.max_deliveries = deliveries
     app.state.max_task_bytes = max_task
     return app

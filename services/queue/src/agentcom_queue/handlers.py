@@ -103,7 +103,11 @@ class Rpc:
 
     async def claim_agents(self, body: ClaimForAgents) -> ClaimedTasks:
         tasks = await ops.claim_for_agents(
-            self.q, list(body.agent_ids), list(body.capabilities), list(body.repos)
+            self.q,
+            list(body.agent_ids),
+            list(body.capabilities),
+            list(body.repos),
+            list(body.exclude_tasks),
         )
         return await self._fitted(tasks)
 

@@ -20,6 +20,11 @@ class QueueSettings(CommonSettings):
         "carry (413 `task_too_large` / `result_too_large`); the queue lowers it to a quarter of "
         "NATS's max_payload so every task it accepts fits the claim and list replies.",
     )
+    queue_explain_timeout: Interval = Field(
+        default=timedelta(seconds=1),
+        description="How long `GET /api/tasks/{id}` waits for the scheduler to say why a "
+        "queued task is not taken.",
+    )
     queue_dependency_sweep: Interval = Field(
         default=timedelta(seconds=10),
         description=(
