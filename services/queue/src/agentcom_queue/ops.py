@@ -35,6 +35,7 @@ from agentcom_common.errors import (
     StaleGenerationError,
     TransitionRefusedError,
 )
+from agentcom_common.repos import repo_key, repo_keys
 from agentcom_queue import complexity, states, store, store_batch
 
 S = TaskState
@@ -167,8 +168,7 @@ async def _move(
 def _normalize_repo(url: str | None) -> str | None:
     if url is None:
         return None
-    url = url.strip().rstrip("/")
-    return url.removesuffix(".git") or None
+    return repo_key(url) or None
 
 
 async def submit(q: Queue, task: SubmitTask, actor: str) -> TaskView:
@@ -377,6 +377,11 @@ async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
         row = await _fenced(conn, msg.task_id, msg.generation)
         if row.state == S.QUEUED.value:
             return view(row)
+        if msg.agent_id is not None and row.assigned_to != msg.agent_id:
+            raise ForbiddenError(
+                f"task {msg.task_id} is assigned to {row.assigned_to}, not {msg.agent_id}",
+                code="wrong_agent",
+            )
         if await store.deliveries(conn, row) >= q.max_deliveries:
             row = await _move(
                 q,
@@ -562,9 +567,13 @@ async def page(
 def _decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not cursor.isdigit():
+    # ASCII digits only ("³" is a digit to str.isdigit), and within the bigint `seq` it names
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > _MAX_SEQ:
         raise InvalidError("cursor must be the `next_cursor` of a previous page", field="cursor")
     return int(cursor)
+
+
+_MAX_SEQ: Final = 2**63 - 1
 
 
 async def stats(q: Queue) -> tuple[dict[str, int], dict[str, int]]:
@@ -633,6 +642,7 @@ async def claim_many(
     One statement does the whole claim (update, history rows, events), so it runs as its own
     transaction: no BEGIN/COMMIT round trips.
     """
+    agent_repos = repo_keys(agent_repos)  # tasks store the key: compare keys
     headers = telemetry.inject_headers()
     rows: Sequence[Any]
     if q.claims is not None:  # the hot path: no SQLAlchemy layers, no pre-ping round trips
@@ -652,26 +662,32 @@ async def claim_many(
 
 
 async def claim_for_agents(
-    q: Queue, agent_ids: list[str], capabilities: list[str], agent_repos: list[str]
+    q: Queue,
+    agent_ids: list[str],
+    capabilities: list[str],
+    agent_repos: list[str],
+    exclude: Sequence[str] = (),
 ) -> list[TaskView]:
     """One task each for several agents alike, best task to the first agent; one statement.
 
     Fewer tasks than agents when fewer are eligible. Each is assigned as `claim` would assign it.
+    Tasks in `exclude` are skipped (the scheduler names the tasks an agent refused for good).
     """
     if len(set(agent_ids)) != len(agent_ids):
         raise InvalidError("agent_ids lists an agent twice", field="agent_ids")
+    agent_repos = repo_keys(agent_repos)
     headers = telemetry.inject_headers()
     rows: Sequence[Any]
     if q.claims is not None:
         async with q.claims.acquire() as driver:
             rows = await store_batch.claim_agents(
-                None, driver, agent_ids, capabilities, agent_repos, headers
+                None, driver, agent_ids, capabilities, agent_repos, headers, exclude
             )
     else:
         async with q.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             rows = await store_batch.claim_agents(
-                conn, None, agent_ids, capabilities, agent_repos, headers
+                conn, None, agent_ids, capabilities, agent_repos, headers, exclude
             )
     if rows:
         outbox.wake_local(q.outbox)

@@ -259,3 +259,8 @@ async def set_fields(conn: AsyncConnection, task_id: str, values: dict[str, Any]
     """Change fields that are not the state (the repo a task inherits at submit)."""
     stmt = update(tasks).where(tasks.c.id == task_id).values(**values).returning(*tasks.c)
     return (await conn.execute(stmt)).one()
+
+
+async def repo_paused(conn: AsyncConnection, url: str) -> bool:
+    stmt = select(repos.c.paused).where(repos.c.url == url)
+    return bool((await conn.execute(stmt)).scalar_one_or_none())

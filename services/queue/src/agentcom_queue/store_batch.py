@@ -155,6 +155,7 @@ WITH cand AS (
             SELECT 1 FROM {SCHEMA}.repos r WHERE r.url = t.repo AND r.paused))
       AND (cardinality(CAST(:repos AS text[])) = 0 OR t.repo IS NULL
            OR t.repo = ANY(CAST(:repos AS text[])))
+      AND NOT (t.id = ANY(CAST(:exclude AS text[])))
     ORDER BY t.lane, t.seq
     LIMIT cardinality(CAST(:agents AS text[]))
     FOR UPDATE OF t SKIP LOCKED
@@ -172,7 +173,7 @@ SELECT m.* FROM moved m ORDER BY m.lane, m.seq
 """
 CLAIM_AGENTS: Final[TextClause] = text(CLAIM_AGENTS_SQL)
 CLAIM_AGENTS_ASYNCPG: Final = numbered(
-    CLAIM_AGENTS_SQL, ("agents", "capabilities", "repos", "headers", "subject")
+    CLAIM_AGENTS_SQL, ("agents", "capabilities", "repos", "headers", "subject", "exclude")
 )
 
 
@@ -183,9 +184,11 @@ async def claim_agents(
     capabilities: Sequence[str],
     agent_repos: Sequence[str],
     headers: dict[str, str],
+    exclude: Sequence[str] = (),
 ) -> Sequence[Any]:
     """One claimable task for each of `agent_ids` in order (best task to the first agent), in
-    one statement; on the raw asyncpg `driver` when given, else on `conn` (autocommit)."""
+    one statement; on the raw asyncpg `driver` when given, else on `conn` (autocommit). Tasks
+    in `exclude` are not offered."""
     subject = subjects.event("task", "assigned")
     if driver is not None:
         rows = await driver.fetch(
@@ -195,6 +198,7 @@ async def claim_agents(
             list(agent_repos),
             json.dumps(headers),
             subject,
+            list(exclude),
         )
         return [Record(row) for row in rows]
     assert conn is not None
@@ -206,6 +210,7 @@ async def claim_agents(
             "repos": list(agent_repos),
             "headers": json.dumps(headers),
             "subject": subject,
+            "exclude": list(exclude),
         },
     )
     return result.all()
