@@ -9,7 +9,7 @@ from agentcom_common.contracts.base import Contract, Request as RequestBody
 from agentcom_common.contracts.task import Lane, SubmitTask, TaskState, TaskTransition, TaskView
 from agentcom_common.service import Resources
 from agentcom_common.web import Admin, Viewer
-from agentcom_queue import ops, waiting
+from agentcom_queue import limits, ops, waiting
 
 
 def queue(request: Request) -> ops.Queue:
@@ -35,12 +35,22 @@ class Stats(Contract):
     queued_by_lane: dict[str, int]
 
 
+def task_limit(request: Request) -> int:
+    """`queue_max_task_bytes`, lowered to what NATS can carry (see `limits`)."""
+    res: Resources = request.app.state.resources
+    return limits.effective(request.app.state.max_task_bytes, res.nc.max_payload)
+
+
 @tasks.post("", status_code=status.HTTP_201_CREATED)
-async def submit_task(body: SubmitTask, q: Q, who: Admin) -> TaskView:
+async def submit_task(
+    body: SubmitTask, q: Q, who: Admin, limit: Annotated[int, Depends(task_limit)]
+) -> TaskView:
     """Submit a task. With `client_key`, a repeat returns the first task instead of a new one.
 
-    Errors: 422 `invalid_field` (names the field), 422 `unknown_dependencies`.
+    Errors: 413 `body_too_large` / `task_too_large` (names the limit), 422 `invalid_field`
+    (names the field), 422 `unknown_dependencies`, 503 `db_unavailable` (with `Retry-After`).
     """
+    limits.check_task(body, limit)
     return await ops.submit_grouped(q, body, who.name)
 
 

@@ -29,12 +29,19 @@ def create_app(settings: CommonSettings) -> FastAPI:
     )
     backoff = queue_settings.queue_retry_backoff
     deliveries = queue_settings.queue_max_deliveries
+    max_task = queue_settings.queue_max_task_bytes
     starters = (
-        partial(handlers.register, retry_backoff=backoff, max_deliveries=deliveries),
+        partial(
+            handlers.register,
+            retry_backoff=backoff,
+            max_deliveries=deliveries,
+            max_task_bytes=max_task,
+        ),
         partial(sweep.start, retry_backoff=backoff, every=queue_settings.queue_dependency_sweep),
     )
     app = build(dataclasses.replace(SPEC, starters=starters), settings)
     app.state.retry_backoff = backoff
     app.state.explain_timeout = queue_settings.queue_explain_timeout
     app.state.max_deliveries = deliveries
+    app.state.max_task_bytes = max_task
     return app

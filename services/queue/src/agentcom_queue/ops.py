@@ -179,7 +179,7 @@ async def submit(q: Queue, task: SubmitTask, actor: str) -> TaskView:
     async with q.engine.begin() as conn:
         if task.client_key and (existing := await store.fetch_by_key(conn, task.client_key)):
             return view(existing)
-        known = await store.states_of(conn, deps)
+        known = await store_batch.dependency_states(conn, deps)
         if unknown := [d for d in deps if d not in known]:
             raise InvalidError(
                 f"depends_on names unknown tasks: {', '.join(unknown)}",
@@ -567,9 +567,13 @@ async def page(
 def _decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not cursor.isdigit():
+    # ASCII digits only ("³" is a digit to str.isdigit), and within the bigint `seq` it names
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > _MAX_SEQ:
         raise InvalidError("cursor must be the `next_cursor` of a previous page", field="cursor")
     return int(cursor)
+
+
+_MAX_SEQ: Final = 2**63 - 1
 
 
 async def stats(q: Queue) -> tuple[dict[str, int], dict[str, int]]:
@@ -739,7 +743,7 @@ async def _submit_in(
     """`_submit_rows` inside its transaction, on either kind of connection."""
     keys = [t.client_key for t in tasks if t.client_key]
     by_key = await store_batch.by_keys(conn, keys)
-    known = await store_batch.states_of(conn, sorted({d for deps in deps_of for d in deps}))
+    known = await store_batch.dependency_states(conn, sorted({d for deps in deps_of for d in deps}))
     plan: list[str | dict[str, Any]] = []  # per task: the client_key it returns, or its row
     taken = set(by_key)
     for n, (task, deps) in enumerate(zip(tasks, deps_of, strict=True)):

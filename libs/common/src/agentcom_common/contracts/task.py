@@ -6,9 +6,9 @@ same bad input with the same field name.
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from agentcom_common.contracts.base import Contract, Request
 
@@ -104,6 +104,23 @@ class SubmitTask(Request):
     client_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
         default=None, description="Idempotency key: the same key twice returns the same task."
     )
+
+    @field_validator("metadata")
+    @classmethod
+    def _runnable(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        # the keys a sidecar acts on: refused here, at submit, rather than by the agent that
+        # claimed it (a wasted assignment, and a failure the submitter sees only later)
+        if "command" in metadata:
+            command: object = metadata["command"]
+            parts = cast("list[object]", command) if isinstance(command, list) else None
+            if not parts or not all(isinstance(part, str) and part for part in parts):
+                raise ValueError(
+                    "metadata.command must be a non-empty list of non-empty strings (an argv, "
+                    'e.g. ["make", "test"])'
+                )
+        if "executor" in metadata and not isinstance(metadata["executor"], str):
+            raise ValueError("metadata.executor must be a string (an executor name)")
+        return metadata
 
 
 class Complexity(Contract):
