@@ -4,6 +4,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from agentcom_common import consumer
 from agentcom_common.service import Loops, Resources
 from agentcom_scheduler import credentials, limits, matching, ops, presence
 from agentcom_scheduler.settings import SchedulerSettings
@@ -61,7 +62,11 @@ async def start(
         settings.scheduler_heartbeat_interval, settings.scheduler_missed_heartbeats
     )
     gate = presence.Gate(limiter=runtime.limiter)
-    loops.spawn("agent-reports", presence.consume_reports(s, res.nc, res.js, gate, runtime.kick))
+    policy = consumer.Policy.of(settings)
+    loops.spawn(
+        "agent-reports",
+        presence.consume_reports(s, res.nc, res.js, gate, runtime.kick, policy),
+    )
     stranded = settings.scheduler_working_offline_timeout
     loops.spawn(
         "stranded-sweep",
