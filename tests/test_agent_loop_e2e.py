@@ -9,6 +9,8 @@ published as `agentcom.evt.task.tool_call`.
 Both tiers' paths: `standard` picks the `ollama` executor, routed to an Ollama endpoint;
 `complex` picks the `claude` executor (`X-AgentCom-Tier: complex`), routed to an Anthropic
 endpoint, the gateway translating the loop's Ollama calls to Anthropic `tool_use` and back.
+The loop asks by tier, so the gateway's tier chain routes it: a trivial task to `local-small`,
+a standard one past a missing `local` class to Claude, a named model first.
 """
 
 import asyncio
@@ -47,7 +49,7 @@ class Route:
     executor: str
     provider: str
     classes: list[str]
-    model: str  # what the executor asks the gateway for by default
+    model: str  # what the upstream serves; the gateway picks it by tier
     chat_path: str  # where the upstream is called, in its own protocol
 
 
@@ -311,3 +313,88 @@ async def test_an_llm_task_without_executor_runs_the_agent_loop_through_the_gate
         by_tier = (await registry.get("/api/llm/costs", params={"group_by": "tier"})).json()
     assert "coder" in json.dumps(by_caller), by_caller  # the gateway accounted the agent's calls
     assert [(r["key"], r["calls"]) for r in by_tier["rows"]] == [(route.tier, 5)], by_tier
+
+
+async def _endpoint(registry: httpx.AsyncClient, body: Json) -> None:
+    added = await registry.post("/api/llm/endpoints", json=body | {"api_key": "sk-test-fake"})
+    assert added.status_code == 201, added.text
+    checked = await registry.post(f"/api/llm/endpoints/{body['id']}/check")
+    assert checked.json()["health"] == "healthy", checked.text
+
+
+async def test_agent_loop_tasks_ask_the_gateway_by_tier_so_its_tier_chain_routes_them(
+    hub: Hub, sidecars: Any, repos: Any, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """No endpoint serves the executor's old fixed model (`qwen3:8b`): a trivial task goes to
+    the healthy `local-small` endpoint, a standard one (its chain: local, then claude) to
+    Claude, and a task that names a model gets that one first."""
+    origin = repos.origin(tmp_path, {"README.md": "hello\n"})
+    small = ScriptedOllama("ollama", models=["llama3.2:1b", "qwen2.5:0.5b"])
+    claude = ScriptedOllama("anthropic", models=["claude-sonnet-4.5"])
+    for fake in (small, claude):
+        await fake.start()
+    try:
+        async with httpx.AsyncClient(
+            base_url=hub.registry_url, headers={"Authorization": f"Bearer {hub.admin_token}"}
+        ) as registry:
+            small_endpoint = {"provider": "ollama", "classes": ["local-small"]}
+            await _endpoint(registry, {"id": "small", "base_url": small.url} | small_endpoint)
+            await _endpoint(
+                registry,
+                {"id": "claude", "provider": "anthropic", "base_url": claude.url}
+                | {"classes": ["claude"], "models": claude.models},
+            )
+
+        made = (await hub.scheduler.post("/api/agents", json={"name": "router"})).json()
+        config = sidecars.config(
+            made,
+            nats_server.address,
+            repos=[{"url": str(origin)}],
+            gateway_url=hub.registry_url,
+            max_verification_retries=0,
+        )
+        sidecars.start("router", config)
+
+        async def run(tier: str, name: str, **extra: Any) -> Json:
+            small.script = claude.script = [
+                {"name": "write_file", "arguments": {"path": f"{name}.txt", "content": "ok\n"}}
+            ]
+            small.chats.clear()
+            claude.chats.clear()
+            submitted = await hub.queue.post(
+                "/api/tasks",
+                json={
+                    "description": f"Write {name}.txt",
+                    "repo": str(origin),
+                    "complexity_tier": tier,
+                    "verification_steps": [{"type": "file_exists", "path": f"{name}.txt"}],
+                }
+                | extra,
+            )
+            assert submitted.status_code == 201, submitted.text
+            task_id = submitted.json()["id"]
+
+            async def completed() -> Json:
+                task = (await hub.queue.get(f"/api/tasks/{task_id}")).json()
+                assert task["state"] == "completed", (task, sidecars.log("router"))
+                return task
+
+            return await eventually(completed, timeout=60)
+
+        trivial = await run("trivial", "trivial")
+        assert [c["model"] for c in small.chats] == ["llama3.2:1b"] * 2, small.chats
+        assert claude.chats == []
+        assert trivial["result"]["details"]["model"] == "llama3.2:1b"
+
+        standard = await run("standard", "standard")
+        assert small.chats == []  # local-small is not in the standard chain
+        assert [c["_path"] for c in claude.chats] == ["/v1/messages"] * 2
+        assert standard["result"]["details"]["model"] == "claude-sonnet-4.5"
+
+        named = await run("standard", "named", metadata={"model": "qwen2.5:0.5b"})
+        assert [c["model"] for c in small.chats] == ["qwen2.5:0.5b"] * 2, small.chats
+        assert claude.chats == []
+        assert named["result"]["details"]["model"] == "qwen2.5:0.5b"
+    finally:
+        for fake in (small, claude):
+            await fake.stop()

@@ -1,6 +1,7 @@
 """Queue and scheduler together, driven the way a sidecar would: reports in, inbox out."""
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,9 +21,10 @@ from agentcom_scheduler.settings import SchedulerSettings
 Hub = tuple[httpx.AsyncClient, httpx.AsyncClient]
 
 
+HEARTBEAT = timedelta(milliseconds=200)
 TIMERS = {
     "scheduler_sweep_interval": timedelta(milliseconds=50),
-    "scheduler_heartbeat_interval": timedelta(milliseconds=200),
+    "scheduler_heartbeat_interval": HEARTBEAT,
     "scheduler_missed_heartbeats": 3,
     "scheduler_accept_timeout": timedelta(milliseconds=400),
 }
@@ -63,11 +65,56 @@ async def report(js: JetStreamContext, agent: str, body: dict[str, Any]) -> None
     )
 
 
-async def test_a_task_reaches_an_idle_agent_and_completes(hub: Hub, js: JetStreamContext) -> None:
+class Pulse:
+    """Heartbeats for the agents a test means to keep online, as a live sidecar sends them.
+
+    Without them an agent in these tests is judged silent after ~0.5 s (the timers above), so
+    a slow machine would see it go offline before its task arrives; silence is what some tests
+    are about, so each test says which agents beat.
+    """
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self.agents: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def keep(self, *agents: str) -> None:
+        self.agents.update(agents)
+        if self._task is None:
+            self._task = asyncio.create_task(self._beat())
+
+    def drop(self, agent: str) -> None:
+        self.agents.discard(agent)
+
+    async def _beat(self) -> None:
+        interval = HEARTBEAT.total_seconds() / 2
+        while True:
+            for agent in sorted(self.agents):
+                await report(self.js, agent, {"kind": "heartbeat"})
+            await asyncio.sleep(interval)  # the cadence of a sidecar's heartbeats
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+@pytest.fixture
+async def pulse(js: JetStreamContext) -> AsyncIterator[Pulse]:
+    beating = Pulse(js)
+    yield beating
+    await beating.stop()
+
+
+async def test_a_task_reaches_an_idle_agent_and_completes(
+    hub: Hub, js: JetStreamContext, pulse: Pulse
+) -> None:
     queue, scheduler = hub
     await scheduler.post("/api/agents", json={"name": "worker", "capabilities": ["python"]})
     inbox = await Inbox.open(js, "worker")
     await report(js, "worker", {"kind": "hello"})
+    pulse.keep("worker")
     task = (
         await queue.post("/api/tasks", json={"description": "x", "needed_capabilities": ["python"]})
     ).json()
@@ -90,7 +137,9 @@ async def test_a_task_reaches_an_idle_agent_and_completes(hub: Hub, js: JetStrea
     assert states == ["offline", "idle", "assigned", "working", "idle"]
 
 
-async def test_an_agent_without_the_capability_gets_nothing(hub: Hub, js: JetStreamContext) -> None:
+async def test_an_agent_without_the_capability_gets_nothing(
+    hub: Hub, js: JetStreamContext, pulse: Pulse
+) -> None:
     queue, scheduler = hub
     await scheduler.post("/api/agents", json={"name": "plain"})
     await report(js, "plain", {"kind": "hello"})
@@ -99,6 +148,7 @@ async def test_an_agent_without_the_capability_gets_nothing(hub: Hub, js: JetStr
     ).json()
     await scheduler.post("/api/agents", json={"name": "gpu-box", "capabilities": ["gpu"]})
     await report(js, "gpu-box", {"kind": "hello"})
+    pulse.keep("plain", "gpu-box")
 
     async def on_the_gpu_box() -> None:
         assert (await queue.get(f"/api/tasks/{task['id']}")).json()["assigned_to"] == "gpu-box"
@@ -107,10 +157,13 @@ async def test_an_agent_without_the_capability_gets_nothing(hub: Hub, js: JetStr
     assert (await scheduler.get("/api/agents/plain")).json()["state"] == "idle"
 
 
-async def test_a_stale_outcome_changes_nothing(hub: Hub, js: JetStreamContext) -> None:
+async def test_a_stale_outcome_changes_nothing(
+    hub: Hub, js: JetStreamContext, pulse: Pulse
+) -> None:
     queue, scheduler = hub
     await scheduler.post("/api/agents", json={"name": "w"})
     await report(js, "w", {"kind": "hello"})
+    pulse.keep("w")
     task = (await queue.post("/api/tasks", json={"description": "x"})).json()
 
     async def assigned() -> None:
@@ -172,12 +225,13 @@ async def test_an_assignment_nobody_accepts_goes_back_without_a_retry(
 
 
 async def test_hello_after_reconnect_keeps_an_agreed_task_and_its_completion_counts(
-    hub: Hub, js: JetStreamContext
+    hub: Hub, js: JetStreamContext, pulse: Pulse
 ) -> None:
     queue, scheduler = hub
     await scheduler.post("/api/agents", json={"name": "phoenix"})
     inbox = await Inbox.open(js, "phoenix")
     await report(js, "phoenix", {"kind": "hello"})
+    pulse.keep("phoenix")
     task = (await queue.post("/api/tasks", json={"description": "x"})).json()
     assign = json.loads((await inbox.next_msg(timeout=10)).data)
     held = {"task_id": task["id"], "generation": assign["generation"]}
@@ -289,12 +343,13 @@ async def test_a_task_past_its_deadline_is_cancelled_at_the_agent_and_retried(
 
 
 async def test_a_rejected_assignment_fails_the_attempt_at_once_with_its_reason(
-    hub: Hub, js: JetStreamContext
+    hub: Hub, js: JetStreamContext, pulse: Pulse
 ) -> None:
     queue, scheduler = hub
     await scheduler.post("/api/agents", json={"name": "picky"})
     inbox = await Inbox.open(js, "picky")
     await report(js, "picky", {"kind": "hello"})
+    pulse.keep("picky")
     task = (await queue.post("/api/tasks", json={"description": "x", "max_retries": 0})).json()
     assign = json.loads((await inbox.next_msg(timeout=10)).data)
 
@@ -332,7 +387,7 @@ async def strict_hub(settings: CommonSettings, admin_token: str) -> AsyncIterato
 
 
 async def test_a_task_working_too_long_on_an_agent_that_is_gone_is_requeued(
-    strict_hub: Hub, js: JetStreamContext
+    strict_hub: Hub, js: JetStreamContext, pulse: Pulse
 ) -> None:
     queue, scheduler = strict_hub
     tasks: dict[str, str] = {}
@@ -340,6 +395,7 @@ async def test_a_task_working_too_long_on_an_agent_that_is_gone_is_requeued(
         await scheduler.post("/api/agents", json={"name": name, "capabilities": [name]})
         inbox = await Inbox.open(js, name)
         await report(js, name, {"kind": "hello"})
+        pulse.keep(name)
         made = await queue.post(
             "/api/tasks", json={"description": name, "needed_capabilities": [name]}
         )
@@ -353,10 +409,10 @@ async def test_a_task_working_too_long_on_an_agent_that_is_gone_is_requeued(
             assert (await queue.get(f"/api/tasks/{task_id}")).json()["state"] == "working"
 
     await eventually(working)
+    pulse.drop("gone")
     await scheduler.delete("/api/agents/gone")  # removed mid-task: no sweep of its own sees it
 
     async def requeued() -> None:
-        await report(js, "alive", {"kind": "heartbeat"})  # the other one stays online
         history = (await queue.get(f"/api/tasks/{tasks['gone']}/history")).json()
         assert any("on agent gone, which is offline" in h["reason"] for h in history)
 

@@ -1,8 +1,11 @@
 """The build -> verify -> fix loop through the real hub: failed checks feed the next attempt."""
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from agentcom_common.testing import eventually
+from agentcom_sidecar.workspaces import directory_for
 
 
 async def _ended(hub: Any, task_id: str, state: str) -> dict[str, Any]:
@@ -146,3 +149,61 @@ async def test_a_file_check_never_looks_outside_the_workspace(hub: Any, run_side
 
     check = task["result"]["verification"]["checks"][0]
     assert (check["passed"], check["output_tail"]) == (False, "path leaves the workspace")
+
+
+async def test_git_clean_passes_after_the_task_changed_files_and_they_are_committed(
+    hub: Any, run_sidecar: Any, origin: Path
+) -> None:
+    """The work itself is what the commit holds: a changed tree passes `git_clean`."""
+    config = await hub.agent("tidy", allow_hub_commands=True, repos=[{"url": str(origin)}])
+    async with run_sidecar(config):
+        made = await hub.submit(
+            repo=str(origin),
+            metadata={"command": ["sh", "-c", "echo built > done.txt; echo bye > README.md"]},
+            verification_steps=[{"type": "git_clean"}, {"type": "file_exists", "path": "done.txt"}],
+        )
+        task = await _ended(hub, made["id"], "completed")
+
+    result = task["result"]
+    assert result["verified"] is True, result
+    assert [c["check"] for c in result["verification"]["checks"]] == ["git_clean", "file_exists"]
+    branch = result["branch"]
+    assert _git(origin, "show", f"{branch}:done.txt") == "built\n"
+    assert _git(directory_for(config.workspaces, str(origin)), "status", "--porcelain") == ""
+
+
+async def test_git_clean_fails_naming_the_files_a_check_left_behind(
+    hub: Any, run_sidecar: Any, origin: Path
+) -> None:
+    """A test run that writes an artefact the commit would pick up fails `git_clean`, even
+    when `git_clean` is listed before it."""
+    config = await hub.agent(
+        "messy",
+        allow_hub_commands=True,
+        repos=[{"url": str(origin)}],
+        max_verification_retries=0,
+    )
+    async with run_sidecar(config):
+        made = await hub.submit(
+            repo=str(origin),
+            metadata={"command": ["sh", "-c", "echo built > done.txt"]},
+            verification_steps=[
+                {"type": "git_clean"},
+                {"type": "test_passes", "command": "sh -c 'echo cov > coverage.dat'"},
+            ],
+        )
+        task = await _ended(hub, made["id"], "partial_pass")
+
+    result = task["result"]
+    assert result["remaining"] == ["git_clean"], result
+    assert result["passed"] == ["test_passes sh -c 'echo cov > coverage.dat'"]
+    clean = result["verification"]["checks"][0]
+    assert clean["check"] == "git_clean"
+    assert "A\tcoverage.dat" in clean["output_tail"], clean
+    assert "done.txt" not in clean["output_tail"]  # the task's own work is not held against it
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from agentcom_common.contracts.task import VerificationStep
 from agentcom_sidecar import verification
@@ -93,16 +93,26 @@ async def _stopped(
     started: float,
 ) -> Outcome:
     """The executor did not finish. An agent loop stopped by a limit (`details.partial`) keeps
-    its work: checked, it is `partial_pass` if the checks pass or it changed files; else failed."""
+    its work: checked, it is `partial_pass` if the checks pass or it changed files; else failed.
+    Either way the result says what was done and what remains (`done`, `remaining`)."""
     history.append({"attempt": attempt, "executor": result.stop_reason})
     error = f"attempt {attempt}: {result.summary} ({result.stop_reason})"
     report = verification.Report("not_verified", ())
-    if result.details.get("partial"):
+    partial = bool(result.details.get("partial"))
+    if partial:
         report = await verification.run_checks(plan.steps, plan.workspace, plan.env)
         history[-1]["verification"] = report.status
-        if report.status == "pass" or result.details.get("files_changed"):
-            return Outcome("partial_pass", _result(result, report, history, totals, started), error)
-    return Outcome("failed", _result(result, report, history, totals, started), error)
+    body = _result(result, report, history, totals, started)
+    body["stop_reason"] = result.stop_reason
+    body["done"] = _strings(result.details.get("done"))
+    body["remaining"] = body.get("remaining", []) + _strings(result.details.get("remaining"))
+    if partial and (report.status == "pass" or result.details.get("files_changed")):
+        return Outcome("partial_pass", body, error)
+    return Outcome("failed", body, error)
+
+
+def _strings(value: object) -> list[str]:
+    return [str(v) for v in cast("list[object]", value)] if isinstance(value, list) else []
 
 
 def _context(plan: Plan, attempt: int, feedback: str | None) -> ExecutionContext:
@@ -141,6 +151,8 @@ def _result(
         "duration_ms": round((time.monotonic() - started) * 1000, 1),
         **totals,
     }
+    if last.details:  # the executor's own account (the agent loop's turns, model, files)
+        body["details"] = dict(last.details)
     if report.status == "not_verified":
         body["verification_note"] = "the task has no verification steps: not verified"
     if report.failed:

@@ -4,10 +4,20 @@ Every check runs in the task's workspace with its own timeout (commands in their
 group, killed at the deadline), and every check runs (no fail-fast), so the report says what
 passed and what remains. Commands are split with `shlex` into an argv list and run without a
 shell. A task with no steps is reported as `not_verified`, never as a pass.
+
+`git_clean` cannot mean "`git status` is empty": the checks run before the sidecar commits the
+work (and the agent loop cannot commit: `.git` is read-only to it), so any task that changed a
+file would fail it. It means "the checks left the work as the executor left it": the tree the
+sidecar's commit will hold (every file that is not ignored, as `git add -A` stages it) is the
+same after the other checks as before them. A test run that writes an artefact not covered by
+`.gitignore`, or rewrites a tracked file, fails it and is named in the output. It is judged
+after every other check, wherever it stands in the list.
 """
 
 import asyncio
 import shlex
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -120,11 +130,49 @@ async def _file_exists(step: FileExists, workspace: Path) -> CheckResult:
     )
 
 
-async def _git_clean(workspace: Path, env: Mapping[str, str]) -> CheckResult:
+async def _git(args: list[str], workspace: Path, env: Mapping[str, str]) -> processes.Finished:
+    return await processes.run(["git", *args], workspace, timeout=60, env=env)
+
+
+async def committed_tree(workspace: Path, env: Mapping[str, str]) -> tuple[str | None, str]:
+    """The tree id `git add -A` + commit would record now, or None and why not.
+
+    Staged into a throwaway copy of the index, so the workspace's own index is never touched.
+    """
+    gitdir = await _git(["rev-parse", "--absolute-git-dir"], workspace, env)
+    if gitdir.exit_code != 0:
+        return None, gitdir.tail[-TAIL_CHARS:]
+    with tempfile.TemporaryDirectory(prefix="agentcom-index-") as scratch:
+        index = Path(scratch) / "index"
+        real = Path(gitdir.tail.strip().splitlines()[-1]) / "index"
+        if real.is_file():  # its stat cache spares hashing every unchanged file again
+            await asyncio.to_thread(shutil.copyfile, real, index)
+        staged = dict(env) | {"GIT_INDEX_FILE": str(index)}
+        added = await _git(["add", "-A"], workspace, staged)
+        if added.exit_code != 0:
+            return None, added.tail[-TAIL_CHARS:]
+        tree = await _git(["write-tree"], workspace, staged)
+        if tree.exit_code != 0 or not tree.tail.strip():
+            return None, tree.tail[-TAIL_CHARS:]
+        return tree.tail.strip().splitlines()[-1], ""
+
+
+async def _git_clean(
+    workspace: Path, env: Mapping[str, str], before: tuple[str | None, str]
+) -> CheckResult:
+    """Pass when the checks changed nothing the commit would hold (see the module doc)."""
     started = time.monotonic()
-    done = await processes.run(["git", "status", "--porcelain"], workspace, timeout=60, env=env)
-    passed = done.exit_code == 0 and not done.tail.strip()
-    return CheckResult("git_clean", "", passed, _ms(started), done.tail[-TAIL_CHARS:])
+    tree, why = before
+    if tree is None:
+        return CheckResult("git_clean", "", False, _ms(started), f"not a git checkout: {why}")
+    after, why = await committed_tree(workspace, env)
+    if after is None:
+        return CheckResult("git_clean", "", False, _ms(started), f"cannot stage: {why}")
+    if after == tree:
+        return CheckResult("git_clean", "", True, _ms(started), "")
+    changed = await _git(["diff-tree", "-r", "--name-status", tree, after], workspace, env)
+    note = "the checks changed files the commit would hold:\n" + changed.tail
+    return CheckResult("git_clean", "", False, _ms(started), note[-TAIL_CHARS:])
 
 
 async def run_checks(
@@ -132,12 +180,20 @@ async def run_checks(
 ) -> Report:
     if not steps:
         return Report("not_verified", ())
-    results: list[CheckResult] = []
-    for step in steps:
+    # the work as the executor left it, before any check could add to it
+    before = await committed_tree(workspace, env) if _has_git_clean(steps) else (None, "")
+    results: dict[int, CheckResult] = {}
+    for n, step in enumerate(steps):
         if isinstance(step, FileExists):
-            results.append(await _file_exists(step, workspace))
-        elif isinstance(step, GitClean):
-            results.append(await _git_clean(workspace, env))
-        else:
-            results.append(await _command(step.type, step.command, step.timeout_s, workspace, env))
-    return Report("pass" if all(r.passed for r in results) else "fail", tuple(results))
+            results[n] = await _file_exists(step, workspace)
+        elif isinstance(step, TestPasses | CommandSucceeds):
+            results[n] = await _command(step.type, step.command, step.timeout_s, workspace, env)
+    for n, step in enumerate(steps):  # last: it judges what the other checks left behind
+        if isinstance(step, GitClean):
+            results[n] = await _git_clean(workspace, env, before)
+    ordered = tuple(results[n] for n in range(len(steps)))
+    return Report("pass" if all(r.passed for r in ordered) else "fail", ordered)
+
+
+def _has_git_clean(steps: Sequence[VerificationStep]) -> bool:
+    return any(isinstance(s, GitClean) for s in steps)

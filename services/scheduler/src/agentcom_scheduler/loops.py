@@ -94,6 +94,7 @@ async def start(
             settings.scheduler_accept_timeout,
             settings.scheduler_sweep_interval,
             settings.scheduler_heartbeat_interval,
+            gate,
         ),
     )
 

@@ -83,6 +83,9 @@ class Gate:
 
     limiter: limits.Limiter | None = None
     touch_every: float = 1.0
+    reading_since: datetime | None = None
+    """When this process's first read of the report stream began (None: it has not finished
+    one yet). Silence before then is not this process's to judge: see `sweep`."""
     _touched: dict[str, float] = field(default_factory=dict[str, float])
 
     def due(self, agent_id: str) -> bool:
@@ -286,9 +289,11 @@ async def consume_reports(
     )
     try:
         while True:
+            reading = clock.now()
             try:
                 batch = await sub.fetch(REPORTS_AT_ONCE, timeout=1)
-            except TimeoutError:
+            except TimeoutError:  # nothing waits: everything sent before `reading` is applied
+                gate.reading_since = gate.reading_since or reading
                 continue
             except Exception:  # reconnecting or the stream is away: unacked reports stay stored
                 log.exception("reports.fetch_failed")
@@ -298,6 +303,8 @@ async def consume_reports(
                 await _handle_batch(s, nc, js, batch, gate, settler)
             except Exception:  # e.g. an unexpected queue reply: the unacked ones come again
                 log.exception("reports.batch_failed")
+            else:
+                gate.reading_since = gate.reading_since or reading
     finally:
         # a fetch cut short leaves its reply pending; without this, draining the connection
         # at shutdown waits for it until the drain timeout
@@ -683,6 +690,7 @@ async def sweep(
     silence: timedelta,
     accept: timedelta,
     interval: timedelta | None = None,
+    heard_since: datetime | None = None,
 ) -> int:
     """Take silent agents offline and take back assignments nobody accepted; returns how many.
 
@@ -697,6 +705,14 @@ async def sweep(
     unaccepted only if older than both `accept` and `lag`. A backlog thus delays judgement by
     what it may hide and no more (a backlog used to stop the judging altogether: a heartbeat
     or an `accepted` still queued would make a live agent look silent).
+
+    `heard_since` is when this process began reading reports (`Gate.reading_since`): silence
+    and waiting count from no earlier than that. A scheduler that was down did not see what
+    happened meanwhile (NATS may have been down too, and an agent cannot log in while no
+    scheduler answers the login callout), and a batch it fetched but has not applied yet is
+    invisible to `lag`: so a restarted scheduler gives every agent a full `silence` (and every
+    assignment a full `accept`) from its first read. None: no such limit (a caller that
+    drives the sweep itself).
     """
     changed = 0
     lag = timedelta(seconds=await report_lag(js))
@@ -705,7 +721,12 @@ async def sweep(
         log.warning("sweep.presence_deferred", extra={"lag_s": lag.total_seconds()})
     async with s.engine.begin() as conn:
         now = clock.now()
-        silent = await store.silent_since(conn, now - max(silence, lag + beat))
+        quiet_cutoff = now - max(silence, lag + beat)
+        silent = (
+            await store.silent_since(conn, quiet_cutoff)
+            if _observed(heard_since, quiet_cutoff)
+            else []
+        )
         for row in silent:
             quiet = (clock.now() - row.last_beat).total_seconds() if row.last_beat else None
             log.warning("agent.silent", extra={"agent_id": row.id, "silent_s": quiet})
@@ -721,7 +742,12 @@ async def sweep(
                 "offline",
             )
             changed += 1
-        unaccepted = await store.unaccepted_since(conn, clock.now() - max(accept, lag))
+        accept_cutoff = clock.now() - max(accept, lag)
+        unaccepted = (
+            await store.unaccepted_since(conn, accept_cutoff)
+            if _observed(heard_since, accept_cutoff)
+            else []
+        )
         for row in unaccepted:
             if not await _hand_back(nc, row, "requeue"):
                 continue
@@ -751,6 +777,12 @@ async def sweep(
             )
             changed += 1
     return changed
+
+
+def _observed(heard_since: datetime | None, cutoff: datetime) -> bool:
+    """Whether this process has been reading reports since before `cutoff`: only then can
+    silence (or a missing `accepted`) older than `cutoff` be its own observation."""
+    return heard_since is None or heard_since < cutoff
 
 
 async def _hand_back(nc: Client, row: store.AgentRow, how: str) -> bool:
@@ -810,16 +842,20 @@ async def sweep_forever(
     accept: timedelta,
     every: timedelta,
     interval: timedelta | None = None,
+    gate: Gate | None = None,
 ) -> None:
     """Sweep every `every`, and at the moment the next agent falls silent (the oldest last
-    heartbeat + `silence`): detection does not wait for the next tick."""
+    heartbeat + `silence`): detection does not wait for the next tick. With the report
+    consumer's `gate`, nothing is judged before its first read, and silence counts from then."""
     retried: datetime | None = None
     while True:
         pause = every.total_seconds()
         started = time.perf_counter()
         try:
-            await sweep(s, nc, js, silence, accept, interval)
-            pause, retried = await _until_silent(s, silence, every, retried)
+            # before the consumer's first read: "since now", so nobody is judged yet
+            since = None if gate is None else gate.reading_since or clock.now()
+            await sweep(s, nc, js, silence, accept, interval, since)
+            pause, retried = await _until_silent(s, silence, every, retried, since)
         except Exception:  # a failed pass is retried by the next one
             log.exception("sweep.failed")
         if log.isEnabledFor(logging.DEBUG):
@@ -829,7 +865,11 @@ async def sweep_forever(
 
 
 async def _until_silent(
-    s: ops.Scheduler, silence: timedelta, every: timedelta, retried: datetime | None
+    s: ops.Scheduler,
+    silence: timedelta,
+    every: timedelta,
+    retried: datetime | None,
+    heard_since: datetime | None = None,
 ) -> tuple[float, datetime | None]:
     """Seconds until the next sweep: when the quietest agent passes `silence`, and at most
     `every` or `silence` (an agent that comes online meanwhile falls silent `silence` after
@@ -841,6 +881,8 @@ async def _until_silent(
         oldest = await store.oldest_beat(conn)
     if oldest is None:
         return longest, None
+    if heard_since is not None:  # nobody's silence counts from before the first read
+        oldest = max(oldest, heard_since)
     due = (oldest + silence - clock.now()).total_seconds()
     if due <= 0:
         return (longest, retried) if oldest == retried else (0.0, oldest)

@@ -9,7 +9,7 @@
 - `parser`: native `tool_calls`, JSON in content, XML-style calls.
 - `gateway`: the Ollama `/api/chat` protocol to the gateway with the agent's bearer token.
 - `prompt`: the system prompt and first messages; `loop`: the ReAct loop and its stop rules.
-- `executors`: `ollama` and `claude`, `build(name, settings)` for the sidecar's registry, and
-  `outcome_kind` for the verification loop. The scripted model server the tests use lives in
+- `executors`: `ollama` and `claude`, `build(name, settings)` for the sidecar's registry (the
+  sidecar's `attempts` turns a stopped loop's result into `partial_pass` or `failed`). The scripted model server the tests use lives in
   the tests (`tests/servers/fake_ollama.py`), not here.
 """

@@ -1,8 +1,12 @@
 """The `ollama` and `claude` executors: the agent loop behind the sidecar's Executor interface.
 
-Both run the same loop through the llm-registry gateway; they differ in the model they ask for
-(`claude` asks for the Claude model and says `X-AgentCom-Tier: complex`, so the gateway routes
-and meters it as the complex tier). The sidecar's registry calls `build(name, settings)`.
+Both run the same loop through the llm-registry gateway and ask it by tier, so its tier chain,
+warm-model scoring and fallback choose the model: `X-AgentCom-Tier` is the task's tier for
+`ollama` and always `complex` for `claude`, and the model asked for is that tier's name. A model
+is asked for by name only when the task names one (`metadata.model`) or the settings fix one;
+the gateway then tries it first and falls back along the tier's chain. (Asking for a fixed
+model skipped the chain: a trivial task got 503 `no_endpoint_available` while a healthy
+`local-small` endpoint stood by.) The sidecar's registry calls `build(name, settings)`.
 """
 
 import asyncio
@@ -25,8 +29,18 @@ from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult, E
 log = logging.getLogger(__name__)
 
 ExecutorName = Literal["ollama", "claude"]
+TIERS: Final = frozenset({"trivial", "standard", "complex"})
 NAMES: Final[tuple[ExecutorName, ...]] = ("ollama", "claude")
 _SEQ_PER_ATTEMPT: Final = 100_000  # tool_call seq stays increasing across corrective attempts
+
+
+def task_model(task: Mapping[str, Any]) -> str | None:
+    """The model the task names (`metadata.model`), if any."""
+    metadata = task.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    model = cast(dict[str, object], metadata).get("model")
+    return model.strip() if isinstance(model, str) and model.strip() else None
 
 
 def task_tier(task: Mapping[str, Any]) -> str | None:
@@ -45,7 +59,7 @@ class AgentExecutor:
         self,
         name: ExecutorName,
         settings: AgenticSettings,
-        model: str,
+        model: str | None,
         tier: str | None = None,
         hidden: Sequence[Path] = (),
     ) -> None:
@@ -99,16 +113,16 @@ class AgentExecutor:
 
     async def run(self, ctx: ExecutionContext) -> ExecutionResult:
         await asyncio.to_thread(namespaces_available)  # the one-time probe, off the event loop
-        headers = {"X-AgentCom-Task": str(ctx.task.get("id", ""))}
-        if self.name == "claude":
-            headers["X-AgentCom-Tier"] = "complex"
+        tier = self._tier or _known(task_tier(ctx.task)) or "standard"
+        headers = {"X-AgentCom-Task": str(ctx.task.get("id", "")), "X-AgentCom-Tier": tier}
+        model = task_model(ctx.task) or self._model or tier  # a tier name: "route by tier"
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="agentcom-home-") as home:
             sandbox = Sandbox(
                 ctx.workspace, self._settings, env=ctx.env, hidden=self._hidden, scratch=Path(home)
             )
             async with httpx.AsyncClient() as http:
-                client = ChatClient(http, self._settings, self._model, headers)
+                client = ChatClient(http, self._settings, model, headers)
                 agent = loop.AgentLoop(client, sandbox, self._limits(ctx), self._reporter(ctx))
                 messages = prompt.initial_messages(ctx.task, ctx.attempt, ctx.feedback)
                 outcome = await agent.run(messages)
@@ -160,6 +174,11 @@ def to_result(
     )
 
 
+def _known(tier: str | None) -> str | None:
+    """A tier the gateway knows; anything else routes as standard (never a 422 mid-task)."""
+    return tier if tier in TIERS else None
+
+
 def build(name: str, settings: AgenticSettings, hidden: Sequence[Path] = ()) -> Executor:
     """The executor called `name` ("ollama" or "claude"); `hidden` = paths commands must not see.
 
@@ -171,21 +190,3 @@ def build(name: str, settings: AgenticSettings, hidden: Sequence[Path] = ()) -> 
         model = settings.agentic_claude_model
         return AgentExecutor("claude", settings, model, tier="complex", hidden=hidden)
     raise ValueError(f"no agent executor {name!r}; choose one of {', '.join(NAMES)}")
-
-
-def outcome_kind(
-    result: ExecutionResult, verification_passed: bool
-) -> Literal["completed", "partial_pass", "failed"]:
-    """How the verification loop should report an agent attempt after checking the workspace.
-
-    A loop stopped by a limit (iterations, tokens, deadline, budget, repetition) keeps its work:
-    if it changed anything or the checks pass it is `partial_pass`, reported with the
-    verification report and `details.done` / `details.remaining`; only a finished loop whose
-    checks pass is `completed`.
-    """
-    if result.ok and verification_passed:
-        return "completed"
-    partial = bool(result.details.get("partial"))
-    if partial and (verification_passed or result.details.get("files_changed")):
-        return "partial_pass"
-    return "failed"

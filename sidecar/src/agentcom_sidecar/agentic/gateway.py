@@ -3,8 +3,9 @@
 One non-streaming call per turn with the agent's bearer token. The gateway picks and meters the
 model; a budget refusal from its ledger (a 4xx whose JSON `error` is `budget_exhausted`) is a
 `BudgetRefusedError` so the loop can stop and keep the work. Token counts come from
-`prompt_eval_count`/`eval_count`; a `cost_usd` the gateway adds is used as is, else the price
-table in the settings.
+`prompt_eval_count`/`eval_count`; the model is the one the gateway's `routing` says it chose
+(its `model` field echoes the one asked for, a tier name when asked by tier); a `cost_usd` the
+gateway adds is used as is, else the price table in the settings.
 """
 
 from collections.abc import Mapping, Sequence
@@ -93,7 +94,10 @@ class ChatClient:
             raise GatewayError("the gateway's reply has no message object")
         tokens_in = _count(payload, "prompt_eval_count")
         tokens_out = _count(payload, "eval_count")
-        model = str(payload.get("model") or self.model)
+        # the gateway echoes the model asked for (a tier name, say); `routing` names the one used
+        routing = payload.get("routing")
+        chosen = cast(dict[str, Any], routing).get("model") if isinstance(routing, dict) else None
+        model = str(chosen or payload.get("model") or self.model)
         cost = payload.get("cost_usd")
         if not isinstance(cost, int | float):
             cost = price(self._settings, model, tokens_in, tokens_out)

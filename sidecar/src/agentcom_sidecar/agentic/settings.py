@@ -27,11 +27,15 @@ class AgenticSettings(BaseSettings):
     agentic_token: SecretStr | None = Field(
         default=None, description="The agent's bearer token for the gateway; never logged."
     )
-    agentic_ollama_model: str = Field(
-        default="qwen3:8b", description="Model the `ollama` executor asks the gateway for."
+    agentic_ollama_model: str | None = Field(
+        default=None,
+        description="A model the `ollama` executor always asks for; unset, a task that names "
+        "no model (`metadata.model`) is routed by its tier.",
     )
-    agentic_claude_model: str = Field(
-        default="claude-sonnet-4.5", description="Model the `claude` executor asks the gateway for."
+    agentic_claude_model: str | None = Field(
+        default=None,
+        description="A model the `claude` executor always asks for; unset, a task that names "
+        "no model (`metadata.model`) is routed by the complex tier.",
     )
     agentic_max_iterations_trivial: int = Field(
         default=5, ge=1, le=200, description="Model turns allowed for a trivial task."

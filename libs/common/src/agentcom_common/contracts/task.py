@@ -67,6 +67,9 @@ class TestPasses(Contract):
 
 
 class GitClean(Contract):
+    """The checks left the work as the executor left it: the tree the sidecar will commit is
+    the same after the other checks as before them (judged last; see docs/sidecar.md)."""
+
     type: Literal["git_clean"]
 
 
