@@ -64,16 +64,25 @@ async def test_a_shell_task_is_verified_pushed_and_gets_a_pull_request(
     assert _git(origin, "log", "--format=%s", "main").splitlines() == ["first"]
 
 
-async def test_a_shell_task_on_an_agent_that_does_not_run_hub_commands_is_rejected(
+async def test_a_shell_task_on_an_agent_that_does_not_run_hub_commands_waits_for_one_that_does(
     hub: Any, run_sidecar: RunSidecar
 ) -> None:
     config = await hub.agent("careful")
     async with run_sidecar(config):
         made = await hub.submit(metadata={"command": ["true"]}, max_retries=0)
-        task = await finished(hub, made["id"], "dead_letter")
 
-    assert "allow_hub_commands" in task["last_error"]
-    assert task["last_error"].startswith("rejected: ")
+        async def refused() -> None:
+            history = await hub.history(made["id"])
+            assert [h["to_state"] for h in history] == ["queued", "assigned", "queued"], history
+            assert "allow_hub_commands is off" in history[-1]["reason"]
+
+        await eventually(refused, timeout=30)
+        task = await hub.task(made["id"])
+
+    # no retry used, nothing dead-lettered: it waits for an agent that runs shell commands
+    assert task["state"] == "queued", task
+    assert task["retry_count"] == 0, task
+    assert task["last_error"] is None
 
 
 async def test_an_agent_short_of_disk_space_rejects_work_saying_so(

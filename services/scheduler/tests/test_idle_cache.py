@@ -2,8 +2,8 @@
 
 from agentcom_scheduler.matching import IdleCache
 
-GPU: tuple[list[str], list[str]] = (["gpu"], [])
-PLAIN: tuple[list[str], list[str]] = ([], [])
+GPU: tuple[list[str], list[str], list[str]] = (["gpu"], [], [])
+PLAIN: tuple[list[str], list[str], list[str]] = ([], [], [])
 
 
 def test_a_fresh_read_is_reused_without_the_agents_offered_a_task() -> None:

@@ -4,20 +4,21 @@ Exposed to the `agentcom` command through the `agentcom.commands` entry point gr
 CLI package never imports the sidecar. `python -m agentcom_sidecar …` is the same app.
 """
 
-import asyncio
 import json
 import signal
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agentcom_common import logs
 from agentcom_common.errors import AgentcomError
-from agentcom_sidecar import config as sidecar_config, service_files
-from agentcom_sidecar.journal import Journal
-from agentcom_sidecar.runner import Sidecar
+
+if TYPE_CHECKING:
+    from agentcom_sidecar import config as sidecar_config
+
+# Every `agentcom` call loads this module (the entry point registers `agentcom sidecar`), so
+# it imports only typer at the top; each command imports the sidecar's parts when it runs.
 
 app = typer.Typer(
     help="Run this machine's agent: its inbox, work, verification and pull requests.",
@@ -32,7 +33,9 @@ ConfigOption = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def _load(path: Path) -> sidecar_config.SidecarConfig:
+def _load(path: Path) -> "sidecar_config.SidecarConfig":
+    from agentcom_sidecar import config as sidecar_config
+
     try:
         return sidecar_config.load(path)
     except AgentcomError as exc:
@@ -47,6 +50,11 @@ def run(config: ConfigOption) -> None:
     Refuses a config file readable by others, and a layout that puts the config, the state dir
     or the sidecar's code inside the workspaces (error: invalid_field).
     """
+    import asyncio
+
+    from agentcom_common import logs
+    from agentcom_sidecar.runner import Sidecar
+
     loaded = _load(config)
     loaded.state.mkdir(parents=True, exist_ok=True, mode=0o700)
     logs.configure(f"sidecar-{loaded.agent_id}")
@@ -68,6 +76,8 @@ def run(config: ConfigOption) -> None:
 @app.command()
 def status(config: ConfigOption, as_json: JsonFlag = False) -> None:
     """Show the connection, the current task and the journal; exit 1 if the sidecar is not running."""
+    from agentcom_sidecar.journal import Journal
+
     loaded = _load(config)
     found: dict[str, Any] = {"agent_id": loaded.agent_id, "running": False}
     if loaded.status_path.exists():
@@ -108,6 +118,8 @@ def install_service(
     Then: `systemctl --user daemon-reload && systemctl --user enable --now <unit>`, or
     `pm2 start <state dir>/ecosystem.config.js && pm2 save`.
     """
+    from agentcom_sidecar import service_files
+
     loaded = _load(config)
     target = systemd_dir or Path.home() / ".config" / "systemd" / "user"
     written = service_files.install(loaded, target)

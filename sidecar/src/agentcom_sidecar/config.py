@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 
 import agentcom_sidecar
 from agentcom_common.errors import InvalidError
+from agentcom_common.repos import repo_key
 
 AgentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
@@ -100,13 +101,13 @@ class SidecarConfig(BaseModel):
         return (self.workspaces_dir or self.path.parent / f"{self.agent_id}-workspaces").resolve()
 
     def repo(self, url: str) -> RepoConfig | None:
-        """The configured repo a task's URL names (the queue trims `/` and `.git`), or None.
+        """The configured repo a task's URL names (compared as `repo_key`s), or None.
 
         With no repos configured any URL is accepted as it is."""
         if not self.repos:
             return RepoConfig(url=url)
-        wanted = _normal(url)
-        return next((r for r in self.repos if _normal(r.url) == wanted), None)
+        wanted = repo_key(url)
+        return next((r for r in self.repos if repo_key(r.url) == wanted), None)
 
     @property
     def journal_path(self) -> Path:
@@ -115,10 +116,6 @@ class SidecarConfig(BaseModel):
     @property
     def status_path(self) -> Path:
         return self.state / "status.json"
-
-
-def _normal(url: str) -> str:
-    return url.rstrip("/").removesuffix(".git")
 
 
 def _inside(child: Path, parent: Path) -> bool:

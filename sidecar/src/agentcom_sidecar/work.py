@@ -33,7 +33,13 @@ log = logging.getLogger(__name__)
 
 
 class RefusedError(Exception):
-    """An assignment this agent will not take; the message is the `rejected` reason."""
+    """An assignment this agent will not take; the message is the `rejected` reason. `code`
+    (one of PERMANENT_REJECTIONS) when this agent's config will never let it take the task:
+    the hub then offers it to another agent without using a retry."""
+
+    def __init__(self, reason: str, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 class Work:
@@ -44,7 +50,7 @@ class Work:
         try:
             name, ws = await self._accept_checks(row)
         except RefusedError as exc:
-            self.reject(row, str(exc))
+            self.reject(row, str(exc), exc.code)
             return
         except OSError as exc:  # the disk said no: reject, or every restart would crash on it
             self.reject(row, f"cannot prepare the task here: {exc}")
@@ -72,8 +78,10 @@ class Work:
         self.courier.wake.set()
         log.info("task.finished", extra={"task_id": row.task_id, "outcome": outcome.kind})
 
-    def reject(self, row: TaskRow, reason: str) -> None:
-        rejected = self.outcome(row, "rejected", {}, reason[:4000])
+    def reject(self, row: TaskRow, reason: str, code: str | None = None) -> None:
+        rejected = self.outcome(row, "rejected", {}, reason[:4000]).model_copy(
+            update={"code": code}
+        )
         self.journal.advance(
             row.task_id, row.generation, "finished", [("rejected", dump(rejected))]
         )
@@ -86,21 +94,26 @@ class Work:
         if not taskdata.safe_id(row.task_id):
             raise RefusedError("task id must match [A-Za-z0-9_-]{1,64}")
         name = registry.choose(task, self.config)
-        if why := registry.unavailable(name, self.config):
-            raise RefusedError(why)
+        if missing := registry.unavailable(name, self.config):
+            code, why = missing
+            raise RefusedError(why, code)
         if name == "shell":
             argv = shell.command_of(task)
             if argv is None:
                 raise RefusedError('metadata["command"] must be a non-empty list of strings')
             # a path (./build.sh) is found in the workspace when it runs; a bare name on PATH now
             if "/" not in argv[0] and shutil.which(argv[0]) is None:
-                raise RefusedError(f"command {argv[0]!r} is not installed on this agent")
+                raise RefusedError(
+                    f"command {argv[0]!r} is not installed on this agent", "command_missing"
+                )
         try:
             steps = verification.parse_steps(task)
         except ValueError as exc:
             raise RefusedError(str(exc)) from None
         if verification.needs_commands(steps) and not self.config.allow_hub_commands:
-            raise RefusedError("verification commands need allow_hub_commands on this agent")
+            raise RefusedError(
+                "verification commands need allow_hub_commands on this agent", "hub_commands_off"
+            )
         free_mb = await asyncio.to_thread(_free_mb, self.config.workspaces)
         if free_mb < self.config.min_free_disk_mb:
             raise RefusedError(
@@ -117,7 +130,7 @@ class Work:
             return None
         repo = self.config.repo(str(url))
         if repo is None:
-            raise RefusedError(f"repo {url} is not one of this agent's repos")
+            raise RefusedError(f"repo {url} is not one of this agent's repos", "repo_not_served")
         try:
             return await workspaces.prepare(
                 self.config.workspaces,

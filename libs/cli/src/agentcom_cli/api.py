@@ -1,12 +1,20 @@
-"""One way for CLI commands to call a service's HTTP API with the admin token."""
+"""One way for CLI commands to call a service's HTTP API with the admin token.
 
-from typing import Any
+It uses the standard library's HTTP client, not httpx: one request per command needs no pool,
+and importing httpx alone took longer than the rest of `agentcom task list` (see
+bench/cli_bench.py).
+"""
 
-import httpx
+import json
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Any
 
 from agentcom_cli import stack, tokens
 from agentcom_cli.console import fail
-from agentcom_common.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from agentcom_common.settings import CommonSettings
 
 
 def call(
@@ -15,30 +23,39 @@ def call(
     path: str,
     body: dict[str, Any] | None = None,
     *,
-    settings: CommonSettings | None = None,
+    settings: "CommonSettings | None" = None,
     timeout: float = 10,
 ) -> Any:
     """The JSON reply (None for 204); any failure ends the command with a one-line message."""
-    settings = settings or CommonSettings()
+    if settings is None:
+        from agentcom_common.settings import CommonSettings
+
+        settings = CommonSettings()
     value = tokens.read_token(settings)
     if value is None:
-        fail("no token: start the stack with `agentcom up` or set AGENTCOM_TOKEN")
+        fail(tokens.missing(settings))
     base = stack.service_urls(settings, stack.read(settings.home))[service]
+    request = urllib.request.Request(
+        base.rstrip("/") + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {value}", "Content-Type": "application/json"},
+    )
     try:
-        with httpx.Client(
-            base_url=base, headers={"Authorization": f"Bearer {value}"}, timeout=timeout
-        ) as client:
-            response = client.request(method, path, json=body)
-    except httpx.HTTPError as exc:
-        fail(
-            f"cannot reach the {service} ({type(exc).__name__}); is the stack up? `agentcom status`"
-        )
-    if response.status_code >= 400:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, content = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, content = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        fail(f"cannot reach the {service} ({reason}); is the stack up? `agentcom status`")
+    if status >= 400:
         try:
-            problem = response.json()
+            problem = json.loads(content)
             fail(f"{problem.get('error')}: {problem.get('detail')}")
-        except ValueError:  # not our problem JSON (a proxy's page, a crash): say what came back
-            fail(f"the {service} answered HTTP {response.status_code}: {response.text[:200]}")
-    if response.status_code == 204 or not response.content:
+        except (ValueError, AttributeError):  # not our problem JSON (a proxy's page, a crash)
+            text = content.decode(errors="replace")[:200]
+            fail(f"the {service} answered HTTP {status}: {text}")
+    if status == 204 or not content:
         return None
-    return response.json()
+    return json.loads(content)

@@ -1,24 +1,66 @@
-"""Where the CLI writes: tables to stdout, progress and errors to stderr, never a traceback."""
+"""Where the CLI writes: tables to stdout, progress and errors to stderr, never a traceback.
 
+Messages are printed as plain text: rich's markup is off, so a name, a pattern or a URL with
+square brackets in it reaches the terminal as it is (markup would have eaten `[a-z0-9-]`).
+rich itself is imported on first use, because `agentcom --version` must start fast.
+"""
+
+import json
 from collections.abc import Callable
-from functools import wraps
-from typing import NoReturn, ParamSpec, TypeVar
+from functools import cache, wraps
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 
-from agentcom_common.embedded import EmbeddedError
 from agentcom_common.errors import AgentcomError
 
-out = Console()
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
+@cache
+def _console(stderr: bool) -> "Console":
+    from rich.console import Console
+
+    return Console(stderr=stderr, markup=False, highlight=False, emoji=False)
+
+
+def out() -> "Console":
+    """stdout: what a command answers (tables, JSON, ids)."""
+    return _console(False)
+
+
+def err() -> "Console":
+    """stderr: progress, warnings and errors."""
+    return _console(True)
+
+
+def print_json(data: object) -> None:
+    out().print_json(json.dumps(data, default=str))
+
+
+def id_table(*columns: str) -> "Table":
+    """A table whose first column (an id) is never wrapped or cut, so it can be copied whole;
+    the other columns give way on a narrow terminal."""
+    from rich.table import Table
+
+    table = Table()
+    first, *rest = columns
+    table.add_column(first, no_wrap=True, overflow="ignore", min_width=len(first))
+    for column in rest:
+        table.add_column(column, overflow="fold")
+    return table
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.text import Text
+
+    # soft_wrap: one line however narrow the terminal, so it can be copied and grepped whole
+    err().print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -29,9 +71,17 @@ def friendly(command: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (AgentcomError, EmbeddedError) as exc:
+        except typer.Exit:
+            raise
+        except AgentcomError as exc:
             fail(str(exc))
         except OSError as exc:
             fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        except Exception as exc:
+            from agentcom_common.embedded import EmbeddedError  # only `up` and doctor raise it
+
+            if isinstance(exc, EmbeddedError):
+                fail(str(exc))
+            raise
 
     return run

@@ -122,12 +122,12 @@ def run(settings: CommonSettings) -> list[Finding]:
 def render(findings: list[Finding], as_json: bool) -> bool:
     healthy = all(f.ok for f in findings)
     if as_json:
-        out.print_json(stack.dumps({"healthy": healthy, "checks": [asdict(f) for f in findings]}))
+        out().print_json(stack.dumps({"healthy": healthy, "checks": [asdict(f) for f in findings]}))
         return healthy
     table = Table(title="agentcom doctor", title_justify="left")
     for column in ("check", "state", "detail", "fix"):
         table.add_column(column)
     for f in findings:
         table.add_row(f.check, "[green]ok[/]" if f.ok else "[red]problem[/]", f.detail, f.fix)
-    out.print(table)
+    out().print(table)
     return healthy

@@ -4,15 +4,15 @@ import os
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from agentcom_cli import api, stack
-from agentcom_cli.console import fail, friendly, out
+from agentcom_cli.console import fail, friendly, id_table, out, print_json
 
 llm_app = typer.Typer(help="Register, list, check and remove LLM endpoints.", no_args_is_help=True)
 
 
 def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    from agentcom_cli import api
+
     return api.call("llm-registry", method, path, body, timeout=30)
 
 
@@ -51,7 +51,7 @@ def llm_add(
         body["api_key"] = key
     _call("POST", "/api/llm/endpoints", body)
     checked: dict[str, Any] = _call("POST", f"/api/llm/endpoints/{endpoint_id}/check")
-    out.print(f"endpoint {endpoint_id} added; health {checked['health']}")
+    out().print(f"endpoint {endpoint_id} added; health {checked['health']}")
 
 
 @llm_app.command("list")
@@ -60,11 +60,9 @@ def llm_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List endpoints with health, circuit, models and calls."""
     rows: list[dict[str, Any]] = _call("GET", "/api/llm/endpoints")
     if as_json:
-        out.print_json(stack.dumps(rows))
+        print_json(rows)
         return
-    table = Table()
-    for column in ("id", "provider", "health", "circuit", "models", "warm", "calls"):
-        table.add_column(column)
+    table = id_table("id", "provider", "health", "circuit", "models", "warm", "calls")
     for row in rows:
         table.add_row(
             row["id"],
@@ -75,7 +73,7 @@ def llm_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             ", ".join(row["warm_models"]),
             str(row["metrics"]["calls"]),
         )
-    out.print(table)
+    out().print(table)
 
 
 @llm_app.command("remove")
@@ -83,11 +81,11 @@ def llm_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def llm_remove(endpoint_id: Annotated[str, typer.Argument(help="The endpoint's id.")]) -> None:
     """Remove an endpoint."""
     _call("DELETE", f"/api/llm/endpoints/{endpoint_id}")
-    out.print(f"removed {endpoint_id}")
+    out().print(f"removed {endpoint_id}")
 
 
 @llm_app.command("route")
 @friendly
 def llm_route(tier: Annotated[str, typer.Argument(help="trivial, standard or complex")]) -> None:
     """Show where a call of this tier would go now, and why (dry run)."""
-    out.print_json(stack.dumps(_call("GET", f"/api/llm/route?tier={tier}")))
+    print_json(_call("GET", f"/api/llm/route?tier={tier}"))

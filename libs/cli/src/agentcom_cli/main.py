@@ -1,25 +1,20 @@
 """The `agentcom` command: start the stack, check it, manage tokens."""
 
-import asyncio
+# Start-up time is part of the product (`--version` and `task list` must answer in well under
+# half a second): this module and the command groups it registers import only typer at the top;
+# each command imports what it needs (settings, HTTP, the database, NATS) when it runs.
 from importlib.metadata import entry_points, version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from agentcom_cli import (
-    api,
-    doctor as doctor_checks,
-    stack,
-    status as status_probe,
-    tokens,
-    up as stack_up,
-)
-from agentcom_cli.console import fail, friendly, out
+from agentcom_cli.console import fail, friendly, id_table, out, print_json
 from agentcom_cli.llm import llm_app
-from agentcom_common import natsauth
-from agentcom_common.settings import CommonSettings
+from agentcom_cli.tasks import repo_app, task_app
+
+if TYPE_CHECKING:
+    from agentcom_common.settings import CommonSettings
 
 app = typer.Typer(
     help="AgentCom: run and operate a fleet of coding agents.",
@@ -34,6 +29,8 @@ agent_app = typer.Typer(
 )
 app.add_typer(agent_app, name="agent")
 app.add_typer(llm_app, name="llm")
+app.add_typer(task_app, name="task")
+app.add_typer(repo_app, name="repo")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -45,7 +42,7 @@ for _point in entry_points(group="agentcom.commands"):
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"agentcom {version('agentcom')}")
+        out().print(f"agentcom {version('agentcom')}")
         raise typer.Exit()
 
 
@@ -59,7 +56,9 @@ def main(
     """AgentCom: run and operate a fleet of coding agents."""
 
 
-def _settings(**overrides: object) -> CommonSettings:
+def _settings(**overrides: object) -> "CommonSettings":
+    from agentcom_common.settings import CommonSettings
+
     try:
         return CommonSettings(**overrides)  # pyright: ignore[reportArgumentType]
     except ValueError as exc:
@@ -80,6 +79,8 @@ def up(
     started. Data lives under AGENTCOM_HOME (default .agentcom/) and is reused by the next run.
     A crashed service is restarted with backoff; Ctrl-C stops everything within 10 seconds.
     """
+    from agentcom_cli import up as stack_up
+
     overrides = {} if port_offset is None else {"port_offset": port_offset}
     stack_up.run(_settings(**overrides))
 
@@ -88,6 +89,10 @@ def up(
 @friendly
 def status(as_json: JsonFlag = False) -> None:
     """Show the health and URL of every part of the stack; exit 1 if any part is down."""
+    import asyncio
+
+    from agentcom_cli import status as status_probe
+
     parts = asyncio.run(status_probe.collect(_settings()))
     if not status_probe.render(parts, as_json):
         raise typer.Exit(1)
@@ -97,6 +102,8 @@ def status(as_json: JsonFlag = False) -> None:
 @friendly
 def doctor(as_json: JsonFlag = False) -> None:
     """Check what `agentcom up` needs and say how to fix what is missing; exit 1 on a problem."""
+    from agentcom_cli import doctor as doctor_checks
+
     if not doctor_checks.render(doctor_checks.run(_settings()), as_json):
         raise typer.Exit(1)
 
@@ -106,14 +113,18 @@ def token(ctx: typer.Context) -> None:
     """Print the admin token that `agentcom up` created (or AGENTCOM_TOKEN)."""
     if ctx.invoked_subcommand is not None:
         return
+    from agentcom_cli import tokens
+
     settings = _settings()
     value = tokens.read_token(settings)
     if value is None:
-        fail(f"no admin token at {settings.admin_token_path}; start the stack with `agentcom up`")
-    out.print(value, highlight=False, soft_wrap=True)
+        fail(tokens.missing(settings))
+    out().print(value, highlight=False, soft_wrap=True)
 
 
 def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    from agentcom_cli import api
+
     return api.call("scheduler", method, path, body, settings=_settings())
 
 
@@ -127,9 +138,9 @@ def token_create(
     """Create a token and print it once; only its hash is stored."""
     made: dict[str, Any] = _call("POST", "/api/tokens", {"role": role, "name": name})
     if as_json:
-        out.print_json(stack.dumps(made))
+        print_json(made)
     else:
-        out.print(made["token"], highlight=False, soft_wrap=True)
+        out().print(made["token"], highlight=False, soft_wrap=True)
 
 
 @token_app.command("list")
@@ -138,16 +149,14 @@ def token_list(as_json: JsonFlag = False) -> None:
     """List tokens (ids, roles, names; never the secrets)."""
     rows: list[dict[str, Any]] = _call("GET", "/api/tokens")
     if as_json:
-        out.print_json(stack.dumps(rows))
+        print_json(rows)
         return
-    table = Table()
-    for column in ("id", "role", "name", "created", "revoked"):
-        table.add_column(column)
+    table = id_table("id", "role", "name", "created", "revoked")
     for row in rows:
         table.add_row(
             row["token_id"], row["role"], row["name"], row["created_at"], row["revoked_at"] or ""
         )
-    out.print(table)
+    out().print(table)
 
 
 @token_app.command("revoke")
@@ -157,7 +166,7 @@ def token_revoke(
 ) -> None:
     """Revoke a token; every service refuses it within seconds."""
     _call("DELETE", f"/api/tokens/{token_id}")
-    out.print(f"revoked {token_id}")
+    out().print(f"revoked {token_id}")
 
 
 @app.command("nats-credentials")
@@ -165,6 +174,8 @@ def nats_credentials() -> None:
     """Print a fresh NATS hub password and auth-callout issuer key as shell exports, for
     compose or Kubernetes (`eval "$(agentcom nats-credentials)"`). `agentcom up` makes its own.
     """
+    from agentcom_common import natsauth
+
     made = natsauth.ServerAuth.generate()
     typer.echo(f"export AGENTCOM_NATS_HUB_PASSWORD={made.hub_password}")
     typer.echo(f"export AGENTCOM_NATS_ISSUER={made.issuer}")
@@ -183,31 +194,64 @@ def agent_add(
     repo: Annotated[
         list[str] | None, typer.Option(help="Repeat for each repo it may work on.")
     ] = None,
+    allow_hub_commands: Annotated[
+        bool,
+        typer.Option(
+            "--allow-hub-commands",
+            help="Let this agent run the shell commands and check commands that tasks carry.",
+        ),
+    ] = False,
+    executor: Annotated[
+        list[str] | None,
+        typer.Option(help="An executor it runs (shell, ollama, claude); repeat. Default: all."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Register an agent and write its sidecar config (with its token, mode 0600)."""
-    body: dict[str, Any] = {"capabilities": capability or [], "repos": repo or []}
+    from agentcom_common.repos import repo_keys
+
+    # the key every service compares (`/srv/app.git` and `/srv/app/` are `/srv/app`)
+    body: dict[str, Any] = {"capabilities": capability or [], "repos": repo_keys(repo or [])}
     if name:
         body["name"] = name
+    known = ("shell", "ollama", "claude")
+    if bad := [e for e in executor or [] if e not in known]:
+        fail(f"--executor {bad[0]}: one of {', '.join(known)}")
     made: dict[str, Any] = _call("POST", "/api/agents", body)
-    config = _write_agent_config(made)
+    sidecar: dict[str, Any] = {"allow_hub_commands": allow_hub_commands}
+    if executor:
+        sidecar["executors"] = executor
+    config = _write_agent_config(made, sidecar)
     _show_agent(made, config, "registered", as_json)
 
 
-def _write_agent_config(made: dict[str, Any]) -> Path:
-    """The sidecar config of an agent (mode 0600): its token and its own NATS login.
+def _write_agent_config(made: dict[str, Any], sidecar: dict[str, Any] | None = None) -> Path:
+    """The sidecar config of an agent (mode 0600): its token and its own NATS login, and
+    the sidecar's own choices (`sidecar`) given at `agent add`; `rotate` keeps them.
 
     The NATS URL is written without credentials: the hub's login never leaves the hub.
     """
+    import json
+
+    from agentcom_cli import stack, tokens
+    from agentcom_common import natsauth
+
     settings = _settings()
     running = stack.read(settings.home)
     nats_url = running.nats_url if running else settings.nats_url
     config = settings.home / "agents" / f"{made['id']}.json"
     config.parent.mkdir(parents=True, exist_ok=True)
+    if sidecar is None:  # a rotation: keep what the operator chose, replace the credentials
+        try:
+            kept: dict[str, Any] = json.loads(config.read_text())
+        except (OSError, ValueError):
+            kept = {}
+        sidecar = {k: kept[k] for k in ("allow_hub_commands", "executors") if k in kept}
     tokens.write_secret(
         config,
         stack.dumps(
-            {
+            sidecar
+            | {
                 "agent_id": made["id"],
                 "token": made["token"],
                 "nats_url": natsauth.strip_credentials(nats_url) if nats_url else None,
@@ -225,11 +269,11 @@ def _show_agent(made: dict[str, Any], config: Path, what: str, as_json: bool) ->
     if as_json:
         secret = {"token", "nats_password"}
         shown = {k: v for k, v in made.items() if k not in secret}
-        out.print_json(stack.dumps(shown | {"config": str(config), "command": command}))
+        print_json(shown | {"config": str(config), "command": command})
     else:
-        out.print(f"agent {made['id']} {what}; its config, token and NATS login: {config}")
-        out.print("copy it to the agent's machine (it is secret) and start the sidecar there:")
-        out.print(command, highlight=False, soft_wrap=True)
+        out().print(f"agent {made['id']} {what}; its config, token and NATS login: {config}")
+        out().print("copy it to the agent's machine (it is secret) and start the sidecar there:")
+        out().print(command, highlight=False, soft_wrap=True)
 
 
 @agent_app.command("rotate")
@@ -251,16 +295,14 @@ def agent_list(as_json: JsonFlag = False) -> None:
     """List agents with their state, capabilities and repos."""
     rows: list[dict[str, Any]] = _call("GET", "/api/agents")
     if as_json:
-        out.print_json(stack.dumps(rows))
+        print_json(rows)
         return
-    table = Table()
-    for column in ("id", "state", "capabilities", "repos"):
-        table.add_column(column)
+    table = id_table("id", "state", "capabilities", "repos")
     for row in rows:
         table.add_row(
             row["id"], row["state"], ", ".join(row["capabilities"]), ", ".join(row["repos"])
         )
-    out.print(table)
+    out().print(table)
 
 
 @agent_app.command("remove")
@@ -270,4 +312,4 @@ def agent_remove(agent_id: Annotated[str, typer.Argument(help="The agent's id.")
     _call("DELETE", f"/api/agents/{agent_id}")
     settings = _settings()
     (settings.home / "agents" / f"{agent_id}.json").unlink(missing_ok=True)
-    out.print(f"removed {agent_id}")
+    out().print(f"removed {agent_id}")

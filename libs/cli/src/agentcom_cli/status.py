@@ -63,7 +63,7 @@ def render(parts: list[probes.PartStatus], as_json: bool) -> bool:
     """Print the parts; True when all are healthy."""
     healthy = all(p.ok for p in parts)
     if as_json:
-        out.print_json(
+        out().print_json(
             stack.dumps(
                 {
                     "healthy": healthy,
@@ -80,5 +80,5 @@ def render(parts: list[probes.PartStatus], as_json: bool) -> bool:
         table.add_column(column)
     for p in parts:
         table.add_row(p.part, "[green]ok[/]" if p.ok else "[red]down[/]", p.url, p.detail)
-    out.print(table)
+    out().print(table)
     return healthy

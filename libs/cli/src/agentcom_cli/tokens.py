@@ -6,12 +6,13 @@ command uses it unless `AGENTCOM_TOKEN` is set.
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agentcom_common import auth, db
-from agentcom_common.settings import CommonSettings
+if TYPE_CHECKING:
+    from agentcom_common.settings import CommonSettings
 
 
-def read_token(settings: CommonSettings) -> str | None:
+def read_token(settings: "CommonSettings") -> str | None:
     """`AGENTCOM_TOKEN`, else the admin token file, else None."""
     if token := os.environ.get("AGENTCOM_TOKEN"):
         return token
@@ -30,8 +31,19 @@ def write_secret(path: Path, secret: str) -> None:
     os.replace(tmp, path)
 
 
-async def bootstrap_admin(settings: CommonSettings) -> None:
+def missing(settings: "CommonSettings") -> str:
+    """What to do when there is no token: the usual cause is a shell in another directory."""
+    return (
+        f"no stack in this directory: no admin token at {settings.admin_token_path}; "
+        "run from the directory where `agentcom up` runs, or set AGENTCOM_HOME to its "
+        ".agentcom folder, or set AGENTCOM_TOKEN"
+    )
+
+
+async def bootstrap_admin(settings: "CommonSettings") -> None:
     """Ensure the token file holds a live admin token; create one on first start."""
+    from agentcom_common import auth, db  # SQLAlchemy: only `up` needs it, not every command
+
     engine = db.create_engine(settings, pool_size=1)
     try:
         await auth.migrate(engine)

@@ -73,7 +73,7 @@ async def _up(settings: CommonSettings) -> None:
             _write_stack(settings, env, supervisor, urls, logs)
 
     supervisor = Supervisor(
-        notify=lambda line: err.print(f"[yellow]{line}[/]", highlight=False),
+        notify=lambda line: err().print(line, style="yellow"),
         on_restart=refresh_stack,
     )
     env: dict[str, str] = {}
@@ -85,7 +85,7 @@ async def _up(settings: CommonSettings) -> None:
             await supervisor.start(
                 Child(name, [sys.executable, "-m", module_of(name)], env, logs / f"{name}.log")
             )
-        with err.status("waiting for the services to be ready…"):
+        with err().status("waiting for the services to be ready…"):
             waiting = asyncio.create_task(probes.wait_ready(urls, READY_DEADLINE))
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -98,17 +98,17 @@ async def _up(settings: CommonSettings) -> None:
         _write_stack(settings, env, supervisor, urls, logs)
         written.append(True)
         if not all(part.ok for part in ready.values()):
-            err.print(f"[red]some services are not ready; see their logs under {logs}[/]")
-        err.print("[dim]Ctrl-C stops everything[/]")
+            err().print(f"some services are not ready; see their logs under {logs}", style="red")
+        err().print("Ctrl-C stops everything", style="dim")
         await stop.wait()
     finally:
-        err.print("stopping…")
+        err().print("stopping…")
         await supervisor.stop(
             [list(SERVICE_NAMES), ["nats", "postgres"]],
             grace=settings.shutdown_grace.total_seconds(),
         )
         stack.remove(settings.home)
-        err.print("stopped")
+        err().print("stopped")
 
 
 def _urls(env: dict[str, str]) -> dict[str, object]:
@@ -152,7 +152,7 @@ async def _start_servers(
             socket_dir=embedded.socket_dir_for(settings.home),
             port=settings.postgres_socket_port,
         )
-        with err.status("preparing Postgres…"):
+        with err().status("preparing Postgres…"):
             command = await asyncio.to_thread(embedded.prepare_postgres, pg)
         await supervisor.start(
             Child(
@@ -185,9 +185,9 @@ def _print_table(
         table.add_row(name, state, f"{part.url}  (API docs {part.url}/docs)")
     table.add_row("nats", "[green]running[/]", natsauth.redact(env["AGENTCOM_NATS_URL"]))
     table.add_row("postgres", "[green]running[/]", _shown_db(env["AGENTCOM_DATABASE_URL"]))
-    out.print(table)
-    out.print(f"dashboard: {settings.service_url('dashboard')}   logs: {logs}")
-    out.print("admin token: `agentcom token`   health: `agentcom status`")
+    out().print(table)
+    out().print(f"dashboard: {settings.service_url('dashboard')}   logs: {logs}")
+    out().print("admin token: `agentcom token`   health: `agentcom status`")
 
 
 def _shown_db(url: str) -> str:

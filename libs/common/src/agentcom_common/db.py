@@ -6,9 +6,10 @@ One engine per process, built in the lifespan and passed down. Each service owns
 import asyncio
 import logging
 
+import asyncpg.exceptions as pg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agentcom_common.errors import UnavailableError
@@ -59,3 +60,48 @@ async def wait_until_reachable(engine: AsyncEngine, *, deadline: float, pause: f
             await asyncio.sleep(pause)
         else:
             return
+
+
+# what a Postgres restart, crash or failover looks like from here: refused connects, sessions the
+# server terminated, "the database system is starting up", no free connection in time
+_AWAY: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    PoolTimeout,
+    pg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
+    pg.AdminShutdownError,
+    pg.CrashShutdownError,
+    pg.CannotConnectNowError,
+)
+
+
+FAILURES: tuple[type[Exception], ...] = (
+    DBAPIError,
+    PoolTimeout,
+    ConnectionError,
+    pg.PostgresError,
+    pg.InterfaceError,
+)
+"""What a database call may raise: the HTTP edge answers each (503 when `unavailable`)."""
+
+
+def unavailable(exc: BaseException) -> UnavailableError | None:
+    """The 503 to answer when `exc` (or what caused it) means Postgres is away, else None.
+
+    Callers retry a 503 (`Retry-After`); a 500 would say the request itself was at fault.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        invalidated = isinstance(cause, DBAPIError) and cause.connection_invalidated
+        if invalidated or isinstance(cause, _AWAY):
+            return UnavailableError(
+                f"Postgres is not reachable ({type(cause).__name__}); retry shortly",
+                code="db_unavailable",
+            )
+        if isinstance(cause, pg.InterfaceError) and "connection" in str(cause):
+            return UnavailableError(
+                "Postgres connection lost (InterfaceError); retry shortly", code="db_unavailable"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return None

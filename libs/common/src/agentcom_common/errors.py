@@ -10,9 +10,10 @@
     │   └── DuplicateError
     ├── UnauthorizedError          unauthorized    401
     ├── ForbiddenError             forbidden       403
+    ├── TooLargeError              *_too_large     413 (names the limit)
     ├── TooManyRequestsError       rate_limited,   429 (+ `retry_after` s, `Retry-After`)
     │                              budget_exhausted
-    └── UnavailableError           *_unavailable   503 (a client may retry)
+    └── UnavailableError           *_unavailable   503 (+ `Retry-After`: a client may retry)
 
 Rules: `ops` and `store` raise these; only the HTTP exception handler (`web.py`) and the NATS
 adapter (`micro.py`) turn them into replies. `detail` says what is true and what to do; it never
@@ -87,9 +88,35 @@ class ForbiddenError(AgentcomError):
     default_code = "forbidden"
 
 
+class TooLargeError(AgentcomError):
+    """A body, task or value over a size limit; `detail` names the limit and its setting."""
+
+    status = 413
+    default_code = "too_large"
+
+
 class UnavailableError(AgentcomError):
+    """A dependency (Postgres, NATS, another service) is away; the same call may work later.
+
+    `Retry-After` (whole seconds) says when a retry is worth it: a restart takes seconds.
+    """
+
     status = 503
     default_code = "unavailable"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        retry_after: float = 1.0,
+    ) -> None:
+        super().__init__(detail, code=code, field=field)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
 class TooManyRequestsError(AgentcomError):

@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 from nats.micro.service import Group
 from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp
 
 from agentcom_common import (
     auth,
@@ -106,6 +107,8 @@ class ServiceSpec:
     routers: Sequence[APIRouter] = ()
     starters: Sequence[Starter] = field(default_factory=tuple[Starter, ...])
     """Called once everything is up: register endpoints, start loops in the task group."""
+    middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = ()
+    """The service's own ASGI middleware, inside `web.InputLimits` (first listed: innermost)."""
 
     @property
     def schema(self) -> str:
@@ -146,9 +149,15 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     )
     web.install_error_handlers(app)
     app.add_middleware(telemetry.TraceMiddleware, service=spec.name)
+    for middleware in spec.middleware:
+        app.add_middleware(middleware)
+    # outermost: no route, and no service's own middleware, sees a body the limits refuse
+    app.add_middleware(
+        web.InputLimits, max_body=settings.http_max_body, max_depth=settings.json_max_depth
+    )
     app.include_router(_health_router(spec))
     for router in spec.routers:
-        app.include_router(router)
+        app.include_router(router, responses=web.ERROR_RESPONSES)
     return app
 
 

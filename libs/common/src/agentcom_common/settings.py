@@ -150,6 +150,21 @@ class CommonSettings(BaseSettings):
         description="How long a service may take to stop before it is killed.",
     )
 
+    http_max_body: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest HTTP request body in bytes; a larger one is answered 413 "
+        "`body_too_large` before it is read.",
+    )
+    json_max_depth: int = Field(
+        default=32,
+        ge=2,
+        le=100,
+        description="Deepest nesting of objects and lists a JSON request (HTTP or NATS) may "
+        "have; deeper is 422 `too_deep`.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: SecretStr | None) -> SecretStr | None:

@@ -1,19 +1,24 @@
-"""HTTP edges shared by every service: problem JSON errors and the auth dependencies.
+"""HTTP edges shared by every service: limits on what comes in, problem JSON errors, auth.
 
 Every error a client sees is `{"error": code, "detail": ..., "field"?: ...}`; a request that
 fails validation names the field. Only this module and `micro.py` turn errors into replies.
 """
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentcom_common import db, wire
 from agentcom_common.auth import Principal, Role, Verifier
-from agentcom_common.errors import AgentcomError
+from agentcom_common.contracts.base import Contract
+from agentcom_common.errors import AgentcomError, InvalidError, TooLargeError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +28,129 @@ def problem(status: int, code: str, detail: str, field: str | None = None) -> JS
     if field is not None:
         body["field"] = field
     return JSONResponse(body, status_code=status)
+
+
+class Problem(Contract):
+    """The body of every error reply."""
+
+    error: str
+    detail: str
+    field: str | None = None
+    retry_after: float | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {
+        "model": Problem,
+        "description": "`body_too_large` (AGENTCOM_HTTP_MAX_BODY), or a "
+        "route's own size limit (`task_too_large`); `detail` names the limit",
+    },
+    422: {
+        "model": Problem,
+        "description": "`invalid_field`: `field` names the place (`body` "
+        "for JSON that does not parse, with line and column), `detail` what is wrong",
+    },
+    503: {
+        "model": Problem,
+        "description": "`db_unavailable` (Postgres away) or another "
+        "dependency's `*_unavailable`; retry after `Retry-After` seconds",
+    },
+}
+"""Declared on every route of every service (`service.create_app`): any of them may answer so."""
+
+
+class InputLimits:
+    """ASGI middleware: the rules every request meets before any route sees it.
+
+    The body is at most `max_body` bytes (413 `body_too_large`, refused from Content-Length
+    before it is read, or as soon as the bytes pass the limit); a JSON body must parse under
+    `wire.loads` (syntax, `max_depth`, finite numbers, storable text: 422 naming the field);
+    the path and query must carry no NUL, which no route can store or look up. One place, so
+    no route can forget a rule; the route then parses the same bytes again, within limits.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body: int, max_depth: int) -> None:
+        self.app, self.max_body, self.max_depth = app, max_body, max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            _check_target(scope)
+            body = await self._body(scope, receive)
+        except AgentcomError as exc:
+            reply = JSONResponse(exc.as_body(), status_code=exc.status, headers=exc.headers())
+            await reply(scope, receive, send)
+            return
+        if body is None:
+            await self.app(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body once checked, or None when the method carries none (GET, HEAD)."""
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return None
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            raise self._too_large(int(declared))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise self._too_large(size)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body and _is_json(headers.get("content-type")):
+            wire.loads(body, max_depth=self.max_depth)
+        return body
+
+    def _too_large(self, size: int) -> TooLargeError:
+        return TooLargeError(
+            f"request body is {size} bytes or more; the limit is {self.max_body} bytes "
+            "(AGENTCOM_HTTP_MAX_BODY)",
+            code="body_too_large",
+            field="body",
+        )
+
+
+def _is_json(content_type: str | None) -> bool:
+    """As FastAPI decides it: no content type, `application/json` or `application/*+json`."""
+    if not content_type:
+        return True
+    kind = content_type.split(";", 1)[0].strip().lower()
+    main, _, sub = kind.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
+def _check_target(scope: Scope) -> None:
+    path: str = scope["path"]
+    if "\x00" in path:
+        raise InvalidError("path: must not contain NUL characters (%00)", field="path")
+    raw: bytes = scope.get("query_string", b"")
+    if b"%00" in raw or b"\x00" in raw:  # cheap test first: most queries have none
+        for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                field = f"query.{name.replace(chr(0), '')}"
+                raise InvalidError(f"{field}: must not contain NUL characters (%00)", field=field)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -43,6 +171,12 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return problem(exc.status_code, code, str(exc.detail))
 
+    async def on_db_failure(request: Request, exc: Exception) -> JSONResponse:
+        if (away := db.unavailable(exc)) is None:
+            return await on_unexpected(request, exc)
+        log.warning("http.db_unavailable", extra={"path": request.url.path, "error": repr(exc)})
+        return JSONResponse(away.as_body(), status_code=away.status, headers=away.headers())
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("http.failed", extra={"path": request.url.path}, exc_info=exc)
         return problem(500, "internal", "internal error; see service logs")
@@ -50,6 +184,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AgentcomError, on_agentcom_error)
     app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    for failure in db.FAILURES:  # a Postgres restart is a 503 the client retries, not a 500
+        app.add_exception_handler(failure, on_db_failure)
     app.add_exception_handler(Exception, on_unexpected)
 
 

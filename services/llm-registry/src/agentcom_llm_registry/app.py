@@ -20,6 +20,7 @@ SPEC: Final = ServiceSpec(
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
     routers=(api.registry, api.gateway),
+    middleware=(api.FastPath,),
 )
 
 
@@ -35,5 +36,4 @@ def create_app(settings: CommonSettings) -> FastAPI:
 
     spec = dataclasses.replace(SPEC, starters=(handlers.starter(llm_settings, publish),))
     app = build(spec, llm_settings)
-    app.add_middleware(api.FastPath)
     return app

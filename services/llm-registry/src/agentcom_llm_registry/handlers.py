@@ -58,6 +58,9 @@ def starter(
         async def rpc_chat(req: ChatRequest) -> ChatReply:
             return await chat(s, req)
 
-        await res.group.add_endpoint(name="chat", handler=micro.endpoint(ChatRequest, rpc_chat))
+        await res.group.add_endpoint(
+            name="chat",
+            handler=micro.endpoint(ChatRequest, rpc_chat, max_depth=res.settings.json_max_depth),
+        )
 
     return start  # pyright: ignore[reportReturnType]

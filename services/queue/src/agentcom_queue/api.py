@@ -9,12 +9,15 @@ from agentcom_common.contracts.base import Contract, Request as RequestBody
 from agentcom_common.contracts.task import Lane, SubmitTask, TaskState, TaskTransition, TaskView
 from agentcom_common.service import Resources
 from agentcom_common.web import Admin, Viewer
-from agentcom_queue import ops
+from agentcom_queue import limits, ops, waiting
 
 
 def queue(request: Request) -> ops.Queue:
     res: Resources = request.app.state.resources
-    return ops.Queue(res.engine, res.outbox, request.app.state.retry_backoff)
+    state = request.app.state
+    return ops.Queue(
+        res.engine, res.outbox, state.retry_backoff, max_deliveries=state.max_deliveries
+    )
 
 
 Q = Annotated[ops.Queue, Depends(queue)]
@@ -32,12 +35,22 @@ class Stats(Contract):
     queued_by_lane: dict[str, int]
 
 
+def task_limit(request: Request) -> int:
+    """`queue_max_task_bytes`, lowered to what NATS can carry (see `limits`)."""
+    res: Resources = request.app.state.resources
+    return limits.effective(request.app.state.max_task_bytes, res.nc.max_payload)
+
+
 @tasks.post("", status_code=status.HTTP_201_CREATED)
-async def submit_task(body: SubmitTask, q: Q, who: Admin) -> TaskView:
+async def submit_task(
+    body: SubmitTask, q: Q, who: Admin, limit: Annotated[int, Depends(task_limit)]
+) -> TaskView:
     """Submit a task. With `client_key`, a repeat returns the first task instead of a new one.
 
-    Errors: 422 `invalid_field` (names the field), 422 `unknown_dependencies`.
+    Errors: 413 `body_too_large` / `task_too_large` (names the limit), 422 `invalid_field`
+    (names the field), 422 `unknown_dependencies`, 503 `db_unavailable` (with `Retry-After`).
     """
+    limits.check_task(body, limit)
     return await ops.submit_grouped(q, body, who.name)
 
 
@@ -93,9 +106,13 @@ async def dead_letter(
 
 
 @tasks.get("/{task_id}")
-async def get_task(task_id: str, q: Q, _who: Viewer) -> TaskView:
-    """Get one task. Errors: 404 `task_not_found`."""
-    return await ops.get(q, task_id)
+async def get_task(task_id: str, q: Q, _who: Viewer, request: Request) -> TaskView:
+    """Get one task; a queued one says why no agent is taking it (`waiting_reason`).
+
+    Errors: 404 `task_not_found`.
+    """
+    res: Resources = request.app.state.resources
+    return await waiting.get(q, res.nc, task_id, request.app.state.explain_timeout)
 
 
 @tasks.get("/{task_id}/history")
@@ -115,11 +132,42 @@ async def cancel_task(task_id: str, q: Q, who: Admin) -> TaskView:
 
 @tasks.post("/{task_id}/retry")
 async def retry_task(task_id: str, q: Q, who: Admin) -> TaskView:
-    """Put a dead-lettered task back in its lane with a fresh retry budget.
+    """Put a dead-lettered or partial_pass task back in its lane with a fresh retry budget;
+    the dependents it blocked wait for it again (or show what else blocks them).
 
-    Errors: 404 `task_not_found`, 409 `invalid_transition` (not dead-lettered).
+    Errors: 404 `task_not_found`, 409 `invalid_transition` (neither dead-lettered nor
+    partial_pass).
     """
     return await ops.retry_dead_letter(q, task_id, who.name)
+
+
+class Problem(Contract):
+    """The error body of every 4xx: a stable code, what is wrong, and the field if one is."""
+
+    error: str
+    detail: str
+    field: str | None = None
+
+
+def _problems(*codes: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": Problem, "description": text} for status, text in codes}
+
+
+@tasks.post(
+    "/{task_id}/accept",
+    responses=_problems(
+        (401, "`unauthorized`: no token, or not a valid one"),
+        (403, "`forbidden`: the token is not an admin's"),
+        (404, "`task_not_found`"),
+        (409, "`invalid_transition`: the task is not partial_pass (nor already completed)"),
+    ),
+)
+async def accept_task(task_id: str, q: Q, who: Admin) -> TaskView:
+    """Accept a partial_pass task's result as its completion: it becomes `completed` and the
+    dependents it blocked are released (unless another dependency holds them). Accepting a
+    completed task again changes nothing.
+    """
+    return await ops.accept(q, task_id, who.name)
 
 
 class RepoUrl(RequestBody):

@@ -5,10 +5,14 @@ tasks).
 Same ops as the HTTP API, through `micro.endpoint` (errors become Nats-Service-Error headers).
 NATS callers are services and sidecars on the hub's own NATS account, so the actor is the
 subject's caller as the payload names it.
+
+Every reply must fit NATS's max_payload (`limits`): task and result sizes are bounded at
+submit and report, a claim batch or list page is cut to what fits, and claimed tasks whose
+reply is cut off or cannot be sent go straight back to the queue (never stranded `assigned`).
 """
 
+import logging
 from datetime import timedelta
-from functools import partial
 
 from agentcom_common import micro
 from agentcom_common.contracts.task import (
@@ -31,71 +35,171 @@ from agentcom_common.contracts.task import (
     TaskView,
 )
 from agentcom_common.service import Loops, Resources
-from agentcom_queue import direct, ops
+from agentcom_queue import direct, limits, ops
+
+log = logging.getLogger(__name__)
+_UNDELIVERED = "the claim reply could not be delivered"
 
 
-async def register(res: Resources, loops: Loops, *, retry_backoff: timedelta) -> None:
-    claims = await direct.open_pool(res.settings)
-    loops.spawn("claim-pool", direct.hold(claims))
-    q = ops.Queue(res.engine, res.outbox, retry_backoff, claims)
+class Rpc:
+    """The endpoints' bodies: limits at the edge, then the op."""
 
-    async def submit(body: SubmitTask) -> TaskView:
-        return await ops.submit_grouped(q, body, "nats")
+    def __init__(self, q: ops.Queue, budget: int, task_limit: int) -> None:
+        self.q, self.budget, self.task_limit = q, budget, task_limit
 
-    async def claim(body: ClaimTask) -> Claimed:
-        task = await ops.claim(q, body.agent_id, list(body.capabilities), list(body.repos))
-        return Claimed(task=task)
+    async def hand_back(self, tasks: list[TaskView], reason: str) -> None:
+        for task in tasks:
+            back = RequeueTask(task_id=task.id, generation=task.generation, reason=reason)
+            await ops.requeue(self.q, back, "queue")
 
-    async def requeue(body: RequeueTask) -> TaskView:
-        return await ops.requeue(q, body, "nats")
+    async def submit(self, body: SubmitTask) -> TaskView:
+        limits.check_task(body, self.task_limit)
+        return await ops.submit_grouped(self.q, body, "nats")
 
-    async def listing(body: ListTasks) -> TaskList:
-        found, next_cursor = await ops.page(
-            q,
-            state=body.state,
-            priority=None,
-            goal_id=None,
-            assigned_to=body.assigned_to,
-            cursor=body.cursor,
-            limit=body.limit,
+    async def submit_batch(self, body: SubmitTasks) -> SubmittedTasks:
+        limits.check_tasks(list(body.tasks), self.task_limit)
+        return SubmittedTasks(tasks=await ops.submit_many(self.q, list(body.tasks), "nats"))
+
+    async def fail_oversized(self, tasks: list[TaskView]) -> None:
+        """Fail tasks no reply can carry: the retries end in the dead letter, where a person
+        sees why, instead of the task blocking its lane for ever."""
+        for task in tasks:
+            failed = ReportTask(
+                task_id=task.id,
+                agent_id=task.assigned_to or "queue",
+                generation=task.generation,
+                outcome="failed",
+                error=f"task is {len(task.model_dump_json())} bytes as JSON, more than one "
+                f"NATS message carries ({self.budget} bytes max_payload); it cannot be delivered",
+            )
+            await ops.report(self.q, failed)
+            log.error("task.undeliverable", extra={"task_id": task.id})
+
+    async def claim(self, body: ClaimTask) -> Claimed:
+        task = await ops.claim(self.q, body.agent_id, list(body.capabilities), list(body.repos))
+        if task is None:
+            return Claimed(task=None)
+        _, _, oversized = limits.fit([task], self.budget)
+        await self.fail_oversized(oversized)
+        return Claimed(task=None if oversized else task)
+
+    async def claim_undelivered(self, reply: Claimed) -> None:
+        await self.hand_back([reply.task] if reply.task else [], _UNDELIVERED)
+
+    async def claimed_undelivered(self, reply: ClaimedTasks) -> None:
+        await self.hand_back(list(reply.tasks), _UNDELIVERED)
+
+    async def _fitted(self, tasks: list[TaskView]) -> ClaimedTasks:
+        kept, rest, oversized = limits.fit(tasks, self.budget)
+        await self.fail_oversized(oversized)
+        await self.hand_back(rest, "did not fit in the claim reply (NATS max_payload)")
+        return ClaimedTasks(tasks=kept)
+
+    async def claim_batch(self, body: ClaimTasks) -> ClaimedTasks:
+        tasks = await ops.claim_many(
+            self.q, body.agent_id, list(body.capabilities), list(body.repos), body.limit
         )
-        return TaskList(tasks=found, next_cursor=next_cursor)
+        return await self._fitted(tasks)
 
-    async def stats(_body: StatsRequest) -> QueueStats:
-        by_state, by_lane = await ops.stats(q)
+    async def claim_agents(self, body: ClaimForAgents) -> ClaimedTasks:
+        tasks = await ops.claim_for_agents(
+            self.q,
+            list(body.agent_ids),
+            list(body.capabilities),
+            list(body.repos),
+            list(body.exclude_tasks),
+        )
+        return await self._fitted(tasks)
+
+    async def report(self, body: ReportTask) -> TaskView:
+        limits.check_result(body, self.task_limit)
+        return await ops.report(self.q, body)
+
+    async def report_batch(self, body: ReportTasks) -> ReportedTasks:
+        for index, one in enumerate(body.reports):
+            limits.check_result(one, self.task_limit, f"reports.{index}.result")
+        return ReportedTasks(results=await ops.report_many(self.q, list(body.reports)))
+
+    async def requeue(self, body: RequeueTask) -> TaskView:
+        return await ops.requeue(self.q, body, "nats")
+
+    async def listing(self, body: ListTasks) -> TaskList:
+        limit = body.limit
+        while True:  # a page too large for one reply is asked again smaller; one task fits
+            found, next_cursor = await ops.page(
+                self.q,
+                state=body.state,
+                priority=None,
+                goal_id=None,
+                assigned_to=body.assigned_to,
+                cursor=body.cursor,
+                limit=limit,
+            )
+            kept, rest, oversized = limits.fit(found, self.budget)
+            if not rest and not oversized:
+                return TaskList(tasks=found, next_cursor=next_cursor)
+            if not kept:  # the page opens with a task stored before the limits: step over it
+                log.error("task.unlistable", extra={"task_id": found[0].id})
+                if limit > 1:
+                    limit = 1
+                    continue
+                return TaskList(tasks=[], next_cursor=next_cursor)
+            limit = len(kept)
+
+    async def stats(self, _body: StatsRequest) -> QueueStats:
+        by_state, by_lane = await ops.stats(self.q)
         return QueueStats(by_state=by_state, queued_by_lane=by_lane)
 
-    async def submit_batch(body: SubmitTasks) -> SubmittedTasks:
-        return SubmittedTasks(tasks=await ops.submit_many(q, list(body.tasks), "nats"))
 
-    async def claim_batch(body: ClaimTasks) -> ClaimedTasks:
-        tasks = await ops.claim_many(
-            q, body.agent_id, list(body.capabilities), list(body.repos), body.limit
+async def register(
+    res: Resources,
+    loops: Loops,
+    *,
+    retry_backoff: timedelta,
+    max_deliveries: int = 20,
+    max_task_bytes: int = 256 * 1024,
+) -> None:
+    claims = await direct.open_pool(res.settings)
+    loops.spawn("claim-pool", direct.hold(claims))
+    budget = res.nc.max_payload
+    task_limit = limits.effective(max_task_bytes, budget)
+    if task_limit < max_task_bytes:
+        log.warning(
+            "queue.max_task_bytes_lowered",
+            extra={"setting": max_task_bytes, "max_payload": budget, "limit": task_limit},
         )
-        return ClaimedTasks(tasks=tasks)
-
-    async def claim_agents(body: ClaimForAgents) -> ClaimedTasks:
-        tasks = await ops.claim_for_agents(
-            q, list(body.agent_ids), list(body.capabilities), list(body.repos)
-        )
-        return ClaimedTasks(tasks=tasks)
-
-    async def report_batch(body: ReportTasks) -> ReportedTasks:
-        return ReportedTasks(results=await ops.report_many(q, list(body.reports)))
-
+    q = ops.Queue(res.engine, res.outbox, retry_backoff, claims, max_deliveries)
+    rpc = Rpc(q, budget, task_limit)
+    depth = res.settings.json_max_depth
     group = res.group
-    await group.add_endpoint(name="submit", handler=micro.endpoint(SubmitTask, submit))
-    await group.add_endpoint(name="claim", handler=micro.endpoint(ClaimTask, claim))
-    await group.add_endpoint(
-        name="report", handler=micro.endpoint(ReportTask, partial(ops.report, q))
-    )
-    await group.add_endpoint(name="requeue", handler=micro.endpoint(RequeueTask, requeue))
-    await group.add_endpoint(name="stats", handler=micro.endpoint(StatsRequest, stats))
-    await group.add_endpoint(name="submit_batch", handler=micro.endpoint(SubmitTasks, submit_batch))
-    await group.add_endpoint(name="claim_batch", handler=micro.endpoint(ClaimTasks, claim_batch))
-    await group.add_endpoint(
-        name="claim_agents", handler=micro.endpoint(ClaimForAgents, claim_agents)
-    )
-    await group.add_endpoint(name="report_batch", handler=micro.endpoint(ReportTasks, report_batch))
-
-    await group.add_endpoint(name="list", handler=micro.endpoint(ListTasks, listing))
+    for name, handler in (
+        ("submit", micro.endpoint(SubmitTask, rpc.submit, max_depth=depth)),
+        (
+            "claim",
+            micro.endpoint(
+                ClaimTask, rpc.claim, max_depth=depth, undelivered=rpc.claim_undelivered
+            ),
+        ),
+        ("report", micro.endpoint(ReportTask, rpc.report, max_depth=depth)),
+        ("requeue", micro.endpoint(RequeueTask, rpc.requeue, max_depth=depth)),
+        ("stats", micro.endpoint(StatsRequest, rpc.stats, max_depth=depth)),
+        ("submit_batch", micro.endpoint(SubmitTasks, rpc.submit_batch, max_depth=depth)),
+        (
+            "claim_batch",
+            micro.endpoint(
+                ClaimTasks, rpc.claim_batch, max_depth=depth, undelivered=rpc.claimed_undelivered
+            ),
+        ),
+        (
+            "claim_agents",
+            micro.endpoint(
+                ClaimForAgents,
+                rpc.claim_agents,
+                max_depth=depth,
+                undelivered=rpc.claimed_undelivered,
+            ),
+        ),
+        ("report_batch", micro.endpoint(ReportTasks, rpc.report_batch, max_depth=depth)),
+        ("list", micro.endpoint(ListTasks, rpc.listing, max_depth=depth)),
+    ):
+        await group.add_endpoint(name=name, handler=handler)

@@ -3,7 +3,6 @@ together (house style 2.3). HTTP routes and NATS endpoints both call these.
 """
 
 import asyncio
-import contextlib
 import secrets
 import weakref
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from agentcom_common.errors import (
     StaleGenerationError,
     TransitionRefusedError,
 )
+from agentcom_common.repos import repo_key, repo_keys
 from agentcom_queue import complexity, states, store, store_batch
 
 S = TaskState
@@ -68,12 +68,14 @@ def event_name(source: TaskState | None, target: TaskState) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Queue:
-    """What the ops need: the engine, the outbox table, the retry backoff, the claim pool."""
+    """What the ops need: the engine, the outbox table, the retry backoff, the claim pool, the
+    cap on deliveries."""
 
     engine: AsyncEngine
     outbox: Table
     retry_backoff: timedelta = timedelta(0)
     claims: Any = None  # an asyncpg pool for claims (`direct.ClaimPool`); None: the engine's
+    max_deliveries: int = 20  # AGENTCOM_QUEUE_MAX_DELIVERIES
 
 
 _VIEW_COLUMNS: Final = (
@@ -147,9 +149,17 @@ async def _move(
     actor: str,
     generation: int | None = None,
     values: dict[str, Any] | None = None,
+    sources: frozenset[TaskState] | None = None,
 ) -> store.TaskRow:
     source, row = await store.move(
-        conn, task_id, to, generation=generation, reason=reason, actor=actor, values=values
+        conn,
+        task_id,
+        to,
+        generation=generation,
+        reason=reason,
+        actor=actor,
+        values=values,
+        sources=sources,
     )
     await _emit(q, conn, row, source, reason, actor)
     return row
@@ -158,8 +168,7 @@ async def _move(
 def _normalize_repo(url: str | None) -> str | None:
     if url is None:
         return None
-    url = url.strip().rstrip("/")
-    return url.removesuffix(".git") or None
+    return repo_key(url) or None
 
 
 async def submit(q: Queue, task: SubmitTask, actor: str) -> TaskView:
@@ -170,16 +179,14 @@ async def submit(q: Queue, task: SubmitTask, actor: str) -> TaskView:
     async with q.engine.begin() as conn:
         if task.client_key and (existing := await store.fetch_by_key(conn, task.client_key)):
             return view(existing)
-        known = await store.states_of(conn, deps)
+        known = await store_batch.dependency_states(conn, deps)
         if unknown := [d for d in deps if d not in known]:
             raise InvalidError(
                 f"depends_on names unknown tasks: {', '.join(unknown)}",
                 code="unknown_dependencies",
                 field="depends_on",
             )
-        blocked = [d for d, s in known.items() if s in (S.DEAD_LETTER, S.CANCELLED)]
-        met = all(s is S.COMPLETED for s in known.values())
-        row = await store.insert_task(conn, _values(task, deps, met, blocked, actor))
+        row = await store.insert_task(conn, _values(task, deps, known, actor))
         if row is None:  # a concurrent submit with the same key won
             existing = await store.fetch_by_key(conn, task.client_key or "")
             assert existing is not None
@@ -201,8 +208,11 @@ async def _with_repo(conn: AsyncConnection, row: store.TaskRow, task: SubmitTask
 
 
 def _values(
-    task: SubmitTask, deps: list[str], met: bool, blocked: list[str], actor: str
+    task: SubmitTask, deps: list[str], known: Mapping[str, TaskState], actor: str
 ) -> dict[str, Any]:
+    """The row of a new task; `known` holds the states of its dependencies."""
+    met = all(known[d] is S.COMPLETED for d in deps)
+    blocking = sorted(d for d in deps if known[d] in states.BLOCKING)
     return {
         "id": f"task-{secrets.token_hex(8)}",
         "client_key": task.client_key,
@@ -222,7 +232,9 @@ def _values(
         "goal_id": task.goal_id,
         "metadata": task.metadata,
         "submitted_by": actor,
-        "blocked_reason": f"dependency {blocked[0]} did not complete" if blocked else None,
+        "blocked_reason": states.blocked_reason(blocking[0], known[blocking[0]])
+        if blocking
+        else None,
     }
 
 
@@ -250,8 +262,7 @@ async def report(q: Queue, msg: ReportTask) -> TaskView:
     """
     target = _OUTCOME[msg.outcome]
     if q.claims is not None and target is not S.FAILED:
-        with contextlib.suppress(_FollowUpsNeededError):
-            return await _report_direct_one(q, msg, target)
+        return await _report_direct_one(q, msg, target)
     async with q.engine.begin() as conn:
         row = await _fenced(conn, msg.task_id, msg.generation)
         if _already_applied(row, target):
@@ -270,8 +281,10 @@ async def report(q: Queue, msg: ReportTask) -> TaskView:
             reason=msg.outcome,
             actor=msg.agent_id,
             values=values,
+            sources=states.ACTIVE,
         )
         row = await _after_end(q, conn, row)
+        await _settle_dependents(conn, [row])
     return view(row)
 
 
@@ -302,65 +315,86 @@ def _already_applied(row: Any, target: TaskState) -> bool:
 
 
 async def _after_end(q: Queue, conn: AsyncConnection, row: store.TaskRow) -> store.TaskRow:
-    """Follow-ups of a state change: retry or dead-letter a failure, release or block dependents."""
-    state = S(row.state)
-    if state is S.FAILED:
-        if row.retry_count < row.max_retries:
-            not_before = clock.now() + q.retry_backoff * (2**row.retry_count)
-            return await _move(
-                q,
-                conn,
-                row.id,
-                S.QUEUED,
-                reason="retry",
-                actor="queue",
-                values={
-                    "retry_count": row.retry_count + 1,
-                    "not_before": not_before,
-                    "seq": store.next_seq(),
-                    "assigned_to": None,
-                },
-            )
-        row = await _move(
+    """The follow-up of a failure: retried while retries and deliveries remain, else
+    dead-lettered. (Dependents are the caller's: `_settle_dependents`.)"""
+    if S(row.state) is not S.FAILED:
+        return row
+    delivered = await store.deliveries(conn, row)
+    if row.retry_count < row.max_retries and delivered < q.max_deliveries:
+        not_before = clock.now() + q.retry_backoff * (2**row.retry_count)
+        return await _move(
             q,
             conn,
             row.id,
-            S.DEAD_LETTER,
+            S.QUEUED,
+            reason="retry",
             actor="queue",
-            reason=f"failed {row.retry_count + 1} times; last error: {row.last_error}",
+            values={
+                "retry_count": row.retry_count + 1,
+                "not_before": not_before,
+                "seq": store.next_seq(),
+                "assigned_to": None,
+            },
+            sources=frozenset({S.FAILED}),
         )
-        await _block_dependents(conn, row.id, "dead-lettered")
-    elif state is S.COMPLETED:
-        await _release_dependents(q, conn, row.id)
-    elif state is S.CANCELLED:
-        await _block_dependents(conn, row.id, "cancelled")
-    return row
+    why = (
+        f"failed {row.retry_count + 1} times"
+        if row.retry_count >= row.max_retries
+        else f"handed to an agent {delivered} times, the most any task may be "
+        f"(AGENTCOM_QUEUE_MAX_DELIVERIES={q.max_deliveries})"
+    )
+    return await _move(
+        q,
+        conn,
+        row.id,
+        S.DEAD_LETTER,
+        actor="queue",
+        reason=f"{why}; last error: {row.last_error}",
+    )
 
 
-async def _release_dependents(q: Queue, conn: AsyncConnection, task_id: str) -> None:
-    for dependent in await store.waiting_dependents(conn, task_id):
-        if await store.unmet_dependencies(conn, dependent) == 0:
-            await _move(
-                q,
-                conn,
-                dependent,
-                S.QUEUED,
-                reason=f"dependency {task_id} completed",
-                actor="queue",
-                values={"blocked_reason": None},
-            )
+# states whose entry (or exit, for the BLOCKING ones: a retry) changes what dependents wait for
+_SETTLES: Final = frozenset({S.COMPLETED, S.QUEUED, *states.BLOCKING})
 
 
-async def _block_dependents(conn: AsyncConnection, task_id: str, how: str) -> None:
-    dependents = await store.waiting_dependents(conn, task_id)
-    await store.set_blocked(conn, dependents, f"dependency {task_id} was {how}")
+async def _settle_dependents(db: store_batch.Db, rows: Sequence[Any]) -> int:
+    """Release or (un)block the waiting dependents of tasks that just changed state, in the
+    caller's transaction: `store_batch.settle_dependents` is the one place that decides."""
+    ids = sorted(row.id for row in rows if S(row.state) in _SETTLES)
+    if not ids:
+        return 0
+    return await store_batch.settle_dependents(db, ids, telemetry.inject_headers())
 
 
 async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
-    """Hand an assignment back to the queue (not a failure: no retry is counted)."""
+    """Hand an assignment back to the queue (not a failure: no retry is counted).
+
+    A hand-back still used a delivery: a task already handed out `max_deliveries` times fails
+    instead, and is dead-lettered saying so (a task that kills every sidecar before it
+    journals the assignment would otherwise bounce from agent to agent forever).
+    """
     async with q.engine.begin() as conn:
         row = await _fenced(conn, msg.task_id, msg.generation)
         if row.state == S.QUEUED.value:
+            return view(row)
+        if msg.agent_id is not None and row.assigned_to != msg.agent_id:
+            raise ForbiddenError(
+                f"task {msg.task_id} is assigned to {row.assigned_to}, not {msg.agent_id}",
+                code="wrong_agent",
+            )
+        if await store.deliveries(conn, row) >= q.max_deliveries:
+            row = await _move(
+                q,
+                conn,
+                msg.task_id,
+                S.FAILED,
+                generation=msg.generation,
+                reason=msg.reason,
+                actor=actor,
+                values={"last_error": f"handed back without an outcome: {msg.reason}"},
+            )
+            row = await _after_end(q, conn, row)
+            await _settle_dependents(conn, [row])
             return view(row)
         row = await _move(
             q,
@@ -371,6 +405,7 @@ async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
             reason=msg.reason,
             actor=actor,
             values={"assigned_to": None, "seq": store.next_seq()},
+            sources=states.ACTIVE,  # an ended assignment is not handed back
         )
     return view(row)
 
@@ -400,12 +435,15 @@ async def cancel(q: Queue, task_id: str, actor: str) -> TaskView:
                 f"{', '.join(sorted(states.CANCELLABLE))} tasks can be cancelled"
             )
         row = await _move(q, conn, task_id, S.CANCELLED, reason="cancelled", actor=actor)
-        row = await _after_end(q, conn, row)
+        await _settle_dependents(conn, [row])
     return view(row)
 
 
 async def retry_dead_letter(q: Queue, task_id: str, actor: str) -> TaskView:
-    """Put a dead-lettered task back in its lane with a fresh retry budget."""
+    """Put a dead-lettered or partial_pass task back in its lane with a fresh retry budget.
+
+    Its waiting dependents lose the `blocked_reason` it gave them; one that another
+    dependency still holds shows that one instead."""
     async with q.engine.begin() as conn:
         try:
             row = await _move(
@@ -421,15 +459,55 @@ async def retry_dead_letter(q: Queue, task_id: str, actor: str) -> TaskView:
                     "seq": store.next_seq(),
                     "not_before": clock.now(),
                 },
+                sources=states.RETRYABLE,
             )
         except TransitionRefusedError:
             if await store.fetch(conn, task_id) is None:
                 raise NotFoundError(f"no task {task_id}", code="task_not_found") from None
             raise InvalidTransitionError(
-                f"task {task_id} is not dead-lettered; only dead-lettered tasks can be retried"
+                f"task {task_id} is neither dead-lettered nor partial_pass; only those can be "
+                "retried"
             ) from None
-        await store.set_blocked(conn, await store.waiting_dependents(conn, task_id), None)
+        await _settle_dependents(conn, [row])
     return view(row)
+
+
+async def accept(q: Queue, task_id: str, actor: str) -> TaskView:
+    """Accept a partial_pass task's result as its completion: it becomes `completed`, and the
+    dependents it held are released (or blocked by what else holds them). Accepting a
+    completed task changes nothing."""
+    async with q.engine.begin() as conn:
+        row = await store.fetch(conn, task_id, lock=True)
+        if row is None:
+            raise NotFoundError(f"no task {task_id}", code="task_not_found")
+        if row.state == S.COMPLETED.value:
+            return view(row)
+        if row.state != S.PARTIAL_PASS.value:
+            raise InvalidTransitionError(
+                f"task {task_id} is {row.state}; only a partial_pass task's result can be accepted"
+            )
+        row = await _move(
+            q,
+            conn,
+            task_id,
+            S.COMPLETED,
+            reason="partial result accepted",
+            actor=actor,
+            sources=frozenset({S.PARTIAL_PASS}),
+        )
+        await _settle_dependents(conn, [row])
+    return view(row)
+
+
+async def sweep_dependencies(q: Queue, limit: int) -> tuple[int, int, int]:
+    """One pass of the dependency sweep (one transaction): release waiting tasks whose
+    dependencies all completed, and correct `blocked_reason`s, that an event missed.
+    Returns (looked at, released, reasons changed)."""
+    async with q.engine.begin() as conn:
+        counts = await store_batch.sweep_dependents(conn, limit, telemetry.inject_headers())
+    if counts[1] or counts[2]:
+        outbox.wake_local(q.outbox)
+    return counts
 
 
 async def get(q: Queue, task_id: str) -> TaskView:
@@ -489,9 +567,13 @@ async def page(
 def _decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not cursor.isdigit():
+    # ASCII digits only ("³" is a digit to str.isdigit), and within the bigint `seq` it names
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > _MAX_SEQ:
         raise InvalidError("cursor must be the `next_cursor` of a previous page", field="cursor")
     return int(cursor)
+
+
+_MAX_SEQ: Final = 2**63 - 1
 
 
 async def stats(q: Queue) -> tuple[dict[str, int], dict[str, int]]:
@@ -560,6 +642,7 @@ async def claim_many(
     One statement does the whole claim (update, history rows, events), so it runs as its own
     transaction: no BEGIN/COMMIT round trips.
     """
+    agent_repos = repo_keys(agent_repos)  # tasks store the key: compare keys
     headers = telemetry.inject_headers()
     rows: Sequence[Any]
     if q.claims is not None:  # the hot path: no SQLAlchemy layers, no pre-ping round trips
@@ -579,26 +662,32 @@ async def claim_many(
 
 
 async def claim_for_agents(
-    q: Queue, agent_ids: list[str], capabilities: list[str], agent_repos: list[str]
+    q: Queue,
+    agent_ids: list[str],
+    capabilities: list[str],
+    agent_repos: list[str],
+    exclude: Sequence[str] = (),
 ) -> list[TaskView]:
     """One task each for several agents alike, best task to the first agent; one statement.
 
     Fewer tasks than agents when fewer are eligible. Each is assigned as `claim` would assign it.
+    Tasks in `exclude` are skipped (the scheduler names the tasks an agent refused for good).
     """
     if len(set(agent_ids)) != len(agent_ids):
         raise InvalidError("agent_ids lists an agent twice", field="agent_ids")
+    agent_repos = repo_keys(agent_repos)
     headers = telemetry.inject_headers()
     rows: Sequence[Any]
     if q.claims is not None:
         async with q.claims.acquire() as driver:
             rows = await store_batch.claim_agents(
-                None, driver, agent_ids, capabilities, agent_repos, headers
+                None, driver, agent_ids, capabilities, agent_repos, headers, exclude
             )
     else:
         async with q.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             rows = await store_batch.claim_agents(
-                conn, None, agent_ids, capabilities, agent_repos, headers
+                conn, None, agent_ids, capabilities, agent_repos, headers, exclude
             )
     if rows:
         outbox.wake_local(q.outbox)
@@ -654,7 +743,7 @@ async def _submit_in(
     """`_submit_rows` inside its transaction, on either kind of connection."""
     keys = [t.client_key for t in tasks if t.client_key]
     by_key = await store_batch.by_keys(conn, keys)
-    known = await store_batch.states_of(conn, sorted({d for deps in deps_of for d in deps}))
+    known = await store_batch.dependency_states(conn, sorted({d for deps in deps_of for d in deps}))
     plan: list[str | dict[str, Any]] = []  # per task: the client_key it returns, or its row
     taken = set(by_key)
     for n, (task, deps) in enumerate(zip(tasks, deps_of, strict=True)):
@@ -667,9 +756,7 @@ async def _submit_in(
                 code="unknown_dependencies",
                 field=f"tasks.{n}.depends_on",
             )
-        blocked = [d for d in deps if known[d] in (S.DEAD_LETTER, S.CANCELLED)]
-        met = all(known[d] is S.COMPLETED for d in deps)
-        plan.append(_values(task, deps, met, blocked, actor))  # no repo: the statement inherits
+        plan.append(_values(task, deps, known, actor))  # no repo: the statement inherits
         if task.client_key:
             taken.add(task.client_key)
     new = [p for p in plan if isinstance(p, dict)]
@@ -801,17 +888,6 @@ def _move_of(msg: ReportTask, row: Any, target: TaskState) -> dict[str, Any]:
     }
 
 
-async def _after_batch_move(q: Queue, conn: AsyncConnection, row: Any) -> ReportOutcome:
-    """The follow-ups `report` runs: retry or dead-letter a failure, release dependents."""
-    if row.state == S.FAILED.value:
-        full = await store.fetch(conn, row.id)
-        assert full is not None
-        return _applied(await _after_end(q, conn, full))
-    if row.state == S.COMPLETED.value and row.has_dependents:
-        await _release_dependents(q, conn, row.id)
-    return _applied(row)
-
-
 def _outcome(task_id: str, error: AgentcomError) -> ReportOutcome:
     return ReportOutcome(task_id=task_id, ok=False, error_code=error.code, error=error.detail)
 
@@ -825,8 +901,7 @@ def _applied(row: Any) -> ReportOutcome:
 
 async def _report_direct_one(q: Queue, msg: ReportTask, target: TaskState) -> TaskView:
     """`report` on the raw asyncpg pool: `report_many`'s lock and statement for one task, the
-    single op's errors. Raises `_FollowUpsNeededError` (nothing changed) when the task has
-    dependents to release."""
+    single op's errors, its dependents settled in the same transaction."""
     async with q.claims.acquire() as driver, driver.transaction():
         row = (await store_batch.lock_direct(driver, [msg.task_id])).get(msg.task_id)
         if row is None:
@@ -843,32 +918,24 @@ async def _report_direct_one(q: Queue, msg: ReportTask, target: TaskState) -> Ta
             if not moved:  # the lock makes this unreachable; never silent
                 raise TransitionRefusedError(f"task {msg.task_id} cannot move now")
             if moved[0].has_dependents:
-                raise _FollowUpsNeededError
+                await _settle_dependents(driver, moved)
         full = await store_batch.fetch_direct(driver, msg.task_id)
     outbox.wake_local(q.outbox)
     return view(full)
 
 
-class _FollowUpsNeededError(Exception):
-    """A report of the batch has follow-ups (dependents to release): roll back, take the slow
-    path, which runs them in its transaction."""
-
-
 async def _report_direct(
     q: Queue, reports: list[ReportTask], headers: dict[str, str]
-) -> tuple[dict[str, ReportOutcome], list[dict[str, Any]]] | None:
-    """`report_many` on the raw asyncpg pool: the same lock, checks and statement, without the
-    engine's layers. None (and nothing changed) when a moved task has dependents to release."""
-    try:
-        async with q.claims.acquire() as driver, driver.transaction():
-            current = await store_batch.lock_direct(driver, [m.task_id for m in reports])
-            results, moves = _check_reports(current, reports)
-            for row in await store_batch.report_direct(driver, moves, headers):
-                if row.has_dependents:
-                    raise _FollowUpsNeededError
-                results[row.id] = _applied(row)
-    except _FollowUpsNeededError:
-        return None
+) -> tuple[dict[str, ReportOutcome], list[dict[str, Any]]]:
+    """`report_many` without failures on the raw asyncpg pool: the same lock, checks, statement
+    and settling of dependents, without the engine's layers."""
+    async with q.claims.acquire() as driver, driver.transaction():
+        current = await store_batch.lock_direct(driver, [m.task_id for m in reports])
+        results, moves = _check_reports(current, reports)
+        moved = await store_batch.report_direct(driver, moves, headers)
+        for row in moved:
+            results[row.id] = _applied(row)
+        await _settle_dependents(driver, [row for row in moved if row.has_dependents])
     return results, moves
 
 
@@ -886,17 +953,21 @@ async def report_many(q: Queue, reports: list[ReportTask]) -> list[ReportOutcome
             )
         seen.add(msg.task_id)
     headers = telemetry.inject_headers()
-    direct = None
     if q.claims is not None and all(m.outcome != "failed" for m in reports):
-        direct = await _report_direct(q, reports, headers)
-    if direct is not None:
-        results, moves = direct
+        results, moves = await _report_direct(q, reports, headers)
     else:
         async with q.engine.begin() as conn:
             current = await store_batch.lock(conn, [m.task_id for m in reports])
             results, moves = _check_reports(current, reports)
+            ended: list[Any] = []
             for row in await store_batch.report(conn, moves, headers):
-                results[row.id] = await _after_batch_move(q, conn, row)
+                if row.state == S.FAILED.value:
+                    full = await store.fetch(conn, row.id)
+                    assert full is not None
+                    row = await _after_end(q, conn, full)  # the row it became
+                results[row.id] = _applied(row)
+                ended.append(row)
+            await _settle_dependents(conn, ended)  # once for the batch: kids locked in id order
     if moves:
         outbox.wake_local(q.outbox)
     for move in moves:  # the lock makes this unreachable; kept so a guard miss is never silent

@@ -4,7 +4,11 @@ Rules: a state change is allowed only along TRANSITIONS; `store.move` puts `sour
 the UPDATE's WHERE, which is the guard that holds when two writers race. Terminal states have
 no exits except FAILED, which is a waypoint: it goes back to QUEUED while retries remain, else
 to DEAD_LETTER. An agent's outcome (COMPLETED, PARTIAL_PASS, FAILED) may follow ASSIGNED or
-WORKING: `accepted` is optional. DEAD_LETTER may be retried by a person (back to QUEUED); the record is kept.
+WORKING: `accepted` is optional. DEAD_LETTER and PARTIAL_PASS may be retried by a person (back
+to QUEUED), and a person may accept a PARTIAL_PASS as COMPLETED; the record is kept.
+
+Dependencies: only COMPLETED satisfies one. A dependency in a BLOCKING state holds its waiting
+dependents with a `blocked_reason` that names it and says what would unblock them.
 """
 
 from types import MappingProxyType
@@ -27,7 +31,8 @@ TRANSITIONS: Final = MappingProxyType[TaskState, frozenset[TaskState]](
         S.FAILED: frozenset({S.QUEUED, S.DEAD_LETTER}),
         S.DEAD_LETTER: frozenset({S.QUEUED}),  # a person's retry
         S.COMPLETED: frozenset[TaskState](),
-        S.PARTIAL_PASS: frozenset[TaskState](),
+        # a person's retry, or a person accepting the partial result (its dependents need one)
+        S.PARTIAL_PASS: frozenset({S.QUEUED, S.COMPLETED}),
         S.CANCELLED: frozenset[TaskState](),
     }
 )
@@ -35,6 +40,21 @@ TRANSITIONS: Final = MappingProxyType[TaskState, frozenset[TaskState]](
 TERMINAL: Final = frozenset({S.COMPLETED, S.PARTIAL_PASS, S.DEAD_LETTER, S.CANCELLED})
 ACTIVE: Final = frozenset({S.ASSIGNED, S.WORKING})
 CANCELLABLE: Final = frozenset(s for s, targets in TRANSITIONS.items() if S.CANCELLED in targets)
+RETRYABLE: Final = frozenset({S.DEAD_LETTER, S.PARTIAL_PASS})  # by hand: POST .../retry
+
+# a dependency in one of these states holds its waiting dependents; the reason says why
+BLOCKING: Final = MappingProxyType[TaskState, str](
+    {
+        S.DEAD_LETTER: "was dead-lettered (retry it to unblock)",
+        S.PARTIAL_PASS: "ended partial_pass (accept or retry it to unblock)",
+        S.CANCELLED: "was cancelled",
+    }
+)
+
+
+def blocked_reason(dependency: str, state: TaskState) -> str:
+    """What a waiting task shows while `dependency` (in a BLOCKING state) holds it."""
+    return f"dependency {dependency} {BLOCKING[state]}"
 
 
 def sources(target: TaskState) -> frozenset[TaskState]:

@@ -52,11 +52,6 @@ async def fetch_by_key(conn: AsyncConnection, client_key: str) -> TaskRow | None
     return (await conn.execute(select(tasks).where(tasks.c.client_key == client_key))).one_or_none()
 
 
-async def states_of(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, TaskState]:
-    rows = await conn.execute(select(tasks.c.id, tasks.c.state).where(tasks.c.id.in_(ids)))
-    return {row.id: TaskState(row.state) for row in rows}
-
-
 async def move(
     conn: AsyncConnection,
     task_id: str,
@@ -66,15 +61,20 @@ async def move(
     reason: str,
     actor: str,
     values: dict[str, Any] | None = None,
+    sources: frozenset[TaskState] | None = None,
 ) -> tuple[TaskState, TaskRow]:
-    """Move a task along TRANSITIONS, record the history row; returns (previous state, row)."""
+    """Move a task along TRANSITIONS, record the history row; returns (previous state, row).
+
+    `sources` narrows the states it may leave (a requeue only from an assignment, not from
+    every state the target can be entered from)."""
+    allowed = states.sources(to) if sources is None else states.sources(to) & sources
     current = (
         select(tasks.c.state).where(tasks.c.id == task_id).scalar_subquery()
     )  # the pre-update state, read inside the same statement
     stmt = (
         update(tasks)
         .where(tasks.c.id == task_id)
-        .where(tasks.c.state.in_(sorted(states.sources(to))))  # the guard that holds under races
+        .where(tasks.c.state.in_(sorted(allowed)))  # the guard that holds under races
         .values(state=to.value, updated_at=func.now(), **(values or {}))
         .returning(current.label("previous"), *tasks.c)
     )
@@ -165,31 +165,17 @@ async def claim_next(
     return row
 
 
-async def waiting_dependents(conn: AsyncConnection, task_id: str) -> list[str]:
-    rows = await conn.execute(
-        select(tasks.c.id)
-        .join(task_deps, task_deps.c.task_id == tasks.c.id)
-        .where(task_deps.c.depends_on == task_id, tasks.c.state == TaskState.WAITING.value)
+async def deliveries(conn: AsyncConnection, row: TaskRow) -> int:
+    """How many times the task was handed to an agent since a person last retried it: every
+    claim bumps the generation, and a retry by hand (dead_letter or partial_pass -> queued)
+    starts afresh."""
+    stmt = select(func.max(task_history.c.generation)).where(
+        task_history.c.task_id == row.id,
+        task_history.c.from_state.in_(sorted(states.RETRYABLE)),
+        task_history.c.to_state == TaskState.QUEUED.value,
     )
-    return [row.id for row in rows]
-
-
-async def unmet_dependencies(conn: AsyncConnection, task_id: str) -> int:
-    stmt = (
-        select(func.count())
-        .select_from(task_deps.join(tasks, tasks.c.id == task_deps.c.depends_on))
-        .where(task_deps.c.task_id == task_id, tasks.c.state != TaskState.COMPLETED.value)
-    )
-    return (await conn.execute(stmt)).scalar_one()
-
-
-async def set_blocked(conn: AsyncConnection, task_ids: Sequence[str], reason: str | None) -> None:
-    if task_ids:
-        await conn.execute(
-            update(tasks)
-            .where(tasks.c.id.in_(task_ids))
-            .values(blocked_reason=reason, updated_at=func.now())
-        )
+    retried_at = (await conn.execute(stmt)).scalar_one_or_none()
+    return row.generation - (retried_at or 0)
 
 
 async def history(conn: AsyncConnection, task_id: str) -> Sequence[Row[Any]]:
@@ -273,3 +259,8 @@ async def set_fields(conn: AsyncConnection, task_id: str, values: dict[str, Any]
     """Change fields that are not the state (the repo a task inherits at submit)."""
     stmt = update(tasks).where(tasks.c.id == task_id).values(**values).returning(*tasks.c)
     return (await conn.execute(stmt)).one()
+
+
+async def repo_paused(conn: AsyncConnection, url: str) -> bool:
+    stmt = select(repos.c.paused).where(repos.c.url == url)
+    return bool((await conn.execute(stmt)).scalar_one_or_none())

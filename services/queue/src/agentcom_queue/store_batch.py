@@ -155,6 +155,7 @@ WITH cand AS (
             SELECT 1 FROM {SCHEMA}.repos r WHERE r.url = t.repo AND r.paused))
       AND (cardinality(CAST(:repos AS text[])) = 0 OR t.repo IS NULL
            OR t.repo = ANY(CAST(:repos AS text[])))
+      AND NOT (t.id = ANY(CAST(:exclude AS text[])))
     ORDER BY t.lane, t.seq
     LIMIT cardinality(CAST(:agents AS text[]))
     FOR UPDATE OF t SKIP LOCKED
@@ -172,7 +173,7 @@ SELECT m.* FROM moved m ORDER BY m.lane, m.seq
 """
 CLAIM_AGENTS: Final[TextClause] = text(CLAIM_AGENTS_SQL)
 CLAIM_AGENTS_ASYNCPG: Final = numbered(
-    CLAIM_AGENTS_SQL, ("agents", "capabilities", "repos", "headers", "subject")
+    CLAIM_AGENTS_SQL, ("agents", "capabilities", "repos", "headers", "subject", "exclude")
 )
 
 
@@ -183,9 +184,11 @@ async def claim_agents(
     capabilities: Sequence[str],
     agent_repos: Sequence[str],
     headers: dict[str, str],
+    exclude: Sequence[str] = (),
 ) -> Sequence[Any]:
     """One claimable task for each of `agent_ids` in order (best task to the first agent), in
-    one statement; on the raw asyncpg `driver` when given, else on `conn` (autocommit)."""
+    one statement; on the raw asyncpg `driver` when given, else on `conn` (autocommit). Tasks
+    in `exclude` are not offered."""
     subject = subjects.event("task", "assigned")
     if driver is not None:
         rows = await driver.fetch(
@@ -195,6 +198,7 @@ async def claim_agents(
             list(agent_repos),
             json.dumps(headers),
             subject,
+            list(exclude),
         )
         return [Record(row) for row in rows]
     assert conn is not None
@@ -206,6 +210,7 @@ async def claim_agents(
             "repos": list(agent_repos),
             "headers": json.dumps(headers),
             "subject": subject,
+            "exclude": list(exclude),
         },
     )
     return result.all()
@@ -265,7 +270,9 @@ _NUMBERED: dict[tuple[str, tuple[str, ...]], str] = {}
 async def _rows(db: Db, sql: str, params: dict[str, Any]) -> Sequence[Any]:
     """Run `sql` (`:name` parameters) on either kind of connection; rows read as `row.name`."""
     if isinstance(db, AsyncConnection):
-        clause = _TEXTS.get(sql) or _TEXTS.setdefault(sql, text(sql))
+        clause = _TEXTS.get(sql)
+        if clause is None:  # not `or`: a TextClause has no truth value
+            clause = _TEXTS[sql] = text(sql)
         return (await db.execute(clause, params)).all()
     key = (sql, tuple(params))
     query = _NUMBERED.get(key) or _NUMBERED.setdefault(key, numbered(sql, key[1]))
@@ -305,9 +312,25 @@ async def insert_deps(db: Db, pairs: Sequence[tuple[str, str]]) -> None:
         )
 
 
-async def states_of(db: Db, ids: Sequence[str]) -> dict[str, TaskState]:
+async def dependency_states(db: Db, ids: Sequence[str]) -> dict[str, TaskState]:
+    """The states of the dependencies of tasks about to be submitted (in the caller's
+    transaction), those that may be completing locked until it commits.
+
+    Without the lock, a submit read its dependency as unfinished while the completion's
+    transaction, not seeing the uncommitted new task, settled the dependents it knew: the task
+    stayed `waiting`. `FOR SHARE` waits for a completion in flight (and then reads its result),
+    or makes the completion's lock wait for this commit (its settling then sees the task).
+    Waiting dependencies are not locked: they cannot complete within a submit, and locking
+    them too could deadlock with a completion that locks them as its dependents.
+    """
     if not ids:
         return {}
+    await _rows(
+        db,
+        f"SELECT id FROM {SCHEMA}.tasks WHERE id = ANY(CAST(:ids AS text[])) "
+        "AND state <> 'waiting' ORDER BY id FOR SHARE",
+        {"ids": list(ids)},
+    )
     rows = await _rows(
         db,
         f"SELECT id, state FROM {SCHEMA}.tasks WHERE id = ANY(CAST(:ids AS text[]))",
@@ -424,3 +447,109 @@ FETCH_ASYNCPG: Final = f"SELECT * FROM {SCHEMA}.tasks WHERE id = $1"
 async def fetch_direct(driver: Any, task_id: str) -> Record:
     """The whole task row on a raw asyncpg connection (the caller holds its lock)."""
     return Record(await driver.fetchrow(FETCH_ASYNCPG, task_id))
+
+
+# dependencies -----------------------------------------------------------------------------
+# One place decides what a dependency's outcome does to its waiting dependents, on every path
+# (single and batch reports on either connection kind, cancel, retry, accept, the sweep).
+#
+# Why two statements: under READ COMMITTED, two transactions that each complete one dependency
+# of the same task each saw the other's dependency unfinished (its update was not committed),
+# and neither released the task. `DEPENDENTS_LOCK` locks the waiting dependents first, in id
+# order, so the second transaction waits for the first to commit; `SETTLE` is a later
+# statement with a fresh snapshot, which sees the first one's completion. (One statement would
+# not do: a row lock re-checks only the locked row, its subqueries keep the old snapshot.)
+
+_BLOCKING_STATES: Final = ", ".join(f"'{s.value}'" for s in states.BLOCKING)
+_WHEN: Final = " ".join(
+    "WHEN '{}' THEN '{}'".format(s.value, phrase.replace("'", "''"))
+    for s, phrase in states.BLOCKING.items()
+)
+_BLOCKED_REASON: Final = (
+    f"(SELECT 'dependency ' || p.id || ' ' || CASE p.state {_WHEN}"
+    + f""" END
+    FROM {SCHEMA}.task_deps d JOIN {SCHEMA}.tasks p ON p.id = d.depends_on
+    WHERE d.task_id = t.id AND p.state IN ({_BLOCKING_STATES}) ORDER BY p.id LIMIT 1)"""
+)  # the same text as `states.blocked_reason` for the first blocking dependency (by id)
+_ALL_MET: Final = f"""NOT EXISTS (
+    SELECT 1 FROM {SCHEMA}.task_deps d JOIN {SCHEMA}.tasks p ON p.id = d.depends_on
+    WHERE d.task_id = t.id AND p.state <> 'completed')"""
+
+DEPENDENTS_LOCK_SQL: Final = f"""
+SELECT t.id FROM {SCHEMA}.tasks t
+WHERE t.state = 'waiting' AND t.id IN (
+    SELECT d.task_id FROM {SCHEMA}.task_deps d WHERE d.depends_on = ANY(CAST(:ids AS text[])))
+ORDER BY t.id FOR UPDATE OF t
+"""
+
+# waiting tasks the sweep has to act on: every dependency completed, or a blocked_reason that
+# does not say what holds them now; a task another transaction holds is its business
+SWEEP_LOCK_SQL: Final = f"""
+SELECT t.id FROM {SCHEMA}.tasks t
+WHERE t.state = 'waiting'
+  AND ({_ALL_MET} OR t.blocked_reason IS DISTINCT FROM {_BLOCKED_REASON})
+ORDER BY t.id LIMIT :limit FOR UPDATE OF t SKIP LOCKED
+"""
+
+SETTLE_SQL: Final = f"""
+WITH kid AS (
+    SELECT t.id, {_ALL_MET} AS met, {_BLOCKED_REASON} AS blocked,
+           COALESCE('dependency ' || (
+               SELECT min(d.depends_on) FROM {SCHEMA}.task_deps d
+               WHERE d.task_id = t.id AND d.depends_on = ANY(CAST(:done AS text[]))
+           ) || ' completed', :reason) AS why
+    FROM {SCHEMA}.tasks t
+    WHERE t.id = ANY(CAST(:ids AS text[])) AND t.state = 'waiting'
+), marked AS (
+    UPDATE {SCHEMA}.tasks t SET blocked_reason = kid.blocked, updated_at = now()
+    FROM kid
+    WHERE t.id = kid.id AND NOT kid.met AND t.blocked_reason IS DISTINCT FROM kid.blocked
+    RETURNING t.id
+), moved AS (
+    UPDATE {SCHEMA}.tasks t SET state = 'queued', blocked_reason = NULL, updated_at = now()
+    FROM kid WHERE t.id = kid.id AND kid.met AND t.state = 'waiting'
+    RETURNING t.*, kid.why
+){_history_and_event("'waiting'", "'queued'", "m.why", "'queue'", ":subject")}
+SELECT (SELECT count(*) FROM moved) AS released, (SELECT count(*) FROM marked) AS marked
+"""
+
+
+async def settle(
+    db: Db, dependents: Sequence[str], done: Sequence[str], reason: str, headers: dict[str, str]
+) -> tuple[int, int]:
+    """Release the waiting `dependents` (locked by the caller) whose dependencies all
+    completed, and set every other one's `blocked_reason` to what holds it now (None when
+    nothing does). The release's history reason names the dependency of `done` that completed,
+    else it is `reason`. Returns (released, reasons changed)."""
+    if not dependents:
+        return 0, 0
+    row = (
+        await _rows(
+            db,
+            SETTLE_SQL,
+            {
+                "ids": list(dependents),
+                "done": list(done),
+                "reason": reason,
+                "headers": json.dumps(headers),
+                "subject": subjects.event("task", "released"),
+            },
+        )
+    )[0]
+    return int(row.released), int(row.marked)
+
+
+async def settle_dependents(db: Db, ids: Sequence[str], headers: dict[str, str]) -> int:
+    """After the tasks `ids` changed state (in this transaction): lock their waiting dependents
+    and settle them. Returns how many were released."""
+    locked = await _rows(db, DEPENDENTS_LOCK_SQL, {"ids": list(ids)})
+    released, _ = await settle(db, [r.id for r in locked], ids, "dependencies completed", headers)
+    return released
+
+
+async def sweep_dependents(db: Db, limit: int, headers: dict[str, str]) -> tuple[int, int, int]:
+    """The sweep's pass over up to `limit` waiting tasks that need settling (in the caller's
+    transaction). Returns (looked at, released, reasons changed)."""
+    locked = [r.id for r in await _rows(db, SWEEP_LOCK_SQL, {"limit": limit})]
+    released, marked = await settle(db, locked, [], "every dependency completed (sweep)", headers)
+    return len(locked), released, marked

@@ -24,7 +24,7 @@ from agentcom_common.contracts.agent import AgentState, AgentTransition
 from agentcom_scheduler import states
 
 IDLE: Final = """
-SELECT p.capabilities, p.repos, x.id
+SELECT p.capabilities, p.repos, x.id, x.refused
 FROM (
     SELECT capabilities, repos, min(updated_at) AS first
     FROM scheduler.agents
@@ -32,7 +32,9 @@ FROM (
     GROUP BY capabilities, repos
 ) p
 CROSS JOIN LATERAL (
-    SELECT a.id, a.updated_at
+    SELECT a.id, a.updated_at, ARRAY(
+        SELECT r.task_id FROM scheduler.refusals r WHERE r.agent_id = a.id
+        ORDER BY r.at DESC LIMIT 1000) AS refused
     FROM scheduler.agents a
     WHERE a.state = 'idle' AND a.capabilities = p.capabilities AND a.repos = p.repos
     ORDER BY a.updated_at, a.id
@@ -41,7 +43,9 @@ CROSS JOIN LATERAL (
 ORDER BY p.first, p.capabilities, p.repos, x.updated_at, x.id
 """
 """Both halves walk the partial index `agents_idle` (migration 0007): the profiles in index
-order, then each profile's longest idle agents, no sort of all idle agents."""
+order, then each profile's longest idle agents, no sort of all idle agents. `refused` is the
+tasks the agent refused for good (newest 1,000; an older one offered again is refused again,
+without a retry), one primary-key range read per agent, empty for nearly all."""
 
 ASSIGN: Final = """
 WITH v AS (
@@ -82,14 +86,21 @@ class Assignment:
     deadline: datetime
 
 
-async def idle(raw: Any, per_profile: int) -> list[tuple[tuple[list[str], list[str]], list[str]]]:
+Profile = tuple[list[str], list[str], list[str]]
+"""What a claim asks for: the agents' capabilities, their repos, and the tasks not to offer."""
+
+
+async def idle(raw: Any, per_profile: int) -> list[tuple[Profile, list[str]]]:
     """Idle agents by profile (capabilities, repos): up to `per_profile` of each, longest idle
-    first; the profile whose agent has waited longest comes first."""
+    first; the profile whose agent has waited longest comes first. An agent that refused
+    tasks for good is a profile of its own (with those tasks excluded): one claim serves
+    agents that may all take the same tasks."""
     rows: Sequence[Any] = await raw.fetch(IDLE, per_profile)
-    out: list[tuple[tuple[list[str], list[str]], list[str]]] = []
+    out: list[tuple[Profile, list[str]]] = []
     for row in rows:
-        profile = (list(row["capabilities"]), list(row["repos"]))
-        if out and out[-1][0] == profile:
+        refused = list(row["refused"])
+        profile = (list(row["capabilities"]), list(row["repos"]), refused)
+        if out and not refused and out[-1][0] == profile:
             out[-1][1].append(row["id"])
         else:
             out.append((profile, [row["id"]]))

@@ -1,12 +1,15 @@
-"""The scheduler's loops, started with the service: reports, presence sweep, matching."""
+"""The scheduler's loops, started with the service: reports, presence sweep, matching; and its
+NATS RPC (`agentcom.rpc.scheduler.explain`)."""
 
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
-from agentcom_common import consumer
+from agentcom_common import consumer, micro
+from agentcom_common.contracts.task import ExplainWait
 from agentcom_common.service import Loops, Resources
-from agentcom_scheduler import credentials, limits, matching, ops, presence
+from agentcom_scheduler import credentials, explain, limits, matching, ops, presence
 from agentcom_scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,9 @@ async def start(
     res: Resources, loops: Loops, *, settings: SchedulerSettings, runtime: Runtime
 ) -> None:
     s = ops.Scheduler(res.engine, res.outbox)
+    await res.group.add_endpoint(
+        name="explain", handler=micro.endpoint(ExplainWait, partial(explain.why_waiting, s))
+    )
     if settings.scheduler_nats_issuer_seed is not None and settings.nats_url:
         runtime.callout = credentials.Callout(
             res.engine,

@@ -24,7 +24,7 @@ from agentcom_common import clock, messaging, outbox, subjects
 from agentcom_common.contracts.agent import Assign
 from agentcom_common.contracts.task import ClaimForAgents, RequeueTask
 from agentcom_common.errors import AgentcomError
-from agentcom_scheduler import fastpath, ops, queue_client, store, wakeups
+from agentcom_scheduler import fastpath, ops, queue_client, wakeups
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ CLAIMS_AT_ONCE = 64
 """Idle agents of one profile offered work in one queue round trip and one statement."""
 
 
-Idle = list[tuple[store.Profile, list[str]]]
+Idle = list[tuple[fastpath.Profile, list[str]]]
 
 
 @dataclass(slots=True)
@@ -66,7 +66,7 @@ class IdleCache:
 
     max_age: float = 0.1
     read_at: float = float("-inf")
-    profiles: Idle = field(default_factory=lambda: list[tuple[store.Profile, list[str]]]())
+    profiles: Idle = field(default_factory=lambda: list[tuple[fastpath.Profile, list[str]]]())
 
     def fresh(self) -> Idle | None:
         if time.monotonic() - self.read_at > self.max_age:
@@ -155,7 +155,7 @@ async def _offer(
     nc: Client,
     js: JetStreamContext,
     raw: Any,
-    profile: store.Profile,
+    profile: fastpath.Profile,
     chunk: list[str],
     execution_timeout: timedelta,
     sending: set[asyncio.Task[None]],
@@ -163,8 +163,10 @@ async def _offer(
     """Claim one task each for idle agents alike and send the assignments; returns (the agents
     the queue gave a task, assignments sent). A task whose agent left meanwhile goes straight
     back."""
-    capabilities, repos = profile
-    claim = ClaimForAgents(agent_ids=chunk, capabilities=capabilities, repos=repos)
+    capabilities, repos, refused = profile
+    claim = ClaimForAgents(
+        agent_ids=chunk, capabilities=capabilities, repos=repos, exclude_tasks=refused
+    )
     started = time.perf_counter()
     tasks: list[dict[str, Any]] = (await queue_client.call(nc, "claim_agents", claim))["tasks"]
     claimed_at = time.perf_counter()

@@ -15,6 +15,7 @@ from agentcom_common.contracts.agent import (
     RegisterAgent,
 )
 from agentcom_common.errors import DuplicateError, NotFoundError
+from agentcom_common.repos import repo_keys
 from agentcom_scheduler import names, store
 
 
@@ -50,7 +51,7 @@ async def register(s: Scheduler, body: RegisterAgent) -> AgentRegistered:
                 "id": name,
                 "state": AgentState.OFFLINE.value,
                 "capabilities": list(body.capabilities),
-                "repos": list(body.repos),
+                "repos": repo_keys(body.repos),  # as the queue stores a task's repo
                 "token_id": auth.token_id(token),
                 "nats_secret_hash": natsauth.hash_secret(nats_password),
             },

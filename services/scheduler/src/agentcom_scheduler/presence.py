@@ -45,7 +45,13 @@ from agentcom_common.contracts.task import (
     RequeueTask,
     TaskState,
 )
-from agentcom_common.errors import AgentcomError, InvalidError, NotFoundError, UnavailableError
+from agentcom_common.errors import (
+    AgentcomError,
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    UnavailableError,
+)
 from agentcom_scheduler import batch, limits, ops, queue_client, store, wakeups
 
 log = logging.getLogger(__name__)
@@ -128,6 +134,8 @@ async def on_report(
         )
         if before is None:
             raise NotFoundError(f"report from unknown agent {speaker}", code="agent_not_found")
+        if isinstance(report, Hello):  # a (re)started sidecar may have a new config
+            await store.forget_refusals(conn, speaker)
         if before.state == AgentState.OFFLINE.value:
             await transition_if(
                 s, conn, speaker, AgentState.OFFLINE, AgentState.IDLE, report.kind, "online"
@@ -232,8 +240,12 @@ async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
     """Hand the outcome to the queue (it fences by generation), then move the agent.
 
     A `rejected` assignment (no wake command, broken workspace) fails the attempt at once with
-    the sidecar's reason, so the retry budget sees it.
+    the sidecar's reason, so the retry budget sees it; one the agent's config will never
+    change (`refused_for_good`) goes back without using a retry (`_refused`).
     """
+    if report.refused_for_good:
+        await _refused(s, nc, report)
+        return
     rejected = report.kind == "rejected"
     try:
         request = _to_queue(report)
@@ -264,6 +276,50 @@ async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
                 f"{report.kind} {report.task_id}",
                 "idle",
             )
+
+
+async def _refused(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
+    """The agent can never take this task (shell commands off, executor missing, repo not
+    served): note it, so matching never offers it this task again (until its next hello), hand
+    the task back as a plain requeue (no retry used, another agent may take it), free the agent.
+
+    The note comes first and is idempotent: killed after it, the redelivered report does the
+    rest; killed after the requeue, the repeat finds the task queued (or moved on) and frees
+    the agent all the same. The queue checks the task is this agent's (`wrong_agent`).
+    """
+    assert report.code is not None
+    why = (report.error or report.code)[:400]
+    async with s.engine.begin() as conn:
+        await store.refuse(conn, report.agent_id, report.task_id, report.code, why)
+    back = RequeueTask(
+        task_id=report.task_id,
+        generation=report.generation,
+        reason=f"agent {report.agent_id} cannot run it: {why}",
+        agent_id=report.agent_id,
+    )
+    try:
+        await queue_client.call(nc, "requeue", back)
+    except ConflictError as exc:  # handed back before, and offered again since: nothing to do
+        log.info("refusal.stale", extra={"task_id": report.task_id, "error": exc.code})
+    async with s.engine.begin() as conn:
+        row = await store.fetch(conn, report.agent_id, lock=True)
+        if row is not None and (row.task_id, row.generation) == (
+            report.task_id,
+            report.generation,
+        ):
+            await transition_if(
+                s,
+                conn,
+                report.agent_id,
+                AgentState(row.state),
+                AgentState.IDLE,
+                f"cannot run {report.task_id}",
+                "idle",
+            )
+    log.info(
+        "task.refused",
+        extra={"agent_id": report.agent_id, "task_id": report.task_id, "code": report.code},
+    )
 
 
 REPORTS_AT_ONCE = 256
@@ -396,6 +452,8 @@ def _plain(msg: Msg, gate: Gate) -> Heartbeat | TaskOutcome | None:
         return None
     if not isinstance(report, Heartbeat | TaskOutcome) or report.agent_id != speaker:
         return None
+    if isinstance(report, TaskOutcome) and report.refused_for_good:
+        return None  # not a queue report: noted, then handed back (`_refused`)
     if gate.limiter is not None and gate.limiter.blocked(speaker):
         return None
     if isinstance(report, TaskOutcome):

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common.contracts.agent import AgentState
 from agentcom_scheduler import states
-from agentcom_scheduler.tables import agent_history, agents
+from agentcom_scheduler.tables import agent_history, agents, refusals
 
 AgentRow = Row[Any]
 
@@ -201,3 +201,26 @@ async def overdue(conn: AsyncConnection, now: datetime) -> list[AgentRow]:
         .with_for_update(skip_locked=True)
     )
     return list((await conn.execute(stmt)).all())
+
+
+async def refuse(
+    conn: AsyncConnection, agent_id: str, task_id: str, code: str, reason: str
+) -> None:
+    """Note that the agent can never take the task (a repeat changes nothing)."""
+    stmt = (
+        pg_insert(refusals)
+        .values(agent_id=agent_id, task_id=task_id, code=code, reason=reason)
+        .on_conflict_do_nothing(index_elements=[refusals.c.agent_id, refusals.c.task_id])
+    )
+    await conn.execute(stmt)
+
+
+async def forget_refusals(conn: AsyncConnection, agent_id: str) -> None:
+    """A sidecar saying hello may have a new config: what it refused may be offered again."""
+    await conn.execute(delete(refusals).where(refusals.c.agent_id == agent_id))
+
+
+async def refusals_of_task(conn: AsyncConnection, task_id: str) -> dict[str, str]:
+    """The agents that refused the task for good, with their reasons."""
+    stmt = select(refusals.c.agent_id, refusals.c.reason).where(refusals.c.task_id == task_id)
+    return {r.agent_id: r.reason for r in (await conn.execute(stmt)).all()}

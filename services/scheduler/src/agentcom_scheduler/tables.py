@@ -59,3 +59,19 @@ agent_history = Table(
     Column("reason", Text, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+refusals = Table(  # tasks an agent rejected for good (PERMANENT_REJECTIONS); never offered again
+    "refusals",
+    metadata,
+    Column(
+        "agent_id",
+        Text,
+        ForeignKey("scheduler.agents.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("task_id", Text, primary_key=True),
+    Column("code", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("refusals_task", "task_id"),
+)

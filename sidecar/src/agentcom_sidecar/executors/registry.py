@@ -80,15 +80,19 @@ def choose(task: Mapping[str, Any], config: SidecarConfig) -> str:
     return config.tier_executor.get(tier, "claude" if tier == "complex" else "ollama")
 
 
-def unavailable(name: str, config: SidecarConfig) -> str | None:
-    """Why this agent cannot run executor `name`, or None if it can."""
+def unavailable(name: str, config: SidecarConfig) -> tuple[str, str] | None:
+    """Why this agent cannot run executor `name` (a rejection code of PERMANENT_REJECTIONS and
+    the reason), or None if it can."""
     _load_plugins()
     if name not in config.executors:
-        return f"executor {name} is not enabled on this agent"
+        return "executor_unavailable", f"executor {name} is not enabled on this agent"
     if name not in _FACTORIES:
-        return f"executor {name} is not installed in this sidecar"
+        return "executor_unavailable", f"executor {name} is not installed in this sidecar"
     if name == "shell" and not config.allow_hub_commands:
-        return "this agent does not run shell commands from the hub (allow_hub_commands is off)"
+        return (
+            "hub_commands_off",
+            "this agent does not run shell commands from the hub (allow_hub_commands is off)",
+        )
     return None
 
 

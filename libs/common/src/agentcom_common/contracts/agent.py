@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -102,6 +102,15 @@ class Heartbeat(Contract):
 PresenceReport = Annotated[Hello | Heartbeat, Field(discriminator="kind")]
 
 
+PERMANENT_REJECTIONS: Final = frozenset(
+    {"hub_commands_off", "executor_unavailable", "command_missing", "repo_not_served"}
+)
+"""Rejection codes for what the agent's configuration will not allow however often it is asked
+(shell commands off, executor not enabled or not installed, command not on its PATH, repo not
+one of its repos). Such a task is handed back without using a retry and never offered to that
+agent again until it says hello anew (a restarted sidecar may have a new config)."""
+
+
 class TaskOutcome(Contract):
     """A sidecar's word on its assignment, forwarded by the scheduler to the queue."""
 
@@ -111,6 +120,15 @@ class TaskOutcome(Contract):
     generation: int = Field(ge=1)
     result: dict[str, object] = Field(default_factory=dict[str, object])
     error: str | None = Field(default=None, max_length=4000)
+    code: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,64}$")] | None = Field(
+        default=None,
+        description="Why a `rejected` was rejected; one of PERMANENT_REJECTIONS means the "
+        "agent can never take this task.",
+    )
+
+    @property
+    def refused_for_good(self) -> bool:
+        return self.kind == "rejected" and self.code in PERMANENT_REJECTIONS
 
 
 class Assign(Contract):

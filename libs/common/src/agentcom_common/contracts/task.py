@@ -6,9 +6,9 @@ same bad input with the same field name.
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from agentcom_common.contracts.base import Contract, Request
 
@@ -105,6 +105,23 @@ class SubmitTask(Request):
         default=None, description="Idempotency key: the same key twice returns the same task."
     )
 
+    @field_validator("metadata")
+    @classmethod
+    def _runnable(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        # the keys a sidecar acts on: refused here, at submit, rather than by the agent that
+        # claimed it (a wasted assignment, and a failure the submitter sees only later)
+        if "command" in metadata:
+            command: object = metadata["command"]
+            parts = cast("list[object]", command) if isinstance(command, list) else None
+            if not parts or not all(isinstance(part, str) and part for part in parts):
+                raise ValueError(
+                    "metadata.command must be a non-empty list of non-empty strings (an argv, "
+                    'e.g. ["make", "test"])'
+                )
+        if "executor" in metadata and not isinstance(metadata["executor"], str):
+            raise ValueError("metadata.executor must be a string (an executor name)")
+        return metadata
+
 
 class Complexity(Contract):
     tier: Tier
@@ -139,6 +156,12 @@ class TaskView(Contract):
     result: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+    waiting_reason: str | None = Field(
+        default=None,
+        description="`GET /api/tasks/{id}` of a queued task: why no agent is taking it "
+        "(no online agent has its capabilities, serves its repo, or can run it; all busy; "
+        "retry backoff; repo paused). None otherwise.",
+    )
 
 
 class TaskTransition(Contract):
@@ -177,11 +200,14 @@ class ReportTask(Request):
 
 
 class RequeueTask(Request):
-    """Hand an assignment back (agent offline, never accepted, past deadline)."""
+    """Hand an assignment back (agent offline, never accepted, past deadline, refused)."""
 
     task_id: TaskId
     generation: int = Field(ge=1)
     reason: ShortText
+    agent_id: AgentId | None = Field(
+        default=None, description="If set, the task must be assigned to it (else `wrong_agent`)."
+    )
 
 
 class StatsRequest(Request):
@@ -261,6 +287,11 @@ class ClaimForAgents(Request):
     repos: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] = Field(
         default_factory=list[str], max_length=50, description="Empty: any repo."
     )
+    exclude_tasks: list[TaskId] = Field(
+        default_factory=list[str],
+        max_length=BATCH_LIMIT,
+        description="Tasks not to offer: the scheduler names those the agent refused for good.",
+    )
 
 
 class ReportTasks(Request):
@@ -282,3 +313,20 @@ class ReportOutcome(Contract):
 
 class ReportedTasks(Contract):
     results: list[ReportOutcome]
+
+
+class ExplainWait(Request):
+    """Body of `agentcom.rpc.scheduler.explain`: why is nobody taking this queued task?"""
+
+    task_id: TaskId
+    needed_capabilities: list[Capability] = Field(default_factory=list[str], max_length=20)
+    repo: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+
+
+class WaitReason(Contract):
+    """The scheduler's answer: `reason` None when an idle agent can take the task now."""
+
+    reason: str | None
+    able: list[str] = Field(
+        default_factory=list[str], description="Online agents that may take it (idle or busy)."
+    )

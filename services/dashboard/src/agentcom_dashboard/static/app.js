@@ -116,6 +116,7 @@ async function openTask(id) {
   box.replaceChildren(...[
     h("h3", {}, t.description),
     h("p", {}, h("span", { class: `badge st-${t.state}` }, t.state), ` ${t.priority} · generation ${t.generation} · retries ${t.retry_count}/${t.max_retries}`),
+    t.waiting_reason ? h("p", { class: "waiting", "data-waiting": t.id }, `waiting: ${t.waiting_reason}`) : null,
     t.last_error ? h("p", { class: "error" }, t.last_error) : null,
     h("h4", {}, "History"),
     h("ol", { class: "history" }, hist.map(x => h("li", {}, `${x.from_state || "∅"} → ${x.to_state}`, h("small", { class: "muted" }, ` ${x.reason} · ${x.actor} · ${new Date(x.at).toLocaleTimeString()}`)))),

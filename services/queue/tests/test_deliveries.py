@@ -1,0 +1,94 @@
+"""Every hand-out of a task counts against `AGENTCOM_QUEUE_MAX_DELIVERIES` (issue 14): the
+scheduler's requeues (missed acceptance, hello reconcile, stranded sweep) count no retry,
+so a task that crashes every sidecar before it journals the assignment used to bounce from
+agent to agent forever. Driven through the queue's NATS RPC, as the scheduler calls it."""
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from nats.aio.client import Client
+
+from agentcom_common.testing import running
+from agentcom_queue.app import create_app
+from agentcom_queue.settings import QueueSettings
+
+CAP = 3
+Json = dict[str, Any]
+
+
+async def submit(api: httpx.AsyncClient, **fields: Any) -> Json:
+    made = await api.post("/api/tasks", json={"description": "bounces"} | fields)
+    assert made.status_code == 201, made.text
+    return made.json()
+
+
+async def rpc(nc: Client, op: str, body: Json) -> Json:
+    reply = await nc.request(f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=10)
+    assert not (reply.headers and "Nats-Service-Error-Code" in reply.headers), reply.headers
+    return json.loads(reply.data)
+
+
+async def claim(nc: Client) -> Json | None:
+    return (await rpc(nc, "claim", {"agent_id": "a1"}))["task"]
+
+
+async def report(nc: Client, task: Json, outcome: str, error: str) -> Json:
+    body = {"task_id": task["id"], "agent_id": "a1", "generation": task["generation"]}
+    return await rpc(nc, "report", body | {"outcome": outcome, "error": error})
+
+
+@pytest.fixture
+async def capped(
+    queue_settings: QueueSettings, admin_token: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = queue_settings.model_copy(update={"queue_max_deliveries": CAP})
+    async with running(create_app(settings), "http://queue") as client:
+        client.headers["Authorization"] = f"Bearer {admin_token}"
+        yield client
+
+
+async def hand_out_and_back(nc: Client, reason: str) -> Json:
+    task = await claim(nc)
+    assert task is not None
+    back = {"task_id": task["id"], "generation": task["generation"], "reason": reason}
+    return await rpc(nc, "requeue", back)
+
+
+async def test_a_task_handed_back_again_and_again_is_dead_lettered_at_the_cap(
+    capped: httpx.AsyncClient, nc: Client
+) -> None:
+    made = await submit(capped, max_retries=5)
+    for _ in range(CAP - 1):
+        assert (await hand_out_and_back(nc, "agent a1 did not accept in time"))["state"] == "queued"
+
+    last = await hand_out_and_back(nc, "agent a1 did not accept in time")
+
+    assert last["state"] == "dead_letter", last
+    assert last["retry_count"] == 0  # no failure report ever came: only deliveries ran out
+    assert await claim(nc) is None  # not offered again
+    history = (await capped.get(f"/api/tasks/{made['id']}/history")).json()
+    assert [h["to_state"] for h in history][-2:] == ["failed", "dead_letter"]
+    assert "handed to an agent 3 times" in history[-1]["reason"], history[-1]
+    assert "did not accept in time" in history[-1]["reason"], history[-1]
+
+
+async def test_failures_and_hand_backs_share_the_cap_and_a_retry_by_hand_starts_afresh(
+    capped: httpx.AsyncClient, nc: Client
+) -> None:
+    made = await submit(capped, max_retries=5)
+    await hand_out_and_back(nc, "sidecar lost it")
+    failing = await claim(nc)
+    assert failing is not None
+    assert (await report(nc, failing, "failed", error="boom"))["state"] == "queued"
+    third = await claim(nc)
+    assert third is not None
+
+    ended = await report(nc, third, "failed", error="boom again")  # retries remain, deliveries not
+
+    assert ended["state"] == "dead_letter", ended
+    retried = await capped.post(f"/api/tasks/{made['id']}/retry")
+    assert retried.json()["state"] == "queued"
+    assert (await hand_out_and_back(nc, "sidecar lost it"))["state"] == "queued"  # a fresh count
