@@ -239,3 +239,25 @@ async def test_the_sweep_releases_and_blocks_what_events_left_waiting(
         ("waiting", "submitted"),
         ("queued", "every dependency completed (sweep)"),
     ]
+
+
+async def test_a_task_submitted_while_its_dependency_completes_is_released(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    parents = await asyncio.gather(*(submit(api) for _ in range(PAIRS)))
+    claimed = await claim_all(nc, PAIRS)
+
+    async def complete(parent: Json) -> None:
+        reply = await rpc(nc, "report", report_of(claimed[parent["id"]], "completed"))
+        assert reply["state"] == "completed"
+
+    # each child's submit races its dependency's completion
+    _, children = await asyncio.gather(
+        asyncio.gather(*(complete(parent) for parent in parents)),
+        asyncio.gather(
+            *(rpc(nc, "submit", {"description": "x", "depends_on": [p["id"]]}) for p in parents)
+        ),
+    )
+
+    states = [(await task(api, child["id"]))["state"] for child in children]
+    assert states == ["queued"] * PAIRS

@@ -179,7 +179,7 @@ async def submit(q: Queue, task: SubmitTask, actor: str) -> TaskView:
     async with q.engine.begin() as conn:
         if task.client_key and (existing := await store.fetch_by_key(conn, task.client_key)):
             return view(existing)
-        known = await store.states_of(conn, deps)
+        known = await store_batch.dependency_states(conn, deps)
         if unknown := [d for d in deps if d not in known]:
             raise InvalidError(
                 f"depends_on names unknown tasks: {', '.join(unknown)}",
@@ -743,7 +743,7 @@ async def _submit_in(
     """`_submit_rows` inside its transaction, on either kind of connection."""
     keys = [t.client_key for t in tasks if t.client_key]
     by_key = await store_batch.by_keys(conn, keys)
-    known = await store_batch.states_of(conn, sorted({d for deps in deps_of for d in deps}))
+    known = await store_batch.dependency_states(conn, sorted({d for deps in deps_of for d in deps}))
     plan: list[str | dict[str, Any]] = []  # per task: the client_key it returns, or its row
     taken = set(by_key)
     for n, (task, deps) in enumerate(zip(tasks, deps_of, strict=True)):

@@ -52,11 +52,6 @@ async def fetch_by_key(conn: AsyncConnection, client_key: str) -> TaskRow | None
     return (await conn.execute(select(tasks).where(tasks.c.client_key == client_key))).one_or_none()
 
 
-async def states_of(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, TaskState]:
-    rows = await conn.execute(select(tasks.c.id, tasks.c.state).where(tasks.c.id.in_(ids)))
-    return {row.id: TaskState(row.state) for row in rows}
-
-
 async def move(
     conn: AsyncConnection,
     task_id: str,

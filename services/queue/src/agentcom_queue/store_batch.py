@@ -312,9 +312,25 @@ async def insert_deps(db: Db, pairs: Sequence[tuple[str, str]]) -> None:
         )
 
 
-async def states_of(db: Db, ids: Sequence[str]) -> dict[str, TaskState]:
+async def dependency_states(db: Db, ids: Sequence[str]) -> dict[str, TaskState]:
+    """The states of the dependencies of tasks about to be submitted (in the caller's
+    transaction), those that may be completing locked until it commits.
+
+    Without the lock, a submit read its dependency as unfinished while the completion's
+    transaction, not seeing the uncommitted new task, settled the dependents it knew: the task
+    stayed `waiting`. `FOR SHARE` waits for a completion in flight (and then reads its result),
+    or makes the completion's lock wait for this commit (its settling then sees the task).
+    Waiting dependencies are not locked: they cannot complete within a submit, and locking
+    them too could deadlock with a completion that locks them as its dependents.
+    """
     if not ids:
         return {}
+    await _rows(
+        db,
+        f"SELECT id FROM {SCHEMA}.tasks WHERE id = ANY(CAST(:ids AS text[])) "
+        "AND state <> 'waiting' ORDER BY id FOR SHARE",
+        {"ids": list(ids)},
+    )
     rows = await _rows(
         db,
         f"SELECT id, state FROM {SCHEMA}.tasks WHERE id = ANY(CAST(:ids AS text[]))",

@@ -2,9 +2,10 @@
 
 A dependency's outcome settles its waiting dependents in its own transaction
 (`store_batch.settle_dependents`). This loop repairs what that could not see: tasks left
-`waiting` with every dependency completed (by the race fixed in that module, in databases
-written before the fix, or by a submit that read its dependency's state just before the
-dependency completed), and `blocked_reason`s that no longer say what holds a task. Replicas
+`waiting` with every dependency completed (by the races fixed there and in
+`store_batch.dependency_states`, in databases written before the fixes, or a waiting
+dependency that was released, claimed and completed within one submit), and
+`blocked_reason`s that no longer say what holds a task. Replicas
 sweep side by side: each skips the tasks another transaction holds.
 """
 
