@@ -419,3 +419,36 @@ async def test_a_task_working_too_long_on_an_agent_that_is_gone_is_requeued(
 
     await eventually(requeued)
     assert (await queue.get(f"/api/tasks/{tasks['alive']}")).json()["state"] == "working"
+
+
+async def test_a_nan_in_an_outcome_is_refused_and_a_good_one_still_lands(
+    hub: Hub, js: JetStreamContext, pulse: Pulse
+) -> None:
+    """A NaN in an outcome's `result` is refused where it enters (a malformed report, as an
+    HTTP body with one is a 422), not forwarded and stored as null (issue 15)."""
+    queue, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "worker"})
+    inbox = await Inbox.open(js, "worker")
+    await report(js, "worker", {"kind": "hello"})
+    pulse.keep("worker")
+    task = (await queue.post("/api/tasks", json={"description": "x"})).json()
+    generation = json.loads((await inbox.next_msg(timeout=10)).data)["generation"]
+    outcome = {"task_id": task["id"], "generation": generation}
+    await report(js, "worker", outcome | {"kind": "accepted"})
+
+    await report(js, "worker", outcome | {"kind": "completed", "result": {"ratio": float("nan")}})
+
+    async def all_handled() -> None:
+        info = await js.consumer_info("REPORTS", "scheduler-presence")
+        assert (info.num_pending, info.num_ack_pending) == (0, 0)
+
+    await eventually(all_handled)
+    assert (await queue.get(f"/api/tasks/{task['id']}")).json()["state"] == "working"
+
+    await report(js, "worker", outcome | {"kind": "completed", "result": {"ratio": 0.5}})
+
+    async def completed() -> None:
+        done = (await queue.get(f"/api/tasks/{task['id']}")).json()
+        assert (done["state"], done["result"]) == ("completed", {"ratio": 0.5})
+
+    await eventually(completed)

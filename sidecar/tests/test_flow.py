@@ -123,6 +123,19 @@ async def test_a_failing_command_fails_the_task_with_its_exit_code(
     assert task["result"]["output_tail"] == "boom"
 
 
+async def test_output_with_a_nul_byte_still_reports_the_outcome(
+    hub: Any, run_sidecar: RunSidecar
+) -> None:
+    """A command's output is whatever the command printed; the hub refuses NUL in a report, so
+    the sidecar makes it storable text instead of building a report it can never send."""
+    config = await hub.agent("binary", allow_hub_commands=True)
+    async with run_sidecar(config):
+        made = await hub.submit(metadata={"command": ["printf", "a\\000b"]})
+        task = await finished(hub, made["id"])
+
+    assert task["result"]["output_tail"] == "a\ufffdb"
+
+
 def _git(repo: Path, *args: str) -> str:
     import subprocess
 

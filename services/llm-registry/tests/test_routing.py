@@ -378,11 +378,17 @@ async def test_sidecar_heartbeat_registers_its_ollama(
 
     async def registered() -> None:
         got = await _endpoint(api, "sidecar-ag1")
-        assert got["health"] == "healthy"
         assert got["resources"]["vram_percent"] == 40.0
-        assert got["source"] == "sidecar:ag1"
+        assert (got["source"], got["owner"], got["shared"]) == ("sidecar:ag1", "ag1", False)
 
     await eventually(registered)
+    # ag1's alone until an admin shares it (test_learnt_endpoints.py); then everyone's
+    assert (await api.post("/api/llm/endpoints/sidecar-ag1/share")).status_code == 200
+
+    async def healthy() -> None:
+        assert (await _endpoint(api, "sidecar-ag1"))["health"] == "healthy"
+
+    await eventually(healthy)
     resp = await api.post("/api/chat", json=HI)
     assert resp.json()["routing"]["endpoint_id"] == "sidecar-ag1"
 

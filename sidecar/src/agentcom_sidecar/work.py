@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentcom_common import wire
 from agentcom_common.contracts.agent import TaskOutcome
 from agentcom_sidecar import (
     attempts,
@@ -264,13 +265,15 @@ class Work:
     def outcome(
         self, row: TaskRow, kind: Any, result: dict[str, Any], error: str | None = None
     ) -> TaskOutcome:
+        # a command's output or a model's words may hold NUL or lone surrogates, which the
+        # hub refuses: the outcome is built from storable text so it can always be sent
         return TaskOutcome(
             kind=kind,
             agent_id=self.config.agent_id,
             task_id=row.task_id,
             generation=row.generation,
-            result=result,
-            error=error,
+            result=wire.storable(result),
+            error=None if error is None else wire.storable_text(error),
         )
 
 

@@ -51,6 +51,13 @@ class Principal:
     role: Role
     name: str
 
+    @property
+    def agent_id(self) -> str | None:
+        """The agent an agent token belongs to (the scheduler names it `agent <id>`), else None."""
+        if self.role is not Role.AGENT or not self.name.startswith("agent "):
+            return None
+        return self.name.removeprefix("agent ")
+
     def require(self, *roles: Role) -> None:
         """Raise ForbiddenError unless this principal is admin or holds one of `roles`."""
         if self.role is not Role.ADMIN and self.role not in roles:

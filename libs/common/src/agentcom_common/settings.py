@@ -114,6 +114,21 @@ class CommonSettings(BaseSettings):
         description="Least time between two outbox relay passes while commits keep coming (a wake-up "
         "after a quiet spell is relayed at once).",
     )
+    consumer_max_deliver: int = Field(
+        default=50,
+        ge=1,
+        description="Deliveries of a JetStream message whose handler keeps failing for a "
+        "passing reason (Postgres away) before it is refused and recorded; a message that can "
+        "never be processed is refused at its first delivery.",
+    )
+    consumer_retry_first: Interval = Field(
+        default=timedelta(seconds=1),
+        description="Redelivery delay after the first passing failure; it doubles each time.",
+    )
+    consumer_retry_max: Interval = Field(
+        default=timedelta(seconds=60),
+        description="Longest redelivery delay of a message whose handler keeps failing.",
+    )
     db_pool_size: int = Field(
         default=10,
         ge=1,

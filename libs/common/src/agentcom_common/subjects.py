@@ -25,6 +25,7 @@ STREAM_SUBJECTS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 SERVICE_STARTED: Final = f"{PREFIX}.evt.hub.service_started"
+MESSAGE_REFUSED: Final = f"{PREFIX}.evt.hub.message_refused"
 TOKEN_REVOKED: Final = f"{PREFIX}.evt.auth.token_revoked"
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -81,5 +82,6 @@ def agent_reply_prefix(agent_id: str) -> str:
 
 LLM_ENDPOINT_ADDED: Final = f"{PREFIX}.evt.llm.endpoint_added"
 LLM_ENDPOINT_REMOVED: Final = f"{PREFIX}.evt.llm.endpoint_removed"
+LLM_ENDPOINT_SHARED: Final = f"{PREFIX}.evt.llm.endpoint_shared"
 LLM_ENDPOINT_HEALTH_CHANGED: Final = f"{PREFIX}.evt.llm.endpoint_health_changed"
 LLM_ROUTED: Final = f"{PREFIX}.evt.llm.routed"

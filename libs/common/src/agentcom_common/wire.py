@@ -84,6 +84,28 @@ def check_tree(value: Any, *, max_depth: int = DEPTH_CEILING, at: str = "") -> N
             )
 
 
+def storable(value: Any) -> Any:
+    """A copy of `value` that `check_tree` accepts, for text we did not write (a command's
+    output, a model's words): NUL and lone surrogates become U+FFFD, a non-finite number its
+    name as text. What we report must never be a report the hub refuses.
+    """
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(str(k)): storable(v) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]  # pyright: ignore[reportUnknownVariableType]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def storable_text(text: str) -> str:
+    if not text.isascii():
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text.replace("\x00", "\ufffd")
+
+
 def _check_text(text: str, path: str) -> None:
     if "\x00" in text:
         raise InvalidError(

@@ -72,6 +72,17 @@ async def remove_endpoint(endpoint_id: str, s: L, _who: Admin) -> None:
     await s.remove(endpoint_id)
 
 
+@registry.post("/endpoints/{endpoint_id}/share")
+async def share_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
+    """Let every caller use an endpoint learnt from an agent's heartbeat (until then it serves
+    that agent alone). From now on it is probed, and it serves only the models it lists itself.
+    A heartbeat that moves it to another URL makes it the agent's own again.
+
+    Errors: 404 `endpoint_not_found`, 409 `not_learnt` (added by hand: shared already).
+    """
+    return s.view(await s.share(endpoint_id))
+
+
 @registry.post("/endpoints/{endpoint_id}/check")
 async def check_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
     """Run a health check and model discovery now. Errors: 404 `endpoint_not_found`."""
@@ -83,13 +94,13 @@ async def check_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
 @registry.get("/route")
 async def dry_run(
     s: L,
-    _who: Viewer,
+    who: Viewer,
     tier: Literal["trivial", "standard", "complex"] | None = None,
     model: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Routing:
     """Where a call would go now, and why, without calling anything (candidates in order)."""
     tier_name, explicit = resolve(model, tier)
-    found, skipped = s.registry.candidates(tier_name, explicit)
+    found, skipped = s.registry.candidates(tier_name, explicit, who.agent_id)
     return s.registry.explain(tier_name, explicit, [(found[0], "chosen")], found[1:], skipped)
 
 
@@ -166,7 +177,7 @@ def _is_tool(item: Any) -> bool:
 
 def _who(request: Request, principal: Principal) -> tuple[Who, str | None]:
     caller_class = request.headers.get(CALLER_CLASS) or principal.role.value
-    return Who(principal.name, caller_class[:64]), request.headers.get(TIER)
+    return Who(principal.name, caller_class[:64], principal.agent_id), request.headers.get(TIER)
 
 
 def _problem(exc: AgentcomError) -> Response:
@@ -253,8 +264,9 @@ async def _ollama_lines(
 
 
 @gateway.get("/api/tags")
-async def ollama_tags(s: L, _who: Caller) -> dict[str, Any]:
-    """Ollama-compatible model list: every model a healthy endpoint serves."""
+async def ollama_tags(s: L, who: Caller) -> dict[str, Any]:
+    """Ollama-compatible model list: every model a healthy endpoint serves (to an agent, its
+    own unshared endpoints' too)."""
     return {
         "models": [
             {
@@ -265,7 +277,7 @@ async def ollama_tags(s: L, _who: Caller) -> dict[str, Any]:
                 "digest": "",
                 "details": {"endpoint": e.id, "provider": e.provider},
             }
-            for m, e in s.registry.models()
+            for m, e in s.registry.models(who.agent_id)
         ]
     }
 
@@ -347,13 +359,14 @@ async def _sse(pieces: AsyncIterator[Delta], model: str, routing: Routing) -> As
 
 
 @gateway.get("/v1/models")
-async def openai_models(s: L, _who: Caller) -> dict[str, Any]:
-    """OpenAI-compatible model list: every model a healthy endpoint serves."""
+async def openai_models(s: L, who: Caller) -> dict[str, Any]:
+    """OpenAI-compatible model list: every model a healthy endpoint serves (to an agent, its
+    own unshared endpoints' too)."""
     return {
         "object": "list",
         "data": [
             {"id": m, "object": "model", "created": 0, "owned_by": e.id}
-            for m, e in s.registry.models()
+            for m, e in s.registry.models(who.agent_id)
         ],
     }
 

@@ -48,6 +48,7 @@ class UpstreamBadRequestError(AgentcomError):
 class Who:
     caller: str
     caller_class: str
+    agent_id: str | None = None  # from an agent's token: its own endpoints are its candidates
 
 
 @dataclass(slots=True)
@@ -126,7 +127,7 @@ class Gateway:
         A refusal (400/422) ends the search. A refused call, or one no candidate answered, is
         accounted here; a success is the caller's to account."""
         tier_name, explicit = resolve(model, tier)
-        found, skipped = self.registry.candidates(tier_name, explicit)
+        found, skipped = self.registry.candidates(tier_name, explicit, who.agent_id)
         self.budgets.check(who.caller_class)
         tried: list[tuple[Candidate, str]] = []
         for index, cand in enumerate(found):

@@ -10,17 +10,18 @@ import json
 import logging
 import time
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import clock, outbox, subjects
+from agentcom_common import clock, consumer, outbox, subjects
 from agentcom_common.contracts.llm import EndpointChanged
-from agentcom_common.errors import DuplicateError, NotFoundError
+from agentcom_common.errors import ConflictError, DuplicateError, InvalidError, NotFoundError
 from agentcom_llm_registry import store
 from agentcom_llm_registry.gateway import Gateway
 from agentcom_llm_registry.ledger import Budgets, Ledger
@@ -153,6 +154,8 @@ class Llm:
             warm_models=endpoint.warm,
             host=endpoint.host,
             source=endpoint.source,
+            owner=endpoint.owner,
+            shared=endpoint.shared,
             health=endpoint.health,
             consecutive_failures=endpoint.failures,
             last_error=endpoint.last_error,
@@ -253,12 +256,11 @@ class Llm:
                 except Exception:  # Postgres away: keep checking what we know
                     log.exception("endpoints.reload_failed")
                 next_reload = now + interval
-            due = [e for e in self.registry.endpoints.values() if e.next_check <= now]
+            probed = [e for e in self.registry.endpoints.values() if e.probed()]
+            due = [e for e in probed if e.next_check <= now]
             if due:
                 await asyncio.gather(*(self.check(e) for e in due))
-            soonest = min(
-                (e.next_check for e in self.registry.endpoints.values()), default=now + interval
-            )
+            soonest = min((e.next_check for e in probed), default=now + interval)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(
@@ -268,16 +270,23 @@ class Llm:
 
     # sidecar heartbeats
 
-    async def on_heartbeat(self, data: dict[str, Any], age: float = 0.0) -> None:
-        """Join a heartbeat's host resources; register the sidecar's local Ollama if it has one.
+    async def on_heartbeat(self, agent_id: str, data: dict[str, Any], age: float = 0.0) -> None:
+        """Join a heartbeat's host resources; learn the sidecar's local Ollama if it has one.
 
-        `age` (seconds since the sidecar sent it) keeps a replayed old heartbeat from looking
-        fresh: scoring ignores resources older than `llm_resource_stale`.
+        `agent_id` is the agent of the subject it came on (its NATS user may publish there
+        alone); a body naming another agent is refused. The endpoint learnt serves that agent
+        alone until an admin shares it, and is not probed until then. `age` (seconds since the
+        sidecar sent it) keeps a replayed old heartbeat from looking fresh: scoring ignores
+        resources older than `llm_resource_stale`.
         """
-        agent_id = str(data.get("agent_id") or "")
-        if not agent_id:
-            return
-        host = str(data.get("host") or agent_id)
+        named = data.get("agent_id")
+        if named is not None and named != agent_id:
+            raise InvalidError(
+                f"a heartbeat on {agent_id}'s subject names agent {named!r}",
+                code="wrong_agent",
+                field="agent_id",
+            )
+        host = str(data.get("host") or agent_id)[:200]
         self.registry.hosts[host] = HostResources(
             host=host,
             agent_id=agent_id,
@@ -293,11 +302,12 @@ class Llm:
         url = data.get("ollama_url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             return
-        endpoint_id = f"sidecar-{subjects.checked_id(agent_id, 'agent id')}"[:64]
-        models = [str(m) for m in as_list(data.get("models")) if isinstance(m, str)][:200]
+        endpoint_id = f"sidecar-{agent_id}"[:64]
+        models = [str(m)[:200] for m in as_list(data.get("models")) if isinstance(m, str)][:200]
         known = self.registry.get(endpoint_id)
         if (
             known is not None
+            and known.owner == agent_id
             and known.base_url == url.rstrip("/")
             and known.host == host
             and known.models == models
@@ -306,15 +316,22 @@ class Llm:
         values = {
             "id": endpoint_id,
             "provider": "ollama",
-            "base_url": url.rstrip("/"),
+            "base_url": url.rstrip("/")[:500],
             "api_key": None,
             "classes": ["local"],
             "models": models,
             "host": host,
             "source": f"sidecar:{agent_id}",
+            "owner": agent_id,
         }
         async with self.engine.begin() as conn:
-            fresh = await store.upsert_endpoint(conn, values)
+            learnt = await store.learn_endpoint(conn, values)
+            if learnt is None:
+                raise InvalidError(
+                    f"endpoint {endpoint_id} was not learnt from {agent_id}; left as it is",
+                    code="endpoint_taken",
+                )
+            fresh, shared = learnt
             if fresh:
                 await self._event(
                     conn,
@@ -322,26 +339,52 @@ class Llm:
                     endpoint_id,
                     "ollama",
                     "unknown",
-                    f"reported by sidecar {agent_id}",
+                    f"reported by sidecar {agent_id}; serves it alone until shared",
                 )
-        self.registry.put(_endpoint_from(values))
+        self.registry.put(_endpoint_from(values | {"shared": shared}))
         self._changes += 1
         self._wake.set()
 
+    async def share(self, endpoint_id: str) -> Endpoint:
+        """Let every caller use an endpoint learnt from an agent; probed from now on."""
+        async with self.engine.begin() as conn:
+            row = await store.share_endpoint(conn, endpoint_id)
+            if row is None:
+                self.find(endpoint_id)  # 404 when there is none at all
+                raise ConflictError(
+                    f"endpoint {endpoint_id} was added by hand: every caller may use it already",
+                    code="not_learnt",
+                )
+            await self._event(
+                conn,
+                subjects.LLM_ENDPOINT_SHARED,
+                endpoint_id,
+                row.provider,
+                "unknown",
+                f"shared by an admin (learnt from agent {row.owner})",
+            )
+        endpoint = self.registry.put(_endpoint(row))
+        self._changes += 1
+        self._wake.set()
+        return endpoint
+
     async def consume_heartbeats(self, js: JetStreamContext) -> None:
-        """Our own durable consumer on REPORTS: heartbeats are read as raw JSON, the rest acked."""
-        sub = await js.pull_subscribe(
-            subjects.REPORTS_ALL,
-            durable=CONSUMER,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=10000),
+        """Our own durable consumer on REPORTS: heartbeats are read as raw JSON, the rest acked;
+        a report that cannot be read is refused once (`agentcom_common.consumer`)."""
+        policy = consumer.Policy.of(self.settings)
+        settler = consumer.Settler(js, CONSUMER, policy)
+        sub = await consumer.subscribe(
+            js, subjects.REPORTS_STREAM, subjects.REPORTS_ALL, CONSUMER, policy
         )
         try:
-            await self._heartbeats(sub)
+            await self._heartbeats(sub, settler)
         finally:  # a pull subscription left behind holds nc.drain() at stop until it times out
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def _heartbeats(self, sub: JetStreamContext.PullSubscription) -> None:
+    async def _heartbeats(
+        self, sub: JetStreamContext.PullSubscription, settler: consumer.Settler
+    ) -> None:
         while True:
             try:
                 batch = await sub.fetch(256, timeout=1)
@@ -352,19 +395,19 @@ class Llm:
                 await asyncio.sleep(1)
                 continue
             for msg in batch:
-                try:
-                    data: Any = json.loads(msg.data)
-                    if isinstance(data, dict) and as_obj(data).get("kind") == "heartbeat":
-                        sent = msg.metadata.timestamp
-                        age = (clock.now() - sent).total_seconds() if sent else 0.0
-                        await self.on_heartbeat(as_obj(data), age)
-                except (ValueError, TypeError):
-                    log.warning("heartbeat.unreadable", extra={"subject": msg.subject})
-                except Exception:  # Postgres away: redeliver shortly
-                    log.exception("heartbeat.failed", extra={"subject": msg.subject})
-                    await msg.nak(delay=1)
-                    continue
-                await msg.ack()
+                await settler.run(msg, partial(self._report, msg))
+
+    async def _report(self, msg: Msg) -> None:
+        speaker = consumer.speaker_of(msg.subject)
+        data: Any = json.loads(msg.data)  # too deep: RecursionError, refused as input
+        if speaker is None or not isinstance(data, dict):
+            return  # not a report of an agent: nothing for us
+        body = as_obj(data)
+        if body.get("kind") != "heartbeat":
+            return
+        sent = msg.metadata.timestamp
+        age = (clock.now() - sent).total_seconds() if sent else 0.0
+        await self.on_heartbeat(speaker, body, age)
 
     # costs
 
@@ -388,6 +431,8 @@ def _values(body: AddEndpoint, source: str) -> dict[str, Any]:
         "models": list(body.models),
         "host": body.host,
         "source": source,
+        "owner": None,
+        "shared": True,
     }
 
 
@@ -403,6 +448,8 @@ def _endpoint_from(values: dict[str, Any]) -> Endpoint:
         models=list(values["models"]),
         host=values["host"],
         source=values["source"],
+        owner=values.get("owner"),
+        shared=bool(values.get("shared", True)),
     )
 
 

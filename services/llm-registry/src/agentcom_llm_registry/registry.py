@@ -44,6 +44,10 @@ class Endpoint:
     models: list[str]
     host: str | None
     source: str
+    # an endpoint learnt from an agent's heartbeat serves that agent alone until an admin
+    # shares it; unshared it is never probed (an agent must not make us call any URL it names)
+    owner: str | None = None
+    shared: bool = True
     # health and discovery
     health: Health = "unknown"
     failures: int = 0  # consecutive failed health checks
@@ -69,12 +73,23 @@ class Endpoint:
     tokens_out: int = 0
 
     def all_models(self) -> list[str]:
+        if self.owner is not None and self.shared:
+            # shared with everyone: only what it answers for itself, never what its agent said
+            return list(self.discovered)
         seen = dict.fromkeys(self.models)
         seen.update(dict.fromkeys(self.discovered))
         return list(seen)
 
     def serves(self, model: str) -> bool:
-        return model in self.models or model in self.discovered
+        return model in self.all_models()
+
+    def probed(self) -> bool:
+        """Whether health checks call it: not while it is an agent's own, unshared."""
+        return self.owner is None or self.shared
+
+    def usable_by(self, agent_id: str | None) -> bool:
+        """Whether a call of `agent_id` (None: a person or a service) may be routed here."""
+        return self.owner is None or self.shared or self.owner == agent_id
 
     def latency_p50(self) -> float | None:
         return statistics.median(self.latencies) if self.latencies else None
@@ -125,6 +140,10 @@ class Registry:
         )
         known.classes, known.models = endpoint.classes, endpoint.models
         known.host, known.source = endpoint.host, endpoint.source
+        if (known.owner, known.shared) != (endpoint.owner, endpoint.shared):
+            known.discovered, known.warm = [], []  # found under other terms: probed anew
+            known.health, known.next_check = "unknown", 0.0
+        known.owner, known.shared = endpoint.owner, endpoint.shared
         return known
 
     def get(self, endpoint_id: str) -> Endpoint | None:
@@ -229,8 +248,11 @@ class Registry:
                 return model
         return models[0] if models else None
 
-    def plan(self, tier: str, model: str | None) -> tuple[list[Candidate], list[RouteStep]]:
-        """Ordered candidates (best first within each class) and the ones left out, with why."""
+    def plan(
+        self, tier: str, model: str | None, agent_id: str | None = None
+    ) -> tuple[list[Candidate], list[RouteStep]]:
+        """Ordered candidates (best first within each class) and the ones left out, with why;
+        `agent_id` is the calling agent (an agent's own endpoint is a candidate for it alone)."""
         now = time.monotonic()
         skipped: list[RouteStep] = []
         groups: list[tuple[str, list[Candidate]]] = []
@@ -241,6 +263,8 @@ class Registry:
         for model_class in steps:
             group: list[Candidate] = []
             for endpoint in self.endpoints.values():
+                if not endpoint.usable_by(agent_id):
+                    continue
                 chosen = self._pick_model(endpoint, model_class)
                 if chosen is None or (endpoint.id, chosen) in seen:
                     continue
@@ -262,8 +286,10 @@ class Registry:
             groups.append((model_class, _order(group)))
         return [c for _, group in groups for c in group], skipped
 
-    def candidates(self, tier: str, model: str | None) -> tuple[list[Candidate], list[RouteStep]]:
-        found, skipped = self.plan(tier, model)
+    def candidates(
+        self, tier: str, model: str | None, agent_id: str | None = None
+    ) -> tuple[list[Candidate], list[RouteStep]]:
+        found, skipped = self.plan(tier, model, agent_id)
         if not found:
             reasons = (
                 "; ".join(f"{s.endpoint_id}: {s.outcome}" for s in skipped)
@@ -333,10 +359,10 @@ class Registry:
             candidates=steps + skipped,
         )
 
-    def models(self) -> Iterator[tuple[str, Endpoint]]:
+    def models(self, agent_id: str | None = None) -> Iterator[tuple[str, Endpoint]]:
         seen: set[str] = set()
         for endpoint in self.endpoints.values():
-            if endpoint.health == "unhealthy":
+            if endpoint.health == "unhealthy" or not endpoint.usable_by(agent_id):
                 continue
             for model in endpoint.all_models():
                 if model not in seen:

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,6 +23,33 @@ async def upsert_endpoint(conn: AsyncConnection, values: dict[str, Any]) -> bool
     ).returning(endpoints.c.created_at, (func.now() == endpoints.c.created_at).label("fresh"))
     row = (await conn.execute(stmt)).one()
     return bool(row.fresh)
+
+
+async def learn_endpoint(conn: AsyncConnection, values: dict[str, Any]) -> tuple[bool, bool] | None:
+    """Insert or refresh an endpoint learnt from agent `values["owner"]`; (new, shared), or None
+    when the id is an endpoint added by hand or learnt from another agent (left as it is).
+
+    Sharing holds for the URL an admin shared: a heartbeat naming another URL unshares it."""
+    stmt = insert(endpoints).values(**values, shared=False)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[endpoints.c.id],
+        set_={k: stmt.excluded[k] for k in values if k not in ("id", "owner")}
+        | {"shared": endpoints.c.shared & (endpoints.c.base_url == stmt.excluded.base_url)},
+        where=endpoints.c.owner == stmt.excluded.owner,
+    ).returning((func.now() == endpoints.c.created_at).label("fresh"), endpoints.c.shared)
+    row = (await conn.execute(stmt)).one_or_none()
+    return None if row is None else (bool(row.fresh), bool(row.shared))
+
+
+async def share_endpoint(conn: AsyncConnection, endpoint_id: str) -> Row[Any] | None:
+    """Share a learnt endpoint with every caller; None when there is no such learnt endpoint."""
+    stmt = (
+        update(endpoints)
+        .where(endpoints.c.id == endpoint_id, endpoints.c.owner.is_not(None))
+        .values(shared=True)
+        .returning(*endpoints.c)
+    )
+    return (await conn.execute(stmt)).one_or_none()
 
 
 async def insert_endpoint(conn: AsyncConnection, values: dict[str, Any]) -> bool:

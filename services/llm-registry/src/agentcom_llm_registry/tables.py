@@ -31,6 +31,8 @@ endpoints = Table(
     Column("models", JSON, nullable=False),  # models named by hand; discovery adds more
     Column("host", Text),  # joins sidecar heartbeats (host resources)
     Column("source", Text, nullable=False),  # manual | sidecar:<agent_id>
+    Column("owner", Text),  # the agent it was learnt from (None: added by hand)
+    Column("shared", Boolean, nullable=False, server_default="true"),  # usable by every caller
     Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
 )
 

@@ -70,6 +70,11 @@ class EndpointView(Contract):
     warm_models: list[str]
     host: str | None
     source: str
+    owner: str | None = Field(
+        description="The agent whose heartbeat it was learnt from; it serves that agent alone "
+        "until `shared`."
+    )
+    shared: bool = Field(description="Whether every caller may use it.")
     health: str
     consecutive_failures: int
     last_error: str | None

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from functools import partial
 
-from agentcom_common import micro
+from agentcom_common import consumer, micro
 from agentcom_common.contracts.task import ExplainWait
 from agentcom_common.service import Loops, Resources
 from agentcom_scheduler import cancels, credentials, explain, limits, matching, ops, presence
@@ -68,7 +68,11 @@ async def start(
         settings.scheduler_heartbeat_interval, settings.scheduler_missed_heartbeats
     )
     gate = presence.Gate(limiter=runtime.limiter)
-    loops.spawn("agent-reports", presence.consume_reports(s, res.nc, res.js, gate, runtime.kick))
+    policy = consumer.Policy.of(settings)
+    loops.spawn(
+        "agent-reports",
+        presence.consume_reports(s, res.nc, res.js, gate, runtime.kick, policy),
+    )
     loops.spawn("cancels", cancels.follow(s, res.js))
     stranded = settings.scheduler_working_offline_timeout
     loops.spawn(

@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_common import clock, messaging, outbox, subjects
+from agentcom_common import clock, consumer, messaging, outbox, subjects
 from agentcom_common.contracts.agent import (
     AgentReport,
     AgentState,
@@ -145,12 +145,22 @@ async def on_report(
     return "applied"
 
 
+def _first(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
+
+
+def _where(exc: ValidationError) -> str | None:
+    return ".".join(str(p) for p in exc.errors()[0]["loc"]) or None
+
+
 def _parse(speaker: str, data: bytes) -> AgentReport:
     try:
         report = _REPORT.validate_json(data)
     except ValidationError as exc:
         raise InvalidError(
-            f"report from {speaker} is malformed: {exc.errors()[0]['msg']}"
+            f"report from {speaker} is malformed: {_first(exc)}", field=_where(exc)
         ) from None
     if report.agent_id != speaker:
         raise InvalidError(f"{speaker} sent a report naming {report.agent_id}", code="wrong_agent")
@@ -269,7 +279,14 @@ async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
         await _refused(s, nc, report)
         return
     rejected = report.kind == "rejected"
-    await queue_client.call(nc, "report", _to_queue(report))
+    try:
+        request = _to_queue(report)
+    except ValidationError as exc:  # e.g. a NUL in `result`: never storable, refused once
+        raise InvalidError(
+            f"{report.agent_id} sent an outcome the queue cannot take: {_first(exc)}",
+            field=_where(exc),
+        ) from None
+    await queue_client.call(nc, "report", request)
     async with s.engine.begin() as conn:
         if report.kind == "accepted":
             await transition_if(
@@ -348,10 +365,16 @@ async def consume_reports(
     js: JetStreamContext,
     gate: Gate | None = None,
     on_cutoff: Callable[[str], Awaitable[None]] | None = None,
+    policy: consumer.Policy | None = None,
 ) -> None:
-    """Pull presence reports; ack after the change committed, drop (term) what can never apply."""
+    """Pull presence reports; ack after the change committed; what can never apply is refused
+    once and counted against its agent (`agentcom_common.consumer`)."""
     gate = gate or Gate()  # one for the consumer's life: it remembers who was refreshed when
-    sub = await js.pull_subscribe(subjects.REPORTS_ALL, durable=CONSUMER)
+    policy = policy or consumer.Policy()
+    settler = consumer.Settler(js, CONSUMER, policy, _violation(gate, on_cutoff))
+    sub = await consumer.subscribe(
+        js, subjects.REPORTS_STREAM, subjects.REPORTS_ALL, CONSUMER, policy
+    )
     try:
         while True:
             reading = clock.now()
@@ -365,7 +388,7 @@ async def consume_reports(
                 await asyncio.sleep(1)
                 continue
             try:
-                await _handle_batch(s, nc, js, batch, gate, on_cutoff)
+                await _handle_batch(s, nc, js, batch, gate, settler)
             except Exception:  # e.g. an unexpected queue reply: the unacked ones come again
                 log.exception("reports.batch_failed")
             else:
@@ -377,13 +400,34 @@ async def consume_reports(
             await sub.unsubscribe()
 
 
+def _violation(
+    gate: Gate, on_cutoff: Callable[[str], Awaitable[None]] | None
+) -> Callable[[Msg], None]:
+    """Count a refused report against its agent; too many cut it off (and kick it)."""
+
+    def count(msg: Msg) -> None:
+        speaker = msg.subject.split(".")[2]
+        limiter = gate.limiter
+        if limiter is None or not (cutoff := limiter.violation(speaker)):
+            return
+        log.warning("agent.cut_off", extra={"agent_id": speaker, "seconds": cutoff})
+        if on_cutoff is not None:
+            # in the background: kicking waits for every NATS server's answer (a quarter
+            # second on a cluster), which the reports of other agents must not wait for
+            kicking = asyncio.ensure_future(on_cutoff(speaker))
+            _cutoffs.add(kicking)
+            kicking.add_done_callback(_cutoffs.discard)
+
+    return count
+
+
 async def _handle_batch(
     s: ops.Scheduler,
     nc: Client,
     js: JetStreamContext,
     batch: list[Msg],
     gate: Gate,
-    on_cutoff: Callable[[str], Awaitable[None]] | None,
+    settler: consumer.Settler,
 ) -> None:
     """Each agent's reports in order; different agents' reports side by side. Agents that sent
     only heartbeats are refreshed together in one statement (at 1,000 agents heartbeats are
@@ -410,11 +454,11 @@ async def _handle_batch(
 
     async def in_order(msgs: list[Msg]) -> None:
         for msg in msgs:
-            await _handle(s, nc, js, msg, gate, on_cutoff)
+            await _handle(s, nc, js, msg, gate, settler)
 
     await asyncio.gather(
-        _beat_many(s, beats, gate),
-        _outcomes_many(s, nc, outcomes, gate),
+        _beat_many(s, beats, gate, settler),
+        _outcomes_many(s, nc, outcomes, gate, settler),
         *(in_order(msgs) for msgs in rest),
     )
 
@@ -527,9 +571,9 @@ def _plan(groups: list[list[tuple[Msg, Heartbeat | TaskOutcome]]], gate: Gate) -
     return plan
 
 
-async def _nak_all(msgs: list[Msg]) -> None:
+async def _retry_all(settler: consumer.Settler, msgs: list[Msg]) -> None:
     for msg in msgs:
-        await msg.nak(delay=1)
+        await settler.retry(msg)
 
 
 async def _outcomes_many(
@@ -537,6 +581,7 @@ async def _outcomes_many(
     nc: Client,
     groups: list[list[tuple[Msg, Heartbeat | TaskOutcome]]],
     gate: Gate,
+    settler: consumer.Settler,
 ) -> None:
     """Heartbeats and task outcomes of many agents, each agent's in order.
 
@@ -554,18 +599,18 @@ async def _outcomes_many(
             known = await _seen_many(s, conn, plan.resources, plan.first_kind, plan.beating)
     except Exception:  # Postgres away: leave them all for redelivery
         log.exception("reports.outcomes_failed")
-        await _nak_all(plan.beats + [m for r in plan.rounds for m, _ in r])
+        await _retry_all(settler, plan.beats + [m for r in plan.rounds for m, _ in r])
         return
     for msg in plan.beats:
         await msg.ack()
     for r in plan.rounds:
         for msg, report in r:
             if report.agent_id not in known:
-                log.warning("report.refused", extra={"subject": msg.subject, "error": "unknown"})
-                await msg.term()
+                why = f"report from unknown agent {report.agent_id}"
+                await settler.refuse(msg, "agent_not_found", why, violation=False)
     rounds = [[(m, rep) for m, rep in r if rep.agent_id in known] for r in plan.rounds]
     answers = await _report_rounds(nc, [r for r in rounds if r])
-    await _settle(s, [r for r in rounds if r], answers)
+    await _settle(s, [r for r in rounds if r], answers, settler)
 
 
 async def _report_rounds(
@@ -594,7 +639,10 @@ async def _report_rounds(
 
 
 async def _settle(
-    s: ops.Scheduler, rounds: list[list[tuple[Msg, TaskOutcome]]], answers: list[list[bool]]
+    s: ops.Scheduler,
+    rounds: list[list[tuple[Msg, TaskOutcome]]],
+    answers: list[list[bool]],
+    settler: consumer.Settler,
 ) -> None:
     """Move the agents whose outcomes the queue took, in one transaction; then ack them (term
     the refused ones, nak the rounds the queue did not answer)."""
@@ -605,18 +653,20 @@ async def _settle(
                 await batch.transition_many(s, conn, moves)
     except Exception:  # Postgres away: redelivered; the queue acknowledges a repeat once
         log.exception("reports.outcomes_failed")
-        await _nak_all([m for r in rounds for m, _ in r])
+        await _retry_all(settler, [m for r in rounds for m, _ in r])
         return
     wakeups.matching()  # the agents that finished are idle now, committed
     for k, r in enumerate(rounds):
         if k >= len(answers):
-            await _nak_all([m for m, _ in r])
+            await _retry_all(settler, [m for m, _ in r])
             continue
         for (msg, _), ok in zip(r, answers[k], strict=True):
             await (msg.ack() if ok else msg.term())
 
 
-async def _beat_many(s: ops.Scheduler, beats: list[tuple[Msg, Heartbeat]], gate: Gate) -> None:
+async def _beat_many(
+    s: ops.Scheduler, beats: list[tuple[Msg, Heartbeat]], gate: Gate, settler: consumer.Settler
+) -> None:
     limiter = gate.limiter
     counted = [b for _, b in beats if limiter is None or not limiter.take(b.agent_id, "light")]
     try:
@@ -625,8 +675,7 @@ async def _beat_many(s: ops.Scheduler, beats: list[tuple[Msg, Heartbeat]], gate:
                 await _apply_beats(s, conn, counted)
     except Exception:  # Postgres away: leave them for redelivery
         log.exception("reports.heartbeats_failed")
-        for msg, _ in beats:
-            await msg.nak(delay=1)
+        await _retry_all(settler, [m for m, _ in beats])
         return
     for msg, _ in beats:  # over the rate: dropped, like any light report
         await msg.ack()
@@ -663,41 +712,34 @@ async def _handle(
     js: JetStreamContext,
     msg: Msg,
     gate: Gate,
-    on_cutoff: Callable[[str], Awaitable[None]] | None,
+    settler: consumer.Settler,
 ) -> None:
     speaker = msg.subject.split(".")[2]
     limiter = gate.limiter
     if limiter is not None and (left := limiter.blocked(speaker)):
-        if _is_outcome(msg.data):
+        if not _is_outcome(msg.data):
+            await msg.term()  # cut off for sending garbage: its presence does not count now
+        elif (refused := _unforwardable(speaker, msg.data)) is not None:
+            # waiting out the cut-off cannot make it valid: refused now, not held
+            await settler.refuse(msg, refused.code, refused.detail, violation=False)
+        else:
             # a task's outcome is never dropped: it waits out the cut-off and then counts
             await msg.nak(delay=left)
-        else:
-            await msg.term()  # cut off for sending garbage: its presence does not count now
         return
+    await settler.run(msg, lambda: on_report(s, nc, js, msg.subject, msg.data, gate))
+
+
+def _unforwardable(speaker: str, data: bytes) -> InvalidError | None:
+    """Why this outcome could never be handed to the queue, None if it could."""
     try:
-        await on_report(s, nc, js, msg.subject, msg.data, gate)
-    except UnavailableError as exc:  # the queue or Postgres is away: try again shortly
-        log.warning("report.deferred", extra={"subject": msg.subject, "error": exc.code})
-        await msg.nak(delay=1)
-    except InvalidError as exc:  # malformed or forged: counted; too many cut the agent off
-        log.warning("report.refused", extra={"subject": msg.subject, "error": exc.code})
-        await msg.term()
-        if limiter is not None and (cutoff := limiter.violation(speaker)):
-            log.warning("agent.cut_off", extra={"agent_id": speaker, "seconds": cutoff})
-            if on_cutoff is not None:
-                # in the background: kicking waits for every NATS server's answer (a quarter
-                # second on a cluster), which the reports of other agents must not wait for
-                kicking = asyncio.ensure_future(on_cutoff(speaker))
-                _cutoffs.add(kicking)
-                kicking.add_done_callback(_cutoffs.discard)
-    except AgentcomError as exc:
-        log.warning("report.refused", extra={"subject": msg.subject, "error": exc.code})
-        await msg.term()
-    except Exception:  # Postgres away: leave it for redelivery
-        log.exception("report.failed", extra={"subject": msg.subject})
-        await msg.nak(delay=1)
-    else:
-        await msg.ack()
+        report = _parse(speaker, data)
+        if isinstance(report, TaskOutcome):
+            _to_queue(report)
+    except InvalidError as exc:
+        return exc
+    except ValidationError as exc:
+        return InvalidError(f"{speaker} sent an outcome the queue cannot take: {_first(exc)}")
+    return None
 
 
 async def report_lag(js: JetStreamContext) -> float:

@@ -10,14 +10,16 @@ from agentcom_common import subjects
 from agentcom_common.contracts.auth import TokenRevoked
 from agentcom_common.contracts.base import Contract, Request
 from agentcom_common.contracts.llm import CallRouted, EndpointChanged
-from agentcom_common.contracts.system import ServiceStarted
+from agentcom_common.contracts.system import MessageRefused, ServiceStarted
 
 EVENTS: Final = MappingProxyType[str, type[Contract]](
     {
         subjects.SERVICE_STARTED: ServiceStarted,
+        subjects.MESSAGE_REFUSED: MessageRefused,
         subjects.TOKEN_REVOKED: TokenRevoked,
         subjects.LLM_ENDPOINT_ADDED: EndpointChanged,
         subjects.LLM_ENDPOINT_REMOVED: EndpointChanged,
+        subjects.LLM_ENDPOINT_SHARED: EndpointChanged,
         subjects.LLM_ENDPOINT_HEALTH_CHANGED: EndpointChanged,
         subjects.LLM_ROUTED: CallRouted,
     }

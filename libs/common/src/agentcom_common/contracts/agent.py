@@ -6,7 +6,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import Field, StringConstraints
 
-from agentcom_common.contracts.base import Contract, Request
+from agentcom_common.contracts.base import Contract, JsonObject, Request
 
 AgentName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 Capability = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -118,7 +118,7 @@ class TaskOutcome(Contract):
     agent_id: str
     task_id: str
     generation: int = Field(ge=1)
-    result: dict[str, object] = Field(default_factory=dict[str, object])
+    result: JsonObject = Field(default_factory=dict[str, object])
     error: str | None = Field(default=None, max_length=4000)
     code: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,64}$")] | None = Field(
         default=None,

@@ -3,9 +3,16 @@
 import functools
 import math
 import types
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 
 from agentcom_common import wire
 from agentcom_common.errors import InvalidError
@@ -74,6 +81,20 @@ def _scalar_kinds(model: type[BaseModel], name: str) -> frozenset[type]:
         elif annotation is not type(None):
             return frozenset()  # str | int and the like: leave it to pydantic
     return frozenset(kinds)
+
+
+def _json_value(value: dict[str, object]) -> dict[str, object]:
+    try:
+        wire.check_tree(value)
+    except InvalidError as exc:
+        raise ValueError(exc.detail) from None
+    return value
+
+
+JsonObject = Annotated[dict[str, object], AfterValidator(_json_value)]
+"""A free-form object in a message we read (not a `Request`, which checks every field): the
+edge's rules still hold (no NaN or Infinity, storable text, bounded depth), so what one path
+would store as null, or fail on later, is refused where it enters."""
 
 
 def _check_str(value: str) -> None:

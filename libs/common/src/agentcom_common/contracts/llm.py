@@ -11,7 +11,8 @@ Tier = Literal["trivial", "standard", "complex"]
 
 
 class EndpointChanged(Contract):
-    """Body of `agentcom.evt.llm.endpoint_added|endpoint_removed|endpoint_health_changed`."""
+    """Body of `agentcom.evt.llm.endpoint_added|endpoint_removed|endpoint_shared|
+    endpoint_health_changed`."""
 
     endpoint_id: str
     provider: str

@@ -31,3 +31,18 @@ class Health(Contract):
     version: str
     ready: bool
     checks: list[HealthCheck] = Field(default_factory=list[HealthCheck])
+
+
+class MessageRefused(Contract):
+    """Published on `agentcom.evt.hub.message_refused` when a consumer terminated a message it
+    can never process (`agentcom_common.consumer`): the record of what was dropped and why."""
+
+    consumer: str
+    subject: str
+    agent_id: str | None = Field(description="The agent whose subject it came on, if any.")
+    stream_seq: int | None
+    deliveries: int
+    code: str
+    detail: str
+    violation: bool = Field(description="Whether it counted against the agent (input error).")
+    at: datetime
