@@ -66,6 +66,13 @@ async def report(js: JetStreamContext, agent: str, body: dict[str, Any]) -> None
     )
 
 
+async def accept(js: JetStreamContext, inbox: Inbox, agent: str, held: dict[str, Any]) -> None:
+    """Say `accepted`, then read the hub's `start` (a sidecar runs nothing before it)."""
+    await report(js, agent, held | {"kind": "accepted"})
+    start = json.loads((await inbox.next_msg(timeout=10)).data)
+    assert start == {"schema_version": 1, "kind": "start"} | held, start
+
+
 class Pulse:
     """Heartbeats for the agents a test means to keep online, as a live sidecar sends them.
 
@@ -126,7 +133,7 @@ async def test_a_task_reaches_an_idle_agent_and_completes(
     generation = assign["generation"]
 
     outcome = {"task_id": task["id"], "generation": generation}
-    await report(js, "worker", outcome | {"kind": "accepted"})
+    await accept(js, inbox, "worker", outcome)
     await report(js, "worker", outcome | {"kind": "completed", "result": {"ok": True}})
 
     async def done() -> None:
@@ -236,7 +243,7 @@ async def test_hello_after_reconnect_keeps_an_agreed_task_and_its_completion_cou
     task = (await queue.post("/api/tasks", json={"description": "x"})).json()
     assign = json.loads((await inbox.next_msg(timeout=10)).data)
     held = {"task_id": task["id"], "generation": assign["generation"]}
-    await report(js, "phoenix", held | {"kind": "accepted"})
+    await accept(js, inbox, "phoenix", held)
 
     await report(js, "phoenix", held | {"kind": "hello"})  # reconnected, still on it
     await report(js, "phoenix", held | {"kind": "completed"})
@@ -323,7 +330,7 @@ async def test_a_task_past_its_deadline_is_cancelled_at_the_agent_and_retried(
     task = (await queue.post("/api/tasks", json={"description": "x", "complete_by": soon})).json()
     assign = json.loads((await inbox.next_msg(timeout=10)).data)
     held = {"task_id": task["id"], "generation": assign["generation"]}
-    await report(js, "slow", held | {"kind": "accepted"})
+    await accept(js, inbox, "slow", held)
     for _ in range(6):  # alive, just slow: heartbeats continue past the deadline
         await report(js, "slow", {"kind": "heartbeat"})
         await asyncio.sleep(0.1)  # the heartbeat interval itself
@@ -402,7 +409,7 @@ async def test_a_task_working_too_long_on_an_agent_that_is_gone_is_requeued(
         )
         tasks[name] = made.json()["id"]
         assign = json.loads((await inbox.next_msg(timeout=10)).data)
-        await report(js, name, {"kind": "accepted", "task_id": tasks[name], "generation": 1})
+        await accept(js, inbox, name, {"task_id": tasks[name], "generation": 1})
         assert assign["task"]["id"] == tasks[name]
 
     async def working() -> None:
@@ -452,3 +459,51 @@ async def test_a_nan_in_an_outcome_is_refused_and_a_good_one_still_lands(
         assert (done["state"], done["result"]) == ("completed", {"ratio": 0.5})
 
     await eventually(completed)
+
+
+async def test_an_acceptance_after_the_task_was_taken_back_gets_a_cancel_never_a_start(
+    hub: Hub, js: JetStreamContext, pulse: Pulse
+) -> None:
+    """The fence against a task running on two agents (issue 14): the hub took the task back
+    (no `accepted` in time: a NATS restart can make an assignment look unsent while the inbox
+    stored it), so the late `accepted` is answered with a cancel, and the sidecar, which runs
+    nothing before a `start`, never runs that generation. Every run there is is in the task's
+    history: only the generation whose `accepted` applied was started."""
+    queue, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "late"})
+    inbox = await Inbox.open(js, "late")
+    await report(js, "late", {"kind": "hello"})
+    pulse.keep("late")
+    task = (await queue.post("/api/tasks", json={"description": "x"})).json()
+    first = json.loads((await inbox.next_msg(timeout=10)).data)
+    assert (first["kind"], first["generation"]) == ("assign", 1)
+
+    async def taken_back() -> None:
+        history = (await queue.get(f"/api/tasks/{task['id']}/history")).json()
+        assert any(h["reason"] == "agent late did not accept in time" for h in history)
+
+    await eventually(taken_back)
+    await report(js, "late", {"kind": "accepted", "task_id": task["id"], "generation": 1})
+
+    told: list[dict[str, Any]] = []
+    while not any(m["kind"] == "cancel" and m["generation"] == 1 for m in told):
+        told.append(json.loads((await inbox.next_msg(timeout=10)).data))
+    assert not any(m["kind"] == "start" and m["generation"] == 1 for m in told), told
+    cancel = next(m for m in told if m["kind"] == "cancel")
+    assert (cancel["task_id"], cancel["reason"]) == (task["id"], "superseded")
+
+    again = next((m for m in told if m["kind"] == "assign"), None)
+    if again is None:  # given back to the same agent (the only one) at the next generation
+        again = json.loads((await inbox.next_msg(timeout=10)).data)
+    held = {"task_id": task["id"], "generation": again["generation"]}
+    assert held["generation"] > 1
+    await accept(js, inbox, "late", held)
+    await report(js, "late", held | {"kind": "completed"})
+
+    async def completed() -> None:
+        assert (await queue.get(f"/api/tasks/{task['id']}")).json()["state"] == "completed"
+
+    await eventually(completed)
+    history = (await queue.get(f"/api/tasks/{task['id']}/history")).json()
+    runs = [h for h in history if h["to_state"] == "working"]
+    assert [(h["generation"], h["actor"]) for h in runs] == [(held["generation"], "late")]

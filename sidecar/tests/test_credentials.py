@@ -11,7 +11,7 @@ import pytest
 from nats.aio.msg import Msg
 
 from agentcom_common import embedded, messaging
-from agentcom_common.contracts.agent import Assign
+from agentcom_common.contracts.agent import Assign, Start
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually, free_port
 from agentcom_sidecar import config as sidecar_config
@@ -74,7 +74,11 @@ async def test_with_its_own_restricted_user_the_sidecar_takes_work_and_reports(
     heard: list[dict[str, Any]] = []
 
     async def on(msg: Msg) -> None:
-        heard.append(json.loads(msg.data))
+        body = json.loads(msg.data)
+        heard.append(body)
+        if body["kind"] == "accepted":  # as the scheduler answers, once the queue took it
+            start = Start(task_id=body["task_id"], generation=body["generation"])
+            await messaging.publish(js, "agentcom.agent.a1.inbox", start)
 
     await hub.subscribe("agentcom.agent.a1.report", cb=on)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
     task: dict[str, object] = {"id": "task-00000000000000a1", "metadata": {"command": ["true"]}}
@@ -104,3 +108,40 @@ async def test_a_wrong_password_keeps_it_retrying_not_crashing(
             assert config.journal_path.exists()
 
         await eventually(tried_a_while, timeout=10)
+
+
+async def test_an_accepted_task_the_hub_never_starts_fails_saying_so_having_run_nothing(
+    locked_nats: str, tmp_path: Path, run_sidecar: Any
+) -> None:
+    """The sidecar waits for the hub's `start` (the fence against running a task twice), but
+    not forever: were that word lost, the attempt fails after `start_timeout`, unrun."""
+    hub = await nats.connect(locked_nats, user="hub", password="hubpw", connect_timeout=10)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+    js = hub.jetstream()  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+    await messaging.ensure_streams(js, CommonSettings(nats_url=locked_nats))
+    heard: list[dict[str, Any]] = []
+
+    async def on(msg: Msg) -> None:
+        heard.append(json.loads(msg.data))
+
+    await hub.subscribe("agentcom.agent.a1.report", cb=on)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+    ran = tmp_path / "ran"
+    task: dict[str, object] = {
+        "id": "task-00000000000000a2",
+        "metadata": {"command": ["touch", str(ran)]},
+    }
+    await messaging.publish(js, "agentcom.agent.a1.inbox", Assign(task=task, generation=1))
+    path = _config(tmp_path, locked_nats, "a1pw")
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"start_timeout": 0.5}))
+    try:
+        async with run_sidecar(sidecar_config.load(path)):
+
+            async def failed() -> None:
+                kinds = [r["kind"] for r in heard if r["kind"] != "heartbeat"]
+                assert kinds == ["hello", "accepted", "failed"]
+
+            await eventually(failed, timeout=30)
+    finally:
+        await hub.close()
+    assert "start_timeout" in heard[-1]["error"], heard[-1]
+    assert heard[-1]["result"]["ran"] is False
+    assert not ran.exists()

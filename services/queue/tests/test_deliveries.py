@@ -92,3 +92,32 @@ async def test_failures_and_hand_backs_share_the_cap_and_a_retry_by_hand_starts_
     retried = await capped.post(f"/api/tasks/{made['id']}/retry")
     assert retried.json()["state"] == "queued"
     assert (await hand_out_and_back(nc, "sidecar lost it"))["state"] == "queued"  # a fresh count
+
+
+async def test_a_missed_acceptance_hand_back_loses_to_an_accepted_that_applied_first(
+    capped: httpx.AsyncClient, nc: Client
+) -> None:
+    """The scheduler's sweep and the agent's `accepted` race: once the acceptance applied the
+    agent has been told to start, so the hand-back (`unaccepted_only`) is refused and the task
+    stays with that agent; while still only assigned, the same hand-back goes through."""
+    made = await submit(capped)
+    task = await claim(nc)
+    assert task is not None
+    await report(nc, task, "accepted", "")
+    back = {"task_id": task["id"], "generation": task["generation"], "reason": "agent a1 late"}
+    reply = await nc.request(
+        "agentcom.rpc.queue.requeue",
+        json.dumps(back | {"unaccepted_only": True}).encode(),
+        timeout=10,
+    )
+    assert reply.headers is not None
+    assert reply.headers.get("Nats-Service-Error-Code") == "already_accepted", reply.headers
+    held = (await capped.get(f"/api/tasks/{made['id']}")).json()
+    assert (held["state"], held["assigned_to"]) == ("working", "a1")
+
+    other = await submit(capped)
+    second = await claim(nc)
+    assert second is not None
+    assert second["id"] == other["id"]
+    back = {"task_id": second["id"], "generation": second["generation"], "reason": "late"}
+    assert (await rpc(nc, "requeue", back | {"unaccepted_only": True}))["state"] == "queued"

@@ -87,6 +87,12 @@ class SidecarConfig(BaseModel):
     kill_grace: float = Field(
         default=5.0, ge=0, description="SIGTERM to SIGKILL of a process group."
     )
+    start_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest an accepted task waits for the hub's `start` (sent once the queue "
+        "holds it as working here); past this the attempt fails saying so, having run nothing.",
+    )
     git_timeout: float = Field(default=300.0, gt=0)
     http_timeout: float = Field(default=30.0, gt=0)
     fault_kill_at: str | None = Field(

@@ -35,6 +35,7 @@ from agentcom_common.contracts.agent import (
     Recovering,
     Restart,
     Restarting,
+    Start,
 )
 from agentcom_common.errors import ConflictError
 from agentcom_sidecar import host, link, processes, taskdata
@@ -44,7 +45,9 @@ from agentcom_sidecar.work import Work
 
 log = logging.getLogger(__name__)
 VERSION = version("agentcom-sidecar")
-_INBOX: TypeAdapter[Assign | Cancel | Restart] = TypeAdapter(Assign | Cancel | Restart)
+_INBOX: TypeAdapter[Assign | Start | Cancel | Restart] = TypeAdapter(
+    Assign | Start | Cancel | Restart
+)
 Key = tuple[str, int]
 
 
@@ -295,6 +298,13 @@ class Sidecar:
         if isinstance(message, Cancel):
             await self._on_cancel(message)
             await msg.ack()  # only now: the task is stopped and its cancel journaled
+            return
+        if isinstance(message, Start):
+            if not self.work_of.start(message.task_id, message.generation):
+                # not waiting for it: stopped by a restart (failed, reported), cancelled, or
+                # given up on (`start_timeout`); the hub hears that attempt's end from us
+                log.info("inbox.start_unexpected", extra={"task_id": message.task_id})
+            await msg.ack()
             return
         task_id = str(message.task.get("id", ""))
         link.fault(self.config, "before_journal")

@@ -47,6 +47,15 @@ class RefusedError(Exception):
 class Work:
     def __init__(self, config: SidecarConfig, journal: Journal, courier: link.Courier) -> None:
         self.config, self.journal, self.courier = config, journal, courier
+        self._starts: dict[tuple[str, int], asyncio.Event] = {}
+
+    def start(self, task_id: str, generation: int) -> bool:
+        """The hub's `start` for an accepted task: it may run now. False if nothing waits."""
+        waiting = self._starts.get((task_id, generation))
+        if waiting is None:
+            return False
+        waiting.set()
+        return True
 
     async def decide_and_run(self, row: TaskRow) -> None:
         try:
@@ -58,27 +67,50 @@ class Work:
             self.reject(row, f"cannot prepare the task here: {exc}")
             return
         accepted = self.outcome(row, "accepted", {"executor": name})
-        self.journal.advance(
-            row.task_id,
-            row.generation,
-            "accepted",
-            [("accepted", dump(accepted))],
-            workspace=str(ws.path) if ws else None,
-            branch=ws.branch if ws else None,
-        )
-        self.courier.wake.set()
+        key = (row.task_id, row.generation)
+        self._starts[key] = asyncio.Event()
         try:
-            outcome = await self._execute(row, name, ws)
-        except Exception as exc:  # an executor bug fails this attempt, not the whole sidecar
-            log.exception("task.executor_crashed", extra={"task_id": row.task_id})
-            error = f"executor {name} crashed: {type(exc).__name__}"
-            outcome = attempts.Outcome("failed", {"executor": name}, error)
+            self.journal.advance(
+                row.task_id,
+                row.generation,
+                "accepted",
+                [("accepted", dump(accepted))],
+                workspace=str(ws.path) if ws else None,
+                branch=ws.branch if ws else None,
+            )
+            self.courier.wake.set()
+            outcome = await self._started_and_run(row, name, ws)
+        finally:
+            del self._starts[key]
         report = self.outcome(row, outcome.kind, outcome.result, outcome.error)
         self.journal.advance(
             row.task_id, row.generation, "finished", [(outcome.kind, dump(report))], pgid=None
         )
         self.courier.wake.set()
         log.info("task.finished", extra={"task_id": row.task_id, "outcome": outcome.kind})
+
+    async def _started_and_run(
+        self, row: TaskRow, name: str, ws: workspaces.Workspace | None
+    ) -> attempts.Outcome:
+        """Run the task once the hub says `start` (`Start` says why); a cancel meanwhile
+        cancels this wait like any other step."""
+        try:
+            async with asyncio.timeout(self.config.start_timeout):
+                await self._starts[(row.task_id, row.generation)].wait()
+        except TimeoutError:
+            log.warning("task.never_started", extra={"task_id": row.task_id})
+            return attempts.Outcome(
+                "failed",
+                {"executor": name, "ran": False},
+                f"the hub did not say start within {self.config.start_timeout:g} s "
+                "(start_timeout) of the acceptance; nothing was run",
+            )
+        try:
+            return await self._execute(row, name, ws)
+        except Exception as exc:  # an executor bug fails this attempt, not the whole sidecar
+            log.exception("task.executor_crashed", extra={"task_id": row.task_id})
+            error = f"executor {name} crashed: {type(exc).__name__}"
+            return attempts.Outcome("failed", {"executor": name}, error)
 
     def reject(self, row: TaskRow, reason: str, code: str | None = None) -> None:
         rejected = self.outcome(row, "rejected", {}, reason[:4000]).model_copy(

@@ -28,6 +28,7 @@ from agentcom_common.contracts.task import (
 )
 from agentcom_common.errors import (
     AgentcomError,
+    ConflictError,
     ForbiddenError,
     InvalidError,
     InvalidTransitionError,
@@ -377,6 +378,13 @@ async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
         row = await _fenced(conn, msg.task_id, msg.generation)
         if row.state == S.QUEUED.value:
             return view(row)
+        if msg.unaccepted_only and row.state != S.ASSIGNED.value:
+            # the agent's `accepted` won the race: it has been told to start, so it is the only
+            # one that may run this generation; its outcome (or silence) ends the attempt
+            raise ConflictError(
+                f"task {msg.task_id} is {row.state}, no longer waiting to be accepted",
+                code="already_accepted",
+            )
         if msg.agent_id is not None and row.assigned_to != msg.agent_id:
             raise ForbiddenError(
                 f"task {msg.task_id} is assigned to {row.assigned_to}, not {msg.agent_id}",

@@ -36,6 +36,7 @@ from agentcom_common.contracts.agent import (
     Progress,
     Recovering,
     Restarting,
+    Start,
     TaskOutcome,
     ToolCallReport,
 )
@@ -171,7 +172,7 @@ async def _act(
     s: ops.Scheduler, nc: Client, js: JetStreamContext, before: store.AgentRow, report: AgentReport
 ) -> None:
     if isinstance(report, TaskOutcome):
-        await _forward(s, nc, report)
+        await _forward(s, nc, js, report)
     elif isinstance(report, Cancelled):
         await _stopped(s, nc, report)
     elif isinstance(report, Hello):
@@ -268,8 +269,9 @@ _QUEUE_OUTCOME: dict[str, Literal["accepted", "completed", "partial_pass", "fail
 }
 
 
-async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
-    """Hand the outcome to the queue (it fences by generation), then move the agent.
+async def _forward(s: ops.Scheduler, nc: Client, js: JetStreamContext, report: TaskOutcome) -> None:
+    """Hand the outcome to the queue (it fences by generation), then move the agent; an
+    `accepted` is answered with `start` or, if the queue refused it, `cancel` (`_answer`).
 
     A `rejected` assignment (no wake command, broken workspace) fails the attempt at once with
     the sidecar's reason, so the retry budget sees it; one the agent's config will never
@@ -286,7 +288,13 @@ async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
             f"{report.agent_id} sent an outcome the queue cannot take: {_first(exc)}",
             field=_where(exc),
         ) from None
-    await queue_client.call(nc, "report", request)
+    try:
+        await queue_client.call(nc, "report", request)
+    except UnavailableError:
+        raise
+    except AgentcomError:
+        await _answer(js, report, took=False)
+        raise
     async with s.engine.begin() as conn:
         if report.kind == "accepted":
             await transition_if(
@@ -308,6 +316,30 @@ async def _forward(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
                 f"{report.kind} {report.task_id}",
                 "idle",
             )
+    await _answer(js, report, took=True)
+
+
+async def _answer(js: JetStreamContext, report: TaskOutcome, *, took: bool) -> None:
+    """Answer an `accepted`: `start` once the queue holds the task as working on this agent,
+    `cancel` when it refused (the task was taken back, cancelled, re-assigned). The sidecar
+    runs nothing before this word (`Start`), so a task the scheduler took back before the
+    agent's `accepted` applied never runs there. Sent after the agent's move is committed; a
+    failed publish retries the report, and the queue acknowledges the repeat once, so the word
+    goes out again (stored once: same message id)."""
+    if report.kind != "accepted":
+        return
+    key = f"{report.task_id}.{report.generation}"
+    word: Start | Cancel = (
+        Start(task_id=report.task_id, generation=report.generation)
+        if took
+        else Cancel(task_id=report.task_id, generation=report.generation, reason="superseded")
+    )
+    await messaging.publish(
+        js,
+        subjects.agent_inbox(report.agent_id),
+        word,
+        msg_id=f"{word.kind}.{key}",
+    )
 
 
 async def _refused(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
@@ -458,7 +490,7 @@ async def _handle_batch(
 
     await asyncio.gather(
         _beat_many(s, beats, gate, settler),
-        _outcomes_many(s, nc, outcomes, gate, settler),
+        _outcomes_many(s, nc, js, outcomes, gate, settler),
         *(in_order(msgs) for msgs in rest),
     )
 
@@ -579,6 +611,7 @@ async def _retry_all(settler: consumer.Settler, msgs: list[Msg]) -> None:
 async def _outcomes_many(
     s: ops.Scheduler,
     nc: Client,
+    js: JetStreamContext,
     groups: list[list[tuple[Msg, Heartbeat | TaskOutcome]]],
     gate: Gate,
     settler: consumer.Settler,
@@ -610,7 +643,7 @@ async def _outcomes_many(
                 await settler.refuse(msg, "agent_not_found", why, violation=False)
     rounds = [[(m, rep) for m, rep in r if rep.agent_id in known] for r in plan.rounds]
     answers = await _report_rounds(nc, [r for r in rounds if r])
-    await _settle(s, [r for r in rounds if r], answers, settler)
+    await _settle(s, js, [r for r in rounds if r], answers, settler)
 
 
 async def _report_rounds(
@@ -640,6 +673,7 @@ async def _report_rounds(
 
 async def _settle(
     s: ops.Scheduler,
+    js: JetStreamContext,
     rounds: list[list[tuple[Msg, TaskOutcome]]],
     answers: list[list[bool]],
     settler: consumer.Settler,
@@ -660,7 +694,13 @@ async def _settle(
         if k >= len(answers):
             await _retry_all(settler, [m for m, _ in r])
             continue
-        for (msg, _), ok in zip(r, answers[k], strict=True):
+        for (msg, report), ok in zip(r, answers[k], strict=True):
+            try:
+                await _answer(js, report, took=ok)
+            except Exception:  # NATS away: the repeat answers again (`_answer`)
+                log.exception("reports.answer_failed")
+                await settler.retry(msg)
+                continue
             await (msg.ack() if ok else msg.term())
 
 
@@ -842,7 +882,9 @@ async def sweep(
             else []
         )
         for row in unaccepted:
-            if not await _hand_back(nc, row, "requeue"):
+            # only while still unaccepted: an `accepted` that won the race has told the agent
+            # to start, and giving the task to another agent then would run it twice
+            if not await _hand_back(nc, row, "requeue", unaccepted_only=True):
                 continue
             await transition_if(
                 s,
@@ -878,8 +920,12 @@ def _observed(heard_since: datetime | None, cutoff: datetime) -> bool:
     return heard_since is None or heard_since < cutoff
 
 
-async def _hand_back(nc: Client, row: store.AgentRow, how: str) -> bool:
-    """Give the agent's task back: as a failed attempt (retry counted) or a plain requeue."""
+async def _hand_back(
+    nc: Client, row: store.AgentRow, how: str, *, unaccepted_only: bool = False
+) -> bool:
+    """Give the agent's task back: as a failed attempt (retry counted) or a plain requeue.
+    False when the queue could not be asked, or (`unaccepted_only`) the agent's `accepted`
+    has applied meanwhile: the agent keeps the task, and its report moves it to working."""
     failure = {
         "failed": f"agent {row.id} went offline (missed heartbeats)",
         "overdue": f"agent {row.id} was past the execution deadline",
@@ -905,11 +951,19 @@ async def _hand_back(nc: Client, row: store.AgentRow, how: str) -> bool:
             await queue_client.call(
                 nc,
                 "requeue",
-                RequeueTask(task_id=row.task_id, generation=row.generation, reason=requeue[how]),
+                RequeueTask(
+                    task_id=row.task_id,
+                    generation=row.generation,
+                    reason=requeue[how],
+                    unaccepted_only=unaccepted_only,
+                ),
             )
     except UnavailableError:
         return False
-    except AgentcomError as exc:  # stale: the queue already moved on; nothing to give back
+    except AgentcomError as exc:
+        if exc.code == "already_accepted":
+            log.info("handback.accepted_meanwhile", extra={"agent_id": row.id})
+            return False
         log.warning("handback.refused", extra={"agent_id": row.id, "error": exc.code})
     log.warning("task.handed_back", extra={"agent_id": row.id, "task_id": row.task_id, "how": how})
     return True

@@ -144,6 +144,22 @@ class Assign(Contract):
     )
 
 
+class Start(Contract):
+    """Published to the inbox once the queue has taken the agent's `accepted`: run it now.
+
+    The fence against a task running on two agents: a sidecar runs nothing it was only
+    assigned. Until the queue holds the task as `working` on this agent at this generation
+    (the `accepted` applied), the scheduler may still take it back (never accepted in time, a
+    reconnect that lost it) and give it to another agent; once it holds it so, nobody else can
+    be given it until this attempt has ended. An `accepted` the queue refuses (the task moved
+    on) gets a `cancel` instead, so the waiting sidecar drops it.
+    """
+
+    kind: Literal["start"] = "start"
+    task_id: str
+    generation: int = Field(ge=1)
+
+
 class Cancel(Contract):
     """Published to the inbox: stop working on this assignment (stale, cancelled, overdue)."""
 

@@ -208,6 +208,11 @@ class RequeueTask(Request):
     agent_id: AgentId | None = Field(
         default=None, description="If set, the task must be assigned to it (else `wrong_agent`)."
     )
+    unaccepted_only: bool = Field(
+        default=False,
+        description="Hand it back only while it is `assigned` (never accepted); once the agent's "
+        "`accepted` has applied, refused with `already_accepted`: the agent may be running it.",
+    )
 
 
 class StatsRequest(Request):
