@@ -20,7 +20,7 @@ from agentcom_common import clock
 from agentcom_common.auth import Principal, Role
 from agentcom_common.contracts.llm import Routing
 from agentcom_common.errors import AgentcomError, InvalidError
-from agentcom_common.web import Admin, Viewer, require
+from agentcom_common.web import Admin, Reader, Viewer, require
 from agentcom_llm_registry import providers
 from agentcom_llm_registry.gateway import Who, resolve
 from agentcom_llm_registry.ops import Llm
@@ -94,7 +94,7 @@ async def check_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
 @registry.get("/route")
 async def dry_run(
     s: L,
-    who: Viewer,
+    who: Reader,
     tier: Literal["trivial", "standard", "complex"] | None = None,
     model: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Routing:

@@ -21,7 +21,7 @@ import aiohttp
 from agentcom_common.contracts.llm import Routing
 from agentcom_common.errors import AgentcomError, InvalidError
 from agentcom_llm_registry import providers
-from agentcom_llm_registry.ledger import Budgets, Ledger
+from agentcom_llm_registry.ledger import Budgets, Entry, Ledger
 from agentcom_llm_registry.providers import Call, Delta, Reply, UpstreamError, UpstreamRefusedError
 from agentcom_llm_registry.registry import TIERS, Candidate, Endpoint, Registry
 
@@ -111,7 +111,8 @@ class Gateway:
         reply, routing = await self._route(
             model, tier, who, started, lambda c: self._attempt(c, call)
         )
-        self._account(who, routing, reply.tokens_in, reply.tokens_out, started, ok=True)
+        entry = self._account(who, routing, reply.tokens_in, reply.tokens_out, started, ok=True)
+        reply.cost_usd = entry.cost_usd
         return reply, routing
 
     async def _route(
@@ -155,8 +156,8 @@ class Gateway:
 
     def _account(
         self, who: Who, routing: Routing, tin: int, tout: int, started: float, *, ok: bool
-    ) -> None:
-        self.ledger.record(
+    ) -> Entry:
+        return self.ledger.record(
             caller=who.caller,
             caller_class=who.caller_class,
             routing=routing,

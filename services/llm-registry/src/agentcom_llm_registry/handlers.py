@@ -31,6 +31,7 @@ async def chat(s: Llm, req: ChatRequest) -> ChatReply:
         tokens_in=reply.tokens_in,
         tokens_out=reply.tokens_out,
         duration_ms=round((time.perf_counter() - began) * 1000, 3),
+        cost_usd=reply.cost_usd,
         routing=routing,
     )
 

@@ -27,6 +27,7 @@ import os
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,14 +37,13 @@ from sqlalchemy import Table, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import clock, outbox, subjects
+from agentcom_common import clock, outbox, prices, subjects
 from agentcom_common.contracts.llm import Routing
 from agentcom_common.errors import TooManyRequestsError
 from agentcom_llm_registry import tables
 
 log = logging.getLogger(__name__)
 WINDOWS: dict[str, float] = {"hour": 3600.0, "day": 86400.0}
-CLOUD_DEFAULT_PRICES: dict[str, tuple[float, float]] = {}
 
 
 class BudgetExhaustedError(TooManyRequestsError):
@@ -132,13 +132,13 @@ class Ledger:
         engine: AsyncEngine,
         outbox: Table,
         directory: Path,
-        prices: dict[str, list[float]],
+        prices_table: Mapping[str, prices.Rates],
         flush_interval: timedelta,
     ) -> None:
         self.engine = engine
         self.outbox = outbox
         self.dir = directory
-        self.prices = prices
+        self.prices = prices_table
         self.interval = flush_interval.total_seconds()
         self.buffer: list[Entry] = []
         self.seq = 0
@@ -151,10 +151,7 @@ class Ledger:
         self._journal = (self.dir / "current.jsonl").open("a", encoding="utf-8")
 
     def price(self, model: str | None, tokens_in: int, tokens_out: int) -> float:
-        per_million = self.prices.get(model or "")
-        if not per_million:
-            return 0.0
-        return (tokens_in * per_million[0] + tokens_out * per_million[1]) / 1_000_000
+        return prices.cost(model, tokens_in, tokens_out, self.prices)
 
     def record(
         self,

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import clock, consumer, outbox, subjects
+from agentcom_common import clock, consumer, outbox, prices, subjects
 from agentcom_common.contracts.llm import EndpointChanged
 from agentcom_common.errors import ConflictError, DuplicateError, InvalidError, NotFoundError
 from agentcom_llm_registry import store
@@ -48,7 +48,11 @@ class Llm:
         )
         directory = Path(settings.llm_ledger_dir or settings.home / "llm-ledger")
         self.ledger = Ledger(
-            engine, outbox_table, directory, settings.llm_prices, settings.llm_ledger_flush_interval
+            engine,
+            outbox_table,
+            directory,
+            prices.merged(settings.llm_prices),
+            settings.llm_ledger_flush_interval,
         )
         self.budgets = Budgets(
             settings.llm_budgets,

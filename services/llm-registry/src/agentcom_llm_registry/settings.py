@@ -68,10 +68,12 @@ class LlmSettings(CommonSettings):
     llm_budget_day: Interval = Field(
         default=timedelta(days=1), description='Length of the "day" budget window.'
     )
-    llm_prices: dict[str, list[float]] = Field(
-        default_factory=dict,
-        description="Model -> [USD per 1M input tokens, USD per 1M output tokens] (JSON); "
-        "unlisted models cost 0 (local ones: tokens and time are still counted).",
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict[str, tuple[float, float]],
+        description="Model (or name prefix) -> [USD per 1M input tokens, USD per 1M output "
+        "tokens] (JSON), added to or replacing entries of the built-in table "
+        "(agentcom_common.prices: Claude list prices); unmatched models cost 0 (local ones: "
+        "tokens and time are still counted).",
     )
     llm_ledger_flush_interval: Interval = Field(
         default=timedelta(milliseconds=500),

@@ -119,16 +119,6 @@ class AgenticSettings(BaseSettings):
         description="Let run_command take a shell string (run by /bin/sh -c inside the sandbox); "
         "when false only argv lists run.",
     )
-    agentic_prices: dict[str, tuple[float, float]] = Field(
-        default_factory=lambda: {
-            "claude-sonnet-4.5": (3.0, 15.0),
-            "claude-opus-4.5": (5.0, 25.0),
-            "claude-haiku-4.5": (1.0, 5.0),
-            "claude-opus-4.6": (5.0, 25.0),
-        },
-        description="USD per million tokens (in, out) by model name or prefix, used when the "
-        "gateway does not report a cost; unknown models cost 0 (local).",
-    )
 
     def max_iterations(self, tier: str | None) -> int:
         """The iteration limit of a complexity tier; unknown or missing tiers count as standard."""

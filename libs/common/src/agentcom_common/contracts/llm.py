@@ -88,4 +88,5 @@ class ChatReply(Contract):
     tokens_in: int
     tokens_out: int
     duration_ms: float
+    cost_usd: float = Field(default=0.0, description="The ledger's price of the call (USD).")
     routing: Routing
