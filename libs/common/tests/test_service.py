@@ -143,3 +143,27 @@ async def test_micro_refuses_malformed_json_with_a_code(
 
     assert reply.headers is not None
     assert reply.headers["Nats-Service-Error-Code"] == "invalid_field"
+
+
+async def test_a_405_allows_every_method_the_path_serves(queue: httpx.AsyncClient) -> None:
+    """GET and POST /api/tasks are two routes; Starlette alone names only the first."""
+    wrong = await queue.request("TRACE", "/api/tasks")
+    cancel = await queue.delete("/api/tasks/task-0000000000000000/cancel")
+
+    assert wrong.status_code == 405
+    assert wrong.json()["error"] == "method_not_allowed"
+    assert wrong.headers["Allow"] == "GET, POST"
+    assert cancel.headers["Allow"] == "POST"
+
+
+async def test_the_document_declares_what_a_route_answers(queue: httpx.AsyncClient) -> None:
+    document = (await queue.get("/openapi.json")).json()
+    get_task = document["paths"]["/api/tasks/{task_id}"]["get"]["responses"]
+    whoami = document["paths"]["/api/whoami"]["get"]["responses"]
+    problem = {"$ref": "#/components/schemas/Problem"}
+
+    assert set(get_task) == {"200", "401", "403", "404", "413", "422", "503"}
+    assert get_task["404"]["content"]["application/json"]["schema"] == problem
+    assert set(whoami) == {"200", "401"}  # a token of any role: never 403
+    task_id = document["paths"]["/api/tasks/{task_id}"]["get"]["parameters"][0]["schema"]
+    assert task_id["pattern"] == "^[^\\x00]*$"  # the edge refuses NUL everywhere

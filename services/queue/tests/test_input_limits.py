@@ -110,8 +110,8 @@ async def test_malformed_json_says_what_and_where(api: httpx.AsyncClient, nc: Cl
     ("url", "field"),
     [
         ("/api/tasks/task-%00", "path"),
-        ("/api/tasks?cursor=99999999999999999999", "cursor"),
-        ("/api/tasks?cursor=%C2%B3", "cursor"),
+        ("/api/tasks?cursor=99999999999999999999", "query.cursor"),
+        ("/api/tasks?cursor=%C2%B3", "query.cursor"),
         ("/api/tasks?assigned_to=a%00b", "query.assigned_to"),
     ],
 )
@@ -317,3 +317,12 @@ async def test_a_task_stored_before_the_limits_is_dead_lettered_not_offered_for_
     dead = (await api.get(f"/api/tasks/{big['id']}")).json()
     assert dead["state"] == "dead_letter"
     assert "cannot be delivered" in dead["last_error"]
+
+
+async def test_a_date_time_is_not_read_from_a_number(api: httpx.AsyncClient) -> None:
+    """Lax parsing took `"complete_by": 0` for 1970-01-01: a deadline nobody wrote."""
+    reply = await api.post("/api/tasks", json={"description": "x", "complete_by": 0})
+
+    assert reply.status_code == 422
+    assert reply.json()["field"] == "complete_by"
+    assert "ISO 8601" in reply.json()["detail"]

@@ -193,7 +193,8 @@ async def test_unknown_dependencies_are_named(api: httpx.AsyncClient) -> None:
         "/api/tasks", json={"description": "x", "depends_on": ["task-0000000000000000"]}
     )
 
-    assert response.status_code == 422
+    assert response.status_code == 409
+    assert response.json()["error"] == "unknown_dependencies"
     assert response.json()["field"] == "depends_on"
     assert "task-0000000000000000" in response.json()["detail"]
 

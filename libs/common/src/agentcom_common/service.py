@@ -34,6 +34,7 @@ from agentcom_common import (
     messaging,
     micro,
     migrations,
+    openapi,
     outbox,
     subjects,
     telemetry,
@@ -164,9 +165,15 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     app.add_middleware(
         web.InputLimits, max_body=settings.http_max_body, max_depth=settings.json_max_depth
     )
-    app.include_router(_health_router(spec))
+    health = _health_router(spec)
+    openapi.declare(health.routes)
+    app.include_router(health)
     for router in spec.routers:
-        app.include_router(router, responses=web.ERROR_RESPONSES)
+        openapi.declare(router.routes)
+        app.include_router(router, responses=openapi.errors(*openapi.EVERY_ROUTE))
+    openapi.install(app)
+    # what a 405's `Allow` is computed from (`web.install_error_handlers`)
+    app.state.http_routes = [r for router in (health, *spec.routers) for r in router.routes]
     return app
 
 

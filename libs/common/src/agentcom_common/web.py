@@ -5,7 +5,7 @@ fails validation names the field. Only this module and `micro.py` turn errors in
 """
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, Request
@@ -13,11 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agentcom_common import db, wire
+from agentcom_common import db, openapi, wire
 from agentcom_common.auth import Principal, Role, Verifier
-from agentcom_common.contracts.base import Contract
 from agentcom_common.errors import (
     AgentcomError,
     ForbiddenError,
@@ -34,35 +34,6 @@ def problem(status: int, code: str, detail: str, field: str | None = None) -> JS
     if field is not None:
         body["field"] = field
     return JSONResponse(body, status_code=status)
-
-
-class Problem(Contract):
-    """The body of every error reply."""
-
-    error: str
-    detail: str
-    field: str | None = None
-    retry_after: float | None = None
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: {
-        "model": Problem,
-        "description": "`body_too_large` (AGENTCOM_HTTP_MAX_BODY), or a "
-        "route's own size limit (`task_too_large`); `detail` names the limit",
-    },
-    422: {
-        "model": Problem,
-        "description": "`invalid_field`: `field` names the place (`body` "
-        "for JSON that does not parse, with line and column), `detail` what is wrong",
-    },
-    503: {
-        "model": Problem,
-        "description": "`db_unavailable` (Postgres away) or another "
-        "dependency's `*_unavailable`; retry after `Retry-After` seconds",
-    },
-}
-"""Declared on every route of every service (`service.create_app`): any of them may answer so."""
 
 
 class InputLimits:
@@ -172,10 +143,13 @@ def install_error_handlers(app: FastAPI) -> None:
         field = ".".join(loc[1:] if loc and loc[0] == "body" else loc) or "body"
         return problem(422, "invalid_field", f"{field}: {error['msg']}", field)
 
-    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return problem(exc.status_code, code, str(exc.detail))
+        reply = problem(exc.status_code, code, str(exc.detail))
+        if exc.status_code == 405:  # RFC 9110: a 405 lists what the path does allow
+            reply.headers["Allow"] = ", ".join(_allowed(request))
+        return reply
 
     async def on_db_failure(request: Request, exc: Exception) -> JSONResponse:
         if (away := db.unavailable(exc)) is None:
@@ -195,10 +169,22 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
+def _allowed(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's:
+    GET and POST of one path are two routes). `create_app` lists the routes."""
+    methods: set[str] = set()
+    for route in getattr(request.app.state, "http_routes", ()):
+        matched = isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE
+        if matched and route.methods:
+            methods |= route.methods
+    return sorted(methods)
+
+
 def verifier(request: Request) -> Verifier:
     return request.app.state.verifier
 
 
+@openapi.answers(401)
 async def principal(request: Request, auth: Annotated[Verifier, Depends(verifier)]) -> Principal:
     return await auth.verify(request.headers.get("authorization"))
 
@@ -206,6 +192,7 @@ async def principal(request: Request, auth: Annotated[Verifier, Depends(verifier
 def require(*roles: Role) -> object:
     """Dependency: the caller's principal, which must be admin or hold one of `roles`."""
 
+    @openapi.answers(403)
     async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
         who.require(*roles)
         return who
@@ -213,6 +200,7 @@ def require(*roles: Role) -> object:
     return Depends(check)
 
 
+@openapi.answers(403)
 async def reader(who: Annotated[Principal, Depends(principal)]) -> Principal:
     """An admin, a viewer, or an agent token that belongs to an agent (`agent <id>`)."""
     who.require(Role.VIEWER, Role.AGENT)

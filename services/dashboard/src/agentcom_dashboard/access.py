@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
 from agentcom_common.errors import ForbiddenError, UnauthorizedError
+from agentcom_common.openapi import answers
 from agentcom_dashboard import sessions
 from agentcom_dashboard.live import Live
 
@@ -35,6 +36,7 @@ async def current_session(conn: HTTPConnection) -> sessions.Session | None:
 SessionDep = Annotated[sessions.Session | None, Depends(current_session)]
 
 
+@answers(401)
 async def viewer(conn: HTTPConnection) -> sessions.Session | None:
     """The session, if any; refuses with 401 when viewing needs a login and there is none."""
     session = await current_session(conn)
@@ -46,6 +48,7 @@ async def viewer(conn: HTTPConnection) -> sessions.Session | None:
 ViewerDep = Annotated[sessions.Session | None, Depends(viewer)]
 
 
+@answers(401, 403)
 async def admin(request: Request) -> sessions.Session:
     """An admin session whose request carries its CSRF token and comes from this origin."""
     check_origin(request)
@@ -59,6 +62,7 @@ async def admin(request: Request) -> sessions.Session:
 AdminDep = Annotated[sessions.Session, Depends(admin)]
 
 
+@answers(401, 403)
 async def member(request: Request) -> sessions.Session:
     """Any logged-in session (viewer or admin) with its CSRF token: for push subscriptions."""
     check_origin(request)

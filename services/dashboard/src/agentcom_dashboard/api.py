@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
+from agentcom_common.openapi import errors
 from agentcom_common.web import Admin, Viewer
 from agentcom_dashboard import prometheus, ui
 from agentcom_dashboard.access import LiveDep
@@ -20,7 +21,7 @@ async def list_alerts(live: LiveDep, _who: Viewer) -> list[dict[str, Any]]:
     return live.book.listing()
 
 
-@router.post("/alerts/{rule_id}/acknowledge")
+@router.post("/alerts/{rule_id}/acknowledge", responses=errors(404))
 async def acknowledge_alert(rule_id: Id, live: LiveDep, who: Admin) -> dict[str, Any]:
     """Acknowledge an active alert (idempotent). Errors: 404 `alert_not_found`."""
     return await ui.acknowledge(live, rule_id, who.name)

@@ -14,12 +14,15 @@ from pydantic import Field, HttpUrl, field_validator
 from agentcom_common import clock
 from agentcom_common.contracts.base import Request as RequestBody
 from agentcom_common.errors import InvalidError
+from agentcom_common.openapi import errors
 from agentcom_dashboard import events, push
 from agentcom_dashboard.access import AdminDep, LiveDep, MemberDep, ViewerDep
 from agentcom_dashboard.live import Live
 
 router = APIRouter(prefix="/ui", tags=["page"])
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# an action answers with the owning service's own refusal, passed on with its code
+PASSED_ON = errors(404, 409)
 PANELS = ["stats", "tasks", "dead_letter", "agents", "llm_endpoints", "llm_costs", "hub", "goals"]
 
 
@@ -60,25 +63,25 @@ async def task_detail(task_id: Id, live: LiveDep, _who: ViewerDep) -> dict[str, 
     return {"task": task.as_json(), "history": history.as_json(), "tool_calls": calls}
 
 
-@router.post("/tasks/{task_id}/retry")
+@router.post("/tasks/{task_id}/retry", responses=PASSED_ON)
 async def retry_task(task_id: Id, live: LiveDep, who: AdminDep) -> Any:
     """Retry a dead-lettered task through the queue. Errors: the queue's (404, 409), 403."""
     return await live.sources.act("queue", f"/api/tasks/{task_id}/retry", who.token)
 
 
-@router.post("/tasks/{task_id}/cancel")
+@router.post("/tasks/{task_id}/cancel", responses=PASSED_ON)
 async def cancel_task(task_id: Id, live: LiveDep, who: AdminDep) -> Any:
     """Cancel a task through the queue. Errors: the queue's (404, 409), 403."""
     return await live.sources.act("queue", f"/api/tasks/{task_id}/cancel", who.token)
 
 
-@router.post("/agents/{agent_id}/restart")
+@router.post("/agents/{agent_id}/restart", responses=PASSED_ON)
 async def restart_agent(agent_id: Id, live: LiveDep, who: AdminDep) -> Any:
     """Ask an agent's sidecar to restart, through the scheduler. Errors: 404, 403."""
     return await live.sources.act("scheduler", f"/api/agents/{agent_id}/restart", who.token)
 
 
-@router.post("/hub/{verb}")
+@router.post("/hub/{verb}", responses=PASSED_ON)
 async def pause_hub(
     verb: Annotated[str, Path(pattern=r"^(pause|resume)$")], live: LiveDep, who: AdminDep
 ) -> Any:
@@ -86,7 +89,7 @@ async def pause_hub(
     return await live.sources.act("hubfsm", f"/api/hub/{verb}", who.token)
 
 
-@router.post("/alerts/{rule_id}/acknowledge")
+@router.post("/alerts/{rule_id}/acknowledge", responses=errors(404))
 async def acknowledge_alert(rule_id: Id, live: LiveDep, who: AdminDep) -> dict[str, Any]:
     """Acknowledge an active alert. Errors: 404 `alert_not_found`, 403."""
     return await acknowledge(live, rule_id, who.name)

@@ -20,12 +20,20 @@ from agentcom_common import clock
 from agentcom_common.auth import Principal, Role
 from agentcom_common.contracts.llm import Routing
 from agentcom_common.errors import AgentcomError, InvalidError
+from agentcom_common.openapi import DESCRIPTIONS, errors
 from agentcom_common.web import Admin, Reader, Viewer, require
 from agentcom_llm_registry import providers
 from agentcom_llm_registry.gateway import Who, resolve
 from agentcom_llm_registry.ops import Llm
 from agentcom_llm_registry.providers import Call, Delta, Json
-from agentcom_llm_registry.views import AddEndpoint, CostRow, Costs, EndpointView
+from agentcom_llm_registry.views import (
+    AddEndpoint,
+    CostRow,
+    Costs,
+    EndpointView,
+    OpenAIProblem,
+    chat_body,
+)
 
 log = logging.getLogger(__name__)
 CALLER_CLASS = "x-agentcom-caller-class"
@@ -39,6 +47,10 @@ def llm(request: Request) -> Llm:
 L = Annotated[Llm, Depends(llm)]
 Caller = Annotated[Principal, require(Role.AGENT)]
 registry = APIRouter(prefix="/api/llm", tags=["llm registry"])
+_OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": OpenAIProblem, "description": DESCRIPTIONS[status]}
+    for status in (401, 403, 413, 422, 429, 502, 503)
+}
 gateway = APIRouter(tags=["llm gateway"])
 
 
@@ -48,7 +60,7 @@ async def list_endpoints(s: L, _who: Viewer) -> list[EndpointView]:
     return [s.view(e) for e in s.registry.endpoints.values()]
 
 
-@registry.post("/endpoints", status_code=status.HTTP_201_CREATED)
+@registry.post("/endpoints", status_code=status.HTTP_201_CREATED, responses=errors(409))
 async def add_endpoint(body: AddEndpoint, s: L, _who: Admin) -> EndpointView:
     """Register an endpoint by hand. The API key is stored and never shown again.
 
@@ -57,7 +69,7 @@ async def add_endpoint(body: AddEndpoint, s: L, _who: Admin) -> EndpointView:
     return await s.add(body)
 
 
-@registry.get("/endpoints/{endpoint_id}")
+@registry.get("/endpoints/{endpoint_id}", responses=errors(404))
 async def get_endpoint(endpoint_id: str, s: L, _who: Viewer) -> EndpointView:
     """One endpoint with health, models, warm models, host resources and metrics.
 
@@ -66,13 +78,15 @@ async def get_endpoint(endpoint_id: str, s: L, _who: Viewer) -> EndpointView:
     return s.view(s.find(endpoint_id))
 
 
-@registry.delete("/endpoints/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
+@registry.delete(
+    "/endpoints/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404)
+)
 async def remove_endpoint(endpoint_id: str, s: L, _who: Admin) -> None:
     """Remove an endpoint. Errors: 404 `endpoint_not_found`."""
     await s.remove(endpoint_id)
 
 
-@registry.post("/endpoints/{endpoint_id}/share")
+@registry.post("/endpoints/{endpoint_id}/share", responses=errors(404, 409))
 async def share_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
     """Let every caller use an endpoint learnt from an agent's heartbeat (until then it serves
     that agent alone). From now on it is probed, and it serves only the models it lists itself.
@@ -83,7 +97,7 @@ async def share_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
     return s.view(await s.share(endpoint_id))
 
 
-@registry.post("/endpoints/{endpoint_id}/check")
+@registry.post("/endpoints/{endpoint_id}/check", responses=errors(404))
 async def check_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
     """Run a health check and model discovery now. Errors: 404 `endpoint_not_found`."""
     endpoint = s.find(endpoint_id)
@@ -189,7 +203,11 @@ def _problem(exc: AgentcomError) -> Response:
     )
 
 
-@gateway.post("/api/chat")
+@gateway.post(
+    "/api/chat",
+    responses=errors(429, 502),
+    openapi_extra=chat_body({"options": {"type": "object"}}),
+)
 async def ollama_chat(request: Request, s: L, principal: Caller) -> Response:
     """Ollama-compatible chat (`stream` defaults to true, as in Ollama); tools both ways.
 
@@ -282,7 +300,11 @@ async def ollama_tags(s: L, who: Caller) -> dict[str, Any]:
     }
 
 
-@gateway.post("/v1/chat/completions")
+@gateway.post(
+    "/v1/chat/completions",
+    responses=_OPENAI_ERRORS,
+    openapi_extra=chat_body({"max_tokens": {"type": "integer"}}),
+)
 async def openai_chat(request: Request, s: L, principal: Caller) -> Response:
     """OpenAI-compatible chat completions (streaming as SSE with `[DONE]`); tools both ways.
 

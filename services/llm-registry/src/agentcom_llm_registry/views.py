@@ -17,6 +17,8 @@ class AddEndpoint(Request):
     base_url: str = Field(
         min_length=1,
         max_length=500,
+        # declared for /docs and clients; `_http` enforces it with a message that says why
+        json_schema_extra={"pattern": r"^https?://[^\x00]*$"},
         description="Ollama: http://host:11434; OpenAI-compatible: the SDK base URL "
         "(http://host:8000/v1); Anthropic: https://api.anthropic.com.",
     )
@@ -98,3 +100,61 @@ class Costs(Contract):
     group_by: str
     rows: list[CostRow]
     budgets: dict[str, dict[str, dict[str, float]]]
+
+
+# The gateway routes read their raw body (the hot path skips FastAPI's parsing); these
+# schemas only document, for /docs and generated clients, the fields the routes check.
+_MESSAGES = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "required": ["role"],
+        "properties": {
+            "role": {"type": "string"},
+            "content": {"type": "string"},
+            "tool_calls": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+}
+_TOOLS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["function"],
+        "properties": {"type": {"type": "string"}, "function": {"type": "object"}},
+    },
+}
+
+
+def chat_body(extra: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra` of a chat route: its JSON body, with `extra` properties."""
+    schema = {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {
+            "model": {"type": "string", "description": "A model, `auto`, or a tier."},
+            "messages": _MESSAGES,
+            "tools": _TOOLS,
+            "stream": {"type": "boolean"},
+        }
+        | extra,
+    }
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+class OpenAIError(Contract):
+    message: str
+    type: str
+    code: str
+
+
+class OpenAIProblem(Contract):
+    """An error of `/v1/chat/completions`: OpenAI's `{"error": {...}}` for what the route
+    refuses, the problem JSON (`error` a code) for what the edge refuses first (413, bad JSON)."""
+
+    error: OpenAIError | str
+    detail: str
+    field: str | None = None
+    code: str | None = None
+    retry_after: float | None = None

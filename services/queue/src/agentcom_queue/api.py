@@ -8,6 +8,7 @@ from pydantic import Field
 from agentcom_common.contracts.base import Contract, Request as RequestBody
 from agentcom_common.contracts.task import Lane, SubmitTask, TaskState, TaskTransition, TaskView
 from agentcom_common.errors import ForbiddenError, NotFoundError
+from agentcom_common.openapi import errors
 from agentcom_common.service import Resources
 from agentcom_common.web import Admin, Reader, Viewer, check_owned
 from agentcom_queue import limits, ops, waiting
@@ -22,6 +23,7 @@ def queue(request: Request) -> ops.Queue:
 
 
 Q = Annotated[ops.Queue, Depends(queue)]
+CURSOR = r"^[0-9]{1,18}$"  # a `next_cursor`: a task's `seq`, which stays within a bigint
 tasks = APIRouter(prefix="/api/tasks", tags=["tasks"])
 repos = APIRouter(prefix="/api/repos", tags=["repos"])
 
@@ -42,14 +44,14 @@ def task_limit(request: Request) -> int:
     return limits.effective(request.app.state.max_task_bytes, res.nc.max_payload)
 
 
-@tasks.post("", status_code=status.HTTP_201_CREATED)
+@tasks.post("", status_code=status.HTTP_201_CREATED, responses=errors(409))
 async def submit_task(
     body: SubmitTask, q: Q, who: Admin, limit: Annotated[int, Depends(task_limit)]
 ) -> TaskView:
     """Submit a task. With `client_key`, a repeat returns the first task instead of a new one.
 
     Errors: 413 `body_too_large` / `task_too_large` (names the limit), 422 `invalid_field`
-    (names the field), 422 `unknown_dependencies`, 503 `db_unavailable` (with `Retry-After`).
+    (names the field), 409 `unknown_dependencies`, 503 `db_unavailable` (with `Retry-After`).
     """
     limits.check_task(body, limit)
     return await ops.submit_grouped(q, body, who.name)
@@ -63,7 +65,7 @@ async def list_tasks(
     priority: Lane | None = None,
     goal_id: Annotated[str | None, Query(max_length=64)] = None,
     assigned_to: Annotated[str | None, Query(max_length=64)] = None,
-    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    cursor: Annotated[str | None, Query(pattern=CURSOR)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TaskPage:
     """List tasks newest first, filtered; pass `next_cursor` back as `cursor` for the next page.
@@ -102,7 +104,7 @@ async def task_stats(q: Q, _who: Viewer) -> Stats:
 async def dead_letter(
     q: Q,
     _who: Viewer,
-    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    cursor: Annotated[str | None, Query(pattern=CURSOR)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TaskPage:
     """List dead-lettered tasks (kept for inspection and retry), newest first."""
@@ -118,7 +120,7 @@ async def dead_letter(
     return TaskPage(tasks=found, next_cursor=next_cursor)
 
 
-@tasks.get("/{task_id}")
+@tasks.get("/{task_id}", responses=errors(404))
 async def get_task(task_id: str, q: Q, who: Reader, request: Request) -> TaskView:
     """Get one task; a queued one says why no agent is taking it (`waiting_reason`).
 
@@ -130,7 +132,7 @@ async def get_task(task_id: str, q: Q, who: Reader, request: Request) -> TaskVie
     return await waiting.get(q, res.nc, task_id, request.app.state.explain_timeout)
 
 
-@tasks.get("/{task_id}/history")
+@tasks.get("/{task_id}/history", responses=errors(404))
 async def task_history(task_id: str, q: Q, who: Reader) -> list[TaskTransition]:
     """Every state change of a task with reason, actor and generation.
 
@@ -148,7 +150,7 @@ def _not_yours(task_id: str, agent_id: str) -> NotFoundError:
     )
 
 
-@tasks.post("/{task_id}/cancel")
+@tasks.post("/{task_id}/cancel", responses=errors(404, 409))
 async def cancel_task(task_id: str, q: Q, who: Admin) -> TaskView:
     """Cancel a task that has not ended (idempotent); dependents are marked blocked.
 
@@ -157,7 +159,7 @@ async def cancel_task(task_id: str, q: Q, who: Admin) -> TaskView:
     return await ops.cancel(q, task_id, who.name)
 
 
-@tasks.post("/{task_id}/retry")
+@tasks.post("/{task_id}/retry", responses=errors(404, 409))
 async def retry_task(task_id: str, q: Q, who: Admin) -> TaskView:
     """Put a dead-lettered or partial_pass task back in its lane with a fresh retry budget;
     the dependents it blocked wait for it again (or show what else blocks them).
@@ -168,27 +170,7 @@ async def retry_task(task_id: str, q: Q, who: Admin) -> TaskView:
     return await ops.retry_dead_letter(q, task_id, who.name)
 
 
-class Problem(Contract):
-    """The error body of every 4xx: a stable code, what is wrong, and the field if one is."""
-
-    error: str
-    detail: str
-    field: str | None = None
-
-
-def _problems(*codes: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": Problem, "description": text} for status, text in codes}
-
-
-@tasks.post(
-    "/{task_id}/accept",
-    responses=_problems(
-        (401, "`unauthorized`: no token, or not a valid one"),
-        (403, "`forbidden`: the token is not an admin's"),
-        (404, "`task_not_found`"),
-        (409, "`invalid_transition`: the task is not partial_pass (nor already completed)"),
-    ),
-)
+@tasks.post("/{task_id}/accept", responses=errors(404, 409))
 async def accept_task(task_id: str, q: Q, who: Admin) -> TaskView:
     """Accept a partial_pass task's result as its completion: it becomes `completed` and the
     dependents it blocked are released (unless another dependency holds them). Accepting a
@@ -224,19 +206,21 @@ async def add_repo(body: RepoUrl, q: Q, who: Admin) -> Repos:
     return await ops.add_repo(q, body.url, who.name)
 
 
-@repos.post("/remove")
+@repos.post("/remove", responses=errors(404))
 async def remove_repo(body: RepoUrl, q: Q, _who: Admin) -> Repos:
     """Remove a repo. Errors: 404 `repo_not_found`."""
     return await ops.remove_repo(q, body.url)
 
 
-@repos.post("/pause")
+@repos.post("/pause", responses=errors(404))
 async def pause_repo(body: RepoPause, q: Q, _who: Admin) -> Repos:
     """Pause or resume a repo: claims skip tasks of a paused repo. Errors: 404."""
     return await ops.pause_repo(q, body.url, body.paused)
 
 
-@repos.put("/order")
+@repos.put("/order", responses=errors(409))
 async def reorder_repos(body: RepoOrder, q: Q, _who: Admin) -> Repos:
-    """Set the priority order; must list every registered repo once. Errors: 422 `order`."""
+    """Set the priority order; must list every registered repo once.
+
+    Errors: 409 `order_mismatch` (naming `order`: not every registered repo once)."""
     return await ops.reorder_repos(q, body.order)

@@ -182,7 +182,8 @@ async def submit(q: Queue, task: SubmitTask, actor: str) -> TaskView:
             return view(existing)
         known = await store_batch.dependency_states(conn, deps)
         if unknown := [d for d in deps if d not in known]:
-            raise InvalidError(
+            # well-formed, but naming tasks that do not exist now: the state refuses it (409)
+            raise ConflictError(
                 f"depends_on names unknown tasks: {', '.join(unknown)}",
                 code="unknown_dependencies",
                 field="depends_on",
@@ -630,9 +631,11 @@ async def reorder_repos(q: Queue, order: list[str]) -> list[dict[str, Any]]:
     async with q.engine.begin() as conn:
         known = {r.url for r in await store.list_repos(conn)}
         if set(wanted) != known or len(wanted) != len(known):
-            raise InvalidError(
+            # well-formed, but not what is registered now: the state refuses it (409)
+            raise ConflictError(
                 "order must list every registered repo exactly once; registered: "
                 + ", ".join(sorted(known)),
+                code="order_mismatch",
                 field="order",
             )
         await store.reorder_repos(conn, wanted)
@@ -759,7 +762,8 @@ async def _submit_in(
             plan.append(task.client_key)
             continue
         if unknown := [d for d in deps if d not in known]:
-            raise InvalidError(
+            # well-formed, but naming tasks that do not exist now: the state refuses it (409)
+            raise ConflictError(
                 f"depends_on names unknown tasks: {', '.join(unknown)}",
                 code="unknown_dependencies",
                 field=f"tasks.{n}.depends_on",

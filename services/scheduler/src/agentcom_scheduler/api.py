@@ -21,6 +21,7 @@ from agentcom_common.contracts.agent import (
 from agentcom_common.contracts.auth import CreateToken, IssuedTokenView, TokenView
 from agentcom_common.contracts.base import Contract, Request as Request_
 from agentcom_common.errors import NotFoundError
+from agentcom_common.openapi import answers, errors
 from agentcom_common.service import Res, Resources
 from agentcom_common.web import Admin, CurrentPrincipal, Reader, Viewer, check_owned
 from agentcom_scheduler import limits, loops, ops
@@ -28,6 +29,7 @@ from agentcom_scheduler import limits, loops, ops
 log = logging.getLogger(__name__)
 
 
+@answers(429)
 async def limited(request: Request, who: CurrentPrincipal) -> None:
     """Router dependency: an agent's calls draw from its buckets (GET light, others normal)."""
     if who.role is not auth.Role.AGENT:
@@ -83,7 +85,7 @@ async def list_tokens(res: Res, _who: Admin) -> list[TokenView]:
     return [_view(info) for info in await auth.list_tokens(res.engine)]
 
 
-@router.delete("/{token_id}")
+@router.delete("/{token_id}", responses=errors(404))
 async def revoke_token(token_id: str, res: Res, who: Admin) -> TokenView:
     """Revoke a token (idempotent). This service refuses it at once, every other one when the
     `token_revoked` event reaches it, and all within `auth_cache_ttl` (at most 60 s).
@@ -116,7 +118,7 @@ async def _ensure_consumer(js: JetStreamContext, agent_id: str) -> None:
         log.exception("agent.consumer_failed", extra={"agent_id": agent_id})
 
 
-@agents.post("", status_code=status.HTTP_201_CREATED)
+@agents.post("", status_code=status.HTTP_201_CREATED, responses=errors(409))
 async def register_agent(
     body: RegisterAgent, res: Res, request: Request, _who: Admin
 ) -> AgentRegistered:
@@ -131,7 +133,7 @@ async def register_agent(
     return made
 
 
-@agents.post("/{agent_id}/rotate")
+@agents.post("/{agent_id}/rotate", responses=errors(404))
 async def rotate_agent(agent_id: str, res: Res, request: Request, _who: Admin) -> AgentRegistered:
     """New bearer token and NATS password for an agent (shown once). The old token is revoked
     and the agent's open NATS connections are closed at once; its sidecar must be given the new
@@ -165,14 +167,14 @@ async def list_agents(request: Request, who: Reader) -> list[AgentView]:
     return [agent for agent in listing if who.agent_id in (None, agent.id)]
 
 
-@agents.get("/{agent_id}")
+@agents.get("/{agent_id}", responses=errors(404))
 async def get_agent(agent_id: str, request: Request, who: Reader) -> AgentView:
     """One agent. Errors: 404 `agent_not_found` (also to an agent token for another agent)."""
     _own_agent(who, agent_id)
     return await ops.get(scheduler(request), agent_id)
 
 
-@agents.get("/{agent_id}/history")
+@agents.get("/{agent_id}/history", responses=errors(404))
 async def agent_history(agent_id: str, request: Request, who: Reader) -> list[AgentTransition]:
     """Every state change of an agent with its reason.
 
@@ -181,7 +183,7 @@ async def agent_history(agent_id: str, request: Request, who: Reader) -> list[Ag
     return await ops.history(scheduler(request), agent_id)
 
 
-@agents.delete("/{agent_id}")
+@agents.delete("/{agent_id}", responses=errors(404))
 async def remove_agent(agent_id: str, res: Res, request: Request, _who: Admin) -> AgentView:
     """Remove an agent: its token is revoked, its NATS logins refused and its open NATS
     connections closed at once. Errors: 404 `agent_not_found`."""
@@ -194,7 +196,7 @@ async def remove_agent(agent_id: str, res: Res, request: Request, _who: Admin) -
     return removed
 
 
-@agents.post("/{agent_id}/restart", status_code=status.HTTP_202_ACCEPTED)
+@agents.post("/{agent_id}/restart", status_code=status.HTTP_202_ACCEPTED, responses=errors(404))
 async def restart_agent(agent_id: str, res: Res, request: Request, _who: Admin) -> AgentView:
     """Ask the agent's sidecar to restart (a `restart` in its inbox); it reports `restarting`.
 
@@ -233,7 +235,7 @@ def _limits_view(request: Request, agent_id: str) -> RateLimitsView:
     )
 
 
-@agents.get("/{agent_id}/rate-limits")
+@agents.get("/{agent_id}/rate-limits", responses=errors(404))
 async def get_rate_limits(agent_id: str, request: Request, who: Reader) -> RateLimitsView:
     """The agent's per-minute rates by tier (light, normal, heavy) and whether an admin
     overrode them. Errors: 404 `agent_not_found` (also to an agent token for another agent)."""
@@ -242,7 +244,7 @@ async def get_rate_limits(agent_id: str, request: Request, who: Reader) -> RateL
     return _limits_view(request, agent_id)
 
 
-@agents.put("/{agent_id}/rate-limits")
+@agents.put("/{agent_id}/rate-limits", responses=errors(404))
 async def set_rate_limits(
     agent_id: str, body: RateLimits, request: Request, _who: Admin
 ) -> RateLimitsView:

@@ -3,6 +3,7 @@
 import functools
 import math
 import types
+from datetime import datetime
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
@@ -40,6 +41,10 @@ class Request(Contract):
         kinds = _scalar_kinds(cls, info.field_name or "")
         if not kinds or value is None:
             return value
+        if datetime in kinds:  # lax mode reads a number as seconds since 1970
+            if isinstance(value, int | float):
+                raise ValueError("must be an ISO 8601 date-time string, not a number")
+            return value
         flag = bool in kinds
         if isinstance(value, bool) and not flag:
             raise ValueError("must be a JSON number, not true or false")
@@ -66,7 +71,8 @@ class Request(Contract):
 
 @functools.cache
 def _scalar_kinds(model: type[BaseModel], name: str) -> frozenset[type]:
-    """{int}, {float}, {bool} (or a mix) when field `name` is only such scalars (or None)."""
+    """{int}, {float}, {bool} (or a mix), or {datetime}, when field `name` is only such
+    scalars (or None)."""
     field = model.model_fields.get(name)
     if field is None:
         return frozenset()
@@ -76,7 +82,7 @@ def _scalar_kinds(model: type[BaseModel], name: str) -> frozenset[type]:
         annotation = pending.pop()
         if get_origin(annotation) in (Union, types.UnionType):
             pending.extend(get_args(annotation))
-        elif annotation in (int, float, bool):
+        elif annotation in (int, float, bool, datetime):
             kinds.add(annotation)
         elif annotation is not type(None):
             return frozenset()  # str | int and the like: leave it to pydantic

@@ -99,7 +99,9 @@ class SubmitTask(Request):
         default_factory=list[VerificationStep], max_length=20
     )
     complexity_tier: Tier | None = None
-    depends_on: list[TaskId] = Field(default_factory=list[str], max_length=100)
+    depends_on: list[TaskId] = Field(
+        default_factory=list[str], max_length=100, json_schema_extra={"uniqueItems": True}
+    )
     goal_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     client_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
         default=None, description="Idempotency key: the same key twice returns the same task."
