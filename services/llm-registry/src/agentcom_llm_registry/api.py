@@ -21,7 +21,7 @@ from agentcom_common import clock
 from agentcom_common.auth import Principal, Role
 from agentcom_common.contracts.llm import Routing
 from agentcom_common.errors import AgentcomError, ForbiddenError, InvalidError
-from agentcom_common.web import Admin, Problem, Viewer, require
+from agentcom_common.web import Admin, Problem, Reader, Viewer, require
 from agentcom_llm_registry import providers
 from agentcom_llm_registry.budgets import Who
 from agentcom_llm_registry.gateway import resolve
@@ -98,7 +98,7 @@ async def check_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
 @registry.get("/route")
 async def dry_run(
     s: L,
-    who: Viewer,
+    who: Reader,
     tier: Literal["trivial", "standard", "complex"] | None = None,
     model: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Routing:
