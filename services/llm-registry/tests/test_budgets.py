@@ -405,3 +405,32 @@ async def test_the_chat_routes_declare_every_status_they_answer(api: httpx.Async
         assert {"400", "401", "403", "422", "429", "502", "503"} <= set(responses)
         schema = responses["429"]["content"]["application/json"]["schema"]["$ref"]
         assert schema.endswith("/BudgetProblem")
+        headers = {p["name"] for p in spec["paths"][path]["post"]["parameters"]}
+        assert headers == {"X-Agentcom-Tier", "X-Agentcom-Goal"}  # no caller class
+
+
+async def test_a_streamed_call_is_settled_when_it_ends(
+    fake: Fake,
+    llm_settings: LlmSettings,
+    admin_token: str,
+    agent_token: str,
+    serve_registry: Serve,
+    add_endpoint: Add,
+) -> None:
+    server = await fake("a")
+    async with _registry(
+        serve_registry, llm_settings, admin_token, server, add_endpoint, "ollama"
+    ) as api:
+        agent = _as(agent_token)
+        ollama = HI | {"stream": True}
+        async with api.stream("POST", "/api/chat", json=ollama, headers=agent) as resp:
+            lines = [json.loads(line) async for line in resp.aiter_lines() if line]
+        assert lines[-1]["done"] is True
+        openai = {"messages": HI["messages"], "max_tokens": 100, "stream": True}
+        async with api.stream("POST", "/v1/chat/completions", json=openai, headers=agent) as resp:
+            assert (await resp.aread()).endswith(b"data: [DONE]\n\n")
+
+        async def settled() -> None:  # after the response: the reservation of 115 is gone
+            assert (await _budgets(api))["agent:w1"]["tokens"] == 2 * USED
+
+        await eventually(settled)

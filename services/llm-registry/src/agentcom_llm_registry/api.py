@@ -15,11 +15,12 @@ from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentcom_common import clock
 from agentcom_common.auth import Principal, Role
-from agentcom_common.contracts.llm import Routing
+from agentcom_common.contracts.llm import GOAL_ID_PATTERN, Routing
 from agentcom_common.errors import AgentcomError, ForbiddenError, InvalidError
 from agentcom_common.web import Admin, Problem, Reader, Viewer, require
 from agentcom_llm_registry import providers
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 CALLER_CLASS = "x-agentcom-caller-class"  # refused: who pays comes from the token
 TIER = "x-agentcom-tier"
 GOAL = "x-agentcom-goal"
-GOAL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+GOAL_ID = re.compile(GOAL_ID_PATTERN)
 
 
 def llm(request: Request) -> Llm:
@@ -239,7 +240,29 @@ CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@gateway.post("/api/chat", responses=CHAT_RESPONSES)
+# the routes read their headers from the raw request (the fast path); declared here for clients
+CHAT_HEADERS: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "X-Agentcom-Tier",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "enum": ["trivial", "standard", "complex"]},
+            "description": "Route by this tier (as `model: <tier>` does).",
+        },
+        {
+            "name": "X-Agentcom-Goal",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "pattern": GOAL_ID.pattern},
+            "description": "Admin (hub) tokens only: the goal the call is about; its budget "
+            "pays too. An agent's token naming one is 403 `goal_not_allowed`.",
+        },
+    ]
+}
+
+
+@gateway.post("/api/chat", responses=CHAT_RESPONSES, openapi_extra=CHAT_HEADERS)
 async def ollama_chat(request: Request, s: L, principal: Caller) -> Response:
     """Ollama-compatible chat (`stream` defaults to true, as in Ollama); tools both ways.
 
@@ -271,12 +294,13 @@ async def ollama_chat(request: Request, s: L, principal: Caller) -> Response:
         )
         return Response(json.dumps(out), media_type="application/json")
     try:
-        routing, _, pieces = await s.gateway.stream(call, model, tier, who)
+        routing, pieces, finish = await s.gateway.stream(call, model, tier, who)
     except AgentcomError as exc:
         return _problem(exc)
     return StreamingResponse(
         _ollama_lines(pieces, model or routing.model or "", routing),
         media_type="application/x-ndjson",
+        background=BackgroundTask(finish),  # runs after a client that left, too
     )
 
 
@@ -334,7 +358,7 @@ async def ollama_tags(s: L, who: Caller) -> dict[str, Any]:
     }
 
 
-@gateway.post("/v1/chat/completions", responses=CHAT_RESPONSES)
+@gateway.post("/v1/chat/completions", responses=CHAT_RESPONSES, openapi_extra=CHAT_HEADERS)
 async def openai_chat(request: Request, s: L, principal: Caller) -> Response:
     """OpenAI-compatible chat completions (streaming as SSE with `[DONE]`); tools both ways.
 
@@ -360,11 +384,13 @@ async def openai_chat(request: Request, s: L, principal: Caller) -> Response:
         )
         return Response(json.dumps(out), media_type="application/json")
     try:
-        routing, _, pieces = await s.gateway.stream(call, model, tier, who)
+        routing, pieces, finish = await s.gateway.stream(call, model, tier, who)
     except AgentcomError as exc:
         return _openai_problem(exc)
     return StreamingResponse(
-        _sse(pieces, model or routing.model or "", routing), media_type="text/event-stream"
+        _sse(pieces, model or routing.model or "", routing),
+        media_type="text/event-stream",
+        background=BackgroundTask(finish),
     )
 
 

@@ -9,6 +9,7 @@ as is. A stream falls back only until its first piece went to the client.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -45,6 +46,14 @@ class UpstreamFailedError(AgentcomError):
 class UpstreamBadRequestError(AgentcomError):
     status = 400
     default_code = "upstream_bad_request"
+
+
+@dataclass(slots=True)
+class _Flow:
+    """One stream's progress, for whichever of the relay and `finish` ends it."""
+
+    last: Delta
+    accounted: bool = False
 
 
 @dataclass(slots=True)
@@ -250,13 +259,31 @@ class Gateway:
 
     async def stream(
         self, call: Call, model: str | None, tier: str | None, who: Who
-    ) -> tuple[Routing, Candidate, AsyncIterator[Delta]]:
-        """Open a stream on the first candidate that yields a first piece; fall back before that."""
+    ) -> tuple[Routing, AsyncIterator[Delta], Callable[[], Awaitable[None]]]:
+        """Open a stream on the first candidate that yields a first piece; fall back before that.
+
+        (routing, the pieces, `finish`): the caller runs `finish` once the response is over,
+        whatever happened to it (Starlette's background task, which a client leaving does not
+        cancel). It settles the budget; and when the pieces never ran their own cleanup (the
+        client left before the first one, or the cleanup was cancelled with the response) it
+        closes the upstream and accounts the call as failed."""
         started = time.perf_counter()
-        (cand, first, pieces), routing, hold = await self._route(
+        (_, first, pieces), routing, hold = await self._route(
             call, model, tier, who, started, lambda c: self._first_piece(c, call)
         )
-        return routing, cand, self._relay(first, pieces, routing, who, started, hold)
+        flow = _Flow(first)
+
+        async def finish() -> None:
+            last = flow.last
+            if not flow.accounted:
+                flow.accounted = True
+                with contextlib.suppress(Exception):  # closing, or closed by a cancelled cleanup
+                    await pieces.aclose()
+                self._account(who, routing, last.tokens_in, last.tokens_out, started, ok=False)
+            cost = self.ledger.price(routing.model, last.tokens_in, last.tokens_out)
+            await self.budgets.settle(hold, last.tokens_in + last.tokens_out, cost)
+
+        return routing, self._relay(pieces, routing, who, started, flow), finish
 
     async def _first_piece(
         self, cand: Candidate, call: Call
@@ -272,27 +299,21 @@ class Gateway:
             raise
 
     async def _relay(
-        self,
-        first: Delta,
-        rest: AsyncGenerator[Delta],
-        routing: Routing,
-        who: Who,
-        started: float,
-        hold: Hold,
+        self, rest: AsyncGenerator[Delta], routing: Routing, who: Who, started: float, flow: _Flow
     ) -> AsyncIterator[Delta]:
-        last = first
         ok = False
         try:
-            yield first
-            if not first.done:
+            yield flow.last
+            if not flow.last.done:
                 async for delta in rest:
-                    last = delta
+                    flow.last = delta
                     yield delta
-            ok = last.done
+            ok = flow.last.done
         finally:
             await rest.aclose()  # a client that went away must not leave the upstream open
-            entry = self._account(who, routing, last.tokens_in, last.tokens_out, started, ok=ok)
-            await self.budgets.settle(hold, last.tokens_in + last.tokens_out, entry.cost_usd)
+            last = flow.last
+            self._account(who, routing, last.tokens_in, last.tokens_out, started, ok=ok)
+            flow.accounted = True
 
     async def _upstream_stream(self, cand: Candidate, call: Call) -> AsyncGenerator[Delta]:
         async with self._upstream(cand, call, stream=True) as (resp, use):

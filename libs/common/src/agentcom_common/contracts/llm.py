@@ -8,7 +8,8 @@ from pydantic import Field, StringConstraints
 from agentcom_common.contracts.base import Contract, Request
 
 Tier = Literal["trivial", "standard", "complex"]
-GoalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+GOAL_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"  # a goal named to the gateway (HTTP header, NATS)
+GoalId = Annotated[str, StringConstraints(pattern=GOAL_ID_PATTERN)]
 
 
 class EndpointChanged(Contract):
