@@ -1,8 +1,9 @@
 """The gateway: route a chat call, try candidates in order, account for it.
 
-The request path touches no database: routing reads the in-memory registry, the upstream
-call goes through one pooled aiohttp session, and the ledger row is journaled and buffered
-(see `ledger.py`). Fallback moves to the next candidate on a connection error, timeout,
+Routing reads the in-memory registry, the upstream call goes through one pooled aiohttp
+session, and the ledger row is journaled and buffered (see `ledger.py`). The one database work
+on the request path is the budget's: a reservation before the call and its settlement after
+(`budgets.py`), one statement each, skipped when no budget applies. Fallback moves to the next candidate on a connection error, timeout,
 5xx/429/401/403/404 or a malformed reply; a 400/422 is the caller's request and is returned
 as is. A stream falls back only until its first piece went to the client.
 """
@@ -18,10 +19,12 @@ from typing import TypeVar
 
 import aiohttp
 
-from agentcom_common.contracts.llm import Routing
+from agentcom_common import prices
+from agentcom_common.contracts.llm import RouteStep, Routing
 from agentcom_common.errors import AgentcomError, InvalidError
 from agentcom_llm_registry import providers
-from agentcom_llm_registry.ledger import Budgets, Entry, Ledger
+from agentcom_llm_registry.budgets import Budgets, Hold, Who, prompt_tokens
+from agentcom_llm_registry.ledger import Entry, Ledger
 from agentcom_llm_registry.providers import Call, Delta, Reply, UpstreamError, UpstreamRefusedError
 from agentcom_llm_registry.registry import TIERS, Candidate, Endpoint, Registry
 
@@ -42,13 +45,6 @@ class UpstreamFailedError(AgentcomError):
 class UpstreamBadRequestError(AgentcomError):
     status = 400
     default_code = "upstream_bad_request"
-
-
-@dataclass(slots=True)
-class Who:
-    caller: str
-    caller_class: str
-    agent_id: str | None = None  # from an agent's token: its own endpoints are its candidates
 
 
 @dataclass(slots=True)
@@ -78,7 +74,9 @@ class Gateway:
         *,
         request_timeout: float,
         connect_timeout: float,
+        reserve_max_tokens: int,
     ) -> None:
+        self.reserve_max_tokens = reserve_max_tokens
         self.registry = registry
         self.ledger = ledger
         self.budgets = budgets
@@ -108,28 +106,71 @@ class Gateway:
         self, call: Call, model: str | None, tier: str | None, who: Who
     ) -> tuple[Reply, Routing]:
         started = time.perf_counter()
-        reply, routing = await self._route(
-            model, tier, who, started, lambda c: self._attempt(c, call)
+        reply, routing, hold = await self._route(
+            call, model, tier, who, started, lambda c: self._attempt(c, call)
         )
         entry = self._account(who, routing, reply.tokens_in, reply.tokens_out, started, ok=True)
         reply.cost_usd = entry.cost_usd
+        await self.budgets.settle(hold, reply.tokens_in + reply.tokens_out, entry.cost_usd)
         return reply, routing
 
     async def _route(
         self,
+        call: Call,
         model: str | None,
         tier: str | None,
         who: Who,
         started: float,
         attempt: Callable[[Candidate], Awaitable[T]],
-    ) -> tuple[T, Routing]:
-        """Try the candidates in order until one attempt succeeds; (its result, routing).
+    ) -> tuple[T, Routing, Hold]:
+        """Reserve the call's budget, then try the candidates in order until one attempt
+        succeeds; (its result, routing, the reservation to settle).
 
         A refusal (400/422) ends the search. A refused call, or one no candidate answered, is
-        accounted here; a success is the caller's to account."""
+        accounted and its reservation released here; a success is the caller's to account."""
         tier_name, explicit = resolve(model, tier)
-        found, skipped = self.registry.candidates(tier_name, explicit, who.agent_id)
-        self.budgets.check(who.caller_class)
+        priced, _ = self.registry.candidates(tier_name, explicit, who.agent_id)
+        hold = await self.budgets.reserve(who, *self._estimate(call, priced))
+        try:
+            # ordered again after the reservation's await: calls routed meanwhile are in flight
+            # now, and the order must count them (load spreading)
+            found, skipped = self.registry.candidates(tier_name, explicit, who.agent_id)
+            result, routing = await self._try(
+                who, started, attempt, tier_name, explicit, found, skipped
+            )
+        except BaseException:  # failed, refused or cancelled: the call used nothing budgeted
+            await self.budgets.settle(hold, 0, 0.0)
+            raise
+        return result, routing, hold
+
+    def _estimate(self, call: Call, found: list[Candidate]) -> tuple[int, float]:
+        """(tokens, USD) the call may use: the prompt plus max_tokens (set here when the call
+        names none, so the upstream cannot exceed it), at the dearest candidate's price."""
+        limit = call.options.get("max_tokens")
+        if limit is None:
+            limit = call.options["max_tokens"] = self.reserve_max_tokens
+        elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InvalidError(
+                "max_tokens: must be a whole number of at least 1 (Ollama: options.num_predict)",
+                field="max_tokens",
+            )
+        tokens_in = prompt_tokens(call)
+        usd = max(
+            (prices.cost(c.model, tokens_in, limit, self.ledger.prices) for c in found),
+            default=0.0,
+        )
+        return tokens_in + limit, usd
+
+    async def _try(
+        self,
+        who: Who,
+        started: float,
+        attempt: Callable[[Candidate], Awaitable[T]],
+        tier_name: str,
+        explicit: str | None,
+        found: list[Candidate],
+        skipped: list[RouteStep],
+    ) -> tuple[T, Routing]:
         tried: list[tuple[Candidate, str]] = []
         for index, cand in enumerate(found):
             try:
@@ -165,6 +206,7 @@ class Gateway:
             tokens_out=tout,
             seconds=time.perf_counter() - started,
             ok=ok,
+            goal_id=who.goal_id,
         )
 
     @asynccontextmanager
@@ -211,10 +253,10 @@ class Gateway:
     ) -> tuple[Routing, Candidate, AsyncIterator[Delta]]:
         """Open a stream on the first candidate that yields a first piece; fall back before that."""
         started = time.perf_counter()
-        (cand, first, pieces), routing = await self._route(
-            model, tier, who, started, lambda c: self._first_piece(c, call)
+        (cand, first, pieces), routing, hold = await self._route(
+            call, model, tier, who, started, lambda c: self._first_piece(c, call)
         )
-        return routing, cand, self._relay(first, pieces, routing, who, started)
+        return routing, cand, self._relay(first, pieces, routing, who, started, hold)
 
     async def _first_piece(
         self, cand: Candidate, call: Call
@@ -230,7 +272,13 @@ class Gateway:
             raise
 
     async def _relay(
-        self, first: Delta, rest: AsyncGenerator[Delta], routing: Routing, who: Who, started: float
+        self,
+        first: Delta,
+        rest: AsyncGenerator[Delta],
+        routing: Routing,
+        who: Who,
+        started: float,
+        hold: Hold,
     ) -> AsyncIterator[Delta]:
         last = first
         ok = False
@@ -243,7 +291,8 @@ class Gateway:
             ok = last.done
         finally:
             await rest.aclose()  # a client that went away must not leave the upstream open
-            self._account(who, routing, last.tokens_in, last.tokens_out, started, ok=ok)
+            entry = self._account(who, routing, last.tokens_in, last.tokens_out, started, ok=ok)
+            await self.budgets.settle(hold, last.tokens_in + last.tokens_out, entry.cost_usd)
 
     async def _upstream_stream(self, cand: Candidate, call: Call) -> AsyncGenerator[Delta]:
         async with self._upstream(cand, call, stream=True) as (resp, use):

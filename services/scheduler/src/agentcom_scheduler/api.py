@@ -18,7 +18,7 @@ from agentcom_common.contracts.agent import (
     Restart,
     SchedulerStats,
 )
-from agentcom_common.contracts.auth import CreateToken, IssuedTokenView, TokenRevoked, TokenView
+from agentcom_common.contracts.auth import CreateToken, IssuedTokenView, TokenView
 from agentcom_common.contracts.base import Contract, Request as Request_
 from agentcom_common.errors import NotFoundError
 from agentcom_common.service import Res, Resources
@@ -85,23 +85,15 @@ async def list_tokens(res: Res, _who: Admin) -> list[TokenView]:
 
 @router.delete("/{token_id}")
 async def revoke_token(token_id: str, res: Res, who: Admin) -> TokenView:
-    """Revoke a token (idempotent). Every service refuses it within `auth_cache_ttl`.
+    """Revoke a token (idempotent). This service refuses it at once, every other one when the
+    `token_revoked` event reaches it, and all within `auth_cache_ttl` (at most 60 s).
 
     Errors: 404 `token_not_found`.
     """
-    info = await auth.revoke(res.engine, token_id)
-    await _announce_revoked(res, token_id)
+    info = await auth.revoke(res.engine, token_id, res.outbox)
+    res.verifier.forget(token_id)
     log.info("token.revoked", extra={"token_id": token_id, "by": who.token_id})
     return _view(info)
-
-
-async def _announce_revoked(res: Resources, token_id: str) -> None:
-    res.verifier.forget(token_id)
-    # wakes the other services' caches now; their TTL covers a lost message
-    await res.nc.publish(
-        subjects.TOKEN_REVOKED,
-        TokenRevoked(token_id=token_id, revoked_at=clock.now()).model_dump_json().encode(),
-    )
 
 
 def runtime(request: Request) -> loops.Runtime:
@@ -146,7 +138,7 @@ async def rotate_agent(agent_id: str, res: Res, request: Request, _who: Admin) -
     config. Errors: 404 `agent_not_found`.
     """
     made, old_token = await ops.rotate(scheduler(request), agent_id)
-    await _announce_revoked(res, old_token)
+    res.verifier.forget(old_token)  # the others: the token_revoked event of its transaction
     await runtime(request).kick(agent_id)
     log.info("agent.rotated", extra={"agent_id": agent_id, "token_id": made.token_id})
     return made
@@ -194,7 +186,7 @@ async def remove_agent(agent_id: str, res: Res, request: Request, _who: Admin) -
     """Remove an agent: its token is revoked, its NATS logins refused and its open NATS
     connections closed at once. Errors: 404 `agent_not_found`."""
     removed = await ops.remove(scheduler(request), agent_id)
-    await _announce_revoked(res, removed.token_id)
+    res.verifier.forget(removed.token_id)  # the others: the event of its transaction
     await runtime(request).kick(agent_id)
     with contextlib.suppress(Exception):  # gone already, or NATS away: nothing reads it anymore
         await res.js.delete_consumer(subjects.INBOX_STREAM, subjects.agent_consumer(agent_id))
