@@ -16,6 +16,7 @@ import httpx
 import psutil
 
 from agentcom_common.contracts.agent import GpuLoad, Heartbeat
+from agentcom_sidecar.agentic.sandbox import Isolation
 
 
 def supervisor() -> str:
@@ -67,7 +68,12 @@ async def ollama_models(url: str | None, timeout: float = 2.0) -> list[str]:
         return []
 
 
-async def heartbeat(agent_id: str, ollama_url: str | None, task_id: str | None) -> Heartbeat:
+async def heartbeat(
+    agent_id: str,
+    ollama_url: str | None,
+    task_id: str | None,
+    isolation: Isolation | None = None,
+) -> Heartbeat:
     cards = await asyncio.to_thread(gpus)  # NVML can be slow to answer; never stall the loop
     vram = None
     if cards and (total := sum(g.memory_total_mb for g in cards)):
@@ -84,4 +90,5 @@ async def heartbeat(agent_id: str, ollama_url: str | None, task_id: str | None) 
         ollama_url=ollama_url,
         models=await ollama_models(ollama_url),
         task_id=task_id,
+        isolation=isolation,
     )

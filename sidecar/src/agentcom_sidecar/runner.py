@@ -39,7 +39,9 @@ from agentcom_common.contracts.agent import (
 )
 from agentcom_common.errors import ConflictError
 from agentcom_sidecar import host, link, processes, taskdata
+from agentcom_sidecar.agentic.sandbox import Isolation
 from agentcom_sidecar.config import SidecarConfig
+from agentcom_sidecar.executors import registry
 from agentcom_sidecar.journal import Journal, TaskRow, dump
 from agentcom_sidecar.work import Work
 
@@ -72,6 +74,8 @@ class Sidecar:
         self.exit_code = 0
         self._hello_due = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.isolation: Isolation | None = None
+        """What holds for the agent loop's commands (`registry.isolation`), once probed."""
 
     # ---- start, serve, stop -------------------------------------------------------------
 
@@ -230,6 +234,9 @@ class Sidecar:
 
     async def _heartbeats(self, js: JetStreamContext) -> None:
         subject = subjects.agent_report(self.config.agent_id)
+        self.isolation = await asyncio.to_thread(registry.isolation, self.config)
+        if self.isolation not in (None, "namespaces"):
+            log.warning("sidecar.unisolated", extra={"isolation": self.isolation})
         while True:
             if self._hello_due.is_set():
                 self._hello_due.clear()
@@ -238,6 +245,7 @@ class Sidecar:
                 self.config.agent_id,
                 self.config.ollama_url,
                 self.work_key[0] if self.work_key else None,
+                self.isolation,
             )
             with contextlib.suppress(NatsError, OSError, TimeoutError):
                 await js.publish(
@@ -258,6 +266,7 @@ class Sidecar:
             "task_id": row.task_id if row else None,
             "generation": row.generation if row else None,
             "phase": row.phase if row else None,
+            "isolation": self.isolation,
             "updated_at": time.time(),
         }
         temp = self.config.status_path.with_suffix(".tmp")

@@ -128,7 +128,8 @@ class Work:
         if not taskdata.safe_id(row.task_id):
             raise RefusedError("task id must match [A-Za-z0-9_-]{1,64}")
         name = registry.choose(task, self.config)
-        if missing := registry.unavailable(name, self.config):
+        # in a thread: the first look at an agent loop probes the kernel's namespaces
+        if missing := await asyncio.to_thread(registry.unavailable, name, self.config):
             code, why = missing
             raise RefusedError(why, code)
         if name == "shell":

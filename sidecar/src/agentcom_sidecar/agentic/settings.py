@@ -110,9 +110,12 @@ class AgenticSettings(BaseSettings):
     )
     agentic_isolation: Literal["auto", "namespaces", "none"] = Field(
         default="auto",
-        description="`namespaces`: commands see a read-only system, a writable workspace and no "
-        "network (user, mount, pid and net namespaces via `unshare`); `auto` uses them when the "
-        "kernel allows; `none` keeps only limits, timeout and scrubbed environment.",
+        description="`namespaces`: required; commands see a read-only system, a writable "
+        "workspace and no network (user, mount, pid and net namespaces via `unshare`), and "
+        "where the kernel cannot make them the sidecar refuses LLM tasks "
+        "(`isolation_unavailable`); `auto` uses them when the kernel allows and else runs "
+        "commands unisolated (the heartbeat and status say `none`); `none` keeps only limits, "
+        "timeout and scrubbed environment.",
     )
     agentic_allow_shell: bool = Field(
         default=True,
