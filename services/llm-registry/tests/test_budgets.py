@@ -400,11 +400,14 @@ async def test_max_tokens_is_reserved_and_sent_upstream(
 
 async def test_the_chat_routes_declare_every_status_they_answer(api: httpx.AsyncClient) -> None:
     spec = (await api.get("/openapi.json")).json()
-    for path in ("/api/chat", "/v1/chat/completions"):
+    for path, problem in (
+        ("/api/chat", "/BudgetProblem"),
+        ("/v1/chat/completions", "/OpenAIBudgetProblem"),  # with OpenAI's `error` object
+    ):
         responses = spec["paths"][path]["post"]["responses"]
         assert {"400", "401", "403", "422", "429", "502", "503"} <= set(responses)
         schema = responses["429"]["content"]["application/json"]["schema"]["$ref"]
-        assert schema.endswith("/BudgetProblem")
+        assert schema.endswith(problem)
         headers = {p["name"] for p in spec["paths"][path]["post"]["parameters"]}
         assert headers == {"X-Agentcom-Tier", "X-Agentcom-Goal"}  # no caller class
 

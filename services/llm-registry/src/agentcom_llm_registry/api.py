@@ -35,6 +35,7 @@ from agentcom_llm_registry.views import (
     CostRow,
     Costs,
     EndpointView,
+    OpenAIBudgetProblem,
     OpenAIProblem,
     chat_body,
 )
@@ -275,7 +276,10 @@ CHAT_HEADERS: dict[str, Any] = {
 
 # what /v1/chat/completions refuses has OpenAI's `{"error": {...}}` besides the problem fields
 OPENAI_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": OpenAIProblem, "description": declared["description"]}
+    status: {
+        "model": OpenAIBudgetProblem if status == 429 else OpenAIProblem,
+        "description": declared["description"],
+    }
     for status, declared in CHAT_RESPONSES.items()
 }
 

@@ -140,8 +140,6 @@ class BudgetProblem(Contract):
         "call alone asks for more than the whole limit.",
     )
 
-    budgets: dict[str, dict[str, dict[str, float]]]
-
 
 # The gateway routes read their raw body (the hot path skips FastAPI's parsing); these
 # schemas only document, for /docs and generated clients, the fields the routes check.
@@ -199,3 +197,10 @@ class OpenAIProblem(Contract):
     field: str | None = None
     code: str | None = None
     retry_after: float | None = None
+
+
+class OpenAIBudgetProblem(BudgetProblem):
+    """A 429 `budget_exhausted` of `/v1/chat/completions`: OpenAI's `error` object besides."""
+
+    error: OpenAIError | str  # pyright: ignore[reportIncompatibleVariableOverride]  # widened on purpose: the OpenAI shape
+    code: str | None = None
