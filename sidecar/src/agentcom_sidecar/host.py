@@ -67,7 +67,9 @@ async def ollama_models(url: str | None, timeout: float = 2.0) -> list[str]:
         return []
 
 
-async def heartbeat(agent_id: str, ollama_url: str | None, task_id: str | None) -> Heartbeat:
+async def heartbeat(
+    agent_id: str, ollama_url: str | None, task_id: str | None, blocked: str | None = None
+) -> Heartbeat:
     cards = await asyncio.to_thread(gpus)  # NVML can be slow to answer; never stall the loop
     vram = None
     if cards and (total := sum(g.memory_total_mb for g in cards)):
@@ -84,4 +86,5 @@ async def heartbeat(agent_id: str, ollama_url: str | None, task_id: str | None) 
         ollama_url=ollama_url,
         models=await ollama_models(ollama_url),
         task_id=task_id,
+        blocked=blocked,
     )

@@ -38,7 +38,7 @@ from agentcom_common.contracts.agent import (
     Start,
 )
 from agentcom_common.errors import ConflictError
-from agentcom_sidecar import host, link, processes, taskdata
+from agentcom_sidecar import blockers, host, link, processes, taskdata
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.journal import Journal, TaskRow, dump
 from agentcom_sidecar.work import Work
@@ -70,6 +70,7 @@ class Sidecar:
         self.nc: Client | None = None
         self.serving = False
         self.exit_code = 0
+        self.blocked: str | None = None  # why it cannot take work, as its heartbeats say
         self._hello_due = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -234,10 +235,15 @@ class Sidecar:
             if self._hello_due.is_set():
                 self._hello_due.clear()
                 await self._hello(js)
+            blocked = await blockers.check(self.config)
+            if blocked != self.blocked:
+                log.warning("agent.blocked" if blocked else "agent.ready", extra={"why": blocked})
+                self.blocked = blocked
             beat = await host.heartbeat(
                 self.config.agent_id,
                 self.config.ollama_url,
                 self.work_key[0] if self.work_key else None,
+                blocked,
             )
             with contextlib.suppress(NatsError, OSError, TimeoutError):
                 await js.publish(
@@ -258,6 +264,7 @@ class Sidecar:
             "task_id": row.task_id if row else None,
             "generation": row.generation if row else None,
             "phase": row.phase if row else None,
+            "blocked": self.blocked,
             "updated_at": time.time(),
         }
         temp = self.config.status_path.with_suffix(".tmp")

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common import clock, consumer, messaging, outbox, subjects
 from agentcom_common.contracts.agent import (
+    BLOCKED_REJECTION,
     AgentReport,
     AgentState,
     AgentTransition,
@@ -72,8 +73,10 @@ async def transition_if(
     event: str,
     values: dict[str, object] | None = None,
 ) -> bool:
-    """Move the agent if TRANSITIONS allow it now; history row and event commit with it."""
-    if not await store.move(conn, agent_id, target, values):
+    """Move the agent if TRANSITIONS allow it now; history row and event commit with it.
+    `blocked_reason` is the reason while blocked, cleared on any other move (as `batch`)."""
+    blocked = {"blocked_reason": reason if target is AgentState.BLOCKED else None}
+    if not await store.move(conn, agent_id, target, blocked | (values or {})):
         return False
     await store.record(conn, agent_id, source, target, reason)
     change = AgentTransition(
@@ -138,10 +141,15 @@ async def on_report(
             raise NotFoundError(f"report from unknown agent {speaker}", code="agent_not_found")
         if isinstance(report, Hello):  # a (re)started sidecar may have a new config
             await store.forget_refusals(conn, speaker)
-        if before.state == AgentState.OFFLINE.value:
+            await store.set_supervisor(conn, speaker, report.supervisor)
+        state = AgentState(before.state)
+        if state is AgentState.OFFLINE:
             await transition_if(
                 s, conn, speaker, AgentState.OFFLINE, AgentState.IDLE, report.kind, "online"
             )
+            state = AgentState.IDLE
+        if isinstance(report, Heartbeat):
+            await _follow_blocked(s, conn, {speaker: state}, {speaker: report.blocked})
     await _act(s, nc, js, before, report)
     return "applied"
 
@@ -277,7 +285,7 @@ async def _forward(s: ops.Scheduler, nc: Client, js: JetStreamContext, report: T
     the sidecar's reason, so the retry budget sees it; one the agent's config will never
     change (`refused_for_good`) goes back without using a retry (`_refused`).
     """
-    if report.refused_for_good:
+    if report.refused_for_good or report.code == BLOCKED_REJECTION:
         await _refused(s, nc, report)
         return
     rejected = report.kind == "rejected"
@@ -346,6 +354,8 @@ async def _refused(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
     """The agent can never take this task (shell commands off, executor missing, repo not
     served): note it, so matching never offers it this task again (until its next hello), hand
     the task back as a plain requeue (no retry used, another agent may take it), free the agent.
+    An agent that cannot take any work now (`agent_blocked`: its heartbeat saying so was on its
+    way when the task was matched) hands it back the same way, unnoted, and is `blocked`.
 
     The note comes first and is idempotent: killed after it, the redelivered report does the
     rest; killed after the requeue, the repeat finds the task queued (or moved on) and frees
@@ -353,8 +363,10 @@ async def _refused(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
     """
     assert report.code is not None
     why = (report.error or report.code)[:400]
-    async with s.engine.begin() as conn:
-        await store.refuse(conn, report.agent_id, report.task_id, report.code, why)
+    blocked = report.code == BLOCKED_REJECTION
+    if not blocked:
+        async with s.engine.begin() as conn:
+            await store.refuse(conn, report.agent_id, report.task_id, report.code, why)
     back = RequeueTask(
         task_id=report.task_id,
         generation=report.generation,
@@ -376,9 +388,9 @@ async def _refused(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
                 conn,
                 report.agent_id,
                 AgentState(row.state),
-                AgentState.IDLE,
-                f"cannot run {report.task_id}",
-                "idle",
+                AgentState.BLOCKED if blocked else AgentState.IDLE,
+                why if blocked else f"cannot run {report.task_id}",
+                "blocked" if blocked else "idle",
             )
     log.info(
         "task.refused",
@@ -516,8 +528,10 @@ def _plain(msg: Msg, gate: Gate) -> Heartbeat | TaskOutcome | None:
         return None
     if not isinstance(report, Heartbeat | TaskOutcome) or report.agent_id != speaker:
         return None
-    if isinstance(report, TaskOutcome) and report.refused_for_good:
-        return None  # not a queue report: noted, then handed back (`_refused`)
+    if isinstance(report, TaskOutcome) and (
+        report.refused_for_good or report.code == BLOCKED_REJECTION
+    ):
+        return None  # not a queue report: handed back (`_refused`)
     if gate.limiter is not None and gate.limiter.blocked(speaker):
         return None
     if isinstance(report, TaskOutcome):
@@ -570,6 +584,7 @@ class _Plan:
     first_kind: dict[str, str] = field(default_factory=dict[str, str])
     beats: list[Msg] = field(default_factory=list[Msg])
     beating: set[str] = field(default_factory=set[str])  # agents whose heartbeat counts
+    blocked: dict[str, str | None] = field(default_factory=dict[str, str | None])  # they say
     rounds: list[list[tuple[Msg, TaskOutcome]]] = field(
         default_factory=list[list[tuple[Msg, TaskOutcome]]]
     )
@@ -591,6 +606,7 @@ def _plan(groups: list[list[tuple[Msg, Heartbeat | TaskOutcome]]], gate: Gate) -
                 if limiter is None or not limiter.take(report.agent_id, "light"):
                     plan.resources[report.agent_id] = _resources(report)
                     plan.beating.add(report.agent_id)
+                    plan.blocked[report.agent_id] = report.blocked
                 continue  # over the rate: dropped, like any light report
             while k < len(plan.rounds) and report.task_id in in_round[k]:
                 k += 1
@@ -629,7 +645,9 @@ async def _outcomes_many(
     plan = _plan(groups, gate)
     try:
         async with s.engine.begin() as conn:
-            known = await _seen_many(s, conn, plan.resources, plan.first_kind, plan.beating)
+            known = await _seen_many(
+                s, conn, plan.resources, plan.first_kind, plan.beating, plan.blocked
+            )
     except Exception:  # Postgres away: leave them all for redelivery
         log.exception("reports.outcomes_failed")
         await _retry_all(settler, plan.beats + [m for r in plan.rounds for m, _ in r])
@@ -724,7 +742,8 @@ async def _beat_many(
 async def _apply_beats(s: ops.Scheduler, conn: AsyncConnection, beats: list[Heartbeat]) -> None:
     """Refresh many agents' presence in one go; those that were offline come online."""
     latest: dict[str, dict[str, object] | None] = {b.agent_id: _resources(b) for b in beats}
-    await _seen_many(s, conn, latest, dict.fromkeys(latest, "heartbeat"), latest)
+    blocked = {b.agent_id: b.blocked for b in beats}
+    await _seen_many(s, conn, latest, dict.fromkeys(latest, "heartbeat"), latest, blocked)
 
 
 async def _seen_many(
@@ -733,6 +752,7 @@ async def _seen_many(
     resources: dict[str, dict[str, object] | None],
     reasons: dict[str, str],
     beats: Collection[str],
+    blocked: dict[str, str | None],
 ) -> dict[str, AgentState]:
     """`batch.seen_many`, then the offline ones come online (`reasons[agent]` in their history);
     returns each known agent's state as it was."""
@@ -743,7 +763,36 @@ async def _seen_many(
         conn,
         [batch.Move(a, AgentState.OFFLINE, AgentState.IDLE, reasons[a], "online") for a in online],
     )
+    now = known | dict.fromkeys(online, AgentState.IDLE)
+    await _follow_blocked(s, conn, now, {a: blocked[a] for a in blocked if a in now})
     return known
+
+
+async def _follow_blocked(
+    s: ops.Scheduler,
+    conn: AsyncConnection,
+    state_of: dict[str, AgentState],
+    said: dict[str, str | None],
+) -> None:
+    """Follow what the agents' heartbeats say: one that cannot take work (`blocked`, with why)
+    goes from idle to blocked, one blocked whose heartbeat no longer says so is idle again.
+
+    Level, not edge: every heartbeat says it, so a lost report, an assignment that crossed
+    the first blocked heartbeat (rejected `agent_blocked`, see `_refused`) or a restarted
+    scheduler is set right by the next one. An agent busy with a task keeps it; it is judged
+    when it is idle again. Matching's cached view of idle agents is refreshed so a blocked
+    agent is not offered work from it."""
+    moves: list[batch.Move] = []
+    for agent, why in said.items():
+        state = state_of.get(agent)
+        if why is not None and state is AgentState.IDLE:
+            moves.append(batch.Move(agent, state, AgentState.BLOCKED, why, "blocked"))
+        elif why is None and state is AgentState.BLOCKED:
+            ready = "ready: its sidecar can take work again"
+            moves.append(batch.Move(agent, state, AgentState.IDLE, ready, "ready"))
+    if moves:
+        await batch.transition_many(s, conn, moves)
+        wakeups.matching(refresh=True)
 
 
 async def _handle(

@@ -226,6 +226,12 @@ async def forget_refusals(conn: AsyncConnection, agent_id: str) -> None:
     await conn.execute(delete(refusals).where(refusals.c.agent_id == agent_id))
 
 
+async def set_supervisor(conn: AsyncConnection, agent_id: str, supervisor: str | None) -> None:
+    """What its hello says runs the sidecar (None: an older sidecar that does not say)."""
+    value = supervisor[:64] if supervisor else None
+    await conn.execute(update(agents).where(agents.c.id == agent_id).values(supervisor=value))
+
+
 async def refusals_of_task(conn: AsyncConnection, task_id: str) -> dict[str, str]:
     """The agents that refused the task for good, with their reasons."""
     stmt = select(refusals.c.agent_id, refusals.c.reason).where(refusals.c.task_id == task_id)
