@@ -26,7 +26,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from pydantic import TypeAdapter, ValidationError
 
-from agentcom_common import subjects
+from agentcom_common import cancelling, subjects
 from agentcom_common.contracts.agent import (
     Assign,
     Cancel,
@@ -104,9 +104,10 @@ class Sidecar:
                 self._spawn(coro)
             await self.stopping.wait()
         finally:
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # again while one runs on: a cancel can be swallowed (`cancelling`)
+            stuck = await cancelling.cancel_and_wait(list(self._tasks), grace=30)
+            for task in stuck:
+                log.error("sidecar.loop_stuck", extra={"loop": repr(task.get_coro())[:200]})
             with contextlib.suppress(NatsError, OSError, TimeoutError):
                 async with asyncio.timeout(5):
                     await nc.close()  # not drain(): a pull subscription's drain waits its timeout
