@@ -127,7 +127,14 @@ async def on_report(
         log.warning("report.rate_limited", extra={"agent_id": speaker, "kind": report.kind})
         return "dropped"
     if isinstance(report, Progress | ToolCallReport):
-        # live output: never stored, never waited for; an outcome is never queued behind it
+        # live output: never stored, never waited for; an outcome is never queued behind it.
+        # Only for the agent's own current assignment: one agent must not be able to write
+        # into another task's live stream (its subject names it, not the task it names)
+        async with s.engine.connect() as conn:
+            held = await store.holding(conn, speaker)
+        if held != (report.task_id, report.generation):
+            log.warning("report.not_its_task", extra={"agent_id": speaker, "kind": report.kind})
+            return "dropped"
         event = "progress" if isinstance(report, Progress) else "tool_call"
         await nc.publish(subjects.event("task", event), data)
         if not gate.due(speaker):

@@ -131,6 +131,15 @@ async def move(
     return (await conn.execute(stmt)).one_or_none() is not None
 
 
+async def holding(conn: AsyncConnection, agent_id: str) -> tuple[str, int] | None:
+    """The assignment (task, generation) the agent holds now, if any."""
+    stmt = select(agents.c.task_id, agents.c.generation).where(agents.c.id == agent_id)
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is None or row.task_id is None or row.generation is None:
+        return None
+    return (row.task_id, row.generation)
+
+
 async def holder(conn: AsyncConnection, task_id: str, generation: int) -> str | None:
     """The agent holding this assignment (task at this generation), if any."""
     stmt = select(agents.c.id).where(agents.c.task_id == task_id, agents.c.generation == generation)
