@@ -6,6 +6,7 @@ consistency: both deployments run exactly `SERVICE_NAMES` from one image, wired 
 Postgres, probed on `/readyz`, on the ports the settings give them.
 """
 
+import asyncio
 import copy
 import json
 import re
@@ -21,13 +22,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import httpx
 import kubernetes_validate
 import pytest
 import yaml
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
+from agentcom_common import embedded, natsauth
 from agentcom_common.settings import SERVICE_NAMES, CommonSettings
+from agentcom_common.testing import eventually, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -477,3 +481,56 @@ def test_nats_runs_with_auth_the_same_way_in_compose_and_kubernetes() -> None:
         )
     seed = compose["scheduler"]["environment"]["AGENTCOM_SCHEDULER_NATS_ISSUER_SEED"]
     assert seed.startswith("${AGENTCOM_SCHEDULER_NATS_ISSUER_SEED:?")
+
+
+def test_nats_monitoring_is_published_nowhere_and_probed_from_inside() -> None:
+    compose = _compose()["services"]["nats"]
+    objects = _objects()
+    (nats,) = objects["StatefulSet", "nats"]["spec"]["template"]["spec"]["containers"]
+
+    assert not any("8222" in str(port) for port in compose["ports"])
+    assert "-m" not in compose["command"]  # `-m 8222` would listen on every interface
+    assert "-m" not in nats["args"]
+    assert [p["port"] for p in objects["Service", "nats"]["spec"]["ports"]] == [4222]
+    assert [p["containerPort"] for p in nats["ports"]] == [4222]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert "http://127.0.0.1:8222/healthz" in " ".join(nats[probe]["exec"]["command"])
+
+
+async def test_nats_monitoring_answers_on_loopback_only_as_deployed_and_under_up(
+    tmp_path: Path,
+) -> None:
+    """nats-server itself, run with deploy/nats-auth.conf as compose and Kubernetes run it
+    (only the port numbers moved off the fixed ones), reports its monitoring host."""
+    server_auth = natsauth.ServerAuth.generate()
+    monitor = free_port()
+    conf = (DEPLOY / "nats-auth.conf").read_text()
+    assert 'http: "127.0.0.1:8222"' in conf
+    config = tmp_path / "auth.conf"
+    config.write_text(conf.replace("127.0.0.1:8222", f"127.0.0.1:{monitor}"))
+    env = {
+        "AGENTCOM_NATS_HUB_PASSWORD": server_auth.hub_password,
+        "AGENTCOM_NATS_ISSUER": server_auth.issuer,
+    }
+    argv = [str(embedded.nats_server_binary()), "-c", str(config), "-js", "-sd", str(tmp_path)]
+    server = await asyncio.create_subprocess_exec(
+        *argv, "-p", str(free_port()), env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        async with httpx.AsyncClient(timeout=1) as client:
+
+            async def answered() -> Any:
+                try:
+                    return (await client.get(f"http://127.0.0.1:{monitor}/varz")).json()
+                except httpx.HTTPError as exc:  # not listening yet
+                    raise AssertionError(str(exc)) from exc
+
+            varz = await eventually(answered, timeout=20)
+    finally:
+        server.terminate()
+        await server.wait()
+    assert varz["http_host"] == "127.0.0.1"
+
+    layout = embedded.NatsLayout(tmp_path / "up", tmp_path / "up.conf", 4222, 8222)
+    embedded.nats_command(layout)
+    assert 'http: "127.0.0.1:8222"' in layout.config.read_text()  # what `agentcom up` runs

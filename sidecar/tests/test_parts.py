@@ -112,7 +112,7 @@ async def test_workspaces_branch_per_task_from_the_fresh_default_and_switch_clea
 ) -> None:
     root = tmp_path / "ws"
     first = await workspaces.prepare(
-        root, str(origin), "a1", "task-1", "Add a thing!", None, ENV, 60
+        root, str(origin), "a1", "task-1", "Add a thing!", None, ENV, {}, 60
     )
     (first.path / "junk.txt").write_text("left over")
     (first.path / "README.md").write_text("changed")
@@ -124,7 +124,7 @@ async def test_workspaces_branch_per_task_from_the_fresh_default_and_switch_clea
     _git(other, "-c", "user.name=o", "-c", "user.email=o@x", "commit", "--quiet", "-m", "second")
     _git(other, "push", "--quiet", "origin", "main")
 
-    second = await workspaces.prepare(root, str(origin), "a1", "task-2", "Next", None, ENV, 60)
+    second = await workspaces.prepare(root, str(origin), "a1", "task-2", "Next", None, ENV, {}, 60)
 
     assert first.branch == "agentcom/a1/task-1-add-a-thing"
     assert (second.branch, second.base, second.path) == (
@@ -139,10 +139,42 @@ async def test_workspaces_branch_per_task_from_the_fresh_default_and_switch_clea
     assert len(list(root.iterdir())) == 1
 
 
+async def test_a_workspace_keeps_none_of_the_config_or_git_dir_a_task_left(
+    tmp_path: Path, origin: Path
+) -> None:
+    root = tmp_path / "ws"
+    first = await workspaces.prepare(root, str(origin), "a1", "task-1", "One", None, ENV, {}, 60)
+    planted = {
+        "core.sshCommand": "sh -c 'env > /tmp/loot'",
+        "credential.helper": "!env > /tmp/loot",
+        "include.path": str(tmp_path / "evil.config"),
+        "alias.st": "!env > /tmp/loot",
+        "remote.origin.url": str(tmp_path / "elsewhere.git"),
+        "http.sslVerify": "false",
+    }
+    for key, value in planted.items():
+        _git(first.path, "config", key, value)
+
+    second = await workspaces.prepare(root, str(origin), "a1", "task-2", "Two", None, ENV, {}, 60)
+    kept = _git(second.path, "config", "--file", ".git/config", "--list").splitlines()
+    (second.path / ".git").rename(tmp_path / "moved.git")  # `.git` a pointer to elsewhere now
+    (second.path / ".git").write_text(f"gitdir: {tmp_path / 'moved.git'}\n")
+    third = await workspaces.prepare(root, str(origin), "a1", "task-3", "Three", None, ENV, {}, 60)
+
+    assert sorted(k.split("=")[0] for k in kept) == [
+        "core.bare",
+        "core.filemode",
+        "core.logallrefupdates",
+        "core.repositoryformatversion",
+    ]
+    assert (third.path / ".git").is_dir()  # not followed: cloned afresh
+    assert _git(third.path, "rev-parse", "--abbrev-ref", "HEAD").strip() == third.branch
+
+
 async def test_a_workspace_for_a_missing_repo_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(workspaces.GitError, match="clone"):
         await workspaces.prepare(
-            tmp_path / "ws", str(tmp_path / "nope"), "a1", "t", "d", None, ENV, 60
+            tmp_path / "ws", str(tmp_path / "nope"), "a1", "t", "d", None, ENV, {}, 60
         )
 
 
@@ -150,14 +182,14 @@ async def test_delivery_is_idempotent_and_opens_one_pull_request(
     tmp_path: Path, origin: Path, github: Any
 ) -> None:
     ws = await workspaces.prepare(
-        tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, 60
+        tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, {}, 60
     )
     (ws.path / "fix.txt").write_text("fixed")
     task = {"id": "task-9", "description": "Fix it"}
 
-    head, pushed = await delivery.commit_and_push(ws, task, "a1", ENV, 60)
+    head, pushed = await delivery.commit_and_push(ws, task, "a1", ENV, {}, 60)
     url = await delivery.open_pull_request(github.url, "tok", "acme/w", ws, "t", "b", 10)
-    again_head, again_pushed = await delivery.commit_and_push(ws, task, "a1", ENV, 60)
+    again_head, again_pushed = await delivery.commit_and_push(ws, task, "a1", ENV, {}, 60)
     again_url = await delivery.open_pull_request(github.url, "tok", "acme/w", ws, "t", "b", 10)
 
     assert (pushed, again_pushed) == (True, True)
@@ -172,7 +204,7 @@ async def test_a_refused_pull_request_is_a_clear_error(
     tmp_path: Path, origin: Path, github: Any
 ) -> None:
     ws = await workspaces.prepare(
-        tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, 60
+        tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, {}, 60
     )
     github.fail_create = 422
 
@@ -188,7 +220,7 @@ async def test_a_pull_request_reply_without_its_url_is_a_clear_error(
     tmp_path: Path, origin: Path, github: Any
 ) -> None:
     ws = await workspaces.prepare(
-        tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, 60
+        tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, {}, 60
     )
     github.create_reply = {"message": "not a pull"}
 
@@ -202,7 +234,7 @@ async def test_a_pull_request_reply_without_its_url_is_a_clear_error(
 
 async def test_a_rejected_push_is_a_clear_error(tmp_path: Path, origin: Path) -> None:
     ws = await workspaces.prepare(
-        tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, 60
+        tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, {}, 60
     )
     (ws.path / "f.txt").write_text("x")
     hook = origin / "hooks" / "pre-receive"
@@ -212,15 +244,17 @@ async def test_a_rejected_push_is_a_clear_error(tmp_path: Path, origin: Path) ->
     with pytest.raises(
         delivery.DeliveryError, match=r"push agentcom/a1/task-9-fix.*protected branch"
     ):
-        await delivery.commit_and_push(ws, {"id": "task-9", "description": "Fix"}, "a1", ENV, 60)
+        await delivery.commit_and_push(
+            ws, {"id": "task-9", "description": "Fix"}, "a1", ENV, {}, 60
+        )
 
 
 async def test_nothing_changed_means_nothing_pushed(tmp_path: Path, origin: Path) -> None:
     ws = await workspaces.prepare(
-        tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, 60
+        tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, {}, 60
     )
 
-    assert await delivery.commit_and_push(ws, {"id": "task-9"}, "a1", ENV, 60) == (None, False)
+    assert await delivery.commit_and_push(ws, {"id": "task-9"}, "a1", ENV, {}, 60) == (None, False)
 
 
 def test_a_config_readable_by_others_is_refused(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ async def test_a_revoked_token_stops_working(
     headers = {"Authorization": f"Bearer {admin_token}"}
     assert (await queue.get("/api/whoami", headers=headers)).json()["role"] == "admin"
 
-    await auth.revoke(engine, auth.token_id(admin_token))
+    await auth.revoke(engine, auth.token_id(admin_token), _spec("queue").outbox)
 
     async def refused() -> None:
         response = await queue.get("/api/whoami", headers=headers)

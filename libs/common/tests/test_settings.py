@@ -30,3 +30,11 @@ def test_database_url_is_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTCOM_DATABASE_URL", "postgresql://app:s3cret-pw@db/x")
 
     assert "s3cret-pw" not in repr(CommonSettings())
+
+
+def test_a_token_cache_longer_than_a_minute_is_refused() -> None:
+    """The TTL is the bound on a revocation whose event was lost (docs: Security model)."""
+    longest = CommonSettings.model_validate({"auth_cache_ttl": "60s"})
+    assert longest.auth_cache_ttl.total_seconds() == 60
+    with pytest.raises(ValidationError, match="auth_cache_ttl"):
+        CommonSettings.model_validate({"auth_cache_ttl": "61s"})

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import auth
 from agentcom_common.testing import eventually
+from agentcom_dashboard import tables
 
 
 async def logged_in(stack: Stack, token: str) -> tuple[httpx.AsyncClient, str]:
@@ -96,7 +97,7 @@ async def test_login_refuses_agent_and_unknown_tokens(
 async def test_revoking_the_token_ends_the_session(stack: Stack, engine: AsyncEngine) -> None:
     issued = await auth.issue(engine, auth.Role.ADMIN, "short-lived")
     client, csrf = await logged_in(stack, issued.token)
-    await auth.revoke(engine, issued.token_id)
+    await auth.revoke(engine, issued.token_id, tables.outbox_table)
     async with contextlib.aclosing(client):
         refused = await client.post("/ui/tasks/abc/cancel", headers={"X-CSRF-Token": csrf})
     assert refused.status_code == 401

@@ -58,7 +58,13 @@ async def test_tool_calls_stream_and_belong_to_their_task(
 
 
 async def test_heartbeats_give_each_agent_its_age_and_load(stack: Stack, nc: Client) -> None:
-    beat = {"kind": "heartbeat", "agent_id": "spoofed", "cpu_percent": 41.5, "ram_percent": 63}
+    beat = {
+        "kind": "heartbeat",
+        "agent_id": "spoofed",
+        "cpu_percent": 41.5,
+        "ram_percent": 63,
+        "isolation": "none",  # its agent loop runs commands unisolated: the panel says so
+    }
     await nc.publish("agentcom.agent.a1.report", json.dumps(beat).encode())
     await nc.publish("agentcom.agent.a2.report", b'{"kind": "hello", "agent_id": "a2"}')
     await nc.publish("agentcom.agent.a3.report", b"not json")
@@ -73,4 +79,5 @@ async def test_heartbeats_give_each_agent_its_age_and_load(stack: Stack, nc: Cli
     assert set(presence) == {"a1"}  # the subject names the agent, not the body
     assert presence["a1"]["cpu_percent"] == 41.5
     assert presence["a1"]["ram_percent"] == 63
+    assert presence["a1"]["isolation"] == "none"
     assert "heartbeat_at" in presence["a1"]

@@ -1,10 +1,10 @@
-"""Health, discovery, scoring, fallback, circuit breaker, budgets: the registry's behaviour."""
+"""Health, discovery, scoring, fallback, circuit breaker, ledger: the registry's behaviour
+(budgets: test_budgets.py)."""
 
 import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -266,80 +266,6 @@ async def test_api_key_is_never_returned_or_logged(
     assert "sk-very-secret" not in caplog.text
 
 
-async def test_budget_refuses_with_when_it_frees_and_then_releases(
-    fake: Fake,
-    llm_settings: LlmSettings,
-    admin_token: str,
-    serve_registry: Serve,
-    add_endpoint: Callable[..., Awaitable[Any]],
-) -> None:
-    server = await fake("a")
-    settings = llm_settings.model_copy(
-        update={
-            "llm_budgets": {"improving": {"hour": 2}},
-            "llm_budget_hour": timedelta(milliseconds=600),
-        }
-    )
-    async with (
-        serve_registry(settings) as url,
-        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}) as api,
-    ):
-        await add_endpoint(api, "a", "ollama", server.url, classes=["local"])
-        improving = {"X-Agentcom-Caller-Class": "improving"}
-        for _ in range(2):
-            assert (await api.post("/api/chat", json=HI, headers=improving)).status_code == 200
-        refused = await api.post("/api/chat", json=HI, headers=improving)
-        assert refused.status_code == 429
-        assert refused.json()["error"] == "budget_exhausted"
-        assert (
-            "used 2 of 2 calls in the last hour; the next call is allowed at"
-            in refused.json()["detail"]
-        )
-        retry_after = refused.json()["retry_after"]
-        assert isinstance(retry_after, float)
-        assert 0 <= retry_after <= 0.6  # the oldest call leaves the 600 ms window by then
-        assert refused.headers["Retry-After"] == "1"  # whole seconds, rounded up, never 0
-        assert (await api.post("/api/chat", json=HI)).status_code == 200  # other classes unaffected
-
-        async def released() -> None:  # the window slides: the oldest call leaves, a slot frees
-            assert (await api.post("/api/chat", json=HI, headers=improving)).status_code == 200
-
-        await eventually(released)
-        costs = (await api.get("/api/llm/costs", params={"group_by": "caller_class"})).json()
-        by_class = {r["key"]: r for r in costs["rows"]}
-        assert by_class["improving"]["calls"] == 3
-        assert by_class["improving"]["tokens_in"] == 30
-        assert costs["budgets"]["improving"]["hour"]["limit"] == 2
-
-
-async def test_budget_refusal_over_nats_carries_retry_after(
-    fake: Fake,
-    llm_settings: LlmSettings,
-    admin_token: str,
-    serve_registry: Serve,
-    add_endpoint: Callable[..., Awaitable[Any]],
-    nc: Client,
-) -> None:
-    server = await fake("a")
-    settings = llm_settings.model_copy(update={"llm_budgets": {"improving": {"hour": 1}}})
-    request = {"messages": [{"role": "user", "content": "plan"}], "caller_class": "improving"}
-    async with (
-        serve_registry(settings) as url,
-        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}) as api,
-    ):
-        await add_endpoint(api, "a", "ollama", server.url, classes=["local"])
-        replies = [
-            await nc.request("agentcom.rpc.llm.chat", json.dumps(request).encode(), timeout=5)
-            for _ in range(2)
-        ]
-
-    assert not (replies[0].headers and "Nats-Service-Error-Code" in replies[0].headers)
-    refused = replies[1].headers
-    assert refused is not None
-    assert refused["Nats-Service-Error-Code"] == "budget_exhausted"
-    assert 3500 <= int(refused["Retry-After"]) <= 3600  # the one call leaves the hour then
-
-
 async def test_ledger_journal_left_by_a_crash_is_replayed_once(
     llm_settings: LlmSettings, engine: Any, serve_registry: Serve
 ) -> None:
@@ -399,7 +325,6 @@ async def test_nats_rpc_chat(fake: Fake, register: Register, nc: Client) -> None
     request = {
         "messages": [{"role": "user", "content": "plan"}],
         "tier": "standard",
-        "caller_class": "executing",
     }
     reply = json.loads(
         (await nc.request("agentcom.rpc.llm.chat", json.dumps(request).encode(), timeout=5)).data
@@ -417,9 +342,9 @@ async def test_routed_events_carry_the_decision(
     server = await fake("a")
     await register("a", "ollama", server.url, classes=["local"])
     sub = await js.subscribe("agentcom.evt.llm.routed")
-    await api.post("/api/chat", json=HI, headers={"X-Agentcom-Caller-Class": "executing"})
+    await api.post("/api/chat", json=HI)
     event = json.loads((await sub.next_msg(timeout=5)).data)
-    assert event["caller_class"] == "executing"
+    assert event["caller_class"] == "hub:resting"  # an admin's call is the hub's
     assert event["routing"]["endpoint_id"] == "a"
     assert (event["tokens_in"], event["tokens_out"]) == (10, 5)
 

@@ -4,6 +4,8 @@ Idempotent when re-run: a commit is only made when something changed, the push o
 own branch is forced (only this agent writes it), and an open pull request for the branch is
 found (GET) before one is created (POST). A repo without a GitHub name is pushed only.
 Failures raise `DeliveryError` with what failed and why; the token never appears in it.
+The workspace's git dir is guarded first (`workspaces.guard`: no hook, none of the task's
+config), and the push names the configured URL; only the push gets the credentials (`auth`).
 """
 
 import json
@@ -14,7 +16,7 @@ from typing import Any, cast
 import httpx
 
 from agentcom_sidecar import taskdata
-from agentcom_sidecar.workspaces import GitError, Workspace, git
+from agentcom_sidecar.workspaces import GitError, Workspace, git, guard
 
 
 class DeliveryError(Exception):
@@ -30,9 +32,15 @@ class Delivered:
 
 
 async def commit_and_push(
-    ws: Workspace, task: Mapping[str, Any], agent_id: str, env: Mapping[str, str], timeout: float
+    ws: Workspace,
+    task: Mapping[str, Any],
+    agent_id: str,
+    env: Mapping[str, str],
+    auth: Mapping[str, str],
+    timeout: float,
 ) -> tuple[str | None, bool]:
-    """Commit any change (message names the task), push if the branch is ahead of its base."""
+    """Commit any change (message names the task), push to the workspace's URL if the branch
+    is ahead of its base; `auth` is added to `env` for the push alone."""
     identity = {
         "GIT_AUTHOR_NAME": f"agentcom {agent_id}",
         "GIT_AUTHOR_EMAIL": f"{agent_id}@agentcom.invalid",
@@ -41,6 +49,7 @@ async def commit_and_push(
     }
     genv = dict(env) | identity
     try:
+        await guard(ws.path, genv, timeout)
         await git(["add", "-A"], ws.path, genv, timeout, "stage the changes")
         if (await git(["status", "--porcelain"], ws.path, genv, timeout, "check changes")).strip():
             title = (
@@ -61,9 +70,9 @@ async def commit_and_push(
             return None, False
         head = (await git(["rev-parse", "HEAD"], ws.path, genv, timeout, "read HEAD")).strip()
         await git(
-            ["push", "--force", "--quiet", "origin", f"HEAD:refs/heads/{ws.branch}"],
+            ["push", "--force", "--quiet", "--", ws.url, f"HEAD:refs/heads/{ws.branch}"],
             ws.path,
-            genv,
+            genv | dict(auth),
             timeout,
             f"push {ws.branch}",
         )

@@ -16,6 +16,7 @@ import httpx
 import psutil
 
 from agentcom_common.contracts.agent import GpuLoad, Heartbeat
+from agentcom_sidecar.agentic.sandbox import Isolation
 
 
 def supervisor() -> str:
@@ -68,7 +69,11 @@ async def ollama_models(url: str | None, timeout: float = 2.0) -> list[str]:
 
 
 async def heartbeat(
-    agent_id: str, ollama_url: str | None, task_id: str | None, blocked: str | None = None
+    agent_id: str,
+    ollama_url: str | None,
+    task_id: str | None,
+    isolation: Isolation | None = None,
+    blocked: str | None = None,
 ) -> Heartbeat:
     cards = await asyncio.to_thread(gpus)  # NVML can be slow to answer; never stall the loop
     vram = None
@@ -86,5 +91,6 @@ async def heartbeat(
         ollama_url=ollama_url,
         models=await ollama_models(ollama_url),
         task_id=task_id,
+        isolation=isolation,
         blocked=blocked,
     )

@@ -39,7 +39,9 @@ from agentcom_common.contracts.agent import (
 )
 from agentcom_common.errors import ConflictError
 from agentcom_sidecar import blockers, host, link, processes, taskdata
+from agentcom_sidecar.agentic.sandbox import Isolation
 from agentcom_sidecar.config import SidecarConfig
+from agentcom_sidecar.executors import registry
 from agentcom_sidecar.journal import Journal, TaskRow, dump
 from agentcom_sidecar.work import Work
 
@@ -73,6 +75,8 @@ class Sidecar:
         self.blocked: str | None = None  # why it cannot take work, as its heartbeats say
         self._hello_due = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.isolation: Isolation | None = None
+        """What holds for the agent loop's commands (`registry.isolation`), once probed."""
 
     # ---- start, serve, stop -------------------------------------------------------------
 
@@ -232,6 +236,9 @@ class Sidecar:
 
     async def _heartbeats(self, js: JetStreamContext) -> None:
         subject = subjects.agent_report(self.config.agent_id)
+        self.isolation = await asyncio.to_thread(registry.isolation, self.config)
+        if self.isolation not in (None, "namespaces"):
+            log.warning("sidecar.unisolated", extra={"isolation": self.isolation})
         while True:
             if self._hello_due.is_set():
                 self._hello_due.clear()
@@ -244,6 +251,7 @@ class Sidecar:
                 self.config.agent_id,
                 self.config.ollama_url,
                 self.work_key[0] if self.work_key else None,
+                self.isolation,
                 blocked,
             )
             with contextlib.suppress(NatsError, OSError, TimeoutError):
@@ -266,6 +274,7 @@ class Sidecar:
             "generation": row.generation if row else None,
             "phase": row.phase if row else None,
             "blocked": self.blocked,
+            "isolation": self.isolation,
             "updated_at": time.time(),
         }
         temp = self.config.status_path.with_suffix(".tmp")

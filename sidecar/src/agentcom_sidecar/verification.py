@@ -33,7 +33,7 @@ from agentcom_common.contracts.task import (
     TestPasses,
     VerificationStep,
 )
-from agentcom_sidecar import processes
+from agentcom_sidecar import processes, workspaces
 
 _STEPS: TypeAdapter[list[VerificationStep]] = TypeAdapter(list[VerificationStep])
 TAIL_CHARS = 2000
@@ -131,14 +131,20 @@ async def _file_exists(step: FileExists, workspace: Path) -> CheckResult:
 
 
 async def _git(args: list[str], workspace: Path, env: Mapping[str, str]) -> processes.Finished:
-    return await processes.run(["git", *args], workspace, timeout=60, env=env)
+    return await processes.run(workspaces.argv(args), workspace, timeout=60, env=env)
 
 
 async def committed_tree(workspace: Path, env: Mapping[str, str]) -> tuple[str | None, str]:
     """The tree id `git add -A` + commit would record now, or None and why not.
 
     Staged into a throwaway copy of the index, so the workspace's own index is never touched.
+    The executor may have planted hooks or config in `.git`: guarded first, like every git
+    call of the sidecar's own.
     """
+    try:
+        await workspaces.guard(workspace, env, 60)
+    except (workspaces.GitError, OSError) as exc:
+        return None, str(exc)
     gitdir = await _git(["rev-parse", "--absolute-git-dir"], workspace, env)
     if gitdir.exit_code != 0:
         return None, gitdir.tail[-TAIL_CHARS:]

@@ -128,7 +128,8 @@ class Work:
         if not taskdata.safe_id(row.task_id):
             raise RefusedError("task id must match [A-Za-z0-9_-]{1,64}")
         name = registry.choose(task, self.config)
-        if missing := registry.unavailable(name, self.config):
+        # in a thread: the first look at an agent loop probes the kernel's namespaces
+        if missing := await asyncio.to_thread(registry.unavailable, name, self.config):
             code, why = missing
             raise RefusedError(why, code)
         if name == "shell":
@@ -170,6 +171,7 @@ class Work:
                 str(row.body.get("description", "")),
                 row.body.get("branch") or None,
                 self.git_env(),
+                self.git_auth(repo.url),
                 self.config.git_timeout,
             )
         except workspaces.GitError as exc:
@@ -218,16 +220,21 @@ class Work:
         async with batcher:
             outcome = await attempts.run(plan, registry.build(name, self.config, hooks), on_stage)
         if ws is not None and outcome.kind != "failed":
-            await self._deliver(row, ws, self.git_env(), outcome)
+            await self._deliver(row, ws, outcome)
         return outcome
 
     async def _deliver(
-        self, row: TaskRow, ws: workspaces.Workspace, env: dict[str, str], outcome: attempts.Outcome
+        self, row: TaskRow, ws: workspaces.Workspace, outcome: attempts.Outcome
     ) -> None:
         """Commit, push and open the PR; a failure turns the outcome into `failed` saying why."""
         try:
             head, pushed = await delivery.commit_and_push(
-                ws, row.body, self.config.agent_id, env, self.config.git_timeout
+                ws,
+                row.body,
+                self.config.agent_id,
+                self.git_env(),
+                self.git_auth(ws.url),
+                self.config.git_timeout,
             )
             outcome.result |= {
                 "branch": ws.branch,
@@ -274,21 +281,28 @@ class Work:
         return emit
 
     def git_env(self) -> dict[str, str]:
-        """For the sidecar's own git calls (never a task's commands): the SSH agent, and the
-        GitHub token as an HTTP header passed through git's environment config, never argv."""
-        env = processes.scrubbed_env()
+        """For every git call of the sidecar's own (never a task's commands): no credential."""
+        return processes.scrubbed_env()
+
+    def git_auth(self, url: str) -> dict[str, str]:
+        """Added to `git_env` only for the clone, fetch, ls-remote and push that reach `url`:
+        the SSH agent, and for a GitHub HTTPS URL the token as an HTTP header through git's
+        environment config (never argv, which every user of the machine can read). No hook
+        runs and no repo config is read there (`workspaces`), so nothing the task planted
+        sees it."""
+        auth: dict[str, str] = {}
         if sock := os.environ.get("SSH_AUTH_SOCK"):
-            env["SSH_AUTH_SOCK"] = sock
-        if self.config.github_token is not None:
+            auth["SSH_AUTH_SOCK"] = sock
+        if self.config.github_token is not None and url.startswith("https://github.com/"):
             basic = base64.b64encode(
                 f"x-access-token:{self.config.github_token.get_secret_value()}".encode()
             ).decode()
-            env |= {
+            auth |= {
                 "GIT_CONFIG_COUNT": "1",
                 "GIT_CONFIG_KEY_0": "http.https://github.com/.extraheader",
                 "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}",
             }
-        return env
+        return auth
 
     def outcome(
         self, row: TaskRow, kind: Any, result: dict[str, Any], error: str | None = None

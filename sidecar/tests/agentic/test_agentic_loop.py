@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from agentcom_common.contracts.agent import Progress, ToolCallReport
 from agentcom_common.testing import eventually, free_port
 from agentcom_sidecar.agentic import executors
+from agentcom_sidecar.agentic.sandbox import namespaces_available
 from agentcom_sidecar.agentic.settings import AgenticSettings
 from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult
 from fake_ollama import FakeModel, call, refuse, reply
@@ -203,6 +204,31 @@ async def test_claude_executor_asks_for_the_complex_tier_and_counts_its_cost(
     assert model.requests[1]["model"] == "claude-sonnet-4.5"  # the task named one
     assert [h["x-agentcom-tier"] for h in model.headers] == ["complex", "complex"]
     assert result.cost_usd == pytest.approx(3.0 + 1.5)
+
+
+@pytest.mark.parametrize(
+    "isolation",
+    [
+        "none",
+        pytest.param(
+            "namespaces",
+            marks=pytest.mark.skipif(not namespaces_available(), reason="no user namespaces"),
+        ),
+    ],
+)
+async def test_the_prompt_promises_a_sandbox_only_where_commands_run_in_one(
+    model: FakeModel, workspace: Path, isolation: str
+) -> None:
+    model.play(reply(content="Nothing to change."))
+    executor = executors.build("ollama", settings_for(model, agentic_isolation=isolation))
+
+    result = await executor.run(context(workspace))
+
+    system = model.requests[0]["messages"][0]["content"]
+    assert result.details["isolation"] == isolation
+    assert ("no network access" in system) is (isolation == "namespaces")
+    assert (".git is read-only" in system) is (isolation == "namespaces")
+    assert ("can reach the network" in system) is (isolation == "none")
 
 
 def test_build_knows_ollama_and_claude_only() -> None:

@@ -3,12 +3,21 @@
 Tokens are random strings (`agc_` + 43 url-safe chars); only their SHA-256 is stored, so a
 database dump leaks no usable token. A token's public id is the first 16 hex chars of that hash.
 The `auth` schema is shared: every service verifies tokens, the scheduler's API issues them.
-Revocation takes effect at once in the process that revokes, on the others when the
-`token_revoked` event arrives, and everywhere within `auth_cache_ttl` even if that event is lost.
+
+When a revoked token stops working (docs/architecture.md, "Security model", says the same):
+- in the process that revoked it, at once (`Verifier.forget`);
+- in every other service, when the `token_revoked` event reaches it. The event is an outbox
+  row written in the revocation's own transaction, so it is published even if the revoking
+  process dies right after the commit;
+- a service that may have missed the event trusts no cached token: while its NATS connection
+  is down, and for every token cached before its last reconnect, it asks Postgres again;
+- and in any case within `auth_cache_ttl` (at most 60 s) of the revocation's commit, whatever
+  happened to the event (a relay that cannot reach NATS, a slow consumer).
 """
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -19,7 +28,8 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, func, select, 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agentcom_common import clock, migrations
+from agentcom_common import clock, migrations, outbox, subjects
+from agentcom_common.contracts.auth import TokenRevoked
 from agentcom_common.errors import ForbiddenError, NotFoundError, UnauthorizedError
 
 SCHEMA: Final = "auth"
@@ -121,23 +131,32 @@ async def store_in(conn: AsyncConnection, token: str, role: Role, name: str) -> 
     )
 
 
-async def revoke(engine: AsyncEngine, token_id_: str) -> TokenInfo:
-    """Revoke by public id. Idempotent: revoking a revoked token returns it unchanged."""
+async def revoke(engine: AsyncEngine, token_id_: str, events: Table) -> TokenInfo:
+    """Revoke by public id; the `token_revoked` event goes out through `events` (the calling
+    service's outbox). Idempotent: revoking a revoked token returns it unchanged."""
     async with engine.begin() as conn:
-        await revoke_in(conn, token_id_)
+        await revoke_in(conn, token_id_, events)
         row = (await conn.execute(select(tokens).where(tokens.c.id == token_id_))).one_or_none()
     if row is None:
         raise NotFoundError(f"no token with id {token_id_}", code="token_not_found")
     return TokenInfo(row.id, Role(row.role), row.name, row.created_at, row.revoked_at)
 
 
-async def revoke_in(conn: AsyncConnection, token_id_: str) -> None:
-    """Revoke inside the caller's transaction (an agent's removal revokes its token with it)."""
-    await conn.execute(
+async def revoke_in(conn: AsyncConnection, token_id_: str, events: Table) -> None:
+    """Revoke inside the caller's transaction (an agent's removal revokes its token with it).
+
+    The `token_revoked` event is an outbox row of the same transaction: it commits, and is
+    then published, exactly when the revocation does.
+    """
+    revoked_at = clock.now()
+    done = await conn.execute(
         update(tokens)
         .where(tokens.c.id == token_id_, tokens.c.revoked_at.is_(None))
-        .values(revoked_at=clock.now())
+        .values(revoked_at=revoked_at)
     )
+    if done.rowcount:
+        event = TokenRevoked(token_id=token_id_, revoked_at=revoked_at)
+        await outbox.add(conn, events, subjects.TOKEN_REVOKED, event)
 
 
 async def list_tokens(engine: AsyncEngine) -> list[TokenInfo]:
@@ -159,42 +178,66 @@ async def lookup(engine: AsyncEngine, token: str) -> Principal | None:
     return None if row is None else Principal(row.id, Role(row.role), row.name)
 
 
-class Verifier:
-    """Turns an `Authorization` header into a Principal, caching hits for `ttl`."""
+Epoch = Callable[[], int | None]
+"""Which connection the revocation events arrive on: None while it is down (events may be
+missed), else a number that changes with every reconnect (events may have been missed between
+two numbers). `messaging.connection_epoch` makes one from a NATS client."""
 
-    def __init__(self, engine: AsyncEngine, ttl: timedelta) -> None:
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    principal: Principal
+    until: datetime
+    epoch: int
+
+
+class Verifier:
+    """Turns an `Authorization` header into a Principal, caching hits for `ttl`, and only while
+    the revocation events can reach this process (`epoch`, see the module notes)."""
+
+    def __init__(self, engine: AsyncEngine, ttl: timedelta, epoch: Epoch) -> None:
         self.engine = engine
         self.ttl = ttl
-        self._cache: dict[str, tuple[Principal, datetime]] = {}
+        self._epoch = epoch
+        self._cache: dict[str, _Cached] = {}
 
     async def verify(self, authorization: str | None) -> Principal:
-        if not authorization:
-            raise UnauthorizedError(
-                "missing Authorization header; send `Authorization: Bearer <token>` "
-                "(`agentcom token` prints the admin token)",
-                code="missing_token",
-            )
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise UnauthorizedError(
-                "Authorization must be `Bearer <token>`",
-                code="invalid_token",
-                field="authorization",
-            )
-        key = digest(token.strip())
+        token = _bearer(authorization)
+        key = digest(token)
         now = clock.now()
+        epoch = self._epoch()
         cached = self._cache.get(key)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        principal = await lookup(self.engine, token.strip())
+        if cached is not None and cached.until > now and cached.epoch == epoch:
+            return cached.principal
+        principal = await lookup(self.engine, token)
+        if epoch is None:
+            self._cache.clear()  # nothing cached before the drop may be trusted after it
         if principal is None:
             self._cache.pop(key, None)
             raise UnauthorizedError("unknown or revoked token", code="invalid_token")
-        self._cache[key] = (principal, now + self.ttl)
+        if epoch is not None:
+            self._cache[key] = _Cached(principal, now + self.ttl, epoch)
         return principal
 
     def forget(self, token_id_: str) -> None:
         """Drop a revoked token from the cache at once (on the token_revoked event)."""
-        for key, (principal, _) in list(self._cache.items()):
-            if principal.token_id == token_id_:
+        for key, cached in list(self._cache.items()):
+            if cached.principal.token_id == token_id_:
                 del self._cache[key]
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise UnauthorizedError(
+            "missing Authorization header; send `Authorization: Bearer <token>` "
+            "(`agentcom token` prints the admin token)",
+            code="missing_token",
+        )
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthorizedError(
+            "Authorization must be `Bearer <token>`",
+            code="invalid_token",
+            field="authorization",
+        )
+    return token.strip()

@@ -6,6 +6,7 @@ services without any call site thinking about it.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Final
 
 import nats
@@ -89,6 +90,20 @@ async def _connect_once(settings: CommonSettings, name: str) -> Client:
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+
+
+def connection_epoch(nc: Client) -> Callable[[], int | None]:
+    """None while `nc` is disconnected, else how often it has reconnected (`auth.Epoch`).
+
+    Core NATS delivers nothing to a client that is away, so state kept up to date by messages
+    (the token cache) must not be trusted across a change of this value.
+    """
+
+    def epoch() -> int | None:
+        reconnects: int = nc.stats["reconnects"]
+        return reconnects if nc.is_connected else None
+
+    return epoch
 
 
 async def ping(nc: Client, timeout: float) -> None:

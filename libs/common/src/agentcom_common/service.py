@@ -176,7 +176,8 @@ async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncGenerato
             service, group = await micro.start(
                 nc, spec.name, spec.rpc, spec.version, spec.description
             )
-            verifier = auth.Verifier(engine, settings.auth_cache_ttl)
+            epoch = messaging.connection_epoch(nc)
+            verifier = auth.Verifier(engine, settings.auth_cache_ttl, epoch)
             res = Resources(settings, engine, nc, js, spec.outbox, verifier, group)
             await _serve(spec, res)
             loops = Loops()

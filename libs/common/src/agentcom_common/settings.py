@@ -138,8 +138,9 @@ class CommonSettings(BaseSettings):
     )
     auth_cache_ttl: Interval = Field(
         default=timedelta(seconds=2),
-        description="How long a verified token is trusted before the database is asked again; "
-        "revocation takes effect within this time.",
+        le=timedelta(seconds=60),
+        description="How long a verified token is trusted before the database is asked again "
+        "(at most 60 s): the latest a revocation takes effect even when its event is lost.",
     )
     ready_timeout: Interval = Field(
         default=timedelta(seconds=2),

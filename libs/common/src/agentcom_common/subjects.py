@@ -26,6 +26,7 @@ STREAM_SUBJECTS: Final[dict[str, tuple[str, ...]]] = {
 
 SERVICE_STARTED: Final = f"{PREFIX}.evt.hub.service_started"
 MESSAGE_REFUSED: Final = f"{PREFIX}.evt.hub.message_refused"
+HUB_STATE_CHANGED: Final = f"{PREFIX}.evt.hub.state_changed"
 TOKEN_REVOKED: Final = f"{PREFIX}.evt.auth.token_revoked"
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

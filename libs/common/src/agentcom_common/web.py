@@ -18,7 +18,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agentcom_common import db, wire
 from agentcom_common.auth import Principal, Role, Verifier
 from agentcom_common.contracts.base import Contract
-from agentcom_common.errors import AgentcomError, InvalidError, TooLargeError
+from agentcom_common.errors import (
+    AgentcomError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    TooLargeError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +213,30 @@ def require(*roles: Role) -> object:
     return Depends(check)
 
 
+async def reader(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """An admin, a viewer, or an agent token that belongs to an agent (`agent <id>`)."""
+    who.require(Role.VIEWER, Role.AGENT)
+    if who.role is Role.AGENT and who.agent_id is None:
+        raise ForbiddenError(
+            f"token {who.token_id} has role agent but belongs to no agent; an agent token "
+            "reads only its own agent's work (the scheduler's POST /api/agents issues one)",
+            code="not_an_agent",
+        )
+    return who
+
+
+def check_owned(who: Principal, owner: str | None, missing: NotFoundError) -> None:
+    """Raise `missing` when `who` is an agent and `owner` (the agent a task is assigned to, or
+    an agent's own id) is another: to an agent, other agents' work does not exist, so its
+    answer is the same 404 as for an id that was never there."""
+    if who.role is Role.AGENT and owner != who.agent_id:
+        raise missing
+
+
 CurrentPrincipal = Annotated[Principal, Depends(principal)]
 Admin = Annotated[Principal, require()]
-Viewer = Annotated[Principal, require(Role.VIEWER, Role.AGENT)]
+Viewer = Annotated[Principal, require(Role.VIEWER)]
+"""Admin or viewer: reads of the whole fleet (stats, every endpoint, alerts)."""
+Reader = Annotated[Principal, Depends(reader)]
+"""Admin, viewer, or an agent reading its own work: a route taking a Reader must narrow what an
+agent sees to its own (`Principal.agent_id`, `check_owned`)."""

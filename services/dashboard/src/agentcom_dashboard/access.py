@@ -38,7 +38,7 @@ SessionDep = Annotated[sessions.Session | None, Depends(current_session)]
 async def viewer(conn: HTTPConnection) -> sessions.Session | None:
     """The session, if any; refuses with 401 when viewing needs a login and there is none."""
     session = await current_session(conn)
-    if session is None and get_live(conn).settings.dashboard_login_to_view:
+    if session is None and get_live(conn).settings.login_to_view:
         raise UnauthorizedError("log in to view the dashboard", code="login_required")
     return session
 

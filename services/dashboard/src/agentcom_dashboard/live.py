@@ -28,6 +28,7 @@ from agentcom_dashboard.tracker import Tracker
 log = logging.getLogger(__name__)
 SERVICES = ("queue", "scheduler", "llm-registry", "hubfsm")
 HEARTBEAT_FIELDS = ("cpu_percent", "ram_percent", "vram_percent", "load")
+ISOLATIONS = frozenset({"namespaces", "none", "unavailable"})  # Heartbeat.isolation
 MAX_AGENTS = 10_000
 
 
@@ -104,7 +105,8 @@ class Live:
             self.push_soon(message, urgent=False)
 
     async def on_report(self, msg: Msg) -> None:
-        """Remember each agent's last heartbeat (age, CPU, RAM, VRAM) for the agents panel.
+        """Remember each agent's last heartbeat (age, CPU, RAM, VRAM, isolation) for the agents
+        panel.
 
         The agent id comes from the subject, which NATS permissions tie to that agent.
         """
@@ -123,6 +125,9 @@ class Live:
         load = {
             k: report.get(k) for k in HEARTBEAT_FIELDS if isinstance(report.get(k), int | float)
         }
+        isolation = report.get("isolation")  # shown: an agent loop running unisolated
+        if isolation in ISOLATIONS:
+            load["isolation"] = isolation
         self.presence[parts[2]] = load | {"heartbeat_at": clock.now().isoformat()}
 
     def push_soon(self, message: dict[str, str], *, urgent: bool) -> None:

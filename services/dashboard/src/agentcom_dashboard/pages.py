@@ -33,8 +33,8 @@ def page(request: Request, name: str, context: dict[str, Any], status: int = 200
 
 @router.get("/", response_class=HTMLResponse)
 async def index(request: Request, live: LiveDep, session: SessionDep) -> Response:
-    """The dashboard page; with `dashboard_login_to_view` a visitor is sent to /login first."""
-    if session is None and live.settings.dashboard_login_to_view:
+    """The dashboard page; a visitor is sent to /login first when viewing needs a login."""
+    if session is None and live.settings.login_to_view:
         return RedirectResponse("/login", status_code=303)
     context = {"session": session, "version": __version__}
     return page(request, "index.html", context)

@@ -5,6 +5,7 @@ Alert thresholds are their own settings class (`AlertThresholds`, prefix
 which the alert loop re-reads whenever it changes, so a threshold changes without a restart.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,10 +33,11 @@ class DashboardSettings(CommonSettings):
         description="Viewer token the dashboard reads the other services with; unset: one is "
         "created on first start and kept in `<home>/dashboard-read.token`.",
     )
-    dashboard_login_to_view: bool = Field(
-        default=False,
-        description="Require a login (viewer or admin token) to see the page; actions always "
-        "need an admin login.",
+    dashboard_login_to_view: bool | None = Field(
+        default=None,
+        description="Require a login (viewer or admin token) to see the page, its snapshot and "
+        "its live socket; actions always need an admin login. Unset: required unless "
+        "`AGENTCOM_HTTP_HOST` is a loopback address (the page shows command output).",
     )
     dashboard_session_ttl: Interval = Field(
         default=timedelta(hours=12), description="How long a login session lasts."
@@ -74,6 +76,13 @@ class DashboardSettings(CommonSettings):
         default=timedelta(hours=12),
         description="How long a push service keeps an undelivered push.",
     )
+
+    @property
+    def login_to_view(self) -> bool:
+        """`dashboard_login_to_view`, or, unset, whether anyone off this host can reach us."""
+        if self.dashboard_login_to_view is not None:
+            return self.dashboard_login_to_view
+        return not is_loopback(self.http_host)
 
     def url_of(self, service: str) -> str:
         explicit = {
@@ -144,3 +153,14 @@ def load_thresholds(path: Path) -> AlertThresholds:
     if path.is_file():
         return AlertThresholds(_env_file=path)  # pyright: ignore[reportCallIssue]  # pydantic-settings init kwarg
     return AlertThresholds()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding to `host` keeps every other machine out (`0.0.0.0`, a LAN address or a
+    name other than `localhost` does not)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -3,8 +3,8 @@
 Each socket has its own ordered consumer starting at `seq + 1`, so a browser that reconnects
 with the last sequence it saw gets exactly what it missed, in order, without a gap. The socket
 only carries events out: every action is an HTTP request with an admin session and a CSRF
-token. A socket from another site (its Origin is not our host) is refused, and with
-`dashboard_login_to_view` so is one without a session.
+token. A socket from another site (its Origin is not our host) is refused, and when viewing
+needs a login (`DashboardSettings.login_to_view`) so is one without a session.
 """
 
 import asyncio

@@ -6,6 +6,7 @@ the fields they use and answer a 422 naming the field otherwise.
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,22 +15,26 @@ from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentcom_common import clock
 from agentcom_common.auth import Principal, Role
-from agentcom_common.contracts.llm import Routing
-from agentcom_common.errors import AgentcomError, InvalidError
-from agentcom_common.web import Admin, Viewer, require
+from agentcom_common.contracts.llm import GOAL_ID_PATTERN, Routing
+from agentcom_common.errors import AgentcomError, ForbiddenError, InvalidError
+from agentcom_common.web import Admin, Problem, Reader, Viewer, require
 from agentcom_llm_registry import providers
-from agentcom_llm_registry.gateway import Who, resolve
+from agentcom_llm_registry.budgets import Who
+from agentcom_llm_registry.gateway import resolve
 from agentcom_llm_registry.ops import Llm
 from agentcom_llm_registry.providers import Call, Delta, Json
-from agentcom_llm_registry.views import AddEndpoint, CostRow, Costs, EndpointView
+from agentcom_llm_registry.views import AddEndpoint, BudgetProblem, CostRow, Costs, EndpointView
 
 log = logging.getLogger(__name__)
-CALLER_CLASS = "x-agentcom-caller-class"
+CALLER_CLASS = "x-agentcom-caller-class"  # refused: who pays comes from the token
 TIER = "x-agentcom-tier"
+GOAL = "x-agentcom-goal"
+GOAL_ID = re.compile(GOAL_ID_PATTERN)
 
 
 def llm(request: Request) -> Llm:
@@ -94,7 +99,7 @@ async def check_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
 @registry.get("/route")
 async def dry_run(
     s: L,
-    who: Viewer,
+    who: Reader,
     tier: Literal["trivial", "standard", "complex"] | None = None,
     model: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Routing:
@@ -124,7 +129,7 @@ async def costs(
         since=since.isoformat(),
         group_by=group_by,
         rows=[CostRow.model_validate(dict(r._mapping)) for r in rows],
-        budgets=s.budgets.status(),
+        budgets=await s.budgets.status(),
     )
 
 
@@ -175,9 +180,31 @@ def _is_tool(item: Any) -> bool:
     return isinstance(item, dict) and isinstance(cast(Json, item).get("function"), dict)
 
 
-def _who(request: Request, principal: Principal) -> tuple[Who, str | None]:
-    caller_class = request.headers.get(CALLER_CLASS) or principal.role.value
-    return Who(principal.name, caller_class[:64], principal.agent_id), request.headers.get(TIER)
+def _who(request: Request, principal: Principal, s: Llm) -> tuple[Who, str | None]:
+    """Who pays, from the token alone: an agent's calls its agent budget, anyone else's (an
+    admin, the hub) the hub's current state's; a goal only the hub may name."""
+    headers = request.headers
+    if CALLER_CLASS in headers:
+        raise InvalidError(
+            "X-Agentcom-Caller-Class: not accepted; the budget is chosen by the token (an "
+            "agent's token pays its agent budget, an admin's the hub's current state's)",
+            field="X-Agentcom-Caller-Class",
+        )
+    goal = headers.get(GOAL)
+    if principal.role is Role.AGENT:
+        if goal is not None:
+            raise ForbiddenError(
+                "X-Agentcom-Goal: an agent's calls pay its own agent budget; only the hub "
+                "names a goal",
+                code="goal_not_allowed",
+            )
+        return Who(principal.name, "agent", principal.agent_id), headers.get(TIER)
+    if goal is not None and not GOAL_ID.fullmatch(goal):
+        raise InvalidError(
+            "X-Agentcom-Goal: must be 1-64 letters, digits, '_', '.', ':' or '-'",
+            field="X-Agentcom-Goal",
+        )
+    return Who(principal.name, f"hub:{s.hub_state}", goal_id=goal), headers.get(TIER)
 
 
 def _problem(exc: AgentcomError) -> Response:
@@ -189,18 +216,66 @@ def _problem(exc: AgentcomError) -> Response:
     )
 
 
-@gateway.post("/api/chat")
+CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "`missing_token` / `unauthorized`"},
+    403: {
+        "model": Problem,
+        "description": "`forbidden`: not an agent's or admin's token; `goal_not_allowed`: an "
+        "agent's token naming a goal",
+    },
+    422: {
+        "model": Problem,
+        "description": "`invalid_field`: `messages`, `model`, `tools`, `options`, "
+        "`max_tokens`, `X-Agentcom-Goal`, or `X-Agentcom-Caller-Class` (refused: the token "
+        "chooses the budget)",
+    },
+    429: {
+        "model": BudgetProblem,
+        "description": "`budget_exhausted`: the budget named, its limit, its use and the "
+        "call's estimate; `Retry-After` until its window closes",
+    },
+    400: {"model": Problem, "description": "`upstream_bad_request`: the model refused it"},
+    502: {"model": Problem, "description": "`upstream_failed`: every candidate failed"},
+    503: {"model": Problem, "description": "`no_endpoint_available`, `db_unavailable`"},
+}
+
+
+# the routes read their headers from the raw request (the fast path); declared here for clients
+CHAT_HEADERS: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "X-Agentcom-Tier",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "enum": ["trivial", "standard", "complex"]},
+            "description": "Route by this tier (as `model: <tier>` does).",
+        },
+        {
+            "name": "X-Agentcom-Goal",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "pattern": GOAL_ID.pattern},
+            "description": "Admin (hub) tokens only: the goal the call is about; its budget "
+            "pays too. An agent's token naming one is 403 `goal_not_allowed`.",
+        },
+    ]
+}
+
+
+@gateway.post("/api/chat", responses=CHAT_RESPONSES, openapi_extra=CHAT_HEADERS)
 async def ollama_chat(request: Request, s: L, principal: Caller) -> Response:
     """Ollama-compatible chat (`stream` defaults to true, as in Ollama); tools both ways.
 
     `model` may be a model name, `auto`, or a tier (`trivial`/`standard`/`complex`); the tier
-    may also come in the `X-Agentcom-Tier` header, the caller class in
-    `X-Agentcom-Caller-Class`. The reply carries a `routing` field explaining the decision.
-    Errors: 422 `invalid_field`, 429 `budget_exhausted`, 503 `no_endpoint_available`,
-    502 `upstream_failed`.
+    may also come in the `X-Agentcom-Tier` header. The budget is the token's: an agent's
+    token pays its agent budget, an admin's the hub's current state's (plus the goal named in
+    `X-Agentcom-Goal`, admin only); the call's estimate (prompt + max_tokens) is reserved
+    first. The reply carries `routing` (the decision) and `cost_usd`.
+    Errors: 403 `goal_not_allowed`, 422 `invalid_field`, 429 `budget_exhausted`,
+    503 `no_endpoint_available`, 502 `upstream_failed`.
     """
     body = await _body(request)
-    who, tier = _who(request, principal)
+    who, tier = _who(request, principal, s)
     call = Call(
         providers.messages_from_ollama(body["messages"]), body.get("tools"), _ollama_options(body)
     )
@@ -219,12 +294,13 @@ async def ollama_chat(request: Request, s: L, principal: Caller) -> Response:
         )
         return Response(json.dumps(out), media_type="application/json")
     try:
-        routing, _, pieces = await s.gateway.stream(call, model, tier, who)
+        routing, pieces, finish = await s.gateway.stream(call, model, tier, who)
     except AgentcomError as exc:
         return _problem(exc)
     return StreamingResponse(
         _ollama_lines(pieces, model or routing.model or "", routing),
         media_type="application/x-ndjson",
+        background=BackgroundTask(finish),  # runs after a client that left, too
     )
 
 
@@ -282,7 +358,7 @@ async def ollama_tags(s: L, who: Caller) -> dict[str, Any]:
     }
 
 
-@gateway.post("/v1/chat/completions")
+@gateway.post("/v1/chat/completions", responses=CHAT_RESPONSES, openapi_extra=CHAT_HEADERS)
 async def openai_chat(request: Request, s: L, principal: Caller) -> Response:
     """OpenAI-compatible chat completions (streaming as SSE with `[DONE]`); tools both ways.
 
@@ -290,7 +366,7 @@ async def openai_chat(request: Request, s: L, principal: Caller) -> Response:
     `{"error": {...}}` shape too.
     """
     body = await _body(request)
-    who, tier = _who(request, principal)
+    who, tier = _who(request, principal, s)
     options = {
         k: body[k] for k in ("temperature", "top_p", "max_tokens", "stop", "seed") if k in body
     }
@@ -308,11 +384,13 @@ async def openai_chat(request: Request, s: L, principal: Caller) -> Response:
         )
         return Response(json.dumps(out), media_type="application/json")
     try:
-        routing, _, pieces = await s.gateway.stream(call, model, tier, who)
+        routing, pieces, finish = await s.gateway.stream(call, model, tier, who)
     except AgentcomError as exc:
         return _openai_problem(exc)
     return StreamingResponse(
-        _sse(pieces, model or routing.model or "", routing), media_type="text/event-stream"
+        _sse(pieces, model or routing.model or "", routing),
+        media_type="text/event-stream",
+        background=BackgroundTask(finish),
     )
 
 

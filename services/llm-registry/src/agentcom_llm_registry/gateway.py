@@ -1,13 +1,15 @@
 """The gateway: route a chat call, try candidates in order, account for it.
 
-The request path touches no database: routing reads the in-memory registry, the upstream
-call goes through one pooled aiohttp session, and the ledger row is journaled and buffered
-(see `ledger.py`). Fallback moves to the next candidate on a connection error, timeout,
+Routing reads the in-memory registry, the upstream call goes through one pooled aiohttp
+session, and the ledger row is journaled and buffered (see `ledger.py`). The one database work
+on the request path is the budget's: a reservation before the call and its settlement after
+(`budgets.py`), one statement each, skipped when no budget applies. Fallback moves to the next candidate on a connection error, timeout,
 5xx/429/401/403/404 or a malformed reply; a 400/422 is the caller's request and is returned
 as is. A stream falls back only until its first piece went to the client.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -18,10 +20,12 @@ from typing import TypeVar
 
 import aiohttp
 
-from agentcom_common.contracts.llm import Routing
+from agentcom_common import prices
+from agentcom_common.contracts.llm import RouteStep, Routing
 from agentcom_common.errors import AgentcomError, InvalidError
 from agentcom_llm_registry import providers
-from agentcom_llm_registry.ledger import Budgets, Ledger
+from agentcom_llm_registry.budgets import Budgets, Hold, Who, prompt_tokens
+from agentcom_llm_registry.ledger import Entry, Ledger
 from agentcom_llm_registry.providers import Call, Delta, Reply, UpstreamError, UpstreamRefusedError
 from agentcom_llm_registry.registry import TIERS, Candidate, Endpoint, Registry
 
@@ -45,10 +49,11 @@ class UpstreamBadRequestError(AgentcomError):
 
 
 @dataclass(slots=True)
-class Who:
-    caller: str
-    caller_class: str
-    agent_id: str | None = None  # from an agent's token: its own endpoints are its candidates
+class _Flow:
+    """One stream's progress, for whichever of the relay and `finish` ends it."""
+
+    last: Delta
+    accounted: bool = False
 
 
 @dataclass(slots=True)
@@ -78,7 +83,9 @@ class Gateway:
         *,
         request_timeout: float,
         connect_timeout: float,
+        reserve_max_tokens: int,
     ) -> None:
+        self.reserve_max_tokens = reserve_max_tokens
         self.registry = registry
         self.ledger = ledger
         self.budgets = budgets
@@ -108,27 +115,71 @@ class Gateway:
         self, call: Call, model: str | None, tier: str | None, who: Who
     ) -> tuple[Reply, Routing]:
         started = time.perf_counter()
-        reply, routing = await self._route(
-            model, tier, who, started, lambda c: self._attempt(c, call)
+        reply, routing, hold = await self._route(
+            call, model, tier, who, started, lambda c: self._attempt(c, call)
         )
-        self._account(who, routing, reply.tokens_in, reply.tokens_out, started, ok=True)
+        entry = self._account(who, routing, reply.tokens_in, reply.tokens_out, started, ok=True)
+        reply.cost_usd = entry.cost_usd
+        await self.budgets.settle(hold, reply.tokens_in + reply.tokens_out, entry.cost_usd)
         return reply, routing
 
     async def _route(
         self,
+        call: Call,
         model: str | None,
         tier: str | None,
         who: Who,
         started: float,
         attempt: Callable[[Candidate], Awaitable[T]],
-    ) -> tuple[T, Routing]:
-        """Try the candidates in order until one attempt succeeds; (its result, routing).
+    ) -> tuple[T, Routing, Hold]:
+        """Reserve the call's budget, then try the candidates in order until one attempt
+        succeeds; (its result, routing, the reservation to settle).
 
         A refusal (400/422) ends the search. A refused call, or one no candidate answered, is
-        accounted here; a success is the caller's to account."""
+        accounted and its reservation released here; a success is the caller's to account."""
         tier_name, explicit = resolve(model, tier)
-        found, skipped = self.registry.candidates(tier_name, explicit, who.agent_id)
-        self.budgets.check(who.caller_class)
+        priced, _ = self.registry.candidates(tier_name, explicit, who.agent_id)
+        hold = await self.budgets.reserve(who, *self._estimate(call, priced))
+        try:
+            # ordered again after the reservation's await: calls routed meanwhile are in flight
+            # now, and the order must count them (load spreading)
+            found, skipped = self.registry.candidates(tier_name, explicit, who.agent_id)
+            result, routing = await self._try(
+                who, started, attempt, tier_name, explicit, found, skipped
+            )
+        except BaseException:  # failed, refused or cancelled: the call used nothing budgeted
+            await self.budgets.settle(hold, 0, 0.0)
+            raise
+        return result, routing, hold
+
+    def _estimate(self, call: Call, found: list[Candidate]) -> tuple[int, float]:
+        """(tokens, USD) the call may use: the prompt plus max_tokens (set here when the call
+        names none, so the upstream cannot exceed it), at the dearest candidate's price."""
+        limit = call.options.get("max_tokens")
+        if limit is None:
+            limit = call.options["max_tokens"] = self.reserve_max_tokens
+        elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InvalidError(
+                "max_tokens: must be a whole number of at least 1 (Ollama: options.num_predict)",
+                field="max_tokens",
+            )
+        tokens_in = prompt_tokens(call)
+        usd = max(
+            (prices.cost(c.model, tokens_in, limit, self.ledger.prices) for c in found),
+            default=0.0,
+        )
+        return tokens_in + limit, usd
+
+    async def _try(
+        self,
+        who: Who,
+        started: float,
+        attempt: Callable[[Candidate], Awaitable[T]],
+        tier_name: str,
+        explicit: str | None,
+        found: list[Candidate],
+        skipped: list[RouteStep],
+    ) -> tuple[T, Routing]:
         tried: list[tuple[Candidate, str]] = []
         for index, cand in enumerate(found):
             try:
@@ -155,8 +206,8 @@ class Gateway:
 
     def _account(
         self, who: Who, routing: Routing, tin: int, tout: int, started: float, *, ok: bool
-    ) -> None:
-        self.ledger.record(
+    ) -> Entry:
+        return self.ledger.record(
             caller=who.caller,
             caller_class=who.caller_class,
             routing=routing,
@@ -164,6 +215,7 @@ class Gateway:
             tokens_out=tout,
             seconds=time.perf_counter() - started,
             ok=ok,
+            goal_id=who.goal_id,
         )
 
     @asynccontextmanager
@@ -207,13 +259,31 @@ class Gateway:
 
     async def stream(
         self, call: Call, model: str | None, tier: str | None, who: Who
-    ) -> tuple[Routing, Candidate, AsyncIterator[Delta]]:
-        """Open a stream on the first candidate that yields a first piece; fall back before that."""
+    ) -> tuple[Routing, AsyncIterator[Delta], Callable[[], Awaitable[None]]]:
+        """Open a stream on the first candidate that yields a first piece; fall back before that.
+
+        (routing, the pieces, `finish`): the caller runs `finish` once the response is over,
+        whatever happened to it (Starlette's background task, which a client leaving does not
+        cancel). It settles the budget; and when the pieces never ran their own cleanup (the
+        client left before the first one, or the cleanup was cancelled with the response) it
+        closes the upstream and accounts the call as failed."""
         started = time.perf_counter()
-        (cand, first, pieces), routing = await self._route(
-            model, tier, who, started, lambda c: self._first_piece(c, call)
+        (_, first, pieces), routing, hold = await self._route(
+            call, model, tier, who, started, lambda c: self._first_piece(c, call)
         )
-        return routing, cand, self._relay(first, pieces, routing, who, started)
+        flow = _Flow(first)
+
+        async def finish() -> None:
+            last = flow.last
+            if not flow.accounted:
+                flow.accounted = True
+                with contextlib.suppress(Exception):  # closing, or closed by a cancelled cleanup
+                    await pieces.aclose()
+                self._account(who, routing, last.tokens_in, last.tokens_out, started, ok=False)
+            cost = self.ledger.price(routing.model, last.tokens_in, last.tokens_out)
+            await self.budgets.settle(hold, last.tokens_in + last.tokens_out, cost)
+
+        return routing, self._relay(pieces, routing, who, started, flow), finish
 
     async def _first_piece(
         self, cand: Candidate, call: Call
@@ -229,20 +299,21 @@ class Gateway:
             raise
 
     async def _relay(
-        self, first: Delta, rest: AsyncGenerator[Delta], routing: Routing, who: Who, started: float
+        self, rest: AsyncGenerator[Delta], routing: Routing, who: Who, started: float, flow: _Flow
     ) -> AsyncIterator[Delta]:
-        last = first
         ok = False
         try:
-            yield first
-            if not first.done:
+            yield flow.last
+            if not flow.last.done:
                 async for delta in rest:
-                    last = delta
+                    flow.last = delta
                     yield delta
-            ok = last.done
+            ok = flow.last.done
         finally:
             await rest.aclose()  # a client that went away must not leave the upstream open
+            last = flow.last
             self._account(who, routing, last.tokens_in, last.tokens_out, started, ok=ok)
+            flow.accounted = True
 
     async def _upstream_stream(self, cand: Candidate, call: Call) -> AsyncGenerator[Delta]:
         async with self._upstream(cand, call, stream=True) as (resp, use):

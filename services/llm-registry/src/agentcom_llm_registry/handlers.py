@@ -7,7 +7,7 @@ from collections.abc import Callable
 from agentcom_common import micro
 from agentcom_common.contracts.llm import ChatReply, ChatRequest, ChatToolCall
 from agentcom_common.service import Loops, Resources
-from agentcom_llm_registry.gateway import Who
+from agentcom_llm_registry.budgets import Who
 from agentcom_llm_registry.ops import Llm
 from agentcom_llm_registry.providers import Call
 from agentcom_llm_registry.settings import LlmSettings
@@ -17,9 +17,9 @@ async def chat(s: Llm, req: ChatRequest) -> ChatReply:
     """One non-streamed chat call, routed exactly like the HTTP gateway's."""
     call = Call(list(req.messages), list(req.tools) if req.tools else None, dict(req.options))
     began = time.perf_counter()
-    reply, routing = await s.gateway.chat(
-        call, req.model, req.tier, Who(req.caller, req.caller_class)
-    )
+    # only services reach this subject: the call is the hub's, paid by its current state
+    who = Who(req.caller, f"hub:{s.hub_state}", goal_id=req.goal_id)
+    reply, routing = await s.gateway.chat(call, req.model, req.tier, who)
     return ChatReply(
         content=reply.content,
         tool_calls=[
@@ -31,6 +31,7 @@ async def chat(s: Llm, req: ChatRequest) -> ChatReply:
         tokens_in=reply.tokens_in,
         tokens_out=reply.tokens_out,
         duration_ms=round((time.perf_counter() - began) * 1000, 3),
+        cost_usd=reply.cost_usd,
         routing=routing,
     )
 
@@ -49,6 +50,7 @@ def starter(
     async def start(res: Resources, loops: Loops) -> None:
         s = Llm(settings, res.engine, res.outbox)
         await s.start()
+        await s.follow_hub_state(res.nc, res.js)
         publish(s)
         loops.spawn("llm-lifetime", _lifetime(s))
         loops.spawn("llm-ledger", s.ledger.run())

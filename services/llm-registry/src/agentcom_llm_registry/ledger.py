@@ -14,9 +14,8 @@ the OS page cache, and at start `replay()` inserts every journal file's rows wit
 counted twice. Only a machine crash within the OS write-back delay (~5 s) can lose the newest
 rows; we trade that for not paying an fsync per call.
 
-Budgets count calls per caller class in memory (a deque of call times per class), filled
-from the ledger at start. A window slides: the oldest call leaving it frees a slot, and the
-refusal says exactly when that is. Each replica counts its own calls (documented in docs/llm.md).
+Budgets are not counted here: they are reserved and settled in Postgres on the call path
+(`budgets.py`), since a budget must hold across concurrent calls, replicas and restarts.
 """
 
 import asyncio
@@ -26,28 +25,21 @@ import logging
 import os
 import time
 import uuid
-from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import clock, outbox, subjects
+from agentcom_common import clock, outbox, prices, subjects
 from agentcom_common.contracts.llm import Routing
-from agentcom_common.errors import TooManyRequestsError
 from agentcom_llm_registry import tables
 
 log = logging.getLogger(__name__)
-WINDOWS: dict[str, float] = {"hour": 3600.0, "day": 86400.0}
-CLOUD_DEFAULT_PRICES: dict[str, tuple[float, float]] = {}
-
-
-class BudgetExhaustedError(TooManyRequestsError):
-    default_code: ClassVar[str] = "budget_exhausted"
 
 
 @dataclass(slots=True)
@@ -65,65 +57,8 @@ class Entry:
     cost_usd: float
     ok: bool
     seq: int
+    goal_id: str | None = None  # a hub call about this goal
     routing: str = "null"  # the Routing as JSON text, made once per call
-
-
-class Budgets:
-    """Sliding windows per caller class: `{"hour": n, "day": n}` calls; unlisted = unlimited."""
-
-    def __init__(
-        self, limits: dict[str, dict[str, float]], windows: dict[str, float] | None = None
-    ) -> None:
-        self.limits = limits
-        self.windows = windows or WINDOWS  # seconds per window name; tests shrink them
-        for caller_class, named in limits.items():
-            if unknown := set(named) - set(self.windows):
-                raise ValueError(
-                    f"budget for {caller_class}: unknown window {sorted(unknown)}; "
-                    f"use {', '.join(self.windows)}"
-                )
-        self.calls: dict[str, deque[float]] = {}
-
-    def window(self, name: str) -> float:
-        return self.windows[name]
-
-    def check(self, caller_class: str, now: float | None = None) -> None:
-        """Raise `budget_exhausted` (naming when a slot frees) if a window is full; else count."""
-        limits = self.limits.get(caller_class)
-        if not limits:
-            return
-        now = time.time() if now is None else now
-        seen = self.calls.setdefault(caller_class, deque())
-        longest = max(self.window(w) for w in limits)
-        while seen and seen[0] <= now - longest:
-            seen.popleft()
-        for name, limit in limits.items():
-            span = self.window(name)
-            inside = [t for t in seen if t > now - span]
-            if len(inside) >= limit:
-                frees = inside[-int(limit)] + span if limit >= 1 else float("inf")
-                wait = max(0.0, frees - now)
-                at = datetime.fromtimestamp(frees, UTC).isoformat(timespec="seconds")
-                raise BudgetExhaustedError(
-                    f"caller class {caller_class} used {len(inside)} of {limit:g} calls in the "
-                    f"last {name}; the next call is allowed at {at} (in {wait:.1f} s)",
-                    retry_after=wait,
-                )
-        seen.append(now)
-
-    def load(self, caller_class: str, times: list[float]) -> None:
-        self.calls[caller_class] = deque(sorted(times))
-
-    def status(self, now: float | None = None) -> dict[str, dict[str, dict[str, float]]]:
-        now = time.time() if now is None else now
-        out: dict[str, dict[str, dict[str, float]]] = {}
-        for caller_class, limits in self.limits.items():
-            seen = self.calls.get(caller_class, deque())
-            out[caller_class] = {
-                name: {"limit": limit, "used": sum(1 for t in seen if t > now - self.window(name))}
-                for name, limit in limits.items()
-            }
-        return out
 
 
 class Ledger:
@@ -132,13 +67,13 @@ class Ledger:
         engine: AsyncEngine,
         outbox: Table,
         directory: Path,
-        prices: dict[str, list[float]],
+        prices_table: Mapping[str, prices.Rates],
         flush_interval: timedelta,
     ) -> None:
         self.engine = engine
         self.outbox = outbox
         self.dir = directory
-        self.prices = prices
+        self.prices = prices_table
         self.interval = flush_interval.total_seconds()
         self.buffer: list[Entry] = []
         self.seq = 0
@@ -151,10 +86,7 @@ class Ledger:
         self._journal = (self.dir / "current.jsonl").open("a", encoding="utf-8")
 
     def price(self, model: str | None, tokens_in: int, tokens_out: int) -> float:
-        per_million = self.prices.get(model or "")
-        if not per_million:
-            return 0.0
-        return (tokens_in * per_million[0] + tokens_out * per_million[1]) / 1_000_000
+        return prices.cost(model, tokens_in, tokens_out, self.prices)
 
     def record(
         self,
@@ -166,6 +98,7 @@ class Ledger:
         tokens_out: int,
         seconds: float,
         ok: bool,
+        goal_id: str | None = None,
     ) -> Entry:
         """Journal and buffer one call; cheap enough for the request path (no await)."""
         self.seq += 1
@@ -183,6 +116,7 @@ class Ledger:
             cost_usd=self.price(routing.model, tokens_in, tokens_out),
             ok=ok,
             seq=self.seq,
+            goal_id=goal_id,
             routing=routing.model_dump_json(),
         )
         if self._journal is not None:
@@ -279,17 +213,6 @@ class Ledger:
             self._journal.close()
             self._journal = None
 
-    async def recent_calls(self, since: datetime) -> dict[str, list[float]]:
-        """Call times per caller class since `since`, to refill the budget windows at start."""
-        stmt = select(tables.calls.c.caller_class, tables.calls.c.at).where(
-            tables.calls.c.at > since
-        )
-        out: dict[str, list[float]] = {}
-        async with self.engine.connect() as conn:
-            for row in await conn.execute(stmt):
-                out.setdefault(row.caller_class, []).append(row.at.timestamp())
-        return out
-
 
 _NO_HEADERS: dict[str, str] = {}  # the relay adds its own trace context
 CHUNK = 100  # rows per insert / events per slice: keeps each pause of the event loop short
@@ -315,6 +238,7 @@ def _event(entry: Entry) -> bytes:
         "call_id": entry.id,
         "caller": entry.caller,
         "caller_class": entry.caller_class,
+        "goal_id": entry.goal_id,
         "ok": entry.ok,
         "tokens_in": entry.tokens_in,
         "tokens_out": entry.tokens_out,

@@ -14,17 +14,21 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
+import nats.js.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import clock, consumer, outbox, subjects
+from agentcom_common import clock, consumer, outbox, prices, subjects
+from agentcom_common.contracts.hub import HubState, HubStateChanged
 from agentcom_common.contracts.llm import EndpointChanged
 from agentcom_common.errors import ConflictError, DuplicateError, InvalidError, NotFoundError
 from agentcom_llm_registry import store
+from agentcom_llm_registry.budgets import Budgets
 from agentcom_llm_registry.gateway import Gateway
-from agentcom_llm_registry.ledger import Budgets, Ledger
+from agentcom_llm_registry.ledger import Ledger
 from agentcom_llm_registry.providers import PROVIDERS, as_list, as_obj
 from agentcom_llm_registry.registry import Endpoint, HostResources, Registry
 from agentcom_llm_registry.settings import LlmSettings
@@ -48,21 +52,22 @@ class Llm:
         )
         directory = Path(settings.llm_ledger_dir or settings.home / "llm-ledger")
         self.ledger = Ledger(
-            engine, outbox_table, directory, settings.llm_prices, settings.llm_ledger_flush_interval
+            engine,
+            outbox_table,
+            directory,
+            prices.merged(settings.llm_prices),
+            settings.llm_ledger_flush_interval,
         )
-        self.budgets = Budgets(
-            settings.llm_budgets,
-            {
-                "hour": settings.llm_budget_hour.total_seconds(),
-                "day": settings.llm_budget_day.total_seconds(),
-            },
-        )
+        self.budgets = Budgets(engine, settings)
+        self.hub_state: HubState = "resting"  # until the hub announces one
+        self._hub_state_at: datetime | None = None
         self.gateway = Gateway(
             self.registry,
             self.ledger,
             self.budgets,
             request_timeout=settings.llm_request_timeout.total_seconds(),
             connect_timeout=settings.llm_connect_timeout.total_seconds(),
+            reserve_max_tokens=settings.llm_reserve_max_tokens,
         )
         self._wake = asyncio.Event()
         self._changes = 0  # bumped by every local add/remove (see reload)
@@ -72,9 +77,6 @@ class Llm:
         if replayed:
             log.info("ledger.replayed", extra={"rows": replayed})
         self.ledger.open()
-        since = clock.now() - max(self.settings.llm_budget_hour, self.settings.llm_budget_day)
-        for caller_class, times in (await self.ledger.recent_calls(since)).items():
-            self.budgets.load(caller_class, times)
         await self.gateway.open()
         await self.reload()
 
@@ -408,6 +410,30 @@ class Llm:
         sent = msg.metadata.timestamp
         age = (clock.now() - sent).total_seconds() if sent else 0.0
         await self.on_heartbeat(speaker, body, age)
+
+    # the hub's state: which hub budget the hub's calls pay into
+
+    async def follow_hub_state(self, nc: Client, js: JetStreamContext) -> None:
+        """Keep `hub_state` at the newest `agentcom.evt.hub.state_changed`: the one stored in
+        EVENTS now, then each one published (the subscription lives as long as the NATS
+        connection). Only services may publish there."""
+        await nc.subscribe(subjects.HUB_STATE_CHANGED, cb=self._on_hub_state)  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped Future parameter
+        with contextlib.suppress(nats.js.errors.NotFoundError):  # the hub announced none yet
+            last = await js.get_last_msg(subjects.EVENTS_STREAM, subjects.HUB_STATE_CHANGED)
+            self._hub_state_from(last.data or b"")
+
+    async def _on_hub_state(self, msg: Msg) -> None:
+        self._hub_state_from(msg.data)
+
+    def _hub_state_from(self, data: bytes) -> None:
+        try:
+            event = HubStateChanged.model_validate_json(data)
+        except ValueError:
+            log.warning("hub_state.unreadable")
+            return
+        if self._hub_state_at is None or event.at >= self._hub_state_at:  # newest wins
+            self.hub_state, self._hub_state_at = event.state, event.at
+            log.info("hub_state.followed", extra={"state": event.state})
 
     # costs
 

@@ -38,6 +38,7 @@ class Reply:
     tokens_in: int = 0
     tokens_out: int = 0
     model: str = ""
+    cost_usd: float = 0.0  # the ledger's price of the call, set by the gateway
 
 
 @dataclass(slots=True)
@@ -189,6 +190,7 @@ def ollama_reply_body(reply: Reply, model: str, duration_ns: int, routing: Json)
         "total_duration": duration_ns,
         "prompt_eval_count": reply.tokens_in,
         "eval_count": reply.tokens_out,
+        "cost_usd": reply.cost_usd,
         "routing": routing,
     }
 
@@ -247,6 +249,7 @@ def openai_reply_body(reply: Reply, model: str, routing: Json) -> Json:
             "completion_tokens": reply.tokens_out,
             "total_tokens": reply.tokens_in + reply.tokens_out,
         },
+        "cost_usd": reply.cost_usd,
         "routing": routing,
     }
 

@@ -2,8 +2,9 @@
 
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 
+from agentcom_common.contracts.hub import HubState
 from agentcom_common.settings import CommonSettings, Interval
 
 DEFAULT_TIERS: dict[str, list[str]] = {
@@ -11,12 +12,24 @@ DEFAULT_TIERS: dict[str, list[str]] = {
     "standard": ["local", "claude"],
     "complex": ["claude", "local"],
 }
-DEFAULT_BUDGETS: dict[str, dict[str, float]] = {
-    # calls per sliding window, per caller class (hub-inventory 4.10); "default" covers the rest
-    "executing": {"hour": 20, "day": 100},
-    "improving": {"hour": 10, "day": 40},
-    "contemplating": {"hour": 5, "day": 15},
-    "fallback": {"hour": 5, "day": 15},
+
+
+class Limit(BaseModel):
+    """One budget: tokens (in + out) and USD per window; None leaves that measure unlimited."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tokens: StrictInt | None = Field(default=None, ge=0)
+    usd: StrictFloat | StrictInt | None = Field(default=None, ge=0)
+
+
+DEFAULT_HUB_BUDGETS: dict[HubState, Limit] = {
+    # per window (a day by default); the first implementation allowed calls in this proportion
+    # per state (hub-inventory 4.10: executing 100, improving 40, contemplating 15 a day)
+    "executing": Limit(tokens=5_000_000, usd=50.0),
+    "improving": Limit(tokens=2_000_000, usd=20.0),
+    "contemplating": Limit(tokens=1_000_000, usd=10.0),
+    "healing": Limit(tokens=1_000_000, usd=10.0),
+    "resting": Limit(tokens=1_000_000, usd=10.0),
 }
 
 
@@ -57,21 +70,43 @@ class LlmSettings(CommonSettings):
         description="Complexity tier -> ordered model classes (JSON). A class matches "
         "endpoints tagged with it, or a model name.",
     )
-    llm_budgets: dict[str, dict[str, float]] = Field(
-        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_BUDGETS.items()},
-        description='Caller class -> {"hour": n, "day": n} calls allowed per sliding window '
-        "(JSON); a class not listed is not limited.",
+    llm_budget_window: Interval = Field(
+        default=timedelta(days=1),
+        description="Length of a budget's window: it opens with the first call after the last "
+        "one closed, and its use starts at 0 again when it closes.",
     )
-    llm_budget_hour: Interval = Field(
-        default=timedelta(hours=1), description='Length of the "hour" budget window.'
+    llm_agent_budget: Limit = Field(
+        default=Limit(tokens=10_000_000, usd=50.0),
+        description='Each agent\'s budget per window (JSON {"tokens": n, "usd": x}); every call '
+        "made with an agent's token is charged to its agent.",
     )
-    llm_budget_day: Interval = Field(
-        default=timedelta(days=1), description='Length of the "day" budget window.'
+    llm_agent_budgets: dict[str, Limit] = Field(
+        default_factory=dict[str, Limit],
+        description="Agent id -> its own budget, replacing the default for that agent (JSON).",
     )
-    llm_prices: dict[str, list[float]] = Field(
-        default_factory=dict,
-        description="Model -> [USD per 1M input tokens, USD per 1M output tokens] (JSON); "
-        "unlisted models cost 0 (local ones: tokens and time are still counted).",
+    llm_goal_budget: Limit = Field(
+        default=Limit(tokens=5_000_000, usd=25.0),
+        description="Each goal's budget per window (JSON); charged by the hub's calls that name "
+        "the goal (`X-Agentcom-Goal`, `goal_id`).",
+    )
+    llm_hub_budgets: dict[HubState, Limit] = Field(
+        default_factory=lambda: dict(DEFAULT_HUB_BUDGETS),
+        description="Hub state -> budget per window of the hub's calls (admin tokens, NATS) made "
+        "while the hub is in that state (JSON); states not named keep their default.",
+    )
+    llm_reserve_max_tokens: int = Field(
+        default=4096,
+        ge=1,
+        le=1_000_000,
+        description="Output tokens reserved, and sent upstream as max_tokens, for a call that "
+        "names no max_tokens (num_predict).",
+    )
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict[str, tuple[float, float]],
+        description="Model (or name prefix) -> [USD per 1M input tokens, USD per 1M output "
+        "tokens] (JSON), added to or replacing entries of the built-in table "
+        "(agentcom_common.prices: Claude list prices); unmatched models cost 0 (local ones: "
+        "tokens and time are still counted).",
     )
     llm_ledger_flush_interval: Interval = Field(
         default=timedelta(milliseconds=500),
@@ -88,3 +123,8 @@ class LlmSettings(CommonSettings):
     llm_latency_window: int = Field(
         default=50, ge=1, le=10000, description="Recent calls per endpoint kept for latency."
     )
+
+    @field_validator("llm_hub_budgets")
+    @classmethod
+    def _every_state(cls, value: dict[HubState, Limit]) -> dict[HubState, Limit]:
+        return DEFAULT_HUB_BUDGETS | value  # a state left out keeps its default, never unlimited

@@ -1,13 +1,14 @@
-"""Every SQL statement on llm.endpoints and llm.calls (the ledger's inserts live in ledger.py)."""
+"""Every SQL statement on llm.endpoints, llm.calls and llm.budgets (the ledger's inserts live in
+ledger.py)."""
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_llm_registry.tables import calls, endpoints
+from agentcom_llm_registry.tables import budgets, calls, endpoints
 
 
 async def all_endpoints(conn: AsyncConnection) -> list[Row[Any]]:
@@ -81,3 +82,68 @@ async def cost_summary(conn: AsyncConnection, since: datetime, group_by: str) ->
     )
     rows: list[Any] = list((await conn.execute(stmt)).all())
     return rows
+
+
+# One statement reserves a call's estimate on every budget it pays into. A budget's row is
+# inserted (a new one only if the call alone fits) or updated only where the reservation fits
+# under its limit; a window that closed starts again at 0. ON CONFLICT DO UPDATE locks the row
+# and evaluates the WHERE on its newest version, so a concurrent call waits for this one and
+# then sees its reservation: N calls at once cannot all pass under the limit. The caller rolls
+# the transaction back unless every budget came back (one over its limit refuses the call,
+# and the others keep nothing). Rows are taken in scope order, by every reservation and
+# settlement, so two calls sharing budgets never deadlock.
+_RESERVE = text("""
+INSERT INTO llm.budgets AS b (scope, window_start, tokens, usd, max_tokens, max_usd)
+SELECT w.scope, :now, w.tokens, w.usd, w.max_tokens, w.max_usd
+FROM unnest(
+    CAST(:scopes AS text[]), CAST(:tokens AS bigint[]), CAST(:usd AS float8[]),
+    CAST(:max_tokens AS bigint[]), CAST(:max_usd AS float8[])
+) AS w(scope, tokens, usd, max_tokens, max_usd)
+WHERE (w.max_tokens IS NULL OR w.tokens <= w.max_tokens)
+  AND (w.max_usd IS NULL OR w.usd <= w.max_usd)
+ORDER BY w.scope
+ON CONFLICT (scope) DO UPDATE SET
+    window_start = CASE WHEN b.window_start <= :closed THEN excluded.window_start
+                        ELSE b.window_start END,
+    tokens = CASE WHEN b.window_start <= :closed THEN 0 ELSE b.tokens END + excluded.tokens,
+    usd = CASE WHEN b.window_start <= :closed THEN 0 ELSE b.usd END + excluded.usd,
+    max_tokens = excluded.max_tokens,
+    max_usd = excluded.max_usd
+WHERE (excluded.max_tokens IS NULL OR excluded.tokens
+        + CASE WHEN b.window_start <= :closed THEN 0 ELSE b.tokens END <= excluded.max_tokens)
+  AND (excluded.max_usd IS NULL OR excluded.usd
+        + CASE WHEN b.window_start <= :closed THEN 0 ELSE b.usd END <= excluded.max_usd)
+RETURNING b.scope, b.window_start
+""")
+
+# A settlement moves the reservation to what the call used (negative: it used less), in the
+# window it was reserved in; if that window closed meanwhile there is nothing left to correct.
+_SETTLE = text("""
+UPDATE llm.budgets SET tokens = greatest(0, tokens + :tokens), usd = greatest(0, usd + :usd)
+WHERE scope = :scope AND window_start = :window_start
+""")
+
+
+async def reserve(
+    conn: AsyncConnection, now: datetime, closed: datetime, rows: list[dict[str, Any]]
+) -> dict[str, datetime]:
+    """Reserve on the budgets of `rows` (scope, tokens, usd, max_tokens, max_usd, sorted by
+    scope); the window start of each budget that took it (the caller checks all did)."""
+    params: dict[str, Any] = {"now": now, "closed": closed} | {
+        key: [r[key] for r in rows] for key in ("tokens", "usd", "max_tokens", "max_usd")
+    }
+    params["scopes"] = [r["scope"] for r in rows]
+    result = await conn.execute(_RESERVE, params)
+    return {row.scope: row.window_start for row in result}
+
+
+async def settle(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Apply (scope, window_start, tokens, usd) corrections, in scope order."""
+    await conn.execute(_SETTLE, sorted(rows, key=lambda r: r["scope"]))
+
+
+async def fetch_budgets(conn: AsyncConnection, scopes: list[str] | None = None) -> list[Row[Any]]:
+    stmt = select(budgets).order_by(budgets.c.scope)
+    if scopes is not None:
+        stmt = stmt.where(budgets.c.scope.in_(scopes))
+    return list((await conn.execute(stmt)).all())

@@ -42,7 +42,8 @@ calls = Table(
     Column("id", Text, primary_key=True),  # uuid made at call time: a journal replay is idempotent
     Column("at", DateTime(timezone=True), nullable=False),
     Column("caller", Text, nullable=False),
-    Column("caller_class", Text, nullable=False),
+    Column("caller_class", Text, nullable=False),  # agent | hub:<state>
+    Column("goal_id", Text),
     Column("endpoint_id", Text),
     Column("model", Text),
     Column("tier", Text),
@@ -54,4 +55,18 @@ calls = Table(
     Column("seq", BigInteger, nullable=False),
     Index("calls_at_idx", "at"),
     Index("calls_class_at_idx", "caller_class", "at"),
+)
+
+# One row per budget ("agent:<id>", "goal:<id>", "hub:<state>"): what this window used, reserved
+# calls included. The limits are the settings', written with every reservation so the one
+# statement that reserves can compare against them (store.reserve).
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Column("usd", Float, nullable=False),
+    Column("max_tokens", BigInteger),  # None: tokens not limited
+    Column("max_usd", Float),  # None: money not limited
 )

@@ -1,5 +1,6 @@
 """HTTP shapes of the registry API (the NATS contracts live in agentcom_common.contracts.llm)."""
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, StringConstraints, field_validator
@@ -93,8 +94,46 @@ class CostRow(Contract):
     cost_usd: float
 
 
+class BudgetView(Contract):
+    """One budget's window: what it used (reserved calls included) and its limits."""
+
+    scope: str = Field(description="`agent:<id>`, `goal:<id>` or `hub:<state>`.")
+    window_start: datetime
+    resets_at: datetime = Field(description="When the window closes and use starts at 0.")
+    tokens: int
+    usd: float
+    max_tokens: int | None = Field(description="None: tokens are not limited.")
+    max_usd: float | None = Field(description="None: money is not limited.")
+
+
 class Costs(Contract):
     since: str
     group_by: str
     rows: list[CostRow]
-    budgets: dict[str, dict[str, dict[str, float]]]
+    budgets: list[BudgetView] = Field(description="Every budget that has been charged.")
+
+
+class Amount(Contract):
+    tokens: int | None
+    usd: float | None
+
+
+class BudgetRefusal(Contract):
+    scope: str
+    limit: Amount
+    used: Amount
+    requested: Amount = Field(description="The call's estimate: prompt + max_tokens.")
+    resets_at: str | None
+
+
+class BudgetProblem(Contract):
+    """A 429 `budget_exhausted`: the budget, its limit, its use and the call's estimate."""
+
+    error: str
+    detail: str
+    budget: BudgetRefusal
+    retry_after: float | None = Field(
+        default=None,
+        description="Seconds until the window closes (also `Retry-After`); absent when the "
+        "call alone asks for more than the whole limit.",
+    )

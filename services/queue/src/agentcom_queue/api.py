@@ -7,8 +7,9 @@ from pydantic import Field
 
 from agentcom_common.contracts.base import Contract, Request as RequestBody
 from agentcom_common.contracts.task import Lane, SubmitTask, TaskState, TaskTransition, TaskView
+from agentcom_common.errors import ForbiddenError, NotFoundError
 from agentcom_common.service import Resources
-from agentcom_common.web import Admin, Viewer
+from agentcom_common.web import Admin, Reader, Viewer, check_owned
 from agentcom_queue import limits, ops, waiting
 
 
@@ -57,7 +58,7 @@ async def submit_task(
 @tasks.get("")
 async def list_tasks(
     q: Q,
-    _who: Viewer,
+    who: Reader,
     state: TaskState | None = None,
     priority: Lane | None = None,
     goal_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -65,7 +66,19 @@ async def list_tasks(
     cursor: Annotated[str | None, Query(max_length=20)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TaskPage:
-    """List tasks newest first, filtered; pass `next_cursor` back as `cursor` for the next page."""
+    """List tasks newest first, filtered; pass `next_cursor` back as `cursor` for the next page.
+
+    An agent token lists only the tasks assigned to its agent. Errors: 403 `forbidden`
+    (an agent token asking for another agent's tasks).
+    """
+    if who.agent_id is not None:
+        if assigned_to not in (None, who.agent_id):
+            raise ForbiddenError(
+                f"assigned_to: an agent token lists only its own tasks "
+                f"(assigned_to={who.agent_id}), not {assigned_to}'s",
+                field="assigned_to",
+            )
+        assigned_to = who.agent_id
     found, next_cursor = await ops.page(
         q,
         state=state,
@@ -106,19 +119,33 @@ async def dead_letter(
 
 
 @tasks.get("/{task_id}")
-async def get_task(task_id: str, q: Q, _who: Viewer, request: Request) -> TaskView:
+async def get_task(task_id: str, q: Q, who: Reader, request: Request) -> TaskView:
     """Get one task; a queued one says why no agent is taking it (`waiting_reason`).
 
-    Errors: 404 `task_not_found`.
+    Errors: 404 `task_not_found` (also to an agent token for a task not assigned to it).
     """
+    if who.agent_id is not None:
+        check_owned(who, (await ops.get(q, task_id)).assigned_to, _not_yours(task_id, who.agent_id))
     res: Resources = request.app.state.resources
     return await waiting.get(q, res.nc, task_id, request.app.state.explain_timeout)
 
 
 @tasks.get("/{task_id}/history")
-async def task_history(task_id: str, q: Q, _who: Viewer) -> list[TaskTransition]:
-    """Every state change of a task with reason, actor and generation. Errors: 404."""
+async def task_history(task_id: str, q: Q, who: Reader) -> list[TaskTransition]:
+    """Every state change of a task with reason, actor and generation.
+
+    Errors: 404 `task_not_found` (also to an agent token for a task not assigned to it).
+    """
+    if who.agent_id is not None:
+        check_owned(who, (await ops.get(q, task_id)).assigned_to, _not_yours(task_id, who.agent_id))
     return await ops.history(q, task_id)
+
+
+def _not_yours(task_id: str, agent_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"no task {task_id} assigned to agent {agent_id}; an agent token reads only its own tasks",
+        code="task_not_found",
+    )
 
 
 @tasks.post("/{task_id}/cancel")

@@ -18,11 +18,11 @@ from agentcom_common.contracts.agent import (
     Restart,
     SchedulerStats,
 )
-from agentcom_common.contracts.auth import CreateToken, IssuedTokenView, TokenRevoked, TokenView
+from agentcom_common.contracts.auth import CreateToken, IssuedTokenView, TokenView
 from agentcom_common.contracts.base import Contract, Request as Request_
-from agentcom_common.errors import ConflictError
+from agentcom_common.errors import ConflictError, NotFoundError
 from agentcom_common.service import Res, Resources
-from agentcom_common.web import Admin, CurrentPrincipal, Viewer
+from agentcom_common.web import Admin, CurrentPrincipal, Reader, Viewer, check_owned
 from agentcom_scheduler import limits, loops, ops
 
 log = logging.getLogger(__name__)
@@ -85,23 +85,15 @@ async def list_tokens(res: Res, _who: Admin) -> list[TokenView]:
 
 @router.delete("/{token_id}")
 async def revoke_token(token_id: str, res: Res, who: Admin) -> TokenView:
-    """Revoke a token (idempotent). Every service refuses it within `auth_cache_ttl`.
+    """Revoke a token (idempotent). This service refuses it at once, every other one when the
+    `token_revoked` event reaches it, and all within `auth_cache_ttl` (at most 60 s).
 
     Errors: 404 `token_not_found`.
     """
-    info = await auth.revoke(res.engine, token_id)
-    await _announce_revoked(res, token_id)
+    info = await auth.revoke(res.engine, token_id, res.outbox)
+    res.verifier.forget(token_id)
     log.info("token.revoked", extra={"token_id": token_id, "by": who.token_id})
     return _view(info)
-
-
-async def _announce_revoked(res: Resources, token_id: str) -> None:
-    res.verifier.forget(token_id)
-    # wakes the other services' caches now; their TTL covers a lost message
-    await res.nc.publish(
-        subjects.TOKEN_REVOKED,
-        TokenRevoked(token_id=token_id, revoked_at=clock.now()).model_dump_json().encode(),
-    )
 
 
 def runtime(request: Request) -> loops.Runtime:
@@ -146,27 +138,46 @@ async def rotate_agent(agent_id: str, res: Res, request: Request, _who: Admin) -
     config. Errors: 404 `agent_not_found`.
     """
     made, old_token = await ops.rotate(scheduler(request), agent_id)
-    await _announce_revoked(res, old_token)
+    res.verifier.forget(old_token)  # the others: the token_revoked event of its transaction
     await runtime(request).kick(agent_id)
     log.info("agent.rotated", extra={"agent_id": agent_id, "token_id": made.token_id})
     return made
 
 
+def _own_agent(who: auth.Principal, agent_id: str) -> None:
+    """To an agent token, every agent but its own is not there (the same 404)."""
+    check_owned(
+        who,
+        agent_id,
+        NotFoundError(
+            f"no agent {agent_id} for token {who.token_id}; an agent token reads only its own "
+            f"agent ({who.agent_id})",
+            code="agent_not_found",
+        ),
+    )
+
+
 @agents.get("")
-async def list_agents(request: Request, _who: Viewer) -> list[AgentView]:
-    """Every registered agent with its state, capabilities and repos."""
-    return await ops.listing(scheduler(request))
+async def list_agents(request: Request, who: Reader) -> list[AgentView]:
+    """Every registered agent with its state, capabilities and repos (an agent token: its own
+    agent only)."""
+    listing = await ops.listing(scheduler(request))
+    return [agent for agent in listing if who.agent_id in (None, agent.id)]
 
 
 @agents.get("/{agent_id}")
-async def get_agent(agent_id: str, request: Request, _who: Viewer) -> AgentView:
-    """One agent. Errors: 404 `agent_not_found`."""
+async def get_agent(agent_id: str, request: Request, who: Reader) -> AgentView:
+    """One agent. Errors: 404 `agent_not_found` (also to an agent token for another agent)."""
+    _own_agent(who, agent_id)
     return await ops.get(scheduler(request), agent_id)
 
 
 @agents.get("/{agent_id}/history")
-async def agent_history(agent_id: str, request: Request, _who: Viewer) -> list[AgentTransition]:
-    """Every state change of an agent with its reason. Errors: 404 `agent_not_found`."""
+async def agent_history(agent_id: str, request: Request, who: Reader) -> list[AgentTransition]:
+    """Every state change of an agent with its reason.
+
+    Errors: 404 `agent_not_found` (also to an agent token for another agent)."""
+    _own_agent(who, agent_id)
     return await ops.history(scheduler(request), agent_id)
 
 
@@ -175,7 +186,7 @@ async def remove_agent(agent_id: str, res: Res, request: Request, _who: Admin) -
     """Remove an agent: its token is revoked, its NATS logins refused and its open NATS
     connections closed at once. Errors: 404 `agent_not_found`."""
     removed = await ops.remove(scheduler(request), agent_id)
-    await _announce_revoked(res, removed.token_id)
+    res.verifier.forget(removed.token_id)  # the others: the event of its transaction
     await runtime(request).kick(agent_id)
     with contextlib.suppress(Exception):  # gone already, or NATS away: nothing reads it anymore
         await res.js.delete_consumer(subjects.INBOX_STREAM, subjects.agent_consumer(agent_id))
@@ -232,9 +243,10 @@ def _limits_view(request: Request, agent_id: str) -> RateLimitsView:
 
 
 @agents.get("/{agent_id}/rate-limits")
-async def get_rate_limits(agent_id: str, request: Request, _who: Viewer) -> RateLimitsView:
+async def get_rate_limits(agent_id: str, request: Request, who: Reader) -> RateLimitsView:
     """The agent's per-minute rates by tier (light, normal, heavy) and whether an admin
-    overrode them. Errors: 404 `agent_not_found`."""
+    overrode them. Errors: 404 `agent_not_found` (also to an agent token for another agent)."""
+    _own_agent(who, agent_id)
     await ops.get(scheduler(request), agent_id)
     return _limits_view(request, agent_id)
 
@@ -261,7 +273,7 @@ async def set_rate_limits(
 
 @stats.get("/stats")
 async def scheduler_stats(request: Request, _who: Viewer) -> SchedulerStats:
-    """Count agents by state."""
+    """Count agents by state. Errors: 403 `forbidden` to an agent token (the whole fleet)."""
     counts = {state.value: 0 for state in AgentState}
     for agent in await ops.listing(scheduler(request)):
         counts[agent.state.value] += 1

@@ -81,7 +81,7 @@ async def rotate(s: Scheduler, agent_id: str) -> tuple[AgentRegistered, str]:
         before = await store.fetch(conn, agent_id, lock=True)
         if before is None:
             raise NotFoundError(f"no agent {agent_id}", code="agent_not_found")
-        await auth.revoke_in(conn, before.token_id)
+        await auth.revoke_in(conn, before.token_id, s.outbox)
         await auth.store_in(conn, token, auth.Role.AGENT, f"agent {agent_id}")
         row = await store.set_credentials(
             conn, agent_id, auth.token_id(token), natsauth.hash_secret(nats_password)
@@ -112,7 +112,7 @@ async def remove(s: Scheduler, agent_id: str) -> AgentView:
         row = await store.remove(conn, agent_id)
         if row is None:
             raise NotFoundError(f"no agent {agent_id}", code="agent_not_found")
-        await auth.revoke_in(conn, row.token_id)
+        await auth.revoke_in(conn, row.token_id, s.outbox)
         await _emit(s, conn, agent_id, AgentState(row.state), AgentState.OFFLINE, "removed")
     return view(row)
 

@@ -199,7 +199,7 @@ async def _act(
 
 
 def _resources(beat: Heartbeat) -> dict[str, object]:
-    """What the agent view shows of a heartbeat: host load, GPUs and local models."""
+    """What the agent view shows of a heartbeat: host load, GPUs, local models, isolation."""
     return beat.model_dump(
         mode="json",
         include={
@@ -211,6 +211,7 @@ def _resources(beat: Heartbeat) -> dict[str, object]:
             "gpus",
             "ollama_url",
             "models",
+            "isolation",
         },
     )
 

@@ -124,7 +124,9 @@ class AgentExecutor:
             async with httpx.AsyncClient() as http:
                 client = ChatClient(http, self._settings, model, headers)
                 agent = loop.AgentLoop(client, sandbox, self._limits(ctx), self._reporter(ctx))
-                messages = prompt.initial_messages(ctx.task, ctx.attempt, ctx.feedback)
+                messages = prompt.initial_messages(
+                    ctx.task, ctx.attempt, ctx.feedback, sandbox.isolated
+                )
                 outcome = await agent.run(messages)
         log.info(
             "agent_loop.stopped",

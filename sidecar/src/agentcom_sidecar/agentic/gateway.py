@@ -5,7 +5,7 @@ model; a budget refusal from its ledger (a 4xx whose JSON `error` is `budget_exh
 `BudgetRefusedError` so the loop can stop and keep the work. Token counts come from
 `prompt_eval_count`/`eval_count`; the model is the one the gateway's `routing` says it chose
 (its `model` field echoes the one asked for, a tier name when asked by tier); a `cost_usd` the
-gateway adds is used as is, else the price table in the settings.
+gateway adds (the ledger's, by `agentcom_common.prices`) is used as is, else the same table.
 """
 
 from collections.abc import Mapping, Sequence
@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import httpx
 
+from agentcom_common import prices
 from agentcom_sidecar.agentic.settings import AgenticSettings
 
 
@@ -32,16 +33,6 @@ class ChatReply:
     tokens_out: int
     cost_usd: float
     model: str
-
-
-def price(settings: AgenticSettings, model: str, tokens_in: int, tokens_out: int) -> float:
-    """USD for a call by the settings' price table: exact name first, then longest prefix."""
-    table = settings.agentic_prices
-    rates = table.get(model)
-    if rates is None:
-        prefixes = sorted((k for k in table if model.startswith(k)), key=len, reverse=True)
-        rates = table[prefixes[0]] if prefixes else (0.0, 0.0)
-    return (tokens_in * rates[0] + tokens_out * rates[1]) / 1_000_000
 
 
 class ChatClient:
@@ -100,7 +91,7 @@ class ChatClient:
         model = str(chosen or payload.get("model") or self.model)
         cost = payload.get("cost_usd")
         if not isinstance(cost, int | float):
-            cost = price(self._settings, model, tokens_in, tokens_out)
+            cost = prices.cost(model, tokens_in, tokens_out)
         return ChatReply(cast(dict[str, Any], message), tokens_in, tokens_out, float(cost), model)
 
 

@@ -1,4 +1,9 @@
-"""The conversation a task starts with: a system prompt and the task as the user's message."""
+"""The conversation a task starts with: a system prompt and the task as the user's message.
+
+The prompt says what holds for commands on this machine: no network and a read-only `.git`
+only when they really run isolated (the model would otherwise rely on a sandbox that is not
+there, or be told of limits that do not exist).
+"""
 
 from collections.abc import Mapping
 from typing import Any, cast
@@ -11,13 +16,17 @@ _RULES = """## How to work
 
 ## Rules
 - Call tools to do the work; do not just describe what you would do.
-- Paths are relative to the workspace root; nothing outside it can be read or written.
-- Commands have no network access, a timeout and memory limits; .git is read-only (the
-  sidecar commits your work).
+- Paths are relative to the workspace root; the file tools read and write nothing outside it.
+- {commands}
 - If a tool call fails, read its error code and fix the call. If you are stuck, say what is
   missing and stop.
 - If your model cannot call tools natively, write one call per turn as
-  <tool_call>{"name": "read_file", "arguments": {"path": "README.md"}}</tool_call>"""
+  <tool_call>{{"name": "read_file", "arguments": {{"path": "README.md"}}}}</tool_call>"""
+_ISOLATED = """Commands run in a sandbox: no network access, a timeout and memory limits; only the
+  workspace and $TMPDIR are writable, and .git is read-only (the sidecar commits your work)."""
+_UNISOLATED = """Commands have a timeout and memory limits but no sandbox: they run on this
+  machine as the agent's user and can reach the network. Do not touch .git, files outside the
+  workspace or the network unless the task asks for it (the sidecar commits your work)."""
 
 
 def _items(task: Mapping[str, Any], key: str) -> list[object]:
@@ -47,7 +56,7 @@ def _checks(task: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def system_prompt(task: Mapping[str, Any]) -> str:
+def system_prompt(task: Mapping[str, Any], isolated: bool) -> str:
     head = [
         "You are a coding agent. You complete tasks in a git workspace by reading files, "
         "changing them and checking your work with the tools you are given."
@@ -64,12 +73,12 @@ def system_prompt(task: Mapping[str, Any]) -> str:
         sections.append("## Success criteria\n" + "\n".join(criteria))
     if checks := _checks(task):
         sections.append("## How your work will be checked\n" + "\n".join(checks))
-    sections.append(_RULES)
+    sections.append(_RULES.format(commands=_ISOLATED if isolated else _UNISOLATED))
     return "\n\n".join(sections)
 
 
 def initial_messages(
-    task: Mapping[str, Any], attempt: int, feedback: str | None
+    task: Mapping[str, Any], attempt: int, feedback: str | None, isolated: bool
 ) -> list[dict[str, Any]]:
     user = str(task.get("description") or "")
     if feedback:
@@ -77,4 +86,7 @@ def initial_messages(
             f"{user}\n\n## Attempt {attempt}: the previous attempt failed these checks\n"
             f"{feedback}\n\nFix what failed; keep what already passes."
         )
-    return [{"role": "system", "content": system_prompt(task)}, {"role": "user", "content": user}]
+    return [
+        {"role": "system", "content": system_prompt(task, isolated)},
+        {"role": "user", "content": user},
+    ]

@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from agentcom_sidecar.agentic import output
 from agentcom_sidecar.agentic.settings import AgenticSettings
@@ -38,6 +38,9 @@ _SECRET_NAME: Final = re.compile(
     r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|AGENTCOM_|NATS_", re.I
 )
 _BASE_ENV: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ")
+
+Isolation = Literal["namespaces", "none", "unavailable"]
+"""What holds for the agent loop's commands on this machine (the heartbeat's `isolation`)."""
 
 # Runs as root of a fresh user namespace (no power outside it): bind the workspace onto itself so
 # it stays writable, protect its .git, hide the given paths, then remount every other mount
@@ -135,6 +138,17 @@ def namespaces_available() -> bool:
             timeout=10,
         )
     return probe.returncode == 0
+
+
+def isolation_state(mode: str) -> Isolation:
+    """`namespaces` when commands run isolated, `none` when they run without (`none`, or `auto`
+    on a kernel without user namespaces), `unavailable` when `namespaces` is required but the
+    kernel cannot make them: the sidecar then refuses agent-loop tasks. Probes once (blocking)."""
+    if mode == "none":
+        return "none"
+    if namespaces_available():
+        return "namespaces"
+    return "unavailable" if mode == "namespaces" else "none"
 
 
 @functools.cache

@@ -110,24 +110,17 @@ class AgenticSettings(BaseSettings):
     )
     agentic_isolation: Literal["auto", "namespaces", "none"] = Field(
         default="auto",
-        description="`namespaces`: commands see a read-only system, a writable workspace and no "
-        "network (user, mount, pid and net namespaces via `unshare`); `auto` uses them when the "
-        "kernel allows; `none` keeps only limits, timeout and scrubbed environment.",
+        description="`namespaces`: required; commands see a read-only system, a writable "
+        "workspace and no network (user, mount, pid and net namespaces via `unshare`), and "
+        "where the kernel cannot make them the sidecar refuses LLM tasks "
+        "(`isolation_unavailable`); `auto` uses them when the kernel allows and else runs "
+        "commands unisolated (the heartbeat and status say `none`); `none` keeps only limits, "
+        "timeout and scrubbed environment.",
     )
     agentic_allow_shell: bool = Field(
         default=True,
         description="Let run_command take a shell string (run by /bin/sh -c inside the sandbox); "
         "when false only argv lists run.",
-    )
-    agentic_prices: dict[str, tuple[float, float]] = Field(
-        default_factory=lambda: {
-            "claude-sonnet-4.5": (3.0, 15.0),
-            "claude-opus-4.5": (5.0, 25.0),
-            "claude-haiku-4.5": (1.0, 5.0),
-            "claude-opus-4.6": (5.0, 25.0),
-        },
-        description="USD per million tokens (in, out) by model name or prefix, used when the "
-        "gateway does not report a cost; unknown models cost 0 (local).",
     )
 
     def max_iterations(self, tier: str | None) -> int:

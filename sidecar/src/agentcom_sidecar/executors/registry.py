@@ -11,9 +11,11 @@ import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from agentcom_sidecar import processes, taskdata
+from agentcom_sidecar.agentic import sandbox
+from agentcom_sidecar.agentic.settings import AgenticSettings
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors.base import Executor
 from agentcom_sidecar.executors.shell import ShellExecutor
@@ -28,6 +30,7 @@ class Hooks:
 
 
 Factory = Callable[[SidecarConfig, Hooks], Executor]
+AGENT_LOOP: Final = ("ollama", "claude")
 
 _FACTORIES: dict[str, Factory] = {
     "shell": lambda config, hooks: ShellExecutor(hooks.on_line, hooks.on_start, config.kill_grace),
@@ -65,7 +68,7 @@ def _load_plugins() -> None:
     """Register the agent-loop executors if their package is installed."""
     if importlib.util.find_spec("agentcom_sidecar.agentic") is None:
         return
-    for name in ("ollama", "claude"):
+    for name in AGENT_LOOP:
         _FACTORIES.setdefault(name, _agent_loop(name))
 
 
@@ -80,9 +83,17 @@ def choose(task: Mapping[str, Any], config: SidecarConfig) -> str:
     return config.tier_executor.get(tier, "claude" if tier == "complex" else "ollama")
 
 
+def isolation(config: SidecarConfig) -> sandbox.Isolation | None:
+    """What holds for the agent loop's commands here (`sandbox.isolation_state`), None when this
+    agent runs no agent loop. Blocks for the one-time namespace probe: call it in a thread."""
+    if not any(name in config.executors for name in AGENT_LOOP):
+        return None
+    return sandbox.isolation_state(AgenticSettings().agentic_isolation)
+
+
 def unavailable(name: str, config: SidecarConfig) -> tuple[str, str] | None:
     """Why this agent cannot run executor `name` (a rejection code of PERMANENT_REJECTIONS and
-    the reason), or None if it can."""
+    the reason), or None if it can. Blocks like `isolation`."""
     _load_plugins()
     if name not in config.executors:
         return "executor_unavailable", f"executor {name} is not enabled on this agent"
@@ -92,6 +103,13 @@ def unavailable(name: str, config: SidecarConfig) -> tuple[str, str] | None:
         return (
             "hub_commands_off",
             "this agent does not run shell commands from the hub (allow_hub_commands is off)",
+        )
+    if name in AGENT_LOOP and isolation(config) == "unavailable":
+        return (
+            "isolation_unavailable",
+            f"executor {name} must run its commands isolated here "
+            "(AGENTCOM_AGENTIC_ISOLATION=namespaces) and this machine cannot make user "
+            "namespaces (unshare --user failed or is missing), so it runs no LLM task",
         )
     return None
 

@@ -111,6 +111,13 @@ class Heartbeat(Contract):
         description="Why this agent cannot take work now (disk full, no executor, workspaces "
         "unwritable); None when it can. The scheduler moves it to `blocked` and back on this.",
     )
+    isolation: Literal["namespaces", "none", "unavailable"] | None = Field(
+        default=None,
+        description="How the agent loop's commands are contained here: `namespaces` (no "
+        "network, read-only system); `none` (unisolated: switched off, or `auto` on a kernel "
+        "without user namespaces); `unavailable` (isolation is required but this kernel cannot "
+        "make it, so LLM tasks are refused); null when the agent runs no agent loop.",
+    )
 
 
 PresenceReport = Annotated[Hello | Heartbeat, Field(discriminator="kind")]
@@ -122,11 +129,17 @@ BLOCKED_REJECTION: Final = "agent_blocked"
 agent is `blocked` until its heartbeats say otherwise."""
 
 PERMANENT_REJECTIONS: Final = frozenset(
-    {"hub_commands_off", "executor_unavailable", "command_missing", "repo_not_served"}
+    {
+        "hub_commands_off",
+        "executor_unavailable",
+        "command_missing",
+        "repo_not_served",
+        "isolation_unavailable",
+    }
 )
 """Rejection codes for what the agent's configuration will not allow however often it is asked
 (shell commands off, executor not enabled or not installed, command not on its PATH, repo not
-one of its repos). Such a task is handed back without using a retry and never offered to that
+one of its repos, an agent loop that must run isolated on a kernel that cannot isolate it). Such a task is handed back without using a retry and never offered to that
 agent again until it says hello anew (a restarted sidecar may have a new config)."""
 
 

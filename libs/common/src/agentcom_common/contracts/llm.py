@@ -1,13 +1,15 @@
 """LLM registry contracts: endpoint events, routing decisions and the chat RPC."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from agentcom_common.contracts.base import Contract, Request
 
 Tier = Literal["trivial", "standard", "complex"]
+GOAL_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"  # a goal named to the gateway (HTTP header, NATS)
+GoalId = Annotated[str, StringConstraints(pattern=GOAL_ID_PATTERN)]
 
 
 class EndpointChanged(Contract):
@@ -49,7 +51,8 @@ class CallRouted(Contract):
 
     call_id: str
     caller: str
-    caller_class: str
+    caller_class: str = Field(description="`agent`, or `hub:<state>` for the hub's calls.")
+    goal_id: str | None = None
     ok: bool
     tokens_in: int
     tokens_out: int
@@ -66,8 +69,16 @@ class ChatRequest(Request):
     tools: list[dict[str, Any]] | None = Field(default=None, max_length=500)
     model: str | None = Field(default=None, max_length=200)
     tier: Tier | None = None
-    caller: str = Field(default="hub", max_length=200)
-    caller_class: str = Field(default="hub", max_length=64)
+    caller: str = Field(
+        default="hub",
+        max_length=200,
+        description="A label for the ledger. Who pays is not the caller's to say: a call over "
+        "NATS is the hub's (only services reach this subject), charged to the hub's current "
+        "state's budget.",
+    )
+    goal_id: GoalId | None = Field(
+        default=None, description="The goal the call is about: its budget is charged too."
+    )
     options: dict[str, Any] = Field(default_factory=dict[str, Any])
 
 
@@ -88,4 +99,5 @@ class ChatReply(Contract):
     tokens_in: int
     tokens_out: int
     duration_ms: float
+    cost_usd: float = Field(default=0.0, description="The ledger's price of the call (USD).")
     routing: Routing
