@@ -250,6 +250,20 @@ async def start_agents(stack: Stack, sidecars: Any) -> dict[str, Path]:
     return configs
 
 
+async def stuck_report(stack: Stack, submitted: list[str]) -> str:
+    tasks = {t["id"]: t for t in await all_tasks(stack.api)}
+    stuck = [i for i in submitted if tasks.get(i, {}).get("state") not in TERMINAL][:3]
+    lines = [f"{len(stuck)}+ tasks not ended"]
+    for name in AGENTS:
+        agent = (await answered(lambda n=name: stack.agents.get(f"/api/agents/{n}"))).json()
+        history = (await stack.agents.get(f"/api/agents/{name}/history")).json()[-4:]
+        lines.append(f"agent {name}: {agent['state']} {agent.get('blocked_reason')} {history}")
+    for task_id in stuck:
+        history = (await stack.api.get(f"/api/tasks/{task_id}/history")).json()
+        lines.append(f"task {task_id}: {tasks.get(task_id)} {history}")
+    return "\n".join(lines)
+
+
 # a nats-py client whose server died leaves its old socket's StreamWriter unclosed when it
 # reconnects (as in sidecar/tests/test_presence.py)
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -292,7 +306,10 @@ async def test_kill_9_of_each_part_in_turn_loses_nothing_and_runs_nothing_twice(
         assert not waiting, (len(waiting), waiting[:5])
         return [tasks[i] for i in submitted]
 
-    ended = await eventually(every_task_ended, timeout=300, pause=0.5)
+    try:
+        ended = await eventually(every_task_ended, timeout=300, pause=0.5)
+    except AssertionError as exc:  # say where it is stuck: agents, and the stuck tasks' history
+        raise AssertionError(await stuck_report(stack, submitted)) from exc
     assert len(submitted) == TASKS
     runs_of = runs_by_task(runs)
     for task in ended:

@@ -16,9 +16,16 @@ from pathlib import Path
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors import registry
 
+REASON_MAX = 500  # `Heartbeat.blocked`'s bound
+
 
 async def check(config: SidecarConfig) -> str | None:
-    """Why this agent cannot take work now, None if it can."""
+    """Why this agent cannot take work now (at most REASON_MAX characters), None if it can."""
+    why = await _why(config)
+    return why if why is None or len(why) <= REASON_MAX else why[: REASON_MAX - 1] + "…"
+
+
+async def _why(config: SidecarConfig) -> str | None:
     try:
         free_mb = await asyncio.to_thread(_free_mb, config.workspaces)
     except OSError as exc:
