@@ -4,13 +4,19 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from agentcom_common.testing import ChildProcess
+from agentcom_common.settings import CommonSettings
+from agentcom_common.testing import ChildProcess, NatsServer, running
+from agentcom_queue.app import create_app as queue_app
+from agentcom_scheduler.app import create_app as scheduler_app
+from agentcom_scheduler.settings import SchedulerSettings
 
 # the sidecar's own timers, shortened so a test waits for conditions, not for defaults
 SIDECAR_TIMERS: dict[str, Any] = {
@@ -119,3 +125,42 @@ class Repos:
 @pytest.fixture
 def repos() -> Repos:
     return Repos()
+
+
+# the scheduler's timers for tests with real sidecars: short, but a sidecar answers well within
+HUB_TIMERS: dict[str, Any] = {
+    "scheduler_sweep_interval": timedelta(milliseconds=100),
+    "scheduler_heartbeat_interval": timedelta(milliseconds=300),
+    "scheduler_missed_heartbeats": 10,
+    "scheduler_accept_timeout": timedelta(seconds=20),
+}
+
+
+@pytest.fixture
+def hub_timers() -> dict[str, Any]:
+    """What a test module changes of HUB_TIMERS (override this fixture in the module)."""
+    return {}
+
+
+@pytest.fixture
+async def hub(
+    settings: CommonSettings,
+    nats_server: NatsServer,
+    admin_token: str,
+    hub_timers: dict[str, Any],
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """The queue and the scheduler in this process (the scheduler answers the agents' NATS
+    logins), as admin clients: (queue, scheduler)."""
+    fast = SchedulerSettings.model_validate(
+        settings.model_dump()
+        | HUB_TIMERS
+        | hub_timers
+        | {"scheduler_nats_issuer_seed": nats_server.auth.issuer_seed}
+    )
+    async with (
+        running(queue_app(settings), "http://queue") as queue,
+        running(scheduler_app(fast), "http://scheduler") as scheduler,
+    ):
+        for client in (queue, scheduler):
+            client.headers["Authorization"] = f"Bearer {admin_token}"
+        yield queue, scheduler

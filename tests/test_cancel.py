@@ -4,7 +4,6 @@ process kills the task's process group, delivers nothing, reports `cancelled`, a
 idle again and takes the next task. Also when the sidecar was away at the time of the cancel:
 it reads the cancel when it is back and never starts the task."""
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,38 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
-from agentcom_common.settings import CommonSettings
-from agentcom_common.testing import NatsServer, eventually, running
-from agentcom_queue.app import create_app as queue_app
-from agentcom_scheduler.app import create_app as scheduler_app
-from agentcom_scheduler.settings import SchedulerSettings
+from agentcom_common.testing import NatsServer, eventually
 
 Hub = tuple[httpx.AsyncClient, httpx.AsyncClient]
 Json = dict[str, Any]
 
 
 @pytest.fixture
-async def hub(
-    settings: CommonSettings, nats_server: NatsServer, admin_token: str
-) -> AsyncIterator[Hub]:
-    fast = SchedulerSettings.model_validate(
-        settings.model_dump()
-        | {
-            "scheduler_nats_issuer_seed": nats_server.auth.issuer_seed,
-            "scheduler_sweep_interval": timedelta(milliseconds=100),
-            "scheduler_heartbeat_interval": timedelta(milliseconds=300),
-            # a sidecar away for a while (the second test) is still online when it is back
-            "scheduler_missed_heartbeats": 100,
-            "scheduler_accept_timeout": timedelta(seconds=30),
-        }
-    )
-    async with (
-        running(queue_app(settings), "http://queue") as queue,
-        running(scheduler_app(fast), "http://scheduler") as scheduler,
-    ):
-        for client in (queue, scheduler):
-            client.headers["Authorization"] = f"Bearer {admin_token}"
-        yield queue, scheduler
+def hub_timers() -> dict[str, Any]:
+    # a sidecar away for a while (the second test) is still online when it is back
+    return {"scheduler_missed_heartbeats": 100, "scheduler_accept_timeout": timedelta(seconds=30)}
 
 
 async def start_agent(

@@ -507,3 +507,38 @@ async def test_an_acceptance_after_the_task_was_taken_back_gets_a_cancel_never_a
     history = (await queue.get(f"/api/tasks/{task['id']}/history")).json()
     runs = [h for h in history if h["to_state"] == "working"]
     assert [(h["generation"], h["actor"]) for h in runs] == [(held["generation"], "late")]
+
+
+async def test_an_assignment_crossing_a_blocked_heartbeat_goes_back_unretried_and_waits(
+    hub: Hub, js: JetStreamContext
+) -> None:
+    """A sidecar that cannot take work rejects what reached it meanwhile with `agent_blocked`
+    (what `Work` sends then): no retry is used, the agent is blocked and gets nothing until a
+    heartbeat no longer says blocked, and then the task comes back to it."""
+    queue, scheduler = hub
+    await scheduler.post("/api/agents", json={"name": "full"})
+    inbox = await Inbox.open(js, "full")
+    await report(js, "full", {"kind": "hello"})
+    task = (await queue.post("/api/tasks", json={"description": "x"})).json()
+    first = json.loads((await inbox.next_msg(timeout=10)).data)
+    why = "only 3 MB free for workspaces; this agent needs 200 MB (min_free_disk_mb)"
+    held = {"task_id": task["id"], "generation": first["generation"]}
+    await report(js, "full", held | {"kind": "rejected", "code": "agent_blocked", "error": why})
+
+    async def back_and_blocked() -> None:
+        now = (await queue.get(f"/api/tasks/{task['id']}")).json()
+        assert (now["state"], now["retry_count"]) == ("queued", 0), now
+        agent = (await scheduler.get("/api/agents/full")).json()
+        assert (agent["state"], agent["blocked_reason"]) == ("blocked", why), agent
+
+    for _ in range(3):  # blocked heartbeats keep it blocked (and online)
+        await report(js, "full", {"kind": "heartbeat", "blocked": why})
+        await asyncio.sleep(0.2)  # the heartbeat interval itself
+    await eventually(back_and_blocked)
+    assert (await queue.get(f"/api/tasks/{task['id']}")).json()["state"] == "queued"
+
+    await report(js, "full", {"kind": "heartbeat"})  # the disk is back
+    again = json.loads((await inbox.next_msg(timeout=10)).data)
+    assert (again["kind"], again["task"]["id"]) == ("assign", task["id"])
+    agent = (await scheduler.get("/api/agents/full")).json()
+    assert agent["blocked_reason"] is None

@@ -8,49 +8,20 @@ and finishing them, and the scheduler's report consumer ends with nothing unacke
 """
 
 import json
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
-import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from agentcom_common import subjects
-from agentcom_common.settings import CommonSettings
-from agentcom_common.testing import NatsServer, eventually, running
-from agentcom_queue.app import create_app as queue_app
-from agentcom_scheduler.app import create_app as scheduler_app
-from agentcom_scheduler.settings import SchedulerSettings
+from agentcom_common.testing import NatsServer, eventually
 
 Hub = tuple[httpx.AsyncClient, httpx.AsyncClient]
 FLOOD = 1100
-
-
-@pytest.fixture
-async def hub(
-    settings: CommonSettings, nats_server: NatsServer, admin_token: str
-) -> AsyncIterator[Hub]:
-    fast = SchedulerSettings.model_validate(
-        settings.model_dump()
-        | {
-            "scheduler_nats_issuer_seed": nats_server.auth.issuer_seed,
-            "scheduler_sweep_interval": timedelta(milliseconds=100),
-            "scheduler_heartbeat_interval": timedelta(milliseconds=300),
-            "scheduler_missed_heartbeats": 10,
-        }
-    )
-    async with (
-        running(queue_app(settings), "http://queue") as queue,
-        running(scheduler_app(fast), "http://scheduler") as scheduler,
-    ):
-        for client in (queue, scheduler):
-            client.headers["Authorization"] = f"Bearer {admin_token}"
-        yield queue, scheduler
 
 
 async def test_a_flood_of_unprocessable_outcomes_is_refused_once_and_another_agent_keeps_working(

@@ -5,44 +5,14 @@ verification, commit, push); then one is killed (-9) mid-task and its task compl
 other. Nothing is lost and nothing completes twice, judged by the queue's task history.
 """
 
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from agentcom_common.settings import CommonSettings
-from agentcom_common.testing import NatsServer, eventually, running
-from agentcom_queue.app import create_app as queue_app
-from agentcom_scheduler.app import create_app as scheduler_app
-from agentcom_scheduler.settings import SchedulerSettings
+from agentcom_common.testing import NatsServer, eventually
 
 Hub = tuple[httpx.AsyncClient, httpx.AsyncClient]
-
-
-@pytest.fixture
-async def hub(
-    settings: CommonSettings, nats_server: NatsServer, admin_token: str
-) -> AsyncIterator[Hub]:
-    fast = SchedulerSettings.model_validate(
-        settings.model_dump()
-        | {
-            "scheduler_nats_issuer_seed": nats_server.auth.issuer_seed,
-            "scheduler_sweep_interval": timedelta(milliseconds=100),
-            "scheduler_heartbeat_interval": timedelta(milliseconds=300),
-            "scheduler_missed_heartbeats": 10,
-            "scheduler_accept_timeout": timedelta(seconds=20),
-        }
-    )
-    async with (
-        running(queue_app(settings), "http://queue") as queue,
-        running(scheduler_app(fast), "http://scheduler") as scheduler,
-    ):
-        for client in (queue, scheduler):
-            client.headers["Authorization"] = f"Bearer {admin_token}"
-        yield queue, scheduler
 
 
 Json = dict[str, Any]

@@ -85,15 +85,24 @@ async def test_a_shell_task_on_an_agent_that_does_not_run_hub_commands_waits_for
     assert task["last_error"] is None
 
 
-async def test_an_agent_short_of_disk_space_rejects_work_saying_so(
+async def test_an_agent_short_of_disk_space_is_blocked_saying_so_and_its_task_waits(
     hub: Any, run_sidecar: RunSidecar
 ) -> None:
     config = await hub.agent("full", allow_hub_commands=True, min_free_disk_mb=10**12)
     async with run_sidecar(config):
         made = await hub.submit(metadata={"command": ["true"]}, max_retries=0)
-        task = await finished(hub, made["id"], "dead_letter")
 
-    assert "MB free for workspaces" in task["last_error"]
+        async def blocked() -> dict[str, Any]:
+            agent = (await hub.scheduler.get("/api/agents/full")).json()
+            assert agent["state"] == "blocked", agent
+            return agent
+
+        agent = await eventually(blocked, timeout=30)
+        task = await hub.task(made["id"])
+
+    assert "MB free for workspaces" in agent["blocked_reason"]
+    # not failed for it (it used to be dead-lettered): it waits for an agent that has room
+    assert (task["state"], task["retry_count"]) == ("queued", 0), task
 
 
 async def test_a_task_without_verification_steps_completes_but_is_not_called_verified(

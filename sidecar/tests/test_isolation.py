@@ -58,7 +58,9 @@ async def test_required_isolation_that_the_machine_cannot_make_refuses_llm_tasks
     model: fake_ollama.FakeModel,
 ) -> None:
     monkeypatch.setenv("AGENTCOM_AGENTIC_ISOLATION", "namespaces")
-    config = await hub.agent("strict", gateway_url=model.url)
+    # shell commands allowed: the agent can take other work, so it is not blocked, and the
+    # LLM task reaches it and is refused (with nothing runnable at all it would be blocked)
+    config = await hub.agent("strict", gateway_url=model.url, allow_hub_commands=True)
     heard = await listen("strict")
     async with run_sidecar(config):
         beat = await _beat(heard)

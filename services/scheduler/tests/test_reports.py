@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import NatsServer, eventually, running
+from agentcom_queue.app import create_app as queue_app
 from agentcom_scheduler.app import create_app
 from agentcom_scheduler.settings import SchedulerSettings
 
@@ -26,6 +27,13 @@ LIMITS = {
     "scheduler_validation_limit": 3,
     "scheduler_validation_cooldowns": (timedelta(minutes=5),),
 }
+
+
+@pytest.fixture
+async def queue(settings: CommonSettings, admin_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(queue_app(settings), "http://queue") as client:
+        client.headers["Authorization"] = f"Bearer {admin_token}"
+        yield client
 
 
 @pytest.fixture
@@ -45,6 +53,28 @@ async def api(
         yield client
 
 
+async def holding(
+    api: httpx.AsyncClient, queue: httpx.AsyncClient, js: JetStreamContext, agent: str
+) -> dict[str, Any]:
+    """Register `agent` and give it a task the real way (hello, matched, accepted, started):
+    live reports are republished only for the agent's current assignment."""
+    await api.post("/api/agents", json={"name": agent})
+    inbox = await js.pull_subscribe(
+        f"agentcom.agent.{agent}.inbox", durable=f"agent-{agent}", stream="INBOX"
+    )
+    await send(js, agent, {"kind": "hello"})
+    await queue.post("/api/tasks", json={"description": "live"})
+    [assign] = await inbox.fetch(1, timeout=10)
+    await assign.ack()
+    body = json.loads(assign.data)
+    held = {"task_id": body["task"]["id"], "generation": body["generation"]}
+    await send(js, agent, held | {"kind": "accepted"})
+    [start] = await inbox.fetch(1, timeout=10)
+    await start.ack()
+    assert json.loads(start.data)["kind"] == "start"
+    return held
+
+
 async def send(js: JetStreamContext, agent: str, body: dict[str, Any]) -> None:
     await js.publish(
         f"agentcom.agent.{agent}.report", json.dumps(body | {"agent_id": agent}).encode()
@@ -56,12 +86,12 @@ async def all_handled(js: JetStreamContext) -> None:
     assert (info.num_pending, info.num_ack_pending) == (0, 0)
 
 
-async def test_progress_and_tool_calls_become_task_events_and_count_as_presence(
-    api: httpx.AsyncClient, nc: Client, js: JetStreamContext
+async def test_progress_and_tool_calls_of_its_task_become_task_events_and_count_as_presence(
+    api: httpx.AsyncClient, queue: httpx.AsyncClient, nc: Client, js: JetStreamContext
 ) -> None:
-    await api.post("/api/agents", json={"name": "busy"})
+    held = await holding(api, queue, js, "busy")
     events = await nc.subscribe("agentcom.evt.task.*")  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
-    step = {"task_id": "t1", "generation": 1, "seq": 0}
+    step = held | {"seq": 0}
     await send(js, "busy", step | {"kind": "progress", "lines": ["compiling"], "stage": "build"})
     call = {"tool": "read_file", "ok": True, "duration_ms": 3.5, "arguments": "a.py"}
     await send(js, "busy", step | {"kind": "tool_call"} | call)
@@ -73,10 +103,32 @@ async def test_progress_and_tool_calls_become_task_events_and_count_as_presence(
     assert second.subject == "agentcom.evt.task.tool_call"
     assert json.loads(second.data)["tool"] == "read_file"
 
-    async def online() -> None:
-        assert (await api.get("/api/agents/busy")).json()["state"] == "idle"
+    async def seen() -> None:
+        view = (await api.get("/api/agents/busy")).json()
+        assert (view["state"], view["last_seen"] is not None) == ("working", True)
 
-    await eventually(online)
+    await eventually(seen)
+
+
+async def test_an_agent_cannot_write_into_another_tasks_live_stream(
+    api: httpx.AsyncClient, queue: httpx.AsyncClient, nc: Client, js: JetStreamContext
+) -> None:
+    """Its own subject, another task's id (or its own task at an old generation): dropped."""
+    victim = await holding(api, queue, js, "victim")
+    await api.post("/api/agents", json={"name": "forger"})
+    events = await nc.subscribe("agentcom.evt.task.*")  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+    forged = victim | {"seq": 0, "kind": "progress", "lines": ["rm -rf / done"]}
+    await send(js, "forger", forged)
+    call = {"tool": "shell", "ok": True, "duration_ms": 1, "kind": "tool_call", "seq": 1}
+    await send(js, "forger", victim | call)
+    await send(js, "victim", forged | {"generation": victim["generation"] + 1})
+    await send(js, "victim", victim | {"seq": 2, "kind": "progress", "lines": ["real"]})
+
+    only = await events.next_msg(timeout=10)
+    assert json.loads(only.data)["lines"] == ["real"], only.data
+    await eventually(lambda: all_handled(js))
+    await nc.flush()
+    assert events.pending_msgs == 0
 
 
 async def test_a_heartbeat_shows_the_hosts_resources_and_recovering_is_accepted(
@@ -112,12 +164,12 @@ async def test_a_heartbeat_shows_the_hosts_resources_and_recovering_is_accepted(
 
 
 async def test_progress_over_the_agents_rate_is_dropped_but_outcomes_never_are(
-    api: httpx.AsyncClient, nc: Client, js: JetStreamContext
+    api: httpx.AsyncClient, queue: httpx.AsyncClient, nc: Client, js: JetStreamContext
 ) -> None:
-    await api.post("/api/agents", json={"name": "chatty"})
+    held = await holding(api, queue, js, "chatty")
     events = await nc.subscribe("agentcom.evt.task.progress")  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
     for seq in range(12):
-        step = {"task_id": "t1", "generation": 1, "seq": seq}
+        step = held | {"seq": seq}
         await send(js, "chatty", step | {"kind": "progress", "lines": [str(seq)]})
 
     await eventually(lambda: all_handled(js))

@@ -73,6 +73,7 @@ async def heartbeat(
     ollama_url: str | None,
     task_id: str | None,
     isolation: Isolation | None = None,
+    blocked: str | None = None,
 ) -> Heartbeat:
     cards = await asyncio.to_thread(gpus)  # NVML can be slow to answer; never stall the loop
     vram = None
@@ -91,4 +92,5 @@ async def heartbeat(
         models=await ollama_models(ollama_url),
         task_id=task_id,
         isolation=isolation,
+        blocked=blocked,
     )

@@ -26,7 +26,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from pydantic import TypeAdapter, ValidationError
 
-from agentcom_common import subjects
+from agentcom_common import cancelling, subjects
 from agentcom_common.contracts.agent import (
     Assign,
     Cancel,
@@ -38,7 +38,7 @@ from agentcom_common.contracts.agent import (
     Start,
 )
 from agentcom_common.errors import ConflictError
-from agentcom_sidecar import host, link, processes, taskdata
+from agentcom_sidecar import blockers, host, link, processes, taskdata
 from agentcom_sidecar.agentic.sandbox import Isolation
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors import registry
@@ -72,6 +72,7 @@ class Sidecar:
         self.nc: Client | None = None
         self.serving = False
         self.exit_code = 0
+        self.blocked: str | None = None  # why it cannot take work, as its heartbeats say
         self._hello_due = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.isolation: Isolation | None = None
@@ -107,9 +108,10 @@ class Sidecar:
                 self._spawn(coro)
             await self.stopping.wait()
         finally:
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # again while one runs on: a cancel can be swallowed (`cancelling`)
+            stuck = await cancelling.cancel_and_wait(list(self._tasks), grace=30)
+            for task in stuck:
+                log.error("sidecar.loop_stuck", extra={"loop": repr(task.get_coro())[:200]})
             with contextlib.suppress(NatsError, OSError, TimeoutError):
                 async with asyncio.timeout(5):
                     await nc.close()  # not drain(): a pull subscription's drain waits its timeout
@@ -241,11 +243,16 @@ class Sidecar:
             if self._hello_due.is_set():
                 self._hello_due.clear()
                 await self._hello(js)
+            blocked = await blockers.check(self.config)
+            if blocked != self.blocked:
+                log.warning("agent.blocked" if blocked else "agent.ready", extra={"why": blocked})
+                self.blocked = blocked
             beat = await host.heartbeat(
                 self.config.agent_id,
                 self.config.ollama_url,
                 self.work_key[0] if self.work_key else None,
                 self.isolation,
+                blocked,
             )
             with contextlib.suppress(NatsError, OSError, TimeoutError):
                 await js.publish(
@@ -266,6 +273,7 @@ class Sidecar:
             "task_id": row.task_id if row else None,
             "generation": row.generation if row else None,
             "phase": row.phase if row else None,
+            "blocked": self.blocked,
             "isolation": self.isolation,
             "updated_at": time.time(),
         }

@@ -11,13 +11,13 @@ import logging
 import os
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 from agentcom_common import wire
-from agentcom_common.contracts.agent import TaskOutcome
+from agentcom_common.contracts.agent import BLOCKED_REJECTION, TaskOutcome
 from agentcom_sidecar import (
     attempts,
+    blockers,
     delivery,
     link,
     processes,
@@ -149,12 +149,8 @@ class Work:
             raise RefusedError(
                 "verification commands need allow_hub_commands on this agent", "hub_commands_off"
             )
-        free_mb = await asyncio.to_thread(_free_mb, self.config.workspaces)
-        if free_mb < self.config.min_free_disk_mb:
-            raise RefusedError(
-                f"only {free_mb} MB free for workspaces; this agent needs "
-                f"{self.config.min_free_disk_mb} MB (min_free_disk_mb)"
-            )
+        if (blocked := await blockers.check(self.config)) is not None:
+            raise RefusedError(blocked, BLOCKED_REJECTION)  # back without a retry; blocked
         return name, await self._workspace(row)
 
     async def _workspace(self, row: TaskRow) -> workspaces.Workspace | None:
@@ -326,11 +322,6 @@ class Work:
 def _retries(task: dict[str, Any], default: int) -> int:
     value: object = taskdata.metadata(task).get("max_verification_retries", default)
     return max(0, min(5, int(value))) if isinstance(value, int) else default
-
-
-def _free_mb(path: Path) -> int:
-    path.mkdir(parents=True, exist_ok=True)
-    return shutil.disk_usage(path).free // 2**20
 
 
 def _deadline(row: TaskRow, limit: float) -> float:

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp
 
 from agentcom_common import (
     auth,
+    cancelling,
     clock,
     db,
     logs,
@@ -81,23 +82,10 @@ class Loops:
         if not task.cancelled():
             log.error("loop.ended", extra={"loop": task.get_name()}, exc_info=task.exception())
 
-    async def close(self, grace: float = 5.0, again: float = 0.25) -> None:
-        """Cancel every loop, and again every `again` s while it runs on; one still running
-        after `grace` s is logged, not awaited.
-
-        Once is not enough: on Python 3.11 `asyncio.wait_for` (nats-py's request) swallows a
-        cancel that lands as its future completes, and the loop carries on. A scheduler stopped
-        that way went on matching against a dropped database every 50 ms in the tests, starving
-        the next test's agents of their heartbeats."""
-        stuck = set(self._tasks)
-        deadline = asyncio.get_running_loop().time() + grace
-        while stuck:
-            for task in stuck:
-                task.cancel()
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                break
-            _, stuck = await asyncio.wait(stuck, timeout=min(again, left))
+    async def close(self, grace: float = 5.0) -> None:
+        """Cancel every loop (again while it runs on: `cancelling`); one still running after
+        `grace` s is logged, not awaited."""
+        stuck = await cancelling.cancel_and_wait(list(self._tasks), grace)
         for task in stuck:
             frames = "; ".join(f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack())
             log.error("loop.stuck", extra={"loop": task.get_name(), "at": frames})

@@ -43,10 +43,11 @@ SET state = v.target, updated_at = now(),
     assigned_at = CASE v.mode WHEN 'assign' THEN v.assigned_at WHEN 'clear' THEN NULL
                   ELSE a.assigned_at END,
     deadline = CASE v.mode WHEN 'assign' THEN v.deadline WHEN 'clear' THEN NULL
-               ELSE a.deadline END
+               ELSE a.deadline END,
+    blocked_reason = CASE WHEN v.target = 'blocked' THEN v.reason END
 FROM jsonb_to_recordset(CAST(:moves AS jsonb)) AS v(
     agent_id text, sources text, target text, mode text, task_id text, generation int,
-    assigned_at timestamptz, deadline timestamptz)
+    assigned_at timestamptz, deadline timestamptz, reason text)
 WHERE a.id = v.agent_id AND a.state = ANY(string_to_array(v.sources, ','))
 RETURNING a.id
 """
@@ -104,6 +105,8 @@ async def transition_many(
             "target": m.target.value,
             "mode": _mode(m),
         }
+        if m.target is AgentState.BLOCKED:
+            row["reason"] = m.reason
         if m.task is not None:
             task_id, generation, assigned_at, deadline = m.task
             row |= {

@@ -4,7 +4,9 @@ NATS RPC (`agentcom.rpc.scheduler.explain`)."""
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
+from typing import Literal
 
 from agentcom_common import consumer, micro
 from agentcom_common.contracts.task import ExplainWait
@@ -74,13 +76,16 @@ async def start(
         presence.consume_reports(s, res.nc, res.js, gate, runtime.kick, policy),
     )
     loops.spawn("cancels", cancels.follow(s, res.js))
-    stranded = settings.scheduler_working_offline_timeout
-    loops.spawn(
-        "stranded-sweep",
-        presence.stranded_forever(
-            s, res.nc, stranded, max(settings.scheduler_sweep_interval, stranded / 10)
-        ),
+    every = settings.scheduler_sweep_interval
+    sweeps: tuple[tuple[Literal["working", "assigned"], timedelta], ...] = (
+        ("working", settings.scheduler_working_offline_timeout),
+        ("assigned", settings.scheduler_accept_timeout),  # never sent: see `requeue_stranded`
     )
+    for state, older in sweeps:
+        loops.spawn(
+            f"stranded-{state}",
+            presence.stranded_forever(s, res.nc, state, older, max(every, older / 10)),
+        )
     loops.spawn(
         "matching",
         matching.match_forever(

@@ -36,6 +36,8 @@ def view(row: store.AgentRow) -> AgentView:
         updated_at=row.updated_at,
         last_seen=row.last_seen,
         resources=row.resources,
+        blocked_reason=row.blocked_reason,
+        supervisor=row.supervisor,
     )
 
 

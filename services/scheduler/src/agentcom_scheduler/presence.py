@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common import clock, consumer, messaging, outbox, subjects
 from agentcom_common.contracts.agent import (
+    BLOCKED_REJECTION,
     AgentReport,
     AgentState,
     AgentTransition,
@@ -72,8 +73,10 @@ async def transition_if(
     event: str,
     values: dict[str, object] | None = None,
 ) -> bool:
-    """Move the agent if TRANSITIONS allow it now; history row and event commit with it."""
-    if not await store.move(conn, agent_id, target, values):
+    """Move the agent if TRANSITIONS allow it now; history row and event commit with it.
+    `blocked_reason` is the reason while blocked, cleared on any other move (as `batch`)."""
+    blocked = {"blocked_reason": reason if target is AgentState.BLOCKED else None}
+    if not await store.move(conn, agent_id, target, blocked | (values or {})):
         return False
     await store.record(conn, agent_id, source, target, reason)
     change = AgentTransition(
@@ -124,7 +127,14 @@ async def on_report(
         log.warning("report.rate_limited", extra={"agent_id": speaker, "kind": report.kind})
         return "dropped"
     if isinstance(report, Progress | ToolCallReport):
-        # live output: never stored, never waited for; an outcome is never queued behind it
+        # live output: never stored, never waited for; an outcome is never queued behind it.
+        # Only for the agent's own current assignment: one agent must not be able to write
+        # into another task's live stream (its subject names it, not the task it names)
+        async with s.engine.connect() as conn:
+            held = await store.holding(conn, speaker)
+        if held != (report.task_id, report.generation):
+            log.warning("report.not_its_task", extra={"agent_id": speaker, "kind": report.kind})
+            return "dropped"
         event = "progress" if isinstance(report, Progress) else "tool_call"
         await nc.publish(subjects.event("task", event), data)
         if not gate.due(speaker):
@@ -138,10 +148,15 @@ async def on_report(
             raise NotFoundError(f"report from unknown agent {speaker}", code="agent_not_found")
         if isinstance(report, Hello):  # a (re)started sidecar may have a new config
             await store.forget_refusals(conn, speaker)
-        if before.state == AgentState.OFFLINE.value:
+            await store.set_supervisor(conn, speaker, report.supervisor)
+        state = AgentState(before.state)
+        if state is AgentState.OFFLINE:
             await transition_if(
                 s, conn, speaker, AgentState.OFFLINE, AgentState.IDLE, report.kind, "online"
             )
+            state = AgentState.IDLE
+        if isinstance(report, Heartbeat):
+            await _follow_blocked(s, conn, {speaker: state}, {speaker: report.blocked})
     await _act(s, nc, js, before, report)
     return "applied"
 
@@ -278,7 +293,7 @@ async def _forward(s: ops.Scheduler, nc: Client, js: JetStreamContext, report: T
     the sidecar's reason, so the retry budget sees it; one the agent's config will never
     change (`refused_for_good`) goes back without using a retry (`_refused`).
     """
-    if report.refused_for_good:
+    if report.refused_for_good or report.code == BLOCKED_REJECTION:
         await _refused(s, nc, report)
         return
     rejected = report.kind == "rejected"
@@ -347,6 +362,8 @@ async def _refused(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
     """The agent can never take this task (shell commands off, executor missing, repo not
     served): note it, so matching never offers it this task again (until its next hello), hand
     the task back as a plain requeue (no retry used, another agent may take it), free the agent.
+    An agent that cannot take any work now (`agent_blocked`: its heartbeat saying so was on its
+    way when the task was matched) hands it back the same way, unnoted, and is `blocked`.
 
     The note comes first and is idempotent: killed after it, the redelivered report does the
     rest; killed after the requeue, the repeat finds the task queued (or moved on) and frees
@@ -354,8 +371,10 @@ async def _refused(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
     """
     assert report.code is not None
     why = (report.error or report.code)[:400]
-    async with s.engine.begin() as conn:
-        await store.refuse(conn, report.agent_id, report.task_id, report.code, why)
+    blocked = report.code == BLOCKED_REJECTION
+    if not blocked:
+        async with s.engine.begin() as conn:
+            await store.refuse(conn, report.agent_id, report.task_id, report.code, why)
     back = RequeueTask(
         task_id=report.task_id,
         generation=report.generation,
@@ -377,9 +396,9 @@ async def _refused(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
                 conn,
                 report.agent_id,
                 AgentState(row.state),
-                AgentState.IDLE,
-                f"cannot run {report.task_id}",
-                "idle",
+                AgentState.BLOCKED if blocked else AgentState.IDLE,
+                why if blocked else f"cannot run {report.task_id}",
+                "blocked" if blocked else "idle",
             )
     log.info(
         "task.refused",
@@ -517,8 +536,10 @@ def _plain(msg: Msg, gate: Gate) -> Heartbeat | TaskOutcome | None:
         return None
     if not isinstance(report, Heartbeat | TaskOutcome) or report.agent_id != speaker:
         return None
-    if isinstance(report, TaskOutcome) and report.refused_for_good:
-        return None  # not a queue report: noted, then handed back (`_refused`)
+    if isinstance(report, TaskOutcome) and (
+        report.refused_for_good or report.code == BLOCKED_REJECTION
+    ):
+        return None  # not a queue report: handed back (`_refused`)
     if gate.limiter is not None and gate.limiter.blocked(speaker):
         return None
     if isinstance(report, TaskOutcome):
@@ -571,6 +592,7 @@ class _Plan:
     first_kind: dict[str, str] = field(default_factory=dict[str, str])
     beats: list[Msg] = field(default_factory=list[Msg])
     beating: set[str] = field(default_factory=set[str])  # agents whose heartbeat counts
+    blocked: dict[str, str | None] = field(default_factory=dict[str, str | None])  # they say
     rounds: list[list[tuple[Msg, TaskOutcome]]] = field(
         default_factory=list[list[tuple[Msg, TaskOutcome]]]
     )
@@ -592,6 +614,7 @@ def _plan(groups: list[list[tuple[Msg, Heartbeat | TaskOutcome]]], gate: Gate) -
                 if limiter is None or not limiter.take(report.agent_id, "light"):
                     plan.resources[report.agent_id] = _resources(report)
                     plan.beating.add(report.agent_id)
+                    plan.blocked[report.agent_id] = report.blocked
                 continue  # over the rate: dropped, like any light report
             while k < len(plan.rounds) and report.task_id in in_round[k]:
                 k += 1
@@ -630,7 +653,9 @@ async def _outcomes_many(
     plan = _plan(groups, gate)
     try:
         async with s.engine.begin() as conn:
-            known = await _seen_many(s, conn, plan.resources, plan.first_kind, plan.beating)
+            known = await _seen_many(
+                s, conn, plan.resources, plan.first_kind, plan.beating, plan.blocked
+            )
     except Exception:  # Postgres away: leave them all for redelivery
         log.exception("reports.outcomes_failed")
         await _retry_all(settler, plan.beats + [m for r in plan.rounds for m, _ in r])
@@ -725,7 +750,8 @@ async def _beat_many(
 async def _apply_beats(s: ops.Scheduler, conn: AsyncConnection, beats: list[Heartbeat]) -> None:
     """Refresh many agents' presence in one go; those that were offline come online."""
     latest: dict[str, dict[str, object] | None] = {b.agent_id: _resources(b) for b in beats}
-    await _seen_many(s, conn, latest, dict.fromkeys(latest, "heartbeat"), latest)
+    blocked = {b.agent_id: b.blocked for b in beats}
+    await _seen_many(s, conn, latest, dict.fromkeys(latest, "heartbeat"), latest, blocked)
 
 
 async def _seen_many(
@@ -734,6 +760,7 @@ async def _seen_many(
     resources: dict[str, dict[str, object] | None],
     reasons: dict[str, str],
     beats: Collection[str],
+    blocked: dict[str, str | None],
 ) -> dict[str, AgentState]:
     """`batch.seen_many`, then the offline ones come online (`reasons[agent]` in their history);
     returns each known agent's state as it was."""
@@ -744,7 +771,36 @@ async def _seen_many(
         conn,
         [batch.Move(a, AgentState.OFFLINE, AgentState.IDLE, reasons[a], "online") for a in online],
     )
+    now = known | dict.fromkeys(online, AgentState.IDLE)
+    await _follow_blocked(s, conn, now, {a: blocked[a] for a in blocked if a in now})
     return known
+
+
+async def _follow_blocked(
+    s: ops.Scheduler,
+    conn: AsyncConnection,
+    state_of: dict[str, AgentState],
+    said: dict[str, str | None],
+) -> None:
+    """Follow what the agents' heartbeats say: one that cannot take work (`blocked`, with why)
+    goes from idle to blocked, one blocked whose heartbeat no longer says so is idle again.
+
+    Level, not edge: every heartbeat says it, so a lost report, an assignment that crossed
+    the first blocked heartbeat (rejected `agent_blocked`, see `_refused`) or a restarted
+    scheduler is set right by the next one. An agent busy with a task keeps it; it is judged
+    when it is idle again. Matching's cached view of idle agents is refreshed so a blocked
+    agent is not offered work from it."""
+    moves: list[batch.Move] = []
+    for agent, why in said.items():
+        state = state_of.get(agent)
+        if why is not None and state is AgentState.IDLE:
+            moves.append(batch.Move(agent, state, AgentState.BLOCKED, why, "blocked"))
+        elif why is None and state is AgentState.BLOCKED:
+            ready = "ready: its sidecar can take work again"
+            moves.append(batch.Move(agent, state, AgentState.IDLE, ready, "ready"))
+    if moves:
+        await batch.transition_many(s, conn, moves)
+        wakeups.matching(refresh=True)
 
 
 async def _handle(
@@ -1038,58 +1094,68 @@ async def _until_silent(
     return min(longest, due + 0.001), None  # just past it: `last_beat < cutoff`
 
 
-async def requeue_stranded(s: ops.Scheduler, nc: Client, older_than: timedelta) -> int:
-    """Requeue tasks the queue has had `working` (or `assigned`) for longer than `older_than`
-    on an agent that is offline, removed, or no longer holds them; returns how many.
+async def requeue_stranded(
+    s: ops.Scheduler, nc: Client, state: Literal["working", "assigned"], older_than: timedelta
+) -> int:
+    """Requeue tasks the queue has had in `state` for longer than `older_than` on an agent that
+    is offline, removed, or no longer holds them; returns how many.
 
     The silence sweep hands a task back the moment its agent goes offline; this catches what it
     cannot see: an agent removed mid-task, a hand-back lost to a crash, a row that disagrees.
+    An `assigned` one whose agent does not hold it was never sent (the scheduler or the queue
+    was killed between the claim and the agent's move, or the claim's reply was lost): it goes
+    back after the accept timeout, and only while still unaccepted (the fence: an agent that
+    got it after all is told to drop it, see `_answer`). Such tasks used to wait for the
+    working timeout (10 min) in the faults test.
     """
     cutoff = clock.now() - older_than
     requeued = 0
-    for state in ("working", "assigned"):
-        cursor: str | None = None
-        while True:
-            page = await queue_client.call(
-                nc, "list", ListTasks(state=TaskState(state), cursor=cursor, limit=500)
+    cursor: str | None = None
+    while True:
+        page = await queue_client.call(
+            nc, "list", ListTasks(state=TaskState(state), cursor=cursor, limit=500)
+        )
+        old = [t for t in page["tasks"] if datetime.fromisoformat(t["updated_at"]) < cutoff]
+        async with s.engine.connect() as conn:  # one checkout per page, not one per task
+            rows = {
+                t["id"]: await store.fetch(conn, t["assigned_to"]) if t["assigned_to"] else None
+                for t in old
+            }
+        for task in old:
+            agent_id, row = task["assigned_to"], rows[task["id"]]
+            online = row is not None and row.state != AgentState.OFFLINE.value
+            if online and row is not None and row.task_id == task["id"]:
+                continue
+            where = "which is offline" if not online else "which does not hold it"
+            back = RequeueTask(
+                task_id=task["id"],
+                generation=task["generation"],
+                reason=f"{state} over {older_than} on agent {agent_id}, {where}",
+                unaccepted_only=state == "assigned",
             )
-            old = [t for t in page["tasks"] if datetime.fromisoformat(t["updated_at"]) < cutoff]
-            async with s.engine.connect() as conn:  # one checkout per page, not one per task
-                rows = {
-                    t["id"]: await store.fetch(conn, t["assigned_to"]) if t["assigned_to"] else None
-                    for t in old
-                }
-            for task in old:
-                agent_id, row = task["assigned_to"], rows[task["id"]]
-                online = row is not None and row.state != AgentState.OFFLINE.value
-                if online and row is not None and row.task_id == task["id"]:
-                    continue
-                back = RequeueTask(
-                    task_id=task["id"],
-                    generation=task["generation"],
-                    reason=f"{state} over {older_than} on agent {agent_id}, which is offline",
-                )
-                try:
-                    await queue_client.call(nc, "requeue", back)
-                except AgentcomError as exc:  # moved on meanwhile: nothing to do
-                    log.warning(
-                        "stranded.refused", extra={"task_id": task["id"], "error": exc.code}
-                    )
-                    continue
-                log.warning("task.stranded_requeued", extra={"task_id": task["id"]})
-                requeued += 1
-            cursor = page.get("next_cursor")
-            if not cursor:
-                break
+            try:
+                await queue_client.call(nc, "requeue", back)
+            except AgentcomError as exc:  # moved on meanwhile: nothing to do
+                log.warning("stranded.refused", extra={"task_id": task["id"], "error": exc.code})
+                continue
+            log.warning("task.stranded_requeued", extra={"task_id": task["id"]})
+            requeued += 1
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
     return requeued
 
 
 async def stranded_forever(
-    s: ops.Scheduler, nc: Client, older_than: timedelta, every: timedelta
+    s: ops.Scheduler,
+    nc: Client,
+    state: Literal["working", "assigned"],
+    older_than: timedelta,
+    every: timedelta,
 ) -> None:
     while True:
         try:
-            await requeue_stranded(s, nc, older_than)
+            await requeue_stranded(s, nc, state, older_than)
         except UnavailableError as exc:  # the queue is away: the next pass tries again
             log.warning("stranded.paused", extra={"error": exc.code})
         except Exception:  # the queue is away: the next pass tries again

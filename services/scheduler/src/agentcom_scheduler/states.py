@@ -2,7 +2,9 @@
 
 An agent is `offline` until its sidecar says hello, `idle` while it can take work, `assigned`
 between an assignment and its acceptance, `working` until it reports an outcome, and `blocked`
-when it says it cannot go on. Any state may drop to `offline` (missed heartbeats); the task it
+when its sidecar says it cannot take work (its heartbeats carry why: disk full, no executor,
+workspaces unwritable) until its heartbeats say it can again; an assignment that reached it
+meanwhile is rejected (`agent_blocked`) and goes back without a retry. Any state may drop to `offline` (missed heartbeats); the task it
 held goes back to the queue.
 """
 
@@ -16,8 +18,8 @@ A = AgentState
 TRANSITIONS: Final = MappingProxyType[AgentState, frozenset[AgentState]](
     {
         A.OFFLINE: frozenset({A.IDLE}),
-        A.IDLE: frozenset({A.ASSIGNED, A.OFFLINE}),
-        A.ASSIGNED: frozenset({A.WORKING, A.IDLE, A.OFFLINE}),
+        A.IDLE: frozenset({A.ASSIGNED, A.BLOCKED, A.OFFLINE}),
+        A.ASSIGNED: frozenset({A.WORKING, A.IDLE, A.BLOCKED, A.OFFLINE}),
         A.WORKING: frozenset({A.IDLE, A.BLOCKED, A.OFFLINE}),
         A.BLOCKED: frozenset({A.WORKING, A.IDLE, A.OFFLINE}),
     }

@@ -131,6 +131,15 @@ async def move(
     return (await conn.execute(stmt)).one_or_none() is not None
 
 
+async def holding(conn: AsyncConnection, agent_id: str) -> tuple[str, int] | None:
+    """The assignment (task, generation) the agent holds now, if any."""
+    stmt = select(agents.c.task_id, agents.c.generation).where(agents.c.id == agent_id)
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is None or row.task_id is None or row.generation is None:
+        return None
+    return (row.task_id, row.generation)
+
+
 async def holder(conn: AsyncConnection, task_id: str, generation: int) -> str | None:
     """The agent holding this assignment (task at this generation), if any."""
     stmt = select(agents.c.id).where(agents.c.task_id == task_id, agents.c.generation == generation)
@@ -224,6 +233,12 @@ async def refuse(
 async def forget_refusals(conn: AsyncConnection, agent_id: str) -> None:
     """A sidecar saying hello may have a new config: what it refused may be offered again."""
     await conn.execute(delete(refusals).where(refusals.c.agent_id == agent_id))
+
+
+async def set_supervisor(conn: AsyncConnection, agent_id: str, supervisor: str | None) -> None:
+    """What its hello says runs the sidecar (None: an older sidecar that does not say)."""
+    value = supervisor[:64] if supervisor else None
+    await conn.execute(update(agents).where(agents.c.id == agent_id).values(supervisor=value))
 
 
 async def refusals_of_task(conn: AsyncConnection, task_id: str) -> dict[str, str]:

@@ -36,6 +36,8 @@ agents = Table(
     Column("deadline", DateTime(timezone=True)),  # the held assignment must be done by then
     Column("nats_secret_hash", Text),  # sha256 of its NATS password; checked by the auth callout
     Column("resources", JSONB),  # cpu/ram/vram/load/host of the last heartbeat
+    Column("blocked_reason", Text),  # the sidecar's word while `blocked`
+    Column("supervisor", Text),  # systemd, pm2, none...: from its last hello
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

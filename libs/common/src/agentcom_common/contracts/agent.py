@@ -42,6 +42,14 @@ class AgentView(Contract):
     resources: dict[str, object] | None = Field(
         default=None, description="cpu/ram/vram/load/host/gpus/models of its last heartbeat."
     )
+    blocked_reason: str | None = Field(
+        default=None, description="While `blocked`: why its sidecar cannot take work."
+    )
+    supervisor: str | None = Field(
+        default=None,
+        description="What runs its sidecar (systemd, pm2, none), from its last hello; a "
+        "restart is refused when it is `none`.",
+    )
 
 
 class AgentRegistered(AgentView):
@@ -97,6 +105,12 @@ class Heartbeat(Contract):
         default_factory=list[str], max_length=500, description="Models its local Ollama serves."
     )
     task_id: str | None = None
+    blocked: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Why this agent cannot take work now (disk full, no executor, workspaces "
+        "unwritable); None when it can. The scheduler moves it to `blocked` and back on this.",
+    )
     isolation: Literal["namespaces", "none", "unavailable"] | None = Field(
         default=None,
         description="How the agent loop's commands are contained here: `namespaces` (no "
@@ -108,6 +122,11 @@ class Heartbeat(Contract):
 
 PresenceReport = Annotated[Hello | Heartbeat, Field(discriminator="kind")]
 
+
+BLOCKED_REJECTION: Final = "agent_blocked"
+"""The rejection code of an assignment that reached an agent which cannot take any work now
+(its heartbeat saying so was still on its way): the task goes back without using a retry and the
+agent is `blocked` until its heartbeats say otherwise."""
 
 PERMANENT_REJECTIONS: Final = frozenset(
     {
