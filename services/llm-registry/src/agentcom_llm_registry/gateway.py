@@ -104,6 +104,7 @@ class Gateway:
         )
 
     async def close(self) -> None:
+        await self.budgets.drain()
         if self.session is not None:
             await self.session.close()
 
@@ -120,7 +121,7 @@ class Gateway:
         )
         entry = self._account(who, routing, reply.tokens_in, reply.tokens_out, started, ok=True)
         reply.cost_usd = entry.cost_usd
-        await self.budgets.settle(hold, reply.tokens_in + reply.tokens_out, entry.cost_usd)
+        self.budgets.settle_later(hold, reply.tokens_in + reply.tokens_out, entry.cost_usd)
         return reply, routing
 
     async def _route(
