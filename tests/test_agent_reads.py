@@ -140,3 +140,20 @@ async def test_a_viewer_token_still_reads_every_task_and_agent(fleet: Fleet) -> 
     assert {a["id"] for a in agents} == {"one", "two"}
     assert other.status_code == 200
     assert (await fleet.queue.get("/api/tasks/stats", headers=as_viewer)).status_code == 200
+
+
+async def test_an_agent_token_writes_nothing_even_on_its_own_task(fleet: Fleet) -> None:
+    as_one = bearer(fleet.tokens["one"])
+    own = fleet.tasks["one"]
+
+    for client, path, body in (
+        (fleet.queue, "/api/tasks", {"description": "mine"}),
+        (fleet.queue, f"/api/tasks/{own}/cancel", None),
+        (fleet.queue, f"/api/tasks/{own}/retry", None),
+        (fleet.queue, "/api/repos", {"url": "https://git.example/app"}),
+        (fleet.scheduler, "/api/agents/one/restart", None),
+        (fleet.llm, "/api/llm/endpoints/e1/share", None),
+    ):
+        refused = await client.post(path, json=body, headers=as_one)
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json()["error"] == "forbidden"
