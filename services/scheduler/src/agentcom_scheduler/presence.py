@@ -259,10 +259,15 @@ async def _stopped(s: ops.Scheduler, nc: Client, report: Cancelled) -> None:
     async with s.engine.begin() as conn:
         row = await store.fetch(conn, report.agent_id, lock=True)
         held = (AgentState.ASSIGNED.value, AgentState.WORKING.value)
-        if row is None or row.state not in held:
+        holds = (
+            row is not None
+            and row.state in held
+            and (row.task_id, row.generation) == (report.task_id, report.generation)
+        )
+        if not holds:
+            await _stopped_elsewhere(nc, report)
             return
-        if (row.task_id, row.generation) != (report.task_id, report.generation):
-            return
+        assert row is not None
         if not await _hand_back(nc, row, "cancelled"):
             raise UnavailableError("the queue did not answer a hand-back", code="queue_unavailable")
         await transition_if(
@@ -274,6 +279,29 @@ async def _stopped(s: ops.Scheduler, nc: Client, report: Cancelled) -> None:
             f"cancelled {report.task_id}",
             "idle",
         )
+
+
+async def _stopped_elsewhere(nc: Client, report: Cancelled) -> None:
+    """The agent stopped an assignment its row no longer shows (the row moved on while the
+    sidecar still ran it, e.g. a hello reconcile after a NATS restart cancelled it as stale):
+    the queue may still hold the task `working` on this agent at this generation, and nobody
+    would end that attempt for the working timeout (10 min; the faults test found two). So it
+    is handed back, fenced by agent and generation; a queue that has moved on, or cancelled
+    the task itself, refuses, which is the usual case and harmless."""
+    back = RequeueTask(
+        task_id=report.task_id,
+        generation=report.generation,
+        reason=f"agent {report.agent_id} stopped it ({report.note[:200] or 'cancelled'})",
+        agent_id=report.agent_id,
+    )
+    try:
+        await queue_client.call(nc, "requeue", back)
+    except UnavailableError:
+        raise
+    except AgentcomError as exc:
+        log.info("cancelled.elsewhere", extra={"task_id": report.task_id, "error": exc.code})
+        return
+    log.warning("task.handed_back", extra={"agent_id": report.agent_id, "how": "stopped"})
 
 
 _QUEUE_OUTCOME: dict[str, Literal["accepted", "completed", "partial_pass", "failed"]] = {
