@@ -301,7 +301,10 @@ async def _stopped_elsewhere(nc: Client, report: Cancelled) -> None:
     except AgentcomError as exc:
         log.info("cancelled.elsewhere", extra={"task_id": report.task_id, "error": exc.code})
         return
-    log.warning("task.handed_back", extra={"agent_id": report.agent_id, "how": "stopped"})
+    log.warning(
+        "task.handed_back",
+        extra={"agent_id": report.agent_id, "task_id": report.task_id, "how": "stopped"},
+    )
 
 
 _QUEUE_OUTCOME: dict[str, Literal["accepted", "completed", "partial_pass", "failed"]] = {
