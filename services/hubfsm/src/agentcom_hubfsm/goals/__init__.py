@@ -1,0 +1,1 @@
+"""Goals: the backlog a person gives the hub, each goal's lifecycle, and its plan."""
