@@ -328,7 +328,7 @@ async def test_the_hubs_calls_pay_into_the_budget_of_the_state_it_announced(
 ) -> None:
     server = await fake("a")
     settings = _settings(llm_settings, llm_hub_budgets={"executing": {"tokens": 120}})
-    assert settings.llm_hub_budgets["resting"].tokens == 1_000_000  # unnamed: the default
+    assert settings.llm_hub_budgets[HubState.RESTING].tokens == 1_000_000  # unnamed: the default
 
     async def announce(state: HubState) -> None:
         event = HubStateChanged(state=state, at=clock.now())
@@ -337,7 +337,7 @@ async def test_the_hubs_calls_pay_into_the_budget_of_the_state_it_announced(
     async with _registry(
         serve_registry, settings, admin_token, server, add_endpoint, "ollama"
     ) as api:
-        await announce("executing")
+        await announce(HubState.EXECUTING)
 
         async def executing() -> None:
             await api.post("/api/chat", json=HI)
@@ -363,7 +363,7 @@ async def test_the_hubs_calls_pay_into_the_budget_of_the_state_it_announced(
         assert old.headers is not None
         assert old.headers["Nats-Service-Error-Code"] == "invalid_field"
 
-        await announce("improving")
+        await announce(HubState.IMPROVING)
 
         async def improving() -> None:
             assert (await api.post("/api/chat", json=HI)).status_code == 200

@@ -27,6 +27,9 @@ STREAM_SUBJECTS: Final[dict[str, tuple[str, ...]]] = {
 SERVICE_STARTED: Final = f"{PREFIX}.evt.hub.service_started"
 MESSAGE_REFUSED: Final = f"{PREFIX}.evt.hub.message_refused"
 HUB_STATE_CHANGED: Final = f"{PREFIX}.evt.hub.state_changed"
+HUB_PAUSED: Final = f"{PREFIX}.evt.hub.paused"
+HUB_RESUMED: Final = f"{PREFIX}.evt.hub.resumed"
+HUB_WATCHDOG_FIRED: Final = f"{PREFIX}.evt.hub.watchdog_fired"
 TOKEN_REVOKED: Final = f"{PREFIX}.evt.auth.token_revoked"
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

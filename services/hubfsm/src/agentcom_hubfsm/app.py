@@ -10,6 +10,12 @@ from fastapi import FastAPI
 from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
 from agentcom_hubfsm import __version__, api, handlers, tables
+from agentcom_hubfsm.brain import (
+    api as brain_api,
+    handlers as brain_handlers,
+    loop as brain,
+    ops as brain_ops,
+)
 from agentcom_hubfsm.goals import ops
 from agentcom_hubfsm.settings import HubSettings
 
@@ -20,7 +26,7 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
-    routers=(api.goals,),
+    routers=(api.goals, brain_api.hub),
 )
 
 
@@ -29,11 +35,16 @@ def create_app(settings: CommonSettings) -> FastAPI:
         settings if isinstance(settings, HubSettings) else HubSettings(**settings.model_dump())
     )
     wake = asyncio.Event()  # one per process: routes and RPCs set it, the driver waits on it
+    brain_wake = asyncio.Event()  # the brain's own: hub routes set it, goal events too
 
-    async def start(res: Resources, _loops: Loops) -> None:
+    async def start(res: Resources, loops: Loops) -> None:
         await handlers.register(res, ops.Goals(res.engine, res.outbox, wake))
+        hub = brain_ops.Hub(res.engine, brain_wake, hub_settings.hub_global_watchdog)
+        await brain_handlers.register(res, hub)
+        await brain.start(res, loops, hub_settings, brain_wake)
 
     app = build(dataclasses.replace(SPEC, starters=(start,)), hub_settings)
     app.state.wake = wake
+    app.state.brain_wake = brain_wake
     app.state.hub_settings = hub_settings
     return app

@@ -41,3 +41,18 @@ class HubSettings(CommonSettings):
         default=Path(".agentcom/hub"),
         description="Where the hub keeps its read-only clones of registered repos.",
     )
+    hub_tick_interval: Interval = Field(
+        default=timedelta(seconds=1),
+        description="How often the hub brain gathers its signals and applies its rules when "
+        "nothing woke it sooner (a goal event or a pause/resume/start/stop does).",
+    )
+    hub_global_watchdog: Interval = Field(
+        default=timedelta(hours=2),
+        description="How long the hub may stay in any state but resting without moving; past "
+        "it the brain forces resting and publishes a critical `hub.watchdog_fired`.",
+    )
+    hub_leader_retry: Interval = Field(
+        default=timedelta(seconds=1),
+        description="How often a replica whose brain is not the active one tries to take over "
+        "(it does once the active one's process or database session is gone).",
+    )

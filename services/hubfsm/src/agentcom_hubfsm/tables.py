@@ -101,3 +101,37 @@ verifications = Table(
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("verifications_goal", "goal_id", "round", unique=True),
 )
+
+# The hub brain: exactly one row (id 'hub', made by migration 0003), moved only through
+# `brain.store` (the common transition writer). Every field of the brain lives here, so a
+# restarted or newly elected brain resumes where the last one was.
+hub = Table(
+    "hub",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    Column("cycle", BigInteger, nullable=False, server_default=text("0")),
+    Column("reason", Text, nullable=False, server_default=text("''")),
+    Column("entered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # the global watchdog's deadline; NULL while resting (nothing to wait for there)
+    Column("watchdog_at", DateTime(timezone=True)),
+    # seconds spent in each state before the current stay: {"executing": 12.5, ...}
+    Column("seconds", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("work", Text),  # the entry work running now, by name
+    Column("leader", Text),  # host:pid of the active brain
+    Column("leader_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+hub_history = Table(
+    "hub_history",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("hub_id", Text, ForeignKey("hub.hub.id", ondelete="CASCADE"), nullable=False),
+    Column("from_state", Text),
+    Column("to_state", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -59,7 +59,7 @@ class Llm:
             settings.llm_ledger_flush_interval,
         )
         self.budgets = Budgets(engine, settings)
-        self.hub_state: HubState = "resting"  # until the hub announces one
+        self.hub_state = HubState.RESTING  # until the hub announces one
         self._hub_state_at: datetime | None = None
         self.gateway = Gateway(
             self.registry,

@@ -25,11 +25,11 @@ class Limit(BaseModel):
 DEFAULT_HUB_BUDGETS: dict[HubState, Limit] = {
     # per window (a day by default); the first implementation allowed calls in this proportion
     # per state (hub-inventory 4.10: executing 100, improving 40, contemplating 15 a day)
-    "executing": Limit(tokens=5_000_000, usd=50.0),
-    "improving": Limit(tokens=2_000_000, usd=20.0),
-    "contemplating": Limit(tokens=1_000_000, usd=10.0),
-    "healing": Limit(tokens=1_000_000, usd=10.0),
-    "resting": Limit(tokens=1_000_000, usd=10.0),
+    HubState.EXECUTING: Limit(tokens=5_000_000, usd=50.0),
+    HubState.IMPROVING: Limit(tokens=2_000_000, usd=20.0),
+    HubState.CONTEMPLATING: Limit(tokens=1_000_000, usd=10.0),
+    HubState.HEALING: Limit(tokens=1_000_000, usd=10.0),
+    HubState.RESTING: Limit(tokens=1_000_000, usd=10.0),
 }
 
 

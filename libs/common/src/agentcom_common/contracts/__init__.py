@@ -9,7 +9,7 @@ from typing import Final
 from agentcom_common import subjects
 from agentcom_common.contracts.auth import TokenRevoked
 from agentcom_common.contracts.base import Contract, Request
-from agentcom_common.contracts.hub import HubStateChanged
+from agentcom_common.contracts.hub import HubPauseChanged, HubStateChanged, HubWatchdogFired
 from agentcom_common.contracts.llm import CallRouted, EndpointChanged
 from agentcom_common.contracts.system import MessageRefused, ServiceStarted
 
@@ -18,6 +18,9 @@ EVENTS: Final = MappingProxyType[str, type[Contract]](
         subjects.SERVICE_STARTED: ServiceStarted,
         subjects.MESSAGE_REFUSED: MessageRefused,
         subjects.HUB_STATE_CHANGED: HubStateChanged,
+        subjects.HUB_PAUSED: HubPauseChanged,
+        subjects.HUB_RESUMED: HubPauseChanged,
+        subjects.HUB_WATCHDOG_FIRED: HubWatchdogFired,
         subjects.TOKEN_REVOKED: TokenRevoked,
         subjects.LLM_ENDPOINT_ADDED: EndpointChanged,
         subjects.LLM_ENDPOINT_REMOVED: EndpointChanged,

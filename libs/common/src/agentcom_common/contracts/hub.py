@@ -6,15 +6,26 @@ A goal's wire strings are its database strings too (`GoalState`), like the task 
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, StringConstraints
 
 from agentcom_common.contracts.base import Contract, Request
 from agentcom_common.contracts.task import Lane, TaskState
 
-HubState = Literal["resting", "executing", "improving", "contemplating", "healing"]
-HUB_STATES: Final = get_args(HubState)
+
+class HubState(StrEnum):
+    """The hub's state (`agentcom_hubfsm.brain.states` holds the transitions). The values are
+    also the llm-registry's budget keys: the hub's calls pay into the budget of its state."""
+
+    RESTING = "resting"
+    EXECUTING = "executing"
+    IMPROVING = "improving"
+    CONTEMPLATING = "contemplating"
+    HEALING = "healing"
+
+
+HUB_STATES: Final = tuple(HubState)
 
 GoalId = Annotated[str, StringConstraints(pattern=r"^goal-[0-9a-f]{16}$")]
 Criterion = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
@@ -28,6 +39,82 @@ class HubStateChanged(Contract):
 
     state: HubState
     at: datetime
+    from_state: HubState | None = None
+    reason: str = ""
+    actor: str = ""
+    cycle: int = Field(default=0, description="Cycles so far (resting -> executing/improving).")
+
+
+class HubPauseChanged(Contract):
+    """Body of `agentcom.evt.hub.paused` and `agentcom.evt.hub.resumed`."""
+
+    paused: bool
+    state: HubState
+    reason: str
+    actor: str
+    at: datetime
+
+
+class HubWatchdogFired(Contract):
+    """Body of `agentcom.evt.hub.watchdog_fired`: the hub stayed in `from_state` past its
+    deadline and was forced to `state` (resting). Always critical: something the hub waited
+    for never came, and a person should look."""
+
+    watchdog: Literal["global"]
+    severity: Literal["critical"] = "critical"
+    from_state: HubState
+    state: HubState
+    entered_at: datetime
+    deadline: datetime
+    at: datetime
+    message: str
+
+
+class HubView(Contract):
+    """The hub brain as `GET /api/hub/state` shows it."""
+
+    state: HubState
+    since: datetime = Field(description="When the hub entered `state`.")
+    reason: str = Field(description="Why it is in `state` (the last move's reason).")
+    paused: bool = Field(description="A paused hub does not move (except its watchdog).")
+    cycle: int = Field(description="Cycles so far: moves resting -> executing or improving.")
+    seconds_in_state: dict[HubState, float] = Field(
+        description="Seconds spent in each state since the hub was first started, the current "
+        "stay included."
+    )
+    watchdog_at: datetime | None = Field(
+        description="When the global watchdog forces `resting` if the hub has not moved by "
+        "then; none while resting."
+    )
+    work: str | None = Field(
+        description="The entry work of `state` running now; none: no state has entry work "
+        "yet (executing's work is the goal driver, which runs on its own)."
+    )
+    leader: str | None = Field(description="The instance (host:pid) whose brain is active.")
+    goals_pending: int = Field(description="Goals submitted, not yet planned.")
+    goals_active: int = Field(
+        description="Goals planning, awaiting approval, executing or verifying."
+    )
+
+
+class HubMove(Contract):
+    """One row of the hub's history."""
+
+    id: int
+    from_state: HubState | None
+    to_state: HubState
+    reason: str
+    actor: str
+    at: datetime
+
+
+class HubHistoryPage(Contract):
+    moves: list[HubMove]
+    next_cursor: str | None
+
+
+class HubStateRequest(Request):
+    """Body of `agentcom.rpc.hub.state` (empty)."""
 
 
 class GoalState(StrEnum):

@@ -1,0 +1,1 @@
+"""The hub brain: the five-state hub machine, its rules, its signals, its row and its loop."""

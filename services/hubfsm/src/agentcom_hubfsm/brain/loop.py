@@ -1,0 +1,181 @@
+"""The brain's loop: wake or tick, gather the signals, apply the rules, move the hub, and run
+the entry work of the state it is in.
+
+Events wake, the tick guarantees: a goal event (any replica's) or a pause/resume/start/stop on
+this replica wakes the loop; `hub_tick_interval` bounds how long anything else waits. The
+watchdog is a deadline in the hub row, checked on every pass, so it survives restarts and
+fires even while the hub is paused.
+
+Entry work runs as a background task of the brain, never inside a pass. It is started once
+per stay (a stay is identified by its `entered_at`), cancelled when the hub leaves the state,
+and started again by the next brain after a restart or takeover: it must be safe to repeat.
+No state has entry work yet (executing's work is the goal driver, which runs on its own).
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentcom_common import cancelling, subjects
+from agentcom_common.contracts.hub import HubState
+from agentcom_common.service import Loops, Resources
+from agentcom_hubfsm.brain import rules, signals, store
+from agentcom_hubfsm.settings import HubSettings
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[], Coroutine[Any, Any, None]]
+ACTOR = "brain"
+GOAL_EVENTS = f"{subjects.PREFIX}.evt.goal.*"  # any replica's goal moves wake the brain
+
+
+@dataclass(frozen=True, slots=True)
+class Stay:
+    state: HubState
+    entered_at: datetime
+
+
+@dataclass(slots=True)
+class _Running:
+    stay: Stay
+    name: str
+    task: asyncio.Task[None]
+
+
+class Brain:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        nc: Client,
+        *,
+        instance: str,
+        wake: asyncio.Event,
+        tick: timedelta,
+        watchdog: timedelta,
+        entry: Mapping[HubState, tuple[str, Work]] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.nc = nc
+        self.instance = instance
+        self.wake = wake
+        self.tick = tick.total_seconds()
+        self.watchdog = watchdog
+        self.entry = dict(entry or {})
+        self._stay: Stay | None = None  # the stay whose entry work was started
+        self._work: _Running | None = None
+
+    async def lead(self) -> None:
+        """Act as the active brain until cancelled."""
+        async with self.engine.begin() as conn:
+            await store.set_leader(conn, self.instance)
+        log.info("brain.leading", extra={"instance": self.instance})
+        goals = await self.nc.subscribe(GOAL_EVENTS, cb=self._woken)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+        try:
+            while True:
+                try:
+                    await self.step()
+                except Exception:  # Postgres hiccup: the next pass tries again
+                    log.exception("brain.step_failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=self.tick)
+                self.wake.clear()
+        finally:
+            await self.stop_work()
+            with contextlib.suppress(Exception):  # NATS may be gone already
+                await goals.unsubscribe()
+            await asyncio.shield(self._resign())
+
+    async def _resign(self) -> None:
+        with contextlib.suppress(Exception):  # Postgres gone: the next leader overwrites it
+            async with self.engine.begin() as conn:
+                await store.set_leader(conn, None, was=self.instance)
+
+    async def _woken(self, _msg: Msg) -> None:
+        self.wake.set()
+
+    async def step(self) -> Stay:
+        """One pass: the watchdog first, then (unless paused) the first rule that applies."""
+        async with self.engine.connect() as conn:
+            seen = await signals.gather(conn)  # outside the row lock: later signals do I/O
+        async with self.engine.begin() as conn:
+            row = await store.load(conn, lock=True)
+            came = HubState(row.state)
+            stay, reason = Stay(came, row.entered_at), ""
+            if row.watchdog_at is not None and row.watchdog_at <= row.now:
+                await store.fire_watchdog(conn, row, self.watchdog)
+                stay, reason = Stay(HubState.RESTING, row.now), "watchdog"
+            elif not row.paused and (rule := rules.decide(came, seen)) and rule.to is not None:
+                moved = await store.move(
+                    conn, row, rule.to, reason=rule.name, actor=ACTOR, watchdog=self.watchdog
+                )
+                stay, reason = Stay(rule.to, moved.row.entered_at), rule.name
+        if stay.state is not came:
+            extra = {"from": came.value, "to": stay.state.value, "reason": reason}
+            if reason == "watchdog":
+                log.critical("hub.watchdog_fired", extra=extra)
+            else:
+                log.info("hub.moved", extra=extra)
+        await self._follow(stay)
+        return stay
+
+    async def _follow(self, stay: Stay) -> None:
+        """Keep the entry work in step with the hub's stay."""
+        running = self._work
+        if running is not None and (running.stay != stay or running.task.done()):
+            await self.stop_work()
+        if self._stay == stay:
+            return
+        self._stay = stay
+        entry = self.entry.get(stay.state)
+        if entry is None:
+            return
+        name, work = entry
+        task = asyncio.create_task(work(), name=f"hub-{stay.state.value}-{name}")
+        task.add_done_callback(self._work_done)
+        self._work = _Running(stay, name, task)
+        async with self.engine.begin() as conn:
+            await store.set_work(conn, stay.state, stay.entered_at, name)
+        log.info("hub.work_started", extra={"state": stay.state.value, "work": name})
+
+    def _work_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("hub.work_failed", extra={"work": task.get_name()}, exc_info=error)
+        self.wake.set()  # its outcome may let a rule fire; and its name leaves the row
+
+    async def stop_work(self) -> None:
+        """Cancel the entry work running, if any (leaving the state, or no longer leading)."""
+        running, self._work = self._work, None
+        if running is None:
+            return
+        await cancelling.cancel_and_wait([running.task])
+        with contextlib.suppress(Exception):  # Postgres hiccup: the next stay clears it
+            async with self.engine.begin() as conn:
+                await store.set_work(conn, running.stay.state, running.stay.entered_at, None)
+
+
+def instance_name() -> str:
+    """host:pid:random, unique even for two brains in one process (the tests run two)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+async def start(res: Resources, loops: Loops, settings: HubSettings, wake: asyncio.Event) -> None:
+    brain = Brain(
+        res.engine,
+        res.nc,
+        instance=instance_name(),
+        wake=wake,
+        tick=settings.hub_tick_interval,
+        watchdog=settings.hub_global_watchdog,
+    )
+    loops.spawn("hub-brain", brain.lead())

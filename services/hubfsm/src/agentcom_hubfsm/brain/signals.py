@@ -1,0 +1,49 @@
+"""What the brain's rules read, gathered once per pass (I/O only: no decision is made here).
+
+Only the goal counts are real today. The other signals belong to work later issues bring
+(improvement scans, healing, the hub's budgets at the llm-registry); until then they are
+gathered as the value that lets nothing happen, so no rule can fire on them.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agentcom_common.contracts.hub import GoalState
+from agentcom_hubfsm.goals import states as goal_states
+from agentcom_hubfsm.tables import goals
+
+PENDING = frozenset({GoalState.SUBMITTED})
+ACTIVE = goal_states.UNFINISHED - PENDING  # planning, awaiting_approval, executing, verifying
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    goals_pending: int = 0  # submitted, not planned yet
+    goals_active: int = 0  # planning, awaiting approval, executing or verifying
+    # the executing budget is spent (the llm-registry answers 429); no RPC reads it yet
+    budget_exhausted: bool = False
+    # improving's budget remains and improvement scans exist: they come with a later issue
+    improving_budget: bool = False
+    # health issues that need healing, and healing's own brakes: healing comes later
+    critical_issues: int = 0
+    healing_cooldown: bool = False
+    healing_exhausted: bool = False
+
+    @property
+    def goals_open(self) -> int:
+        return self.goals_pending + self.goals_active
+
+
+async def gather(conn: AsyncConnection) -> Signals:
+    rows = await conn.execute(
+        select(goals.c.state, func.count())
+        .where(goals.c.state.in_(sorted(PENDING | ACTIVE)))
+        .group_by(goals.c.state)
+    )
+    by_state = {GoalState(state): int(n) for state, n in rows}
+    return Signals(
+        goals_pending=sum(by_state.get(s, 0) for s in PENDING),
+        goals_active=sum(by_state.get(s, 0) for s in ACTIVE),
+    )
