@@ -1,0 +1,1 @@
+"""Goals: intake, lifecycle, planning, progress and verification (one module per job)."""
