@@ -1,13 +1,17 @@
 """The hubfsm service as a `ServiceSpec`: what `agentcom_common.service` needs to run it."""
 
+import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Final
 
 from fastapi import FastAPI
 
-from agentcom_common.service import ServiceSpec, create_app as build
+from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_hubfsm import __version__, tables
+from agentcom_hubfsm import __version__, api, handlers, tables
+from agentcom_hubfsm.goals import ops
+from agentcom_hubfsm.settings import HubSettings
 
 SPEC: Final = ServiceSpec(
     name="hubfsm",
@@ -16,8 +20,20 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
+    routers=(api.goals,),
 )
 
 
 def create_app(settings: CommonSettings) -> FastAPI:
-    return build(SPEC, settings)
+    hub_settings = (
+        settings if isinstance(settings, HubSettings) else HubSettings(**settings.model_dump())
+    )
+    wake = asyncio.Event()  # one per process: routes and RPCs set it, the driver waits on it
+
+    async def start(res: Resources, _loops: Loops) -> None:
+        await handlers.register(res, ops.Goals(res.engine, res.outbox, wake))
+
+    app = build(dataclasses.replace(SPEC, starters=(start,)), hub_settings)
+    app.state.wake = wake
+    app.state.hub_settings = hub_settings
+    return app

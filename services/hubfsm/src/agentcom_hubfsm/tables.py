@@ -1,8 +1,103 @@
 """SQLAlchemy Core tables of the `hub` schema; Alembic migrations follow this file."""
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from agentcom_common import outbox
 
 metadata = MetaData(schema="hub")
 outbox_table = outbox.define_table(metadata)
+
+goals = Table(
+    "goals",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("seq", BigInteger, Identity(), nullable=False, unique=True),  # paging order
+    Column("state", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("success_criteria", JSONB, nullable=False),
+    Column("repo", Text, nullable=False),
+    Column("priority", Text, nullable=False),
+    Column("budget_tokens", BigInteger),
+    Column("budget_usd", Float),
+    Column("autonomy", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("client_key", Text),
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Column("verify_round", Integer, nullable=False, server_default=text("0")),
+    Column("replans", Integer, nullable=False, server_default=text("0")),
+    Column("reason", Text, nullable=False, server_default=text("''")),
+    Column("plan", JSONB),
+    Column("plan_errors", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("cost_tokens", BigInteger, nullable=False, server_default=text("0")),
+    Column("cost_usd", Float, nullable=False, server_default=text("0")),
+    # when the driver may next try this goal's pending step (a model call that failed waits)
+    Column("not_before", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(
+        "goals_client_key",
+        "client_key",
+        unique=True,
+        postgresql_where=text("client_key IS NOT NULL"),
+    ),
+    Index("goals_state", "state"),
+)
+
+goal_history = Table(
+    "goal_history",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("goal_id", Text, ForeignKey("hub.goals.id", ondelete="CASCADE"), nullable=False),
+    Column("from_state", Text),
+    Column("to_state", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("goal_history_goal", "goal_id", "id"),
+)
+
+goal_tasks = Table(
+    "goal_tasks",
+    metadata,
+    Column("task_id", Text, primary_key=True),
+    Column("goal_id", Text, ForeignKey("hub.goals.id", ondelete="CASCADE"), nullable=False),
+    Column("key", Text, nullable=False, unique=True),  # the client_key it was submitted with
+    Column("attempt", Integer, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("result", JSONB),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("goal_tasks_goal", "goal_id"),
+)
+
+verifications = Table(
+    "verifications",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("goal_id", Text, ForeignKey("hub.goals.id", ondelete="CASCADE"), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("report", JSONB, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("verifications_goal", "goal_id", "round", unique=True),
+)

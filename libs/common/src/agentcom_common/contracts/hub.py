@@ -1,12 +1,23 @@
-"""Hub contracts: the hub's state, which other services follow (the LLM budgets per state)."""
+"""Hub contracts: the hub's state (which other services follow: the LLM budgets per state) and
+goals, the unit of work a person gives the hub (intake, views, events).
+
+A goal's wire strings are its database strings too (`GoalState`), like the task states.
+"""
 
 from datetime import datetime
-from typing import Final, Literal, get_args
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal, get_args
 
-from agentcom_common.contracts.base import Contract
+from pydantic import Field, StringConstraints
+
+from agentcom_common.contracts.base import Contract, Request
+from agentcom_common.contracts.task import Lane, TaskState
 
 HubState = Literal["resting", "executing", "improving", "contemplating", "healing"]
 HUB_STATES: Final = get_args(HubState)
+
+GoalId = Annotated[str, StringConstraints(pattern=r"^goal-[0-9a-f]{16}$")]
+Criterion = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 
 
 class HubStateChanged(Contract):
@@ -17,3 +28,125 @@ class HubStateChanged(Contract):
 
     state: HubState
     at: datetime
+
+
+class GoalState(StrEnum):
+    """A goal's lifecycle (`agentcom_hubfsm.goals.states` holds the transitions)."""
+
+    SUBMITTED = "submitted"
+    PLANNING = "planning"
+    AWAITING_APPROVAL = "awaiting_approval"
+    EXECUTING = "executing"
+    VERIFYING = "verifying"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    NEEDS_REVIEW = "needs_review"  # a person must decide: retry it, or cancel it
+    CANCELLED = "cancelled"
+
+
+class Autonomy(StrEnum):
+    """How far the hub goes on its own: `auto` plans and runs; `review_plan` stops at
+    `awaiting_approval` until a person approves or rejects the plan."""
+
+    AUTO = "auto"
+    REVIEW_PLAN = "review_plan"
+
+
+GoalSource = Literal["http", "cli", "nats", "github"]
+
+
+class SubmitGoal(Request):
+    """A goal as a person writes it. With `client_key`, a repeat returns the first goal."""
+
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    description: Annotated[str, StringConstraints(max_length=20_000)] = ""
+    success_criteria: list[Criterion] = Field(min_length=1, max_length=20)
+    repo: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    priority: Lane = Lane.NORMAL
+    budget_tokens: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    budget_usd: float | None = Field(default=None, gt=0, le=1_000_000)
+    autonomy: Autonomy = Autonomy.AUTO
+    client_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    source: GoalSource = "http"
+
+
+class GoalTask(Contract):
+    """One task the hub submitted for a goal, with the state its last event reported."""
+
+    task_id: str
+    key: str  # `<goal>:<attempt>:<n>`, the client_key it was submitted with
+    title: str
+    state: TaskState
+    kind: Literal["plan", "follow_up", "verification"] = "plan"
+
+
+class GoalTransition(Contract):
+    """One row of a goal's history; also the body of every `agentcom.evt.goal.*` event."""
+
+    goal_id: str
+    from_state: GoalState | None
+    to_state: GoalState
+    reason: str
+    actor: str
+    at: datetime
+
+
+class Verification(Contract):
+    """One check of a goal's result against its success criteria."""
+
+    round: int
+    passed: bool
+    report: dict[str, Any]
+    at: datetime
+
+
+class GoalView(Contract):
+    id: str
+    state: GoalState
+    title: str
+    description: str
+    success_criteria: list[str]
+    repo: str
+    priority: Lane
+    budget_tokens: int | None
+    budget_usd: float | None
+    autonomy: Autonomy
+    source: GoalSource
+    created_by: str
+    attempt: int = Field(description="Plans made so far; a retry or a rejected plan adds one.")
+    reason: str = Field(description="Why the goal is in its state (the last move's reason).")
+    plan: dict[str, Any] | None
+    plan_errors: list[str]
+    cost_tokens: int
+    cost_usd: float
+    tasks_done: int
+    tasks_total: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class GoalDetail(GoalView):
+    """A goal with everything that happened to it."""
+
+    tasks: list[GoalTask]
+    verifications: list[Verification]
+    history: list[GoalTransition]
+
+
+class GoalRef(Request):
+    """Body of the hub's per-goal RPCs (`goal`, `cancel_goal`, `retry_goal`)."""
+
+    goal_id: GoalId
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class ListGoals(Request):
+    state: GoalState | None = None
+    repo: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    cursor: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}$")] | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class GoalPage(Contract):
+    goals: list[GoalView]
+    next_cursor: str | None

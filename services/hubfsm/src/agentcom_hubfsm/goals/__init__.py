@@ -1,1 +1,1 @@
-"""Goals: the backlog a person gives the hub, each goal's lifecycle, and its plan."""
+"""Goals: intake, lifecycle, planning, progress and verification (one module per job)."""
