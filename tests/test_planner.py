@@ -247,3 +247,18 @@ async def test_no_gateway_at_all_is_unavailable(nc: Client, repos: Any, tmp_path
             partial(clients.chat, nc, timeout=2), RepoCache(tmp_path / "cache"), goal(origin)
         )
     assert caught.value.code == "llm_unavailable"
+
+
+async def test_every_endpoint_failing_is_unavailable_not_a_bad_plan(
+    gateway: httpx.AsyncClient, nc: Client, repos: Any, tmp_path: Path
+) -> None:
+    origin = repos.origin(tmp_path, FILES)
+    async with fake_ollama.serve() as local:
+        await register(gateway, "local", "ollama", local.url)
+        local.play(fake_ollama.refuse(500, "internal", "the model crashed"))
+        with pytest.raises(UnavailableError) as caught:
+            await plan_goal(
+                partial(clients.chat, nc, timeout=30), RepoCache(tmp_path / "cache"), goal(origin)
+            )
+    assert caught.value.code == "upstream_failed"
+    assert "local: failed: HTTP 500" in caught.value.detail
