@@ -25,8 +25,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from dashboard_stack import Stack, dead_letter, serve
 from fastapi import FastAPI, Request, Response
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agentcom_common import clock, subjects
+from agentcom_common.contracts.hub import HubState, HubWatchdogFired
 from agentcom_common.testing import eventually
 from agentcom_dashboard import push
 
@@ -133,6 +136,30 @@ async def test_dead_letter_and_critical_alert_are_pushed_encrypted(
     by_title = {m["title"]: m for m in push_service.received}
     assert by_title["Task dead-lettered"]["body"] == f"task {task['id']}"
     assert by_title["CRITICAL: no_agents_online"]["urgency"] == "high"
+
+
+async def test_the_hub_watchdog_is_pushed_as_critical(
+    stack: Stack, push_service: PushService, js: JetStreamContext
+) -> None:
+    assert (await subscribe(stack, push_service.subscription())).status_code == 201
+    at = clock.now()
+    fired = HubWatchdogFired(
+        watchdog="global",
+        from_state=HubState.EXECUTING,
+        state=HubState.RESTING,
+        entered_at=at,
+        deadline=at,
+        at=at,
+        message="the hub stayed executing past its 120 min watchdog; forced resting",
+    )
+    await js.publish(subjects.HUB_WATCHDOG_FIRED, fired.model_dump_json().encode())
+
+    async def pushed() -> None:
+        assert [m["title"] for m in push_service.received] == ["CRITICAL: hub watchdog"]
+
+    await eventually(pushed, timeout=20)
+    assert push_service.received[0]["body"] == fired.message
+    assert push_service.received[0]["urgency"] == "high"
 
 
 async def test_a_gone_subscription_is_dropped(

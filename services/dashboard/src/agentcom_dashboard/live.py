@@ -103,6 +103,15 @@ class Live:
                 "tag": f"dl-{task_id}",
             }
             self.push_soon(message, urgent=False)
+        elif event.subject == subjects.HUB_WATCHDOG_FIRED and event.seq > self.started_seq:
+            # the hub's own critical alert (its watchdog forced resting): not a rule of ours,
+            # so it is pushed like a critical alert but not kept in the alert book
+            message = {
+                "title": "CRITICAL: hub watchdog",
+                "body": str(event.data.get("message", ""))[:500],
+                "tag": "hub-watchdog",
+            }
+            self.push_soon(message, urgent=True)
 
     async def on_report(self, msg: Msg) -> None:
         """Remember each agent's last heartbeat (age, CPU, RAM, VRAM, isolation) for the agents

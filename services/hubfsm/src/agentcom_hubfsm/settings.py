@@ -51,8 +51,9 @@ class HubSettings(CommonSettings):
         description="How long the hub may stay in any state but resting without moving; past "
         "it the brain forces resting and publishes a critical `hub.watchdog_fired`.",
     )
-    hub_leader_retry: Interval = Field(
+    hub_leader_interval: Interval = Field(
         default=timedelta(seconds=1),
-        description="How often a replica whose brain is not the active one tries to take over "
-        "(it does once the active one's process or database session is gone).",
+        description="How often each replica tries for the brain's leader lock and the active "
+        "one checks it still holds it; one brain acts per deployment, and a replica takes "
+        "over about four of these after the active one's process dies.",
     )

@@ -1,6 +1,11 @@
 """The brain's loop: wake or tick, gather the signals, apply the rules, move the hub, and run
 the entry work of the state it is in.
 
+One brain acts per deployment: every replica runs `Brain.run()`, which contends for a Postgres
+advisory lock (`agentcom_common.leader`), and only the holder's `lead()` runs; the others take
+over within a few `hub_leader_interval`s of its death. Each pass also locks the hub row, so
+the routes of any replica (pause, stop) and the brain take turns.
+
 Events wake, the tick guarantees: a goal event (any replica's) or a pause/resume/start/stop on
 this replica wakes the loop; `hub_tick_interval` bounds how long anything else waits. The
 watchdog is a deadline in the hub row, checked on every pass, so it survives restarts and
@@ -27,7 +32,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import cancelling, subjects
+from agentcom_common import cancelling, leader, subjects
 from agentcom_common.contracts.hub import HubState
 from agentcom_common.service import Loops, Resources
 from agentcom_hubfsm.brain import rules, signals, store
@@ -36,7 +41,7 @@ from agentcom_hubfsm.settings import HubSettings
 log = logging.getLogger(__name__)
 
 Work = Callable[[], Coroutine[Any, Any, None]]
-ACTOR = "brain"
+LEADER = "hubfsm-brain"  # the advisory lock's name: one active brain per database
 GOAL_EVENTS = f"{subjects.PREFIX}.evt.goal.*"  # any replica's goal moves wake the brain
 
 
@@ -63,6 +68,7 @@ class Brain:
         wake: asyncio.Event,
         tick: timedelta,
         watchdog: timedelta,
+        leader_interval: timedelta = timedelta(seconds=1),
         entry: Mapping[HubState, tuple[str, Work]] | None = None,
     ) -> None:
         self.engine = engine
@@ -71,12 +77,27 @@ class Brain:
         self.wake = wake
         self.tick = tick.total_seconds()
         self.watchdog = watchdog
+        self.leader_interval = leader_interval
+        self.actor = f"brain:{instance}"  # in the history: which replica's brain moved it
         self.entry = dict(entry or {})
         self._stay: Stay | None = None  # the stay whose entry work was started
         self._work: _Running | None = None
 
+    async def run(self) -> None:
+        """Contend for the lead with the other replicas; act as the brain while leading."""
+        async with leader.Leadership(
+            self.engine, name=LEADER, interval=self.leader_interval
+        ) as lead:
+            while True:
+                try:
+                    await lead.hold(self.lead)
+                except Exception:  # Postgres or NATS gone while taking the lead: try again
+                    log.exception("brain.lead_failed")
+                await asyncio.sleep(self.tick)
+
     async def lead(self) -> None:
-        """Act as the active brain until cancelled."""
+        """Act as the active brain until cancelled (`Leadership.hold` cancels it when this
+        replica no longer leads)."""
         async with self.engine.begin() as conn:
             await store.set_leader(conn, self.instance)
         log.info("brain.leading", extra={"instance": self.instance})
@@ -117,7 +138,7 @@ class Brain:
                 stay, reason = Stay(HubState.RESTING, row.now), "watchdog"
             elif not row.paused and (rule := rules.decide(came, seen)) and rule.to is not None:
                 moved = await store.move(
-                    conn, row, rule.to, reason=rule.name, actor=ACTOR, watchdog=self.watchdog
+                    conn, row, rule.to, reason=rule.name, actor=self.actor, watchdog=self.watchdog
                 )
                 stay, reason = Stay(rule.to, moved.row.entered_at), rule.name
         if stay.state is not came:
@@ -177,5 +198,6 @@ async def start(res: Resources, loops: Loops, settings: HubSettings, wake: async
         wake=wake,
         tick=settings.hub_tick_interval,
         watchdog=settings.hub_global_watchdog,
+        leader_interval=settings.hub_leader_interval,
     )
-    loops.spawn("hub-brain", brain.lead())
+    loops.spawn("hub-brain", brain.run())
