@@ -24,8 +24,10 @@ STREAM_SUBJECTS: Final[dict[str, tuple[str, ...]]] = {
     REPORTS_STREAM: (REPORTS_ALL,),
 }
 
-SERVICE_STARTED: Final = f"{PREFIX}.evt.hub.service_started"
-MESSAGE_REFUSED: Final = f"{PREFIX}.evt.hub.message_refused"
+# the platform's own events (a process started, a consumer dropped a message), apart from `hub`,
+# which is the hub state machine's
+SERVICE_STARTED: Final = f"{PREFIX}.evt.system.service_started"
+MESSAGE_REFUSED: Final = f"{PREFIX}.evt.system.message_refused"
 HUB_STATE_CHANGED: Final = f"{PREFIX}.evt.hub.state_changed"
 TOKEN_REVOKED: Final = f"{PREFIX}.evt.auth.token_revoked"
 
