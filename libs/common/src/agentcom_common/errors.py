@@ -18,8 +18,14 @@
 Rules: `ops` and `store` raise these; only the HTTP exception handler (`web.py`) and the NATS
 adapter (`micro.py`) turn them into replies. `detail` says what is true and what to do; it never
 carries a stack trace, a `repr()` or a secret.
+
+A class's `default_code` names it on the wire too (its *kind*): a NATS error reply carries the
+kind of the nearest class defined here beside its own code (`task_not_found` is kind
+`not_found`), so `micro.call` raises the same class again (`rebuild`) without a table of codes.
+A service's own subclass (`RateLimitedError`) travels as its parent from this module.
 """
 
+import functools
 import math
 from typing import ClassVar
 
@@ -143,3 +149,46 @@ class TooManyRequestsError(AgentcomError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+
+
+def kind_of(exc: AgentcomError) -> str:
+    """The `default_code` of the nearest class of `exc` defined in this module."""
+    for cls in type(exc).__mro__:
+        if cls.__module__ == __name__ and issubclass(cls, AgentcomError):
+            return cls.default_code
+    return AgentcomError.default_code  # unreachable: AgentcomError itself is defined here
+
+
+@functools.cache  # the classes of this module are all defined once it is imported
+def _kinds() -> dict[str, type[AgentcomError]]:
+    found: dict[str, type[AgentcomError]] = {}
+    pending: list[type[AgentcomError]] = [AgentcomError]
+    while pending:
+        cls = pending.pop()
+        if cls.__module__ == __name__:
+            found[cls.default_code] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def rebuild(
+    kind: str | None,
+    detail: str,
+    *,
+    code: str,
+    field: str | None = None,
+    retry_after: float | None = None,
+) -> AgentcomError:
+    """The error a reply of `kind` describes, as the class that raised it (or its parent here).
+
+    Without a known kind (a sender older than the kind header) the class whose default code is
+    `code` is used, else the base class: the code and detail are kept either way.
+    """
+    kinds = _kinds()
+    cls = kinds.get(kind or "") or kinds.get(code) or AgentcomError
+    if issubclass(cls, TooManyRequestsError):
+        return cls(detail, code=code, field=field, retry_after=retry_after or 0.0)
+    if issubclass(cls, UnavailableError):
+        wait = 1.0 if retry_after is None else retry_after
+        return cls(detail, code=code, field=field, retry_after=wait)
+    return cls(detail, code=code, field=field)

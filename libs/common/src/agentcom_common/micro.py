@@ -1,9 +1,20 @@
-"""nats.micro: every NATS RPC of every service goes through `endpoint()`.
+"""nats.micro: every NATS RPC of every service is served by `endpoint()` and asked by `call()`.
 
-It parses the request under the same JSON rules as an HTTP body (`wire.loads`), validates it
-with the endpoint's contract, calls the same op the HTTP route calls, and turns errors into
-`Nats-Service-Error-Code`/`Nats-Service-Error` headers. nats.micro would otherwise answer an
-unexpected exception with code 500 and its `repr()`, leaking internals.
+`endpoint` parses the request under the same JSON rules as an HTTP body (`wire.loads`),
+validates it with the endpoint's contract, calls the same op the HTTP route calls, and turns
+errors into headers. nats.micro would otherwise answer an unexpected exception with code 500
+and its `repr()`, leaking internals. An error reply carries:
+
+    Nats-Service-Error-Code  the code (`task_not_found`): what nats.micro and the CLI read
+    Nats-Service-Error       the detail
+    Agentcom-Error-Kind      the class, as its default code in `errors` (`not_found`)
+    Agentcom-Error-Field     the field, for an invalid one
+    Agentcom-Retry-After     seconds, to the millisecond (429 and 503 kinds), besides the
+                             whole-second `Retry-After` that `AgentcomError.headers()` gives
+
+`call` sends a contract to `agentcom.rpc.<service>.<op>` and returns the reply model, or raises
+the same `AgentcomError` class the endpoint raised (`errors.rebuild`), so a caller catches
+`StaleGenerationError` or `NotFoundError`, never compares codes by hand.
 
 A reply that cannot be sent (larger than the server's max_payload, connection gone) is not
 dropped silently: the caller gets a small `reply_too_large` error instead when possible, and
@@ -13,20 +24,35 @@ queue), so a failed reply never strands work.
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from nats.aio.client import Client
-from nats.errors import MaxPayloadError
+from nats.errors import MaxPayloadError, NoRespondersError, TimeoutError as NatsTimeoutError
 from nats.micro import add_service  # pyright: ignore[reportUnknownVariableType]  # nats-py: loosely typed callbacks
 from nats.micro.request import Handler, Request
 from nats.micro.service import Group, Service
 from pydantic import BaseModel, ValidationError
 
 from agentcom_common import db, subjects, wire
-from agentcom_common.errors import AgentcomError
+from agentcom_common.errors import (
+    AgentcomError,
+    InvalidError,
+    TooLargeError,
+    TooManyRequestsError,
+    UnavailableError,
+    kind_of,
+    rebuild,
+)
 
 log = logging.getLogger(__name__)
+
+ERROR_CODE = "Nats-Service-Error-Code"  # nats.micro's own two headers
+ERROR_DETAIL = "Nats-Service-Error"
+ERROR_KIND = "Agentcom-Error-Kind"
+ERROR_FIELD = "Agentcom-Error-Field"
+RETRY_AFTER = "Agentcom-Retry-After"
 
 
 def first_error(exc: ValidationError) -> tuple[str, str]:
@@ -78,20 +104,84 @@ def endpoint(
             body = contract.model_validate(wire.loads(req.data or b"{}", max_depth=max_depth))
             reply = await op(body)
         except ValidationError as exc:
-            await req.respond_error("invalid_field", first_error(exc)[1])
+            field, detail = first_error(exc)
+            await refuse(req, InvalidError(detail, field=field))
         except AgentcomError as exc:
-            await req.respond_error(exc.code, exc.detail, headers=exc.headers() or None)
+            await refuse(req, exc)
         except Exception as exc:  # nats.micro would otherwise reply "500" with repr(error)
             if (away := db.unavailable(exc)) is not None:
                 log.warning("rpc.db_unavailable", extra={"subject": req.subject})
-                await req.respond_error(away.code, away.detail, headers=away.headers())
+                await refuse(req, away)
                 return
             log.exception("rpc.failed", extra={"subject": req.subject})
-            await req.respond_error("internal", "internal error; see service logs")
+            await refuse(req, AgentcomError("internal error; see service logs"))
         else:
             await _deliver(req, reply, undelivered)
 
     return handle
+
+
+def error_headers(exc: AgentcomError) -> dict[str, str]:
+    """What an error reply carries besides nats.micro's code and detail (module docstring)."""
+    headers = exc.headers() | {ERROR_KIND: kind_of(exc)}
+    if exc.field is not None:
+        headers[ERROR_FIELD] = exc.field
+    if isinstance(exc, TooManyRequestsError | UnavailableError):
+        # milliseconds, rounded up as in the problem JSON: 0.2 ms must not read as "retry now"
+        headers[RETRY_AFTER] = str(math.ceil(exc.retry_after * 1000) / 1000)
+    return headers
+
+
+async def refuse(req: Request, exc: AgentcomError) -> None:
+    """Answer `req` with `exc` as an error reply that `call` raises again."""
+    await req.respond_error(exc.code, exc.detail, headers=error_headers(exc))
+
+
+def raised(headers: dict[str, str], code: str) -> AgentcomError:
+    """The error an error reply's headers describe."""
+    wait = headers.get(RETRY_AFTER)
+    try:
+        retry_after = float(wait) if wait is not None else None
+    except ValueError:  # a foreign responder's header: the class's own default then
+        retry_after = None
+    return rebuild(
+        headers.get(ERROR_KIND),
+        headers.get(ERROR_DETAIL, code),
+        code=code,
+        field=headers.get(ERROR_FIELD),
+        retry_after=retry_after,
+    )
+
+
+async def call(
+    nc: Client, service: str, op: str, body: BaseModel, reply: type[Out], *, timeout: float = 5.0
+) -> Out:
+    """Ask `agentcom.rpc.<service>.<op>` with `body`; return the answer as a `reply`.
+
+    Raises what the endpoint raised, as the same class (`StaleGenerationError`, `NotFoundError`,
+    `InvalidError` with its `field`, `TooManyRequestsError` with its `retry_after`…), code and
+    detail kept; `UnavailableError` `<service>_unavailable` when nobody answers within
+    `timeout` seconds (the service is down or restarting; the request may have been handled);
+    `AgentcomError` `bad_reply` when the answer is not a `reply`. A lost NATS connection raises
+    nats-py's own errors, as a publish would.
+    """
+    subject = f"{subjects.rpc_group(service)}.{subjects.checked_id(op, 'op')}"
+    try:
+        msg = await nc.request(subject, body.model_dump_json().encode(), timeout=timeout)
+    except (NoRespondersError, NatsTimeoutError) as exc:
+        raise UnavailableError(
+            f"the {service} service did not answer {op} ({type(exc).__name__}): is it running?",
+            code=f"{service}_unavailable",
+        ) from exc
+    if msg.headers and (code := msg.headers.get(ERROR_CODE)):
+        raise raised(msg.headers, code)
+    try:
+        return reply.model_validate_json(msg.data)
+    except ValidationError as exc:
+        raise AgentcomError(
+            f"{service} answered {op} with what is not a {reply.__name__}: {first_error(exc)[1]}",
+            code="bad_reply",
+        ) from None
 
 
 async def _deliver(
@@ -110,11 +200,14 @@ async def _deliver(
                 await undelivered(reply)
             except Exception:  # the sweeps that repair assignments find what is left
                 log.exception("rpc.undo_failed", extra={"subject": req.subject})
-        code = "reply_too_large" if isinstance(exc, MaxPayloadError) else "reply_failed"
+        why = f"the reply ({len(data)} bytes) could not be sent: {type(exc).__name__}"
+        refusal = (
+            TooLargeError(why, code="reply_too_large")
+            if isinstance(exc, MaxPayloadError)
+            else UnavailableError(why, code="reply_failed")
+        )
         try:
-            await req.respond_error(
-                code, f"the reply ({len(data)} bytes) could not be sent: {type(exc).__name__}"
-            )
+            await refuse(req, refusal)
         except Exception:  # noqa: BLE001 - the connection is gone: the caller times out
             log.warning("rpc.error_reply_failed", extra={"subject": req.subject})
 

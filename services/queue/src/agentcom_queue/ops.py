@@ -136,6 +136,7 @@ async def _emit(
         reason=reason,
         actor=actor,
         at=clock.now(),
+        goal_id=row.goal_id,
     )
     await outbox.add(conn, q.outbox, subjects.event("task", event_name(source, target)), event)
 
@@ -529,7 +530,8 @@ async def get(q: Queue, task_id: str) -> TaskView:
 
 async def history(q: Queue, task_id: str) -> list[TaskTransition]:
     async with q.engine.connect() as conn:
-        if await store.fetch(conn, task_id) is None:
+        task = await store.fetch(conn, task_id)
+        if task is None:
             raise NotFoundError(f"no task {task_id}", code="task_not_found")
         rows = await store.history(conn, task_id)
     return [
@@ -541,6 +543,7 @@ async def history(q: Queue, task_id: str) -> list[TaskTransition]:
             reason=r.reason,
             actor=r.actor,
             at=r.at,
+            goal_id=task.goal_id,  # set at submit, never changed
         )
         for r in rows
     ]

@@ -5,7 +5,7 @@ all as one CTE: one round trip, no per-request statement building
 (SQLAlchemy Core in store.py spent most of the queue's CPU building and compiling statements).
 The guards are the same as store.py's: state in `states.sources(target)`, the expected
 generation, `FOR UPDATE SKIP LOCKED` on the claim index's order. Event payloads are the JSON of
-`TaskTransition`, built by Postgres (`at` in pydantic's UTC form).
+`TaskTransition`, built by Postgres from SQL generated from the model's fields (`event_sql`).
 
 No `NOTIFY` here: notifying transactions commit one at a time on a database-wide lock, which
 made every batch wait for the previous one's WAL flush. The ops wake this process's relay
@@ -21,21 +21,56 @@ from sqlalchemy import Row, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common import subjects
-from agentcom_common.contracts.task import TaskState
+from agentcom_common.contracts.task import TaskState, TaskTransition
 from agentcom_queue import states
 
 S = TaskState
 SCHEMA: Final = "queue"
 
-_AT: Final = """to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+# `at` as pydantic writes a UTC datetime: microseconds only when there are some
+_AT_FORMAT: Final = """'YYYY-MM-DD"T"HH24:MI:SS'"""
+
+
+def at_sql(timestamp: str) -> str:
+    """SQL for `timestamp` (a timestamptz expression) in the JSON form of a contract datetime."""
+    utc = f"({timestamp}) AT TIME ZONE 'UTC'"
+    return (
+        f"to_char({utc}, {_AT_FORMAT}) || CASE WHEN date_trunc('second', {utc}) = {utc} "
+        f"""THEN 'Z' ELSE to_char({utc}, '.US"Z"') END"""
+    )
+
+
+def event_sql(**fields: str) -> str:
+    """SQL for the payload of one `TaskTransition` event, given an SQL expression per field.
+
+    Built from the model's fields, in their order: a field added to the contract and not given
+    here fails at import (no event built in SQL can lack it), and so does one given here that
+    the contract does not have. `schema_version` is the model's own; `at` defaults to now.
+    The JSON is the same value as `TaskTransition.model_dump_json()` (tests/test_events.py);
+    built by Postgres because building it in Python would split each one-statement transition
+    (a claim is one autocommit statement) into a read, a model per task and a second insert.
+    """
+    known = TaskTransition.model_fields
+    given = {"schema_version": str(known["schema_version"].default), "at": at_sql("now()")}
+    given |= fields
+    if missing := known.keys() - given.keys():
+        raise ValueError(f"no SQL for TaskTransition fields {sorted(missing)}")
+    if unknown := given.keys() - known.keys():
+        raise ValueError(f"TaskTransition has no fields {sorted(unknown)}")
+    pairs = ", ".join(f"'{name}', {given[name]}" for name in known)
+    return f"convert_to(jsonb_build_object({pairs})::text, 'UTF8')"
 
 
 def _event(task: str, source: str, target: str, generation: str, reason: str, actor: str) -> str:
-    """SQL for the payload of one `TaskTransition` event."""
-    return (
-        "convert_to(jsonb_build_object('schema_version', 1, 'task_id', "
-        f"{task}, 'from_state', {source}, 'to_state', {target}, 'generation', {generation}, "
-        f"'reason', {reason}, 'actor', {actor}, 'at', {_AT})::text, 'UTF8')"
+    """The event of one row `m` of `moved` (a task row, so it has its `goal_id`)."""
+    return event_sql(
+        task_id=task,
+        from_state=source,
+        to_state=target,
+        generation=generation,
+        reason=reason,
+        actor=actor,
+        goal_id="m.goal_id",
     )
 
 
@@ -395,7 +430,7 @@ WITH input AS (
     WHERE t.id = i.task_id AND t.generation = i.generation AND t.state = i.source
       AND t.assigned_to = i.agent_id AND (i.source, i.target) IN ({_PAIRS})
     RETURNING t.id, t.state, t.generation, t.retry_count, t.max_retries, t.lane, t.seq,
-              i.source, i.reason, i.subject, i.agent_id,
+              t.goal_id, i.source, i.reason, i.subject, i.agent_id,
               EXISTS (SELECT 1 FROM {SCHEMA}.task_deps d WHERE d.depends_on = t.id)
                   AS has_dependents
 ), hist AS (

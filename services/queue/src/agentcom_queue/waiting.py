@@ -7,15 +7,13 @@ Asked on read only, so a claim never pays for it; a scheduler that does not answ
 `AGENTCOM_QUEUE_EXPLAIN_TIMEOUT` is the reason given.
 """
 
-import json
 from datetime import timedelta
 
 from nats.aio.client import Client
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeoutError
 
-from agentcom_common import clock, subjects
-from agentcom_common.contracts.task import ExplainWait, TaskState, TaskView
-from agentcom_common.errors import NotFoundError
+from agentcom_common import clock, micro
+from agentcom_common.contracts.task import ExplainWait, TaskState, TaskView, WaitReason
+from agentcom_common.errors import AgentcomError, NotFoundError, UnavailableError
 from agentcom_queue import ops, store
 
 
@@ -41,14 +39,11 @@ async def get(q: ops.Queue, nc: Client, task_id: str, timeout: timedelta) -> Tas
 async def _ask_scheduler(nc: Client, task: TaskView, timeout: timedelta) -> str | None:
     ask = ExplainWait(task_id=task.id, needed_capabilities=task.needed_capabilities, repo=task.repo)
     try:
-        reply = await nc.request(
-            f"{subjects.rpc_group('scheduler')}.explain",
-            ask.model_dump_json().encode(),
-            timeout=timeout.total_seconds(),
+        said = await micro.call(
+            nc, "scheduler", "explain", ask, WaitReason, timeout=timeout.total_seconds()
         )
-    except (NoRespondersError, NatsTimeoutError):
+    except UnavailableError:
         return "the scheduler did not answer (it matches tasks to agents): is it running?"
-    if code := (reply.headers or {}).get("Nats-Service-Error-Code"):
-        return f"the scheduler could not say ({code})"
-    reason: str | None = json.loads(reply.data).get("reason")
-    return reason
+    except AgentcomError as exc:
+        return f"the scheduler could not say ({exc.code})"
+    return said.reason

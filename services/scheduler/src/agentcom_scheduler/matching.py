@@ -20,11 +20,11 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_common import clock, messaging, outbox, subjects
+from agentcom_common import clock, messaging, micro, outbox, subjects
 from agentcom_common.contracts.agent import Assign
-from agentcom_common.contracts.task import ClaimForAgents, RequeueTask
+from agentcom_common.contracts.task import ClaimedTasks, ClaimForAgents, RequeueTask, TaskView
 from agentcom_common.errors import AgentcomError
-from agentcom_scheduler import fastpath, ops, queue_client, wakeups
+from agentcom_scheduler import fastpath, ops, wakeups
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,9 @@ WAKE_SUBJECTS = (
 (`wakeups`), right after the change, not after its event's round trip through the relay."""
 
 
-def _deadline(task: dict[str, Any], execution_timeout: timedelta) -> datetime:
+def _deadline(task: TaskView, execution_timeout: timedelta) -> datetime:
     """The task's own `complete_by` if it has one, else the execution timeout from now."""
-    if task.get("complete_by"):
-        return datetime.fromisoformat(task["complete_by"])
-    return clock.now() + execution_timeout
+    return task.complete_by or clock.now() + execution_timeout
 
 
 CLAIMS_AT_ONCE = 64
@@ -168,13 +166,13 @@ async def _offer(
         agent_ids=chunk, capabilities=capabilities, repos=repos, exclude_tasks=refused
     )
     started = time.perf_counter()
-    tasks: list[dict[str, Any]] = (await queue_client.call(nc, "claim_agents", claim))["tasks"]
+    tasks = (await micro.call(nc, "queue", "claim_agents", claim, ClaimedTasks)).tasks
     claimed_at = time.perf_counter()
     if not tasks:
         return set(), 0
     moves = [
         fastpath.Assignment(
-            task["assigned_to"], task["id"], task["generation"], _deadline(task, execution_timeout)
+            task.assigned_to or "", task.id, task.generation, _deadline(task, execution_timeout)
         )
         for task in tasks
     ]
@@ -182,7 +180,7 @@ async def _offer(
     outbox.wake_local(s.outbox)
     moved_at = time.perf_counter()
     sent = [(task, move.deadline) for task, move in zip(tasks, moves, strict=True)]
-    sent = [(task, deadline) for task, deadline in sent if task["assigned_to"] in moved]
+    sent = [(task, deadline) for task, deadline in sent if task.assigned_to in moved]
     publishing = asyncio.create_task(_send_all(js, sent))
     sending.add(publishing)
     publishing.add_done_callback(sending.discard)
@@ -196,15 +194,13 @@ async def _offer(
             },
         )
     for task in tasks:
-        if task["assigned_to"] not in moved:  # it went offline meanwhile: give it straight back
-            back = RequeueTask(
-                task_id=task["id"], generation=task["generation"], reason="agent left"
-            )
-            await queue_client.call(nc, "requeue", back)
-    return {task["assigned_to"] for task in tasks}, len(sent)
+        if task.assigned_to not in moved:  # it went offline meanwhile: give it straight back
+            back = RequeueTask(task_id=task.id, generation=task.generation, reason="agent left")
+            await micro.call(nc, "queue", "requeue", back, TaskView)
+    return {task.assigned_to or "" for task in tasks}, len(sent)
 
 
-async def _send_all(js: JetStreamContext, tasks: list[tuple[dict[str, Any], datetime]]) -> None:
+async def _send_all(js: JetStreamContext, tasks: list[tuple[TaskView, datetime]]) -> None:
     """Publish the assignments side by side, each with the deadline the agent row holds. One
     that fails is not retried: the queue holds the assignment, and the accept timeout hands it
     back."""
@@ -215,19 +211,19 @@ async def _send_all(js: JetStreamContext, tasks: list[tuple[dict[str, Any], date
         if isinstance(result, Exception):
             log.warning(
                 "task.assign_unsent",
-                extra={"task_id": task["id"], "error": type(result).__name__},
+                extra={"task_id": task.id, "error": type(result).__name__},
             )
 
 
-async def _send(js: JetStreamContext, task: dict[str, Any], deadline: datetime) -> None:
-    agent_id = task["assigned_to"]
+async def _send(js: JetStreamContext, task: TaskView, deadline: datetime) -> None:
+    agent_id = task.assigned_to or ""
     await messaging.publish(
         js,
         subjects.agent_inbox(agent_id),
-        Assign(task=task, generation=task["generation"], deadline=deadline),
-        msg_id=f"assign.{task['id']}.{task['generation']}",
+        Assign(task=task.model_dump(mode="json"), generation=task.generation, deadline=deadline),
+        msg_id=f"assign.{task.id}.{task.generation}",
     )
-    log.info("task.assigned", extra={"agent_id": agent_id, "task_id": task["id"]})
+    log.info("task.assigned", extra={"agent_id": agent_id, "task_id": task.id})
 
 
 async def match_forever(

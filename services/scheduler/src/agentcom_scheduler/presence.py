@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_common import clock, consumer, messaging, outbox, subjects
+from agentcom_common import clock, consumer, messaging, micro, outbox, subjects
 from agentcom_common.contracts.agent import (
     BLOCKED_REJECTION,
     AgentReport,
@@ -43,10 +43,13 @@ from agentcom_common.contracts.agent import (
 )
 from agentcom_common.contracts.task import (
     ListTasks,
+    ReportedTasks,
     ReportTask,
     ReportTasks,
     RequeueTask,
+    TaskList,
     TaskState,
+    TaskView,
 )
 from agentcom_common.errors import (
     AgentcomError,
@@ -55,7 +58,7 @@ from agentcom_common.errors import (
     NotFoundError,
     UnavailableError,
 )
-from agentcom_scheduler import batch, limits, ops, queue_client, store, wakeups
+from agentcom_scheduler import batch, limits, ops, store, wakeups
 
 log = logging.getLogger(__name__)
 _cutoffs: set[asyncio.Future[None]] = set()  # kicks under way (a task needs a reference)
@@ -295,7 +298,7 @@ async def _stopped_elsewhere(nc: Client, report: Cancelled) -> None:
         agent_id=report.agent_id,
     )
     try:
-        await queue_client.call(nc, "requeue", back)
+        await micro.call(nc, "queue", "requeue", back, TaskView)
     except UnavailableError:
         raise
     except AgentcomError as exc:
@@ -336,7 +339,7 @@ async def _forward(s: ops.Scheduler, nc: Client, js: JetStreamContext, report: T
             field=_where(exc),
         ) from None
     try:
-        await queue_client.call(nc, "report", request)
+        await micro.call(nc, "queue", "report", request, TaskView)
     except UnavailableError:
         raise
     except AgentcomError:
@@ -413,7 +416,7 @@ async def _refused(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
         agent_id=report.agent_id,
     )
     try:
-        await queue_client.call(nc, "requeue", back)
+        await micro.call(nc, "queue", "requeue", back, TaskView)
     except ConflictError as exc:  # handed back before, and offered again since: nothing to do
         log.info("refusal.stale", extra={"task_id": report.task_id, "error": exc.code})
     async with s.engine.begin() as conn:
@@ -711,20 +714,17 @@ async def _report_rounds(
     answers: list[list[bool]] = []
     for r in rounds:
         try:
-            reply = await queue_client.call(
-                nc, "report_batch", ReportTasks(reports=[_to_queue(rep) for _, rep in r])
-            )
+            reports = ReportTasks(reports=[_to_queue(rep) for _, rep in r])
+            reply = await micro.call(nc, "queue", "report_batch", reports, ReportedTasks)
         except AgentcomError as exc:  # the queue is away: this round and the rest come again
             log.warning("report.deferred", extra={"error": exc.code, "reports": len(r)})
             break
-        results: list[dict[str, object]] = reply["results"]
-        for (msg, _), answer in zip(r, results, strict=True):
-            if not answer["ok"]:
+        for (msg, _), answer in zip(r, reply.results, strict=True):
+            if not answer.ok:
                 log.warning(
-                    "report.refused",
-                    extra={"subject": msg.subject, "error": answer.get("error_code")},
+                    "report.refused", extra={"subject": msg.subject, "error": answer.error_code}
                 )
-        answers.append([bool(answer["ok"]) for answer in results])
+        answers.append([answer.ok for answer in reply.results])
     return answers
 
 
@@ -1020,8 +1020,9 @@ async def _hand_back(
     }
     try:
         if how in failure:
-            await queue_client.call(
+            await micro.call(
                 nc,
+                "queue",
                 "report",
                 ReportTask(
                     task_id=row.task_id,
@@ -1030,14 +1031,16 @@ async def _hand_back(
                     outcome="failed",
                     error=failure[how],
                 ),
+                TaskView,
             )
         else:
             requeue = {
                 "requeue": f"agent {row.id} did not accept in time",
                 "cancelled": f"agent {row.id} stopped it on a cancel",
             }
-            await queue_client.call(
+            await micro.call(
                 nc,
+                "queue",
                 "requeue",
                 RequeueTask(
                     task_id=row.task_id,
@@ -1045,6 +1048,7 @@ async def _hand_back(
                     reason=requeue[how],
                     unaccepted_only=unaccepted_only,
                 ),
+                TaskView,
             )
     except UnavailableError:
         return False
@@ -1143,35 +1147,33 @@ async def requeue_stranded(
     requeued = 0
     cursor: str | None = None
     while True:
-        page = await queue_client.call(
-            nc, "list", ListTasks(state=TaskState(state), cursor=cursor, limit=500)
-        )
-        old = [t for t in page["tasks"] if datetime.fromisoformat(t["updated_at"]) < cutoff]
+        asked = ListTasks(state=TaskState(state), cursor=cursor, limit=500)
+        page = await micro.call(nc, "queue", "list", asked, TaskList)
+        old = [t for t in page.tasks if t.updated_at < cutoff]
         async with s.engine.connect() as conn:  # one checkout per page, not one per task
             rows = {
-                t["id"]: await store.fetch(conn, t["assigned_to"]) if t["assigned_to"] else None
-                for t in old
+                t.id: await store.fetch(conn, t.assigned_to) if t.assigned_to else None for t in old
             }
         for task in old:
-            agent_id, row = task["assigned_to"], rows[task["id"]]
+            agent_id, row = task.assigned_to, rows[task.id]
             online = row is not None and row.state != AgentState.OFFLINE.value
-            if online and row is not None and row.task_id == task["id"]:
+            if online and row is not None and row.task_id == task.id:
                 continue
             where = "which is offline" if not online else "which does not hold it"
             back = RequeueTask(
-                task_id=task["id"],
-                generation=task["generation"],
+                task_id=task.id,
+                generation=task.generation,
                 reason=f"{state} over {older_than} on agent {agent_id}, {where}",
                 unaccepted_only=state == "assigned",
             )
             try:
-                await queue_client.call(nc, "requeue", back)
+                await micro.call(nc, "queue", "requeue", back, TaskView)
             except AgentcomError as exc:  # moved on meanwhile: nothing to do
-                log.warning("stranded.refused", extra={"task_id": task["id"], "error": exc.code})
+                log.warning("stranded.refused", extra={"task_id": task.id, "error": exc.code})
                 continue
-            log.warning("task.stranded_requeued", extra={"task_id": task["id"]})
+            log.warning("task.stranded_requeued", extra={"task_id": task.id})
             requeued += 1
-        cursor = page.get("next_cursor")
+        cursor = page.next_cursor
         if not cursor:
             break
     return requeued

@@ -176,6 +176,12 @@ class TaskTransition(Contract):
     reason: str
     actor: str
     at: datetime
+    goal_id: str | None = Field(
+        default=None,
+        description="The task's goal (`SubmitTask.goal_id`), so a goal's events can be "
+        "followed without reading the task; null for a task without one. The queue always "
+        "sets it; the default only reads events written before it existed.",
+    )
 
 
 class ClaimTask(Request):
