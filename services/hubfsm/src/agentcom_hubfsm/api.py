@@ -5,12 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from agentcom_common.contracts.hub import (
+    ApprovePlan,
     GoalDetail,
     GoalPage,
     GoalRef,
     GoalState,
     GoalView,
     ListGoals,
+    RejectPlan,
     SubmitGoal,
 )
 from agentcom_common.openapi import errors
@@ -24,7 +26,8 @@ CURSOR = r"^[0-9]{1,18}$"
 
 def goals_of(request: Request) -> ops.Goals:
     res: Resources = request.app.state.resources
-    return ops.Goals(res.engine, res.outbox, request.app.state.wake)
+    state = request.app.state
+    return ops.Goals(res.engine, res.outbox, state.wake, state.check_plan)
 
 
 G = Annotated[ops.Goals, Depends(goals_of)]
@@ -102,3 +105,26 @@ async def retry_goal(
     `needs_review`).
     """
     return await ops.retry(g, GoalRef(goal_id=goal_id, reason=reason), who.name)
+
+
+@goals.post("/{goal_id}/plan/approve", responses=errors(404, 409))
+async def approve_plan(
+    goal_id: Annotated[str, Path(pattern=GOAL_ID)], g: G, who: Admin, body: ApprovePlan
+) -> GoalDetail:
+    """Run the plan of a goal in `awaiting_approval`, or the edited `plan` given instead.
+
+    Errors: 404 `goal_not_found`, 409 `transition_refused` (no plan waits), 422
+    `invalid_plan` (the edited plan breaks a rule; `detail` lists every one).
+    """
+    return await ops.approve(g, GoalRef(goal_id=goal_id), who.name, body.plan)
+
+
+@goals.post("/{goal_id}/plan/reject", responses=errors(404, 409))
+async def reject_plan(
+    goal_id: Annotated[str, Path(pattern=GOAL_ID)], g: G, who: Admin, body: RejectPlan
+) -> GoalDetail:
+    """Refuse the plan waiting for approval: the goal is planned again, told the reason.
+
+    Errors: 404 `goal_not_found`, 409 `transition_refused` (no plan waits).
+    """
+    return await ops.reject(g, GoalRef(goal_id=goal_id, reason=body.reason[:500]), who.name)

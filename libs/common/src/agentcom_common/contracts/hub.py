@@ -150,3 +150,17 @@ class ListGoals(Request):
 class GoalPage(Contract):
     goals: list[GoalView]
     next_cursor: str | None
+
+
+class ApprovePlan(Request):
+    """Body of `POST /api/goals/{id}/plan/approve`: empty runs the plan as it is."""
+
+    plan: dict[str, Any] | None = Field(
+        default=None, description="An edited plan (the shape the planner stores), checked again."
+    )
+
+
+class RejectPlan(Request):
+    """Body of `POST /api/goals/{id}/plan/reject`: the reason is told to the next plan."""
+
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
