@@ -6,6 +6,8 @@ It lives in `tests/servers/` (on pytest's `pythonpath`, pyright's `extraPaths`),
 Each test scripts the turns (`model.play(turn, turn, …)`); the server answers request N with
 turn N and records every request (body and headers) for the test to inspect. `serve()` runs it
 on a free local port. Tests of the sidecar's registry can drive the agent executors with it.
+It also lists its `models` (`/api/tags`, none warm on `/api/ps`), so the llm-registry can
+register it, probe it and route to it like a real Ollama.
 """
 
 import asyncio
@@ -70,6 +72,7 @@ class FakeModel:
     requests: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     headers: list[dict[str, str]] = field(default_factory=list[dict[str, str]])
     never: asyncio.Event = field(default_factory=asyncio.Event)
+    models: list[str] = field(default_factory=lambda: ["qwen3:8b"])
 
     def play(self, *turns: Turn) -> None:
         self.turns.extend(turns)
@@ -94,6 +97,14 @@ class FakeModel:
         status, payload = await self.turns[index](body)
         return JSONResponse(payload, status_code=status)
 
+    async def tags(self, request: Request) -> JSONResponse:
+        del request  # the listing does not depend on the request
+        return JSONResponse({"models": [{"name": m, "model": m, "size": 1} for m in self.models]})
+
+    async def ps(self, request: Request) -> JSONResponse:
+        del request
+        return JSONResponse({"models": []})
+
     def tool_messages(self, request: int) -> list[dict[str, Any]]:
         return [m for m in self.requests[request]["messages"] if m["role"] == "tool"]
 
@@ -106,7 +117,13 @@ async def serve() -> AsyncGenerator[FakeModel]:
     """Start a fake model server on a free port; stop it (and release hung turns) on exit."""
     port = free_port()
     fake = FakeModel(url=f"http://127.0.0.1:{port}")
-    app = Starlette(routes=[Route("/api/chat", fake.handle, methods=["POST"])])
+    app = Starlette(
+        routes=[
+            Route("/api/chat", fake.handle, methods=["POST"]),
+            Route("/api/tags", fake.tags),
+            Route("/api/ps", fake.ps),
+        ]
+    )
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
