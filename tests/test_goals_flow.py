@@ -96,9 +96,7 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(
-    settings: CommonSettings, admin_token: str, tmp_path: Path
-) -> AsyncIterator[Stack]:
+async def stack(settings: CommonSettings, admin_token: str, tmp_path: Path) -> AsyncIterator[Stack]:
     base = settings.model_dump()
     llm = LlmSettings.model_validate(
         base

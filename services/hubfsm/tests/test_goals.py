@@ -6,6 +6,10 @@ from typing import Any
 import httpx
 from nats.aio.client import Client
 
+from agentcom_common import micro
+from agentcom_common.contracts.hub import GoalDetail, GoalRef, GoalView, SubmitGoal
+from agentcom_common.errors import ConflictError, NotFoundError
+
 Json = dict[str, Any]
 GOAL: Json = {
     "title": "Add a health route",
@@ -98,3 +102,27 @@ async def test_goals_are_listed_newest_first_filtered_and_paged(api: httpx.Async
     cancelled = (await api.get("/api/goals", params={"state": "cancelled"})).json()
     assert [g["id"] for g in cancelled["goals"]] == [ids[0]]
     assert (await api.get("/api/goals", params={"state": "bogus"})).status_code == 422
+
+
+async def test_the_nats_rpc_does_what_the_routes_do(api: httpx.AsyncClient, nc: Client) -> None:
+    del api  # the running hub answers on NATS
+    body = SubmitGoal.model_validate(GOAL | {"client_key": "nats-1"})
+    goal = await micro.call(nc, "hub", "submit_goal", body, GoalView)
+    assert goal.source == "nats" and goal.created_by == "nats"
+    again = await micro.call(nc, "hub", "submit_goal", body, GoalView)
+    assert again.id == goal.id
+    shown = await micro.call(nc, "hub", "goal", GoalRef(goal_id=goal.id), GoalDetail)
+    assert shown.state == "submitted"
+    await micro.call(nc, "hub", "cancel_goal", GoalRef(goal_id=goal.id), GoalDetail)
+    try:
+        await micro.call(nc, "hub", "cancel_goal", GoalRef(goal_id=goal.id), GoalDetail)
+    except ConflictError as exc:
+        assert exc.code == "transition_refused"
+    else:
+        raise AssertionError("a second cancel must be refused")
+    try:
+        await micro.call(nc, "hub", "goal", GoalRef(goal_id="goal-0000000000000000"), GoalDetail)
+    except NotFoundError as exc:
+        assert exc.code == "goal_not_found"
+    else:
+        raise AssertionError("an unknown goal must be not found")
