@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 from nats.aio.client import Client
 
 from agentcom_common import micro
@@ -108,21 +109,16 @@ async def test_the_nats_rpc_does_what_the_routes_do(api: httpx.AsyncClient, nc: 
     del api  # the running hub answers on NATS
     body = SubmitGoal.model_validate(GOAL | {"client_key": "nats-1"})
     goal = await micro.call(nc, "hub", "submit_goal", body, GoalView)
-    assert goal.source == "nats" and goal.created_by == "nats"
+    assert goal.source == "nats"
+    assert goal.created_by == "nats"
     again = await micro.call(nc, "hub", "submit_goal", body, GoalView)
     assert again.id == goal.id
     shown = await micro.call(nc, "hub", "goal", GoalRef(goal_id=goal.id), GoalDetail)
     assert shown.state == "submitted"
     await micro.call(nc, "hub", "cancel_goal", GoalRef(goal_id=goal.id), GoalDetail)
-    try:
+    with pytest.raises(ConflictError) as refused:
         await micro.call(nc, "hub", "cancel_goal", GoalRef(goal_id=goal.id), GoalDetail)
-    except ConflictError as exc:
-        assert exc.code == "transition_refused"
-    else:
-        raise AssertionError("a second cancel must be refused")
-    try:
+    assert refused.value.code == "transition_refused"
+    with pytest.raises(NotFoundError) as unknown:
         await micro.call(nc, "hub", "goal", GoalRef(goal_id="goal-0000000000000000"), GoalDetail)
-    except NotFoundError as exc:
-        assert exc.code == "goal_not_found"
-    else:
-        raise AssertionError("an unknown goal must be not found")
+    assert unknown.value.code == "goal_not_found"
