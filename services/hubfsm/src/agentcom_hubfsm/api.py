@@ -3,9 +3,10 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from pydantic import Field
 
+from agentcom_common.contracts.base import Request as RequestBody
 from agentcom_common.contracts.hub import (
-    ApprovePlan,
     GoalDetail,
     GoalPage,
     GoalRef,
@@ -19,6 +20,7 @@ from agentcom_common.openapi import errors
 from agentcom_common.service import Resources
 from agentcom_common.web import Admin, Viewer
 from agentcom_hubfsm.goals import ops
+from agentcom_hubfsm.goals.plan import Plan
 
 GOAL_ID = r"^goal-[0-9a-f]{16}$"
 CURSOR = r"^[0-9]{1,18}$"
@@ -32,6 +34,14 @@ def goals_of(request: Request) -> ops.Goals:
 
 G = Annotated[ops.Goals, Depends(goals_of)]
 goals = APIRouter(prefix="/api/goals", tags=["goals"])
+
+
+class ApprovePlan(RequestBody):
+    """Body of `POST /api/goals/{id}/plan/approve`: empty runs the plan as it is."""
+
+    plan: Plan | None = Field(
+        default=None, description="An edited plan, checked like the model's before it runs."
+    )
 
 
 @goals.post(
@@ -113,10 +123,11 @@ async def approve_plan(
 ) -> GoalDetail:
     """Run the plan of a goal in `awaiting_approval`, or the edited `plan` given instead.
 
-    Errors: 404 `goal_not_found`, 409 `transition_refused` (no plan waits), 422
-    `invalid_plan` (the edited plan breaks a rule; `detail` lists every one).
+    Errors: 404 `goal_not_found`, 409 `transition_refused` (no plan waits) or `invalid_plan`
+    (the edited plan breaks a rule against the repo; `detail` lists every one).
     """
-    return await ops.approve(g, GoalRef(goal_id=goal_id), who.name, body.plan)
+    edited = None if body.plan is None else body.plan.model_dump(mode="json")
+    return await ops.approve(g, GoalRef(goal_id=goal_id), who.name, edited)
 
 
 @goals.post("/{goal_id}/plan/reject", responses=errors(404, 409))

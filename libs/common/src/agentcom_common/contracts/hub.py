@@ -152,14 +152,6 @@ class GoalPage(Contract):
     next_cursor: str | None
 
 
-class ApprovePlan(Request):
-    """Body of `POST /api/goals/{id}/plan/approve`: empty runs the plan as it is."""
-
-    plan: dict[str, Any] | None = Field(
-        default=None, description="An edited plan (the shape the planner stores), checked again."
-    )
-
-
 class RejectPlan(Request):
     """Body of `POST /api/goals/{id}/plan/reject`: the reason is told to the next plan."""
 

@@ -115,7 +115,7 @@ async def approve(
     g: Goals, ref: GoalRef, actor: str, plan: dict[str, Any] | None = None
 ) -> GoalDetail:
     """Run the plan that waits for approval, or `plan` instead (checked like the model's:
-    422 `invalid_plan` with every error in `detail`)."""
+    409 `invalid_plan` with every error in `detail`: well-formed, refused by the rules)."""
     if plan is None:
         return await _move(g, ref, GoalState.EXECUTING, APPROVABLE, "approved", actor)
     async with g.engine.connect() as conn:
@@ -125,7 +125,7 @@ async def approve(
     if g.check_plan is None:
         raise ConflictError("this hub cannot check an edited plan", code="not_available")
     if errors := await g.check_plan(row.repo, plan):
-        raise InvalidError("; ".join(errors)[:4000], code="invalid_plan", field="plan")
+        raise ConflictError("; ".join(errors)[:4000], code="invalid_plan")
     return await _move(
         g,
         ref,
