@@ -196,13 +196,17 @@ class Claimed(Contract):
     task: TaskView | None
 
 
+Reported = Literal["accepted", "completed", "partial_pass", "failed"]
+"""What a `ReportTask` can say of an assignment."""
+
+
 class ReportTask(Request):
     """An agent's report on its assignment; `generation` fences out stale assignments."""
 
     task_id: TaskId
     agent_id: AgentId
     generation: int = Field(ge=1)
-    outcome: Literal["accepted", "completed", "partial_pass", "failed"]
+    outcome: Reported
     result: dict[str, Any] = Field(default_factory=dict[str, Any], max_length=50)
     error: Annotated[str, StringConstraints(max_length=4000)] | None = None
 
