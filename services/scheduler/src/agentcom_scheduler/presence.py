@@ -43,6 +43,7 @@ from agentcom_common.contracts.agent import (
 )
 from agentcom_common.contracts.task import (
     ListTasks,
+    Reported,
     ReportedTasks,
     ReportTask,
     ReportTasks,
@@ -318,7 +319,7 @@ async def _stopped_elsewhere(nc: Client, report: Cancelled) -> None:
     )
 
 
-_QUEUE_OUTCOME: dict[str, Literal["accepted", "completed", "partial_pass", "failed"]] = {
+_QUEUE_OUTCOME: dict[str, Reported] = {
     "accepted": "accepted",
     "rejected": "failed",
     "completed": "completed",
