@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import micro, subjects
+from agentcom_common import contracts, micro, subjects
 from agentcom_common.contracts.task import (
     Claimed,
     ClaimedTasks,
@@ -35,9 +35,10 @@ from agentcom_common.contracts.task import (
     TaskView,
 )
 from agentcom_common.testing import eventually
-from agentcom_queue import store_batch
+from agentcom_queue import ops, states, store_batch
 
 Json = dict[str, Any]
+S = TaskState
 
 TRANSITIONS = [
     TaskTransition(
@@ -100,6 +101,15 @@ def test_the_event_sql_names_every_field_of_the_model() -> None:
             goal_id="1",
             colour="1",
         )
+
+
+def test_every_transition_has_an_event_a_consumer_can_decode() -> None:
+    moves = [(None, S.QUEUED), (None, S.WAITING)] + [
+        (source, target) for source, targets in states.TRANSITIONS.items() for target in targets
+    ]
+
+    for source, target in moves:
+        assert contracts.EVENTS[ops.event_subject(source, target)] is TaskTransition
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -15,7 +15,7 @@ A message that can never be processed is thus refused once, on its first deliver
 being redelivered forever and holding a place among the consumer's unacked messages (one
 agent's 1,100 poisoned reports used to stop the scheduler reading anybody's). A transient
 failure is retried with a growing delay, and not forever: at `max_deliver` deliveries it is
-refused too. The record is the event `agentcom.evt.hub.message_refused` (`MessageRefused`),
+refused too. The record is the event `agentcom.evt.system.message_refused` (`MessageRefused`),
 published before the term (a record that cannot be written leaves the message for redelivery);
 a violation is also handed to the consumer's `on_violation`, which the scheduler counts toward
 cutting the agent off.

@@ -227,6 +227,12 @@ class RequeueTask(Request):
     )
 
 
+class CancelTask(Request):
+    """Body of `agentcom.rpc.queue.cancel`: the same move as `POST /api/tasks/{id}/cancel`."""
+
+    task_id: TaskId
+
+
 class StatsRequest(Request):
     pass
 
@@ -236,6 +242,7 @@ class ListTasks(Request):
 
     state: TaskState | None = None
     assigned_to: AgentId | None = None
+    goal_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     cursor: Annotated[str, StringConstraints(max_length=20)] | None = None
     limit: int = Field(default=100, ge=1, le=500)
 
