@@ -9,8 +9,6 @@ goal by one sweep at most, never strands it.
 """
 
 import asyncio
-import contextlib
-import logging
 from functools import partial
 
 from nats.aio.msg import Msg
@@ -23,36 +21,24 @@ from agentcom_common.contracts.task import TaskTransition
 from agentcom_common.settings import CommonSettings
 from agentcom_hubfsm.tables import goal_tasks
 
-log = logging.getLogger(__name__)
-
 CONSUMER = "hubfsm-goal-tasks"
-TASK_EVENTS = f"{subjects.PREFIX}.evt.task.>"
+TASK_EVENTS = subjects.TASK_EVENTS
 
 
 async def follow(
     engine: AsyncEngine, js: JetStreamContext, settings: CommonSettings, wake: asyncio.Event
 ) -> None:
-    policy = consumer.Policy.of(settings)
-    settler = consumer.Settler(js, CONSUMER, policy)
-    sub = await consumer.subscribe(js, subjects.EVENTS_STREAM, TASK_EVENTS, CONSUMER, policy)
-    try:
-        while True:
-            try:
-                batch = await sub.fetch(256, timeout=1)
-            except TimeoutError:
-                continue
-            except Exception:  # reconnecting: unacked events stay stored
-                log.exception("goal_tasks.fetch_failed")
-                await asyncio.sleep(1)
-                continue
-            for msg in batch:
-                await settler.run(msg, partial(_on_event, engine, msg, wake))
-    finally:  # a pull subscription left behind holds nc.drain() at stop until it times out
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+    await consumer.consume(
+        js,
+        subjects.EVENTS_STREAM,
+        TASK_EVENTS,
+        CONSUMER,
+        consumer.Policy.of(settings),
+        partial(_on_event, engine, wake=wake),
+    )
 
 
-async def _on_event(engine: AsyncEngine, msg: Msg, wake: asyncio.Event) -> None:
+async def _on_event(engine: AsyncEngine, msg: Msg, *, wake: asyncio.Event) -> None:
     event = TaskTransition.model_validate_json(msg.data)
     async with engine.begin() as conn:
         moved = await conn.execute(
