@@ -41,17 +41,32 @@ from datetime import timedelta
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import nats
 from nats.aio.client import Client
 from pgqueuer.queries import EntrypointExecutionParameter, Queries
 from pgqueuer.types import QueueEntrypoint, QueueManagerId
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from agentcom_common import embedded
+from agentcom_common import embedded, micro
+from agentcom_common.contracts.task import (
+    Claimed,
+    ClaimedTasks,
+    ClaimTask,
+    ClaimTasks,
+    Reported,
+    ReportedTasks,
+    ReportTask,
+    ReportTasks,
+    SubmitTask,
+    SubmitTasks,
+    SubmittedTasks,
+    TaskView,
+)
 from agentcom_common.testing import ServiceProcess, free_port, shared_tmpdir, start_nats
 from agentcom_queue.app import SPEC
 
@@ -67,10 +82,6 @@ DEQUEUE_BATCH = 100  # PgQueuer dequeue batch
 OUTBOX_CATCHUP_LIMIT = 900.0  # seconds we wait for the relay before giving up
 
 progress = Console(stderr=True)
-
-
-class RpcError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,15 +180,13 @@ async def prepare_databases(srv: Servers) -> embedded.PostgresLayout:
 # ours: the queue's NATS API
 
 
-async def rpc(nc: Client, op: str, body: Json) -> Json:
-    reply = await nc.request(
-        f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=RPC_TIMEOUT
-    )
-    headers = reply.headers or {}
-    if "Nats-Service-Error-Code" in headers:
-        code, detail = headers["Nats-Service-Error-Code"], headers.get("Nats-Service-Error", "")
-        raise RpcError(f"{op}: {code} {detail}")
-    return json.loads(reply.data)
+M = TypeVar("M", bound=BaseModel)
+
+
+async def rpc(nc: Client, op: str, body: BaseModel, reply: type[M]) -> M:
+    """One queue RPC as the services ask it (`micro.call`: the reply validated into its model,
+    so the figures include what a real caller pays); a refusal raises its AgentcomError."""
+    return await micro.call(nc, "queue", op, body, reply, timeout=RPC_TIMEOUT)
 
 
 async def submit_batches(nc: Client, count: int, prefix: str) -> None:
@@ -186,10 +195,10 @@ async def submit_batches(nc: Client, count: int, prefix: str) -> None:
     async def submitter(first: int) -> None:
         for start in range(first, count, 2 * SUBMIT_BATCH):
             size = min(SUBMIT_BATCH, count - start)
-            tasks = [{"description": f"{prefix} task {start + i}"} for i in range(size)]
-            reply = await rpc(nc, "submit_batch", {"tasks": tasks})
-            if len(reply["tasks"]) != size:
-                raise RuntimeError(f"submit_batch returned {len(reply['tasks'])} of {size}")
+            tasks = [SubmitTask(description=f"{prefix} task {start + i}") for i in range(size)]
+            reply = await rpc(nc, "submit_batch", SubmitTasks(tasks=tasks), SubmittedTasks)
+            if len(reply.tasks) != size:
+                raise RuntimeError(f"submit_batch returned {len(reply.tasks)} of {size}")
 
     await asyncio.gather(submitter(0), submitter(SUBMIT_BATCH))
 
@@ -198,27 +207,22 @@ async def drain_batches(nc: Client, workers: int, limit: int, accept: bool) -> i
     """W workers: claim_batch -> report_batch completed (with `accept`: accepted, then
     completed), until a claim comes back empty."""
 
-    async def reports(agent: str, tasks: list[Json], outcome: str) -> None:
-        body = {
-            "reports": [
-                {
-                    "task_id": t["id"],
-                    "agent_id": agent,
-                    "generation": t["generation"],
-                    "outcome": outcome,
-                }
+    async def reports(agent: str, tasks: list[TaskView], outcome: Reported) -> None:
+        body = ReportTasks(
+            reports=[
+                ReportTask(task_id=t.id, agent_id=agent, generation=t.generation, outcome=outcome)
                 for t in tasks
             ]
-        }
-        results = (await rpc(nc, "report_batch", body))["results"]
-        if refused := [r for r in results if not r["ok"]]:
-            raise RpcError(f"report_batch refused {len(refused)}: {refused[0]}")
+        )
+        results = (await rpc(nc, "report_batch", body, ReportedTasks)).results
+        if refused := [r for r in results if not r.ok]:
+            raise RuntimeError(f"report_batch refused {len(refused)}: {refused[0]}")
 
     async def work(agent: str) -> int:
         done = 0
         for _ in range(limit):
-            body = {"agent_id": agent, "limit": CLAIM_BATCH}
-            tasks = (await rpc(nc, "claim_batch", body))["tasks"]
+            body = ClaimTasks(agent_id=agent, limit=CLAIM_BATCH)
+            tasks = list((await rpc(nc, "claim_batch", body, ClaimedTasks)).tasks)
             if not tasks:
                 break
             if accept:
@@ -235,7 +239,7 @@ async def submit_all(nc: Client, count: int, prefix: str) -> None:
 
     async def submitter(first: int) -> None:
         for i in range(first, count, SUBMIT_CONCURRENCY):
-            await rpc(nc, "submit", {"description": f"{prefix} task {i}"})
+            await rpc(nc, "submit", SubmitTask(description=f"{prefix} task {i}"), TaskView)
 
     await asyncio.gather(*(submitter(k) for k in range(min(SUBMIT_CONCURRENCY, count))))
 
@@ -246,13 +250,16 @@ async def drain(nc: Client, workers: int, limit: int, accept: bool) -> int:
     async def work(agent: str) -> int:
         done = 0
         for _ in range(limit):
-            task = (await rpc(nc, "claim", {"agent_id": agent}))["task"]
+            task = (await rpc(nc, "claim", ClaimTask(agent_id=agent), Claimed)).task
             if task is None:
                 break
-            ids = {"task_id": task["id"], "agent_id": agent, "generation": task["generation"]}
+            done_report = ReportTask(
+                task_id=task.id, agent_id=agent, generation=task.generation, outcome="completed"
+            )
             if accept:
-                await rpc(nc, "report", ids | {"outcome": "accepted"})
-            await rpc(nc, "report", ids | {"outcome": "completed"})
+                accepted = done_report.model_copy(update={"outcome": "accepted"})
+                await rpc(nc, "report", accepted, TaskView)
+            await rpc(nc, "report", done_report, TaskView)
             done += 1
         return done
 
@@ -346,9 +353,9 @@ async def bench_latency(
     async def timed_claim(i: int) -> None:
         nonlocal empty
         t0 = time.perf_counter()
-        reply = await rpc(nc, "claim", {"agent_id": f"bench-l{i % 50}"})
+        reply = await rpc(nc, "claim", ClaimTask(agent_id=f"bench-l{i % 50}"), Claimed)
         latencies.append((time.perf_counter() - t0) * 1000)
-        empty += reply["task"] is None
+        empty += reply.task is None
 
     pending: list[asyncio.Task[None]] = []
     cpu_before = cpu()

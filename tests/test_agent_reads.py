@@ -4,7 +4,6 @@ and totals of everything). A viewer token still reads everything. Tokens are the
 scheduler's `POST /api/agents` issues; tasks are assigned through the queue's claim RPC, the
 path the scheduler takes."""
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -12,6 +11,8 @@ import httpx
 import pytest
 from nats.aio.client import Client
 
+from agentcom_common import micro
+from agentcom_common.contracts.task import Claimed, ClaimTask
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import running
 from agentcom_llm_registry.app import create_app as llm_app
@@ -52,9 +53,10 @@ async def fleet(settings: CommonSettings, admin_token: str, nc: Client) -> Async
             await scheduler.put(f"/api/agents/{agent}/rate-limits", json={"light": 1000})
             submitted = await queue.post("/api/tasks", json={"description": f"for {agent}"})
             assert submitted.status_code == 201, submitted.text
-            claim = json.dumps({"agent_id": agent}).encode()
-            claimed = json.loads((await nc.request("agentcom.rpc.queue.claim", claim, 10)).data)
-            tasks[agent] = claimed["task"]["id"]
+            claim = ClaimTask(agent_id=agent)
+            claimed = (await micro.call(nc, "queue", "claim", claim, Claimed)).task
+            assert claimed is not None
+            tasks[agent] = claimed.id
         await queue.post("/api/tasks", json={"description": "nobody's yet"})
         viewer = await scheduler.post("/api/tokens", json={"role": "viewer", "name": "v"})
         yield Fleet(queue, scheduler, llm, tokens, tasks, viewer.json()["token"])

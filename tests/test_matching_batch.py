@@ -18,8 +18,9 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import subjects
+from agentcom_common import micro, subjects
 from agentcom_common.contracts.agent import RegisterAgent
+from agentcom_common.contracts.task import SubmitTask, SubmitTasks, SubmittedTasks, TaskRef
 from agentcom_common.service import create_app as build
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually, running
@@ -56,12 +57,9 @@ async def idle_agents(
         await presence.on_report(s, nc, js, f"agentcom.agent.{name}.report", hello)
 
 
-async def submit(nc: Client, count: int, **fields: Any) -> list[Json]:
-    tasks = [{"description": f"task {i}"} | fields for i in range(count)]
-    reply = await nc.request(
-        "agentcom.rpc.queue.submit_batch", json.dumps({"tasks": tasks}).encode(), timeout=10
-    )
-    return json.loads(reply.data)["tasks"]
+async def submit(nc: Client, count: int, **fields: Any) -> list[TaskRef]:
+    body = SubmitTasks(tasks=[SubmitTask(description=f"task {i}", **fields) for i in range(count)])
+    return list((await micro.call(nc, "queue", "submit_batch", body, SubmittedTasks)).tasks)
 
 
 async def agent(s: ops.Scheduler, name: str) -> Json:
@@ -79,9 +77,7 @@ async def test_one_pass_assigns_many_agents_best_task_to_the_longest_idle(
     assigned = await matching.match_once(sched, nc, js, LATER)
 
     assert assigned == 10
-    holders = {
-        t["id"]: (await queue.get(f"/api/tasks/{t['id']}")).json()["assigned_to"] for t in made
-    }
+    holders = {t.id: (await queue.get(f"/api/tasks/{t.id}")).json()["assigned_to"] for t in made}
     assert list(holders.values()) == names[:10]  # oldest task to the longest idle agent
     sent = [(m.subject.split(".")[2], json.loads(m.data)) for m in await inbox.fetch(20, 5)]
     assert sorted((who, a["task"]["id"]) for who, a in sent) == sorted(
@@ -111,7 +107,7 @@ async def test_passes_side_by_side_never_give_one_task_to_two_agents(
         total += more
 
     assert total == 100
-    holders = [(await queue.get(f"/api/tasks/{t['id']}")).json()["assigned_to"] for t in made]
+    holders = [(await queue.get(f"/api/tasks/{t.id}")).json()["assigned_to"] for t in made]
     assert None not in holders
     assert len(set(holders)) == 100  # no agent holds two tasks, no task went twice
     busy = [n for n in names if (await agent(sched, n))["state"] == "assigned"]
@@ -127,9 +123,9 @@ async def test_capabilities_still_decide_in_a_batch(
 
     assert await matching.match_once(sched, nc, js, LATER) == 1
 
-    task = (await queue.get(f"/api/tasks/{gpu[0]['id']}")).json()
+    task = (await queue.get(f"/api/tasks/{gpu[0].id}")).json()
     assert task["assigned_to"] == "gpu-1"
-    assert (await queue.get(f"/api/tasks/{gpu[1]['id']}")).json()["state"] == "queued"
+    assert (await queue.get(f"/api/tasks/{gpu[1].id}")).json()["state"] == "queued"
     assert (await agent(sched, "plain-1"))["state"] == "idle"
 
 
@@ -140,9 +136,7 @@ async def test_many_agents_outcomes_in_one_batch_each_applied_in_order(
     await idle_agents(sched, nc, js, names)
     made = await submit(nc, 20)
     assert await matching.match_once(sched, nc, js, LATER) == 20
-    holders = {
-        t["id"]: (await queue.get(f"/api/tasks/{t['id']}")).json()["assigned_to"] for t in made
-    }
+    holders = {t.id: (await queue.get(f"/api/tasks/{t.id}")).json()["assigned_to"] for t in made}
     # the scheduler's consumer exists, all are stored before it reads: they come as one batch
     first = await js.pull_subscribe(subjects.REPORTS_ALL, durable=presence.CONSUMER)
     await first.unsubscribe()
@@ -151,7 +145,7 @@ async def test_many_agents_outcomes_in_one_batch_each_applied_in_order(
         for kind in ("accepted", "completed"):
             body = json.dumps(ids | {"kind": kind}).encode()
             await js.publish(f"agentcom.agent.{name}.report", body)
-    stale = {"agent_id": "o00", "task_id": made[1]["id"], "generation": 9, "kind": "failed"}
+    stale = {"agent_id": "o00", "task_id": made[1].id, "generation": 9, "kind": "failed"}
     await js.publish("agentcom.agent.o00.report", json.dumps(stale).encode())
     consumer = asyncio.create_task(presence.consume_reports(sched, nc, js))
     try:
@@ -166,7 +160,7 @@ async def test_many_agents_outcomes_in_one_batch_each_applied_in_order(
         with contextlib.suppress(asyncio.CancelledError):
             await consumer
 
-    tasks = [(await queue.get(f"/api/tasks/{t['id']}")).json() for t in made]
+    tasks = [(await queue.get(f"/api/tasks/{t.id}")).json() for t in made]
     assert [(t["state"], t["retry_count"]) for t in tasks] == [("completed", 0)] * 20
     for name in names:
         trail = [(h.to_state, h.reason.split()[0]) for h in await ops.history(sched, name)]

@@ -2,7 +2,7 @@
 
 With only its own NATS login, agent `evil` floods its report subject with 1,100 small task
 outcomes whose `result` holds a NUL (Postgres stores none). Each must be refused once
-(terminated and recorded as `agentcom.evt.hub.message_refused`), count against `evil` (which
+(terminated and recorded as `agentcom.evt.system.message_refused`), count against `evil` (which
 is cut off), and never hold up the other agent: a real sidecar, `good`, keeps getting tasks
 and finishing them, and the scheduler's report consumer ends with nothing unacked.
 """

@@ -21,7 +21,7 @@ from agentcom_common.settings import CommonSettings
 
 # a throwaway schema: one business table and its outbox; test_outbox.py imports these too
 SCHEMA = "outbox_test"
-SUBJECT = "agentcom.evt.hub.service_started"
+SUBJECT = "agentcom.evt.system.service_started"
 EVENT = ServiceStarted(
     service="outbox-test", version="1", instance="test", started_at=datetime(2026, 1, 1, tzinfo=UTC)
 )

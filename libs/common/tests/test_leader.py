@@ -53,6 +53,8 @@ class Freezer:
     def __init__(self, pg: PgServer) -> None:
         self.pg = pg
         self.flows: list[asyncio.Event] = []
+        self.writers: list[asyncio.StreamWriter] = []
+        self.serving: set[asyncio.Task[Any]] = set()
         self.server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -64,14 +66,30 @@ class Freezer:
             flow.clear()
 
     async def close(self) -> None:
+        """Stop listening and drop every connection, frozen or not (nothing may outlive the
+        test: a pending pipe or an open socket would fail a later one's warning check)."""
         if self.server is not None:
             self.server.close()
+        for task in self.serving:
+            task.cancel()
+        await asyncio.gather(*self.serving, return_exceptions=True)
+        for writer in self.writers:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        if self.server is not None:
+            await self.server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.serving.add(task)
+        self.writers.append(writer)
         if self.pg.host.startswith("/"):
             up = await asyncio.open_unix_connection(f"{self.pg.host}/.s.PGSQL.{self.pg.port}")
         else:
             up = await asyncio.open_connection(self.pg.host, self.pg.port)
+        self.writers.append(up[1])
         flow = asyncio.Event()
         flow.set()
         self.flows.append(flow)

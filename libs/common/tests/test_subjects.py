@@ -1,6 +1,7 @@
 import pytest
 
 from agentcom_common import subjects
+from agentcom_common.contracts import EVENTS
 
 
 @pytest.mark.parametrize("bad", ["a.b", "*", ">", "", "x" * 65, "sp ace", "a>b"])
@@ -19,3 +20,13 @@ def test_agent_subjects_fall_inside_their_streams() -> None:
 def test_event_names_are_single_lowercase_tokens() -> None:
     with pytest.raises(ValueError, match="lowercase"):
         subjects.event("task", "done.now")
+
+
+def test_every_event_subject_has_its_contract() -> None:
+    named = {
+        value
+        for value in vars(subjects).values()
+        if isinstance(value, str) and value.startswith("agentcom.evt.") and "*" not in value
+    } - {subjects.EVENTS_ALL, subjects.TASK_EVENTS, subjects.AGENT_EVENTS}
+
+    assert named == set(EVENTS)

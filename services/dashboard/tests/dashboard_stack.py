@@ -6,7 +6,6 @@ so every app runs under uvicorn in this event loop (lifespans and all).
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,7 +18,8 @@ import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client
 
-from agentcom_common import auth
+from agentcom_common import auth, micro
+from agentcom_common.contracts.task import Claimed, ClaimTask, Reported, ReportTask, TaskView
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually, free_port
 from agentcom_dashboard.app import create_app as dashboard_app
@@ -99,21 +99,19 @@ class Stack:
         await eventually(taken, timeout=20)
 
 
-async def rpc(nc: Client, op: str, body: Json) -> Json:
-    reply = await nc.request(f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=10)
-    assert not (reply.headers and "Nats-Service-Error-Code" in reply.headers), reply.headers
-    return json.loads(reply.data)
-
-
-async def claim(nc: Client, agent: str = "a1") -> Json:
-    task = (await rpc(nc, "claim", {"agent_id": agent}))["task"]
+async def claim(nc: Client, agent: str = "a1") -> TaskView:
+    task = (await micro.call(nc, "queue", "claim", ClaimTask(agent_id=agent), Claimed)).task
     assert task is not None
     return task
 
 
-async def report(nc: Client, task: Json, outcome: str, agent: str = "a1", **fields: Any) -> Json:
-    body = {"task_id": task["id"], "agent_id": agent, "generation": task["generation"]}
-    return await rpc(nc, "report", body | {"outcome": outcome} | fields)
+async def report(
+    nc: Client, task: TaskView, outcome: Reported, agent: str = "a1", **fields: Any
+) -> TaskView:
+    body = ReportTask(
+        task_id=task.id, agent_id=agent, generation=task.generation, outcome=outcome, **fields
+    )
+    return await micro.call(nc, "queue", "report", body, TaskView, timeout=10)
 
 
 async def dead_letter(stack: Stack, nc: Client, description: str = "doomed") -> Json:

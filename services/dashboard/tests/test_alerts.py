@@ -143,7 +143,7 @@ async def test_stuck_tasks_fire_clear_and_critical_ignores_the_cooldown(
 
     fired = await alerts.wait_for("stuck_tasks", "fired")
     assert fired["severity"] == "warning"
-    assert fired["details"]["task_ids"] == [first["id"]]
+    assert fired["details"]["task_ids"] == [first.id]
 
     await report(nc, first, "accepted")
     await report(nc, first, "completed", result={})
@@ -154,7 +154,7 @@ async def test_stuck_tasks_fire_clear_and_critical_ignores_the_cooldown(
     second, third = await claim(nc), await claim(nc, "a2")
     critical = await alerts.wait_for("stuck_tasks", "fired", count=2)  # inside the 1 h cooldown
     assert critical["severity"] == "critical"
-    assert sorted(critical["details"]["task_ids"]) == sorted([second["id"], third["id"]])
+    assert sorted(critical["details"]["task_ids"]) == sorted([second.id, third.id])
 
 
 async def test_no_agents_online_fires_for_an_offline_fleet_and_clears(

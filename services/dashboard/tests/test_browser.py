@@ -185,7 +185,7 @@ async def populate(stack: Stack, nc: Client, js: JetStreamContext) -> None:
             ("run_tests", "pytest tests/webhooks -q"),
         ]
     ):
-        body = {"task_id": working["id"], "tool": tool, "args_summary": args, "step": n}
+        body = {"task_id": working.id, "tool": tool, "args_summary": args, "step": n}
         await js.publish("agentcom.evt.task.tool_call", json.dumps(body).encode())
     beat = {"kind": "heartbeat", "cpu_percent": 37.0, "ram_percent": 58.0, "vram_percent": 71.0}
     await nc.publish("agentcom.agent.rocinante.report", json.dumps(beat).encode())

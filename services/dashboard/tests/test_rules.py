@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from agentcom_common import subjects
 from agentcom_common.contracts.alert import AlertCleared, AlertFired, Severity
 from agentcom_common.errors import NotFoundError
 from agentcom_dashboard import alerts
@@ -167,3 +168,17 @@ def test_tracker_keeps_only_the_most_recently_changed_goals() -> None:
     assert f"g{MAX_GOALS + 49}" in tracker.goals
     assert "g49" not in tracker.goals
     assert "g50" in tracker.goals
+
+
+def test_the_platforms_own_events_are_not_the_hubs() -> None:
+    tracker = Tracker(timedelta(hours=1))
+    started = {"service": "queue", "version": "1", "instance": "h:1", "started_at": T0.isoformat()}
+    tracker.on_event(Event(1, subjects.SERVICE_STARTED, T0, started))
+    tracker.on_event(Event(2, subjects.MESSAGE_REFUSED, T0, {"consumer": "c", "code": "x"}))
+
+    assert tracker.hub == {}
+    assert tracker.events_seen == {"system": 2}
+
+    tracker.on_event(Event(3, subjects.HUB_STATE_CHANGED, T0, {"to_state": "executing"}))
+
+    assert tracker.hub["to_state"] == "executing"

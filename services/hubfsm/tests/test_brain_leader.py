@@ -2,7 +2,7 @@
 hub; when it stops or is killed, the other takes over within a few leader intervals."""
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ def fast(hub_settings: HubSettings) -> HubSettings:
 
 
 @contextlib.asynccontextmanager
-async def replica(app: FastAPI, token: str) -> AsyncIterator[httpx.AsyncClient]:
+async def replica(app: FastAPI, token: str) -> AsyncGenerator[httpx.AsyncClient]:
     async with running(app, "http://hubfsm") as client:
         client.headers["Authorization"] = f"Bearer {token}"
         yield client

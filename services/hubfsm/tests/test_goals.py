@@ -4,7 +4,12 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 from nats.aio.client import Client
+
+from agentcom_common import micro
+from agentcom_common.contracts.hub import GoalDetail, GoalRef, GoalView, SubmitGoal
+from agentcom_common.errors import ConflictError, NotFoundError
 
 Json = dict[str, Any]
 GOAL: Json = {
@@ -98,3 +103,22 @@ async def test_goals_are_listed_newest_first_filtered_and_paged(api: httpx.Async
     cancelled = (await api.get("/api/goals", params={"state": "cancelled"})).json()
     assert [g["id"] for g in cancelled["goals"]] == [ids[0]]
     assert (await api.get("/api/goals", params={"state": "bogus"})).status_code == 422
+
+
+async def test_the_nats_rpc_does_what_the_routes_do(api: httpx.AsyncClient, nc: Client) -> None:
+    del api  # the running hub answers on NATS
+    body = SubmitGoal.model_validate(GOAL | {"client_key": "nats-1"})
+    goal = await micro.call(nc, "hub", "submit_goal", body, GoalView)
+    assert goal.source == "nats"
+    assert goal.created_by == "nats"
+    again = await micro.call(nc, "hub", "submit_goal", body, GoalView)
+    assert again.id == goal.id
+    shown = await micro.call(nc, "hub", "goal", GoalRef(goal_id=goal.id), GoalDetail)
+    assert shown.state == "submitted"
+    await micro.call(nc, "hub", "cancel_goal", GoalRef(goal_id=goal.id), GoalDetail)
+    with pytest.raises(ConflictError) as refused:
+        await micro.call(nc, "hub", "cancel_goal", GoalRef(goal_id=goal.id), GoalDetail)
+    assert refused.value.code == "transition_refused"
+    with pytest.raises(NotFoundError) as unknown:
+        await micro.call(nc, "hub", "goal", GoalRef(goal_id="goal-0000000000000000"), GoalDetail)
+    assert unknown.value.code == "goal_not_found"

@@ -9,37 +9,71 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
+from agentcom_common import micro
+from agentcom_common.contracts.task import (
+    ClaimedTasks,
+    ClaimForAgents,
+    ClaimTasks,
+    Reported,
+    ReportedTasks,
+    ReportOutcome,
+    ReportTask,
+    ReportTasks,
+    RequeueTask,
+    SubmitTask,
+    SubmitTasks,
+    SubmittedTasks,
+    TaskRef,
+    TaskState,
+    TaskView,
+)
+from agentcom_common.errors import ConflictError, InvalidError
+
 Json = dict[str, Any]
 
 
-async def rpc(nc: Client, op: str, body: Json) -> Json:
+async def refused(nc: Client, op: str, body: Json) -> tuple[str, str]:
+    """(code, detail) of a request its contract refuses: sent as raw JSON, since `micro.call`
+    takes only a request that validates."""
     reply = await nc.request(f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=10)
-    if reply.headers and "Nats-Service-Error-Code" in reply.headers:
-        return {
-            "error": reply.headers["Nats-Service-Error-Code"],
-            "detail": reply.headers.get("Nats-Service-Error", ""),
-        }
-    return json.loads(reply.data)
+    headers = reply.headers or {}
+    return headers.get(micro.ERROR_CODE, "no error"), headers.get(micro.ERROR_DETAIL, "")
 
 
-async def submit_many(nc: Client, count: int, **fields: Any) -> list[Json]:
-    tasks = [{"description": f"task {i}"} | fields for i in range(count)]
-    return (await rpc(nc, "submit_batch", {"tasks": tasks}))["tasks"]
+async def submit_batch(nc: Client, tasks: list[SubmitTask]) -> list[TaskRef]:
+    body = SubmitTasks(tasks=tasks)
+    return (await micro.call(nc, "queue", "submit_batch", body, SubmittedTasks)).tasks
 
 
-async def claim_many(nc: Client, limit: int, agent: str = "a1") -> list[Json]:
-    return (await rpc(nc, "claim_batch", {"agent_id": agent, "limit": limit}))["tasks"]
+async def submit_many(nc: Client, count: int, **fields: Any) -> list[TaskRef]:
+    return await submit_batch(
+        nc, [SubmitTask(description=f"task {i}", **fields) for i in range(count)]
+    )
+
+
+async def claim_many(nc: Client, limit: int, agent: str = "a1") -> list[TaskView]:
+    body = ClaimTasks(agent_id=agent, limit=limit)
+    return list((await micro.call(nc, "queue", "claim_batch", body, ClaimedTasks)).tasks)
+
+
+async def claim_agents(nc: Client, agents: list[str], **fields: Any) -> list[TaskView]:
+    body = ClaimForAgents(agent_ids=agents, **fields)
+    return list((await micro.call(nc, "queue", "claim_agents", body, ClaimedTasks)).tasks)
 
 
 async def report_many(
-    nc: Client, tasks: list[Json], outcome: str, agent: str = "a1", **fields: Any
-) -> list[Json]:
+    nc: Client,
+    tasks: list[TaskView] | list[TaskRef],
+    outcome: Reported,
+    agent: str = "a1",
+    **fields: Any,
+) -> list[ReportOutcome]:
     reports = [
-        {"task_id": t["id"], "agent_id": agent, "generation": t["generation"], "outcome": outcome}
-        | fields
+        ReportTask(task_id=t.id, agent_id=agent, generation=t.generation, outcome=outcome, **fields)
         for t in tasks
     ]
-    return (await rpc(nc, "report_batch", {"reports": reports}))["results"]
+    body = ReportTasks(reports=reports)
+    return list((await micro.call(nc, "queue", "report_batch", body, ReportedTasks)).results)
 
 
 async def history(api: httpx.AsyncClient, task_id: str) -> list[Json]:
@@ -62,12 +96,12 @@ async def test_a_batch_is_submitted_in_order_and_claimed_fifo(
 
     claimed = await claim_many(nc, 10)
 
-    assert [t["id"] for t in claimed] == [t["id"] for t in urgent + submitted]
-    assert {t["state"] for t in claimed} == {"assigned"}
-    assert {t["generation"] for t in claimed} == {1}
-    assert {t["assigned_to"] for t in claimed} == {"a1"}
+    assert [t.id for t in claimed] == [t.id for t in urgent + submitted]
+    assert {t.state for t in claimed} == {"assigned"}
+    assert {t.generation for t in claimed} == {1}
+    assert {t.assigned_to for t in claimed} == {"a1"}
     assert await claim_many(nc, 10) == []
-    assert [h["to_state"] for h in await history(api, submitted[0]["id"])] == [
+    assert [h["to_state"] for h in await history(api, submitted[0].id)] == [
         "queued",
         "assigned",
     ]
@@ -93,7 +127,7 @@ async def test_every_batch_transition_has_its_event_and_history_row(
 
     got = await events(sub, 12)
 
-    ids = sorted(t["id"] for t in submitted)
+    ids = sorted(t.id for t in submitted)
     for name, source, target in [
         ("submitted", None, "queued"),
         ("assigned", "queued", "assigned"),
@@ -120,17 +154,18 @@ async def test_a_stale_report_is_refused_alone_and_changes_nothing(
 ) -> None:
     await submit_many(nc, 2)
     first, second = await claim_many(nc, 2)
-    await rpc(nc, "requeue", {"task_id": first["id"], "generation": 1, "reason": "agent lost"})
+    back = RequeueTask(task_id=first.id, generation=1, reason="agent lost")
+    await micro.call(nc, "queue", "requeue", back, TaskView)
     reclaimed = await claim_many(nc, 1, agent="a2")
-    assert reclaimed[0]["id"] == first["id"]
-    assert reclaimed[0]["generation"] == 2
+    assert reclaimed[0].id == first.id
+    assert reclaimed[0].generation == 2
 
     results = await report_many(nc, [first, second], "accepted")
 
-    assert results[0]["ok"] is False
-    assert results[0]["error_code"] == "stale_generation"
-    assert results[1] == results[1] | {"ok": True, "state": "working", "generation": 1}
-    task = (await api.get(f"/api/tasks/{first['id']}")).json()
+    assert results[0].ok is False
+    assert results[0].error_code == "stale_generation"
+    assert (results[1].ok, results[1].state, results[1].generation) == (True, "working", 1)
+    task = (await api.get(f"/api/tasks/{first.id}")).json()
     assert (task["state"], task["assigned_to"], task["generation"]) == ("assigned", "a2", 2)
 
 
@@ -143,8 +178,8 @@ async def test_a_repeated_batch_report_is_acknowledged_without_a_second_change(
 
     again = await report_many(nc, claimed, "accepted")
 
-    assert [(r["ok"], r["state"]) for r in again] == [(True, "working"), (True, "working")]
-    rows = await history(api, claimed[0]["id"])
+    assert [(r.ok, r.state) for r in again] == [(True, "working"), (True, "working")]
+    rows = await history(api, claimed[0].id)
     assert [h["to_state"] for h in rows] == ["queued", "assigned", "working"]
 
 
@@ -154,10 +189,11 @@ async def test_batch_reports_check_agent_and_task(nc: Client) -> None:
     (mine,) = await claim_many(nc, 1)
 
     wrong_agent = await report_many(nc, [mine], "accepted", agent="intruder")
-    missing = await report_many(nc, [{"id": "task-0123456789abcdef", "generation": 1}], "accepted")
+    unknown = TaskRef(id="task-0123456789abcdef", state=TaskState.ASSIGNED, generation=1)
+    missing = await report_many(nc, [unknown], "accepted")
 
-    assert wrong_agent[0]["error_code"] == "wrong_agent"
-    assert missing[0]["error_code"] == "task_not_found"
+    assert wrong_agent[0].error_code == "wrong_agent"
+    assert missing[0].error_code == "task_not_found"
 
 
 async def test_an_outcome_may_follow_the_claim_without_accepted(
@@ -173,7 +209,7 @@ async def test_an_outcome_may_follow_the_claim_without_accepted(
     again = await report_many(nc, claimed[:1], "completed")
     got = await events(sub, 3 + 3 + 3 + 1)  # submitted, assigned, outcome; the retry of `failed`
 
-    assert [(r["ok"], r["state"]) for r in results] == [
+    assert [(r.ok, r.state) for r in results] == [
         (True, "completed"),
         (True, "partial_pass"),
         (True, "queued"),  # retried: max_retries 3
@@ -190,7 +226,7 @@ async def test_an_outcome_may_follow_the_claim_without_accepted(
     }
     assert [
         (h["from_state"], h["to_state"], h["reason"], h["generation"])
-        for h in await history(api, claimed[0]["id"])
+        for h in await history(api, claimed[0].id)
     ] == [
         (None, "queued", "submitted", 0),
         ("queued", "assigned", "claimed", 1),
@@ -206,78 +242,71 @@ async def test_batch_failures_retry_then_dead_letter(api: httpx.AsyncClient, nc:
         assert len(claimed) == 2
         await report_many(nc, claimed, "accepted")
         results = await report_many(nc, claimed, "failed", error="boom")
-        assert {r["state"] for r in results} == {expected}
+        assert {r.state for r in results} == {expected}
 
-    task = (await api.get(f"/api/tasks/{claimed[0]['id']}")).json()
+    task = (await api.get(f"/api/tasks/{claimed[0].id}")).json()
     assert (task["state"], task["last_error"], task["retry_count"]) == ("dead_letter", "boom", 1)
 
 
 async def test_a_batch_completion_releases_dependents(api: httpx.AsyncClient, nc: Client) -> None:
     parent = (await submit_many(nc, 1))[0]
-    child = (await submit_many(nc, 1, depends_on=[parent["id"]]))[0]
-    assert child["state"] == "waiting"
+    child = (await submit_many(nc, 1, depends_on=[parent.id]))[0]
+    assert child.state == "waiting"
 
     claimed = await claim_many(nc, 5)
-    assert [t["id"] for t in claimed] == [parent["id"]]
+    assert [t.id for t in claimed] == [parent.id]
     await report_many(nc, claimed, "accepted")
     await report_many(nc, claimed, "completed")
 
-    assert (await api.get(f"/api/tasks/{child['id']}")).json()["state"] == "queued"
+    assert (await api.get(f"/api/tasks/{child.id}")).json()["state"] == "queued"
 
 
 async def test_submit_batch_keeps_client_keys_idempotent(
     api: httpx.AsyncClient, nc: Client
 ) -> None:
-    before = (await rpc(nc, "submit_batch", {"tasks": [{"description": "x", "client_key": "k1"}]}))[
-        "tasks"
-    ][0]
+    (before,) = await submit_batch(nc, [SubmitTask(description="x", client_key="k1")])
 
     tasks = [
-        {"description": "again", "client_key": "k1"},
-        {"description": "new", "client_key": "k2"},
-        {"description": "new twice", "client_key": "k2"},
+        SubmitTask(description="again", client_key="k1"),
+        SubmitTask(description="new", client_key="k2"),
+        SubmitTask(description="new twice", client_key="k2"),
     ]
-    refs = (await rpc(nc, "submit_batch", {"tasks": tasks}))["tasks"]
+    refs = await submit_batch(nc, tasks)
 
-    assert refs[0]["id"] == before["id"]
-    assert refs[1]["id"] == refs[2]["id"] != before["id"]
+    assert refs[0].id == before.id
+    assert refs[1].id == refs[2].id != before.id
     listed = (await api.get("/api/tasks")).json()["tasks"]
     assert len(listed) == 2
 
 
 @pytest.mark.usefixtures("api")
 async def test_submit_batch_names_the_bad_task(nc: Client) -> None:
-    unknown = {"description": "x", "depends_on": ["task-0123456789abcdef"]}
-    reply = await rpc(nc, "submit_batch", {"tasks": [{"description": "ok"}, unknown]})
-    assert reply["error"] == "unknown_dependencies"
-    assert "task-0123456789abcdef" in reply["detail"]
+    unknown = SubmitTask(description="x", depends_on=["task-0123456789abcdef"])
+    with pytest.raises(ConflictError) as caught:
+        await submit_batch(nc, [SubmitTask(description="ok"), unknown])
+    assert caught.value.code == "unknown_dependencies"
+    assert "task-0123456789abcdef" in caught.value.detail
 
-    invalid = await rpc(nc, "submit_batch", {"tasks": [{"description": "ok"}, {"priorty": "x"}]})
-    assert invalid["error"] == "invalid_field"
-    assert invalid["detail"].startswith("tasks.1.")
+    code, detail = await refused(
+        nc, "submit_batch", {"tasks": [{"description": "ok"}, {"priorty": "x"}]}
+    )
+    assert code == "invalid_field"
+    assert detail.startswith("tasks.1.")
 
 
 @pytest.mark.usefixtures("api")
 async def test_batch_limits_are_enforced_by_field(nc: Client) -> None:
-    too_many = await rpc(nc, "claim_batch", {"agent_id": "a1", "limit": 1001})
-    empty = await rpc(nc, "report_batch", {"reports": []})
+    too_many = await refused(nc, "claim_batch", {"agent_id": "a1", "limit": 1001})
+    empty = await refused(nc, "report_batch", {"reports": []})
     await submit_many(nc, 1)
     claimed = await claim_many(nc, 1)
-    twice = await rpc(
-        nc,
-        "report_batch",
-        {
-            "reports": [
-                {"task_id": claimed[0]["id"], "agent_id": "a1", "generation": 1, "outcome": o}
-                for o in ("accepted", "completed")
-            ]
-        },
-    )
+    with pytest.raises(InvalidError) as twice:
+        await report_many(nc, claimed * 2, "accepted")
 
-    assert (too_many["error"], too_many["detail"].split(":")[0]) == ("invalid_field", "limit")
-    assert (empty["error"], empty["detail"].split(":")[0]) == ("invalid_field", "reports")
-    assert twice["error"] == "invalid_field"
-    assert "reported twice" in twice["detail"]
+    assert (too_many[0], too_many[1].split(":")[0]) == ("invalid_field", "limit")
+    assert (empty[0], empty[1].split(":")[0]) == ("invalid_field", "reports")
+    assert "reported twice" in twice.value.detail
+    assert twice.value.field == "reports.1.task_id"
 
 
 async def test_a_submitted_batch_inherits_the_top_active_repo(
@@ -288,18 +317,18 @@ async def test_a_submitted_batch_inherits_the_top_active_repo(
     refs = await submit_many(nc, 2)
     own = await submit_many(nc, 1, repo="https://example.test/own")
 
-    repos = [(await api.get(f"/api/tasks/{r['id']}")).json()["repo"] for r in refs + own]
+    repos = [(await api.get(f"/api/tasks/{r.id}")).json()["repo"] for r in refs + own]
     assert repos == ["https://example.test/top"] * 2 + ["https://example.test/own"]
 
 
 @pytest.mark.usefixtures("api")
 async def test_concurrent_batch_claimers_never_share_a_task(nc: Client) -> None:
-    made = [t["id"] for t in await submit_many(nc, 200)]
+    made = [t.id for t in await submit_many(nc, 200)]
 
     async def claimer(agent: str) -> list[str]:
         got: list[str] = []
         while batch := await claim_many(nc, 7, agent=agent):
-            got += [t["id"] for t in batch]
+            got += [t.id for t in batch]
         return got
 
     claimed = await asyncio.gather(*(claimer(f"agent-{i}") for i in range(10)))
@@ -327,8 +356,8 @@ async def test_a_batch_task_is_stored_as_a_single_submit_stores_it(
         "goal_id": "goal-1",
     }
     single = (await api.post("/api/tasks", json=body)).json()
-    ref = (await rpc(nc, "submit_batch", {"tasks": [body]}))["tasks"][0]
-    batched = (await api.get(f"/api/tasks/{ref['id']}")).json()
+    (ref,) = await submit_batch(nc, [SubmitTask.model_validate(body)])
+    batched = (await api.get(f"/api/tasks/{ref.id}")).json()
 
     ignored = {"id", "created_at", "updated_at", "waiting_reason"}  # a GET's answer, not stored
     assert {k: v for k, v in batched.items() if k not in ignored} == {
@@ -342,13 +371,13 @@ async def test_a_batch_task_depending_on_a_dead_letter_is_blocked(
     parent = (await submit_many(nc, 1, max_retries=0))[0]
     claimed = await claim_many(nc, 1)
     await report_many(nc, claimed, "accepted")
-    assert (await report_many(nc, claimed, "failed"))[0]["state"] == "dead_letter"
+    assert (await report_many(nc, claimed, "failed"))[0].state == "dead_letter"
 
-    child = (await submit_many(nc, 1, depends_on=[parent["id"]]))[0]
+    child = (await submit_many(nc, 1, depends_on=[parent.id]))[0]
 
-    shown = (await api.get(f"/api/tasks/{child['id']}")).json()
+    shown = (await api.get(f"/api/tasks/{child.id}")).json()
     assert shown["state"] == "waiting"
-    assert parent["id"] in shown["blocked_reason"]
+    assert parent.id in shown["blocked_reason"]
 
 
 async def test_claim_agents_gives_one_task_each_best_first(
@@ -356,25 +385,23 @@ async def test_claim_agents_gives_one_task_each_best_first(
 ) -> None:
     made = await submit_many(nc, 3)
 
-    got = (await rpc(nc, "claim_agents", {"agent_ids": ["first", "second", "third", "fourth"]}))[
-        "tasks"
-    ]
-    again = await rpc(nc, "claim_agents", {"agent_ids": ["fifth"]})
+    got = await claim_agents(nc, ["first", "second", "third", "fourth"])
+    again = await claim_agents(nc, ["fifth"])
 
-    assert [(t["id"], t["assigned_to"]) for t in got] == [
-        (made[0]["id"], "first"),
-        (made[1]["id"], "second"),
-        (made[2]["id"], "third"),
+    assert [(t.id, t.assigned_to) for t in got] == [
+        (made[0].id, "first"),
+        (made[1].id, "second"),
+        (made[2].id, "third"),
     ]
-    assert [t["generation"] for t in got] == [1, 1, 1]
-    assert again["tasks"] == []
-    trail = await history(api, made[1]["id"])
+    assert [t.generation for t in got] == [1, 1, 1]
+    assert again == []
+    trail = await history(api, made[1].id)
     assert (trail[-1]["to_state"], trail[-1]["actor"]) == ("assigned", "second")
     # the agent named on the task is the one the queue accepts reports from
     results = await report_many(nc, got[1:2], "accepted", agent="second")
     wrong = await report_many(nc, got[2:3], "accepted", agent="second")
-    assert results[0]["ok"] is True
-    assert wrong[0]["error_code"] == "wrong_agent"
+    assert results[0].ok is True
+    assert wrong[0].error_code == "wrong_agent"
 
 
 @pytest.mark.usefixtures("api")
@@ -382,16 +409,14 @@ async def test_claim_agents_honours_capabilities_and_refuses_a_repeated_agent(nc
     await submit_many(nc, 2, needed_capabilities=["gpu"])
     await submit_many(nc, 1)
 
-    plain = (await rpc(nc, "claim_agents", {"agent_ids": ["a", "b"]}))["tasks"]
-    twice = await rpc(nc, "claim_agents", {"agent_ids": ["c", "c"]})
-    gpu = (await rpc(nc, "claim_agents", {"agent_ids": ["c", "d", "e"], "capabilities": ["gpu"]}))[
-        "tasks"
-    ]
+    plain = await claim_agents(nc, ["a", "b"])
+    with pytest.raises(InvalidError) as twice:
+        await claim_agents(nc, ["c", "c"])
+    gpu = await claim_agents(nc, ["c", "d", "e"], capabilities=["gpu"])
 
-    assert [t["needed_capabilities"] for t in plain] == [[]]
-    assert twice["error"] == "invalid_field"
-    assert "agent_ids" in twice["detail"]
-    assert [(t["assigned_to"], t["needed_capabilities"]) for t in gpu] == [
+    assert [t.needed_capabilities for t in plain] == [[]]
+    assert twice.value.field == "agent_ids"
+    assert [(t.assigned_to, t.needed_capabilities) for t in gpu] == [
         ("c", ["gpu"]),
         ("d", ["gpu"]),
     ]
@@ -399,13 +424,13 @@ async def test_claim_agents_honours_capabilities_and_refuses_a_repeated_agent(nc
 
 @pytest.mark.usefixtures("api")
 async def test_concurrent_agent_claimers_never_share_a_task(nc: Client) -> None:
-    made = [t["id"] for t in await submit_many(nc, 120)]
+    made = [t.id for t in await submit_many(nc, 120)]
 
     async def claimer(group: int) -> list[str]:
         got: list[str] = []
         agents = [f"g{group}-{i}" for i in range(5)]
-        while batch := (await rpc(nc, "claim_agents", {"agent_ids": agents}))["tasks"]:
-            got += [t["id"] for t in batch]
+        while batch := await claim_agents(nc, agents):
+            got += [t.id for t in batch]
         return got
 
     claimed = await asyncio.gather(*(claimer(g) for g in range(6)))

@@ -3,45 +3,59 @@
 import asyncio
 import json
 from collections import Counter
-from typing import Any
+from typing import TypeVar
 
 import pytest
 from nats.aio.client import Client
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeoutError
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agentcom_common import micro
+from agentcom_common.contracts.task import (
+    Claimed,
+    ClaimTask,
+    ReportTask,
+    RequeueTask,
+    SubmitTask,
+    TaskView,
+)
+from agentcom_common.errors import AgentcomError
 from agentcom_common.testing import ServiceProcess
 
 pytestmark = pytest.mark.system
 
 TASKS = 1000
 TERMINAL = {"completed", "dead_letter"}
-Json = dict[str, Any]
+M = TypeVar("M", bound=BaseModel)
 
 
-async def call(nc: Client, op: str, body: Json) -> Json:
-    """Retry through the outage: no responders / timeouts mean the queue is down, not an answer."""
+async def call(nc: Client, op: str, body: BaseModel, reply: type[M]) -> M | None:
+    """Retry through the outage: no responders / timeouts mean the queue is down, not an answer.
+    None: the queue refused (a report the crash made stale); the flow goes on."""
     for _ in range(600):
         try:
-            reply = await nc.request(
-                f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=2
-            )
-        except (NoRespondersError, NatsTimeoutError):
+            return await micro.call(nc, "queue", op, body, reply, timeout=2)
+        except AgentcomError as exc:
+            if exc.code != "queue_unavailable":
+                return None
             await asyncio.sleep(0.05)
-            continue
-        if reply.headers and "Nats-Service-Error-Code" in reply.headers:
-            return {"error": reply.headers["Nats-Service-Error-Code"]}
-        return json.loads(reply.data)
     raise AssertionError(f"queue never answered {op}")
 
 
 async def work(nc: Client, agent: str, failing: set[str]) -> None:
-    while (task := (await call(nc, "claim", {"agent_id": agent}))["task"]) is not None:
-        ids = {"task_id": task["id"], "agent_id": agent, "generation": task["generation"]}
-        await call(nc, "report", ids | {"outcome": "accepted"})
-        outcome = "failed" if task["description"] in failing else "completed"
-        await call(nc, "report", ids | {"outcome": outcome, "error": "planned failure"})
+    while True:
+        claimed = await call(nc, "claim", ClaimTask(agent_id=agent), Claimed)
+        assert claimed is not None, "a claim is never refused"
+        if (task := claimed.task) is None:
+            return
+        accept = ReportTask(
+            task_id=task.id, agent_id=agent, generation=task.generation, outcome="accepted"
+        )
+        await call(nc, "report", accept, TaskView)
+        outcome = "failed" if task.description in failing else "completed"
+        end = accept.model_copy(update={"outcome": outcome, "error": "planned failure"})
+        await call(nc, "report", end, TaskView)
 
 
 async def test_kill_9_mid_flow_loses_and_doubles_nothing(
@@ -54,7 +68,8 @@ async def test_kill_9_mid_flow_loses_and_doubles_nothing(
                 call(
                     nc,
                     "submit",
-                    {"description": f"task {i}", "max_retries": 1, "client_key": f"k{i}"},
+                    SubmitTask(description=f"task {i}", max_retries=1, client_key=f"k{i}"),
+                    TaskView,
                 )
                 for i in range(start, start + 100)
             )
@@ -77,15 +92,10 @@ async def test_kill_9_mid_flow_loses_and_doubles_nothing(
             )
         ).all()
     for orphan in orphans:
-        await call(
-            nc,
-            "requeue",
-            {
-                "task_id": orphan.id,
-                "generation": orphan.generation,
-                "reason": "orphaned by the crash",
-            },
+        back = RequeueTask(
+            task_id=orphan.id, generation=orphan.generation, reason="orphaned by the crash"
         )
+        await call(nc, "requeue", back, TaskView)
     await asyncio.gather(*(work(nc, f"w{i}", failing) for i in range(4)))
 
     async with engine.connect() as conn:

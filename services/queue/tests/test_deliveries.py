@@ -3,7 +3,6 @@ scheduler's requeues (missed acceptance, hello reconcile, stranded sweep) count 
 so a task that crashes every sidecar before it journals the assignment used to bounce from
 agent to agent forever. Driven through the queue's NATS RPC, as the scheduler calls it."""
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +10,16 @@ import httpx
 import pytest
 from nats.aio.client import Client
 
+from agentcom_common import micro
+from agentcom_common.contracts.task import (
+    Claimed,
+    ClaimTask,
+    Reported,
+    ReportTask,
+    RequeueTask,
+    TaskView,
+)
+from agentcom_common.errors import ConflictError
 from agentcom_common.testing import running
 from agentcom_queue.app import create_app
 from agentcom_queue.settings import QueueSettings
@@ -25,19 +34,20 @@ async def submit(api: httpx.AsyncClient, **fields: Any) -> Json:
     return made.json()
 
 
-async def rpc(nc: Client, op: str, body: Json) -> Json:
-    reply = await nc.request(f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=10)
-    assert not (reply.headers and "Nats-Service-Error-Code" in reply.headers), reply.headers
-    return json.loads(reply.data)
+async def claim(nc: Client) -> TaskView | None:
+    return (await micro.call(nc, "queue", "claim", ClaimTask(agent_id="a1"), Claimed)).task
 
 
-async def claim(nc: Client) -> Json | None:
-    return (await rpc(nc, "claim", {"agent_id": "a1"}))["task"]
+async def report(nc: Client, task: TaskView, outcome: Reported, error: str) -> TaskView:
+    body = ReportTask(
+        task_id=task.id, agent_id="a1", generation=task.generation, outcome=outcome, error=error
+    )
+    return await micro.call(nc, "queue", "report", body, TaskView, timeout=10)
 
 
-async def report(nc: Client, task: Json, outcome: str, error: str) -> Json:
-    body = {"task_id": task["id"], "agent_id": "a1", "generation": task["generation"]}
-    return await rpc(nc, "report", body | {"outcome": outcome, "error": error})
+async def requeue(nc: Client, task: TaskView, reason: str, **fields: Any) -> TaskView:
+    back = RequeueTask(task_id=task.id, generation=task.generation, reason=reason, **fields)
+    return await micro.call(nc, "queue", "requeue", back, TaskView, timeout=10)
 
 
 @pytest.fixture
@@ -50,11 +60,10 @@ async def capped(
         yield client
 
 
-async def hand_out_and_back(nc: Client, reason: str) -> Json:
+async def hand_out_and_back(nc: Client, reason: str) -> TaskView:
     task = await claim(nc)
     assert task is not None
-    back = {"task_id": task["id"], "generation": task["generation"], "reason": reason}
-    return await rpc(nc, "requeue", back)
+    return await requeue(nc, task, reason)
 
 
 async def test_a_task_handed_back_again_and_again_is_dead_lettered_at_the_cap(
@@ -62,12 +71,12 @@ async def test_a_task_handed_back_again_and_again_is_dead_lettered_at_the_cap(
 ) -> None:
     made = await submit(capped, max_retries=5)
     for _ in range(CAP - 1):
-        assert (await hand_out_and_back(nc, "agent a1 did not accept in time"))["state"] == "queued"
+        assert (await hand_out_and_back(nc, "agent a1 did not accept in time")).state == "queued"
 
     last = await hand_out_and_back(nc, "agent a1 did not accept in time")
 
-    assert last["state"] == "dead_letter", last
-    assert last["retry_count"] == 0  # no failure report ever came: only deliveries ran out
+    assert last.state == "dead_letter", last
+    assert last.retry_count == 0  # no failure report ever came: only deliveries ran out
     assert await claim(nc) is None  # not offered again
     history = (await capped.get(f"/api/tasks/{made['id']}/history")).json()
     assert [h["to_state"] for h in history][-2:] == ["failed", "dead_letter"]
@@ -82,16 +91,16 @@ async def test_failures_and_hand_backs_share_the_cap_and_a_retry_by_hand_starts_
     await hand_out_and_back(nc, "sidecar lost it")
     failing = await claim(nc)
     assert failing is not None
-    assert (await report(nc, failing, "failed", error="boom"))["state"] == "queued"
+    assert (await report(nc, failing, "failed", error="boom")).state == "queued"
     third = await claim(nc)
     assert third is not None
 
     ended = await report(nc, third, "failed", error="boom again")  # retries remain, deliveries not
 
-    assert ended["state"] == "dead_letter", ended
+    assert ended.state == "dead_letter", ended
     retried = await capped.post(f"/api/tasks/{made['id']}/retry")
     assert retried.json()["state"] == "queued"
-    assert (await hand_out_and_back(nc, "sidecar lost it"))["state"] == "queued"  # a fresh count
+    assert (await hand_out_and_back(nc, "sidecar lost it")).state == "queued"  # a fresh count
 
 
 async def test_a_missed_acceptance_hand_back_loses_to_an_accepted_that_applied_first(
@@ -104,20 +113,14 @@ async def test_a_missed_acceptance_hand_back_loses_to_an_accepted_that_applied_f
     task = await claim(nc)
     assert task is not None
     await report(nc, task, "accepted", "")
-    back = {"task_id": task["id"], "generation": task["generation"], "reason": "agent a1 late"}
-    reply = await nc.request(
-        "agentcom.rpc.queue.requeue",
-        json.dumps(back | {"unaccepted_only": True}).encode(),
-        timeout=10,
-    )
-    assert reply.headers is not None
-    assert reply.headers.get("Nats-Service-Error-Code") == "already_accepted", reply.headers
+    with pytest.raises(ConflictError) as refused:
+        await requeue(nc, task, "agent a1 late", unaccepted_only=True)
+    assert refused.value.code == "already_accepted"
     held = (await capped.get(f"/api/tasks/{made['id']}")).json()
     assert (held["state"], held["assigned_to"]) == ("working", "a1")
 
     other = await submit(capped)
     second = await claim(nc)
     assert second is not None
-    assert second["id"] == other["id"]
-    back = {"task_id": second["id"], "generation": second["generation"], "reason": "late"}
-    assert (await rpc(nc, "requeue", back | {"unaccepted_only": True}))["state"] == "queued"
+    assert second.id == other["id"]
+    assert (await requeue(nc, second, "late", unaccepted_only=True)).state == "queued"

@@ -2,7 +2,6 @@
 reason, unblocked, and repaired by the sweep, whichever path the dependency's outcome took."""
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -13,6 +12,17 @@ from nats.aio.client import Client
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agentcom_common import micro
+from agentcom_common.contracts.task import (
+    ClaimedTasks,
+    ClaimTasks,
+    Reported,
+    ReportedTasks,
+    ReportTask,
+    ReportTasks,
+    SubmitTask,
+    TaskView,
+)
 from agentcom_common.testing import eventually, running
 from agentcom_queue.app import create_app
 from agentcom_queue.settings import QueueSettings
@@ -32,14 +42,13 @@ async def swept(
         yield client
 
 
-async def rpc(nc: Client, op: str, body: Json) -> Json:
-    reply = await nc.request(f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=10)
-    if reply.headers and "Nats-Service-Error-Code" in reply.headers:
-        return {
-            "error": reply.headers["Nats-Service-Error-Code"],
-            "detail": reply.headers.get("Nats-Service-Error", ""),
-        }
-    return json.loads(reply.data)
+async def report(nc: Client, body: ReportTask) -> TaskView:
+    return await micro.call(nc, "queue", "report", body, TaskView, timeout=10)
+
+
+async def report_batch(nc: Client, reports: list[ReportTask]) -> ReportedTasks:
+    body = ReportTasks(reports=reports)
+    return await micro.call(nc, "queue", "report_batch", body, ReportedTasks, timeout=10)
 
 
 async def submit(api: httpx.AsyncClient, **fields: Any) -> Json:
@@ -52,30 +61,26 @@ async def task(api: httpx.AsyncClient, task_id: str) -> Json:
     return (await api.get(f"/api/tasks/{task_id}")).json()
 
 
-def report_of(claimed: Json, outcome: str, agent: str = "a1") -> Json:
-    return {
-        "task_id": claimed["id"],
-        "agent_id": agent,
-        "generation": claimed["generation"],
-        "outcome": outcome,
-    }
-
-
-async def claim_all(nc: Client, count: int) -> dict[str, Json]:
-    """Claim `count` tasks for agent a1 and report them accepted; by task id."""
-    claimed = (await rpc(nc, "claim_batch", {"agent_id": "a1", "limit": count}))["tasks"]
-    assert len(claimed) == count
-    accepted = await rpc(
-        nc, "report_batch", {"reports": [report_of(t, "accepted") for t in claimed]}
+def report_of(claimed: TaskView, outcome: Reported, **fields: Any) -> ReportTask:
+    return ReportTask(
+        task_id=claimed.id, agent_id="a1", generation=claimed.generation, outcome=outcome, **fields
     )
-    assert all(r["ok"] for r in accepted["results"]), accepted
-    return {t["id"]: t for t in claimed}
 
 
-async def run_to(nc: Client, parent: Json, outcome: str, **fields: Any) -> Json:
+async def claim_all(nc: Client, count: int) -> dict[str, TaskView]:
+    """Claim `count` tasks for agent a1 and report them accepted; by task id."""
+    ask = ClaimTasks(agent_id="a1", limit=count)
+    claimed = (await micro.call(nc, "queue", "claim_batch", ask, ClaimedTasks)).tasks
+    assert len(claimed) == count
+    accepted = await report_batch(nc, [report_of(t, "accepted") for t in claimed])
+    assert all(r.ok for r in accepted.results), accepted
+    return {t.id: t for t in claimed}
+
+
+async def run_to(nc: Client, parent: Json, outcome: Reported, **fields: Any) -> TaskView:
     """Claim `parent` (the only claimable task) and report `outcome` for it."""
     claimed = (await claim_all(nc, 1))[parent["id"]]
-    return await rpc(nc, "report", report_of(claimed, outcome) | fields)
+    return await report(nc, report_of(claimed, outcome, **fields))
 
 
 @pytest.mark.parametrize("op", ["report", "report_batch"])
@@ -90,10 +95,10 @@ async def test_concurrent_completions_of_two_dependencies_release_the_child(
     async def complete(parent: Json) -> None:
         body = report_of(claimed[parent["id"]], "completed")
         if op == "report_batch":
-            reply = await rpc(nc, "report_batch", {"reports": [body]})
-            assert reply["results"][0]["ok"], reply
+            reply = await report_batch(nc, [body])
+            assert reply.results[0].ok, reply
         else:
-            assert (await rpc(nc, "report", body))["state"] == "completed"
+            assert (await report(nc, body)).state == "completed"
 
     # each pair's two completions race in their own transactions
     await asyncio.gather(*(complete(parent) for pair in pairs for parent in pair))
@@ -113,9 +118,9 @@ async def test_a_partial_pass_dependency_blocks_its_dependents_with_a_reason(
 
     body = report_of(claimed, "partial_pass")
     if op == "report_batch":
-        assert (await rpc(nc, "report_batch", {"reports": [body]}))["results"][0]["ok"]
+        assert (await report_batch(nc, [body])).results[0].ok
     else:
-        assert (await rpc(nc, "report", body))["state"] == "partial_pass"
+        assert (await report(nc, body)).state == "partial_pass"
 
     shown = await task(api, child["id"])
     assert shown["state"] == "waiting"
@@ -182,7 +187,7 @@ async def test_retrying_a_partial_pass_dependency_unblocks_and_later_releases_de
     assert retried.json()["state"] == "queued"
     shown = await task(api, child["id"])
     assert (shown["state"], shown["blocked_reason"]) == ("waiting", None)
-    assert (await run_to(nc, parent, "completed"))["state"] == "completed"
+    assert (await run_to(nc, parent, "completed")).state == "completed"
     assert (await task(api, child["id"]))["state"] == "queued"
 
 
@@ -193,7 +198,7 @@ async def test_retrying_one_dead_letter_keeps_the_block_another_dependency_cause
     second = await submit(api, max_retries=0)
     child = await submit(api, depends_on=[first["id"], second["id"]])
     for parent in (first, second):
-        assert (await run_to(nc, parent, "failed", error="no"))["state"] == "dead_letter"
+        assert (await run_to(nc, parent, "failed", error="no")).state == "dead_letter"
     reason = (await task(api, child["id"]))["blocked_reason"]
     named, other = (first, second) if first["id"] in reason else (second, first)
     assert named["id"] in reason
@@ -248,16 +253,25 @@ async def test_a_task_submitted_while_its_dependency_completes_is_released(
     claimed = await claim_all(nc, PAIRS)
 
     async def complete(parent: Json) -> None:
-        reply = await rpc(nc, "report", report_of(claimed[parent["id"]], "completed"))
-        assert reply["state"] == "completed"
+        reply = await report(nc, report_of(claimed[parent["id"]], "completed"))
+        assert reply.state == "completed"
 
     # each child's submit races its dependency's completion
     _, children = await asyncio.gather(
         asyncio.gather(*(complete(parent) for parent in parents)),
         asyncio.gather(
-            *(rpc(nc, "submit", {"description": "x", "depends_on": [p["id"]]}) for p in parents)
+            *(
+                micro.call(
+                    nc,
+                    "queue",
+                    "submit",
+                    SubmitTask(description="x", depends_on=[p["id"]]),
+                    TaskView,
+                )
+                for p in parents
+            )
         ),
     )
 
-    states = [(await task(api, child["id"]))["state"] for child in children]
+    states = [(await task(api, child.id))["state"] for child in children]
     assert states == ["queued"] * PAIRS

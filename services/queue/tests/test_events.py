@@ -6,21 +6,39 @@ build it in Postgres from SQL generated from the model's fields (`store_batch.ev
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import subjects
-from agentcom_common.contracts.task import TaskState, TaskTransition
+from agentcom_common import contracts, micro, subjects
+from agentcom_common.contracts.task import (
+    Claimed,
+    ClaimedTasks,
+    ClaimTask,
+    ClaimTasks,
+    Reported,
+    ReportedTasks,
+    ReportTask,
+    ReportTasks,
+    RequeueTask,
+    SubmitTask,
+    SubmitTasks,
+    SubmittedTasks,
+    TaskState,
+    TaskTransition,
+    TaskView,
+)
 from agentcom_common.testing import eventually
-from agentcom_queue import store_batch
+from agentcom_queue import ops, states, store_batch
 
 Json = dict[str, Any]
+S = TaskState
 
 TRANSITIONS = [
     TaskTransition(
@@ -85,19 +103,28 @@ def test_the_event_sql_names_every_field_of_the_model() -> None:
         )
 
 
-async def rpc(nc: Client, op: str, body: Json) -> Json:
-    reply = await nc.request(f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=10)
-    assert not (reply.headers and "Nats-Service-Error-Code" in reply.headers), reply.headers
-    return json.loads(reply.data)
+def test_every_transition_has_an_event_a_consumer_can_decode() -> None:
+    moves = [(None, S.QUEUED), (None, S.WAITING)] + [
+        (source, target) for source, targets in states.TRANSITIONS.items() for target in targets
+    ]
+
+    for source, target in moves:
+        assert contracts.EVENTS[ops.event_subject(source, target)] is TaskTransition
 
 
-def reported(task: Json, outcome: str) -> Json:
-    return {
-        "task_id": task["id"],
-        "agent_id": "a1",
-        "generation": task["generation"],
-        "outcome": outcome,
-    }
+M = TypeVar("M", bound=BaseModel)
+
+
+async def rpc(nc: Client, op: str, body: BaseModel, reply: type[M]) -> M:
+    return await micro.call(nc, "queue", op, body, reply, timeout=10)
+
+
+def reported(task: TaskView, outcome: Reported) -> ReportTask:
+    return ReportTask(task_id=task.id, agent_id="a1", generation=task.generation, outcome=outcome)
+
+
+async def report_batch(nc: Client, task: TaskView, outcome: Reported) -> None:
+    await rpc(nc, "report_batch", ReportTasks(reports=[reported(task, outcome)]), ReportedTasks)
 
 
 async def stream_events(js: JetStreamContext, count: int) -> list[tuple[str, bytes]]:
@@ -122,43 +149,34 @@ async def test_every_task_event_in_the_stream_carries_its_goal(
     nc: Client, js: JetStreamContext
 ) -> None:
     # single submit (Python event) and batch submit (SQL event), with and without a goal
-    one = await rpc(nc, "submit", {"description": "one", "goal_id": "goal-a", "max_retries": 0})
-    two, three = (
-        await rpc(
-            nc,
-            "submit_batch",
-            {
-                "tasks": [
-                    {"description": "two", "goal_id": "goal-b"},
-                    {"description": "three", "max_retries": 0},
-                ]
-            },
-        )
-    )["tasks"]
-    four = await rpc(nc, "submit", {"description": "four"})
-    after_two = await rpc(
-        nc, "submit", {"description": "after", "goal_id": "goal-b", "depends_on": [two["id"]]}
-    )
-    goal = {one["id"]: "goal-a", two["id"]: "goal-b", three["id"]: None, four["id"]: None}
-    goal[after_two["id"]] = "goal-b"
+    single = SubmitTask(description="one", goal_id="goal-a", max_retries=0)
+    one = await rpc(nc, "submit", single, TaskView)
+    batch = [
+        SubmitTask(description="two", goal_id="goal-b"),
+        SubmitTask(description="three", max_retries=0),
+    ]
+    two, three = (await rpc(nc, "submit_batch", SubmitTasks(tasks=batch), SubmittedTasks)).tasks
+    four = await rpc(nc, "submit", SubmitTask(description="four"), TaskView)
+    dependent = SubmitTask(description="after", goal_id="goal-b", depends_on=[two.id])
+    after_two = await rpc(nc, "submit", dependent, TaskView)
+    goal = {one.id: "goal-a", two.id: "goal-b", three.id: None, four.id: None}
+    goal[after_two.id] = "goal-b"
 
-    first = (await rpc(nc, "claim", {"agent_id": "a1"}))["task"]  # single claim
-    rest = (await rpc(nc, "claim_batch", {"agent_id": "a1", "limit": 10}))["tasks"]
-    claimed = {t["id"]: t for t in [first, *rest]}
-    assert claimed.keys() == goal.keys() - {after_two["id"]}
+    first = (await rpc(nc, "claim", ClaimTask(agent_id="a1"), Claimed)).task  # single claim
+    assert first is not None
+    rest = (await rpc(nc, "claim_batch", ClaimTasks(agent_id="a1", limit=10), ClaimedTasks)).tasks
+    claimed = {t.id: t for t in [first, *rest]}
+    assert claimed.keys() == goal.keys() - {after_two.id}
     # single reports: a failure is the Python op's, the others the claim pool's statement
-    await rpc(nc, "report", reported(claimed[one["id"]], "failed"))  # then dead-lettered
-    await rpc(nc, "report", reported(claimed[four["id"]], "accepted"))
-    await rpc(
-        nc,
-        "requeue",
-        {"task_id": four["id"], "generation": claimed[four["id"]]["generation"], "reason": "r"},
-    )
+    await rpc(nc, "report", reported(claimed[one.id], "failed"), TaskView)  # then dead-lettered
+    await rpc(nc, "report", reported(claimed[four.id], "accepted"), TaskView)
+    back = RequeueTask(task_id=four.id, generation=claimed[four.id].generation, reason="r")
+    await rpc(nc, "requeue", back, TaskView)
     # batch reports (the batch statement); completing `two` releases its dependent (the
     # settle statement)
-    await rpc(nc, "report_batch", {"reports": [reported(claimed[three["id"]], "failed")]})
-    await rpc(nc, "report_batch", {"reports": [reported(claimed[two["id"]], "accepted")]})
-    await rpc(nc, "report_batch", {"reports": [reported(claimed[two["id"]], "completed")]})
+    await report_batch(nc, claimed[three.id], "failed")
+    await report_batch(nc, claimed[two.id], "accepted")
+    await report_batch(nc, claimed[two.id], "completed")
 
     expected = {
         "submitted": 5,
@@ -185,7 +203,7 @@ async def test_every_task_event_in_the_stream_carries_its_goal(
         for subject, data in events
         if subject == "agentcom.evt.task.failed"
     }
-    by_python, by_sql = failed[one["id"]], failed[three["id"]]
+    by_python, by_sql = failed[one.id], failed[three.id]
     for body in (by_python, by_sql):
         TaskTransition.model_validate(body)  # `at` in the model's form, whichever wrote it
     ignore = {"task_id", "goal_id", "at"}

@@ -9,7 +9,19 @@ import pytest
 from nats.aio.client import Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import auth
+from agentcom_common import auth, micro
+from agentcom_common.contracts.task import (
+    Claimed,
+    ClaimTask,
+    QueueStats,
+    Reported,
+    ReportTask,
+    RequeueTask,
+    StatsRequest,
+    SubmitTask,
+    TaskView,
+)
+from agentcom_common.errors import ConflictError, ForbiddenError, StaleGenerationError
 
 Json = dict[str, Any]
 
@@ -21,28 +33,18 @@ async def submit(api: httpx.AsyncClient, **fields: Any) -> Json:
     return response.json()
 
 
-async def rpc(nc: Client, op: str, body: Json) -> Json:
-    reply = await nc.request(f"agentcom.rpc.queue.{op}", json.dumps(body).encode(), timeout=10)
-    if reply.headers and "Nats-Service-Error-Code" in reply.headers:
-        return {
-            "error": reply.headers["Nats-Service-Error-Code"],
-            "detail": reply.headers.get("Nats-Service-Error", ""),
-        }
-    return json.loads(reply.data)
+async def claim(nc: Client, agent: str = "a1", **fields: Any) -> TaskView | None:
+    body = ClaimTask(agent_id=agent, **fields)
+    return (await micro.call(nc, "queue", "claim", body, Claimed, timeout=10)).task
 
 
-async def claim(nc: Client, agent: str = "a1", **fields: Any) -> Json | None:
-    return (await rpc(nc, "claim", {"agent_id": agent} | fields))["task"]
-
-
-async def report(nc: Client, task: Json, outcome: str, agent: str = "a1", **fields: Any) -> Json:
-    body = {
-        "task_id": task["id"],
-        "agent_id": agent,
-        "generation": task["generation"],
-        "outcome": outcome,
-    } | fields
-    return await rpc(nc, "report", body)
+async def report(
+    nc: Client, task: TaskView, outcome: Reported, agent: str = "a1", **fields: Any
+) -> TaskView:
+    body = ReportTask(
+        task_id=task.id, agent_id=agent, generation=task.generation, outcome=outcome, **fields
+    )
+    return await micro.call(nc, "queue", "report", body, TaskView, timeout=10)
 
 
 async def test_claims_follow_lanes_then_age(api: httpx.AsyncClient, nc: Client) -> None:
@@ -52,7 +54,7 @@ async def test_claims_follow_lanes_then_age(api: httpx.AsyncClient, nc: Client) 
     normal_2 = await submit(api)
     high = await submit(api, priority="high")
 
-    order = [(await claim(nc))["id"] for _ in range(5)]  # type: ignore[index]
+    order = [task.id for _ in range(5) if (task := await claim(nc)) is not None]
 
     assert order == [urgent["id"], high["id"], normal_1["id"], normal_2["id"], low["id"]]
     assert await claim(nc) is None
@@ -64,12 +66,12 @@ async def test_full_cycle_bumps_generation_and_keeps_history(
     task = await submit(api)
     claimed = await claim(nc)
     assert claimed is not None
-    assert claimed["generation"] == 1
+    assert claimed.generation == 1
 
     await report(nc, claimed, "accepted")
     done = await report(nc, claimed, "completed", result={"summary": "ok"})
 
-    assert done["state"] == "completed"
+    assert done.state == "completed"
     history = (await api.get(f"/api/tasks/{task['id']}/history")).json()
     assert [h["to_state"] for h in history] == ["queued", "assigned", "working", "completed"]
     assert {h["generation"] for h in history[1:]} == {1}
@@ -79,16 +81,17 @@ async def test_failures_retry_then_dead_letter_with_last_error(
     api: httpx.AsyncClient, nc: Client
 ) -> None:
     task = await submit(api, max_retries=2)
-    after: Json = {}
+    after: TaskView | None = None
     for attempt in range(3):
         claimed = await claim(nc)
         assert claimed is not None
-        assert claimed["id"] == task["id"]
+        assert claimed.id == task["id"]
         await report(nc, claimed, "accepted")
         after = await report(nc, claimed, "failed", error=f"boom {attempt}")
 
-    assert after["state"] == "dead_letter"
-    assert after["last_error"] == "boom 2"
+    assert after is not None
+    assert after.state == "dead_letter"
+    assert after.last_error == "boom 2"
     dead = (await api.get("/api/tasks/dead-letter")).json()["tasks"]
     assert [t["id"] for t in dead] == [task["id"]]
 
@@ -102,15 +105,16 @@ async def test_stale_report_is_refused_and_changes_nothing(
     await submit(api)
     first = await claim(nc)
     assert first is not None
-    await rpc(nc, "requeue", {"task_id": first["id"], "generation": 1, "reason": "agent offline"})
+    back = RequeueTask(task_id=first.id, generation=1, reason="agent offline")
+    await micro.call(nc, "queue", "requeue", back, TaskView)
     second = await claim(nc, "a2")
     assert second is not None
-    assert second["generation"] == 2
+    assert second.generation == 2
 
-    late = await report(nc, first, "completed")
+    with pytest.raises(StaleGenerationError):
+        await report(nc, first, "completed")
 
-    assert late["error"] == "stale_generation"
-    assert (await api.get(f"/api/tasks/{first['id']}")).json()["state"] == "assigned"
+    assert (await api.get(f"/api/tasks/{first.id}")).json()["state"] == "assigned"
 
 
 async def test_duplicate_report_is_acknowledged_once(api: httpx.AsyncClient, nc: Client) -> None:
@@ -123,7 +127,7 @@ async def test_duplicate_report_is_acknowledged_once(api: httpx.AsyncClient, nc:
     again = await report(nc, claimed, "completed")
 
     assert first == again
-    history = (await api.get(f"/api/tasks/{claimed['id']}/history")).json()
+    history = (await api.get(f"/api/tasks/{claimed.id}/history")).json()
     assert [h["to_state"] for h in history].count("completed") == 1
 
 
@@ -132,9 +136,10 @@ async def test_report_from_another_agent_is_refused(api: httpx.AsyncClient, nc: 
     claimed = await claim(nc, "a1")
     assert claimed is not None
 
-    forged = await report(nc, claimed, "accepted", agent="mallory")
+    with pytest.raises(ForbiddenError) as forged:
+        await report(nc, claimed, "accepted", agent="mallory")
 
-    assert forged["error"] == "wrong_agent"
+    assert forged.value.code == "wrong_agent"
 
 
 @pytest.mark.parametrize("state", ["waiting", "queued", "assigned", "working"])
@@ -178,14 +183,14 @@ async def test_dependents_wait_then_release_on_completion(
     for _ in range(2):
         claimed = await claim(nc)
         assert claimed is not None
-        assert claimed["id"] != child["id"]
+        assert claimed.id != child["id"]
         await report(nc, claimed, "accepted")
         await report(nc, claimed, "completed")
 
     assert (await api.get(f"/api/tasks/{child['id']}")).json()["state"] == "queued"
     released = await claim(nc)
     assert released is not None
-    assert released["id"] == child["id"]
+    assert released.id == child["id"]
 
 
 async def test_unknown_dependencies_are_named(api: httpx.AsyncClient) -> None:
@@ -231,13 +236,13 @@ async def test_tasks_inherit_the_top_active_repo_and_paused_repos_are_skipped(
 
     claimed = await claim(nc)
     assert claimed is not None
-    assert claimed["id"] == on_b["id"]
+    assert claimed.id == on_b["id"]
     assert await claim(nc) is None  # the task on paused repo a waits
 
     await api.post("/api/repos/pause", json={"url": "https://git.example/a", "paused": False})
     resumed = await claim(nc)
     assert resumed is not None
-    assert resumed["id"] == inherited["id"]
+    assert resumed.id == inherited["id"]
 
 
 async def test_same_client_key_returns_the_same_task(api: httpx.AsyncClient) -> None:
@@ -262,7 +267,7 @@ async def test_ten_concurrent_claimers_never_share_a_task(
     async def drain(agent: str) -> list[str]:
         got: list[str] = []
         while (task := await claim(nc, agent)) is not None:
-            got.append(task["id"])
+            got.append(task.id)
         return got
 
     claimed = [
@@ -279,17 +284,21 @@ async def test_capabilities_restrict_claims(api: httpx.AsyncClient, nc: Client) 
     assert await claim(nc, capabilities=["python"]) is None
     got = await claim(nc, capabilities=["python", "gpu"])
     assert got is not None
-    assert got["id"] == gpu["id"]
+    assert got.id == gpu["id"]
 
 
 async def test_misspelt_field_is_named_on_http_and_nats(api: httpx.AsyncClient, nc: Client) -> None:
     http = await api.post("/api/tasks", json={"description": "x", "priorty": "high"})
-    nats_reply = await rpc(nc, "submit", {"description": "x", "priorty": "high"})
+    # raw: micro.call would not build a request its contract refuses
+    body = json.dumps({"description": "x", "priorty": "high"}).encode()
+    nats_reply = await nc.request("agentcom.rpc.queue.submit", body, timeout=10)
 
     assert http.status_code == 422
     assert http.json()["field"] == "priorty"
-    assert nats_reply["error"] == "invalid_field"
-    assert nats_reply["detail"].startswith("priorty")
+    assert nats_reply.headers is not None
+    assert nats_reply.headers[micro.ERROR_CODE] == "invalid_field"
+    assert nats_reply.headers[micro.ERROR_FIELD] == "priorty"
+    assert nats_reply.headers[micro.ERROR_DETAIL].startswith("priorty")
 
 
 async def test_pages_walk_every_task_once(api: httpx.AsyncClient) -> None:
@@ -367,9 +376,9 @@ async def test_stats_count_states_and_queued_lanes(api: httpx.AsyncClient, nc: C
     assert await claim(nc) is not None  # the urgent one
 
     over_http = (await api.get("/api/tasks/stats")).json()
-    over_nats = await rpc(nc, "stats", {})
+    over_nats = await micro.call(nc, "queue", "stats", StatsRequest(), QueueStats)
 
-    for stats in (over_http, over_nats):
+    for stats in (over_http, over_nats.model_dump()):
         assert stats["by_state"]["queued"] == 2
         assert stats["by_state"]["assigned"] == 1
         assert stats["queued_by_lane"] == {"urgent": 0, "high": 0, "normal": 2, "low": 0}
@@ -391,24 +400,30 @@ async def test_concurrent_single_submits_each_get_their_own_answer(
     api: httpx.AsyncClient, nc: Client
 ) -> None:
     sub = await nc.subscribe("agentcom.evt.task.submitted")  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped callback parameter
-    bodies: list[Json] = [{"description": f"task {i}", "client_key": f"k{i}"} for i in range(20)]
-    bodies[7] = {"description": "bad", "depends_on": ["task-0123456789abcdef"]}
-    bodies[12] = {"description": "again", "client_key": "k3"}  # the same key as task 3
+    bodies = [SubmitTask(description=f"task {i}", client_key=f"k{i}") for i in range(20)]
+    bodies[7] = SubmitTask(description="bad", depends_on=["task-0123456789abcdef"])
+    bodies[12] = SubmitTask(description="again", client_key="k3")  # the same key as task 3
 
-    answers = await asyncio.gather(*(rpc(nc, "submit", body) for body in bodies))
-    http = await api.post("/api/tasks", json=bodies[0])  # a repeat through HTTP
+    answers = await asyncio.gather(
+        *(micro.call(nc, "queue", "submit", body, TaskView) for body in bodies),
+        return_exceptions=True,
+    )
+    http = await api.post("/api/tasks", json=bodies[0].model_dump(exclude_defaults=True))
 
-    assert answers[7]["error"] == "unknown_dependencies"
-    assert "task-0123456789abcdef" in answers[7]["detail"]
-    good = [a for n, a in enumerate(answers) if n != 7]
-    assert all(a["state"] == "queued" and a["generation"] == 0 for a in good)
-    assert answers[12]["id"] == answers[3]["id"]
+    refused = answers[7]
+    assert isinstance(refused, ConflictError), refused
+    assert refused.code == "unknown_dependencies"
+    assert "task-0123456789abcdef" in refused.detail
+    views = {n: a for n, a in enumerate(answers) if isinstance(a, TaskView)}
+    assert sorted(views) == [n for n in range(20) if n != 7], answers
+    assert all(a.state == "queued" and a.generation == 0 for a in views.values())
+    assert views[12].id == views[3].id
     assert http.status_code == 201
-    assert http.json()["id"] == answers[0]["id"]
-    assert [a["description"] for n, a in enumerate(answers) if n not in (7, 12)] == [
+    assert http.json()["id"] == views[0].id
+    assert [a.description for n, a in views.items() if n != 12] == [
         f"task {i}" for i in range(20) if i not in (7, 12)
     ]
-    ids = {a["id"] for a in good}
+    ids = {a.id for a in views.values()}
     assert len(ids) == 18
     events = [json.loads((await sub.next_msg(timeout=10)).data) for _ in range(18)]
     assert {e["task_id"] for e in events} == ids

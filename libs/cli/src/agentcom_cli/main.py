@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from agentcom_cli.console import fail, friendly, id_table, out, print_json
+from agentcom_cli.goals import goal_app
 from agentcom_cli.llm import llm_app
 from agentcom_cli.tasks import repo_app, task_app
 
@@ -31,6 +32,7 @@ app.add_typer(agent_app, name="agent")
 app.add_typer(llm_app, name="llm")
 app.add_typer(task_app, name="task")
 app.add_typer(repo_app, name="repo")
+app.add_typer(goal_app, name="goal")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

@@ -52,8 +52,9 @@ def parse_check(text: str) -> dict[str, Any]:
 _EXAMPLE = {"file_exists": "out.txt", "test_passes": "'pytest -q'", "command_succeeds": "'make'"}
 
 
-def _spec(path: Path) -> dict[str, Any]:
-    """A submit body from a JSON or YAML file (the same fields as `POST /api/tasks`)."""
+def read_spec(path: Path, option: str = "--file", what: str = "task fields") -> dict[str, Any]:
+    """A request body from a JSON or YAML file (for `task submit`, the fields of
+    `POST /api/tasks`); `option` and `what` name the flag and the fields in its errors."""
     import json
 
     import yaml
@@ -61,13 +62,13 @@ def _spec(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
-        fail(f"--file {path}: {exc.strerror}")
+        fail(f"{option} {path}: {exc.strerror}")
     try:
         loaded: object = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        fail(f"--file {path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}")
+        fail(f"{option} {path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}")
     if not isinstance(loaded, dict):
-        fail(f"--file {path}: the spec must be a mapping of task fields")
+        fail(f"{option} {path}: the spec must be a mapping of {what}")
     return {str(k): v for k, v in loaded.items()}  # pyright: ignore[reportUnknownVariableType,reportUnknownArgumentType]
 
 
@@ -123,7 +124,7 @@ def submit(
     as_json: JsonFlag = False,
 ) -> None:
     """Submit a task to the queue and print its id."""
-    body: dict[str, Any] = _spec(file) if file else {}
+    body: dict[str, Any] = read_spec(file) if file else {}
     if description:
         body["description"] = description
     if "description" not in body:
@@ -206,10 +207,11 @@ def show(task_id: TaskArg, as_json: JsonFlag = False) -> None:
         out().print(f"result: {json.dumps(task['result'])}", soft_wrap=True)
     out().print("history:")
     for row in history:
-        _history_line(row)
+        history_line(row)
 
 
-def _history_line(row: dict[str, Any]) -> None:
+def history_line(row: dict[str, Any]) -> None:
+    """One history row (a task's or a goal's: the same fields) as `at  from -> to  (actor)`."""
     moved = f"{row.get('from_state') or '-'} -> {row['to_state']}"
     reason = f"  {row['reason']}" if row.get("reason") else ""
     out().print(f"  {row.get('at', '')}  {moved}  ({row.get('actor', '')}){reason}", soft_wrap=True)
@@ -228,7 +230,7 @@ def watch(
     while True:
         history: list[dict[str, Any]] = _call("GET", f"/api/tasks/{task_id}/history")
         for row in history[seen:]:
-            _history_line(row)
+            history_line(row)
         seen = len(history)
         state = history[-1]["to_state"] if history else state
         if state in TERMINAL:

@@ -15,12 +15,15 @@ A message that can never be processed is thus refused once, on its first deliver
 being redelivered forever and holding a place among the consumer's unacked messages (one
 agent's 1,100 poisoned reports used to stop the scheduler reading anybody's). A transient
 failure is retried with a growing delay, and not forever: at `max_deliver` deliveries it is
-refused too. The record is the event `agentcom.evt.hub.message_refused` (`MessageRefused`),
+refused too. The record is the event `agentcom.evt.system.message_refused` (`MessageRefused`),
 published before the term (a record that cannot be written leaves the message for redelivery);
 a violation is also handed to the consumer's `on_violation`, which the scheduler counts toward
 cutting the agent off.
 """
 
+import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -117,6 +120,39 @@ async def subscribe(
     bound on deliveries), and bind a pull subscription to it."""
     await js.add_consumer(stream, config=policy.config(durable, subject))  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed **params; create or update
     return await js.pull_subscribe_bind(durable=durable, stream=stream)
+
+
+async def consume(
+    js: JetStreamContext,
+    stream: str,
+    subject: str,
+    durable: str,
+    policy: Policy,
+    handle: Callable[[Msg], Awaitable[object]],
+    *,
+    batch: int = 256,
+) -> None:
+    """Read the durable `durable` for ever, settling each message by `policy` after `handle`
+    ran (`Settler.run`); a failed fetch (NATS reconnecting) is logged and tried again a second
+    later, the unacked messages staying stored. The subscription is dropped on the way out,
+    or it would hold `nc.drain()` at stop until that times out."""
+    settler = Settler(js, durable, policy)
+    sub = await subscribe(js, stream, subject, durable, policy)
+    try:
+        while True:
+            try:
+                found = await sub.fetch(batch, timeout=1)
+            except TimeoutError:
+                continue
+            except Exception:
+                log.exception("consumer.fetch_failed", extra={"consumer": durable})
+                await asyncio.sleep(1)
+                continue
+            for msg in found:
+                await settler.run(msg, functools.partial(handle, msg))
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
 
 
 def speaker_of(subject: str) -> str | None:

@@ -24,13 +24,45 @@ STREAM_SUBJECTS: Final[dict[str, tuple[str, ...]]] = {
     REPORTS_STREAM: (REPORTS_ALL,),
 }
 
-SERVICE_STARTED: Final = f"{PREFIX}.evt.hub.service_started"
-MESSAGE_REFUSED: Final = f"{PREFIX}.evt.hub.message_refused"
+# the platform's own events (a process started, a consumer dropped a message), apart from `hub`,
+# which is the hub state machine's
+SERVICE_STARTED: Final = f"{PREFIX}.evt.system.service_started"
+MESSAGE_REFUSED: Final = f"{PREFIX}.evt.system.message_refused"
 HUB_STATE_CHANGED: Final = f"{PREFIX}.evt.hub.state_changed"
 HUB_PAUSED: Final = f"{PREFIX}.evt.hub.paused"
 HUB_RESUMED: Final = f"{PREFIX}.evt.hub.resumed"
 HUB_WATCHDOG_FIRED: Final = f"{PREFIX}.evt.hub.watchdog_fired"
 TOKEN_REVOKED: Final = f"{PREFIX}.evt.auth.token_revoked"
+
+# task events, published by the queue with a `TaskTransition` body (one per transition), except
+# `progress` and `tool_call`: a running task's report as its agent sent it, relayed live by
+# the scheduler
+TASK_EVENTS: Final = f"{PREFIX}.evt.task.>"
+TASK_SUBMITTED: Final = f"{PREFIX}.evt.task.submitted"
+TASK_RELEASED: Final = f"{PREFIX}.evt.task.released"
+TASK_ASSIGNED: Final = f"{PREFIX}.evt.task.assigned"
+TASK_ACCEPTED: Final = f"{PREFIX}.evt.task.accepted"
+TASK_REQUEUED: Final = f"{PREFIX}.evt.task.requeued"
+TASK_RETRIED: Final = f"{PREFIX}.evt.task.retried"
+TASK_COMPLETED: Final = f"{PREFIX}.evt.task.completed"
+TASK_PARTIAL_PASS: Final = f"{PREFIX}.evt.task.partial_pass"
+TASK_FAILED: Final = f"{PREFIX}.evt.task.failed"
+TASK_DEAD_LETTERED: Final = f"{PREFIX}.evt.task.dead_lettered"
+TASK_CANCELLED: Final = f"{PREFIX}.evt.task.cancelled"
+TASK_PROGRESS: Final = f"{PREFIX}.evt.task.progress"
+TASK_TOOL_CALL: Final = f"{PREFIX}.evt.task.tool_call"
+
+# agent events, published by the scheduler with an `AgentTransition` body
+AGENT_EVENTS: Final = f"{PREFIX}.evt.agent.>"
+AGENT_REGISTERED: Final = f"{PREFIX}.evt.agent.registered"
+AGENT_REMOVED: Final = f"{PREFIX}.evt.agent.removed"
+AGENT_ONLINE: Final = f"{PREFIX}.evt.agent.online"
+AGENT_OFFLINE: Final = f"{PREFIX}.evt.agent.offline"
+AGENT_IDLE: Final = f"{PREFIX}.evt.agent.idle"
+AGENT_ASSIGNED: Final = f"{PREFIX}.evt.agent.assigned"
+AGENT_WORKING: Final = f"{PREFIX}.evt.agent.working"
+AGENT_BLOCKED: Final = f"{PREFIX}.evt.agent.blocked"
+AGENT_READY: Final = f"{PREFIX}.evt.agent.ready"
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TOKEN = re.compile(r"[a-z_]{1,64}")

@@ -92,10 +92,7 @@ class Live:
 
     async def on_event(self, event: events.Event) -> None:
         self.tracker.on_event(event)
-        if (
-            event.subject == subjects.event("task", "dead_lettered")
-            and event.seq > self.started_seq
-        ):
+        if event.subject == subjects.TASK_DEAD_LETTERED and event.seq > self.started_seq:
             task_id = str(event.data.get("task_id", ""))
             message = {
                 "title": "Task dead-lettered",

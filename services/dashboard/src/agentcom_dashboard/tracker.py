@@ -70,7 +70,7 @@ class Tracker:
         self.events_seen[event.area] = self.events_seen.get(event.area, 0) + 1
         if event.area == "task":
             self._on_task(event)
-        elif event.area == "hub" and event.name != "service_started":
+        elif event.area == "hub":
             self._on_hub(event)
         elif event.area == "goal":
             goal_id = str(event.data.get("goal_id") or event.data.get("id") or "")

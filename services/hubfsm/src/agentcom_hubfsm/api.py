@@ -3,7 +3,9 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from pydantic import Field
 
+from agentcom_common.contracts.base import Request as RequestBody
 from agentcom_common.contracts.hub import (
     GoalDetail,
     GoalPage,
@@ -11,12 +13,14 @@ from agentcom_common.contracts.hub import (
     GoalState,
     GoalView,
     ListGoals,
+    RejectPlan,
     SubmitGoal,
 )
 from agentcom_common.openapi import errors
 from agentcom_common.service import Resources
 from agentcom_common.web import Admin, Viewer
 from agentcom_hubfsm.goals import ops
+from agentcom_hubfsm.goals.plan import Plan
 
 GOAL_ID = r"^goal-[0-9a-f]{16}$"
 CURSOR = r"^[0-9]{1,18}$"
@@ -24,11 +28,20 @@ CURSOR = r"^[0-9]{1,18}$"
 
 def goals_of(request: Request) -> ops.Goals:
     res: Resources = request.app.state.resources
-    return ops.Goals(res.engine, res.outbox, request.app.state.wake)
+    state = request.app.state
+    return ops.Goals(res.engine, res.outbox, state.wake, state.check_plan)
 
 
 G = Annotated[ops.Goals, Depends(goals_of)]
 goals = APIRouter(prefix="/api/goals", tags=["goals"])
+
+
+class ApprovePlan(RequestBody):
+    """Body of `POST /api/goals/{id}/plan/approve`: empty runs the plan as it is."""
+
+    plan: Plan | None = Field(
+        default=None, description="An edited plan, checked like the model's before it runs."
+    )
 
 
 @goals.post(
@@ -102,3 +115,27 @@ async def retry_goal(
     `needs_review`).
     """
     return await ops.retry(g, GoalRef(goal_id=goal_id, reason=reason), who.name)
+
+
+@goals.post("/{goal_id}/plan/approve", responses=errors(404, 409))
+async def approve_plan(
+    goal_id: Annotated[str, Path(pattern=GOAL_ID)], g: G, who: Admin, body: ApprovePlan
+) -> GoalDetail:
+    """Run the plan of a goal in `awaiting_approval`, or the edited `plan` given instead.
+
+    Errors: 404 `goal_not_found`, 409 `transition_refused` (no plan waits) or `invalid_plan`
+    (the edited plan breaks a rule against the repo; `detail` lists every one).
+    """
+    edited = None if body.plan is None else body.plan.model_dump(mode="json")
+    return await ops.approve(g, GoalRef(goal_id=goal_id), who.name, edited)
+
+
+@goals.post("/{goal_id}/plan/reject", responses=errors(404, 409))
+async def reject_plan(
+    goal_id: Annotated[str, Path(pattern=GOAL_ID)], g: G, who: Admin, body: RejectPlan
+) -> GoalDetail:
+    """Refuse the plan waiting for approval: the goal is planned again, told the reason.
+
+    Errors: 404 `goal_not_found`, 409 `transition_refused` (no plan waits).
+    """
+    return await ops.reject(g, GoalRef(goal_id=goal_id, reason=body.reason[:500]), who.name)

@@ -2,21 +2,25 @@
 
 import asyncio
 import dataclasses
+from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_hubfsm import __version__, api, handlers, tables
+from agentcom_hubfsm import __version__, api, clients, handlers, tables
 from agentcom_hubfsm.brain import (
     api as brain_api,
     handlers as brain_handlers,
     loop as brain,
     ops as brain_ops,
 )
-from agentcom_hubfsm.goals import ops
+from agentcom_hubfsm.goals import driver, ops, plan as plans, planner, progress
+from agentcom_hubfsm.queueclient import QueueClient
+from agentcom_hubfsm.repocache import RepoCache
 from agentcom_hubfsm.settings import HubSettings
 
 SPEC: Final = ServiceSpec(
@@ -31,20 +35,43 @@ SPEC: Final = ServiceSpec(
 
 
 def create_app(settings: CommonSettings) -> FastAPI:
-    hub_settings = (
-        settings if isinstance(settings, HubSettings) else HubSettings(**settings.model_dump())
-    )
-    wake = asyncio.Event()  # one per process: routes and RPCs set it, the driver waits on it
+    hub = settings if isinstance(settings, HubSettings) else HubSettings(**settings.model_dump())
+    wake = asyncio.Event()  # one per process: routes, RPCs and task events set it
     brain_wake = asyncio.Event()  # the brain's own: hub routes set it, goal events too
+    cache = RepoCache(hub.hub_data_dir / "repos")
+
+    async def check_plan(repo: str, plan: dict[str, Any]) -> list[str]:
+        try:
+            edited = plans.Plan.model_validate(plan)
+        except ValidationError as exc:
+            return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        snapshot = await cache.snapshot(repo)
+        return plans.check(edited, frozenset(snapshot.files))
 
     async def start(res: Resources, loops: Loops) -> None:
-        await handlers.register(res, ops.Goals(res.engine, res.outbox, wake))
-        hub = brain_ops.Hub(res.engine, brain_wake, hub_settings.hub_global_watchdog)
-        await brain_handlers.register(res, hub)
-        await brain.start(res, loops, hub_settings, brain_wake)
+        goals = ops.Goals(res.engine, res.outbox, wake, check_plan)
+        await handlers.register(res, goals)
+        chat = partial(clients.chat, res.nc, timeout=hub.hub_llm_timeout.total_seconds())
+        drive = driver.Driver(
+            engine=res.engine,
+            queue=QueueClient(res.nc),
+            planner=partial(planner.plan_goal, chat, cache),
+            chat=chat,
+            wake=wake,
+            sweep=hub.hub_goal_sweep,
+            verify_retries=hub.hub_verify_retries,
+            replans=hub.hub_replans,
+            backoff=hub.hub_llm_backoff,
+        )
+        loops.spawn("goal-driver", drive.run())
+        loops.spawn("goal-tasks", progress.follow(res.engine, res.js, res.settings, wake))
+        brain_hub = brain_ops.Hub(res.engine, brain_wake, hub.hub_global_watchdog)
+        await brain_handlers.register(res, brain_hub)
+        await brain.start(res, loops, hub, brain_wake)
 
-    app = build(dataclasses.replace(SPEC, starters=(start,)), hub_settings)
+    app = build(dataclasses.replace(SPEC, starters=(start,)), hub)
     app.state.wake = wake
     app.state.brain_wake = brain_wake
-    app.state.hub_settings = hub_settings
+    app.state.check_plan = check_plan
+    app.state.hub_settings = hub
     return app

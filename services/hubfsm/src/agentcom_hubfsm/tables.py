@@ -46,6 +46,8 @@ goals = Table(
     Column("reason", Text, nullable=False, server_default=text("''")),
     Column("plan", JSONB),
     Column("plan_errors", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    # what the next plan must know: a person's rejection of a plan, a task that was lost
+    Column("feedback", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("cost_tokens", BigInteger, nullable=False, server_default=text("0")),
     Column("cost_usd", Float, nullable=False, server_default=text("0")),
     # when the driver may next try this goal's pending step (a model call that failed waits)
@@ -86,6 +88,7 @@ goal_tasks = Table(
     Column("kind", Text, nullable=False),
     Column("state", Text, nullable=False),
     Column("result", JSONB),
+    Column("seen_at", DateTime(timezone=True)),  # of the task event its state came from
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("goal_tasks_goal", "goal_id"),
 )

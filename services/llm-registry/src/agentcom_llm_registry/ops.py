@@ -10,7 +10,6 @@ import json
 import logging
 import time
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -373,31 +372,14 @@ class Llm:
     async def consume_heartbeats(self, js: JetStreamContext) -> None:
         """Our own durable consumer on REPORTS: heartbeats are read as raw JSON, the rest acked;
         a report that cannot be read is refused once (`agentcom_common.consumer`)."""
-        policy = consumer.Policy.of(self.settings)
-        settler = consumer.Settler(js, CONSUMER, policy)
-        sub = await consumer.subscribe(
-            js, subjects.REPORTS_STREAM, subjects.REPORTS_ALL, CONSUMER, policy
+        await consumer.consume(
+            js,
+            subjects.REPORTS_STREAM,
+            subjects.REPORTS_ALL,
+            CONSUMER,
+            consumer.Policy.of(self.settings),
+            self._report,
         )
-        try:
-            await self._heartbeats(sub, settler)
-        finally:  # a pull subscription left behind holds nc.drain() at stop until it times out
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
-    async def _heartbeats(
-        self, sub: JetStreamContext.PullSubscription, settler: consumer.Settler
-    ) -> None:
-        while True:
-            try:
-                batch = await sub.fetch(256, timeout=1)
-            except TimeoutError:
-                continue
-            except Exception:  # reconnecting: unacked reports stay stored
-                log.exception("heartbeats.fetch_failed")
-                await asyncio.sleep(1)
-                continue
-            for msg in batch:
-                await settler.run(msg, partial(self._report, msg))
 
     async def _report(self, msg: Msg) -> None:
         speaker = consumer.speaker_of(msg.subject)

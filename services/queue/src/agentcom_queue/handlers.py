@@ -1,4 +1,4 @@
-"""NATS RPC of the queue: agentcom.rpc.queue.submit|claim|report|requeue|stats|list, and the
+"""NATS RPC of the queue: agentcom.rpc.queue.submit|claim|report|requeue|cancel|stats|list, and the
 batch variants submit_batch|claim_batch|claim_agents|report_batch (one transaction for many
 tasks).
 
@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from agentcom_common import micro
 from agentcom_common.contracts.task import (
+    CancelTask,
     Claimed,
     ClaimedTasks,
     ClaimForAgents,
@@ -123,6 +124,9 @@ class Rpc:
     async def requeue(self, body: RequeueTask) -> TaskView:
         return await ops.requeue(self.q, body, "nats")
 
+    async def cancel(self, body: CancelTask) -> TaskView:
+        return await ops.cancel(self.q, body.task_id, "nats")
+
     async def listing(self, body: ListTasks) -> TaskList:
         limit = body.limit
         while True:  # a page too large for one reply is asked again smaller; one task fits
@@ -130,7 +134,7 @@ class Rpc:
                 self.q,
                 state=body.state,
                 priority=None,
-                goal_id=None,
+                goal_id=body.goal_id,
                 assigned_to=body.assigned_to,
                 cursor=body.cursor,
                 limit=limit,
@@ -201,5 +205,6 @@ async def register(
         ),
         ("report_batch", micro.endpoint(ReportTasks, rpc.report_batch, max_depth=depth)),
         ("list", micro.endpoint(ListTasks, rpc.listing, max_depth=depth)),
+        ("cancel", micro.endpoint(CancelTask, rpc.cancel, max_depth=depth)),
     ):
         await group.add_endpoint(name=name, handler=handler)

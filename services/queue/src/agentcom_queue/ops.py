@@ -42,28 +42,28 @@ from agentcom_queue import complexity, states, store, store_batch
 S = TaskState
 LANES = list(Lane)
 
-# the event each transition emits: agentcom.evt.task.<name>
+# the event each transition emits (its subject)
 EVENT_OF: dict[tuple[TaskState | None, TaskState], str] = {
-    (S.WAITING, S.QUEUED): "released",
-    (S.QUEUED, S.ASSIGNED): "assigned",
-    (S.ASSIGNED, S.WORKING): "accepted",
-    (S.ASSIGNED, S.QUEUED): "requeued",
-    (S.WORKING, S.QUEUED): "requeued",
-    (S.FAILED, S.QUEUED): "retried",
-    (S.DEAD_LETTER, S.QUEUED): "retried",
-    (S.FAILED, S.DEAD_LETTER): "dead_lettered",
+    (S.WAITING, S.QUEUED): subjects.TASK_RELEASED,
+    (S.QUEUED, S.ASSIGNED): subjects.TASK_ASSIGNED,
+    (S.ASSIGNED, S.WORKING): subjects.TASK_ACCEPTED,
+    (S.ASSIGNED, S.QUEUED): subjects.TASK_REQUEUED,
+    (S.WORKING, S.QUEUED): subjects.TASK_REQUEUED,
+    (S.FAILED, S.QUEUED): subjects.TASK_RETRIED,
+    (S.DEAD_LETTER, S.QUEUED): subjects.TASK_RETRIED,
+    (S.FAILED, S.DEAD_LETTER): subjects.TASK_DEAD_LETTERED,
 }
 _BY_TARGET = {
-    S.COMPLETED: "completed",
-    S.PARTIAL_PASS: "partial_pass",
-    S.FAILED: "failed",
-    S.CANCELLED: "cancelled",
-    S.WAITING: "submitted",
-    S.QUEUED: "submitted",
+    S.COMPLETED: subjects.TASK_COMPLETED,
+    S.PARTIAL_PASS: subjects.TASK_PARTIAL_PASS,
+    S.FAILED: subjects.TASK_FAILED,
+    S.CANCELLED: subjects.TASK_CANCELLED,
+    S.WAITING: subjects.TASK_SUBMITTED,
+    S.QUEUED: subjects.TASK_SUBMITTED,
 }
 
 
-def event_name(source: TaskState | None, target: TaskState) -> str:
+def event_subject(source: TaskState | None, target: TaskState) -> str:
     return EVENT_OF.get((source, target)) or _BY_TARGET[target]
 
 
@@ -138,7 +138,7 @@ async def _emit(
         at=clock.now(),
         goal_id=row.goal_id,
     )
-    await outbox.add(conn, q.outbox, subjects.event("task", event_name(source, target)), event)
+    await outbox.add(conn, q.outbox, event_subject(source, target), event)
 
 
 async def _move(
@@ -897,7 +897,7 @@ def _move_of(msg: ReportTask, row: Any, target: TaskState) -> dict[str, Any]:
         "source": row.state,
         "target": target.value,
         "reason": msg.outcome,
-        "subject": subjects.event("task", event_name(S(row.state), target)),
+        "subject": event_subject(S(row.state), target),
         "result": msg.result or None,
         "last_error": msg.error or "failed without an error message",
     }

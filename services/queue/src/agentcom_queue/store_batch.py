@@ -152,7 +152,7 @@ async def claim_direct(
         list(agent_repos),
         limit,
         json.dumps(headers),
-        subjects.event("task", "assigned"),
+        subjects.TASK_ASSIGNED,
     )
     return [Record(row) for row in rows]
 
@@ -174,7 +174,7 @@ async def claim(
             "repos": list(agent_repos),
             "limit": limit,
             "headers": json.dumps(headers),
-            "subject": subjects.event("task", "assigned"),
+            "subject": subjects.TASK_ASSIGNED,
         },
     )
     return result.all()
@@ -224,7 +224,7 @@ async def claim_agents(
     """One claimable task for each of `agent_ids` in order (best task to the first agent), in
     one statement; on the raw asyncpg `driver` when given, else on `conn` (autocommit). Tasks
     in `exclude` are not offered."""
-    subject = subjects.event("task", "assigned")
+    subject = subjects.TASK_ASSIGNED
     if driver is not None:
         rows = await driver.fetch(
             CLAIM_AGENTS_ASYNCPG,
@@ -332,7 +332,7 @@ async def submit(
         {
             "tasks": json.dumps(rows, default=str),
             "headers": json.dumps(headers),
-            "subject": subjects.event("task", "submitted"),
+            "subject": subjects.TASK_SUBMITTED,
         },
     )
 
@@ -567,7 +567,7 @@ async def settle(
                 "done": list(done),
                 "reason": reason,
                 "headers": json.dumps(headers),
-                "subject": subjects.event("task", "released"),
+                "subject": subjects.TASK_RELEASED,
             },
         )
     )[0]

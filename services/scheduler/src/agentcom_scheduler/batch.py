@@ -15,7 +15,7 @@ from typing import Any, Final
 from sqlalchemy import TextClause, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_common import clock, outbox, subjects, telemetry
+from agentcom_common import clock, outbox, telemetry
 from agentcom_common.contracts.agent import AgentState, AgentTransition
 from agentcom_scheduler import ops, states, wakeups
 from agentcom_scheduler.tables import agent_history
@@ -29,7 +29,7 @@ class Move:
     source: AgentState
     target: AgentState
     reason: str
-    event: str
+    subject: str  # of its event (`subjects.AGENT_*`)
     task: tuple[str, int, datetime, datetime] | None = None  # id, generation, assigned, deadline
 
 
@@ -142,7 +142,7 @@ async def transition_many(
         s.outbox.insert(),
         [
             {
-                "subject": subjects.event("agent", m.event),
+                "subject": m.subject,
                 "payload": AgentTransition(
                     agent_id=m.agent_id,
                     from_state=m.source,

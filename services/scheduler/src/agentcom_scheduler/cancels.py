@@ -30,7 +30,7 @@ from agentcom_scheduler import ops, store
 log = logging.getLogger(__name__)
 
 CONSUMER: Final = "scheduler-cancels"
-SUBJECT: Final = subjects.event("task", "cancelled")
+SUBJECT: Final = subjects.TASK_CANCELLED
 _HELD: Final = frozenset({TaskState.ASSIGNED, TaskState.WORKING})
 """A task cancelled from these states was held by an agent; from the others by nobody."""
 

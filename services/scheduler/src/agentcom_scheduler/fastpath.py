@@ -137,7 +137,7 @@ async def assign(raw: Any, outbox_schema: str, moves: Sequence[Assignment]) -> s
         ASSIGN,
         json.dumps(rows),
         _SOURCES,
-        subjects.event("agent", "assigned"),
+        subjects.AGENT_ASSIGNED,
         json.dumps(telemetry.inject_headers()),
     )
     return {r["id"] for r in result}

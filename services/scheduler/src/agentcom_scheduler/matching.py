@@ -29,10 +29,10 @@ from agentcom_scheduler import fastpath, ops, wakeups
 log = logging.getLogger(__name__)
 
 WAKE_SUBJECTS = (
-    "agentcom.evt.task.submitted",
-    "agentcom.evt.task.released",
-    "agentcom.evt.task.requeued",
-    "agentcom.evt.task.retried",
+    subjects.TASK_SUBMITTED,
+    subjects.TASK_RELEASED,
+    subjects.TASK_REQUEUED,
+    subjects.TASK_RETRIED,
 )
 """Task events wake matching; an agent that becomes idle or comes online wakes it in-process
 (`wakeups`), right after the change, not after its event's round trip through the relay."""

@@ -66,7 +66,9 @@ async def register(s: Scheduler, body: RegisterAgent) -> AgentRegistered:
             )
         # same transaction: an agent never exists without its token, nor a token without it
         await auth.store_in(conn, token, auth.Role.AGENT, f"agent {name}")
-        await _emit(s, conn, name, None, AgentState.OFFLINE, "registered")
+        await _emit(
+            s, conn, name, None, AgentState.OFFLINE, "registered", subjects.AGENT_REGISTERED
+        )
     return AgentRegistered(
         **view(row).model_dump(), token=token, nats_user=name, nats_password=nats_password
     )
@@ -99,11 +101,12 @@ async def _emit(
     source: AgentState | None,
     target: AgentState,
     reason: str,
+    subject: str,
 ) -> None:
     event = AgentTransition(
         agent_id=agent_id, from_state=source, to_state=target, reason=reason, at=clock.now()
     )
-    await outbox.add(conn, s.outbox, subjects.event("agent", reason), event)
+    await outbox.add(conn, s.outbox, subject, event)
 
 
 async def remove(s: Scheduler, agent_id: str) -> AgentView:
@@ -113,7 +116,15 @@ async def remove(s: Scheduler, agent_id: str) -> AgentView:
         if row is None:
             raise NotFoundError(f"no agent {agent_id}", code="agent_not_found")
         await auth.revoke_in(conn, row.token_id, s.outbox)
-        await _emit(s, conn, agent_id, AgentState(row.state), AgentState.OFFLINE, "removed")
+        await _emit(
+            s,
+            conn,
+            agent_id,
+            AgentState(row.state),
+            AgentState.OFFLINE,
+            "removed",
+            subjects.AGENT_REMOVED,
+        )
     return view(row)
 
 

@@ -43,6 +43,7 @@ from agentcom_common.contracts.agent import (
 )
 from agentcom_common.contracts.task import (
     ListTasks,
+    Reported,
     ReportedTasks,
     ReportTask,
     ReportTasks,
@@ -73,7 +74,7 @@ async def transition_if(
     source: AgentState,
     target: AgentState,
     reason: str,
-    event: str,
+    subject: str,
     values: dict[str, object] | None = None,
 ) -> bool:
     """Move the agent if TRANSITIONS allow it now; history row and event commit with it.
@@ -85,7 +86,7 @@ async def transition_if(
     change = AgentTransition(
         agent_id=agent_id, from_state=source, to_state=target, reason=reason, at=clock.now()
     )
-    await outbox.add(conn, s.outbox, subjects.event("agent", event), change)
+    await outbox.add(conn, s.outbox, subject, change)
     if target is AgentState.IDLE:
         wakeups.matching(refresh=source is AgentState.OFFLINE)
     return True
@@ -138,8 +139,10 @@ async def on_report(
         if held != (report.task_id, report.generation):
             log.warning("report.not_its_task", extra={"agent_id": speaker, "kind": report.kind})
             return "dropped"
-        event = "progress" if isinstance(report, Progress) else "tool_call"
-        await nc.publish(subjects.event("task", event), data)
+        subject = (
+            subjects.TASK_PROGRESS if isinstance(report, Progress) else subjects.TASK_TOOL_CALL
+        )
+        await nc.publish(subject, data)
         if not gate.due(speaker):
             return "applied"
     resources = _resources(report) if isinstance(report, Heartbeat) else None
@@ -155,7 +158,13 @@ async def on_report(
         state = AgentState(before.state)
         if state is AgentState.OFFLINE:
             await transition_if(
-                s, conn, speaker, AgentState.OFFLINE, AgentState.IDLE, report.kind, "online"
+                s,
+                conn,
+                speaker,
+                AgentState.OFFLINE,
+                AgentState.IDLE,
+                report.kind,
+                subjects.AGENT_ONLINE,
             )
             state = AgentState.IDLE
         if isinstance(report, Heartbeat):
@@ -246,7 +255,7 @@ async def _reconcile(
                 AgentState(row.state),
                 AgentState.IDLE,
                 f"sidecar lost {row.task_id}",
-                "idle",
+                subjects.AGENT_IDLE,
             )
 
 
@@ -280,7 +289,7 @@ async def _stopped(s: ops.Scheduler, nc: Client, report: Cancelled) -> None:
             AgentState(row.state),
             AgentState.IDLE,
             f"cancelled {report.task_id}",
-            "idle",
+            subjects.AGENT_IDLE,
         )
 
 
@@ -310,7 +319,7 @@ async def _stopped_elsewhere(nc: Client, report: Cancelled) -> None:
     )
 
 
-_QUEUE_OUTCOME: dict[str, Literal["accepted", "completed", "partial_pass", "failed"]] = {
+_QUEUE_OUTCOME: dict[str, Reported] = {
     "accepted": "accepted",
     "rejected": "failed",
     "completed": "completed",
@@ -354,7 +363,7 @@ async def _forward(s: ops.Scheduler, nc: Client, js: JetStreamContext, report: T
                 AgentState.ASSIGNED,
                 AgentState.WORKING,
                 f"accepted {report.task_id}",
-                "working",
+                subjects.AGENT_WORKING,
             )
         else:  # rejected leaves `assigned`, an outcome leaves `working`: both end idle
             await transition_if(
@@ -364,7 +373,7 @@ async def _forward(s: ops.Scheduler, nc: Client, js: JetStreamContext, report: T
                 AgentState.ASSIGNED if rejected else AgentState.WORKING,
                 AgentState.IDLE,
                 f"{report.kind} {report.task_id}",
-                "idle",
+                subjects.AGENT_IDLE,
             )
     await _answer(js, report, took=True)
 
@@ -432,7 +441,7 @@ async def _refused(s: ops.Scheduler, nc: Client, report: TaskOutcome) -> None:
                 AgentState(row.state),
                 AgentState.BLOCKED if blocked else AgentState.IDLE,
                 why if blocked else f"cannot run {report.task_id}",
-                "blocked" if blocked else "idle",
+                subjects.AGENT_BLOCKED if blocked else subjects.AGENT_IDLE,
             )
     log.info(
         "task.refused",
@@ -604,7 +613,7 @@ def _outcome_move(report: TaskOutcome) -> batch.Move:
             AgentState.ASSIGNED,
             AgentState.WORKING,
             f"accepted {report.task_id}",
-            "working",
+            subjects.AGENT_WORKING,
         )
     # rejected leaves `assigned`, an outcome leaves `working`: both end idle
     return batch.Move(
@@ -612,7 +621,7 @@ def _outcome_move(report: TaskOutcome) -> batch.Move:
         AgentState.ASSIGNED if report.kind == "rejected" else AgentState.WORKING,
         AgentState.IDLE,
         f"{report.kind} {report.task_id}",
-        "idle",
+        subjects.AGENT_IDLE,
     )
 
 
@@ -800,7 +809,10 @@ async def _seen_many(
     await batch.transition_many(
         s,
         conn,
-        [batch.Move(a, AgentState.OFFLINE, AgentState.IDLE, reasons[a], "online") for a in online],
+        [
+            batch.Move(a, AgentState.OFFLINE, AgentState.IDLE, reasons[a], subjects.AGENT_ONLINE)
+            for a in online
+        ],
     )
     now = known | dict.fromkeys(online, AgentState.IDLE)
     await _follow_blocked(s, conn, now, {a: blocked[a] for a in blocked if a in now})
@@ -825,10 +837,10 @@ async def _follow_blocked(
     for agent, why in said.items():
         state = state_of.get(agent)
         if why is not None and state is AgentState.IDLE:
-            moves.append(batch.Move(agent, state, AgentState.BLOCKED, why, "blocked"))
+            moves.append(batch.Move(agent, state, AgentState.BLOCKED, why, subjects.AGENT_BLOCKED))
         elif why is None and state is AgentState.BLOCKED:
             ready = "ready: its sidecar can take work again"
-            moves.append(batch.Move(agent, state, AgentState.IDLE, ready, "ready"))
+            moves.append(batch.Move(agent, state, AgentState.IDLE, ready, subjects.AGENT_READY))
     if moves:
         await batch.transition_many(s, conn, moves)
         wakeups.matching(refresh=True)
@@ -960,7 +972,7 @@ async def sweep(
                 AgentState(row.state),
                 AgentState.OFFLINE,
                 "missed heartbeats",
-                "offline",
+                subjects.AGENT_OFFLINE,
             )
             changed += 1
         accept_cutoff = clock.now() - max(accept, lag)
@@ -981,7 +993,7 @@ async def sweep(
                 AgentState.ASSIGNED,
                 AgentState.IDLE,
                 f"{row.task_id} not accepted in time",
-                "idle",
+                subjects.AGENT_IDLE,
             )
             changed += 1
         for row in await store.overdue(conn, clock.now() - grace):
@@ -996,7 +1008,7 @@ async def sweep(
                 AgentState(row.state),
                 AgentState.IDLE,
                 f"{row.task_id} past its deadline",
-                "idle",
+                subjects.AGENT_IDLE,
             )
             changed += 1
     return changed

@@ -7,11 +7,13 @@ from types import MappingProxyType
 from typing import Final
 
 from agentcom_common import subjects
+from agentcom_common.contracts.agent import AgentTransition, Progress, ToolCallReport
 from agentcom_common.contracts.auth import TokenRevoked
 from agentcom_common.contracts.base import Contract, Request
 from agentcom_common.contracts.hub import HubPauseChanged, HubStateChanged, HubWatchdogFired
 from agentcom_common.contracts.llm import CallRouted, EndpointChanged
 from agentcom_common.contracts.system import MessageRefused, ServiceStarted
+from agentcom_common.contracts.task import TaskTransition
 
 EVENTS: Final = MappingProxyType[str, type[Contract]](
     {
@@ -27,6 +29,28 @@ EVENTS: Final = MappingProxyType[str, type[Contract]](
         subjects.LLM_ENDPOINT_SHARED: EndpointChanged,
         subjects.LLM_ENDPOINT_HEALTH_CHANGED: EndpointChanged,
         subjects.LLM_ROUTED: CallRouted,
+        subjects.TASK_SUBMITTED: TaskTransition,
+        subjects.TASK_RELEASED: TaskTransition,
+        subjects.TASK_ASSIGNED: TaskTransition,
+        subjects.TASK_ACCEPTED: TaskTransition,
+        subjects.TASK_REQUEUED: TaskTransition,
+        subjects.TASK_RETRIED: TaskTransition,
+        subjects.TASK_COMPLETED: TaskTransition,
+        subjects.TASK_PARTIAL_PASS: TaskTransition,
+        subjects.TASK_FAILED: TaskTransition,
+        subjects.TASK_DEAD_LETTERED: TaskTransition,
+        subjects.TASK_CANCELLED: TaskTransition,
+        subjects.TASK_PROGRESS: Progress,
+        subjects.TASK_TOOL_CALL: ToolCallReport,
+        subjects.AGENT_REGISTERED: AgentTransition,
+        subjects.AGENT_REMOVED: AgentTransition,
+        subjects.AGENT_ONLINE: AgentTransition,
+        subjects.AGENT_OFFLINE: AgentTransition,
+        subjects.AGENT_IDLE: AgentTransition,
+        subjects.AGENT_ASSIGNED: AgentTransition,
+        subjects.AGENT_WORKING: AgentTransition,
+        subjects.AGENT_BLOCKED: AgentTransition,
+        subjects.AGENT_READY: AgentTransition,
     }
 )
 

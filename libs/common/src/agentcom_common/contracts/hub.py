@@ -237,3 +237,9 @@ class ListGoals(Request):
 class GoalPage(Contract):
     goals: list[GoalView]
     next_cursor: str | None
+
+
+class RejectPlan(Request):
+    """Body of `POST /api/goals/{id}/plan/reject`: the reason is told to the next plan."""
+
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]

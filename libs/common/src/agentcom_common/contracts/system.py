@@ -8,7 +8,7 @@ from agentcom_common.contracts.base import Contract
 
 
 class ServiceStarted(Contract):
-    """Published on `agentcom.evt.hub.service_started` when a service finished starting."""
+    """Published on `agentcom.evt.system.service_started` when a service finished starting."""
 
     service: str
     version: str
@@ -34,7 +34,7 @@ class Health(Contract):
 
 
 class MessageRefused(Contract):
-    """Published on `agentcom.evt.hub.message_refused` when a consumer terminated a message it
+    """Published on `agentcom.evt.system.message_refused` when a consumer terminated a message it
     can never process (`agentcom_common.consumer`): the record of what was dropped and why."""
 
     consumer: str

@@ -196,13 +196,17 @@ class Claimed(Contract):
     task: TaskView | None
 
 
+Reported = Literal["accepted", "completed", "partial_pass", "failed"]
+"""What a `ReportTask` can say of an assignment."""
+
+
 class ReportTask(Request):
     """An agent's report on its assignment; `generation` fences out stale assignments."""
 
     task_id: TaskId
     agent_id: AgentId
     generation: int = Field(ge=1)
-    outcome: Literal["accepted", "completed", "partial_pass", "failed"]
+    outcome: Reported
     result: dict[str, Any] = Field(default_factory=dict[str, Any], max_length=50)
     error: Annotated[str, StringConstraints(max_length=4000)] | None = None
 
@@ -223,6 +227,12 @@ class RequeueTask(Request):
     )
 
 
+class CancelTask(Request):
+    """Body of `agentcom.rpc.queue.cancel`: the same move as `POST /api/tasks/{id}/cancel`."""
+
+    task_id: TaskId
+
+
 class StatsRequest(Request):
     pass
 
@@ -232,6 +242,7 @@ class ListTasks(Request):
 
     state: TaskState | None = None
     assigned_to: AgentId | None = None
+    goal_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     cursor: Annotated[str, StringConstraints(max_length=20)] | None = None
     limit: int = Field(default=100, ge=1, le=500)
 

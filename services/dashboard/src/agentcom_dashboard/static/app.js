@@ -280,7 +280,7 @@ async function onEvent(ev) {
     else if (name === "cleared") state.alerts.delete(d.rule_id);
     else if (name === "acknowledged" && state.alerts.has(d.rule_id)) state.alerts.set(d.rule_id, { ...state.alerts.get(d.rule_id), acknowledged: true, acknowledged_by: d.by });
     renderAlerts();
-  } else if (area === "hub" && name !== "service_started") {
+  } else if (area === "hub") {
     state.hub = { ...state.hub, ...d }; renderSide();
   } else if (area === "goal") {
     state.goals.set(d.goal_id || d.id, { ...d, event: name }); renderSide();

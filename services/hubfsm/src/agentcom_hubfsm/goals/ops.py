@@ -7,9 +7,11 @@ commit in the driver (`goals.driver`), which retries it until the queue has them
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Row, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import transitions
@@ -21,8 +23,11 @@ from agentcom_common.contracts.hub import (
     ListGoals,
     SubmitGoal,
 )
-from agentcom_common.errors import ConflictError, NotFoundError
+from agentcom_common.errors import ConflictError, InvalidError, NotFoundError
 from agentcom_hubfsm.goals import states, store
+
+PlanCheck = Callable[[str, dict[str, Any]], Awaitable[list[str]]]
+"""(repo, plan) -> every rule the plan breaks against that repo's files ([] = good)."""
 
 
 @dataclass(slots=True)
@@ -32,6 +37,7 @@ class Goals:
     wake: asyncio.Event
     """Set when a goal has new work for the driver (submitted, approved, cancelled); one
     event per process, shared by the routes, the RPC handlers and the driver."""
+    check_plan: PlanCheck | None = None
 
 
 async def submit(g: Goals, body: SubmitGoal, actor: str) -> tuple[GoalView, bool]:
@@ -57,7 +63,13 @@ async def page(g: Goals, q: ListGoals) -> tuple[list[GoalView], str | None]:
 
 
 async def _move(
-    g: Goals, ref: GoalRef, to: GoalState, allowed: frozenset[GoalState], verb: str, actor: str
+    g: Goals,
+    ref: GoalRef,
+    to: GoalState,
+    allowed: frozenset[GoalState],
+    verb: str,
+    actor: str,
+    more: Callable[[Row[Any]], dict[str, Any]] | None = None,
 ) -> GoalDetail:
     async with g.engine.begin() as conn:
         row = await store.get(conn, ref.goal_id, lock=True)
@@ -72,6 +84,8 @@ async def _move(
         values: dict[str, object] = {"reason": ref.reason or verb}
         if to is GoalState.SUBMITTED:  # a retry plans afresh
             values |= {"plan": None, "plan_errors": [], "verify_round": 0, "replans": 0}
+        if more is not None:
+            values |= more(row)
         moved = await transitions.move(
             conn,
             store.MACHINE,
@@ -92,3 +106,45 @@ async def cancel(g: Goals, ref: GoalRef, actor: str) -> GoalDetail:
 
 async def retry(g: Goals, ref: GoalRef, actor: str) -> GoalDetail:
     return await _move(g, ref, GoalState.SUBMITTED, states.RETRYABLE, "retried", actor)
+
+
+APPROVABLE = frozenset({GoalState.AWAITING_APPROVAL})
+
+
+async def approve(
+    g: Goals, ref: GoalRef, actor: str, plan: dict[str, Any] | None = None
+) -> GoalDetail:
+    """Run the plan that waits for approval, or `plan` instead (checked like the model's:
+    409 `invalid_plan` with every error in `detail`: well-formed, refused by the rules)."""
+    if plan is None:
+        return await _move(g, ref, GoalState.EXECUTING, APPROVABLE, "approved", actor)
+    async with g.engine.connect() as conn:
+        row = await store.get(conn, ref.goal_id)
+    if row is None:
+        raise NotFoundError(f"goal {ref.goal_id} does not exist", code="goal_not_found")
+    if g.check_plan is None:
+        raise ConflictError("this hub cannot check an edited plan", code="not_available")
+    if errors := await g.check_plan(row.repo, plan):
+        raise ConflictError("; ".join(errors)[:4000], code="invalid_plan")
+    return await _move(
+        g,
+        ref,
+        GoalState.EXECUTING,
+        APPROVABLE,
+        "approved with an edited plan",
+        actor,
+        lambda _row: {"plan": plan},
+    )
+
+
+async def reject(g: Goals, ref: GoalRef, actor: str) -> GoalDetail:
+    """Plan again; the reason is told to the planner (`feedback`)."""
+    if not ref.reason:
+        raise InvalidError("a rejection needs a reason for the next plan", field="reason")
+    note = f"A person rejected an earlier plan: {ref.reason}"
+
+    def replan(row: Row[Any]) -> dict[str, Any]:
+        feedback: list[str] = [*row.feedback, note]
+        return {"plan": None, "attempt": int(row.attempt) + 1, "feedback": feedback}
+
+    return await _move(g, ref, GoalState.PLANNING, APPROVABLE, "plan rejected", actor, replan)

@@ -23,10 +23,24 @@ from agentcom_common.contracts.task import Tier
 
 MAX_TASKS: Final = 8
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Command = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-RepoPath = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-Ref = int | Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# `pattern`: what the JSON schema can say of "not blank once stripped" (clients generating
+# requests from the schema, schemathesis among them, would send "\n" as a path otherwise)
+SOME: Final = r"\S"
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=SOME)
+]
+Command = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000, pattern=SOME)
+]
+RepoPath = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000, pattern=SOME)
+]
+Ref = (
+    int
+    | Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=SOME)
+    ]
+)
 
 
 def _split(value: Any, separators: str) -> Any:
@@ -44,9 +58,11 @@ class PlannedTask(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     key: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    title: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=SOME)
+    ]
     description: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000, pattern=SOME)
     ]
     success_criteria: list[Text] = Field(min_length=1, max_length=50)
     verification: list[Command] = Field(

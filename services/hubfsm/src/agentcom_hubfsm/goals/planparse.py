@@ -77,6 +77,12 @@ def parse(text: str) -> Plan:
         raise UnreadablePlanError(_messages(exc)) from None
 
 
+def find_json(text: str) -> object:
+    """The JSON object in a model's reply (whole, fenced or in prose), for other answers than
+    plans (the verification judge's); raises `UnreadablePlanError`."""
+    return _find(_THINK.sub("", text))
+
+
 def _unwrap(data: object) -> object:
     """A bare list is the tasks; `{"plan": {...}}` is the plan: the wrapper says nothing."""
     if isinstance(data, list):

@@ -245,8 +245,14 @@ async def add_tasks(
 
 
 async def add_verification(
-    conn: AsyncConnection, goal_id: str, round_: int, passed: bool, report: dict[str, Any]
+    conn: AsyncConnection, goal_id: str, passed: bool, report: dict[str, Any]
 ) -> None:
+    """Record a verification as the goal's next round (1, 2, ... across attempts)."""
+    following = (
+        select(func.coalesce(func.max(verifications.c.round), 0) + 1)
+        .where(verifications.c.goal_id == goal_id)
+        .scalar_subquery()
+    )
     await conn.execute(
-        insert(verifications).values(goal_id=goal_id, round=round_, passed=passed, report=report)
+        insert(verifications).values(goal_id=goal_id, round=following, passed=passed, report=report)
     )

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=False, server_default=sa.text("''")),
         sa.Column("plan", JSONB()),
         sa.Column("plan_errors", JSONB(), nullable=False, server_default=sa.text("'[]'::jsonb")),
+        sa.Column("feedback", JSONB(), nullable=False, server_default=sa.text("'[]'::jsonb")),
         sa.Column("cost_tokens", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
         sa.Column("cost_usd", sa.Float(), nullable=False, server_default=sa.text("0")),
         _at("not_before"),
@@ -85,6 +86,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.Text(), nullable=False),
         sa.Column("state", sa.Text(), nullable=False),
         sa.Column("result", JSONB()),
+        sa.Column("seen_at", sa.DateTime(timezone=True)),
         _at("updated_at"),
         schema="hub",
     )

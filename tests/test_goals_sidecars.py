@@ -1,0 +1,277 @@
+"""A goal from intake to `complete` with the real scheduler and two real sidecar processes.
+
+The queue, the scheduler and the hub run in this process; the llm-registry runs on a real
+socket, because the sidecars' agent loops call its gateway over HTTP (`gateway_url`) while the
+hub calls it over NATS. One fake Ollama upstream answers everyone, by who asks:
+- the planner ("You plan work"): two dependent tasks, each checked by a command that reads the
+  file it must write;
+- the judge ("You check whether work"): first one criterion unmet (its gap becomes a follow-up
+  task), then every criterion met;
+- an agent loop ("You are a coding agent"): a `write_file` call for the file its task names,
+  then, once it has seen the tool's result, a final answer.
+"""
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agentcom_common.settings import CommonSettings
+from agentcom_common.testing import NatsServer, eventually, running
+from agentcom_hubfsm.app import create_app as hub_app
+from agentcom_hubfsm.settings import HubSettings
+from agentcom_llm_registry.settings import LlmSettings
+from agentcom_llm_registry.testing import FakeLLM, serve
+
+Json = dict[str, Any]
+AGENTS = ("a1", "a2")
+
+PLAN = {
+    "summary": "a greeting, then its documentation",
+    "tasks": [
+        {
+            "key": "code",
+            "title": "Write the greeting",
+            "description": "Create greeting.txt holding the word hello",
+            "success_criteria": ["greeting.txt says hello"],
+            "verification": ["grep -q hello greeting.txt"],
+            "new_files": ["greeting.txt"],
+            "tier": "standard",
+            "estimated_tokens": 1000,
+        },
+        {
+            "key": "docs",
+            "title": "Document the greeting",
+            "description": "Create GREETING.md saying what greeting.txt is for",
+            "success_criteria": ["GREETING.md explains the greeting"],
+            "verification": ["grep -q greeting GREETING.md"],
+            "depends_on": ["code"],
+            "new_files": ["GREETING.md"],
+            "tier": "standard",
+            "estimated_tokens": 500,
+        },
+    ],
+}
+GAP = "Write USAGE.md showing how to print the greeting"
+# what each task's agent loop writes, by the first line of its task (the user message)
+WRITES = {
+    "Write the greeting": ("greeting.txt", "hello\n"),
+    "Document the greeting": ("GREETING.md", "# greeting\ngreeting.txt holds the greeting.\n"),
+    GAP: ("USAGE.md", "cat greeting.txt\n"),
+}
+
+
+def verdict(*met: bool) -> str:
+    criteria = [
+        {
+            "criterion": n,
+            "met": ok,
+            "evidence": "seen in the task results" if ok else "",
+            "gap": "" if ok else GAP,
+        }
+        for n, ok in enumerate(met, 1)
+    ]
+    return json.dumps({"summary": "checked", "criteria": criteria})
+
+
+def saw_a_tool_result(messages: list[Json]) -> bool:
+    return any(m.get("role") == "tool" for m in messages)
+
+
+@dataclass
+class ScriptedModel(FakeLLM):
+    """Answers the planner with `PLAN`, the judge with `verdicts` in turn, and each agent loop
+    with one `write_file` of its task's file, then a final text."""
+
+    verdicts: list[str] = field(default_factory=list[str])
+    asked: list[str] = field(default_factory=list[str])
+
+    def answer(self, body: Json) -> tuple[str, Json | None]:
+        messages: list[Json] = body["messages"]
+        system = str(messages[0].get("content", ""))
+        if "You plan work" in system:
+            self.asked.append("plan")
+            return json.dumps(PLAN), None
+        if "You check whether work" in system:
+            self.asked.append("judge")
+            return self.verdicts.pop(0), None
+        assert "You are a coding agent" in system, system
+        task = str(messages[1]["content"]).split("\n", 1)[0]
+        self.asked.append(f"agent: {task}")
+        if saw_a_tool_result(messages):
+            return f"Done: {task}", None
+        path, content = WRITES[task]
+        return "", {"name": "write_file", "arguments": {"path": path, "content": content}}
+
+
+@dataclass
+class Stack:
+    queue: httpx.AsyncClient
+    scheduler: httpx.AsyncClient
+    hub: httpx.AsyncClient
+    registry_url: str
+    model: ScriptedModel
+
+
+@pytest.fixture
+async def stack(
+    settings: CommonSettings,
+    hub: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    admin_token: str,
+    tmp_path: Path,
+) -> AsyncIterator[Stack]:
+    base = settings.model_dump()
+    llm = LlmSettings.model_validate(
+        base
+        | {
+            "llm_health_interval": timedelta(milliseconds=200),
+            "llm_ledger_flush_interval": timedelta(milliseconds=50),
+            "llm_ledger_dir": str(tmp_path / "ledger"),
+            "llm_request_timeout": timedelta(seconds=20),
+        }
+    )
+    hub_settings = HubSettings.model_validate(
+        base
+        | {
+            "hub_goal_sweep": timedelta(milliseconds=200),
+            "hub_llm_backoff": timedelta(milliseconds=100),
+            "hub_data_dir": tmp_path / "hub",
+        }
+    )
+    model = ScriptedModel("ollama", models=["qwen3:8b"])
+    await model.start()
+    queue, scheduler = hub
+    try:
+        async with (
+            serve(llm) as registry_url,
+            running(hub_app(hub_settings), "http://hubfsm") as hubfsm,
+            httpx.AsyncClient(base_url=registry_url) as registry,
+        ):
+            for client in (registry, hubfsm):
+                client.headers["Authorization"] = f"Bearer {admin_token}"
+            added = await registry.post(
+                "/api/llm/endpoints",
+                json={
+                    "id": "local1",
+                    "provider": "ollama",
+                    "base_url": model.url,
+                    "classes": ["local", "local-small"],
+                    "models": ["qwen3:8b"],
+                },
+            )
+            assert added.status_code == 201, added.text
+            checked = await registry.post("/api/llm/endpoints/local1/check")
+            assert checked.json()["health"] == "healthy", checked.text
+            yield Stack(queue, scheduler, hubfsm, registry_url, model)
+    finally:
+        await model.stop()
+
+
+async def start_agents(stack: Stack, sidecars: Any, nats: NatsServer, origin: Path) -> None:
+    for name in AGENTS:
+        made = (await stack.scheduler.post("/api/agents", json={"name": name})).json()
+        config = sidecars.config(
+            made,
+            nats.address,
+            allow_hub_commands=True,  # the plan's verification commands
+            repos=[{"url": str(origin)}],
+            gateway_url=stack.registry_url,
+            max_verification_retries=0,
+        )
+        sidecars.start(name, config)
+
+    async def all_idle() -> None:
+        for name in AGENTS:
+            agent = (await stack.scheduler.get(f"/api/agents/{name}")).json()
+            assert agent["state"] == "idle", (agent, sidecars.log(name))
+
+    await eventually(all_idle, timeout=60)
+
+
+def first_at(history: list[Json], state: str) -> datetime:
+    return min(datetime.fromisoformat(h["at"]) for h in history if h["to_state"] == state)
+
+
+async def test_a_goal_runs_on_two_sidecars_as_a_dag_is_followed_up_and_completes(
+    stack: Stack, sidecars: Any, repos: Any, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    origin = repos.origin(tmp_path, {"README.md": "# greetings\n"})
+    stack.model.verdicts = [verdict(True, False), verdict(True, True)]
+    await start_agents(stack, sidecars, nats_server, origin)
+
+    submitted = await stack.hub.post(
+        "/api/goals",
+        json={
+            "title": "Greeting",
+            "description": "The repo has a greeting and says how to use it",
+            "success_criteria": ["there is a greeting", "its use is documented"],
+            "repo": str(origin),
+        },
+    )
+    assert submitted.status_code == 201, submitted.text
+    goal_id = submitted.json()["id"]
+
+    async def complete() -> Json:
+        goal = (await stack.hub.get(f"/api/goals/{goal_id}")).json()
+        assert goal["state"] not in ("failed", "needs_review"), goal
+        assert goal["state"] == "complete", (goal, [sidecars.log(a)[-2000:] for a in AGENTS])
+        return goal
+
+    goal = await eventually(complete, timeout=90)
+
+    assert [h["to_state"] for h in goal["history"]] == [
+        "submitted",
+        "planning",
+        "executing",
+        "verifying",
+        "executing",
+        "verifying",
+        "complete",
+    ]
+    assert [t["kind"] for t in goal["tasks"]] == ["plan", "plan", "follow_up"]
+    assert {t["state"] for t in goal["tasks"]} == {"completed"}, goal["tasks"]
+    assert (goal["tasks_done"], goal["tasks_total"]) == (3, 3)
+    assert [v["passed"] for v in goal["verifications"]] == [False, True]
+    assert goal["verifications"][0]["report"]["gaps"][0]["gap"] == GAP
+    assert [a for a in stack.model.asked if not a.startswith("agent")] == [
+        "plan",
+        "judge",
+        "judge",
+    ]
+
+    tasks = (await stack.queue.get("/api/tasks", params={"goal_id": goal_id})).json()["tasks"]
+    by_title = {t["description"].split("\n", 1)[0]: t for t in tasks}
+    assert sorted(by_title) == sorted(WRITES), by_title
+    code, docs, follow_up = (by_title[title] for title in WRITES)
+    assert docs["depends_on"] == [code["id"]]
+    histories = {
+        t["id"]: (await stack.queue.get(f"/api/tasks/{t['id']}/history")).json() for t in tasks
+    }
+
+    # the DAG: the dependent task waited, and was queued and worked on only after its
+    # dependency had completed
+    code_done = first_at(histories[code["id"]], "completed")
+    assert histories[docs["id"]][0]["to_state"] == "waiting", histories[docs["id"]]
+    assert first_at(histories[docs["id"]], "queued") >= code_done
+    assert first_at(histories[docs["id"]], "working") >= code_done
+    # the follow-up was made after the first verdict, and ran to completion on an agent
+    assert first_at(histories[follow_up["id"]], "working") >= first_at(
+        histories[docs["id"]], "completed"
+    )
+    assert {h["actor"] for h in histories[follow_up["id"]] if h["to_state"] == "working"} <= set(
+        AGENTS
+    )
+
+    # every task's work was checked by its own command and pushed to its branch
+    for task, (path, content) in zip((code, docs, follow_up), WRITES.values(), strict=True):
+        result = task["result"]
+        assert repos.git("show", f"{result['branch']}:{path}", cwd=origin) == content, result
+    for task in (code, docs):
+        assert task["result"]["verified"] is True, task["result"]
+    assert follow_up["success_criteria"] == ["its use is documented"]
+    assert stack.model.asked.count(f"agent: {GAP}") == 2  # its write, then its final answer
