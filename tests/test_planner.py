@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 
 import fake_ollama
 from agentcom_common import clock, subjects
-from agentcom_common.contracts.hub import HubStateChanged
+from agentcom_common.contracts.hub import HubState, HubStateChanged
 from agentcom_common.errors import UnavailableError
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually, running
@@ -100,7 +100,7 @@ async def gateway(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The llm-registry (its NATS chat endpoint and its admin API), told the hub is executing
     before it starts (it reads the newest hub state from the stream)."""
-    event = HubStateChanged(state="executing", at=clock.now())
+    event = HubStateChanged(state=HubState.EXECUTING, at=clock.now())
     await js.publish(subjects.HUB_STATE_CHANGED, event.model_dump_json().encode())
     async with running(llm_app(llm_settings), "http://llm") as api:
         api.headers["Authorization"] = f"Bearer {admin_token}"
