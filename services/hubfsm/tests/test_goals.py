@@ -41,7 +41,11 @@ async def test_a_goal_is_stored_with_its_history_and_announced(
 
     shown = (await api.get(f"/api/goals/{goal['id']}")).json()
     assert shown["success_criteria"] == GOAL["success_criteria"]
-    assert [(h["from_state"], h["to_state"]) for h in shown["history"]] == [(None, "submitted")]
+    # the goal driver may have begun planning it: the first move is the creation
+    assert (shown["history"][0]["from_state"], shown["history"][0]["to_state"]) == (
+        None,
+        "submitted",
+    )
     assert shown["tasks"] == []
     assert shown["verifications"] == []
 
@@ -80,7 +84,7 @@ async def test_cancel_and_retry_follow_the_machine(api: httpx.AsyncClient) -> No
     refused = await api.post(f"/api/goals/{goal['id']}/retry")
     assert refused.status_code == 409
     assert refused.json()["error"] == "transition_refused"
-    assert "submitted" in refused.json()["detail"]
+    assert "failed" in refused.json()["detail"]  # names the states a retry needs
 
     cancelled = await api.post(f"/api/goals/{goal['id']}/cancel", params={"reason": "not now"})
     assert cancelled.status_code == 200, cancelled.text
@@ -114,7 +118,7 @@ async def test_the_nats_rpc_does_what_the_routes_do(api: httpx.AsyncClient, nc: 
     again = await micro.call(nc, "hub", "submit_goal", body, GoalView)
     assert again.id == goal.id
     shown = await micro.call(nc, "hub", "goal", GoalRef(goal_id=goal.id), GoalDetail)
-    assert shown.state == "submitted"
+    assert shown.history[0].to_state == "submitted"  # the driver may have begun planning it
     await micro.call(nc, "hub", "cancel_goal", GoalRef(goal_id=goal.id), GoalDetail)
     with pytest.raises(ConflictError) as refused:
         await micro.call(nc, "hub", "cancel_goal", GoalRef(goal_id=goal.id), GoalDetail)
