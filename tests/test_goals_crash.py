@@ -35,6 +35,7 @@ from agentcom_llm_registry.app import create_app as registry_app
 from agentcom_llm_registry.settings import LlmSettings
 from agentcom_llm_registry.testing import FakeLLM
 from agentcom_queue.app import create_app as queue_app
+from goal_fakes import pull_worker, verdict
 
 pytestmark = pytest.mark.system
 
@@ -68,19 +69,6 @@ GAP = "Write USAGE.md showing how to print the greeting"
 TITLES = ["Write the greeting", "Document the greeting", GAP]  # the goal's tasks, in order
 
 
-def verdict(*met: bool) -> str:
-    criteria = [
-        {
-            "criterion": n,
-            "met": ok,
-            "evidence": "in the results" if ok else "",
-            "gap": "" if ok else GAP,
-        }
-        for n, ok in enumerate(met, 1)
-    ]
-    return json.dumps({"summary": "checked", "criteria": criteria})
-
-
 @dataclass
 class ScriptedModel(FakeLLM):
     """The planner gets `PLAN`; the judge a gap on criterion 2 until it is shown the follow-up
@@ -97,7 +85,9 @@ class ScriptedModel(FakeLLM):
         assert "You check whether work" in system, system
         self.asked.append("judge")
         shown = str(body["messages"][1].get("content", ""))
-        return (verdict(True, True) if f"### {GAP}" in shown else verdict(True, False)), None
+        return (
+            verdict(True, True) if f"### {GAP}" in shown else verdict(True, False, gap=GAP)
+        ), None
 
     def calls(self, who: str) -> int:
         """Calls recorded so far by whose prompt they carry (recorded before any hold)."""
@@ -164,26 +154,6 @@ class Stack:
         return goal
 
 
-async def work(nc: Client, stop: asyncio.Event) -> None:
-    """A pull worker: claim, then report each task completed."""
-    while not stop.is_set():
-        reply = await nc.request(
-            "agentcom.rpc.queue.claim", json.dumps({"agent_id": "w1"}).encode(), timeout=10
-        )
-        task = json.loads(reply.data).get("task")
-        if task is None:
-            await asyncio.sleep(0.05)  # a pull worker's poll interval; nothing to claim yet
-            continue
-        report = {
-            "task_id": task["id"],
-            "agent_id": "w1",
-            "generation": task["generation"],
-            "outcome": "completed",
-            "result": {"summary": f"did: {task['description'].splitlines()[0]}"},
-        }
-        await nc.request("agentcom.rpc.queue.report", json.dumps(report).encode(), timeout=10)
-
-
 @pytest.fixture
 async def worker(nc: Client) -> AsyncIterator[Callable[[], None]]:
     """Call it to start the pull worker; it stops at the test's end."""
@@ -191,7 +161,7 @@ async def worker(nc: Client) -> AsyncIterator[Callable[[], None]]:
     started: list[asyncio.Task[None]] = []
 
     def start() -> None:
-        started.append(asyncio.create_task(work(nc, stop)))
+        started.append(asyncio.create_task(pull_worker(nc, stop)))
 
     try:
         yield start

@@ -28,6 +28,7 @@ from agentcom_llm_registry.app import create_app as registry_app
 from agentcom_llm_registry.settings import LlmSettings
 from agentcom_llm_registry.testing import FakeLLM
 from agentcom_queue.app import create_app as queue_app
+from goal_fakes import pull_worker, verdict
 
 Json = dict[str, Any]
 
@@ -57,19 +58,6 @@ PLAN = {
         },
     ],
 }
-
-
-def verdict(*met: bool) -> str:
-    criteria = [
-        {
-            "criterion": n,
-            "met": ok,
-            "evidence": "seen in the results" if ok else "",
-            "gap": "" if ok else f"make criterion {n} hold",
-        }
-        for n, ok in enumerate(met, 1)
-    ]
-    return json.dumps({"summary": "checked", "criteria": criteria})
 
 
 @dataclass
@@ -142,27 +130,6 @@ async def stack(settings: CommonSettings, admin_token: str, tmp_path: Path) -> A
         await model.stop()
 
 
-async def work(nc: Client, done: list[str], stop: asyncio.Event) -> None:
-    """A pull worker: claim, then report each task completed with a result."""
-    while not stop.is_set():
-        reply = await nc.request(
-            "agentcom.rpc.queue.claim", json.dumps({"agent_id": "w1"}).encode(), timeout=10
-        )
-        task = json.loads(reply.data).get("task")
-        if task is None:
-            await asyncio.sleep(0.05)  # a pull worker's poll interval; nothing to claim yet
-            continue
-        report = {
-            "task_id": task["id"],
-            "agent_id": "w1",
-            "generation": task["generation"],
-            "outcome": "completed",
-            "result": {"summary": f"did: {task['description'].splitlines()[0]}"},
-        }
-        await nc.request("agentcom.rpc.queue.report", json.dumps(report).encode(), timeout=10)
-        done.append(task["description"].splitlines()[0])
-
-
 async def test_a_goal_is_planned_run_as_a_dag_checked_followed_up_and_completed(
     stack: Stack, nc: Client, repos: Any, tmp_path: Path
 ) -> None:
@@ -182,7 +149,7 @@ async def test_a_goal_is_planned_run_as_a_dag_checked_followed_up_and_completed(
 
     done: list[str] = []
     stop = asyncio.Event()
-    worker = asyncio.create_task(work(nc, done, stop))
+    worker = asyncio.create_task(pull_worker(nc, stop, done))
     try:
 
         async def complete() -> Json:
