@@ -104,6 +104,7 @@ async def test_a_hand_back_counting_a_retry_retries_then_dead_letters(
 ) -> None:
     task = await submit(api, max_retries=1)
     states: list[str] = []
+    after: TaskView | None = None
     for _ in range(2):
         claimed = await claim(nc)
         assert claimed is not None
@@ -117,6 +118,7 @@ async def test_a_hand_back_counting_a_retry_retries_then_dead_letters(
         states.append(after.state)
 
     assert states == ["queued", "dead_letter"]
+    assert after is not None
     assert after.last_error == "handed back as failed: agent gone"
     history = (await api.get(f"/api/tasks/{task['id']}/history")).json()
     assert [h["to_state"] for h in history].count("failed") == 2
