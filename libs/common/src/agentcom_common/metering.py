@@ -88,9 +88,14 @@ class Sampled:
     process apart (each service's outbox when tests run them together).
     """
 
-    def __init__(self, m: Meter, name: str, unit: str, description: str) -> None:
+    def __init__(
+        self, m: Meter, name: str, unit: str, description: str, *, total: bool = False
+    ) -> None:
+        """`total`: the read is a running total kept in the database (a count of rows that
+        only grows), exported as a counter, so it is right across restarts and replicas."""
         self._parts: dict[str, Points] = {}
-        m.create_observable_gauge(name, [self._observe], unit=unit, description=description)
+        make = m.create_observable_counter if total else m.create_observable_gauge
+        make(name, [self._observe], unit=unit, description=description)
 
     def set(self, points: Points, part: str = "") -> None:
         self._parts[part] = dict(points)  # one assignment: the exporter thread reads whole dicts
