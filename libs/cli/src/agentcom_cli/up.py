@@ -7,12 +7,13 @@ import os
 import signal
 import sys
 from collections.abc import Generator
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
 from rich.table import Table
 
-from agentcom_cli import probes, stack, tokens
+from agentcom_cli import dumps, probes, stack, tokens
 from agentcom_cli.console import err, fail, out
 from agentcom_cli.supervisor import Child, Supervisor
 from agentcom_common import embedded, natsauth
@@ -31,8 +32,9 @@ def module_of(service: str) -> str:
 
 
 @contextlib.contextmanager
-def exclusive(home: Path) -> Generator[None]:
-    """One `agentcom up` per home directory; a second one says who holds it."""
+def exclusive(home: Path, busy: str = "see `agentcom status`") -> Generator[None]:
+    """One `agentcom up` (or restore) per home directory; a second one says who holds it and
+    what to do (`busy`)."""
     lock_path = home / "up.lock"
     handle: IO[str] = lock_path.open("a+")
     try:
@@ -41,7 +43,7 @@ def exclusive(home: Path) -> Generator[None]:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        fail(f"a stack is already running from {home} (pid {holder}); see `agentcom status`")
+        fail(f"a stack is already running from {home} (pid {holder}); {busy}")
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
@@ -78,6 +80,7 @@ async def _up(settings: CommonSettings) -> None:
     )
     env: dict[str, str] = {}
     logs = settings.home / "logs"
+    backups: asyncio.Task[None] | None = None
     try:
         env.update(await _start_servers(settings, supervisor, logs))
         await tokens.bootstrap_admin(settings.model_copy(update=_urls(env)))
@@ -97,12 +100,26 @@ async def _up(settings: CommonSettings) -> None:
         _print_table(settings, env, ready, logs)
         _write_stack(settings, env, supervisor, urls, logs)
         written.append(True)
+        if settings.backup_interval > timedelta(0):
+            backups = asyncio.create_task(
+                dumps.scheduled(
+                    env["AGENTCOM_DATABASE_URL"],
+                    settings.home,
+                    settings.backup_interval,
+                    settings.backup_keep,
+                    notify=lambda line: err().print(line, style="red"),
+                ),
+                name="backups",
+            )
         if not all(part.ok for part in ready.values()):
             err().print(f"some services are not ready; see their logs under {logs}", style="red")
         err().print("Ctrl-C stops everything", style="dim")
         await stop.wait()
     finally:
         err().print("stopping…")
+        if backups is not None:  # before Postgres stops: a dump in progress is dropped
+            backups.cancel()
+            await asyncio.wait({backups})  # never raises: the stop below must run
         await supervisor.stop(
             [list(SERVICE_NAMES), ["nats", "postgres"]],
             grace=settings.shutdown_grace.total_seconds(),
