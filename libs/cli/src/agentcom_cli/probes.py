@@ -1,7 +1,6 @@
 """Asking each part of a stack whether it is up: HTTP /readyz, NATS, Postgres, nats.micro."""
 
 import asyncio
-import contextlib
 import json
 from dataclasses import dataclass
 
@@ -9,7 +8,7 @@ import httpx
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from agentcom_common import db, messaging, natsauth
+from agentcom_common import cancelling, db, messaging, natsauth
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +90,7 @@ async def micro_ping(url: str, expected: int, window: float = 2.0) -> list[dict[
         inbox = nc.new_inbox()
         await nc.subscribe(inbox, cb=collect)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
         await nc.publish("$SRV.PING", b"", reply=inbox)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), timeout=window)
+        await cancelling.woken(done, window)
     finally:
         await nc.close()
     return replies
