@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 AGENTCOM = str(Path(sys.executable).parent / "agentcom")
@@ -92,3 +93,17 @@ class Stack:
         code = self.process.wait(timeout=30)
         self.log.close()
         return code
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_all_ready(up: Stack, timeout: float = 120) -> None:
+    """`stack.json` appears after READY_DEADLINE even when a service is not ready yet (a busy
+    machine): a test that calls the services waits for every /readyz."""
+    for url in up.stack["services"].values():
+        wait_until(lambda u=url: ready(str(u)), timeout, f"{url}/readyz")
