@@ -42,9 +42,11 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
     return env | {"AGENTCOM_HOME": str(home)} | extra
 
 
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [AGENTCOM, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        [AGENTCOM, *args], env=env, capture_output=True, text=True, timeout=60, check=False, cwd=cwd
     )
 
 
@@ -63,9 +65,17 @@ class Stack:
         self.env = env
         self.log = (home.parent / f"{home.name}-up.log").open("w")
         self.process = subprocess.Popen(
-            [AGENTCOM, "up", *args], env=env, stdout=self.log, stderr=subprocess.STDOUT
+            [AGENTCOM, "up", *args],
+            env=env | {"COLUMNS": "80"},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         wait_until(self._started, 180, f"stack.json (see {self.log.name})")
+
+    def output(self) -> str:
+        """What `up` printed so far (stdout and stderr)."""
+        self.log.flush()
+        return Path(self.log.name).read_text()
 
     def _started(self) -> bool:
         assert self.process.poll() is None, Path(self.log.name).read_text()

@@ -3,12 +3,12 @@
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 from nats.aio.client import Client
@@ -16,7 +16,7 @@ from nats.errors import Error as NatsError
 
 from agentcom_common.settings import SERVICE_NAMES
 from agentcom_common.testing import NatsServer, shared_tmpdir
-from up_stack import Stack, cli, cli_env, free_offset, wait_until
+from up_stack import Stack, cli, cli_env, free_offset, ready, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -24,13 +24,6 @@ pytestmark = pytest.mark.system
 @pytest.fixture
 def home() -> Path:
     return shared_tmpdir("agentcom-up-") / "state"
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 async def _nats_login(config: dict[str, Any]) -> str:
@@ -63,7 +56,26 @@ def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> Non
     try:
         services: dict[str, str] = up.stack["services"]
         assert set(services) == set(SERVICE_NAMES)
-        assert all(_ready(str(url)) for url in services.values())
+        assert all(ready(str(url)) for url in services.values())
+        wait_until(lambda: "next, in another terminal:" in up.output(), 30, "the next command")
+        shown = up.output()
+        for part in ("nats", "postgres", "admin token", *SERVICE_NAMES):  # a line each, timed
+            assert re.search(rf"^  {part} +\S.* +[0-9.]+ s$", shown, re.M), (part, shown)
+        assert "agentcom repo add" in shown  # nothing registered yet: the first step
+        embedded_db = up.stack["database_url"]
+        assert embedded_db in shown  # the whole URL (80 columns cut it before)
+        table = [
+            line for line in shown.splitlines() if line.split(" ")[0] in {"part", "nats", *services}
+        ]
+        assert len(table) == 2 + len(services)
+        assert all(len(line) <= 80 for line in table), table
+
+        # from another directory: where the stack is, not "no token"
+        unset = {k: v for k, v in env.items() if k != "AGENTCOM_HOME"}
+        elsewhere = cli(unset, "task", "list", cwd=home.parent)
+        assert elsewhere.returncode == 1
+        assert "no stack in this directory" in elsewhere.stderr
+        assert str(home) in elsewhere.stderr  # found from the running `agentcom up`
 
         status = cli(env, "status", "--json")
         assert status.returncode == 0, status.stdout + status.stderr
@@ -80,7 +92,7 @@ def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> Non
         os.kill(victim, signal.SIGKILL)
         queue_url = str(services["queue"])
         wait_until(lambda: up.service_pid("queue") not in (None, victim), 30, "a new queue process")
-        wait_until(lambda: _ready(queue_url), 30, "the restarted queue to be ready")
+        wait_until(lambda: ready(queue_url), 30, "the restarted queue to be ready")
         wait_until(
             lambda: up.stack["children"]["queue"] == up.service_pid("queue"), 10, "stack.json"
         )
