@@ -5,7 +5,7 @@ import os
 
 import httpx
 
-from agentcom_cli import probes, stack
+from agentcom_cli import dumps, probes, stack
 from agentcom_cli.console import aligned, out
 from agentcom_common import natsauth
 from agentcom_common.settings import SERVICE_NAMES, CommonSettings
@@ -41,6 +41,8 @@ async def collect(settings: CommonSettings) -> list[probes.PartStatus]:
                 f"{len(names)} of {len(SERVICE_NAMES)} answered: {', '.join(names) or 'none'}",
             )
         )
+    ok, detail = dumps.health(settings.home.resolve(), settings.backup_interval)
+    parts.append(probes.PartStatus("backups", ok, str(dumps.directory(settings.home)), detail))
     return parts
 
 
