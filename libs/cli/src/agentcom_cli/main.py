@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from agentcom_cli.backup import backup_app, restore
 from agentcom_cli.console import fail, friendly, id_table, out, print_json
 from agentcom_cli.goals import goal_app
 from agentcom_cli.llm import llm_app
@@ -33,6 +34,8 @@ app.add_typer(llm_app, name="llm")
 app.add_typer(task_app, name="task")
 app.add_typer(repo_app, name="repo")
 app.add_typer(goal_app, name="goal")
+app.add_typer(backup_app, name="backup")
+app.command("restore")(restore)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -44,7 +47,7 @@ for _point in entry_points(group="agentcom.commands"):
 
 def _version(value: bool) -> None:
     if value:
-        out().print(f"agentcom {version('agentcom')}")
+        typer.echo(f"agentcom {version('agentcom')}")  # not rich: it would cost 0.1 s here
         raise typer.Exit()
 
 
@@ -115,19 +118,19 @@ def token(ctx: typer.Context) -> None:
     """Print the admin token that `agentcom up` created (or AGENTCOM_TOKEN)."""
     if ctx.invoked_subcommand is not None:
         return
-    from agentcom_cli import tokens
+    from agentcom_cli import place, tokens
 
-    settings = _settings()
-    value = tokens.read_token(settings)
+    where = place.locate()
+    value = tokens.read_token(where)
     if value is None:
-        fail(tokens.missing(settings))
-    out().print(value, highlight=False, soft_wrap=True)
+        fail(tokens.missing(where))
+    typer.echo(value)
 
 
 def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     from agentcom_cli import api
 
-    return api.call("scheduler", method, path, body, settings=_settings())
+    return api.call("scheduler", method, path, body)
 
 
 @token_app.command("create")
