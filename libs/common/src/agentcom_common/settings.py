@@ -148,6 +148,16 @@ class CommonSettings(BaseSettings):
         description="How long a service may take to stop before it is killed.",
     )
 
+    backup_interval: Interval = Field(
+        default=timedelta(hours=6),
+        description="How often `agentcom up` dumps every AgentCom schema to <home>/backups/ "
+        "(`0` turns scheduled backups off); `agentcom status` calls a backup older than twice "
+        "this stale.",
+    )
+    backup_keep: int = Field(
+        default=3, ge=1, le=1000, description="Backups kept in <home>/backups/ (newest first)."
+    )
+
     http_max_body: int = Field(
         default=4 * 1024 * 1024,
         ge=1024,

@@ -393,9 +393,16 @@ class ServiceProcess(ChildProcess):
     """A service as a real process (`python -m agentcom_<name>`), for tests that kill it."""
 
     def __init__(
-        self, name: str, nats_url: str, db_url: str, log: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        nats_url: str,
+        db_url: str,
+        log: Path,
+        env: dict[str, str] | None = None,
+        port_offset: int | None = None,
     ) -> None:
-        offset = free_port() - CommonSettings().port(name)
+        # `port_offset`: another service's, so one AGENTCOM_PORT_OFFSET reaches both (the CLI)
+        offset = free_port() - CommonSettings().port(name) if port_offset is None else port_offset
         self.module = "agentcom_" + name.replace("-", "_")
         self.url = f"http://127.0.0.1:{CommonSettings(port_offset=offset).port(name)}"
         base = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")}

@@ -600,9 +600,17 @@ def _to_queue(report: TaskOutcome) -> ReportTask:
         agent_id=report.agent_id,
         generation=report.generation,
         outcome=_QUEUE_OUTCOME[report.kind],
-        result=dict(report.result),
+        result=_with_delivery(report),
         error=f"rejected: {report.error or 'no reason given'}" if rejected else report.error,
     )
+
+
+def _with_delivery(report: TaskOutcome) -> dict[str, object]:
+    """The result as the queue stores it: the typed delivery report rides in it as `delivery`."""
+    result = dict(report.result)
+    if report.delivery is not None:
+        result["delivery"] = report.delivery.model_dump(mode="json")
+    return result
 
 
 def _outcome_move(report: TaskOutcome) -> batch.Move:
