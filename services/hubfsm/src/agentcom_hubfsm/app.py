@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_hubfsm import __version__, api, clients, handlers, tables
+from agentcom_hubfsm import __version__, api, clients, handlers, meters, tables
 from agentcom_hubfsm.brain import (
     api as brain_api,
     handlers as brain_handlers,
@@ -33,6 +33,7 @@ SPEC: Final = ServiceSpec(
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
     routers=(api.goals, brain_api.hub),
+    samplers=(meters.sampler,),
 )
 
 
