@@ -59,8 +59,9 @@ async def commit_and_push(
             )
             message = f"{task['id']}: {title}\n\nTask {task['id']} done by agent {agent_id}."
             await git(["commit", "--quiet", "-m", message], ws.path, genv, timeout, "commit")
+        since = ws.branch if ws.continues else ws.base
         ahead = await git(
-            ["rev-list", "--count", f"origin/{ws.base}..HEAD"],
+            ["rev-list", "--count", f"origin/{since}..HEAD"],
             ws.path,
             genv,
             timeout,
@@ -69,8 +70,10 @@ async def commit_and_push(
         if int(ahead.strip() or 0) == 0:
             return None, False
         head = (await git(["rev-parse", "HEAD"], ws.path, genv, timeout, "read HEAD")).strip()
+        # a continued branch may hold a person's commits too: only ever fast-forwarded
+        force = [] if ws.continues else ["--force"]
         await git(
-            ["push", "--force", "--quiet", "--", ws.url, f"HEAD:refs/heads/{ws.branch}"],
+            ["push", *force, "--quiet", "--", ws.url, f"HEAD:refs/heads/{ws.branch}"],
             ws.path,
             genv | dict(auth),
             timeout,
