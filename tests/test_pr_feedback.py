@@ -1,7 +1,8 @@
 """The pull-request feedback loop end to end: a goal's task, done by a real sidecar, opens a
 pull request at a fake GitHub; GitHub's webhooks then report a failed check and a review asking
 for changes, and each becomes a follow-up task on the same branch carrying the log tail or the
-comments, which the sidecar does and pushes to that branch; the fourth round escalates.
+comments, which the sidecar does and pushes to that branch; a merge conflict after a push to
+main is the third round, and the fourth escalates.
 
 The queue, the scheduler and the hub run in this process, the llm-registry on a real socket
 (the sidecar's agent loop calls its gateway); one fake Ollama plans, judges and codes.
@@ -289,13 +290,21 @@ async def test_checks_and_reviews_become_follow_ups_on_the_branch_and_the_fourth
     again = await deliver(stack, "pull_request_review", changes_requested(pull, 7), origin)
     assert again["outcome"] == "ignored", again
 
-    # round 3 still follows up; round 4 escalates instead
-    stack.github.logs[102] = LOG
-    sha = repos.git("rev-parse", branch, cwd=origin).strip()
-    three = await deliver(stack, "check_run", failed_check(branch, sha, 102), origin)
+    # round 3: a push to main leaves the pull request conflicting (GitHub's `mergeable`)
+    stack.github.pull(pull["number"])["mergeable"] = False
+    stack.github.pull(pull["number"])["head"]["sha"] = repos.git(
+        "rev-parse", branch, cwd=origin
+    ).strip()
+    push = {"ref": "refs/heads/main", "after": "c" * 40}
+    three = await deliver(stack, "push", push, origin)
     assert three["outcome"] == "acted", three
+    assert f"refreshed the mirror of {origin}" in three["done"]
     third = (await stack.hub.get(f"/api/goals/{goal_id}")).json()["pr_rounds"][2]
-    await completed(stack, third["task_id"], sidecars)
+    assert (third["round"], third["kind"]) == (3, "merge_conflict")
+    task = await completed(stack, third["task_id"], sidecars)
+    assert f"{branch} no longer merges into main" in task["description"]
+    assert commits() == 4
+    # round 4 escalates instead
     four = await deliver(stack, "pull_request_review", changes_requested(pull, 8), origin)
     assert four["outcome"] == "acted", four
 

@@ -264,9 +264,11 @@ async def _round(
         row = await store.track_pull(conn, _track_values(repo, pull, mine))
         if await store.has_round(conn, repo, pull.number, work.kind, work.cause):
             return "ignored", f"pull request #{pull.number} had its round for this already"
-        number = int(row.rounds) + 1
         goal = await goal_store.get(conn, mine.goal.id, lock=True)
         assert goal is not None  # the pull request's row holds the goal (foreign key)
+        if goal.state == GoalState.CANCELLED.value:
+            return "ignored", f"goal {goal.id} of pull request #{pull.number} was cancelled"
+        number = int(row.rounds) + 1
         values: dict[str, Any] = {
             "repo": repo,
             "number": pull.number,
