@@ -19,11 +19,13 @@ async def test_ten_agents_with_their_own_state_dirs_each_do_one_task_once(
         await hub.agent(f"a{i}", allow_hub_commands=True, repos=[{"url": str(origin)}])
         for i in range(AGENTS)
     ]
-    # every task waits for the same barrier, so all ten run at once, one per agent
+    # every task waits for the same barrier, so all ten run at once, one per agent; polled
+    # slowly: ten loops forking `sleep` 20 times a second starved these ten in-process sidecars
+    # on two cores until the scheduler judged them silent (CI saw tasks handed back)
     command = [
         "sh",
         "-c",
-        f'while [ ! -e "{go}" ]; do sleep 0.05; done; echo "$AGENTCOM_TASK_FILE" > out.txt',
+        f'while [ ! -e "{go}" ]; do sleep 0.5; done; echo "$AGENTCOM_TASK_FILE" > out.txt',
     ]
     async with contextlib.AsyncExitStack() as stack:
         for config in configs:
@@ -39,7 +41,7 @@ async def test_ten_agents_with_their_own_state_dirs_each_do_one_task_once(
             states = [(await hub.task(m["id"]))["state"] for m in made]
             assert states == ["working"] * AGENTS
 
-        await eventually(all_working, timeout=60)
+        await eventually(all_working, timeout=120)
         go.touch()
 
         async def all_completed() -> list[dict[str, Any]]:

@@ -78,6 +78,44 @@ async def test_a_cancelled_run_stops_its_process(tmp_path: Path) -> None:
     assert not _alive(pids[0])
 
 
+async def test_a_journaled_child_runs_nothing_before_its_group_is_journaled(
+    tmp_path: Path,
+) -> None:
+    """A sidecar killed between the spawn and the journal write must leave nothing running that
+    recovery cannot find: the child waits for `on_start` to return before it runs its argv."""
+    ran = tmp_path / "ran"
+    seen: list[int] = []
+
+    def journal_fails(pgid: int) -> None:
+        seen.append(pgid)
+        raise OSError("disk full")  # the journal write never happened
+
+    with pytest.raises(OSError, match="disk full"):
+        await processes.run(
+            ["touch", str(ran)], tmp_path, timeout=10, env=ENV, on_start=journal_fails
+        )
+    (pgid,) = seen
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)  # the group is gone: its one process was stopped, unrun
+    assert not ran.exists()
+
+    started: list[bool] = []
+    done = await processes.run(
+        ["sh", "-c", f'touch "{ran}"'],
+        tmp_path,
+        timeout=10,
+        env=ENV,
+        on_start=lambda _pgid: started.append(ran.exists()),
+    )
+    assert started == [False]
+    assert ran.exists()
+    assert done.exit_code == 0
+    with pytest.raises(FileNotFoundError):
+        await processes.run(
+            ["no-such-tool-here"], tmp_path, timeout=10, env=ENV, on_start=seen.append
+        )
+
+
 async def test_children_never_see_tokens_or_keys(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_" + "s" * 36)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")

@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -49,9 +50,11 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     return env | {"AGENTCOM_HOME": str(home)} | extra
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [AGENTCOM, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        [AGENTCOM, *args], env=env, capture_output=True, text=True, timeout=60, check=False, cwd=cwd
     )
 
 
@@ -70,9 +73,17 @@ class Stack:
         self.env = env
         self.log = (home.parent / f"{home.name}-up.log").open("w")
         self.process = subprocess.Popen(
-            [AGENTCOM, "up", *args], env=env, stdout=self.log, stderr=subprocess.STDOUT
+            [AGENTCOM, "up", *args],
+            env=env | {"COLUMNS": "80"},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         _wait(self._started, 180, f"stack.json (see {self.log.name})")
+
+    def output(self) -> str:
+        """What `up` printed so far (stdout and stderr)."""
+        self.log.flush()
+        return Path(self.log.name).read_text()
 
     def _started(self) -> bool:
         assert self.process.poll() is None, Path(self.log.name).read_text()
@@ -145,6 +156,25 @@ def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> Non
         services: dict[str, str] = up.stack["services"]
         assert set(services) == set(SERVICE_NAMES)
         assert all(_ready(str(url)) for url in services.values())
+        _wait(lambda: "next, in another terminal:" in up.output(), 30, "the next command")
+        shown = up.output()
+        for part in ("nats", "postgres", "admin token", *SERVICE_NAMES):  # a line each, timed
+            assert re.search(rf"^  {part} +\S.* +[0-9.]+ s$", shown, re.M), (part, shown)
+        assert "agentcom repo add" in shown  # nothing registered yet: the first step
+        embedded_db = up.stack["database_url"]
+        assert embedded_db in shown  # the whole URL (80 columns cut it before)
+        table = [
+            line for line in shown.splitlines() if line.split(" ")[0] in {"part", "nats", *services}
+        ]
+        assert len(table) == 2 + len(services)
+        assert all(len(line) <= 80 for line in table), table
+
+        # from another directory: where the stack is, not "no token"
+        unset = {k: v for k, v in env.items() if k != "AGENTCOM_HOME"}
+        elsewhere = _cli(unset, "task", "list", cwd=home.parent)
+        assert elsewhere.returncode == 1
+        assert "no stack in this directory" in elsewhere.stderr
+        assert str(home) in elsewhere.stderr  # found from the running `agentcom up`
 
         status = _cli(env, "status", "--json")
         assert status.returncode == 0, status.stdout + status.stderr

@@ -9,10 +9,14 @@ from typing import Any
 import httpx
 import pytest
 from nats.aio.client import Client
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agentcom_common.contracts.alert import Severity
+from agentcom_common.contracts.health import IssueCategory
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import running
 from agentcom_hubfsm.app import create_app
+from agentcom_hubfsm.health import reports
 from agentcom_hubfsm.settings import HubSettings
 from fake_github import FakeGitHub, repository, serve, signed
 
@@ -181,7 +185,7 @@ def failed_check(branch: str, sha: str = "a" * 40, check_id: int = 11) -> Json:
 
 
 async def test_ci_failing_on_the_default_branch_is_recorded_and_published_once(
-    hub: httpx.AsyncClient, github: FakeGitHub, nc: Client
+    hub: httpx.AsyncClient, github: FakeGitHub, nc: Client, engine: AsyncEngine
 ) -> None:
     github.logs[11] = "collecting\nFAILED test_widgets.py::test_spin\n1 failed\n"
     sub = await nc.subscribe("agentcom.evt.github.ci_failed")  # pyright: ignore[reportUnknownMemberType]
@@ -193,14 +197,23 @@ async def test_ci_failing_on_the_default_branch_is_recorded_and_published_once(
     assert event["log_tail"].endswith("FAILED test_widgets.py::test_spin\n1 failed")
     assert "collecting" not in event["log_tail"]
 
+    async with engine.connect() as conn:
+        (issue,) = await reports.active(conn)
+    assert (issue.category, issue.severity) == (IssueCategory.CI_FAILING, Severity.CRITICAL)
+    assert issue.evidence["log_tail"] == event["log_tail"]
+
     again = await send(hub, "check_run", failed_check("main"))  # a new delivery, same failure
     assert again.json()["outcome"] == "ignored"
+    with pytest.raises(TimeoutError):
+        await sub.next_msg(timeout=0.3)  # the repeat published nothing
+
     passed = failed_check("main") | {
         "check_run": failed_check("main")["check_run"] | {"conclusion": "success"}
     }
-    assert (await send(hub, "check_run", passed)).json()["outcome"] == "ignored"
-    with pytest.raises(TimeoutError):
-        await sub.next_msg(timeout=0.3)  # the repeat published nothing
+    cleared = await send(hub, "check_run", passed)
+    assert cleared.json()["done"] == ["cleared the ci_failing issue of tests on main"]
+    async with engine.connect() as conn:
+        assert await reports.active(conn) == []
 
 
 async def test_a_failed_check_on_a_branch_not_ours_is_ignored(hub: httpx.AsyncClient) -> None:

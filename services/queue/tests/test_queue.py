@@ -99,6 +99,31 @@ async def test_failures_retry_then_dead_letter_with_last_error(
     assert (retried["state"], retried["retry_count"]) == ("queued", 0)
 
 
+async def test_a_hand_back_counting_a_retry_retries_then_dead_letters(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    task = await submit(api, max_retries=1)
+    states: list[str] = []
+    after: TaskView | None = None
+    for _ in range(2):
+        claimed = await claim(nc)
+        assert claimed is not None
+        assert claimed.id == task["id"]
+        back = RequeueTask(
+            task_id=claimed.id, generation=claimed.generation, reason="agent gone", count_retry=True
+        )
+        after = await micro.call(nc, "queue", "requeue", back, TaskView)
+        again = await micro.call(nc, "queue", "requeue", back, TaskView)  # applied once
+        assert again.retry_count == after.retry_count
+        states.append(after.state)
+
+    assert states == ["queued", "dead_letter"]
+    assert after is not None
+    assert after.last_error == "handed back as failed: agent gone"
+    history = (await api.get(f"/api/tasks/{task['id']}/history")).json()
+    assert [h["to_state"] for h in history].count("failed") == 2
+
+
 async def test_stale_report_is_refused_and_changes_nothing(
     api: httpx.AsyncClient, nc: Client
 ) -> None:

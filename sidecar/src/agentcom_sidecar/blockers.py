@@ -35,7 +35,11 @@ async def _why(config: SidecarConfig) -> str | None:
             f"only {free_mb} MB free for workspaces; this agent needs "
             f"{config.min_free_disk_mb} MB (min_free_disk_mb)"
         )
-    missing = [registry.unavailable(name, config) for name in config.executors]
+    # in a thread: `unavailable` may run the one-time namespace probe, and this is the
+    # heartbeat's path, which must never stall the loop
+    missing = await asyncio.to_thread(
+        lambda: [registry.unavailable(name, config) for name in config.executors]
+    )
     if all(m is not None for m in missing):
         why = "; ".join(m[1] for m in missing if m is not None) or "none is enabled"
         return f"no executor can run here: {why}"

@@ -10,7 +10,6 @@ config), and the push names the configured URL; only the push gets the credentia
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
@@ -21,14 +20,6 @@ from agentcom_sidecar.workspaces import GitError, Workspace, git, guard
 
 class DeliveryError(Exception):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    commit: str | None
-    pushed: bool
-    pr_url: str | None
-    note: str = ""
 
 
 async def commit_and_push(

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,6 +27,15 @@ _SECRET_NAME = re.compile(r"(?i)(token|secret|passw|api[_-]?key|credential|auth|
 _DROP_PREFIXES: Final = ("AGENTCOM_", "NATS_", "GITHUB_", "GH_", "ANTHROPIC_", "OPENAI_", "AWS_")
 
 LineSink = Callable[[str], Awaitable[None]]
+
+_GATE: Final = 'read -r go && [ "$go" = go ] && exec "$@"'
+"""What a child runs first when its caller journals its group: wait on stdin for `go` (`read`
+takes no byte past the newline, so the command gets the rest). A child
+runs (and may fork) before `create_subprocess_exec` returns to us, so a sidecar killed in
+between left grandchildren in a group no journal named, and recovery could not stop them
+(CI caught one). The caller journals the pgid, then opens the gate; if the sidecar dies first,
+stdin reads EOF and nothing runs. A fixed script: the task's argv reaches it as "$@", never as
+shell text."""
 
 
 def scrubbed_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -112,19 +122,38 @@ async def run(
     """Run `argv` in `cwd` until it exits or `timeout` s pass; stdout and stderr interleaved.
 
     Raises FileNotFoundError when argv[0] cannot be found. A cancel kills the group and re-raises.
+    `on_start(pgid)` is called before the child runs anything of `argv` (see `_GATE`).
     """
+    child_env = dict(env) if env is not None else scrubbed_env()
+    gated = on_start is not None
+    command = list(argv)
+    if gated:
+        # the gated child execs argv[0] from sh, which would report a missing one as exit 127:
+        # look it up the way exec would, so the caller still gets FileNotFoundError
+        if shutil.which(command[0], path=child_env.get("PATH", os.defpath)) is None and not (
+            "/" in command[0] and os.access(cwd / command[0], os.X_OK)
+        ):
+            raise FileNotFoundError(f"no such command: {command[0]}")
+        command = ["/bin/sh", "-c", _GATE, "gate", *command]
     process = await asyncio.create_subprocess_exec(
-        *argv,
+        *command,
         cwd=cwd,
-        env=dict(env) if env is not None else scrubbed_env(),
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        env=child_env,
+        stdin=asyncio.subprocess.PIPE if gated or stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,  # its own process group: the deadline kills grandchildren too
         preexec_fn=embedded.die_with_parent,
     )
     if on_start is not None:
-        on_start(process.pid)
+        assert process.stdin is not None
+        try:
+            on_start(process.pid)
+        except BaseException:
+            await asyncio.shield(_stop(process, grace))  # unjournaled: it must not run on
+            raise
+        process.stdin.write(b"go\n")
+        stdin = stdin or b""  # then what the command reads, then EOF, as /dev/null would give
     tail: deque[str] = deque(maxlen=TAIL_LINES)
 
     timed_out = False

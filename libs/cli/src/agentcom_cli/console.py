@@ -40,7 +40,8 @@ def err() -> "Console":
 
 
 def print_json(data: object) -> None:
-    out().print_json(json.dumps(data, default=str))
+    """Indented JSON on stdout, uncoloured (rich would cost 0.1 s of start-up to colour it)."""
+    typer.echo(json.dumps(data, indent=2, default=str))
 
 
 def id_table(*columns: str) -> "Table":
@@ -54,6 +55,19 @@ def id_table(*columns: str) -> "Table":
     for column in rest:
         table.add_column(column, overflow="fold")
     return table
+
+
+def aligned(rows: list[tuple[str, ...]], *, to_stderr: bool = False) -> None:
+    """Rows in columns padded to their widest cell, the last column never cut nor wrapped.
+
+    A rich table cannot promise that: on a narrow terminal it cuts or folds its last column,
+    and that column is a URL someone copies (a Postgres URL is 80 characters alone). Here the
+    first columns are short and the last runs on; the terminal wraps it, the text stays whole.
+    """
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)] if rows else []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        typer.echo("  ".join([*cells, row[-1]]).rstrip(), err=to_stderr)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

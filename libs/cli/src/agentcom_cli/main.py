@@ -44,7 +44,7 @@ for _point in entry_points(group="agentcom.commands"):
 
 def _version(value: bool) -> None:
     if value:
-        out().print(f"agentcom {version('agentcom')}")
+        typer.echo(f"agentcom {version('agentcom')}")  # not rich: it would cost 0.1 s here
         raise typer.Exit()
 
 
@@ -115,19 +115,19 @@ def token(ctx: typer.Context) -> None:
     """Print the admin token that `agentcom up` created (or AGENTCOM_TOKEN)."""
     if ctx.invoked_subcommand is not None:
         return
-    from agentcom_cli import tokens
+    from agentcom_cli import place, tokens
 
-    settings = _settings()
-    value = tokens.read_token(settings)
+    where = place.locate()
+    value = tokens.read_token(where)
     if value is None:
-        fail(tokens.missing(settings))
-    out().print(value, highlight=False, soft_wrap=True)
+        fail(tokens.missing(where))
+    typer.echo(value)
 
 
 def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     from agentcom_cli import api
 
-    return api.call("scheduler", method, path, body, settings=_settings())
+    return api.call("scheduler", method, path, body)
 
 
 @token_app.command("create")

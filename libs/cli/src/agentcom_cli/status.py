@@ -4,10 +4,9 @@ import asyncio
 import os
 
 import httpx
-from rich.table import Table
 
 from agentcom_cli import probes, stack
-from agentcom_cli.console import out
+from agentcom_cli.console import aligned, out
 from agentcom_common import natsauth
 from agentcom_common.settings import SERVICE_NAMES, CommonSettings
 
@@ -75,10 +74,8 @@ def render(parts: list[probes.PartStatus], as_json: bool) -> bool:
             )
         )
         return healthy
-    table = Table(title=f"AgentCom status ({os.getcwd()})", title_justify="left")
-    for column in ("part", "state", "url", "detail"):
-        table.add_column(column)
-    for p in parts:
-        table.add_row(p.part, "[green]ok[/]" if p.ok else "[red]down[/]", p.url, p.detail)
-    out().print(table)
+    out().print(f"AgentCom status ({os.getcwd()})", soft_wrap=True)
+    rows = [("part", "state", "url", "detail")]
+    rows += [(p.part, "ok" if p.ok else "down", p.url, p.detail) for p in parts]
+    aligned(rows)
     return healthy

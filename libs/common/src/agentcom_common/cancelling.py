@@ -26,3 +26,15 @@ async def cancel_and_wait(
             break
         _, stuck = await asyncio.wait(stuck, timeout=min(again, left))
     return stuck
+
+
+async def woken(event: asyncio.Event, timeout: float) -> bool:
+    """Wait up to `timeout` s for `event`; True if it was set. The loops' one way to sleep until
+    woken: `asyncio.timeout`, never `wait_for`, so a stop's cancel always ends the loop (a hub
+    brain that swallowed it went on moving the hub after its replica had shut down)."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

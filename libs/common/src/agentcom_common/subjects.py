@@ -32,6 +32,11 @@ HUB_STATE_CHANGED: Final = f"{PREFIX}.evt.hub.state_changed"
 HUB_PAUSED: Final = f"{PREFIX}.evt.hub.paused"
 HUB_RESUMED: Final = f"{PREFIX}.evt.hub.resumed"
 HUB_WATCHDOG_FIRED: Final = f"{PREFIX}.evt.hub.watchdog_fired"
+# healing runs of the hub brain (`contracts.health`): started, one per remedy applied, ended
+HUB_HEALING: Final = f"{PREFIX}.evt.hub.healing.*"
+HUB_HEALING_STARTED: Final = f"{PREFIX}.evt.hub.healing.started"
+HUB_HEALING_ACTED: Final = f"{PREFIX}.evt.hub.healing.acted"
+HUB_HEALING_ENDED: Final = f"{PREFIX}.evt.hub.healing.ended"
 TOKEN_REVOKED: Final = f"{PREFIX}.evt.auth.token_revoked"
 # what the hub made of GitHub's webhooks (`contracts.github`)
 GITHUB_CI_FAILED: Final = f"{PREFIX}.evt.github.ci_failed"

@@ -22,8 +22,9 @@ from agentcom_hubfsm.goals import driver, ops, plan as plans, planner, progress
 from agentcom_hubfsm.queueclient import QueueClient
 from agentcom_hubfsm.repocache import RepoCache
 from agentcom_hubfsm.settings import HubSettings
-from agentcom_hubfsm.webhooks import api as webhook_api, ops as webhook_ops
+from agentcom_hubfsm.webhooks import api as webhook_api
 from agentcom_hubfsm.webhooks.github import GitHub
+from agentcom_hubfsm.webhooks.hooks import Hooks
 
 SPEC: Final = ServiceSpec(
     name="hubfsm",
@@ -53,7 +54,7 @@ def create_app(settings: CommonSettings) -> FastAPI:
     async def start(res: Resources, loops: Loops) -> None:
         goals = ops.Goals(res.engine, res.outbox, wake, check_plan)
         await handlers.register(res, goals)
-        app.state.hooks = webhook_ops.Hooks(
+        app.state.hooks = Hooks(
             engine=res.engine,
             outbox=res.outbox,
             settings=hub,

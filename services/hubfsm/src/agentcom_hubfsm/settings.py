@@ -104,3 +104,85 @@ class HubSettings(CommonSettings):
         description="Follow-up rounds one pull request gets from its checks, reviews and "
         "conflicts; the next one sends its goal to `needs_review` and notifies a person.",
     )
+    hub_health_interval: Interval = Field(
+        default=timedelta(seconds=30),
+        description="How often the hub assesses the running system's health (queue, scheduler, "
+        "llm-registry, their readiness) for `GET /api/hub/health` and the healing rule.",
+    )
+    hub_health_timeout: Interval = Field(
+        default=timedelta(seconds=5),
+        description="How long one health question to another service may take; past it the "
+        "service counts as degraded.",
+    )
+    hub_stuck_task_after: Interval = Field(
+        default=timedelta(minutes=5),
+        description="A task assigned or working with no change for this long is stuck.",
+    )
+    hub_stuck_tasks_critical: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Stuck tasks from this many on are a critical issue (fewer: a warning).",
+    )
+    hub_failure_rate_pct: float = Field(
+        default=50.0,
+        gt=0,
+        le=100,
+        description="Tasks that ended in the failure window failing (dead-lettered) above this "
+        "percentage is a `high_failure_rate` warning.",
+    )
+    hub_failure_window: Interval = Field(
+        default=timedelta(minutes=10),
+        description="The window the failure rate and the queue's growth are measured over.",
+    )
+    hub_failure_min_tasks: int = Field(
+        default=5,
+        ge=1,
+        le=100_000,
+        description="Tasks that must have ended in the failure window before its failure rate "
+        "counts (two failures of two are no trend).",
+    )
+    hub_backlog_checks: int = Field(
+        default=3,
+        ge=2,
+        le=100,
+        description="Assessments in a row the queued count must rise, with no idle agent, to "
+        "be a `queue_backlog` warning.",
+    )
+    hub_healing_cooldown: Interval = Field(
+        default=timedelta(minutes=5),
+        description="After a healing run ends, how long before critical issues may start another.",
+    )
+    hub_healing_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Healing runs allowed in `hub_healing_window`; past them critical issues "
+        "wait (for a person, or for the window to pass).",
+    )
+    hub_healing_window: Interval = Field(
+        default=timedelta(minutes=10),
+        description="The window `hub_healing_attempts` counts runs in; also how often one "
+        "remedy may act on one target (the same task, agent or tier).",
+    )
+    hub_healing_watchdog: Interval = Field(
+        default=timedelta(minutes=5),
+        description="How long one healing run may take; past it the brain forces resting, "
+        "records the run as `watchdog` and publishes a critical `hub.watchdog_fired`.",
+    )
+    hub_healing_dry_run: bool = Field(
+        default=False,
+        description="Healing runs decide and record what each remedy would do, and do none of it.",
+    )
+    hub_healing_reprobe_backoff: tuple[Interval, ...] = Field(
+        default=(timedelta(seconds=5), timedelta(seconds=15), timedelta(seconds=45)),
+        min_length=1,
+        max_length=10,
+        description="Waits before each re-probe of a tier's dead endpoints (JSON list); when "
+        "no probe brings one back, the tier is routed to its fallback.",
+    )
+    hub_healing_fallback_for: Interval = Field(
+        default=timedelta(minutes=30),
+        description="How long a tier whose endpoints stayed dead is routed to the next tier's "
+        "model classes.",
+    )

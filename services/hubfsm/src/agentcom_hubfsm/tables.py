@@ -224,3 +224,63 @@ ci_failures = Table(
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ci_failures_once", "repo", "sha", "check", unique=True),
 )
+
+# Health: the latest assessment (one row, id 'hub', written by the health monitor), and the
+# issues other parts of the hub report from outside the assessment (a failing default branch
+# from a GitHub event, a merge conflict from a delivery): `health.issues.report_issue`.
+health = Table(
+    "health",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("assessed_at", DateTime(timezone=True)),
+    Column("issues", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    # what the next assessment compares with: queued counts and ended-task totals over time
+    Column("samples", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+)
+
+health_reports = Table(
+    "health_reports",
+    metadata,
+    Column("key", Text, primary_key=True),  # a second report with the key replaces the first
+    Column("source", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("evidence", JSONB, nullable=False),
+    Column("reported_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),  # then it no longer counts
+)
+
+# Healing: one run per stay in `healing` (keyed by the stay's `entered_at`, so a restarted or
+# new brain resumes the run it finds instead of starting a second), and every remedy applied.
+healing_runs = Table(
+    "healing_runs",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("entered_at", DateTime(timezone=True), nullable=False, unique=True),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("outcome", Text, nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("issues", JSONB, nullable=False),
+    Column("report", Text, nullable=False, server_default=text("''")),
+)
+
+healing_actions = Table(
+    "healing_actions",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column(
+        "run_id", BigInteger, ForeignKey("hub.healing_runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("category", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("evidence", JSONB, nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("healing_actions_run", "run_id", "id"),
+    Index("healing_actions_target", "action", "target", "at"),  # the per-target rate limit
+)

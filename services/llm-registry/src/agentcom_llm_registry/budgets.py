@@ -137,6 +137,7 @@ class Budgets:
         scopes = self.scopes(who)
         if not scopes:
             return Hold({}, tokens, usd)
+        waited = False
         for _ in range(3):  # a refusal re-read as fitting: use was settled down meanwhile
             now = clock.now()
             rows = [self._row(scope, tokens, usd) for scope in scopes]
@@ -147,7 +148,12 @@ class Budgets:
                         raise _ShortError
                 return Hold(starts, tokens, usd)
             except _ShortError:
-                pass
+                # a settlement this process has not written yet may free room (a caller's
+                # previous call, settled after its reply went): wait for it, then re-read
+                if self._settling and not waited:
+                    waited = True
+                    await asyncio.wait(set(self._settling), timeout=5)
+                    continue
             except db.FAILURES as exc:
                 raise db.unavailable(exc) or exc from None
             if (refusal := await self._refusal(scopes, tokens, usd)) is not None:

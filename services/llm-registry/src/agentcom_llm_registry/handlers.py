@@ -1,16 +1,32 @@
-"""NATS: `agentcom.rpc.llm.chat`, and the loops the service owns (health, heartbeats, ledger)."""
+"""NATS: `agentcom.rpc.llm.chat|endpoints|check|fallback`, and the loops the service owns
+(health, heartbeats, ledger)."""
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
-from agentcom_common import micro
-from agentcom_common.contracts.llm import ChatReply, ChatRequest, ChatToolCall
+from agentcom_common import clock, micro
+from agentcom_common.contracts.llm import (
+    ChatReply,
+    ChatRequest,
+    ChatToolCall,
+    CheckEndpoint,
+    EndpointHealth,
+    EndpointList,
+    ListEndpoints,
+    RouteFallback,
+    TierFallback,
+)
 from agentcom_common.service import Loops, Resources
 from agentcom_llm_registry.budgets import Who
 from agentcom_llm_registry.ops import Llm
 from agentcom_llm_registry.providers import Call
+from agentcom_llm_registry.registry import Endpoint
 from agentcom_llm_registry.settings import LlmSettings
+
+log = logging.getLogger(__name__)
 
 
 async def chat(s: Llm, req: ChatRequest) -> ChatReply:
@@ -34,6 +50,54 @@ async def chat(s: Llm, req: ChatRequest) -> ChatReply:
         cost_usd=reply.cost_usd,
         routing=routing,
     )
+
+
+def health_of(s: Llm, endpoint: Endpoint) -> EndpointHealth:
+    return EndpointHealth(
+        id=endpoint.id,
+        health=endpoint.health,
+        circuit=endpoint.circuit,
+        tiers=s.registry.tiers_of(endpoint),
+        last_error=endpoint.last_error,
+        shared=endpoint.probed(),
+    )
+
+
+def endpoints(s: Llm) -> EndpointList:
+    """Every endpoint's health and tiers, and the tiers falling back now (with until when)."""
+    now, wall = time.monotonic(), clock.now()
+    fallbacks = {
+        tier: wall + timedelta(seconds=s.registry.fallbacks[tier] - now)
+        for tier in list(s.registry.fallbacks)
+        if s.registry.falls_back(tier)
+    }
+    return EndpointList(
+        endpoints=[health_of(s, e) for e in s.registry.endpoints.values()],
+        tiers=list(s.registry.tiers),
+        fallbacks=fallbacks,
+    )
+
+
+async def check(s: Llm, req: CheckEndpoint) -> EndpointHealth:
+    """A health check now (as `POST /api/llm/endpoints/{id}/check`)."""
+    endpoint = s.find(req.endpoint_id)
+    await s.check(endpoint)
+    return health_of(s, endpoint)
+
+
+def fallback(s: Llm, req: RouteFallback) -> TierFallback:
+    classes = s.registry.fall_back(req.tier, req.seconds)
+    until = clock.now() + timedelta(seconds=req.seconds) if req.seconds > 0 else None
+    log.warning(
+        "tier.fallback" if until else "tier.fallback_ended",
+        extra={
+            "tier": req.tier,
+            "classes": classes,
+            "until": until.isoformat() if until else None,
+            "reason": req.reason,
+        },
+    )
+    return TierFallback(tier=req.tier, until=until, classes=classes)
 
 
 async def _lifetime(s: Llm) -> None:
@@ -60,9 +124,22 @@ def starter(
         async def rpc_chat(req: ChatRequest) -> ChatReply:
             return await chat(s, req)
 
-        await res.group.add_endpoint(
-            name="chat",
-            handler=micro.endpoint(ChatRequest, rpc_chat, max_depth=res.settings.json_max_depth),
-        )
+        async def rpc_endpoints(_req: ListEndpoints) -> EndpointList:
+            return endpoints(s)
+
+        async def rpc_check(req: CheckEndpoint) -> EndpointHealth:
+            return await check(s, req)
+
+        async def rpc_fallback(req: RouteFallback) -> TierFallback:
+            return fallback(s, req)
+
+        depth = res.settings.json_max_depth
+        for name, handler in (
+            ("chat", micro.endpoint(ChatRequest, rpc_chat, max_depth=depth)),
+            ("endpoints", micro.endpoint(ListEndpoints, rpc_endpoints, max_depth=depth)),
+            ("check", micro.endpoint(CheckEndpoint, rpc_check, max_depth=depth)),
+            ("fallback", micro.endpoint(RouteFallback, rpc_fallback, max_depth=depth)),
+        ):
+            await res.group.add_endpoint(name=name, handler=handler)
 
     return start  # pyright: ignore[reportReturnType]

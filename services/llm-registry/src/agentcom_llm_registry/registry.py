@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agentcom_common.contracts.llm import RouteStep, Routing
-from agentcom_common.errors import InvalidError, UnavailableError
+from agentcom_common.errors import ConflictError, InvalidError, UnavailableError
 from agentcom_llm_registry.providers import Provider
 
 Health = Literal["unknown", "healthy", "unhealthy"]
@@ -124,6 +124,9 @@ class Registry:
         self.resource_stale = resource_stale
         self.latency_window = latency_window
         self._picks = itertools.count(1)
+        # tier -> monotonic deadline: its calls start at the next tier's classes until then
+        # (the hub's healing, when every endpoint of the tier stayed dead); this process only
+        self.fallbacks: dict[str, float] = {}
 
     def put(self, endpoint: Endpoint) -> Endpoint:
         """Add, or refresh the configuration of an endpoint we already track (keeps signals)."""
@@ -232,10 +235,44 @@ class Registry:
         if tier not in self.tiers:
             raise InvalidError(f"tier: must be one of {', '.join(self.tiers)}", field="tier")
         order = list(self.tiers)
+        start = order.index(tier)
+        if self.falls_back(tier):
+            start += 1  # its own classes are skipped while the fallback lasts
         classes: list[str] = []
-        for name in order[order.index(tier) :]:
+        for name in order[start:]:
             classes.extend(c for c in self.tiers[name] if c not in classes)
         return classes
+
+    def falls_back(self, tier: str) -> bool:
+        until = self.fallbacks.get(tier)
+        if until is not None and until <= time.monotonic():
+            del self.fallbacks[tier]
+            return False
+        return until is not None
+
+    def fall_back(self, tier: str, seconds: float) -> list[str]:
+        """Route `tier` from the next tier's classes for `seconds` (0: end it now); the classes
+        its calls go to meanwhile. The top tier has nothing above it: `no_fallback`."""
+        order = self.chain(tier)  # also refuses an unknown tier
+        if seconds <= 0:
+            self.fallbacks.pop(tier, None)
+            return order
+        names = list(self.tiers)
+        if names.index(tier) == len(names) - 1:
+            raise ConflictError(
+                f"tier {tier} is the highest; there is no tier to fall back to",
+                code="no_fallback",
+            )
+        self.fallbacks[tier] = time.monotonic() + seconds
+        return self.chain(tier)
+
+    def tiers_of(self, endpoint: Endpoint) -> list[str]:
+        """The tiers with a model class `endpoint` serves (by tag or by model name)."""
+        return [
+            tier
+            for tier, classes in self.tiers.items()
+            if any(c in endpoint.classes or endpoint.serves(c) for c in classes)
+        ]
 
     def _pick_model(self, endpoint: Endpoint, model_class: str) -> str | None:
         if endpoint.serves(model_class):

@@ -370,7 +370,8 @@ async def _settle_dependents(db: store_batch.Db, rows: Sequence[Any]) -> int:
 
 
 async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
-    """Hand an assignment back to the queue (not a failure: no retry is counted).
+    """Hand an assignment back to the queue (not a failure: no retry is counted, unless
+    `count_retry` asks for it: then it is a failure, retried or dead-lettered).
 
     A hand-back still used a delivery: a task already handed out `max_deliveries` times fails
     instead, and is dead-lettered saying so (a task that kills every sidecar before it
@@ -380,6 +381,8 @@ async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
         row = await _fenced(conn, msg.task_id, msg.generation)
         if row.state == S.QUEUED.value:
             return view(row)
+        if msg.count_retry and S(row.state) in (S.FAILED, S.DEAD_LETTER):
+            return view(row)  # this hand-back was applied: retried, or dead-lettered
         if msg.unaccepted_only and row.state != S.ASSIGNED.value:
             # the agent's `accepted` won the race: it has been told to start, so it is the only
             # one that may run this generation; its outcome (or silence) ends the attempt
@@ -392,7 +395,9 @@ async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
                 f"task {msg.task_id} is assigned to {row.assigned_to}, not {msg.agent_id}",
                 code="wrong_agent",
             )
-        if await store.deliveries(conn, row) >= q.max_deliveries:
+        if msg.count_retry or await store.deliveries(conn, row) >= q.max_deliveries:
+            # FAILED is a waypoint: `_after_end` retries it (counting one) or dead-letters it
+            why = "handed back as failed" if msg.count_retry else "handed back without an outcome"
             row = await _move(
                 q,
                 conn,
@@ -401,7 +406,7 @@ async def requeue(q: Queue, msg: RequeueTask, actor: str) -> TaskView:
                 generation=msg.generation,
                 reason=msg.reason,
                 actor=actor,
-                values={"last_error": f"handed back without an outcome: {msg.reason}"},
+                values={"last_error": f"{why}: {msg.reason}"},
             )
             row = await _after_end(q, conn, row)
             await _settle_dependents(conn, [row])

@@ -8,19 +8,18 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import Field
 
-from agentcom_common import auth, clock, messaging, subjects
+from agentcom_common import auth, clock, subjects
 from agentcom_common.contracts.agent import (
     AgentRegistered,
     AgentState,
     AgentTransition,
     AgentView,
     RegisterAgent,
-    Restart,
     SchedulerStats,
 )
 from agentcom_common.contracts.auth import CreateToken, IssuedTokenView, TokenView
 from agentcom_common.contracts.base import Contract, Request as Request_
-from agentcom_common.errors import ConflictError, NotFoundError
+from agentcom_common.errors import NotFoundError
 from agentcom_common.openapi import answers, errors
 from agentcom_common.service import Res, Resources
 from agentcom_common.web import Admin, CurrentPrincipal, Reader, Viewer, check_owned
@@ -206,15 +205,7 @@ async def restart_agent(agent_id: str, res: Res, request: Request, _who: Admin) 
     again: one that said in its hello that nothing supervises it would stop for good, so that
     is refused. Errors: 404 `agent_not_found`, 409 `not_supervised`.
     """
-    agent = await ops.get(scheduler(request), agent_id)
-    if agent.supervisor == "none":
-        raise ConflictError(
-            f"the sidecar of {agent_id} runs without a supervisor (started by hand): a restart "
-            "would stop it for good; run it under systemd or pm2 (`agentcom sidecar "
-            "install-service`), or restart it where it runs",
-            code="not_supervised",
-        )
-    await messaging.publish(res.js, subjects.agent_inbox(agent_id), Restart())
+    agent = await ops.restart(scheduler(request), res.js, agent_id)
     log.info("agent.restart_requested", extra={"agent_id": agent_id})
     return agent
 

@@ -1,5 +1,5 @@
 """The scheduler's loops, started with the service: reports, presence sweep, matching; and its
-NATS RPC (`agentcom.rpc.scheduler.explain`)."""
+NATS RPC (`agentcom.rpc.scheduler.explain|agents|restart`)."""
 
 import asyncio
 import logging
@@ -9,6 +9,7 @@ from functools import partial
 from typing import Literal
 
 from agentcom_common import consumer, micro
+from agentcom_common.contracts.agent import AgentList, AgentView, ListAgents, RestartAgent
 from agentcom_common.contracts.task import ExplainWait
 from agentcom_common.service import Loops, Resources
 from agentcom_scheduler import cancels, credentials, explain, limits, matching, ops, presence
@@ -56,6 +57,7 @@ async def start(
     await res.group.add_endpoint(
         name="explain", handler=micro.endpoint(ExplainWait, partial(explain.why_waiting, s))
     )
+    await _register_agents(s, res)
     if settings.scheduler_nats_issuer_seed is not None and settings.nats_url:
         runtime.callout = credentials.Callout(
             res.engine,
@@ -110,6 +112,22 @@ async def start(
             grace=settings.scheduler_deadline_grace,
         ),
     )
+
+
+async def _register_agents(s: ops.Scheduler, res: Resources) -> None:
+    """`agents` (the fleet, as `GET /api/agents` for an admin) and `restart` (as `POST
+    /api/agents/{id}/restart`): what the hub's health assessment and healing ask."""
+
+    async def agents(_body: ListAgents) -> AgentList:
+        return AgentList(agents=await ops.listing(s))
+
+    async def restart(body: RestartAgent) -> AgentView:
+        agent = await ops.restart(s, res.js, body.agent_id)
+        log.info("agent.restart_requested", extra={"agent_id": body.agent_id, "by": "nats"})
+        return agent
+
+    await res.group.add_endpoint(name="agents", handler=micro.endpoint(ListAgents, agents))
+    await res.group.add_endpoint(name="restart", handler=micro.endpoint(RestartAgent, restart))
 
 
 async def _hold(callout: credentials.Callout) -> None:

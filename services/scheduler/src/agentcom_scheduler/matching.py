@@ -7,7 +7,6 @@ next step) hands it back.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_common import clock, messaging, micro, outbox, subjects
+from agentcom_common import cancelling, clock, messaging, micro, outbox, subjects
 from agentcom_common.contracts.agent import Assign
 from agentcom_common.contracts.task import ClaimedTasks, ClaimForAgents, RequeueTask, TaskView
 from agentcom_common.errors import AgentcomError
@@ -288,6 +287,4 @@ async def _pass(
 
 
 async def _wait(wake: asyncio.Event, every: timedelta) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(every.total_seconds()):
-            await wake.wait()
+    await cancelling.woken(wake, every.total_seconds())

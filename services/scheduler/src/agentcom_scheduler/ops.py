@@ -3,18 +3,20 @@
 import secrets
 from dataclasses import dataclass
 
+from nats.js import JetStreamContext
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agentcom_common import auth, clock, natsauth, outbox, subjects
+from agentcom_common import auth, clock, messaging, natsauth, outbox, subjects
 from agentcom_common.contracts.agent import (
     AgentRegistered,
     AgentState,
     AgentTransition,
     AgentView,
     RegisterAgent,
+    Restart,
 )
-from agentcom_common.errors import DuplicateError, NotFoundError
+from agentcom_common.errors import ConflictError, DuplicateError, NotFoundError
 from agentcom_common.repos import repo_keys
 from agentcom_scheduler import names, store
 
@@ -156,3 +158,23 @@ async def history(s: Scheduler, agent_id: str) -> list[AgentTransition]:
         )
         for r in rows
     ]
+
+
+async def restart(s: Scheduler, js: JetStreamContext, agent_id: str) -> AgentView:
+    """Ask the agent's sidecar to restart (a `restart` in its inbox); it reports `restarting`.
+
+    A sidecar restarts by exiting for its supervisor (systemd, pm2, `agentcom up`) to start it
+    again: one that said in its hello that nothing supervises it would stop for good, so that
+    is refused with `not_supervised`. Raises `agent_not_found`. Asking twice sends two
+    `restart`s; a sidecar already restarting exits once.
+    """
+    agent = await get(s, agent_id)
+    if agent.supervisor == "none":
+        raise ConflictError(
+            f"the sidecar of {agent_id} runs without a supervisor (started by hand): a restart "
+            "would stop it for good; run it under systemd or pm2 (`agentcom sidecar "
+            "install-service`), or restart it where it runs",
+            code="not_supervised",
+        )
+    await messaging.publish(js, subjects.agent_inbox(agent_id), Restart())
+    return agent

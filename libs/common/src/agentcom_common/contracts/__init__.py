@@ -11,6 +11,7 @@ from agentcom_common.contracts.agent import AgentTransition, Progress, ToolCallR
 from agentcom_common.contracts.auth import TokenRevoked
 from agentcom_common.contracts.base import Contract, Request
 from agentcom_common.contracts.github import CiFailed, PrEscalated
+from agentcom_common.contracts.health import HealingAction, HealingEnded, HealingStarted
 from agentcom_common.contracts.hub import HubPauseChanged, HubStateChanged, HubWatchdogFired
 from agentcom_common.contracts.llm import CallRouted, EndpointChanged
 from agentcom_common.contracts.system import MessageRefused, ServiceStarted
@@ -24,6 +25,9 @@ EVENTS: Final = MappingProxyType[str, type[Contract]](
         subjects.HUB_PAUSED: HubPauseChanged,
         subjects.HUB_RESUMED: HubPauseChanged,
         subjects.HUB_WATCHDOG_FIRED: HubWatchdogFired,
+        subjects.HUB_HEALING_STARTED: HealingStarted,
+        subjects.HUB_HEALING_ACTED: HealingAction,
+        subjects.HUB_HEALING_ENDED: HealingEnded,
         subjects.TOKEN_REVOKED: TokenRevoked,
         subjects.GITHUB_CI_FAILED: CiFailed,
         subjects.GITHUB_PR_ESCALATED: PrEscalated,

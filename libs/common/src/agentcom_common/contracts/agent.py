@@ -274,6 +274,21 @@ class SchedulerStats(Contract):
     agents_by_state: dict[str, int]
 
 
+class ListAgents(Request):
+    """Body of `agentcom.rpc.scheduler.agents`: every registered agent (the fleet is small)."""
+
+
+class AgentList(Contract):
+    agents: list[AgentView]
+
+
+class RestartAgent(Request):
+    """Body of `agentcom.rpc.scheduler.restart`: the same as `POST /api/agents/{id}/restart`
+    (refused with `not_supervised` when nothing would start the sidecar again)."""
+
+    agent_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
 AgentReport = Annotated[
     Hello
     | Heartbeat

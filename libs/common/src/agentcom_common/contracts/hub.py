@@ -61,7 +61,9 @@ class HubWatchdogFired(Contract):
     deadline and was forced to `state` (resting). Always critical: something the hub waited
     for never came, and a person should look."""
 
-    watchdog: Literal["global"]
+    watchdog: Literal["global", "healing"] = Field(
+        description="`healing`: a healing run hung past `hub_healing_watchdog`."
+    )
     severity: Literal["critical"] = "critical"
     from_state: HubState
     state: HubState

@@ -101,3 +101,48 @@ class ChatReply(Contract):
     duration_ms: float
     cost_usd: float = Field(default=0.0, description="The ledger's price of the call (USD).")
     routing: Routing
+
+
+class ListEndpoints(Request):
+    """Body of `agentcom.rpc.llm.endpoints`: the endpoints with their health and tiers."""
+
+
+class EndpointHealth(Contract):
+    """One endpoint as the hub's health assessment reads it."""
+
+    id: str
+    health: str = Field(description="unknown, healthy or unhealthy (after failed checks).")
+    circuit: str
+    tiers: list[str] = Field(description="The tiers whose model classes it serves.")
+    last_error: str | None
+    shared: bool = Field(description="False: an agent's own endpoint, never probed.")
+
+
+class EndpointList(Contract):
+    endpoints: list[EndpointHealth]
+    tiers: list[str] = Field(description="Every tier, cheapest first (the escalation order).")
+    fallbacks: dict[str, datetime] = Field(
+        description="Tiers routed to the next tier's classes, and until when."
+    )
+
+
+class CheckEndpoint(Request):
+    """Body of `agentcom.rpc.llm.check`: probe one endpoint now (as `POST .../check`)."""
+
+    endpoint_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class RouteFallback(Request):
+    """Body of `agentcom.rpc.llm.fallback`: route `tier`'s calls from the next tier's model
+    classes for `seconds` (0 ends it), skipping its own; refused with `no_fallback` for the
+    top tier."""
+
+    tier: Tier
+    seconds: float = Field(ge=0, le=86_400)
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class TierFallback(Contract):
+    tier: str
+    until: datetime | None = Field(description="None: the tier routes normally again.")
+    classes: list[str] = Field(description="The model classes its calls go to meanwhile.")

@@ -229,6 +229,12 @@ class RequeueTask(Request):
         description="Hand it back only while it is `assigned` (never accepted); once the agent's "
         "`accepted` has applied, refused with `already_accepted`: the agent may be running it.",
     )
+    count_retry: bool = Field(
+        default=False,
+        description="Count the hand-back as a failed attempt, as a `failed` report would: the "
+        "task is retried (after the backoff) while retries remain, else dead-lettered. For a "
+        "task whose agent is gone while it was stuck (the hub's healing).",
+    )
 
 
 class CancelTask(Request):

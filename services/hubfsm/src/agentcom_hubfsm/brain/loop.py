@@ -108,8 +108,7 @@ class Brain:
                     await self.step()
                 except Exception:  # Postgres hiccup: the next pass tries again
                     log.exception("brain.step_failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=self.tick)
+                await cancelling.woken(self.wake, self.tick)
                 self.wake.clear()
         finally:
             await self.stop_work()

@@ -21,7 +21,6 @@ A model call that fails (gateway away, budget spent) is retried with backoff fro
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from typing import Any, Protocol
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import transitions
+from agentcom_common import cancelling, transitions
 from agentcom_common.contracts.hub import Autonomy, GoalState
 from agentcom_common.contracts.task import (
     LANE_ORDER,
@@ -97,10 +96,7 @@ class Driver:
                 await self.pass_once()
             except Exception:  # Postgres or NATS away: the next pass tries again
                 log.exception("goals.pass_failed")
-            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the stop's cancel
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.sweep.total_seconds()):
-                    await self.wake.wait()
+            await cancelling.woken(self.wake, self.sweep.total_seconds())
 
     async def pass_once(self) -> None:
         async with self.engine.connect() as conn:

@@ -9,16 +9,17 @@ from agentcom_common.contracts.github import DeliveryPage, WebhookAnswer
 from agentcom_common.openapi import Problem
 from agentcom_common.web import Viewer
 from agentcom_hubfsm.webhooks import ops
+from agentcom_hubfsm.webhooks.hooks import Hooks
 
 CURSOR = r"^[0-9]{1,18}$"
 
 
-def hooks_of(request: Request) -> ops.Hooks:
-    hooks: ops.Hooks = request.app.state.hooks
+def hooks_of(request: Request) -> Hooks:
+    hooks: Hooks = request.app.state.hooks
     return hooks
 
 
-H = Annotated[ops.Hooks, Depends(hooks_of)]
+H = Annotated[Hooks, Depends(hooks_of)]
 webhooks = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
 

@@ -11,28 +11,29 @@
 Each returns (outcome, reason); what it did is appended to `Delivery.done`.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
 from agentcom_common import clock, outbox, subjects
-from agentcom_common.contracts.github import CiFailed, DeliveryOutcome
+from agentcom_common.contracts.alert import Severity
+from agentcom_common.contracts.github import CiFailed
+from agentcom_common.contracts.health import IssueCategory
 from agentcom_common.contracts.hub import SubmitGoal
 from agentcom_hubfsm.goals import ops as goal_ops
+from agentcom_hubfsm.health import reports
 from agentcom_hubfsm.repocache import RepoUnavailableError
 from agentcom_hubfsm.tables import goals
 from agentcom_hubfsm.webhooks import feedback, store
 from agentcom_hubfsm.webhooks.github import FAILED_CONCLUSIONS, GitHubReadError
+from agentcom_hubfsm.webhooks.hooks import Hooks
 from agentcom_hubfsm.webhooks.payload import dig, repo_urls as payload_urls
 
-if TYPE_CHECKING:
-    from agentcom_hubfsm.webhooks.ops import Hooks
-
-Answer = tuple[DeliveryOutcome, str]
+Answer = feedback.Answer
 ACTOR = "github"
 
 
-async def handle(h: "Hooks", d: store.Delivery, payload: dict[str, Any]) -> Answer:
+async def handle(h: Hooks, d: store.Delivery, payload: dict[str, Any]) -> Answer:
     repo = d.repo
     if repo is None:
         return "ignored", f"{d.event} names no repository"
@@ -51,7 +52,7 @@ async def handle(h: "Hooks", d: store.Delivery, payload: dict[str, Any]) -> Answ
     return "ignored", f"the hub does not act on {d.event} events"
 
 
-async def _push(h: "Hooks", d: store.Delivery, repo: str, payload: dict[str, Any]) -> Answer:
+async def _push(h: Hooks, d: store.Delivery, repo: str, payload: dict[str, Any]) -> Answer:
     default = dig(payload, "repository", "default_branch")
     ref = str(payload.get("ref", ""))
     if ref != f"refs/heads/{default}":
@@ -75,9 +76,11 @@ async def _push(h: "Hooks", d: store.Delivery, repo: str, payload: dict[str, Any
     return "acted", f"push to the default branch {default}"
 
 
-async def _check(h: "Hooks", d: store.Delivery, repo: str, payload: dict[str, Any]) -> Answer:
+async def _check(h: Hooks, d: store.Delivery, repo: str, payload: dict[str, Any]) -> Answer:
     run = payload.get(d.event or "")
     conclusion = dig(run, "conclusion")
+    if d.action == "completed" and conclusion == "success":
+        return await _passed(h, d, repo, run, payload)
     if d.action != "completed" or conclusion not in FAILED_CONCLUSIONS:
         return "ignored", f"{d.event} {d.action} with conclusion {conclusion}: nothing failed"
     if d.event == "check_run":
@@ -102,7 +105,7 @@ async def _check(h: "Hooks", d: store.Delivery, repo: str, payload: dict[str, An
 
 
 async def _default_failed(
-    h: "Hooks", d: store.Delivery, repo: str, branch: str, failed: "feedback.Failure"
+    h: Hooks, d: store.Delivery, repo: str, branch: str, failed: "feedback.Failure"
 ) -> Answer:
     """The healing signal: recorded, published, then handed to healing (see docs/hub.md)."""
     tail = await feedback.log_tails(h, repo, failed.jobs)
@@ -119,15 +122,47 @@ async def _default_failed(
         new = await store.add_ci_failure(conn, event.model_dump(exclude={"at", "schema_version"}))
         if new:
             await outbox.add(conn, h.outbox, subjects.GITHUB_CI_FAILED, event)
+            # a critical health issue: the brain's healing rule acts on it (docs/hub.md)
+            await reports.report_issue(
+                conn,
+                key=_issue_key(repo, branch, failed.name),
+                source="github",
+                severity=Severity.CRITICAL,
+                category=IssueCategory.CI_FAILING,
+                summary=f"{branch} of {repo} fails CI ({failed.name} at {failed.sha[:12]})",
+                evidence=event.model_dump(mode="json", exclude={"schema_version"}),
+            )
     if not new:
         return "ignored", f"{failed.name} on {failed.sha[:12]} was recorded before"
     d.done.append(f"recorded CI failing on {branch}: {failed.name} at {failed.sha[:12]}")
     d.done.append("published agentcom.evt.github.ci_failed (the healing signal)")
+    d.done.append("reported the critical health issue ci_failing")
     h.brain_wake.set()
     return "acted", f"{failed.name} failed on the default branch {branch}"
 
 
-async def _issue(h: "Hooks", d: store.Delivery, repo: str, payload: dict[str, Any]) -> Answer:
+def _issue_key(repo: str, branch: str, check: str) -> str:
+    return f"ci_failing:{repo}:{branch}:{check}"[:500]
+
+
+async def _passed(
+    h: Hooks, d: store.Delivery, repo: str, run: Any, payload: dict[str, Any]
+) -> Answer:
+    """A check that passes on the default branch clears the issue its failure reported."""
+    branch = dig(run, "check_suite", "head_branch") if d.event == "check_run" else None
+    branch = branch or dig(run, "head_branch")
+    if branch != dig(payload, "repository", "default_branch"):
+        return "ignored", f"{d.event} passed on {branch}"
+    name = str(dig(run, "name"))
+    async with h.engine.begin() as conn:
+        cleared = await reports.clear_issue(conn, _issue_key(repo, str(branch), name))
+    if not cleared:
+        return "ignored", f"{name} passed on {branch}; no failure of it was reported"
+    d.done.append(f"cleared the ci_failing issue of {name} on {branch}")
+    return "acted", f"{name} passes again on the default branch {branch}"
+
+
+async def _issue(h: Hooks, d: store.Delivery, repo: str, payload: dict[str, Any]) -> Answer:
     label = dig(payload, "label", "name")
     wanted = h.settings.hub_github_goal_label
     if d.action != "labeled" or label != wanted:

@@ -19,25 +19,24 @@ agent that serves the repo may take it (see docs/hub.md).
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common import clock, outbox, subjects, transitions
-from agentcom_common.contracts.github import PrEscalated, RoundKind
+from agentcom_common.contracts.github import DeliveryOutcome, PrEscalated, RoundKind
 from agentcom_common.contracts.hub import GoalState
 from agentcom_common.contracts.task import Lane, SubmitTask, SubmitTasks, TaskState
 from agentcom_hubfsm.goals import states as goal_states, store as goal_store
 from agentcom_hubfsm.tables import goal_tasks, goals, pull_requests
 from agentcom_hubfsm.webhooks import store
 from agentcom_hubfsm.webhooks.github import GitHubReadError, Pull, parse_pull
+from agentcom_hubfsm.webhooks.hooks import Hooks
 from agentcom_hubfsm.webhooks.payload import dig
 
-if TYPE_CHECKING:
-    from agentcom_hubfsm.webhooks.events import Answer
-    from agentcom_hubfsm.webhooks.ops import Hooks
-
+Answer = tuple[DeliveryOutcome, str]
+"""(outcome, reason) of one delivery; what was done goes to `Delivery.done`."""
 BRANCH = re.compile(r"^agentcom/([A-Za-z0-9_-]{1,64})/(task-[0-9a-f]{16})-")
 ACTOR = "github"
 
@@ -57,7 +56,7 @@ class Ours:
     agent_id: str
 
 
-async def ours(h: "Hooks", branch: str) -> Ours | None:
+async def ours(h: Hooks, branch: str) -> Ours | None:
     """The goal whose task this branch is, or None (not a task branch, not a goal's task)."""
     named = BRANCH.match(branch)
     if named is None:
@@ -73,7 +72,7 @@ async def ours(h: "Hooks", branch: str) -> Ours | None:
     return None if goal is None else Ours(goal, named[2], named[1])
 
 
-async def log_tails(h: "Hooks", repo: str, jobs: list[tuple[int, str]]) -> str:
+async def log_tails(h: Hooks, repo: str, jobs: list[tuple[int, str]]) -> str:
     """The last lines of each failed job's log (at most three jobs); a log that cannot be read
     says so and why, in its place."""
     lines = h.settings.hub_github_log_tail
@@ -111,9 +110,7 @@ def _pull_of(payload: dict[str, Any]) -> Pull | None:
         return None
 
 
-async def pull_request(
-    h: "Hooks", d: store.Delivery, repo: str, payload: dict[str, Any]
-) -> "Answer":
+async def pull_request(h: Hooks, d: store.Delivery, repo: str, payload: dict[str, Any]) -> Answer:
     pull = _pull_of(payload)
     if pull is None:
         return "ignored", "the pull_request event carries no pull request"
@@ -132,7 +129,7 @@ async def pull_request(
     return "ignored", f"pull request #{pull.number} was already {state}"
 
 
-async def pushed(h: "Hooks", repo: str, branch: str) -> str:
+async def pushed(h: Hooks, repo: str, branch: str) -> str:
     """Said of a push to one of our pull requests' branches: its rounds stand."""
     async with h.engine.connect() as conn:
         found = (
@@ -147,7 +144,7 @@ async def pushed(h: "Hooks", repo: str, branch: str) -> str:
     return f"; pull request #{found.number} keeps its {found.rounds} feedback rounds"
 
 
-async def _find_pull(h: "Hooks", d: store.Delivery, repo: str, branch: str) -> Pull | None:
+async def _find_pull(h: Hooks, d: store.Delivery, repo: str, branch: str) -> Pull | None:
     try:
         return await h.github.pull_for(repo, branch)
     except GitHubReadError as exc:
@@ -156,8 +153,8 @@ async def _find_pull(h: "Hooks", d: store.Delivery, repo: str, branch: str) -> P
 
 
 async def check_failed(
-    h: "Hooks", d: store.Delivery, repo: str, branch: str, failed: Failure
-) -> "Answer":
+    h: Hooks, d: store.Delivery, repo: str, branch: str, failed: Failure
+) -> Answer:
     mine = await ours(h, branch)
     if mine is None:
         return "ignored", f"{failed.name} failed on {branch}, not one of our goals' branches"
@@ -175,7 +172,7 @@ async def check_failed(
     return await _round(h, d, repo, pull, mine, work)
 
 
-async def review(h: "Hooks", d: store.Delivery, repo: str, payload: dict[str, Any]) -> "Answer":
+async def review(h: Hooks, d: store.Delivery, repo: str, payload: dict[str, Any]) -> Answer:
     state = dig(payload, "review", "state")
     if d.action != "submitted" or str(state).lower() != "changes_requested":
         return "ignored", f"review {d.action} ({state}): only a review asking for changes acts"
@@ -211,7 +208,7 @@ async def review(h: "Hooks", d: store.Delivery, repo: str, payload: dict[str, An
     return await _round(h, d, repo, pull, mine, work)
 
 
-async def conflicts(h: "Hooks", d: store.Delivery, repo: str, base: str, after: str) -> None:
+async def conflicts(h: Hooks, d: store.Delivery, repo: str, base: str, after: str) -> None:
     """After a push to `base`: a round for each of our open pull requests on it that GitHub
     says no longer merges (`mergeable` false), keyed by the pull request's head commit."""
     async with h.engine.connect() as conn:
@@ -257,8 +254,8 @@ class Work:
 
 
 async def _round(
-    h: "Hooks", d: store.Delivery, repo: str, pull: Pull, mine: Ours, work: Work
-) -> "Answer":
+    h: Hooks, d: store.Delivery, repo: str, pull: Pull, mine: Ours, work: Work
+) -> Answer:
     limit = h.settings.hub_pr_feedback_rounds
     async with h.engine.begin() as conn:
         row = await store.track_pull(conn, _track_values(repo, pull, mine))
@@ -298,7 +295,7 @@ async def _round(
 
 async def _follow_up(
     conn: AsyncConnection,
-    h: "Hooks",
+    h: Hooks,
     goal: Row[Any],
     pull: Pull,
     repo: str,
@@ -344,7 +341,7 @@ async def _follow_up(
 
 async def _escalate(
     conn: AsyncConnection,
-    h: "Hooks",
+    h: Hooks,
     goal: Row[Any],
     pull: Pull,
     repo: str,

@@ -12,15 +12,10 @@ answered 503: a redelivery of the same id is then accepted and its steps repeat 
 follow-up task has a `client_key`, a round is keyed by its cause, a goal by its issue).
 """
 
-import asyncio
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, cast
-
-from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common.contracts.github import DeliveryPage, WebhookAnswer
 from agentcom_common.errors import (
@@ -32,26 +27,10 @@ from agentcom_common.errors import (
     UnauthorizedError,
     UnavailableError,
 )
-from agentcom_hubfsm.goals import ops as goal_ops
-from agentcom_hubfsm.queueclient import QueueClient
-from agentcom_hubfsm.repocache import RepoCache
-from agentcom_hubfsm.settings import HubSettings
 from agentcom_hubfsm.webhooks import events, signature, store
-from agentcom_hubfsm.webhooks.github import GitHub
+from agentcom_hubfsm.webhooks.hooks import Hooks
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Hooks:
-    engine: AsyncEngine
-    outbox: Table
-    settings: HubSettings
-    queue: QueueClient
-    github: GitHub
-    cache: RepoCache
-    goals: goal_ops.Goals
-    brain_wake: asyncio.Event
 
 
 async def _refuse(h: Hooks, d: store.Delivery, error: AgentcomError) -> AgentcomError:

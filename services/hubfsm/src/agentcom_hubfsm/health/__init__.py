@@ -1,0 +1,1 @@
+"""Health of the running system as the hub sees it, and the issues reported to it."""
