@@ -44,6 +44,16 @@ def print_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+def json_line(data: object) -> None:
+    """One JSON object on one line: what a `watch --json` prints per change."""
+    typer.echo(json.dumps(data, default=str))
+
+
+def line(text: str) -> None:
+    """A line of a command's answer on stdout, never wrapped (so it can be copied whole)."""
+    out().print(text, soft_wrap=True)
+
+
 def id_table(*columns: str) -> "Table":
     """A table whose first column (an id) is never wrapped or cut, so it can be copied whole;
     the other columns give way on a narrow terminal."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from agentcom_cli.backup import backup_app, restore
 from agentcom_cli.console import fail, friendly, id_table, out, print_json
 from agentcom_cli.goals import goal_app
 from agentcom_cli.llm import llm_app
@@ -33,6 +34,8 @@ app.add_typer(llm_app, name="llm")
 app.add_typer(task_app, name="task")
 app.add_typer(repo_app, name="repo")
 app.add_typer(goal_app, name="goal")
+app.add_typer(backup_app, name="backup")
+app.command("restore")(restore)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

@@ -4,7 +4,6 @@ Every command prints a plain line or a table, and the exact JSON the API answere
 `--json`. Imports stay inside the commands: `agentcom` must start fast.
 """
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +22,6 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.
 TaskArg = Annotated[str, typer.Argument(help="The task id (task-…), as `task list` shows it.")]
 
 CHECK_KINDS = ("file_exists", "test_passes", "command_succeeds", "git_clean")
-TERMINAL = {"completed", "partial_pass", "dead_letter", "cancelled"}
 
 
 def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -221,21 +219,26 @@ def history_line(row: dict[str, Any]) -> None:
 @friendly
 def watch(
     task_id: TaskArg,
-    interval: Annotated[float, typer.Option(help="Seconds between looks.")] = 0.5,
+    poll: Annotated[
+        float,
+        typer.Option(min=0.2, help="Seconds between looks at its history (events come at once)."),
+    ] = 3.0,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Follow a task's state changes until it ends (polls its history); exit 1 unless it
-    completed."""
-    seen = 0
-    state = ""
-    while True:
-        history: list[dict[str, Any]] = _call("GET", f"/api/tasks/{task_id}/history")
-        for row in history[seen:]:
-            history_line(row)
-        seen = len(history)
-        state = history[-1]["to_state"] if history else state
-        if state in TERMINAL:
-            break
-        time.sleep(interval)  # the polling cadence the user asked for, not a stand-in
+    """Follow a task until it ends: each state change, the output lines of its command and the
+    tool calls of its agent, live (over NATS; without it, state changes only).
+
+    Exit 0 when it completed; 1 when it ended otherwise (partial_pass, dead_letter,
+    cancelled); 130 on Ctrl-C. With --json, one JSON object per line: a `transition` (the
+    history row), a `progress` or a `tool_call` report, as the contracts define them.
+    """
+    from agentcom_cli import taskfeed
+
+    try:
+        state = taskfeed.follow(task_id, as_json, poll)
+    except KeyboardInterrupt:
+        err().print(f"stopped watching {task_id}")
+        raise typer.Exit(130) from None
     if state != "completed":
         raise typer.Exit(1)
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_hubfsm import __version__, api, clients, handlers, tables
+from agentcom_hubfsm import __version__, api, clients, handlers, meters, tables
 from agentcom_hubfsm.brain import (
     api as brain_api,
     handlers as brain_handlers,
@@ -19,6 +19,8 @@ from agentcom_hubfsm.brain import (
     ops as brain_ops,
 )
 from agentcom_hubfsm.goals import driver, ops, plan as plans, planner, progress
+from agentcom_hubfsm.healing import store as healing_store
+from agentcom_hubfsm.health import monitor
 from agentcom_hubfsm.queueclient import QueueClient
 from agentcom_hubfsm.repocache import RepoCache
 from agentcom_hubfsm.settings import HubSettings
@@ -34,6 +36,7 @@ SPEC: Final = ServiceSpec(
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
     routers=(api.goals, brain_api.hub, webhook_api.webhooks),
+    samplers=(meters.sampler,),
 )
 
 
@@ -78,8 +81,11 @@ def create_app(settings: CommonSettings) -> FastAPI:
         )
         loops.spawn("goal-driver", drive.run())
         loops.spawn("goal-tasks", progress.follow(res.engine, res.js, res.settings, wake))
-        brain_hub = brain_ops.Hub(res.engine, brain_wake, hub.hub_global_watchdog)
+        brain_hub = brain_ops.Hub(
+            res.engine, brain_wake, hub.hub_global_watchdog, healing_store.Policy.of(hub)
+        )
         await brain_handlers.register(res, brain_hub)
+        loops.spawn("health-monitor", monitor.forever(res.engine, res.nc, hub, brain_wake))
         await brain.start(res, loops, hub, brain_wake)
 
     app = build(dataclasses.replace(SPEC, starters=(start,)), hub)
