@@ -20,6 +20,7 @@ from agentcom_sidecar import (
     attempts,
     blockers,
     changes,
+    console,
     delivery,
     link,
     prepublish,
@@ -92,6 +93,9 @@ class Work:
         )
         self.courier.wake.set()
         log.info("task.finished", extra={"task_id": row.task_id, "outcome": outcome.kind})
+        console.say(
+            f"task {row.task_id} {outcome.kind}" + (f": {outcome.error}" if outcome.error else "")
+        )
 
     async def _started_and_run(
         self, row: TaskRow, name: str, ws: workspaces.Workspace | None
@@ -185,6 +189,7 @@ class Work:
         self, row: TaskRow, name: str, ws: workspaces.Workspace | None
     ) -> attempts.Outcome:
         path = ws.path if ws else self.config.workspaces / "scratch" / row.task_id
+        console.say(f"task {row.task_id} started ({name}, attempt {row.generation})")
         files = self.config.state / "tasks" / row.task_id
         files.mkdir(parents=True, exist_ok=True)
         (files / "task.json").write_text(json.dumps(row.body))

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from fastapi import FastAPI
+from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from agentcom_common import subjects
 from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_hubfsm import __version__, api, clients, handlers, tables
+from agentcom_hubfsm import __version__, api, clients, handlers, meters, tables
 from agentcom_hubfsm.brain import (
     api as brain_api,
     handlers as brain_handlers,
@@ -33,7 +35,13 @@ SPEC: Final = ServiceSpec(
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
     routers=(api.goals, brain_api.hub),
+    samplers=(meters.sampler,),
 )
+
+
+async def _wake_on(wake: asyncio.Event, msg: Msg) -> None:
+    del msg  # any announcement: the driver reads the state itself
+    wake.set()
 
 
 def create_app(settings: CommonSettings) -> FastAPI:
@@ -65,6 +73,9 @@ def create_app(settings: CommonSettings) -> FastAPI:
             replans=hub.hub_replans,
             backoff=hub.hub_llm_backoff,
         )
+        # a goal's model steps wait for the hub to announce `executing` (driver._hub_executing):
+        # the announcement wakes the driver
+        await res.nc.subscribe(subjects.HUB_STATE_CHANGED, cb=partial(_wake_on, wake))  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped Future parameter
         loops.spawn("goal-driver", drive.run())
         loops.spawn("goal-tasks", progress.follow(res.engine, res.js, res.settings, wake))
         brain_hub = brain_ops.Hub(

@@ -260,6 +260,20 @@ async def add_tasks(
     await conn.execute(stmt.on_conflict_do_nothing())
 
 
+async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(select(goals.c.state, func.count()).group_by(goals.c.state))
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def count_verifications(conn: AsyncConnection) -> dict[bool, int]:
+    """Verification rounds ever recorded, by whether they passed (rows are never deleted
+    while their goal lives)."""
+    rows = await conn.execute(
+        select(verifications.c.passed, func.count()).group_by(verifications.c.passed)
+    )
+    return {bool(r[0]): int(r[1]) for r in rows}
+
+
 async def add_verification(
     conn: AsyncConnection, goal_id: str, passed: bool, report: dict[str, Any]
 ) -> None:
