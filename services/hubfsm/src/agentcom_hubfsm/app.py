@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from fastapi import FastAPI
+from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from agentcom_common import subjects
 from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
 from agentcom_hubfsm import __version__, api, clients, handlers, meters, tables
@@ -38,6 +40,11 @@ SPEC: Final = ServiceSpec(
     routers=(api.goals, brain_api.hub, webhook_api.webhooks),
     samplers=(meters.sampler,),
 )
+
+
+async def _wake_on(wake: asyncio.Event, msg: Msg) -> None:
+    del msg  # any announcement: the driver reads the state itself
+    wake.set()
 
 
 def create_app(settings: CommonSettings) -> FastAPI:
@@ -79,6 +86,9 @@ def create_app(settings: CommonSettings) -> FastAPI:
             replans=hub.hub_replans,
             backoff=hub.hub_llm_backoff,
         )
+        # a goal's model steps wait for the hub to announce `executing` (driver._hub_executing):
+        # the announcement wakes the driver
+        await res.nc.subscribe(subjects.HUB_STATE_CHANGED, cb=partial(_wake_on, wake))  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped Future parameter
         loops.spawn("goal-driver", drive.run())
         loops.spawn("goal-tasks", progress.follow(res.engine, res.js, res.settings, wake))
         brain_hub = brain_ops.Hub(
