@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
 
 from agentcom_common import micro
@@ -164,3 +166,21 @@ async def test_a_silent_responder_times_out_as_unavailable(nc: Client) -> None:
         await micro.call(nc, "mute", "claim", ClaimTask(agent_id="a1"), TaskView, timeout=0.2)
 
     assert caught.value.code == "mute_unavailable"
+
+
+async def test_the_endpoint_continues_the_callers_trace(
+    raiser: None, nc: Client, spans: InMemorySpanExporter
+) -> None:
+    with trace.get_tracer("test").start_as_current_span("caller") as caller:
+        await micro.call(nc, "raiser", "raise", Raise(case="fine"), Said)
+    ours = caller.get_span_context()
+    (served,) = [
+        s
+        for s in spans.get_finished_spans()
+        if s.name == "agentcom.rpc.raiser.raise"
+        and s.context is not None
+        and s.context.trace_id == ours.trace_id
+    ]
+    assert served.parent is not None
+    assert served.parent.span_id == ours.span_id
+    assert served.kind is trace.SpanKind.SERVER

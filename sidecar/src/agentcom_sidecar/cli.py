@@ -5,6 +5,7 @@ CLI package never imports the sidecar. `python -m agentcom_sidecar …` is the s
 """
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -52,12 +53,14 @@ def run(config: ConfigOption) -> None:
     """
     import asyncio
 
-    from agentcom_common import logs
+    from agentcom_common import logs, telemetry
     from agentcom_sidecar.runner import Sidecar
 
     loaded = _load(config)
     loaded.state.mkdir(parents=True, exist_ok=True, mode=0o700)
     logs.configure(f"sidecar-{loaded.agent_id}")
+    # service.name agentcom-sidecar: the collector forwards these metrics (the services' not)
+    telemetry.configure("sidecar", os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
     async def serve() -> int:
         try:

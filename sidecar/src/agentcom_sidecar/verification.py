@@ -33,7 +33,7 @@ from agentcom_common.contracts.task import (
     TestPasses,
     VerificationStep,
 )
-from agentcom_sidecar import processes, workspaces
+from agentcom_sidecar import meters, processes, workspaces
 
 _STEPS: TypeAdapter[list[VerificationStep]] = TypeAdapter(list[VerificationStep])
 TAIL_CHARS = 2000
@@ -190,6 +190,7 @@ async def run_checks(
     """Run every step; a command step stops at its own timeout or at `deadline` (event-loop
     time, the assignment's), whichever comes first."""
     if not steps:
+        meters.verdicts.add(1, {"verdict": "not_verified"})
         return Report("not_verified", ())
     # the work as the executor left it, before any check could add to it
     before = await committed_tree(workspace, env) if _has_git_clean(steps) else (None, "")
@@ -207,7 +208,11 @@ async def run_checks(
         if isinstance(step, GitClean):
             results[n] = await _git_clean(workspace, env, before)
     ordered = tuple(results[n] for n in range(len(steps)))
-    return Report("pass" if all(r.passed for r in ordered) else "fail", ordered)
+    verdict = "pass" if all(r.passed for r in ordered) else "fail"
+    for r in ordered:
+        meters.checks.record(r.duration_ms / 1000, {"check": r.check, "passed": str(r.passed)})
+    meters.verdicts.add(1, {"verdict": verdict})
+    return Report(verdict, ordered)
 
 
 def _has_git_clean(steps: Sequence[VerificationStep]) -> bool:

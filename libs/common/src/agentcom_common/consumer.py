@@ -32,9 +32,10 @@ from typing import Literal
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
+from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import DataError
 
-from agentcom_common import clock, messaging, subjects
+from agentcom_common import clock, messaging, subjects, telemetry
 from agentcom_common.contracts.system import MessageRefused
 from agentcom_common.errors import (
     AgentcomError,
@@ -179,7 +180,10 @@ class Settler:
     async def run(self, msg: Msg, handler: Callable[[], Awaitable[object]]) -> Verdict:
         """Run `handler` for `msg`, then ack, refuse or retry it."""
         try:
-            await handler()
+            with telemetry.continued(
+                msg.headers, f"process {self.consumer}", SpanKind.CONSUMER, __name__
+            ):
+                await handler()
         except Exception as exc:  # noqa: BLE001 - every failure is judged, none escapes
             return await self.failed(msg, exc)
         await msg.ack()

@@ -33,9 +33,10 @@ from nats.errors import MaxPayloadError, NoRespondersError, TimeoutError as Nats
 from nats.micro import add_service  # pyright: ignore[reportUnknownVariableType]  # nats-py: loosely typed callbacks
 from nats.micro.request import Handler, Request
 from nats.micro.service import Group, Service
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
-from agentcom_common import db, subjects, wire
+from agentcom_common import db, subjects, telemetry, wire
 from agentcom_common.errors import (
     AgentcomError,
     InvalidError,
@@ -100,6 +101,10 @@ def endpoint(
         task.add_done_callback(finished)
 
     async def answer(req: Request) -> None:
+        with telemetry.continued(req.headers, req.subject, SpanKind.SERVER, __name__):
+            await answer_in_span(req)
+
+    async def answer_in_span(req: Request) -> None:
         try:
             body = contract.model_validate(wire.loads(req.data or b"{}", max_depth=max_depth))
             reply = await op(body)
@@ -167,7 +172,12 @@ async def call(
     """
     subject = f"{subjects.rpc_group(service)}.{subjects.checked_id(op, 'op')}"
     try:
-        msg = await nc.request(subject, body.model_dump_json().encode(), timeout=timeout)
+        msg = await nc.request(
+            subject,
+            body.model_dump_json().encode(),
+            timeout=timeout,
+            headers=telemetry.inject_headers(),  # the endpoint's span continues this trace
+        )
     except (NoRespondersError, NatsTimeoutError) as exc:
         raise UnavailableError(
             f"the {service} service did not answer {op} ({type(exc).__name__}): is it running?",

@@ -4,7 +4,8 @@ Export is on only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; otherwise spans sti
 logs carry trace ids and context still travels between services) but nothing is sent anywhere.
 """
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Generator, Mapping
 
 from opentelemetry import context as otel_context, propagate, trace
 from opentelemetry.context import Context
@@ -49,6 +50,20 @@ def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
 def extract_context(headers: Mapping[str, str] | None) -> Context:
     """The trace context carried by a message's headers (empty when none)."""
     return propagate.extract(dict(headers or {}))
+
+
+@contextlib.contextmanager
+def continued(
+    headers: Mapping[str, str] | None, name: str, kind: trace.SpanKind, scope: str
+) -> Generator[trace.Span]:
+    """A span continuing the trace a received message carries (`traceparent`), current for
+    the block: what the handler publishes or writes to an outbox then carries it on."""
+    token = otel_context.attach(extract_context(headers))
+    try:
+        with trace.get_tracer(scope).start_as_current_span(name, kind=kind) as span:
+            yield span
+    finally:
+        otel_context.detach(token)
 
 
 class TraceMiddleware:

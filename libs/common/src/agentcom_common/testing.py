@@ -38,7 +38,11 @@ from fastapi import FastAPI
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -278,6 +282,17 @@ def meters() -> None:
     `/metrics` shows what it recorded. Session-wide: OTel takes one provider per process, and
     counters add up across tests (assert on differences)."""
     metering.install(Resource.create({"service.name": "agentcom-tests"}))
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    """The process's tracer provider, keeping every finished span in memory (session-wide:
+    OTel takes one provider per process; find a test's spans by its own trace id)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "agentcom-tests"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
 
 
 def metric(text: str, name: str, **labels: str) -> float:

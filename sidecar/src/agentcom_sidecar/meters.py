@@ -1,0 +1,19 @@
+"""The sidecar's instruments: verification verdicts and each check's result and duration. The
+sidecar serves no `/metrics`; with `OTEL_EXPORTER_OTLP_ENDPOINT` set it sends them by OTLP and
+the collector exposes them to Prometheus (deploy/otel-collector.yaml). Made at import like a
+logger."""
+
+from agentcom_common import metering
+
+_m = metering.meter("agentcom.sidecar")
+verdicts = _m.create_counter(
+    "agentcom.verifications",
+    unit="{verification}",
+    description="Verifications of an attempt's work, by verdict (pass, fail, not_verified).",
+)
+checks = _m.create_histogram(
+    "agentcom.verification.check.duration",
+    unit="s",
+    description="Each verification check's duration, by check type and whether it passed.",
+    explicit_bucket_boundaries_advisory=metering.SECONDS_BUCKETS,
+)
