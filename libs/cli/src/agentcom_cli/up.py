@@ -8,10 +8,11 @@ import signal
 import sys
 import time
 from collections.abc import Generator
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
-from agentcom_cli import probes, stack, tokens
+from agentcom_cli import dumps, probes, stack, tokens
 from agentcom_cli.console import aligned, err, fail, out
 from agentcom_cli.supervisor import Child, Supervisor
 from agentcom_common import embedded, natsauth
@@ -30,8 +31,9 @@ def module_of(service: str) -> str:
 
 
 @contextlib.contextmanager
-def exclusive(home: Path) -> Generator[None]:
-    """One `agentcom up` per home directory; a second one says who holds it."""
+def exclusive(home: Path, busy: str = "see `agentcom status`") -> Generator[None]:
+    """One `agentcom up` (or restore) per home directory; a second one says who holds it and
+    what to do (`busy`)."""
     lock_path = home / "up.lock"
     handle: IO[str] = lock_path.open("a+")
     try:
@@ -40,7 +42,7 @@ def exclusive(home: Path) -> Generator[None]:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        fail(f"a stack is already running from {home} (pid {holder}); see `agentcom status`")
+        fail(f"a stack is already running from {home} (pid {holder}); {busy}")
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
@@ -91,6 +93,7 @@ async def _up(settings: CommonSettings) -> None:
     )
     env: dict[str, str] = {}
     logs = settings.home / "logs"
+    backups: asyncio.Task[None] | None = None
     steps = Steps()
     err().print(f"starting AgentCom in {settings.home}", soft_wrap=True)
     try:
@@ -116,6 +119,17 @@ async def _up(settings: CommonSettings) -> None:
         _print_table(settings, env, ready, logs, steps.total())
         _write_stack(settings, env, supervisor, urls, logs)
         written.append(True)
+        if settings.backup_interval > timedelta(0):
+            backups = asyncio.create_task(
+                dumps.scheduled(
+                    env["AGENTCOM_DATABASE_URL"],
+                    settings.home,
+                    settings.backup_interval,
+                    settings.backup_keep,
+                    notify=lambda line: err().print(line, style="red"),
+                ),
+                name="backups",
+            )
         if not all(part.ok for part in ready.values()):
             err().print(f"some services are not ready; see their logs under {logs}", style="red")
         else:
@@ -124,6 +138,9 @@ async def _up(settings: CommonSettings) -> None:
         await stop.wait()
     finally:
         err().print("stopping…")
+        if backups is not None:  # before Postgres stops: a dump in progress is dropped
+            backups.cancel()
+            await asyncio.wait({backups})  # never raises: the stop below must run
         await supervisor.stop(
             [list(SERVICE_NAMES), ["nats", "postgres"]],
             grace=settings.shutdown_grace.total_seconds(),

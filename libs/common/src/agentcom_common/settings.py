@@ -81,6 +81,11 @@ class CommonSettings(BaseSettings):
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "AGENTCOM_OTEL_ENDPOINT"),
         description="OTLP/HTTP collector; tracing and metrics export stay off while unset.",
     )
+    metrics_sample_interval: Interval = Field(
+        default=timedelta(seconds=15),
+        description="How often gauges read from the database (queue depth, agents by state, outbox "
+        "backlog) are refreshed for `/metrics` and OTLP.",
+    )
     nats_reconnect_wait: Interval = Field(
         default=timedelta(seconds=1), description="Pause between NATS reconnect attempts."
     )
@@ -141,6 +146,16 @@ class CommonSettings(BaseSettings):
     shutdown_grace: Interval = Field(
         default=timedelta(seconds=5),
         description="How long a service may take to stop before it is killed.",
+    )
+
+    backup_interval: Interval = Field(
+        default=timedelta(hours=6),
+        description="How often `agentcom up` dumps every AgentCom schema to <home>/backups/ "
+        "(`0` turns scheduled backups off); `agentcom status` calls a backup older than twice "
+        "this stale.",
+    )
+    backup_keep: int = Field(
+        default=3, ge=1, le=1000, description="Backups kept in <home>/backups/ (newest first)."
     )
 
     http_max_body: int = Field(
