@@ -49,7 +49,9 @@ PLAN = {
             "title": "Document the greeting",
             "description": "Create GREETING.md saying what greeting.txt is for",
             "success_criteria": ["GREETING.md explains the greeting"],
-            "verification": ["grep -q greeting GREETING.md"],
+            # run in the dependent's own workspace: it sees greeting.txt only if it started
+            # from the work of the task it depends on
+            "verification": ["grep -q greeting GREETING.md", "grep -q hello greeting.txt"],
             "depends_on": ["code"],
             "new_files": ["GREETING.md"],
             "tier": "standard",
@@ -253,12 +255,13 @@ async def test_a_goal_runs_on_two_sidecars_as_a_dag_is_followed_up_and_completes
         t["id"]: (await stack.queue.get(f"/api/tasks/{t['id']}/history")).json() for t in tasks
     }
 
-    # the DAG: the dependent task waited, and was queued and worked on only after its
-    # dependency had completed
+    # the DAG: the dependent task was made only after its dependency had completed, from the
+    # branch its dependency pushed, and so it saw the file its dependency wrote
     code_done = first_at(histories[code["id"]], "completed")
-    assert histories[docs["id"]][0]["to_state"] == "waiting", histories[docs["id"]]
     assert first_at(histories[docs["id"]], "queued") >= code_done
     assert first_at(histories[docs["id"]], "working") >= code_done
+    assert docs["branch"] == code["result"]["branch"] == docs["result"]["base"], docs
+    assert repos.git("show", f"{docs['result']['branch']}:greeting.txt", cwd=origin) == "hello\n"
     # the follow-up was made after the first verdict, and ran to completion on an agent
     assert first_at(histories[follow_up["id"]], "working") >= first_at(
         histories[docs["id"]], "completed"
@@ -274,4 +277,11 @@ async def test_a_goal_runs_on_two_sidecars_as_a_dag_is_followed_up_and_completes
     for task in (code, docs):
         assert task["result"]["verified"] is True, task["result"]
     assert follow_up["success_criteria"] == ["its use is documented"]
+    # the follow-up started from the plan's last work and ran the plan's checks there
+    assert follow_up["branch"] == docs["result"]["branch"], follow_up
+    assert [s["command"] for s in follow_up["verification_steps"]] == [
+        "grep -q hello greeting.txt",
+        "grep -q greeting GREETING.md",
+    ]
+    assert follow_up["result"]["verified"] is True, follow_up["result"]
     assert stack.model.asked.count(f"agent: {GAP}") == 2  # its write, then its final answer

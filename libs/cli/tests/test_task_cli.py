@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -129,7 +130,7 @@ async def test_no_token_says_which_directory_it_looked_in(tmp_path: Path) -> Non
 
 
 def test_the_cli_starts_without_the_database_or_nats_clients() -> None:
-    """`agentcom --version` and `task list` load no SQLAlchemy, asyncpg or NATS client."""
+    """`agentcom --version` loads no SQLAlchemy, asyncpg or NATS client."""
     probe = (
         "import sys, agentcom_cli.main; "
         "print(sorted(m for m in ('sqlalchemy', 'asyncpg', 'nats', 'alembic', 'rich.table')"
@@ -139,3 +140,28 @@ def test_the_cli_starts_without_the_database_or_nats_clients() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert shown.stdout.strip() == "[]"
+
+
+def test_task_list_json_answers_without_the_slow_imports(queue_process: dict[str, str]) -> None:
+    """`task list --json` against a real queue finds the stack and prints JSON without
+    pydantic-settings, SQLAlchemy, NATS, httpx or rich (each costs 0.1-0.2 s of start-up)."""
+    probe = (
+        "import sys\n"
+        "from agentcom_cli.main import app\n"
+        "try:\n    app(['task', 'list', '--json'])\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "slow = ('pydantic_settings', 'sqlalchemy', 'asyncpg', 'nats', 'httpx', 'rich')\n"
+        "print(sorted(m for m in slow if m in sys.modules), file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")}
+    shown = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env | queue_process,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == []
+    assert shown.stderr.strip() == "[]"

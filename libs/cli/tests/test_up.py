@@ -3,17 +3,12 @@
 import asyncio
 import json
 import os
-import random
+import re
 import signal
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 from nats.aio.client import Client
@@ -21,97 +16,14 @@ from nats.errors import Error as NatsError
 
 from agentcom_common.settings import SERVICE_NAMES
 from agentcom_common.testing import NatsServer, shared_tmpdir
+from up_stack import Stack, cli, cli_env, free_offset, ready, wait_until
 
 pytestmark = pytest.mark.system
-
-AGENTCOM = str(Path(sys.executable).parent / "agentcom")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_offset() -> int:
-    for _ in range(50):
-        offset = random.randrange(1000, 19000)
-        if all(_free(p + offset) for p in (8100, 8101, 8102, 8103, 8104, 4222, 8222)):
-            return offset
-    raise RuntimeError("no free port offset")
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")}
-    return env | {"AGENTCOM_HOME": str(home)} | extra
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [AGENTCOM, *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    stop_at = time.monotonic() + timeout
-    while time.monotonic() < stop_at:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class Stack:
-    def __init__(self, home: Path, env: dict[str, str], *args: str) -> None:
-        self.home = home
-        self.env = env
-        self.log = (home.parent / f"{home.name}-up.log").open("w")
-        self.process = subprocess.Popen(
-            [AGENTCOM, "up", *args], env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        _wait(self._started, 180, f"stack.json (see {self.log.name})")
-
-    def _started(self) -> bool:
-        assert self.process.poll() is None, Path(self.log.name).read_text()
-        return (self.home / "stack.json").exists()
-
-    @property
-    def stack(self) -> dict[str, Any]:
-        return json.loads((self.home / "stack.json").read_text())
-
-    def tree(self) -> list[psutil.Process]:
-        return psutil.Process(self.process.pid).children(recursive=True)
-
-    def service_pid(self, name: str) -> int | None:
-        module = "agentcom_" + name.replace("-", "_")
-        for child in psutil.Process(self.process.pid).children():
-            try:
-                if module in child.cmdline():
-                    return child.pid
-            except psutil.NoSuchProcess:
-                continue
-        return None
-
-    def interrupt(self) -> int:
-        self.process.send_signal(signal.SIGINT)
-        code = self.process.wait(timeout=30)
-        self.log.close()
-        return code
 
 
 @pytest.fixture
 def home() -> Path:
     return shared_tmpdir("agentcom-up-") / "state"
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 async def _nats_login(config: dict[str, Any]) -> str:
@@ -138,21 +50,40 @@ async def _nats_login(config: dict[str, Any]) -> str:
 
 
 def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> None:
-    env = _env(home)
-    offset = str(_free_offset())
+    env = cli_env(home)
+    offset = str(free_offset())
     up = Stack(home, env, "--port-offset", offset)
     try:
         services: dict[str, str] = up.stack["services"]
         assert set(services) == set(SERVICE_NAMES)
-        assert all(_ready(str(url)) for url in services.values())
+        assert all(ready(str(url)) for url in services.values())
+        wait_until(lambda: "next, in another terminal:" in up.output(), 30, "the next command")
+        shown = up.output()
+        for part in ("nats", "postgres", "admin token", *SERVICE_NAMES):  # a line each, timed
+            assert re.search(rf"^  {part} +\S.* +[0-9.]+ s$", shown, re.M), (part, shown)
+        assert "agentcom repo add" in shown  # nothing registered yet: the first step
+        embedded_db = up.stack["database_url"]
+        assert embedded_db in shown  # the whole URL (80 columns cut it before)
+        table = [
+            line for line in shown.splitlines() if line.split(" ")[0] in {"part", "nats", *services}
+        ]
+        assert len(table) == 2 + len(services)
+        assert all(len(line) <= 80 for line in table), table
 
-        status = _cli(env, "status", "--json")
+        # from another directory: where the stack is, not "no token"
+        unset = {k: v for k, v in env.items() if k != "AGENTCOM_HOME"}
+        elsewhere = cli(unset, "task", "list", cwd=home.parent)
+        assert elsewhere.returncode == 1
+        assert "no stack in this directory" in elsewhere.stderr
+        assert str(home) in elsewhere.stderr  # found from the running `agentcom up`
+
+        status = cli(env, "status", "--json")
         assert status.returncode == 0, status.stdout + status.stderr
         parts = {p["part"]: p for p in json.loads(status.stdout)["parts"]}
         assert all(p["ok"] for p in parts.values()), parts
         assert parts["nats.micro"]["detail"].startswith("5 of 5")
 
-        second = _cli(env, "up", "--port-offset", offset)
+        second = cli(env, "up", "--port-offset", offset)
         assert second.returncode == 1
         assert "already running" in second.stderr
 
@@ -160,18 +91,20 @@ def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> Non
         assert victim is not None
         os.kill(victim, signal.SIGKILL)
         queue_url = str(services["queue"])
-        _wait(lambda: up.service_pid("queue") not in (None, victim), 30, "a new queue process")
-        _wait(lambda: _ready(queue_url), 30, "the restarted queue to be ready")
-        _wait(lambda: up.stack["children"]["queue"] == up.service_pid("queue"), 10, "stack.json")
+        wait_until(lambda: up.service_pid("queue") not in (None, victim), 30, "a new queue process")
+        wait_until(lambda: ready(queue_url), 30, "the restarted queue to be ready")
+        wait_until(
+            lambda: up.stack["children"]["queue"] == up.service_pid("queue"), 10, "stack.json"
+        )
 
-        made = _cli(env, "token", "create", "--role", "viewer", "--name", "ci", "--json")
+        made = cli(env, "token", "create", "--role", "viewer", "--name", "ci", "--json")
         assert made.returncode == 0, made.stderr
         token_id = json.loads(made.stdout)["token_id"]
-        assert _cli(env, "token", "revoke", token_id).returncode == 0
-        listed = json.loads(_cli(env, "token", "list", "--json").stdout)
+        assert cli(env, "token", "revoke", token_id).returncode == 0
+        listed = json.loads(cli(env, "token", "list", "--json").stdout)
         assert {t["token_id"]: t["revoked_at"] is not None for t in listed}[token_id]
 
-        added = _cli(env, "agent", "add", "--capability", "python", "--json")
+        added = cli(env, "agent", "add", "--capability", "python", "--json")
         assert added.returncode == 0, added.stderr
         agent = json.loads(added.stdout)
         config = Path(agent["config"])
@@ -182,11 +115,11 @@ def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> Non
         assert "@" not in written["nats_url"]  # the hub's own login never reaches an agent
         assert asyncio.run(_nats_login(written)) == "ok"
         assert asyncio.run(_nats_login(written | {"nats_user": None})) == "refused"
-        rotated = _cli(env, "agent", "rotate", agent["id"], "--json")
+        rotated = cli(env, "agent", "rotate", agent["id"], "--json")
         assert rotated.returncode == 0, rotated.stderr
         assert asyncio.run(_nats_login(written)) == "refused"
         assert asyncio.run(_nats_login(json.loads(config.read_text()))) == "ok"
-        assert _cli(env, "agent", "remove", agent["id"]).returncode == 0
+        assert cli(env, "agent", "remove", agent["id"]).returncode == 0
         assert not config.exists()
 
         tree = up.tree()
@@ -201,17 +134,17 @@ def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> Non
 
 
 def test_second_run_reuses_data_and_admin_token(home: Path) -> None:
-    env = _env(home)
-    first = Stack(home, env, "--port-offset", str(_free_offset()))
+    env = cli_env(home)
+    first = Stack(home, env, "--port-offset", str(free_offset()))
     token = (home / "admin.token").read_text()
     assert (home / "admin.token").stat().st_mode & 0o077 == 0
-    made = _cli(env, "token", "create", "--role", "agent", "--name", "kept", "--json")
+    made = cli(env, "token", "create", "--role", "agent", "--name", "kept", "--json")
     assert first.interrupt() == 0
 
-    again = Stack(home, env, "--port-offset", str(_free_offset()))
+    again = Stack(home, env, "--port-offset", str(free_offset()))
     try:
         assert (home / "admin.token").read_text() == token
-        names = {t["name"] for t in json.loads(_cli(env, "token", "list", "--json").stdout)}
+        names = {t["name"] for t in json.loads(cli(env, "token", "list", "--json").stdout)}
         assert json.loads(made.stdout)["name"] in names
     finally:
         assert again.interrupt() == 0
@@ -220,23 +153,23 @@ def test_second_run_reuses_data_and_admin_token(home: Path) -> None:
 def test_with_server_urls_set_it_starts_no_servers(
     home: Path, db_url: str, nats_server: NatsServer
 ) -> None:
-    env = _env(home, AGENTCOM_NATS_URL=nats_server.url, AGENTCOM_DATABASE_URL=db_url)
-    up = Stack(home, env, "--port-offset", str(_free_offset()))
+    env = cli_env(home, AGENTCOM_NATS_URL=nats_server.url, AGENTCOM_DATABASE_URL=db_url)
+    up = Stack(home, env, "--port-offset", str(free_offset()))
     try:
         names = {p.name() for p in up.tree()}
         assert "nats-server" not in names
         assert "postgres" not in names
-        assert _cli(env, "status").returncode == 0
+        assert cli(env, "status").returncode == 0
     finally:
         assert up.interrupt() == 0
 
 
 def test_doctor_reports_a_busy_port_with_the_fix(home: Path) -> None:
-    offset = _free_offset()
+    offset = free_offset()
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 8101 + offset))
         blocker.listen()
-        result = _cli(_env(home, AGENTCOM_PORT_OFFSET=str(offset)), "doctor", "--json")
+        result = cli(cli_env(home, AGENTCOM_PORT_OFFSET=str(offset)), "doctor", "--json")
 
     assert result.returncode == 1
     checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
@@ -246,7 +179,7 @@ def test_doctor_reports_a_busy_port_with_the_fix(home: Path) -> None:
 
 
 def test_bad_setting_is_one_line_without_traceback(home: Path) -> None:
-    result = _cli(_env(home, AGENTCOM_PORT_OFFSET="many"), "status")
+    result = cli(cli_env(home, AGENTCOM_PORT_OFFSET="many"), "status")
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -254,8 +187,8 @@ def test_bad_setting_is_one_line_without_traceback(home: Path) -> None:
 
 
 def test_status_with_nothing_running_says_down_quickly(home: Path) -> None:
-    offset = _free_offset()
-    result = _cli(_env(home, AGENTCOM_PORT_OFFSET=str(offset)), "status", "--json")
+    offset = free_offset()
+    result = cli(cli_env(home, AGENTCOM_PORT_OFFSET=str(offset)), "status", "--json")
 
     assert result.returncode == 1
     parts = {p["part"]: p for p in json.loads(result.stdout)["parts"]}

@@ -22,6 +22,7 @@ from nats.js.errors import NotFoundError as StreamNotFoundError
 
 from agentcom_common import subjects
 from agentcom_common.messaging import MSG_ID
+from agentcom_sidecar import console
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.journal import TERMINAL_KINDS, Journal
 
@@ -43,10 +44,29 @@ async def connect(config: SidecarConfig, on_reconnect: Callable[[], Awaitable[No
     """Connect with the agent's own credentials; retry forever with backoff and jitter."""
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats.error", extra={"error": type(exc).__name__})
+        # nats-py calls this for every failed reconnect (each `reconnect_wait`): report the
+        # 1st, 2nd, 4th… so an hour away is a dozen lines, not thousands
+        if errors.failed():
+            log.warning(
+                "nats.error",
+                extra={"error": type(exc).__name__, "times": errors.count},
+            )
+            if errors.count > 1:
+                console.say(
+                    f"still reconnecting to {config.nats_url} "
+                    f"({errors.seconds():.0f} s, {errors.count} tries)"
+                )
 
     async def on_disconnect() -> None:
         log.warning("nats.disconnected")
+        console.say(f"lost the connection to {config.nats_url}; reconnecting")
+
+    async def on_reconnected() -> None:
+        lasted = errors.reset()
+        console.say(f"reconnected to {config.nats_url} after {lasted:.0f} s")
+        await on_reconnect()
+
+    errors = console.Repeats()
 
     delay = config.reconnect_wait
     while True:
@@ -65,12 +85,14 @@ async def connect(config: SidecarConfig, on_reconnect: Callable[[], Awaitable[No
                     connect_timeout=max(1, round(config.reconnect_wait_max)),
                     error_cb=on_error,
                     disconnected_cb=on_disconnect,
-                    reconnected_cb=on_reconnect,
+                    reconnected_cb=on_reconnected,
                 )
         except (NoServersError, OSError, TimeoutError, NatsError) as exc:
             log.warning(
                 "nats.connect_failed", extra={"error": type(exc).__name__, "retry_s": delay}
             )
+            if errors.failed():
+                console.say(f"cannot reach {config.nats_url} ({type(exc).__name__}); retrying")
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # jitter, not crypto
             delay = min(delay * 2, config.reconnect_wait_max)
 

@@ -14,7 +14,7 @@ from agentcom_cli import stack, tokens
 from agentcom_cli.console import fail
 
 if TYPE_CHECKING:
-    from agentcom_common.settings import CommonSettings
+    from agentcom_cli.place import Where
 
 
 def call(
@@ -23,14 +23,14 @@ def call(
     path: str,
     body: dict[str, Any] | None = None,
     *,
-    settings: "CommonSettings | None" = None,
+    settings: "Where | None" = None,
     timeout: float = 10,
 ) -> Any:
     """The JSON reply (None for 204); any failure ends the command with a one-line message."""
     if settings is None:
-        from agentcom_common.settings import CommonSettings
+        from agentcom_cli import place
 
-        settings = CommonSettings()
+        settings = place.locate()
     value = tokens.read_token(settings)
     if value is None:
         fail(tokens.missing(settings))

@@ -8,7 +8,7 @@ rich itself is imported on first use, because `agentcom --version` must start fa
 import json
 from collections.abc import Callable
 from functools import cache, wraps
-from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -17,6 +17,9 @@ from agentcom_common.errors import AgentcomError
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+"""The `--json` flag every command has: the API's JSON instead of lines and tables."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,7 +43,18 @@ def err() -> "Console":
 
 
 def print_json(data: object) -> None:
-    out().print_json(json.dumps(data, default=str))
+    """Indented JSON on stdout, uncoloured (rich would cost 0.1 s of start-up to colour it)."""
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def json_line(data: object) -> None:
+    """One JSON object on one line: what a `watch --json` prints per change."""
+    typer.echo(json.dumps(data, default=str))
+
+
+def line(text: str) -> None:
+    """A line of a command's answer on stdout, never wrapped (so it can be copied whole)."""
+    out().print(text, soft_wrap=True)
 
 
 def id_table(*columns: str) -> "Table":
@@ -54,6 +68,19 @@ def id_table(*columns: str) -> "Table":
     for column in rest:
         table.add_column(column, overflow="fold")
     return table
+
+
+def aligned(rows: list[tuple[str, ...]], *, to_stderr: bool = False) -> None:
+    """Rows in columns padded to their widest cell, the last column never cut nor wrapped.
+
+    A rich table cannot promise that: on a narrow terminal it cuts or folds its last column,
+    and that column is a URL someone copies (a Postgres URL is 80 characters alone). Here the
+    first columns are short and the last runs on; the terminal wraps it, the text stays whole.
+    """
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)] if rows else []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        typer.echo("  ".join([*cells, row[-1]]).rstrip(), err=to_stderr)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -33,18 +34,45 @@ async def service_ready(client: httpx.AsyncClient, name: str, base_url: str) -> 
     )
 
 
-async def wait_ready(base_urls: dict[str, str], deadline: float) -> dict[str, PartStatus]:
-    """Poll every /readyz until all answer 200 or `deadline` seconds pass."""
+async def wait_ready(
+    base_urls: dict[str, str],
+    deadline: float,
+    on_ready: Callable[[PartStatus], None] | None = None,
+) -> dict[str, PartStatus]:
+    """Poll every /readyz until all answer 200 or `deadline` seconds pass; `on_ready` hears of
+    each part once, when it first answers 200."""
     loop = asyncio.get_running_loop()
     stop_at = loop.time() + deadline
+    told: set[str] = set()
     async with httpx.AsyncClient(timeout=2) as client:
         while True:
             results = await asyncio.gather(
                 *(service_ready(client, name, url) for name, url in base_urls.items())
             )
+            for ready in (r for r in results if r.ok and r.part not in told):
+                told.add(ready.part)
+                if on_ready is not None:
+                    on_ready(ready)
             if all(r.ok for r in results) or loop.time() >= stop_at:
                 return {r.part: r for r in results}
             await asyncio.sleep(0.2)
+
+
+async def port_open(host: str, port: int, deadline: float) -> bool:
+    """Whether something accepts TCP connections on `host:port` within `deadline` seconds."""
+    loop = asyncio.get_running_loop()
+    stop_at = loop.time() + deadline
+    while True:
+        try:
+            _reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            if loop.time() >= stop_at:
+                return False
+            await asyncio.sleep(0.05)
+        else:
+            writer.close()
+            await writer.wait_closed()
+            return True
 
 
 async def nats_ok(url: str, timeout: float = 2.0) -> PartStatus:

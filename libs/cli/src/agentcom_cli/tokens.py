@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from agentcom_cli.place import Where
     from agentcom_common.settings import CommonSettings
 
 
-def read_token(settings: "CommonSettings") -> str | None:
+def read_token(settings: "Where") -> str | None:
     """`AGENTCOM_TOKEN`, else the admin token file, else None."""
     if token := os.environ.get("AGENTCOM_TOKEN"):
         return token
@@ -31,12 +32,23 @@ def write_secret(path: Path, secret: str) -> None:
     os.replace(tmp, path)
 
 
-def missing(settings: "CommonSettings") -> str:
-    """What to do when there is no token: the usual cause is a shell in another directory."""
+def missing(settings: "Where") -> str:
+    """What to do when there is no token: the usual cause is a shell in another directory, so
+    name the directory of a running stack when there is one."""
+    from agentcom_cli import stack
+
+    looked = f"no stack in this directory (no admin token at {settings.admin_token_path})"
+    homes = stack.running_elsewhere()
+    if len(homes) == 1:  # `run from` works only where the home has the default name
+        there = f" or run from {homes[0].parent}" if homes[0].name == ".agentcom" else ""
+        return f"{looked}; set AGENTCOM_HOME={homes[0]}{there}"
+    if homes:
+        return f"{looked}; set AGENTCOM_HOME to one of the running stacks' homes: " + ", ".join(
+            str(home) for home in homes
+        )
     return (
-        f"no stack in this directory: no admin token at {settings.admin_token_path}; "
-        "run from the directory where `agentcom up` runs, or set AGENTCOM_HOME to its "
-        ".agentcom folder, or set AGENTCOM_TOKEN"
+        f"{looked}; start one with `agentcom up`, or set AGENTCOM_HOME to the .agentcom "
+        "folder of the directory where it runs, or run from there (or set AGENTCOM_TOKEN)"
     )
 
 

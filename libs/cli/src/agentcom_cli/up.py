@@ -6,14 +6,14 @@ import fcntl
 import os
 import signal
 import sys
+import time
 from collections.abc import Generator
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
-from rich.table import Table
-
-from agentcom_cli import probes, stack, tokens
-from agentcom_cli.console import err, fail, out
+from agentcom_cli import dumps, probes, stack, tokens
+from agentcom_cli.console import aligned, err, fail, out
 from agentcom_cli.supervisor import Child, Supervisor
 from agentcom_common import embedded, natsauth
 from agentcom_common.settings import SERVICE_NAMES, CommonSettings
@@ -31,8 +31,9 @@ def module_of(service: str) -> str:
 
 
 @contextlib.contextmanager
-def exclusive(home: Path) -> Generator[None]:
-    """One `agentcom up` per home directory; a second one says who holds it."""
+def exclusive(home: Path, busy: str = "see `agentcom status`") -> Generator[None]:
+    """One `agentcom up` (or restore) per home directory; a second one says who holds it and
+    what to do (`busy`)."""
     lock_path = home / "up.lock"
     handle: IO[str] = lock_path.open("a+")
     try:
@@ -41,7 +42,7 @@ def exclusive(home: Path) -> Generator[None]:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        fail(f"a stack is already running from {home} (pid {holder}); see `agentcom status`")
+        fail(f"a stack is already running from {home} (pid {holder}); {busy}")
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
@@ -60,6 +61,20 @@ def run(settings: CommonSettings) -> None:
         asyncio.run(_up(settings.model_copy(update={"home": home})))
 
 
+class Steps:
+    """One stderr line per part as it comes up, with how long it took: `up` used to print
+    nothing for 16 to 38 s and then everything at once."""
+
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+
+    def done(self, part: str, what: str, since: float) -> None:
+        err().print(f"  {part:<13} {what:<26} {time.monotonic() - since:5.1f} s", soft_wrap=True)
+
+    def total(self) -> float:
+        return time.monotonic() - self.began
+
+
 async def _up(settings: CommonSettings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,36 +88,59 @@ async def _up(settings: CommonSettings) -> None:
             _write_stack(settings, env, supervisor, urls, logs)
 
     supervisor = Supervisor(
-        notify=lambda line: err().print(line, style="yellow"),
+        notify=lambda line: err().print(line, style="yellow", soft_wrap=True),
         on_restart=refresh_stack,
     )
     env: dict[str, str] = {}
     logs = settings.home / "logs"
+    backups: asyncio.Task[None] | None = None
+    steps = Steps()
+    err().print(f"starting AgentCom in {settings.home}", soft_wrap=True)
     try:
-        env.update(await _start_servers(settings, supervisor, logs))
+        env.update(await _start_servers(settings, supervisor, logs, steps))
+        since = time.monotonic()
         await tokens.bootstrap_admin(settings.model_copy(update=_urls(env)))
+        steps.done("admin token", f"in {settings.admin_token_path.name}", since)
+        since = time.monotonic()
         for name in SERVICE_NAMES:
             await supervisor.start(
                 Child(name, [sys.executable, "-m", module_of(name)], env, logs / f"{name}.log")
             )
-        with err().status("waiting for the services to be ready…"):
-            waiting = asyncio.create_task(probes.wait_ready(urls, READY_DEADLINE))
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
+        waiting = asyncio.create_task(
+            probes.wait_ready(urls, READY_DEADLINE, lambda p: steps.done(p.part, "ready", since))
+        )
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
         if not waiting.done():  # Ctrl-C while starting
             waiting.cancel()
             return
         ready = waiting.result()
-        _print_table(settings, env, ready, logs)
+        _print_table(settings, env, ready, logs, steps.total())
         _write_stack(settings, env, supervisor, urls, logs)
         written.append(True)
+        if settings.backup_interval > timedelta(0):
+            backups = asyncio.create_task(
+                dumps.scheduled(
+                    env["AGENTCOM_DATABASE_URL"],
+                    settings.home,
+                    settings.backup_interval,
+                    settings.backup_keep,
+                    notify=lambda line: err().print(line, style="red"),
+                ),
+                name="backups",
+            )
         if not all(part.ok for part in ready.values()):
             err().print(f"some services are not ready; see their logs under {logs}", style="red")
+        else:
+            out().print(f"next, in another terminal: {await _next_command(settings)}")
         err().print("Ctrl-C stops everything", style="dim")
         await stop.wait()
     finally:
         err().print("stopping…")
+        if backups is not None:  # before Postgres stops: a dump in progress is dropped
+            backups.cancel()
+            await asyncio.wait({backups})  # never raises: the stop below must run
         await supervisor.stop(
             [list(SERVICE_NAMES), ["nats", "postgres"]],
             grace=settings.shutdown_grace.total_seconds(),
@@ -121,7 +159,7 @@ def _urls(env: dict[str, str]) -> dict[str, object]:
 
 
 async def _start_servers(
-    settings: CommonSettings, supervisor: Supervisor, logs: Path
+    settings: CommonSettings, supervisor: Supervisor, logs: Path, steps: Steps
 ) -> dict[str, str]:
     """Start embedded NATS and Postgres unless URLs are given; return the services' env."""
     env = dict(os.environ)
@@ -130,44 +168,88 @@ async def _start_servers(
     env["PYTHONUNBUFFERED"] = "1"
     if settings.nats_url:
         env["AGENTCOM_NATS_URL"] = settings.nats_url
+        err().print(f"  {'nats':<13} given: {natsauth.redact(settings.nats_url)}", soft_wrap=True)
     else:
-        nats = embedded.NatsLayout(
-            store_dir=settings.home / "nats",
-            config=settings.home / "nats.conf",
-            port=settings.nats_client_port,
-            monitor_port=settings.nats_http_port,
-        )
-        # auth on: services log in as the hub user, agents through the scheduler's callout
-        server_auth = natsauth.ServerAuth.load_or_create(natsauth_path(settings.home))
-        command = embedded.nats_command(nats, server_auth)
-        await supervisor.start(Child("nats", command, env, logs / "nats.log"))
-        env["AGENTCOM_NATS_URL"] = server_auth.hub_url(nats.url)
-        env["AGENTCOM_SCHEDULER_NATS_ISSUER_SEED"] = server_auth.issuer_seed
-        env["AGENTCOM_NATS_MONITOR_URL"] = nats.monitor_url
+        env |= await _start_nats(settings, supervisor, logs, steps)
     if settings.database_url:
         env["AGENTCOM_DATABASE_URL"] = settings.database_url.get_secret_value()
+        err().print(f"  {'postgres':<13} given by AGENTCOM_DATABASE_URL", soft_wrap=True)
     else:
-        pg = embedded.PostgresLayout(
-            data_dir=settings.home / "postgres",
-            socket_dir=embedded.socket_dir_for(settings.home),
-            port=settings.postgres_socket_port,
-        )
-        with err().status("preparing Postgres…"):
-            command = await asyncio.to_thread(embedded.prepare_postgres, pg)
-        await supervisor.start(
-            Child(
-                "postgres",
-                command,
-                env,
-                logs / "postgres.log",
-                stop_signal=signal.SIGINT,  # "fast" shutdown: roll back clients, checkpoint, exit
-                user=embedded.os_user(),
-            )
-        )
-        await embedded.wait_for_postgres(pg, deadline=60)
-        await embedded.create_database(pg)
-        env["AGENTCOM_DATABASE_URL"] = pg.url
+        env["AGENTCOM_DATABASE_URL"] = await _start_postgres(settings, supervisor, logs, steps)
     return env
+
+
+async def _start_nats(
+    settings: CommonSettings, supervisor: Supervisor, logs: Path, steps: Steps
+) -> dict[str, str]:
+    since = time.monotonic()
+    nats = embedded.NatsLayout(
+        store_dir=settings.home / "nats",
+        config=settings.home / "nats.conf",
+        port=settings.nats_client_port,
+        monitor_port=settings.nats_http_port,
+    )
+    # auth on: services log in as the hub user, agents through the scheduler's callout
+    server_auth = natsauth.ServerAuth.load_or_create(natsauth_path(settings.home))
+    command = embedded.nats_command(nats, server_auth)
+    await supervisor.start(Child("nats", command, os.environ.copy(), logs / "nats.log"))
+    if not await probes.port_open(nats.host, nats.port, deadline=30):
+        fail(f"nats-server did not listen on {nats.url} within 30 s; see {logs / 'nats.log'}")
+    steps.done("nats", f"listening on :{nats.port}", since)
+    return {
+        "AGENTCOM_NATS_URL": server_auth.hub_url(nats.url),
+        "AGENTCOM_SCHEDULER_NATS_ISSUER_SEED": server_auth.issuer_seed,
+        "AGENTCOM_NATS_MONITOR_URL": nats.monitor_url,
+    }
+
+
+async def _start_postgres(
+    settings: CommonSettings, supervisor: Supervisor, logs: Path, steps: Steps
+) -> str:
+    since = time.monotonic()
+    pg = embedded.PostgresLayout(
+        data_dir=settings.home / "postgres",
+        socket_dir=embedded.socket_dir_for(settings.home),
+        port=settings.postgres_socket_port,
+    )
+    first = not (pg.data_dir / "PG_VERSION").exists()
+    command = await asyncio.to_thread(embedded.prepare_postgres, pg)
+    if first:
+        steps.done("postgres", "created its data directory", since)
+    await supervisor.start(
+        Child(
+            "postgres",
+            command,
+            os.environ.copy(),
+            logs / "postgres.log",
+            stop_signal=signal.SIGINT,  # "fast" shutdown: roll back clients, checkpoint, exit
+            user=embedded.os_user(),
+        )
+    )
+    await embedded.wait_for_postgres(pg, deadline=60)
+    await embedded.create_database(pg)
+    steps.done("postgres", "accepting connections", since)
+    return pg.url
+
+
+async def _next_command(settings: CommonSettings) -> str:
+    """The first step of docs/getting-started.md not yet done: a repo, then an agent, then a
+    task. Asked of the stack just started; if it cannot say, the first step."""
+    import httpx
+
+    token = tokens.read_token(settings)
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with httpx.AsyncClient(timeout=5, headers=headers) as client:
+            repos = (await client.get(settings.service_url("queue") + "/api/repos")).json()
+            agents = (await client.get(settings.service_url("scheduler") + "/api/agents")).json()
+    except (httpx.HTTPError, ValueError):
+        repos, agents = [], []
+    if not repos:
+        return "agentcom repo add /path/to/your/repo"
+    if not agents:
+        return "agentcom agent add builder --allow-hub-commands --executor shell"
+    return 'agentcom task submit "what to do" --command "make test" --check test_passes:"make test"'
 
 
 def _print_table(
@@ -175,26 +257,29 @@ def _print_table(
     env: dict[str, str],
     ready: dict[str, probes.PartStatus],
     logs: Path,
+    took: float,
 ) -> None:
-    table = Table(title="AgentCom is up", title_justify="left")
-    table.add_column("part")
-    table.add_column("state")
-    table.add_column("url")
-    for name, part in ready.items():
-        state = "[green]ready[/]" if part.ok else f"[red]{part.detail}[/]"
-        table.add_row(name, state, f"{part.url}  (API docs {part.url}/docs)")
-    table.add_row("nats", "[green]running[/]", natsauth.redact(env["AGENTCOM_NATS_URL"]))
-    table.add_row("postgres", "[green]running[/]", _shown_db(env["AGENTCOM_DATABASE_URL"]))
-    out().print(table)
-    out().print(f"dashboard: {settings.service_url('dashboard')}   logs: {logs}")
+    out().print(f"AgentCom is up ({took:.1f} s)")
+    rows = [("part", "state", "url")]
+    rows += [(name, "ready" if p.ok else p.detail, p.url) for name, p in ready.items()]
+    rows.append(("nats", "running", natsauth.redact(env["AGENTCOM_NATS_URL"])))
+    rows.append(("postgres", "running", _shown_db(env["AGENTCOM_DATABASE_URL"])))
+    aligned(rows)
+    out().print(f"dashboard: {settings.service_url('dashboard')}", soft_wrap=True)
+    out().print("API docs: each service's URL + /docs    logs: " + str(logs), soft_wrap=True)
     out().print("admin token: `agentcom token`   health: `agentcom status`")
 
 
 def _shown_db(url: str) -> str:
-    """The URL without its password, fit to print."""
-    from sqlalchemy.engine import make_url
+    """The URL as given (copyable: `psql` takes it), its password, if any, starred out."""
+    from urllib.parse import urlsplit, urlunsplit
 
-    return make_url(url).render_as_string(hide_password=True)
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    login, _, host = parts.netloc.rpartition("@")
+    user = login.partition(":")[0]
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
 
 
 def _write_stack(

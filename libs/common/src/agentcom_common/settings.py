@@ -13,8 +13,8 @@ from typing import Annotated, Final, Literal
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICE_NAMES: Final = ("dashboard", "queue", "scheduler", "llm-registry", "hubfsm")
-"""The HTTP services, in the order `agentcom up` starts them (its base port order too)."""
+from agentcom_common import ports
+from agentcom_common.ports import SERVICE_NAMES as SERVICE_NAMES
 
 ServiceName = Literal["dashboard", "queue", "scheduler", "llm-registry", "hubfsm"]
 
@@ -31,14 +31,6 @@ def _duration(value: object) -> object:
 
 Interval = Annotated[timedelta, BeforeValidator(_duration)]
 """A duration setting: a number of seconds, or a number with ms/s/m/h/d."""
-
-_BASE_PORTS: Final[dict[str, int]] = {
-    "dashboard": 8100,
-    "queue": 8101,
-    "scheduler": 8102,
-    "llm-registry": 8103,
-    "hubfsm": 8104,
-}
 
 
 class CommonSettings(BaseSettings):
@@ -71,7 +63,7 @@ class CommonSettings(BaseSettings):
     port_offset: int = Field(
         default=0,
         ge=0,
-        le=57000,
+        le=ports.MAX_PORT_OFFSET,
         description="Added to every default port so two stacks can share a host.",
     )
     nats_port: int = Field(default=4222, ge=1, le=65535, description="Embedded NATS client port.")
@@ -88,6 +80,11 @@ class CommonSettings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "AGENTCOM_OTEL_ENDPOINT"),
         description="OTLP/HTTP collector; tracing and metrics export stay off while unset.",
+    )
+    metrics_sample_interval: Interval = Field(
+        default=timedelta(seconds=15),
+        description="How often gauges read from the database (queue depth, agents by state, outbox "
+        "backlog) are refreshed for `/metrics` and OTLP.",
     )
     nats_reconnect_wait: Interval = Field(
         default=timedelta(seconds=1), description="Pause between NATS reconnect attempts."
@@ -151,6 +148,16 @@ class CommonSettings(BaseSettings):
         description="How long a service may take to stop before it is killed.",
     )
 
+    backup_interval: Interval = Field(
+        default=timedelta(hours=6),
+        description="How often `agentcom up` dumps every AgentCom schema to <home>/backups/ "
+        "(`0` turns scheduled backups off); `agentcom status` calls a backup older than twice "
+        "this stale.",
+    )
+    backup_keep: int = Field(
+        default=3, ge=1, le=1000, description="Backups kept in <home>/backups/ (newest first)."
+    )
+
     http_max_body: int = Field(
         default=4 * 1024 * 1024,
         ge=1024,
@@ -177,10 +184,10 @@ class CommonSettings(BaseSettings):
 
     def port(self, service: str) -> int:
         """The HTTP port of `service` after the offset."""
-        return _BASE_PORTS[service] + self.port_offset
+        return ports.BASE_PORTS[service] + self.port_offset
 
     def service_url(self, service: str) -> str:
-        return f"http://{self.public_host}:{self.port(service)}"
+        return ports.service_url(self.public_host, service, self.port_offset)
 
     @property
     def nats_client_port(self) -> int:

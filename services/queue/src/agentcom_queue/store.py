@@ -7,7 +7,7 @@ only at the expected generation, so of two racing writers exactly one UPDATE mat
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, exists, func, insert, not_, or_, select, update
+from sqlalchemy import Row, func, insert, not_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -109,62 +109,6 @@ async def record_creation(conn: AsyncConnection, row: TaskRow, actor: str) -> No
     )
 
 
-def _repo_allowed(agent_repos: Sequence[str]) -> ColumnElement[bool]:
-    paused = exists().where(repos.c.url == tasks.c.repo, repos.c.paused)
-    allowed: list[ColumnElement[bool]] = [tasks.c.repo.is_(None) | not_(paused)]
-    if agent_repos:
-        allowed.append(or_(tasks.c.repo.is_(None), tasks.c.repo.in_(agent_repos)))
-    return and_(*allowed)
-
-
-async def claim_next(
-    conn: AsyncConnection, agent_id: str, capabilities: Sequence[str], agent_repos: Sequence[str]
-) -> TaskRow | None:
-    """Assign the best claimable task to `agent_id`: lane, then age. Bumps the generation.
-
-    SKIP LOCKED lets concurrent claimers pass over each other's candidates instead of queueing
-    on them; the partial index `tasks_claim` matches the ORDER BY.
-    """
-    candidate = (
-        select(tasks.c.id)
-        .where(
-            tasks.c.state == TaskState.QUEUED.value,
-            tasks.c.not_before <= func.now(),
-            tasks.c.needed_capabilities.contained_by(list(capabilities)),
-            _repo_allowed(agent_repos),
-        )
-        .order_by(tasks.c.lane, tasks.c.seq)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    stmt = (
-        update(tasks)
-        .where(tasks.c.id == candidate)
-        .values(
-            state=TaskState.ASSIGNED.value,
-            generation=tasks.c.generation + 1,
-            assigned_to=agent_id,
-            assigned_at=func.now(),
-            updated_at=func.now(),
-        )
-        .returning(*tasks.c)
-    )
-    row = (await conn.execute(stmt)).one_or_none()
-    if row is not None:
-        await conn.execute(
-            insert(task_history).values(
-                task_id=row.id,
-                from_state=TaskState.QUEUED.value,
-                to_state=row.state,
-                generation=row.generation,
-                reason="claimed",
-                actor=agent_id,
-            )
-        )
-    return row
-
-
 async def deliveries(conn: AsyncConnection, row: TaskRow) -> int:
     """How many times the task was handed to an agent since a person last retried it: every
     claim bumps the generation, and a retry by hand (dead_letter or partial_pass -> queued)
@@ -216,6 +160,16 @@ async def count_by(conn: AsyncConnection) -> tuple[dict[str, int], dict[int, int
         .group_by(tasks.c.lane)
     )
     return {r[0]: r[1] for r in by_state}, {r[0]: r[1] for r in by_lane}
+
+
+async def count_live(conn: AsyncConnection) -> dict[tuple[str, int], int]:
+    """Tasks not yet ended, by state and lane (the ended ones only grow; counters count them)."""
+    rows = await conn.execute(
+        select(tasks.c.state, tasks.c.lane, func.count())
+        .where(tasks.c.state.not_in([s.value for s in states.TERMINAL]))
+        .group_by(tasks.c.state, tasks.c.lane)
+    )
+    return {(r[0], r[1]): r[2] for r in rows}
 
 
 # repo registry ---------------------------------------------------------------------------

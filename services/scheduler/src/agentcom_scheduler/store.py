@@ -164,37 +164,6 @@ async def oldest_beat(conn: AsyncConnection) -> datetime | None:
     return (await conn.execute(stmt)).scalar_one_or_none()
 
 
-Profile = tuple[list[str], list[str]]
-
-
-async def idle_profiles(conn: AsyncConnection) -> list[Profile]:
-    """The distinct (capabilities, repos) of idle agents, the longest-waiting profile first."""
-    stmt = (
-        select(agents.c.capabilities, agents.c.repos)
-        .where(agents.c.state == AgentState.IDLE.value)
-        .group_by(agents.c.capabilities, agents.c.repos)
-        .order_by(func.min(agents.c.updated_at))
-    )
-    return [(list(r.capabilities), list(r.repos)) for r in (await conn.execute(stmt)).all()]
-
-
-async def idle_of(conn: AsyncConnection, profile: Profile, limit: int) -> list[AgentRow]:
-    """Up to `limit` idle agents with exactly this profile, longest idle first."""
-    capabilities, repos = profile
-    stmt = (
-        select(agents.c.id, agents.c.capabilities, agents.c.repos)
-        .where(
-            agents.c.state == AgentState.IDLE.value,
-            agents.c.capabilities == capabilities,
-            agents.c.repos == repos,
-        )
-        .order_by(agents.c.updated_at, agents.c.id)
-        .limit(limit)
-    )
-    rows: Sequence[Any] = (await conn.execute(stmt)).all()
-    return list(rows)
-
-
 async def unaccepted_since(conn: AsyncConnection, cutoff: datetime) -> list[AgentRow]:
     """Agents still `assigned` (never accepted) since before `cutoff`, locked for the sweep."""
     stmt = (

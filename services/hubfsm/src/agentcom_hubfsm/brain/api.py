@@ -1,22 +1,29 @@
-"""HTTP API of the hub brain: /api/hub/state|history|pause|resume|stop|start. Parse, call
-ops, answer."""
+"""HTTP API of the hub brain: /api/hub/state|history|health|healing|pause|resume|stop|start.
+Parse, call ops, answer."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from agentcom_common.contracts.health import HealingPage, HealthReport
 from agentcom_common.contracts.hub import HubHistoryPage, HubView
 from agentcom_common.service import Resources
 from agentcom_common.web import Admin, Viewer
 from agentcom_hubfsm.brain import ops
+from agentcom_hubfsm.healing import store as healing_store
 
 CURSOR = r"^[0-9]{1,18}$"
 
 
 def hub_of(request: Request) -> ops.Hub:
     res: Resources = request.app.state.resources
-    watchdog = request.app.state.hub_settings.hub_global_watchdog
-    return ops.Hub(res.engine, request.app.state.brain_wake, watchdog)
+    settings = request.app.state.hub_settings
+    return ops.Hub(
+        res.engine,
+        request.app.state.brain_wake,
+        settings.hub_global_watchdog,
+        healing_store.Policy.of(settings),
+    )
 
 
 H = Annotated[ops.Hub, Depends(hub_of)]
@@ -40,6 +47,25 @@ async def get_history(
 ) -> HubHistoryPage:
     """The hub's moves newest first; pass `next_cursor` back as `cursor` for the next page."""
     return await ops.history(h, cursor, limit)
+
+
+@hub.get("/health")
+async def get_health(h: H, _who: Viewer) -> HealthReport:
+    """The last health assessment of the running system with the issues reported from outside
+    it (each with source, severity, category and evidence), and healing's brakes."""
+    return await ops.health(h)
+
+
+@hub.get("/healing")
+async def get_healing(
+    h: H,
+    _who: Viewer,
+    cursor: Annotated[str | None, Query(pattern=CURSOR)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> HealingPage:
+    """Healing runs newest first, each with the issues that started it and every action with
+    its evidence and result; pass `next_cursor` back as `cursor` for the next page."""
+    return await ops.healing(h, cursor, limit)
 
 
 @hub.post("/pause")

@@ -14,7 +14,10 @@ fires even while the hub is paused.
 Entry work runs as a background task of the brain, never inside a pass. It is started once
 per stay (a stay is identified by its `entered_at`), cancelled when the hub leaves the state,
 and started again by the next brain after a restart or takeover: it must be safe to repeat.
-No state has entry work yet (executing's work is the goal driver, which runs on its own).
+Healing's entry work is a healing run (`healing.run`); it moves the hub to resting itself
+when it ends. Its deadline is `hub_healing_watchdog`, not the global one: a run that hangs is
+forced to resting with a critical `hub.watchdog_fired` (watchdog `healing`) and the run
+recorded as `watchdog`. (Executing's work is the goal driver, which runs on its own.)
 """
 
 import asyncio
@@ -36,6 +39,7 @@ from agentcom_common import cancelling, leader, subjects
 from agentcom_common.contracts.hub import HubState
 from agentcom_common.service import Loops, Resources
 from agentcom_hubfsm.brain import rules, signals, store
+from agentcom_hubfsm.healing import run as healing_run, store as healing_store
 from agentcom_hubfsm.settings import HubSettings
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,8 @@ class Brain:
         watchdog: timedelta,
         leader_interval: timedelta = timedelta(seconds=1),
         entry: Mapping[HubState, tuple[str, Work]] | None = None,
+        watchdogs: Mapping[HubState, timedelta] | None = None,
+        healing: healing_store.Policy = healing_store.DEFAULT,
     ) -> None:
         self.engine = engine
         self.nc = nc
@@ -80,6 +86,8 @@ class Brain:
         self.leader_interval = leader_interval
         self.actor = f"brain:{instance}"  # in the history: which replica's brain moved it
         self.entry = dict(entry or {})
+        self.watchdogs = dict(watchdogs or {})  # a state's own deadline instead of `watchdog`
+        self.healing = healing
         self._stay: Stay | None = None  # the stay whose entry work was started
         self._work: _Running | None = None
 
@@ -127,17 +135,21 @@ class Brain:
     async def step(self) -> Stay:
         """One pass: the watchdog first, then (unless paused) the first rule that applies."""
         async with self.engine.connect() as conn:
-            seen = await signals.gather(conn)  # outside the row lock: later signals do I/O
+            seen = await signals.gather(conn, self.healing)  # outside the row lock
         async with self.engine.begin() as conn:
             row = await store.load(conn, lock=True)
             came = HubState(row.state)
             stay, reason = Stay(came, row.entered_at), ""
             if row.watchdog_at is not None and row.watchdog_at <= row.now:
                 await store.fire_watchdog(conn, row, self.watchdog)
+                if came is HubState.HEALING:  # the run hung: its record says so
+                    report = f"the run passed its {row.watchdog_at - row.entered_at} watchdog"
+                    await healing_store.end_run(conn, row.entered_at, "watchdog", report)
                 stay, reason = Stay(HubState.RESTING, row.now), "watchdog"
             elif not row.paused and (rule := rules.decide(came, seen)) and rule.to is not None:
+                deadline = self.watchdogs.get(rule.to, self.watchdog)
                 moved = await store.move(
-                    conn, row, rule.to, reason=rule.name, actor=self.actor, watchdog=self.watchdog
+                    conn, row, rule.to, reason=rule.name, actor=self.actor, watchdog=deadline
                 )
                 stay, reason = Stay(rule.to, moved.row.entered_at), rule.name
         if stay.state is not came:
@@ -190,6 +202,7 @@ def instance_name() -> str:
 
 
 async def start(res: Resources, loops: Loops, settings: HubSettings, wake: asyncio.Event) -> None:
+    healer = healing_run.Healer(res.engine, res.nc, settings, wake)
     brain = Brain(
         res.engine,
         res.nc,
@@ -198,5 +211,8 @@ async def start(res: Resources, loops: Loops, settings: HubSettings, wake: async
         tick=settings.hub_tick_interval,
         watchdog=settings.hub_global_watchdog,
         leader_interval=settings.hub_leader_interval,
+        entry={HubState.HEALING: ("healing-run", healer.run)},
+        watchdogs={HubState.HEALING: settings.hub_healing_watchdog},
+        healing=healing_store.Policy.of(settings),
     )
     loops.spawn("hub-brain", brain.run())

@@ -8,8 +8,11 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agentcom_common.contracts.health import HealingPage, HealthReport
 from agentcom_common.contracts.hub import HubHistoryPage, HubState, HubView
 from agentcom_hubfsm.brain import signals, store
+from agentcom_hubfsm.healing import store as healing_store
+from agentcom_hubfsm.health import monitor
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,18 +20,39 @@ class Hub:
     engine: AsyncEngine
     wake: asyncio.Event  # this process's brain; another replica's notices on its next tick
     watchdog: timedelta
+    healing: healing_store.Policy = healing_store.DEFAULT
 
 
 async def state(h: Hub) -> HubView:
     async with h.engine.connect() as conn:
         row = await store.load(conn)
-        return store.view(row, await signals.gather(conn))
+        return store.view(row, await signals.gather(conn, h.healing))
 
 
 async def history(h: Hub, cursor: str | None, limit: int) -> HubHistoryPage:
     async with h.engine.connect() as conn:
         moves, next_cursor = await store.page_history(conn, cursor=cursor, limit=limit)
     return HubHistoryPage(moves=moves, next_cursor=next_cursor)
+
+
+async def health(h: Hub) -> HealthReport:
+    async with h.engine.connect() as conn:
+        found = await monitor.current(conn)
+        brakes = await healing_store.brakes(conn, h.healing)
+    return HealthReport(
+        assessed_at=found.assessed_at,
+        issues=found.issues,
+        critical=found.critical,
+        healing_cooldown_until=brakes.cooldown_until,
+        healing_attempts=brakes.attempts,
+        healing_exhausted=brakes.exhausted,
+    )
+
+
+async def healing(h: Hub, cursor: str | None, limit: int) -> HealingPage:
+    async with h.engine.connect() as conn:
+        runs, next_cursor = await healing_store.page(conn, cursor=cursor, limit=limit)
+    return HealingPage(runs=runs, next_cursor=next_cursor)
 
 
 async def pause(h: Hub, reason: str, actor: str) -> HubView:

@@ -1,8 +1,10 @@
 """What the brain's rules read, gathered once per pass (I/O only: no decision is made here).
 
-Only the goal counts are real today. The other signals belong to work later issues bring
-(improvement scans, healing, the hub's budgets at the llm-registry); until then they are
-gathered as the value that lets nothing happen, so no rule can fire on them.
+The goal counts and healing's signals are real: the critical issues of the last health
+assessment and the reported ones (`health.monitor.current`), and healing's brakes from its
+runs (`healing.store.brakes`). The others belong to work later issues bring (improvement
+scans, the hub's budgets at the llm-registry); until then they are gathered as the value that
+lets nothing happen, so no rule can fire on them.
 """
 
 from dataclasses import dataclass
@@ -12,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common.contracts.hub import GoalState
 from agentcom_hubfsm.goals import states as goal_states
+from agentcom_hubfsm.healing import store as healing_store
+from agentcom_hubfsm.health import monitor
 from agentcom_hubfsm.tables import goals
 
 PENDING = frozenset({GoalState.SUBMITTED})
@@ -26,7 +30,7 @@ class Signals:
     budget_exhausted: bool = False
     # improving's budget remains and improvement scans exist: they come with a later issue
     improving_budget: bool = False
-    # health issues that need healing, and healing's own brakes: healing comes later
+    # critical health issues, and healing's own brakes (cooling down, attempts used up)
     critical_issues: int = 0
     healing_cooldown: bool = False
     healing_exhausted: bool = False
@@ -36,14 +40,21 @@ class Signals:
         return self.goals_pending + self.goals_active
 
 
-async def gather(conn: AsyncConnection) -> Signals:
+async def gather(
+    conn: AsyncConnection, policy: healing_store.Policy = healing_store.DEFAULT
+) -> Signals:
     rows = await conn.execute(
         select(goals.c.state, func.count())
         .where(goals.c.state.in_(sorted(PENDING | ACTIVE)))
         .group_by(goals.c.state)
     )
     by_state = {GoalState(state): int(n) for state, n in rows}
+    health = await monitor.current(conn)
+    brakes = await healing_store.brakes(conn, policy)
     return Signals(
         goals_pending=sum(by_state.get(s, 0) for s in PENDING),
         goals_active=sum(by_state.get(s, 0) for s in ACTIVE),
+        critical_issues=health.critical,
+        healing_cooldown=brakes.cooling,
+        healing_exhausted=brakes.exhausted,
     )

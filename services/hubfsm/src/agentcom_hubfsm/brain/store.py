@@ -107,13 +107,14 @@ async def fire_watchdog(conn: AsyncConnection, row: Row[Any], watchdog: timedelt
     )
     minutes = (row.watchdog_at - row.entered_at).total_seconds() / 60
     fired = HubWatchdogFired(
-        watchdog="global",
+        watchdog="healing" if came is HubState.HEALING else "global",
         from_state=came,
         state=HubState.RESTING,
         entered_at=row.entered_at,
         deadline=row.watchdog_at,
         at=moved.at,
-        message=f"the hub stayed {came.value} past its {minutes:g} min watchdog; forced resting",
+        message=f"the hub stayed {came.value} past its {minutes:g} min watchdog; forced resting"
+        + (" (a healing run hung; see GET /api/hub/healing)" if came is HubState.HEALING else ""),
     )
     await outbox.add(conn, outbox_table, subjects.HUB_WATCHDOG_FIRED, fired)
 

@@ -9,10 +9,11 @@ Every step is safe to repeat after a `kill -9` at any line, because what it deci
 goal row before it acts on it:
 - planning: the plan is stored on the row (same attempt) before anything is submitted; a crash
   before that plans again (the model is asked again; nothing was created).
-- submitting: tasks go to the queue with `client_key = <goal>:<attempt>:<round>:<n>`, one batch
-  per level of the plan's DAG (a dependency must exist before its dependents name its id);
-  a repeat returns the tasks made the first time, so a crash mid-submit never makes one twice.
-  The goal's task list is then recorded with its keys.
+- submitting: tasks go to the queue with `client_key = <goal>:<attempt>:<round>:<n>`; a task
+  is submitted once every task it depends on has finished, branched from their work (the
+  branch a dependency pushed is known only then); a repeat returns the tasks made the first
+  time, so a crash mid-submit never makes one twice. The submitted tasks are then recorded
+  with their keys.
 - verifying: the verdict and the goal's move commit together; a crash before that judges again.
 - cancelling: the goal is cancelled first; its unfinished tasks are cancelled at the queue on
   every pass until none is left.
@@ -22,16 +23,16 @@ A model call that fails (gateway away, budget spent) is retried with backoff fro
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Row, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agentcom_common import cancelling, transitions
-from agentcom_common.contracts.hub import Autonomy, GoalState
+from agentcom_common import cancelling, subjects, transitions
+from agentcom_common.contracts.hub import Autonomy, GoalState, HubState
 from agentcom_common.contracts.task import (
     LANE_ORDER,
     CommandSucceeds,
@@ -42,16 +43,19 @@ from agentcom_common.contracts.task import (
     TaskView,
 )
 from agentcom_common.errors import AgentcomError, TooManyRequestsError, UnavailableError
+from agentcom_hubfsm.brain import store as brain_store
 from agentcom_hubfsm.goals import plan as plans, store, verify
 from agentcom_hubfsm.goals.plan import Plan
 from agentcom_hubfsm.goals.planner import Planned, PlanOutcome
 from agentcom_hubfsm.goals.planprompt import GoalBrief
-from agentcom_hubfsm.tables import goal_tasks, goals, verifications
+from agentcom_hubfsm.tables import goal_tasks, goals, hub, outbox_table, verifications
 
 log = logging.getLogger(__name__)
 
 G = GoalState
 STEPPED = (G.SUBMITTED, G.PLANNING, G.EXECUTING, G.VERIFYING)
+MODEL_STEPS = frozenset({G.SUBMITTED.value, G.PLANNING.value, G.VERIFYING.value})
+"""Steps that call a model: taken only while the hub is executing (see `_hub_executing`)."""
 FINISHED_TASK = frozenset({TaskState.COMPLETED, TaskState.PARTIAL_PASS})
 LOST_TASK = frozenset({TaskState.DEAD_LETTER, TaskState.CANCELLED})
 TERMINAL_TASK = FINISHED_TASK | LOST_TASK
@@ -100,10 +104,13 @@ class Driver:
 
     async def pass_once(self) -> None:
         async with self.engine.connect() as conn:
+            stepped = [s.value for s in STEPPED]
+            if not await _hub_executing(conn):
+                stepped = [s for s in stepped if s not in MODEL_STEPS]
             due = (
                 await conn.execute(
                     select(goals.c.id)
-                    .where(goals.c.state.in_([s.value for s in STEPPED]))
+                    .where(goals.c.state.in_(stepped))
                     .where(goals.c.not_before <= func.now())
                     .order_by(goals.c.seq)
                 )
@@ -250,20 +257,31 @@ class Driver:
                 )
             ).all()
         prefix = f"{row.id}:{row.attempt}:{row.verify_round}:"
-        if not any(t.key.startswith(prefix) for t in mine):
-            await self._submit(row, prefix)
+        current = {t.key: t for t in mine if t.key.startswith(prefix)}
+        items = await self._items(row)
+        ready = [
+            (n, item)
+            for n, item in enumerate(items)
+            if f"{prefix}{n}" not in current
+            and all(
+                f"{prefix}{d}" in current
+                and TaskState(current[f"{prefix}{d}"].state) in FINISHED_TASK
+                for d in item.after
+            )
+        ]
+        if ready:
+            await self._submit(row, prefix, ready, current)
             return
-        current = [t for t in mine if t.key.startswith(prefix)]
-        if any(TaskState(t.state) not in TERMINAL_TASK for t in current):
+        if any(TaskState(t.state) not in TERMINAL_TASK for t in current.values()):
             await self._refresh(row)
             return
-        lost = [t for t in current if TaskState(t.state) in LOST_TASK]
+        lost = [t for t in current.values() if TaskState(t.state) in LOST_TASK]
         if not lost:
             await self._move(row, G.VERIFYING, "every task finished; checking the result")
             return
         named = f"task {lost[0].task_id} ({lost[0].title!r}) ended {lost[0].state}"
         if row.replans < self.replans:
-            done = [t.title for t in current if TaskState(t.state) in FINISHED_TASK]
+            done = [t.title for t in current.values() if TaskState(t.state) in FINISHED_TASK]
             note = f"An earlier plan was tried: {named}." + (
                 f" These tasks of it are done: {'; '.join(done)}." if done else ""
             )
@@ -304,29 +322,48 @@ class Driver:
         if any(t.state in TERMINAL_TASK for t in found.values()):
             self._progressed.add(row.id)
 
-    async def _submit(self, row: Row[Any], prefix: str) -> None:
+    async def _items(self, row: Row[Any]) -> list["Item"]:
+        """What this round submits: the plan's tasks, or one follow-up per gap."""
         if row.verify_round == 0:
-            kind = "plan"
-            items = planned_tasks(Plan.model_validate(row.plan), row)
-        else:
-            kind = "follow_up"
-            items = await self._follow_ups(row)
-        ids: list[str] = []
-        for level in levels(items):  # a dependency exists before a dependent names it
-            batch = [
+            return planned_tasks(Plan.model_validate(row.plan), row)
+        return await self._follow_ups(row)
+
+    async def _submit(
+        self,
+        row: Row[Any],
+        prefix: str,
+        ready: list[tuple[int, "Item"]],
+        current: Mapping[str, Row[Any]],
+    ) -> None:
+        """Submit the items whose dependencies have all finished, each branched from its
+        dependencies' work (`base_branch`). A dependent is submitted only once its dependency
+        finished because only then is the branch it pushed known; its `depends_on` still names
+        the dependency, so the DAG stays in the queue's records."""
+        kind = "plan" if row.verify_round == 0 else "follow_up"
+        results: dict[str, dict[str, Any] | None] = {}
+        if any(item.after or item.start_from for _, item in ready):
+            results = {t.id: t.result for t in await self.queue.tasks_of(row.id)}
+        batch: list[SubmitTask] = []
+        for index, item in ready:
+            deps = [current[f"{prefix}{d}"].task_id for d in item.after]
+            base, others = base_branch([results.get(d) for d in deps or item.start_from])
+            description = item.task.description
+            if others:
+                description = (
+                    description + "\n\nThis task starts from the work of its first dependency; "
+                    "merge the work of the others first: " + ", ".join(others)
+                )[:10_000]
+            batch.append(
                 item.task.model_copy(
                     update={
                         "client_key": f"{prefix}{index}",
-                        "depends_on": [ids[d] for d in item.after],
+                        "depends_on": deps,
+                        "branch": base or item.task.branch,
+                        "description": description,
                     }
                 )
-                for index, item in level
-            ]
-            made = await self.queue.submit(SubmitTasks(tasks=batch))
-            for (index, _), task_id in zip(level, made, strict=True):
-                while len(ids) <= index:
-                    ids.append("")
-                ids[index] = task_id
+            )
+        made = await self.queue.submit(SubmitTasks(tasks=batch))
         async with self.engine.begin() as conn:
             await store.add_tasks(
                 conn,
@@ -334,15 +371,18 @@ class Driver:
                 row.attempt,
                 kind,
                 [
-                    (ids[n], f"{prefix}{n}", item.title, TaskState.QUEUED.value)
-                    for n, item in enumerate(items)
+                    (task_id, f"{prefix}{n}", item.title, TaskState.QUEUED.value)
+                    for (n, item), task_id in zip(ready, made, strict=True)
                 ],
             )
-        log.info("goal.submitted", extra={"goal_id": row.id, "tasks": len(items), "kind": kind})
+        log.info("goal.submitted", extra={"goal_id": row.id, "tasks": len(ready), "kind": kind})
         self._progressed.add(row.id)
         await self._refresh(row, now=True)  # waiting vs queued, and any that already moved
 
     async def _follow_ups(self, row: Row[Any]) -> list["Item"]:
+        """One task per gap of the last verdict. Each starts from the previous round's work
+        (the plan's last tasks, or the previous follow-ups) and carries the plan's checks:
+        it must close its gap without breaking what the plan's tasks made."""
         async with self.engine.connect() as conn:
             last = (
                 await conn.execute(
@@ -352,6 +392,23 @@ class Driver:
                     .limit(1)
                 )
             ).scalar_one()
+            previous = f"{row.id}:{row.attempt}:{row.verify_round - 1}:"
+            before = {
+                int(t.key.removeprefix(previous)): t.task_id
+                for t in (
+                    await conn.execute(
+                        select(goal_tasks.c.key, goal_tasks.c.task_id).where(
+                            goal_tasks.c.key.startswith(previous, autoescape=True)
+                        )
+                    )
+                ).all()
+            }
+        plan = Plan.model_validate(row.plan)
+        if row.verify_round == 1:  # after the plan: its tasks no other task depends on
+            needed = {d for after in plans.dependencies(plan) for d in after}
+            before = {n: t for n, t in before.items() if n not in needed}
+        start_from = [before[n] for n in sorted(before)]
+        checks = list(dict.fromkeys(c for task in plan.tasks for c in task.verification))
         lane = Lane(row.priority)
         items: list[Item] = []
         for gap in last["gaps"]:
@@ -362,9 +419,12 @@ class Driver:
                 priority=higher(lane) if gap.get("critical") else lane,
                 repo=row.repo,
                 success_criteria=[criterion[:500]],
+                verification_steps=[
+                    CommandSucceeds(type="command_succeeds", command=c) for c in checks[:20]
+                ],
                 goal_id=row.id,
             )
-            items.append(Item(task, f"follow-up: {gap['gap'][:150]}", []))
+            items.append(Item(task, f"follow-up: {gap['gap'][:150]}", [], start_from))
         return items
 
     async def _verify(self, row: Row[Any]) -> None:
@@ -443,14 +503,35 @@ class Driver:
             )
 
 
+async def _hub_executing(conn: AsyncConnection) -> bool:
+    """The hub is executing and has announced it: its `hub.state_changed` has left the outbox.
+
+    The gateway charges a hub call to the state the hub last announced, so a goal planned or
+    judged before that would pay into another state's budget (a goal submitted to a resting
+    hub was planned on `hub:resting`). A paused or healing hub takes no model step either;
+    the goal waits, and the driver is woken when the hub's state is announced."""
+    state = (
+        await conn.execute(select(hub.c.state).where(hub.c.id == brain_store.HUB_ID))
+    ).scalar_one_or_none()
+    if state != HubState.EXECUTING.value:
+        return False
+    unsent = await conn.execute(
+        select(func.count())
+        .select_from(outbox_table)
+        .where(outbox_table.c.subject == subjects.HUB_STATE_CHANGED)
+    )
+    return unsent.scalar_one() == 0
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One task to submit: the request (without key and dependencies), its title, and the
-    indexes of the items it waits for."""
+    """One task to submit: the request (without key and dependencies), its title, the
+    indexes of the items it waits for, and (a follow-up) the tasks whose work it starts from."""
 
     task: SubmitTask
     title: str
     after: list[int]
+    start_from: list[str] = field(default_factory=list[str])
 
 
 def brief(row: Row[Any]) -> GoalBrief:
@@ -465,6 +546,27 @@ def brief(row: Row[Any]) -> GoalBrief:
         budget_tokens=row.budget_tokens,
         budget_usd=row.budget_usd,
     )
+
+
+def work_branch(result: Mapping[str, Any] | None) -> str | None:
+    """Where a finished task's work is: the branch it pushed, else (nothing to push) the base
+    it started from; None when its result names neither (a task run without a repo)."""
+    if not result:
+        return None
+    if result.get("pushed") and result.get("branch"):
+        return str(result["branch"])
+    base = result.get("base")
+    return str(base) if base else None
+
+
+def base_branch(results: list[Mapping[str, Any] | None]) -> tuple[str | None, list[str]]:
+    """The branch a dependent task starts from, and the other dependencies' branches it must
+    merge. One dependency: its work branch. Several: the first one's (plan order), and the
+    rest are named for the agent to merge (the hub has no writable clone to merge them in)."""
+    branches = list(dict.fromkeys(b for r in results if (b := work_branch(r))))
+    if not branches:
+        return None, []
+    return branches[0], branches[1:]
 
 
 def higher(lane: Lane) -> Lane:
@@ -501,15 +603,3 @@ def planned_tasks(plan: Plan, row: Row[Any]) -> list[Item]:
             )
         )
     return items
-
-
-def levels(items: list[Item]) -> list[list[tuple[int, Item]]]:
-    """The items by depth in their DAG: those with no dependency, then those whose
-    dependencies are all in earlier levels, and so on (a checked plan has no cycle)."""
-    depth: dict[int, int] = {}
-    for index, item in enumerate(items):  # dependencies come first in a checked plan
-        depth[index] = 1 + max((depth[d] for d in item.after), default=-1)
-    out: list[list[tuple[int, Item]]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
-    for index, item in enumerate(items):
-        out[depth[index]].append((index, item))
-    return out

@@ -8,6 +8,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common import outbox, subjects, transitions
+from agentcom_common.contracts.github import PrRound
 from agentcom_common.contracts.hub import (
     GoalDetail,
     GoalState,
@@ -19,9 +20,19 @@ from agentcom_common.contracts.hub import (
 )
 from agentcom_common.contracts.task import TaskState
 from agentcom_hubfsm.goals import states
-from agentcom_hubfsm.tables import goal_history, goal_tasks, goals, outbox_table, verifications
+from agentcom_hubfsm.tables import (
+    goal_history,
+    goal_tasks,
+    goals,
+    outbox_table,
+    pr_rounds,
+    verifications,
+)
 
 DONE_TASK: frozenset[str] = frozenset({TaskState.COMPLETED.value})
+OPEN_PLAN: frozenset[str] = frozenset(
+    {GoalState.AWAITING_APPROVAL.value, GoalState.EXECUTING.value}
+)
 
 
 def _event(
@@ -69,6 +80,7 @@ async def create(conn: AsyncConnection, body: SubmitGoal, actor: str) -> tuple[R
         "budget_usd": body.budget_usd,
         "autonomy": body.autonomy.value,
         "source": body.source,
+        "link": body.link,
         "created_by": actor,
         "client_key": body.client_key,
         "reason": "submitted",
@@ -106,17 +118,31 @@ async def get(conn: AsyncConnection, goal_id: str, *, lock: bool = False) -> Row
     return (await conn.execute(stmt)).one_or_none()
 
 
-async def counts(conn: AsyncConnection, goal_ids: list[str]) -> dict[str, tuple[int, int]]:
-    """(tasks completed, tasks in all) per goal."""
-    if not goal_ids:
+async def counts(conn: AsyncConnection, rows: list[Row[Any]]) -> dict[str, tuple[int, int]]:
+    """(tasks completed, tasks in all) per goal; see `tally`."""
+    if not rows:
         return {}
-    done = func.count().filter(goal_tasks.c.state.in_(sorted(DONE_TASK)))
-    rows = await conn.execute(
-        select(goal_tasks.c.goal_id, done, func.count())
-        .where(goal_tasks.c.goal_id.in_(goal_ids))
-        .group_by(goal_tasks.c.goal_id)
+    found = await conn.execute(
+        select(goal_tasks.c.goal_id, goal_tasks.c.key, goal_tasks.c.state).where(
+            goal_tasks.c.goal_id.in_([r.id for r in rows])
+        )
     )
-    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+    tasks: dict[str, list[tuple[str, str]]] = {}
+    for goal_id, key, state in found:
+        tasks.setdefault(goal_id, []).append((key, state))
+    return {r.id: tally(r, tasks.get(r.id, [])) for r in rows}
+
+
+def tally(row: Row[Any], tasks: list[tuple[str, str]]) -> tuple[int, int]:
+    """(tasks completed, tasks in all) of a goal from its (key, state) tasks. While its plan
+    is approved or running, the planned tasks not submitted yet count too: a dependent task is
+    submitted only once its dependencies finished (see the driver)."""
+    done = sum(1 for _, state in tasks if state in DONE_TASK)
+    total = len(tasks)
+    if row.plan and row.verify_round == 0 and row.state in OPEN_PLAN:
+        prefix = f"{row.id}:{row.attempt}:0:"
+        total += max(0, len(row.plan["tasks"]) - sum(k.startswith(prefix) for k, _ in tasks))
+    return done, total
 
 
 def view(row: Row[Any], done: int = 0, total: int = 0) -> GoalView:
@@ -132,6 +158,7 @@ def view(row: Row[Any], done: int = 0, total: int = 0) -> GoalView:
         budget_usd=row.budget_usd,
         autonomy=row.autonomy,
         source=row.source,
+        link=row.link,
         created_by=row.created_by,
         attempt=row.attempt,
         reason=row.reason,
@@ -166,12 +193,16 @@ async def detail(conn: AsyncConnection, row: Row[Any]) -> GoalDetail:
             select(goal_history).where(goal_history.c.goal_id == row.id).order_by(goal_history.c.id)
         )
     ).all()
+    rounds = (
+        await conn.execute(
+            select(pr_rounds).where(pr_rounds.c.goal_id == row.id).order_by(pr_rounds.c.id)
+        )
+    ).all()
     tasks = [
         GoalTask(task_id=t.task_id, key=t.key, title=t.title, state=t.state, kind=t.kind)
         for t in task_rows
     ]
-    done = sum(1 for t in tasks if t.state.value in DONE_TASK)
-    base = view(row, done, len(tasks))
+    base = view(row, *tally(row, [(t.key, t.state.value) for t in tasks]))
     return GoalDetail(
         **base.model_dump(),
         tasks=tasks,
@@ -188,6 +219,20 @@ async def detail(conn: AsyncConnection, row: Row[Any]) -> GoalDetail:
                 at=m.at,
             )
             for m in moves
+        ],
+        pr_rounds=[
+            PrRound(
+                repo=r.repo,
+                number=r.number,
+                round=r.round,
+                kind=r.kind,
+                summary=r.summary,
+                context=r.context,
+                task_id=r.task_id,
+                escalated=r.escalated,
+                at=r.at,
+            )
+            for r in rounds
         ],
     )
 
@@ -211,8 +256,8 @@ async def page(
     rows = (await conn.execute(stmt)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    tally = await counts(conn, [r.id for r in rows])
-    found = [view(r, *tally.get(r.id, (0, 0))) for r in rows]
+    tallied = await counts(conn, list(rows))
+    found = [view(r, *tallied[r.id]) for r in rows]
     return found, str(rows[-1].seq) if more and rows else None
 
 
@@ -242,6 +287,20 @@ async def add_tasks(
         ]
     )
     await conn.execute(stmt.on_conflict_do_nothing())
+
+
+async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(select(goals.c.state, func.count()).group_by(goals.c.state))
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def count_verifications(conn: AsyncConnection) -> dict[bool, int]:
+    """Verification rounds ever recorded, by whether they passed (rows are never deleted
+    while their goal lives)."""
+    rows = await conn.execute(
+        select(verifications.c.passed, func.count()).group_by(verifications.c.passed)
+    )
+    return {bool(r[0]): int(r[1]) for r in rows}
 
 
 async def add_verification(

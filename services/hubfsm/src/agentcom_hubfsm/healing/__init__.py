@@ -1,0 +1,1 @@
+"""The hub's healing: remedies for what the health assessment found, bounded and recorded."""
