@@ -113,6 +113,10 @@ async def test_a_shell_task_from_the_cli_is_watched_to_completed_with_its_output
     origin: Path = repos.origin(tmp_path, {"README.md": "hi\n"})
     assert (await agentcom(stack, "repo", "add", str(origin))).exit_code == 0
 
+    bad = await agentcom(stack, "agent", "add", "Bad Name!")
+    assert bad.exit_code == 1
+    assert "^[a-z0-9][a-z0-9-]{0,62}$" in bad.output  # the pattern whole: no markup ate it
+
     added = await agentcom(
         stack, "agent", "add", "builder", "--allow-hub-commands", "--executor", "shell", "--json"
     )
@@ -174,14 +178,23 @@ async def test_watch_prints_the_tool_calls_of_its_task_only_and_refuses_an_unkno
             await nc.publish(subjects.TASK_TOOL_CALL, call.model_dump_json().encode())
         await watch.until("tool read_file(path=calc.py) ok in 12 ms")
         await watch.until("-> def add(a, b): ...")
-        cancelled = await agentcom(stack, "task", "cancel", task_id, "--yes")
+        cancelled = await agentcom(stack, "task", "cancel", task_id, "--yes", "--json")
         assert cancelled.exit_code == 0, cancelled.output
+        assert json.loads(cancelled.output)["state"] == "cancelled"
         await watch.until("-> cancelled")
     finally:
         await nc.close()
         code = watch.end()
     assert code == 1  # it ended, not completed
     assert not any("write_file" in text for text in watch.lines)  # another task's
+
+    made_token = await agentcom(stack, "token", "create", "--name", "a rather long token name")
+    assert made_token.exit_code == 0, made_token.output
+    narrow = await agentcom(stack | {"COLUMNS": "60"}, "token", "list")
+    ids = [
+        t["token_id"] for t in json.loads((await agentcom(stack, "token", "list", "--json")).output)
+    ]
+    assert all(token_id in narrow.output for token_id in ids), narrow.output  # whole, copyable
 
     unknown = await agentcom(stack, "task", "watch", "task-0000000000000000")
     assert unknown.exit_code == 1

@@ -170,6 +170,7 @@ class Work:
         repo = self.config.repo(str(url))
         if repo is None:
             raise RefusedError(f"repo {url} is not one of this agent's repos", "repo_not_served")
+        meta = taskdata.metadata(row.body)
         try:
             return await workspaces.prepare(
                 self.config.workspaces,
@@ -181,6 +182,8 @@ class Work:
                 self.git_env(),
                 self.git_auth(repo.url),
                 self.config.git_timeout,
+                same_branch=meta.get("same_branch") is True,
+                pr_base=_text(taskdata.as_dict(meta.get("pull_request")).get("base")),
             )
         except workspaces.GitError as exc:
             raise RefusedError(f"workspace not ready: {exc}") from None
@@ -371,3 +374,7 @@ def _deadline(row: TaskRow, limit: float) -> float:
     if row.deadline is not None:
         seconds = min(row.deadline - time.time(), seconds)
     return asyncio.get_running_loop().time() + seconds
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

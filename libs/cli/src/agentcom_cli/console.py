@@ -8,7 +8,7 @@ rich itself is imported on first use, because `agentcom --version` must start fa
 import json
 from collections.abc import Callable
 from functools import cache, wraps
-from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -17,6 +17,9 @@ from agentcom_common.errors import AgentcomError
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+"""The `--json` flag every command has: the API's JSON instead of lines and tables."""
 
 P = ParamSpec("P")
 R = TypeVar("R")

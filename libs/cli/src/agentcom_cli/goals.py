@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentcom_cli.console import err, fail, friendly, id_table, json_line, out, print_json
+from agentcom_cli.console import JsonFlag, err, fail, friendly, id_table, json_line, out, print_json
 
 goal_app = typer.Typer(
     help="Give the hub goals; list, show, follow, cancel and retry them; approve or reject "
@@ -18,7 +18,6 @@ goal_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 GoalArg = Annotated[str, typer.Argument(help="The goal id (goal-…), as `goal list` shows it.")]
 Reason = Annotated[str, typer.Option(help="Why; kept in the goal's history.")]
 

@@ -20,6 +20,7 @@ from typing import Annotated
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -146,7 +147,9 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
             app.state.verifier = res.verifier
             yield
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc from the package's own copy of Swagger UI and ReDoc
+    # (FastAPI's load them from a CDN, so /docs was a blank page on a machine without internet)
+    app = FastAPIOffline(
         title=f"agentcom-{spec.name}",
         version=spec.version,
         description=spec.description,
