@@ -157,6 +157,10 @@ class Work:
             raise RefusedError(
                 "verification commands need allow_hub_commands on this agent", "hub_commands_off"
             )
+        if verification.needs_commands(steps) and (
+            refused := await asyncio.to_thread(registry.commands_refused, self.config)
+        ):
+            raise RefusedError(refused[1], refused[0])
         if (blocked := await blockers.check(self.config)) is not None:
             raise RefusedError(blocked, BLOCKED_REJECTION)  # back without a retry; blocked
         return name, await self._workspace(row)
@@ -170,6 +174,7 @@ class Work:
         repo = self.config.repo(str(url))
         if repo is None:
             raise RefusedError(f"repo {url} is not one of this agent's repos", "repo_not_served")
+        meta = taskdata.metadata(row.body)
         try:
             return await workspaces.prepare(
                 self.config.workspaces,
@@ -181,6 +186,8 @@ class Work:
                 self.git_env(),
                 self.git_auth(repo.url),
                 self.config.git_timeout,
+                same_branch=meta.get("same_branch") is True,
+                pr_base=_text(taskdata.as_dict(meta.get("pull_request")).get("base")),
             )
         except workspaces.GitError as exc:
             raise RefusedError(f"workspace not ready: {exc}") from None
@@ -190,7 +197,8 @@ class Work:
     ) -> attempts.Outcome:
         path = ws.path if ws else self.config.workspaces / "scratch" / row.task_id
         console.say(f"task {row.task_id} started ({name}, attempt {row.generation})")
-        files = self.config.state / "tasks" / row.task_id
+        # outside the state dir, which the task's commands cannot read (`registry.confinement`)
+        files = self.config.workspaces / "task-files" / row.task_id
         files.mkdir(parents=True, exist_ok=True)
         (files / "task.json").write_text(json.dumps(row.body))
         env = processes.scrubbed_env({"AGENTCOM_TASK_FILE": str(files / "task.json")})
@@ -207,7 +215,8 @@ class Work:
         def on_start(pgid: int) -> None:
             self.journal.set_pgid(row.task_id, row.generation, pgid)
 
-        hooks = registry.Hooks(on_line=batcher.add, on_start=on_start)
+        confine = await asyncio.to_thread(registry.confinement, self.config)
+        hooks = registry.Hooks(on_line=batcher.add, on_start=on_start, confine=confine)
         self.journal.advance(row.task_id, row.generation, "running")
         plan = attempts.Plan(
             task=row.body,
@@ -220,6 +229,7 @@ class Work:
             env=env,
             feedback_file=files / "feedback.txt",
             emit=self._emitter(row),
+            confine=confine,
         )
 
         async def on_stage(stage: str) -> None:
@@ -371,3 +381,7 @@ def _deadline(row: TaskRow, limit: float) -> float:
     if row.deadline is not None:
         seconds = min(row.deadline - time.time(), seconds)
     return asyncio.get_running_loop().time() + seconds
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

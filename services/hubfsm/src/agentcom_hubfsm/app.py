@@ -26,6 +26,9 @@ from agentcom_hubfsm.health import monitor
 from agentcom_hubfsm.queueclient import QueueClient
 from agentcom_hubfsm.repocache import RepoCache
 from agentcom_hubfsm.settings import HubSettings
+from agentcom_hubfsm.webhooks import api as webhook_api
+from agentcom_hubfsm.webhooks.github import GitHub
+from agentcom_hubfsm.webhooks.hooks import Hooks
 
 SPEC: Final = ServiceSpec(
     name="hubfsm",
@@ -34,7 +37,7 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
-    routers=(api.goals, brain_api.hub),
+    routers=(api.goals, brain_api.hub, webhook_api.webhooks),
     samplers=(meters.sampler,),
 )
 
@@ -61,6 +64,16 @@ def create_app(settings: CommonSettings) -> FastAPI:
     async def start(res: Resources, loops: Loops) -> None:
         goals = ops.Goals(res.engine, res.outbox, wake, check_plan)
         await handlers.register(res, goals)
+        app.state.hooks = Hooks(
+            engine=res.engine,
+            outbox=res.outbox,
+            settings=hub,
+            queue=QueueClient(res.nc),
+            github=GitHub(hub.hub_github_api_url, hub.hub_github_token),
+            cache=cache,
+            goals=goals,
+            brain_wake=brain_wake,
+        )
         chat = partial(clients.chat, res.nc, timeout=hub.hub_llm_timeout.total_seconds())
         drive = driver.Driver(
             engine=res.engine,
