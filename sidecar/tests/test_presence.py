@@ -95,7 +95,8 @@ async def test_a_noisy_command_sends_bounded_coalesced_progress_and_its_outcome(
 async def test_a_cancel_from_the_hub_stops_the_command_and_frees_the_agent(
     hub: Any, run_sidecar: Any, tmp_path: Path
 ) -> None:
-    config = await hub.agent("stopper", allow_hub_commands=True)
+    # unisolated: the pid it records must be the host's, in a file outside the workspace
+    config = await hub.agent("stopper", allow_hub_commands=True, shell_isolation="none")
     pidfile = tmp_path / "pid"
     endless = ["sh", "-c", f'sleep 300 & echo $! > "{pidfile}"; wait']
     soon = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
@@ -178,7 +179,7 @@ def _gone(pid: int) -> bool:
 # old socket's StreamWriter unclosed when it reconnects; reported to the lead, not our code
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_after_nats_restarts_the_sidecar_reconnects_says_hello_and_works(
-    hub: Any, run_sidecar: Any, nats_server: Any
+    hub: Any, run_sidecar: Any, nats_server: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = await hub.agent("survivor", allow_hub_commands=True)
     async with run_sidecar(config) as sidecar:
@@ -205,3 +206,6 @@ async def test_after_nats_restarts_the_sidecar_reconnects_says_hello_and_works(
             await eventually(done, timeout=60)
         finally:
             again.stop()
+    told = capsys.readouterr().out
+    assert f"lost the connection to {config.nats_url}; reconnecting" in told, told
+    assert f"reconnected to {config.nats_url} after" in told, told

@@ -9,11 +9,11 @@ with `Nats-Msg-Id = <agent>-<seq>` and marks each sent only once JetStream acked
 import asyncio
 import logging
 import os
-import random
 import signal
 from collections.abc import Awaitable, Callable
 
 import nats
+import stamina
 from nats.aio.client import Client
 from nats.errors import Error as NatsError, NoServersError
 from nats.js import JetStreamContext
@@ -68,33 +68,41 @@ async def connect(config: SidecarConfig, on_reconnect: Callable[[], Awaitable[No
 
     errors = console.Repeats()
 
-    delay = config.reconnect_wait
-    while True:
-        try:
-            async with asyncio.timeout(max(1.0, config.reconnect_wait_max)):
-                return await nats.connect(  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
-                    servers=[config.nats_url],
-                    name=f"sidecar-{config.agent_id}",
-                    user=config.nats_user,
-                    password=config.nats_password.get_secret_value()
-                    if config.nats_password
-                    else None,
-                    inbox_prefix=subjects.agent_reply_prefix(config.agent_id),
-                    reconnect_time_wait=config.reconnect_wait,
-                    max_reconnect_attempts=-1,
-                    connect_timeout=max(1, round(config.reconnect_wait_max)),
-                    error_cb=on_error,
-                    disconnected_cb=on_disconnect,
-                    reconnected_cb=on_reconnected,
-                )
-        except (NoServersError, OSError, TimeoutError, NatsError) as exc:
-            log.warning(
-                "nats.connect_failed", extra={"error": type(exc).__name__, "retry_s": delay}
-            )
-            if errors.failed():
-                console.say(f"cannot reach {config.nats_url} ({type(exc).__name__}); retrying")
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # jitter, not crypto
-            delay = min(delay * 2, config.reconnect_wait_max)
+    # stamina: capped exponential backoff with jitter, forever (it logs each retry it schedules)
+    async for attempt in stamina.retry_context(
+        on=(NoServersError, OSError, TimeoutError, NatsError),
+        attempts=None,
+        timeout=None,
+        wait_initial=config.reconnect_wait,
+        wait_max=config.reconnect_wait_max,
+        wait_jitter=config.reconnect_wait,
+    ):
+        with attempt:
+            try:
+                async with asyncio.timeout(max(1.0, config.reconnect_wait_max)):
+                    client = await nats.connect(  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+                        servers=[config.nats_url],
+                        name=f"sidecar-{config.agent_id}",
+                        user=config.nats_user,
+                        password=config.nats_password.get_secret_value()
+                        if config.nats_password
+                        else None,
+                        inbox_prefix=subjects.agent_reply_prefix(config.agent_id),
+                        reconnect_time_wait=config.reconnect_wait,
+                        max_reconnect_attempts=-1,
+                        connect_timeout=max(1, round(config.reconnect_wait_max)),
+                        error_cb=on_error,
+                        disconnected_cb=on_disconnect,
+                        reconnected_cb=on_reconnected,
+                    )
+            except (NoServersError, OSError, TimeoutError, NatsError) as exc:
+                if errors.failed():
+                    console.say(f"cannot reach {config.nats_url} ({type(exc).__name__}); retrying")
+                raise
+            # inside `with attempt`: a failed try never gets here (stamina retries it)
+            errors.reset()  # the failures before the first connection are not a reconnect's
+            return client
+    raise AssertionError("unreachable: the connection is retried forever")
 
 
 async def bind_inbox(
