@@ -67,8 +67,9 @@ async def commit(
             )
             message = f"{task['id']}: {title}\n\nTask {task['id']} done by agent {agent_id}."
             await git(["commit", "--quiet", "-m", message], ws.path, genv, timeout, "commit")
+        since = ws.branch if ws.continues else ws.base
         ahead = await git(
-            ["rev-list", "--count", f"origin/{ws.base}..HEAD"],
+            ["rev-list", "--count", f"origin/{since}..HEAD"],
             ws.path,
             genv,
             timeout,
@@ -84,10 +85,13 @@ async def commit(
 async def push(
     ws: Workspace, env: Mapping[str, str], auth: Mapping[str, str], timeout: float
 ) -> None:
-    """Force-push HEAD to the task's own branch at the workspace's URL; `auth` for it alone."""
+    """Force-push HEAD to the task's own branch at the workspace's URL; `auth` for it alone.
+    A continued branch (`ws.continues`) may hold a person's commits too: it is only ever
+    fast-forwarded, never forced."""
+    force = [] if ws.continues else ["--force"]
     try:
         await git(
-            ["push", "--force", "--quiet", "--", ws.url, f"HEAD:refs/heads/{ws.branch}"],
+            ["push", *force, "--quiet", "--", ws.url, f"HEAD:refs/heads/{ws.branch}"],
             ws.path,
             dict(env) | dict(auth),
             timeout,

@@ -20,6 +20,7 @@ from agentcom_sidecar import (
     attempts,
     blockers,
     changes,
+    console,
     delivery,
     link,
     prepublish,
@@ -92,6 +93,9 @@ class Work:
         )
         self.courier.wake.set()
         log.info("task.finished", extra={"task_id": row.task_id, "outcome": outcome.kind})
+        console.say(
+            f"task {row.task_id} {outcome.kind}" + (f": {outcome.error}" if outcome.error else "")
+        )
 
     async def _started_and_run(
         self, row: TaskRow, name: str, ws: workspaces.Workspace | None
@@ -166,6 +170,7 @@ class Work:
         repo = self.config.repo(str(url))
         if repo is None:
             raise RefusedError(f"repo {url} is not one of this agent's repos", "repo_not_served")
+        meta = taskdata.metadata(row.body)
         try:
             return await workspaces.prepare(
                 self.config.workspaces,
@@ -177,6 +182,8 @@ class Work:
                 self.git_env(),
                 self.git_auth(repo.url),
                 self.config.git_timeout,
+                same_branch=meta.get("same_branch") is True,
+                pr_base=_text(taskdata.as_dict(meta.get("pull_request")).get("base")),
             )
         except workspaces.GitError as exc:
             raise RefusedError(f"workspace not ready: {exc}") from None
@@ -185,6 +192,7 @@ class Work:
         self, row: TaskRow, name: str, ws: workspaces.Workspace | None
     ) -> attempts.Outcome:
         path = ws.path if ws else self.config.workspaces / "scratch" / row.task_id
+        console.say(f"task {row.task_id} started ({name}, attempt {row.generation})")
         files = self.config.state / "tasks" / row.task_id
         files.mkdir(parents=True, exist_ok=True)
         (files / "task.json").write_text(json.dumps(row.body))
@@ -387,3 +395,7 @@ def _deadline(row: TaskRow, limit: float) -> float:
     if row.deadline is not None:
         seconds = min(row.deadline - time.time(), seconds)
     return asyncio.get_running_loop().time() + seconds
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
