@@ -13,7 +13,7 @@ from agentcom_common.settings import SERVICE_NAMES, CommonSettings
 
 async def collect(settings: CommonSettings) -> list[probes.PartStatus]:
     running = stack.read(settings.home)
-    nats_url = settings.nats_url or _with_hub_login(
+    nats_url = settings.nats_url or with_hub_login(
         settings, running.nats_url if running else f"nats://127.0.0.1:{settings.nats_client_port}"
     )
     db_url = (
@@ -46,7 +46,7 @@ async def collect(settings: CommonSettings) -> list[probes.PartStatus]:
     return parts
 
 
-def _with_hub_login(settings: CommonSettings, url: str) -> str:
+def with_hub_login(settings: CommonSettings, url: str) -> str:
     """The embedded server wants a login: the hub's, from `<home>/nats-auth.json` (0600)."""
     path = settings.home / "nats-auth.json"
     if not path.exists():
