@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+from agentcom_common.contracts.task import SubmitTask
 from agentcom_common.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,3 +38,16 @@ def test_docs_links_in_the_readme_resolve() -> None:
 
     assert links
     assert [link for link in links if not (ROOT / link).exists()] == []
+
+
+def test_the_submit_example_in_the_queue_docs_is_a_valid_task() -> None:
+    text = (ROOT / "docs" / "queue.md").read_text()
+    body = text.split("## Interfaces", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    task = SubmitTask.model_validate_json(body)
+    assert task.metadata["command"]
+    assert {step.type for step in task.verification_steps} == {
+        "test_passes",
+        "file_exists",
+        "command_succeeds",
+        "git_clean",
+    }

@@ -80,6 +80,7 @@ class ScriptedModel(FakeLLM):
 class Stack:
     hub: httpx.AsyncClient
     queue: httpx.AsyncClient
+    registry: httpx.AsyncClient
     model: ScriptedModel
 
 
@@ -125,7 +126,7 @@ async def stack(settings: CommonSettings, admin_token: str, tmp_path: Path) -> A
             assert added.status_code == 201, added.text
             checked = await registry.post("/api/llm/endpoints/local1/check")
             assert checked.json()["health"] == "healthy", checked.text
-            yield Stack(hubfsm, queue, model)
+            yield Stack(hubfsm, queue, registry, model)
     finally:
         await model.stop()
 
@@ -187,3 +188,46 @@ async def test_a_goal_is_planned_run_as_a_dag_checked_followed_up_and_completed(
     second = next(t for t in tasks if t["description"].startswith("Test greet()"))
     first = next(t for t in tasks if t["description"].startswith("Add greet()"))
     assert second["depends_on"] == [first["id"]]
+
+
+async def test_a_goal_submitted_to_a_resting_hub_is_planned_on_the_executing_budget(
+    stack: Stack, nc: Client, repos: Any, tmp_path: Path
+) -> None:
+    origin = repos.origin(tmp_path, {"hello.py": "", "README.md": "# hello\n"})
+    stack.model.verdicts = [verdict(True)]
+
+    async def resting() -> None:
+        hub = (await stack.hub.get("/api/hub/state")).json()
+        assert hub["state"] == "resting", hub
+
+    await eventually(resting)
+    submitted = await stack.hub.post(
+        "/api/goals",
+        json={
+            "title": "Greeting",
+            "description": "hello.py greets people",
+            "success_criteria": ["greet works"],
+            "repo": str(origin),
+        },
+    )
+    assert submitted.status_code == 201, submitted.text
+    goal_id = submitted.json()["id"]
+    stop = asyncio.Event()
+    worker = asyncio.create_task(pull_worker(nc, stop, []))
+    try:
+
+        async def complete() -> None:
+            goal = (await stack.hub.get(f"/api/goals/{goal_id}")).json()
+            assert goal["state"] == "complete", goal
+
+        await eventually(complete, timeout=60)
+    finally:
+        stop.set()
+        await worker
+
+    # the plan is made once the hub is executing, and so is charged there, not to resting
+    async def charged_to_executing() -> None:
+        costs = await stack.registry.get("/api/llm/costs", params={"group_by": "caller_class"})
+        assert {r["key"]: r["calls"] for r in costs.json()["rows"]} == {"hub:executing": 2}
+
+    await eventually(charged_to_executing)

@@ -29,6 +29,9 @@ from agentcom_scheduler.settings import SchedulerSettings
 from agentcom_sidecar import config as sidecar_config
 from agentcom_sidecar.runner import Sidecar
 
+# the pre-publication scan's corpus is data a task copies into a workspace, not tests to run
+collect_ignore_glob = ["corpus/*"]
+
 # real timers, only shorter: a sidecar restarted by a test comes back well inside them
 TIMERS = {
     "scheduler_sweep_interval": timedelta(milliseconds=100),

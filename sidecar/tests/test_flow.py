@@ -97,8 +97,15 @@ async def test_an_agent_short_of_disk_space_is_blocked_saying_so_and_its_task_wa
             assert agent["state"] == "blocked", agent
             return agent
 
+        async def settled() -> dict[str, Any]:
+            # it may have been assigned before the blocked heartbeat: the agent's rejection
+            # (agent_blocked) can land after the agent shows as blocked
+            task = await hub.task(made["id"])
+            assert task["state"] != "assigned", task
+            return task
+
         agent = await eventually(blocked, timeout=30)
-        task = await hub.task(made["id"])
+        task = await eventually(settled, timeout=30)
 
     assert "MB free for workspaces" in agent["blocked_reason"]
     # not failed for it (it used to be dead-lettered): it waits for an agent that has room

@@ -178,7 +178,7 @@ def _gone(pid: int) -> bool:
 # old socket's StreamWriter unclosed when it reconnects; reported to the lead, not our code
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_after_nats_restarts_the_sidecar_reconnects_says_hello_and_works(
-    hub: Any, run_sidecar: Any, nats_server: Any
+    hub: Any, run_sidecar: Any, nats_server: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = await hub.agent("survivor", allow_hub_commands=True)
     async with run_sidecar(config) as sidecar:
@@ -205,3 +205,6 @@ async def test_after_nats_restarts_the_sidecar_reconnects_says_hello_and_works(
             await eventually(done, timeout=60)
         finally:
             again.stop()
+    told = capsys.readouterr().out
+    assert f"lost the connection to {config.nats_url}; reconnecting" in told, told
+    assert f"reconnected to {config.nats_url} after" in told, told

@@ -136,6 +136,7 @@ async def test_hub_pause_without_a_hub_is_503(stack: Stack) -> None:
     assert bad.json()["field"] == "path.verb"
 
 
+@pytest.mark.usefixtures("meters")
 async def test_prometheus_metrics(stack: Stack, anonymous: httpx.AsyncClient) -> None:
     await stack.submit(priority="high")
 
@@ -148,6 +149,8 @@ async def test_prometheus_metrics(stack: Stack, anonymous: httpx.AsyncClient) ->
     assert "# TYPE agentcom_tasks gauge" in text
     assert 'agentcom_tasks{state="queued"} 1' in text
     assert 'agentcom_events_seen_total{area="task"}' in text
+    # then the process's OTel instruments, as on every service's /metrics
+    assert "# TYPE agentcom_outbox_backlog gauge" in text
 
 
 @pytest.fixture

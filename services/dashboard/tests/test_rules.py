@@ -9,7 +9,7 @@ from agentcom_common.contracts.alert import AlertCleared, AlertFired, Severity
 from agentcom_common.errors import NotFoundError
 from agentcom_dashboard import alerts
 from agentcom_dashboard.events import Event
-from agentcom_dashboard.metrics import Snapshot
+from agentcom_dashboard.metrics import History, Snapshot
 from agentcom_dashboard.settings import AlertThresholds
 from agentcom_dashboard.tracker import MAX_GOALS, Tracker, percentile
 
@@ -182,3 +182,22 @@ def test_the_platforms_own_events_are_not_the_hubs() -> None:
     tracker.on_event(Event(3, subjects.HUB_STATE_CHANGED, T0, {"to_state": "executing"}))
 
     assert tracker.hub["to_state"] == "executing"
+
+
+def test_utilization_is_busy_over_online_per_agent_and_fleet() -> None:
+    window = History(timedelta(hours=1))
+    for n, states in enumerate(
+        [
+            {"a": "working", "b": "idle", "c": "offline"},
+            {"a": "assigned", "b": "offline", "c": "offline"},
+            {"a": "idle", "b": "working", "c": "offline"},
+            {"a": "offline", "b": "working", "c": "offline"},
+        ]
+    ):
+        window.add(snap(n, agent_states=states))
+    shares = window.utilization()
+    # a: busy 2 of its 3 online snapshots; b: 2 of 3; c never online; fleet: 4 of 6
+    assert shares == {"a": 2 / 3, "b": 2 / 3, "fleet": 4 / 6}
+    assert window.snapshots[0].utilization == 0.5
+    assert window.snapshots[0].as_json()["utilization"] == 0.5
+    assert snap(9, agent_states={"a": "offline"}).utilization is None

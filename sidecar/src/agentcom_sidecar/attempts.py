@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from agentcom_common.contracts.delivery import DeliveryReport
 from agentcom_common.contracts.task import VerificationStep
 from agentcom_sidecar import verification
 from agentcom_sidecar.executors.base import (
@@ -33,6 +34,8 @@ class Outcome:
     kind: OutcomeKind
     result: dict[str, Any] = field(default_factory=dict[str, Any])
     error: str | None = None
+    delivery: DeliveryReport | None = None
+    """Set by delivery: the diff's stats, the pre-publication findings and the risk tier."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,26 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 import agentcom_sidecar
 from agentcom_common.errors import InvalidError
 from agentcom_common.repos import repo_key
+from agentcom_common.risk import RiskRules
 
 AgentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class ScanAllow(BaseModel):
+    """What one repo lets through the pre-publication scan (`prepublish.py`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    paths: list[str] = Field(
+        default_factory=list[str], description="Paths (fnmatch patterns) not scanned at all."
+    )
+    fingerprints: list[str] = Field(
+        default_factory=list[str],
+        description="Findings' fingerprints (SHA-1 of the found text) to let through.",
+    )
+    kinds: list[str] = Field(
+        default_factory=list[str],
+        description="Finding rules (`personal_reference`) or kinds (`email address`) to ignore.",
+    )
 
 
 class RepoConfig(BaseModel):
@@ -27,6 +45,87 @@ class RepoConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     url: str = Field(min_length=1, max_length=500)
     github: Annotated[str, StringConstraints(pattern=r"^[\w.-]+/[\w.-]+$")] | None = None
+    prepublish_allow: ScanAllow = Field(default_factory=ScanAllow)
+
+
+class PrepublishConfig(BaseModel):
+    """The pre-publication scan every delivered change passes before it is pushed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    disabled_plugins: list[str] = Field(
+        default_factory=lambda: ["IPPublicDetector"],
+        description="detect-secrets plugins not run (a public IP address is no secret).",
+    )
+    base64_limit: float = Field(default=4.5, gt=0, le=8, description="Base64 entropy limit.")
+    hex_limit: float = Field(default=3.0, gt=0, le=8, description="Hex entropy limit.")
+    private_addresses: bool = Field(
+        default=True, description="Flag private, link-local and CGNAT IP addresses."
+    )
+    private_host_suffixes: list[str] = Field(
+        default_factory=lambda: [".internal", ".local", ".lan", ".corp", ".home.arpa", ".intranet"]
+    )
+    personal_names: list[str] = Field(default_factory=list[str])
+    personal_emails: list[str] = Field(default_factory=list[str])
+    any_email: bool = Field(
+        default=True, description="Flag every email address outside `email_domains_allowed`."
+    )
+    email_domains_allowed: list[str] = Field(
+        default_factory=lambda: [
+            "example.com",
+            "example.org",
+            "example.net",
+            "*.example",
+            "*.invalid",
+            "*.test",
+            "localhost",
+            "users.noreply.github.com",
+        ]
+    )
+    home_paths: bool = Field(default=True, description="Flag /home/<name>, /Users/<name>…")
+    home_names_allowed: list[str] = Field(
+        default_factory=lambda: ["user", "username", "you", "me", "runner", "example"]
+    )
+    personal_paths: list[str] = Field(
+        default_factory=list[str], description="More literal paths that name a person."
+    )
+    forbidden_files: list[str] = Field(
+        default_factory=lambda: [
+            ".env",
+            ".env.*",
+            "*.env",
+            "id_rsa*",
+            "id_dsa*",
+            "id_ecdsa*",
+            "id_ed25519*",
+            "*.pem",
+            "*.key",
+            "*.p12",
+            "*.pfx",
+            "*.jks",
+            "*.keystore",
+            ".netrc",
+            ".npmrc",
+            ".pypirc",
+            "*.log",
+            "nohup.out",
+            "*.pyc",
+            "*/__pycache__/*",
+            ".DS_Store",
+            "*.swp",
+            "*.tmp",
+            "scratch/*",
+            "tmp/*",
+        ],
+        description="Workspace files that must never be committed (fnmatch; no `/`: the name).",
+    )
+    files_allowed: list[str] = Field(
+        default_factory=lambda: [".env.example", ".env.sample", ".env.template"],
+        description="Exceptions to `forbidden_files`.",
+    )
+    max_file_bytes: int = Field(default=5_000_000, ge=1, description="Larger files are refused.")
+    max_scan_bytes: int = Field(
+        default=20_000_000, ge=1, description="A bigger diff is refused, not scanned in part."
+    )
 
 
 class SidecarConfig(BaseModel):
@@ -93,6 +192,8 @@ class SidecarConfig(BaseModel):
         description="Longest an accepted task waits for the hub's `start` (sent once the queue "
         "holds it as working here); past this the attempt fails saying so, having run nothing.",
     )
+    prepublish: PrepublishConfig = Field(default_factory=PrepublishConfig)
+    risk: RiskRules = Field(default_factory=RiskRules)
     git_timeout: float = Field(default=300.0, gt=0)
     http_timeout: float = Field(default=30.0, gt=0)
     fault_kill_at: str | None = Field(

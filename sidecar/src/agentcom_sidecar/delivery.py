@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import httpx
 
+from agentcom_common.contracts.delivery import RiskAssessment
 from agentcom_sidecar import taskdata
 from agentcom_sidecar.workspaces import GitError, Workspace, git, guard
 
@@ -32,13 +33,28 @@ async def commit_and_push(
 ) -> tuple[str | None, bool]:
     """Commit any change (message names the task), push to the workspace's URL if the branch
     is ahead of its base; `auth` is added to `env` for the push alone."""
-    identity = {
+    head = await commit(ws, task, agent_id, env, timeout)
+    if head is None:
+        return None, False
+    await push(ws, env, auth, timeout)
+    return head, True
+
+
+def _identity(env: Mapping[str, str], agent_id: str) -> dict[str, str]:
+    return dict(env) | {
         "GIT_AUTHOR_NAME": f"agentcom {agent_id}",
         "GIT_AUTHOR_EMAIL": f"{agent_id}@agentcom.invalid",
         "GIT_COMMITTER_NAME": f"agentcom {agent_id}",
         "GIT_COMMITTER_EMAIL": f"{agent_id}@agentcom.invalid",
     }
-    genv = dict(env) | identity
+
+
+async def commit(
+    ws: Workspace, task: Mapping[str, Any], agent_id: str, env: Mapping[str, str], timeout: float
+) -> str | None:
+    """Commit any change (message names the task); HEAD if the branch is ahead of its base,
+    else None (nothing to deliver). Local only: nothing leaves the machine here."""
+    genv = _identity(env, agent_id)
     try:
         await guard(ws.path, genv, timeout)
         await git(["add", "-A"], ws.path, genv, timeout, "stage the changes")
@@ -50,29 +66,46 @@ async def commit_and_push(
             )
             message = f"{task['id']}: {title}\n\nTask {task['id']} done by agent {agent_id}."
             await git(["commit", "--quiet", "-m", message], ws.path, genv, timeout, "commit")
+        since = ws.branch if ws.continues else ws.base
         ahead = await git(
-            ["rev-list", "--count", f"origin/{ws.base}..HEAD"],
+            ["rev-list", "--count", f"origin/{since}..HEAD"],
             ws.path,
             genv,
             timeout,
             "count commits",
         )
         if int(ahead.strip() or 0) == 0:
-            return None, False
-        head = (await git(["rev-parse", "HEAD"], ws.path, genv, timeout, "read HEAD")).strip()
+            return None
+        return (await git(["rev-parse", "HEAD"], ws.path, genv, timeout, "read HEAD")).strip()
+    except GitError as exc:
+        raise DeliveryError(str(exc)) from None
+
+
+async def push(
+    ws: Workspace, env: Mapping[str, str], auth: Mapping[str, str], timeout: float
+) -> None:
+    """Force-push HEAD to the task's own branch at the workspace's URL; `auth` for it alone.
+    A continued branch (`ws.continues`) may hold a person's commits too: it is only ever
+    fast-forwarded, never forced."""
+    force = [] if ws.continues else ["--force"]
+    try:
         await git(
-            ["push", "--force", "--quiet", "--", ws.url, f"HEAD:refs/heads/{ws.branch}"],
+            ["push", *force, "--quiet", "--", ws.url, f"HEAD:refs/heads/{ws.branch}"],
             ws.path,
-            genv | dict(auth),
+            dict(env) | dict(auth),
             timeout,
             f"push {ws.branch}",
         )
     except GitError as exc:
         raise DeliveryError(str(exc)) from None
-    return head, True
 
 
-def pr_body(task: Mapping[str, Any], report: Mapping[str, Any], agent_id: str) -> str:
+def pr_body(
+    task: Mapping[str, Any],
+    report: Mapping[str, Any],
+    agent_id: str,
+    risk: RiskAssessment | None = None,
+) -> str:
     listed: object = report.get("checks")
     checks = [taskdata.as_dict(c) for c in cast("list[object]", listed or [])]
     lines = [
@@ -90,9 +123,13 @@ def pr_body(task: Mapping[str, Any], report: Mapping[str, Any], agent_id: str) -
         f"- {'pass' if c.get('passed') else 'FAIL'}: {c.get('check')} {c.get('target')}"
         for c in checks
     ]
+    if risk is not None or report.get("status") != "pass":
+        lines += ["", "## Risk", ""]
+    if risk is not None:
+        lines += [f"Tier: **{risk.tier}**", "", *(f"- {why}" for why in risk.reasons), ""]
     if report.get("status") != "pass":
-        lines += ["", "## Risk", "", "Not fully verified: review before merging."]
-    return "\n".join(lines)
+        lines += ["Not fully verified: review before merging."]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 async def open_pull_request(

@@ -9,11 +9,11 @@ with `Nats-Msg-Id = <agent>-<seq>` and marks each sent only once JetStream acked
 import asyncio
 import logging
 import os
-import random
 import signal
 from collections.abc import Awaitable, Callable
 
 import nats
+import stamina
 from nats.aio.client import Client
 from nats.errors import Error as NatsError, NoServersError
 from nats.js import JetStreamContext
@@ -22,6 +22,7 @@ from nats.js.errors import NotFoundError as StreamNotFoundError
 
 from agentcom_common import subjects
 from agentcom_common.messaging import MSG_ID
+from agentcom_sidecar import console
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.journal import TERMINAL_KINDS, Journal
 
@@ -43,36 +44,64 @@ async def connect(config: SidecarConfig, on_reconnect: Callable[[], Awaitable[No
     """Connect with the agent's own credentials; retry forever with backoff and jitter."""
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats.error", extra={"error": type(exc).__name__})
+        # nats-py calls this for every failed reconnect (each `reconnect_wait`): report the
+        # 1st, 2nd, 4th… so an hour away is a dozen lines, not thousands
+        if errors.failed():
+            log.warning(
+                "nats.error",
+                extra={"error": type(exc).__name__, "times": errors.count},
+            )
+            if errors.count > 1:
+                console.say(
+                    f"still reconnecting to {config.nats_url} "
+                    f"({errors.seconds():.0f} s, {errors.count} tries)"
+                )
 
     async def on_disconnect() -> None:
         log.warning("nats.disconnected")
+        console.say(f"lost the connection to {config.nats_url}; reconnecting")
 
-    delay = config.reconnect_wait
-    while True:
-        try:
-            async with asyncio.timeout(max(1.0, config.reconnect_wait_max)):
-                return await nats.connect(  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
-                    servers=[config.nats_url],
-                    name=f"sidecar-{config.agent_id}",
-                    user=config.nats_user,
-                    password=config.nats_password.get_secret_value()
-                    if config.nats_password
-                    else None,
-                    inbox_prefix=subjects.agent_reply_prefix(config.agent_id),
-                    reconnect_time_wait=config.reconnect_wait,
-                    max_reconnect_attempts=-1,
-                    connect_timeout=max(1, round(config.reconnect_wait_max)),
-                    error_cb=on_error,
-                    disconnected_cb=on_disconnect,
-                    reconnected_cb=on_reconnect,
-                )
-        except (NoServersError, OSError, TimeoutError, NatsError) as exc:
-            log.warning(
-                "nats.connect_failed", extra={"error": type(exc).__name__, "retry_s": delay}
-            )
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # jitter, not crypto
-            delay = min(delay * 2, config.reconnect_wait_max)
+    async def on_reconnected() -> None:
+        lasted = errors.reset()
+        console.say(f"reconnected to {config.nats_url} after {lasted:.0f} s")
+        await on_reconnect()
+
+    errors = console.Repeats()
+
+    # stamina: capped exponential backoff with jitter, forever (it logs each retry it schedules)
+    async for attempt in stamina.retry_context(
+        on=(NoServersError, OSError, TimeoutError, NatsError),
+        attempts=None,
+        timeout=None,
+        wait_initial=config.reconnect_wait,
+        wait_max=config.reconnect_wait_max,
+        wait_jitter=config.reconnect_wait,
+    ):
+        with attempt:
+            try:
+                async with asyncio.timeout(max(1.0, config.reconnect_wait_max)):
+                    client = await nats.connect(  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+                        servers=[config.nats_url],
+                        name=f"sidecar-{config.agent_id}",
+                        user=config.nats_user,
+                        password=config.nats_password.get_secret_value()
+                        if config.nats_password
+                        else None,
+                        inbox_prefix=subjects.agent_reply_prefix(config.agent_id),
+                        reconnect_time_wait=config.reconnect_wait,
+                        max_reconnect_attempts=-1,
+                        connect_timeout=max(1, round(config.reconnect_wait_max)),
+                        error_cb=on_error,
+                        disconnected_cb=on_disconnect,
+                        reconnected_cb=on_reconnected,
+                    )
+            except (NoServersError, OSError, TimeoutError, NatsError) as exc:
+                if errors.failed():
+                    console.say(f"cannot reach {config.nats_url} ({type(exc).__name__}); retrying")
+                raise
+        errors.reset()  # the failures before the first connection are not a reconnect's
+        return client
+    raise AssertionError("unreachable: the connection is retried forever")
 
 
 async def bind_inbox(

@@ -38,7 +38,7 @@ from agentcom_common.contracts.agent import (
     Start,
 )
 from agentcom_common.errors import ConflictError
-from agentcom_sidecar import blockers, host, link, processes, taskdata
+from agentcom_sidecar import blockers, console, host, link, processes, taskdata
 from agentcom_sidecar.agentic.sandbox import Isolation
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors import registry
@@ -99,6 +99,9 @@ class Sidecar:
             await self._drain(inbox)
             await self._hello(js)
             self._write_status()
+            console.say(
+                f"connected as {self.config.agent_id} to {self.config.nats_url}, waiting for work"
+            )
             for coro in (
                 self.courier.run(js),
                 self._serve_inbox(inbox),

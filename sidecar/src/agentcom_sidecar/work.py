@@ -13,19 +13,23 @@ import shutil
 import time
 from typing import Any
 
-from agentcom_common import wire
+from agentcom_common import risk, wire
 from agentcom_common.contracts.agent import BLOCKED_REJECTION, TaskOutcome
+from agentcom_common.contracts.delivery import DeliveryReport
 from agentcom_sidecar import (
     attempts,
     blockers,
+    changes,
+    console,
     delivery,
     link,
+    prepublish,
     processes,
     taskdata,
     verification,
     workspaces,
 )
-from agentcom_sidecar.config import SidecarConfig
+from agentcom_sidecar.config import RepoConfig, ScanAllow, SidecarConfig
 from agentcom_sidecar.executors import registry, shell
 from agentcom_sidecar.executors.base import Report, ReportSink
 from agentcom_sidecar.journal import Journal, TaskRow, dump
@@ -83,11 +87,15 @@ class Work:
         finally:
             del self._starts[key]
         report = self.outcome(row, outcome.kind, outcome.result, outcome.error)
+        report = report.model_copy(update={"delivery": outcome.delivery})
         self.journal.advance(
             row.task_id, row.generation, "finished", [(outcome.kind, dump(report))], pgid=None
         )
         self.courier.wake.set()
         log.info("task.finished", extra={"task_id": row.task_id, "outcome": outcome.kind})
+        console.say(
+            f"task {row.task_id} {outcome.kind}" + (f": {outcome.error}" if outcome.error else "")
+        )
 
     async def _started_and_run(
         self, row: TaskRow, name: str, ws: workspaces.Workspace | None
@@ -162,6 +170,7 @@ class Work:
         repo = self.config.repo(str(url))
         if repo is None:
             raise RefusedError(f"repo {url} is not one of this agent's repos", "repo_not_served")
+        meta = taskdata.metadata(row.body)
         try:
             return await workspaces.prepare(
                 self.config.workspaces,
@@ -173,6 +182,8 @@ class Work:
                 self.git_env(),
                 self.git_auth(repo.url),
                 self.config.git_timeout,
+                same_branch=meta.get("same_branch") is True,
+                pr_base=_text(taskdata.as_dict(meta.get("pull_request")).get("base")),
             )
         except workspaces.GitError as exc:
             raise RefusedError(f"workspace not ready: {exc}") from None
@@ -181,6 +192,7 @@ class Work:
         self, row: TaskRow, name: str, ws: workspaces.Workspace | None
     ) -> attempts.Outcome:
         path = ws.path if ws else self.config.workspaces / "scratch" / row.task_id
+        console.say(f"task {row.task_id} started ({name}, attempt {row.generation})")
         files = self.config.state / "tasks" / row.task_id
         files.mkdir(parents=True, exist_ok=True)
         (files / "task.json").write_text(json.dumps(row.body))
@@ -226,48 +238,74 @@ class Work:
     async def _deliver(
         self, row: TaskRow, ws: workspaces.Workspace, outcome: attempts.Outcome
     ) -> None:
-        """Commit, push and open the PR; a failure turns the outcome into `failed` saying why."""
+        """Commit, scan, push and open the PR; a finding of the pre-publication scan or a
+        failure turns the outcome into `failed` saying why, and then nothing is pushed."""
+        repo = self.config.repo(str(row.body.get("repo")))
         try:
-            head, pushed = await delivery.commit_and_push(
-                ws,
-                row.body,
-                self.config.agent_id,
-                self.git_env(),
-                self.git_auth(ws.url),
-                self.config.git_timeout,
+            head = await delivery.commit(
+                ws, row.body, self.config.agent_id, self.git_env(), self.config.git_timeout
             )
-            outcome.result |= {
-                "branch": ws.branch,
-                "base": ws.base,
-                "commit": head,
-                "pushed": pushed,
-            }
-            repo = self.config.repo(str(row.body.get("repo")))
-            github = repo.github if repo else None
-            if pushed and github:
-                title = f"{row.task_id}: {str(row.body.get('description', ''))[:60]}"
-                body = delivery.pr_body(
-                    row.body, outcome.result.get("verification", {}), self.config.agent_id
-                )
-                token = (
-                    self.config.github_token.get_secret_value()
-                    if self.config.github_token
-                    else None
-                )
-                outcome.result["pr_url"] = await delivery.open_pull_request(
-                    self.config.github_api_url,
-                    token,
-                    github,
-                    ws,
-                    title,
-                    body,
-                    self.config.http_timeout,
-                )
-            elif not pushed:
+            outcome.result |= {"branch": ws.branch, "base": ws.base, "commit": head}
+            outcome.result["pushed"] = False
+            if head is None:
                 outcome.result["delivery_note"] = "no changes to push"
+                return
+            report = await self._inspect(ws, outcome, repo)
+            outcome.delivery = report
+            if report.blocked:
+                outcome.kind = "failed"
+                outcome.error = prepublish.summary(report.findings)[:4000]
+                log.warning("task.push_blocked", extra={"task_id": row.task_id})
+                return
+            await delivery.push(ws, self.git_env(), self.git_auth(ws.url), self.config.git_timeout)
+            outcome.result["pushed"] = True
+            if repo is not None and repo.github:
+                outcome.result["pr_url"] = await self._pull_request(row, ws, outcome, repo.github)
         except delivery.DeliveryError as exc:
             outcome.kind = "failed"
             outcome.error = f"delivery failed: {exc}"[:4000]
+
+    async def _inspect(
+        self, ws: workspaces.Workspace, outcome: attempts.Outcome, repo: RepoConfig | None
+    ) -> DeliveryReport:
+        """The committed change's stats, pre-publication findings and risk tier."""
+        try:
+            change = await changes.read(
+                ws.path,
+                f"origin/{ws.base}",
+                self.git_env(),
+                self.config.git_timeout,
+                self.config.prepublish.max_scan_bytes,
+            )
+        except workspaces.GitError as exc:
+            raise delivery.DeliveryError(str(exc)) from None
+        allow = repo.prepublish_allow if repo else ScanAllow()
+        found = await asyncio.to_thread(prepublish.scan, change, self.config.prepublish, allow)
+        checked: object = taskdata.as_dict(outcome.result.get("verification")).get("status")
+        status: risk.Verification = (
+            "pass" if checked == "pass" else "fail" if checked == "fail" else "not_verified"
+        )
+        return DeliveryReport(
+            diff=change.stats,
+            findings=found[:200],
+            blocked=bool(found),
+            risk=risk.assess(change.stats, status, self.config.risk),
+        )
+
+    async def _pull_request(
+        self, row: TaskRow, ws: workspaces.Workspace, outcome: attempts.Outcome, github: str
+    ) -> str:
+        title = f"{row.task_id}: {str(row.body.get('description', ''))[:60]}"
+        body = delivery.pr_body(
+            row.body,
+            outcome.result.get("verification", {}),
+            self.config.agent_id,
+            outcome.delivery.risk if outcome.delivery else None,
+        )
+        token = self.config.github_token.get_secret_value() if self.config.github_token else None
+        return await delivery.open_pull_request(
+            self.config.github_api_url, token, github, ws, title, body, self.config.http_timeout
+        )
 
     def _emitter(self, row: TaskRow) -> ReportSink:
         """An executor's own progress and tool_call reports, journaled like every report."""
@@ -336,3 +374,7 @@ def _deadline(row: TaskRow, limit: float) -> float:
     if row.deadline is not None:
         seconds = min(row.deadline - time.time(), seconds)
     return asyncio.get_running_loop().time() + seconds
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

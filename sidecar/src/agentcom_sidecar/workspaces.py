@@ -57,11 +57,17 @@ class Workspace:
     base: str
     url: str
     """The configured URL: what the sidecar fetches from and pushes to, never a remote's."""
+    continues: bool = False
+    """Work goes on an existing task branch (a pull request's follow-up): new commits are
+    those past `origin/<branch>`, and the push is a fast-forward, never forced."""
 
 
 def slug(text: str, limit: int = 40) -> str:
     words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return words[:limit].rstrip("-") or "task"
+
+
+TASK_BRANCH: Final = re.compile(r"^agentcom/[A-Za-z0-9_-]{1,64}/[A-Za-z0-9._-]+$")
 
 
 def branch_name(agent_id: str, task_id: str, description: str) -> str:
@@ -193,26 +199,39 @@ async def prepare(
     env: Mapping[str, str],
     auth: Mapping[str, str],
     timeout: float,
+    *,
+    same_branch: bool = False,
+    pr_base: str | None = None,
 ) -> Workspace:
     """Clone or fetch `url`, then check out a fresh task branch from the up-to-date base.
 
+    With `same_branch`, `base` is an existing task branch (`agentcom/<agent>/...`, never a
+    person's branch nor the default one) checked out as it is on the remote, to be continued;
+    `pr_base` (else the default branch) is then what its pull request merges into.
     `env` is for every git call, `auth` (credentials) is added only for those that reach `url`.
     """
     path = directory_for(root, url)
     await _clone_or_fetch(path, url, env, auth, timeout)
-    base = base or await _default_branch(path, url, dict(env) | dict(auth), timeout)
-    branch = branch_name(agent_id, task_id, description)
+    if same_branch:
+        if base is None or not TASK_BRANCH.match(base):
+            raise GitError(f"a same-branch task continues an agentcom/<agent>/ branch, not {base}")
+        branch = base
+        base = pr_base or await _default_branch(path, url, dict(env) | dict(auth), timeout)
+    else:
+        base = base or await _default_branch(path, url, dict(env) | dict(auth), timeout)
+        branch = branch_name(agent_id, task_id, description)
     if branch in (base, "main", "master"):
         raise GitError(f"refusing to work on {branch}")
     await git(["reset", "--hard", "--quiet"], path, env, timeout, "clean the workspace")
     # -ff: a nested repository a task left (with its own .git) goes too
     await git(["clean", "-ffdxq"], path, env, timeout, "clean the workspace")
+    start = branch if same_branch else base
     await git(
-        ["checkout", "--quiet", "--no-track", "-B", branch, f"origin/{base}"],
+        ["checkout", "--quiet", "--no-track", "-B", branch, f"origin/{start}"],
         path,
         env,
         timeout,
-        f"branch from {base}",
+        f"branch from {start}",
     )
     await git(["clean", "-ffdxq"], path, env, timeout, "clean the workspace")
-    return Workspace(path, branch, base, url)
+    return Workspace(path, branch, base, url, continues=same_branch)

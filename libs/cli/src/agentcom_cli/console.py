@@ -8,7 +8,7 @@ rich itself is imported on first use, because `agentcom --version` must start fa
 import json
 from collections.abc import Callable
 from functools import cache, wraps
-from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -17,6 +17,9 @@ from agentcom_common.errors import AgentcomError
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+"""The `--json` flag every command has: the API's JSON instead of lines and tables."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,6 +45,16 @@ def err() -> "Console":
 def print_json(data: object) -> None:
     """Indented JSON on stdout, uncoloured (rich would cost 0.1 s of start-up to colour it)."""
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def json_line(data: object) -> None:
+    """One JSON object on one line: what a `watch --json` prints per change."""
+    typer.echo(json.dumps(data, default=str))
+
+
+def line(text: str) -> None:
+    """A line of a command's answer on stdout, never wrapped (so it can be copied whole)."""
+    out().print(text, soft_wrap=True)
 
 
 def id_table(*columns: str) -> "Table":

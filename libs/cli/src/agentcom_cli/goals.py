@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentcom_cli.console import err, fail, friendly, id_table, out, print_json
+from agentcom_cli.console import JsonFlag, err, fail, friendly, id_table, json_line, out, print_json
 
 goal_app = typer.Typer(
     help="Give the hub goals; list, show, follow, cancel and retry them; approve or reject "
@@ -18,7 +18,6 @@ goal_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 GoalArg = Annotated[str, typer.Argument(help="The goal id (goal-…), as `goal list` shows it.")]
 Reason = Annotated[str, typer.Option(help="Why; kept in the goal's history.")]
 
@@ -165,8 +164,6 @@ def watch(
     awaiting approval is watched on (approve it from another terminal). With --json, one JSON
     object per change, a line each.
     """
-    import json
-
     from agentcom_cli import goalview
 
     follower = goalview.Follower(goal_id)
@@ -175,7 +172,7 @@ def watch(
             goal: dict[str, Any] = _call("GET", f"/api/goals/{goal_id}")
             for change in follower.changes(goal):
                 if as_json:
-                    typer.echo(json.dumps(change, default=str))
+                    json_line(change)
                 else:
                     goalview.print_change(change)
             if goal["state"] in SETTLED:

@@ -8,14 +8,10 @@ with a default: an old or hand-edited plan still shows.
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentcom_cli.console import out
+from agentcom_cli.console import line
 from agentcom_cli.tasks import history_line
 
 Json = dict[str, Any]
-
-
-def line(text: str) -> None:
-    out().print(text, soft_wrap=True)
 
 
 def show(goal: Json) -> None:

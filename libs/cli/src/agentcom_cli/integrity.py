@@ -48,15 +48,12 @@ ORPHANS: Final = {
 async def run(settings: "CommonSettings") -> list[Finding]:
     """Every deep check of the stack of `settings` (its Postgres started for the checks when
     the embedded stack is stopped; its consumers only while NATS runs)."""
-    from agentcom_cli import backup, stack, status
+    from agentcom_cli import backup, stack
 
     async with backup.database(settings, purpose="doctor --deep") as url:
         found = await database(url)
-    running = stack.read(settings.home.resolve())
-    if settings.nats_url:
-        return found + await consumers(settings.nats_url)
-    if running is not None:
-        return found + await consumers(status.with_hub_login(settings, running.nats_url))
+    if settings.nats_url or stack.read(settings.home.resolve()) is not None:
+        return found + await consumers(stack.hub_nats_url(settings))
     return [*found, Finding("consumers", True, "not checked: the stack is not running")]
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from agentcom_cli.backup import backup_app, restore
-from agentcom_cli.console import fail, friendly, id_table, out, print_json
+from agentcom_cli.console import JsonFlag, fail, friendly, id_table, out, print_json
 from agentcom_cli.goals import goal_app
 from agentcom_cli.llm import llm_app
 from agentcom_cli.tasks import repo_app, task_app
@@ -37,7 +37,6 @@ app.add_typer(goal_app, name="goal")
 app.add_typer(backup_app, name="backup")
 app.command("restore")(restore)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 # other packages add command groups (the sidecar adds `agentcom sidecar`) through this entry point
 # group, so this package never imports them
@@ -189,10 +188,19 @@ def token_list(as_json: JsonFlag = False) -> None:
 @friendly
 def token_revoke(
     token_id: Annotated[str, typer.Argument(help="The id shown by `token list`.")],
+    as_json: JsonFlag = False,
 ) -> None:
-    """Revoke a token; every service refuses it within seconds."""
+    """Revoke a token; every service refuses it within seconds. Errors: token_not_found."""
     _call("DELETE", f"/api/tokens/{token_id}")
-    out().print(f"revoked {token_id}")
+    _done({"token_id": token_id, "revoked": True}, f"revoked {token_id}", as_json)
+
+
+def _done(record: dict[str, Any], text: str, as_json: bool) -> None:
+    """What a command that answers nothing (204) did: a line, or a small JSON record."""
+    if as_json:
+        print_json(record)
+    else:
+        out().print(text, soft_wrap=True)
 
 
 @app.command("nats-credentials")
@@ -333,9 +341,11 @@ def agent_list(as_json: JsonFlag = False) -> None:
 
 @agent_app.command("remove")
 @friendly
-def agent_remove(agent_id: Annotated[str, typer.Argument(help="The agent's id.")]) -> None:
-    """Remove an agent; its token and NATS login stop working at once."""
+def agent_remove(
+    agent_id: Annotated[str, typer.Argument(help="The agent's id.")], as_json: JsonFlag = False
+) -> None:
+    """Remove an agent; its token and NATS login stop working at once. Errors: agent_not_found."""
     _call("DELETE", f"/api/agents/{agent_id}")
-    settings = _settings()
-    (settings.home / "agents" / f"{agent_id}.json").unlink(missing_ok=True)
-    out().print(f"removed {agent_id}")
+    config = _settings().home / "agents" / f"{agent_id}.json"
+    config.unlink(missing_ok=True)
+    _done({"agent_id": agent_id, "removed": True}, f"removed {agent_id}", as_json)

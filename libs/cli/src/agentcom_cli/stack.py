@@ -16,6 +16,7 @@ from agentcom_common.ports import SERVICE_NAMES
 
 if TYPE_CHECKING:
     from agentcom_cli.place import Where
+    from agentcom_common.settings import CommonSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,22 @@ def service_urls(where: "Where", stack: StackFile | None) -> dict[str, str]:
     if stack is not None:
         return stack.services
     return {name: where.service_url(name) for name in SERVICE_NAMES}
+
+
+def hub_nats_url(settings: "CommonSettings") -> str:
+    """Where and how this host logs in to the stack's NATS as the hub: AGENTCOM_NATS_URL, else
+    the running stack's server (or the default port) with the hub login `agentcom up` keeps in
+    `<home>/nats-auth.json` (0600)."""
+    from agentcom_common import natsauth
+
+    if settings.nats_url:
+        return settings.nats_url
+    running = read(settings.home)
+    url = running.nats_url if running else f"nats://127.0.0.1:{settings.nats_client_port}"
+    login = settings.home / "nats-auth.json"
+    if not login.exists():
+        return url
+    return natsauth.ServerAuth.load_or_create(login).hub_url(url)
 
 
 def dumps(data: object) -> str:

@@ -7,15 +7,12 @@ import httpx
 
 from agentcom_cli import dumps, probes, stack
 from agentcom_cli.console import aligned, out
-from agentcom_common import natsauth
 from agentcom_common.settings import SERVICE_NAMES, CommonSettings
 
 
 async def collect(settings: CommonSettings) -> list[probes.PartStatus]:
     running = stack.read(settings.home)
-    nats_url = settings.nats_url or with_hub_login(
-        settings, running.nats_url if running else f"nats://127.0.0.1:{settings.nats_client_port}"
-    )
+    nats_url = stack.hub_nats_url(settings)
     db_url = (
         settings.database_url.get_secret_value()
         if settings.database_url
@@ -44,14 +41,6 @@ async def collect(settings: CommonSettings) -> list[probes.PartStatus]:
     ok, detail = dumps.health(settings.home.resolve(), settings.backup_interval)
     parts.append(probes.PartStatus("backups", ok, str(dumps.directory(settings.home)), detail))
     return parts
-
-
-def with_hub_login(settings: CommonSettings, url: str) -> str:
-    """The embedded server wants a login: the hub's, from `<home>/nats-auth.json` (0600)."""
-    path = settings.home / "nats-auth.json"
-    if not path.exists():
-        return url
-    return natsauth.ServerAuth.load_or_create(path).hub_url(url)
 
 
 async def _no_db() -> probes.PartStatus:

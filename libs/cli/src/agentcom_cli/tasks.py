@@ -4,13 +4,12 @@ Every command prints a plain line or a table, and the exact JSON the API answere
 `--json`. Imports stay inside the commands: `agentcom` must start fast.
 """
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from agentcom_cli.console import err, fail, friendly, id_table, out, print_json
+from agentcom_cli.console import JsonFlag, err, fail, friendly, id_table, out, print_json
 
 task_app = typer.Typer(
     help="Submit, list, show, follow, cancel and retry tasks.", no_args_is_help=True
@@ -19,11 +18,9 @@ repo_app = typer.Typer(
     help="Register, list, pause, resume and remove the repos tasks work on.", no_args_is_help=True
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 TaskArg = Annotated[str, typer.Argument(help="The task id (task-…), as `task list` shows it.")]
 
 CHECK_KINDS = ("file_exists", "test_passes", "command_succeeds", "git_clean")
-TERMINAL = {"completed", "partial_pass", "dead_letter", "cancelled"}
 
 
 def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -143,11 +140,7 @@ def submit(
     ):
         if value is not None:
             body[key] = value
-    made: dict[str, Any] = _call("POST", "/api/tasks", body)
-    if as_json:
-        print_json(made)
-    else:
-        out().print(f"{made['id']}  {made['state']}  {made['priority']}", soft_wrap=True)
+    _answer(_call("POST", "/api/tasks", body), as_json)
 
 
 @task_app.command("list")
@@ -169,6 +162,10 @@ def list_tasks(
     rows: list[dict[str, Any]] = page["tasks"]
     if as_json:
         print_json(rows)
+        return
+    if not rows:
+        filtered = any(v is not None for v in (state, lane, agent))
+        err().print("no tasks match" if filtered else "no tasks; `agentcom task submit` adds one")
         return
     table = id_table("id", "state", "lane", "agent", "description")
     for row in rows:
@@ -221,21 +218,26 @@ def history_line(row: dict[str, Any]) -> None:
 @friendly
 def watch(
     task_id: TaskArg,
-    interval: Annotated[float, typer.Option(help="Seconds between looks.")] = 0.5,
+    poll: Annotated[
+        float,
+        typer.Option(min=0.2, help="Seconds between looks at its history (events come at once)."),
+    ] = 3.0,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Follow a task's state changes until it ends (polls its history); exit 1 unless it
-    completed."""
-    seen = 0
-    state = ""
-    while True:
-        history: list[dict[str, Any]] = _call("GET", f"/api/tasks/{task_id}/history")
-        for row in history[seen:]:
-            history_line(row)
-        seen = len(history)
-        state = history[-1]["to_state"] if history else state
-        if state in TERMINAL:
-            break
-        time.sleep(interval)  # the polling cadence the user asked for, not a stand-in
+    """Follow a task until it ends: each state change, the output lines of its command and the
+    tool calls of its agent, live (over NATS; without it, state changes only).
+
+    Exit 0 when it completed; 1 when it ended otherwise (partial_pass, dead_letter,
+    cancelled); 130 on Ctrl-C. With --json, one JSON object per line: a `transition` (the
+    history row), a `progress` or a `tool_call` report, as the contracts define them.
+    """
+    from agentcom_cli import taskfeed
+
+    try:
+        state = taskfeed.follow(task_id, as_json, poll)
+    except KeyboardInterrupt:
+        err().print(f"stopped watching {task_id}")
+        raise typer.Exit(130) from None
     if state != "completed":
         raise typer.Exit(1)
 
@@ -245,20 +247,26 @@ def watch(
 def cancel(
     task_id: TaskArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Cancel a task that has not ended."""
+    """Cancel a task that has not ended. Errors: task_not_found, a 409 if it has ended."""
     if not yes and not typer.confirm(f"cancel {task_id}?", err=True):
         raise typer.Exit(1)
-    done: dict[str, Any] = _call("POST", f"/api/tasks/{task_id}/cancel")
-    out().print(f"{done['id']}  {done['state']}")
+    _answer(_call("POST", f"/api/tasks/{task_id}/cancel"), as_json)
 
 
 @task_app.command("retry")
 @friendly
-def retry(task_id: TaskArg) -> None:
-    """Put a dead-lettered or cancelled task back in the queue."""
-    done: dict[str, Any] = _call("POST", f"/api/tasks/{task_id}/retry")
-    out().print(f"{done['id']}  {done['state']}")
+def retry(task_id: TaskArg, as_json: JsonFlag = False) -> None:
+    """Put a dead-lettered or cancelled task back in the queue. Errors: task_not_found, 409."""
+    _answer(_call("POST", f"/api/tasks/{task_id}/retry"), as_json)
+
+
+def _answer(task: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(task)
+    else:
+        out().print(f"{task['id']}  {task['state']}  {task['priority']}", soft_wrap=True)
 
 
 RepoArg = Annotated[str, typer.Argument(help="The repo URL or path, as tasks name it.")]
@@ -307,4 +315,5 @@ def repo_resume(url: RepoArg, as_json: JsonFlag = False) -> None:
 def repo_remove(url: RepoArg, as_json: JsonFlag = False) -> None:
     """Remove a repo from the list."""
     _show_repos(_call("POST", "/api/repos/remove", {"url": url}), as_json)
-    err().print(f"removed {url}")
+    if not as_json:
+        err().print(f"removed {url}")

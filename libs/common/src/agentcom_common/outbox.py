@@ -57,10 +57,26 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agentcom_common import messaging, telemetry
+from agentcom_common import clock, messaging, metering, telemetry
 from agentcom_common.contracts import Contract
 
 log = logging.getLogger(__name__)
+
+_m = metering.meter("agentcom.outbox")
+_sent = _m.create_counter(
+    "messaging.client.sent.messages",
+    unit="{message}",
+    description="Events the outbox relay published to JetStream, by service.",
+)
+_backlog = metering.Sampled(
+    _m, "agentcom.outbox.backlog", "{message}", "Outbox rows not yet published, by service."
+)
+_lag = metering.Sampled(
+    _m,
+    "agentcom.outbox.lag",
+    "s",
+    "Age of the oldest outbox row not yet published (0 when none), by service.",
+)
 
 
 def define_table(metadata: MetaData) -> Table:
@@ -237,6 +253,20 @@ def wake_local(table: Table) -> None:
         relay.wake()
 
 
+async def sample_backlog(engine: AsyncEngine, table: Table) -> None:
+    """Set `agentcom.outbox.backlog` and `agentcom.outbox.lag` from the table (one indexed read:
+    the table holds only unpublished rows)."""
+    async with engine.connect() as conn:
+        count, oldest = (
+            await conn.execute(select(func.count(), func.min(table.c.created_at)))
+        ).one()
+    key = table.schema or ""
+    attrs = (("agentcom.outbox", key),)
+    _backlog.set({attrs: count}, part=key)
+    lag = (clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+    _lag.set({attrs: max(0.0, lag)}, part=key)
+
+
 class Relay:
     """Publishes committed outbox rows to JetStream: woken by NOTIFY, swept every `interval`."""
 
@@ -269,6 +299,11 @@ class Relay:
             "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
         )
         self._forget_sql = f"DELETE FROM {name} WHERE id = ANY($1::bigint[])"
+        self._attrs = {
+            "messaging.system": "nats",
+            "messaging.operation.name": "publish",
+            "agentcom.outbox": table.schema or "",
+        }
 
     async def relay_once(self) -> int:
         """Publish up to one batch; returns how many rows went out.
@@ -301,6 +336,7 @@ class Relay:
                     rows.append(_Row(rid, subject, payload, parsed[headers]))
                 await publish_rows(self.js, self.table, rows)
                 await driver.execute(self._forget_sql, [row.id for row in rows])
+                _sent.add(len(rows), self._attrs)
         return len(records)
 
     async def vacuum(self) -> None:

@@ -8,6 +8,7 @@ with the streams, the `agentcom-<name>` nats.micro service, the outbox relay, `/
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -18,6 +19,8 @@ from typing import Annotated
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -33,6 +36,7 @@ from agentcom_common import (
     db,
     logs,
     messaging,
+    metering,
     micro,
     migrations,
     openapi,
@@ -107,6 +111,10 @@ class ServiceSpec:
     """Called once everything is up: register endpoints, start loops in the task group."""
     middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = ()
     """The service's own ASGI middleware, inside `web.InputLimits` (first listed: innermost)."""
+    samplers: Sequence[Callable[[Resources], metering.Sampler]] = ()
+    """Gauges read from the database every `metrics_sample_interval` (queue depth, agents)."""
+    own_scrape: bool = False
+    """True when a router of the service serves `/metrics` itself (with `metering.render()`)."""
 
     @property
     def schema(self) -> str:
@@ -139,7 +147,9 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
             app.state.verifier = res.verifier
             yield
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc from the package's own copy of Swagger UI and ReDoc
+    # (FastAPI's load them from a CDN, so /docs was a blank page on a machine without internet)
+    app = FastAPIOffline(
         title=f"agentcom-{spec.name}",
         version=spec.version,
         description=spec.description,
@@ -198,6 +208,12 @@ async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncGenerato
                     linger=settings.outbox_linger,
                 )
                 loops.spawn("outbox-relay", relay.run())
+                samplers = [
+                    functools.partial(outbox.sample_backlog, engine, spec.outbox),
+                    *(make(res) for make in spec.samplers),
+                ]
+                every = settings.metrics_sample_interval
+                loops.spawn("metrics-sampler", metering.sample_forever(every, samplers))
                 for starter in spec.starters:
                     await starter(res, loops)
                 await _announce(spec, res)
@@ -290,6 +306,14 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
         `db_unavailable` while Postgres is away (the token cannot be checked).
         """
         return {"token_id": who.token_id, "role": who.role.value, "name": who.name}
+
+    if not spec.own_scrape:
+
+        @router.get("/metrics", response_class=PlainTextResponse, tags=["metrics"])
+        async def prometheus_metrics() -> PlainTextResponse:
+            """Prometheus text: every OTel instrument this process recorded. No token, like
+            `/healthz`: a scraper has none, and counts carry no task content."""
+            return PlainTextResponse(metering.render(), media_type=metering.CONTENT_TYPE)
 
     return router
 

@@ -81,6 +81,11 @@ class CommonSettings(BaseSettings):
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "AGENTCOM_OTEL_ENDPOINT"),
         description="OTLP/HTTP collector; tracing and metrics export stay off while unset.",
     )
+    metrics_sample_interval: Interval = Field(
+        default=timedelta(seconds=15),
+        description="How often gauges read from the database (queue depth, agents by state, outbox "
+        "backlog) are refreshed for `/metrics` and OTLP.",
+    )
     nats_reconnect_wait: Interval = Field(
         default=timedelta(seconds=1), description="Pause between NATS reconnect attempts."
     )

@@ -38,6 +38,9 @@ HUB_HEALING_STARTED: Final = f"{PREFIX}.evt.hub.healing.started"
 HUB_HEALING_ACTED: Final = f"{PREFIX}.evt.hub.healing.acted"
 HUB_HEALING_ENDED: Final = f"{PREFIX}.evt.hub.healing.ended"
 TOKEN_REVOKED: Final = f"{PREFIX}.evt.auth.token_revoked"
+# what the hub made of GitHub's webhooks (`contracts.github`)
+GITHUB_CI_FAILED: Final = f"{PREFIX}.evt.github.ci_failed"
+GITHUB_PR_ESCALATED: Final = f"{PREFIX}.evt.github.pr_escalated"
 
 # task events, published by the queue with a `TaskTransition` body (one per transition), except
 # `progress` and `tool_call`: a running task's report as its agent sent it, relayed live by

@@ -6,18 +6,17 @@ logs carry trace ids and context still travels between services) but nothing is 
 
 from collections.abc import Mapping
 
-from opentelemetry import context as otel_context, metrics, propagate, trace
+from opentelemetry import context as otel_context, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentcom_common import __version__
+from agentcom_common import __version__, metering
 
 
 def configure(service: str, otlp_endpoint: str | None) -> TracerProvider:
@@ -26,17 +25,17 @@ def configure(service: str, otlp_endpoint: str | None) -> TracerProvider:
         {"service.name": f"agentcom-{service}", "service.version": __version__}
     )
     tracer_provider = TracerProvider(resource=resource)
-    readers: list[PeriodicExportingMetricReader] = []
+    exporters: list[PeriodicExportingMetricReader] = []
     if otlp_endpoint:
         base = otlp_endpoint.rstrip("/")
         tracer_provider.add_span_processor(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces"))
         )
-        readers.append(
+        exporters.append(
             PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"))
         )
     trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+    metering.install(resource, exporters)
     return tracer_provider
 
 

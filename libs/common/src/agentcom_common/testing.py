@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -37,10 +38,11 @@ from fastapi import FastAPI
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from opentelemetry.sdk.resources import Resource
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import auth, db, embedded, messaging, migrations, natsauth
+from agentcom_common import auth, db, embedded, messaging, metering, migrations, natsauth
 from agentcom_common.service import ServiceSpec, create_app
 from agentcom_common.settings import CommonSettings
 
@@ -270,6 +272,28 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def meters() -> None:
+    """The process's meter provider with its scrape reader, so an in-process service's
+    `/metrics` shows what it recorded. Session-wide: OTel takes one provider per process, and
+    counters add up across tests (assert on differences)."""
+    metering.install(Resource.create({"service.name": "agentcom-tests"}))
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` in Prometheus text whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        series, _, value = line.rpartition(" ")
+        metric_name, _, rest = series.partition("{")
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+        if metric_name == name and all(found.get(k) == v for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
 @pytest.fixture
 def settings(nats_server: NatsServer, db_url: str, tmp_path: Path) -> CommonSettings:
     return CommonSettings(
@@ -280,6 +304,7 @@ def settings(nats_server: NatsServer, db_url: str, tmp_path: Path) -> CommonSett
         auth_cache_ttl=timedelta(milliseconds=200),
         nats_reconnect_wait=timedelta(milliseconds=50),
         ready_timeout=timedelta(seconds=1),
+        metrics_sample_interval=timedelta(milliseconds=100),
     )
 
 
@@ -368,9 +393,16 @@ class ServiceProcess(ChildProcess):
     """A service as a real process (`python -m agentcom_<name>`), for tests that kill it."""
 
     def __init__(
-        self, name: str, nats_url: str, db_url: str, log: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        nats_url: str,
+        db_url: str,
+        log: Path,
+        env: dict[str, str] | None = None,
+        port_offset: int | None = None,
     ) -> None:
-        offset = free_port() - CommonSettings().port(name)
+        # `port_offset`: another service's, so one AGENTCOM_PORT_OFFSET reaches both (the CLI)
+        offset = free_port() - CommonSettings().port(name) if port_offset is None else port_offset
         self.module = "agentcom_" + name.replace("-", "_")
         self.url = f"http://127.0.0.1:{CommonSettings(port_offset=offset).port(name)}"
         base = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")}

@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
+from agentcom_common import metering
 from agentcom_common.openapi import errors
 from agentcom_common.web import Admin, Viewer
 from agentcom_dashboard import prometheus, ui
@@ -35,7 +36,8 @@ async def metrics_history(live: LiveDep, _who: Viewer) -> list[dict[str, Any]]:
 
 @scrape.get("/metrics", response_class=PlainTextResponse)
 async def prometheus_metrics(live: LiveDep) -> PlainTextResponse:
-    """Prometheus text format: queue depth, tasks by state, agents, alerts, failures, pushes."""
+    """Prometheus text format: queue depth, tasks by state, agents, alerts, failures, pushes,
+    then every OTel instrument of this process (as every service's `/metrics`)."""
     return PlainTextResponse(
-        prometheus.render(live), media_type="text/plain; version=0.0.4; charset=utf-8"
+        prometheus.render(live) + metering.render(), media_type=metering.CONTENT_TYPE
     )

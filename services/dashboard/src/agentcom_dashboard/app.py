@@ -21,6 +21,7 @@ SPEC: Final = ServiceSpec(
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
     routers=(pages.router, ui.router, api.router, api.scrape, socket.router),
+    own_scrape=True,  # api.scrape: the snapshot's families, then the process's instruments
 )
 
 

@@ -16,6 +16,7 @@ from agentcom_dashboard.sources import Sources
 from agentcom_dashboard.tracker import Tracker
 
 ACTIVE = ("assigned", "working")
+BUSY = frozenset(ACTIVE)  # an agent in these states holds a task
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +33,17 @@ class Snapshot:
     completed_per_interval: int
     stuck_tasks: list[str] | None
     latency_ms: dict[str, float | None] = field(default_factory=dict[str, float | None])
+    agent_states: dict[str, str] = field(default_factory=dict[str, str])
+    """Each agent's state at the snapshot (id -> state): what utilisation is counted from."""
+
+    @property
+    def utilization(self) -> float | None:
+        """Agents holding a task over agents online, now (None when none is online)."""
+        online = [s for s in self.agent_states.values() if s != "offline"]
+        return sum(1 for s in online if s in BUSY) / len(online) if online else None
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self) | {"at": self.at.isoformat()}
+        return asdict(self) | {"at": self.at.isoformat(), "utilization": self.utilization}
 
 
 class History:
@@ -54,6 +63,22 @@ class History:
     @property
     def latest(self) -> Snapshot | None:
         return self.snapshots[-1] if self.snapshots else None
+
+    def utilization(self) -> dict[str, float]:
+        """Busy time over online time in the window, per agent and for the `fleet`: the share
+        of the snapshots an agent was online in in which it also held a task."""
+        online: dict[str, int] = {}
+        busy: dict[str, int] = {}
+        for snapshot in self.snapshots:
+            for agent, state in snapshot.agent_states.items():
+                if state == "offline":
+                    continue
+                online[agent] = online.get(agent, 0) + 1
+                busy[agent] = busy.get(agent, 0) + (state in BUSY)
+        shares = {agent: busy[agent] / n for agent, n in online.items()}
+        if online:
+            shares["fleet"] = sum(busy.values()) / sum(online.values())
+        return shares
 
 
 async def take(
@@ -90,6 +115,7 @@ async def take(
         completed_per_interval=tracker.completed_since(since),
         stuck_tasks=stuck,
         latency_ms=tracker.latencies(),
+        agent_states={str(a.get("id")): str(a.get("state")) for a in listed or []},
     )
 
 

@@ -94,6 +94,15 @@ def render(live: Live) -> str:
                 [_line("agentcom_agents_online", s.agents_online)],
             ),
             _family(
+                "agentcom_dashboard_utilization_ratio",
+                "gauge",
+                'Busy over online share in the window, per agent and agent="fleet".',
+                [
+                    _line("agentcom_dashboard_utilization_ratio", share, {"agent": agent})
+                    for agent, share in live.history.utilization().items()
+                ],
+            ),
+            _family(
                 "agentcom_tasks_failed_window",
                 "gauge",
                 "Failed or dead-lettered tasks in the window.",

@@ -1,16 +1,17 @@
 """Web Push: VAPID (RFC 8292) and message encryption (RFC 8291, `aes128gcm` of RFC 8188).
 
+The cryptography is the maintained libraries' (py-vapid signs the VAPID JWT, pywebpush with
+http-ece encrypts), not ours; the sending is ours, on the dashboard's async HTTP client
+(pywebpush sends with requests or aiohttp, and we want one client, one timeout, our logs).
+
 The VAPID key pair is made on first start and kept in `dashboard.vapid_keys`, so browsers that
 subscribed keep working across restarts. Sent for CRITICAL alerts and dead-lettered tasks. A
 push service that answers 404 or 410 has dropped the subscription; we drop it too.
 """
 
 import base64
-import hashlib
-import hmac
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,10 +19,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from cryptography.hazmat.primitives import hashes, serialization
+import py_vapid
+import pywebpush
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -56,19 +57,16 @@ class Vapid:
         return b64url(_public_bytes(self.private.public_key()))
 
     def authorization(self, endpoint: str, subject: str, ttl: timedelta) -> str:
-        """`vapid t=<ES256 JWT>, k=<public key>` for one push service origin."""
+        """`vapid t=<ES256 JWT>,k=<public key>` for one push service origin."""
         parts = urlsplit(endpoint)
         claims = {
             "aud": f"{parts.scheme}://{parts.netloc}",
             "exp": int(time.time() + min(ttl.total_seconds(), 86400)),
             "sub": subject,
         }
-        head = b64url(json.dumps({"typ": "JWT", "alg": "ES256"}).encode())
-        body = b64url(json.dumps(claims).encode())
-        signing_input = f"{head}.{body}".encode()
-        r, s = decode_dss_signature(self.private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-        signature = b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
-        return f"vapid t={head}.{body}.{signature}, k={self.public_key}"
+        signer = py_vapid.Vapid02(private_key=self.private)
+        headers: dict[str, str] = signer.sign(claims)  # pyright: ignore[reportUnknownMemberType]  # py-vapid: untyped
+        return headers["Authorization"]
 
 
 async def load_or_create_vapid(engine: AsyncEngine) -> Vapid:
@@ -93,11 +91,6 @@ async def load_or_create_vapid(engine: AsyncEngine) -> Vapid:
     return Vapid(private)
 
 
-def _hkdf(salt: bytes, ikm: bytes, info: bytes, length: int) -> bytes:
-    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
-    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()[:length]
-
-
 def browser_key(p256dh: str) -> ec.EllipticCurvePublicKey:
     """The subscription's `p256dh` as a P-256 public key. Errors: ValueError (not one)."""
     try:
@@ -108,20 +101,18 @@ def browser_key(p256dh: str) -> ec.EllipticCurvePublicKey:
 
 def encrypt(payload: bytes, p256dh: str, auth_secret: str) -> bytes:
     """RFC 8291 message encryption: one aes128gcm record with the header of RFC 8188."""
-    ua_public = unb64url(p256dh)
-    ua_key = browser_key(p256dh)
-    as_private = ec.generate_private_key(ec.SECP256R1())
-    as_public = _public_bytes(as_private.public_key())
-    shared = as_private.exchange(ec.ECDH(), ua_key)
-    ikm = _hkdf(unb64url(auth_secret), shared, b"WebPush: info\x00" + ua_public + as_public, 32)
-    salt = os.urandom(16)
-    cek = _hkdf(salt, ikm, b"Content-Encoding: aes128gcm\x00", 16)
-    nonce = _hkdf(salt, ikm, b"Content-Encoding: nonce\x00", 12)
+    browser_key(p256dh)  # a clear ValueError for a key that is not one, before the library's
     if len(payload) > RECORD_SIZE - 17 - 86:
         raise ValueError("push payload too large for one record")
-    sealed = AESGCM(cek).encrypt(nonce, payload + b"\x02", None)  # 0x02: the last record
-    header = salt + RECORD_SIZE.to_bytes(4, "big") + bytes([len(as_public)]) + as_public
-    return header + sealed
+    subscription = {"endpoint": "", "keys": {"p256dh": p256dh, "auth": auth_secret}}
+    try:
+        encoded = pywebpush.WebPusher(subscription).encode(payload, content_encoding="aes128gcm")
+    except (ValueError, TypeError, pywebpush.WebPushException) as exc:
+        raise ValueError(f"cannot encrypt for this subscription: {exc}") from exc
+    body: object = encoded["body"]  # pyright: ignore[reportUnknownVariableType]  # pywebpush: a loosely typed dict
+    if not isinstance(body, bytes):
+        raise ValueError("the push library returned no body")
+    return body
 
 
 class Pusher:

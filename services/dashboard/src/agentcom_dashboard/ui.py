@@ -42,6 +42,7 @@ async def snapshot(live: LiveDep, who: ViewerDep) -> dict[str, Any]:
         "csrf": None if who is None else who.csrf,
         "panels": {name: read.as_json() for name, read in reads.items()},
         "metrics": [s.as_json() for s in live.history.snapshots],
+        "utilization": live.history.utilization(),
         "alerts": live.book.listing(),
         "tool_calls": list(tracker.tool_calls),
         "hub_events": tracker.hub,

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from fastapi import FastAPI
+from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from agentcom_common import subjects
 from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_hubfsm import __version__, api, clients, handlers, tables
+from agentcom_hubfsm import __version__, api, clients, handlers, meters, tables
 from agentcom_hubfsm.brain import (
     api as brain_api,
     handlers as brain_handlers,
@@ -24,6 +26,9 @@ from agentcom_hubfsm.health import monitor
 from agentcom_hubfsm.queueclient import QueueClient
 from agentcom_hubfsm.repocache import RepoCache
 from agentcom_hubfsm.settings import HubSettings
+from agentcom_hubfsm.webhooks import api as webhook_api
+from agentcom_hubfsm.webhooks.github import GitHub
+from agentcom_hubfsm.webhooks.hooks import Hooks
 
 SPEC: Final = ServiceSpec(
     name="hubfsm",
@@ -32,8 +37,14 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
-    routers=(api.goals, brain_api.hub),
+    routers=(api.goals, brain_api.hub, webhook_api.webhooks),
+    samplers=(meters.sampler,),
 )
+
+
+async def _wake_on(wake: asyncio.Event, msg: Msg) -> None:
+    del msg  # any announcement: the driver reads the state itself
+    wake.set()
 
 
 def create_app(settings: CommonSettings) -> FastAPI:
@@ -53,6 +64,16 @@ def create_app(settings: CommonSettings) -> FastAPI:
     async def start(res: Resources, loops: Loops) -> None:
         goals = ops.Goals(res.engine, res.outbox, wake, check_plan)
         await handlers.register(res, goals)
+        app.state.hooks = Hooks(
+            engine=res.engine,
+            outbox=res.outbox,
+            settings=hub,
+            queue=QueueClient(res.nc),
+            github=GitHub(hub.hub_github_api_url, hub.hub_github_token),
+            cache=cache,
+            goals=goals,
+            brain_wake=brain_wake,
+        )
         chat = partial(clients.chat, res.nc, timeout=hub.hub_llm_timeout.total_seconds())
         drive = driver.Driver(
             engine=res.engine,
@@ -65,6 +86,9 @@ def create_app(settings: CommonSettings) -> FastAPI:
             replans=hub.hub_replans,
             backoff=hub.hub_llm_backoff,
         )
+        # a goal's model steps wait for the hub to announce `executing` (driver._hub_executing):
+        # the announcement wakes the driver
+        await res.nc.subscribe(subjects.HUB_STATE_CHANGED, cb=partial(_wake_on, wake))  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped Future parameter
         loops.spawn("goal-driver", drive.run())
         loops.spawn("goal-tasks", progress.follow(res.engine, res.js, res.settings, wake))
         brain_hub = brain_ops.Hub(

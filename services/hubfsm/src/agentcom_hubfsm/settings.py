@@ -3,7 +3,7 @@
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from agentcom_common.settings import CommonSettings, Interval
 
@@ -56,6 +56,53 @@ class HubSettings(CommonSettings):
         description="How often each replica tries for the brain's leader lock and the active "
         "one checks it still holds it; one brain acts per deployment, and a replica takes "
         "over about four of these after the active one's process dies.",
+    )
+    hub_github_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The secret every GitHub webhook is signed with (`X-Hub-Signature-256`), "
+        "unless its repo has its own in `hub_github_webhook_secrets`; with neither, every "
+        "delivery is refused (403 `webhook_secret_unset`).",
+    )
+    hub_github_webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict[str, SecretStr],
+        description='Per-repo webhook secrets, by the repo\'s full name: {"acme/widgets": "..."} '
+        "(JSON); a repo named here is checked against its own secret only.",
+    )
+    hub_github_webhook_max_body: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        le=25 * 1024 * 1024,
+        description="Largest webhook body in bytes; a larger one is refused (413) and recorded. "
+        "Above `AGENTCOM_HTTP_MAX_BODY` the service's own limit refuses it first, unrecorded.",
+    )
+    hub_github_api_url: str = Field(
+        default="https://api.github.com",
+        description="GitHub's REST API, where the hub reads a failing job's log and a pull "
+        "request's review comments.",
+    )
+    hub_github_token: SecretStr | None = Field(
+        default=None,
+        description="Token the hub reads GitHub's API with (job logs, review comments); "
+        "without it the reads go unauthenticated (public repos only).",
+    )
+    hub_github_goal_label: str = Field(
+        default="agentcom",
+        min_length=1,
+        max_length=100,
+        description="An issue given this label becomes a goal (source `github`, linked back).",
+    )
+    hub_github_log_tail: int = Field(
+        default=60,
+        ge=1,
+        le=1000,
+        description="Lines of a failing job's log carried into the follow-up task.",
+    )
+    hub_pr_feedback_rounds: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="Follow-up rounds one pull request gets from its checks, reviews and "
+        "conflicts; the next one sends its goal to `needs_review` and notifies a person.",
     )
     hub_health_interval: Interval = Field(
         default=timedelta(seconds=30),

@@ -53,6 +53,7 @@ goals = Table(
     # when the driver may next try this goal's pending step (a model call that failed waits)
     Column("not_before", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("link", Text),  # where the goal came from (a GitHub issue's page)
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index(
@@ -137,6 +138,91 @@ hub_history = Table(
     Column("reason", Text, nullable=False),
     Column("actor", Text, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Every GitHub webhook delivery that reached the route, refused ones too: what came, what was
+# done and why. `accepted` marks the one delivery per `X-GitHub-Delivery` that was acted on;
+# the partial unique index is what refuses a replay, even from two replicas at once.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("delivery", Text),
+    Column("event", Text),
+    Column("action", Text),
+    Column("repo", Text),
+    Column("accepted", Boolean, nullable=False),
+    Column("status", Integer, nullable=False),  # the HTTP status answered
+    Column("outcome", Text, nullable=False),  # acted | ignored | refused | failed
+    Column("reason", Text, nullable=False),
+    Column("done", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(
+        "webhook_deliveries_once",
+        "delivery",
+        unique=True,
+        postgresql_where=text("accepted"),
+    ),
+)
+
+# Pull requests our goals' tasks opened, as GitHub events told of them; `rounds` counts the
+# follow-ups their checks, reviews and conflicts caused (never reset: see `webhooks.feedback`).
+pull_requests = Table(
+    "pull_requests",
+    metadata,
+    Column("repo", Text, primary_key=True),  # GitHub's full name, owner/name
+    Column("number", Integer, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("branch", Text, nullable=False),
+    Column("base", Text, nullable=False),
+    Column("goal_id", Text, ForeignKey("hub.goals.id", ondelete="CASCADE"), nullable=False),
+    Column("task_id", Text, nullable=False),  # the task whose branch it is
+    Column("agent_id", Text, nullable=False),  # the agent that did that task
+    Column("state", Text, nullable=False),  # open | closed | merged
+    Column("rounds", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("pull_requests_goal", "goal_id"),
+    Index("pull_requests_branch", "branch"),
+)
+
+# One row per feedback round of a pull request: what GitHub said, the context carried, and the
+# follow-up task made (none once the rounds are used up: `escalated`). `cause` keys a round to
+# what caused it (a commit's failed checks, one review), so a second failed job on the same
+# commit or a redelivered review makes no second round.
+pr_rounds = Table(
+    "pr_rounds",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("repo", Text, nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("kind", Text, nullable=False),  # check_failed | changes_requested | merge_conflict
+    Column("cause", Text, nullable=False),
+    Column("goal_id", Text, ForeignKey("hub.goals.id", ondelete="CASCADE"), nullable=False),
+    Column("task_id", Text),
+    Column("escalated", Boolean, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("context", Text, nullable=False),  # the log tail, the comments, the files
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("pr_rounds_cause", "repo", "number", "kind", "cause", unique=True),
+    Index("pr_rounds_goal", "goal_id", "id"),
+)
+
+# CI failing on a repo's default branch: the healing signal GitHub events give (read by the
+# hub's health assessment; published as `agentcom.evt.github.ci_failed` too).
+ci_failures = Table(
+    "ci_failures",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("repo", Text, nullable=False),
+    Column("branch", Text, nullable=False),
+    Column("sha", Text, nullable=False),
+    Column("check", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("log_tail", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ci_failures_once", "repo", "sha", "check", unique=True),
 )
 
 # Health: the latest assessment (one row, id 'hub', written by the health monitor), and the

@@ -23,7 +23,7 @@ import aiohttp
 from agentcom_common import prices
 from agentcom_common.contracts.llm import RouteStep, Routing
 from agentcom_common.errors import AgentcomError, InvalidError
-from agentcom_llm_registry import providers
+from agentcom_llm_registry import meters, providers
 from agentcom_llm_registry.budgets import Budgets, Hold, Who, prompt_tokens
 from agentcom_llm_registry.ledger import Entry, Ledger
 from agentcom_llm_registry.providers import Call, Delta, Reply, UpstreamError, UpstreamRefusedError
@@ -196,6 +196,9 @@ class Gateway:
                 ) from exc
             except UpstreamError as exc:
                 tried.append((cand, f"failed: {exc}"))
+                meters.failovers.add(
+                    1, {"agentcom.llm.endpoint": cand.endpoint.id, "agentcom.llm.tier": tier_name}
+                )
                 continue
             tried.append((cand, "chosen"))
             return result, self.registry.explain(

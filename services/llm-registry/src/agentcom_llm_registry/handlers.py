@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from agentcom_common import clock, micro
+from agentcom_common import clock, metering, micro
 from agentcom_common.contracts.llm import (
     ChatReply,
     ChatRequest,
@@ -20,6 +20,7 @@ from agentcom_common.contracts.llm import (
     TierFallback,
 )
 from agentcom_common.service import Loops, Resources
+from agentcom_llm_registry import meters
 from agentcom_llm_registry.budgets import Who
 from agentcom_llm_registry.ops import Llm
 from agentcom_llm_registry.providers import Call
@@ -120,6 +121,11 @@ def starter(
         loops.spawn("llm-ledger", s.ledger.run())
         loops.spawn("llm-health", s.health_forever())
         loops.spawn("llm-heartbeats", s.consume_heartbeats(res.js))
+        every = res.settings.metrics_sample_interval
+        loops.spawn(
+            "llm-metrics",
+            metering.sample_forever(every, [meters.sampler(s.registry, s.budgets)]),
+        )
 
         async def rpc_chat(req: ChatRequest) -> ChatReply:
             return await chat(s, req)

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import clock, outbox, prices, subjects
 from agentcom_common.contracts.llm import Routing
-from agentcom_llm_registry import tables
+from agentcom_llm_registry import meters, tables
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,16 @@ class Ledger:
             seq=self.seq,
             goal_id=goal_id,
             routing=routing.model_dump_json(),
+        )
+        meters.record_call(
+            entry.endpoint_id,
+            entry.model,
+            entry.tier,
+            tokens_in,
+            tokens_out,
+            seconds,
+            entry.cost_usd,
+            ok=ok,
         )
         if self._journal is not None:
             self._journal.write(_line(entry) + "\n")

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from agentcom_common.service import ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_queue import __version__, api, handlers, sweep, tables
+from agentcom_queue import __version__, api, handlers, meters, sweep, tables
 from agentcom_queue.settings import QueueSettings
 
 SPEC: Final = ServiceSpec(
@@ -20,6 +20,7 @@ SPEC: Final = ServiceSpec(
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
     routers=(api.tasks, api.repos),
+    samplers=(meters.sampler,),
 )
 
 

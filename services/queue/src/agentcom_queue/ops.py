@@ -37,7 +37,7 @@ from agentcom_common.errors import (
     TransitionRefusedError,
 )
 from agentcom_common.repos import repo_key, repo_keys
-from agentcom_queue import complexity, states, store, store_batch
+from agentcom_queue import complexity, meters, states, store, store_batch
 
 S = TaskState
 LANES = list(Lane)
@@ -198,6 +198,7 @@ async def submit(q: Queue, task: SubmitTask, actor: str) -> TaskView:
         await store.insert_deps(conn, row.id, deps)
         await store.record_creation(conn, row, actor)
         await _emit(q, conn, row, None, "submitted", actor)
+    meters.count_submitted([row.lane])
     return view(row)
 
 
@@ -275,7 +276,7 @@ async def report(q: Queue, msg: ReportTask) -> TaskView:
         values: dict[str, Any] = {"result": msg.result or None}
         if target is S.FAILED:
             values["last_error"] = msg.error or "failed without an error message"
-        row = await _move(
+        moved = await _move(
             q,
             conn,
             msg.task_id,
@@ -286,8 +287,11 @@ async def report(q: Queue, msg: ReportTask) -> TaskView:
             values=values,
             sources=states.ACTIVE,
         )
-        row = await _after_end(q, conn, row)
+        row = await _after_end(q, conn, moved)
         await _settle_dependents(conn, [row])
+    meters.count_reported([moved])
+    if row is not moved:  # a failure, retried or dead-lettered
+        meters.count_ended([row])
     return view(row)
 
 
@@ -451,6 +455,7 @@ async def cancel(q: Queue, task_id: str, actor: str) -> TaskView:
             )
         row = await _move(q, conn, task_id, S.CANCELLED, reason="cancelled", actor=actor)
         await _settle_dependents(conn, [row])
+    meters.count_ended([row])
     return view(row)
 
 
@@ -677,6 +682,7 @@ async def claim_many(
             )
     if rows:
         outbox.wake_local(q.outbox)
+        meters.count_assigned(rows)
     return [view(row) for row in rows]
 
 
@@ -710,6 +716,7 @@ async def claim_for_agents(
             )
     if rows:
         outbox.wake_local(q.outbox)
+        meters.count_assigned(rows)
     return [view(row) for row in rows]
 
 
@@ -786,6 +793,8 @@ async def _submit_in(
     await store_batch.insert_deps(
         conn, [(v["id"], d) for v in new if v["id"] in inserted for d in v["depends_on"]]
     )
+    # counted before the commit: a commit that then fails (rare) over-counts its batch
+    meters.count_submitted(v["lane"] for v in new if v["id"] in inserted)
     by_key |= {r.client_key: r for r in inserted.values() if r.client_key}
     if lost := [v["client_key"] for v in new if v["id"] not in inserted]:
         by_key |= await store_batch.by_keys(conn, lost)  # a concurrent submit won the key
@@ -939,6 +948,7 @@ async def _report_direct_one(q: Queue, msg: ReportTask, target: TaskState) -> Ta
                 raise TransitionRefusedError(f"task {msg.task_id} cannot move now")
             if moved[0].has_dependents:
                 await _settle_dependents(driver, moved)
+            meters.count_reported(moved)
         full = await store_batch.fetch_direct(driver, msg.task_id)
     outbox.wake_local(q.outbox)
     return view(full)
@@ -956,6 +966,7 @@ async def _report_direct(
         for row in moved:
             results[row.id] = _applied(row)
         await _settle_dependents(driver, [row for row in moved if row.has_dependents])
+    meters.count_reported(moved)
     return results, moves
 
 
@@ -980,14 +991,17 @@ async def report_many(q: Queue, reports: list[ReportTask]) -> list[ReportOutcome
             current = await store_batch.lock(conn, [m.task_id for m in reports])
             results, moves = _check_reports(current, reports)
             ended: list[Any] = []
-            for row in await store_batch.report(conn, moves, headers):
+            reported = await store_batch.report(conn, moves, headers)
+            for row in reported:
                 if row.state == S.FAILED.value:
                     full = await store.fetch(conn, row.id)
                     assert full is not None
                     row = await _after_end(q, conn, full)  # the row it became
+                    meters.count_ended([row])
                 results[row.id] = _applied(row)
                 ended.append(row)
             await _settle_dependents(conn, ended)  # once for the batch: kids locked in id order
+            meters.count_reported(reported)
     if moves:
         outbox.wake_local(q.outbox)
     for move in moves:  # the lock makes this unreachable; kept so a guard miss is never silent

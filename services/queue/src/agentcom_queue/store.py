@@ -162,6 +162,16 @@ async def count_by(conn: AsyncConnection) -> tuple[dict[str, int], dict[int, int
     return {r[0]: r[1] for r in by_state}, {r[0]: r[1] for r in by_lane}
 
 
+async def count_live(conn: AsyncConnection) -> dict[tuple[str, int], int]:
+    """Tasks not yet ended, by state and lane (the ended ones only grow; counters count them)."""
+    rows = await conn.execute(
+        select(tasks.c.state, tasks.c.lane, func.count())
+        .where(tasks.c.state.not_in([s.value for s in states.TERMINAL]))
+        .group_by(tasks.c.state, tasks.c.lane)
+    )
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
 # repo registry ---------------------------------------------------------------------------
 
 

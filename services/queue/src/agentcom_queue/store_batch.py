@@ -430,7 +430,7 @@ WITH input AS (
     WHERE t.id = i.task_id AND t.generation = i.generation AND t.state = i.source
       AND t.assigned_to = i.agent_id AND (i.source, i.target) IN ({_PAIRS})
     RETURNING t.id, t.state, t.generation, t.retry_count, t.max_retries, t.lane, t.seq,
-              t.goal_id, i.source, i.reason, i.subject, i.agent_id,
+              t.goal_id, t.assigned_at, i.source, i.reason, i.subject, i.agent_id,
               EXISTS (SELECT 1 FROM {SCHEMA}.task_deps d WHERE d.depends_on = t.id)
                   AS has_dependents
 ), hist AS (

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from agentcom_common.service import ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_scheduler import __version__, api, loops, tables
+from agentcom_scheduler import __version__, api, loops, meters, presence, tables
 from agentcom_scheduler.settings import SchedulerSettings
 
 SPEC: Final = ServiceSpec(
@@ -20,6 +20,7 @@ SPEC: Final = ServiceSpec(
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
     routers=(api.router, api.agents, api.stats),
+    samplers=(partial(meters.sampler, lag=presence.report_lag),),
 )
 
 

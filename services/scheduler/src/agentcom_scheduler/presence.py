@@ -59,7 +59,7 @@ from agentcom_common.errors import (
     NotFoundError,
     UnavailableError,
 )
-from agentcom_scheduler import batch, limits, ops, store, wakeups
+from agentcom_scheduler import batch, limits, meters, ops, store, wakeups
 
 log = logging.getLogger(__name__)
 _cutoffs: set[asyncio.Future[None]] = set()  # kicks under way (a task needs a reference)
@@ -600,9 +600,17 @@ def _to_queue(report: TaskOutcome) -> ReportTask:
         agent_id=report.agent_id,
         generation=report.generation,
         outcome=_QUEUE_OUTCOME[report.kind],
-        result=dict(report.result),
+        result=_with_delivery(report),
         error=f"rejected: {report.error or 'no reason given'}" if rejected else report.error,
     )
+
+
+def _with_delivery(report: TaskOutcome) -> dict[str, object]:
+    """The result as the queue stores it: the typed delivery report rides in it as `delivery`."""
+    result = dict(report.result)
+    if report.delivery is not None:
+        result["delivery"] = report.delivery.model_dump(mode="json")
+    return result
 
 
 def _outcome_move(report: TaskOutcome) -> batch.Move:
@@ -965,6 +973,7 @@ async def sweep(
             log.warning("agent.silent", extra={"agent_id": row.id, "silent_s": quiet})
             if row.task_id is not None and not await _hand_back(nc, row, "failed"):
                 continue
+            meters.silent.add(1)
             await transition_if(
                 s,
                 conn,
@@ -1070,6 +1079,7 @@ async def _hand_back(
             return False
         log.warning("handback.refused", extra={"agent_id": row.id, "error": exc.code})
     log.warning("task.handed_back", extra={"agent_id": row.id, "task_id": row.task_id, "how": how})
+    meters.handbacks.add(1, {"reason": how})
     return True
 
 

@@ -10,6 +10,7 @@ from agentcom_common import subjects
 from agentcom_common.contracts.agent import AgentTransition, Progress, ToolCallReport
 from agentcom_common.contracts.auth import TokenRevoked
 from agentcom_common.contracts.base import Contract, Request
+from agentcom_common.contracts.github import CiFailed, PrEscalated
 from agentcom_common.contracts.health import HealingAction, HealingEnded, HealingStarted
 from agentcom_common.contracts.hub import HubPauseChanged, HubStateChanged, HubWatchdogFired
 from agentcom_common.contracts.llm import CallRouted, EndpointChanged
@@ -28,6 +29,8 @@ EVENTS: Final = MappingProxyType[str, type[Contract]](
         subjects.HUB_HEALING_ACTED: HealingAction,
         subjects.HUB_HEALING_ENDED: HealingEnded,
         subjects.TOKEN_REVOKED: TokenRevoked,
+        subjects.GITHUB_CI_FAILED: CiFailed,
+        subjects.GITHUB_PR_ESCALATED: PrEscalated,
         subjects.LLM_ENDPOINT_ADDED: EndpointChanged,
         subjects.LLM_ENDPOINT_REMOVED: EndpointChanged,
         subjects.LLM_ENDPOINT_SHARED: EndpointChanged,

@@ -7,6 +7,7 @@ from typing import Annotated, Final, Literal
 from pydantic import Field, StringConstraints
 
 from agentcom_common.contracts.base import Contract, JsonObject, Request
+from agentcom_common.contracts.delivery import DeliveryReport
 
 AgentName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 Capability = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -156,6 +157,11 @@ class TaskOutcome(Contract):
         default=None,
         description="Why a `rejected` was rejected; one of PERMANENT_REJECTIONS means the "
         "agent can never take this task.",
+    )
+    delivery: DeliveryReport | None = Field(
+        default=None,
+        description="The change's diff stats, pre-publication findings and risk tier, for a "
+        "task with a repo that got as far as delivery; stored in the result as `delivery`.",
     )
 
     @property

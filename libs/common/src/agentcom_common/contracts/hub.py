@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import Field, StringConstraints
 
 from agentcom_common.contracts.base import Contract, Request
+from agentcom_common.contracts.github import PrRound
 from agentcom_common.contracts.task import Lane, TaskState
 
 
@@ -157,6 +158,9 @@ class SubmitGoal(Request):
     autonomy: Autonomy = Autonomy.AUTO
     client_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     source: GoalSource = "http"
+    link: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = Field(
+        default=None, description="Where the goal came from (a GitHub issue's page)."
+    )
 
 
 class GoalTask(Contract):
@@ -166,7 +170,7 @@ class GoalTask(Contract):
     key: str  # `<goal>:<attempt>:<n>`, the client_key it was submitted with
     title: str
     state: TaskState
-    kind: Literal["plan", "follow_up", "verification"] = "plan"
+    kind: Literal["plan", "follow_up", "verification", "pr_feedback"] = "plan"
 
 
 class GoalTransition(Contract):
@@ -201,6 +205,7 @@ class GoalView(Contract):
     budget_usd: float | None
     autonomy: Autonomy
     source: GoalSource
+    link: str | None = None
     created_by: str
     attempt: int = Field(description="Plans made so far; a retry or a rejected plan adds one.")
     reason: str = Field(description="Why the goal is in its state (the last move's reason).")
@@ -220,6 +225,10 @@ class GoalDetail(GoalView):
     tasks: list[GoalTask]
     verifications: list[Verification]
     history: list[GoalTransition]
+    pr_rounds: list[PrRound] = Field(
+        default_factory=list[PrRound],
+        description="Feedback rounds of the goal's pull requests (checks, reviews, conflicts).",
+    )
 
 
 class GoalRef(Request):

@@ -122,6 +122,10 @@ class SubmitTask(Request):
                 )
         if "executor" in metadata and not isinstance(metadata["executor"], str):
             raise ValueError("metadata.executor must be a string (an executor name)")
+        if "same_branch" in metadata and not isinstance(metadata["same_branch"], bool):
+            raise ValueError(
+                "metadata.same_branch must be true or false (true: continue the task's `branch`)"
+            )
         return metadata
 
 

@@ -29,10 +29,10 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Row, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agentcom_common import cancelling, transitions
-from agentcom_common.contracts.hub import Autonomy, GoalState
+from agentcom_common import cancelling, subjects, transitions
+from agentcom_common.contracts.hub import Autonomy, GoalState, HubState
 from agentcom_common.contracts.task import (
     LANE_ORDER,
     CommandSucceeds,
@@ -43,16 +43,19 @@ from agentcom_common.contracts.task import (
     TaskView,
 )
 from agentcom_common.errors import AgentcomError, TooManyRequestsError, UnavailableError
+from agentcom_hubfsm.brain import store as brain_store
 from agentcom_hubfsm.goals import plan as plans, store, verify
 from agentcom_hubfsm.goals.plan import Plan
 from agentcom_hubfsm.goals.planner import Planned, PlanOutcome
 from agentcom_hubfsm.goals.planprompt import GoalBrief
-from agentcom_hubfsm.tables import goal_tasks, goals, verifications
+from agentcom_hubfsm.tables import goal_tasks, goals, hub, outbox_table, verifications
 
 log = logging.getLogger(__name__)
 
 G = GoalState
 STEPPED = (G.SUBMITTED, G.PLANNING, G.EXECUTING, G.VERIFYING)
+MODEL_STEPS = frozenset({G.SUBMITTED.value, G.PLANNING.value, G.VERIFYING.value})
+"""Steps that call a model: taken only while the hub is executing (see `_hub_executing`)."""
 FINISHED_TASK = frozenset({TaskState.COMPLETED, TaskState.PARTIAL_PASS})
 LOST_TASK = frozenset({TaskState.DEAD_LETTER, TaskState.CANCELLED})
 TERMINAL_TASK = FINISHED_TASK | LOST_TASK
@@ -101,10 +104,13 @@ class Driver:
 
     async def pass_once(self) -> None:
         async with self.engine.connect() as conn:
+            stepped = [s.value for s in STEPPED]
+            if not await _hub_executing(conn):
+                stepped = [s for s in stepped if s not in MODEL_STEPS]
             due = (
                 await conn.execute(
                     select(goals.c.id)
-                    .where(goals.c.state.in_([s.value for s in STEPPED]))
+                    .where(goals.c.state.in_(stepped))
                     .where(goals.c.not_before <= func.now())
                     .order_by(goals.c.seq)
                 )
@@ -495,6 +501,26 @@ class Driver:
                     await conn.execute(select(goal_tasks).where(goal_tasks.c.goal_id == goal_id))
                 ).all()
             )
+
+
+async def _hub_executing(conn: AsyncConnection) -> bool:
+    """The hub is executing and has announced it: its `hub.state_changed` has left the outbox.
+
+    The gateway charges a hub call to the state the hub last announced, so a goal planned or
+    judged before that would pay into another state's budget (a goal submitted to a resting
+    hub was planned on `hub:resting`). A paused or healing hub takes no model step either;
+    the goal waits, and the driver is woken when the hub's state is announced."""
+    state = (
+        await conn.execute(select(hub.c.state).where(hub.c.id == brain_store.HUB_ID))
+    ).scalar_one_or_none()
+    if state != HubState.EXECUTING.value:
+        return False
+    unsent = await conn.execute(
+        select(func.count())
+        .select_from(outbox_table)
+        .where(outbox_table.c.subject == subjects.HUB_STATE_CHANGED)
+    )
+    return unsent.scalar_one() == 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,10 @@ from agentcom_common.contracts.task import Tier
 MAX_TASKS: Final = 8
 
 # `pattern`: what the JSON schema can say of "not blank once stripped" (clients generating
-# requests from the schema, schemathesis among them, would send "\n" as a path otherwise)
-SOME: Final = r"\S"
+# requests from the schema, schemathesis among them, would send "\n" as a path otherwise), and
+# of "no NUL" (`web.InputLimits` refuses NUL everywhere; an explicit pattern replaces the
+# document's default `openapi.STORABLE`, so it must say so itself)
+SOME: Final = r"^[^\x00]*[^\s\x00][^\x00]*$"
 Text = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=SOME)
 ]

@@ -7,8 +7,8 @@ them visible. A gateway or model error is not a plan error: `UnavailableError` (
 endpoint, every endpoint failed, a timeout) and `TooManyRequestsError` (a budget spent)
 propagate from `make_plan`, for the caller to retry later; nothing was decided about the plan.
 
-The gateway charges the calls to the budget of the state the hub last announced: the hub
-announces `executing` before it plans.
+The gateway charges the calls to the budget of the state the hub last announced: the goal
+driver plans only once the hub has announced `executing` (`driver._hub_executing`).
 """
 
 import logging

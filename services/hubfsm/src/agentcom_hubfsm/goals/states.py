@@ -5,6 +5,7 @@
                     +---------------+                  executing <---+
     any unfinished state -> cancelled; planning/executing/verifying -> failed | needs_review;
     failed / needs_review -> submitted (a person's retry: a fresh plan, attempt + 1)
+    complete -> needs_review (its pull request used up its feedback rounds: `webhooks`)
 
 `executing -> planning` is the bounded re-plan after a task dead-letters.
 """
@@ -25,7 +26,8 @@ TRANSITIONS: Final = MappingProxyType[GoalState, frozenset[GoalState]](
         G.AWAITING_APPROVAL: frozenset({G.EXECUTING, G.PLANNING, G.CANCELLED}),
         G.EXECUTING: frozenset({G.VERIFYING, G.PLANNING, G.FAILED, G.NEEDS_REVIEW, G.CANCELLED}),
         G.VERIFYING: frozenset({G.COMPLETE, G.EXECUTING, G.FAILED, G.NEEDS_REVIEW, G.CANCELLED}),
-        G.COMPLETE: frozenset[GoalState](),
+        # a complete goal's pull request that used up its feedback rounds waits for a person
+        G.COMPLETE: frozenset({G.NEEDS_REVIEW}),
         G.FAILED: frozenset({G.SUBMITTED}),
         G.NEEDS_REVIEW: frozenset({G.SUBMITTED, G.CANCELLED}),
         G.CANCELLED: frozenset[GoalState](),

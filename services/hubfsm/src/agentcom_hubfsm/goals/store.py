@@ -8,6 +8,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common import outbox, subjects, transitions
+from agentcom_common.contracts.github import PrRound
 from agentcom_common.contracts.hub import (
     GoalDetail,
     GoalState,
@@ -19,7 +20,14 @@ from agentcom_common.contracts.hub import (
 )
 from agentcom_common.contracts.task import TaskState
 from agentcom_hubfsm.goals import states
-from agentcom_hubfsm.tables import goal_history, goal_tasks, goals, outbox_table, verifications
+from agentcom_hubfsm.tables import (
+    goal_history,
+    goal_tasks,
+    goals,
+    outbox_table,
+    pr_rounds,
+    verifications,
+)
 
 DONE_TASK: frozenset[str] = frozenset({TaskState.COMPLETED.value})
 OPEN_PLAN: frozenset[str] = frozenset(
@@ -72,6 +80,7 @@ async def create(conn: AsyncConnection, body: SubmitGoal, actor: str) -> tuple[R
         "budget_usd": body.budget_usd,
         "autonomy": body.autonomy.value,
         "source": body.source,
+        "link": body.link,
         "created_by": actor,
         "client_key": body.client_key,
         "reason": "submitted",
@@ -149,6 +158,7 @@ def view(row: Row[Any], done: int = 0, total: int = 0) -> GoalView:
         budget_usd=row.budget_usd,
         autonomy=row.autonomy,
         source=row.source,
+        link=row.link,
         created_by=row.created_by,
         attempt=row.attempt,
         reason=row.reason,
@@ -183,6 +193,11 @@ async def detail(conn: AsyncConnection, row: Row[Any]) -> GoalDetail:
             select(goal_history).where(goal_history.c.goal_id == row.id).order_by(goal_history.c.id)
         )
     ).all()
+    rounds = (
+        await conn.execute(
+            select(pr_rounds).where(pr_rounds.c.goal_id == row.id).order_by(pr_rounds.c.id)
+        )
+    ).all()
     tasks = [
         GoalTask(task_id=t.task_id, key=t.key, title=t.title, state=t.state, kind=t.kind)
         for t in task_rows
@@ -204,6 +219,20 @@ async def detail(conn: AsyncConnection, row: Row[Any]) -> GoalDetail:
                 at=m.at,
             )
             for m in moves
+        ],
+        pr_rounds=[
+            PrRound(
+                repo=r.repo,
+                number=r.number,
+                round=r.round,
+                kind=r.kind,
+                summary=r.summary,
+                context=r.context,
+                task_id=r.task_id,
+                escalated=r.escalated,
+                at=r.at,
+            )
+            for r in rounds
         ],
     )
 
@@ -258,6 +287,20 @@ async def add_tasks(
         ]
     )
     await conn.execute(stmt.on_conflict_do_nothing())
+
+
+async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(select(goals.c.state, func.count()).group_by(goals.c.state))
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def count_verifications(conn: AsyncConnection) -> dict[bool, int]:
+    """Verification rounds ever recorded, by whether they passed (rows are never deleted
+    while their goal lives)."""
+    rows = await conn.execute(
+        select(verifications.c.passed, func.count()).group_by(verifications.c.passed)
+    )
+    return {bool(r[0]): int(r[1]) for r in rows}
 
 
 async def add_verification(

@@ -1,0 +1,75 @@
+"""What a sidecar says about the change it delivered, or refused to: the diff's stats and
+paths, the pre-publication scan's findings, and the change's risk tier.
+
+Carried by `TaskOutcome.delivery`; the scheduler stores it in the task's result under
+`delivery`, where the hub (and a person) read it back with `DeliveryReport.model_validate`.
+A finding never holds the text it found: only where it is, what kind it is, and a fingerprint
+(the SHA-1 of the text, as detect-secrets' baselines hold it) that an allowlist can name.
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from agentcom_common.contracts.base import Contract
+
+RepoPath = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+Tier = Literal[1, 2, 3]
+"""1: small, verified, nothing sensitive (may merge without a person where policy allows);
+2: a person reviews the pull request; 3: a draft pull request and an alert."""
+
+FindingRule = Literal["secret", "private_address", "personal_reference", "forbidden_file", "scan"]
+
+
+class FileChange(Contract):
+    path: RepoPath
+    status: Literal["added", "modified", "deleted"]
+    added: int = Field(default=0, ge=0, description="Lines added (0 for a binary file).")
+    removed: int = Field(default=0, ge=0, description="Lines removed (0 for a binary file).")
+    binary: bool = False
+
+
+class DiffStats(Contract):
+    """The branch against its base (`base...branch`), renames counted as delete and add."""
+
+    files: list[FileChange] = Field(
+        default_factory=list[FileChange],
+        max_length=500,
+        description="The changed files, the first 500 by path; `files_changed` counts them all.",
+    )
+    files_changed: int = Field(default=0, ge=0)
+    lines_added: int = Field(default=0, ge=0)
+    lines_removed: int = Field(default=0, ge=0)
+
+
+class ScanFinding(Contract):
+    """Something the pre-publication scan would not let leave the machine (redacted)."""
+
+    rule: FindingRule
+    kind: str = Field(
+        max_length=200, description="What was found: a detector's name, `private IP address`…"
+    )
+    path: str = Field(max_length=1000)
+    line: int | None = Field(default=None, ge=0)
+    fingerprint: str = Field(
+        default="",
+        max_length=64,
+        description="SHA-1 of the found text (empty for a file rule): name it in a repo's "
+        "`prepublish_allow.fingerprints` to let exactly that text through.",
+    )
+
+
+class RiskAssessment(Contract):
+    tier: Tier
+    reasons: list[Annotated[str, StringConstraints(max_length=300)]] = Field(
+        default_factory=list[str], max_length=50
+    )
+
+
+class DeliveryReport(Contract):
+    diff: DiffStats | None = None
+    findings: list[ScanFinding] = Field(default_factory=list[ScanFinding], max_length=200)
+    blocked: bool = Field(
+        default=False, description="The scan found something: nothing was pushed."
+    )
+    risk: RiskAssessment | None = None

@@ -1,0 +1,1 @@
+"""GitHub webhooks: deliveries checked and recorded, events acted on, pull-request feedback."""

@@ -1,0 +1,1 @@
+const session = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkphbmUifQ.8Yb2kQfXr0fVnC6hQnPZ4bT3kJvLwT0sR9uYxEo1aBc";

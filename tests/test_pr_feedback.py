@@ -1,0 +1,326 @@
+"""The pull-request feedback loop end to end: a goal's task, done by a real sidecar, opens a
+pull request at a fake GitHub; GitHub's webhooks then report a failed check and a review asking
+for changes, and each becomes a follow-up task on the same branch carrying the log tail or the
+comments, which the sidecar does and pushes to that branch; a merge conflict after a push to
+main is the third round, and the fourth escalates.
+
+The queue, the scheduler and the hub run in this process, the llm-registry on a real socket
+(the sidecar's agent loop calls its gateway); one fake Ollama plans, judges and codes.
+"""
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from nats.aio.client import Client
+
+from agentcom_common.settings import CommonSettings
+from agentcom_common.testing import NatsServer, eventually, running
+from agentcom_hubfsm.app import create_app as hub_app
+from agentcom_hubfsm.settings import HubSettings
+from agentcom_llm_registry.settings import LlmSettings
+from agentcom_llm_registry.testing import FakeLLM, serve
+from fake_github import FakeGitHub, repository, serve as serve_github, signed
+
+Json = dict[str, Any]
+SECRET = "webhook secret for the test"
+GITHUB = "acme/widgets"
+LOG = "collecting 3 items\nFAILED test_greeting.py::test_says_hello\nE  assert 'helo' == 'hello'\n"
+PLAN = {
+    "summary": "a greeting",
+    "tasks": [
+        {
+            "key": "code",
+            "title": "Write the greeting",
+            "description": "Create greeting.txt holding the word hello",
+            "success_criteria": ["greeting.txt says hello"],
+            "verification": ["grep -q hello greeting.txt"],
+            "new_files": ["greeting.txt"],
+            "tier": "standard",
+            "estimated_tokens": 1000,
+        }
+    ],
+}
+MET = json.dumps(
+    {
+        "summary": "checked",
+        "criteria": [{"criterion": 1, "met": True, "evidence": "greeting.txt", "gap": ""}],
+    }
+)
+
+
+@dataclass
+class Coder(FakeLLM):
+    """Plans `PLAN`, judges every criterion met, and as the agent writes one file per task
+    (`work-<n>.txt` for the n-th follow-up), then answers done. `seen` keeps each agent
+    task's user message (its description)."""
+
+    seen: list[str] = field(default_factory=list[str])
+
+    def answer(self, body: Json) -> tuple[str, Json | None]:
+        messages: list[Json] = body["messages"]
+        system = str(messages[0].get("content", ""))
+        if "You plan work" in system:
+            return json.dumps(PLAN), None
+        if "You check whether work" in system:
+            return MET, None
+        task = str(messages[1]["content"])
+        if any(m.get("role") == "tool" for m in messages):
+            return "Done.", None
+        if task.startswith("Write the greeting"):
+            return "", {
+                "name": "write_file",
+                "arguments": {"path": "greeting.txt", "content": "hello\n"},
+            }
+        self.seen.append(task)
+        path = f"work-{len(self.seen)}.txt"
+        return "", {"name": "write_file", "arguments": {"path": path, "content": task[:200]}}
+
+
+@dataclass
+class Stack:
+    queue: httpx.AsyncClient
+    scheduler: httpx.AsyncClient
+    hub: httpx.AsyncClient
+    registry_url: str
+    model: Coder
+    github: FakeGitHub
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    with serve_github() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def stack(
+    settings: CommonSettings,
+    hub: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    admin_token: str,
+    tmp_path: Path,
+    github: FakeGitHub,
+) -> AsyncIterator[Stack]:
+    base = settings.model_dump()
+    llm = LlmSettings.model_validate(
+        base
+        | {
+            "llm_health_interval": timedelta(milliseconds=200),
+            "llm_ledger_flush_interval": timedelta(milliseconds=50),
+            "llm_ledger_dir": str(tmp_path / "ledger"),
+            "llm_request_timeout": timedelta(seconds=20),
+        }
+    )
+    hub_settings = HubSettings.model_validate(
+        base
+        | {
+            "hub_goal_sweep": timedelta(milliseconds=200),
+            "hub_llm_backoff": timedelta(milliseconds=100),
+            "hub_data_dir": tmp_path / "hub",
+            "hub_github_webhook_secret": SECRET,
+            "hub_github_api_url": github.url,
+            "hub_github_log_tail": 2,
+        }
+    )
+    model = Coder("ollama", models=["qwen3:8b"])
+    await model.start()
+    queue, scheduler = hub
+    try:
+        async with (
+            serve(llm) as registry_url,
+            running(hub_app(hub_settings), "http://hubfsm") as hubfsm,
+            httpx.AsyncClient(base_url=registry_url) as registry,
+        ):
+            for client in (registry, hubfsm):
+                client.headers["Authorization"] = f"Bearer {admin_token}"
+            added = await registry.post(
+                "/api/llm/endpoints",
+                json={
+                    "id": "local1",
+                    "provider": "ollama",
+                    "base_url": model.url,
+                    "classes": ["local", "local-small"],
+                    "models": ["qwen3:8b"],
+                },
+            )
+            assert added.status_code == 201, added.text
+            checked = await registry.post("/api/llm/endpoints/local1/check")
+            assert checked.json()["health"] == "healthy", checked.text
+            yield Stack(queue, scheduler, hubfsm, registry_url, model, github)
+    finally:
+        await model.stop()
+
+
+async def deliver(stack: Stack, event: str, payload: Json, origin: Path) -> Json:
+    payload = payload | {"repository": repository(GITHUB, str(origin))}
+    body, headers = signed(SECRET, event, payload, str(uuid.uuid4()))
+    reply = await stack.hub.post("/api/webhooks/github", content=body, headers=headers)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def failed_check(branch: str, sha: str, job: int) -> Json:
+    return {
+        "action": "completed",
+        "check_run": {
+            "id": job,
+            "name": "tests",
+            "conclusion": "failure",
+            "head_sha": sha,
+            "html_url": f"https://github.example/{GITHUB}/runs/{job}",
+            "check_suite": {"head_branch": branch},
+        },
+    }
+
+
+def changes_requested(pull: Json, review: int) -> Json:
+    return {
+        "action": "submitted",
+        "review": {
+            "id": review,
+            "state": "changes_requested",
+            "body": "Not quite.",
+            "user": {"login": "octocat"},
+        },
+        "pull_request": pull,
+    }
+
+
+async def completed(stack: Stack, task_id: str, sidecars: Any) -> Json:
+    async def done() -> Json:
+        task = (await stack.queue.get(f"/api/tasks/{task_id}")).json()
+        assert task["state"] not in ("failed", "dead_letter"), (task, sidecars.log("a1")[-3000:])
+        assert task["state"] == "completed", task["state"]
+        return task
+
+    return await eventually(done, timeout=90)
+
+
+async def test_checks_and_reviews_become_follow_ups_on_the_branch_and_the_fourth_escalates(
+    stack: Stack, sidecars: Any, repos: Any, nats_server: NatsServer, nc: Client, tmp_path: Path
+) -> None:
+    origin = repos.origin(tmp_path, {"README.md": "# greetings\n"})
+    made = (await stack.scheduler.post("/api/agents", json={"name": "a1"})).json()
+    config = sidecars.config(
+        made,
+        nats_server.address,
+        allow_hub_commands=True,
+        repos=[{"url": str(origin), "github": GITHUB}],
+        gateway_url=stack.registry_url,
+        max_verification_retries=0,
+        github_token="ghp_" + "y" * 36,
+        github_api_url=stack.github.url,
+    )
+    sidecars.start("a1", config)
+    escalations = await nc.subscribe("agentcom.evt.github.pr_escalated")  # pyright: ignore[reportUnknownMemberType]
+
+    goal_id = (
+        await stack.hub.post(
+            "/api/goals",
+            json={
+                "title": "Greeting",
+                "description": "The repo has a greeting",
+                "success_criteria": ["there is a greeting"],
+                "repo": str(origin),
+            },
+        )
+    ).json()["id"]
+
+    async def complete() -> Json:
+        goal = (await stack.hub.get(f"/api/goals/{goal_id}")).json()
+        assert goal["state"] == "complete", (
+            goal["state"],
+            goal["reason"],
+            sidecars.log("a1")[-2000:],
+        )
+        return goal
+
+    await eventually(complete, timeout=90)
+    (pull,) = stack.github.pulls  # the sidecar opened it through the fake's pulls API
+    branch = pull["head"]["ref"]
+    assert branch.startswith("agentcom/a1/task-")
+
+    def commits() -> int:
+        return int(repos.git("rev-list", "--count", f"main..{branch}", cwd=origin))
+
+    assert commits() == 1
+
+    # round 1: a failed check; the hub reads the job's log from the API
+    stack.github.logs[101] = LOG
+    sha = repos.git("rev-parse", branch, cwd=origin).strip()
+    one = await deliver(stack, "check_run", failed_check(branch, sha, 101), origin)
+    assert one["outcome"] == "acted", one
+    first = (await stack.hub.get(f"/api/goals/{goal_id}")).json()["pr_rounds"][0]
+    assert (first["round"], first["kind"], first["escalated"]) == (1, "check_failed", False)
+    task = await completed(stack, first["task_id"], sidecars)
+    assert task["branch"] == branch
+    assert (
+        "FAILED test_greeting.py::test_says_hello\nE  assert 'helo' == 'hello'"
+        in task["description"]
+    )
+    assert "collecting 3 items" not in task["description"]  # the tail: the last two lines
+    assert task["metadata"]["feedback"] == {"round": 1, "of": 3, "kind": "check_failed"}
+    assert task["metadata"]["prefer_agent"] == "a1"
+    assert "E  assert 'helo' == 'hello'" in stack.model.seen[0]  # the agent was told
+    assert task["result"]["branch"] == branch
+    assert commits() == 2  # pushed onto the pull request's branch, no new branch or PR
+    assert len(stack.github.pulls) == 1
+
+    # round 2: a review asking for changes, its comments with file and line
+    stack.github.comments[(pull["number"], 7)] = [
+        {"path": "greeting.txt", "line": 1, "body": "Say hello, world."}
+    ]
+    two = await deliver(stack, "pull_request_review", changes_requested(pull, 7), origin)
+    assert two["outcome"] == "acted", two
+    second = (await stack.hub.get(f"/api/goals/{goal_id}")).json()["pr_rounds"][1]
+    assert (second["round"], second["kind"]) == (2, "changes_requested")
+    task = await completed(stack, second["task_id"], sidecars)
+    assert "greeting.txt:1: Say hello, world." in task["description"]
+    assert "octocat asked for changes: Not quite." in task["description"]
+    assert "greeting.txt:1: Say hello, world." in stack.model.seen[1]
+    assert commits() == 3
+
+    # a redelivered review (new delivery id, same review) makes no round
+    again = await deliver(stack, "pull_request_review", changes_requested(pull, 7), origin)
+    assert again["outcome"] == "ignored", again
+
+    # round 3: a push to main leaves the pull request conflicting (GitHub's `mergeable`)
+    stack.github.pull(pull["number"])["mergeable"] = False
+    stack.github.pull(pull["number"])["head"]["sha"] = repos.git(
+        "rev-parse", branch, cwd=origin
+    ).strip()
+    push = {"ref": "refs/heads/main", "after": "c" * 40}
+    three = await deliver(stack, "push", push, origin)
+    assert three["outcome"] == "acted", three
+    assert f"refreshed the mirror of {origin}" in three["done"]
+    third = (await stack.hub.get(f"/api/goals/{goal_id}")).json()["pr_rounds"][2]
+    assert (third["round"], third["kind"]) == (3, "merge_conflict")
+    task = await completed(stack, third["task_id"], sidecars)
+    assert f"{branch} no longer merges into main" in task["description"]
+    assert commits() == 4
+    # round 4 escalates instead
+    four = await deliver(stack, "pull_request_review", changes_requested(pull, 8), origin)
+    assert four["outcome"] == "acted", four
+
+    goal = (await stack.hub.get(f"/api/goals/{goal_id}")).json()
+    assert goal["state"] == "needs_review"
+    assert "used its 3 feedback rounds" in goal["reason"]
+    assert [(r["round"], r["escalated"], r["task_id"] is None) for r in goal["pr_rounds"]] == [
+        (1, False, False),
+        (2, False, False),
+        (3, False, False),
+        (4, True, True),
+    ]
+    assert [t["kind"] for t in goal["tasks"]].count("pr_feedback") == 3
+    escalated = json.loads((await escalations.next_msg(timeout=10)).data)
+    assert (escalated["goal_id"], escalated["number"], escalated["rounds"]) == (
+        goal_id,
+        pull["number"],
+        4,
+    )
