@@ -218,32 +218,49 @@ def test_compose_mounts_only_files_that_exist() -> None:
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
 
 
-def test_telemetry_flows_from_the_services_to_grafana() -> None:
+def test_deploy_wires_every_service_to_prometheus_and_grafana() -> None:
+    """The wiring only (ports, names, mounts): that the metrics flow and every dashboard query
+    answers is proven against a real Prometheus in tests/test_telemetry.py."""
     services = _compose()["services"]
     collector = _yaml(DEPLOY / "otel-collector.yaml")
     prometheus = _yaml(DEPLOY / "prometheus.yaml")
-    (datasource,) = _yaml(DEPLOY / "grafana/provisioning/datasources/prometheus.yaml")[
-        "datasources"
-    ]
+    datasources = _yaml(DEPLOY / "grafana/provisioning/datasources/prometheus.yaml")["datasources"]
+    (provider,) = _yaml(DEPLOY / "grafana/provisioning/dashboards/agentcom.yaml")["providers"]
 
     otlp = urlsplit(str(services["queue"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]))
     receiver = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
     assert (otlp.hostname, receiver) == ("otel-collector", f"0.0.0.0:{otlp.port}")
     for pipeline in collector["service"]["pipelines"].values():
         assert set(pipeline["exporters"]) <= set(collector["exporters"])
-    assert {"prometheus", "debug"} <= set(collector["service"]["pipelines"]["metrics"]["exporters"])
-    exporter_port = collector["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
-    targets = [
-        t
+        assert set(pipeline["processors"]) <= set(collector["processors"])
+    # every service's own /metrics is scraped on the port it listens on
+    targets = {
+        job["job_name"]: t
         for job in prometheus["scrape_configs"]
         for c in job["static_configs"]
         for t in c["targets"]
-    ]
-    assert f"otel-collector:{exporter_port}" in targets
-    grafana_url = urlsplit(str(datasource["url"]))
-    assert (datasource["type"], grafana_url.hostname) == ("prometheus", "prometheus")
-    assert "prometheus" in services
-    assert "grafana" in services
+    }
+    for name, port in {"dashboard": 8100, "queue": 8101, "scheduler": 8102}.items():
+        assert targets[name] == f"{name}:{port}"
+        assert services[name]["ports"] == [f"{port}:{port}"]
+    assert targets["llm-registry"] == "llm-registry:8103"
+    assert targets["hubfsm"] == "hubfsm:8104"
+    exporter_port = collector["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
+    assert targets["otel-collector"] == f"otel-collector:{exporter_port}"
+    by_type = {d["type"]: d for d in datasources}
+    assert urlsplit(str(by_type["prometheus"]["url"])).hostname == "prometheus"
+    assert urlsplit(str(by_type["jaeger"]["url"])).hostname == "jaeger"
+    assert {"prometheus", "grafana", "jaeger"} <= set(services)
+    mounts = services["grafana"]["volumes"]
+    assert f"./deploy/grafana/dashboards:{provider['options']['path']}:ro" in mounts
+    uid = by_type["prometheus"]["uid"]
+    for board in (DEPLOY / "grafana/dashboards").glob("*.json"):
+        for panel in json.loads(board.read_text())["panels"]:
+            assert panel["datasource"]["uid"] == uid, (board.name, panel["title"])
+    kustomized = _yaml(DEPLOY / "grafana/kustomization.yaml")["configMapGenerator"]
+    assert sorted(f for g in kustomized for f in g["files"]) == sorted(
+        f"dashboards/{p.name}" for p in (DEPLOY / "grafana/dashboards").glob("*.json")
+    )
 
 
 class _Ready(BaseHTTPRequestHandler):

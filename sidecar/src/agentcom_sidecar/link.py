@@ -99,8 +99,9 @@ async def connect(config: SidecarConfig, on_reconnect: Callable[[], Awaitable[No
                 if errors.failed():
                     console.say(f"cannot reach {config.nats_url} ({type(exc).__name__}); retrying")
                 raise
-        errors.reset()  # the failures before the first connection are not a reconnect's
-        return client
+            # inside `with attempt`: a failed try never gets here (stamina retries it)
+            errors.reset()  # the failures before the first connection are not a reconnect's
+            return client
     raise AssertionError("unreachable: the connection is retried forever")
 
 

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     Gauge,
@@ -109,6 +109,13 @@ class Sampled:
 
 
 Sampler = Callable[[], Awaitable[None]]
+
+
+def zero(counter: Counter, attr_sets: Iterable[Mapping[str, str]]) -> None:
+    """Make each series of `counter` exist at 0: a counter never added to has no series, so a
+    query on it (a dashboard panel) would show "no data" instead of 0."""
+    for attrs in attr_sets:
+        counter.add(0, attrs)
 
 
 async def sample_forever(every: timedelta, samplers: Sequence[Sampler]) -> None:

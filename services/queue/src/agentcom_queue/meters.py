@@ -100,10 +100,26 @@ def _seconds(since: datetime, now: datetime) -> float:
     return max(0.0, (now - since).total_seconds())
 
 
+LIVE_STATES: Final = tuple(s.value for s in states.TRANSITIONS if s not in states.TERMINAL)
+
+
 def sampler(res: Resources) -> metering.Sampler:
+    """The sampler of the live counts; also makes every lane's (and end state's) counter
+    series exist at 0, so an idle lane reads 0 rather than no data."""
+    lanes = [{"lane": lane} for lane in _LANES]
+    metering.zero(submitted, lanes)
+    metering.zero(assigned, lanes)
+    metering.zero(finished, [{"state": s} | lane for s in sorted(END_STATES) for lane in lanes])
+
     async def sample() -> None:
         async with res.engine.connect() as conn:
             counts = await store.count_live(conn)
-        tasks.set({(("state", s), ("lane", _LANES[lane])): n for (s, lane), n in counts.items()})
+        tasks.set(
+            {
+                (("state", s), ("lane", name)): counts.get((s, n), 0)
+                for s in LIVE_STATES
+                for n, name in enumerate(_LANES)
+            }
+        )
 
     return sample

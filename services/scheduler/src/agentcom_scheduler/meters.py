@@ -6,8 +6,8 @@ Agents by state, the lag and the two times are sampled every `metrics_sample_int
 Postgres and JetStream, never on the report path. The times are sampled too: an agent online at
 a sample adds the interval since the last one to its online time, and to its busy time if it
 holds a task (assigned or working); so utilisation is exact to one interval. With several
-scheduler replicas each samples, so a query divides one replica's busy by its own online time
-(a ratio, which stays right), never adds replicas' times. Made at import like a logger.
+scheduler replicas each samples, so both times are counted once per replica: their ratio (the
+utilisation) stays right. Made at import like a logger.
 """
 
 import time
@@ -22,6 +22,7 @@ from agentcom_common.service import Resources
 from agentcom_scheduler import store
 
 BUSY: Final = frozenset({AgentState.ASSIGNED.value, AgentState.WORKING.value})
+HANDBACK_REASONS: Final = ("failed", "requeue", "overdue", "cancelled")
 _m = metering.meter("agentcom.scheduler")
 
 silent = _m.create_counter(
@@ -61,7 +62,10 @@ report_lag = metering.Sampled(
 def sampler(
     res: Resources, *, lag: Callable[[JetStreamContext], Awaitable[float]]
 ) -> metering.Sampler:
-    """`lag` is `presence.report_lag` (passed in: presence records into this module)."""
+    """`lag` is `presence.report_lag` (passed in: presence records into this module). Makes
+    the silence and hand-back counters exist at 0 (a panel on them reads 0, not no data)."""
+    metering.zero(silent, [{}])
+    metering.zero(handbacks, [{"reason": r} for r in HANDBACK_REASONS])
     last = [time.monotonic()]
 
     async def sample() -> None:
@@ -77,9 +81,9 @@ def sampler(
                 continue
             online += 1
             online_time.add(elapsed, {"agent": row.id})
-            if row.state in BUSY:
-                held += 1
-                busy_time.add(elapsed, {"agent": row.id})
+            busy = row.state in BUSY
+            held += busy
+            busy_time.add(elapsed if busy else 0.0, {"agent": row.id})  # 0: the series exists
         agents.set({(("state", state),): n for state, n in counts.items()})
         utilization.set({(("agent", "fleet"),): held / online if online else 0.0})
         report_lag.set({(): await lag(res.js)})
