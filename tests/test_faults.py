@@ -238,7 +238,11 @@ async def start_agents(stack: Stack, sidecars: Any) -> dict[str, Path]:
     for name in AGENTS:
         made = (await stack.agents.post("/api/agents", json={"name": name})).json()
         configs[name] = sidecars.config(
-            made, stack.nats.address, allow_hub_commands=True, heartbeat_interval=0.5
+            made,
+            stack.nats.address,
+            allow_hub_commands=True,
+            heartbeat_interval=0.5,
+            shell_isolation="none",  # every run appends to one trace outside the workspaces
         )
         sidecars.start(name, configs[name])
 

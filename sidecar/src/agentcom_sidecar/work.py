@@ -157,6 +157,10 @@ class Work:
             raise RefusedError(
                 "verification commands need allow_hub_commands on this agent", "hub_commands_off"
             )
+        if verification.needs_commands(steps) and (
+            refused := await asyncio.to_thread(registry.commands_refused, self.config)
+        ):
+            raise RefusedError(refused[1], refused[0])
         if (blocked := await blockers.check(self.config)) is not None:
             raise RefusedError(blocked, BLOCKED_REJECTION)  # back without a retry; blocked
         return name, await self._workspace(row)
@@ -193,7 +197,8 @@ class Work:
     ) -> attempts.Outcome:
         path = ws.path if ws else self.config.workspaces / "scratch" / row.task_id
         console.say(f"task {row.task_id} started ({name}, attempt {row.generation})")
-        files = self.config.state / "tasks" / row.task_id
+        # outside the state dir, which the task's commands cannot read (`registry.confinement`)
+        files = self.config.workspaces / "task-files" / row.task_id
         files.mkdir(parents=True, exist_ok=True)
         (files / "task.json").write_text(json.dumps(row.body))
         env = processes.scrubbed_env({"AGENTCOM_TASK_FILE": str(files / "task.json")})
@@ -210,7 +215,8 @@ class Work:
         def on_start(pgid: int) -> None:
             self.journal.set_pgid(row.task_id, row.generation, pgid)
 
-        hooks = registry.Hooks(on_line=batcher.add, on_start=on_start)
+        confine = await asyncio.to_thread(registry.confinement, self.config)
+        hooks = registry.Hooks(on_line=batcher.add, on_start=on_start, confine=confine)
         self.journal.advance(row.task_id, row.generation, "running")
         plan = attempts.Plan(
             task=row.body,
@@ -223,6 +229,7 @@ class Work:
             env=env,
             feedback_file=files / "feedback.txt",
             emit=self._emitter(row),
+            confine=confine,
         )
 
         async def on_stage(stage: str) -> None:

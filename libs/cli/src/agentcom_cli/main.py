@@ -305,7 +305,10 @@ def _show_agent(made: dict[str, Any], config: Path, what: str, as_json: bool) ->
         shown = {k: v for k, v in made.items() if k not in secret}
         print_json(shown | {"config": str(config), "command": command})
     else:
-        out().print(f"agent {made['id']} {what}; its config, token and NATS login: {config}")
+        out().print(
+            f"agent {made['id']} {what}; its config, token and NATS login: {config}",
+            soft_wrap=True,  # the path is copied: never broken over two lines
+        )
         out().print("copy it to the agent's machine (it is secret) and start the sidecar there:")
         out().print(command, highlight=False, soft_wrap=True)
 

@@ -137,8 +137,8 @@ function agentLine(a, task, beat) {
     for (const [key, label] of [["cpu_percent", "cpu"], ["ram_percent", "ram"], ["vram_percent", "vram"]]) {
       if (beat[key] != null) parts.push(`${label} ${Math.round(beat[key])}%`);
     }
-    if (beat.isolation === "none") parts.push("agent loop unisolated");
-    if (beat.isolation === "unavailable") parts.push("refuses LLM tasks: isolation required, unavailable");
+    if (beat.isolation === "none") parts.push("task commands unisolated");
+    if (beat.isolation === "unavailable") parts.push("refuses tasks: isolation required, unavailable");
   } else parts.push(`changed ${ago(a.updated_at)}`);
   return parts.join(" · ");
 }
