@@ -67,7 +67,7 @@ def main() -> None:
     with servers() as srv:
         asyncio.run(prepare_databases(srv))
         queue = ServiceProcess("queue", srv.nats_url, srv.layout.url, srv.root / "queue.log")
-        queue.start()
+        queue.start(deadline=300)  # a loaded machine (tests of others) can take minutes
         try:
             token = asyncio.run(admin_token(srv.layout.url))
             # PYTHONDONTWRITEBYTECODE (set in some sandboxes) would make every start compile

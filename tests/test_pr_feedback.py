@@ -290,7 +290,14 @@ async def test_checks_and_reviews_become_follow_ups_on_the_branch_and_the_fourth
     again = await deliver(stack, "pull_request_review", changes_requested(pull, 7), origin)
     assert again["outcome"] == "ignored", again
 
-    # round 3: a push to main leaves the pull request conflicting (GitHub's `mergeable`)
+    # round 3: a push to main leaves the pull request conflicting (GitHub's `mergeable`); the
+    # hub's mirror names the file (main got its own greeting.txt)
+    seed = tmp_path / "person"
+    repos.git("clone", "--quiet", str(origin), str(seed), cwd=tmp_path)
+    (seed / "greeting.txt").write_text("bonjour\n")
+    repos.git("add", "greeting.txt", cwd=seed)
+    repos.git("commit", "--quiet", "-m", "main's own greeting", cwd=seed)
+    repos.git("push", "--quiet", "origin", "main", cwd=seed)
     stack.github.pull(pull["number"])["mergeable"] = False
     stack.github.pull(pull["number"])["head"]["sha"] = repos.git(
         "rev-parse", branch, cwd=origin
@@ -303,6 +310,7 @@ async def test_checks_and_reviews_become_follow_ups_on_the_branch_and_the_fourth
     assert (third["round"], third["kind"]) == (3, "merge_conflict")
     task = await completed(stack, third["task_id"], sidecars)
     assert f"{branch} no longer merges into main" in task["description"]
+    assert "Conflicting files: greeting.txt" in task["description"]
     assert commits() == 4
     # round 4 escalates instead
     four = await deliver(stack, "pull_request_review", changes_requested(pull, 8), origin)

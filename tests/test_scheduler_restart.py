@@ -71,7 +71,11 @@ async def test_a_restarted_scheduler_does_not_fail_a_working_agent_it_could_not_
         sidecars.start(
             "steady",
             sidecars.config(
-                made, nats_server.address, allow_hub_commands=True, heartbeat_interval=HEARTBEAT_S
+                made,
+                nats_server.address,
+                allow_hub_commands=True,
+                heartbeat_interval=HEARTBEAT_S,
+                shell_isolation="none",  # its command's marks lie outside the workspace
             ),
         )
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from agentcom_common.testing import eventually
+from agentcom_sidecar import namespaces
 
 Start = Callable[..., Any]
 
@@ -80,7 +81,9 @@ async def test_a_sidecar_killed_before_journaling_an_assignment_still_ends_with_
 async def test_a_sidecar_killed_mid_run_stops_the_orphan_fails_the_attempt_and_the_retry_completes(
     hub: Any, processes: Start, tmp_path: Path
 ) -> None:
-    config = await hub.agent("phoenix", allow_hub_commands=True)
+    # unisolated: the marker lies outside the workspace and holds a host pid (the sandboxed
+    # case is the next test)
+    config = await hub.agent("phoenix", allow_hub_commands=True, shell_isolation="none")
     marker = tmp_path / "sleeper.pid"
     script = (
         f'if [ -e "{marker}" ]; then echo second run; exit 0; fi; '
@@ -115,3 +118,46 @@ def _alive(pid: int) -> bool:
         return False
     state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
     return state != "Z"  # a zombie is dead, only not yet reaped by its new parent
+
+
+def _sleepers_in(folder: Path) -> list[int]:
+    """Host pids of `sleep 300` processes working in `folder` (seen from outside any sandbox)."""
+    found: list[int] = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            here = (proc / "cwd").resolve() == folder.resolve()
+        except OSError:
+            continue
+        if argv[:2] == [b"sleep", b"300"] and here and _alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.skipif(not namespaces.available(), reason="no user namespaces on this machine")
+async def test_a_sidecar_killed_mid_a_sandboxed_run_stops_the_sandbox_on_restart(
+    hub: Any, processes: Start
+) -> None:
+    """`unshare` survives the sidecar (entering the user namespace drops the parent-death
+    signal), and its pid namespace with it: the gate before `unshare` journaled its group, so
+    recovery stops the whole sandbox, and the retry runs in a new one."""
+    config = await hub.agent("phoenix", allow_hub_commands=True)
+    script = "if [ -e started ]; then echo second run; exit 0; fi; touch started; sleep 300 & wait"
+    first = processes(config)
+    made = await hub.submit(metadata={"command": ["sh", "-c", script]})
+    workspace = config.workspaces / "scratch" / made["id"]
+
+    async def running() -> None:
+        assert _sleepers_in(workspace)
+
+    await eventually(running, timeout=60)
+    first.kill()
+    await _died(first)
+    assert _sleepers_in(workspace)  # outlived the sidecar: recovery must stop it
+
+    processes(config)
+    task = await _settled(hub, made["id"])
+
+    assert not _sleepers_in(workspace)
+    assert _outcomes(await hub.history(made["id"])) == ["failed", "completed"]
+    assert task["result"]["output_tail"] == "second run"

@@ -7,7 +7,6 @@ The sidecar therefore runs nothing it was merely assigned: it accepts, waits for
 Driven through the real queue, scheduler and sidecar.
 """
 
-from pathlib import Path
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -20,17 +19,18 @@ from agentcom_sidecar.journal import Journal
 
 
 async def test_an_assignment_the_queue_no_longer_holds_is_accepted_then_dropped_unrun(
-    hub: Any, run_sidecar: Any, listen: Any, js: JetStreamContext, tmp_path: Path
+    hub: Any, run_sidecar: Any, listen: Any, js: JetStreamContext
 ) -> None:
     config = await hub.agent("fenced", allow_hub_commands=True)
-    ran = tmp_path / "ran"
+    # the mark a run leaves, in the task's own workspace: the only place a command may write
+    scratch = config.workspaces / "scratch"
     heard = await listen("fenced")
     async with run_sidecar(config):
         # an assignment of a generation the hub has taken back (here: one it never made)
         ghost: dict[str, object] = {
             "id": "task-00000000000000fe",
             "description": "taken back",
-            "metadata": {"command": ["touch", str(ran)]},
+            "metadata": {"command": ["touch", "ran"]},
         }
         await publish(js, subjects.agent_inbox("fenced"), Assign(task=ghost, generation=1))
 
@@ -43,15 +43,15 @@ async def test_an_assignment_the_queue_no_longer_holds_is_accepted_then_dropped_
             assert kinds == ["accepted", "cancelled"], kinds
 
         await eventually(dropped, timeout=30)
-        assert not ran.exists()  # accepted, never started
+        assert not (scratch / str(ghost["id"]) / "ran").exists()  # accepted, never started
 
-        made = await hub.submit(metadata={"command": ["touch", str(ran)]})  # then: real work
+        made = await hub.submit(metadata={"command": ["touch", "ran"]})  # then: real work
 
         async def completed() -> None:
             assert (await hub.task(made["id"]))["state"] == "completed"
 
         await eventually(completed, timeout=30)
-    assert ran.exists()
+    assert (scratch / made["id"] / "ran").exists()
     journal = Journal(config.journal_path)
     try:
         assert journal.phase(str(ghost["id"]), 1) == "cancelled"

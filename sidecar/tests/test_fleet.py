@@ -59,7 +59,7 @@ async def test_ten_agents_with_their_own_state_dirs_each_do_one_task_once(
         assert task["result"]["branch"] in branches
         assert task["result"]["branch"].startswith(f"agentcom/{agent}/{task['id']}-job-")
         assert _git(origin, "show", f"{task['result']['branch']}:out.txt").startswith(
-            str(tmp_path / "agents" / agent / f"{agent}-state")
+            str(tmp_path / "agents" / agent / f"{agent}-workspaces" / "task-files")
         )
     for config in configs:
         journal = Journal(config.journal_path)

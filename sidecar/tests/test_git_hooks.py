@@ -58,6 +58,9 @@ async def test_hooks_and_config_a_task_plants_never_run_and_never_see_the_token(
     config = await hub.agent(
         "planted",
         allow_hub_commands=True,
+        # unisolated, as on a machine without user namespaces: sandboxed, .git is read-only
+        # and nothing could be planted; the sidecar's own git must hold without that
+        shell_isolation="none",
         repos=[{"url": str(origin), "github": "acme/widgets"}],
         github_token=TOKEN,
         github_api_url=github.url,

@@ -95,7 +95,8 @@ async def test_a_noisy_command_sends_bounded_coalesced_progress_and_its_outcome(
 async def test_a_cancel_from_the_hub_stops_the_command_and_frees_the_agent(
     hub: Any, run_sidecar: Any, tmp_path: Path
 ) -> None:
-    config = await hub.agent("stopper", allow_hub_commands=True)
+    # unisolated: the pid it records must be the host's, in a file outside the workspace
+    config = await hub.agent("stopper", allow_hub_commands=True, shell_isolation="none")
     pidfile = tmp_path / "pid"
     endless = ["sh", "-c", f'sleep 300 & echo $! > "{pidfile}"; wait']
     soon = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()

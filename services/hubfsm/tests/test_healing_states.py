@@ -72,7 +72,7 @@ async def test_a_critical_issue_heals_from_any_state_and_the_run_ends_in_resting
     assert (await b.step()).state is H.HEALING
 
     # the run: nothing answers here (no queue, scheduler or llm-registry), so it finds them
-    # degraded too; every issue of these is alert-only
+    # degraded too (warnings); every issue of these is alert-only
     await run.Healer(engine, nc, hub, asyncio.Event()).run()
     h = ops.Hub(engine, asyncio.Event(), timedelta(hours=1), healing_store.Policy.of(hub))
     moves = (await ops.history(h, None, 10)).moves

@@ -18,7 +18,7 @@ from typing import Any, Literal, cast
 
 from agentcom_common.contracts.delivery import DeliveryReport
 from agentcom_common.contracts.task import VerificationStep
-from agentcom_sidecar import verification
+from agentcom_sidecar import namespaces, verification
 from agentcom_sidecar.executors.base import (
     ExecutionContext,
     ExecutionResult,
@@ -53,6 +53,8 @@ class Plan:
     feedback_file: Path
     emit: ReportSink | None = None
     """Journals an executor's progress and tool_call reports."""
+    confine: namespaces.Confinement | None = None
+    """How the verification commands are contained, like the task's shell command."""
 
 
 async def run(
@@ -79,7 +81,9 @@ async def run(
             return await _stopped(plan, attempt, result, history, totals, started)
         if on_stage is not None:
             await on_stage(f"attempt {attempt}: verifying")
-        report = await verification.run_checks(plan.steps, plan.workspace, plan.env, plan.deadline)
+        report = await verification.run_checks(
+            plan.steps, plan.workspace, plan.env, plan.deadline, plan.confine
+        )
         history.append({"attempt": attempt, "verification": report.status, "passed": report.passed})
         if report.status != "fail":
             break
@@ -112,7 +116,9 @@ async def _stopped(
     report = verification.Report("not_verified", ())
     partial = bool(result.details.get("partial"))
     if partial:
-        report = await verification.run_checks(plan.steps, plan.workspace, plan.env, plan.deadline)
+        report = await verification.run_checks(
+            plan.steps, plan.workspace, plan.env, plan.deadline, plan.confine
+        )
         history[-1]["verification"] = report.status
     body = _result(result, report, history, totals, started)
     body["stop_reason"] = result.stop_reason

@@ -46,6 +46,14 @@ class RepoConfig(BaseModel):
     url: str = Field(min_length=1, max_length=500)
     github: Annotated[str, StringConstraints(pattern=r"^[\w.-]+/[\w.-]+$")] | None = None
     prepublish_allow: ScanAllow = Field(default_factory=ScanAllow)
+    auto_merge: bool = Field(
+        default=False, description="Merge tier-1 pull requests without a person (needs ci off)."
+    )
+    ci: bool = Field(
+        default=True,
+        description="The repo runs CI on pull requests: then nothing is merged at delivery, "
+        "since green CI is not known yet.",
+    )
 
 
 class PrepublishConfig(BaseModel):
@@ -148,6 +156,19 @@ class SidecarConfig(BaseModel):
     github_api_url: str = "https://api.github.com"
     allow_hub_commands: bool = Field(
         default=False, description="Run shell commands and verification commands from tasks."
+    )
+    shell_isolation: Literal["auto", "namespaces", "none"] = Field(
+        default="auto",
+        description="How those commands run: `auto` in the namespace sandbox (read-only system, "
+        "writable workspace, config and state dir hidden) where the machine can make user "
+        "namespaces, else unisolated with a warning (log line, heartbeat `isolation: none`); "
+        "`namespaces` requires the sandbox and refuses shell tasks (`isolation_unavailable`) "
+        "where it cannot be made; `none` runs them as the sidecar's user, able to read its token.",
+    )
+    shell_network: bool = Field(
+        default=True,
+        description="Sandboxed shell and verification commands keep the network (installs, "
+        "tests that fetch); false gives them a network namespace of their own (no network).",
     )
     capabilities: list[str] = Field(default_factory=list[str])
     executors: list[Literal["shell", "ollama", "claude"]] = Field(

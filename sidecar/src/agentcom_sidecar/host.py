@@ -16,7 +16,7 @@ import httpx
 import psutil
 
 from agentcom_common.contracts.agent import GpuLoad, Heartbeat
-from agentcom_sidecar.agentic.sandbox import Isolation
+from agentcom_sidecar.namespaces import Isolation
 
 
 def supervisor() -> str:

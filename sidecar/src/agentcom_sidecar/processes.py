@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from agentcom_common import embedded
+from agentcom_sidecar import namespaces
 
 TAIL_LINES: Final = 60
 CHUNK: Final = 65536
@@ -108,6 +109,14 @@ async def _pump(
     await process.wait()
 
 
+def _found(program: str, cwd: Path, env: Mapping[str, str]) -> bool:
+    """Whether exec would find `program`: a wrapped one is exec'd by sh, which would report a
+    missing one as exit 127, so the caller would not get its FileNotFoundError."""
+    if "/" in program:
+        return os.access(cwd / program, os.X_OK)
+    return shutil.which(program, path=env.get("PATH", os.defpath)) is not None
+
+
 async def run(
     argv: Sequence[str],
     cwd: Path,
@@ -118,22 +127,24 @@ async def run(
     on_start: Callable[[int], None] | None = None,
     grace: float = 5.0,
     stdin: bytes | None = None,
+    confine: namespaces.Confinement | None = None,
 ) -> Finished:
     """Run `argv` in `cwd` until it exits or `timeout` s pass; stdout and stderr interleaved.
 
     Raises FileNotFoundError when argv[0] cannot be found. A cancel kills the group and re-raises.
-    `on_start(pgid)` is called before the child runs anything of `argv` (see `_GATE`).
+    `on_start(pgid)` is called before the child runs anything of `argv` (see `_GATE`). With
+    `confine`, `argv` runs in the namespace sandbox with `cwd` its only writable place.
     """
     child_env = dict(env) if env is not None else scrubbed_env()
     gated = on_start is not None
     command = list(argv)
+    if (gated or confine is not None) and not _found(command[0], cwd, child_env):
+        raise FileNotFoundError(f"no such command: {command[0]}")
+    if confine is not None:
+        command = confine.argv(cwd, command)
     if gated:
-        # the gated child execs argv[0] from sh, which would report a missing one as exit 127:
-        # look it up the way exec would, so the caller still gets FileNotFoundError
-        if shutil.which(command[0], path=child_env.get("PATH", os.defpath)) is None and not (
-            "/" in command[0] and os.access(cwd / command[0], os.X_OK)
-        ):
-            raise FileNotFoundError(f"no such command: {command[0]}")
+        # the gate outside `unshare`: the journaled group is unshare's, and nothing of the
+        # sandbox (let alone of argv) starts before the gate opens
         command = ["/bin/sh", "-c", _GATE, "gate", *command]
     process = await asyncio.create_subprocess_exec(
         *command,

@@ -39,10 +39,10 @@ from agentcom_common.contracts.agent import (
 )
 from agentcom_common.errors import ConflictError
 from agentcom_sidecar import blockers, console, host, link, processes, taskdata
-from agentcom_sidecar.agentic.sandbox import Isolation
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors import registry
 from agentcom_sidecar.journal import Journal, TaskRow, dump
+from agentcom_sidecar.namespaces import Isolation
 from agentcom_sidecar.work import Work
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,10 @@ class Sidecar:
     def _prune(self) -> None:
         """Keep the journal and the per-task files bounded across months of work."""
         for task_id in self.journal.prune(self.config.journal_keep_tasks):
-            for place in (self.config.state / "tasks", self.config.workspaces / "scratch"):
+            for place in (
+                self.config.workspaces / "task-files",
+                self.config.workspaces / "scratch",
+            ):
                 if taskdata.safe_id(task_id) and (place / task_id).is_dir():
                     shutil.rmtree(place / task_id, ignore_errors=True)
 

@@ -33,7 +33,7 @@ from agentcom_common.contracts.task import (
     TestPasses,
     VerificationStep,
 )
-from agentcom_sidecar import meters, processes, workspaces
+from agentcom_sidecar import meters, namespaces, processes, workspaces
 
 _STEPS: TypeAdapter[list[VerificationStep]] = TypeAdapter(list[VerificationStep])
 TAIL_CHARS = 2000
@@ -96,12 +96,19 @@ def needs_commands(steps: Sequence[VerificationStep]) -> bool:
 
 
 async def _command(
-    check: str, command: str, timeout: float, workspace: Path, env: Mapping[str, str]
+    check: str,
+    command: str,
+    timeout: float,
+    workspace: Path,
+    env: Mapping[str, str],
+    confine: namespaces.Confinement | None,
 ) -> CheckResult:
     started = time.monotonic()
     try:
         argv = shlex.split(command)
-        done = await processes.run(argv, workspace, timeout=timeout, env=env, grace=1.0)
+        done = await processes.run(
+            argv, workspace, timeout=timeout, env=env, grace=1.0, confine=confine
+        )
     except (ValueError, FileNotFoundError, PermissionError) as exc:
         return CheckResult(check, command, False, _ms(started), f"cannot run: {exc}")
     passed = done.exit_code == 0
@@ -186,9 +193,11 @@ async def run_checks(
     workspace: Path,
     env: Mapping[str, str],
     deadline: float | None = None,
+    confine: namespaces.Confinement | None = None,
 ) -> Report:
     """Run every step; a command step stops at its own timeout or at `deadline` (event-loop
-    time, the assignment's), whichever comes first."""
+    time, the assignment's), whichever comes first. Command steps are the task's own text:
+    they run contained like its shell command (`confine`); the sidecar's git never is."""
     if not steps:
         meters.verdicts.add(1, {"verdict": "not_verified"})
         return Report("not_verified", ())
@@ -203,7 +212,7 @@ async def run_checks(
             if deadline is not None:
                 left = deadline - asyncio.get_running_loop().time()
                 timeout = max(0.01, min(timeout, left))
-            results[n] = await _command(step.type, step.command, timeout, workspace, env)
+            results[n] = await _command(step.type, step.command, timeout, workspace, env, confine)
     for n, step in enumerate(steps):  # last: it judges what the other checks left behind
         if isinstance(step, GitClean):
             results[n] = await _git_clean(workspace, env, before)

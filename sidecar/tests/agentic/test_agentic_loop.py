@@ -22,9 +22,9 @@ from pydantic import SecretStr
 from agentcom_common.contracts.agent import Progress, ToolCallReport
 from agentcom_common.testing import eventually, free_port
 from agentcom_sidecar.agentic import executors
-from agentcom_sidecar.agentic.sandbox import namespaces_available
 from agentcom_sidecar.agentic.settings import AgenticSettings
 from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult
+from agentcom_sidecar.namespaces import available as namespaces_available
 from fake_ollama import FakeModel, call, refuse, reply
 
 FIXED = "def add(a, b):\n    return {'sum': a + b}['sum']\n"

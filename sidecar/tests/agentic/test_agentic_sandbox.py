@@ -12,18 +12,14 @@ from pathlib import Path
 import pytest
 
 from agentcom_common.testing import eventually
+from agentcom_sidecar import namespaces
 from agentcom_sidecar.agentic import tools
-from agentcom_sidecar.agentic.sandbox import (
-    ISOLATE_SCRIPT,
-    UNSHARE_FLAGS,
-    Sandbox,
-    namespaces_available,
-)
+from agentcom_sidecar.agentic.sandbox import Sandbox
 from agentcom_sidecar.agentic.settings import AgenticSettings
 from fake_ollama import FakeModel
 
 needs_namespaces = pytest.mark.skipif(
-    not namespaces_available(), reason="user namespaces are not available on this kernel"
+    not namespaces.available(), reason="user namespaces are not available on this kernel"
 )
 
 
@@ -317,9 +313,10 @@ async def test_only_the_workspace_and_scratch_space_are_writable_inside(ws: Path
 
 @needs_namespaces
 def test_the_isolation_wrapper_refuses_to_run_if_a_mount_stays_writable(ws: Path) -> None:
-    broken = ISOLATE_SCRIPT.replace('mount -o remount,bind,ro "$mp"', "true")
-    assert broken != ISOLATE_SCRIPT
-    argv = ["unshare", *UNSHARE_FLAGS, "sh", "-c", broken, "sandbox", str(ws), "0", "touch", "ran"]
+    broken = namespaces.ISOLATE_SCRIPT.replace('mount -o remount,bind,ro "$mp"', "true")
+    assert broken != namespaces.ISOLATE_SCRIPT
+    argv = namespaces.Confinement().argv(ws, ["touch", "ran"])
+    argv[argv.index(namespaces.ISOLATE_SCRIPT)] = broken
 
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
 

@@ -79,11 +79,12 @@ class Sources:
         reads = await asyncio.gather(*(self.read(*READS[name]) for name in names))
         return dict(zip(names, reads, strict=True))
 
-    async def act(self, service: str, path: str, token: str) -> Any:
-        """POST `path` on `service` with the caller's own token; its error becomes ours."""
+    async def act(self, service: str, path: str, token: str, body: Any = None) -> Any:
+        """POST `path` (with the JSON `body`, if any) on `service` with the caller's own
+        token; its error becomes ours."""
         url = self.urls[service] + path
         try:
-            response = await self._client.post(url, headers=self._auth(token))
+            response = await self._client.post(url, headers=self._auth(token), json=body)
         except httpx.HTTPError as exc:
             raise UnavailableError(
                 f"{service} is not reachable ({type(exc).__name__}); try again",

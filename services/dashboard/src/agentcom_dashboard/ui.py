@@ -2,7 +2,8 @@
 
 Every action needs an admin session plus its CSRF token, and goes to the service that owns the
 thing with the admin's own token: the queue retries and cancels tasks, the scheduler restarts
-agents, the hub pauses itself. Only alert acknowledgement is the dashboard's own.
+agents, the hub pauses itself and cancels, retries, approves or rejects its goals. Only alert
+acknowledgement is the dashboard's own.
 """
 
 import asyncio
@@ -88,6 +89,55 @@ async def pause_hub(
 ) -> Any:
     """Pause or resume the hub through the hub service. Errors: 503 `not_available`, 403."""
     return await live.sources.act("hubfsm", f"/api/hub/{verb}", who.token)
+
+
+@router.get("/hub")
+async def hub_detail(live: LiveDep, _who: ViewerDep) -> dict[str, Any]:
+    """The hub's state (leader, paused, time in each state) and its latest moves."""
+    state, history = await asyncio.gather(
+        live.sources.read("hubfsm", "/api/hub/state"),
+        live.sources.read("hubfsm", "/api/hub/history?limit=20"),
+    )
+    return {"state": state.as_json(), "history": history.as_json()}
+
+
+@router.get("/goals/{goal_id}")
+async def goal_detail(goal_id: Id, live: LiveDep, _who: ViewerDep) -> dict[str, Any]:
+    """One goal as the hub shows it: plan, tasks, verifications, cost, history."""
+    return {"goal": (await live.sources.read("hubfsm", f"/api/goals/{goal_id}")).as_json()}
+
+
+@router.post("/goals/{goal_id}/{verb}", responses=PASSED_ON)
+async def move_goal(
+    goal_id: Id,
+    verb: Annotated[str, Path(pattern=r"^(cancel|retry)$")],
+    live: LiveDep,
+    who: AdminDep,
+) -> Any:
+    """Cancel or retry a goal through the hub. Errors: the hub's (404, 409), 403."""
+    return await live.sources.act("hubfsm", f"/api/goals/{goal_id}/{verb}", who.token)
+
+
+class PlanVerdict(RequestBody):
+    reason: str = Field(default="", max_length=2000)
+
+
+@router.post("/goals/{goal_id}/plan/{verdict}", responses=PASSED_ON)
+async def judge_plan(
+    goal_id: Id,
+    verdict: Annotated[str, Path(pattern=r"^(approve|reject)$")],
+    body: PlanVerdict,
+    live: LiveDep,
+    who: AdminDep,
+) -> Any:
+    """Approve a goal's plan as it is, or reject it with a reason (the hub plans again).
+
+    Errors: 422 `invalid_field` (a rejection needs a reason), the hub's (404, 409), 403."""
+    if verdict == "reject" and not body.reason.strip():
+        raise InvalidError("reason: say why the plan is rejected", field="reason")
+    sent = {"reason": body.reason} if verdict == "reject" else {}
+    path = f"/api/goals/{goal_id}/plan/{verdict}"
+    return await live.sources.act("hubfsm", path, who.token, sent)
 
 
 @router.post("/alerts/{rule_id}/acknowledge", responses=errors(404))

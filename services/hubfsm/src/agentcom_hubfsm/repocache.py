@@ -106,6 +106,29 @@ class RepoCache:
             await self._update(path, url)
             return await self._read(path, url)
 
+    async def conflicts(self, url: str, base: str, head: str) -> list[str]:
+        """Fetch `url`, then the files that conflict when branch `head` merges into branch
+        `base` (`git merge-tree --write-tree`, which writes no ref and touches no worktree);
+        [] when it merges cleanly. Raises like `snapshot`."""
+        url = url.strip()
+        refuse_credentials(url)
+        path = directory_for(self.root, url)
+        async with self._locks.setdefault(path, asyncio.Lock()):
+            await self._update(path, url)
+            said = await self._git(
+                path,
+                "merge-tree",
+                "--write-tree",
+                "--name-only",
+                "--no-messages",
+                f"refs/heads/{base}",  # a full ref name: never read as an option
+                f"refs/heads/{head}",
+                what="merge-tree",
+                conflicted=True,
+            )
+        # the first line is the merged tree; the conflicted files follow, one a line
+        return [line for line in said.splitlines()[1:] if line]
+
     async def _update(self, path: Path, url: str) -> None:
         if await asyncio.to_thread(path.is_dir):
             await self._git(
@@ -160,7 +183,8 @@ class RepoCache:
             return None
         return said.strip()
 
-    async def _git(self, cwd: Path, *args: str, what: str) -> str:
+    async def _git(self, cwd: Path, *args: str, what: str, conflicted: bool = False) -> str:
+        """git's output; `conflicted`: exit 1 is an answer too (merge-tree found conflicts)."""
         env = {k: v for k, v in os.environ.items() if not _SECRET_NAME.search(k)}
         env |= {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
         proc = await asyncio.create_subprocess_exec(
@@ -186,7 +210,7 @@ class RepoCache:
                     f"{what}: git {args[0]} took longer than {self.timeout:g} s", retry_after=30
                 ) from None
             raise
-        if proc.returncode != 0:
+        if proc.returncode != 0 and not (conflicted and proc.returncode == 1):
             tail = err.decode(errors="replace").strip()[-500:]
             raise RepoUnavailableError(
                 f"{what}: git {args[0]} exited {proc.returncode}: {tail}", retry_after=30

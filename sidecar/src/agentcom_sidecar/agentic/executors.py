@@ -20,9 +20,10 @@ from typing import Any, Final, Literal, cast
 import httpx
 
 from agentcom_common.contracts.agent import ToolCallReport
+from agentcom_sidecar import namespaces
 from agentcom_sidecar.agentic import loop, parser, prompt, tools
 from agentcom_sidecar.agentic.gateway import ChatClient
-from agentcom_sidecar.agentic.sandbox import Sandbox, namespaces_available
+from agentcom_sidecar.agentic.sandbox import Sandbox
 from agentcom_sidecar.agentic.settings import AgenticSettings
 from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult, Executor
 
@@ -112,7 +113,7 @@ class AgentExecutor:
         return report
 
     async def run(self, ctx: ExecutionContext) -> ExecutionResult:
-        await asyncio.to_thread(namespaces_available)  # the one-time probe, off the event loop
+        await asyncio.to_thread(namespaces.available)  # the one-time probe, off the event loop
         tier = self._tier or _known(task_tier(ctx.task)) or "standard"
         headers = {"X-AgentCom-Task": str(ctx.task.get("id", "")), "X-AgentCom-Tier": tier}
         model = task_model(ctx.task) or self._model or tier  # a tier name: "route by tier"

@@ -6,11 +6,8 @@ Containment does not depend on recognising bad commands (the first loop's regex 
   killed as a group on timeout, on too much output and when it ends (no lingering children);
 - gets resource limits set in the child before exec (CPU seconds, address space, file size,
   no core dumps) and an environment with tokens, keys and passwords removed;
-- with isolation on, runs under `unshare` in new user, mount, pid and network namespaces: the
-  whole file system is remounted read-only except the workspace (its `.git` stays read-only so
-  no hook can be planted for the sidecar's own git commands), `/dev/shm` is a private tmpfs
-  used as TMPDIR and HOME, there is no network, and when the command's first process ends the
-  kernel kills every process left in its pid namespace.
+- with isolation on, runs in the namespace sandbox of `agentcom_sidecar.namespaces` (read-only
+  system, writable workspace, read-only `.git`, hidden config and state), here without network.
 """
 
 import asyncio
@@ -20,15 +17,13 @@ import logging
 import os
 import re
 import resource
-import shutil
 import signal
-import subprocess
-import tempfile
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
+from agentcom_sidecar import namespaces
 from agentcom_sidecar.agentic import output
 from agentcom_sidecar.agentic.settings import AgenticSettings
 
@@ -38,44 +33,6 @@ _SECRET_NAME: Final = re.compile(
     r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|AGENTCOM_|NATS_", re.I
 )
 _BASE_ENV: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ")
-
-Isolation = Literal["namespaces", "none", "unavailable"]
-"""What holds for the agent loop's commands on this machine (the heartbeat's `isolation`)."""
-
-# Runs as root of a fresh user namespace (no power outside it): bind the workspace onto itself so
-# it stays writable, protect its .git, hide the given paths, then remount every other mount
-# read-only, and refuse to run (exit 125) if any other mount stayed writable. "$@" is: workspace, number of hidden paths, hidden paths…, then the command argv.
-ISOLATE_SCRIPT: Final = r"""set -e
-ws="$1"; nhide="$2"; shift 2
-mount --bind "$ws" "$ws"
-if [ -d "$ws/.git" ]; then mount --bind "$ws/.git" "$ws/.git"; mount -o remount,bind,ro "$ws/.git"; fi
-mount -t tmpfs -o size=256m,mode=1777 tmpfs /dev/shm
-while [ "$nhide" -gt 0 ]; do
-  if [ -d "$1" ]; then mount -t tmpfs -o size=1k,mode=0 tmpfs "$1";
-  elif [ -e "$1" ]; then mount --bind /dev/null "$1"; fi
-  shift; nhide=$((nhide - 1))
-done
-awk '{print $2}' /proc/self/mounts | sort -u | while read -r mp; do
-  case "$mp" in "$ws"|/dev/shm|/proc|/proc/*) continue;; esac
-  mount -o remount,bind,ro "$mp" 2>/dev/null || true
-done
-awk -v ws="$ws" '{ gsub(/\\040/, " ", $2) }
-  $4 ~ /^rw/ && $2 != ws && $2 != "/dev/shm" && $2 != "/dev/pts" && $2 !~ /^\/proc(\/|$)/ {
-    print "sandbox: " $2 " stayed writable; refusing to run" > "/dev/stderr"; bad = 1 }
-  END { exit bad ? 125 : 0 }' /proc/self/mounts
-cd "$ws"
-exec "$@"
-"""
-UNSHARE_FLAGS: Final = (
-    "--user",
-    "--map-root-user",
-    "--mount",
-    "--net",
-    "--pid",
-    "--fork",
-    "--mount-proc",
-    "--kill-child",
-)
 
 
 class SandboxError(Exception):
@@ -116,42 +73,6 @@ def scrub_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 @functools.cache
-def namespaces_available() -> bool:
-    """Whether `unshare` can make user, mount, pid and net namespaces here (probed once)."""
-    if shutil.which("unshare") is None:
-        return False
-    with tempfile.TemporaryDirectory() as scratch:
-        probe = subprocess.run(  # once per process, at the first command; cheap (~20 ms)
-            [
-                "unshare",
-                *UNSHARE_FLAGS,
-                "sh",
-                "-c",
-                ISOLATE_SCRIPT,
-                "sandbox",
-                scratch,
-                "0",
-                "true",
-            ],
-            capture_output=True,
-            check=False,
-            timeout=10,
-        )
-    return probe.returncode == 0
-
-
-def isolation_state(mode: str) -> Isolation:
-    """`namespaces` when commands run isolated, `none` when they run without (`none`, or `auto`
-    on a kernel without user namespaces), `unavailable` when `namespaces` is required but the
-    kernel cannot make them: the sidecar then refuses agent-loop tasks. Probes once (blocking)."""
-    if mode == "none":
-        return "none"
-    if namespaces_available():
-        return "namespaces"
-    return "unavailable" if mode == "namespaces" else "none"
-
-
-@functools.cache
 def _warn_once() -> None:
     log.warning(
         "sandbox.no_namespaces",
@@ -180,7 +101,7 @@ class Sandbox:
         mode = self.settings.agentic_isolation
         if mode != "auto":
             return mode == "namespaces"
-        available = namespaces_available()
+        available = namespaces.available()
         if not available:
             _warn_once()
         return available
@@ -208,26 +129,16 @@ class Sandbox:
     def child_env(self) -> dict[str, str]:
         base = {name: os.environ[name] for name in _BASE_ENV if name in os.environ}
         env = {**base, **scrub_env(self.env)}
-        scratch = "/dev/shm" if self.isolated else str(self.scratch or self.root)
-        env.update(HOME=scratch, TMPDIR=scratch, GIT_TERMINAL_PROMPT="0")
+        env["GIT_TERMINAL_PROMPT"] = "0"
+        if not self.isolated:  # isolated, the sandbox makes them its private /dev/shm
+            scratch = str(self.scratch or self.root)
+            env.update(HOME=scratch, TMPDIR=scratch)
         return env
 
     def argv_for(self, argv: Sequence[str]) -> list[str]:
         if not self.isolated:
             return list(argv)
-        hidden = [str(p) for p in self.hidden]
-        return [
-            "unshare",
-            *UNSHARE_FLAGS,
-            "sh",
-            "-c",
-            ISOLATE_SCRIPT,
-            "sandbox",
-            str(self.root),
-            str(len(hidden)),
-            *hidden,
-            *argv,
-        ]
+        return namespaces.Confinement(tuple(self.hidden), network=False).argv(self.root, argv)
 
     def limit_resources(self) -> None:
         """Runs in the child between fork and exec, so the limits hold for all its children."""

@@ -11,10 +11,10 @@ import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
-from agentcom_sidecar import processes, taskdata
-from agentcom_sidecar.agentic import sandbox
+from agentcom_sidecar import namespaces, processes, taskdata
 from agentcom_sidecar.agentic.settings import AgenticSettings
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors.base import Executor
@@ -27,13 +27,17 @@ class Hooks:
 
     on_line: processes.LineSink
     on_start: Callable[[int], None]
+    confine: namespaces.Confinement | None = None
+    """How the task's shell and verification commands are contained (`confinement`)."""
 
 
 Factory = Callable[[SidecarConfig, Hooks], Executor]
 AGENT_LOOP: Final = ("ollama", "claude")
 
 _FACTORIES: dict[str, Factory] = {
-    "shell": lambda config, hooks: ShellExecutor(hooks.on_line, hooks.on_start, config.kill_grace),
+    "shell": lambda config, hooks: ShellExecutor(
+        hooks.on_line, hooks.on_start, config.kill_grace, hooks.confine
+    ),
 }
 
 
@@ -58,10 +62,16 @@ def _agent_loop(name: str) -> Factory:
         if gateway:
             options["agentic_gateway_url"] = gateway
         settings = settings_module.AgenticSettings(**options)
-        built: Executor = agentic.build(name, settings, hidden=(config.path, config.state))
+        built: Executor = agentic.build(name, settings, hidden=hidden(config))
         return built
 
     return factory
+
+
+def hidden(config: SidecarConfig) -> tuple[Path, ...]:
+    """What no command of a task may read: the config file (agent token, NATS password, GitHub
+    token) and the state dir (journal, status)."""
+    return (config.path, config.state)
 
 
 def _load_plugins() -> None:
@@ -83,12 +93,46 @@ def choose(task: Mapping[str, Any], config: SidecarConfig) -> str:
     return config.tier_executor.get(tier, "claude" if tier == "complex" else "ollama")
 
 
-def isolation(config: SidecarConfig) -> sandbox.Isolation | None:
-    """What holds for the agent loop's commands here (`sandbox.isolation_state`), None when this
-    agent runs no agent loop. Blocks for the one-time namespace probe: call it in a thread."""
+def _shell_state(config: SidecarConfig) -> namespaces.Isolation | None:
+    """What holds for the shell and verification commands (None: this agent runs none)."""
+    if not config.allow_hub_commands:
+        return None
+    return namespaces.state(config.shell_isolation)
+
+
+def _loop_state(config: SidecarConfig) -> namespaces.Isolation | None:
     if not any(name in config.executors for name in AGENT_LOOP):
         return None
-    return sandbox.isolation_state(AgenticSettings().agentic_isolation)
+    return namespaces.state(AgenticSettings().agentic_isolation)
+
+
+def isolation(config: SidecarConfig) -> namespaces.Isolation | None:
+    """What holds for the commands this agent runs for tasks (the weakest of the agent loop's
+    and the shell's, `namespaces.weakest`), None when it runs none. Blocks for the one-time
+    namespace probe: call it in a thread."""
+    return namespaces.weakest([s for s in (_shell_state(config), _loop_state(config)) if s])
+
+
+def confinement(config: SidecarConfig) -> namespaces.Confinement | None:
+    """The sandbox of a task's shell and verification commands, None when they run unisolated
+    (`unavailable` never gets here: `commands_refused` refused the task); it hides `hidden`.
+    Blocks like `isolation`."""
+    if _shell_state(config) != "namespaces":
+        return None
+    return namespaces.Confinement(hidden(config), network=config.shell_network)
+
+
+def commands_refused(config: SidecarConfig) -> tuple[str, str] | None:
+    """Why this agent runs no shell or verification command now (isolation is required and
+    cannot be made), or None. Blocks like `isolation`."""
+    if _shell_state(config) != "unavailable":
+        return None
+    return (
+        "isolation_unavailable",
+        "this agent must run a task's shell and verification commands isolated "
+        "(shell_isolation: namespaces) and this machine cannot make user namespaces "
+        "(unshare --user failed or is missing), so it runs none",
+    )
 
 
 def unavailable(name: str, config: SidecarConfig) -> tuple[str, str] | None:
@@ -104,7 +148,9 @@ def unavailable(name: str, config: SidecarConfig) -> tuple[str, str] | None:
             "hub_commands_off",
             "this agent does not run shell commands from the hub (allow_hub_commands is off)",
         )
-    if name in AGENT_LOOP and isolation(config) == "unavailable":
+    if name == "shell" and (refused := commands_refused(config)):
+        return refused
+    if name in AGENT_LOOP and _loop_state(config) == "unavailable":
         return (
             "isolation_unavailable",
             f"executor {name} must run its commands isolated here "

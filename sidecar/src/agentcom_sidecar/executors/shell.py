@@ -2,14 +2,16 @@
 
 Opt-in per agent (`allow_hub_commands`); the accept checks refuse it otherwise. The task's own
 data reaches the command through files named in the environment (`AGENTCOM_TASK_FILE`,
-`AGENTCOM_FEEDBACK_FILE`) and `AGENTCOM_ATTEMPT`, never by building a shell string.
+`AGENTCOM_FEEDBACK_FILE`) and `AGENTCOM_ATTEMPT`, never by building a shell string. Where the
+agent's config allows, it runs in the namespace sandbox (`registry.confinement`): it cannot read
+the agent's config (tokens) or state dir, nor write outside its workspace.
 """
 
 import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from agentcom_sidecar import processes, taskdata
+from agentcom_sidecar import namespaces, processes, taskdata
 from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult
 
 
@@ -34,8 +36,10 @@ class ShellExecutor:
         on_line: processes.LineSink | None = None,
         on_start: Callable[[int], None] | None = None,
         grace: float = 5.0,
+        confine: namespaces.Confinement | None = None,
     ) -> None:
         self._on_line, self._on_start, self._grace = on_line, on_start, grace
+        self._confine = confine
 
     async def run(self, ctx: ExecutionContext) -> ExecutionResult:
         argv = command_of(ctx.task)
@@ -51,6 +55,7 @@ class ShellExecutor:
                 on_line=self._on_line,
                 on_start=self._on_start,
                 grace=self._grace,
+                confine=self._confine,
             )
         except (FileNotFoundError, PermissionError) as exc:
             return ExecutionResult(False, "error", f"cannot run {argv[0]}: {exc.strerror}")

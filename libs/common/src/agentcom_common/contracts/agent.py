@@ -114,10 +114,12 @@ class Heartbeat(Contract):
     )
     isolation: Literal["namespaces", "none", "unavailable"] | None = Field(
         default=None,
-        description="How the agent loop's commands are contained here: `namespaces` (no "
-        "network, read-only system); `none` (unisolated: switched off, or `auto` on a kernel "
-        "without user namespaces); `unavailable` (isolation is required but this kernel cannot "
-        "make it, so LLM tasks are refused); null when the agent runs no agent loop.",
+        description="How the commands this agent runs for tasks (agent loop, shell tasks, "
+        "verification commands) are contained here, the weakest of them: `namespaces` "
+        "(read-only system, config and state hidden); `none` (some run unisolated: switched "
+        "off, or `auto` on a kernel without user namespaces); `unavailable` (isolation is "
+        "required but this kernel cannot make it, so those tasks are refused); null when the "
+        "agent runs no commands.",
     )
 
 

@@ -137,8 +137,8 @@ function agentLine(a, task, beat) {
     for (const [key, label] of [["cpu_percent", "cpu"], ["ram_percent", "ram"], ["vram_percent", "vram"]]) {
       if (beat[key] != null) parts.push(`${label} ${Math.round(beat[key])}%`);
     }
-    if (beat.isolation === "none") parts.push("agent loop unisolated");
-    if (beat.isolation === "unavailable") parts.push("refuses LLM tasks: isolation required, unavailable");
+    if (beat.isolation === "none") parts.push("task commands unisolated");
+    if (beat.isolation === "unavailable") parts.push("refuses tasks: isolation required, unavailable");
   } else parts.push(`changed ${ago(a.updated_at)}`);
   return parts.join(" · ");
 }
@@ -208,18 +208,188 @@ function renderSide() {
   const costs = document.getElementById("llm-costs");
   if (p.llm_costs && p.llm_costs.available) costs.replaceChildren(h("pre", {}, JSON.stringify(p.llm_costs.data, null, 1)));
   else if (p.llm_costs) unavailable(costs, p.llm_costs, "Cost ledger");
-  const hub = document.getElementById("hub");
-  const hubState = (p.hub && p.hub.available && p.hub.data) || (state.hub.state ? state.hub : null);
-  if (hubState) {
-    hub.replaceChildren(h("p", {}, h("span", { class: "badge" }, hubState.state || hubState.to_state || hubState.fsm_state || "?"), hubState.paused ? " paused" : ""),
-      h("ul", { class: "list" }, Object.entries(state.hubTime).map(([s, secs]) => h("li", {}, `${s}: ${Math.round(secs)} s`))));
-  } else unavailable(hub, p.hub || {}, "Hub FSM");
-  document.getElementById("hub-actions").replaceChildren(isAdmin && hubState ? h("button", { class: "small", onclick: () => act(`/ui/hub/${hubState.paused ? "resume" : "pause"}`, "hub") }, hubState.paused ? "resume" : "pause") : "");
-  const goals = document.getElementById("goals");
-  const list = (p.goals && p.goals.available && (Array.isArray(p.goals.data) ? p.goals.data : p.goals.data.goals)) || [...state.goals.values()];
-  if (list && list.length) goals.replaceChildren(h("ul", { class: "list" }, list.map(g => h("li", {}, h("span", { class: "badge" }, g.status || g.event || ""), " ", g.title || g.description || g.goal_id || g.id))));
-  else if (p.goals && !p.goals.available) unavailable(goals, p.goals, "Goals");
-  else goals.replaceChildren(h("p", { class: "muted" }, "No goals."));
+  renderHub();
+  renderGoals();
+}
+
+// ---- hub and goals -------------------------------------------------------------------------
+const GOAL_OPEN = new Set(["submitted", "planning", "awaiting_approval", "executing", "verifying"]);
+const GOAL_RETRY = new Set(["failed", "needs_review", "cancelled"]);
+
+async function confirmed(question, url, label, body) {
+  if (!window.confirm(question)) return false;
+  try {
+    const res = await fetch(url, { method: "POST", credentials: "same-origin",
+      headers: { "X-CSRF-Token": state.csrf || "", "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
+    const reply = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(reply.detail || `${res.status}`);
+    toast(`${label}: done`);
+    return true;
+  } catch (err) { toast(`${label}: ${err.message}`, true); return false; }
+}
+
+async function refreshHub() {
+  const res = await fetch("/ui/hub", { credentials: "same-origin" });
+  if (!res.ok) return;
+  const body = await res.json();
+  state.panels.hub = body.state;
+  state.hubHistory = body.history.available ? body.history.data.moves : [];
+  renderHub();
+}
+
+function renderHub() {
+  const p = state.panels;
+  const box = document.getElementById("hub");
+  const hub = p.hub && p.hub.available ? p.hub.data : null;
+  if (!hub) { unavailable(box, p.hub || {}, "Hub FSM"); document.getElementById("hub-actions").replaceChildren(); return; }
+  const seconds = hub.seconds_in_state || state.hubTime;
+  box.replaceChildren(
+    h("p", {}, h("span", { class: `badge hub-${hub.state}`, "data-hub-state": hub.state }, hub.state),
+      hub.paused ? h("span", { class: "badge paused", "data-hub-paused": "" }, "paused") : null,
+      h("small", { class: "muted" }, ` since ${ago(hub.since)} · cycle ${hub.cycle}`)),
+    h("p", { class: "muted" }, hub.reason || ""),
+    h("p", {}, h("small", { "data-hub-leader": hub.leader || "" }, `leader: ${hub.leader || "none"}`),
+      h("small", { class: "muted" }, ` · goals pending ${hub.goals_pending}, active ${hub.goals_active}`)),
+    h("ul", { class: "list hub-time" }, Object.entries(seconds).map(([s, secs]) => h("li", {}, `${s}: ${Math.round(secs)} s`))),
+    h("h4", {}, "Recent moves"),
+    h("ol", { class: "history", id: "hub-history" }, (state.hubHistory || []).slice(0, 10).map(m =>
+      h("li", {}, `${m.from_state || "∅"} → ${m.to_state}`, h("small", { class: "muted" }, ` ${m.reason} · ${m.actor} · ${ago(m.at)}`)))));
+  const verb = hub.paused ? "resume" : "pause";
+  document.getElementById("hub-actions").replaceChildren(isAdmin
+    ? h("button", { class: "small", "data-hub-action": verb, onclick: async () => {
+      if (await confirmed(`${verb} the hub?`, `/ui/hub/${verb}`, "hub")) refreshHub();
+    } }, verb) : "");
+}
+
+function money(usd) { return `$${(usd || 0).toFixed(2)}`; }
+
+function goalCost(g) {
+  const tokens = `${g.cost_tokens || 0}${g.budget_tokens ? ` / ${g.budget_tokens}` : ""} tokens`;
+  return `${tokens} · ${money(g.cost_usd)}${g.budget_usd ? ` / ${money(g.budget_usd)}` : ""}`;
+}
+
+function upsertGoal(g) { state.goals.set(g.id, { ...(state.goals.get(g.id) || {}), ...g }); }
+
+function renderGoals() {
+  const p = state.panels;
+  const box = document.getElementById("goals");
+  if (p.goals && !p.goals.available && !state.goals.size) { unavailable(box, p.goals, "Goals"); return; }
+  const list = [...state.goals.values()].filter(g => g.id).sort((a, b) => (b.created_at || "").localeCompare(a.created_at || ""));
+  if (!list.length) { box.replaceChildren(h("p", { class: "muted" }, "No goals.")); return; }
+  box.replaceChildren(h("table", { class: "goals" },
+    h("thead", {}, h("tr", {}, h("th", {}, "state"), h("th", {}, "goal"), h("th", {}, "tasks"), h("th", {}, "cost"), h("th", {}, "updated"))),
+    h("tbody", {}, list.map(g => h("tr", { "data-goal": g.id, onclick: () => openGoal(g.id) },
+      h("td", {}, h("span", { class: `badge gs-${g.state}`, "data-goal-state": g.state }, g.state)),
+      h("td", { class: "desc" }, g.title, h("br"), h("small", { class: "muted" }, g.reason || "")),
+      h("td", {}, h("span", { "data-goal-progress": "" }, `${g.tasks_done || 0}/${g.tasks_total || 0}`),
+        h("div", { class: "bar" }, h("i", { style: `width:${g.tasks_total ? (100 * g.tasks_done) / g.tasks_total : 0}%` }))),
+      h("td", { class: "muted" }, goalCost(g)),
+      h("td", { class: "muted", title: g.updated_at || "" }, ago(g.updated_at)))))));
+}
+
+async function fetchGoal(id) {
+  const res = await fetch(`/ui/goals/${encodeURIComponent(id)}`, { credentials: "same-origin" });
+  if (!res.ok) return null;
+  const body = await res.json();
+  return body.goal.available ? body.goal.data : null;
+}
+
+function planLevels(plan) {
+  // the plan's tasks by depth in their DAG: what may run side by side shares a column
+  const tasks = plan.tasks || [];
+  const keys = new Map(tasks.map((t, i) => [t.key || String(i + 1), i]));
+  const depth = [];
+  tasks.forEach((t, i) => {
+    const deps = (t.depends_on || []).map(d => typeof d === "number" ? d - 1 : keys.get(String(d))).filter(d => d !== undefined && d < i);
+    depth[i] = 1 + Math.max(-1, ...deps.map(d => depth[d]));
+  });
+  const cols = [];
+  tasks.forEach((t, i) => { (cols[depth[i]] = cols[depth[i]] || []).push([i, t, (t.depends_on || [])]); });
+  return cols;
+}
+
+function planGraph(g) {
+  if (!g.plan) return g.plan_errors && g.plan_errors.length
+    ? h("ul", { class: "error" }, g.plan_errors.map(e => h("li", {}, e))) : h("p", { class: "muted" }, "no plan yet");
+  const byKey = new Map(g.tasks.filter(t => t.kind === "plan" && t.key.startsWith(`${g.id}:${g.attempt}:0:`)).map(t => [Number(t.key.split(":").pop()), t]));
+  return h("div", { class: "plan-graph" }, planLevels(g.plan).map(col => h("div", { class: "plan-col" }, col.map(([i, t, deps]) => {
+    const task = byKey.get(i);
+    const st = task ? task.state : "planned";
+    return h("div", { class: `plan-node st-${st}`, "data-plan-task": i + 1, "data-state": st },
+      h("strong", {}, `${i + 1}. ${t.title}`), h("br"),
+      h("small", {}, `${st} · ${t.tier || ""}${deps.length ? ` · after ${deps.join(", ")}` : ""}`),
+      (t.verification || []).length ? h("small", { class: "muted" }, h("br"), `checks: ${t.verification.join("; ")}`) : null);
+  }))));
+}
+
+function verificationReport(v) {
+  const r = v.report || {};
+  return h("li", { "data-verification": v.round },
+    h("span", { class: `badge ${v.passed ? "st-completed" : "st-failed"}` }, v.passed ? "passed" : "gaps"),
+    ` round ${v.round} · ${ago(v.at)} `, r.summary ? h("span", {}, r.summary) : null,
+    h("ul", {}, (r.criteria || []).map(c => h("li", { class: c.met ? "met" : "unmet" },
+      `${c.met ? "✓" : "✗"} criterion ${c.criterion}: `, h("small", {}, c.met ? c.evidence || "" : c.gap || "")))),
+    (r.errors || []).length ? h("ul", { class: "error" }, r.errors.map(e => h("li", {}, e))) : null);
+}
+
+function goalActions(g) {
+  if (!isAdmin) return null;
+  const buttons = [];
+  const after = () => openGoal(g.id);
+  if (g.state === "awaiting_approval") {
+    buttons.push(h("button", { class: "small", "data-goal-action": "approve", onclick: async () => {
+      if (await confirmed(`Approve the plan of "${g.title}"?`, `/ui/goals/${g.id}/plan/approve`, "approve")) after();
+    } }, "approve plan"));
+    buttons.push(h("button", { class: "small", "data-goal-action": "reject", onclick: async () => {
+      const reason = window.prompt("Why is the plan rejected? (the hub plans again with it)");
+      if (reason && await confirmed(`Reject the plan of "${g.title}"?`, `/ui/goals/${g.id}/plan/reject`, "reject", { reason })) after();
+    } }, "reject plan"));
+  }
+  if (GOAL_OPEN.has(g.state) || g.state === "needs_review") buttons.push(h("button", { class: "small", "data-goal-action": "cancel", onclick: async () => {
+    if (await confirmed(`Cancel "${g.title}" and its unfinished tasks?`, `/ui/goals/${g.id}/cancel`, "cancel")) after();
+  } }, "cancel goal"));
+  if (GOAL_RETRY.has(g.state)) buttons.push(h("button", { class: "small", "data-goal-action": "retry", onclick: async () => {
+    if (await confirmed(`Plan "${g.title}" again?`, `/ui/goals/${g.id}/retry`, "retry")) after();
+  } }, "retry goal"));
+  return h("p", { class: "tools" }, buttons);
+}
+
+async function openGoal(id) {
+  const dlg = document.getElementById("goal-dialog");
+  const box = document.getElementById("goal-detail");
+  const g = await fetchGoal(id);
+  state.openGoal = id;
+  if (!g) { box.replaceChildren(h("p", { class: "na" }, "goal not available")); if (!dlg.open) dlg.showModal(); return; }
+  upsertGoal(g); renderGoals();
+  box.replaceChildren(...[
+    h("h3", {}, g.title),
+    h("p", {}, h("span", { class: `badge gs-${g.state}`, id: "goal-state", "data-goal-state": g.state }, g.state), ` ${g.reason}`),
+    h("p", { class: "muted" }, `${g.repo} · ${g.priority} · ${g.autonomy} · attempt ${g.attempt} · tasks ${g.tasks_done}/${g.tasks_total} · ${goalCost(g)}`),
+    goalActions(g),
+    h("p", {}, g.description),
+    h("h4", {}, "Success criteria"),
+    h("ol", {}, g.success_criteria.map(c => h("li", {}, c))),
+    h("h4", {}, "Plan"),
+    planGraph(g),
+    h("h4", {}, "Tasks"),
+    g.tasks.length ? h("ul", { class: "list", id: "goal-tasks" }, g.tasks.map(t => h("li", { "data-goal-task": t.task_id },
+      h("span", { class: `badge st-${t.state}` }, t.state), " ", h("code", {}, short(t.task_id)), ` ${t.title} `, h("small", { class: "muted" }, t.kind)))) : h("p", { class: "muted" }, "none submitted"),
+    h("h4", {}, "Verifications"),
+    g.verifications.length ? h("ol", { class: "verifications" }, g.verifications.map(verificationReport)) : h("p", { class: "muted" }, "not verified yet"),
+    h("h4", {}, "History"),
+    h("ol", { class: "history", id: "goal-history" }, g.history.map(x => h("li", {}, `${x.from_state || "∅"} → ${x.to_state}`, h("small", { class: "muted" }, ` ${x.reason} · ${x.actor} · ${new Date(x.at).toLocaleTimeString()}`)))),
+  ].filter(Boolean));
+  if (!dlg.open) dlg.showModal();
+}
+
+async function onGoalEvent(d) {
+  const id = d.goal_id || d.id;
+  if (!id) return;
+  if (d.to_state) upsertGoal({ id, state: d.to_state, reason: d.reason, updated_at: d.at });
+  const g = await fetchGoal(id);
+  if (g) upsertGoal(g);
+  renderGoals();
+  if (state.openGoal === id && document.getElementById("goal-dialog").open) openGoal(id);
 }
 
 // ---- charts ------------------------------------------------------------------------------
@@ -281,10 +451,11 @@ async function onEvent(ev) {
     else if (name === "acknowledged" && state.alerts.has(d.rule_id)) state.alerts.set(d.rule_id, { ...state.alerts.get(d.rule_id), acknowledged: true, acknowledged_by: d.by });
     renderAlerts();
   } else if (area === "hub") {
-    state.hub = { ...state.hub, ...d }; renderSide();
+    state.hub = { ...state.hub, ...d }; await refreshHub();
   } else if (area === "goal") {
-    state.goals.set(d.goal_id || d.id, { ...d, event: name }); renderSide();
+    await onGoalEvent(d);
   }
+  if (area === "task" && d.goal_id && d.to_state) await onGoalEvent({ goal_id: d.goal_id });
 }
 
 let backoff = 250;
@@ -317,9 +488,11 @@ async function load() {
   if (p.agents.available) p.agents.data.forEach(a => state.agents.set(a.id, a));
   snap.alerts.forEach(a => state.alerts.set(a.rule_id, a));
   state.calls = snap.tool_calls; state.hub = snap.hub_events || {}; state.hubTime = snap.hub_time_in_state || {};
-  snap.goal_events.forEach(g => state.goals.set(g.goal_id || g.id, g));
+  if (p.goals && p.goals.available) p.goals.data.goals.forEach(upsertGoal);
   state.metrics = snap.metrics; state.presence = snap.presence || {};
   renderAll(); renderCharts();
+  refreshHub();
+  document.getElementById("goal-dialog").addEventListener("close", () => { state.openGoal = null; });
   connect();
   setInterval(refreshMetrics, 5000);
   setInterval(renderAgents, 15000);

@@ -134,10 +134,12 @@ class Brain:
 
     async def step(self) -> Stay:
         """One pass: the watchdog first, then (unless paused) the first rule that applies."""
-        async with self.engine.connect() as conn:
-            seen = await signals.gather(conn, self.healing)  # outside the row lock
         async with self.engine.begin() as conn:
             row = await store.load(conn, lock=True)
+            # under the row lock: a healing run ends its run row and moves the hub in one
+            # transaction, so signals read before it could show no cooldown for a hub that
+            # is already back in resting, and heal again at once
+            seen = await signals.gather(conn, self.healing)
             came = HubState(row.state)
             stay, reason = Stay(came, row.entered_at), ""
             if row.watchdog_at is not None and row.watchdog_at <= row.now:

@@ -8,7 +8,8 @@ and the hub moves to resting in the same transaction. A run cancelled by a `stop
 as `interrupted`; one that hangs is ended by the brain's healing watchdog (`brain.loop`).
 
 Started again after a restart or takeover, a run finds its row (by the stay) and goes on: the
-steps that were done are skipped by the rate limit, so nothing is done twice.
+steps that were done are skipped by the rate limit, so nothing is done twice. (A brain that
+stops leading cancels the run without ending it, for that reason.)
 """
 
 import asyncio
@@ -71,7 +72,7 @@ class Healer:
             by_issue = await self._heal(run_id, issues, dry)
         except asyncio.CancelledError:
             # shield: the cancel that stops the run would otherwise abort the record of it
-            await asyncio.shield(self._end(entered, "interrupted", "stopped before it finished"))
+            await asyncio.shield(self._interrupted(entered))
             raise
         # unresolved: an issue whose steps failed with none done (a failed re-probe followed
         # by a done fallback is handled; so is one task of three that could not be requeued)
@@ -131,6 +132,15 @@ class Healer:
             extra={"action": action, "target": step.target, "outcome": outcome},
         )
         return outcome
+
+    async def _interrupted(self, entered: datetime) -> None:
+        """Cancelled: by a `stop` (the hub left the stay: the run ends `interrupted`), or because
+        this replica no longer leads (the stay goes on: the next brain resumes the run)."""
+        async with self.engine.begin() as conn:
+            row = await brain_store.load(conn, lock=True)
+            if row.state == HubState.HEALING and row.entered_at == entered:
+                return
+            await store.end_run(conn, entered, "interrupted", "stopped before it finished")
 
     async def _end(self, entered: datetime, outcome: RunOutcome, report: str) -> None:
         """End the run and, while the hub is still in this stay, move it to resting."""

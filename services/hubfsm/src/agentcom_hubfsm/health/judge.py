@@ -1,7 +1,8 @@
 """The health rules: a pure function of what was seen, the settings and the samples of earlier
 assessments. Every issue carries what a remedy needs in its `evidence`.
 
-    dependency_degraded:<service>  critical  its readiness failed, or it did not answer
+    dependency_degraded:<service>  critical  its readiness failed (its Postgres or NATS); a
+                                   warning when it did not answer at all
     stuck_tasks                    critical from `hub_stuck_tasks_critical` on, else warning:
                                    held (assigned, working) unchanged for `hub_stuck_task_after`
     offline_agents                 warning   a task held by an agent the scheduler has offline
@@ -59,17 +60,21 @@ def _dependencies(seen: Seen, now: datetime) -> list[HealthIssue]:
         name = NAMES.get(service, service)
         if isinstance(ready, Health) and ready.ready:
             continue
+        # its Postgres or NATS failing is critical; no answer at all is a warning: the
+        # service may not be deployed or be restarting (a hub run alone would heal forever)
+        severity = Severity.CRITICAL
         if isinstance(ready, Health):
             failed = [f"{c.name} ({c.detail or 'failed'})" for c in ready.checks if not c.ok]
             summary = f"{name} is not ready: {', '.join(failed) or 'not ready'}"
             evidence: dict[str, Any] = {"checks": [c.model_dump(mode="json") for c in ready.checks]}
         else:
             summary, evidence = f"{name} did not answer: {ready}", {"error": ready}
+            severity = Severity.WARNING
         found.append(
             _issue(
                 f"dependency_degraded:{name}",
                 C.DEPENDENCY_DEGRADED,
-                Severity.CRITICAL,
+                severity,
                 summary,
                 now,
                 source=name,

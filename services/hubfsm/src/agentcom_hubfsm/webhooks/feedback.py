@@ -28,6 +28,7 @@ from agentcom_common import clock, outbox, subjects, transitions
 from agentcom_common.contracts.github import DeliveryOutcome, PrEscalated, RoundKind
 from agentcom_common.contracts.hub import GoalState
 from agentcom_common.contracts.task import Lane, SubmitTask, SubmitTasks, TaskState
+from agentcom_common.errors import AgentcomError
 from agentcom_hubfsm.goals import states as goal_states, store as goal_store
 from agentcom_hubfsm.tables import goal_tasks, goals, pull_requests
 from agentcom_hubfsm.webhooks import store
@@ -224,9 +225,10 @@ async def conflicts(h: Hooks, d: store.Delivery, repo: str, base: str, after: st
         mine = await ours(h, pull.branch)
         if mine is None:
             continue
+        files = await _conflicting(h, mine.goal.repo, base, pull.branch)
         context = (
             f"GitHub reports that {pull.branch} no longer merges into {base} "
-            f"(after {after[:12] or 'a push'} to {base})."
+            f"(after {after[:12] or 'a push'} to {base}). {files}"
         )
         ask = (
             f"Resolve the merge conflict of pull request {pull.url}\n\n{context} Merge {base} "
@@ -241,6 +243,17 @@ async def conflicts(h: Hooks, d: store.Delivery, repo: str, base: str, after: st
             f"the branch merges cleanly into {base}",
         )
         await _round(h, d, repo, pull, mine, work)
+
+
+async def _conflicting(h: Hooks, url: str, base: str, branch: str) -> str:
+    """The conflicting files as the hub's mirror of the goal's repo shows them."""
+    try:
+        files = await h.cache.conflicts(url, base, branch)
+    except AgentcomError as exc:  # the mirror could not be fetched: say so, keep the round
+        return f"The conflicting files could not be read: {exc.detail}"
+    if not files:
+        return "The hub's mirror shows no conflicting file yet (GitHub may be ahead of it)."
+    return "Conflicting files: " + ", ".join(files[:50])
 
 
 @dataclass(frozen=True, slots=True)
