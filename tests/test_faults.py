@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 import shutil
 import signal
+import sqlite3
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +324,154 @@ async def test_kill_9_of_each_part_in_turn_loses_nothing_and_runs_nothing_twice(
         check_history(task, history, runs_of.get(task["id"], Counter()))
     done = sum(t["state"] == "completed" for t in ended)
     assert done >= TASKS - 5, Counter(t["state"] for t in ended)  # faults, not lost work
+
+
+OUTAGE = 4.0  # seconds each server stays away: many relay passes, sweeps and heartbeats
+LONG = 2.0  # seconds a task runs that is in flight when NATS goes away
+
+
+@dataclass
+class Stream:
+    """Tasks submitted one after another until stopped, by a client that waits `Retry-After`
+    and tries again on a 503: what every client of a degraded stack is asked to do."""
+
+    api: httpx.AsyncClient
+    command: list[str]
+    submitted: list[str] = field(default_factory=list[str])
+    refused: list[httpx.Response] = field(default_factory=list[httpx.Response])
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        while not self.stop.is_set():
+            n = len(self.submitted)
+            body = {
+                "description": f"outage {n}",
+                "metadata": {"command": self.command},
+                "max_retries": 10,
+                "client_key": f"outage-{n}",  # a retry after an unclear 503 is the same task
+            }
+            made = await self.api.post("/api/tasks", json=body)
+            pause = 0.2  # a steady trickle, not a flood
+            if made.status_code == 503:
+                self.refused.append(made)
+                pause = float(made.headers["Retry-After"])
+            else:
+                assert made.status_code in (200, 201), made.text
+                self.submitted.append(made.json()["id"])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), pause)
+
+
+async def degraded(stack: Stack, dependency: str) -> None:
+    """Both services are up (liveness) and not ready, naming the one dependency away."""
+    for client in (stack.api, stack.agents):
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        assert [c["name"] for c in ready.json()["checks"] if not c["ok"]] == [dependency]
+
+
+async def recovered(stack: Stack) -> None:
+    for client in (stack.api, stack.agents):
+        assert (await answered(lambda c=client: c.get("/readyz"))).status_code == 200
+
+
+def unsent_reports(sidecars: Any) -> int:
+    """Reports the sidecars journaled that JetStream has not acked yet."""
+    total = 0
+    for journal in Path(sidecars.root).glob("*/state/journal.sqlite3"):
+        with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+            total += db.execute("SELECT count(*) FROM report WHERE sent_at IS NULL").fetchone()[0]
+    return total
+
+
+async def postgres_away(stack: Stack, stream: Stream) -> None:
+    """Writes are refused with 503, Retry-After and a problem JSON; nothing answers 500."""
+    await asyncio.to_thread(stack.postgres.stop)
+    await eventually(lambda: degraded(stack, "postgres"), timeout=30)
+    refused = await stack.api.post("/api/tasks", json={"description": "while Postgres is away"})
+    assert refused.status_code == 503, refused.text
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert refused.json()["error"] == "db_unavailable"
+    agent = await stack.agents.post("/api/agents", json={"name": "latecomer"})
+    assert agent.status_code == 503, agent.text
+    await asyncio.sleep(OUTAGE)  # the outage itself: how long Postgres stays away
+    assert stream.refused, "the stream never met the outage"
+    await stack.postgres.start()
+
+
+async def nats_away(stack: Stack, stream: Stream, sidecars: Any, long_tasks: list[str]) -> None:
+    """Submitting still works (the outbox keeps the events); sidecars journal their reports."""
+
+    async def running() -> None:
+        for task_id in long_tasks:
+            task = (await answered(lambda t=task_id: stack.api.get(f"/api/tasks/{t}"))).json()
+            assert task["state"] == "working", task
+
+    await eventually(running, timeout=60)
+    stack.nats.process.kill()
+    stack.nats.process.wait()
+    await eventually(lambda: degraded(stack, "nats"), timeout=30)
+    made = await stack.api.post("/api/tasks", json={"description": "while NATS is away"})
+    assert made.status_code == 201, made.text
+    stream.submitted.append(made.json()["id"])
+
+    async def journaled() -> None:
+        assert unsent_reports(sidecars) > 0
+
+    await eventually(journaled, timeout=LONG + 10)
+    await asyncio.sleep(OUTAGE)  # the outage itself: how long NATS stays away
+    await asyncio.to_thread(stack.restart_nats)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as above
+@pytest.mark.timeout(600)
+async def test_postgres_then_nats_away_under_a_stream_of_tasks_degrade_and_lose_nothing(
+    stack: Stack, sidecars: Any, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs.log"
+    await start_agents(stack, sidecars)
+    stream = Stream(stack.api, ["sh", "-c", f'pwd >> "{runs}"; sleep 0.1'])
+    flowing = asyncio.create_task(stream.run())
+
+    async def ended(at_least: int) -> None:
+        assert not flowing.done()
+        done = [t for t in await all_tasks(stack.api) if t["state"] in TERMINAL]
+        assert len(done) >= at_least, (len(done), at_least)
+
+    await eventually(lambda: ended(5), timeout=120)
+    await postgres_away(stack, stream)
+    await eventually(lambda: recovered(stack), timeout=60)
+    await eventually(lambda: ended(len(stream.submitted) // 2 + 5), timeout=120)
+
+    long_tasks: list[str] = []
+    for n in range(len(AGENTS)):
+        body = {
+            "description": f"long {n}",
+            "metadata": {"command": ["sh", "-c", f'pwd >> "{runs}"; sleep {LONG}']},
+        }
+        long_tasks.append((await stack.api.post("/api/tasks", json=body)).json()["id"])
+    await nats_away(stack, stream, sidecars, long_tasks)
+    await eventually(lambda: recovered(stack), timeout=60)
+    stream.stop.set()
+    await flowing
+    submitted = stream.submitted + long_tasks
+
+    async def every_task_ended() -> list[Json]:
+        tasks = {t["id"]: t for t in await all_tasks(stack.api)}
+        waiting = [(i, tasks[i]["state"]) for i in submitted if tasks[i]["state"] not in TERMINAL]
+        assert not waiting, (len(waiting), waiting[:5])
+        assert unsent_reports(sidecars) == 0  # every journaled report reached the hub
+        return [tasks[i] for i in submitted]
+
+    try:
+        done = await eventually(every_task_ended, timeout=300, pause=0.5)
+    except AssertionError as exc:
+        raise AssertionError(await stuck_report(stack, submitted)) from exc
+    runs_of = runs_by_task(runs)
+    for task in done:
+        history = (
+            await answered(lambda t=task: stack.api.get(f"/api/tasks/{t['id']}/history"))
+        ).json()
+        check_history(task, history, runs_of.get(task["id"], Counter()))
+    assert all(r.json()["error"] == "db_unavailable" for r in stream.refused)

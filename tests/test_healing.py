@@ -14,13 +14,17 @@ from typing import Any
 import httpx
 import pytest
 from nats.aio.client import Client
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import micro, subjects
+from agentcom_common.contracts.alert import Severity
+from agentcom_common.contracts.health import IssueCategory
 from agentcom_common.contracts.llm import EndpointList, ListEndpoints
 from agentcom_common.contracts.task import Claimed, ClaimTask
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually, running
 from agentcom_hubfsm.app import create_app as hub_app
+from agentcom_hubfsm.health import reports
 from agentcom_hubfsm.settings import HubSettings
 from agentcom_llm_registry.app import create_app as registry_app
 from agentcom_llm_registry.settings import LlmSettings
@@ -293,3 +297,33 @@ async def test_a_hung_remedy_is_ended_by_the_watchdog_with_a_critical_alert(
         end = json.loads((await ended.next_msg(timeout=10)).data)
         assert (end["outcome"], end["severity"]) == ("watchdog", "critical")
         assert (await moves(s))[-2:] == [("healing", "critical_issues"), ("resting", "watchdog")]
+
+
+async def test_a_failing_default_branch_opens_an_urgent_task_with_the_log_tail(
+    stack: Start, engine: AsyncEngine
+) -> None:
+    async with stack() as s:
+        async with engine.begin() as conn:  # as the webhooks report a failed check_run
+            await reports.report_issue(
+                conn,
+                key="ci_failing:example.invalid/r:main:build",
+                source="github",
+                severity=Severity.CRITICAL,
+                category=IssueCategory.CI_FAILING,
+                summary="main of example.invalid/r fails CI (build)",
+                evidence={
+                    "repo": "https://example.invalid/r.git",
+                    "branch": "main",
+                    "check": "build",
+                    "log_tail": "E   assert 1 == 2",
+                },
+            )
+        (run,) = await ended_runs(s, 1)
+
+        (opened,) = [a for a in run["actions"] if a["action"] == "open_diagnostic_task"]
+        assert opened["outcome"] == "done", opened
+        task_id = opened["detail"].split()[2]
+        task = (await s.queue.get(f"/api/tasks/{task_id}")).json()
+        assert (task["priority"], task["branch"]) == ("urgent", "main")
+        assert "E   assert 1 == 2" in task["description"]
+        assert task["metadata"]["source"] == "healing"

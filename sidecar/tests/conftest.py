@@ -229,7 +229,8 @@ def origin(tmp_path: Path) -> Path:
 
 @dataclass
 class FakeGitHub:
-    """GitHub's pulls API, as much of it as the sidecar uses (GET list by head, POST create)."""
+    """GitHub's pulls API, as much of it as the sidecar uses (GET list by head, POST create,
+    PUT merge)."""
 
     url: str = ""
     pulls: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
@@ -238,6 +239,17 @@ class FakeGitHub:
     )
     fail_create: int | None = None
     create_reply: object = None  # if set, the body of a 201 to POST instead of the new pull
+    merges: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+
+    def merge(self, number: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        pull = next((p for p in self.pulls if str(p["number"]) == number), None)
+        if pull is None:
+            return 404, {"message": "Not Found"}
+        if pull["draft"] or pull["merged"]:
+            return 405, {"message": "Pull Request is not mergeable"}
+        pull["merged"] = True
+        self.merges.append({"number": pull["number"]} | body)
+        return 200, {"merged": True, "message": "Pull Request successfully merged"}
 
 
 @pytest.fixture
@@ -289,10 +301,18 @@ def github() -> Iterator[FakeGitHub]:
                 "base": body["base"],
                 "title": body["title"],
                 "body": body["body"],
+                "draft": bool(body.get("draft", False)),
+                "merged": False,
                 "html_url": f"https://github.example/{parts[1]}/{parts[2]}/pull/{number}",
             }
             fake.pulls.append(pull)
             self._reply(201, pull)
+
+        def do_PUT(self) -> None:
+            fake.requests.append(("PUT", self.path, self.headers.get("Authorization")))
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            parts = self.path.strip("/").split("/")  # repos/o/r/pulls/<n>/merge
+            self._reply(*fake.merge(parts[4] if len(parts) == 6 else "", body))
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: ARG002  # quiet tests
             return

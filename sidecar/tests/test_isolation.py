@@ -202,18 +202,27 @@ async def test_required_shell_isolation_that_the_machine_cannot_make_refuses_she
     async with run_sidecar(config):
         beat = await _beat(heard)
         made = await hub.submit(metadata={"command": _snoop(config)})
+        # an LLM task whose check is a command: the check would run unisolated, so it is
+        # refused too, before any model turn
+        checked = await hub.submit(
+            description="Write the answer",
+            complexity_tier="standard",
+            verification_steps=[{"type": "command_succeeds", "command": "true"}],
+        )
 
-        async def refused() -> list[dict[str, Any]]:
-            rejected = [r for r in heard if r["kind"] == "rejected"]
-            assert rejected
+        async def refused() -> dict[str, dict[str, Any]]:
+            rejected = {r["task_id"]: r for r in heard if r["kind"] == "rejected"}
+            assert set(rejected) == {made["id"], checked["id"]}, rejected
             return rejected
 
-        (rejected, *_) = await eventually(refused, timeout=30)
+        both = await eventually(refused, timeout=30)
         task = await hub.task(made["id"])
+
+    assert both[checked["id"]]["code"] == "isolation_unavailable"
+    rejected = both[made["id"]]
 
     assert rejected["code"] == "isolation_unavailable"
     assert "shell_isolation: namespaces" in rejected["error"]
-    assert rejected["task_id"] == made["id"]
     assert task["state"] in ("queued", "assigned")  # refused, never run
     assert task["result"] is None
     assert not list(config.workspaces.glob("scratch/*/out.txt"))  # nothing ran unisolated

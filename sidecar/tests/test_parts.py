@@ -226,9 +226,10 @@ async def test_delivery_is_idempotent_and_opens_one_pull_request(
     task = {"id": "task-9", "description": "Fix it"}
 
     head, pushed = await delivery.commit_and_push(ws, task, "a1", ENV, {}, 60)
-    url = await delivery.open_pull_request(github.url, "tok", "acme/w", ws, "t", "b", 10)
+    url = (await delivery.open_pull_request(github.url, "tok", "acme/w", ws, "t", "b", 10)).url
     again_head, again_pushed = await delivery.commit_and_push(ws, task, "a1", ENV, {}, 60)
-    again_url = await delivery.open_pull_request(github.url, "tok", "acme/w", ws, "t", "b", 10)
+    again = await delivery.open_pull_request(github.url, "tok", "acme/w", ws, "t", "b", 10)
+    again_url = again.url
 
     assert (pushed, again_pushed) == (True, True)
     assert again_head == head  # nothing new to commit the second time

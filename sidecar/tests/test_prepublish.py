@@ -145,6 +145,9 @@ async def test_the_clean_corpus_is_pushed_with_its_diff_and_risk_tier(
     assert delivery.risk is not None
     assert delivery.risk.tier == 1, delivery.risk
     assert "Tier: **1**" in github.pulls[0]["body"]
+    # tier 1, but this repo allows no merge without a person (auto_merge is off by default)
+    assert (delivery.action, delivery.merged) == ("review", False)
+    assert github.pulls[0]["draft"] is False
 
 
 async def change_of(tmp_path: Path, files: dict[str, str]) -> changes.Change:

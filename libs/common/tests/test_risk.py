@@ -5,7 +5,7 @@ from typing import Literal
 import pytest
 
 from agentcom_common.contracts.delivery import DiffStats, FileChange
-from agentcom_common.risk import PathRule, RiskRules, Verification, assess
+from agentcom_common.risk import PathRule, RiskRules, Verification, action, assess
 
 Status = Literal["added", "modified", "deleted"]
 
@@ -141,3 +141,21 @@ def test_thresholds_and_path_rules_are_settings() -> None:
     assert assess(diff(("src/billing/x.py", "modified", 1, 0), TESTED), "pass", rules).tier == 3
     ci_and_test = diff((".github/ci.yml", "modified", 1, 0), ("tests/test_ci.py", "added", 2, 0))
     assert assess(ci_and_test, "pass", rules).tier == 1  # the rules replaced the default CI rule
+
+
+ACTIONS: list[tuple[Literal[1, 2, 3], Verification, bool, bool, str]] = [
+    (1, "pass", True, False, "merge"),
+    (1, "pass", False, False, "review"),  # the repo does not allow it
+    (1, "pass", True, True, "review"),  # the repo has CI: green is not known at delivery
+    (1, "not_verified", True, False, "review"),
+    (2, "pass", True, False, "review"),
+    (3, "pass", True, False, "draft"),
+    (3, "pass", False, True, "draft"),
+]
+
+
+@pytest.mark.parametrize(("tier", "verification", "auto_merge", "ci", "expected"), ACTIONS)
+def test_a_tier_decides_what_its_pull_request_gets(
+    tier: Literal[1, 2, 3], verification: Verification, auto_merge: bool, ci: bool, expected: str
+) -> None:
+    assert action(tier, verification, auto_merge, ci) == expected

@@ -201,6 +201,12 @@ async def test_ci_failing_on_the_default_branch_is_recorded_and_published_once(
         (issue,) = await reports.active(conn)
     assert (issue.category, issue.severity) == (IssueCategory.CI_FAILING, Severity.CRITICAL)
     assert issue.evidence["log_tail"] == event["log_tail"]
+    # as healing's diagnostic task reads it: the repo by its URL, the failing job
+    assert (issue.evidence["repo"], issue.evidence["github"], issue.evidence["job"]) == (
+        "https://github.example/acme/widgets.git",
+        "acme/widgets",
+        "tests",
+    )
 
     again = await send(hub, "check_run", failed_check("main"))  # a new delivery, same failure
     assert again.json()["outcome"] == "ignored"

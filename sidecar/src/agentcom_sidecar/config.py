@@ -46,6 +46,14 @@ class RepoConfig(BaseModel):
     url: str = Field(min_length=1, max_length=500)
     github: Annotated[str, StringConstraints(pattern=r"^[\w.-]+/[\w.-]+$")] | None = None
     prepublish_allow: ScanAllow = Field(default_factory=ScanAllow)
+    auto_merge: bool = Field(
+        default=False, description="Merge tier-1 pull requests without a person (needs ci off)."
+    )
+    ci: bool = Field(
+        default=True,
+        description="The repo runs CI on pull requests: then nothing is merged at delivery, "
+        "since green CI is not known yet.",
+    )
 
 
 class PrepublishConfig(BaseModel):

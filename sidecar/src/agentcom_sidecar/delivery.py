@@ -10,6 +10,7 @@ config), and the push names the configured URL; only the push gets the credentia
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
@@ -132,6 +133,20 @@ def pr_body(
     return "\n".join(lines).rstrip() + "\n"
 
 
+@dataclass(frozen=True, slots=True)
+class Pull:
+    url: str
+    number: int
+    draft: bool
+
+
+def _client(api: str, token: str | None, timeout: float) -> httpx.AsyncClient:
+    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.AsyncClient(base_url=api, headers=headers, timeout=timeout)
+
+
 async def open_pull_request(
     api: str,
     token: str | None,
@@ -140,13 +155,12 @@ async def open_pull_request(
     title: str,
     body: str,
     timeout: float,
-) -> str:
-    """Find the open PR for the branch or create it; returns its html_url."""
+    draft: bool = False,
+) -> Pull:
+    """Find the open PR for the branch or create it (a draft if `draft`); an open one found is
+    left as it is."""
     owner = repo.split("/")[0]
-    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    async with httpx.AsyncClient(base_url=api, headers=headers, timeout=timeout) as client:
+    async with _client(api, token, timeout) as client:
         try:
             found = await client.get(
                 f"/repos/{repo}/pulls", params={"head": f"{owner}:{ws.branch}", "state": "open"}
@@ -154,19 +168,48 @@ async def open_pull_request(
             _raise_for(found, "list pull requests")
             existing: list[dict[str, Any]] = found.json()
             if existing:
-                return str(existing[0]["html_url"])
+                return _pull(existing[0])
             made = await client.post(
                 f"/repos/{repo}/pulls",
-                json={"title": title, "head": ws.branch, "base": ws.base, "body": body},
+                json={
+                    "title": title,
+                    "head": ws.branch,
+                    "base": ws.base,
+                    "body": body,
+                    "draft": draft,
+                },
             )
             _raise_for(made, "create the pull request")
-            return str(made.json()["html_url"])
+            return _pull(made.json())
         except httpx.HTTPError as exc:
             raise DeliveryError(f"GitHub API at {api} unreachable: {type(exc).__name__}") from None
         except (ValueError, LookupError, TypeError):  # a 2xx that is not GitHub's pulls JSON
             raise DeliveryError(
                 f"GitHub API at {api} answered without a pull request's html_url"
             ) from None
+
+
+def _pull(data: dict[str, Any]) -> Pull:
+    return Pull(str(data["html_url"]), int(data["number"]), bool(data.get("draft", False)))
+
+
+async def merge_pull_request(
+    api: str, token: str | None, repo: str, number: int, head: str, timeout: float
+) -> str | None:
+    """Squash-merge the pull request at exactly `head` (GitHub refuses if the branch moved).
+    None once merged; else why not, and the pull request stays open for a person."""
+    async with _client(api, token, timeout) as client:
+        try:
+            said = await client.put(
+                f"/repos/{repo}/pulls/{number}/merge", json={"merge_method": "squash", "sha": head}
+            )
+        except httpx.HTTPError as exc:
+            return f"GitHub API at {api} unreachable: {type(exc).__name__}"
+    try:
+        _raise_for(said, "merge the pull request")
+    except DeliveryError as exc:
+        return str(exc)
+    return None
 
 
 def _raise_for(response: httpx.Response, what: str) -> None:

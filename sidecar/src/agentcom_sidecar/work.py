@@ -267,7 +267,8 @@ class Work:
             await delivery.push(ws, self.git_env(), self.git_auth(ws.url), self.config.git_timeout)
             outcome.result["pushed"] = True
             if repo is not None and repo.github:
-                outcome.result["pr_url"] = await self._pull_request(row, ws, outcome, repo.github)
+                outcome.delivery = await self._pull_request(row, ws, outcome, repo, head)
+                outcome.result["pr_url"] = outcome.delivery.pull_request
         except delivery.DeliveryError as exc:
             outcome.kind = "failed"
             outcome.error = f"delivery failed: {exc}"[:4000]
@@ -300,19 +301,39 @@ class Work:
         )
 
     async def _pull_request(
-        self, row: TaskRow, ws: workspaces.Workspace, outcome: attempts.Outcome, github: str
-    ) -> str:
+        self,
+        row: TaskRow,
+        ws: workspaces.Workspace,
+        outcome: attempts.Outcome,
+        repo: RepoConfig,
+        head: str,
+    ) -> DeliveryReport:
+        """Open the PR as its tier says (a draft for tier 3) and merge it when that is due."""
+        assert outcome.delivery is not None
+        assert outcome.delivery.risk is not None
+        assert repo.github
+        checked = taskdata.as_dict(outcome.result.get("verification")).get("status")
+        verified: risk.Verification = "pass" if checked == "pass" else "not_verified"
+        due = risk.action(outcome.delivery.risk.tier, verified, repo.auto_merge, repo.ci)
         title = f"{row.task_id}: {str(row.body.get('description', ''))[:60]}"
         body = delivery.pr_body(
             row.body,
             outcome.result.get("verification", {}),
             self.config.agent_id,
-            outcome.delivery.risk if outcome.delivery else None,
+            outcome.delivery.risk,
         )
         token = self.config.github_token.get_secret_value() if self.config.github_token else None
-        return await delivery.open_pull_request(
-            self.config.github_api_url, token, github, ws, title, body, self.config.http_timeout
+        api, timeout = self.config.github_api_url, self.config.http_timeout
+        pull = await delivery.open_pull_request(
+            api, token, repo.github, ws, title, body, timeout, draft=due == "draft"
         )
+        update: dict[str, object] = {"pull_request": pull.url, "action": due}
+        if due == "merge":
+            note = await delivery.merge_pull_request(
+                api, token, repo.github, pull.number, head, timeout
+            )
+            update |= {"merged": note is None, "merge_note": note and note[:500]}
+        return outcome.delivery.model_copy(update=update)
 
     def _emitter(self, row: TaskRow) -> ReportSink:
         """An executor's own progress and tool_call reports, journaled like every report."""

@@ -46,7 +46,7 @@ async def database(settings: "CommonSettings", *, purpose: str) -> AsyncGenerato
         return
     home = settings.home.resolve()
     running = stack.read(home)
-    if running is not None and running.database_url and purpose == "backup":
+    if running is not None and running.database_url and purpose != "restore":
         yield running.database_url
         return
     home.mkdir(parents=True, exist_ok=True)

@@ -104,11 +104,32 @@ def status(as_json: JsonFlag = False) -> None:
 
 @app.command()
 @friendly
-def doctor(as_json: JsonFlag = False) -> None:
-    """Check what `agentcom up` needs and say how to fix what is missing; exit 1 on a problem."""
+def doctor(
+    as_json: JsonFlag = False,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="Also check the data: amcheck, outbox backlog, stuck consumers, orphaned rows.",
+        ),
+    ] = False,
+) -> None:
+    """Check what `agentcom up` needs and say how to fix what is missing; exit 1 on a problem.
+
+    With --deep, also the stack's data (its Postgres is started for it when the stack is
+    stopped) and its JetStream consumers, each problem with how to repair it.
+    """
     from agentcom_cli import doctor as doctor_checks
 
-    if not doctor_checks.render(doctor_checks.run(_settings()), as_json):
+    settings = _settings()
+    findings = doctor_checks.run(settings)
+    if deep:
+        import asyncio
+
+        from agentcom_cli import integrity
+
+        findings += asyncio.run(integrity.run(settings))
+    if not doctor_checks.render(findings, as_json):
         raise typer.Exit(1)
 
 

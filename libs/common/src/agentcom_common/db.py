@@ -75,6 +75,7 @@ _AWAY: tuple[type[BaseException], ...] = (
 
 
 FAILURES: tuple[type[Exception], ...] = (
+    OSError,  # only when the driver raised it (`unavailable`); any other is still a 500
     DBAPIError,
     PoolTimeout,
     ConnectionError,
@@ -94,7 +95,7 @@ def unavailable(exc: BaseException) -> UnavailableError | None:
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
         invalidated = isinstance(cause, DBAPIError) and cause.connection_invalidated
-        if invalidated or isinstance(cause, _AWAY):
+        if invalidated or isinstance(cause, _AWAY) or _driver_os_error(cause):
             return UnavailableError(
                 f"Postgres is not reachable ({type(cause).__name__}); retry shortly",
                 code="db_unavailable",
@@ -105,3 +106,17 @@ def unavailable(exc: BaseException) -> UnavailableError | None:
             )
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+def _driver_os_error(exc: BaseException) -> bool:
+    """An OSError raised inside asyncpg: a server stopped cleanly removes its unix socket, so a
+    connect fails with FileNotFoundError (ENOENT), which is neither a ConnectionError nor
+    wrapped by SQLAlchemy. An OSError from anywhere else is not about Postgres."""
+    if not isinstance(exc, OSError):
+        return False
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__", "").startswith("asyncpg"):
+            return True
+        frame = frame.tb_next
+    return False

@@ -5,7 +5,7 @@ Three sources, one place:
   declares its statuses on every route that depends on it, however deep;
 - `errors(...)` on a route declares what only that route answers (404, 409);
 - every route of a service router may answer 413, 422 and 503 (`web.InputLimits`, validation,
-  Postgres away): `create_app` declares those on all of them.
+  Postgres or NATS away): `create_app` declares those on all of them.
 Every error status is declared with the problem-JSON schema (`Problem`). And every string in
 a document is declared without NUL (`STORABLE`), which `web.InputLimits` refuses everywhere
 (body, query, path); an explicit `pattern` already says more.
@@ -50,8 +50,8 @@ DESCRIPTIONS: Final[dict[int, str]] = {
     429: "`rate_limited` / `budget_exhausted`: retry after `retry_after` seconds "
     "(also `Retry-After`)",
     502: "`upstream_failed`: the model provider failed",
-    503: "`db_unavailable` (Postgres away) or another dependency's `*_unavailable`; retry after "
-    "`Retry-After` seconds",
+    503: "`db_unavailable` (Postgres away), `nats_unavailable` (NATS away) or another "
+    "dependency's `*_unavailable`; retry after `Retry-After` seconds",
 }
 EVERY_ROUTE: Final = (413, 422, 503)
 

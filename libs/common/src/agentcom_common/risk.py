@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentcom_common.contracts.delivery import DiffStats, FileChange, RiskAssessment, Tier
 
 Verification = Literal["pass", "fail", "not_verified"]
+Action = Literal["merge", "review", "draft"]
 
 
 class PathRule(BaseModel):
@@ -184,3 +185,14 @@ def _evidence(verification: Verification, rules: RiskRules) -> list[tuple[Tier, 
 
 def _some(paths: Sequence[str]) -> str:
     return ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+
+
+def action(tier: Tier, verification: Verification, auto_merge: bool, ci: bool) -> Action:
+    """What the pull request of a change of `tier` gets: tier 3 a draft; tier 1 a merge only
+    where the repo allows it (`auto_merge`), every check passed, and the repo has no CI (with
+    CI the merge waits for it to be green, which delivery cannot know yet); else review."""
+    if tier == 3:
+        return "draft"
+    if tier == 1 and auto_merge and verification == "pass" and not ci:
+        return "merge"
+    return "review"

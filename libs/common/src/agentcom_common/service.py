@@ -298,11 +298,12 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
             response.status_code = 503
         return health
 
-    @router.get("/api/whoami", tags=["auth"])
+    @router.get("/api/whoami", tags=["auth"], responses=openapi.errors(503))
     async def whoami(who: web.CurrentPrincipal) -> dict[str, str]:
         """Show which token you are calling with: its id, role and name.
 
-        Errors: 401 `missing_token` or `invalid_token` (unknown or revoked).
+        Errors: 401 `missing_token` or `invalid_token` (unknown or revoked); 503
+        `db_unavailable` while Postgres is away (the token cannot be checked).
         """
         return {"token_id": who.token_id, "role": who.role.value, "name": who.name}
 

@@ -11,6 +11,8 @@ from urllib.parse import parse_qsl
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from nats import errors as nats_errors
+from nats.js import errors as js_errors
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
@@ -24,9 +26,23 @@ from agentcom_common.errors import (
     InvalidError,
     NotFoundError,
     TooLargeError,
+    UnavailableError,
 )
 
 log = logging.getLogger(__name__)
+
+# what a NATS restart or outage looks like to a route that publishes or asks: not a bad request
+NATS_AWAY: tuple[type[Exception], ...] = (
+    nats_errors.ConnectionClosedError,
+    nats_errors.ConnectionDrainingError,
+    nats_errors.ConnectionReconnectingError,
+    nats_errors.NoServersError,
+    nats_errors.OutboundBufferLimitError,
+    nats_errors.StaleConnectionError,
+    nats_errors.TimeoutError,
+    nats_errors.NoRespondersError,
+    js_errors.ServiceUnavailableError,
+)
 
 
 def problem(status: int, code: str, detail: str, field: str | None = None) -> JSONResponse:
@@ -130,6 +146,16 @@ def _check_target(scope: Scope) -> None:
                 raise InvalidError(f"{field}: must not contain NUL characters (%00)", field=field)
 
 
+async def _on_nats_failure(request: Request, exc: Exception) -> JSONResponse:
+    # a route that asks over NATS while the connection is down or closing: the same call
+    # works once the client has reconnected, so 503 with Retry-After, never a 500
+    log.warning("http.nats_unavailable", extra={"path": request.url.path, "error": repr(exc)})
+    away = UnavailableError(
+        f"NATS is not reachable ({type(exc).__name__}); retry shortly", code="nats_unavailable"
+    )
+    return JSONResponse(away.as_body(), status_code=away.status, headers=away.headers())
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_agentcom_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AgentcomError)
@@ -166,6 +192,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     for failure in db.FAILURES:  # a Postgres restart is a 503 the client retries, not a 500
         app.add_exception_handler(failure, on_db_failure)
+    for away in NATS_AWAY:
+        app.add_exception_handler(away, _on_nats_failure)
     app.add_exception_handler(Exception, on_unexpected)
 
 

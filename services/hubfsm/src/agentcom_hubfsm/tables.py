@@ -227,7 +227,7 @@ ci_failures = Table(
 
 # Health: the latest assessment (one row, id 'hub', written by the health monitor), and the
 # issues other parts of the hub report from outside the assessment (a failing default branch
-# from a GitHub event, a merge conflict from a delivery): `health.issues.report_issue`.
+# from a GitHub event, a merge conflict from a delivery): `health.reports.report_issue`.
 health = Table(
     "health",
     metadata,

@@ -73,3 +73,13 @@ class DeliveryReport(Contract):
         default=False, description="The scan found something: nothing was pushed."
     )
     risk: RiskAssessment | None = None
+    pull_request: str | None = Field(default=None, max_length=1000, description="Its URL.")
+    action: Literal["merge", "review", "draft"] | None = Field(
+        default=None,
+        description="What the pull request got: merged (tier 1 where allowed), left for "
+        "review, or opened as a draft (tier 3); None without a pull request.",
+    )
+    merged: bool = False
+    merge_note: str | None = Field(
+        default=None, max_length=500, description="Why a merge that was due did not happen."
+    )

@@ -178,7 +178,14 @@ def fallback(ctx: Context, issue: HealthIssue, before: Mapping[str, Outcome]) ->
 def _diagnosis(issue: HealthIssue) -> str:
     ev = issue.evidence
     if issue.category is C.CI_FAILING:
-        head = f"The default branch {ev.get('branch', '?')} of {ev.get('repo', '?')} fails CI ({ev.get('job', 'a check')}). Find why and make it pass."
+        check = ev.get("job") or ev.get("check") or "a check"
+        at = f" at {ev['sha']}" if ev.get("sha") else ""
+        head = (
+            f"The default branch {ev.get('branch', '?')} of {ev.get('repo', '?')} fails CI "
+            f"({check}{at}). Find why and make it pass."
+        )
+        if ev.get("url"):
+            head += f" The failing run: {ev['url']}"
         tail = ev.get("log_tail", "")
         return f"{head}\n\nThe failing job's log tail:\n{tail}" if tail else head
     files = ", ".join(ev.get("files", [])) or "(not listed)"

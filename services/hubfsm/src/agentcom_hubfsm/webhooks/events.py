@@ -100,12 +100,28 @@ async def _check(h: Hooks, d: store.Delivery, repo: str, payload: dict[str, Any]
         jobs=jobs,
     )
     if branch == dig(payload, "repository", "default_branch"):
-        return await _default_failed(h, d, repo, str(branch), failed)
+        return await _default_failed(h, d, repo, str(branch), failed, await _url_of(h, payload))
     return await feedback.check_failed(h, d, repo, str(branch), failed)
 
 
+async def _url_of(h: Hooks, payload: dict[str, Any]) -> str:
+    """The URL agents know the repository by: a goal's, else GitHub's `clone_url`."""
+    async with h.engine.connect() as conn:
+        used = (
+            await conn.execute(
+                select(goals.c.repo).where(goals.c.repo.in_(payload_urls(payload))).limit(1)
+            )
+        ).first()
+    return used.repo if used else str(dig(payload, "repository", "clone_url") or "")
+
+
 async def _default_failed(
-    h: Hooks, d: store.Delivery, repo: str, branch: str, failed: "feedback.Failure"
+    h: Hooks,
+    d: store.Delivery,
+    repo: str,
+    branch: str,
+    failed: "feedback.Failure",
+    url: str,
 ) -> Answer:
     """The healing signal: recorded, published, then handed to healing (see docs/hub.md)."""
     tail = await feedback.log_tails(h, repo, failed.jobs)
@@ -130,7 +146,9 @@ async def _default_failed(
                 severity=Severity.CRITICAL,
                 category=IssueCategory.CI_FAILING,
                 summary=f"{branch} of {repo} fails CI ({failed.name} at {failed.sha[:12]})",
-                evidence=event.model_dump(mode="json", exclude={"schema_version"}),
+                # healing's diagnostic task reads these: `repo` as agents know it, `job`
+                evidence=event.model_dump(mode="json", exclude={"schema_version"})
+                | {"repo": url, "github": repo, "job": failed.name},
             )
     if not new:
         return "ignored", f"{failed.name} on {failed.sha[:12]} was recorded before"
