@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from agentcom_sidecar import namespaces
 from agentcom_sidecar.agentic import tools
-from agentcom_sidecar.agentic.sandbox import Sandbox, namespaces_available
+from agentcom_sidecar.agentic.sandbox import Sandbox
 from agentcom_sidecar.agentic.settings import AgenticSettings
 
 
@@ -59,7 +60,7 @@ async def main(runs: int) -> None:
         (ws / f"f{i}.py").write_text("def f():\n    return 1\n" * 20)
     results: dict[str, Any] = {"runs": runs, "plain_subprocess": summary(time_plain(runs, ws))}
     modes: list[Literal["none", "namespaces"]] = ["none"]
-    if namespaces_available():
+    if namespaces.available():
         modes.append("namespaces")
     for mode in modes:
         sandbox = Sandbox(ws, AgenticSettings(agentic_isolation=mode), env=dict(os.environ))
