@@ -29,7 +29,11 @@ async def start_agent(
     _, scheduler = hub
     made = (await scheduler.post("/api/agents", json={"name": name})).json()
     config: Path = sidecars.config(
-        made, nats.address, allow_hub_commands=True, repos=[{"url": str(origin)}]
+        made,
+        nats.address,
+        allow_hub_commands=True,
+        repos=[{"url": str(origin)}],
+        shell_isolation="none",  # its command marks a gate dir outside the workspace
     )
     sidecars.start(name, config)
     await agent_is(scheduler, name, "idle", sidecars)

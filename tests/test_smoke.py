@@ -55,7 +55,11 @@ async def start_agents(hub: Hub, sidecars: Any, nats: NatsServer, origin: Path) 
         made = (await scheduler.post("/api/agents", json={"name": name})).json()
         assert made["nats_user"], made  # its own NATS login, not the hub's
         config = sidecars.config(
-            made, nats.address, allow_hub_commands=True, repos=[{"url": str(origin)}]
+            made,
+            nats.address,
+            allow_hub_commands=True,
+            repos=[{"url": str(origin)}],
+            shell_isolation="none",  # its command marks a gate dir outside the workspace
         )
         sidecars.start(name, config)
 
