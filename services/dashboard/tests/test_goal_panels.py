@@ -207,9 +207,15 @@ async def test_an_admin_rejects_approves_and_cancels_a_goal_from_its_page(
 async def test_the_hub_panel_shows_the_real_hub_and_an_admin_pauses_and_resumes_it(
     browser: Browser, stack: Stack, hub: Hub
 ) -> None:
+    async def led() -> dict[str, Any]:
+        # a fresh hub has no leader for its first lease: wait until one leads, then compare
+        shown = await hub_get(stack, hub, "/api/hub/state")
+        assert shown["leader"] is not None, shown
+        return shown
+
+    state = await eventually(led, timeout=30)
     page, console = await open_page(browser, stack, stack.admin_token)
     asked = answer_dialogs(page, [])
-    state = await hub_get(stack, hub, "/api/hub/state")
     panel = page.locator("#panel-hub")
     await expect(panel.locator("[data-hub-state]")).to_have_text(state["state"], timeout=5000)
     await expect(panel.locator("[data-hub-leader]")).to_have_text(f"leader: {state['leader']}")
