@@ -234,6 +234,13 @@ async def test_a_dead_tier_is_reprobed_and_recovers(stack: Start, nc: Client) ->
             assert (await s.hub.get("/api/hub/state")).json()["state"] == "healing"
 
         await eventually(healing, timeout=30)
+
+        async def run_opened() -> None:
+            # the run holds the issues it was opened with; before it exists, an assessment
+            # taken after the endpoint came back would find nothing to heal (CI saw that)
+            assert len(await runs(s)) == 1
+
+        await eventually(run_opened, timeout=30)
         s.small.health_status = 200  # it comes back while healing re-probes it
         (run,) = await ended_runs(s, 1)
 
