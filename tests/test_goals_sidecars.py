@@ -27,6 +27,7 @@ from agentcom_hubfsm.app import create_app as hub_app
 from agentcom_hubfsm.settings import HubSettings
 from agentcom_llm_registry.settings import LlmSettings
 from agentcom_llm_registry.testing import FakeLLM, serve
+from goal_fakes import add_local_endpoint
 
 Json = dict[str, Any]
 AGENTS = ("a1", "a2")
@@ -156,19 +157,7 @@ async def stack(
         ):
             for client in (registry, hubfsm):
                 client.headers["Authorization"] = f"Bearer {admin_token}"
-            added = await registry.post(
-                "/api/llm/endpoints",
-                json={
-                    "id": "local1",
-                    "provider": "ollama",
-                    "base_url": model.url,
-                    "classes": ["local", "local-small"],
-                    "models": ["qwen3:8b"],
-                },
-            )
-            assert added.status_code == 201, added.text
-            checked = await registry.post("/api/llm/endpoints/local1/check")
-            assert checked.json()["health"] == "healthy", checked.text
+            await add_local_endpoint(registry, model.url)
             yield Stack(queue, scheduler, hubfsm, registry_url, model)
     finally:
         await model.stop()

@@ -27,6 +27,7 @@ from agentcom_hubfsm.settings import HubSettings
 from agentcom_llm_registry.settings import LlmSettings
 from agentcom_llm_registry.testing import FakeLLM, serve
 from fake_github import FakeGitHub, repository, serve as serve_github, signed
+from goal_fakes import add_local_endpoint
 
 Json = dict[str, Any]
 SECRET = "webhook secret for the test"
@@ -139,19 +140,7 @@ async def stack(
         ):
             for client in (registry, hubfsm):
                 client.headers["Authorization"] = f"Bearer {admin_token}"
-            added = await registry.post(
-                "/api/llm/endpoints",
-                json={
-                    "id": "local1",
-                    "provider": "ollama",
-                    "base_url": model.url,
-                    "classes": ["local", "local-small"],
-                    "models": ["qwen3:8b"],
-                },
-            )
-            assert added.status_code == 201, added.text
-            checked = await registry.post("/api/llm/endpoints/local1/check")
-            assert checked.json()["health"] == "healthy", checked.text
+            await add_local_endpoint(registry, model.url)
             yield Stack(queue, scheduler, hubfsm, registry_url, model, github)
     finally:
         await model.stop()

@@ -4,6 +4,7 @@ what differs (`test_goals_flow`, `test_goals_crash`)."""
 import asyncio
 import json
 
+import httpx
 from nats.aio.client import Client
 
 
@@ -44,3 +45,20 @@ async def pull_worker(nc: Client, stop: asyncio.Event, done: list[str] | None = 
         await nc.request("agentcom.rpc.queue.report", json.dumps(report).encode(), timeout=10)
         if done is not None:
             done.append(title)
+
+
+async def add_local_endpoint(registry: httpx.AsyncClient, url: str) -> None:
+    """Register the fake Ollama at `url` as the local tiers' endpoint and see it healthy."""
+    added = await registry.post(
+        "/api/llm/endpoints",
+        json={
+            "id": "local1",
+            "provider": "ollama",
+            "base_url": url,
+            "classes": ["local", "local-small"],
+            "models": ["qwen3:8b"],
+        },
+    )
+    assert added.status_code == 201, added.text
+    checked = await registry.post("/api/llm/endpoints/local1/check")
+    assert checked.json()["health"] == "healthy", checked.text
