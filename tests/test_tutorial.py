@@ -3,9 +3,12 @@ block marked `<!-- tutorial -->` runs in bash in one new directory, in order, as
 it; a block marked `<!-- tutorial: background … -->` is a terminal left running (`agentcom up`
 through `up_stack.Stack`, which runs exactly that command; any other with bash, until its
 output shows the text the marker names). Only the port offset is the test's own, so the stack
-does not collide with another test's.
+does not collide with another test's, and `OLLAMA_URL`, which the second part's block reads:
+the fake model server of the tests (`tests/servers/fake_ollama.py`) stands in for Ollama,
+playing a model that reads calc.py, writes the fix and says so.
 """
 
+import asyncio
 import os
 import re
 import shutil
@@ -15,10 +18,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from agentcom_common.testing import shared_tmpdir
+import fake_ollama
+from agentcom_common.testing import eventually, shared_tmpdir
 from up_stack import Stack, cli_env, free_offset, wait_all_ready, wait_until
 
 pytestmark = pytest.mark.system
@@ -88,16 +94,21 @@ def user_dir() -> Iterator[Path]:
     shutil.rmtree(made, ignore_errors=True)
 
 
-def test_the_first_task_tutorial_runs_as_written_on_a_fresh_home(user_dir: Path) -> None:
+FIXED = "def add(a, b):\n    return a + b\n"
+
+
+def run_tutorial(user_dir: Path, offset: int, ollama_url: str) -> list[str]:
+    """Every block in order; the stdout of each foreground one."""
     blocks = tutorial_blocks()
     assert [b.text.strip() for b in blocks if b.background] == [
         "agentcom up",
         "agentcom sidecar run --config .agentcom/agents/builder.json",
+        "agentcom sidecar run --config .agentcom/agents/coder.json",
     ]
     home = user_dir / ".agentcom"  # the default home, `.agentcom` in the user's directory
     # as with the environment activated: this interpreter's `agentcom` and `python` first
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = cli_env(home, AGENTCOM_PORT_OFFSET=str(free_offset()), PATH=path)
+    env = cli_env(home, AGENTCOM_PORT_OFFSET=str(offset), PATH=path, OLLAMA_URL=ollama_url)
     up: Stack | None = None
     terminals: list[Terminal] = []
     outputs: list[str] = []
@@ -127,8 +138,48 @@ def test_the_first_task_tutorial_runs_as_written_on_a_fresh_home(user_dir: Path)
             terminal.stop()
         if up is not None:
             up.interrupt()
+    return outputs
 
-    watched, branch_and_log = outputs[-2], outputs[-1]
+
+def once_watched(nats_monitor: str, then: fake_ollama.Turn) -> fake_ollama.Turn:
+    """`then`, once `agentcom task watch` has subscribed to the task events (a connection
+    without a name, which every service's has, on `agentcom.evt.task.>`). The fake answers at
+    once, so without this the loop could end before the watch has started, which a user's
+    Ollama (seconds a turn) never does, and the watch would show no tool calls."""
+
+    async def subscribed() -> None:
+        async with httpx.AsyncClient() as client:
+            got = await client.get(f"{nats_monitor}/connz", params={"subs": "1"})
+        assert any(
+            not conn.get("name") and "agentcom.evt.task.>" in conn.get("subscriptions_list", [])
+            for conn in got.json()["connections"]
+        ), got.text
+
+    async def turn(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        await eventually(subscribed, timeout=120, pause=0.2)
+        return await then(body)
+
+    return turn
+
+
+async def test_the_first_task_tutorial_runs_as_written_on_a_fresh_home(user_dir: Path) -> None:
+    offset = free_offset()
+    nats_monitor = f"http://127.0.0.1:{8222 + offset}"
+    async with fake_ollama.serve() as model:
+        model.play(
+            once_watched(
+                nats_monitor,
+                fake_ollama.reply(tool_calls=[fake_ollama.call("read_file", path="calc.py")]),
+            ),
+            fake_ollama.reply(
+                tool_calls=[fake_ollama.call("write_file", path="calc.py", content=FIXED)]
+            ),
+            fake_ollama.reply("Fixed: add() subtracted; it adds now and the test passes."),
+        )
+        outputs = await asyncio.to_thread(run_tutorial, user_dir, offset, model.url)
+    assert len(model.requests) == 3, model.requests  # the loop asked the model, through the gateway
+
+    watched, branch_and_log = outputs[-4], outputs[-3]
     assert "-> completed" in watched, watched
     assert "state: completed" in watched, watched
     # `task show`'s result line names the branch pushed and its commit
@@ -138,10 +189,18 @@ def test_the_first_task_tutorial_runs_as_written_on_a_fresh_home(user_dir: Path)
     assert shown[1] in branch_and_log, branch_and_log
     assert f"commit {shown[2]}" in branch_and_log, branch_and_log
     assert "+    return a + b" in branch_and_log, branch_and_log
-    main = subprocess.run(
+    main = await asyncio.to_thread(
+        subprocess.run,
         ["git", "-C", str(user_dir / "calc.git"), "show", "HEAD:calc.py"],
         capture_output=True,
         text=True,
         check=True,
     )
     assert "return a - b" in main.stdout  # the user's branch is untouched
+
+    looped = outputs[-1]
+    assert "tool read_file(" in looped, looped
+    assert "tool write_file(" in looped, looped
+    assert "-> completed" in looped, looped
+    assert "agentcom/coder/task-" in looped, looped  # its branch, pushed
+    assert "+    return a + b" in looped, looped
