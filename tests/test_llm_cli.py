@@ -13,7 +13,7 @@ from agentcom_cli.main import app as cli
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import free_port
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM, serve
+from fake_llm import FakeLLM, serve
 
 
 async def test_cli_adds_lists_routes_and_removes_an_endpoint(
