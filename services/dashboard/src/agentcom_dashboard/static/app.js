@@ -110,6 +110,57 @@ function renderDead() {
   document.getElementById("kpi-dead").textContent = items.length;
 }
 
+// ---- the task page: what the queue's TaskView and the sidecar's result really carry ---------
+// The sidecar's result (sidecar/attempts.py `_result`, work.py `_deliver`): summary, exit_code,
+// output_tail, verification {status, checks: [{check, target, passed, duration_ms,
+// output_tail, timed_out}]}, tokens_in, tokens_out, cost_usd, branch, base, commit, pushed,
+// pr_url. The command is the task's metadata.command.
+function fact(label, value, key) {
+  return h("div", { class: "fact", "data-fact": key }, h("dt", {}, label), h("dd", {}, value));
+}
+
+// metadata.command is an argv; shown as a shell would take it (quoted where it has spaces).
+function argv(cmd) {
+  if (!Array.isArray(cmd)) return String(cmd);
+  return cmd.map(a => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(" ");
+}
+
+function taskFacts(t) {
+  const r = t.result || {};
+  const facts = [];
+  const branch = r.branch || t.branch;
+  if (t.repo) facts.push(fact("repo", h("code", {}, t.repo), "repo"));
+  if (branch) facts.push(fact("branch", h("code", {}, branch), "branch"));
+  if (r.commit) facts.push(fact("commit", h("code", { title: r.commit }, r.commit.slice(0, 12)), "commit"));
+  if (r.pr_url) facts.push(fact("pull request", h("a", { href: r.pr_url, target: "_blank", rel: "noopener" }, r.pr_url), "pr"));
+  else if (r.branch) facts.push(fact("pushed", r.pushed ? "yes" : (r.delivery_note || "no"), "pushed"));
+  if (t.metadata && t.metadata.command) facts.push(fact("command", h("code", {}, argv(t.metadata.command)), "command"));
+  if (t.assigned_to) facts.push(fact("agent", t.assigned_to, "agent"));
+  if (r.exit_code != null) facts.push(fact("exit code", String(r.exit_code), "exit"));
+  if (r.tokens_in != null || r.cost_usd != null) facts.push(fact("cost", `${money(r.cost_usd)} · ${r.tokens_in || 0} in / ${r.tokens_out || 0} out tokens`, "cost"));
+  if (r.summary) facts.push(fact("summary", r.summary, "summary"));
+  return facts.length ? [h("dl", { class: "facts", id: "task-facts" }, facts)] : [];
+}
+
+function outputTail(t, events) {
+  // Live: the progress batches seen for this task; once it ended, the result's output_tail.
+  const lines = events.filter(c => c.subject.endsWith(".progress")).flatMap(c => (c.data || {}).lines || []);
+  const text = lines.length ? lines.slice(-40).join("\n") : ((t.result || {}).output_tail || "");
+  return text ? h("pre", { class: "output", id: "task-output" }, text) : h("p", { class: "muted" }, "no output yet");
+}
+
+function verificationChecks(result) {
+  const v = result && result.verification;
+  if (!v) return h("p", { class: "muted" }, result && result.verification_note ? result.verification_note : "no report");
+  if (!v.checks.length) return h("p", { class: "muted", "data-verification": v.status }, "not verified: the task has no checks");
+  return h("div", { id: "task-checks", "data-verification": v.status },
+    h("p", {}, h("span", { class: `badge vs-${v.status}` }, v.status), ` ${v.summary ? `${v.summary.passed}/${v.summary.total} passed` : ""}`),
+    h("ol", { class: "checks" }, v.checks.map(c => h("li", { class: c.passed ? "check ok" : "check bad", "data-check": c.check, "data-passed": String(c.passed) },
+      h("span", { class: `badge ${c.passed ? "vs-pass" : "vs-fail"}` }, c.passed ? "passed" : (c.timed_out ? "timed out" : "failed")), " ",
+      h("strong", {}, c.check), " ", h("code", {}, c.target || ""), h("small", { class: "muted" }, ` ${Math.round(c.duration_ms)} ms`),
+      c.output_tail ? h("pre", { class: "output" }, c.output_tail.slice(-1500)) : null))));
+}
+
 async function openTask(id) {
   const dlg = document.getElementById("task-dialog");
   const detail = await fetchTask(id);
@@ -117,18 +168,22 @@ async function openTask(id) {
   if (!detail) { box.replaceChildren(h("p", { class: "na" }, "task not available")); dlg.showModal(); return; }
   const t = detail.task.data;
   const hist = detail.history.available ? detail.history.data : [];
-  const report = t.result && (t.result.verification || t.result.verification_report);
   box.replaceChildren(...[
     h("h3", {}, t.description),
     h("p", {}, h("span", { class: `badge st-${t.state}` }, t.state), ` ${t.priority} · generation ${t.generation} · retries ${t.retry_count}/${t.max_retries}`),
     t.waiting_reason ? h("p", { class: "waiting", "data-waiting": t.id }, `waiting: ${t.waiting_reason}`) : null,
     t.last_error ? h("p", { class: "error" }, t.last_error) : null,
+    ...taskFacts(t),
+    h("h4", {}, "Output"),
+    outputTail(t, detail.tool_calls),
+    h("h4", {}, "Tool calls"),
+    detail.tool_calls.some(c => !c.subject.endsWith(".progress"))
+      ? h("ol", { class: "stream", id: "task-calls" }, detail.tool_calls.filter(c => !c.subject.endsWith(".progress")).map(streamItem))
+      : h("p", { class: "muted" }, "none seen"),
+    h("h4", {}, "Verification"),
+    verificationChecks(t.result),
     h("h4", {}, "History"),
     h("ol", { class: "history" }, hist.map(x => h("li", {}, `${x.from_state || "∅"} → ${x.to_state}`, h("small", { class: "muted" }, ` ${x.reason} · ${x.actor} · ${new Date(x.at).toLocaleTimeString()}`)))),
-    h("h4", {}, "Tool calls"),
-    detail.tool_calls.length ? h("ol", { class: "stream" }, detail.tool_calls.map(streamItem)) : h("p", { class: "muted" }, "none seen"),
-    h("h4", {}, "Verification"),
-    report ? h("pre", {}, JSON.stringify(report, null, 2)) : h("p", { class: "muted" }, "no report"),
   ].filter(Boolean));
   dlg.showModal();
 }
