@@ -18,6 +18,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from agentcom_common.contracts.agent import ToolCallReport
+
 INSTALL = "apt-get update && apt-get install -y chromium"
 IMAGES = Path(__file__).resolve().parents[3] / "docs" / "img"
 LIVE_WITHIN_MS = 1000  # the acceptance bar: a change shows on the page within 1 s
@@ -177,16 +179,28 @@ async def populate(stack: Stack, nc: Client, js: JetStreamContext) -> None:
     await stack.submit(description="Refactor the webhook signature check", priority="high")
     working = await claim(nc, "rocinante")
     await report(nc, working, "accepted", agent="rocinante")
-    for n, (tool, args) in enumerate(
+    for n, (tool, args, result) in enumerate(
         [
-            ("read_file", "src/webhooks/verify.py"),
-            ("search", "hmac.compare_digest"),
-            ("write_file", "src/webhooks/verify.py (+18 -9)"),
-            ("run_tests", "pytest tests/webhooks -q"),
+            ("read_file", "src/webhooks/verify.py", "84 lines"),
+            ("search", "hmac.compare_digest", "2 matches"),
+            ("write_file", "src/webhooks/verify.py (+18 -9)", "written"),
+            ("run_tests", "pytest tests/webhooks -q", "12 passed"),
         ]
     ):
-        body = {"task_id": working.id, "tool": tool, "args_summary": args, "step": n}
-        await js.publish("agentcom.evt.task.tool_call", json.dumps(body).encode())
+        # The fields of the sidecar's ToolCallReport, the only ones the page reads.
+        call = ToolCallReport(
+            kind="tool_call",
+            agent_id="rocinante",
+            task_id=working.id,
+            generation=working.generation,
+            seq=n,
+            tool=tool,
+            arguments=args,
+            result=result,
+            ok=True,
+            duration_ms=40.0,
+        )
+        await js.publish("agentcom.evt.task.tool_call", call.model_dump_json().encode())
     beat = {"kind": "heartbeat", "cpu_percent": 37.0, "ram_percent": 58.0, "vram_percent": 71.0}
     await nc.publish("agentcom.agent.rocinante.report", json.dumps(beat).encode())
     await stack.submit(description="Write release notes for 0.4", priority="low")

@@ -40,7 +40,7 @@ async def test_tool_calls_stream_and_belong_to_their_task(
     stack: Stack, js: JetStreamContext
 ) -> None:
     task = await stack.submit(description="use some tools")
-    call = {"task_id": task["id"], "tool": "read_file", "args_summary": "README.md"}
+    call = {"task_id": task["id"], "tool": "read_file", "arguments": "README.md"}
     await js.publish("agentcom.evt.task.tool_call", json.dumps(call).encode())
     await js.publish("agentcom.evt.task.progress", json.dumps({"task_id": "other"}).encode())
 

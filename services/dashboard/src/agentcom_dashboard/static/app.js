@@ -89,9 +89,14 @@ function renderTasks() {
     h("td", {}, t.assigned_to || ""),
     h("td", { class: "muted", title: t.updated_at || "" }, ago(t.updated_at)),
     h("td", {}, isAdmin && t.state && !TERMINAL.has(t.state) && t.state !== "failed"
-      ? h("button", { class: "small", onclick: e => { e.stopPropagation(); act(`/ui/tasks/${t.id}/cancel`, "cancel"); } }, "cancel") : null),
+      ? h("button", { class: "small", "data-cancel": t.id, onclick: e => { e.stopPropagation(); cancelTask(t); } }, "cancel") : null),
   )));
   document.getElementById("tasks-note").textContent = rows.length ? "" : "No tasks match.";
+}
+
+// A cancel cannot be undone (the agent's work is dropped), so it asks first.
+function cancelTask(t) {
+  if (window.confirm(`Cancel task ${short(t.id)} "${t.description || ""}"? Its agent's work is dropped.`)) act(`/ui/tasks/${t.id}/cancel`, "cancel");
 }
 
 function renderDead() {
@@ -143,13 +148,23 @@ function agentLine(a, task, beat) {
   return parts.join(" · ");
 }
 
+// The scheduler refuses (409 not_supervised) to restart a sidecar whose hello said nothing
+// supervises it: it would exit and stay stopped. The button says so instead of failing.
+function restartButton(a) {
+  if (a.supervisor === "none") {
+    const why = "not supervised: its sidecar was started by hand, a restart would stop it for good";
+    return h("button", { class: "small", disabled: true, title: why, "data-restart": a.id, "data-restart-reason": why }, "restart");
+  }
+  return h("button", { class: "small", "data-restart": a.id, onclick: () => act(`/ui/agents/${a.id}/restart`, "restart") }, "restart");
+}
+
 function renderAgents() {
   const busy = new Map([...state.tasks.values()].filter(t => t.assigned_to && !TERMINAL.has(t.state)).map(t => [t.assigned_to, t]));
   const list = [...state.agents.values()];
   document.getElementById("agent-list").replaceChildren(...list.map(a => h("li", { "data-agent": a.id },
     h("div", {}, h("span", { class: `dot ag-${a.state}` }), h("strong", {}, a.id), " ", h("span", { class: "muted" }, a.state)),
     h("small", { class: "muted" }, agentLine(a, busy.get(a.id), state.presence[a.id])),
-    isAdmin ? h("button", { class: "small", onclick: () => act(`/ui/agents/${a.id}/restart`, "restart") }, "restart") : null,
+    isAdmin ? restartButton(a) : null,
   )));
   const online = list.filter(a => a.state !== "offline").length;
   document.getElementById("kpi-agents").textContent = state.panels.agents && !state.panels.agents.available ? "–" : `${online}/${list.length}`;
@@ -182,13 +197,22 @@ function renderAlerts() {
   )));
 }
 
+// What the sidecar sends: a ToolCallReport (`tool`, `arguments`, `result`, `ok`) or a
+// Progress batch (`lines` of the command's output). Nothing else is read.
+function clip(text, n) { text = String(text || ""); return text.length > n ? `${text.slice(0, n - 1)}…` : text; }
+
 function streamItem(c) {
   const d = c.data || {};
-  const tool = d.tool || d.name || d.tool_name || c.subject.split(".").pop();
-  const summary = d.args_summary || d.summary || d.message || d.text || "";
-  return h("li", {}, h("small", { class: "muted" }, new Date(c.at).toLocaleTimeString(), " "),
-    h("code", {}, short(d.task_id)), " ", h("strong", {}, tool), " ", summary,
-    d.result_summary ? h("small", { class: "muted" }, ` → ${d.result_summary}`) : null);
+  const at = h("small", { class: "muted" }, new Date(c.at).toLocaleTimeString(), " ");
+  if (c.subject.endsWith(".progress")) {
+    const lines = d.lines || [];
+    return h("li", { class: "progress", "data-kind": "progress" }, at, h("code", {}, short(d.task_id)), " ", h("strong", {}, "output"), " ",
+      h("span", { class: "lines" }, clip(lines.slice(-3).join(" ⏎ "), 240)));
+  }
+  return h("li", { class: d.ok === false ? "call bad" : "call", "data-kind": "tool_call" }, at, h("code", {}, short(d.task_id)), " ",
+    h("strong", {}, d.tool || "tool"), " ", h("span", { class: "args" }, clip(d.arguments, 160)),
+    d.result ? h("small", { class: "muted result" }, ` → ${clip(d.result, 200)}`) : null,
+    d.ok === false ? h("small", { class: "error" }, ` ${d.error_code || "failed"}`) : null);
 }
 
 function renderStream() {
@@ -401,7 +425,10 @@ function chart(id, series, values) {
   if (!charts[id]) {
     const colors = ["#4f9dff", "#ffb84f", "#5fd38d", "#ff6b6b"];
     charts[id] = new uPlot({ width, height: 150, legend: { show: series.length > 1, live: false }, scales: { x: { time: true } },
-      axes: [{ stroke: "#8892a6", grid: { stroke: "#8892a622" } }, { stroke: "#8892a6", grid: { stroke: "#8892a622" }, size: 44 }],
+      // Room for the widest label: "12:34:56" under the x axis, "12,345" left of the y axis
+      // (44 px clipped the latency chart's milliseconds).
+      axes: [{ stroke: "#8892a6", grid: { stroke: "#8892a622" }, size: 36, font: "11px system-ui" },
+        { stroke: "#8892a6", grid: { stroke: "#8892a622" }, size: 64, font: "11px system-ui" }],
       series: [{}, ...series.map((label, i) => ({ label, stroke: colors[i], width: 2, spanGaps: true }))] }, data, el);
   } else charts[id].setData(data);
 }
