@@ -221,13 +221,32 @@ async def ollama_chat(request: Request, s: L, principal: Caller) -> Response:
             routing.model_dump(mode="json"),
         )
         return Response(json.dumps(out), media_type="application/json")
+    return await _streamed(
+        s, call, model, tier, who, _problem, _ollama_lines, "application/x-ndjson"
+    )
+
+
+Lines = Callable[[AsyncIterator[Delta], str, Routing], AsyncIterator[bytes]]
+
+
+async def _streamed(
+    s: Llm,
+    call: Call,
+    model: str | None,
+    tier: str | None,
+    who: Who,
+    problem: Callable[[AgentcomError], Response],
+    lines: Lines,
+    media_type: str,
+) -> Response:
+    """A streamed chat in either protocol: `problem` answers a refusal, `lines` encodes."""
     try:
         routing, pieces, finish = await s.gateway.stream(call, model, tier, who)
     except AgentcomError as exc:
-        return _problem(exc)
+        return problem(exc)
     return StreamingResponse(
-        _ollama_lines(pieces, model or routing.model or "", routing),
-        media_type="application/x-ndjson",
+        lines(pieces, model or routing.model or "", routing),
+        media_type=media_type,
         background=BackgroundTask(finish),  # runs after a client that left, too
     )
 
@@ -315,15 +334,7 @@ async def openai_chat(request: Request, s: L, principal: Caller) -> Response:
             reply, model or routing.model or "", routing.model_dump(mode="json")
         )
         return Response(json.dumps(out), media_type="application/json")
-    try:
-        routing, pieces, finish = await s.gateway.stream(call, model, tier, who)
-    except AgentcomError as exc:
-        return _openai_problem(exc)
-    return StreamingResponse(
-        _sse(pieces, model or routing.model or "", routing),
-        media_type="text/event-stream",
-        background=BackgroundTask(finish),
-    )
+    return await _streamed(s, call, model, tier, who, _openai_problem, _sse, "text/event-stream")
 
 
 def _openai_problem(exc: AgentcomError) -> Response:
