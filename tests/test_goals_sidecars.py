@@ -20,7 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
+from agentcom_common import subjects
+from agentcom_common.contracts.system import MessageRefused
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import NatsServer, eventually, running
 from agentcom_hubfsm.app import create_app as hub_app
@@ -189,9 +193,15 @@ def first_at(history: list[Json], state: str) -> datetime:
 
 
 async def test_a_goal_runs_on_two_sidecars_as_a_dag_is_followed_up_and_completes(
-    stack: Stack, sidecars: Any, repos: Any, nats_server: NatsServer, tmp_path: Path
+    stack: Stack, sidecars: Any, repos: Any, nats_server: NatsServer, tmp_path: Path, nc: Client
 ) -> None:
     origin = repos.origin(tmp_path, {"README.md": "# greetings\n"})
+    refused: list[MessageRefused] = []  # the real agents' progress and tool calls included
+
+    async def on_refused(msg: Msg) -> None:
+        refused.append(MessageRefused.model_validate_json(msg.data))
+
+    await nc.subscribe(subjects.MESSAGE_REFUSED, cb=on_refused)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
     stack.model.verdicts = [verdict(True, False), verdict(True, True)]
     await start_agents(stack, sidecars, nats_server, origin)
 
@@ -214,6 +224,7 @@ async def test_a_goal_runs_on_two_sidecars_as_a_dag_is_followed_up_and_completes
         return goal
 
     goal = await eventually(complete, timeout=90)
+    assert not [r for r in refused if r.consumer.startswith("hubfsm")], refused
 
     assert [h["to_state"] for h in goal["history"]] == [
         "submitted",

@@ -5,6 +5,9 @@ stopped and failed cleanly, after a `recovering` report), connect, take what wai
 into the journal, say `hello` naming the task still held, then serve: the inbox loop, the
 courier, heartbeats and the status file run side by side, and the work runs as its own asyncio
 task so cancel, restart and heartbeats are never blocked by it.
+
+Size: one job, the process's lifecycle (start order, loops, stop); the steps of a task are in
+`work`, the journal in its own module.
 """
 
 import asyncio

@@ -2,6 +2,9 @@
 
 Each step journals its phase together with the report it causes (`accepted`, then the
 outcome), so a crash between steps is settled by `Sidecar.settle_interrupted` on the next start.
+
+Size: one job, a task's steps in order; each is short, and they share the journal-then-report
+rule that makes a crash between them safe.
 """
 
 import asyncio

@@ -23,6 +23,9 @@ Hot paths may skip the `NOTIFY` and call `wake_local(table)` after their commit 
 this process's relay directly. Postgres serialises the commits of notifying transactions on
 one database-wide lock, so a NOTIFY per transaction defeats group commit under load; a replica
 that was not woken still publishes the rows on its next sweep.
+
+Size: one job, getting committed rows onto JetStream exactly once; the write side, the relay's
+pass and its wake-ups share the table and the failure rules above.
 """
 
 import asyncio

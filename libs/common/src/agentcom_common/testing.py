@@ -9,6 +9,9 @@ Loaded by `-p agentcom_common.testing` in the root pytest config. Fixtures:
   `start_nats_cluster(root)` starts several, routed into one JetStream cluster.
 - `settings`, `engine`, `nc`, `js`: wired to the above, every interval at millisecond scale.
 - `run_service(spec)`: a service app with its lifespan running, and an httpx client to it.
+
+Size: one job, the shared pytest plugin; each fixture is short, and the servers they start
+(Postgres, NATS, a cluster, child processes) must live in the module pytest loads.
 """
 
 import asyncio

@@ -8,7 +8,8 @@ from fastapi import FastAPI
 
 from agentcom_common.service import ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_llm_registry import __version__, api, handlers, tables
+from agentcom_llm_registry import __version__, handlers, tables
+from agentcom_llm_registry.api import gateway as gateway_api, registry as registry_api
 from agentcom_llm_registry.ops import Llm
 from agentcom_llm_registry.settings import LlmSettings
 
@@ -19,8 +20,8 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
-    routers=(api.registry, api.gateway),
-    middleware=(api.FastPath,),
+    routers=(registry_api.routes, gateway_api.routes),
+    middleware=(gateway_api.FastPath,),
 )
 
 

@@ -2,6 +2,10 @@
 
 The `Llm` object is built once in the lifespan and shared by HTTP routes, NATS handlers and
 loops. Endpoint changes commit with their outbox event; call-path state stays in memory.
+
+Size: one object (`Llm`) owns the endpoint table and its in-memory mirror, so every writer of
+endpoints (CRUD, the health pass, heartbeat-learnt endpoints, sharing) stays in it, under one
+change counter and wake; the helpers at the end only build rows and endpoints.
 """
 
 import asyncio

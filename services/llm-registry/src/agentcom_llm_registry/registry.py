@@ -3,6 +3,9 @@
 Postgres holds the endpoint list (reloaded every health pass, so replicas converge); everything
 that changes per call (in-flight count, latencies, errors, breaker) lives here, in one process,
 and is never written on the request path.
+
+Size: one job, the call path's live state; scoring, candidates, breakers and the routing
+explanation read the same per-endpoint signals and would only pass them around if split.
 """
 
 import itertools

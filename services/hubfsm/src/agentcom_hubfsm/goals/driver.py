@@ -19,6 +19,9 @@ goal row before it acts on it:
   every pass until none is left.
 A model call that fails (gateway away, budget spent) is retried with backoff from the row's
 `not_before`; it never fails the goal by itself.
+
+Size: one job, stepping goals; each state's step sits beside the others because they share the
+repeat-safety rules above and the pass that picks them.
 """
 
 import asyncio

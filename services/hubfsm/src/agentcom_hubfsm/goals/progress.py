@@ -38,7 +38,15 @@ async def follow(
     )
 
 
+# a running task's reports, relayed under the same prefix with the agent's own body: they move
+# no state, and read as a `TaskTransition` each was refused as unprocessable (one refusal
+# event per progress line and tool call of every goal task)
+_REPORTS = frozenset({subjects.TASK_PROGRESS, subjects.TASK_TOOL_CALL})
+
+
 async def _on_event(engine: AsyncEngine, msg: Msg, *, wake: asyncio.Event) -> None:
+    if msg.subject in _REPORTS:
+        return
     event = TaskTransition.model_validate_json(msg.data)
     async with engine.begin() as conn:
         moved = await conn.execute(

@@ -1,7 +1,11 @@
-"""HTTP: the registry API (/api/llm/...) and the gateway (Ollama /api/*, OpenAI /v1/*).
+"""HTTP: the gateway (Ollama /api/*, OpenAI /v1/*) and its ASGI fast path.
 
 Gateway routes read the raw body (no response models) to keep the hot path lean; they check
 the fields they use and answer a 422 naming the field otherwise.
+
+It runs past 400 lines because it is one job, both gateway protocols: the Ollama and OpenAI
+routes share the body checks, who-pays resolution and problem answers, and the ASGI fast path
+at the end serves exactly these routes.
 """
 
 import json
@@ -10,32 +14,26 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentcom_common import clock
 from agentcom_common.auth import Principal, Role
 from agentcom_common.contracts.llm import GOAL_ID_PATTERN, Routing
 from agentcom_common.errors import AgentcomError, ForbiddenError, InvalidError
-from agentcom_common.openapi import Problem, errors
-from agentcom_common.web import Admin, Reader, Viewer, require
+from agentcom_common.openapi import Problem
+from agentcom_common.web import require
 from agentcom_llm_registry import providers
+from agentcom_llm_registry.api import L
 from agentcom_llm_registry.budgets import Who
-from agentcom_llm_registry.gateway import resolve
 from agentcom_llm_registry.ops import Llm
 from agentcom_llm_registry.providers import Delta, Json
 from agentcom_llm_registry.upstream import Call
 from agentcom_llm_registry.views import (
-    AddEndpoint,
     BudgetProblem,
-    CostRow,
-    Costs,
-    EndpointView,
     OpenAIBudgetProblem,
     OpenAIProblem,
     chat_body,
@@ -48,105 +46,8 @@ GOAL = "x-agentcom-goal"
 GOAL_ID = re.compile(GOAL_ID_PATTERN)
 
 
-def llm(request: Request) -> Llm:
-    return request.app.state.llm
-
-
-L = Annotated[Llm, Depends(llm)]
 Caller = Annotated[Principal, require(Role.AGENT)]
-registry = APIRouter(prefix="/api/llm", tags=["llm registry"])
-gateway = APIRouter(tags=["llm gateway"])
-
-
-@registry.get("/endpoints")
-async def list_endpoints(s: L, _who: Viewer) -> list[EndpointView]:
-    """List endpoints with health, models (configured + discovered), warm models, metrics."""
-    return [s.view(e) for e in s.registry.endpoints.values()]
-
-
-@registry.post("/endpoints", status_code=status.HTTP_201_CREATED, responses=errors(409))
-async def add_endpoint(body: AddEndpoint, s: L, _who: Admin) -> EndpointView:
-    """Register an endpoint by hand. The API key is stored and never shown again.
-
-    Errors: 422 `invalid_field`, 409 `endpoint_exists`.
-    """
-    return await s.add(body)
-
-
-@registry.get("/endpoints/{endpoint_id}", responses=errors(404))
-async def get_endpoint(endpoint_id: str, s: L, _who: Viewer) -> EndpointView:
-    """One endpoint with health, models, warm models, host resources and metrics.
-
-    Errors: 404 `endpoint_not_found`.
-    """
-    return s.view(s.find(endpoint_id))
-
-
-@registry.delete(
-    "/endpoints/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404)
-)
-async def remove_endpoint(endpoint_id: str, s: L, _who: Admin) -> None:
-    """Remove an endpoint. Errors: 404 `endpoint_not_found`."""
-    await s.remove(endpoint_id)
-
-
-@registry.post("/endpoints/{endpoint_id}/share", responses=errors(404, 409))
-async def share_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
-    """Let every caller use an endpoint learnt from an agent's heartbeat (until then it serves
-    that agent alone). From now on it is probed, and it serves only the models it lists itself.
-    A heartbeat that moves it to another URL makes it the agent's own again.
-
-    Errors: 404 `endpoint_not_found`, 409 `not_learnt` (added by hand: shared already).
-    """
-    return s.view(await s.share(endpoint_id))
-
-
-@registry.post("/endpoints/{endpoint_id}/check", responses=errors(404))
-async def check_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
-    """Run a health check and model discovery now. Errors: 404 `endpoint_not_found`."""
-    endpoint = s.find(endpoint_id)
-    await s.check(endpoint)
-    return s.view(endpoint)
-
-
-@registry.get("/route")
-async def dry_run(
-    s: L,
-    who: Reader,
-    tier: Literal["trivial", "standard", "complex"] | None = None,
-    model: Annotated[str | None, Query(max_length=200)] = None,
-) -> Routing:
-    """Where a call would go now, and why, without calling anything (candidates in order)."""
-    tier_name, explicit = resolve(model, tier)
-    found, skipped = s.registry.candidates(tier_name, explicit, who.agent_id)
-    return s.registry.explain(tier_name, explicit, [(found[0], "chosen")], found[1:], skipped)
-
-
-@registry.get("/metrics")
-async def metrics(s: L, _who: Viewer) -> dict[str, Any]:
-    """Per-endpoint counters since start: calls, errors, tokens, in-flight, p50 latency."""
-    return {e.id: s.view(e).metrics.model_dump() for e in s.registry.endpoints.values()}
-
-
-@registry.get("/costs")
-async def costs(
-    s: L,
-    _who: Viewer,
-    hours: Annotated[float, Query(gt=0, le=24 * 366)] = 24,
-    group_by: Literal["model", "endpoint_id", "caller", "caller_class", "tier"] = "model",
-) -> Costs:
-    """Calls, failures, tokens, time and USD over the last `hours`, grouped; plus budget use."""
-    since = clock.now() - timedelta(hours=hours)
-    rows = await s.costs(since, group_by)
-    return Costs(
-        since=since.isoformat(),
-        group_by=group_by,
-        rows=[CostRow.model_validate(dict(r._mapping)) for r in rows],
-        budgets=await s.budgets.status(),
-    )
-
-
-# gateway
+routes = APIRouter(tags=["llm gateway"])
 
 
 async def _body(request: Request) -> Json:
@@ -285,7 +186,7 @@ OPENAI_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@gateway.post(
+@routes.post(
     "/api/chat",
     responses=CHAT_RESPONSES,
     openapi_extra=CHAT_HEADERS | chat_body({"options": {"type": "object"}}),
@@ -320,13 +221,32 @@ async def ollama_chat(request: Request, s: L, principal: Caller) -> Response:
             routing.model_dump(mode="json"),
         )
         return Response(json.dumps(out), media_type="application/json")
+    return await _streamed(
+        s, call, model, tier, who, _problem, _ollama_lines, "application/x-ndjson"
+    )
+
+
+Lines = Callable[[AsyncIterator[Delta], str, Routing], AsyncIterator[bytes]]
+
+
+async def _streamed(
+    s: Llm,
+    call: Call,
+    model: str | None,
+    tier: str | None,
+    who: Who,
+    problem: Callable[[AgentcomError], Response],
+    lines: Lines,
+    media_type: str,
+) -> Response:
+    """A streamed chat in either protocol: `problem` answers a refusal, `lines` encodes."""
     try:
         routing, pieces, finish = await s.gateway.stream(call, model, tier, who)
     except AgentcomError as exc:
-        return _problem(exc)
+        return problem(exc)
     return StreamingResponse(
-        _ollama_lines(pieces, model or routing.model or "", routing),
-        media_type="application/x-ndjson",
+        lines(pieces, model or routing.model or "", routing),
+        media_type=media_type,
         background=BackgroundTask(finish),  # runs after a client that left, too
     )
 
@@ -366,7 +286,7 @@ async def _ollama_lines(
         )
 
 
-@gateway.get("/api/tags")
+@routes.get("/api/tags")
 async def ollama_tags(s: L, who: Caller) -> dict[str, Any]:
     """Ollama-compatible model list: every model a healthy endpoint serves (to an agent, its
     own unshared endpoints' too)."""
@@ -385,7 +305,7 @@ async def ollama_tags(s: L, who: Caller) -> dict[str, Any]:
     }
 
 
-@gateway.post(
+@routes.post(
     "/v1/chat/completions",
     responses=OPENAI_RESPONSES,
     openapi_extra=CHAT_HEADERS | chat_body({"max_tokens": {"type": "integer"}}),
@@ -414,15 +334,7 @@ async def openai_chat(request: Request, s: L, principal: Caller) -> Response:
             reply, model or routing.model or "", routing.model_dump(mode="json")
         )
         return Response(json.dumps(out), media_type="application/json")
-    try:
-        routing, pieces, finish = await s.gateway.stream(call, model, tier, who)
-    except AgentcomError as exc:
-        return _openai_problem(exc)
-    return StreamingResponse(
-        _sse(pieces, model or routing.model or "", routing),
-        media_type="text/event-stream",
-        background=BackgroundTask(finish),
-    )
+    return await _streamed(s, call, model, tier, who, _openai_problem, _sse, "text/event-stream")
 
 
 def _openai_problem(exc: AgentcomError) -> Response:
@@ -467,7 +379,7 @@ async def _sse(pieces: AsyncIterator[Delta], model: str, routing: Routing) -> As
     yield b"data: [DONE]\n\n"
 
 
-@gateway.get("/v1/models")
+@routes.get("/v1/models")
 async def openai_models(s: L, who: Caller) -> dict[str, Any]:
     """OpenAI-compatible model list: every model a healthy endpoint serves (to an agent, its
     own unshared endpoints' too)."""
