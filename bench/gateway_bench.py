@@ -6,8 +6,8 @@ and through the LiteLLM proxy (one worker, same upstream) for a ratio.
     uv run python bench/gateway_bench.py --no-litellm    # skip the peer
 
 Processes (all on loopback, all stopped at the end): an embedded Postgres (durable) and a
-nats-server as the test plugin starts them; the fake upstream (`agentcom_llm_registry.testing.
-FakeLLM`, aiohttp on uvloop, its own process, speaking Ollama and OpenAI); the registry as
+nats-server as the test plugin starts them; the fake upstream (`tests/servers/
+fake_llm.py`, aiohttp on uvloop, its own process, speaking Ollama and OpenAI); the registry as
 `python -m agentcom_llm_registry` (one uvicorn worker, default settings: ledger journaled
 and flushed every 500 ms, a routed event per call); LiteLLM as
 `uvx --from 'litellm[proxy]' litellm --config ... --num_workers 1` in its own uv-managed env,
@@ -51,7 +51,9 @@ def run_upstream(port: int) -> None:
     """`--upstream PORT` mode: serve the fake until killed."""
     import uvloop
 
-    from agentcom_llm_registry.testing import FakeLLM
+    # The fake lives with the tests' servers, not in a runtime wheel.
+    sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "servers"))
+    from fake_llm import FakeLLM
 
     async def serve() -> None:
         server = FakeLLM("up", models=["bench-ollama", "bench-openai"], port=port)

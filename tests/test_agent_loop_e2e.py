@@ -33,10 +33,10 @@ from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import NatsServer, eventually, free_port, running
 from agentcom_llm_registry.app import create_app as registry_app
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM
 from agentcom_queue.app import create_app as queue_app
 from agentcom_scheduler.app import create_app as scheduler_app
 from agentcom_scheduler.settings import SchedulerSettings
+from fake_llm import FakeLLM
 
 Json = dict[str, Any]
 

@@ -33,8 +33,8 @@ from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import NatsServer, ServiceProcess, eventually, running
 from agentcom_llm_registry.app import create_app as registry_app
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM
 from agentcom_queue.app import create_app as queue_app
+from fake_llm import FakeLLM
 from goal_fakes import pull_worker, verdict
 
 pytestmark = pytest.mark.system

@@ -26,8 +26,8 @@ from agentcom_hubfsm.app import create_app as hub_app
 from agentcom_hubfsm.settings import HubSettings
 from agentcom_llm_registry.app import create_app as registry_app
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM
 from agentcom_queue.app import create_app as queue_app
+from fake_llm import FakeLLM
 from goal_fakes import pull_worker, verdict
 
 Json = dict[str, Any]

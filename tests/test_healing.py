@@ -28,10 +28,10 @@ from agentcom_hubfsm.health import reports
 from agentcom_hubfsm.settings import HubSettings
 from agentcom_llm_registry.app import create_app as registry_app
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM
 from agentcom_queue.app import create_app as queue_app
 from agentcom_scheduler.app import create_app as scheduler_app
 from agentcom_scheduler.settings import SchedulerSettings
+from fake_llm import FakeLLM
 
 Json = dict[str, Any]
 NEVER = timedelta(hours=1)

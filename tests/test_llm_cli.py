@@ -1,4 +1,5 @@
-"""`agentcom llm add/list/route/remove` against a running llm-registry and a fake Ollama."""
+"""`agentcom llm add/list/route/remove`, plain and `--json`, against a running llm-registry and a
+fake Ollama."""
 
 import asyncio
 import json
@@ -12,7 +13,7 @@ from agentcom_cli.main import app as cli
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import free_port
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM, serve
+from fake_llm import FakeLLM, serve
 
 
 async def test_cli_adds_lists_routes_and_removes_an_endpoint(
@@ -57,13 +58,33 @@ async def test_cli_adds_lists_routes_and_removes_an_endpoint(
                 "OLLAMA_KEY",
             )
             assert "endpoint gpu1 added; health healthy" in added
+            again = json.loads(
+                await run(
+                    "llm", "add", "cpu1", "ollama", fake.url, "--class", "local-small", "--json"
+                )
+            )
+            assert (again["id"], again["health"], again["classes"]) == (
+                "cpu1", "healthy", ["local-small"]
+            )  # fmt: skip
+            assert json.loads(await run("llm", "remove", "cpu1", "--json")) == {
+                "endpoint_id": "cpu1",
+                "removed": True,
+            }
             listed = json.loads(await run("llm", "list", "--json"))
             assert [(e["id"], e["health"], e["warm_models"]) for e in listed] == [
                 ("gpu1", "healthy", ["qwen3:8b"])
             ]
             assert "sk-from-env" not in json.dumps(listed)
-            route = json.loads(await run("llm", "route", "standard"))
+            route = json.loads(await run("llm", "route", "standard", "--json"))
             assert (route["endpoint_id"], route["model"]) == ("gpu1", "qwen3:8b")
+            shown = await run("llm", "route", "standard")
+            assert shown.startswith("standard -> gpu1 qwen3:8b\n"), shown
+            assert f"reason: {route['reason']}" in " ".join(shown.split()), shown
+            assert "chosen" in shown, shown
+            named = json.loads(
+                await run("llm", "route", "trivial", "--model", "qwen3:8b", "--json")
+            )
+            assert (named["requested_model"], named["endpoint_id"]) == ("qwen3:8b", "gpu1"), named
             assert "removed gpu1" in await run("llm", "remove", "gpu1")
             assert json.loads(await run("llm", "list", "--json")) == []
     finally:

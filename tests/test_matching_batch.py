@@ -166,3 +166,28 @@ async def test_many_agents_outcomes_in_one_batch_each_applied_in_order(
         trail = [(h.to_state, h.reason.split()[0]) for h in await ops.history(sched, name)]
         assert trail[-3:] == [("assigned", "task"), ("working", "accepted"), ("idle", "completed")]
         assert (await agent(sched, name))["state"] == "idle"
+
+
+async def test_a_task_preferring_an_agent_goes_to_it_and_otherwise_to_anyone_at_once(
+    queue: httpx.AsyncClient, sched: ops.Scheduler, nc: Client, js: JetStreamContext
+) -> None:
+    # a pull request's follow-up names the agent that did the work (`metadata.prefer_agent`)
+    await idle_agents(sched, nc, js, ["first", "second"])  # "first" is the longest idle
+    older = await submit(nc, 1)
+    follow_up = await submit(nc, 1, metadata={"prefer_agent": "first"})
+
+    assert await matching.match_once(sched, nc, js, LATER) == 2
+
+    async def holder(ref: TaskRef) -> str | None:
+        return (await queue.get(f"/api/tasks/{ref.id}")).json()["assigned_to"]
+
+    # lane then age would give the older task to the longest idle ("first"): the preference
+    # wins, and the older task goes to the next agent
+    assert await holder(follow_up[0]) == "first"
+    assert await holder(older[0]) == "second"
+
+    # the preferred agent is busy: any capable agent takes the task at once, no hold
+    await idle_agents(sched, nc, js, ["third"])
+    elsewhere = await submit(nc, 1, metadata={"prefer_agent": "first"})
+    assert await matching.match_once(sched, nc, js, LATER) == 1
+    assert await holder(elsewhere[0]) == "third"

@@ -27,7 +27,7 @@ from agentcom_hubfsm.goals.planprompt import GoalBrief
 from agentcom_hubfsm.repocache import RepoCache
 from agentcom_llm_registry.app import create_app as llm_app
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM
+from fake_llm import FakeLLM
 
 Json = dict[str, Any]
 FILES = {

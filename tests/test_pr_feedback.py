@@ -25,8 +25,8 @@ from agentcom_common.testing import NatsServer, eventually, running
 from agentcom_hubfsm.app import create_app as hub_app
 from agentcom_hubfsm.settings import HubSettings
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM, serve
 from fake_github import FakeGitHub, repository, serve as serve_github, signed
+from fake_llm import FakeLLM, serve
 from goal_fakes import add_local_endpoint
 
 Json = dict[str, Any]

@@ -33,7 +33,7 @@ from agentcom_common.testing import (
     eventually,
     free_port,
 )
-from agentcom_llm_registry.testing import FakeLLM
+from fake_llm import FakeLLM
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))

@@ -257,3 +257,28 @@ async def test_a_leader_cut_off_steps_down_before_the_next_one_acts(
                 assert not cut_off.is_leader
     finally:
         await freezer.close()
+
+
+async def test_cancelling_hold_cancels_the_work_it_runs(db_url: str) -> None:
+    """A service stopping cancels the task in `hold`; the work must stop with it, or it acts
+    as the leader after its process has let go (a stopped hub's brain did, in CI)."""
+    runs: list[str] = []
+
+    async def work() -> None:
+        runs.append("started")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            runs.append("ended")
+
+    async with contender(db_url) as lead:
+        holding = asyncio.create_task(lead.hold(work))
+
+        async def started() -> None:
+            assert runs == ["started"]
+
+        await eventually(started)
+        holding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holding
+        assert runs == ["started", "ended"]

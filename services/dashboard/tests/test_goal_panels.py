@@ -26,7 +26,7 @@ from agentcom_common.testing import eventually
 from agentcom_hubfsm.app import create_app as hub_app
 from agentcom_hubfsm.settings import HubSettings
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM, serve as serve_registry
+from fake_llm import FakeLLM, serve as serve_registry
 
 __all__ = ["browser"]  # the fixture, shared with the other browser tests
 

@@ -11,7 +11,7 @@ import pytest
 
 from agentcom_common.settings import CommonSettings
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM, serve
+from fake_llm import FakeLLM, serve
 
 Json = dict[str, Any]
 

@@ -19,7 +19,7 @@ from agentcom_common import auth, clock, subjects
 from agentcom_common.contracts.hub import HubState, HubStateChanged
 from agentcom_common.testing import eventually
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM
+from fake_llm import FakeLLM
 
 Fake = Callable[..., Awaitable[FakeLLM]]
 Serve = Callable[[LlmSettings], contextlib.AbstractAsyncContextManager[str]]

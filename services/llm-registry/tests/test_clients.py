@@ -14,7 +14,7 @@ import ollama
 import openai
 import pytest
 
-from agentcom_llm_registry.testing import FakeLLM
+from fake_llm import FakeLLM
 
 UPSTREAMS = [("ollama", ""), ("openai", "/v1"), ("anthropic", "")]
 WEATHER_TOOL: dict[str, Any] = {

@@ -19,7 +19,7 @@ from agentcom_common.contracts.llm import (
 )
 from agentcom_common.errors import ConflictError, NotFoundError
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM, serve
+from fake_llm import FakeLLM, serve
 
 Fake = Callable[..., Awaitable[FakeLLM]]
 Register = Callable[..., Awaitable[dict[str, Any]]]

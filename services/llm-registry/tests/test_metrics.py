@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from agentcom_common.testing import eventually, metric
-from agentcom_llm_registry.testing import FakeLLM
+from fake_llm import FakeLLM
 
 Fake = Callable[..., Awaitable[FakeLLM]]
 Register = Callable[..., Awaitable[dict[str, Any]]]

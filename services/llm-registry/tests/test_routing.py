@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 
 from agentcom_common.testing import eventually
 from agentcom_llm_registry.settings import LlmSettings
-from agentcom_llm_registry.testing import FakeLLM
+from fake_llm import FakeLLM
 
 Fake = Callable[..., Awaitable[FakeLLM]]
 Register = Callable[..., Awaitable[dict[str, Any]]]

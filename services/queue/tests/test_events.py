@@ -1,6 +1,6 @@
 """Task events: every `agentcom.evt.task.*` body is a `TaskTransition`, whichever path built it.
 
-The single ops build the event from the model in Python (`ops._emit`); the batch statements
+The single ops build the event from the model in Python (`ops.core.emit`); the batch statements
 build it in Postgres from SQL generated from the model's fields (`store_batch.event_sql`).
 """
 

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentcom_cli.console import fail, friendly, id_table, out, print_json
+from agentcom_cli.console import JsonFlag, fail, friendly, id_table, out, print_json
 
 llm_app = typer.Typer(help="Register, list, check and remove LLM endpoints.", no_args_is_help=True)
 
@@ -30,6 +30,7 @@ def llm_add(
     api_key_env: Annotated[
         str | None, typer.Option(help="Read the API key from this environment variable.")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Register an endpoint and check it once; an API key comes from an environment variable.
 
@@ -51,12 +52,15 @@ def llm_add(
         body["api_key"] = key
     _call("POST", "/api/llm/endpoints", body)
     checked: dict[str, Any] = _call("POST", f"/api/llm/endpoints/{endpoint_id}/check")
-    out().print(f"endpoint {endpoint_id} added; health {checked['health']}")
+    if as_json:
+        print_json(checked)  # the endpoint as its first check left it (health, models)
+    else:
+        out().print(f"endpoint {endpoint_id} added; health {checked['health']}", soft_wrap=True)
 
 
 @llm_app.command("list")
 @friendly
-def llm_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def llm_list(as_json: JsonFlag = False) -> None:
     """List endpoints with health, circuit, models and calls."""
     rows: list[dict[str, Any]] = _call("GET", "/api/llm/endpoints")
     if as_json:
@@ -78,14 +82,47 @@ def llm_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 @llm_app.command("remove")
 @friendly
-def llm_remove(endpoint_id: Annotated[str, typer.Argument(help="The endpoint's id.")]) -> None:
+def llm_remove(
+    endpoint_id: Annotated[str, typer.Argument(help="The endpoint's id.")],
+    as_json: JsonFlag = False,
+) -> None:
     """Remove an endpoint."""
     _call("DELETE", f"/api/llm/endpoints/{endpoint_id}")
-    out().print(f"removed {endpoint_id}")
+    if as_json:  # the API answers 204: the same shape as `token revoke` and `agent remove`
+        print_json({"endpoint_id": endpoint_id, "removed": True})
+    else:
+        out().print(f"removed {endpoint_id}", soft_wrap=True)
 
 
 @llm_app.command("route")
 @friendly
-def llm_route(tier: Annotated[str, typer.Argument(help="trivial, standard or complex")]) -> None:
+def llm_route(
+    tier: Annotated[str, typer.Argument(help="trivial, standard or complex")],
+    model: Annotated[
+        str | None, typer.Option(help="A model asked for by name, tried before the tier.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Show where a call of this tier would go now, and why (dry run)."""
-    print_json(_call("GET", f"/api/llm/route?tier={tier}"))
+    from urllib.parse import urlencode
+
+    query = {"tier": tier} | ({"model": model} if model else {})
+    routing: dict[str, Any] = _call("GET", f"/api/llm/route?{urlencode(query)}")
+    if as_json:
+        print_json(routing)
+        return
+    chosen = f"{routing['endpoint_id']} {routing['model']}" if routing["endpoint_id"] else "none"
+    out().print(f"{routing['tier']} -> {chosen}", soft_wrap=True)
+    if routing["reason"]:
+        out().print(f"reason: {routing['reason']}", soft_wrap=True)
+    table = id_table("endpoint", "model", "class", "score", "outcome")
+    for step in routing["candidates"]:
+        table.add_row(
+            step["endpoint_id"],
+            step["model"],
+            step["model_class"],
+            f"{step['score']:.3g}",
+            step["outcome"],
+        )
+    if routing["candidates"]:
+        out().print(table)

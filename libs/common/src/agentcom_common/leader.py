@@ -46,6 +46,8 @@ import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agentcom_common import cancelling
+
 log = logging.getLogger(__name__)
 
 LEASES_PER_INTERVAL = 3
@@ -111,14 +113,20 @@ class Leadership:
             await self.acquired()
             running = asyncio.ensure_future(work())
             stepped_down = asyncio.ensure_future(self.lost())
-            await asyncio.wait({running, stepped_down}, return_when=asyncio.FIRST_COMPLETED)
-            stepped_down.cancel()
-            if running.done():
+            try:
+                await asyncio.wait({running, stepped_down}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stepped_down.cancel()
+                ended = running.done()
+                if not ended:
+                    # also when `hold` itself is cancelled (its service stopping): `wait`
+                    # leaves what it waits on running, and a work left behind went on acting
+                    # as the leader after its process had let go (CI saw a stopped hub's
+                    # brain step against a dropped database 80 times a second)
+                    await cancelling.cancel_and_wait([running])
+            if ended:
                 running.result()  # raises what the work raised
                 return
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
             log.warning("leader.work_cancelled", extra={"leader": self.name})
 
     async def __aenter__(self) -> Self:

@@ -28,7 +28,8 @@ from agentcom_llm_registry import providers
 from agentcom_llm_registry.budgets import Who
 from agentcom_llm_registry.gateway import resolve
 from agentcom_llm_registry.ops import Llm
-from agentcom_llm_registry.providers import Call, Delta, Json
+from agentcom_llm_registry.providers import Delta, Json
+from agentcom_llm_registry.upstream import Call
 from agentcom_llm_registry.views import (
     AddEndpoint,
     BudgetProblem,

@@ -31,8 +31,8 @@ from agentcom_common import clock, db
 from agentcom_common.contracts.hub import HubState
 from agentcom_common.errors import TooManyRequestsError
 from agentcom_llm_registry import store
-from agentcom_llm_registry.providers import Call
 from agentcom_llm_registry.settings import Limit, LlmSettings
+from agentcom_llm_registry.upstream import Call
 from agentcom_llm_registry.views import BudgetView
 
 log = logging.getLogger(__name__)

@@ -23,11 +23,12 @@ import aiohttp
 from agentcom_common import prices
 from agentcom_common.contracts.llm import RouteStep, Routing
 from agentcom_common.errors import AgentcomError, InvalidError
-from agentcom_llm_registry import meters, providers
+from agentcom_llm_registry import meters, upstream
 from agentcom_llm_registry.budgets import Budgets, Hold, Who, prompt_tokens
 from agentcom_llm_registry.ledger import Entry, Ledger
-from agentcom_llm_registry.providers import Call, Delta, Reply, UpstreamError, UpstreamRefusedError
+from agentcom_llm_registry.providers import Delta, Reply, UpstreamError, UpstreamRefusedError
 from agentcom_llm_registry.registry import TIERS, Candidate, Endpoint, Registry
+from agentcom_llm_registry.upstream import Call
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -229,7 +230,7 @@ class Gateway:
         """POST the call to one candidate with a 2xx answer; the endpoint's health and tokens
         are accounted when the block ends, from what it set on the `_Use`."""
         endpoint = cand.endpoint
-        url, body, headers = providers.build_request(
+        url, body, headers = upstream.build_request(
             endpoint.provider, endpoint.base_url, endpoint.api_key, cand.model, call, stream=stream
         )
         self.registry.started(endpoint)
@@ -257,7 +258,7 @@ class Gateway:
                 parsed = json.loads(raw)
             except ValueError as exc:
                 raise UpstreamError(f"{cand.endpoint.id} answered non-JSON") from exc
-            reply = providers.parse_reply(cand.endpoint.provider, parsed)
+            reply = upstream.parse_reply(cand.endpoint.provider, parsed)
             use.ok, use.tokens_in, use.tokens_out = True, reply.tokens_in, reply.tokens_out
             return reply
 
@@ -321,7 +322,7 @@ class Gateway:
 
     async def _upstream_stream(self, cand: Candidate, call: Call) -> AsyncGenerator[Delta]:
         async with self._upstream(cand, call, stream=True) as (resp, use):
-            async for delta in providers.parse_stream(cand.endpoint.provider, _lines(resp.content)):
+            async for delta in upstream.parse_stream(cand.endpoint.provider, _lines(resp.content)):
                 use.ok, use.tokens_in, use.tokens_out = (
                     delta.done,
                     delta.tokens_in,
@@ -331,16 +332,16 @@ class Gateway:
 
     async def probe(self, endpoint: Endpoint, timeout: float) -> tuple[list[str], list[str] | None]:
         """(models, warm models or None) from the endpoint; raises on any failure."""
-        models_path, warm_path = providers.discovery_paths(endpoint.provider)
-        headers = providers.discovery_headers(endpoint.provider, endpoint.api_key)
+        models_path, warm_path = upstream.discovery_paths(endpoint.provider)
+        headers = upstream.discovery_headers(endpoint.provider, endpoint.api_key)
         base = endpoint.base_url.rstrip("/")
         async with asyncio.timeout(timeout):
-            models = providers.parse_models(
+            models = upstream.parse_models(
                 endpoint.provider, await self._get_json(base + models_path, headers)
             )
             warm = None
             if warm_path is not None:
-                warm = providers.parse_models(
+                warm = upstream.parse_models(
                     endpoint.provider, await self._get_json(base + warm_path, headers)
                 )
         return models, warm

@@ -23,9 +23,9 @@ from agentcom_common.service import Loops, Resources
 from agentcom_llm_registry import meters
 from agentcom_llm_registry.budgets import Who
 from agentcom_llm_registry.ops import Llm
-from agentcom_llm_registry.providers import Call
 from agentcom_llm_registry.registry import Endpoint
 from agentcom_llm_registry.settings import LlmSettings
+from agentcom_llm_registry.upstream import Call
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,11 @@ generation, `FOR UPDATE SKIP LOCKED` on the claim index's order. Event payloads 
 No `NOTIFY` here: notifying transactions commit one at a time on a database-wide lock, which
 made every batch wait for the previous one's WAL flush. The ops wake this process's relay
 after the commit (`outbox.wake_local`); other replicas' relays find the rows on their sweep.
+
+Why it is this size (~600 lines): it holds one job, the hot path's statements, and most of its
+length is the SQL text of each (claim, claim for agents, submit, report, settle dependents,
+sweep) beside the small function that runs it on either driver; splitting it would separate
+statements that share their CTE fragments (`_history_and_event`, `event_sql`).
 """
 
 import json
@@ -180,9 +185,8 @@ async def claim(
     return result.all()
 
 
-CLAIM_AGENTS_SQL: Final = f"""
-WITH cand AS (
-    SELECT t.id, t.lane, t.seq FROM {SCHEMA}.tasks t
+_CLAIMABLE_FOR_AGENTS: Final = f"""
+    FROM {SCHEMA}.tasks t
     WHERE t.state = 'queued'
       AND t.not_before <= now()
       AND t.needed_capabilities <@ CAST(:capabilities AS text[])
@@ -190,13 +194,38 @@ WITH cand AS (
             SELECT 1 FROM {SCHEMA}.repos r WHERE r.url = t.repo AND r.paused))
       AND (cardinality(CAST(:repos AS text[])) = 0 OR t.repo IS NULL
            OR t.repo = ANY(CAST(:repos AS text[])))
-      AND NOT (t.id = ANY(CAST(:exclude AS text[])))
+      AND NOT (t.id = ANY(CAST(:exclude AS text[])))"""
+
+CLAIM_AGENTS_SQL: Final = f"""
+WITH liked AS (  -- tasks preferring one of these agents (`metadata.prefer_agent`; its index)
+    SELECT t.id, t.lane, t.seq, t.metadata->>'prefer_agent' AS prefer{_CLAIMABLE_FOR_AGENTS}
+      AND (t.metadata->>'prefer_agent') IS NOT NULL
+      AND (t.metadata->>'prefer_agent') = ANY(CAST(:agents AS text[]))
     ORDER BY t.lane, t.seq
     LIMIT cardinality(CAST(:agents AS text[]))
     FOR UPDATE OF t SKIP LOCKED
+), best AS (  -- the best tasks in lane then age order (the claim index)
+    SELECT t.id, t.lane, t.seq, t.metadata->>'prefer_agent' AS prefer{_CLAIMABLE_FOR_AGENTS}
+    ORDER BY t.lane, t.seq
+    LIMIT cardinality(CAST(:agents AS text[]))
+    FOR UPDATE OF t SKIP LOCKED
+), cand AS (
+    SELECT * FROM liked UNION SELECT * FROM best
+), preferred AS (  -- the best task preferring each offered agent goes to that agent
+    SELECT DISTINCT ON (c.prefer) c.id, c.prefer AS agent
+    FROM cand c WHERE c.prefer = ANY(CAST(:agents AS text[]))
+    ORDER BY c.prefer, c.lane, c.seq
+), others AS (  -- the rest in lane then age order
+    SELECT c.id, row_number() OVER (ORDER BY c.lane, c.seq) AS n
+    FROM cand c WHERE c.id NOT IN (SELECT id FROM preferred)
+), free AS (  -- the agents not taken by a preference, longest idle first
+    SELECT a.agent, row_number() OVER (ORDER BY a.ord) AS n
+    FROM unnest(CAST(:agents AS text[])) WITH ORDINALITY AS a(agent, ord)
+    WHERE a.agent NOT IN (SELECT agent FROM preferred)
 ), pick AS (
-    SELECT c.id, (CAST(:agents AS text[]))[row_number() OVER (ORDER BY c.lane, c.seq)] AS agent
-    FROM cand c
+    SELECT id, agent FROM preferred
+    UNION ALL
+    SELECT o.id, f.agent FROM others o JOIN free f ON f.n = o.n
 ), moved AS (
     UPDATE {SCHEMA}.tasks t
     SET state = 'assigned', generation = t.generation + 1, assigned_to = pick.agent,

@@ -69,6 +69,14 @@ tasks = Table(
     ),
     Index("tasks_goal", "goal_id", postgresql_where=text("goal_id IS NOT NULL")),
 )
+# the queued tasks that prefer an agent (a pull request's follow-up names the agent that did the
+# work): matching offers them to that agent first (`store_batch.CLAIM_AGENTS_SQL`); most tasks
+# prefer none, so the index holds only those that do (migration 0004)
+Index(
+    "tasks_preferred",
+    tasks.c.metadata["prefer_agent"].astext,
+    postgresql_where=text("state = 'queued' AND (metadata->>'prefer_agent') IS NOT NULL"),
+)
 
 task_deps = Table(
     "task_deps",

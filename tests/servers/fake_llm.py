@@ -2,7 +2,8 @@
 
 `FakeLLM` speaks the published Ollama, OpenAI and Anthropic chat protocols, whole and streamed
 (NDJSON / SSE), with tool calls; a test can make it fail, slow down or stop answering. It lives
-in the package (not under tests/) so `bench/gateway_bench.py` can use it too.
+in `tests/servers/` (pytest's `pythonpath`, pyright's `extraPaths`), not in the llm-registry
+wheel; `bench/gateway_bench.py` puts that folder on `sys.path` to use it.
 """
 
 import asyncio
