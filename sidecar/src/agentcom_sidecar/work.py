@@ -16,7 +16,9 @@ import shutil
 import time
 from typing import Any
 
-from agentcom_common import risk, wire
+from opentelemetry.trace import SpanKind
+
+from agentcom_common import risk, task_traces, wire
 from agentcom_common.contracts.agent import BLOCKED_REJECTION, TaskOutcome
 from agentcom_common.contracts.delivery import DeliveryReport
 from agentcom_sidecar import (
@@ -65,6 +67,21 @@ class Work:
         return True
 
     async def decide_and_run(self, row: TaskRow) -> None:
+        # the task's own trace (derived from its id, so a run resumed from the journal after a
+        # restart joins it too): tool and model calls inside are its children
+        with task_traces.span(
+            row.task_id,
+            "sidecar run",
+            __name__,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "agentcom.agent.id": self.config.agent_id,
+                "agentcom.task.generation": row.generation,
+            },
+        ):
+            await self._decide_and_run(row)
+
+    async def _decide_and_run(self, row: TaskRow) -> None:
         try:
             name, ws = await self._accept_checks(row)
         except RefusedError as exc:

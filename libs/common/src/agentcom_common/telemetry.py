@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentcom_common import __version__, metering
+from agentcom_common import __version__, metering, task_traces
 
 
 def configure(service: str, otlp_endpoint: str | None) -> TracerProvider:
@@ -25,7 +25,8 @@ def configure(service: str, otlp_endpoint: str | None) -> TracerProvider:
     resource = Resource.create(
         {"service.name": f"agentcom-{service}", "service.version": __version__}
     )
-    tracer_provider = TracerProvider(resource=resource)
+    # task roots get ids derived from the task id (`task_traces`)
+    tracer_provider = TracerProvider(resource=resource, id_generator=task_traces.TaskIds())
     exporters: list[PeriodicExportingMetricReader] = []
     if otlp_endpoint:
         base = otlp_endpoint.rstrip("/")

@@ -49,7 +49,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import auth, db, embedded, messaging, metering, migrations, natsauth
+from agentcom_common import (
+    auth,
+    db,
+    embedded,
+    messaging,
+    metering,
+    migrations,
+    natsauth,
+    task_traces,
+)
 from agentcom_common.service import ServiceSpec, create_app
 from agentcom_common.settings import CommonSettings
 
@@ -292,7 +301,10 @@ def spans() -> InMemorySpanExporter:
     """The process's tracer provider, keeping every finished span in memory (session-wide:
     OTel takes one provider per process; find a test's spans by its own trace id)."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "agentcom-tests"}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "agentcom-tests"}),
+        id_generator=task_traces.TaskIds(),
+    )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return exporter

@@ -17,9 +17,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_common import cancelling, clock, messaging, micro, outbox, subjects
+from agentcom_common import cancelling, clock, messaging, micro, outbox, subjects, task_traces
 from agentcom_common.contracts.agent import Assign
 from agentcom_common.contracts.task import ClaimedTasks, ClaimForAgents, RequeueTask, TaskView
 from agentcom_common.errors import AgentcomError
@@ -216,12 +217,22 @@ async def _send_all(js: JetStreamContext, tasks: list[tuple[TaskView, datetime]]
 
 async def _send(js: JetStreamContext, task: TaskView, deadline: datetime) -> None:
     agent_id = task.assigned_to or ""
-    await messaging.publish(
-        js,
-        subjects.agent_inbox(agent_id),
-        Assign(task=task.model_dump(mode="json"), generation=task.generation, deadline=deadline),
-        msg_id=f"assign.{task.id}.{task.generation}",
-    )
+    # in the task's trace: the inbox message's `traceparent` names this span
+    with task_traces.span(
+        task.id,
+        "scheduler assign",
+        __name__,
+        kind=SpanKind.PRODUCER,
+        attributes={"agentcom.agent.id": agent_id},
+    ):
+        await messaging.publish(
+            js,
+            subjects.agent_inbox(agent_id),
+            Assign(
+                task=task.model_dump(mode="json"), generation=task.generation, deadline=deadline
+            ),
+            msg_id=f"assign.{task.id}.{task.generation}",
+        )
     log.info("task.assigned", extra={"agent_id": agent_id, "task_id": task.id})
 
 

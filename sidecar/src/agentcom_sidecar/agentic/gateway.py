@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
-from agentcom_common import prices
+from agentcom_common import prices, telemetry
 from agentcom_sidecar.agentic.settings import AgenticSettings
 
 
@@ -65,8 +67,26 @@ class ChatClient:
             "tools": list(tools),
             "stream": False,
         }
+        # gen_ai semantic conventions; the gateway's span continues this one (`traceparent`)
+        with trace.get_tracer(__name__).start_as_current_span(
+            f"chat {self.model}",
+            kind=SpanKind.CLIENT,
+            attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": self.model},
+        ) as span:
+            reply = await self._chat(url, body, timeout)
+            span.set_attributes(
+                {
+                    "gen_ai.response.model": reply.model,
+                    "gen_ai.usage.input_tokens": reply.tokens_in,
+                    "gen_ai.usage.output_tokens": reply.tokens_out,
+                }
+            )
+            return reply
+
+    async def _chat(self, url: str, body: dict[str, Any], timeout: float) -> ChatReply:
+        headers = telemetry.inject_headers(self._headers)
         try:
-            response = await self._http.post(url, json=body, headers=self._headers, timeout=timeout)
+            response = await self._http.post(url, json=body, headers=headers, timeout=timeout)
         except httpx.TimeoutException:
             raise GatewayError(f"the gateway did not answer within {timeout:g} s") from None
         except httpx.HTTPError as exc:

@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from opentelemetry import trace
+
 from agentcom_sidecar.agentic import gateway, parser, tools
 from agentcom_sidecar.agentic.sandbox import Sandbox
 from agentcom_sidecar.executors.base import StopReason
@@ -245,7 +247,7 @@ class AgentLoop:
                 continue
             try:
                 async with asyncio.timeout(max(self._left(), 0)):
-                    obs = await tools.call(call.name, call.arguments, self._sandbox)
+                    obs = await _traced_call(call, self._sandbox)
             except TimeoutError:
                 self._pending(calls[index:])
                 return False
@@ -271,3 +273,14 @@ class AgentLoop:
         if out.answer:
             out.remaining.append(f"the model's last words: {out.answer[:500]}")
         return out
+
+
+async def _traced_call(call: parser.ToolCall, sandbox: Sandbox) -> tools.Observation:
+    """The tool call in its own span (gen_ai `execute_tool`), a child of the task's run."""
+    with trace.get_tracer(__name__).start_as_current_span(
+        f"execute_tool {call.name}",
+        attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.name},
+    ) as span:
+        obs = await tools.call(call.name, call.arguments, sandbox)
+        span.set_attribute("agentcom.tool.ok", obs.ok)
+        return obs

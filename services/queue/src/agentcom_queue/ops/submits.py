@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agentcom_common import outbox, telemetry
+from agentcom_common import outbox, task_traces, telemetry
 from agentcom_common.contracts.task import (
     LANE_ORDER,
     SubmitTask,
@@ -58,6 +58,7 @@ async def submit(q: Queue, task: SubmitTask, actor: str) -> TaskView:
         await store.record_creation(conn, row, actor)
         await emit(q, conn, row, None, "submitted", actor)
     meters.count_submitted([row.lane])
+    task_traces.record_root(row.id, "task submit", __name__)
     return view(row)
 
 
@@ -176,6 +177,8 @@ async def _submit_in(
     )
     # counted before the commit: a commit that then fails (rare) over-counts its batch
     meters.count_submitted(v["lane"] for v in new if v["id"] in inserted)
+    for task_id in inserted:  # each task's trace starts here (`task_traces`)
+        task_traces.record_root(task_id, "task submit", __name__)
     by_key |= {r.client_key: r for r in inserted.values() if r.client_key}
     if lost := [v["client_key"] for v in new if v["id"] not in inserted]:
         by_key |= await store_batch.by_keys(conn, lost)  # a concurrent submit won the key

@@ -1,0 +1,141 @@
+"""One trace per task: its id follows from the task id, so every service can join it.
+
+The hot paths move tasks in batches (group-committed submits, one claim statement for many
+agents, report batches), and the sidecar runs a task from its journal, possibly after a
+restart: a `traceparent` carried by the message that caused the work names the batch's or the
+request's trace, not the task's. So a task's trace is derived from its id instead:
+
+    trace id      the task id's 16 hex digits, left-padded with zeros to 32 (`task-1f…`
+                  is trace `00000000000000001f…`; Tempo and Jaeger find it by the short form)
+    root span id  the same 16 hex digits
+
+The queue records that root span when it creates the task (`record_root`, linked to the
+submitting request's span); every other span of the task (`span`, `record`) is a child of it,
+linked to whatever span was current, so the batch or request that did the work is one click
+away. A task id of another form gets both from a hash of it.
+
+The W3C context still travels in NATS and HTTP headers: a handler that works inside a task
+span publishes with it (the inbox assignment, the agent loop's gateway calls), so what the
+receiver does joins the same trace either way.
+"""
+
+import contextlib
+import hashlib
+import string
+from collections.abc import Generator, Mapping
+from contextvars import ContextVar
+from typing import Final
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.util.types import AttributeValue
+
+TASK_ID: Final = "agentcom.task.id"
+_HEX: Final = frozenset(string.hexdigits.lower())
+_forced: ContextVar[tuple[int, int] | None] = ContextVar("agentcom_forced_ids", default=None)
+
+
+class TaskIds(RandomIdGenerator):
+    """Random ids, except for a task's root span: the tracer provider's id generator
+    (`telemetry.configure`); without it a root would get random ids and its children would be
+    orphans under the derived ones."""
+
+    def generate_trace_id(self) -> int:
+        forced = _forced.get()
+        return forced[0] if forced is not None else super().generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        forced = _forced.get()
+        return forced[1] if forced is not None else super().generate_span_id()
+
+
+def ids(task_id: str) -> tuple[int, int]:
+    """(trace id, root span id) of `task_id`'s trace (the module docstring says how)."""
+    tail = task_id.removeprefix("task-")
+    if len(tail) == 16 and set(tail) <= _HEX and int(tail, 16):
+        number = int(tail, 16)
+        return number, number
+    digest = hashlib.blake2b(task_id.encode(), digest_size=24).digest()
+    return int.from_bytes(digest[:16]) or 1, int.from_bytes(digest[16:]) or 1
+
+
+def trace_id(task_id: str) -> str:
+    """The task's trace id as the 32 hex digits a trace backend shows."""
+    return f"{ids(task_id)[0]:032x}"
+
+
+def context(task_id: str) -> Context:
+    """A context whose parent span is the task's root: what a task span starts from."""
+    trace_number, span_number = ids(task_id)
+    root = SpanContext(
+        trace_number, span_number, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
+    return trace.set_span_in_context(NonRecordingSpan(root), Context())
+
+
+def _links() -> list[Link]:
+    current = trace.get_current_span().get_span_context()
+    return [Link(current)] if current.is_valid else []
+
+
+def record_root(
+    task_id: str,
+    name: str,
+    scope: str,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> None:
+    """Record the task's root span (ended at once), linked to the current span."""
+    token = _forced.set(ids(task_id))
+    try:
+        span = trace.get_tracer(scope).start_span(
+            name,
+            context=Context(),  # a root: the ids come from `TaskIds`
+            kind=SpanKind.PRODUCER,
+            attributes={TASK_ID: task_id, **(attributes or {})},
+            links=_links(),
+        )
+    finally:
+        _forced.reset(token)
+    span.end()
+
+
+def record(
+    task_id: str,
+    name: str,
+    scope: str,
+    start_ns: int,
+    end_ns: int | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> None:
+    """Record a finished span of the task's trace, from `start_ns` to `end_ns` (now if None),
+    both `time.time_ns()` clocks; linked to the current span."""
+    span = trace.get_tracer(scope).start_span(
+        name,
+        context=context(task_id),
+        attributes={TASK_ID: task_id, **(attributes or {})},
+        links=_links(),
+        start_time=start_ns,
+    )
+    span.end(end_ns)
+
+
+@contextlib.contextmanager
+def span(
+    task_id: str,
+    name: str,
+    scope: str,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Generator[trace.Span]:
+    """A span of the task's trace, current for the block: what it publishes carries it on."""
+    with trace.get_tracer(scope).start_as_current_span(
+        name,
+        context=context(task_id),
+        kind=kind,
+        attributes={TASK_ID: task_id, **(attributes or {})},
+        links=_links(),
+    ) as current:
+        yield current

@@ -1,0 +1,34 @@
+"""A task's spans, recorded by different code with nothing passed between them but the task
+id, form one trace under the root the queue records at submit."""
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from agentcom_common import task_traces, telemetry
+
+
+def test_spans_of_one_task_share_its_derived_trace_under_its_root(
+    spans: InMemorySpanExporter,
+) -> None:
+    task_id = "task-00c0ffee12345678"
+    with trace.get_tracer("t").start_as_current_span("POST /api/tasks") as request:
+        task_traces.record_root(task_id, "task submit", "t")
+    with task_traces.span(task_id, "sidecar run", "t"):
+        headers = telemetry.inject_headers()
+    mine = [s for s in spans.get_finished_spans() if s.context.trace_id == 0x00C0FFEE12345678]
+    by_name = {s.name: s for s in mine}
+    assert set(by_name) == {"task submit", "sidecar run"}
+    root = by_name["task submit"]
+    assert root.parent is None
+    assert root.context.span_id == 0x00C0FFEE12345678
+    assert [link.context.span_id for link in root.links] == [request.get_span_context().span_id]
+    child = by_name["sidecar run"]
+    assert child.parent is not None
+    assert child.parent.span_id == root.context.span_id
+    assert headers["traceparent"].startswith(f"00-{task_traces.trace_id(task_id)}-")
+    assert task_traces.trace_id(task_id) == "000000000000000000c0ffee12345678"
+
+
+def test_a_task_id_of_another_form_gets_a_stable_hashed_trace() -> None:
+    assert task_traces.ids("goal-x/1") == task_traces.ids("goal-x/1")
+    assert task_traces.ids("goal-x/1") != task_traces.ids("goal-x/2")
