@@ -15,11 +15,15 @@ def test_spans_of_one_task_share_its_derived_trace_under_its_root(
         task_traces.record_root(task_id, "task submit", "t")
     with task_traces.span(task_id, "sidecar run", "t"):
         headers = telemetry.inject_headers()
-    mine = [s for s in spans.get_finished_spans() if s.context.trace_id == 0x00C0FFEE12345678]
-    by_name = {s.name: s for s in mine}
+    by_name = {
+        s.name: s
+        for s in spans.get_finished_spans()
+        if s.context is not None and s.context.trace_id == 0x00C0FFEE12345678
+    }
     assert set(by_name) == {"task submit", "sidecar run"}
     root = by_name["task submit"]
     assert root.parent is None
+    assert root.context is not None
     assert root.context.span_id == 0x00C0FFEE12345678
     assert [link.context.span_id for link in root.links] == [request.get_span_context().span_id]
     child = by_name["sidecar run"]
