@@ -110,19 +110,37 @@ class RuleSpec:
     severity: Severity
     check: Rule
     cooldown: Callable[[AlertThresholds], timedelta]
+    # the docs page and anchor of what to do (docs/runbooks.md); a test checks it exists
+    runbook: str = ""
 
 
 RULES: Final[dict[str, RuleSpec]] = {
     "queue_growing": RuleSpec(
-        Severity.WARNING, queue_growing, lambda th: th.queue_growing_cooldown
+        Severity.WARNING,
+        queue_growing,
+        lambda th: th.queue_growing_cooldown,
+        "runbooks.md#queue_growing",
     ),
     "high_failure_rate": RuleSpec(
-        Severity.WARNING, high_failure_rate, lambda th: th.failure_rate_cooldown
+        Severity.WARNING,
+        high_failure_rate,
+        lambda th: th.failure_rate_cooldown,
+        "runbooks.md#high_failure_rate",
     ),
-    "stuck_tasks": RuleSpec(Severity.WARNING, stuck_tasks, lambda th: th.stuck_cooldown),
-    "no_agents_online": RuleSpec(Severity.CRITICAL, no_agents_online, lambda _th: timedelta(0)),
+    "stuck_tasks": RuleSpec(
+        Severity.WARNING, stuck_tasks, lambda th: th.stuck_cooldown, "runbooks.md#stuck_tasks"
+    ),
+    "no_agents_online": RuleSpec(
+        Severity.CRITICAL,
+        no_agents_online,
+        lambda _th: timedelta(0),
+        "runbooks.md#no_agents_online",
+    ),
     "high_error_rate": RuleSpec(
-        Severity.WARNING, high_error_rate, lambda th: th.error_rate_cooldown
+        Severity.WARNING,
+        high_error_rate,
+        lambda th: th.error_rate_cooldown,
+        "runbooks.md#high_error_rate",
     ),
 }
 
@@ -136,6 +154,9 @@ class Alert:
         return self.fired.model_dump(mode="json") | {
             "acknowledged": self.acknowledged_by is not None,
             "acknowledged_by": self.acknowledged_by,
+            "runbook": f"docs/{RULES[spec].runbook}"
+            if (spec := self.fired.rule_id) in RULES
+            else None,
         }
 
 

@@ -247,6 +247,7 @@ function renderAlerts() {
   const box = document.getElementById("alerts");
   box.replaceChildren(...[...state.alerts.values()].map(a => h("div", { class: `alert sev-${a.severity}${a.acknowledged ? " acked" : ""}`, "data-alert": a.rule_id },
     h("strong", {}, a.severity.toUpperCase(), " ", a.rule_id), " ", a.message,
+    a.runbook ? h("small", { class: "runbook" }, " · runbook: ", a.runbook) : null,
     a.acknowledged ? h("small", {}, ` · acknowledged by ${a.acknowledged_by || "admin"}`) :
       isAdmin ? h("button", { class: "small", onclick: () => act(`/ui/alerts/${a.rule_id}/acknowledge`, "acknowledge") }, "acknowledge") : null,
   )));
