@@ -186,6 +186,8 @@ async def test_the_first_task_tutorial_runs_as_written_on_a_fresh_home(user_dir:
     shown = re.search(r'"branch": "(agentcom/builder/task-[^"]+)", "commit": "(\w+)"', watched)
     assert shown, watched
     assert '"pushed": true' in watched, watched
+    assert f"branch: {shown[1]}" in watched, watched  # the work's branch, not the base asked for
+    assert f"commit: {shown[2]}" in watched, watched
     assert shown[1] in branch_and_log, branch_and_log
     assert f"commit {shown[2]}" in branch_and_log, branch_and_log
     assert "+    return a + b" in branch_and_log, branch_and_log
