@@ -93,6 +93,7 @@ def test_the_xml_prompt_asks_for_the_plan_document() -> None:
 
     system, _user = messages(GOAL, REPO, fmt="xml")
     assert system == {"role": "system", "content": XML_RULES}
-    assert "<plan><summary>" in XML_RULES and '"estimated_tokens"' not in XML_RULES
+    assert "<plan><summary>" in XML_RULES
+    assert '"estimated_tokens"' not in XML_RULES
     _answer, again = retry("<plan/>", ["the plan has no tasks"], "xml")
     assert "as one <plan> XML document and nothing else" in again["content"]
