@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentcom_common import cancelling, subjects, transitions
 from agentcom_common.contracts.hub import Autonomy, GoalState, HubState
+from agentcom_common.contracts.plan import Plan
 from agentcom_common.contracts.task import (
     LANE_ORDER,
     CommandSucceeds,
@@ -48,7 +49,6 @@ from agentcom_common.contracts.task import (
 from agentcom_common.errors import AgentcomError, TooManyRequestsError, UnavailableError
 from agentcom_hubfsm.brain import store as brain_store
 from agentcom_hubfsm.goals import plan as plans, store, verify
-from agentcom_hubfsm.goals.plan import Plan
 from agentcom_hubfsm.goals.planner import Planned, PlanOutcome
 from agentcom_hubfsm.goals.planprompt import GoalBrief
 from agentcom_hubfsm.tables import goal_tasks, goals, hub, outbox_table, verifications
