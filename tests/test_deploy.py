@@ -284,7 +284,7 @@ def test_kubernetes_sends_traces_to_a_collector_and_jaeger_as_compose_does() -> 
     embedded_config = objects["ConfigMap", "otel-collector-config"]["data"]["config.yaml"]
     assert yaml.safe_load(embedded_config) == _yaml(DEPLOY / "otel-collector.yaml")
     env = objects["ConfigMap", "agentcom-config"]["data"]
-    otlp = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    otlp = urlsplit(str(env["OTEL_EXPORTER_OTLP_ENDPOINT"]))
     collector = objects["Service", str(otlp.hostname)]["spec"]["ports"]
     assert otlp.port in {p["port"] for p in collector}
     jaeger = objects["Service", "jaeger"]["spec"]["ports"]
@@ -294,7 +294,7 @@ def test_kubernetes_sends_traces_to_a_collector_and_jaeger_as_compose_does() -> 
     assert k8s["metadata"]["labels"]["grafana_datasource"] == "1"
     provisioned = yaml.safe_load(k8s["data"]["agentcom.yaml"])["datasources"]
     assert {(d["type"], d["uid"]) for d in provisioned} == {(d["type"], d["uid"]) for d in compose}
-    assert urlsplit(next(d["url"] for d in provisioned if d["type"] == "jaeger")).port == 16686
+    assert urlsplit(str(next(d["url"] for d in provisioned if d["type"] == "jaeger"))).port == 16686
     resources = _yaml(DEPLOY / "grafana/kustomization.yaml")["resources"]
     assert resources == ["datasources.yaml"]
 
