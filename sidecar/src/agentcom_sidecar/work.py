@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.trace import SpanKind
@@ -191,7 +192,7 @@ class Work:
             scratch = self.config.workspaces / "scratch" / row.task_id
             scratch.mkdir(parents=True, exist_ok=True)
             return None
-        repo = self.config.repo(str(url))
+        repo = self.config.repo(_clone_url(row.body))
         if repo is None:
             raise RefusedError(f"repo {url} is not one of this agent's repos", "repo_not_served")
         meta = taskdata.metadata(row.body)
@@ -267,7 +268,7 @@ class Work:
     ) -> None:
         """Commit, scan, push and open the PR; a finding of the pre-publication scan or a
         failure turns the outcome into `failed` saying why, and then nothing is pushed."""
-        repo = self.config.repo(str(row.body.get("repo")))
+        repo = self.config.repo(_clone_url(row.body))
         try:
             head = await delivery.commit(
                 ws, row.body, self.config.agent_id, self.git_env(), self.config.git_timeout
@@ -426,3 +427,10 @@ def _deadline(row: TaskRow, limit: float) -> float:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _clone_url(body: Mapping[str, Any]) -> str:
+    """The task's repo URL as submitted, else its key (a task from an older queue). Configured
+    repos are matched by key either way; with none configured this is what gets cloned, and the
+    key is not always the same repository (`/srv/calc` vs `/srv/calc.git`)."""
+    return str(body.get("repo_url") or body.get("repo"))
