@@ -155,6 +155,7 @@ class TaskView(Contract):
         "sidecar with no configured repos clones. None on tasks from before it was kept.",
     )
     branch: str | None
+    file_hints: list[FileHint]
     success_criteria: list[str]
     verification_steps: list[VerificationStep]
     complexity: Complexity
