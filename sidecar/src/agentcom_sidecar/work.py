@@ -287,6 +287,17 @@ class Work:
                 return
             await delivery.push(ws, self.git_env(), self.git_auth(ws.url), self.config.git_timeout)
             outcome.result["pushed"] = True
+            # pushed first: the work is kept on its branch whatever the base did meanwhile
+            conflict = await delivery.conflict(
+                ws, self.git_env(), self.git_auth(ws.url), self.config.git_timeout
+            )
+            if conflict is not None:
+                report = report.model_copy(update={"conflict": conflict})
+                outcome.delivery = report
+                log.warning(
+                    "task.merge_conflict",
+                    extra={"task_id": row.task_id, "base": ws.base, "files": conflict.files[:20]},
+                )
             if repo is not None and repo.github:
                 outcome.delivery = await self._pull_request(row, ws, outcome, repo, head)
                 outcome.result["pr_url"] = outcome.delivery.pull_request
@@ -336,6 +347,8 @@ class Work:
         checked = taskdata.as_dict(outcome.result.get("verification")).get("status")
         verified: risk.Verification = "pass" if checked == "pass" else "not_verified"
         due = risk.action(outcome.delivery.risk.tier, verified, repo.auto_merge, repo.ci)
+        if due == "merge" and outcome.delivery.conflict is not None:
+            due = "review"  # it cannot merge as it is: a person or a follow-up resolves it
         title = f"{row.task_id}: {str(row.body.get('description', ''))[:60]}"
         body = delivery.pr_body(
             row.body,

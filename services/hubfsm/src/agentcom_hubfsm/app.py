@@ -14,7 +14,7 @@ from agentcom_common import subjects
 from agentcom_common.contracts.plan import Plan
 from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_hubfsm import __version__, api, clients, handlers, meters, tables
+from agentcom_hubfsm import __version__, api, clients, deliveries, handlers, meters, tables
 from agentcom_hubfsm.brain import (
     api as brain_api,
     handlers as brain_handlers,
@@ -91,7 +91,8 @@ def create_app(settings: CommonSettings) -> FastAPI:
         # the announcement wakes the driver
         await res.nc.subscribe(subjects.HUB_STATE_CHANGED, cb=partial(_wake_on, wake))  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped Future parameter
         loops.spawn("goal-driver", drive.run())
-        loops.spawn("goal-tasks", progress.follow(res.engine, res.js, res.settings, wake))
+        ended = partial(deliveries.ended, app.state.hooks)
+        loops.spawn("goal-tasks", progress.follow(res.engine, res.js, res.settings, wake, ended))
         brain_hub = brain_ops.Hub(
             res.engine, brain_wake, hub.hub_global_watchdog, healing_store.Policy.of(hub)
         )
