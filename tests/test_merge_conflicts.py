@@ -89,6 +89,13 @@ class Stack:
 
 
 @pytest.fixture
+def hub_timers() -> dict[str, Any]:
+    """A sidecar on a loaded machine may miss a few heartbeats: its task must not be handed
+    back meanwhile (the conflict is checked on the delivery of the first attempt)."""
+    return {"scheduler_missed_heartbeats": 100}
+
+
+@pytest.fixture
 def github() -> Iterator[FakeGitHub]:
     with serve_github() as fake:
         yield fake
