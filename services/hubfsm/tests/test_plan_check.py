@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from agentcom_hubfsm.goals.plan import Plan, check, dependencies
+from agentcom_common.contracts.plan import Plan
+from agentcom_hubfsm.goals.plan import check, dependencies
 
 TREE = frozenset({"README.md", "src/app.py", "src/db.py", "tests/test_app.py"})
 

@@ -5,8 +5,12 @@ from typing import Any
 
 import pytest
 
+from agentcom_common import safexml
+from agentcom_common.contracts.documents import PlanDocument
+from agentcom_common.contracts.plan import Plan
 from agentcom_common.contracts.task import Tier
 from agentcom_hubfsm.goals.planparse import NO_PLAN, UnreadablePlanError, parse
+from agentcom_hubfsm.goals.planprompt import XML_RULES
 
 TASK: dict[str, Any] = {
     "key": "api",
@@ -177,3 +181,21 @@ def test_field_names_are_read_loosely() -> None:
     assert task.depends_on == [1, 2]
     assert task.tier is Tier.COMPLEX
     assert task.estimated_tokens == 5
+
+
+def test_the_xml_prompts_document_is_read_into_the_json_paths_plan() -> None:
+    """The reply the XML prompt asks for (`planprompt.XML_EXAMPLE`'s shape) is the same `Plan`
+    the JSON reply of the same content is."""
+    assert "Answer with one <plan> XML document" in XML_RULES
+    assert "<estimated_tokens>60000</estimated_tokens>" in XML_RULES
+    as_json = parse(json.dumps(PLAN))
+    document = safexml.write(PlanDocument.of(Plan.model_validate(PLAN)))
+    assert parse(f"Here is the plan:\n```xml\n{document}\n```") == as_json
+    assert parse(document) == as_json
+
+
+def test_an_oversized_or_deep_xml_plan_is_refused() -> None:
+    [big] = errors_of("<plan><summary>" + "x" * 1_000_001 + "</summary></plan>")
+    assert big.startswith("the <plan> XML is 1000033 bytes"), big
+    [deep] = errors_of("<plan>" + "<a>" * 100 + "</a>" * 100 + "</plan>")
+    assert deep.startswith("the <plan> XML nests"), deep

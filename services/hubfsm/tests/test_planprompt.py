@@ -86,3 +86,14 @@ def test_review_reads_then_checks_against_the_goal_and_tree() -> None:
         "plan fewer or smaller tasks",
     ]
     assert review("no idea", GOAL, REPO)[0] is None
+
+
+def test_the_xml_prompt_asks_for_the_plan_document() -> None:
+    from agentcom_hubfsm.goals.planprompt import XML_RULES
+
+    system, _user = messages(GOAL, REPO, fmt="xml")
+    assert system == {"role": "system", "content": XML_RULES}
+    assert "<plan><summary>" in XML_RULES
+    assert '"estimated_tokens"' not in XML_RULES
+    _answer, again = retry("<plan/>", ["the plan has no tasks"], "xml")
+    assert "as one <plan> XML document and nothing else" in again["content"]

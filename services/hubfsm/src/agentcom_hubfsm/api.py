@@ -16,11 +16,11 @@ from agentcom_common.contracts.hub import (
     RejectPlan,
     SubmitGoal,
 )
+from agentcom_common.contracts.plan import Plan
 from agentcom_common.openapi import errors
 from agentcom_common.service import Resources
 from agentcom_common.web import Admin, Viewer
 from agentcom_hubfsm.goals import ops
-from agentcom_hubfsm.goals.plan import Plan
 
 GOAL_ID = r"^goal-[0-9a-f]{16}$"
 CURSOR = r"^[0-9]{1,18}$"

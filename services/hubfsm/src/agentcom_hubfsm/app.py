@@ -11,6 +11,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from agentcom_common import subjects
+from agentcom_common.contracts.plan import Plan
 from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
 from agentcom_hubfsm import __version__, api, clients, handlers, meters, tables
@@ -55,7 +56,7 @@ def create_app(settings: CommonSettings) -> FastAPI:
 
     async def check_plan(repo: str, plan: dict[str, Any]) -> list[str]:
         try:
-            edited = plans.Plan.model_validate(plan)
+            edited = Plan.model_validate(plan)
         except ValidationError as exc:
             return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         snapshot = await cache.snapshot(repo)
@@ -78,7 +79,7 @@ def create_app(settings: CommonSettings) -> FastAPI:
         drive = driver.Driver(
             engine=res.engine,
             queue=QueueClient(res.nc),
-            planner=partial(planner.plan_goal, chat, cache),
+            planner=partial(planner.plan_goal, chat, cache, fmt=hub.hub_plan_format),
             chat=chat,
             wake=wake,
             sweep=hub.hub_goal_sweep,

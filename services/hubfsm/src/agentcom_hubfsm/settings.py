@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
@@ -36,6 +37,12 @@ class HubSettings(CommonSettings):
         default=timedelta(seconds=5),
         description="First delay before a planning or verification call the gateway could not "
         "answer is tried again; it doubles up to ten times this.",
+    )
+    hub_plan_format: Literal["json", "xml"] = Field(
+        default="json",
+        description="The shape the planner asks models to answer in: a JSON object, or the "
+        "`<plan>` XML document (for models that follow XML structure better). Either reply "
+        "is read into the same plan.",
     )
     hub_data_dir: Path = Field(
         default=Path(".agentcom/hub"),

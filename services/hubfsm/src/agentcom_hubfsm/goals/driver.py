@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentcom_common import cancelling, subjects, transitions
 from agentcom_common.contracts.hub import Autonomy, GoalState, HubState
+from agentcom_common.contracts.plan import Plan
 from agentcom_common.contracts.task import (
     LANE_ORDER,
     CommandSucceeds,
@@ -48,7 +49,6 @@ from agentcom_common.contracts.task import (
 from agentcom_common.errors import AgentcomError, TooManyRequestsError, UnavailableError
 from agentcom_hubfsm.brain import store as brain_store
 from agentcom_hubfsm.goals import plan as plans, store, verify
-from agentcom_hubfsm.goals.plan import Plan
 from agentcom_hubfsm.goals.planner import Planned, PlanOutcome
 from agentcom_hubfsm.goals.planprompt import GoalBrief
 from agentcom_hubfsm.tables import goal_tasks, goals, hub, outbox_table, verifications
@@ -599,7 +599,8 @@ def planned_tasks(plan: Plan, row: Row[Any]) -> list[Item]:
                     ],
                     complexity_tier=task.tier,
                     goal_id=row.id,
-                    metadata={"goal_title": row.title[:200]},
+                    # the sidecar caps what the change's pull request gets by it
+                    metadata={"goal_title": row.title[:200], "autonomy": row.autonomy},
                 ),
                 task.title,
                 after,

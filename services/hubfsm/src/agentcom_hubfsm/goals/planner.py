@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from agentcom_common.contracts.llm import ChatReply, ChatRequest, Tier
+from agentcom_common.contracts.plan import Plan
 from agentcom_hubfsm.goals import plan as plans, planparse, planprompt
-from agentcom_hubfsm.goals.plan import Plan
-from agentcom_hubfsm.goals.planprompt import GoalBrief
+from agentcom_hubfsm.goals.planprompt import Format, GoalBrief
 from agentcom_hubfsm.repocache import RepoCache, Snapshot
 
 log = logging.getLogger(__name__)
@@ -91,9 +91,11 @@ async def make_plan(
     tier: Tier = "standard",
     max_tokens: int = 8192,
     temperature: float = 0.2,
+    fmt: Format = "json",
 ) -> PlanOutcome:
-    """Plan `goal` on `repo`; raises what `chat` raises (see the module docstring)."""
-    conversation = planprompt.messages(goal, repo)
+    """Plan `goal` on `repo`, asking for the answer in `fmt` (JSON or the `<plan>` XML
+    document; either is read); raises what `chat` raises (see the module docstring)."""
+    conversation = planprompt.messages(goal, repo, fmt=fmt)
     usage = Usage()
     errors: list[str] = []
     for attempt in range(1, ATTEMPTS + 1):
@@ -116,7 +118,7 @@ async def make_plan(
             "plan.refused",
             extra={"goal_id": goal.goal_id, "attempt": attempt, "errors": len(errors)},
         )
-        conversation = [*conversation, *planprompt.retry(reply.content, errors)]
+        conversation = [*conversation, *planprompt.retry(reply.content, errors, fmt)]
     return PlanRefused(tuple(errors), ATTEMPTS, usage)
 
 
@@ -127,9 +129,10 @@ async def plan_goal(
     *,
     tier: Tier = "standard",
     max_tokens: int = 8192,
+    fmt: Format = "json",
 ) -> PlanOutcome:
     """Fetch the goal's repo into the cache, then `make_plan` on it. Also raises
     `RepoUnavailableError` (git could not fetch: retry later) and `InvalidError` (field `repo`:
     the URL carries credentials)."""
     repo = await cache.snapshot(goal.repo)
-    return await make_plan(chat, goal, repo, tier=tier, max_tokens=max_tokens)
+    return await make_plan(chat, goal, repo, tier=tier, max_tokens=max_tokens, fmt=fmt)

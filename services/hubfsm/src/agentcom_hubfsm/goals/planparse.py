@@ -6,8 +6,11 @@ Models wrap their answer: in `<think>` blocks (dropped first), in prose, in a fe
 that is JSON (or XML) is the plan. Field names are read loosely (`depends-on`, `dependencies`,
 `criteria`...): a model's spelling is not worth a re-prompt; its content is.
 
-XML is parsed with defusedxml, entities and DTDs refused (a billion-laughs reply must not eat
-the hub's memory). Every failure is `UnreadablePlanError` with messages for the re-prompt.
+XML is read first as the typed `<plan>` document the XML prompt asks for
+(`contracts.documents.PlanDocument` through `agentcom_common.safexml`: DTDs and entities refused,
+size and depth bounded, so a billion-laughs reply cannot eat the hub's memory); a `<plan>` in a
+looser spelling (attributes, other tag names) is then read field by field with the same
+defusedxml guards. Every failure is `UnreadablePlanError` with messages for the re-prompt.
 """
 
 import json
@@ -20,7 +23,10 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 from pydantic import ValidationError
 
-from agentcom_hubfsm.goals.plan import Plan
+from agentcom_common import safexml
+from agentcom_common.contracts.documents import PlanDocument
+from agentcom_common.contracts.plan import Plan
+from agentcom_common.errors import InvalidError, TooLargeError
 
 NO_PLAN: Final = (
     "no plan found: the reply holds no JSON object and no <plan> element; answer with the "
@@ -166,7 +172,30 @@ def _closing(text: str, start: int) -> int | None:
     return None
 
 
+_HOSTILE: Final = frozenset({"xml_refused", "invalid_xml", "xml_too_deep"})
+
+
 def _from_xml(snippet: str) -> dict[str, Any]:
+    try:
+        document = safexml.read(PlanDocument, snippet)
+    except TooLargeError as exc:
+        raise UnreadablePlanError([_ours(exc.detail)]) from None
+    except InvalidError as exc:
+        if exc.code in _HOSTILE:
+            raise UnreadablePlanError([_ours(exc.detail)]) from None
+    else:
+        try:
+            return document.contract().model_dump()
+        except ValidationError:
+            pass  # our tags, but a field in another spelling (`<criteria>`): read it loosely
+    return _loose_xml(snippet)  # not our document's spelling: read it field by field
+
+
+def _ours(detail: str) -> str:
+    return detail.replace("the XML", "the <plan> XML", 1)
+
+
+def _loose_xml(snippet: str) -> dict[str, Any]:
     try:
         root = SafeET.fromstring(snippet, forbid_dtd=True)
     except StdET.ParseError as exc:
