@@ -25,7 +25,7 @@ async def finished(hub: Any, task_id: str, state: str = "completed") -> dict[str
         assert task["state"] == state, task
         return task
 
-    return await eventually(check, timeout=30)
+    return await eventually(check, timeout=90)  # a whole run with its checks; 2 busy cores
 
 
 async def test_a_shell_task_is_verified_pushed_and_gets_a_pull_request(

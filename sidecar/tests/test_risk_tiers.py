@@ -107,7 +107,7 @@ async def delivered(
         assert task["state"] == "completed", task
         return task
 
-    task = await eventually(check, timeout=30)
+    task = await eventually(check, timeout=90)  # a whole run with its checks; 2 busy cores
     return task, DeliveryReport.model_validate(task["result"]["delivery"])
 
 
