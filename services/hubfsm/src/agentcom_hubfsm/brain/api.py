@@ -23,6 +23,7 @@ def hub_of(request: Request) -> ops.Hub:
         request.app.state.brain_wake,
         settings.hub_global_watchdog,
         healing_store.Policy.of(settings),
+        settings.hub_contemplation_interval,
     )
 
 

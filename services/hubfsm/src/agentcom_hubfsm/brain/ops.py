@@ -21,12 +21,13 @@ class Hub:
     wake: asyncio.Event  # this process's brain; another replica's notices on its next tick
     watchdog: timedelta
     healing: healing_store.Policy = healing_store.DEFAULT
+    contemplation: timedelta | None = None  # the cycles' interval (a signal the view shows)
 
 
 async def state(h: Hub) -> HubView:
     async with h.engine.connect() as conn:
         row = await store.load(conn)
-        return store.view(row, await signals.gather(conn, h.healing))
+        return store.view(row, await signals.gather(conn, h.healing, h.contemplation))
 
 
 async def history(h: Hub, cursor: str | None, limit: int) -> HubHistoryPage:
