@@ -178,7 +178,8 @@ async def resting_after_contemplation(s: Stack) -> None:
 async def test_proposals_wait_for_a_person_and_a_rejection_feeds_the_next_cycle(
     stack: Start, model: Thinker, engine: AsyncEngine
 ) -> None:
-    async with stack(hub_contemplation_interval=NEVER) as s:
+    # cycles as often as they may come: only the pending proposals hold the next one back
+    async with stack(hub_contemplation_interval=timedelta(milliseconds=1)) as s:
         first = await pending(s, 3)
         await resting_after_contemplation(s)
         path = [to for to, _ in await moves(s)]
@@ -193,7 +194,7 @@ async def test_proposals_wait_for_a_person_and_a_rejection_feeds_the_next_cycle(
         assert cached["related_files"] == ["src/shop/app.py"]
         assert cached["goal_id"] is None
         assert cached["decided_by"] is None
-        [prompt] = model.prompts
+        [prompt] = model.prompts  # three wait for a person: no second cycle piles up more
         for part in (
             "- kubernetes",  # the out-of-scope list, told to the model
             "- queue depth trend:",  # the scalability analysis
@@ -212,6 +213,28 @@ async def test_proposals_wait_for_a_person_and_a_rejection_feeds_the_next_cycle(
         forbidden = await s.hub.post(f"/api/hub/proposals/{cached['id']}/accept", headers=viewer)
         assert forbidden.status_code == 403, forbidden.text
 
+        indexed = next(p for p in first if p["title"] == "Index the orders table")
+        no_reason = await s.hub.post(f"/api/hub/proposals/{indexed['id']}/reject", json={})
+        assert no_reason.status_code == 422, no_reason.text
+        assert no_reason.json()["field"] == "reason"
+        rejected = await s.hub.post(
+            f"/api/hub/proposals/{indexed['id']}/reject",
+            json={"reason": "the orders table has 40 rows; an index buys nothing"},
+        )
+        assert rejected.status_code == 200, rejected.text
+        assert rejected.json()["state"] == "rejected"
+
+        # two pending now: the next cycle comes, told the rejection
+        await eventually(lambda: prompts_at_least(model, 2), timeout=30)
+        second = model.prompts[1]
+        assert (
+            '"Index the orders table" was rejected: the orders table has 40 rows; '
+            "an index buys nothing" in second
+        )
+        assert "- Add a health route:" in second  # still pending: not to be repeated
+        titles = {p["title"] for p in await pending(s, 3)}
+        assert titles == {"Cache the catalogue", "Add a health route", "Add request tracing"}
+
         accepted = await s.hub.post(f"/api/hub/proposals/{cached['id']}/accept")
         assert accepted.status_code == 200, accepted.text
         goal_id = accepted.json()["goal_id"]
@@ -227,47 +250,9 @@ async def test_proposals_wait_for_a_person_and_a_rejection_feeds_the_next_cycle(
         again = await s.hub.post(f"/api/hub/proposals/{cached['id']}/reject", json={"reason": "x"})
         assert again.status_code == 409, again.text
         assert again.json()["error"] == "transition_refused"
-
-        indexed = next(p for p in first if p["title"] == "Index the orders table")
-        no_reason = await s.hub.post(f"/api/hub/proposals/{indexed['id']}/reject", json={})
-        assert no_reason.status_code == 422, no_reason.text
-        assert no_reason.json()["field"] == "reason"
-        rejected = await s.hub.post(
-            f"/api/hub/proposals/{indexed['id']}/reject",
-            json={"reason": "the orders table has 40 rows; an index buys nothing"},
-        )
-        assert rejected.status_code == 200, rejected.text
-        assert rejected.json()["state"] == "rejected"
         missing = await s.hub.post("/api/hub/proposals/prop-0000000000000000/accept")
         assert missing.status_code == 404, missing.text
-        # the goal is a goal like any other: the fake cannot plan it, so it is cancelled
-        # here (an open goal keeps the hub executing, and contemplation waits for none)
-        cancelled = await s.hub.post(f"/api/goals/{goal_id}/cancel")
-        assert cancelled.status_code == 200, cancelled.text
-
-    # the operator shortens the interval: the next cycle comes at once, told the rejection
-    async with stack(hub_contemplation_interval=timedelta(milliseconds=1)) as s:
-        await eventually(lambda: prompts_at_least(model, 2), timeout=30)
-        second = model.prompts[1]
-        assert (
-            '"Index the orders table" was rejected: the orders table has 40 rows; '
-            "an index buys nothing" in second
-        )
-        assert "- Add a health route:" in second  # still pending: not to be repeated
-        titles = {p["title"] for p in await pending_at_least(s, 2)}
-        assert "Add request tracing" in titles
 
 
 async def prompts_at_least(model: Thinker, n: int) -> None:
     assert len(model.prompts) >= n, model.prompts
-
-
-async def pending_at_least(s: Stack, n: int) -> list[Json]:
-    async def stored() -> list[Json]:
-        found: list[Json] = (
-            await s.hub.get("/api/hub/proposals", params={"state": "pending"})
-        ).json()["proposals"]
-        assert len(found) >= n, found
-        return found
-
-    return await eventually(stored, timeout=30)

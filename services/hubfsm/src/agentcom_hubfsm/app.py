@@ -21,7 +21,11 @@ from agentcom_hubfsm.brain import (
     loop as brain,
     ops as brain_ops,
 )
-from agentcom_hubfsm.contemplation import api as proposal_api, run as contemplation_run
+from agentcom_hubfsm.contemplation import (
+    api as proposal_api,
+    run as contemplation_run,
+    store as contemplation_store,
+)
 from agentcom_hubfsm.goals import driver, ops, plan as plans, planner, progress
 from agentcom_hubfsm.healing import store as healing_store
 from agentcom_hubfsm.health import monitor
@@ -98,7 +102,7 @@ def create_app(settings: CommonSettings) -> FastAPI:
             brain_wake,
             hub.hub_global_watchdog,
             healing_store.Policy.of(hub),
-            hub.hub_contemplation_interval,
+            contemplation_store.Pace.of(hub),
         )
         await brain_handlers.register(res, brain_hub)
         loops.spawn("health-monitor", monitor.forever(res.engine, res.nc, hub, brain_wake))

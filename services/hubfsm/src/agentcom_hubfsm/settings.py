@@ -195,8 +195,9 @@ class HubSettings(CommonSettings):
     )
     hub_contemplation_interval: Interval = Field(
         default=timedelta(days=1),
-        description="Least time between two contemplation cycles (counted from the end of "
-        "the last); while it runs, an improving hub with nothing left goes resting instead.",
+        description="Least time between two contemplation cycles, counted from the end of "
+        "the last (from the hub's first start before the first); a cycle also waits while "
+        "`hub_contemplation_max_proposals` proposals are pending.",
     )
     hub_contemplation_max_proposals: int = Field(
         default=3,

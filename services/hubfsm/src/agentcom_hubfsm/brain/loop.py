@@ -41,7 +41,7 @@ from agentcom_common import cancelling, leader, subjects
 from agentcom_common.contracts.hub import HubState
 from agentcom_common.service import Loops, Resources
 from agentcom_hubfsm.brain import rules, signals, store
-from agentcom_hubfsm.contemplation import run as contemplation_run
+from agentcom_hubfsm.contemplation import run as contemplation_run, store as contemplation_store
 from agentcom_hubfsm.healing import run as healing_run, store as healing_store
 from agentcom_hubfsm.settings import HubSettings
 
@@ -79,7 +79,7 @@ class Brain:
         entry: Mapping[HubState, tuple[str, Work]] | None = None,
         watchdogs: Mapping[HubState, timedelta] | None = None,
         healing: healing_store.Policy = healing_store.DEFAULT,
-        contemplation: timedelta | None = None,
+        contemplation: contemplation_store.Pace | None = None,
     ) -> None:
         self.engine = engine
         self.nc = nc
@@ -92,7 +92,7 @@ class Brain:
         self.entry = dict(entry or {})
         self.watchdogs = dict(watchdogs or {})  # a state's own deadline instead of `watchdog`
         self.healing = healing
-        self.contemplation = contemplation  # the cycles' interval; None: never due
+        self.contemplation = contemplation  # when cycles are due; None: never
         self._stay: Stay | None = None  # the stay whose entry work was started
         self._work: _Running | None = None
 
@@ -230,6 +230,6 @@ async def start(
         },
         watchdogs={HubState.HEALING: settings.hub_healing_watchdog},
         healing=healing_store.Policy.of(settings),
-        contemplation=settings.hub_contemplation_interval,
+        contemplation=contemplation_store.Pace.of(settings),
     )
     loops.spawn("hub-brain", brain.run())

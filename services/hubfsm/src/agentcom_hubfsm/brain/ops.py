@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agentcom_common.contracts.health import HealingPage, HealthReport
 from agentcom_common.contracts.hub import HubHistoryPage, HubState, HubView
 from agentcom_hubfsm.brain import signals, store
+from agentcom_hubfsm.contemplation import store as contemplation_store
 from agentcom_hubfsm.healing import store as healing_store
 from agentcom_hubfsm.health import monitor
 
@@ -21,7 +22,7 @@ class Hub:
     wake: asyncio.Event  # this process's brain; another replica's notices on its next tick
     watchdog: timedelta
     healing: healing_store.Policy = healing_store.DEFAULT
-    contemplation: timedelta | None = None  # the cycles' interval (a signal the view shows)
+    contemplation: contemplation_store.Pace | None = None  # when cycles are due (a signal)
 
 
 async def state(h: Hub) -> HubView:

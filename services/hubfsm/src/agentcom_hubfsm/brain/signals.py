@@ -2,14 +2,14 @@
 
 The goal counts and healing's signals are real: the critical issues of the last health
 assessment and the reported ones (`health.monitor.current`), and healing's brakes from its
-runs (`healing.store.brakes`). So is `contemplation_due`: no contemplation cycle is running and
-none ended within `hub_contemplation_interval` (`contemplation.store.due`). The others belong to work later issues bring (improvement
+runs (`healing.store.brakes`). So is `contemplation_due`: no contemplation cycle is running, none
+ended within `hub_contemplation_interval` (nor did the hub first start within it), and fewer
+proposals than a cycle's cap wait for a person (`contemplation.store.due`). The others belong to work later issues bring (improvement
 scans, the hub's budgets at the llm-registry); until then they are gathered as the value that
 lets nothing happen, so no rule can fire on them.
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -51,9 +51,9 @@ class Signals:
 async def gather(
     conn: AsyncConnection,
     policy: healing_store.Policy = healing_store.DEFAULT,
-    contemplation: timedelta | None = None,
+    contemplation: contemplation_store.Pace | None = None,
 ) -> Signals:
-    """`contemplation`: the interval between contemplation cycles; None: never due."""
+    """`contemplation`: how often contemplation cycles may come; None: never due."""
     rows = await conn.execute(
         select(goals.c.state, func.count())
         .where(goals.c.state.in_(sorted(PENDING | ACTIVE)))

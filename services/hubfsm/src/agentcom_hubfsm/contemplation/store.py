@@ -7,6 +7,7 @@ proposal moves once, from `pending` to `accepted` or `rejected`, under its row l
 """
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,8 +15,14 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_common.contracts.proposal import ProposalDraft, ProposalState, ProposalView
-from agentcom_hubfsm.tables import contemplations, proposals
+from agentcom_common.contracts.proposal import (
+    MAX_PER_CYCLE,
+    ProposalDraft,
+    ProposalState,
+    ProposalView,
+)
+from agentcom_hubfsm.settings import HubSettings
+from agentcom_hubfsm.tables import contemplations, hub_history, proposals
 
 
 def new_id() -> str:
@@ -44,18 +51,45 @@ async def end_cycle(
     )
 
 
-async def due(conn: AsyncConnection, interval: timedelta) -> bool:
-    """Whether a new cycle may start: none ended within `interval` (and none is running)."""
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How often cycles may come: `interval` after the last one ended (or after the hub's first
+    start, so a new hub does not contemplate before it has done anything), and only while
+    fewer than `pending` proposals wait for a person (more would pile up unread)."""
+
+    interval: timedelta
+    pending: int = MAX_PER_CYCLE
+
+    @classmethod
+    def of(cls, s: HubSettings) -> "Pace":
+        return cls(s.hub_contemplation_interval, s.hub_contemplation_max_proposals)
+
+
+async def due(conn: AsyncConnection, pace: Pace) -> bool:
+    """Whether a new cycle may start now (`Pace`), none running."""
+    first_start = select(func.min(hub_history.c.at)).scalar_subquery()
+    waiting = (
+        select(func.count())
+        .select_from(proposals)
+        .where(proposals.c.state == ProposalState.PENDING.value)
+        .scalar_subquery()
+    )
     row = (
         await conn.execute(
             select(
-                func.max(contemplations.c.ended_at).label("last"),
+                func.coalesce(func.max(contemplations.c.ended_at), first_start).label("since"),
                 func.count().filter(contemplations.c.ended_at.is_(None)).label("running"),
+                waiting.label("waiting"),
                 func.now().label("now"),
             )
         )
     ).one()
-    return int(row.running) == 0 and (row.last is None or row.last + interval <= row.now)
+    return (
+        int(row.running) == 0
+        and int(row.waiting) < pace.pending
+        and row.since is not None
+        and row.since + pace.interval <= row.now
+    )
 
 
 async def last_contemplated(conn: AsyncConnection) -> dict[str, datetime]:
