@@ -88,8 +88,10 @@ class Sidecars:
         path.chmod(0o600)
         return path
 
-    def start(self, name: str, config: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")}
+    def start(self, name: str, config: Path, env: dict[str, str] | None = None) -> None:
+        """Run the sidecar of `config` as `name`, with `env` added to this environment (less
+        its `AGENTCOM_*`)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")} | (env or {})
         agentcom = Path(sys.executable).with_name("agentcom")
         proc = self.procs[name] = ChildProcess(config.parent / "sidecar.log", stop_timeout=20)
         proc.spawn([str(agentcom), "sidecar", "run", "--config", str(config)], env)

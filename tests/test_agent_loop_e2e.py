@@ -18,7 +18,7 @@ import contextlib
 import json
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from agentcom_llm_registry.settings import LlmSettings
 from agentcom_queue.app import create_app as queue_app
 from agentcom_scheduler.app import create_app as scheduler_app
 from agentcom_scheduler.settings import SchedulerSettings
-from fake_llm import FakeLLM
+from fake_llm import ScriptedLLM
 
 Json = dict[str, Any]
 
@@ -69,21 +69,6 @@ TEST = (
     "    unittest.main()\n"
 )
 RUN_TESTS = [sys.executable, "-m", "unittest", "-q", "test_calc"]
-
-
-@dataclass
-class ScriptedOllama(FakeLLM):
-    """An Ollama upstream (tags, ps, chat) that answers chat call N with scripted turn N: a
-    native tool call, or the final text once the script is over."""
-
-    script: list[Json] = field(default_factory=list[Json])
-
-    def answer(self, body: Json) -> tuple[str, Json | None]:
-        del body  # the script decides, not the request
-        index = len(self.chats) - 1  # this call's body is already recorded
-        if index < len(self.script):
-            return "", self.script[index]
-        return "Fixed: add() subtracted instead of adding; the test passes now.", None
 
 
 def tool_results(body: Json) -> list[str]:
@@ -171,8 +156,12 @@ def route(request: pytest.FixtureRequest) -> Route:
 
 
 @pytest.fixture
-async def upstream(route: Route) -> AsyncIterator[ScriptedOllama]:
-    fake = ScriptedOllama(route.provider, models=[route.model])
+async def upstream(route: Route) -> AsyncIterator[ScriptedLLM]:
+    fake = ScriptedLLM(
+        route.provider,
+        models=[route.model],
+        final="Fixed: add() subtracted instead of adding; the test passes now.",
+    )
     await fake.start()
     try:
         yield fake
@@ -183,7 +172,7 @@ async def upstream(route: Route) -> AsyncIterator[ScriptedOllama]:
 async def test_an_llm_task_without_executor_runs_the_agent_loop_through_the_gateway_and_completes(
     hub: Hub,
     route: Route,
-    upstream: ScriptedOllama,
+    upstream: ScriptedLLM,
     sidecars: Any,
     repos: Any,
     nats_server: NatsServer,
@@ -329,8 +318,8 @@ async def test_agent_loop_tasks_ask_the_gateway_by_tier_so_its_tier_chain_routes
     the healthy `local-small` endpoint, a standard one (its chain: local, then claude) to
     Claude, and a task that names a model gets that one first."""
     origin = repos.origin(tmp_path, {"README.md": "hello\n"})
-    small = ScriptedOllama("ollama", models=["llama3.2:1b", "qwen2.5:0.5b"])
-    claude = ScriptedOllama("anthropic", models=["claude-sonnet-4.5"])
+    small = ScriptedLLM("ollama", models=["llama3.2:1b", "qwen2.5:0.5b"])
+    claude = ScriptedLLM("anthropic", models=["claude-sonnet-4.5"])
     for fake in (small, claude):
         await fake.start()
     try:

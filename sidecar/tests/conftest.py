@@ -240,8 +240,9 @@ def origin(tmp_path: Path) -> Path:
 
 @dataclass
 class FakeGitHub:
-    """GitHub's pulls API, as much of it as the sidecar uses (GET list by head, POST create,
-    PUT merge)."""
+    """GitHub's REST API, as much of it as the sidecar uses: pulls (GET list by head, POST
+    create, PUT merge) and a commit's checks (GET check-runs, GET status), the same
+    `check_runs` and `statuses` for every commit, in GitHub's shapes."""
 
     url: str = ""
     pulls: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
@@ -251,6 +252,18 @@ class FakeGitHub:
     fail_create: int | None = None
     create_reply: object = None  # if set, the body of a 201 to POST instead of the new pull
     merges: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    check_runs: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    statuses: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+
+    def checks(self, rest: list[str]) -> tuple[int, object]:
+        """`commits/{sha}/check-runs` and `commits/{sha}/status` of a repo."""
+        if rest[-1] == "check-runs":
+            return 200, {"total_count": len(self.check_runs), "check_runs": self.check_runs}
+        states = {s["state"] for s in self.statuses}
+        state = next((s for s in ("failure", "error", "pending") if s in states), "success")
+        if not self.statuses:
+            state = "pending"  # GitHub's combined state of a commit with no status at all
+        return 200, {"state": state, "statuses": self.statuses, "total_count": len(states)}
 
     def merge(self, number: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         pull = next((p for p in self.pulls if str(p["number"]) == number), None)
@@ -281,6 +294,9 @@ def github() -> Iterator[FakeGitHub]:
             path, _, query = self.path.partition("?")
             params = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
             parts = path.strip("/").split("/")
+            if len(parts) == 6 and parts[0] == "repos" and parts[3] == "commits":
+                self._reply(*fake.checks(parts))
+                return
             if len(parts) != 4 or parts[0] != "repos" or parts[3] != "pulls":
                 self._reply(404, {"message": "Not Found"})
                 return

@@ -25,7 +25,7 @@ async def finished(hub: Any, task_id: str, state: str = "completed") -> dict[str
         assert task["state"] == state, task
         return task
 
-    return await eventually(check, timeout=30)
+    return await eventually(check, timeout=90)  # a whole run with its checks; 2 busy cores
 
 
 async def test_a_shell_task_is_verified_pushed_and_gets_a_pull_request(
@@ -158,3 +158,27 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=repo, check=True, capture_output=True, text=True
     ).stdout
+
+
+async def test_an_agent_with_no_configured_repos_pushes_to_the_url_submitted_not_its_key(
+    hub: Any, run_sidecar: RunSidecar, origin: Path
+) -> None:
+    # The queue compares repos by key (`.git` dropped); the key of `…/origin.git` is `…/origin`,
+    # and here that is another repository: git asked for `…/origin` finds this one first.
+    decoy = origin.parent / "origin"
+    _git(origin.parent, "clone", "--quiet", str(origin), str(decoy))
+    config = await hub.agent("builder", allow_hub_commands=True)
+    assert config.repos == []
+    async with run_sidecar(config):
+        made = await hub.submit(
+            description="Write the done file",
+            repo=f"{origin}/",
+            metadata={"command": WRITE_DONE},
+        )
+        task = await finished(hub, made["id"])
+
+    assert task["repo"] == str(decoy)  # the key, as matching compares it
+    assert task["repo_url"] == str(origin)  # as submitted, bar the trailing slash
+    branch = task["result"]["branch"]
+    assert _git(origin, "show", f"{branch}:done.txt") == "built\n"
+    assert branch not in _git(decoy, "branch", "--list", "--all")

@@ -47,7 +47,7 @@ async def finished(hub: Any, task_id: str) -> dict[str, Any]:
         assert task["state"] == "completed", task.get("result")
         return task
 
-    return await eventually(check, timeout=30)
+    return await eventually(check, timeout=90)  # a whole run with its checks; 2 busy cores
 
 
 async def test_hooks_and_config_a_task_plants_never_run_and_never_see_the_token(

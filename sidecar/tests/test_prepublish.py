@@ -41,7 +41,7 @@ async def finished(hub: Any, task_id: str, state: str) -> dict[str, Any]:
         assert task["state"] == state, task
         return task
 
-    return await eventually(check, timeout=30)
+    return await eventually(check, timeout=90)  # a whole run with its checks; 2 busy cores
 
 
 def report(title: str, delivery: DeliveryReport, capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,6 +96,7 @@ async def test_every_planted_secret_is_caught_and_nothing_is_pushed(
     missed = [p for p in PLANTED if (p["path"], p["rule"], p["line"]) not in found]
     assert not missed, f"planted and not caught: {missed}"
     assert delivery.blocked
+    assert delivery.review is None  # a blocked change is not even shown to a reviewing model
     history = await hub.history(made["id"])
     assert "failed" in [h["to_state"] for h in history], history
     assert task["last_error"].startswith("pre-publication scan blocked the push")
@@ -143,9 +144,12 @@ async def test_the_clean_corpus_is_pushed_with_its_diff_and_risk_tier(
     ]
     assert delivery.diff.lines_added == sum(f.added for f in delivery.diff.files) > 0
     assert delivery.risk is not None
-    assert delivery.risk.tier == 1, delivery.risk
-    assert "Tier: **1**" in github.pulls[0]["body"]
-    # tier 1, but this repo allows no merge without a person (auto_merge is off by default)
+    # small, tested and verified, but no second model reviewed it: this agent has no gateway
+    assert delivery.risk.tier == 2, delivery.risk
+    assert delivery.risk.reasons == [
+        "no review by a second model: no gateway configured (gateway_url, hub_urls)"
+    ]
+    assert "Tier: **2**" in github.pulls[0]["body"]
     assert (delivery.action, delivery.merged) == ("review", False)
     assert github.pulls[0]["draft"] is False
 

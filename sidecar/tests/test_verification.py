@@ -14,7 +14,7 @@ async def _ended(hub: Any, task_id: str, state: str) -> dict[str, Any]:
         assert task["state"] == state, task
         return task
 
-    return await eventually(check, timeout=30)
+    return await eventually(check, timeout=90)  # a whole run with its checks; 2 busy cores
 
 
 async def _run_verified(

@@ -361,3 +361,20 @@ def _has_tool_result(messages: list[Json]) -> bool:
         if any(as_obj(b).get("type") == "tool_result" for b in as_list(m.get("content"))):
             return True
     return False
+
+
+@dataclass
+class ScriptedLLM(FakeLLM):
+    """An upstream that answers chat call N with scripted turn N (a native tool call in the
+    provider's protocol), then `final` as its text once the script is over: the agent loop's
+    model in tests."""
+
+    script: list[Json] = field(default_factory=list[Json])
+    final: str = "Done."
+
+    def answer(self, body: Json) -> tuple[str, Json | None]:
+        del body  # the script decides, not the request
+        index = len(self.chats) - 1  # this call's body is already recorded
+        if index < len(self.script):
+            return "", self.script[index]
+        return self.final, None

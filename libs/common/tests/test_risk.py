@@ -4,8 +4,8 @@ from typing import Literal
 
 import pytest
 
-from agentcom_common.contracts.delivery import DiffStats, FileChange
-from agentcom_common.risk import PathRule, RiskRules, Verification, action, assess
+from agentcom_common.contracts.delivery import Action, DiffReview, DiffStats, FileChange
+from agentcom_common.risk import PathRule, RiskRules, Verification, action, assess, cap_of
 
 Status = Literal["added", "modified", "deleted"]
 
@@ -23,6 +23,7 @@ def diff(*files: tuple[str, Status, int, int] | tuple[str, Status, int, int, boo
     )
 
 
+APPROVED = DiffReview(verdict="approve", comments=["fine"], model="reviewer:7b", writer="coder:8b")
 SMALL = ("src/app.py", "modified", 10, 2)
 SIX: list[tuple[str, Status, int, int]] = [(f"src/m{i}.py", "added", 1, 0) for i in range(6)]
 TESTED = ("tests/test_app.py", "modified", 8, 0)
@@ -112,7 +113,7 @@ CASES: list[tuple[str, DiffStats, Verification, int, str]] = [
 def test_a_diff_gets_its_tier_with_the_reason(
     name: str, change: DiffStats, verification: Verification, tier: int, reason: str
 ) -> None:
-    assessed = assess(change, verification, RiskRules())
+    assessed = assess(change, verification, APPROVED, RiskRules())
 
     assert assessed.tier == tier, (name, assessed)
     assert any(reason in why for why in assessed.reasons), assessed.reasons
@@ -121,7 +122,7 @@ def test_a_diff_gets_its_tier_with_the_reason(
 def test_the_highest_rule_wins_and_every_raising_rule_says_why() -> None:
     change = diff(("uv.lock", "modified", 3, 1), (".ci/run", "modified", 1, 1))
 
-    assessed = assess(change, "not_verified", RiskRules())
+    assessed = assess(change, "not_verified", APPROVED, RiskRules())
 
     assert assessed.tier == 3
     assert [r.split(":")[0] for r in assessed.reasons] == [
@@ -137,25 +138,72 @@ def test_thresholds_and_path_rules_are_settings() -> None:
         path_rules=[PathRule(name="billing", patterns=["*/billing/*"], tier=3)],
     )
 
-    assert assess(diff(SMALL, TESTED), "pass", rules).tier == 2
-    assert assess(diff(("src/billing/x.py", "modified", 1, 0), TESTED), "pass", rules).tier == 3
+    assert assess(diff(SMALL, TESTED), "pass", APPROVED, rules).tier == 2
+    billing = diff(("src/billing/x.py", "modified", 1, 0), TESTED)
+    assert assess(billing, "pass", APPROVED, rules).tier == 3
     ci_and_test = diff((".github/ci.yml", "modified", 1, 0), ("tests/test_ci.py", "added", 2, 0))
-    assert assess(ci_and_test, "pass", rules).tier == 1  # the rules replaced the default CI rule
+    # the rules replaced the default CI rule
+    assert assess(ci_and_test, "pass", APPROVED, rules).tier == 1
 
 
-ACTIONS: list[tuple[Literal[1, 2, 3], Verification, bool, bool, str]] = [
-    (1, "pass", True, False, "merge"),
-    (1, "pass", False, False, "review"),  # the repo does not allow it
-    (1, "pass", True, True, "review"),  # the repo has CI: green is not known at delivery
-    (1, "not_verified", True, False, "review"),
-    (2, "pass", True, False, "review"),
-    (3, "pass", True, False, "draft"),
-    (3, "pass", False, True, "draft"),
+REVIEWS: list[tuple[str, DiffReview | None, int, str]] = [
+    ("approved", APPROVED, 1, "approved by the second model reviewer:7b"),
+    ("none asked", None, 2, "no review by a second model: none was asked for"),
+    (
+        "no usable reply",
+        DiffReview(note="the gateway is unreachable: ConnectError", writer="coder:8b"),
+        2,
+        "no review by a second model: the gateway is unreachable",
+    ),
+    (
+        "changes asked",
+        DiffReview(verdict="request_changes", comments=["name the constant"], model="r"),
+        2,
+        "the second model r asked for changes: name the constant",
+    ),
+    (
+        "rejected",
+        DiffReview(verdict="reject", comments=["deletes the auth check"], model="r"),
+        3,
+        "the second model r rejected it: deletes the auth check",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("tier", "verification", "auto_merge", "ci", "expected"), ACTIONS)
-def test_a_tier_decides_what_its_pull_request_gets(
-    tier: Literal[1, 2, 3], verification: Verification, auto_merge: bool, ci: bool, expected: str
+@pytest.mark.parametrize(("name", "review", "tier", "reason"), REVIEWS, ids=[r[0] for r in REVIEWS])
+def test_the_second_models_review_is_evidence_of_the_tier(
+    name: str, review: DiffReview | None, tier: int, reason: str
 ) -> None:
-    assert action(tier, verification, auto_merge, ci) == expected
+    assessed = assess(diff(SMALL, TESTED), "pass", review, RiskRules())
+
+    assert assessed.tier == tier, (name, assessed)
+    assert any(reason in why for why in assessed.reasons), assessed.reasons
+
+
+ACTIONS: list[tuple[Literal[1, 2, 3], Verification, bool, Action, str]] = [
+    (1, "pass", True, "merge", "merge"),
+    (1, "pass", False, "merge", "review"),  # the repo does not allow it
+    (1, "not_verified", True, "merge", "review"),
+    (2, "pass", True, "merge", "review"),
+    (3, "pass", True, "merge", "draft"),
+    (1, "pass", True, "review", "review"),  # the goal's autonomy lowers it
+    (1, "pass", True, "draft", "draft"),
+    (3, "pass", True, "review", "draft"),  # and never raises it
+    (2, "pass", True, "merge", "review"),
+]
+
+
+@pytest.mark.parametrize(("tier", "verification", "auto_merge", "cap", "expected"), ACTIONS)
+def test_a_tier_decides_what_its_pull_request_gets(
+    tier: Literal[1, 2, 3], verification: Verification, auto_merge: bool, cap: Action, expected: str
+) -> None:
+    assert action(tier, verification, auto_merge, cap) == expected
+
+
+def test_a_goals_autonomy_level_caps_what_its_changes_get() -> None:
+    assert (cap_of(None), cap_of("auto"), cap_of("review_plan"), cap_of("yolo")) == (
+        "merge",
+        "merge",
+        "review",
+        "review",
+    )

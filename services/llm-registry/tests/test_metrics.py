@@ -48,5 +48,7 @@ async def test_a_call_that_fails_over_is_measured_per_endpoint_model_and_tier(
     assert grew("gen_ai_client_token_usage_count", gen_ai_token_type="output", **called) == 1
     assert grew("gen_ai_client_token_usage_sum", gen_ai_token_type="output", **called) > 0
     assert grew("agentcom_llm_failovers_total", agentcom_llm_endpoint="m-bad") == 1
+    # the fast path skips FastAPI's router; the HTTP metric still names the route
+    assert grew("http_server_request_duration_seconds_count", http_route="/api/chat") == 1
     assert "# TYPE agentcom_llm_cost_usd_total counter" in text
     assert "# TYPE agentcom_llm_tier_fallback gauge" in text

@@ -312,13 +312,17 @@ async def test_batch_limits_are_enforced_by_field(nc: Client) -> None:
 async def test_a_submitted_batch_inherits_the_top_active_repo(
     api: httpx.AsyncClient, nc: Client
 ) -> None:
-    await api.post("/api/repos", json={"url": "https://example.test/top"})
+    await api.post("/api/repos", json={"url": "https://example.test/top.git"})
 
     refs = await submit_many(nc, 2)
-    own = await submit_many(nc, 1, repo="https://example.test/own")
+    own = await submit_many(nc, 1, repo="https://example.test/own.git/")
 
-    repos = [(await api.get(f"/api/tasks/{r.id}")).json()["repo"] for r in refs + own]
-    assert repos == ["https://example.test/top"] * 2 + ["https://example.test/own"]
+    views = [(await api.get(f"/api/tasks/{r.id}")).json() for r in refs + own]
+    assert [(v["repo"], v["repo_url"]) for v in views] == [
+        ("https://example.test/top", "https://example.test/top.git"),
+        ("https://example.test/top", "https://example.test/top.git"),
+        ("https://example.test/own", "https://example.test/own.git"),
+    ]
 
 
 @pytest.mark.usefixtures("api")

@@ -254,6 +254,12 @@ async def test_tasks_inherit_the_top_active_repo_and_paused_repos_are_skipped(
     await api.post("/api/repos", json={"url": "https://git.example/b/"})
     inherited = await submit(api)
     assert inherited["repo"] == "https://git.example/a"
+    assert inherited["repo_url"] == "https://git.example/a.git"  # what a sidecar clones
+    listed = (await api.get("/api/repos")).json()
+    assert [(r["url"], r["clone_url"]) for r in listed] == [
+        ("https://git.example/a", "https://git.example/a.git"),
+        ("https://git.example/b", "https://git.example/b"),
+    ]
 
     await api.post("/api/repos/pause", json={"url": "https://git.example/a", "paused": True})
     on_b = await submit(api)

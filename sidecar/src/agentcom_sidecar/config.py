@@ -47,12 +47,31 @@ class RepoConfig(BaseModel):
     github: Annotated[str, StringConstraints(pattern=r"^[\w.-]+/[\w.-]+$")] | None = None
     prepublish_allow: ScanAllow = Field(default_factory=ScanAllow)
     auto_merge: bool = Field(
-        default=False, description="Merge tier-1 pull requests without a person (needs ci off)."
+        default=False, description="Merge tier-1 pull requests without a person."
     )
     ci: bool = Field(
         default=True,
-        description="The repo runs CI on pull requests: then nothing is merged at delivery, "
-        "since green CI is not known yet.",
+        description="The repo runs CI on pull requests: a tier-1 merge waits (up to `ci_wait`) "
+        "for the head commit's check runs and statuses on GitHub to be green.",
+    )
+
+
+class ReviewConfig(BaseModel):
+    """The second model's review of every change before it is pushed (`review.py`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    enabled: bool = Field(
+        default=True, description="Off: no review is asked, and no change is tier 1."
+    )
+    models: list[str] = Field(
+        default_factory=lambda: ["standard", "complex"],
+        min_length=1,
+        description="Reviewers asked in order (a model name or a gateway tier); the writer's "
+        "model is skipped, and a reply the gateway routed to the writer is not counted.",
+    )
+    timeout: float = Field(default=120.0, gt=0, description="One review call.")
+    max_diff_chars: int = Field(
+        default=60_000, ge=1000, description="The diff sent is cut at this length (and says so)."
     )
 
 
@@ -214,6 +233,16 @@ class SidecarConfig(BaseModel):
         "holds it as working here); past this the attempt fails saying so, having run nothing.",
     )
     prepublish: PrepublishConfig = Field(default_factory=PrepublishConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
+    ci_wait: float = Field(
+        default=1800.0,
+        ge=0,
+        description="Longest a due tier-1 merge waits for green CI; then the pull request is "
+        "left open for a person (`result.delivery.ci` `pending`).",
+    )
+    ci_poll_interval: float = Field(
+        default=20.0, gt=0, description="How often GitHub is asked for the checks meanwhile."
+    )
     risk: RiskRules = Field(default_factory=RiskRules)
     git_timeout: float = Field(default=300.0, gt=0)
     http_timeout: float = Field(default=30.0, gt=0)

@@ -8,14 +8,15 @@ The workspace's git dir is guarded first (`workspaces.guard`: no hook, none of t
 config), and the push names the configured URL; only the push gets the credentials (`auth`).
 """
 
+import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
 
-from agentcom_common.contracts.delivery import RiskAssessment
+from agentcom_common.contracts.delivery import CiState, DeliveryReport
 from agentcom_sidecar import taskdata
 from agentcom_sidecar.workspaces import GitError, Workspace, git, guard
 
@@ -105,7 +106,7 @@ def pr_body(
     task: Mapping[str, Any],
     report: Mapping[str, Any],
     agent_id: str,
-    risk: RiskAssessment | None = None,
+    delivered: DeliveryReport | None = None,
 ) -> str:
     listed: object = report.get("checks")
     checks = [taskdata.as_dict(c) for c in cast("list[object]", listed or [])]
@@ -124,13 +125,34 @@ def pr_body(
         f"- {'pass' if c.get('passed') else 'FAIL'}: {c.get('check')} {c.get('target')}"
         for c in checks
     ]
+    risk = delivered.risk if delivered else None
     if risk is not None or report.get("status") != "pass":
         lines += ["", "## Risk", ""]
-    if risk is not None:
+    if delivered is not None and risk is not None:
         lines += [f"Tier: **{risk.tier}**", "", *(f"- {why}" for why in risk.reasons), ""]
+        lines += _evidence(delivered)
     if report.get("status") != "pass":
         lines += ["Not fully verified: review before merging."]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _evidence(delivered: DeliveryReport) -> list[str]:
+    """The evidence the tier was judged on: the diff's size and the second model's review."""
+    lines = ["### Evidence", ""]
+    if (diff := delivered.diff) is not None:
+        lines.append(
+            f"- diff: {diff.files_changed} files, +{diff.lines_added} -{diff.lines_removed}"
+        )
+    review = delivered.review
+    if review is None or review.verdict is None:
+        lines.append(f"- review: none ({review.note if review else 'not asked'})")
+    else:
+        writer = f", the change by {review.writer}" if review.writer else ""
+        lines.append(f"- review by `{review.model}`{writer}: **{review.verdict}**")
+        lines += [f"  - {c}" for c in review.comments]
+    if delivered.cap is not None and delivered.cap != "merge":
+        lines.append(f"- the goal's autonomy level allows at most: {delivered.cap}")
+    return [*lines, ""]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +232,64 @@ async def merge_pull_request(
     except DeliveryError as exc:
         return str(exc)
     return None
+
+
+# check-run conclusions that mean the change is not green (GitHub's list); `neutral` and
+# `skipped` pass, as GitHub's own merge protection takes them
+_RED_CONCLUSIONS = frozenset(
+    {"failure", "cancelled", "timed_out", "action_required", "startup_failure", "stale"}
+)
+
+
+async def ci_state(
+    api: str, token: str | None, repo: str, sha: str, timeout: float
+) -> tuple[CiState, str]:
+    """The checks of commit `sha` on GitHub (check runs and commit statuses): green when every
+    one finished well, red when one failed (named), pending while one runs or none has
+    started yet (a CI that has not picked the commit up looks the same as no CI)."""
+    async with _client(api, token, timeout) as client:
+        try:
+            runs = await client.get(f"/repos/{repo}/commits/{sha}/check-runs")
+            _raise_for(runs, "read the check runs")
+            status = await client.get(f"/repos/{repo}/commits/{sha}/status")
+            _raise_for(status, "read the commit status")
+            checks: list[dict[str, Any]] = runs.json()["check_runs"]
+            combined: dict[str, Any] = status.json()
+        except httpx.HTTPError as exc:
+            return "pending", f"GitHub API at {api} unreachable: {type(exc).__name__}"
+        except DeliveryError as exc:
+            return "pending", str(exc)
+        except (ValueError, LookupError, TypeError):
+            return "pending", "GitHub's check runs or status are not in GitHub's shape"
+    statuses: list[dict[str, Any]] = combined.get("statuses") or []
+    red = [str(c.get("name")) for c in checks if c.get("conclusion") in _RED_CONCLUSIONS]
+    red += [str(s.get("context")) for s in statuses if s.get("state") in ("failure", "error")]
+    if red:
+        return "red", f"CI failed: {_names(red)}"
+    running = [str(c.get("name")) for c in checks if c.get("status") != "completed"]
+    running += [str(s.get("context")) for s in statuses if s.get("state") == "pending"]
+    if running:
+        return "pending", f"CI still running: {_names(running)}"
+    if not checks and not statuses:
+        return "pending", "no CI check has started on the commit yet"
+    return "green", f"CI green: {len(checks) + len(statuses)} checks passed"
+
+
+async def wait_for_ci(
+    api: str, token: str | None, repo: str, sha: str, timeout: float, wait: float, every: float
+) -> tuple[CiState, str]:
+    """`ci_state` until it is green or red, or `wait` seconds passed (then pending)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        state, note = await ci_state(api, token, repo, sha, timeout)
+        if state != "pending" or loop.time() + every > deadline:
+            return state, note if state != "pending" else f"{note} (waited {wait:g} s: ci_wait)"
+        await asyncio.sleep(every)  # the poll interval (`ci_poll_interval`), a setting
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _raise_for(response: httpx.Response, what: str) -> None:

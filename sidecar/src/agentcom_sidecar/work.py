@@ -14,13 +14,14 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.trace import SpanKind
 
 from agentcom_common import risk, task_traces, wire
 from agentcom_common.contracts.agent import BLOCKED_REJECTION, TaskOutcome
-from agentcom_common.contracts.delivery import DeliveryReport
+from agentcom_common.contracts.delivery import CiState, DeliveryReport, DiffReview
 from agentcom_sidecar import (
     attempts,
     blockers,
@@ -30,6 +31,7 @@ from agentcom_sidecar import (
     link,
     prepublish,
     processes,
+    review,
     taskdata,
     verification,
     workspaces,
@@ -191,7 +193,7 @@ class Work:
             scratch = self.config.workspaces / "scratch" / row.task_id
             scratch.mkdir(parents=True, exist_ok=True)
             return None
-        repo = self.config.repo(str(url))
+        repo = self.config.repo(_clone_url(row.body))
         if repo is None:
             raise RefusedError(f"repo {url} is not one of this agent's repos", "repo_not_served")
         meta = taskdata.metadata(row.body)
@@ -267,7 +269,7 @@ class Work:
     ) -> None:
         """Commit, scan, push and open the PR; a finding of the pre-publication scan or a
         failure turns the outcome into `failed` saying why, and then nothing is pushed."""
-        repo = self.config.repo(str(row.body.get("repo")))
+        repo = self.config.repo(_clone_url(row.body))
         try:
             head = await delivery.commit(
                 ws, row.body, self.config.agent_id, self.git_env(), self.config.git_timeout
@@ -277,7 +279,7 @@ class Work:
             if head is None:
                 outcome.result["delivery_note"] = "no changes to push"
                 return
-            report = await self._inspect(ws, outcome, repo)
+            report = await self._inspect(row, ws, outcome, repo)
             outcome.delivery = report
             if report.blocked:
                 outcome.kind = "failed"
@@ -294,7 +296,11 @@ class Work:
             outcome.error = f"delivery failed: {exc}"[:4000]
 
     async def _inspect(
-        self, ws: workspaces.Workspace, outcome: attempts.Outcome, repo: RepoConfig | None
+        self,
+        row: TaskRow,
+        ws: workspaces.Workspace,
+        outcome: attempts.Outcome,
+        repo: RepoConfig | None,
     ) -> DeliveryReport:
         """The committed change's stats, pre-publication findings and risk tier."""
         try:
@@ -309,15 +315,29 @@ class Work:
             raise delivery.DeliveryError(str(exc)) from None
         allow = repo.prepublish_allow if repo else ScanAllow()
         found = await asyncio.to_thread(prepublish.scan, change, self.config.prepublish, allow)
+        if found:  # nothing of a blocked change leaves the machine: not even to a reviewer
+            return DeliveryReport(diff=change.stats, findings=found[:200], blocked=True)
         checked: object = taskdata.as_dict(outcome.result.get("verification")).get("status")
         status: risk.Verification = (
             "pass" if checked == "pass" else "fail" if checked == "fail" else "not_verified"
         )
+        reviewed = await self._review(row.body, change.diff, outcome.result.get("model"))
         return DeliveryReport(
             diff=change.stats,
-            findings=found[:200],
-            blocked=bool(found),
-            risk=risk.assess(change.stats, status, self.config.risk),
+            review=reviewed,
+            risk=risk.assess(change.stats, status, reviewed, self.config.risk),
+        )
+
+    async def _review(self, task: dict[str, Any], diff: str, writer: object) -> DiffReview | None:
+        if not self.config.review.enabled:
+            return None
+        return await review.ask(
+            self.config.gateway_url or self.config.hub_urls.get("llm-registry"),
+            self.config.token.get_secret_value(),
+            task,
+            diff,
+            writer if isinstance(writer, str) and writer else None,
+            self.config.review,
         )
 
     async def _pull_request(
@@ -328,32 +348,48 @@ class Work:
         repo: RepoConfig,
         head: str,
     ) -> DeliveryReport:
-        """Open the PR as its tier says (a draft for tier 3) and merge it when that is due."""
+        """Open the PR as its tier says (a draft for tier 3, at most what the goal's autonomy
+        level allows) and merge it when that is due and, in a repo with CI, green."""
         assert outcome.delivery is not None
         assert outcome.delivery.risk is not None
         assert repo.github
         checked = taskdata.as_dict(outcome.result.get("verification")).get("status")
         verified: risk.Verification = "pass" if checked == "pass" else "not_verified"
-        due = risk.action(outcome.delivery.risk.tier, verified, repo.auto_merge, repo.ci)
+        cap = risk.cap_of(taskdata.metadata(row.body).get("autonomy"))
+        due = risk.action(outcome.delivery.risk.tier, verified, repo.auto_merge, cap)
+        delivered = outcome.delivery.model_copy(update={"cap": cap, "action": due})
         title = f"{row.task_id}: {str(row.body.get('description', ''))[:60]}"
         body = delivery.pr_body(
-            row.body,
-            outcome.result.get("verification", {}),
-            self.config.agent_id,
-            outcome.delivery.risk,
+            row.body, outcome.result.get("verification", {}), self.config.agent_id, delivered
         )
         token = self.config.github_token.get_secret_value() if self.config.github_token else None
         api, timeout = self.config.github_api_url, self.config.http_timeout
         pull = await delivery.open_pull_request(
             api, token, repo.github, ws, title, body, timeout, draft=due == "draft"
         )
-        update: dict[str, object] = {"pull_request": pull.url, "action": due}
-        if due == "merge":
+        update: dict[str, object] = {"pull_request": pull.url}
+        if due != "merge":
+            return delivered.model_copy(update=update)
+        ci: CiState = "none"
+        note: str | None = None
+        if repo.ci:
+            ci, note = await delivery.wait_for_ci(
+                api,
+                token,
+                repo.github,
+                head,
+                timeout,
+                self.config.ci_wait,
+                self.config.ci_poll_interval,
+            )
+        merged = False
+        if ci in ("green", "none"):  # red or still pending: the pull request waits for a person
             note = await delivery.merge_pull_request(
                 api, token, repo.github, pull.number, head, timeout
             )
-            update |= {"merged": note is None, "merge_note": note and note[:500]}
-        return outcome.delivery.model_copy(update=update)
+            merged = note is None
+        update |= {"ci": ci, "merged": merged, "merge_note": note and note[:500]}
+        return delivered.model_copy(update=update)
 
     def _emitter(self, row: TaskRow) -> ReportSink:
         """An executor's own progress and tool_call reports, journaled like every report."""
@@ -426,3 +462,10 @@ def _deadline(row: TaskRow, limit: float) -> float:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _clone_url(body: Mapping[str, Any]) -> str:
+    """The task's repo URL as submitted, else its key (a task from an older queue). Configured
+    repos are matched by key either way; with none configured this is what gets cloned, and the
+    key is not always the same repository (`/srv/calc` vs `/srv/calc.git`)."""
+    return str(body.get("repo_url") or body.get("repo"))

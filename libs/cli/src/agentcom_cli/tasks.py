@@ -188,8 +188,23 @@ def show(task_id: TaskArg, as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(task | {"history": history})
         return
-    for key in ("id", "state", "priority", "assigned_to", "repo", "branch", "retry_count"):
-        out().print(f"{key}: {task.get(key)}", soft_wrap=True)
+    result: dict[str, Any] = task.get("result") or {}
+    lines = {
+        "id": task["id"],
+        "state": task["state"],
+        "priority": task["priority"],
+        "assigned_to": task.get("assigned_to") or "-",
+        "repo": task.get("repo_url") or task.get("repo") or "-",
+        # `branch` on the task is the base asked for; the work's own branch is in the result
+        "base": task.get("branch") or result.get("base") or "the repo's default branch",
+        "branch": result.get("branch"),
+        "commit": result.get("commit"),
+        "pr": result.get("pr_url"),
+        "retry_count": task["retry_count"],
+    }
+    for key, value in lines.items():
+        if value is not None:
+            out().print(f"{key}: {value}", soft_wrap=True)
     for key in ("blocked_reason", "last_error"):
         if task.get(key):
             out().print(f"{key}: {task[key]}", soft_wrap=True)
@@ -201,7 +216,7 @@ def show(task_id: TaskArg, as_json: JsonFlag = False) -> None:
     if task.get("result") is not None:
         import json
 
-        out().print(f"result: {json.dumps(task['result'])}", soft_wrap=True)
+        out().print(f"result: {json.dumps(result)}", soft_wrap=True)
     out().print("history:")
     for row in history:
         history_line(row)
@@ -277,8 +292,9 @@ def _show_repos(rows: list[dict[str, Any]], as_json: bool) -> None:
         print_json(rows)
         return
     table = id_table("url", "paused", "position")
-    for row in rows:
-        table.add_row(str(row.get("url")), str(row.get("paused")), str(row.get("position", "")))
+    for row in rows:  # as added (`clone_url`); commands take either spelling
+        url = row.get("clone_url") or row.get("url")
+        table.add_row(str(url), str(row.get("paused")), str(row.get("position", "")))
     out().print(table)
 
 

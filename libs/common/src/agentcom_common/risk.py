@@ -8,7 +8,9 @@ The tier is the highest any rule gives, and every rule that raised it says why:
 - tests: a deleted test file is `tests_removed_tier`; source changed with no test touched is
   `untested_code_tier`;
 - verification evidence: none (`not_verified`) is `unverified_tier`, failing checks are 3;
-- binary files are `binary_tier`.
+- binary files are `binary_tier`;
+- the second model's review (`DiffReview`): none usable is `unreviewed_tier`, `request_changes`
+  is `review_changes_tier`, `reject` is `review_reject_tier`; its comments join the reasons.
 Patterns are `fnmatch` against the repo-relative path (`*` crosses `/`, and `*/auth/*` also
 matches a top-level `auth/`); a pattern without a `/` is matched against the file's name alone. Nothing here reads a clock, a file or a model, so
 the hub can recompute a tier from a stored `DiffStats` with other rules.
@@ -20,10 +22,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentcom_common.contracts.delivery import DiffStats, FileChange, RiskAssessment, Tier
+from agentcom_common.contracts.delivery import (
+    Action,
+    DiffReview,
+    DiffStats,
+    FileChange,
+    RiskAssessment,
+    Tier,
+)
 
 Verification = Literal["pass", "fail", "not_verified"]
-Action = Literal["merge", "review", "draft"]
+# what a pull request may get, least first: a cap only ever moves an action down this list
+_ORDER: tuple[Action, ...] = ("draft", "review", "merge")
+# a goal's autonomy level (`contracts.hub.Autonomy`) as the most its changes may get: a goal
+# whose plan waits for a person gets a person's review of its changes too
+AUTONOMY_CAPS: dict[str, Action] = {"auto": "merge", "review_plan": "review"}
 
 
 class PathRule(BaseModel):
@@ -91,6 +104,11 @@ class RiskRules(BaseModel):
     untested_code_tier: Tier = 2
     unverified_tier: Tier = 2
     binary_tier: Tier = 2
+    unreviewed_tier: Tier = Field(
+        default=2, description="No usable review by a second model: not tier 1."
+    )
+    review_changes_tier: Tier = 2
+    review_reject_tier: Tier = 3
 
 
 def matches(path: str, patterns: Sequence[str]) -> bool:
@@ -104,13 +122,16 @@ def matches(path: str, patterns: Sequence[str]) -> bool:
     )
 
 
-def assess(diff: DiffStats, verification: Verification, rules: RiskRules) -> RiskAssessment:
+def assess(
+    diff: DiffStats, verification: Verification, review: DiffReview | None, rules: RiskRules
+) -> RiskAssessment:
     """The tier of a change and every reason that raised it (tier 1 has its own reason)."""
     raised: list[tuple[Tier, str]] = [
         *_size(diff, rules),
         *_paths(diff.files, rules),
         *_tests(diff.files, rules),
         *_evidence(verification, rules),
+        *_review(review, rules),
     ]
     if binary := [f.path for f in diff.files if f.binary and f.status != "deleted"]:
         raised.append((rules.binary_tier, f"binary files: {_some(binary)}"))
@@ -122,6 +143,7 @@ def assess(diff: DiffStats, verification: Verification, rules: RiskRules) -> Ris
         reasons = [
             f"small verified change: {diff.lines_added + diff.lines_removed} lines in "
             f"{diff.files_changed} files, no sensitive path"
+            + (f", approved by {_reviewer(review)}" if review and review.verdict else "")
         ]
     return RiskAssessment(tier=tier, reasons=[r[:300] for r in reasons[:50]])
 
@@ -183,16 +205,42 @@ def _evidence(verification: Verification, rules: RiskRules) -> list[tuple[Tier, 
     return []
 
 
+def _review(review: DiffReview | None, rules: RiskRules) -> list[tuple[Tier, str]]:
+    if review is None or review.verdict is None:
+        why = review.note if review is not None and review.note else "none was asked for"
+        return [(rules.unreviewed_tier, f"no review by a second model: {why}")]
+    said = "; ".join(review.comments[:3])
+    if review.verdict == "reject":
+        return [(rules.review_reject_tier, f"{_reviewer(review)} rejected it: {said}")]
+    if review.verdict == "request_changes":
+        return [(rules.review_changes_tier, f"{_reviewer(review)} asked for changes: {said}")]
+    return []
+
+
+def _reviewer(review: DiffReview | None) -> str:
+    return f"the second model {review.model}" if review and review.model else "a second model"
+
+
 def _some(paths: Sequence[str]) -> str:
     return ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
 
 
-def action(tier: Tier, verification: Verification, auto_merge: bool, ci: bool) -> Action:
+def action(tier: Tier, verification: Verification, auto_merge: bool, cap: Action) -> Action:
     """What the pull request of a change of `tier` gets: tier 3 a draft; tier 1 a merge only
-    where the repo allows it (`auto_merge`), every check passed, and the repo has no CI (with
-    CI the merge waits for it to be green, which delivery cannot know yet); else review."""
+    where the repo allows it (`auto_merge`) and every check passed (and then, in a repo with
+    CI, only once its checks are green: the sidecar waits for them); else review. `cap` (the
+    goal's autonomy level, `AUTONOMY_CAPS`) can only lower that."""
+    due: Action = "review"
     if tier == 3:
-        return "draft"
-    if tier == 1 and auto_merge and verification == "pass" and not ci:
+        due = "draft"
+    elif tier == 1 and auto_merge and verification == "pass":
+        due = "merge"
+    return due if _ORDER.index(due) <= _ORDER.index(cap) else cap
+
+
+def cap_of(autonomy: object) -> Action:
+    """The most a task's change may get: its goal's autonomy level (`metadata.autonomy`) as
+    `AUTONOMY_CAPS` says; a task of no goal is capped by nothing, an unknown level to review."""
+    if autonomy is None:
         return "merge"
-    return "review"
+    return AUTONOMY_CAPS.get(str(autonomy), "review")

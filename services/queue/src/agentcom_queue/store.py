@@ -175,21 +175,28 @@ async def count_live(conn: AsyncConnection) -> dict[tuple[str, int], int]:
 # repo registry ---------------------------------------------------------------------------
 
 
-async def top_active_repo(conn: AsyncConnection) -> str | None:
-    stmt = select(repos.c.url).where(not_(repos.c.paused)).order_by(repos.c.position).limit(1)
-    return (await conn.execute(stmt)).scalar_one_or_none()
+async def top_active_repo(conn: AsyncConnection) -> tuple[str, str | None] | None:
+    """The first unpaused repo's key and the URL it was added with."""
+    stmt = (
+        select(repos.c.url, repos.c.clone_url)
+        .where(not_(repos.c.paused))
+        .order_by(repos.c.position)
+        .limit(1)
+    )
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else (row.url, row.clone_url)
 
 
 async def list_repos(conn: AsyncConnection) -> Sequence[Row[Any]]:
     return (await conn.execute(select(repos).order_by(repos.c.position))).all()
 
 
-async def add_repo(conn: AsyncConnection, url: str, added_by: str) -> bool:
-    """Append `url` at the end; False if it is already registered."""
+async def add_repo(conn: AsyncConnection, url: str, clone_url: str, added_by: str) -> bool:
+    """Append the repo keyed `url` at the end; False if it is already registered."""
     last = select(func.coalesce(func.max(repos.c.position), -1) + 1).scalar_subquery()
     stmt = (
         pg_insert(repos)
-        .values(url=url, position=last, added_by=added_by)
+        .values(url=url, clone_url=clone_url, position=last, added_by=added_by)
         .on_conflict_do_nothing(index_elements=[repos.c.url])
     )
     return (await conn.execute(stmt)).rowcount == 1

@@ -290,6 +290,7 @@ _SUBMIT_COLUMNS: Final = (
     ("complete_by", "timestamptz"),
     ("needed_capabilities", "text[]"),
     ("repo", "text"),
+    ("repo_url", "text"),
     ("branch", "text"),
     ("file_hints", "jsonb"),
     ("success_criteria", "jsonb"),
@@ -305,11 +306,16 @@ SUBMIT_FIELDS: Final = tuple(name for name, _ in _SUBMIT_COLUMNS)
 _COLS: Final = ", ".join(SUBMIT_FIELDS)
 _RECORD: Final = ", ".join(f"{name} {kind}" for name, kind in (*_SUBMIT_COLUMNS, ("ord", "int")))
 
-# a task without a repo inherits the top active one, read by the same statement
+# a task without a repo inherits the top active one (its key and the URL it was added with),
+# read by the same statement
+_INHERITED: Final = {
+    "repo": "r.url",
+    "repo_url": "COALESCE(r.clone_url, r.url)",
+}
 _INPUT_COLS: Final = ", ".join(
-    f"COALESCE(repo, (SELECT r.url FROM {SCHEMA}.repos r WHERE NOT r.paused "
-    "ORDER BY r.position LIMIT 1))"
-    if name == "repo"
+    f"CASE WHEN repo IS NULL THEN (SELECT {_INHERITED[name]} FROM {SCHEMA}.repos r "
+    f"WHERE NOT r.paused ORDER BY r.position LIMIT 1) ELSE {name} END"
+    if name in _INHERITED
     else name
     for name in SUBMIT_FIELDS
 )

@@ -41,7 +41,10 @@ tasks = Table(
     Column("not_before", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("complete_by", DateTime(timezone=True)),
     Column("needed_capabilities", ARRAY(Text), nullable=False),
-    Column("repo", Text),
+    Column("repo", Text),  # the repo key (`agentcom_common.repos.repo_key`): what matching compares
+    # the URL as submitted, which is what a sidecar with no configured repos clones: the key drops
+    # `.git`, and git asked for `/srv/calc` may find a sibling non-bare `/srv/calc/` first
+    Column("repo_url", Text),
     Column("branch", Text),
     Column("file_hints", JSONB, nullable=False),
     Column("success_criteria", JSONB, nullable=False),
@@ -102,7 +105,8 @@ task_history = Table(
 repos = Table(
     "repos",
     metadata,
-    Column("url", Text, primary_key=True),
+    Column("url", Text, primary_key=True),  # the repo key
+    Column("clone_url", Text),  # the URL as added; tasks that inherit this repo carry it
     Column("position", Integer, nullable=False),
     Column("paused", Boolean, nullable=False, server_default="false"),
     Column("added_by", Text, nullable=False),

@@ -59,6 +59,28 @@ class ScanFinding(Contract):
     )
 
 
+Verdict = Literal["approve", "request_changes", "reject"]
+Action = Literal["merge", "review", "draft"]
+CiState = Literal["green", "red", "pending", "none"]
+
+
+class DiffReview(Contract):
+    """A second model's review of the diff, asked through the gateway (`review.py`).
+
+    `verdict` is None when no usable review came back (the gateway unreachable or refusing,
+    a reply that is not the asked-for JSON, or only the writing model answered); `note` says
+    which. `model` is the one the gateway's routing says answered, `writer` the one that wrote
+    the change (None for a shell task: no model wrote it)."""
+
+    verdict: Verdict | None = None
+    comments: list[Annotated[str, StringConstraints(max_length=500)]] = Field(
+        default_factory=list[str], max_length=20
+    )
+    model: str | None = Field(default=None, max_length=200)
+    writer: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=500)
+
+
 class RiskAssessment(Contract):
     tier: Tier
     reasons: list[Annotated[str, StringConstraints(max_length=300)]] = Field(
@@ -73,8 +95,21 @@ class DeliveryReport(Contract):
         default=False, description="The scan found something: nothing was pushed."
     )
     risk: RiskAssessment | None = None
+    review: DiffReview | None = Field(
+        default=None, description="The second model's review: part of the tier's evidence."
+    )
     pull_request: str | None = Field(default=None, max_length=1000, description="Its URL.")
-    action: Literal["merge", "review", "draft"] | None = Field(
+    ci: CiState | None = Field(
+        default=None,
+        description="The pull request's checks on GitHub when a merge waited for them: `none` "
+        "when the repo runs no CI (`ci: false`), `pending` when they did not finish in time.",
+    )
+    cap: Action | None = Field(
+        default=None,
+        description="The most the task's goal allows (its autonomy level): a cap below the "
+        "tier's action lowered it.",
+    )
+    action: Action | None = Field(
         default=None,
         description="What the pull request got: merged (tier 1 where allowed), left for "
         "review, or opened as a draft (tier 3); None without a pull request.",

@@ -148,9 +148,13 @@ class TaskView(Contract):
     assigned_to: str | None
     complete_by: datetime | None
     needed_capabilities: list[str]
-    repo: str | None
+    repo: str | None = Field(description="The repo's key, as matching compares it.")
+    repo_url: str | None = Field(
+        default=None,
+        description="The repo's URL as submitted (or as the inherited repo was added): what a "
+        "sidecar with no configured repos clones. None on tasks from before it was kept.",
+    )
     branch: str | None
-    file_hints: list[FileHint]
     success_criteria: list[str]
     verification_steps: list[VerificationStep]
     complexity: Complexity

@@ -599,7 +599,8 @@ def planned_tasks(plan: Plan, row: Row[Any]) -> list[Item]:
                     ],
                     complexity_tier=task.tier,
                     goal_id=row.id,
-                    metadata={"goal_title": row.title[:200]},
+                    # the sidecar caps what the change's pull request gets by it
+                    metadata={"goal_title": row.title[:200], "autonomy": row.autonomy},
                 ),
                 task.title,
                 after,

@@ -342,6 +342,7 @@ async def _follow_up(
             },
             "feedback": {"round": number, "of": limit, "kind": work.kind},
             "goal_title": goal.title[:200],
+            "autonomy": goal.autonomy,
         },
     )
     (task_id,) = await h.queue.submit(SubmitTasks(tasks=[task]))

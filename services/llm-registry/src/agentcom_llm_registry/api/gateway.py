@@ -18,6 +18,9 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+
+# FastAPI has no public hook to name a route its router did not pick (the fast path's)
+from fastapi.telemetry._api import _route_selected  # pyright: ignore[reportPrivateUsage]
 from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -412,6 +415,9 @@ class FastPath:
         if route is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        # FastAPI's own telemetry span and `http.server.request.duration` get the route from
+        # its router, which this path skips: name it as the router would (`POST /api/chat`)
+        _route_selected(scope=scope, path=scope["path"])
         request = Request(scope, receive)
         state = scope["app"].state
         try:

@@ -72,6 +72,7 @@ _VIEW_COLUMNS: Final = (
     "complete_by",
     "needed_capabilities",
     "repo",
+    "repo_url",
     "branch",
     "file_hints",
     "success_criteria",
@@ -153,3 +154,11 @@ def normalize_repo(url: str | None) -> str | None:
     if url is None:
         return None
     return repo_key(url) or None
+
+
+def clone_url(url: str | None) -> str | None:
+    """The URL to clone, as given: only blanks and trailing slashes go (the key also drops
+    `.git`, which can name another repository on disk)."""
+    if url is None:
+        return None
+    return url.strip().rstrip("/") or None

@@ -9,14 +9,20 @@ from agentcom_common.errors import (
     NotFoundError,
 )
 from agentcom_queue import store
-from agentcom_queue.ops.core import Queue, normalize_repo
+from agentcom_queue.ops.core import Queue, clone_url, normalize_repo
 
 
 async def list_repos(q: Queue) -> list[dict[str, Any]]:
     async with q.engine.connect() as conn:
         rows = await store.list_repos(conn)
     return [
-        {"url": r.url, "position": r.position, "paused": r.paused, "added_by": r.added_by}
+        {
+            "url": r.url,
+            "clone_url": r.clone_url or r.url,
+            "position": r.position,
+            "paused": r.paused,
+            "added_by": r.added_by,
+        }
         for r in rows
     ]
 
@@ -26,7 +32,7 @@ async def add_repo(q: Queue, url: str, actor: str) -> list[dict[str, Any]]:
     if not normalized:
         raise InvalidError("url is empty after trimming", field="url")
     async with q.engine.begin() as conn:
-        await store.add_repo(conn, normalized, actor)
+        await store.add_repo(conn, normalized, clone_url(url) or normalized, actor)
     return await list_repos(q)
 
 

@@ -26,6 +26,7 @@ from agentcom_queue import complexity, meters, states, store, store_batch
 from agentcom_queue.ops.core import (
     Queue,
     S,
+    clone_url,
     emit,
     normalize_repo,
     view,
@@ -68,7 +69,8 @@ async def _with_repo(conn: AsyncConnection, row: store.TaskRow, task: SubmitTask
     inherited = await store.top_active_repo(conn)
     if inherited is None:
         return row
-    return await store.set_fields(conn, row.id, {"repo": inherited})
+    key, url = inherited
+    return await store.set_fields(conn, row.id, {"repo": key, "repo_url": url or key})
 
 
 def _values(
@@ -87,6 +89,7 @@ def _values(
         "complete_by": task.complete_by,
         "needed_capabilities": list(task.needed_capabilities),
         "repo": normalize_repo(task.repo),
+        "repo_url": clone_url(task.repo),
         "branch": task.branch,
         "file_hints": [h.model_dump(mode="json") for h in task.file_hints],
         "success_criteria": list(task.success_criteria),
