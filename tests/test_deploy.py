@@ -253,14 +253,50 @@ def test_deploy_wires_every_service_to_prometheus_and_grafana() -> None:
     assert {"prometheus", "grafana", "jaeger"} <= set(services)
     mounts = services["grafana"]["volumes"]
     assert f"./deploy/grafana/dashboards:{provider['options']['path']}:ro" in mounts
-    uid = by_type["prometheus"]["uid"]
+    uids = {kind: d["uid"] for kind, d in by_type.items()}
     for board in (DEPLOY / "grafana/dashboards").glob("*.json"):
         for panel in json.loads(board.read_text())["panels"]:
-            assert panel["datasource"]["uid"] == uid, (board.name, panel["title"])
+            for target in panel["targets"]:  # each query goes to the data source of its kind
+                source = target["datasource"]
+                assert uids[source["type"]] == source["uid"], (board.name, panel["title"])
+    # the trace dashboard reads Jaeger, which the collector's trace pipeline feeds
+    assert "jaeger" in {t["datasource"]["type"] for t in _board("trace.json")}
+    traces = collector["service"]["pipelines"]["traces"]["exporters"]
+    jaeger = collector["exporters"][next(e for e in traces if e.startswith("otlp/"))]
+    assert urlsplit(f"//{jaeger['endpoint']}").hostname == "jaeger"
     kustomized = _yaml(DEPLOY / "grafana/kustomization.yaml")["configMapGenerator"]
     assert sorted(f for g in kustomized for f in g["files"]) == sorted(
         f"dashboards/{p.name}" for p in (DEPLOY / "grafana/dashboards").glob("*.json")
     )
+
+
+def _board(name: str) -> list[dict[str, Any]]:
+    """The targets of every panel of deploy/grafana/dashboards/`name`."""
+    panels = json.loads((DEPLOY / "grafana/dashboards" / name).read_text())["panels"]
+    return [t for p in panels for t in p["targets"]]
+
+
+def test_kubernetes_sends_traces_to_a_collector_and_jaeger_as_compose_does() -> None:
+    """deploy/k8s/telemetry.yaml: the collector runs deploy/otel-collector.yaml (the file compose
+    mounts), the services export to it, and Grafana's k8s data sources carry the uids the
+    dashboards name, as compose's do."""
+    objects = _objects()
+    embedded_config = objects["ConfigMap", "otel-collector-config"]["data"]["config.yaml"]
+    assert yaml.safe_load(embedded_config) == _yaml(DEPLOY / "otel-collector.yaml")
+    env = objects["ConfigMap", "agentcom-config"]["data"]
+    otlp = urlsplit(str(env["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+    collector = objects["Service", str(otlp.hostname)]["spec"]["ports"]
+    assert otlp.port in {p["port"] for p in collector}
+    jaeger = objects["Service", "jaeger"]["spec"]["ports"]
+    assert 4317 in {p["port"] for p in jaeger}  # where the collector's otlp/jaeger sends
+    compose = _yaml(DEPLOY / "grafana/provisioning/datasources/prometheus.yaml")["datasources"]
+    k8s = _yaml(DEPLOY / "grafana/datasources.yaml")
+    assert k8s["metadata"]["labels"]["grafana_datasource"] == "1"
+    provisioned = yaml.safe_load(k8s["data"]["agentcom.yaml"])["datasources"]
+    assert {(d["type"], d["uid"]) for d in provisioned} == {(d["type"], d["uid"]) for d in compose}
+    assert urlsplit(str(next(d["url"] for d in provisioned if d["type"] == "jaeger"))).port == 16686
+    resources = _yaml(DEPLOY / "grafana/kustomization.yaml")["resources"]
+    assert resources == ["datasources.yaml"]
 
 
 class _Ready(BaseHTTPRequestHandler):
@@ -369,8 +405,20 @@ def test_a_broken_manifest_fails_the_same_check(
 # --- Kubernetes: consistency ---------------------------------------------------------------
 
 
+TELEMETRY = ("otel-collector", "jaeger")  # telemetry.yaml's Deployments, beside the services
+
+
 def _deployments() -> Iterator[dict[str, Any]]:
-    return (obj for (kind, _), obj in _objects().items() if kind == "Deployment")
+    """The services' Deployments."""
+    return (
+        obj
+        for (kind, name), obj in _objects().items()
+        if kind == "Deployment" and name not in TELEMETRY
+    )
+
+
+def _telemetry() -> dict[str, dict[str, Any]]:
+    return {name: _objects()["Deployment", name] for name in TELEMETRY}
 
 
 def test_kubernetes_deploys_exactly_the_five_services_from_the_compose_image() -> None:
@@ -381,6 +429,9 @@ def test_kubernetes_deploys_exactly_the_five_services_from_the_compose_image() -
 
     assert {d["metadata"]["name"] for d in _deployments()} == set(SERVICE_NAMES)
     assert images == {compose[name]["image"] for name in SERVICE_NAMES}
+    for name in TELEMETRY:  # the collector and Jaeger run compose's images
+        (container,) = _telemetry()[name]["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == compose[name]["image"]
 
 
 def _environment(container: dict[str, Any], objects: dict[tuple[str, str], Any]) -> dict[str, str]:

@@ -5,7 +5,13 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from agentcom_common.risk import PathRule, RiskRules
-from agentcom_sidecar.config import PrepublishConfig, RepoConfig, ScanAllow, SidecarConfig
+from agentcom_sidecar.config import (
+    PrepublishConfig,
+    RepoConfig,
+    ReviewConfig,
+    ScanAllow,
+    SidecarConfig,
+)
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "sidecar.md"
 
@@ -17,6 +23,7 @@ def test_every_config_key_is_documented() -> None:
         RepoConfig,
         ScanAllow,
         PrepublishConfig,
+        ReviewConfig,
         RiskRules,
         PathRule,
     ]

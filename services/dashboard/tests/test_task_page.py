@@ -10,6 +10,7 @@ from playwright.async_api import Browser, expect
 from test_browser import browser, open_page
 
 from agentcom_common.contracts import task as contracts
+from agentcom_common.contracts.delivery import DeliveryReport, DiffReview, RiskAssessment
 from agentcom_sidecar.verification import run_checks
 
 __all__ = ["browser"]  # the fixture, shared with test_browser
@@ -45,6 +46,13 @@ async def test_the_task_page_shows_delivery_command_cost_and_checks(
         "base": "main",
         "commit": "0123456789abcdef0123456789abcdef01234567",
         "pushed": True,
+        # as the sidecar's delivery report rides in the result (scheduler `_with_delivery`)
+        "delivery": DeliveryReport(
+            risk=RiskAssessment(tier=3, reasons=["CI config changed: .github/workflows/ci.yml"]),
+            review=DiffReview(verdict="reject", comments=["drops the lint job"], model="rev:7b"),
+            pull_request="https://github.example/acme/demo/pull/7",
+            action="draft",
+        ).model_dump(mode="json"),
     }
     await report(nc, claimed, "partial_pass", result=result)
 
@@ -60,6 +68,12 @@ async def test_the_task_page_shows_delivery_command_cost_and_checks(
     )
     await expect(facts.locator('[data-fact="cost"] dd')).to_contain_text("$0.01")
     await expect(facts.locator('[data-fact="cost"] dd')).to_contain_text("1200 in / 340 out")
+    risk = facts.locator('[data-fact="risk"] dd')
+    await expect(risk.locator("[data-tier]")).to_have_text("tier 3")
+    await expect(risk.locator("[data-action]")).to_have_text("draft pull request")
+    await expect(risk).to_contain_text("CI config changed: .github/workflows/ci.yml")
+    await expect(risk.locator("[data-review]")).to_have_text("review by rev:7b: reject")
+    await expect(risk).to_contain_text("drops the lint job")
     await expect(page.locator("#task-output")).to_contain_text("patched parser.py")
     passed = page.locator('#task-checks [data-check="test_passes"]')
     await expect(passed).to_have_attribute("data-passed", "true")

@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_dashboard import __version__, api, live, pages, socket, tables, ui
+from agentcom_dashboard import __version__, api, live, pages, socket, submit, tables, ui
 from agentcom_dashboard.access import LiveRef
 from agentcom_dashboard.settings import DashboardSettings
 
@@ -20,7 +20,7 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
-    routers=(pages.router, ui.router, api.router, api.scrape, socket.router),
+    routers=(pages.router, ui.router, submit.router, api.router, api.scrape, socket.router),
     own_scrape=True,  # api.scrape: the snapshot's families, then the process's instruments
 )
 

@@ -139,7 +139,26 @@ function taskFacts(t) {
   if (r.exit_code != null) facts.push(fact("exit code", String(r.exit_code), "exit"));
   if (r.tokens_in != null || r.cost_usd != null) facts.push(fact("cost", `${money(r.cost_usd)} · ${r.tokens_in || 0} in / ${r.tokens_out || 0} out tokens`, "cost"));
   if (r.summary) facts.push(fact("summary", r.summary, "summary"));
+  const d = r.delivery;
+  if (d && d.blocked) facts.push(fact("pre-publication scan", `blocked the push: ${d.findings.length} findings`, "scan"));
+  if (d && d.risk) facts.push(fact("risk", riskFact(d), "risk"));
   return facts.length ? [h("dl", { class: "facts", id: "task-facts" }, facts)] : [];
+}
+
+// result.delivery (contracts/delivery.py DeliveryReport): the tier, what raised it, the second
+// model's review, and what the pull request got (draft, review, merge; CI; the goal's cap).
+function riskFact(d) {
+  const got = d.merged ? "merged" : d.action === "draft" ? "draft pull request"
+    : d.action === "merge" ? `merge due, not merged${d.merge_note ? `: ${d.merge_note}` : ""}`
+    : d.action === "review" ? "pull request for review" : "no pull request";
+  const rv = d.review;
+  const review = !rv ? "no review asked" : rv.verdict ? `review by ${rv.model}: ${rv.verdict}` : `no review: ${rv.note || ""}`;
+  return h("div", {},
+    h("span", { class: `badge tier-${d.risk.tier}`, "data-tier": String(d.risk.tier) }, `tier ${d.risk.tier}`), " ",
+    h("span", { "data-action": d.action || "" }, got), d.ci ? ` · CI ${d.ci}` : "",
+    h("ul", { class: "reasons" }, d.risk.reasons.map(why => h("li", {}, why))),
+    h("p", { class: "muted", "data-review": rv && rv.verdict ? rv.verdict : "none" }, review),
+    rv && rv.comments && rv.comments.length ? h("ul", { class: "reasons" }, rv.comments.map(c => h("li", {}, c))) : "");
 }
 
 function outputTail(t, events) {
