@@ -277,3 +277,19 @@ async def test_an_unreadable_thresholds_file_keeps_the_last_good_ones_and_snapsh
         assert stack.live.thresholds.problem is None
 
     await eventually(fixed, timeout=20)
+
+
+async def test_a_tier_3_change_raises_risky_change_naming_its_task(
+    stack: Stack, alerts: AlertLog, nc: Client
+) -> None:
+    set_thresholds(stack, error_count=100)
+    for tier in (1, 3):
+        await stack.submit(description=f"tier {tier}")
+        task = await claim(nc)
+        await report(nc, task, "accepted")
+        delivery = {"risk": {"tier": tier, "reasons": ["x"]}, "action": "review"}
+        await report(nc, task, "completed", result={"summary": "ok", "delivery": delivery})
+        if tier == 3:
+            fired = await alerts.wait_for("risky_change", "fired")
+            assert fired["details"] == {"task_ids": [task.id]}
+            assert "risk tier 3" in fired["message"]

@@ -60,10 +60,20 @@ TRANSITIONS = [
         at=datetime(2031, 12, 31, 23, 59, 59, 120, tzinfo=UTC),
         goal_id="goal-7",
     ),
+    TaskTransition(
+        task_id="task-00000000000000aa",
+        from_state=TaskState.WORKING,
+        to_state=TaskState.COMPLETED,
+        generation=1,
+        reason="completed",
+        actor="agent-1",
+        at=datetime(2031, 1, 1, tzinfo=UTC),
+        risk_tier=3,
+    ),
 ]
 
 
-@pytest.mark.parametrize("transition", TRANSITIONS, ids=["no goal", "goal"])
+@pytest.mark.parametrize("transition", TRANSITIONS, ids=["no goal", "goal", "risk tier"])
 async def test_the_sql_event_is_the_json_of_the_model(
     engine: AsyncEngine, transition: TaskTransition
 ) -> None:
@@ -75,6 +85,7 @@ async def test_the_sql_event_is_the_json_of_the_model(
         reason="CAST(:reason AS text)",
         actor="CAST(:actor AS text)",
         goal_id="CAST(:goal_id AS text)",
+        risk_tier="CAST(:risk_tier AS int)",
         at=store_batch.at_sql("CAST(:at AS timestamptz)"),
     )
     values = transition.model_dump(mode="json", exclude={"schema_version"})
@@ -99,6 +110,7 @@ def test_the_event_sql_names_every_field_of_the_model() -> None:
             reason="1",
             actor="1",
             goal_id="1",
+            risk_tier="1",
             colour="1",
         )
 

@@ -105,6 +105,19 @@ def high_error_rate(history: Sequence[Snapshot], th: AlertThresholds) -> Conditi
     return Condition(False)
 
 
+def risky_change(history: Sequence[Snapshot], _th: AlertThresholds) -> Condition | None:
+    """Holds while a change of risk tier 3 (opened as a draft pull request) is in the window."""
+    risky = history[-1].risky_tasks
+    if not risky:
+        return Condition(False)
+    return Condition(
+        True,
+        f"{len(risky)} change(s) of risk tier 3 delivered as draft pull requests: a person "
+        "decides on each",
+        {"task_ids": risky[-50:]},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSpec:
     severity: Severity
@@ -141,6 +154,10 @@ RULES: Final[dict[str, RuleSpec]] = {
         high_error_rate,
         lambda th: th.error_rate_cooldown,
         "runbooks.md#high_error_rate",
+    ),
+    # no cooldown: each new risky change is in the details while the alert stays active
+    "risky_change": RuleSpec(
+        Severity.WARNING, risky_change, lambda _th: timedelta(0), "runbooks.md#risky_change"
     ),
 }
 

@@ -35,6 +35,8 @@ class Snapshot:
     latency_ms: dict[str, float | None] = field(default_factory=dict[str, float | None])
     agent_states: dict[str, str] = field(default_factory=dict[str, str])
     """Each agent's state at the snapshot (id -> state): what utilisation is counted from."""
+    risky_tasks: list[str] = field(default_factory=list[str])
+    """Tasks that delivered a change of risk tier 3 in the window (a draft pull request)."""
 
     @property
     def utilization(self) -> float | None:
@@ -116,6 +118,7 @@ async def take(
         stuck_tasks=stuck,
         latency_ms=tracker.latencies(),
         agent_states={str(a.get("id")): str(a.get("state")) for a in listed or []},
+        risky_tasks=tracker.risky_tasks(),
     )
 
 

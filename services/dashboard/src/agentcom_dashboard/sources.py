@@ -31,7 +31,8 @@ READS: dict[str, tuple[str, str]] = {
     "dead_letter": ("queue", "/api/tasks/dead-letter?limit=100"),
     "agents": ("scheduler", "/api/agents"),
     "llm_endpoints": ("llm-registry", "/api/llm/endpoints"),
-    "llm_costs": ("llm-registry", "/api/llm/costs"),
+    "llm_costs": ("llm-registry", "/api/llm/costs?group_by=model"),
+    "llm_costs_by_agent": ("llm-registry", "/api/llm/costs?group_by=caller"),
     "hub": ("hubfsm", "/api/hub/state"),
     "goals": ("hubfsm", "/api/goals"),
 }

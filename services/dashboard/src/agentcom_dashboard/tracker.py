@@ -52,6 +52,8 @@ def _when(event: Event) -> datetime:
 class Tracker:
     window: timedelta
     finished: deque[tuple[datetime, str]] = field(default_factory=deque[tuple[datetime, str]])
+    risky: deque[tuple[datetime, str]] = field(default_factory=deque[tuple[datetime, str]])
+    """Tier-3 changes delivered in the window (when, task id): the risky_change alert."""
     wait_ms: deque[tuple[datetime, float]] = field(default_factory=deque[tuple[datetime, float]])
     run_ms: deque[tuple[datetime, float]] = field(default_factory=deque[tuple[datetime, float]])
     tool_calls: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
@@ -93,6 +95,8 @@ class Tracker:
             self._assigned.pop(task_id, None)
         if event.name in FINISHED:
             self.finished.append((at, event.name))
+            if event.data.get("risk_tier") == 3:
+                self.risky.append((at, task_id))
             if (since := self._assigned.pop(task_id, None)) is not None:
                 self.run_ms.append((at, (at - since).total_seconds() * 1000))
         elif event.name == "cancelled":
@@ -119,7 +123,7 @@ class Tracker:
 
     def prune(self, now: datetime) -> None:
         start = now - self.window
-        for series in (self.finished, self.wait_ms, self.run_ms):
+        for series in (self.finished, self.risky, self.wait_ms, self.run_ms):
             while series and series[0][0] < start:
                 series.popleft()
 
@@ -127,6 +131,10 @@ class Tracker:
         """(finished, failed) attempts in the window."""
         failed = sum(1 for _, name in self.finished if name in FAILED)
         return len(self.finished), failed
+
+    def risky_tasks(self) -> list[str]:
+        """Tasks whose delivered change was risk tier 3, in the window, oldest first."""
+        return [task_id for _, task_id in self.risky]
 
     def completed_since(self, since: datetime) -> int:
         return sum(1 for at, name in self.finished if at >= since and name not in FAILED)

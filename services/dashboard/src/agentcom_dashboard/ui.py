@@ -24,7 +24,17 @@ router = APIRouter(prefix="/ui", tags=["page"])
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 # an action answers with the owning service's own refusal, passed on with its code
 PASSED_ON = errors(404, 409)
-PANELS = ["stats", "tasks", "dead_letter", "agents", "llm_endpoints", "llm_costs", "hub", "goals"]
+PANELS = [
+    "stats",
+    "tasks",
+    "dead_letter",
+    "agents",
+    "llm_endpoints",
+    "llm_costs",
+    "llm_costs_by_agent",
+    "hub",
+    "goals",
+]
 
 
 @router.get("/snapshot")

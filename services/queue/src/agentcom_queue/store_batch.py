@@ -66,7 +66,15 @@ def event_sql(**fields: str) -> str:
     return f"convert_to(jsonb_build_object({pairs})::text, 'UTF8')"
 
 
-def _event(task: str, source: str, target: str, generation: str, reason: str, actor: str) -> str:
+def _event(
+    task: str,
+    source: str,
+    target: str,
+    generation: str,
+    reason: str,
+    actor: str,
+    risk_tier: str = "NULL::int",
+) -> str:
     """The event of one row `m` of `moved` (a task row, so it has its `goal_id`)."""
     return event_sql(
         task_id=task,
@@ -76,7 +84,16 @@ def _event(task: str, source: str, target: str, generation: str, reason: str, ac
         reason=reason,
         actor=actor,
         goal_id="m.goal_id",
+        risk_tier=risk_tier,
     )
+
+
+# a delivered change's tier (`result.delivery.risk.tier`) on a completed/partial_pass event,
+# as `ops.core._risk_tier` reads it: 1, 2 or 3, else null
+_RISK_TIER: Final = """CASE WHEN m.state IN ('completed', 'partial_pass')
+    AND m.result #>> '{delivery,risk,tier}' IN ('1', '2', '3')
+    AND jsonb_typeof(m.result #> '{delivery,risk,tier}') = 'number'
+    THEN (m.result #>> '{delivery,risk,tier}')::int END"""
 
 
 def _history_and_event(source: str, target: str, reason: str, actor: str, subject: str) -> str:
@@ -465,7 +482,7 @@ WITH input AS (
     WHERE t.id = i.task_id AND t.generation = i.generation AND t.state = i.source
       AND t.assigned_to = i.agent_id AND (i.source, i.target) IN ({_PAIRS})
     RETURNING t.id, t.state, t.generation, t.retry_count, t.max_retries, t.lane, t.seq,
-              t.goal_id, t.assigned_at, i.source, i.reason, i.subject, i.agent_id,
+              t.goal_id, t.assigned_at, t.result, i.source, i.reason, i.subject, i.agent_id,
               EXISTS (SELECT 1 FROM {SCHEMA}.task_deps d WHERE d.depends_on = t.id)
                   AS has_dependents
 ), hist AS (
@@ -474,7 +491,7 @@ WITH input AS (
 ), ev AS (
     INSERT INTO {SCHEMA}.outbox (subject, payload, headers)
     SELECT m.subject,
-           {_event("m.id", "m.source", "m.state", "m.generation", "m.reason", "m.agent_id")},
+           {_event("m.id", "m.source", "m.state", "m.generation", "m.reason", "m.agent_id", _RISK_TIER)},
            CAST(:headers AS json)
     FROM moved m ORDER BY m.id
 )

@@ -190,6 +190,11 @@ class TaskTransition(Contract):
         "followed without reading the task; null for a task without one. The queue always "
         "sets it; the default only reads events written before it existed.",
     )
+    risk_tier: Literal[1, 2, 3] | None = Field(
+        default=None,
+        description="`completed` / `partial_pass` of a delivered change: its risk tier "
+        "(`result.delivery.risk.tier`), so a tier-3 change raises an alert without a read.",
+    )
 
 
 class ClaimTask(Request):

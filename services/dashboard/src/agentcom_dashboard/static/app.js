@@ -305,10 +305,34 @@ function renderSide() {
       h("strong", {}, e.name || e.id || e.url), " ", h("small", { class: "muted" }, (e.models || []).map(m => m.name || m).join(", "), e.load != null ? ` · load ${e.load}` : "")))) : h("p", { class: "muted" }, "No endpoints registered."));
   } else if (p.llm_endpoints) unavailable(llm, p.llm_endpoints, "LLM registry");
   const costs = document.getElementById("llm-costs");
-  if (p.llm_costs && p.llm_costs.available) costs.replaceChildren(h("pre", {}, JSON.stringify(p.llm_costs.data, null, 1)));
+  if (p.llm_costs && p.llm_costs.available) renderCosts(costs, p.llm_costs.data, p.llm_costs_by_agent);
   else if (p.llm_costs) unavailable(costs, p.llm_costs, "Cost ledger");
   renderHub();
   renderGoals();
+}
+
+// The llm-registry ledger's `Costs` (views.py): {since, group_by, rows: [{key, calls, failed,
+// tokens_in, tokens_out, duration_ms, cost_usd}]}, read grouped by model and by caller (the
+// agent whose token made the call). Each grouping is a table and a bar per row.
+function costTable(title, kind, read) {
+  if (!read || !read.available) return h("p", { class: "muted" }, `${title}: not available`);
+  const rows = [...read.data.rows].sort((a, b) => b.cost_usd - a.cost_usd || (b.tokens_in + b.tokens_out) - (a.tokens_in + a.tokens_out));
+  if (!rows.length) return h("p", { class: "muted", "data-costs": kind }, `${title}: no calls in the last 24 h`);
+  const weight = r => r.cost_usd > 0 ? r.cost_usd : r.tokens_in + r.tokens_out;
+  const max = Math.max(1e-9, ...rows.map(weight));
+  return h("table", { class: "costs", "data-costs": kind },
+    h("thead", {}, h("tr", {}, h("th", {}, title), h("th", {}, "calls"), h("th", {}, "tokens in/out"), h("th", {}, "USD"), h("th", {}, ""))),
+    h("tbody", {}, rows.map(r => h("tr", { "data-cost-key": r.key || "" },
+      h("td", {}, h("code", {}, r.key || "–")),
+      h("td", {}, `${r.calls}${r.failed ? ` (${r.failed} failed)` : ""}`),
+      h("td", {}, `${r.tokens_in} / ${r.tokens_out}`),
+      h("td", {}, `$${r.cost_usd.toFixed(4)}`),
+      h("td", { class: "cost-bar" }, h("div", { class: "bar" }, h("i", { style: `width:${(100 * weight(r)) / max}%` })))))));
+}
+
+function renderCosts(box, byModel, byAgent) {
+  box.replaceChildren(costTable("model", "model", { available: true, data: byModel }), costTable("agent", "agent", byAgent),
+    h("small", { class: "muted" }, "last 24 h; bars by USD, by tokens where calls were free"));
 }
 
 // ---- hub and goals -------------------------------------------------------------------------

@@ -5,7 +5,7 @@ each transition emits and the one move (guarded UPDATE, history row, event) the 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal, cast
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -120,8 +120,20 @@ async def emit(
         actor=actor,
         at=clock.now(),
         goal_id=row.goal_id,
+        risk_tier=_risk_tier(row.result) if target in _DELIVERED else None,
     )
     await outbox.add(conn, q.outbox, event_subject(source, target), event)
+
+
+_DELIVERED = frozenset({TaskState.COMPLETED, TaskState.PARTIAL_PASS})
+
+
+def _risk_tier(result: object) -> Literal[1, 2, 3] | None:
+    """The tier the sidecar gave its delivered change (`result.delivery.risk.tier`)."""
+    delivery = cast(dict[str, Any], result).get("delivery") if isinstance(result, dict) else None
+    risk = cast(dict[str, Any], delivery).get("risk") if isinstance(delivery, dict) else None
+    tier = cast(dict[str, Any], risk).get("tier") if isinstance(risk, dict) else None
+    return tier if tier in (1, 2, 3) else None
 
 
 async def move_task(
