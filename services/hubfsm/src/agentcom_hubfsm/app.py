@@ -21,6 +21,11 @@ from agentcom_hubfsm.brain import (
     loop as brain,
     ops as brain_ops,
 )
+from agentcom_hubfsm.contemplation import (
+    api as proposal_api,
+    run as contemplation_run,
+    store as contemplation_store,
+)
 from agentcom_hubfsm.goals import driver, ops, plan as plans, planner, progress
 from agentcom_hubfsm.healing import store as healing_store
 from agentcom_hubfsm.health import monitor
@@ -38,7 +43,7 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
-    routers=(api.goals, brain_api.hub, webhook_api.webhooks),
+    routers=(api.goals, brain_api.hub, proposal_api.proposals, webhook_api.webhooks),
     samplers=(meters.sampler,),
 )
 
@@ -94,11 +99,18 @@ def create_app(settings: CommonSettings) -> FastAPI:
         ended = partial(deliveries.ended, app.state.hooks)
         loops.spawn("goal-tasks", progress.follow(res.engine, res.js, res.settings, wake, ended))
         brain_hub = brain_ops.Hub(
-            res.engine, brain_wake, hub.hub_global_watchdog, healing_store.Policy.of(hub)
+            res.engine,
+            brain_wake,
+            hub.hub_global_watchdog,
+            healing_store.Policy.of(hub),
+            contemplation_store.Pace.of(hub),
         )
         await brain_handlers.register(res, brain_hub)
         loops.spawn("health-monitor", monitor.forever(res.engine, res.nc, hub, brain_wake))
-        await brain.start(res, loops, hub, brain_wake)
+        contemplator = contemplation_run.Contemplator(
+            res.engine, res.nc, hub, cache, chat, brain_wake
+        )
+        await brain.start(res, loops, hub, brain_wake, contemplator)
 
     app = build(dataclasses.replace(SPEC, starters=(start,)), hub)
     app.state.wake = wake
