@@ -6,12 +6,14 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import BaseModel
 
 from agentcom_common import safexml
 from agentcom_common.contracts.documents import (
     GoalDocument,
     HubSnapshotDocument,
     PlanDocument,
+    PlannedTaskDocument,
     ProposalDocument,
     ProposalsDocument,
     TaskDocument,
@@ -19,7 +21,7 @@ from agentcom_common.contracts.documents import (
 from agentcom_common.contracts.hub import Autonomy, GoalState, GoalView, HubState, HubView
 from agentcom_common.contracts.plan import Plan, PlannedTask
 from agentcom_common.contracts.proposal import ProposalDraft
-from agentcom_common.contracts.task import Complexity, FileHint, Lane, TaskState, TaskView, Tier
+from agentcom_common.contracts.task import Complexity, Lane, TaskState, TaskView, Tier
 from agentcom_common.errors import InvalidError, TooLargeError
 
 AT = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
@@ -102,8 +104,8 @@ TASK = TaskView(
     complete_by=None,
     needed_capabilities=["python"],
     repo="r",
+    repo_url="/srv/r.git",
     branch=None,
-    file_hints=[FileHint(path="a.py", reason="there")],
     success_criteria=["done"],
     verification_steps=[],
     complexity=Complexity(
@@ -158,6 +160,24 @@ def test_round_trip(
 ) -> None:
     text = safexml.write(document.of(contract))  # pyright: ignore[reportArgumentType]  # paired by the table
     assert safexml.read(document, text).contract() == contract
+
+
+@pytest.mark.parametrize(
+    ("contract", "document"),
+    [
+        (GoalView, GoalDocument),
+        (TaskView, TaskDocument),
+        (HubView, HubSnapshotDocument),
+        (Plan, PlanDocument),
+        (PlannedTask, PlannedTaskDocument),
+        (ProposalDraft, ProposalDocument),
+    ],
+)
+def test_every_field_of_the_contract_has_its_place_in_the_document(
+    contract: type[BaseModel], document: type[BaseModel]
+) -> None:
+    """A field added to a contract must be added to its document too, or XML loses it."""
+    assert set(contract.model_fields) - {"schema_version"} <= set(document.model_fields)
 
 
 def test_a_field_that_does_not_fit_is_named() -> None:

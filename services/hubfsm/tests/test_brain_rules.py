@@ -14,12 +14,16 @@ H = HubState
 
 
 def every_signals() -> list[Signals]:
-    counts = (0, 2), (0, 3), (0, 1)  # pending, active, critical: none or some
-    flags = [(False, True)] * 4  # budget spent, improving budget, cooling down, exhausted
+    counts = (0, 2), (0, 3), (0, 1), (0, 4)  # pending, active, critical, improving left
+    flags = [(False, True)] * 5  # budget spent, improving budget, cooling, exhausted, due
     found: list[Signals] = []
-    for (pending, active, critical), (spent, improve, cooling, exhausted) in itertools.product(
-        itertools.product(*counts), itertools.product(*flags)
-    ):
+    for (pending, active, critical, left), (
+        spent,
+        improve,
+        cooling,
+        exhausted,
+        due,
+    ) in itertools.product(itertools.product(*counts), itertools.product(*flags)):
         found.append(
             Signals(
                 goals_pending=pending,
@@ -29,6 +33,8 @@ def every_signals() -> list[Signals]:
                 critical_issues=critical,
                 healing_cooldown=cooling,
                 healing_exhausted=exhausted,
+                improving_left=left,
+                contemplation_due=due,
             )
         )
     return found
@@ -46,12 +52,16 @@ def expected(state: HubState, s: Signals) -> HubState | None:
             return None
         if open_ > 0:
             return H.EXECUTING
-        return H.IMPROVING if s.improving_budget else None
+        return H.IMPROVING if s.improving_budget or s.contemplation_due else None
     if state is H.EXECUTING:
         return H.RESTING if s.budget_exhausted or open_ == 0 else None
     if open_ > 0:
         return H.EXECUTING
-    return H.RESTING if s.budget_exhausted else None
+    if s.budget_exhausted:
+        return H.RESTING
+    if state is H.IMPROVING and s.improving_left == 0 and s.contemplation_due:
+        return H.CONTEMPLATING
+    return None
 
 
 def test_every_state_has_its_transitions_and_reaches_resting() -> None:
@@ -64,7 +74,7 @@ def test_every_state_has_its_transitions_and_reaches_resting() -> None:
 @pytest.mark.parametrize("state", list(HubState))
 def test_rules_match_the_inventory_for_every_signal_combination(state: HubState) -> None:
     cases = every_signals()
-    assert len(cases) == 128
+    assert len(cases) == 512
     for s in cases:
         to = rules.next_state(state, s)
         assert to == expected(state, s), (state, s)
@@ -119,6 +129,13 @@ FIRST_MATCH: list[tuple[HubState, Signals, str | None, HubState | None]] = [
     (H.CONTEMPLATING, Signals(budget_exhausted=True), "budget_exhausted", H.RESTING),
     (H.IMPROVING, CALM, None, None),
     (H.CONTEMPLATING, Signals(improving_budget=True), None, None),
+    # contemplation: due, it takes a resting hub through improving once improving is done
+    (H.RESTING, Signals(contemplation_due=True), "nothing_to_do", H.IMPROVING),
+    (H.RESTING, Signals(contemplation_due=True, goals_pending=1), "goals_open", H.EXECUTING),
+    (H.IMPROVING, Signals(contemplation_due=True), "improving_done", H.CONTEMPLATING),
+    (H.IMPROVING, Signals(contemplation_due=True, improving_left=2), None, None),
+    (H.IMPROVING, Signals(contemplation_due=True, goals_active=1), "goals_open", H.EXECUTING),
+    (H.CONTEMPLATING, Signals(contemplation_due=True), None, None),  # its cycle ends it
 ]
 
 

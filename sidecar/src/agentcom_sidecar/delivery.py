@@ -16,9 +16,9 @@ from typing import Any, cast
 
 import httpx
 
-from agentcom_common.contracts.delivery import CiState, DeliveryReport
-from agentcom_sidecar import taskdata
-from agentcom_sidecar.workspaces import GitError, Workspace, git, guard
+from agentcom_common.contracts.delivery import CiState, DeliveryReport, MergeConflict
+from agentcom_sidecar import processes, taskdata
+from agentcom_sidecar.workspaces import GitError, Workspace, argv, git, guard
 
 
 class DeliveryError(Exception):
@@ -100,6 +100,56 @@ async def push(
         )
     except GitError as exc:
         raise DeliveryError(str(exc)) from None
+
+
+async def conflict(
+    ws: Workspace, env: Mapping[str, str], auth: Mapping[str, str], timeout: float
+) -> MergeConflict | None:
+    """Whether HEAD still merges into its base as the remote has it now: the base is fetched
+    afresh (another task of the goal, or a person, may have moved it while this one ran) and
+    `git merge-tree` merges the two in memory, touching neither the checkout nor the index.
+    The conflicting files, or None when it merges."""
+    try:
+        await git(
+            [
+                "fetch",
+                "--quiet",
+                "--",
+                ws.url,
+                f"+refs/heads/{ws.base}:refs/remotes/origin/{ws.base}",
+            ],
+            ws.path,
+            dict(env) | dict(auth),
+            timeout,
+            f"fetch {ws.base}",
+        )
+    except GitError as exc:
+        raise DeliveryError(str(exc)) from None
+    merged = await processes.run(
+        argv(
+            [
+                "merge-tree",
+                "--write-tree",
+                "--name-only",
+                "--no-messages",
+                f"origin/{ws.base}",
+                "HEAD",
+            ]
+        ),
+        ws.path,
+        timeout=timeout,
+        env=env,
+        grace=1.0,
+    )
+    if merged.timed_out or merged.exit_code not in (0, 1):
+        raise DeliveryError(
+            f"check merging into {ws.base}: git merge-tree failed: {merged.tail[-800:]}"
+        )
+    if merged.exit_code == 0:
+        return None
+    # the first line is the merged tree's id; the conflicting files follow, one a line
+    files = list(dict.fromkeys(f for f in merged.tail.splitlines()[1:] if f.strip()))
+    return MergeConflict(base=ws.base, files=files[:200])
 
 
 def pr_body(

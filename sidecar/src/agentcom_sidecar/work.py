@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 
 from agentcom_common import risk, task_traces, wire
 from agentcom_common.contracts.agent import BLOCKED_REJECTION, TaskOutcome
-from agentcom_common.contracts.delivery import CiState, DeliveryReport, DiffReview
+from agentcom_common.contracts.delivery import CiState, DeliveryReport, DiffReview, MergeConflict
 from agentcom_sidecar import (
     attempts,
     blockers,
@@ -288,12 +288,34 @@ class Work:
                 return
             await delivery.push(ws, self.git_env(), self.git_auth(ws.url), self.config.git_timeout)
             outcome.result["pushed"] = True
+            # pushed first: the work is kept on its branch whatever the base did meanwhile
+            conflict = await self._conflict(row, ws)
+            if conflict is not None:
+                report = report.model_copy(update={"conflict": conflict})
+                outcome.delivery = report
+                log.warning(
+                    "task.merge_conflict",
+                    extra={"task_id": row.task_id, "base": ws.base, "files": conflict.files[:20]},
+                )
             if repo is not None and repo.github:
                 outcome.delivery = await self._pull_request(row, ws, outcome, repo, head)
                 outcome.result["pr_url"] = outcome.delivery.pull_request
         except delivery.DeliveryError as exc:
             outcome.kind = "failed"
             outcome.error = f"delivery failed: {exc}"[:4000]
+
+    async def _conflict(self, row: TaskRow, ws: workspaces.Workspace) -> MergeConflict | None:
+        """The pushed branch's conflict with its base; a check that cannot run is logged and
+        leaves the delivery as it is (the work is pushed: failing the task would lose it)."""
+        try:
+            return await delivery.conflict(
+                ws, self.git_env(), self.git_auth(ws.url), self.config.git_timeout
+            )
+        except delivery.DeliveryError as exc:
+            log.warning(
+                "task.conflict_unchecked", extra={"task_id": row.task_id, "error": str(exc)[:500]}
+            )
+            return None
 
     async def _inspect(
         self,
@@ -357,6 +379,8 @@ class Work:
         verified: risk.Verification = "pass" if checked == "pass" else "not_verified"
         cap = risk.cap_of(taskdata.metadata(row.body).get("autonomy"))
         due = risk.action(outcome.delivery.risk.tier, verified, repo.auto_merge, cap)
+        if due == "merge" and outcome.delivery.conflict is not None:
+            due = "review"  # it cannot merge as it is: a person or a follow-up resolves it
         delivered = outcome.delivery.model_copy(update={"cap": cap, "action": due})
         title = f"{row.task_id}: {str(row.body.get('description', ''))[:60]}"
         body = delivery.pr_body(

@@ -14,12 +14,17 @@ from agentcom_common import subjects
 from agentcom_common.contracts.plan import Plan
 from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build
 from agentcom_common.settings import CommonSettings
-from agentcom_hubfsm import __version__, api, clients, handlers, meters, tables
+from agentcom_hubfsm import __version__, api, clients, deliveries, handlers, meters, tables
 from agentcom_hubfsm.brain import (
     api as brain_api,
     handlers as brain_handlers,
     loop as brain,
     ops as brain_ops,
+)
+from agentcom_hubfsm.contemplation import (
+    api as proposal_api,
+    run as contemplation_run,
+    store as contemplation_store,
 )
 from agentcom_hubfsm.goals import driver, ops, plan as plans, planner, progress
 from agentcom_hubfsm.healing import store as healing_store
@@ -38,7 +43,7 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
-    routers=(api.goals, brain_api.hub, webhook_api.webhooks),
+    routers=(api.goals, brain_api.hub, proposal_api.proposals, webhook_api.webhooks),
     samplers=(meters.sampler,),
 )
 
@@ -91,13 +96,21 @@ def create_app(settings: CommonSettings) -> FastAPI:
         # the announcement wakes the driver
         await res.nc.subscribe(subjects.HUB_STATE_CHANGED, cb=partial(_wake_on, wake))  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped Future parameter
         loops.spawn("goal-driver", drive.run())
-        loops.spawn("goal-tasks", progress.follow(res.engine, res.js, res.settings, wake))
+        ended = partial(deliveries.ended, app.state.hooks)
+        loops.spawn("goal-tasks", progress.follow(res.engine, res.js, res.settings, wake, ended))
         brain_hub = brain_ops.Hub(
-            res.engine, brain_wake, hub.hub_global_watchdog, healing_store.Policy.of(hub)
+            res.engine,
+            brain_wake,
+            hub.hub_global_watchdog,
+            healing_store.Policy.of(hub),
+            contemplation_store.Pace.of(hub),
         )
         await brain_handlers.register(res, brain_hub)
         loops.spawn("health-monitor", monitor.forever(res.engine, res.nc, hub, brain_wake))
-        await brain.start(res, loops, hub, brain_wake)
+        contemplator = contemplation_run.Contemplator(
+            res.engine, res.nc, hub, cache, chat, brain_wake
+        )
+        await brain.start(res, loops, hub, brain_wake, contemplator)
 
     app = build(dataclasses.replace(SPEC, starters=(start,)), hub)
     app.state.wake = wake

@@ -129,6 +129,22 @@ class RepoCache:
         # the first line is the merged tree; the conflicted files follow, one a line
         return [line for line in said.splitlines()[1:] if line]
 
+    async def blob(self, url: str, name: str, limit: int = 20_000) -> str | None:
+        """The first `limit` characters of file `name` at HEAD of the mirror `snapshot` made
+        (no fetch: read right after a snapshot); None when there is no such file."""
+        url = url.strip()
+        refuse_credentials(url)
+        path = directory_for(self.root, url)
+        async with self._locks.setdefault(path, asyncio.Lock()):
+            head = await self._head(path)
+            if head is None or name.startswith("-"):
+                return None
+            try:
+                text = await self._git(path, "cat-file", "blob", f"{head}:{name}", what="blob")
+            except RepoUnavailableError:
+                return None  # no such file at HEAD
+        return text[:limit]
+
     async def _update(self, path: Path, url: str) -> None:
         if await asyncio.to_thread(path.is_dir):
             await self._git(

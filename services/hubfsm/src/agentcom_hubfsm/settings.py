@@ -193,3 +193,39 @@ class HubSettings(CommonSettings):
         description="How long a tier whose endpoints stayed dead is routed to the next tier's "
         "model classes.",
     )
+    hub_contemplation_interval: Interval = Field(
+        default=timedelta(days=1),
+        description="Least time between two contemplation cycles, counted from the end of "
+        "the last (from the hub's first start before the first); a cycle also waits while "
+        "`hub_contemplation_max_proposals` proposals are pending.",
+    )
+    hub_contemplation_max_proposals: int = Field(
+        default=3,
+        ge=1,
+        le=3,
+        description="Proposals one contemplation cycle keeps at most (the model is asked for "
+        "this many; more are dropped).",
+    )
+    hub_contemplation_repos: list[str] = Field(
+        default_factory=list[str],
+        description="The repos contemplation thinks about (JSON list), the least recently "
+        "contemplated first; empty: the repos of the hub's goals.",
+    )
+    hub_contemplation_out_of_scope: list[str] = Field(
+        default_factory=list[str],
+        description="Topics no proposal may touch (JSON list), told to the model and "
+        "enforced: a proposal naming one is dropped. Added to the repo's own list "
+        "(`hub_contemplation_out_of_scope_file`).",
+    )
+    hub_contemplation_out_of_scope_file: str = Field(
+        default=".agentcom/out-of-scope.txt",
+        description="A file in the contemplated repo listing more out-of-scope topics, one a "
+        "line (`#` starts a comment); missing is fine.",
+    )
+    hub_contemplation_history: int = Field(
+        default=20,
+        ge=1,
+        le=200,
+        description="How many recent hub moves, failed goals, healing runs and rejected "
+        "proposals the contemplation prompt shows (each).",
+    )

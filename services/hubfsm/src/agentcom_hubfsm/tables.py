@@ -284,3 +284,38 @@ healing_actions = Table(
     Index("healing_actions_run", "run_id", "id"),
     Index("healing_actions_target", "action", "target", "at"),  # the per-target rate limit
 )
+# Contemplation: one row per cycle (keyed by the contemplating stay, so a restarted brain finds
+# its cycle), and the proposals it made, which wait for a person (`contemplation.store`).
+contemplations = Table(
+    "contemplations",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("entered_at", DateTime(timezone=True), nullable=False, unique=True),
+    Column("repo", Text),
+    Column("outcome", Text),  # proposed | nothing | failed | interrupted; NULL while running
+    Column("report", Text, nullable=False, server_default=text("''")),
+    Column("analysis", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("ended_at", DateTime(timezone=True)),
+)
+proposals = Table(
+    "proposals",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("seq", BigInteger, Identity(), nullable=False, unique=True),  # paging order
+    Column(
+        "cycle",
+        BigInteger,
+        ForeignKey("hub.contemplations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("state", Text, nullable=False),
+    Column("repo", Text, nullable=False),
+    Column("draft", JSONB, nullable=False),  # the `ProposalDraft` as the model wrote it
+    Column("reason", Text, nullable=False, server_default=text("''")),
+    Column("decided_by", Text),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("goal_id", Text, ForeignKey("hub.goals.id", ondelete="SET NULL")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("proposals_state", "state", "seq"),
+)

@@ -29,13 +29,13 @@ log = logging.getLogger(__name__)
 
 
 @answers(429)
-async def limited(request: Request, who: CurrentPrincipal) -> None:
+async def limited(request: Request, who: CurrentPrincipal, res: Res) -> None:
     """Router dependency: an agent's calls draw from its buckets (GET light, others normal)."""
     if who.role is not auth.Role.AGENT:
         return
     agent_id = who.name.removeprefix("agent ")
     tier: limits.Tier = "light" if request.method == "GET" else "normal"
-    runtime(request).limiter.check(agent_id, tier)
+    await runtime(request).limiter.check(res.engine, agent_id, tier)
 
 
 router = APIRouter(prefix="/api/tokens", tags=["tokens"])
@@ -226,32 +226,32 @@ class RateLimitsView(Contract):
     overridden: bool
 
 
-def _limits_view(request: Request, agent_id: str) -> RateLimitsView:
-    limiter = runtime(request).limiter
+async def _limits_view(request: Request, res: Resources, agent_id: str) -> RateLimitsView:
+    rates = await runtime(request).limiter.rates_of(res.engine, agent_id)
     return RateLimitsView(
         agent_id=agent_id,
-        light=limiter.rate(agent_id, "light"),
-        normal=limiter.rate(agent_id, "normal"),
-        heavy=limiter.rate(agent_id, "heavy"),
-        overridden=agent_id in limiter.overrides,
+        light=rates.light,
+        normal=rates.normal,
+        heavy=rates.heavy,
+        overridden=rates.overridden,
     )
 
 
 @agents.get("/{agent_id}/rate-limits", responses=errors(404))
-async def get_rate_limits(agent_id: str, request: Request, who: Reader) -> RateLimitsView:
+async def get_rate_limits(agent_id: str, request: Request, res: Res, who: Reader) -> RateLimitsView:
     """The agent's per-minute rates by tier (light, normal, heavy) and whether an admin
     overrode them. Errors: 404 `agent_not_found` (also to an agent token for another agent)."""
     _own_agent(who, agent_id)
     await ops.get(scheduler(request), agent_id)
-    return _limits_view(request, agent_id)
+    return await _limits_view(request, res, agent_id)
 
 
 @agents.put("/{agent_id}/rate-limits", responses=errors(404))
 async def set_rate_limits(
-    agent_id: str, body: RateLimits, request: Request, _who: Admin
+    agent_id: str, body: RateLimits, request: Request, res: Res, _who: Admin
 ) -> RateLimitsView:
     """Override an agent's per-minute rates (an empty body goes back to the defaults).
-    Held in memory by this scheduler process. Errors: 404 `agent_not_found`, 422."""
+    Stored in Postgres: every scheduler replica applies it, from a full bucket. Errors: 404 `agent_not_found`, 422."""
     await ops.get(scheduler(request), agent_id)
     given: dict[limits.Tier, int | None] = {
         "light": body.light,
@@ -261,9 +261,9 @@ async def set_rate_limits(
     chosen: dict[limits.Tier, int] = {
         tier: value for tier, value in given.items() if value is not None
     }
-    runtime(request).limiter.set_override(agent_id, chosen)
+    await runtime(request).limiter.set_override(res.engine, agent_id, chosen)
     log.info("agent.rate_limits_set", extra={"agent_id": agent_id, "rates": chosen})
-    return _limits_view(request, agent_id)
+    return await _limits_view(request, res, agent_id)
 
 
 @stats.get("/stats")

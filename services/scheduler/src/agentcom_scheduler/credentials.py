@@ -151,7 +151,10 @@ class Callout:
             return None, None, "bad credentials"
         if not hmac.compare_digest(row.nats_secret_hash, natsauth.hash_secret(password)):
             return None, None, "bad credentials"
-        if self.limiter is not None and (left := self.limiter.blocked(user)) > 0:
+        left = 0.0
+        if self.limiter is not None:
+            left = (await self.limiter.blocked(self.engine, [user])).get(user, 0.0)
+        if left > 0:
             return None, None, f"cooldown active: retry in {int(left) + 1}s"
         return natsauth.ACCOUNT, permissions(user), None
 

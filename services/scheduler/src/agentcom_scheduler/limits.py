@@ -16,18 +16,23 @@ counted); an HTTP call gets 429 with `retry_after` (seconds) and `Retry-After`.
 
 Malformed reports from one agent are counted in a sliding window; at the limit the agent is cut
 off: its NATS logins are refused, its open connections closed and its reports dropped for 30 s,
-then 60 s, then 300 s for each later cut-off (phase 12). All state is per process, in memory:
-a restart forgives.
+then 60 s, then 300 s for each later cut-off (phase 12).
+
+Buckets, overrides and cut-offs are rows in Postgres (`store_limits`), judged by Postgres's
+clock: every scheduler replica draws from the same bucket, so the limit is the limit whatever
+the replica count, and a restart forgives nothing. A take is one statement for a whole batch of
+reports (`take_many`); the report consumer reads the cut-offs of a batch's agents in one more.
 """
 
-import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import ClassVar, Literal
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common.errors import TooManyRequestsError
+from agentcom_scheduler import store_limits
 
 Tier = Literal["light", "normal", "heavy"]
 TIERS: tuple[Tier, ...] = ("light", "normal", "heavy")
@@ -49,24 +54,19 @@ class RateLimitedError(TooManyRequestsError):
 
 
 @dataclass(slots=True)
-class Bucket:
-    per_minute: float
-    tokens: float
-    stamp: float
+class Rates:
+    """An agent's per-minute rates by tier and whether an admin set any of them."""
 
-    def take(self, now: float) -> float:
-        """Take a token: 0 if granted, else seconds until one is there."""
-        rate = self.per_minute / 60.0
-        self.tokens = min(self.per_minute, self.tokens + (now - self.stamp) * rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / rate
+    light: int
+    normal: int
+    heavy: int
+    overridden: bool
 
 
 @dataclass(slots=True)
 class Limiter:
+    """The settings of the limits; the state is in Postgres, reached through `engine`."""
+
     rates: dict[Tier, int]
     window: timedelta = timedelta(minutes=1)
     violation_limit: int = 10
@@ -75,71 +75,84 @@ class Limiter:
         timedelta(seconds=60),
         timedelta(seconds=300),
     )
-    overrides: dict[str, dict[Tier, int]] = field(default_factory=dict[str, dict[Tier, int]])
     dropped: dict[str, int] = field(default_factory=dict[str, int])
-    _buckets: dict[tuple[str, Tier], Bucket] = field(default_factory=dict[tuple[str, Tier], Bucket])
-    _violations: dict[str, deque[float]] = field(default_factory=dict[str, deque[float]])
-    _cutoffs: dict[str, int] = field(default_factory=dict[str, int])
-    _blocked_until: dict[str, float] = field(default_factory=dict[str, float])
+    """Takes refused by this process, by tier (a per-replica count, as metrics are)."""
 
-    clock: ClassVar = staticmethod(time.monotonic)
+    async def take_many(
+        self, engine: AsyncEngine, wanted: dict[tuple[str, Tier], int]
+    ) -> dict[tuple[str, Tier], int]:
+        """Take `wanted[(agent, tier)]` tokens each, in one statement; how many each got."""
+        if not wanted:
+            return {}
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = await store_limits.take(conn, _plain_keys(wanted), _plain(self.rates))
+        got: dict[tuple[str, Tier], int] = dict.fromkeys(wanted, 0)
+        for row in rows:
+            got[(row.agent_id, row.tier)] = int(row.granted)
+        for key, n in wanted.items():
+            if (short := n - got[key]) > 0:
+                self.dropped[key[1]] = self.dropped.get(key[1], 0) + short
+        return got
 
-    def rate(self, agent_id: str, tier: Tier) -> int:
-        return self.overrides.get(agent_id, {}).get(tier, self.rates[tier])
+    async def take(self, engine: AsyncEngine, agent_id: str, tier: Tier) -> float:
+        """Take one token: 0 when allowed, else seconds until one is there."""
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            row = (await store_limits.take(conn, {(agent_id, tier): 1}, _plain(self.rates)))[0]
+        if row.granted:
+            return 0.0
+        self.dropped[tier] = self.dropped.get(tier, 0) + 1
+        return max(1e-3, (1 - float(row.tokens)) / (float(row.per_minute) / 60.0))
 
-    def set_override(self, agent_id: str, rates: dict[Tier, int]) -> None:
-        """Admin override of an agent's per-minute rates (an empty dict clears it)."""
-        if rates:
-            self.overrides[agent_id] = dict(rates)
-        else:
-            self.overrides.pop(agent_id, None)
-        for tier in TIERS:  # the new rate applies from a full bucket
-            self._buckets.pop((agent_id, tier), None)
-
-    def take(self, agent_id: str, tier: Tier) -> float:
-        """0 when allowed, else seconds to wait."""
-        now = self.clock()
-        key = (agent_id, tier)
-        bucket = self._buckets.get(key)
-        per_minute = float(self.rate(agent_id, tier))
-        if bucket is None:
-            bucket = self._buckets[key] = Bucket(per_minute, per_minute, now)
-        wait = bucket.take(now)
-        if wait:
-            self.dropped[tier] = self.dropped.get(tier, 0) + 1
-        return wait
-
-    def check(self, agent_id: str, tier: Tier) -> None:
+    async def check(self, engine: AsyncEngine, agent_id: str, tier: Tier) -> None:
         """Raise 429 when the agent's bucket for `tier` is empty."""
-        wait = self.take(agent_id, tier)
+        wait = await self.take(engine, agent_id, tier)
         if wait:
+            rate = getattr(await self.rates_of(engine, agent_id), tier)
             raise RateLimitedError(
                 f"agent {agent_id} is over its {tier} rate "
-                f"({self.rate(agent_id, tier)}/min); retry_after_ms={int(wait * 1000) + 1}",
+                f"({rate}/min); retry_after_ms={int(wait * 1000) + 1}",
                 retry_after=wait,
             )
 
-    def violation(self, agent_id: str) -> float:
+    async def rates_of(self, engine: AsyncEngine, agent_id: str) -> Rates:
+        async with engine.connect() as conn:
+            row = await store_limits.fetch_override(conn, agent_id)
+
+        def rate(tier: Tier) -> int:
+            value = None if row is None else getattr(row, tier)
+            return self.rates[tier] if value is None else int(value)
+
+        return Rates(rate("light"), rate("normal"), rate("heavy"), row is not None)
+
+    async def set_override(
+        self, engine: AsyncEngine, agent_id: str, rates: dict[Tier, int]
+    ) -> None:
+        """Admin override of an agent's per-minute rates (an empty dict clears it); the new
+        rate applies from a full bucket."""
+        async with engine.begin() as conn:
+            await store_limits.set_override(conn, agent_id, _plain(rates))
+
+    async def violation(self, engine: AsyncEngine, agent_id: str) -> float:
         """Count a malformed report; returns the cut-off in seconds when this one crosses the
         limit (the counter starts again), else 0."""
-        now = self.clock()
-        seen = self._violations.setdefault(agent_id, deque())
-        seen.append(now)
-        while seen and seen[0] < now - self.window.total_seconds():
-            seen.popleft()
-        if len(seen) < self.violation_limit:
-            return 0.0
-        seen.clear()
-        count = self._cutoffs.get(agent_id, 0)
-        self._cutoffs[agent_id] = count + 1
-        seconds = self.cooldowns[min(count, len(self.cooldowns) - 1)].total_seconds()
-        self._blocked_until[agent_id] = now + seconds
-        return seconds
+        async with engine.begin() as conn:
+            return await store_limits.violation(
+                conn, agent_id, self.window, self.violation_limit, list(self.cooldowns)
+            )
 
-    def blocked(self, agent_id: str) -> float:
-        """Seconds left of the agent's cut-off, 0 when it may talk."""
-        left = self._blocked_until.get(agent_id, 0.0) - self.clock()
-        if left <= 0:
-            self._blocked_until.pop(agent_id, None)
-            return 0.0
-        return left
+    async def blocked(self, engine: AsyncEngine, agents: list[str]) -> dict[str, float]:
+        """Seconds left of each agent's cut-off under way (absent: it may talk)."""
+        if not agents:
+            return {}
+        async with engine.connect() as conn:
+            return await store_limits.blocked(conn, sorted(set(agents)))
+
+
+def _plain(rates: dict[Tier, int]) -> dict[str, int]:
+    return {str(tier): n for tier, n in rates.items()}
+
+
+def _plain_keys(wanted: dict[tuple[str, Tier], int]) -> dict[tuple[str, str], int]:
+    return {(agent, str(tier)): n for (agent, tier), n in wanted.items()}

@@ -4,6 +4,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -76,4 +77,36 @@ refusals = Table(  # tasks an agent rejected for good (PERMANENT_REJECTIONS); ne
     Column("reason", Text, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("refusals_task", "task_id"),
+)
+
+# Rate limits and cut-offs (limits.py): rows, not process memory, so every replica draws from
+# the same buckets and a restart forgives nothing. No foreign key: a report or a call may name
+# an agent id before (or after) its row exists, and must still be counted.
+rate_buckets = Table(  # one token bucket per agent and tier
+    "rate_buckets",
+    metadata,
+    Column("agent_id", Text, primary_key=True),
+    Column("tier", Text, primary_key=True),
+    Column("per_minute", Float, nullable=False),  # the rate it was last filled at
+    Column("tokens", Float, nullable=False),
+    Column("granted", Integer, nullable=False),  # how many the last take got (its answer)
+    Column("stamp", DateTime(timezone=True), nullable=False),  # Postgres's clock, every replica's
+)
+
+rate_overrides = Table(  # an admin's per-minute rates for one agent (NULL: the setting)
+    "rate_overrides",
+    metadata,
+    Column("agent_id", Text, primary_key=True),
+    Column("light", Integer),
+    Column("normal", Integer),
+    Column("heavy", Integer),
+)
+
+cutoffs = Table(  # malformed reports in the window, and the cut-off they led to
+    "cutoffs",
+    metadata,
+    Column("agent_id", Text, primary_key=True),
+    Column("violations", ARRAY(DateTime(timezone=True)), nullable=False),
+    Column("cut_offs", Integer, nullable=False),  # cut-offs so far: the next one lasts longer
+    Column("blocked_until", DateTime(timezone=True)),
 )

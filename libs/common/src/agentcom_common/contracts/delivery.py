@@ -88,6 +88,16 @@ class RiskAssessment(Contract):
     )
 
 
+class MergeConflict(Contract):
+    """The delivered branch does not merge into its base as the remote has it at delivery
+    (the base moved while the task ran): what a person or an agent must resolve."""
+
+    base: str = Field(max_length=500, description="The branch it was checked against.")
+    files: list[RepoPath] = Field(
+        default_factory=list[str], max_length=200, description="The conflicting files."
+    )
+
+
 class DeliveryReport(Contract):
     diff: DiffStats | None = None
     findings: list[ScanFinding] = Field(default_factory=list[ScanFinding], max_length=200)
@@ -117,4 +127,9 @@ class DeliveryReport(Contract):
     merged: bool = False
     merge_note: str | None = Field(
         default=None, max_length=500, description="Why a merge that was due did not happen."
+    )
+    conflict: MergeConflict | None = Field(
+        default=None,
+        description="The pushed branch conflicts with its base at the remote: the hub reports "
+        "it as a `merge_conflict` health issue. None: it merges (or was not checked).",
     )

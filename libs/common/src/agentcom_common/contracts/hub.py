@@ -90,8 +90,8 @@ class HubView(Contract):
         "then; none while resting."
     )
     work: str | None = Field(
-        description="The entry work of `state` running now; none: no state has entry work "
-        "yet (executing's work is the goal driver, which runs on its own)."
+        description="The entry work of `state` running now (`healing-run`, `contemplation`); "
+        "none otherwise (executing's work is the goal driver, which runs on its own)."
     )
     leader: str | None = Field(description="The instance (host:pid) whose brain is active.")
     goals_pending: int = Field(description="Goals submitted, not yet planned.")
@@ -142,7 +142,7 @@ class Autonomy(StrEnum):
     REVIEW_PLAN = "review_plan"
 
 
-GoalSource = Literal["http", "cli", "nats", "github"]
+GoalSource = Literal["http", "cli", "nats", "github", "proposal"]
 
 
 class SubmitGoal(Request):

@@ -10,6 +10,7 @@ from agentcom_common.contracts.hub import HubHistoryPage, HubView
 from agentcom_common.service import Resources
 from agentcom_common.web import Admin, Viewer
 from agentcom_hubfsm.brain import ops
+from agentcom_hubfsm.contemplation import store as contemplation_store
 from agentcom_hubfsm.healing import store as healing_store
 
 CURSOR = r"^[0-9]{1,18}$"
@@ -23,6 +24,7 @@ def hub_of(request: Request) -> ops.Hub:
         request.app.state.brain_wake,
         settings.hub_global_watchdog,
         healing_store.Policy.of(settings),
+        contemplation_store.Pace.of(settings),
     )
 
 

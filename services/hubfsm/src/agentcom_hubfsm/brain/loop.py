@@ -17,7 +17,9 @@ and started again by the next brain after a restart or takeover: it must be safe
 Healing's entry work is a healing run (`healing.run`); it moves the hub to resting itself
 when it ends. Its deadline is `hub_healing_watchdog`, not the global one: a run that hangs is
 forced to resting with a critical `hub.watchdog_fired` (watchdog `healing`) and the run
-recorded as `watchdog`. (Executing's work is the goal driver, which runs on its own.)
+recorded as `watchdog`. Contemplating's entry work is a contemplation cycle
+(`contemplation.run`), which also moves the hub to resting itself when it ends. (Executing's
+work is the goal driver, which runs on its own.)
 """
 
 import asyncio
@@ -39,6 +41,7 @@ from agentcom_common import cancelling, leader, subjects
 from agentcom_common.contracts.hub import HubState
 from agentcom_common.service import Loops, Resources
 from agentcom_hubfsm.brain import rules, signals, store
+from agentcom_hubfsm.contemplation import run as contemplation_run, store as contemplation_store
 from agentcom_hubfsm.healing import run as healing_run, store as healing_store
 from agentcom_hubfsm.settings import HubSettings
 
@@ -76,6 +79,7 @@ class Brain:
         entry: Mapping[HubState, tuple[str, Work]] | None = None,
         watchdogs: Mapping[HubState, timedelta] | None = None,
         healing: healing_store.Policy = healing_store.DEFAULT,
+        contemplation: contemplation_store.Pace | None = None,
     ) -> None:
         self.engine = engine
         self.nc = nc
@@ -88,6 +92,7 @@ class Brain:
         self.entry = dict(entry or {})
         self.watchdogs = dict(watchdogs or {})  # a state's own deadline instead of `watchdog`
         self.healing = healing
+        self.contemplation = contemplation  # when cycles are due; None: never
         self._stay: Stay | None = None  # the stay whose entry work was started
         self._work: _Running | None = None
 
@@ -139,7 +144,7 @@ class Brain:
             # under the row lock: a healing run ends its run row and moves the hub in one
             # transaction, so signals read before it could show no cooldown for a hub that
             # is already back in resting, and heal again at once
-            seen = await signals.gather(conn, self.healing)
+            seen = await signals.gather(conn, self.healing, self.contemplation)
             came = HubState(row.state)
             stay, reason = Stay(came, row.entered_at), ""
             if row.watchdog_at is not None and row.watchdog_at <= row.now:
@@ -203,7 +208,13 @@ def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-async def start(res: Resources, loops: Loops, settings: HubSettings, wake: asyncio.Event) -> None:
+async def start(
+    res: Resources,
+    loops: Loops,
+    settings: HubSettings,
+    wake: asyncio.Event,
+    contemplator: contemplation_run.Contemplator,
+) -> None:
     healer = healing_run.Healer(res.engine, res.nc, settings, wake)
     brain = Brain(
         res.engine,
@@ -213,8 +224,12 @@ async def start(res: Resources, loops: Loops, settings: HubSettings, wake: async
         tick=settings.hub_tick_interval,
         watchdog=settings.hub_global_watchdog,
         leader_interval=settings.hub_leader_interval,
-        entry={HubState.HEALING: ("healing-run", healer.run)},
+        entry={
+            HubState.HEALING: ("healing-run", healer.run),
+            HubState.CONTEMPLATING: ("contemplation", contemplator.run),
+        },
         watchdogs={HubState.HEALING: settings.hub_healing_watchdog},
         healing=healing_store.Policy.of(settings),
+        contemplation=contemplation_store.Pace.of(settings),
     )
     loops.spawn("hub-brain", brain.run())

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agentcom_common.contracts.health import HealingPage, HealthReport
 from agentcom_common.contracts.hub import HubHistoryPage, HubState, HubView
 from agentcom_hubfsm.brain import signals, store
+from agentcom_hubfsm.contemplation import store as contemplation_store
 from agentcom_hubfsm.healing import store as healing_store
 from agentcom_hubfsm.health import monitor
 
@@ -21,12 +22,13 @@ class Hub:
     wake: asyncio.Event  # this process's brain; another replica's notices on its next tick
     watchdog: timedelta
     healing: healing_store.Policy = healing_store.DEFAULT
+    contemplation: contemplation_store.Pace | None = None  # when cycles are due (a signal)
 
 
 async def state(h: Hub) -> HubView:
     async with h.engine.connect() as conn:
         row = await store.load(conn)
-        return store.view(row, await signals.gather(conn, h.healing))
+        return store.view(row, await signals.gather(conn, h.healing, h.contemplation))
 
 
 async def history(h: Hub, cursor: str | None, limit: int) -> HubHistoryPage:

@@ -8,9 +8,11 @@ take a goal to `planning` before the brain's next pass, and the hub must still g
     1. healing: stay (healing's own work ends it; the watchdog bounds it)
     2. any other state, critical issues, healing not cooling down or exhausted -> healing
     3. resting: budget spent -> stay; goals open -> executing;
-       no goals and improving's budget -> improving
+       no goals and improving's budget, or a contemplation cycle due -> improving
     4. executing: budget spent -> resting; no goals open -> resting
     5. improving, contemplating: goals open -> executing; budget spent -> resting
+    6. improving: nothing left to improve and a contemplation cycle due -> contemplating
+       (contemplating's own work, the cycle, moves the hub to resting when it ends)
 """
 
 from collections.abc import Callable
@@ -47,7 +49,7 @@ RULES: Final = (
     Rule(
         "nothing_to_do",
         frozenset({H.RESTING}),
-        lambda s: s.goals_open == 0 and s.improving_budget,
+        lambda s: s.goals_open == 0 and (s.improving_budget or s.contemplation_due),
         H.IMPROVING,
     ),
     Rule("budget_exhausted", frozenset({H.EXECUTING}), lambda s: s.budget_exhausted, H.RESTING),
@@ -63,6 +65,12 @@ RULES: Final = (
         frozenset({H.IMPROVING, H.CONTEMPLATING}),
         lambda s: s.budget_exhausted,
         H.RESTING,
+    ),
+    Rule(
+        "improving_done",
+        frozenset({H.IMPROVING}),
+        lambda s: s.improving_left == 0 and s.contemplation_due,
+        H.CONTEMPLATING,
     ),
 )
 

@@ -2,7 +2,9 @@
 
 The goal counts and healing's signals are real: the critical issues of the last health
 assessment and the reported ones (`health.monitor.current`), and healing's brakes from its
-runs (`healing.store.brakes`). The others belong to work later issues bring (improvement
+runs (`healing.store.brakes`). So is `contemplation_due`: no contemplation cycle is running, none
+ended within `hub_contemplation_interval` (nor did the hub first start within it), and fewer
+proposals than a cycle's cap wait for a person (`contemplation.store.due`). The others belong to work later issues bring (improvement
 scans, the hub's budgets at the llm-registry); until then they are gathered as the value that
 lets nothing happen, so no rule can fire on them.
 """
@@ -13,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common.contracts.hub import GoalState
+from agentcom_hubfsm.contemplation import store as contemplation_store
 from agentcom_hubfsm.goals import states as goal_states
 from agentcom_hubfsm.healing import store as healing_store
 from agentcom_hubfsm.health import monitor
@@ -34,6 +37,11 @@ class Signals:
     critical_issues: int = 0
     healing_cooldown: bool = False
     healing_exhausted: bool = False
+    # improving's work not done yet (the improvement scans fill it in); 0: nothing left, so an
+    # improving hub may go on to contemplating
+    improving_left: int = 0
+    # a contemplation cycle may start: none running, none ended within its interval
+    contemplation_due: bool = False
 
     @property
     def goals_open(self) -> int:
@@ -41,8 +49,11 @@ class Signals:
 
 
 async def gather(
-    conn: AsyncConnection, policy: healing_store.Policy = healing_store.DEFAULT
+    conn: AsyncConnection,
+    policy: healing_store.Policy = healing_store.DEFAULT,
+    contemplation: contemplation_store.Pace | None = None,
 ) -> Signals:
+    """`contemplation`: how often contemplation cycles may come; None: never due."""
     rows = await conn.execute(
         select(goals.c.state, func.count())
         .where(goals.c.state.in_(sorted(PENDING | ACTIVE)))
@@ -57,4 +68,6 @@ async def gather(
         critical_issues=health.critical,
         healing_cooldown=brakes.cooling,
         healing_exhausted=brakes.exhausted,
+        contemplation_due=contemplation is not None
+        and await contemplation_store.due(conn, contemplation),
     )

@@ -4,11 +4,12 @@ A durable consumer (`hubfsm-goal-tasks`) reads every task event; an event of a t
 submitted for a goal updates that task's state in `goal_tasks` and wakes the driver. The ack
 comes after the commit, so a hub killed mid-event reads it again (the update is idempotent).
 An event older than the one the state came from is skipped (`seen_at`): redelivery may reorder
-them. The driver's sweep also asks the queue for a goal's tasks, so a missed event delays a
+them. A task's end is also handed to `ended` (the hub reads its delivery: `deliveries`). The driver's sweep also asks the queue for a goal's tasks, so a missed event delays a
 goal by one sweep at most, never strands it.
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 from nats.aio.msg import Msg
@@ -17,16 +18,26 @@ from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import consumer, subjects
-from agentcom_common.contracts.task import TaskTransition
+from agentcom_common.contracts.task import TaskState, TaskTransition
 from agentcom_common.settings import CommonSettings
 from agentcom_hubfsm.tables import goal_tasks
 
 CONSUMER = "hubfsm-goal-tasks"
 TASK_EVENTS = subjects.TASK_EVENTS
+ENDED = frozenset({TaskState.COMPLETED, TaskState.PARTIAL_PASS, TaskState.FAILED})
+Ended = Callable[[str, str], Awaitable[None]]  # (goal id, task id) of a goal task that ended
+
+
+async def _nothing(_goal_id: str, _task_id: str) -> None:
+    return None
 
 
 async def follow(
-    engine: AsyncEngine, js: JetStreamContext, settings: CommonSettings, wake: asyncio.Event
+    engine: AsyncEngine,
+    js: JetStreamContext,
+    settings: CommonSettings,
+    wake: asyncio.Event,
+    ended: Ended = _nothing,
 ) -> None:
     await consumer.consume(
         js,
@@ -34,7 +45,7 @@ async def follow(
         TASK_EVENTS,
         CONSUMER,
         consumer.Policy.of(settings),
-        partial(_on_event, engine, wake=wake),
+        partial(_on_event, engine, wake=wake, ended=ended),
     )
 
 
@@ -44,7 +55,9 @@ async def follow(
 _REPORTS = frozenset({subjects.TASK_PROGRESS, subjects.TASK_TOOL_CALL})
 
 
-async def _on_event(engine: AsyncEngine, msg: Msg, *, wake: asyncio.Event) -> None:
+async def _on_event(
+    engine: AsyncEngine, msg: Msg, *, wake: asyncio.Event, ended: Ended = _nothing
+) -> None:
     if msg.subject in _REPORTS:
         return
     event = TaskTransition.model_validate_json(msg.data)
@@ -57,3 +70,5 @@ async def _on_event(engine: AsyncEngine, msg: Msg, *, wake: asyncio.Event) -> No
         )
     if moved.rowcount:
         wake.set()
+        if event.to_state in ENDED and event.goal_id is not None:
+            await ended(event.goal_id, event.task_id)

@@ -245,6 +245,40 @@ async def conflicts(h: Hooks, d: store.Delivery, repo: str, base: str, after: st
         await _round(h, d, repo, pull, mine, work)
 
 
+async def delivered_conflict(h: Hooks, repo: str, number: int, files: list[str]) -> str:
+    """A sidecar pushed to pull request `number` of `repo` (owner/name) and found the branch
+    conflicting with its base (`DeliveryReport.conflict`): a round keyed by the head commit,
+    carrying the files the sidecar named. What was done, as a sentence."""
+    try:
+        pull = await h.github.pull(repo, number)
+    except GitHubReadError as exc:
+        return f"could not read pull request #{number} of {repo}: {exc}"
+    mine = await ours(h, pull.branch)
+    if mine is None:
+        return f"pull request #{number} is not from one of our goals' tasks"
+    listed = ", ".join(files[:50]) or "(not listed)"
+    context = (
+        f"The sidecar that pushed {pull.branch} found it no longer merges into {pull.base}. "
+        f"Conflicting files: {listed}"
+    )
+    ask = (
+        f"Resolve the merge conflict of pull request {pull.url}\n\n{context}. Merge "
+        f"{pull.base} into the branch, resolve every conflict, and keep the branch's checks "
+        "passing."
+    )
+    work = Work(
+        "merge_conflict",
+        pull.head_sha,
+        f"conflicts with {pull.base}",
+        context,
+        ask,
+        f"the branch merges cleanly into {pull.base}",
+    )
+    d = store.Delivery(delivery=None, event="delivery")
+    _, reason = await _round(h, d, repo, pull, mine, work)
+    return "; ".join([reason, *d.done])
+
+
 async def _conflicting(h: Hooks, url: str, base: str, branch: str) -> str:
     """The conflicting files as the hub's mirror of the goal's repo shows them."""
     try:

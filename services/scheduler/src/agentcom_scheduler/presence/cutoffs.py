@@ -6,30 +6,41 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_scheduler.presence.core import Gate
 
 log = logging.getLogger("agentcom_scheduler.presence")  # one name for all of presence
 
-_cutoffs: set[asyncio.Future[None]] = set()  # kicks under way (a task needs a reference)
+_cutoffs: set[asyncio.Future[None]] = set()  # counts and kicks under way (tasks need a reference)
 
 
 def violation(
-    gate: Gate, on_cutoff: Callable[[str], Awaitable[None]] | None
+    engine: AsyncEngine, gate: Gate, on_cutoff: Callable[[str], Awaitable[None]] | None
 ) -> Callable[[Msg], None]:
     """Count a refused report against its agent; too many cut it off (and kick it)."""
 
-    def count(msg: Msg) -> None:
-        speaker = msg.subject.split(".")[2]
+    async def judge(speaker: str) -> None:
         limiter = gate.limiter
-        if limiter is None or not (cutoff := limiter.violation(speaker)):
+        if limiter is None:
+            return
+        try:
+            cutoff = await limiter.violation(engine, speaker)
+        except Exception:  # Postgres away: this one goes uncounted, the report is refused anyway
+            log.exception("agent.violation_not_counted", extra={"agent_id": speaker})
+            return
+        if not cutoff:
             return
         log.warning("agent.cut_off", extra={"agent_id": speaker, "seconds": cutoff})
         if on_cutoff is not None:
-            # in the background: kicking waits for every NATS server's answer (a quarter
-            # second on a cluster), which the reports of other agents must not wait for
-            kicking = asyncio.ensure_future(on_cutoff(speaker))
-            _cutoffs.add(kicking)
-            kicking.add_done_callback(_cutoffs.discard)
+            await on_cutoff(speaker)
+
+    def count(msg: Msg) -> None:
+        # in the background: counting is a Postgres statement, and kicking waits for every
+        # NATS server's answer (a quarter second on a cluster), which the reports of other
+        # agents must not wait for
+        judging = asyncio.ensure_future(judge(msg.subject.split(".")[2]))
+        _cutoffs.add(judging)
+        judging.add_done_callback(_cutoffs.discard)
 
     return count

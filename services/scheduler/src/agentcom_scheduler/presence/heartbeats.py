@@ -13,6 +13,7 @@ from agentcom_common.contracts.agent import (
     Heartbeat,
 )
 from agentcom_scheduler import batch, ops, wakeups
+from agentcom_scheduler.limits import Tier
 from agentcom_scheduler.presence.core import Gate, resources_of, retry_all
 
 log = logging.getLogger("agentcom_scheduler.presence")  # one name for all of presence
@@ -21,9 +22,8 @@ log = logging.getLogger("agentcom_scheduler.presence")  # one name for all of pr
 async def beat_many(
     s: ops.Scheduler, beats: list[tuple[Msg, Heartbeat]], gate: Gate, settler: consumer.Settler
 ) -> None:
-    limiter = gate.limiter
-    counted = [b for _, b in beats if limiter is None or not limiter.take(b.agent_id, "light")]
     try:
+        counted = await counted_beats(s, gate, [b for _, b in beats])
         if counted:
             async with s.engine.begin() as conn:
                 await _apply_beats(s, conn, counted)
@@ -33,6 +33,23 @@ async def beat_many(
         return
     for msg, _ in beats:  # over the rate: dropped, like any light report
         await msg.ack()
+
+
+async def counted_beats(s: ops.Scheduler, gate: Gate, beats: list[Heartbeat]) -> list[Heartbeat]:
+    """The heartbeats the agents' light buckets take (one statement for all); the rest are
+    over the rate."""
+    if gate.limiter is None:
+        return beats
+    wanted: dict[tuple[str, Tier], int] = {}
+    for b in beats:
+        wanted[(b.agent_id, "light")] = wanted.get((b.agent_id, "light"), 0) + 1
+    left = await gate.limiter.take_many(s.engine, wanted)
+    counted: list[Heartbeat] = []
+    for b in beats:  # each agent's first ones, as many as its bucket gave
+        if left[(b.agent_id, "light")] > 0:
+            left[(b.agent_id, "light")] -= 1
+            counted.append(b)
+    return counted
 
 
 async def _apply_beats(s: ops.Scheduler, conn: AsyncConnection, beats: list[Heartbeat]) -> None:

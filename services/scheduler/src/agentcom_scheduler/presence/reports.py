@@ -65,7 +65,8 @@ async def on_report(
     speaker = subject.split(".")[2]
     report = parse(speaker, data)
     tier = limits.REPORT_TIER.get(report.kind)
-    if tier is not None and gate.limiter is not None and gate.limiter.take(speaker, tier):
+    limiter = gate.limiter
+    if tier is not None and limiter is not None and await limiter.take(s.engine, speaker, tier):
         log.warning("report.rate_limited", extra={"agent_id": speaker, "kind": report.kind})
         return "dropped"
     if isinstance(report, Progress | ToolCallReport):

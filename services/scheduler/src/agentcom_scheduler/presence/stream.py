@@ -39,7 +39,7 @@ from agentcom_scheduler.presence.core import (
     to_queue,
 )
 from agentcom_scheduler.presence.cutoffs import violation
-from agentcom_scheduler.presence.heartbeats import beat_many, seen_many
+from agentcom_scheduler.presence.heartbeats import beat_many, counted_beats, seen_many
 from agentcom_scheduler.presence.reports import on_report, unforwardable
 
 log = logging.getLogger("agentcom_scheduler.presence")  # one name for all of presence
@@ -61,7 +61,7 @@ async def consume_reports(
     once and counted against its agent (`agentcom_common.consumer`)."""
     gate = gate or Gate()  # one for the consumer's life: it remembers who was refreshed when
     policy = policy or consumer.Policy()
-    settler = consumer.Settler(js, CONSUMER, policy, violation(gate, on_cutoff))
+    settler = consumer.Settler(js, CONSUMER, policy, violation(s.engine, gate, on_cutoff))
     sub = await consumer.subscribe(
         js, subjects.REPORTS_STREAM, subjects.REPORTS_ALL, CONSUMER, policy
     )
@@ -106,13 +106,15 @@ async def _handle_batch(
     by_agent: dict[str, list[Msg]] = {}
     for msg in batch:
         by_agent.setdefault(msg.subject, []).append(msg)
+    speakers = [subject.split(".")[2] for subject in by_agent]
+    cut_off = {} if gate.limiter is None else await gate.limiter.blocked(s.engine, speakers)
     beats: list[tuple[Msg, Heartbeat]] = []
     outcomes: list[list[tuple[Msg, Heartbeat | TaskOutcome]]] = []
     rest: list[list[Msg]] = []
     for n, msgs in enumerate(by_agent.values()):
         if n % 32 == 31:  # parsing a big batch must not hold up matching for milliseconds
             await asyncio.sleep(0)
-        parsed = [_plain(m, gate) for m in msgs]
+        parsed = [_plain(m, cut_off) for m in msgs]
         plain = [(m, p) for m, p in zip(msgs, parsed, strict=True) if p is not None]
         if len(plain) < len(msgs):
             rest.append(msgs)
@@ -123,7 +125,7 @@ async def _handle_batch(
 
     async def in_order(msgs: list[Msg]) -> None:
         for msg in msgs:
-            await _handle(s, nc, js, msg, gate, settler)
+            await _handle(s, nc, js, msg, gate, settler, cut_off)
 
     await asyncio.gather(
         beat_many(s, beats, gate, settler),
@@ -143,7 +145,7 @@ def _is_outcome(data: bytes) -> bool:
     return isinstance(body, dict) and body.get("kind") in _OUTCOME_KINDS  # pyright: ignore[reportUnknownMemberType]
 
 
-def _plain(msg: Msg, gate: Gate) -> Heartbeat | TaskOutcome | None:
+def _plain(msg: Msg, cut_off: dict[str, float]) -> Heartbeat | TaskOutcome | None:
     """The heartbeat or task outcome in `msg` if it is a well-formed one from its speaker that
     may be counted and forwarded as it is; None sends the agent's reports the single way."""
     speaker = msg.subject.split(".")[2]
@@ -157,7 +159,7 @@ def _plain(msg: Msg, gate: Gate) -> Heartbeat | TaskOutcome | None:
         report.refused_for_good or report.code == BLOCKED_REJECTION
     ):
         return None  # not a queue report: handed back (`_refused`)
-    if gate.limiter is not None and gate.limiter.blocked(speaker):
+    if speaker in cut_off:
         return None
     if isinstance(report, TaskOutcome):
         try:
@@ -203,10 +205,14 @@ class _Plan:
     )
 
 
-def _plan(groups: list[list[tuple[Msg, Heartbeat | TaskOutcome]]], gate: Gate) -> _Plan:
+def _plan(
+    groups: list[list[tuple[Msg, Heartbeat | TaskOutcome]]], counted: list[Heartbeat]
+) -> _Plan:
     """The k-th outcome of every agent goes in round k or later (a task at most once per
-    round, an agent's outcomes in order)."""
+    round, an agent's outcomes in order). Of the heartbeats only those in `counted` (their
+    bucket took them) refresh presence."""
     plan = _Plan()
+    taken = {id(b) for b in counted}
     in_round: list[set[str]] = []
     for items in groups:
         k = 0
@@ -215,8 +221,7 @@ def _plan(groups: list[list[tuple[Msg, Heartbeat | TaskOutcome]]], gate: Gate) -
             plan.resources.setdefault(report.agent_id, None)
             if isinstance(report, Heartbeat):
                 plan.beats.append(msg)
-                limiter = gate.limiter
-                if limiter is None or not limiter.take(report.agent_id, "light"):
+                if id(report) in taken:
                     plan.resources[report.agent_id] = resources_of(report)
                     plan.beating.add(report.agent_id)
                     plan.blocked[report.agent_id] = report.blocked
@@ -250,15 +255,16 @@ async def _outcomes_many(
     """
     if not groups:
         return
-    plan = _plan(groups, gate)
     try:
+        beats = [r for items in groups for _, r in items if isinstance(r, Heartbeat)]
+        plan = _plan(groups, await counted_beats(s, gate, beats))
         async with s.engine.begin() as conn:
             known = await seen_many(
                 s, conn, plan.resources, plan.first_kind, plan.beating, plan.blocked
             )
     except Exception:  # Postgres away: leave them all for redelivery
         log.exception("reports.outcomes_failed")
-        await retry_all(settler, plan.beats + [m for r in plan.rounds for m, _ in r])
+        await retry_all(settler, [m for items in groups for m, _ in items])
         return
     for msg in plan.beats:
         await msg.ack()
@@ -334,10 +340,10 @@ async def _handle(
     msg: Msg,
     gate: Gate,
     settler: consumer.Settler,
+    cut_off: dict[str, float],
 ) -> None:
     speaker = msg.subject.split(".")[2]
-    limiter = gate.limiter
-    if limiter is not None and (left := limiter.blocked(speaker)):
+    if left := cut_off.get(speaker, 0.0):
         if not _is_outcome(msg.data):
             await msg.term()  # cut off for sending garbage: its presence does not count now
         elif (refused := unforwardable(speaker, msg.data)) is not None:

@@ -1,0 +1,1 @@
+"""Contemplation: the work of the `contemplating` state, and the proposals it makes."""
