@@ -21,7 +21,14 @@ from agentcom_common.contracts.documents import (
 from agentcom_common.contracts.hub import Autonomy, GoalState, GoalView, HubState, HubView
 from agentcom_common.contracts.plan import Plan, PlannedTask
 from agentcom_common.contracts.proposal import ProposalDraft
-from agentcom_common.contracts.task import Complexity, Lane, TaskState, TaskView, Tier
+from agentcom_common.contracts.task import (
+    Complexity,
+    FileHint,
+    Lane,
+    TaskState,
+    TaskView,
+    Tier,
+)
 from agentcom_common.errors import InvalidError, TooLargeError
 
 AT = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
@@ -106,6 +113,7 @@ TASK = TaskView(
     repo="r",
     repo_url="/srv/r.git",
     branch=None,
+    file_hints=[FileHint(path="a.py", reason="here")],
     success_criteria=["done"],
     verification_steps=[],
     complexity=Complexity(

@@ -18,7 +18,7 @@ from agentcom_common.contracts.plan import Plan, PlannedTask
 from agentcom_common.contracts.proposal import ProposalDraft
 from agentcom_common.contracts.task import Lane, TaskState, TaskView, Tier
 
-_JSON_FIELDS = ("verification_steps", "complexity", "metadata", "result")
+_JSON_FIELDS = ("file_hints", "verification_steps", "complexity", "metadata", "result")
 
 
 def _items(tag: str, item: str) -> Any:
@@ -132,8 +132,8 @@ class GoalDocument(BaseXmlModel, tag="goal"):
 
 
 class TaskDocument(BaseXmlModel, tag="task"):
-    """A queue task. Its structured parts (verification steps, complexity, metadata, result)
-    are JSON text: they are data for the sidecar, not prose for a model."""
+    """A queue task. Its structured parts (file hints, verification steps, complexity,
+    metadata, result) are JSON text: they are data for the sidecar, not prose for a model."""
 
     id: str = attr()
     state: TaskState = attr()
@@ -148,6 +148,7 @@ class TaskDocument(BaseXmlModel, tag="task"):
     repo: str | None = element(default=None)
     repo_url: str | None = element(default=None)
     branch: str | None = element(default=None)
+    file_hints: str = element()  # JSON text
     success_criteria: list[str] = _items("success_criteria", "criterion")
     verification_steps: str = element()  # JSON text
     complexity: str = element()  # JSON text
