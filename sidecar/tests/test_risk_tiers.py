@@ -120,6 +120,7 @@ async def agent(hub: Any, origin: Path, github: Any, gateway: Gateway, name: str
         repos=[repo],
         github_api_url=github.url,
         gateway_url=gateway.url,
+        review={"enabled": True},
         ci_wait=20.0,
         ci_poll_interval=0.05,
     )

@@ -60,8 +60,13 @@ class ReviewConfig(BaseModel):
     """The second model's review of every change before it is pushed (`review.py`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    # off unless asked for: with one local model (the first-use setup) both default reviewer
+    # tiers route to the writer, so every delivery paid two model calls for no review at all;
+    # and off is the safe side, since an unreviewed change is never tier 1 (never auto-merged)
     enabled: bool = Field(
-        default=True, description="Off: no review is asked, and no change is tier 1."
+        default=False,
+        description="On: every change is reviewed before it is pushed. Off: no review is "
+        "asked, and no change is tier 1.",
     )
     models: list[str] = Field(
         default_factory=lambda: ["standard", "complex"],
