@@ -327,7 +327,7 @@ async def test_kill_9_of_each_part_in_turn_loses_nothing_and_runs_nothing_twice(
 
 
 OUTAGE = 4.0  # seconds each server stays away: many relay passes, sweeps and heartbeats
-LONG = 2.0  # seconds a task runs that is in flight when NATS goes away
+GATE_LIMIT = 60  # seconds a gated task waits for its gate at most, so a failed test never hangs
 
 
 @dataclass
@@ -400,7 +400,20 @@ async def postgres_away(stack: Stack, stream: Stream) -> None:
     await stack.postgres.start()
 
 
-async def nats_away(stack: Stack, stream: Stream, sidecars: Any, long_tasks: list[str]) -> None:
+def gated(runs: Path, gate: Path) -> list[str]:
+    """A task that runs until the test opens its gate: in flight for as long as the test needs,
+    however slowly a loaded machine starts the others (a fixed sleep raced them)."""
+    polls = GATE_LIMIT * 20
+    script = (
+        f'pwd >> "{runs}"; i=0; '
+        f'while [ ! -e "{gate}" ] && [ "$i" -lt {polls} ]; do sleep 0.05; i=$((i+1)); done'
+    )
+    return ["sh", "-c", script]
+
+
+async def nats_away(
+    stack: Stack, stream: Stream, sidecars: Any, long_tasks: list[str], gate: Path
+) -> None:
     """Submitting still works (the outbox keeps the events); sidecars journal their reports."""
 
     async def running() -> None:
@@ -415,11 +428,12 @@ async def nats_away(stack: Stack, stream: Stream, sidecars: Any, long_tasks: lis
     made = await stack.api.post("/api/tasks", json={"description": "while NATS is away"})
     assert made.status_code == 201, made.text
     stream.submitted.append(made.json()["id"])
+    await asyncio.to_thread(gate.touch)  # the in-flight tasks end now, with no NATS to report to
 
     async def journaled() -> None:
         assert unsent_reports(sidecars) > 0
 
-    await eventually(journaled, timeout=LONG + 10)
+    await eventually(journaled, timeout=30)
     await asyncio.sleep(OUTAGE)  # the outage itself: how long NATS stays away
     await asyncio.to_thread(stack.restart_nats)
 
@@ -444,14 +458,15 @@ async def test_postgres_then_nats_away_under_a_stream_of_tasks_degrade_and_lose_
     await eventually(lambda: recovered(stack), timeout=60)
     await eventually(lambda: ended(len(stream.submitted) // 2 + 5), timeout=120)
 
+    gate = tmp_path / "gate"
     long_tasks: list[str] = []
     for n in range(len(AGENTS)):
         body = {
             "description": f"long {n}",
-            "metadata": {"command": ["sh", "-c", f'pwd >> "{runs}"; sleep {LONG}']},
+            "metadata": {"command": gated(runs, gate)},
         }
         long_tasks.append((await stack.api.post("/api/tasks", json=body)).json()["id"])
-    await nats_away(stack, stream, sidecars, long_tasks)
+    await nats_away(stack, stream, sidecars, long_tasks, gate)
     await eventually(lambda: recovered(stack), timeout=60)
     stream.stop.set()
     await flowing
