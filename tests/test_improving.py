@@ -149,7 +149,7 @@ async def test_scans_become_goals_and_oscillating_or_cooled_findings_are_dropped
     assert len(scan["result"]["details"]["scan"]["findings"]) == 4
 
     # the kept ones are low-priority goals linked to their finding
-    goals = []
+    goals: list[str] = []
     for finding in kept.values():
         goal = (await hubfsm.get(f"/api/goals/{finding['goal_id']}")).json()
         assert (goal["source"], goal["priority"], goal["title"]) == (
@@ -160,7 +160,7 @@ async def test_scans_become_goals_and_oscillating_or_cooled_findings_are_dropped
         linked = await hubfsm.get(goal["link"])
         assert linked.status_code == 200, linked.text
         assert linked.json()["id"] == finding["id"]
-        goals.append(goal["id"])
+        goals.append(str(goal["id"]))
 
     async def executing() -> None:
         assert (await moves(hubfsm))[:3] == [

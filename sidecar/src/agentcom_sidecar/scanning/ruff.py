@@ -79,7 +79,7 @@ def _findings(root: Path, items: list[dict[str, Any]]) -> list[ScanFinding]:
     return [
         finding(
             "lint",
-            "medium" if code.startswith(("F", "E9")) or code == "syntax" else "low",
+            "medium" if code.startswith(("F", "E9")) or "syntax" in code else "low",
             f"Fix ruff {code} in {path}",
             code,
             [path],
