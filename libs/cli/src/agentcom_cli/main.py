@@ -237,7 +237,10 @@ def agent_add(
     ] = False,
     executor: Annotated[
         list[str] | None,
-        typer.Option(help="An executor it runs (shell, ollama, claude); repeat. Default: all."),
+        typer.Option(
+            help="An executor it runs (shell, ollama, claude, scan); repeat. "
+            "Default: shell, ollama and claude."
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -248,7 +251,7 @@ def agent_add(
     body: dict[str, Any] = {"capabilities": capability or [], "repos": repo_keys(repo or [])}
     if name:
         body["name"] = name
-    known = ("shell", "ollama", "claude")
+    known = ("shell", "ollama", "claude", "scan")
     if bad := [e for e in executor or [] if e not in known]:
         fail(f"--executor {bad[0]}: one of {', '.join(known)}")
     made: dict[str, Any] = _call("POST", "/api/agents", body)
