@@ -127,6 +127,7 @@ def dashboard_settings(settings: CommonSettings, tmp_path: Path, **extra: Any) -
         settings.model_dump()
         | {
             "dashboard_snapshot_interval": timedelta(milliseconds=100),
+            "dashboard_leader_interval": timedelta(milliseconds=100),  # leads 0.3 s after start
             "dashboard_metrics_window": timedelta(minutes=5),
             "dashboard_alerts_file": tmp_path / "alerts.env",
             "dashboard_source_timeout": timedelta(seconds=5),
@@ -178,4 +179,10 @@ async def stack(
         )
         app = dashboard_app(own)
         async with serve(app) as url:
-            yield Stack(url, queue, sched, app, admin_token, viewer, own.alerts_file, own)
+            made = Stack(url, queue, sched, app, admin_token, viewer, own.alerts_file, own)
+            await eventually(lambda: leading(made.live), timeout=20)  # it judges and pushes
+            yield made
+
+
+async def leading(live: Live) -> None:
+    assert live.is_leader
