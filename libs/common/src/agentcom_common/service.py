@@ -154,9 +154,14 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         version=spec.version,
         description=spec.description,
         lifespan=lifespan,
+        # FastAPI's own HTTP server span (named by route, continuing the caller's
+        # `traceparent`, current for the whole request, so log lines and outbox rows carry
+        # it) is the one server span per request; its per-operation spans (dependencies,
+        # endpoint, serialization) would triple the spans of every call for no question we
+        # ask of a trace
+        telemetry={"operation_spans": False},
     )
     web.install_error_handlers(app)
-    app.add_middleware(telemetry.TraceMiddleware, service=spec.name)
     for middleware in spec.middleware:
         app.add_middleware(middleware)
     # outermost: no route, and no service's own middleware, sees a body the limits refuse
