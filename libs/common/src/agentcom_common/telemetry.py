@@ -40,10 +40,13 @@ def configure(service: str, otlp_endpoint: str | None) -> TracerProvider:
     return tracer_provider
 
 
-def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
-    """Headers with the current span's `traceparent` (and `tracestate`) added."""
+def inject_headers(
+    headers: dict[str, str] | None = None, context: Context | None = None
+) -> dict[str, str]:
+    """Headers with the `traceparent` (and `tracestate`) of `context`'s span, by default the
+    current one, added."""
     carrier = dict(headers or {})
-    propagate.inject(carrier)
+    propagate.inject(carrier, context=context)
     return carrier
 
 
