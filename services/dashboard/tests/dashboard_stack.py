@@ -28,6 +28,7 @@ from agentcom_dashboard.settings import DashboardSettings
 from agentcom_queue.app import create_app as queue_app
 from agentcom_queue.settings import QueueSettings
 from agentcom_scheduler.app import create_app as scheduler_app
+from agentcom_scheduler.settings import SchedulerSettings
 
 Json = dict[str, Any]
 
@@ -146,18 +147,29 @@ def dashboard_extra() -> dict[str, Any]:
 
 
 @pytest.fixture
+def scheduler_extra() -> dict[str, Any]:
+    """Override in a test module to change the scheduler's settings (a module with real
+    sidecars gives it the NATS issuer seed, so it answers their logins)."""
+    return {}
+
+
+@pytest.fixture
 async def stack(
     settings: CommonSettings,
     admin_token: str,
     tmp_path: Path,
     engine: Any,
     dashboard_extra: dict[str, Any],
+    scheduler_extra: dict[str, Any],
 ) -> AsyncIterator[Stack]:
     viewer = (await auth.issue(engine, auth.Role.VIEWER, "test viewer")).token
     queue_settings = QueueSettings.model_validate(
         settings.model_dump() | {"queue_retry_backoff": timedelta(0)}
     )
-    async with serve(queue_app(queue_settings)) as queue, serve(scheduler_app(settings)) as sched:
+    scheduler = scheduler_app(
+        SchedulerSettings.model_validate(settings.model_dump() | scheduler_extra)
+    )
+    async with serve(queue_app(queue_settings)) as queue, serve(scheduler) as sched:
         own = dashboard_settings(
             settings,
             tmp_path,
