@@ -16,11 +16,14 @@ from agentcom_common.contracts.documents import (
     PlannedTaskDocument,
     ProposalDocument,
     ProposalsDocument,
+    ScanFindingDocument,
+    ScanResultDocument,
     TaskDocument,
 )
 from agentcom_common.contracts.hub import Autonomy, GoalState, GoalView, HubState, HubView
 from agentcom_common.contracts.plan import Plan, PlannedTask
 from agentcom_common.contracts.proposal import ProposalDraft
+from agentcom_common.contracts.scan import ScanFinding, ScanResult, fingerprint
 from agentcom_common.contracts.task import (
     Complexity,
     FileHint,
@@ -246,3 +249,47 @@ def test_oversized_and_malformed_documents() -> None:
     with pytest.raises(InvalidError, match="at most 32") as nested:
         safexml.read(PlanDocument, deep)
     assert nested.value.code == "xml_too_deep"
+
+
+SCAN = ScanResult(
+    languages=["python"],
+    findings=[
+        ScanFinding(
+            category="missing_dependency",
+            severity="high",
+            title="Declare the dependency <requests> & pin it",
+            subject="requests",
+            files=["pyproject.toml", "src/shop/http.py"],
+            evidence=["src/shop/http.py imports requests"],
+            fingerprint=fingerprint(
+                "missing_dependency", ["pyproject.toml", "src/shop/http.py"], "requests"
+            ),
+        )
+    ],
+    skipped={"ruff": "no ruff binary on this agent"},
+)
+
+
+def test_scan_result_round_trip() -> None:
+    text = safexml.write(ScanResultDocument.of(SCAN))
+    assert "&lt;requests&gt; &amp;" in text
+    assert safexml.read(ScanResultDocument, text).contract() == SCAN
+    assert set(ScanFinding.model_fields) - {"schema_version"} <= set(
+        ScanFindingDocument.model_fields
+    )
+
+
+def test_a_fingerprint_ignores_how_files_and_subjects_are_spelt() -> None:
+    assert fingerprint("lint", ["./src/a.py", "b.py"], "Unused_Import") == fingerprint(
+        "lint", ["b.py", "src//a.py", "b.py"], "unused import"
+    )
+    assert fingerprint("lint", ["a.py"], "F401") != fingerprint("lint", ["a.py"], "F841")
+
+
+def test_a_hostile_scan_result_is_refused() -> None:
+    bomb = BILLION_LAUGHS.replace("<plan>", "<scan>").replace("</plan>", "</scan>")
+    with pytest.raises(InvalidError, match="DTDs and entities are refused"):
+        safexml.read(ScanResultDocument, bomb)
+    bad = safexml.write(ScanResultDocument.of(SCAN)).replace('severity="high"', 'severity="dire"')
+    with pytest.raises(InvalidError, match="severity"):
+        safexml.read(ScanResultDocument, bad).contract()

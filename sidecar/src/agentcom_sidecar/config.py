@@ -195,8 +195,10 @@ class SidecarConfig(BaseModel):
         "tests that fetch); false gives them a network namespace of their own (no network).",
     )
     capabilities: list[str] = Field(default_factory=list[str])
-    executors: list[Literal["shell", "ollama", "claude"]] = Field(
-        default_factory=lambda: ["shell", "ollama", "claude"]
+    executors: list[Literal["shell", "ollama", "claude", "scan"]] = Field(
+        default_factory=lambda: ["shell", "ollama", "claude"],
+        description="The executors this agent runs; `scan` (the hub's improvement scans, "
+        "which read the repo and run none of it) only when listed.",
     )
     tier_executor: dict[str, Literal["shell", "ollama", "claude"]] = Field(
         default_factory=dict[str, Literal["shell", "ollama", "claude"]],

@@ -76,6 +76,14 @@ def up(
         int | None,
         typer.Option(help="Add N to every port so two stacks can share a machine."),
     ] = None,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=10,
+            help="Run N processes of each service (replica k on its port + 10 * (k - 1)).",
+        ),
+    ] = 1,
 ) -> None:
     """Start the whole stack: NATS, Postgres and every service, until Ctrl-C.
 
@@ -86,7 +94,7 @@ def up(
     from agentcom_cli import up as stack_up
 
     overrides = {} if port_offset is None else {"port_offset": port_offset}
-    stack_up.run(_settings(**overrides))
+    stack_up.run(_settings(**overrides), replicas)
 
 
 @app.command()
@@ -237,7 +245,10 @@ def agent_add(
     ] = False,
     executor: Annotated[
         list[str] | None,
-        typer.Option(help="An executor it runs (shell, ollama, claude); repeat. Default: all."),
+        typer.Option(
+            help="An executor it runs (shell, ollama, claude, scan); repeat. "
+            "Default: shell, ollama and claude."
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -248,7 +259,7 @@ def agent_add(
     body: dict[str, Any] = {"capabilities": capability or [], "repos": repo_keys(repo or [])}
     if name:
         body["name"] = name
-    known = ("shell", "ollama", "claude")
+    known = ("shell", "ollama", "claude", "scan")
     if bad := [e for e in executor or [] if e not in known]:
         fail(f"--executor {bad[0]}: one of {', '.join(known)}")
     made: dict[str, Any] = _call("POST", "/api/agents", body)

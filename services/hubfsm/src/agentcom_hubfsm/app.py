@@ -29,6 +29,11 @@ from agentcom_hubfsm.contemplation import (
 from agentcom_hubfsm.goals import driver, ops, plan as plans, planner, progress
 from agentcom_hubfsm.healing import store as healing_store
 from agentcom_hubfsm.health import monitor
+from agentcom_hubfsm.improving import (
+    api as findings_api,
+    run as improving_run,
+    store as improving_store,
+)
 from agentcom_hubfsm.queueclient import QueueClient
 from agentcom_hubfsm.repocache import RepoCache
 from agentcom_hubfsm.settings import HubSettings
@@ -43,7 +48,13 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
-    routers=(api.goals, brain_api.hub, proposal_api.proposals, webhook_api.webhooks),
+    routers=(
+        api.goals,
+        brain_api.hub,
+        proposal_api.proposals,
+        findings_api.findings,
+        webhook_api.webhooks,
+    ),
     samplers=(meters.sampler,),
 )
 
@@ -104,13 +115,15 @@ def create_app(settings: CommonSettings) -> FastAPI:
             hub.hub_global_watchdog,
             healing_store.Policy.of(hub),
             contemplation_store.Pace.of(hub),
+            improving_store.Pace.of(hub),
         )
         await brain_handlers.register(res, brain_hub)
         loops.spawn("health-monitor", monitor.forever(res.engine, res.nc, hub, brain_wake))
         contemplator = contemplation_run.Contemplator(
             res.engine, res.nc, hub, cache, chat, brain_wake
         )
-        await brain.start(res, loops, hub, brain_wake, contemplator)
+        improver = improving_run.Improver(res.engine, QueueClient(res.nc), hub, brain_wake, wake)
+        await brain.start(res, loops, hub, brain_wake, contemplator, improver)
 
     app = build(dataclasses.replace(SPEC, starters=(start,)), hub)
     app.state.wake = wake

@@ -193,6 +193,54 @@ class HubSettings(CommonSettings):
         description="How long a tier whose endpoints stayed dead is routed to the next tier's "
         "model classes.",
     )
+    hub_improving_enabled: bool = Field(
+        default=False,
+        description="Improvement scans when the hub has no goals: each repo "
+        "(`hub_improving_repos`) is scanned by a task on an agent whose config lists the "
+        "`scan` executor and which has `hub_improving_capability`; off: never.",
+    )
+    hub_improving_repos: list[str] = Field(
+        default_factory=list[str],
+        description="The repos improvement scans look at (JSON list); empty: "
+        "`hub_contemplation_repos`, else the repos of the hub's goals.",
+    )
+    hub_improving_capability: str = Field(
+        default="scan",
+        max_length=64,
+        description="The capability a scan task needs (agents registered with it claim it); "
+        "empty: any agent.",
+    )
+    hub_improving_interval: Interval = Field(
+        default=timedelta(days=1),
+        description="Least time between two improving cycles, counted from the end of the last.",
+    )
+    hub_improving_scan_timeout: Interval = Field(
+        default=timedelta(minutes=30),
+        description="How long a cycle waits for its scan tasks; a repo whose scan has not "
+        "ended by then is left out of the cycle (its report says so).",
+    )
+    hub_improving_max_goals: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="Findings one cycle turns into goals at most, highest severity first.",
+    )
+    hub_improving_fingerprint_cooldown: Interval = Field(
+        default=timedelta(days=7),
+        description="A finding whose fingerprint was kept this recently is dropped.",
+    )
+    hub_improving_file_cooldown: Interval = Field(
+        default=timedelta(days=1),
+        description="A finding touching a file a kept finding touched this recently (this "
+        "cycle too) is dropped: one change per file at a time.",
+    )
+    hub_improving_oscillation_window: int = Field(
+        default=10,
+        ge=0,
+        le=200,
+        description="How many of the repo's last kept findings a new one may not undo "
+        "(add/remove, extract/inline, increase/decrease, enable/disable, split/merge).",
+    )
     hub_contemplation_interval: Interval = Field(
         default=timedelta(days=1),
         description="Least time between two contemplation cycles, counted from the end of "

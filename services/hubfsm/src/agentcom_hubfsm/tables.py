@@ -319,3 +319,35 @@ proposals = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("proposals_state", "state", "seq"),
 )
+# Improvement scanning: one row per cycle (keyed by the improving stay), the scan tasks it
+# submitted, and every finding with whether it was kept (a goal) and why (`improving.store`).
+improvements = Table(
+    "improvements",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("entered_at", DateTime(timezone=True), nullable=False, unique=True),
+    Column("tasks", JSONB, nullable=False, server_default=text("'{}'::jsonb")),  # repo -> task
+    Column("outcome", Text),  # kept | nothing | failed | interrupted; NULL while running
+    Column("report", Text, nullable=False, server_default=text("''")),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("ended_at", DateTime(timezone=True)),
+)
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("seq", BigInteger, Identity(), nullable=False, unique=True),  # paging order
+    Column(
+        "cycle", BigInteger, ForeignKey("hub.improvements.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("repo", Text, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("finding", JSONB, nullable=False),  # the ScanFinding as the agent reported it
+    Column("files", JSONB, nullable=False),  # normalised, for the per-file cooldown
+    Column("kept", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("goal_id", Text, ForeignKey("hub.goals.id", ondelete="SET NULL")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("findings_repo", "repo", "kept", "seq"),
+    Index("findings_fingerprint", "fingerprint", "seq"),
+)

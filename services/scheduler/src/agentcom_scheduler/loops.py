@@ -78,6 +78,17 @@ async def start(
         presence.consume_reports(s, res.nc, res.js, gate, runtime.kick, policy),
     )
     loops.spawn("cancels", cancels.follow(s, res.js))
+    # Every loop below runs on every replica at once; none takes the leader lock (a leader
+    # would add its lease of grace to detection after each failover). Each is safe concurrently:
+    # - presence sweep (silence, unaccepted, deadlines): one transaction locks the agent rows it
+    #   judges `FOR UPDATE SKIP LOCKED` and holds them across the hand-back, so a row is judged by
+    #   one replica; the next replica's pass sees it moved (one hand-back, one history row, one
+    #   deadline cancel: tests/test_sweeps_shared.py);
+    # - stranded sweeps: the queue's requeue is fenced by generation and state, so the second
+    #   replica's requeue of a task changes nothing (the cost is a second listing per pass);
+    # - matching: the queue's claim takes tasks `SKIP LOCKED` and the agent's move is a guarded
+    #   UPDATE, so no task goes to two agents and no agent gets two (test_matching_shared.py);
+    # - reports: one durable consumer shared by the replicas, each report delivered to one.
     every = settings.scheduler_sweep_interval
     sweeps: tuple[tuple[Literal["working", "assigned"], timedelta], ...] = (
         ("working", settings.scheduler_working_offline_timeout),

@@ -1,6 +1,7 @@
 """Which executor does a task: the registry of executor factories and the choice rule.
 
-Rule (shared with the agent-loop work): `task.metadata["executor"]` if given; else `shell` when
+Rule (shared with the agent-loop work): `task.metadata["executor"]` if given (`scan`: the
+improvement scanners, which an agent runs only when its config lists it); else `shell` when
 `metadata["command"]` is given; else by complexity tier (trivial/standard -> ollama,
 complex -> claude), which the config's `tier_executor` may override. LLM executors register a
 factory here (`register("ollama", factory)`) from `agentcom_sidecar.agentic`; a task choosing
@@ -18,6 +19,7 @@ from agentcom_sidecar import namespaces, processes, taskdata
 from agentcom_sidecar.agentic.settings import AgenticSettings
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors.base import Executor
+from agentcom_sidecar.executors.scan import ScanExecutor
 from agentcom_sidecar.executors.shell import ShellExecutor
 
 
@@ -38,6 +40,8 @@ _FACTORIES: dict[str, Factory] = {
     "shell": lambda config, hooks: ShellExecutor(
         hooks.on_line, hooks.on_start, config.kill_grace, hooks.confine
     ),
+    # reads the workspace, runs none of its code: opt-in by `executors`, no hub commands needed
+    "scan": lambda _config, _hooks: ScanExecutor(),
 }
 
 

@@ -16,6 +16,7 @@ from pydantic_xml import BaseXmlModel, attr, element, wrapped
 from agentcom_common.contracts.hub import Autonomy, GoalState, GoalView, HubState, HubView
 from agentcom_common.contracts.plan import Plan, PlannedTask
 from agentcom_common.contracts.proposal import ProposalDraft
+from agentcom_common.contracts.scan import ScanFinding, ScanResult, Severity
 from agentcom_common.contracts.task import Lane, TaskState, TaskView, Tier
 
 _JSON_FIELDS = ("file_hints", "verification_steps", "complexity", "metadata", "result")
@@ -199,3 +200,30 @@ class HubSnapshotDocument(BaseXmlModel, tag="hub"):
 
     def contract(self) -> HubView:
         return HubView.model_validate(self.model_dump())
+
+
+class ScanFindingDocument(BaseXmlModel, tag="finding"):
+    category: str = attr()
+    severity: Severity = attr()
+    fingerprint: str = attr()
+    title: str = element()
+    subject: str = element()
+    files: list[str] = _items("files", "file")
+    evidence: list[str] = _items("evidence", "line")
+
+
+class ScanResultDocument(BaseXmlModel, tag="scan"):
+    """A scan task's result: `<scan><languages>..</languages><finding ...>..</finding>...
+    <skipped><scanner name="ruff">why</scanner></skipped></scan>`."""
+
+    languages: list[str] = _items("languages", "language")
+    findings: list[ScanFindingDocument] = element(default_factory=list[ScanFindingDocument])
+    skipped: dict[str, str] = element(default_factory=dict[str, str])
+
+    @classmethod
+    def of(cls, result: ScanResult) -> "ScanResultDocument":
+        return cls.model_validate(result.model_dump())
+
+    def contract(self) -> ScanResult:
+        findings = [ScanFinding.model_validate(f.model_dump()) for f in self.findings]
+        return ScanResult(languages=self.languages, findings=findings, skipped=self.skipped)

@@ -142,7 +142,7 @@ class Autonomy(StrEnum):
     REVIEW_PLAN = "review_plan"
 
 
-GoalSource = Literal["http", "cli", "nats", "github", "proposal"]
+GoalSource = Literal["http", "cli", "nats", "github", "proposal", "self_improvement"]
 
 
 class SubmitGoal(Request):

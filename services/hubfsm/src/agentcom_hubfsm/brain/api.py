@@ -12,6 +12,7 @@ from agentcom_common.web import Admin, Viewer
 from agentcom_hubfsm.brain import ops
 from agentcom_hubfsm.contemplation import store as contemplation_store
 from agentcom_hubfsm.healing import store as healing_store
+from agentcom_hubfsm.improving import store as improving_store
 
 CURSOR = r"^[0-9]{1,18}$"
 
@@ -25,6 +26,7 @@ def hub_of(request: Request) -> ops.Hub:
         settings.hub_global_watchdog,
         healing_store.Policy.of(settings),
         contemplation_store.Pace.of(settings),
+        improving_store.Pace.of(settings),
     )
 
 

@@ -17,7 +17,9 @@ and started again by the next brain after a restart or takeover: it must be safe
 Healing's entry work is a healing run (`healing.run`); it moves the hub to resting itself
 when it ends. Its deadline is `hub_healing_watchdog`, not the global one: a run that hangs is
 forced to resting with a critical `hub.watchdog_fired` (watchdog `healing`) and the run
-recorded as `watchdog`. Contemplating's entry work is a contemplation cycle
+recorded as `watchdog`. Improving's entry work, when `hub_improving_enabled`, is an improving
+cycle (`improving.run`): scan tasks on agents, their findings filtered into goals; with no goal
+made it moves the hub to resting itself unless contemplation is due. Contemplating's entry work is a contemplation cycle
 (`contemplation.run`), which also moves the hub to resting itself when it ends. (Executing's
 work is the goal driver, which runs on its own.)
 """
@@ -43,6 +45,7 @@ from agentcom_common.service import Loops, Resources
 from agentcom_hubfsm.brain import rules, signals, store
 from agentcom_hubfsm.contemplation import run as contemplation_run, store as contemplation_store
 from agentcom_hubfsm.healing import run as healing_run, store as healing_store
+from agentcom_hubfsm.improving import run as improving_run, store as improving_store
 from agentcom_hubfsm.settings import HubSettings
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,7 @@ class Brain:
         watchdogs: Mapping[HubState, timedelta] | None = None,
         healing: healing_store.Policy = healing_store.DEFAULT,
         contemplation: contemplation_store.Pace | None = None,
+        improving: improving_store.Pace | None = None,
     ) -> None:
         self.engine = engine
         self.nc = nc
@@ -93,6 +97,7 @@ class Brain:
         self.watchdogs = dict(watchdogs or {})  # a state's own deadline instead of `watchdog`
         self.healing = healing
         self.contemplation = contemplation  # when cycles are due; None: never
+        self.improving = improving
         self._stay: Stay | None = None  # the stay whose entry work was started
         self._work: _Running | None = None
 
@@ -144,7 +149,7 @@ class Brain:
             # under the row lock: a healing run ends its run row and moves the hub in one
             # transaction, so signals read before it could show no cooldown for a hub that
             # is already back in resting, and heal again at once
-            seen = await signals.gather(conn, self.healing, self.contemplation)
+            seen = await signals.gather(conn, self.healing, self.contemplation, self.improving)
             came = HubState(row.state)
             stay, reason = Stay(came, row.entered_at), ""
             if row.watchdog_at is not None and row.watchdog_at <= row.now:
@@ -214,8 +219,15 @@ async def start(
     settings: HubSettings,
     wake: asyncio.Event,
     contemplator: contemplation_run.Contemplator,
+    improver: improving_run.Improver | None = None,
 ) -> None:
     healer = healing_run.Healer(res.engine, res.nc, settings, wake)
+    entry: dict[HubState, tuple[str, Work]] = {
+        HubState.HEALING: ("healing-run", healer.run),
+        HubState.CONTEMPLATING: ("contemplation", contemplator.run),
+    }
+    if improver is not None and settings.hub_improving_enabled:
+        entry[HubState.IMPROVING] = ("improvement-scan", improver.run)
     brain = Brain(
         res.engine,
         res.nc,
@@ -224,12 +236,10 @@ async def start(
         tick=settings.hub_tick_interval,
         watchdog=settings.hub_global_watchdog,
         leader_interval=settings.hub_leader_interval,
-        entry={
-            HubState.HEALING: ("healing-run", healer.run),
-            HubState.CONTEMPLATING: ("contemplation", contemplator.run),
-        },
+        entry=entry,
         watchdogs={HubState.HEALING: settings.hub_healing_watchdog},
         healing=healing_store.Policy.of(settings),
         contemplation=contemplation_store.Pace.of(settings),
+        improving=improving_store.Pace.of(settings),
     )
     loops.spawn("hub-brain", brain.run())

@@ -14,6 +14,7 @@ from agentcom_hubfsm.brain import signals, store
 from agentcom_hubfsm.contemplation import store as contemplation_store
 from agentcom_hubfsm.healing import store as healing_store
 from agentcom_hubfsm.health import monitor
+from agentcom_hubfsm.improving import store as improving_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +24,13 @@ class Hub:
     watchdog: timedelta
     healing: healing_store.Policy = healing_store.DEFAULT
     contemplation: contemplation_store.Pace | None = None  # when cycles are due (a signal)
+    improving: improving_store.Pace | None = None
 
 
 async def state(h: Hub) -> HubView:
     async with h.engine.connect() as conn:
         row = await store.load(conn)
-        return store.view(row, await signals.gather(conn, h.healing, h.contemplation))
+        return store.view(row, await signals.gather(conn, h.healing, h.contemplation, h.improving))
 
 
 async def history(h: Hub, cursor: str | None, limit: int) -> HubHistoryPage:

@@ -4,9 +4,11 @@ The goal counts and healing's signals are real: the critical issues of the last 
 assessment and the reported ones (`health.monitor.current`), and healing's brakes from its
 runs (`healing.store.brakes`). So is `contemplation_due`: no contemplation cycle is running, none
 ended within `hub_contemplation_interval` (nor did the hub first start within it), and fewer
-proposals than a cycle's cap wait for a person (`contemplation.store.due`). The others belong to work later issues bring (improvement
-scans, the hub's budgets at the llm-registry); until then they are gathered as the value that
-lets nothing happen, so no rule can fire on them.
+proposals than a cycle's cap wait for a person (`contemplation.store.due`). So are improving's
+(`improving.store`): `improving_budget` is an improving cycle being due (scanning on, none
+running, none ended within `hub_improving_interval`), and `improving_left` is 1 while the
+current improving stay's cycle has not ended. `budget_exhausted` waits for the hub's budgets at
+the llm-registry; until then it is gathered as the value that lets nothing happen.
 """
 
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from agentcom_hubfsm.contemplation import store as contemplation_store
 from agentcom_hubfsm.goals import states as goal_states
 from agentcom_hubfsm.healing import store as healing_store
 from agentcom_hubfsm.health import monitor
+from agentcom_hubfsm.improving import store as improving_store
 from agentcom_hubfsm.tables import goals
 
 PENDING = frozenset({GoalState.SUBMITTED})
@@ -31,14 +34,15 @@ class Signals:
     goals_active: int = 0  # planning, awaiting approval, executing or verifying
     # the executing budget is spent (the llm-registry answers 429); no RPC reads it yet
     budget_exhausted: bool = False
-    # improving's budget remains and improvement scans exist: they come with a later issue
+    # an improving cycle may start: scanning on (`hub_improving_enabled`), none running, none
+    # ended within `hub_improving_interval` (no budget is read for it yet: none is kept)
     improving_budget: bool = False
     # critical health issues, and healing's own brakes (cooling down, attempts used up)
     critical_issues: int = 0
     healing_cooldown: bool = False
     healing_exhausted: bool = False
-    # improving's work not done yet (the improvement scans fill it in); 0: nothing left, so an
-    # improving hub may go on to contemplating
+    # improving's work not done yet: 1 while the stay's cycle scans; 0: nothing left, so an
+    # improving hub may go on to contemplating (or rest)
     improving_left: int = 0
     # a contemplation cycle may start: none running, none ended within its interval
     contemplation_due: bool = False
@@ -52,8 +56,9 @@ async def gather(
     conn: AsyncConnection,
     policy: healing_store.Policy = healing_store.DEFAULT,
     contemplation: contemplation_store.Pace | None = None,
+    improving: improving_store.Pace | None = None,
 ) -> Signals:
-    """`contemplation`: how often contemplation cycles may come; None: never due."""
+    """`contemplation`, `improving`: how often their cycles may come; None: never due."""
     rows = await conn.execute(
         select(goals.c.state, func.count())
         .where(goals.c.state.in_(sorted(PENDING | ACTIVE)))
@@ -70,4 +75,6 @@ async def gather(
         healing_exhausted=brakes.exhausted,
         contemplation_due=contemplation is not None
         and await contemplation_store.due(conn, contemplation),
+        improving_budget=improving is not None and await improving_store.due(conn, improving),
+        improving_left=await improving_store.left(conn, improving) if improving else 0,
     )

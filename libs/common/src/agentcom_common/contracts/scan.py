@@ -1,0 +1,91 @@
+"""Improvement scans: what an agent's `scan` executor finds in a repo's workspace, and how the hub
+shows what it did with each finding (`GET /api/hub/findings`).
+
+A finding's fingerprint is the hash of its category, its files (normalised: posix, no `./`,
+sorted, deduplicated) and its subject (normalised: lowercase, runs of `-_.` and spaces as one
+`-`), never of line numbers or evidence: the same problem found again after unrelated edits
+has the same fingerprint, which is what the hub's cooldowns count.
+"""
+
+import hashlib
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Final, Literal
+
+from pydantic import Field, StringConstraints
+
+from agentcom_common.contracts.base import Contract, Request
+
+Severity = Literal["low", "medium", "high"]
+RANK: Final[dict[str, int]] = {"high": 3, "medium": 2, "low": 1}
+FindingId = Annotated[str, StringConstraints(pattern=r"^find-[0-9a-f]{16}$")]
+Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+_RUNS = re.compile(r"[\s._-]+")
+
+
+def normal_file(path: str) -> str:
+    parts = [p for p in path.strip().replace("\\", "/").split("/") if p not in ("", ".")]
+    return "/".join(parts)
+
+
+def normal_subject(subject: str) -> str:
+    return _RUNS.sub("-", subject.strip().lower()).strip("-")
+
+
+def fingerprint(category: str, files: list[str], subject: str) -> str:
+    named = sorted({normal_file(f) for f in files})
+    text = "\n".join((category.strip().lower(), "\0".join(named), normal_subject(subject)))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ScanFinding(Contract):
+    """One thing worth doing, as a scanner reports it. `title` starts with what to do (its verb:
+    add, remove, declare, fix...), which the hub's anti-oscillation reads."""
+
+    category: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    severity: Severity
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    subject: Line = Field(description="What it is about (a module, a dependency, a rule code).")
+    files: list[Line] = Field(min_length=1, max_length=50)
+    evidence: list[Line] = Field(default_factory=list[str], max_length=50)
+    fingerprint: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+
+    def expected_fingerprint(self) -> str:
+        return fingerprint(self.category, self.files, self.subject)
+
+
+class ScanResult(Contract):
+    """A scan task's result (`result.details.scan`): the languages scanned, the findings, and
+    the scanners that could not run (name -> why)."""
+
+    languages: list[str] = Field(default_factory=list[str], max_length=20)
+    findings: list[ScanFinding] = Field(default_factory=list[ScanFinding], max_length=1000)
+    skipped: dict[str, str] = Field(default_factory=dict[str, str], max_length=50)
+
+
+class FindingState(StrEnum):
+    KEPT = "kept"  # became a goal (`goal_id`)
+    DROPPED = "dropped"  # `reason` says why
+
+
+class FindingView(ScanFinding):
+    id: str
+    repo: str
+    cycle: int = Field(description="The improving cycle that found it.")
+    state: FindingState
+    reason: str = Field(description="Why it was kept or dropped.")
+    goal_id: str | None
+    created_at: datetime
+
+
+class ListFindings(Request):
+    repo: str | None = None
+    kept: bool | None = None
+    cursor: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}$")] | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class FindingPage(Contract):
+    findings: list[FindingView]
+    next_cursor: str | None = None

@@ -1,0 +1,262 @@
+"""An improving cycle: the entry work of `improving`, started by the brain once per stay.
+
+The hub never runs repo code: it submits one scan task per repo (`hub_improving_repos`, else
+contemplation's, else the goals' repos) to the queue, for an agent whose config lists the
+`scan` executor (`metadata.executor = "scan"`, needing `hub_improving_capability`), and waits
+for them (at most `hub_improving_scan_timeout`; a scan that failed or did not end is named in
+the report). The findings of the results are filtered (`choose`), every one is stored with
+why it was kept or dropped, and the kept ones become low-priority goals (source
+`self_improvement`, linked to their finding), in one transaction that also ends the cycle.
+
+With goals made, the brain's rules take the hub to executing. With none, the cycle moves the
+hub on itself: to resting, unless a contemplation cycle is due, when the brain takes it to
+contemplating (`improving_left` is 0 once the cycle ended). A cycle cancelled by a `stop` is
+`interrupted`; one resumed after a restart finds its row and its tasks by the stay (their
+`client_key`s make a second submit return the same tasks).
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentcom_common.contracts.hub import HubState, SubmitGoal
+from agentcom_common.contracts.scan import ScanFinding, ScanResult
+from agentcom_common.contracts.task import Lane, SubmitTask, SubmitTasks, TaskState, TaskView
+from agentcom_common.errors import AgentcomError
+from agentcom_hubfsm.brain import store as brain_store
+from agentcom_hubfsm.contemplation import store as contemplation_store
+from agentcom_hubfsm.goals import store as goal_store
+from agentcom_hubfsm.improving import choose, store
+from agentcom_hubfsm.queueclient import QueueClient
+from agentcom_hubfsm.settings import HubSettings
+from agentcom_hubfsm.tables import goals
+
+log = logging.getLogger(__name__)
+ENDED = frozenset(
+    {TaskState.COMPLETED, TaskState.PARTIAL_PASS, TaskState.FAILED, TaskState.DEAD_LETTER}
+) | {TaskState.CANCELLED}
+
+
+def group(cycle: int) -> str:
+    """The queue's `goal_id` of a cycle's scan tasks: how the cycle reads them back."""
+    return f"improving-{cycle}"
+
+
+def findings_of(task: TaskView) -> tuple[list[ScanFinding], str | None]:
+    """A scan task's findings, or why it has none (it did not complete, its result is not a
+    scan result). A fingerprint is recomputed: the agent's is not trusted."""
+    if task.state is not TaskState.COMPLETED:
+        return [], f"its scan ended {task.state.value}: {task.last_error or 'no error given'}"
+    details: object = (task.result or {}).get("details")
+    scan = cast(dict[str, object], details).get("scan") if isinstance(details, dict) else None
+    try:
+        result = ScanResult.model_validate(scan)
+    except ValidationError as exc:
+        return [], f"its scan result is unreadable: {exc.errors()[0]['msg']}"
+    return [
+        f.model_copy(update={"fingerprint": f.expected_fingerprint()}) for f in result.findings
+    ], None
+
+
+@dataclass(frozen=True, slots=True)
+class Improver:
+    engine: AsyncEngine
+    queue: QueueClient
+    settings: HubSettings
+    wake: asyncio.Event  # the brain's: the cycle's end lets its rules run again
+    goal_wake: asyncio.Event  # the goal driver's: new goals to plan
+    actor: str = "improving"
+
+    async def run(self) -> None:
+        async with self.engine.connect() as conn:
+            row = await brain_store.load(conn)
+        if row.state != HubState.IMPROVING:
+            return
+        entered = row.entered_at
+        async with self.engine.begin() as conn:
+            cycle = await store.start_cycle(conn, entered)
+        if cycle.ended_at is not None:  # resumed after it ended: only the move is left
+            await self._end(entered, cycle.id, [], [], "")
+            return
+        try:
+            repos = await self._repos()
+            if not repos:
+                why = "no repo to scan: set hub_improving_repos or give the hub a goal"
+                await self._end(entered, cycle.id, [], [why], "nothing")
+                return
+            tasks = await self._submit(cycle.id, repos, dict(cycle.tasks))
+            found, missing = await self._wait(cycle.id, tasks)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._interrupted(entered, cycle.id))
+            raise
+        except AgentcomError as exc:  # the queue could not be asked: the cycle failed
+            await self._end(entered, cycle.id, [], [f"{exc.code}: {exc.detail}"], "failed")
+            return
+        await self._end(entered, cycle.id, found, missing, "")
+
+    async def _repos(self) -> list[str]:
+        s = self.settings
+        repos = list(s.hub_improving_repos or s.hub_contemplation_repos)
+        if not repos:
+            async with self.engine.connect() as conn:
+                rows = await conn.execute(
+                    select(goals.c.repo)
+                    .group_by(goals.c.repo)
+                    .order_by(func.max(goals.c.created_at).desc())
+                    .limit(50)
+                )
+                repos = [str(r) for (r,) in rows]
+        return list(dict.fromkeys(repos))
+
+    async def _submit(self, cycle: int, repos: list[str], known: dict[str, str]) -> dict[str, str]:
+        """repo -> scan task id; a resumed cycle submits again with the same keys."""
+        need = (
+            [self.settings.hub_improving_capability]
+            if self.settings.hub_improving_capability
+            else []
+        )
+        batch = [
+            SubmitTask(
+                description=f"Improvement scan of {repo}\n\nRun the scanners; change nothing.",
+                priority=Lane.LOW,
+                metadata={"executor": "scan", "kind": "improvement_scan"},
+                max_retries=1,
+                needed_capabilities=need,
+                repo=repo,
+                goal_id=group(cycle),
+                client_key=f"improving:{cycle}:{n}",
+            )
+            for n, repo in enumerate(repos)
+        ]
+        ids = await self.queue.submit(SubmitTasks(tasks=batch))
+        tasks = known | dict(zip(repos, ids, strict=True))
+        async with self.engine.begin() as conn:
+            await store.set_tasks(conn, cycle, tasks)
+        log.info("improving.submitted", extra={"cycle": cycle, "scans": len(tasks)})
+        return tasks
+
+    async def _wait(
+        self, cycle: int, tasks: dict[str, str]
+    ) -> tuple[list[tuple[str, ScanFinding]], list[str]]:
+        poll = self.settings.hub_goal_sweep.total_seconds()
+        by_id = {v: k for k, v in tasks.items()}
+        seen: dict[str, TaskView] = {}
+        try:
+            async with asyncio.timeout(self.settings.hub_improving_scan_timeout.total_seconds()):
+                while True:
+                    seen = {
+                        t.id: t for t in await self.queue.tasks_of(group(cycle)) if t.id in by_id
+                    }
+                    if len(seen) == len(by_id) and all(t.state in ENDED for t in seen.values()):
+                        break
+                    await asyncio.sleep(poll)  # the queue is asked again: a poll, not a guess
+        except TimeoutError:
+            pass
+        found: list[tuple[str, ScanFinding]] = []
+        missing: list[str] = []
+        for task_id, repo in by_id.items():
+            task = seen.get(task_id)
+            if task is None or task.state not in ENDED:
+                missing.append(
+                    f"{repo}: its scan did not end within {self.settings.hub_improving_scan_timeout}"
+                )
+                continue
+            these, why = findings_of(task)
+            found += [(repo, f) for f in these]
+            if why is not None:
+                missing.append(f"{repo}: {why}")
+        return found, missing
+
+    async def _interrupted(self, entered: datetime, cycle: int) -> None:
+        async with self.engine.begin() as conn:
+            row = await brain_store.load(conn, lock=True)
+            if row.state == HubState.IMPROVING and row.entered_at == entered:
+                return  # no longer leading: the stay goes on, the next brain resumes it
+            await store.end_cycle(conn, cycle, "interrupted", "stopped before it finished")
+
+    def _policy(self) -> choose.Policy:
+        s = self.settings
+        return choose.Policy(
+            s.hub_improving_max_goals,
+            s.hub_improving_fingerprint_cooldown,
+            s.hub_improving_file_cooldown,
+            s.hub_improving_oscillation_window,
+        )
+
+    async def _end(
+        self,
+        entered: datetime,
+        cycle: int,
+        found: list[tuple[str, ScanFinding]],
+        missing: list[str],
+        outcome: str,
+    ) -> None:
+        """Store every finding and the goals of the kept ones, end the cycle and, with no goal
+        made and no contemplation due, move the hub to resting: one transaction."""
+        made = 0
+        async with self.engine.begin() as conn:
+            row = await brain_store.load(conn, lock=True)
+            if outcome or found or missing:
+                repos = sorted({r for r, _ in found})
+                history = await store.history(conn, repos)
+                now = (await conn.execute(select(func.now()))).scalar_one()
+                decisions = choose.choose(found, history, now, self._policy())
+                for decision in decisions:
+                    made += await self._keep(conn, cycle, decision)
+                report = f"{len(decisions)} findings, {made} kept" + "".join(
+                    f"; {m}" for m in missing
+                )
+                await store.end_cycle(
+                    conn, cycle, outcome or ("kept" if made else "nothing"), report
+                )
+            here = row.state == HubState.IMPROVING and row.entered_at == entered
+            pace = contemplation_store.Pace.of(self.settings)
+            if here and not made and not await contemplation_store.due(conn, pace):
+                await brain_store.move(
+                    conn,
+                    row,
+                    HubState.RESTING,
+                    reason="improving: nothing left to improve",
+                    actor=self.actor,
+                    watchdog=self.settings.hub_global_watchdog,
+                )
+        log.info("improving.ended", extra={"cycle": cycle, "goals": made})
+        if made:
+            self.goal_wake.set()
+        self.wake.set()
+
+    async def _keep(self, conn: Any, cycle: int, decision: choose.Decision) -> int:
+        finding_id = store.new_id()
+        goal_id: str | None = None
+        if decision.kept:
+            f = decision.finding
+            goal, _ = await goal_store.create(
+                conn,
+                SubmitGoal(
+                    title=f.title,
+                    description="\n".join(
+                        (
+                            f"An improvement scan found this ({f.category}, {f.severity}).",
+                            f"Files: {', '.join(f.files)}",
+                            "Evidence:",
+                            *(f"- {e}" for e in f.evidence),
+                        )
+                    )[:20_000],
+                    success_criteria=[f"a new scan no longer reports: {f.title}"[:500]],
+                    repo=decision.repo,
+                    priority=Lane.LOW,
+                    client_key=f"finding:{finding_id}",
+                    source="self_improvement",
+                    link=f"/api/hub/findings/{finding_id}",
+                ),
+                self.actor,
+            )
+            goal_id = goal.id
+        await store.add(conn, cycle, decision, goal_id, finding_id)
+        return 1 if decision.kept else 0
