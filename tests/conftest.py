@@ -1,7 +1,9 @@
 """Cross-service fixtures: real sidecar processes and a local bare git remote."""
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -98,6 +100,21 @@ class Sidecars:
 
     def log(self, name: str) -> str:
         return (self.root / name / "sidecar.log").read_text(errors="replace")
+
+    def running(self, name: str, task_id: str) -> tuple[int, Path] | None:
+        """The process group and workspace `name`'s sidecar journaled for `task_id`'s command
+        while it runs (None before it started): how a test finds a sandboxed command, which
+        can leave no mark outside its workspace."""
+        journal = self.root / name / "state" / "journal.sqlite3"
+        if not journal.exists():
+            return None
+        with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+            row = db.execute(
+                "SELECT pgid, workspace FROM task WHERE task_id = ? AND phase = 'running'"
+                " AND pgid IS NOT NULL ORDER BY generation DESC LIMIT 1",
+                (task_id,),
+            ).fetchone()
+        return None if row is None else (int(row[0]), Path(row[1]))
 
     def kill(self, name: str) -> None:
         """SIGKILL: no goodbye, no outcome."""

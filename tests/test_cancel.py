@@ -24,16 +24,13 @@ def hub_timers() -> dict[str, Any]:
 
 
 async def start_agent(
-    hub: Hub, sidecars: Any, nats: NatsServer, origin: Path, name: str = "solo"
+    hub: Hub, sidecars: Any, nats: NatsServer, origin: Path, **extra: Any
 ) -> Path:
     _, scheduler = hub
+    name = "solo"
     made = (await scheduler.post("/api/agents", json={"name": name})).json()
     config: Path = sidecars.config(
-        made,
-        nats.address,
-        allow_hub_commands=True,
-        repos=[{"url": str(origin)}],
-        shell_isolation="none",  # its command marks a gate dir outside the workspace
+        made, nats.address, allow_hub_commands=True, repos=[{"url": str(origin)}], **extra
     )
     sidecars.start(name, config)
     await agent_is(scheduler, name, "idle", sidecars)
@@ -45,7 +42,7 @@ async def agent_is(scheduler: httpx.AsyncClient, name: str, state: str, sidecars
         view = (await scheduler.get(f"/api/agents/{name}")).json()
         assert view["state"] == state, (view, sidecars.log(name)[-3000:])
 
-    await eventually(check, timeout=30)
+    await eventually(check, timeout=60)
 
 
 async def submit(queue: httpx.AsyncClient, origin: Path, command: list[str]) -> str:
@@ -98,18 +95,19 @@ async def test_a_cancel_through_the_route_kills_the_process_group_delivers_nothi
 ) -> None:
     queue, scheduler = hub
     origin: Path = repos.origin(tmp_path, {"README.md": "hello\n"})
-    await start_agent(hub, sidecars, nats_server, origin)
-    pidfile = tmp_path / "pgid"
+    await start_agent(hub, sidecars, nats_server, origin)  # the default isolation: sandboxed
     # a change that would be pushed, then a grandchild that would sleep for five minutes
-    command = ["sh", "-c", f'echo work > out.txt; sleep 300 & echo $$ > "{pidfile}"; wait']
+    command = ["sh", "-c", "echo work > out.txt; sleep 300 & echo up > started; wait"]
     slow = await submit(queue, origin, command)
 
     async def sleeping() -> int:
         assert (await task(queue, slow))["state"] == "working"
-        text = pidfile.read_text().strip() if pidfile.exists() else ""
-        assert text, "its command has not started yet"
-        pgid = int(text)
-        assert len(group_alive(pgid)) == 2  # sh and its sleep
+        running = sidecars.running("solo", slow)
+        assert running is not None, "its command has not started yet"
+        pgid, workspace = running
+        assert (workspace / "started").exists(), "its sleep has not started yet"
+        # the sh and its sleep, and in the sandbox also the `unshare` that started them
+        assert len(group_alive(pgid)) >= 2
         return pgid
 
     pgid = await eventually(sleeping, timeout=30)
@@ -135,7 +133,8 @@ async def test_a_sidecar_away_at_the_cancel_reads_it_when_back_and_never_starts_
 ) -> None:
     queue, scheduler = hub
     origin: Path = repos.origin(tmp_path, {"README.md": "hello\n"})
-    config = await start_agent(hub, sidecars, nats_server, origin)
+    # its proof is a mark outside the workspace, which the sandbox would refuse to write
+    config = await start_agent(hub, sidecars, nats_server, origin, shell_isolation="none")
     sidecars.kill("solo")  # away: the scheduler still counts it online for a while
     marker = tmp_path / "ran"
     doomed = await submit(queue, origin, ["sh", "-c", f'touch "{marker}"; echo x > out.txt'])
