@@ -5,7 +5,8 @@ running system shows, never by writing the hub's state:
 - resting -> executing -> resting: a goal submitted, then cancelled, through the goal routes;
 - resting -> improving -> contemplating -> resting: no goals, a contemplation cycle due, the
   model's proposal stored;
-- -> healing -> resting from resting, executing, improving and contemplating: three tasks
+- -> healing -> resting from resting, executing, improving (its scan waiting for an agent)
+  and contemplating (its model call held): three tasks
   claimed by an agent the scheduler never heard of go stuck, the health monitor finds them
   critical and wakes the brain, healing requeues them and rests.
 """
@@ -278,10 +279,13 @@ async def test_healing_from_executing(stack: Start, model: Thinker, nc: Client) 
 
 
 async def test_healing_from_improving(stack: Start, nc: Client) -> None:
-    # improving has no work of its own yet (the improvement scans come later): the brain's
-    # first pass takes it there, and with no tick only a wake moves it on; the health
-    # monitor's on a new critical issue is the one that comes
-    async with stack(**CONTEMPLATE, hub_tick_interval=NEVER) as s:
+    # an improving cycle waits for its scan task, which no agent here can take: the hub stays
+    # improving until the stuck tasks come
+    async with stack(
+        hub_improving_enabled=True,
+        hub_improving_repos=[],  # the contemplation repos
+        hub_improving_interval=timedelta(milliseconds=1),
+    ) as s:
         await in_state(s, "improving")
         ids = await stuck_tasks(s, nc)
         await healed(s, ids)

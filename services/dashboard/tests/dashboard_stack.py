@@ -28,6 +28,7 @@ from agentcom_dashboard.settings import DashboardSettings
 from agentcom_queue.app import create_app as queue_app
 from agentcom_queue.settings import QueueSettings
 from agentcom_scheduler.app import create_app as scheduler_app
+from agentcom_scheduler.settings import SchedulerSettings
 
 Json = dict[str, Any]
 
@@ -126,6 +127,7 @@ def dashboard_settings(settings: CommonSettings, tmp_path: Path, **extra: Any) -
         settings.model_dump()
         | {
             "dashboard_snapshot_interval": timedelta(milliseconds=100),
+            "dashboard_leader_interval": timedelta(milliseconds=100),  # leads 0.3 s after start
             "dashboard_metrics_window": timedelta(minutes=5),
             "dashboard_alerts_file": tmp_path / "alerts.env",
             "dashboard_source_timeout": timedelta(seconds=5),
@@ -145,18 +147,29 @@ def dashboard_extra() -> dict[str, Any]:
 
 
 @pytest.fixture
+def scheduler_extra() -> dict[str, Any]:
+    """Override in a test module to change the scheduler's settings (a module with real
+    sidecars gives it the NATS issuer seed, so it answers their logins)."""
+    return {}
+
+
+@pytest.fixture
 async def stack(
     settings: CommonSettings,
     admin_token: str,
     tmp_path: Path,
     engine: Any,
     dashboard_extra: dict[str, Any],
+    scheduler_extra: dict[str, Any],
 ) -> AsyncIterator[Stack]:
     viewer = (await auth.issue(engine, auth.Role.VIEWER, "test viewer")).token
     queue_settings = QueueSettings.model_validate(
         settings.model_dump() | {"queue_retry_backoff": timedelta(0)}
     )
-    async with serve(queue_app(queue_settings)) as queue, serve(scheduler_app(settings)) as sched:
+    scheduler = scheduler_app(
+        SchedulerSettings.model_validate(settings.model_dump() | scheduler_extra)
+    )
+    async with serve(queue_app(queue_settings)) as queue, serve(scheduler) as sched:
         own = dashboard_settings(
             settings,
             tmp_path,
@@ -166,4 +179,10 @@ async def stack(
         )
         app = dashboard_app(own)
         async with serve(app) as url:
-            yield Stack(url, queue, sched, app, admin_token, viewer, own.alerts_file, own)
+            made = Stack(url, queue, sched, app, admin_token, viewer, own.alerts_file, own)
+            await eventually(lambda: leading(made.live), timeout=20)  # it judges and pushes
+            yield made
+
+
+async def leading(live: Live) -> None:
+    assert live.is_leader

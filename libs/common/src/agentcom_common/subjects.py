@@ -129,3 +129,4 @@ LLM_ENDPOINT_REMOVED: Final = f"{PREFIX}.evt.llm.endpoint_removed"
 LLM_ENDPOINT_SHARED: Final = f"{PREFIX}.evt.llm.endpoint_shared"
 LLM_ENDPOINT_HEALTH_CHANGED: Final = f"{PREFIX}.evt.llm.endpoint_health_changed"
 LLM_ROUTED: Final = f"{PREFIX}.evt.llm.routed"
+LLM_TIER_FALLBACK: Final = f"{PREFIX}.evt.llm.tier_fallback"  # set or ended: replicas re-read

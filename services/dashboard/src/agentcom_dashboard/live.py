@@ -1,6 +1,12 @@
 """The dashboard's running state and its two loops: the event follower and the metrics loop.
 
 `Live` is built once in the lifespan (a starter) and put on `app.state.live`; routes read it.
+
+Every replica follows the events, takes snapshots and serves the page and its socket; only the
+holder of the `dashboard-alerts` leader lock (`agentcom_common.leader`) judges the alert rules
+and sends pushes, so one deployment fires an alert once and pushes it once. The others read
+the alert book from `dashboard.alerts` at each snapshot, so every replica lists the same alerts
+and a new leader starts from what the last one recorded.
 """
 
 import asyncio
@@ -15,7 +21,7 @@ from typing import cast
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import auth, clock, outbox, subjects
+from agentcom_common import auth, clock, leader, outbox, subjects
 from agentcom_common.contracts.alert import AlertFired, Severity
 from agentcom_common.service import Loops, Resources
 from agentcom_dashboard import alert_store, events, metrics
@@ -30,6 +36,7 @@ SERVICES = ("queue", "scheduler", "llm-registry", "hubfsm")
 HEARTBEAT_FIELDS = ("cpu_percent", "ram_percent", "vram_percent", "load")
 ISOLATIONS = frozenset({"namespaces", "none", "unavailable"})  # Heartbeat.isolation
 MAX_AGENTS = 10_000
+LEADER = "dashboard-alerts"
 
 
 @dataclass
@@ -85,13 +92,21 @@ class Live:
     started_seq: int = 0
     pushes: set[asyncio.Task[None]] = field(default_factory=set[asyncio.Task[None]])
     presence: dict[str, dict[str, object]] = field(default_factory=dict[str, dict[str, object]])
+    lead: leader.Leadership | None = None
 
     @property
     def engine(self) -> AsyncEngine:
         return self.res.engine
 
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica judges the rules and sends pushes now."""
+        return self.lead is not None and self.lead.is_leader
+
     async def on_event(self, event: events.Event) -> None:
         self.tracker.on_event(event)
+        if not self.is_leader:  # the leader pushes; every replica follows the events
+            return
         if event.subject == subjects.TASK_DEAD_LETTERED and event.seq > self.started_seq:
             task_id = str(event.data.get("task_id", ""))
             message = {
@@ -157,6 +172,10 @@ class Live:
         )
         self.history.add(snapshot)
         history = list(self.history.snapshots)
+        # what the leader recorded, and acknowledgements made through any replica
+        self.book = await alert_store.load(self.engine)
+        if not self.is_leader:
+            return
         await self.book.apply(
             lambda: self.book.evaluate(history, thresholds, snapshot.at), self.publish
         )
@@ -239,9 +258,22 @@ async def start(res: Resources, loops: Loops, *, settings: DashboardSettings) ->
     since = clock.now() - settings.dashboard_metrics_window
     subscription = await events.follow(res.js, live.on_event, since=since)
     await res.nc.subscribe(subjects.REPORTS_ALL, cb=live.on_report)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
+    loops.spawn("dashboard-leader", _contend(live, settings))
     loops.spawn("dashboard-metrics", live.run_metrics())
     loops.spawn("dashboard-close", _close_on_cancel(live, subscription))
     return live
+
+
+async def _contend(live: Live, settings: DashboardSettings) -> None:
+    """Contend for the alerts' leader lock for the life of the process."""
+    async with leader.Leadership(
+        live.engine, name=LEADER, interval=settings.dashboard_leader_interval
+    ) as lead:
+        live.lead = lead
+        try:
+            await asyncio.Event().wait()
+        finally:
+            live.lead = None
 
 
 async def _close_on_cancel(live: Live, subscription: object) -> None:

@@ -76,6 +76,12 @@ class DashboardSettings(CommonSettings):
         default=timedelta(hours=12),
         description="How long a push service keeps an undelivered push.",
     )
+    dashboard_leader_interval: Interval = Field(
+        default=timedelta(seconds=1),
+        description="How often each replica tries for the alerts' leader lock and the leader "
+        "checks it still holds it; only the leader judges the alert rules and sends pushes, "
+        "and a replica takes over about four of these after the leader's process dies.",
+    )
 
     @property
     def login_to_view(self) -> bool:

@@ -5,9 +5,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
 
-from agentcom_common import clock, metering, micro
+from agentcom_common import metering, micro
 from agentcom_common.contracts.llm import (
     ChatReply,
     ChatRequest,
@@ -66,10 +65,9 @@ def health_of(s: Llm, endpoint: Endpoint) -> EndpointHealth:
 
 def endpoints(s: Llm) -> EndpointList:
     """Every endpoint's health and tiers, and the tiers falling back now (with until when)."""
-    now, wall = time.monotonic(), clock.now()
     fallbacks = {
-        tier: wall + timedelta(seconds=s.registry.fallbacks[tier] - now)
-        for tier in list(s.registry.fallbacks)
+        tier: found.until
+        for tier, found in list(s.registry.fallbacks.items())
         if s.registry.falls_back(tier)
     }
     return EndpointList(
@@ -86,9 +84,9 @@ async def check(s: Llm, req: CheckEndpoint) -> EndpointHealth:
     return health_of(s, endpoint)
 
 
-def fallback(s: Llm, req: RouteFallback) -> TierFallback:
-    classes = s.registry.fall_back(req.tier, req.seconds)
-    until = clock.now() + timedelta(seconds=req.seconds) if req.seconds > 0 else None
+async def fallback(s: Llm, req: RouteFallback) -> TierFallback:
+    done = await s.fall_back(req.tier, req.seconds, req.reason)
+    classes, until = done.classes, done.until
     log.warning(
         "tier.fallback" if until else "tier.fallback_ended",
         extra={
@@ -98,7 +96,7 @@ def fallback(s: Llm, req: RouteFallback) -> TierFallback:
             "reason": req.reason,
         },
     )
-    return TierFallback(tier=req.tier, until=until, classes=classes)
+    return done
 
 
 async def _lifetime(s: Llm) -> None:
@@ -116,6 +114,7 @@ def starter(
         s = Llm(settings, res.engine, res.outbox)
         await s.start()
         await s.follow_hub_state(res.nc, res.js)
+        await s.follow_fallbacks(res.nc)
         publish(s)
         loops.spawn("llm-lifetime", _lifetime(s))
         loops.spawn("llm-ledger", s.ledger.run())
@@ -137,7 +136,7 @@ def starter(
             return await check(s, req)
 
         async def rpc_fallback(req: RouteFallback) -> TierFallback:
-            return fallback(s, req)
+            return await fallback(s, req)
 
         depth = res.settings.json_max_depth
         for name, handler in (

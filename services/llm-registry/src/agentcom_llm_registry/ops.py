@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import clock, consumer, outbox, prices, subjects
 from agentcom_common.contracts.hub import HubState, HubStateChanged
-from agentcom_common.contracts.llm import EndpointChanged
+from agentcom_common.contracts.llm import EndpointChanged, TierFallback
 from agentcom_common.errors import ConflictError, DuplicateError, InvalidError, NotFoundError
 from agentcom_llm_registry import store
 from agentcom_llm_registry.budgets import Budgets
@@ -90,12 +90,15 @@ class Llm:
     # endpoints
 
     async def reload(self) -> None:
-        """Bring the in-memory list in line with the table (other replicas' changes)."""
+        """Bring the in-memory list and the tier fallbacks in line with the tables (other
+        replicas' changes)."""
         changes = self._changes
         async with self.engine.connect() as conn:
             rows = await store.all_endpoints(conn)
+            fallbacks = await store.active_fallbacks(conn)
         if changes != self._changes:
-            return  # an add or remove here raced this read; the next pass reads again
+            return  # a change here raced this read; the next pass reads again
+        self.registry.follow_fallbacks(fallbacks)
         ids: set[str] = set()
         for row in rows:
             ids.add(row.id)
@@ -272,6 +275,40 @@ class Llm:
                     max(0.001, min(soonest, next_reload) - time.monotonic())
                 ):
                     await self._wake.wait()
+
+    # tier fallbacks
+
+    async def fall_back(self, tier: str, seconds: float, reason: str) -> TierFallback:
+        """Route `tier` from the next tier's classes for `seconds` (0 ends it). Postgres holds
+        it, so every replica routes alike and a restart keeps it, and its end is the
+        database's clock; `agentcom.evt.llm.tier_fallback` makes the other replicas re-read
+        at once (their health pass would, within `llm_health_interval`)."""
+        self.registry.may_fall_back(tier, seconds)
+        self._changes += 1  # a reload reading before this commit must not undo it here
+        async with self.engine.begin() as conn:
+            if seconds > 0:
+                until = await store.set_fallback(conn, tier, timedelta(seconds=seconds), reason)
+            else:
+                until = None
+                await store.end_fallback(conn, tier)
+            classes = self.registry.fall_back(tier, until, seconds)
+            event = TierFallback(tier=tier, until=until, classes=classes)
+            await outbox.add(conn, self.outbox, subjects.LLM_TIER_FALLBACK, event)
+        return event
+
+    async def reload_fallbacks(self) -> None:
+        async with self.engine.connect() as conn:
+            self.registry.follow_fallbacks(await store.active_fallbacks(conn))
+
+    async def follow_fallbacks(self, nc: Client) -> None:
+        """Re-read the fallbacks whenever any replica sets or ends one."""
+        await nc.subscribe(subjects.LLM_TIER_FALLBACK, cb=self._on_fallback)  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped Future parameter
+
+    async def _on_fallback(self, _msg: Msg) -> None:
+        try:
+            await self.reload_fallbacks()
+        except Exception:  # Postgres away: the health pass reads them again
+            log.exception("fallbacks.reload_failed")
 
     # sidecar heartbeats
 

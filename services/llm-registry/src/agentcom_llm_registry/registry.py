@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from agentcom_common.contracts.llm import RouteStep, Routing
@@ -101,6 +102,12 @@ class Endpoint:
         return (self.outcomes.count(False) / len(self.outcomes)) if self.outcomes else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    until: datetime  # when it ends, by the database's clock (what is shown)
+    deadline: float  # the same moment on this process's monotonic clock (what routes)
+
+
 @dataclass(slots=True)
 class Candidate:
     endpoint: Endpoint
@@ -127,9 +134,10 @@ class Registry:
         self.resource_stale = resource_stale
         self.latency_window = latency_window
         self._picks = itertools.count(1)
-        # tier -> monotonic deadline: its calls start at the next tier's classes until then
-        # (the hub's healing, when every endpoint of the tier stayed dead); this process only
-        self.fallbacks: dict[str, float] = {}
+        # tier -> its fallback: its calls start at the next tier's classes until then (the
+        # hub's healing, when every endpoint of the tier stayed dead); Postgres holds them for
+        # every replica (`Llm.fall_back`, `Llm.reload`), this is the call path's copy
+        self.fallbacks: dict[str, Fallback] = {}
 
     def put(self, endpoint: Endpoint) -> Endpoint:
         """Add, or refresh the configuration of an endpoint we already track (keeps signals)."""
@@ -247,27 +255,38 @@ class Registry:
         return classes
 
     def falls_back(self, tier: str) -> bool:
-        until = self.fallbacks.get(tier)
-        if until is not None and until <= time.monotonic():
+        found = self.fallbacks.get(tier)
+        if found is not None and found.deadline <= time.monotonic():
             del self.fallbacks[tier]
             return False
-        return until is not None
+        return found is not None
 
-    def fall_back(self, tier: str, seconds: float) -> list[str]:
-        """Route `tier` from the next tier's classes for `seconds` (0: end it now); the classes
-        its calls go to meanwhile. The top tier has nothing above it: `no_fallback`."""
-        order = self.chain(tier)  # also refuses an unknown tier
-        if seconds <= 0:
-            self.fallbacks.pop(tier, None)
-            return order
+    def may_fall_back(self, tier: str, seconds: float) -> None:
+        """Refuse an unknown tier, and a fallback of the top tier (nothing is above it:
+        `no_fallback`); ending one (`seconds` 0) is always allowed."""
+        self.chain(tier)  # refuses an unknown tier
         names = list(self.tiers)
-        if names.index(tier) == len(names) - 1:
+        if seconds > 0 and names.index(tier) == len(names) - 1:
             raise ConflictError(
                 f"tier {tier} is the highest; there is no tier to fall back to",
                 code="no_fallback",
             )
-        self.fallbacks[tier] = time.monotonic() + seconds
+
+    def fall_back(self, tier: str, until: datetime | None, seconds: float) -> list[str]:
+        """Route `tier` from the next tier's classes until `until` (the database's clock),
+        `seconds` from now; None ends it. The classes its calls go to meanwhile."""
+        if until is None:
+            self.fallbacks.pop(tier, None)
+        else:
+            self.fallbacks[tier] = Fallback(until, time.monotonic() + seconds)
         return self.chain(tier)
+
+    def follow_fallbacks(self, active: dict[str, tuple[datetime, float]]) -> None:
+        """Take the fallbacks in force (tier -> until, seconds left), as Postgres has them."""
+        now = time.monotonic()
+        self.fallbacks = {
+            tier: Fallback(until, now + left) for tier, (until, left) in active.items()
+        }
 
     def tiers_of(self, endpoint: Endpoint) -> list[str]:
         """The tiers with a model class `endpoint` serves (by tag or by model name)."""

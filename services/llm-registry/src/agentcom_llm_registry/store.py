@@ -1,14 +1,14 @@
-"""Every SQL statement on llm.endpoints, llm.calls and llm.budgets (the ledger's inserts live in
+"""Every SQL statement on llm.endpoints, llm.calls, llm.budgets and llm.tier_fallbacks (the ledger's inserts live in
 ledger.py)."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_llm_registry.tables import budgets, calls, endpoints
+from agentcom_llm_registry.tables import budgets, calls, endpoints, tier_fallbacks
 
 
 async def all_endpoints(conn: AsyncConnection) -> list[Row[Any]]:
@@ -147,3 +147,29 @@ async def fetch_budgets(conn: AsyncConnection, scopes: list[str] | None = None) 
     if scopes is not None:
         stmt = stmt.where(budgets.c.scope.in_(scopes))
     return list((await conn.execute(stmt)).all())
+
+
+async def set_fallback(conn: AsyncConnection, tier: str, lasts: timedelta, reason: str) -> datetime:
+    """Route `tier` to its fallback for `lasts` from now, by the database's clock; its end."""
+    until = func.now() + lasts
+    stmt = insert(tier_fallbacks).values(tier=tier, until=until, reason=reason)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[tier_fallbacks.c.tier],
+        set_={"until": until, "reason": reason, "set_at": func.now()},
+    ).returning(tier_fallbacks.c.until)
+    return (await conn.execute(stmt)).scalar_one()
+
+
+async def end_fallback(conn: AsyncConnection, tier: str) -> None:
+    await conn.execute(delete(tier_fallbacks).where(tier_fallbacks.c.tier == tier))
+
+
+async def active_fallbacks(conn: AsyncConnection) -> dict[str, tuple[datetime, float]]:
+    """The fallbacks in force now (by the database's clock): tier -> (until, seconds left)."""
+    left = func.extract("epoch", tier_fallbacks.c.until - func.now())
+    rows = await conn.execute(
+        select(tier_fallbacks.c.tier, tier_fallbacks.c.until, left.label("left")).where(
+            tier_fallbacks.c.until > func.now()
+        )
+    )
+    return {row.tier: (row.until, float(row.left)) for row in rows}

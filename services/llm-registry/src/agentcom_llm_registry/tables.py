@@ -70,3 +70,15 @@ budgets = Table(
     Column("max_tokens", BigInteger),  # None: tokens not limited
     Column("max_usd", Float),  # None: money not limited
 )
+
+# A tier routed from the next tier's classes until `until` (the database's clock decides when
+# it is over: replicas' clocks may differ). A row past its `until` is inert; the next fallback
+# of its tier overwrites it.
+tier_fallbacks = Table(
+    "tier_fallbacks",
+    metadata,
+    Column("tier", Text, primary_key=True),
+    Column("until", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("set_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+)

@@ -13,7 +13,7 @@ from agentcom_common.contracts.base import Contract, Request
 from agentcom_common.contracts.github import CiFailed, PrEscalated
 from agentcom_common.contracts.health import HealingAction, HealingEnded, HealingStarted
 from agentcom_common.contracts.hub import HubPauseChanged, HubStateChanged, HubWatchdogFired
-from agentcom_common.contracts.llm import CallRouted, EndpointChanged
+from agentcom_common.contracts.llm import CallRouted, EndpointChanged, TierFallback
 from agentcom_common.contracts.system import MessageRefused, ServiceStarted
 from agentcom_common.contracts.task import TaskTransition
 
@@ -36,6 +36,7 @@ EVENTS: Final = MappingProxyType[str, type[Contract]](
         subjects.LLM_ENDPOINT_SHARED: EndpointChanged,
         subjects.LLM_ENDPOINT_HEALTH_CHANGED: EndpointChanged,
         subjects.LLM_ROUTED: CallRouted,
+        subjects.LLM_TIER_FALLBACK: TierFallback,
         subjects.TASK_SUBMITTED: TaskTransition,
         subjects.TASK_RELEASED: TaskTransition,
         subjects.TASK_ASSIGNED: TaskTransition,

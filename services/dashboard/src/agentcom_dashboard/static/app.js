@@ -180,31 +180,67 @@ function verificationChecks(result) {
       c.output_tail ? h("pre", { class: "output" }, c.output_tail.slice(-1500)) : null))));
 }
 
+// The open task page follows its task live: progress batches and tool calls are appended as
+// they arrive on the socket, and a change of state re-reads the task (result, checks, cost).
 async function openTask(id) {
   const dlg = document.getElementById("task-dialog");
-  const detail = await fetchTask(id);
+  state.openTask = id;
+  state.openDetail = await fetchTask(id);
+  renderTaskPage();
+  if (!dlg.open) dlg.showModal();
+}
+
+function renderTaskPage() {
+  const detail = state.openDetail;
   const box = document.getElementById("task-detail");
-  if (!detail) { box.replaceChildren(h("p", { class: "na" }, "task not available")); dlg.showModal(); return; }
+  if (!detail) { box.replaceChildren(h("p", { class: "na" }, "task not available")); return; }
   const t = detail.task.data;
   const hist = detail.history.available ? detail.history.data : [];
+  const calls = detail.tool_calls.filter(c => !c.subject.endsWith(".progress"));
   box.replaceChildren(...[
     h("h3", {}, t.description),
-    h("p", {}, h("span", { class: `badge st-${t.state}` }, t.state), ` ${t.priority} · generation ${t.generation} · retries ${t.retry_count}/${t.max_retries}`),
+    h("p", {}, h("span", { class: `badge st-${t.state}`, id: "task-state", "data-state": t.state }, t.state), ` ${t.priority} · generation ${t.generation} · retries ${t.retry_count}/${t.max_retries}`),
     t.waiting_reason ? h("p", { class: "waiting", "data-waiting": t.id }, `waiting: ${t.waiting_reason}`) : null,
     t.last_error ? h("p", { class: "error" }, t.last_error) : null,
     ...taskFacts(t),
     h("h4", {}, "Output"),
     outputTail(t, detail.tool_calls),
     h("h4", {}, "Tool calls"),
-    detail.tool_calls.some(c => !c.subject.endsWith(".progress"))
-      ? h("ol", { class: "stream", id: "task-calls" }, detail.tool_calls.filter(c => !c.subject.endsWith(".progress")).map(streamItem))
-      : h("p", { class: "muted" }, "none seen"),
+    calls.length ? h("ol", { class: "stream", id: "task-calls" }, calls.map(taskCall)) : h("p", { class: "muted" }, "none seen"),
     h("h4", {}, "Verification"),
     verificationChecks(t.result),
     h("h4", {}, "History"),
     h("ol", { class: "history" }, hist.map(x => h("li", {}, `${x.from_state || "∅"} → ${x.to_state}`, h("small", { class: "muted" }, ` ${x.reason} · ${x.actor} · ${new Date(x.at).toLocaleTimeString()}`)))),
   ].filter(Boolean));
-  dlg.showModal();
+}
+
+// One tool call on the task page: the tool, its arguments' summary and its result's summary in
+// full (the stream on the front page clips them).
+function taskCall(c) {
+  const d = c.data || {};
+  return h("li", { class: d.ok === false ? "call bad" : "call", "data-tool": d.tool || "" },
+    h("small", { class: "muted" }, new Date(c.at).toLocaleTimeString(), " "),
+    h("strong", {}, d.tool || "tool"), d.duration_ms != null ? h("small", { class: "muted" }, ` ${Math.round(d.duration_ms)} ms`) : null,
+    d.ok === false ? h("small", { class: "error" }, ` ${d.error_code || "failed"}`) : null,
+    h("pre", { class: "output args", "data-arguments": "" }, d.arguments || ""),
+    d.result ? h("pre", { class: "output result", "data-result": "" }, d.result) : null);
+}
+
+async function onOpenTaskEvent(ev, d) {
+  if (!state.openTask || d.task_id !== state.openTask || !document.getElementById("task-dialog").open) return;
+  if (ev.subject.endsWith(".progress") || ev.subject.endsWith(".tool_call")) {
+    if (state.openDetail && !state.openDetail.tool_calls.some(c => c.seq === ev.seq)) state.openDetail.tool_calls.push(ev);
+  } else if (d.to_state) {
+    const fresh = await fetchTask(state.openTask);
+    if (fresh) {
+      // the events seen while it was open stay, whatever the server's bounded memory kept
+      const seen = new Set(fresh.tool_calls.map(c => c.seq));
+      fresh.tool_calls.push(...((state.openDetail || { tool_calls: [] }).tool_calls.filter(c => !seen.has(c.seq))));
+      fresh.tool_calls.sort((a, b) => a.seq - b.seq);
+      state.openDetail = fresh;
+    }
+  }
+  renderTaskPage();
 }
 
 // ---- agents, lanes, alerts, side panels ----------------------------------------------------
@@ -556,6 +592,7 @@ async function onEvent(ev) {
   state.seq = Math.max(state.seq, ev.seq);
   const [, , area, name] = ev.subject.split(".");
   const d = ev.data || {};
+  if (area === "task" && d.task_id) await onOpenTaskEvent(ev, d);
   if (area === "task" && (name === "progress" || name === "tool_call")) {
     state.calls.push(ev); state.calls = state.calls.slice(-200); renderStream(); return;
   }
@@ -619,6 +656,7 @@ async function load() {
   renderAll(); renderCharts();
   refreshHub();
   document.getElementById("goal-dialog").addEventListener("close", () => { state.openGoal = null; });
+  document.getElementById("task-dialog").addEventListener("close", () => { state.openTask = null; state.openDetail = null; });
   connect();
   setInterval(refreshMetrics, 5000);
   setInterval(renderAgents, 15000);

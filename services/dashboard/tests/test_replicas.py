@@ -1,0 +1,63 @@
+"""Two dashboard replicas on one Postgres and one NATS: the leader alone judges the alert
+rules and sends pushes (one alert, one push), every replica lists the alert, and the page's
+live socket works from either."""
+
+import json
+from typing import Any
+
+from dashboard_stack import Stack, dead_letter, serve
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from test_push import PushService, push_service, subscribe
+
+from agentcom_common.testing import eventually
+from agentcom_dashboard.app import create_app as dashboard_app
+from agentcom_dashboard.live import Live
+
+__all__ = ["push_service"]  # the fixture, used here by name
+
+
+async def test_an_alert_fires_once_and_is_pushed_once_from_two_replicas(
+    stack: Stack, push_service: PushService, nc: Client
+) -> None:
+    fired: list[dict[str, Any]] = []
+
+    async def on_fired(msg: Msg) -> None:
+        fired.append(json.loads(msg.data))
+
+    await nc.subscribe("agentcom.evt.alert.fired", cb=on_fired)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+    second_app = dashboard_app(stack.settings)
+    async with serve(second_app) as second_url:
+        second: Live = second_app.state.live_ref.live
+        assert (await subscribe(stack, push_service.subscription())).status_code == 201
+        task = await dead_letter(stack, nc)
+        async with stack.client() as http:  # a fleet with none online: critical at once
+            await http.post(f"{stack.scheduler}/api/agents", json={"name": "offline-one"})
+
+        async def pushed() -> None:
+            titles = sorted(m["title"] for m in push_service.received)
+            assert titles == ["CRITICAL: no_agents_online", "Task dead-lettered"], titles
+
+        await eventually(pushed, timeout=20)
+        # both replicas judge again and again after it fired: a second judge would fire now
+        for live in (stack.live, second):
+            target = live.history.taken + 5
+
+            async def judged(live: Live = live, target: int = target) -> None:
+                assert live.history.taken >= target
+                assert not live.pushes
+
+            await eventually(judged, timeout=20)
+        rules = [f["rule_id"] for f in fired]  # the dead letter also fires high_failure_rate
+        assert "no_agents_online" in rules
+        assert len(rules) == len(set(rules)), rules
+        assert sorted(m["title"] for m in push_service.received) == [
+            "CRITICAL: no_agents_online",
+            "Task dead-lettered",
+        ]
+        assert [stack.live.is_leader, second.is_leader].count(True) == 1
+        for url in (stack.dashboard, second_url):  # every replica lists it
+            async with stack.client() as http:
+                listed = (await http.get(f"{url}/api/dashboard/alerts")).json()
+            assert sorted(a["rule_id"] for a in listed) == sorted(rules)
+        assert task["id"] in {m["body"].removeprefix("task ") for m in push_service.received}
