@@ -497,6 +497,57 @@ def test_kubernetes_runs_nats_and_postgres_like_compose() -> None:
         assert spec["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
+def test_compose_runs_one_of_each_service_by_default() -> None:
+    services = _compose()["services"]
+
+    assert {services[name]["deploy"]["replicas"] for name in SERVICE_NAMES} == {1}
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_kubernetes_runs_two_replicas_of_each_service_under_a_disruption_budget(
+    name: str,
+) -> None:
+    """Two pods of every service (they coordinate through Postgres: docs/deploy.md#scaling),
+    a rollout that starts a new pod before it stops an old one, and a drain that leaves one."""
+    objects = _objects()
+    spec = objects["Deployment", name]["spec"]
+    budget = objects["PodDisruptionBudget", name]["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert budget["selector"]["matchLabels"].items() <= labels.items()
+    assert 0 < budget["minAvailable"] < spec["replicas"]
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # the readiness gate
+
+
+def test_kubernetes_runs_a_three_node_nats_cluster_and_three_stream_replicas() -> None:
+    objects = _objects()
+    nats = objects["StatefulSet", "nats"]["spec"]
+    (container,) = nats["template"]["spec"]["containers"]
+    args = container["args"]
+    headless = objects["Service", nats["serviceName"]]["spec"]
+    budget = objects["PodDisruptionBudget", "nats"]["spec"]
+    config = objects["ConfigMap", "agentcom-config"]["data"]
+
+    assert nats["replicas"] == 3
+    assert headless["clusterIP"] == "None"
+    assert [p["port"] for p in headless["ports"]] == [6222]
+    assert args[args.index("--cluster") + 1] == "nats://0.0.0.0:6222"
+    routes = args[args.index("--routes") + 1].split(",")
+    assert routes == [f"nats://nats-{i}.{nats['serviceName']}:6222" for i in range(3)]
+    # JetStream in a cluster needs a name per node: the pod's own, from the downward API
+    assert args[args.index("--server_name") + 1] == "$(POD_NAME)"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert int(config["AGENTCOM_NATS_STREAM_REPLICAS"]) == nats["replicas"]
+    assert budget["maxUnavailable"] == 1  # two of three keep the quorum
+    assert (
+        budget["selector"]["matchLabels"].items() <= nats["template"]["metadata"]["labels"].items()
+    )
+
+
 def test_every_object_lives_in_the_agentcom_namespace() -> None:
     objects = _objects()
 
@@ -560,7 +611,7 @@ def test_nats_monitoring_is_published_nowhere_and_probed_from_inside() -> None:
     assert "-m" not in compose["command"]  # `-m 8222` would listen on every interface
     assert "-m" not in nats["args"]
     assert [p["port"] for p in objects["Service", "nats"]["spec"]["ports"]] == [4222]
-    assert [p["containerPort"] for p in nats["ports"]] == [4222]
+    assert [p["containerPort"] for p in nats["ports"]] == [4222, 6222]  # client, routes
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert "http://127.0.0.1:8222/healthz" in " ".join(nats[probe]["exec"]["command"])
 

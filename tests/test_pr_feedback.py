@@ -10,7 +10,7 @@ The queue, the scheduler and the hub run in this process, the llm-registry on a 
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -60,9 +60,11 @@ MET = json.dumps(
 class Coder(FakeLLM):
     """Plans `PLAN`, judges every criterion met, and as the agent writes one file per task
     (`work-<n>.txt` for the n-th follow-up), then answers done. `seen` keeps each agent
-    task's user message (its description)."""
+    task's user message (its description); `meanwhile` runs before a follow-up writes."""
 
     seen: list[str] = field(default_factory=list[str])
+    # run once each before a follow-up's file is written (a person pushing to the branch)
+    meanwhile: list[Callable[[], None]] = field(default_factory=list[Callable[[], None]])
 
     def answer(self, body: Json) -> tuple[str, Json | None]:
         messages: list[Json] = body["messages"]
@@ -80,6 +82,8 @@ class Coder(FakeLLM):
                 "arguments": {"path": "greeting.txt", "content": "hello\n"},
             }
         self.seen.append(task)
+        while self.meanwhile:
+            self.meanwhile.pop(0)()
         path = f"work-{len(self.seen)}.txt"
         return "", {"name": "write_file", "arguments": {"path": path, "content": task[:200]}}
 
@@ -321,3 +325,119 @@ async def test_checks_and_reviews_become_follow_ups_on_the_branch_and_the_fourth
         pull["number"],
         4,
     )
+
+
+async def test_a_follow_up_whose_push_is_refused_merges_the_branch_or_reports_the_conflict(
+    stack: Stack, sidecars: Any, repos: Any, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Someone pushes to the pull request's branch while a follow-up runs, so its push is no
+    fast-forward: a commit that merges is merged in and the push made again; one that
+    conflicts leaves the work on a branch of its own, reported as a merge conflict against
+    the pull request's branch, which the hub heals (an urgent task) and counts as a round."""
+    origin = repos.origin(tmp_path, {"README.md": "# greetings\n"})
+    made = (await stack.scheduler.post("/api/agents", json={"name": "a1"})).json()
+    config = sidecars.config(
+        made,
+        nats_server.address,
+        allow_hub_commands=True,
+        repos=[{"url": str(origin), "github": GITHUB}],
+        gateway_url=stack.registry_url,
+        max_verification_retries=0,
+        github_token="ghp_" + "y" * 36,
+        github_api_url=stack.github.url,
+    )
+    sidecars.start("a1", config)
+    goal_id = (
+        await stack.hub.post(
+            "/api/goals",
+            json={
+                "title": "Greeting",
+                "description": "The repo has a greeting",
+                "success_criteria": ["there is a greeting"],
+                "repo": str(origin),
+            },
+        )
+    ).json()["id"]
+
+    async def complete() -> None:
+        goal = (await stack.hub.get(f"/api/goals/{goal_id}")).json()
+        assert goal["state"] == "complete", (goal["state"], goal["reason"])
+
+    await eventually(complete, timeout=90)
+    (pull,) = stack.github.pulls
+    branch = pull["head"]["ref"]
+    person = tmp_path / "person"
+    repos.git("clone", "--quiet", "--branch", branch, str(origin), str(person), cwd=tmp_path)
+
+    def push_to_branch(name: str, text: str) -> Callable[[], None]:
+        def push() -> None:
+            repos.git("fetch", "--quiet", "origin", cwd=person)
+            repos.git("reset", "--quiet", "--hard", f"origin/{branch}", cwd=person)
+            (person / name).write_text(text)
+            repos.git("add", name, cwd=person)
+            repos.git("commit", "--quiet", "-m", f"a person's {name}", cwd=person)
+            repos.git("push", "--quiet", "origin", f"HEAD:{branch}", cwd=person)
+
+        return push
+
+    def files_on(ref: str) -> set[str]:
+        return set(repos.git("ls-tree", "--name-only", ref, cwd=origin).split())
+
+    # round 1: the person's commit touches another file: merged in, pushed to the branch
+    stack.model.meanwhile.append(push_to_branch("notes.txt", "a person's notes\n"))
+    sha = repos.git("rev-parse", branch, cwd=origin).strip()
+    one = await deliver(stack, "check_run", failed_check(branch, sha, 201), origin)
+    assert one["outcome"] == "acted", one
+    first = (await stack.hub.get(f"/api/goals/{goal_id}")).json()["pr_rounds"][0]
+    task = await completed(stack, first["task_id"], sidecars)
+    assert (task["result"]["branch"], task["result"]["pushed"]) == (branch, True)
+    assert "refused_by" not in task["result"]
+    assert {"notes.txt", "work-1.txt"} <= files_on(branch)
+    assert "task.branch_caught_up" in sidecars.log("a1")
+
+    # round 2: the person writes the very file the follow-up writes: a conflict
+    stack.model.meanwhile.append(push_to_branch("work-2.txt", "the person's version\n"))
+    sha = repos.git("rev-parse", branch, cwd=origin).strip()
+    two = await deliver(stack, "check_run", failed_check(branch, sha, 202), origin)
+    assert two["outcome"] == "acted", two
+    second = (await stack.hub.get(f"/api/goals/{goal_id}")).json()["pr_rounds"][1]
+    task = await completed(stack, second["task_id"], sidecars)
+    side = task["result"]["branch"]
+    assert side == f"{branch}--{task['id']}", task["result"]
+    assert (task["result"]["pushed"], task["result"]["refused_by"]) == (True, branch)
+    conflict = task["result"]["delivery"]["conflict"]
+    assert (conflict["base"], conflict["files"]) == (branch, ["work-2.txt"])
+    # the branch keeps the person's file, the work is on its own branch
+    assert repos.git("show", f"{branch}:work-2.txt", cwd=origin) == "the person's version\n"
+    assert "work-2.txt" in files_on(side)
+    assert len(stack.github.pulls) == 1  # no pull request of its own
+
+    # the hub: as a conflict at delivery, a critical issue healed by an urgent task ...
+    async def healed() -> Json:
+        listed = (await stack.hub.get("/api/hub/healing")).json()["runs"]
+        found = [r for r in listed if any(i["category"] == "merge_conflict" for i in r["issues"])]
+        assert found, listed
+        assert found[0]["ended_at"], found[0]
+        return found[0]
+
+    run = await eventually(healed, timeout=60)
+    issue = next(i for i in run["issues"] if i["category"] == "merge_conflict")
+    assert (issue["evidence"]["branch"], issue["evidence"]["base"]) == (side, branch)
+    assert issue["evidence"]["files"] == ["work-2.txt"]
+    (opened,) = [a for a in run["actions"] if a["action"] == "open_diagnostic_task"]
+    urgent = (await stack.queue.get(f"/api/tasks/{opened['detail'].split()[2]}")).json()
+    assert (urgent["priority"], urgent["branch"]) == ("urgent", side)
+    assert "work-2.txt" in urgent["description"]
+
+    # ... and a round of the pull request asking to merge the side branch in
+    async def third_round() -> Json:
+        rounds = (await stack.hub.get(f"/api/goals/{goal_id}")).json()["pr_rounds"]
+        assert len(rounds) == 3, rounds
+        return rounds[2]
+
+    three = await eventually(third_round, timeout=30)
+    assert three["kind"] == "merge_conflict"
+    follow_up = (await stack.queue.get(f"/api/tasks/{three['task_id']}")).json()
+    assert follow_up["branch"] == branch
+    assert f"the follow-up's work (kept on {side}) conflicts" in follow_up["description"]
+    assert "Conflicting files: work-2.txt" in follow_up["description"]

@@ -29,10 +29,12 @@ def port_free(port: int) -> bool:
     return True
 
 
-def free_offset() -> int:
+def free_offset(replicas: int = 1) -> int:
+    """A port offset whose ports are free, those of `up --replicas` too."""
+    services = [p + 10 * k for p in (8100, 8101, 8102, 8103, 8104) for k in range(replicas)]
     for _ in range(50):
         offset = random.randrange(1000, 19000)
-        if all(port_free(p + offset) for p in (8100, 8101, 8102, 8103, 8104, 4222, 8222)):
+        if all(port_free(p + offset) for p in (*services, 4222, 8222)):
             return offset
     raise RuntimeError("no free port offset")
 

@@ -8,7 +8,9 @@ import signal
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import psutil
 import pytest
 from nats.aio.client import Client
@@ -16,7 +18,7 @@ from nats.errors import Error as NatsError
 
 from agentcom_common.settings import SERVICE_NAMES
 from agentcom_common.testing import NatsServer, shared_tmpdir
-from up_stack import Stack, cli, cli_env, free_offset, ready, wait_until
+from up_stack import Stack, cli, cli_env, free_offset, ready, wait_all_ready, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -134,6 +136,48 @@ def test_up_serves_everything_survives_kill_9_and_stops_clean(home: Path) -> Non
     alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], [p.cmdline() for p in alive]
     assert not (home / "stack.json").exists()
+
+
+# ten service processes on a loaded 2-core machine: as generous as the whole-stack tests
+@pytest.mark.timeout(420)
+def test_up_with_two_replicas_runs_each_service_twice_and_either_queue_takes_tasks(
+    home: Path,
+) -> None:
+    env = cli_env(home)
+    up = Stack(home, env, "--port-offset", str(free_offset(replicas=2)), "--replicas", "2")
+    try:
+        wait_all_ready(up)
+        services: dict[str, str] = up.stack["services"]
+        assert set(services) == {*SERVICE_NAMES, *(f"{name}-2" for name in SERVICE_NAMES)}
+        for name in SERVICE_NAMES:  # the second replica listens 10 ports up
+            first, second = urlsplit(services[name]).port, urlsplit(services[f"{name}-2"]).port
+            assert (first, second) == (first, (first or 0) + 10)
+        wait_until(lambda: "Ctrl-C stops everything" in up.output(), 60, "the table")
+        rows = {line.split(" ")[0] for line in up.output().splitlines()}
+        assert set(services) <= rows  # each replica has its row in the table
+
+        token = (home / "admin.token").read_text().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        ids: list[str] = []
+        for name in ("queue", "queue-2"):
+            made = httpx.post(
+                f"{services[name]}/api/tasks",
+                json={"description": f"through {name}"},
+                headers=headers,
+                timeout=30,
+            )
+            assert made.status_code == 201, made.text
+            ids.append(made.json()["id"])
+        for name, task_id in zip(("queue-2", "queue"), ids, strict=True):  # one database
+            seen = httpx.get(f"{services[name]}/api/tasks/{task_id}", headers=headers, timeout=30)
+            assert seen.status_code == 200, seen.text
+
+        status = cli(env, "status", "--json")
+        parts = {p["part"]: p for p in json.loads(status.stdout)["parts"]}
+        assert parts["nats.micro"]["detail"].startswith("10 of 10"), parts["nats.micro"]
+        assert all(parts[name]["ok"] for name in services), parts
+    finally:
+        assert up.interrupt() == 0
 
 
 @pytest.mark.timeout(360)  # two starts of the stack

@@ -109,6 +109,64 @@ async def conflict(
     afresh (another task of the goal, or a person, may have moved it while this one ran) and
     `git merge-tree` merges the two in memory, touching neither the checkout nor the index.
     The conflicting files, or None when it merges."""
+    await _fetch(ws, ws.base, env, auth, timeout)
+    files = await _conflicting(ws, ws.base, env, timeout)
+    return None if files is None else MergeConflict(base=ws.base, files=files)
+
+
+async def catch_up(
+    ws: Workspace,
+    agent_id: str,
+    env: Mapping[str, str],
+    auth: Mapping[str, str],
+    timeout: float,
+) -> MergeConflict | None:
+    """A continued branch's fast-forward push was refused: someone pushed to the branch while
+    the task ran. Fetch it and, if HEAD merges with it, merge it in (a merge commit: the push
+    is a fast-forward again) and return None; if not, the conflicting files, against the
+    branch (nothing is changed then)."""
+    await _fetch(ws, ws.branch, env, auth, timeout)
+    files = await _conflicting(ws, ws.branch, env, timeout)
+    if files is not None:
+        return MergeConflict(base=ws.branch, files=files)
+    try:
+        await git(
+            ["merge", "--quiet", "--no-edit", f"origin/{ws.branch}"],
+            ws.path,
+            _identity(env, agent_id),
+            timeout,
+            f"merge the new commits of {ws.branch}",
+        )
+    except GitError as exc:
+        raise DeliveryError(str(exc)) from None
+    return None
+
+
+def side_branch(ws: Workspace, task_id: str) -> str:
+    """Where a continued branch's work goes when the branch moved under it and conflicts: a
+    branch of its own, named after the branch and the task (only this task writes it)."""
+    return f"{ws.branch}--{task_id}"[:250]
+
+
+async def push_side(
+    ws: Workspace, branch: str, env: Mapping[str, str], auth: Mapping[str, str], timeout: float
+) -> None:
+    """Force-push HEAD to `branch` (`side_branch`: this task's own), `auth` for it alone."""
+    try:
+        await git(
+            ["push", "--force", "--quiet", "--", ws.url, f"HEAD:refs/heads/{branch}"],
+            ws.path,
+            dict(env) | dict(auth),
+            timeout,
+            f"push {branch}",
+        )
+    except GitError as exc:
+        raise DeliveryError(str(exc)) from None
+
+
+async def _fetch(
+    ws: Workspace, branch: str, env: Mapping[str, str], auth: Mapping[str, str], timeout: float
+) -> None:
     try:
         await git(
             [
@@ -116,15 +174,22 @@ async def conflict(
                 "--quiet",
                 "--",
                 ws.url,
-                f"+refs/heads/{ws.base}:refs/remotes/origin/{ws.base}",
+                f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
             ],
             ws.path,
             dict(env) | dict(auth),
             timeout,
-            f"fetch {ws.base}",
+            f"fetch {branch}",
         )
     except GitError as exc:
         raise DeliveryError(str(exc)) from None
+
+
+async def _conflicting(
+    ws: Workspace, branch: str, env: Mapping[str, str], timeout: float
+) -> list[str] | None:
+    """The files HEAD conflicts in with `origin/<branch>` (in memory: `git merge-tree`), or
+    None when the two merge."""
     merged = await processes.run(
         argv(
             [
@@ -132,7 +197,7 @@ async def conflict(
                 "--write-tree",
                 "--name-only",
                 "--no-messages",
-                f"origin/{ws.base}",
+                f"origin/{branch}",
                 "HEAD",
             ]
         ),
@@ -143,13 +208,13 @@ async def conflict(
     )
     if merged.timed_out or merged.exit_code not in (0, 1):
         raise DeliveryError(
-            f"check merging into {ws.base}: git merge-tree failed: {merged.tail[-800:]}"
+            f"check merging into {branch}: git merge-tree failed: {merged.tail[-800:]}"
         )
     if merged.exit_code == 0:
         return None
     # the first line is the merged tree's id; the conflicting files follow, one a line
     files = list(dict.fromkeys(f for f in merged.tail.splitlines()[1:] if f.strip()))
-    return MergeConflict(base=ws.base, files=files[:200])
+    return files[:200]
 
 
 def pr_body(

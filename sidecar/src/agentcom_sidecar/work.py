@@ -286,10 +286,14 @@ class Work:
                 outcome.error = prepublish.summary(report.findings)[:4000]
                 log.warning("task.push_blocked", extra={"task_id": row.task_id})
                 return
-            await delivery.push(ws, self.git_env(), self.git_auth(ws.url), self.config.git_timeout)
+            moved = await self._push(row, ws)
             outcome.result["pushed"] = True
-            # pushed first: the work is kept on its branch whatever the base did meanwhile
-            conflict = await self._conflict(row, ws)
+            if moved is not None:  # the work is on a side branch: it conflicts with the branch
+                side, conflict = moved
+                outcome.result |= {"branch": side, "refused_by": ws.branch}
+            else:
+                # pushed first: the work is kept on its branch whatever the base did meanwhile
+                conflict = await self._conflict(row, ws)
             if conflict is not None:
                 report = report.model_copy(update={"conflict": conflict})
                 outcome.delivery = report
@@ -303,6 +307,41 @@ class Work:
         except delivery.DeliveryError as exc:
             outcome.kind = "failed"
             outcome.error = f"delivery failed: {exc}"[:4000]
+
+    async def _push(
+        self, row: TaskRow, ws: workspaces.Workspace
+    ) -> tuple[str, MergeConflict] | None:
+        """Push the task's branch. A continued branch (a pull request's follow-up) someone
+        pushed to meanwhile refuses the fast-forward: its new commits are fetched and merged
+        in when they merge, and the push is made again; when they conflict, the work is pushed
+        to a branch of its own (`delivery.side_branch`) and that branch and the conflict
+        (against the continued branch) are returned, for the hub to resolve."""
+        env, auth, timeout = self.git_env(), self.git_auth(ws.url), self.config.git_timeout
+        try:
+            await delivery.push(ws, env, auth, timeout)
+            return None
+        except delivery.DeliveryError as exc:
+            if not ws.continues:
+                raise
+            refused = str(exc)[:500]
+        conflict = await delivery.catch_up(ws, self.config.agent_id, env, auth, timeout)
+        if conflict is None:
+            await delivery.push(ws, env, auth, timeout)  # a fast-forward again
+            log.info("task.branch_caught_up", extra={"task_id": row.task_id, "branch": ws.branch})
+            return None
+        side = delivery.side_branch(ws, row.task_id)
+        await delivery.push_side(ws, side, env, auth, timeout)
+        log.warning(
+            "task.push_conflict",
+            extra={
+                "task_id": row.task_id,
+                "branch": ws.branch,
+                "kept_on": side,
+                "files": conflict.files[:20],
+                "refused": refused,
+            },
+        )
+        return side, conflict
 
     async def _conflict(self, row: TaskRow, ws: workspaces.Workspace) -> MergeConflict | None:
         """The pushed branch's conflict with its base; a check that cannot run is logged and

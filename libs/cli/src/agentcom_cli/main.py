@@ -76,6 +76,14 @@ def up(
         int | None,
         typer.Option(help="Add N to every port so two stacks can share a machine."),
     ] = None,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=10,
+            help="Run N processes of each service (replica k on its port + 10 * (k - 1)).",
+        ),
+    ] = 1,
 ) -> None:
     """Start the whole stack: NATS, Postgres and every service, until Ctrl-C.
 
@@ -86,7 +94,7 @@ def up(
     from agentcom_cli import up as stack_up
 
     overrides = {} if port_offset is None else {"port_offset": port_offset}
-    stack_up.run(_settings(**overrides))
+    stack_up.run(_settings(**overrides), replicas)
 
 
 @app.command()

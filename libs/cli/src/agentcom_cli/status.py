@@ -18,24 +18,25 @@ async def collect(settings: CommonSettings) -> list[probes.PartStatus]:
         if settings.database_url
         else (running.database_url if running else None)
     )
-    urls = stack.service_urls(settings, running)
+    urls = stack.service_urls(settings, running)  # every replica `up --replicas` runs
     async with httpx.AsyncClient(timeout=2) as client:
         parts = list(
             await asyncio.gather(
-                *(probes.service_ready(client, name, urls[name]) for name in SERVICE_NAMES),
+                *(probes.service_ready(client, name, url) for name, url in urls.items()),
                 probes.nats_ok(nats_url),
                 probes.postgres_ok(db_url) if db_url else _no_db(),
             )
         )
-    if parts[len(SERVICE_NAMES)].ok:
-        replies = await probes.micro_ping(nats_url, expected=len(SERVICE_NAMES))
+    if parts[len(urls)].ok:
+        replies = await probes.micro_ping(nats_url, expected=len(urls))
         names = sorted(r["name"] for r in replies)
+        shown = ", ".join(dict.fromkeys(names)) or "none"  # replicas answer under one name
         parts.append(
             probes.PartStatus(
                 "nats.micro",
-                len(names) == len(SERVICE_NAMES),
+                len(names) == len(urls) and set(names) >= set(SERVICE_NAMES),
                 "$SRV.PING",
-                f"{len(names)} of {len(SERVICE_NAMES)} answered: {', '.join(names) or 'none'}",
+                f"{len(names)} of {len(urls)} answered: {shown}",
             )
         )
     ok, detail = dumps.health(settings.home.resolve(), settings.backup_interval)

@@ -15,7 +15,7 @@ from typing import IO
 from agentcom_cli import dumps, probes, stack, tokens
 from agentcom_cli.console import aligned, err, fail, out
 from agentcom_cli.supervisor import Child, Supervisor
-from agentcom_common import embedded, natsauth
+from agentcom_common import embedded, natsauth, ports
 from agentcom_common.settings import SERVICE_NAMES, CommonSettings
 
 READY_DEADLINE = 90.0
@@ -53,12 +53,24 @@ def exclusive(home: Path, busy: str = "see `agentcom status`") -> Generator[None
         handle.close()
 
 
-def run(settings: CommonSettings) -> None:
+def run(settings: CommonSettings, replicas: int = 1) -> None:
+    highest = ports.replica_port(SERVICE_NAMES[-1], settings.port_offset, replicas)
+    if highest > 65535:
+        fail(f"--replicas {replicas} with port offset {settings.port_offset} needs port {highest}")
     home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o755)  # the Postgres account must reach its data dir inside; secrets are 0600
     with exclusive(home):
-        asyncio.run(_up(settings.model_copy(update={"home": home})))
+        asyncio.run(_up(settings.model_copy(update={"home": home}), replicas))
+
+
+def replica_urls(settings: CommonSettings, replicas: int) -> dict[str, tuple[str, int]]:
+    """Every process `up` runs, by name (`queue`, `queue-2`...): its service and HTTP port."""
+    return {
+        ports.replica_name(name, k): (name, ports.replica_port(name, settings.port_offset, k))
+        for name in SERVICE_NAMES
+        for k in range(1, replicas + 1)
+    }
 
 
 class Steps:
@@ -75,13 +87,14 @@ class Steps:
         return time.monotonic() - self.began
 
 
-async def _up(settings: CommonSettings) -> None:
+async def _up(settings: CommonSettings, replicas: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     written: list[bool] = []  # the stack file exists once every service was ready
-    urls = {name: settings.service_url(name) for name in SERVICE_NAMES}
+    processes = replica_urls(settings, replicas)
+    urls = {name: f"http://{settings.public_host}:{port}" for name, (_, port) in processes.items()}
 
     def refresh_stack() -> None:  # a restarted child has a new pid; keep stack.json true
         if written:
@@ -102,9 +115,11 @@ async def _up(settings: CommonSettings) -> None:
         await tokens.bootstrap_admin(settings.model_copy(update=_urls(env)))
         steps.done("admin token", f"in {settings.admin_token_path.name}", since)
         since = time.monotonic()
-        for name in SERVICE_NAMES:
+        for name, (service, port) in processes.items():
+            # the first replica keeps the port its settings give it; the others are told theirs
+            own = env if name == service else env | {"AGENTCOM_HTTP_PORT": str(port)}
             await supervisor.start(
-                Child(name, [sys.executable, "-m", module_of(name)], env, logs / f"{name}.log")
+                Child(name, [sys.executable, "-m", module_of(service)], own, logs / f"{name}.log")
             )
         waiting = asyncio.create_task(
             probes.wait_ready(urls, READY_DEADLINE, lambda p: steps.done(p.part, "ready", since))
@@ -142,7 +157,7 @@ async def _up(settings: CommonSettings) -> None:
             backups.cancel()
             await asyncio.wait({backups})  # never raises: the stop below must run
         await supervisor.stop(
-            [list(SERVICE_NAMES), ["nats", "postgres"]],
+            [list(processes), ["nats", "postgres"]],
             grace=settings.shutdown_grace.total_seconds(),
         )
         stack.remove(settings.home)

@@ -123,6 +123,7 @@ def stream_configs(settings: CommonSettings) -> list[StreamConfig]:
     """EVENTS fans out to every reader; INBOX is a work queue (acked = done); REPORTS fans out."""
     dedup = settings.dedup_window.total_seconds()
     age = settings.events_max_age.total_seconds()
+    replicas = settings.nats_stream_replicas
     return [
         StreamConfig(
             name=subjects.EVENTS_STREAM,
@@ -130,6 +131,7 @@ def stream_configs(settings: CommonSettings) -> list[StreamConfig]:
             storage=StorageType.FILE,
             max_age=age,
             duplicate_window=dedup,
+            num_replicas=replicas,
         ),
         StreamConfig(
             name=subjects.INBOX_STREAM,
@@ -137,6 +139,7 @@ def stream_configs(settings: CommonSettings) -> list[StreamConfig]:
             storage=StorageType.FILE,
             retention=RetentionPolicy.WORK_QUEUE,
             duplicate_window=dedup,
+            num_replicas=replicas,
         ),
         StreamConfig(
             name=subjects.REPORTS_STREAM,
@@ -144,6 +147,7 @@ def stream_configs(settings: CommonSettings) -> list[StreamConfig]:
             storage=StorageType.FILE,
             max_age=age,
             duplicate_window=dedup,
+            num_replicas=replicas,
         ),
     ]
 

@@ -332,7 +332,7 @@ def run(
     uvicorn.run(
         factory(settings) if factory else create_app(spec, settings),
         host=settings.http_host,
-        port=settings.port(spec.name),
+        port=settings.http_port or settings.port(spec.name),
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace.total_seconds()),
     )

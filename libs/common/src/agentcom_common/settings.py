@@ -66,6 +66,20 @@ class CommonSettings(BaseSettings):
         le=ports.MAX_PORT_OFFSET,
         description="Added to every default port so two stacks can share a host.",
     )
+    http_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="This process's HTTP port; unset: its service's default port plus "
+        "`port_offset` (`agentcom up --replicas` sets it for the second replica on).",
+    )
+    nats_stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="JetStream replicas of the EVENTS, INBOX and REPORTS streams: 3 on a 3-node "
+        "NATS cluster (each stream survives the loss of one node); 1 on a single server.",
+    )
     nats_port: int = Field(default=4222, ge=1, le=65535, description="Embedded NATS client port.")
     nats_monitor_port: int = Field(
         default=8222, ge=1, le=65535, description="Embedded NATS monitoring port."

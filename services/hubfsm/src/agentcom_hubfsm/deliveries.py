@@ -8,6 +8,13 @@ them (`healing.remedies.diagnostic_task`). For a pull request the sidecar opened
 also a round of the pull-request feedback loop (`webhooks.feedback.delivered_conflict`), so it
 counts towards the goal's escalation like a conflict GitHub reports.
 
+A follow-up on a pull request's branch whose push was refused because someone pushed to the
+branch meanwhile comes the same way: the sidecar merged the branch's new commits in when it
+could; when they conflict it pushed the work to a branch of its own (`result.branch`, with
+`result.refused_by` the pull request's branch) and reports the conflict against the pull
+request's branch (`conflict.base`). The issue is then that side branch's, and the round asks
+to merge it into the pull request's branch.
+
 The report lives for `hub_healing_window`: the urgent task is opened within it, and a later
 delivery of the branch that still conflicts reports it again; one that merges clears it.
 """
@@ -83,5 +90,11 @@ async def ended(h: Hooks, goal_id: str, task_id: str) -> None:
     log.warning("delivery.merge_conflict", extra={"task_id": task.id, "files": files[:20]})
     named = PULL_URL.search(report.pull_request or "")
     if named is not None:
-        said = await feedback.delivered_conflict(h, f"{named[1]}/{named[2]}", int(named[3]), files)
+        # a conflict against the branch itself: the follow-up's push was refused and its
+        # work is on the branch it names (`refused_by` is the pull request's branch)
+        refused = (task.result or {}).get("refused_by")
+        kept_on = branch if isinstance(refused, str) and refused == base else None
+        said = await feedback.delivered_conflict(
+            h, f"{named[1]}/{named[2]}", int(named[3]), files, kept_on
+        )
         log.info("delivery.pr_round", extra={"task_id": task.id, "said": said[:500]})

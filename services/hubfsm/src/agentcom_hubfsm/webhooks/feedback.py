@@ -245,10 +245,14 @@ async def conflicts(h: Hooks, d: store.Delivery, repo: str, base: str, after: st
         await _round(h, d, repo, pull, mine, work)
 
 
-async def delivered_conflict(h: Hooks, repo: str, number: int, files: list[str]) -> str:
+async def delivered_conflict(
+    h: Hooks, repo: str, number: int, files: list[str], kept_on: str | None = None
+) -> str:
     """A sidecar pushed to pull request `number` of `repo` (owner/name) and found the branch
-    conflicting with its base (`DeliveryReport.conflict`): a round keyed by the head commit,
-    carrying the files the sidecar named. What was done, as a sentence."""
+    conflicting with its base (`DeliveryReport.conflict`), or, `kept_on`, found the branch
+    itself moved (someone pushed to it while a follow-up ran) and conflicting with the
+    follow-up's work, which it pushed to the branch `kept_on` instead: a round keyed by the
+    head commit, carrying the files the sidecar named. What was done, as a sentence."""
     try:
         pull = await h.github.pull(repo, number)
     except GitHubReadError as exc:
@@ -257,23 +261,25 @@ async def delivered_conflict(h: Hooks, repo: str, number: int, files: list[str])
     if mine is None:
         return f"pull request #{number} is not from one of our goals' tasks"
     listed = ", ".join(files[:50]) or "(not listed)"
-    context = (
-        f"The sidecar that pushed {pull.branch} found it no longer merges into {pull.base}. "
-        f"Conflicting files: {listed}"
-    )
+    if kept_on is None:
+        context = (
+            f"The sidecar that pushed {pull.branch} found it no longer merges into "
+            f"{pull.base}. Conflicting files: {listed}"
+        )
+        into, done = pull.base, f"the branch merges cleanly into {pull.base}"
+    else:
+        context = (
+            f"The push of a follow-up to {pull.branch} was refused: someone pushed to the "
+            f"branch meanwhile, and the follow-up's work (kept on {kept_on}) conflicts with "
+            f"it. Conflicting files: {listed}"
+        )
+        into, done = kept_on, f"the work of {kept_on} is on the branch, merged cleanly"
     ask = (
         f"Resolve the merge conflict of pull request {pull.url}\n\n{context}. Merge "
-        f"{pull.base} into the branch, resolve every conflict, and keep the branch's checks "
+        f"{into} into the branch, resolve every conflict, and keep the branch's checks "
         "passing."
     )
-    work = Work(
-        "merge_conflict",
-        pull.head_sha,
-        f"conflicts with {pull.base}",
-        context,
-        ask,
-        f"the branch merges cleanly into {pull.base}",
-    )
+    work = Work("merge_conflict", pull.head_sha, f"conflicts with {into}", context, ask, done)
     d = store.Delivery(delivery=None, event="delivery")
     _, reason = await _round(h, d, repo, pull, mine, work)
     return "; ".join([reason, *d.done])
