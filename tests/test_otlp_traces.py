@@ -162,6 +162,18 @@ async def test_one_task_is_one_trace_across_queue_scheduler_sidecar_and_gateway(
 
     spans = await eventually(whole, timeout=30)
 
+    # one server span per HTTP request, named by its route (FastAPI's own): a second
+    # middleware span beside it doubled every request and named it by the raw path
+    def queue_spans(name: str) -> list[ReceivedSpan]:
+        return [s for s in stack.receiver.spans if (s.service, s.name) == ("agentcom-queue", name)]
+
+    async def served_polls() -> None:
+        assert queue_spans("GET /api/tasks/{task_id}"), _tree(stack.receiver.spans)
+
+    await eventually(served_polls, timeout=30)
+    assert [s.name for s in stack.receiver.spans if task_id in s.name] == []
+    assert [s.kind for s in queue_spans("POST /api/tasks")] == ["SPAN_KIND_SERVER"]
+
     # one trace: every span of the task is in it, one root (the queue's), every parent there
     tagged = [s for s in stack.receiver.spans if s.attributes.get("agentcom.task.id") == task_id]
     assert {s.trace_id for s in tagged} == {trace_id}, _tree(tagged)

@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
+from agentcom_common import cancelling
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually, running
 from agentcom_queue.app import create_app as queue_app
@@ -88,6 +89,7 @@ class Pulse:
         self.js = js
         self.agents: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def keep(self, *agents: str) -> None:
         self.agents.update(agents)
@@ -99,7 +101,7 @@ class Pulse:
 
     async def _beat(self) -> None:
         interval = HEARTBEAT.total_seconds() / 2
-        while True:
+        while not self._stopped:
             for agent in sorted(self.agents):
                 # as a sidecar's heartbeat loop does: a beat whose publish is not acknowledged
                 # in time is lost, not fatal (CI saw a 5 s JetStream ack stall end this loop)
@@ -108,10 +110,13 @@ class Pulse:
             await asyncio.sleep(interval)  # the cadence of a sidecar's heartbeats
 
     async def stop(self) -> None:
+        # a flag and repeated cancels: nats-py's publish waits in `asyncio.wait_for`, which on
+        # Python 3.11 can swallow a cancel that lands as its reply does; one plain cancel then
+        # left this loop beating and the fixture's teardown waiting for it for good (CI hung)
+        self._stopped = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            stuck = await cancelling.cancel_and_wait([self._task], grace=10)
+            assert not stuck, "the heartbeat loop did not stop"
 
 
 @pytest.fixture

@@ -59,6 +59,9 @@ async def test_a_task_through_the_queue_is_counted_by_lane_and_state(
     assert grew(text, "agentcom_task_wait_duration_seconds_count", lane="high") == 1
     assert grew(text, "agentcom_task_run_duration_seconds_count", outcome="completed") == 1
     assert "# TYPE agentcom_task_run_duration_seconds histogram" in text
+    # the one claim found a task; its statement is timed (whatever else claimed meanwhile)
+    assert grew(text, "agentcom_queue_claim_duration_seconds_count", found="true") >= 1
+    assert grew(text, "agentcom_queue_claim_duration_seconds_bucket", le="2.5", found="true") >= 1
     posted = grew(
         text,
         "http_server_request_duration_seconds_count",

@@ -400,6 +400,34 @@ async def test_the_callers_trace_continues_into_the_task_event(
     assert event.headers["traceparent"].split("-")[1] == trace_id
 
 
+async def test_concurrent_submits_each_keep_their_own_callers_trace(
+    api: httpx.AsyncClient, nc: Client
+) -> None:
+    # submits that arrive together share one group commit; each event still continues the
+    # trace of the request that made it, not the first caller's
+    sub = await nc.subscribe("agentcom.evt.task.submitted")  # pyright: ignore[reportUnknownMemberType]  # nats-py: untyped callback parameter
+    traces = [f"{n + 1:032x}" for n in range(12)]
+
+    made = await asyncio.gather(
+        *(
+            api.post(
+                "/api/tasks",
+                json={"description": f"traced {n}"},
+                headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"},
+            )
+            for n, trace in enumerate(traces)
+        )
+    )
+
+    trace_of = {r.json()["id"]: trace for r, trace in zip(made, traces, strict=True)}
+    events = [await sub.next_msg(timeout=10) for _ in traces]
+    got = {
+        json.loads(e.data)["task_id"]: (e.headers or {})["traceparent"].split("-")[1]
+        for e in events
+    }
+    assert got == trace_of
+
+
 async def test_stats_count_states_and_queued_lanes(api: httpx.AsyncClient, nc: Client) -> None:
     await submit(api, priority="urgent")
     await submit(api)

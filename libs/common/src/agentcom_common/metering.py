@@ -34,6 +34,21 @@ from opentelemetry.sdk.resources import Resource
 
 log = logging.getLogger(__name__)
 
+# one database statement or RPC: sub-millisecond to seconds
+FAST_SECONDS_BUCKETS: Sequence[float] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+)
 SECONDS_BUCKETS: Sequence[float] = (
     0.005,
     0.01,

@@ -25,6 +25,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.micro.service import Group
+from opentelemetry import trace
 from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp
@@ -154,9 +155,16 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         version=spec.version,
         description=spec.description,
         lifespan=lifespan,
+        # FastAPI's own HTTP server span (named by route, continuing the caller's
+        # `traceparent`, current for the whole request, so log lines and outbox rows carry
+        # it) is the one server span per request. The global provider is passed on purpose:
+        # FastAPI skips tracing while no SDK provider is installed, and then the caller's
+        # context would stop here; the API's no-op spans still carry it on (an app built
+        # without `run`, as the tests build them). Its per-operation spans (dependencies,
+        # endpoint, serialization) would triple every call's spans for nothing we ask of one.
+        telemetry={"operation_spans": False, "tracer_provider": trace.get_tracer_provider()},
     )
     web.install_error_handlers(app)
-    app.add_middleware(telemetry.TraceMiddleware, service=spec.name)
     for middleware in spec.middleware:
         app.add_middleware(middleware)
     # outermost: no route, and no service's own middleware, sees a body the limits refuse

@@ -75,8 +75,8 @@ def context(task_id: str) -> Context:
     return trace.set_span_in_context(NonRecordingSpan(root), Context())
 
 
-def _links() -> list[Link]:
-    current = trace.get_current_span().get_span_context()
+def _links(context: Context | None = None) -> list[Link]:
+    current = trace.get_current_span(context).get_span_context()
     return [Link(current)] if current.is_valid else []
 
 
@@ -85,8 +85,10 @@ def record_root(
     name: str,
     scope: str,
     attributes: Mapping[str, AttributeValue] | None = None,
+    cause: Context | None = None,
 ) -> None:
-    """Record the task's root span (ended at once), linked to the current span."""
+    """Record the task's root span (ended at once), linked to the span of `cause` (by default
+    the current one: the request that submitted it)."""
     token = _forced.set(ids(task_id))
     try:
         span = trace.get_tracer(scope).start_span(
@@ -94,7 +96,7 @@ def record_root(
             context=Context(),  # a root: the ids come from `TaskIds`
             kind=SpanKind.PRODUCER,
             attributes={TASK_ID: task_id, **(attributes or {})},
-            links=_links(),
+            links=_links(cause),
         )
     finally:
         _forced.reset(token)

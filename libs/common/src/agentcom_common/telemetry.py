@@ -15,7 +15,6 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentcom_common import __version__, metering, task_traces
 
@@ -41,10 +40,13 @@ def configure(service: str, otlp_endpoint: str | None) -> TracerProvider:
     return tracer_provider
 
 
-def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
-    """Headers with the current span's `traceparent` (and `tracestate`) added."""
+def inject_headers(
+    headers: dict[str, str] | None = None, context: Context | None = None
+) -> dict[str, str]:
+    """Headers with the `traceparent` (and `tracestate`) of `context`'s span, by default the
+    current one, added."""
     carrier = dict(headers or {})
-    propagate.inject(carrier)
+    propagate.inject(carrier, context=context)
     return carrier
 
 
@@ -65,28 +67,3 @@ def continued(
             yield span
     finally:
         otel_context.detach(token)
-
-
-class TraceMiddleware:
-    """ASGI middleware: continue the caller's W3C trace (or start one) for each HTTP request.
-
-    Everything the request does runs inside that span's context, so log lines carry its trace
-    id and the outbox rows it writes carry its `traceparent` on to NATS.
-    """
-
-    def __init__(self, app: ASGIApp, service: str) -> None:
-        self.app = app
-        self.tracer = trace.get_tracer(f"agentcom.{service}")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        token = otel_context.attach(extract_context(headers))
-        try:
-            name = f"{scope['method']} {scope['path']}"
-            with self.tracer.start_as_current_span(name, kind=trace.SpanKind.SERVER):
-                await self.app(scope, receive, send)
-        finally:
-            otel_context.detach(token)

@@ -47,6 +47,13 @@ run = _m.create_histogram(
     description="Assignment to the agent's final report of that attempt, by outcome and lane.",
     explicit_bucket_boundaries_advisory=metering.SECONDS_BUCKETS,
 )
+claim = _m.create_histogram(
+    "agentcom.queue.claim.duration",
+    unit="s",
+    description="One claim statement, from taking a connection to its rows (claim: one agent; "
+    "claim_agents: several alike), by kind and whether it found a task.",
+    explicit_bucket_boundaries_advisory=metering.FAST_SECONDS_BUCKETS,
+)
 tasks = metering.Sampled(
     _m, "agentcom.queue.tasks", "{task}", "Tasks by state and lane (queued: the queue depth)."
 )
@@ -57,6 +64,10 @@ ATTEMPT_ENDS: Final = frozenset({"completed", "partial_pass", "failed"})
 
 def _lane(row: Any) -> str:
     return _LANES[int(row.lane)]
+
+
+def time_claim(kind: str, seconds: float, found: bool) -> None:
+    claim.record(seconds, {"kind": kind, "found": "true" if found else "false"})
 
 
 def count_submitted(lanes: Iterable[int]) -> None:

@@ -19,7 +19,7 @@ statements that share their CTE fragments (`_history_and_event`, `event_sql`).
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from sqlalchemy import Row, TextClause, text
@@ -96,7 +96,14 @@ _RISK_TIER: Final = """CASE WHEN m.state IN ('completed', 'partial_pass')
     THEN (m.result #>> '{delivery,risk,tier}')::int END"""
 
 
-def _history_and_event(source: str, target: str, reason: str, actor: str, subject: str) -> str:
+def _history_and_event(
+    source: str,
+    target: str,
+    reason: str,
+    actor: str,
+    subject: str,
+    headers: str = "CAST(:headers AS json)",
+) -> str:
     """The two CTEs every transition adds: the history row and the outbox event of `moved`."""
     return f"""
 , hist AS (
@@ -105,7 +112,7 @@ def _history_and_event(source: str, target: str, reason: str, actor: str, subjec
 ), ev AS (
     INSERT INTO {SCHEMA}.outbox (subject, payload, headers)
     SELECT {subject}, {_event("m.id", source, target, "m.generation", reason, actor)},
-           CAST(:headers AS json)
+           {headers}
     FROM moved m ORDER BY m.lane, m.seq
 )"""
 
@@ -336,6 +343,9 @@ _INPUT_COLS: Final = ", ".join(
     else name
     for name in SUBMIT_FIELDS
 )
+# a task in `:traced` carries its own caller's trace context (a group commit joins several
+# requests' submits); the others the statement's `:headers`
+_TRACED: Final = "COALESCE(CAST(:traced AS jsonb) -> m.id, CAST(:headers AS jsonb))::json"
 _SUBMIT_SQL: Final = f"""
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:tasks AS jsonb)) AS i({_RECORD})
@@ -344,7 +354,7 @@ WITH input AS (
     SELECT {_INPUT_COLS} FROM input ORDER BY ord
     ON CONFLICT (client_key) WHERE client_key IS NOT NULL DO NOTHING
     RETURNING *
-){_history_and_event("NULL::text", "m.state", "'submitted'", "m.submitted_by", ":subject")}
+){_history_and_event("NULL::text", "m.state", "'submitted'", "m.submitted_by", ":subject", _TRACED)}
 """
 SUBMIT_SQL: Final = _SUBMIT_SQL + "SELECT m.id, m.client_key, m.state, m.generation FROM moved m"
 SUBMIT_FULL_SQL: Final = _SUBMIT_SQL + "SELECT m.* FROM moved m"  # rows as inserted
@@ -367,10 +377,16 @@ async def _rows(db: Db, sql: str, params: dict[str, Any]) -> Sequence[Any]:
 
 
 async def submit(
-    db: Db, values: Sequence[dict[str, Any]], headers: dict[str, str], *, full: bool = False
+    db: Db,
+    values: Sequence[dict[str, Any]],
+    headers: dict[str, str],
+    *,
+    full: bool = False,
+    traced: Mapping[str, dict[str, str]] | None = None,
 ) -> Sequence[Any]:
     """Insert tasks in the given order (FIFO); a `client_key` that exists inserts nothing.
 
+    Each task's `submitted` event carries `headers`, or its own from `traced` (by task id).
     One statement, so it needs no transaction of its own. Returns id, client_key, state and
     generation of each inserted task, or with `full` its whole row as inserted.
     """
@@ -384,6 +400,7 @@ async def submit(
         {
             "tasks": json.dumps(rows, default=str),
             "headers": json.dumps(headers),
+            "traced": json.dumps(traced or {}),
             "subject": subjects.TASK_SUBMITTED,
         },
     )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from agentcom_sidecar import namespaces
+from agentcom_sidecar import meters, namespaces
 from agentcom_sidecar.agentic import output
 from agentcom_sidecar.agentic.settings import AgenticSettings
 
@@ -151,6 +151,7 @@ class Sandbox:
 
     async def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         """Run `argv` in the workspace; kill its whole process group when done or over limits."""
+        started = asyncio.get_running_loop().time()
         proc = await asyncio.create_subprocess_exec(
             *self.argv_for(argv),
             cwd=self.root,
@@ -179,6 +180,17 @@ class Sandbox:
         exit_code = await proc.wait()
         await output.settle(readers)
         timed_out = not finished
+        outcome = (
+            "timeout"
+            if timed_out
+            else "output_limit"
+            if meter.over.is_set()
+            else "ok"
+            if exit_code == 0
+            else "failed"
+        )
+        elapsed = asyncio.get_running_loop().time() - started
+        meters.count_command("agentic", self.isolated, outcome, elapsed)
         return CommandResult(
             exit_code=None if timed_out or meter.over.is_set() else exit_code,
             stdout=out.text(),

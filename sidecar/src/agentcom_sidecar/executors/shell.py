@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from agentcom_sidecar import namespaces, processes, taskdata
+from agentcom_sidecar import meters, namespaces, processes, taskdata
 from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult
 
 
@@ -45,7 +45,9 @@ class ShellExecutor:
         argv = command_of(ctx.task)
         if argv is None:
             return ExecutionResult(False, "error", 'metadata["command"] must be a list of strings')
-        remaining = max(0.01, ctx.deadline - asyncio.get_running_loop().time())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        remaining = max(0.01, ctx.deadline - started)
         try:
             done = await processes.run(
                 argv,
@@ -59,6 +61,8 @@ class ShellExecutor:
             )
         except (FileNotFoundError, PermissionError) as exc:
             return ExecutionResult(False, "error", f"cannot run {argv[0]}: {exc.strerror}")
+        outcome = "timeout" if done.timed_out else "ok" if done.exit_code == 0 else "failed"
+        meters.count_command("shell", self._confine is not None, outcome, loop.time() - started)
         if done.timed_out:
             return ExecutionResult(
                 False, "deadline", f"{argv[0]} passed its deadline and was killed", None, done.tail

@@ -2,6 +2,7 @@
 one statement (update, history rows, events) in `store_batch`.
 """
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ async def claim_many(
     """
     agent_repos = repo_keys(agent_repos)  # tasks store the key: compare keys
     headers = telemetry.inject_headers()
+    started = time.perf_counter()
     rows: Sequence[Any]
     if q.claims is not None:  # the hot path: no SQLAlchemy layers, no pre-ping round trips
         async with q.claims.acquire() as driver:
@@ -47,6 +49,7 @@ async def claim_many(
             rows = await store_batch.claim(
                 conn, agent_id, capabilities, agent_repos, limit, headers
             )
+    meters.time_claim("claim", time.perf_counter() - started, bool(rows))
     if rows:
         outbox.wake_local(q.outbox)
         meters.count_assigned(rows)
@@ -69,6 +72,7 @@ async def claim_for_agents(
         raise InvalidError("agent_ids lists an agent twice", field="agent_ids")
     agent_repos = repo_keys(agent_repos)
     headers = telemetry.inject_headers()
+    started = time.perf_counter()
     rows: Sequence[Any]
     if q.claims is not None:
         async with q.claims.acquire() as driver:
@@ -81,6 +85,7 @@ async def claim_for_agents(
             rows = await store_batch.claim_agents(
                 conn, None, agent_ids, capabilities, agent_repos, headers, exclude
             )
+    meters.time_claim("claim_agents", time.perf_counter() - started, bool(rows))
     if rows:
         outbox.wake_local(q.outbox)
         meters.count_assigned(rows)

@@ -5,9 +5,12 @@ submits.
 import asyncio
 import secrets
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentcom_common import outbox, task_traces, telemetry
@@ -118,9 +121,18 @@ async def submit_many(q: Queue, tasks: list[SubmitTask], actor: str) -> list[Tas
     ]
 
 
-async def _submit_rows(q: Queue, tasks: list[SubmitTask], actor: str, *, full: bool) -> list[Any]:
+async def _submit_rows(
+    q: Queue,
+    tasks: list[SubmitTask],
+    actor: str,
+    *,
+    full: bool,
+    causes: Sequence[Context] | None = None,
+) -> list[Any]:
     """`submit_many`'s work: one row per task in order (id, client_key, state, generation; with
-    `full`, the whole task row, read in the same transaction)."""
+    `full`, the whole task row, read in the same transaction). `causes`, one per task, are the
+    trace contexts of the requests that submitted them (a group commit's several callers);
+    without them every task has the current one."""
     deps_of: list[list[str]] = []
     for n, task in enumerate(tasks):
         deps = list(dict.fromkeys(task.depends_on))
@@ -132,13 +144,13 @@ async def _submit_rows(q: Queue, tasks: list[SubmitTask], actor: str, *, full: b
         # no keys to look up and no dependencies to check or record: the insert statement is
         # all the work, and one statement is atomic without BEGIN/COMMIT round trips
         async with q.claims.acquire() as driver:
-            rows = await _submit_in(driver, tasks, deps_of, actor, full=full)
+            rows = await _submit_in(driver, tasks, deps_of, actor, full=full, causes=causes)
     elif q.claims is not None:  # the raw asyncpg pool: no pre-ping, no statement building
         async with q.claims.acquire() as driver, driver.transaction():
-            rows = await _submit_in(driver, tasks, deps_of, actor, full=full)
+            rows = await _submit_in(driver, tasks, deps_of, actor, full=full, causes=causes)
     else:
         async with q.engine.begin() as conn:
-            rows = await _submit_in(conn, tasks, deps_of, actor, full=full)
+            rows = await _submit_in(conn, tasks, deps_of, actor, full=full, causes=causes)
     outbox.wake_local(q.outbox)
     return rows
 
@@ -150,12 +162,14 @@ async def _submit_in(
     actor: str,
     *,
     full: bool,
+    causes: Sequence[Context] | None,
 ) -> list[Any]:
     """`_submit_rows` inside its transaction, on either kind of connection."""
     keys = [t.client_key for t in tasks if t.client_key]
     by_key = await store_batch.by_keys(conn, keys)
     known = await store_batch.dependency_states(conn, sorted({d for deps in deps_of for d in deps}))
     plan: list[str | dict[str, Any]] = []  # per task: the client_key it returns, or its row
+    cause_of: dict[str, Context] = {}  # a new task's id -> the trace context that submitted it
     taken = set(by_key)
     for n, (task, deps) in enumerate(zip(tasks, deps_of, strict=True)):
         if task.client_key and task.client_key in taken:
@@ -168,12 +182,19 @@ async def _submit_in(
                 code="unknown_dependencies",
                 field=f"tasks.{n}.depends_on",
             )
-        plan.append(_values(task, deps, known, actor))  # no repo: the statement inherits
+        values = _values(task, deps, known, actor)  # no repo: the statement inherits
+        plan.append(values)
+        if causes is not None:
+            cause_of[values["id"]] = causes[n]
         if task.client_key:
             taken.add(task.client_key)
     new = [p for p in plan if isinstance(p, dict)]
+    traced = {task_id: telemetry.inject_headers(context=c) for task_id, c in cause_of.items()}
     inserted = {
-        r.id: r for r in await store_batch.submit(conn, new, telemetry.inject_headers(), full=full)
+        r.id: r
+        for r in await store_batch.submit(
+            conn, new, telemetry.inject_headers(), full=full, traced=traced
+        )
     }
     await store_batch.insert_deps(
         conn, [(v["id"], d) for v in new if v["id"] in inserted for d in v["depends_on"]]
@@ -181,7 +202,7 @@ async def _submit_in(
     # counted before the commit: a commit that then fails (rare) over-counts its batch
     meters.count_submitted(v["lane"] for v in new if v["id"] in inserted)
     for task_id in inserted:  # each task's trace starts here (`task_traces`)
-        task_traces.record_root(task_id, "task submit", __name__)
+        task_traces.record_root(task_id, "task submit", __name__, cause=cause_of.get(task_id))
     by_key |= {r.client_key: r for r in inserted.values() if r.client_key}
     if lost := [v["client_key"] for v in new if v["id"] not in inserted]:
         by_key |= await store_batch.by_keys(conn, lost)  # a concurrent submit won the key
@@ -197,6 +218,17 @@ async def _submit_in(
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """One caller waiting in a `SubmitGroup`: its task, its answer and its trace context."""
+
+    q: Queue
+    task: SubmitTask
+    actor: str
+    answer: asyncio.Future[TaskView]
+    cause: Context
+
+
 class SubmitGroup:
     """Group commit of single submits: those that arrive within one turn of the event loop
     share one `submit_many` transaction (one prebuilt statement for all of them, one commit).
@@ -207,14 +239,15 @@ class SubmitGroup:
     """
 
     def __init__(self) -> None:
-        self._waiting: list[tuple[Queue, SubmitTask, str, asyncio.Future[TaskView]]] = []
+        self._waiting: list[_Member] = []
         self._flushes: set[asyncio.Task[None]] = set()
 
     async def submit(self, q: Queue, task: SubmitTask, actor: str) -> TaskView:
         """Submit `task` as `submit` would, together with the others of this loop turn."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[TaskView] = loop.create_future()
-        self._waiting.append((q, task, actor, answer))
+        # the flush runs in the first caller's context: each task keeps its own caller's
+        self._waiting.append(_Member(q, task, actor, answer, otel_context.get_current()))
         if len(self._waiting) == 1:  # the first of this turn schedules the flush
             flush = loop.create_task(self._flush())
             self._flushes.add(flush)
@@ -223,33 +256,33 @@ class SubmitGroup:
 
     async def _flush(self) -> None:
         waiting, self._waiting = self._waiting, []
-        groups: dict[tuple[int, str], list[tuple[Queue, SubmitTask, asyncio.Future[TaskView]]]]
-        groups = {}
-        for q, task, actor, answer in waiting:
-            groups.setdefault((id(q.engine), actor), []).append((q, task, answer))
-        await asyncio.gather(
-            *(self._commit(members, actor) for (_, actor), members in groups.items())
-        )
+        groups: dict[tuple[int, str], list[_Member]] = {}
+        for member in waiting:
+            groups.setdefault((id(member.q.engine), member.actor), []).append(member)
+        await asyncio.gather(*(self._commit(members) for members in groups.values()))
 
-    async def _commit(
-        self, members: list[tuple[Queue, SubmitTask, asyncio.Future[TaskView]]], actor: str
-    ) -> None:
-        q = members[0][0]
+    async def _commit(self, members: list[_Member]) -> None:
+        q, actor = members[0].q, members[0].actor
         try:
-            rows = await _submit_rows(q, [task for _, task, _ in members], actor, full=True)
+            rows = await _submit_rows(
+                q, [m.task for m in members], actor, full=True, causes=[m.cause for m in members]
+            )
         except Exception:  # noqa: BLE001 - each task gets its own answer below
             rows = None
-        for n, (member_q, task, answer) in enumerate(members):
-            if answer.done():  # the caller went away (cancelled)
+        for n, member in enumerate(members):
+            if member.answer.done():  # the caller went away (cancelled)
                 continue
             if rows is not None:
-                answer.set_result(view(rows[n]))
+                member.answer.set_result(view(rows[n]))
                 continue
+            token = otel_context.attach(member.cause)
             try:
-                answer.set_result(await submit(member_q, task, actor))
+                member.answer.set_result(await submit(member.q, member.task, actor))
             except Exception as error:  # noqa: BLE001 - handed to its own caller
-                if not answer.done():
-                    answer.set_exception(error)
+                if not member.answer.done():
+                    member.answer.set_exception(error)
+            finally:
+                otel_context.detach(token)
 
 
 _groups: "weakref.WeakKeyDictionary[AsyncEngine, SubmitGroup]" = weakref.WeakKeyDictionary()
