@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, computed_field
 
 from agentcom_common.contracts.alert import Severity
 from agentcom_common.contracts.base import Contract
@@ -29,6 +29,12 @@ class IssueCategory(StrEnum):
     MERGE_CONFLICT = "merge_conflict"  # a goal's branch conflicts (reported by a delivery)
 
 
+def runbook(category: IssueCategory) -> str:
+    """The docs section on `category`: what healing does and what to do when it does not
+    suffice (`docs/runbooks.md`; a test checks every category's section exists)."""
+    return f"docs/runbooks.md#healing-{category.value}"
+
+
 class HealthIssue(Contract):
     key: str = Field(
         description="Identifies the issue across assessments (`stuck_tasks`, "
@@ -40,6 +46,11 @@ class HealthIssue(Contract):
     summary: str = Field(max_length=2000)
     evidence: dict[str, Any] = Field(default_factory=dict[str, Any])
     seen_at: datetime
+
+    @computed_field(description="The runbook of its category: what healing does, what to do.")
+    @property
+    def runbook(self) -> str:
+        return runbook(self.category)
 
 
 class HealthReport(Contract):
@@ -75,6 +86,11 @@ class HealingAction(Contract):
     evidence: dict[str, Any] = Field(default_factory=dict[str, Any])
     dry_run: bool
     at: datetime
+
+    @computed_field(description="The runbook of its category: what healing does, what to do.")
+    @property
+    def runbook(self) -> str:
+        return runbook(self.category)
 
 
 class HealingRun(Contract):

@@ -223,9 +223,10 @@ def alert(_ctx: Context, issue: HealthIssue, _before: Mapping[str, Outcome]) -> 
                 "issue": issue.key,
                 "summary": issue.summary,
                 "evidence": json.dumps(issue.evidence)[:2000],
+                "runbook": issue.runbook,
             },
         )
-        return f"alerted (no remedy is safe for this): {issue.summary}"
+        return f"alerted (no remedy is safe for this; see {issue.runbook}): {issue.summary}"
 
     return [Step(issue.key, f"log and alert only: {issue.summary}", do, issue.evidence)]
 

@@ -103,7 +103,7 @@ async def start_run(
 
 async def record(conn: AsyncConnection, action: HealingAction) -> None:
     """One action with its event, in the caller's transaction."""
-    values = action.model_dump(mode="json", exclude={"schema_version", "at"})
+    values = action.model_dump(mode="json", exclude={"schema_version", "at", "runbook"})
     await conn.execute(insert(healing_actions).values(values))
     await outbox.add(conn, outbox_table, subjects.HUB_HEALING_ACTED, action)
 
