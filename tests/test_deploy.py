@@ -706,7 +706,7 @@ async def test_the_nats_statefulset_args_form_a_jetstream_cluster(tmp_path: Path
                         raise AssertionError(str(exc)) from exc
                     assert answer.status_code == 200, answer.text
 
-                await eventually(healthy, timeout=30)
+                await eventually(healthy, timeout=60)
         url = server_auth.hub_url(f"nats://127.0.0.1:{clients[0]}")
         settings = CommonSettings(nats_url=url, nats_stream_replicas=size)
         nc = await messaging.connect_once(url, 10)
@@ -719,7 +719,7 @@ async def test_the_nats_statefulset_args_form_a_jetstream_cluster(tmp_path: Path
                 except Exception as exc:
                     raise AssertionError(repr(exc)) from exc
 
-            await eventually(made, timeout=30)
+            await eventually(made, timeout=60)
             info = await js.stream_info("REPORTS")
             assert info.cluster is not None
             assert len(info.cluster.replicas or []) == size - 1
