@@ -2,6 +2,7 @@
 
     uv run python bench/scheduler_bench.py                 # 1,000 agents, 200 tasks/s, 60 s
     uv run python bench/scheduler_bench.py --quick         # 100 agents, 50 tasks/s, 10 s
+    uv run python bench/scheduler_bench.py --replicas 2    # one, then two of queue and scheduler
 
 Starts its own embedded Postgres (durable) and nats-server with auth on, runs the queue and the
 scheduler as their own processes (`python -m agentcom_queue|agentcom_scheduler`, as under
@@ -17,6 +18,14 @@ heartbeat every 5 s, and answering an assignment at once with `accepted` then `c
 3. Checks: every task ends `completed` within `--drain` s after the offer ends
    (`not_completed_at_end` counts the rest: lost or still queued) and no task was held by two
    agents at once (an `assign` for a task whose previous holder had not finished or been requeued).
+
+With `--replicas 2` the same load runs twice in one invocation, each on fresh servers: first
+against one queue and one scheduler process, then against two of each (tasks submitted over
+NATS are spread among the queues by NATS; agents' reports among the schedulers by their shared
+durable consumer; HTTP registration goes to the first scheduler). Each configuration reports
+its latencies, its checks, and `service_cpu_ms_per_task`: the user + system CPU time of all the
+service processes from the start of the load to the end of the drain, per task. On two cores
+wall-clock scaling cannot show; CPU per task and correctness can.
 
 Peer: none meaningful. The parts that compete (PgQueuer, Celery, Temporal task queues) have no
 agents with presence, capabilities and fenced reassignment; the queue's own claim path is
@@ -34,13 +43,14 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
+import psutil
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from rich.console import Console
@@ -244,7 +254,7 @@ async def offer(nc: Client, fleet: Fleet, rate: float, seconds: float) -> tuple[
     return total, total / issued if issued else rate
 
 
-async def run(args: argparse.Namespace) -> Json:
+async def run(args: argparse.Namespace, replicas: int = 1) -> Json:
     token = "bench-admin-" + os.urandom(16).hex()
     with servers() as (layout, broker, root):
         await embedded.wait_for_postgres(layout, deadline=60)
@@ -261,13 +271,25 @@ async def run(args: argparse.Namespace) -> Json:
         } | dict(setting.split("=", 1) for setting in args.set)
         traced = env | {"AGENTCOM_LOG_LEVEL": "DEBUG"} if args.trace else env
         procs = [
-            ServiceProcess("queue", broker.url, layout.url, root / "queue.log", env),
-            ServiceProcess("scheduler", broker.url, layout.url, root / "scheduler.log", traced),
+            ServiceProcess(name, broker.url, layout.url, root / f"{name}-{k}.log", own)
+            for name, own in (("queue", env), ("scheduler", traced))
+            for k in range(1, replicas + 1)
         ]
+
+        def cpu_s() -> float:
+            """User + system CPU seconds the service processes have used so far."""
+            total = 0.0
+            for proc in procs:
+                assert proc.process is not None
+                times = psutil.Process(proc.process.pid).cpu_times()
+                total += times.user + times.system
+            return total
+
         try:
             for proc in procs:
                 proc.start()
-            result = await measure(args, broker.url, procs[1].url, token)
+            scheduler = next(p for p in procs if p.module == "agentcom_scheduler")
+            result = await measure(args, broker.url, scheduler.url, token, cpu_s)
         finally:
             for proc in procs:
                 proc.stop()
@@ -275,7 +297,8 @@ async def run(args: argparse.Namespace) -> Json:
             args.logs.mkdir(parents=True, exist_ok=True)
             for proc in procs:
                 shutil.copy(proc.log, args.logs / proc.log.name)
-        return result | (matching_trace(root / "scheduler.log") if args.trace else {})
+        traces = [matching_trace(root / f"scheduler-{k}.log") for k in range(1, replicas + 1)]
+        return {"replicas": replicas} | result | (traces[0] if args.trace else {})
 
 
 def matching_trace(log: Path) -> Json:
@@ -305,7 +328,13 @@ def matching_trace(log: Path) -> Json:
     return out
 
 
-async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token: str) -> Json:
+async def measure(
+    args: argparse.Namespace,
+    nats_url: str,
+    scheduler: str,
+    token: str,
+    cpu_s: Callable[[], float] = lambda: 0.0,
+) -> Json:
     progress.log(f"registering {args.agents:,} agents")
     t = time.perf_counter()
     names = await register(scheduler, token, args.agents)
@@ -320,6 +349,7 @@ async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token
         loops = [asyncio.create_task(sim.beats(stop))]
         await asyncio.sleep(2)  # hellos applied
         progress.log(f"load: {args.rate}/s for {args.seconds} s")
+        cpu_before = cpu_s()
         submitted, achieved = await offer(conns[0], fleet, args.rate, args.seconds)
         progress.log("silence: the next agents to get a task go quiet")
         fleet.victims_wanted = args.victims
@@ -332,6 +362,7 @@ async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token
                 break
             await asyncio.sleep(0.2)
         drained = time.perf_counter() - offered_at
+        cpu_used = cpu_s() - cpu_before
         stop.set()
         for loop in loops:
             loop.cancel()
@@ -366,6 +397,8 @@ async def measure(args: argparse.Namespace, nats_url: str, scheduler: str, token
         "not_completed_at_end": total - len(fleet.completed_events),
         "drain_s": round(drained, 1),
         "assigned_twice_at_once": fleet.double,
+        "service_cpu_s": round(cpu_used, 2),
+        "service_cpu_ms_per_task": round(cpu_used * 1000 / total, 2) if total else None,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -382,6 +415,13 @@ def main() -> None:
         "--drain", type=float, default=300.0, help="seconds to wait for the backlog to finish"
     )
     parser.add_argument("--quick", action="store_true", help="100 agents, 50/s for 10 s")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        choices=(1, 2),
+        help="2: run the load against one, then two processes of queue and scheduler",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -402,12 +442,18 @@ def main() -> None:
         args.agents, args.rate, args.seconds, args.victims = 100, 50.0, 10.0, 3
     if bad := [x for x in args.set if not x.startswith("AGENTCOM_") or "=" not in x]:
         parser.error(f"--set takes AGENTCOM_NAME=VALUE, not {bad[0]!r}")
-    result = asyncio.run(run(args))
+    if args.replicas == 1:
+        result = asyncio.run(run(args))
+        results = [result]
+    else:  # the same load against one and two replicas, one after the other
+        results = [asyncio.run(run(args, replicas)) for replicas in (1, 2)]
+        result = {"configurations": results}
     table = Table(title="scheduler bench", title_justify="left")
     table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, str(value))
+    for one in results:
+        table.add_column(f"{one['replicas']} of each", justify="right")
+    for key in results[0]:
+        table.add_row(key, *(str(one.get(key)) for one in results))
     Console().print(table)
     sys.stdout.write(json.dumps(result) + "\n")
 

@@ -14,7 +14,7 @@ hub calls it over NATS. One fake Ollama upstream answers everyone, by who asks:
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,9 @@ from nats.aio.msg import Msg
 from agentcom_common import subjects
 from agentcom_common.contracts.system import MessageRefused
 from agentcom_common.settings import CommonSettings
-from agentcom_common.testing import NatsServer, eventually, running
-from agentcom_hubfsm.app import create_app as hub_app
-from agentcom_hubfsm.settings import HubSettings
-from agentcom_llm_registry.settings import LlmSettings
-from fake_llm import FakeLLM, serve
-from goal_fakes import add_local_endpoint
+from agentcom_common.testing import NatsServer, eventually
+from fake_llm import FakeLLM
+from goal_stack import GoalStack, goal_stack
 
 Json = dict[str, Any]
 AGENTS = ("a1", "a2")
@@ -116,13 +113,7 @@ class ScriptedModel(FakeLLM):
         return "", {"name": "write_file", "arguments": {"path": path, "content": content}}
 
 
-@dataclass
-class Stack:
-    queue: httpx.AsyncClient
-    scheduler: httpx.AsyncClient
-    hub: httpx.AsyncClient
-    registry_url: str
-    model: ScriptedModel
+Stack = GoalStack[ScriptedModel]
 
 
 @pytest.fixture
@@ -132,39 +123,9 @@ async def stack(
     admin_token: str,
     tmp_path: Path,
 ) -> AsyncIterator[Stack]:
-    base = settings.model_dump()
-    llm = LlmSettings.model_validate(
-        base
-        | {
-            "llm_health_interval": timedelta(milliseconds=200),
-            "llm_ledger_flush_interval": timedelta(milliseconds=50),
-            "llm_ledger_dir": str(tmp_path / "ledger"),
-            "llm_request_timeout": timedelta(seconds=20),
-        }
-    )
-    hub_settings = HubSettings.model_validate(
-        base
-        | {
-            "hub_goal_sweep": timedelta(milliseconds=200),
-            "hub_llm_backoff": timedelta(milliseconds=100),
-            "hub_data_dir": tmp_path / "hub",
-        }
-    )
     model = ScriptedModel("ollama", models=["qwen3:8b"])
-    await model.start()
-    queue, scheduler = hub
-    try:
-        async with (
-            serve(llm) as registry_url,
-            running(hub_app(hub_settings), "http://hubfsm") as hubfsm,
-            httpx.AsyncClient(base_url=registry_url) as registry,
-        ):
-            for client in (registry, hubfsm):
-                client.headers["Authorization"] = f"Bearer {admin_token}"
-            await add_local_endpoint(registry, model.url)
-            yield Stack(queue, scheduler, hubfsm, registry_url, model)
-    finally:
-        await model.stop()
+    async with goal_stack(settings, hub, admin_token, tmp_path, model) as made:
+        yield made
 
 
 async def start_agents(stack: Stack, sidecars: Any, nats: NatsServer, origin: Path) -> None:

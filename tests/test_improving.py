@@ -9,7 +9,8 @@ The second cycle drops the finding that would declare it back (oscillation: it u
 one) and those kept last time (fingerprint cooldown), keeps nothing, and the hub goes on to
 contemplating."""
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -49,29 +50,36 @@ CHANGED = {
 }
 
 
+FAST: Json = {
+    "hub_tick_interval": timedelta(milliseconds=50),
+    "hub_leader_interval": timedelta(milliseconds=200),
+    "hub_goal_sweep": timedelta(milliseconds=100),
+    "hub_health_interval": NEVER,  # no assessment: healing stays out of the way
+    "hub_llm_backoff": NEVER,  # the goals wait to be planned, quietly (no model here)
+    "hub_improving_enabled": True,
+    "hub_improving_interval": timedelta(milliseconds=1),
+    "hub_improving_fingerprint_cooldown": NEVER,
+    "hub_improving_file_cooldown": NEVER,
+    "hub_contemplation_interval": timedelta(milliseconds=1),
+}
+
+
+@contextlib.asynccontextmanager
+async def hub_with(
+    settings: CommonSettings, token: str, data: Path, **extra: Any
+) -> AsyncGenerator[httpx.AsyncClient]:
+    hub = HubSettings.model_validate(settings.model_dump() | {"hub_data_dir": data} | FAST | extra)
+    async with running(hub_app(hub), "http://hubfsm") as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client
+
+
 @pytest.fixture
 async def hubfsm(
     settings: CommonSettings, admin_token: str, tmp_path: Path, origin: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
-    hub = HubSettings.model_validate(
-        settings.model_dump()
-        | {
-            "hub_data_dir": tmp_path / "hub",
-            "hub_tick_interval": timedelta(milliseconds=50),
-            "hub_leader_interval": timedelta(milliseconds=200),
-            "hub_goal_sweep": timedelta(milliseconds=100),
-            "hub_health_interval": NEVER,  # no assessment: healing stays out of the way
-            "hub_llm_backoff": NEVER,  # the goals wait to be planned, quietly (no model here)
-            "hub_improving_enabled": True,
-            "hub_improving_repos": [str(origin)],
-            "hub_improving_interval": timedelta(milliseconds=1),
-            "hub_improving_fingerprint_cooldown": NEVER,
-            "hub_improving_file_cooldown": NEVER,
-            "hub_contemplation_interval": timedelta(milliseconds=1),
-        }
-    )
-    async with running(hub_app(hub), "http://hubfsm") as client:
-        client.headers["Authorization"] = f"Bearer {admin_token}"
+    hub = hub_with(settings, admin_token, tmp_path / "hub", hub_improving_repos=[str(origin)])
+    async with hub as client:
         yield client
 
 
@@ -212,3 +220,35 @@ async def test_scans_become_goals_and_oscillating_or_cooled_findings_are_dropped
         assert bad.json()["field"] == f"query.{field}", bad.json()
     missing = await hubfsm.get("/api/hub/findings/find-0000000000000000")
     assert missing.status_code == 404, missing.text
+
+
+async def test_a_scan_no_agent_takes_is_cancelled_and_the_hub_rests(
+    hub: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    settings: CommonSettings,
+    admin_token: str,
+    tmp_path: Path,
+    origin: Path,
+) -> None:
+    queue, _ = hub
+    async with hub_with(
+        settings,
+        admin_token,
+        tmp_path / "hub",
+        hub_improving_repos=[str(origin)],
+        hub_improving_scan_timeout=timedelta(milliseconds=300),
+        hub_improving_interval=NEVER,  # one cycle
+        hub_contemplation_interval=NEVER,  # nothing to go on to: the cycle rests the hub
+    ) as hubfsm:
+
+        async def rested() -> None:
+            assert (await moves(hubfsm))[1:] == [
+                ("improving", "nothing_to_do"),
+                ("resting", "improving: nothing left to improve"),
+            ]
+
+        await eventually(rested, timeout=30)
+        tasks = (await queue.get("/api/tasks", params={"goal_id": "improving-1"})).json()
+        assert [t["state"] for t in tasks["tasks"]] == ["cancelled"], tasks
+        assert tasks["tasks"][0]["needed_capabilities"] == ["scan"]
+        found = (await hubfsm.get("/api/hub/findings")).json()
+        assert found["findings"] == []

@@ -20,13 +20,10 @@ import httpx
 import pytest
 
 from agentcom_common.settings import CommonSettings
-from agentcom_common.testing import NatsServer, eventually, running
-from agentcom_hubfsm.app import create_app as hub_app
-from agentcom_hubfsm.settings import HubSettings
-from agentcom_llm_registry.settings import LlmSettings
+from agentcom_common.testing import NatsServer, eventually
 from fake_github import FakeGitHub, serve as serve_github
-from fake_llm import FakeLLM, serve
-from goal_fakes import add_local_endpoint
+from fake_llm import FakeLLM
+from goal_stack import GoalStack, goal_stack
 
 Json = dict[str, Any]
 GITHUB = "acme/widgets"
@@ -79,12 +76,7 @@ class Coder(FakeLLM):
 
 
 @dataclass
-class Stack:
-    queue: httpx.AsyncClient
-    scheduler: httpx.AsyncClient
-    hub: httpx.AsyncClient
-    registry_url: str
-    model: Coder
+class Stack(GoalStack[Coder]):
     github: FakeGitHub
 
 
@@ -109,43 +101,19 @@ async def stack(
     tmp_path: Path,
     github: FakeGitHub,
 ) -> AsyncIterator[Stack]:
-    base = settings.model_dump()
-    llm = LlmSettings.model_validate(
-        base
-        | {
-            "llm_health_interval": timedelta(milliseconds=200),
-            "llm_ledger_flush_interval": timedelta(milliseconds=50),
-            "llm_ledger_dir": str(tmp_path / "ledger"),
-            "llm_request_timeout": timedelta(seconds=20),
-        }
-    )
-    hub_settings = HubSettings.model_validate(
-        base
-        | {
-            "hub_goal_sweep": timedelta(milliseconds=200),
-            "hub_llm_backoff": timedelta(milliseconds=100),
-            "hub_tick_interval": timedelta(milliseconds=50),
-            "hub_health_interval": timedelta(milliseconds=100),
-            "hub_healing_cooldown": timedelta(0),
-            "hub_data_dir": tmp_path / "hub",
-            "hub_github_api_url": github.url,
-        }
-    )
     model = Coder("ollama", models=["qwen3:8b"])
-    await model.start()
-    queue, scheduler = hub
-    try:
-        async with (
-            serve(llm) as registry_url,
-            running(hub_app(hub_settings), "http://hubfsm") as hubfsm,
-            httpx.AsyncClient(base_url=registry_url) as registry,
-        ):
-            for client in (registry, hubfsm):
-                client.headers["Authorization"] = f"Bearer {admin_token}"
-            await add_local_endpoint(registry, model.url)
-            yield Stack(queue, scheduler, hubfsm, registry_url, model, github)
-    finally:
-        await model.stop()
+    async with goal_stack(
+        settings,
+        hub,
+        admin_token,
+        tmp_path,
+        model,
+        hub_tick_interval=timedelta(milliseconds=50),
+        hub_health_interval=timedelta(milliseconds=100),
+        hub_healing_cooldown=timedelta(0),
+        hub_github_api_url=github.url,
+    ) as made:
+        yield Stack(made.queue, made.scheduler, made.hub, made.registry_url, model, github)
 
 
 async def test_a_delivery_that_conflicts_opens_an_urgent_task_and_a_pr_round(

@@ -8,7 +8,10 @@ from typing import Any
 from dashboard_stack import Stack, dead_letter, serve
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from test_push import PushService, push_service, subscribe
+from test_socket import next_event
+from websockets.asyncio.client import connect
 
 from agentcom_common.testing import eventually
 from agentcom_dashboard.app import create_app as dashboard_app
@@ -61,3 +64,18 @@ async def test_an_alert_fires_once_and_is_pushed_once_from_two_replicas(
                 listed = (await http.get(f"{url}/api/dashboard/alerts")).json()
             assert sorted(a["rule_id"] for a in listed) == sorted(rules)
         assert task["id"] in {m["body"].removeprefix("task ") for m in push_service.received}
+
+
+async def test_the_live_socket_works_from_either_replica(
+    stack: Stack, js: JetStreamContext
+) -> None:
+    """Each replica follows the event stream itself: a browser on either sees every event."""
+    second_app = dashboard_app(stack.settings)
+    async with serve(second_app) as second_url:
+        urls = [u.replace("http://", "ws://") + "/ws" for u in (stack.dashboard, second_url)]
+        async with connect(urls[0]) as one, connect(urls[1]) as two:
+            for ws in (one, two):
+                assert json.loads(await ws.recv(decode=True))["type"] == "hello"
+            sent = await js.publish("agentcom.evt.test.fanout", b'{"n": 1}')
+            seen = [await next_event(ws) for ws in (one, two)]
+    assert [(e["seq"], e["data"]) for e in seen] == [(sent.seq, {"n": 1})] * 2

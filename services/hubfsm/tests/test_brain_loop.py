@@ -1,7 +1,9 @@
 """The brain's pass on a real database, driven one step at a time: a paused hub does not move,
-entry work runs beside the pass and ends with its stay, a new brain resumes it."""
+entry work runs beside the pass and ends with its stay, a new brain resumes it, and so does
+the same brain leading again."""
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from nats.aio.client import Client
@@ -92,3 +94,26 @@ async def test_entry_work_runs_beside_the_pass_and_ends_with_its_stay(
     await started()  # it resumes the stay's work
     assert (await ops.state(h)).work == "executing-work"
     await successor.stop_work()
+
+
+async def test_a_brain_that_leads_again_starts_its_stays_work_again(
+    engine: AsyncEngine, nc: Client
+) -> None:
+    """A replica loses the lock (its work is cancelled) and takes it back, the hub still in the
+    same stay: the work starts again (it was taken as still running, and a cycle never ended)."""
+    starts: asyncio.Queue[None] = asyncio.Queue()
+
+    async def work() -> None:
+        starts.put_nowait(None)
+        await asyncio.Event().wait()
+
+    b = brain(engine, nc, executing=work)
+    await goal_ops.submit(goal_ops.Goals(engine, outbox_table, asyncio.Event()), GOAL, "test")
+    for _ in range(2):  # leads, loses the lead, leads again
+        leading = asyncio.create_task(b.lead())
+        async with asyncio.timeout(5):
+            await starts.get()
+        leading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leading
+    assert (await ops.state(hub(engine))).state is H.EXECUTING  # one stay throughout

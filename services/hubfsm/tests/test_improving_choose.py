@@ -1,13 +1,16 @@
 """Improving's filters as a table: verbs normalised onto axes, oscillation against the repo's
-last kept findings, the two cooldowns, duplicates and the cap (highest severity first)."""
+last kept findings, the two cooldowns, duplicates and the cap (highest severity first); and an
+agent's scan result is checked, not trusted."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from agentcom_common.contracts.scan import ScanFinding, Severity, fingerprint
+from agentcom_common.contracts.task import TaskView
 from agentcom_hubfsm.improving import verbs
 from agentcom_hubfsm.improving.choose import Kept, Policy, choose
+from agentcom_hubfsm.improving.run import findings_of
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 POLICY = Policy(
@@ -109,3 +112,58 @@ def test_the_cap_keeps_the_highest_severities_and_duplicates_are_dropped() -> No
     assert dropped["Fix 2"].startswith("over the cycle's cap of 2")
     assert dropped["Fix 0"].startswith("over the cycle's cap of 2")
     assert [d.reason for d in decided].count("duplicate: the same finding twice this cycle") == 1
+
+
+def scan_task(state: str, result: object) -> TaskView:
+    return TaskView.model_validate(
+        {
+            "id": "t1",
+            "state": state,
+            "priority": "low",
+            "description": "Improvement scan",
+            "generation": 1,
+            "retry_count": 0,
+            "max_retries": 1,
+            "assigned_to": "s1",
+            "complete_by": None,
+            "needed_capabilities": ["scan"],
+            "repo": "/srv/shop",
+            "branch": None,
+            "file_hints": [],
+            "success_criteria": [],
+            "verification_steps": [],
+            "complexity": {
+                "tier": "standard",
+                "source": "inferred",
+                "inferred_tier": None,
+                "confidence": 0.5,
+                "reasons": [],
+            },
+            "depends_on": [],
+            "goal_id": "improving-1",
+            "metadata": {"executor": "scan"},
+            "last_error": "agent gone" if state != "completed" else None,
+            "blocked_reason": None,
+            "result": result,
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
+    )
+
+
+def test_an_agents_scan_result_is_checked_not_trusted() -> None:
+    honest = finding("Fix ruff F401 in a.py", "F401", ["a.py"])
+    forged = honest.model_dump(mode="json") | {"fingerprint": "0" * 16}
+    [read], why = findings_of(scan_task("completed", {"details": {"scan": {"findings": [forged]}}}))
+    assert why is None
+    assert read.fingerprint == honest.fingerprint  # recomputed from the finding itself
+    for result, says in (
+        (None, "Input should be"),
+        ({"details": "scan"}, "Input should be"),
+        ({"details": {"scan": {"findings": [{"category": "Bad Category!"}]}}}, "unreadable"),
+    ):
+        found, why = findings_of(scan_task("completed", result))
+        assert (found, why is not None) == ([], True), why
+        assert "its scan result is unreadable" in str(why), why
+        assert says in str(why), why
+    assert findings_of(scan_task("failed", None)) == ([], "its scan ended failed: agent gone")

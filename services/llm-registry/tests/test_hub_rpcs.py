@@ -112,7 +112,11 @@ async def test_a_fallback_is_shared_by_every_replica_survives_restarts_and_expir
     await register("b", "ollama", big.url, classes=["big"])
     tiers = llm_settings.model_copy(update={"llm_tiers": TIERS})
     async with replica(tiers, "second", admin_token, tmp_path) as second:
-        assert await routed_to(second, "trivial") == "s"
+
+        async def ready(c: httpx.AsyncClient = second) -> None:  # its first health pass ran
+            assert await routed_to(c, "trivial") == "s"
+
+        await eventually(ready, timeout=30)
         # whichever replica answers the RPC, both route the tier one up
         await micro.call(
             nc, "llm", "fallback", RouteFallback(tier="trivial", seconds=60), TierFallback
@@ -122,10 +126,14 @@ async def test_a_fallback_is_shared_by_every_replica_survives_restarts_and_expir
             async def fallen(c: httpx.AsyncClient = client) -> None:
                 assert await routed_to(c, "trivial") == "b"
 
-            await eventually(fallen)
+            await eventually(fallen, timeout=30)
 
     async with replica(tiers, "third", admin_token, tmp_path) as third:  # a fresh start
-        assert await routed_to(third, "trivial") == "b"
+
+        async def kept(c: httpx.AsyncClient = third) -> None:  # once its first pass ran
+            assert await routed_to(c, "trivial") == "b"
+
+        await eventually(kept, timeout=30)
         listed = await micro.call(nc, "llm", "endpoints", ListEndpoints(), EndpointList)
         assert list(listed.fallbacks) == ["trivial"]
 

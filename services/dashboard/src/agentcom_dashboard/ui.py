@@ -103,12 +103,48 @@ async def pause_hub(
 
 @router.get("/hub")
 async def hub_detail(live: LiveDep, _who: ViewerDep) -> dict[str, Any]:
-    """The hub's state (leader, paused, time in each state) and its latest moves."""
-    state, history = await asyncio.gather(
+    """The hub's state (leader, paused, time in each state), its latest moves, its healing runs
+    (issues with evidence, actions with results), contemplation's proposals and improvement
+    scans' findings; each read on its own, so one the hub lacks is just not available."""
+    state, history, healing, proposals, findings = await asyncio.gather(
         live.sources.read("hubfsm", "/api/hub/state"),
         live.sources.read("hubfsm", "/api/hub/history?limit=20"),
+        live.sources.read("hubfsm", "/api/hub/healing?limit=10"),
+        live.sources.read("hubfsm", "/api/hub/proposals?limit=20"),
+        live.sources.read("hubfsm", "/api/hub/findings?limit=20"),
     )
-    return {"state": state.as_json(), "history": history.as_json()}
+    return {
+        "state": state.as_json(),
+        "history": history.as_json(),
+        "healing": healing.as_json(),
+        "proposals": proposals.as_json(),
+        "findings": findings.as_json(),
+    }
+
+
+ProposalId = Annotated[str, Path(pattern=r"^prop-[0-9a-f]{16}$")]
+
+
+class ProposalVerdict(RequestBody):
+    reason: str = Field(default="", max_length=2000)
+
+
+@router.post("/hub/proposals/{proposal_id}/{verdict}", responses=PASSED_ON)
+async def judge_proposal(
+    proposal_id: ProposalId,
+    verdict: Annotated[str, Path(pattern=r"^(accept|reject)$")],
+    body: ProposalVerdict,
+    live: LiveDep,
+    who: AdminDep,
+) -> Any:
+    """Accept a proposal (the hub makes it a goal) or reject it with a reason (told to the next
+    contemplation cycle), through the hub with the admin's token.
+
+    Errors: 422 `invalid_field` (a rejection needs a reason), the hub's (404, 409), 403."""
+    if verdict == "reject" and not body.reason.strip():
+        raise InvalidError("reason: say why the proposal is rejected", field="reason")
+    path = f"/api/hub/proposals/{proposal_id}/{verdict}"
+    return await live.sources.act("hubfsm", path, who.token, {"reason": body.reason.strip()})
 
 
 @router.get("/goals/{goal_id}")

@@ -3,6 +3,8 @@ workspace. It reads the repo's files and runs none of them (ruff is the agent's 
 it needs no `allow_hub_commands`; an agent opts in by listing `scan` in `executors`. It changes
 nothing, so nothing is pushed; the findings are the result (`details.scan`, a `ScanResult`)."""
 
+import asyncio
+
 from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult
 from agentcom_sidecar.scanning import languages
 
@@ -11,7 +13,12 @@ class ScanExecutor:
     name = "scan"
 
     async def run(self, ctx: ExecutionContext) -> ExecutionResult:
-        result = await languages.scan(ctx.workspace, ctx.env)
+        remaining = max(0.01, ctx.deadline - asyncio.get_running_loop().time())
+        try:
+            async with asyncio.timeout(remaining):
+                result = await languages.scan(ctx.workspace, ctx.env)
+        except TimeoutError:
+            return ExecutionResult(False, "deadline", "the scan passed its deadline")
         summary = (
             f"{len(result.findings)} findings ({', '.join(result.languages) or 'no language'})"
         )

@@ -393,7 +393,80 @@ async function refreshHub() {
   const body = await res.json();
   state.panels.hub = body.state;
   state.hubHistory = body.history.available ? body.history.data.moves : [];
-  renderHub();
+  state.hubReads = { healing: body.healing, proposals: body.proposals, findings: body.findings };
+  renderHub(); renderHealing(); renderProposals(); renderFindings();
+}
+
+// GET /api/hub/healing (contracts/health.py HealingPage): runs newest first, each with the
+// issues that started it (source, severity, category, evidence) and its actions (remedy,
+// target, outcome, detail, evidence).
+function evidence(ev) {
+  const pairs = Object.entries(ev || {});
+  return pairs.length ? h("small", { class: "muted evidence" }, pairs.map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ")) : null;
+}
+
+function renderHealing() {
+  const box = document.getElementById("healing");
+  const read = (state.hubReads || {}).healing;
+  if (!read) return;
+  if (!read.available) { unavailable(box, read, "Healing"); return; }
+  const runs = read.data.runs;
+  if (!runs.length) { box.replaceChildren(h("p", { class: "muted" }, "No healing runs: nothing critical was seen.")); return; }
+  box.replaceChildren(h("ol", { class: "runs" }, runs.map(r => h("li", { "data-healing-run": r.id, "data-outcome": r.outcome },
+    h("p", {}, h("span", { class: `badge heal-${r.outcome}` }, r.outcome), r.dry_run ? h("span", { class: "badge" }, "dry run") : null,
+      ` run ${r.id} · ${ago(r.started_at)}${r.ended_at ? "" : " · running"} `, h("span", { class: "muted" }, r.report || "")),
+    h("ul", { class: "issues" }, r.issues.map(i => h("li", { "data-issue": i.key },
+      h("span", { class: `badge sev-${i.severity}` }, i.severity), " ", h("strong", {}, i.category), ` ${i.summary} `,
+      h("small", { class: "muted" }, `seen by ${i.source}`), h("br"), evidence(i.evidence)))),
+    r.actions.length ? h("ol", { class: "actions" }, r.actions.map(a => h("li", { "data-action": a.action, "data-target": a.target, "data-outcome": a.outcome },
+      h("span", { class: `badge act-${a.outcome}` }, a.outcome), " ", h("code", {}, a.action), " ", h("code", {}, a.target), ` ${a.detail} `,
+      h("br"), evidence(a.evidence)))) : h("p", { class: "muted" }, "no action taken")))));
+}
+
+// GET /api/hub/proposals (contracts/proposal.py ProposalPage): an admin accepts one (it becomes
+// a goal) or rejects it with a reason, told to the next contemplation cycle.
+function renderProposals() {
+  const box = document.getElementById("proposals");
+  const read = (state.hubReads || {}).proposals;
+  if (!read) return;
+  if (!read.available) { unavailable(box, read, "Proposals"); return; }
+  const list = read.data.proposals;
+  if (!list.length) { box.replaceChildren(h("p", { class: "muted" }, "No proposals.")); return; }
+  box.replaceChildren(h("ol", { class: "proposals" }, list.map(p => h("li", { "data-proposal": p.id, "data-proposal-state": p.state },
+    h("p", {}, h("span", { class: `badge ps-${p.state}` }, p.state), " ", h("strong", {}, p.title),
+      h("small", { class: "muted" }, ` ${p.repo} · impact ${p.impact} · effort ${p.effort} · cycle ${p.cycle} · ${ago(p.created_at)}`)),
+    h("dl", { class: "facts" }, fact("problem", p.problem, "problem"), fact("solution", p.solution, "solution"),
+      fact("why now", p.why_now, "why_now"), fact("why not", p.why_not, "why_not"),
+      fact("success criteria", h("ul", {}, p.success_criteria.map(c => h("li", {}, c))), "criteria")),
+    p.state === "accepted" ? h("p", { class: "muted", "data-proposal-goal": p.goal_id || "" }, `accepted by ${p.decided_by}: goal `, h("code", {}, p.goal_id || "")) : null,
+    p.state === "rejected" ? h("p", { class: "muted", "data-proposal-reason": "" }, `rejected by ${p.decided_by}: ${p.reason}`) : null,
+    isAdmin && p.state === "pending" ? h("p", { class: "tools" },
+      h("button", { class: "small", "data-proposal-action": "accept", onclick: async () => {
+        if (await confirmed(`Accept "${p.title}"? The hub makes it a goal.`, `/ui/hub/proposals/${p.id}/accept`, "accept")) refreshHub();
+      } }, "accept"),
+      h("button", { class: "small", "data-proposal-action": "reject", onclick: async () => {
+        const reason = window.prompt("Why is it rejected? (the next contemplation is told)");
+        if (reason && await confirmed(`Reject "${p.title}"?`, `/ui/hub/proposals/${p.id}/reject`, "reject", { reason })) refreshHub();
+      } }, "reject")) : null))));
+}
+
+// GET /api/hub/findings (contracts/scan.py FindingPage): each kept (it became a goal) or
+// dropped, with the reason.
+function renderFindings() {
+  const box = document.getElementById("findings");
+  const read = (state.hubReads || {}).findings;
+  if (!read) return;
+  if (!read.available) { unavailable(box, read, "Findings"); return; }
+  const list = read.data.findings;
+  if (!list.length) { box.replaceChildren(h("p", { class: "muted" }, "No findings.")); return; }
+  box.replaceChildren(h("table", { class: "findings" },
+    h("thead", {}, h("tr", {}, h("th", {}, "state"), h("th", {}, "finding"), h("th", {}, "files"), h("th", {}, "why"))),
+    h("tbody", {}, list.map(f => h("tr", { "data-finding": f.id, "data-finding-state": f.state },
+      h("td", {}, h("span", { class: `badge fs-${f.state}` }, f.state), h("br"), h("span", { class: `badge sev-${f.severity}` }, f.severity)),
+      h("td", { class: "desc" }, h("strong", {}, f.title), h("br"), h("small", { class: "muted" }, `${f.category} · ${f.subject} · ${f.repo}`),
+        f.evidence.length ? h("ul", { class: "reasons" }, f.evidence.slice(0, 5).map(e => h("li", {}, e))) : null),
+      h("td", {}, h("small", {}, f.files.slice(0, 5).join(", "))),
+      h("td", {}, f.reason, f.goal_id ? h("small", { class: "muted" }, h("br"), `goal ${f.goal_id}`) : null))))));
 }
 
 function renderHub() {
@@ -520,6 +593,13 @@ async function openGoal(id) {
   state.openGoal = id;
   if (!g) { box.replaceChildren(h("p", { class: "na" }, "goal not available")); if (!dlg.open) dlg.showModal(); return; }
   upsertGoal(g); renderGoals();
+  // a delivered task's risk tier is in its result (result.delivery.risk), read from the queue
+  const delivered = g.tasks.filter(t => t.state === "completed" || t.state === "partial_pass");
+  const tiers = new Map((await Promise.all(delivered.map(async t => {
+    const d = await fetchTask(t.task_id);
+    const risk = d && d.task.data.result && d.task.data.result.delivery && d.task.data.result.delivery.risk;
+    return [t.task_id, risk ? risk.tier : null];
+  }))).filter(([, tier]) => tier != null));
   box.replaceChildren(...[
     h("h3", {}, g.title),
     h("p", {}, h("span", { class: `badge gs-${g.state}`, id: "goal-state", "data-goal-state": g.state }, g.state), ` ${g.reason}`),
@@ -532,7 +612,8 @@ async function openGoal(id) {
     planGraph(g),
     h("h4", {}, "Tasks"),
     g.tasks.length ? h("ul", { class: "list", id: "goal-tasks" }, g.tasks.map(t => h("li", { "data-goal-task": t.task_id },
-      h("span", { class: `badge st-${t.state}` }, t.state), " ", h("code", {}, short(t.task_id)), ` ${t.title} `, h("small", { class: "muted" }, t.kind)))) : h("p", { class: "muted" }, "none submitted"),
+      h("span", { class: `badge st-${t.state}` }, t.state), " ", h("code", {}, short(t.task_id)), ` ${t.title} `, h("small", { class: "muted" }, t.kind),
+      tiers.get(t.task_id) ? h("span", {}, " ", h("span", { class: `badge tier-${tiers.get(t.task_id)}`, "data-tier": String(tiers.get(t.task_id)) }, `tier ${tiers.get(t.task_id)}`)) : null))) : h("p", { class: "muted" }, "none submitted"),
     h("h4", {}, "Verifications"),
     g.verifications.length ? h("ol", { class: "verifications" }, g.verifications.map(verificationReport)) : h("p", { class: "muted" }, "not verified yet"),
     h("h4", {}, "History"),
@@ -659,6 +740,8 @@ async function load() {
   document.getElementById("task-dialog").addEventListener("close", () => { state.openTask = null; state.openDetail = null; });
   connect();
   setInterval(refreshMetrics, 5000);
+  // a change of leader publishes no event, so the hub's panels are also read every 5 s
+  setInterval(refreshHub, 5000);
   setInterval(renderAgents, 15000);
 }
 

@@ -130,6 +130,9 @@ class Brain:
                 self.wake.clear()
         finally:
             await self.stop_work()
+            # the stay's work must start again when this replica leads again (a lost lock under
+            # load, then retaken): without this `_follow` took it as still running
+            self._stay = None
             with contextlib.suppress(Exception):  # NATS may be gone already
                 await goals.unsubscribe()
             await asyncio.shield(self._resign())

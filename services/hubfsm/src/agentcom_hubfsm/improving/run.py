@@ -163,9 +163,9 @@ class Improver:
         for task_id, repo in by_id.items():
             task = seen.get(task_id)
             if task is None or task.state not in ENDED:
-                missing.append(
-                    f"{repo}: its scan did not end within {self.settings.hub_improving_scan_timeout}"
-                )
+                timeout = self.settings.hub_improving_scan_timeout
+                missing.append(f"{repo}: its scan did not end within {timeout}; cancelled")
+                await self.queue.cancel(task_id)  # a late scan would be read by no one
                 continue
             these, why = findings_of(task)
             found += [(repo, f) for f in these]
