@@ -29,7 +29,7 @@ import yaml
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
-from agentcom_common import embedded, natsauth
+from agentcom_common import embedded, messaging, natsauth
 from agentcom_common.settings import SERVICE_NAMES, CommonSettings
 from agentcom_common.testing import eventually, free_port
 
@@ -653,3 +653,79 @@ async def test_nats_monitoring_answers_on_loopback_only_as_deployed_and_under_up
     layout = embedded.NatsLayout(tmp_path / "up", tmp_path / "up.conf", 4222, 8222)
     embedded.nats_command(layout)
     assert 'http: "127.0.0.1:8222"' in layout.config.read_text()  # what `agentcom up` runs
+
+
+async def test_the_nats_statefulset_args_form_a_jetstream_cluster(tmp_path: Path) -> None:
+    """The StatefulSet's own args, run as three nats-servers here (each pod's name and its
+    peers' route addresses mapped to loopback ports, `/data` to a directory each), form one
+    JetStream cluster that keeps the streams on all three nodes."""
+    nats = _objects()["StatefulSet", "nats"]["spec"]
+    (container,) = nats["template"]["spec"]["containers"]
+    size = nats["replicas"]
+    server_auth = natsauth.ServerAuth.generate()
+    env = {
+        "AGENTCOM_NATS_HUB_PASSWORD": server_auth.hub_password,
+        "AGENTCOM_NATS_ISSUER": server_auth.issuer,
+    }
+    routes, clients, monitors = ([free_port() for _ in range(size)] for _ in range(3))
+    conf = (DEPLOY / "nats-auth.conf").read_text()
+    nodes: list[asyncio.subprocess.Process] = []
+    try:
+        for i in range(size):
+            pod = f"nats-{i}"
+            config = tmp_path / f"{pod}.conf"
+            config.write_text(conf.replace("127.0.0.1:8222", f"127.0.0.1:{monitors[i]}"))
+            args: list[str] = []
+            for arg in container["args"]:
+                arg = arg.replace("$(POD_NAME)", pod).replace("/etc/nats/auth.conf", str(config))
+                arg = arg.replace("0.0.0.0:6222", f"127.0.0.1:{routes[i]}")
+                for j in range(size):
+                    arg = arg.replace(
+                        f"nats-{j}.{nats['serviceName']}:6222", f"127.0.0.1:{routes[j]}"
+                    )
+                args.append(arg)
+            args[args.index("-sd") + 1] = str(tmp_path / pod)
+            nodes.append(
+                await asyncio.create_subprocess_exec(
+                    str(embedded.nats_server_binary()),
+                    *args,
+                    "-p",
+                    str(clients[i]),
+                    env=env,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        async with httpx.AsyncClient(timeout=1) as client:
+            for monitor in monitors:
+
+                async def healthy(monitor: int = monitor) -> None:
+                    try:
+                        url = f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"
+                        answer = await client.get(url)
+                    except httpx.HTTPError as exc:  # not listening yet
+                        raise AssertionError(str(exc)) from exc
+                    assert answer.status_code == 200, answer.text
+
+                await eventually(healthy, timeout=60)
+        url = server_auth.hub_url(f"nats://127.0.0.1:{clients[0]}")
+        settings = CommonSettings(nats_url=url, nats_stream_replicas=size)
+        nc = await messaging.connect_once(url, 10)
+        try:
+            js = nc.jetstream()  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+
+            async def made() -> None:  # a fresh cluster may still be electing its meta leader
+                try:
+                    await messaging.ensure_streams(js, settings)
+                except Exception as exc:
+                    raise AssertionError(repr(exc)) from exc
+
+            await eventually(made, timeout=60)
+            info = await js.stream_info("REPORTS")
+            assert info.cluster is not None
+            assert len(info.cluster.replicas or []) == size - 1
+        finally:
+            await nc.close()
+    finally:
+        for node in nodes:
+            node.terminate()
+            await node.wait()

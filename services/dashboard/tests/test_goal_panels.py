@@ -17,10 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_stack import Stack, serve
+from dashboard_stack import Stack, claim, report, serve
+from nats.aio.client import Client
 from playwright.async_api import Browser, Dialog, Page, expect
 from test_browser import browser, open_page
 
+from agentcom_common.contracts.delivery import DeliveryReport, RiskAssessment
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually
 from agentcom_hubfsm.app import create_app as hub_app
@@ -228,4 +230,44 @@ async def test_the_hub_panel_shows_the_real_hub_and_an_admin_pauses_and_resumes_
     await expect(panel.locator("[data-hub-paused]")).to_have_count(0, timeout=5000)
     assert (await hub_get(stack, hub, "/api/hub/state"))["paused"] is False
     assert asked == ["pause the hub?", "resume the hub?"]
+    assert console.errors == []
+
+
+async def test_the_goal_page_shows_the_risk_tier_of_a_delivered_task(
+    browser: Browser, stack: Stack, hub: Hub, tmp_path: Path, nc: Client
+) -> None:
+    async with stack.client() as http:
+        made = await http.post(
+            f"{hub.url}/api/goals",
+            json={
+                "title": "Greeting",
+                "description": "The repo has a greeting",
+                "success_criteria": ["there is a greeting"],
+                "repo": str(make_origin(tmp_path)),
+                "autonomy": "review_plan",
+            },
+        )
+        assert made.status_code == 201, made.text
+        goal_id = made.json()["id"]
+
+        async def awaiting() -> None:
+            goal = await hub_get(stack, hub, f"/api/goals/{goal_id}")
+            assert goal["state"] == "awaiting_approval", goal
+
+        await eventually(awaiting, timeout=20)
+        approved = await http.post(f"{hub.url}/api/goals/{goal_id}/plan/approve", json={})
+        assert approved.status_code == 200, approved.text
+
+    task = await eventually(lambda: claim(nc), timeout=20)  # the plan's first task
+    await report(nc, task, "accepted")
+    delivery = DeliveryReport(
+        risk=RiskAssessment(tier=2, reasons=["a new file outside the tests: greeting.txt"]),
+        action="review",
+    ).model_dump(mode="json")
+    await report(nc, task, "completed", result={"summary": "wrote it", "delivery": delivery})
+
+    page, console = await open_page(browser, stack, stack.admin_token)
+    await page.locator(f'tr[data-goal="{goal_id}"]').click()
+    shown = page.locator(f'#goal-tasks [data-goal-task="{task.id}"]')
+    await expect(shown.locator("[data-tier]")).to_have_text("tier 2", timeout=10_000)
     assert console.errors == []

@@ -593,6 +593,13 @@ async function openGoal(id) {
   state.openGoal = id;
   if (!g) { box.replaceChildren(h("p", { class: "na" }, "goal not available")); if (!dlg.open) dlg.showModal(); return; }
   upsertGoal(g); renderGoals();
+  // a delivered task's risk tier is in its result (result.delivery.risk), read from the queue
+  const delivered = g.tasks.filter(t => t.state === "completed" || t.state === "partial_pass");
+  const tiers = new Map((await Promise.all(delivered.map(async t => {
+    const d = await fetchTask(t.task_id);
+    const risk = d && d.task.data.result && d.task.data.result.delivery && d.task.data.result.delivery.risk;
+    return [t.task_id, risk ? risk.tier : null];
+  }))).filter(([, tier]) => tier != null));
   box.replaceChildren(...[
     h("h3", {}, g.title),
     h("p", {}, h("span", { class: `badge gs-${g.state}`, id: "goal-state", "data-goal-state": g.state }, g.state), ` ${g.reason}`),
@@ -605,7 +612,8 @@ async function openGoal(id) {
     planGraph(g),
     h("h4", {}, "Tasks"),
     g.tasks.length ? h("ul", { class: "list", id: "goal-tasks" }, g.tasks.map(t => h("li", { "data-goal-task": t.task_id },
-      h("span", { class: `badge st-${t.state}` }, t.state), " ", h("code", {}, short(t.task_id)), ` ${t.title} `, h("small", { class: "muted" }, t.kind)))) : h("p", { class: "muted" }, "none submitted"),
+      h("span", { class: `badge st-${t.state}` }, t.state), " ", h("code", {}, short(t.task_id)), ` ${t.title} `, h("small", { class: "muted" }, t.kind),
+      tiers.get(t.task_id) ? h("span", {}, " ", h("span", { class: `badge tier-${tiers.get(t.task_id)}`, "data-tier": String(tiers.get(t.task_id)) }, `tier ${tiers.get(t.task_id)}`)) : null))) : h("p", { class: "muted" }, "none submitted"),
     h("h4", {}, "Verifications"),
     g.verifications.length ? h("ol", { class: "verifications" }, g.verifications.map(verificationReport)) : h("p", { class: "muted" }, "not verified yet"),
     h("h4", {}, "History"),
