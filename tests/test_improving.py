@@ -135,7 +135,13 @@ async def test_scans_become_goals_and_oscillating_or_cooled_findings_are_dropped
     )
     sidecars.start("s1", config)
 
-    first = await findings_of(hubfsm, 1, 4)
+    try:
+        first = await findings_of(hubfsm, 1, 4)
+    except AssertionError as exc:  # say where it stopped: the scan task, the hub, the sidecar
+        tasks = (await queue.get("/api/tasks")).json()
+        state = (await hubfsm.get("/api/hub/state")).json()
+        where = f"{tasks}\n{await moves(hubfsm)}\n{state}\n{sidecars.log('s1')[-3000:]}"
+        raise AssertionError(where) from exc
     assert set(first) == {"lint", "missing_tests", "unused_dependency", "missing_docstring"}
     kept = {c: f for c, f in first.items() if f["state"] == "kept"}
     assert set(kept) == {"lint", "missing_tests", "unused_dependency"}, first

@@ -9,7 +9,7 @@ import pytest
 from dashboard_stack import Stack
 from playwright.async_api import Browser, expect
 from real_sidecar import origin, register, scheduler_settings, sidecar
-from test_browser import browser, open_page
+from test_browser import REAL_RUN_SHOT, browser, open_page, screenshot_dir
 
 from agentcom_common.testing import NatsServer
 from fake_github import serve as serve_github
@@ -82,4 +82,8 @@ async def test_the_open_task_page_follows_a_real_sidecar_live(
         passed = checks.locator('[data-check="test_passes"]')
         await expect(passed).to_have_attribute("data-passed", "true")
         assert github.pulls[0]["head"]["ref"] == branch
+        # from this real run: docs/img/ with AGENTCOM_UPDATE_SCREENSHOTS=1, else the tmp dir
+        shots = screenshot_dir(tmp_path)
+        shots.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=shots / REAL_RUN_SHOT)
         assert console.errors == []
