@@ -34,7 +34,9 @@ async def collect(settings: CommonSettings) -> list[probes.PartStatus]:
         parts.append(
             probes.PartStatus(
                 "nats.micro",
-                len(names) == len(urls) and set(names) >= set(SERVICE_NAMES),
+                # each service answers under its micro name, `agentcom-<service>`
+                len(names) == len(urls)
+                and set(names) >= {f"agentcom-{name}" for name in SERVICE_NAMES},
                 "$SRV.PING",
                 f"{len(names)} of {len(urls)} answered: {shown}",
             )
