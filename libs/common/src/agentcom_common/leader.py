@@ -6,8 +6,8 @@
 Every replica contends: every `interval` it tries `pg_try_advisory_lock(key)` on its own
 asyncpg connection (not the engine's pool: the lock belongs to the session, so the connection
 must stay checked out; a transaction-pooling proxy in between would break it). The one that
-gets it checks every `interval` that its connection still answers (`SELECT 1`, at most
-`interval` long) and steps down as soon as a check fails or times out: `is_leader` turns
+gets it checks every `interval` that its connection still answers (`SELECT 1`, given what
+is left of its lease) and steps down as soon as a check fails or times out: `is_leader` turns
 False, `lost()` returns, `hold()` cancels the work. Postgres releases the lock only when that
 session ends, so holding the session is holding the lock.
 
@@ -201,9 +201,19 @@ class Leadership:
             await asyncio.sleep(self.interval)
         got_at = loop.time()
         log.info("leader.locked", extra={"leader": self.name, "grace_s": self.lease})
+        good = got_at  # when the last check that succeeded started
         while True:
             started = loop.time()
-            await conn.fetchval("SELECT 1", timeout=self.interval)  # raises: step down
+            # a check may take what is left of the lease: a slow answer on a busy machine
+            # still renews it, and one that has not come by the lease's end steps down (raises)
+            # just as the lease says it must; one interval only, as before, gave the lead away
+            # on every slow answer (CI's loaded cores flapped leaders at 200 ms intervals)
+            left = good + self.lease - started
+            if left <= 0:  # never, given the overrun check below; kept so a change cannot
+                self._step_down("lease overrun")  # turn a spent lease into a long check
+                return
+            await conn.fetchval("SELECT 1", timeout=left)
+            good = started
             if not self.is_leader and loop.time() >= got_at + self.lease:
                 self._lead()
             # the next check starts an interval from now, or when the grace ends if sooner
