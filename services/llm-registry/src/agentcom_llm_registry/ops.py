@@ -294,11 +294,22 @@ class Llm:
             classes = self.registry.fall_back(tier, until, seconds)
             event = TierFallback(tier=tier, until=until, classes=classes)
             await outbox.add(conn, self.outbox, subjects.LLM_TIER_FALLBACK, event)
+        # once more after the commit: a re-read that began before it (an event's, a health
+        # pass's) sees the count move and reads again; one that ended before it is undone here
+        self._changes += 1
+        self.registry.fall_back(tier, until, seconds)
         return event
 
     async def reload_fallbacks(self) -> None:
-        async with self.engine.connect() as conn:
-            self.registry.follow_fallbacks(await store.active_fallbacks(conn))
+        """Re-read the fallbacks; a read a change of this replica raced is read again (CI saw
+        a re-read from before an end applied after it, routing the ended fallback on)."""
+        while True:
+            changes = self._changes
+            async with self.engine.connect() as conn:
+                fallbacks = await store.active_fallbacks(conn)
+            if changes == self._changes:
+                self.registry.follow_fallbacks(fallbacks)
+                return
 
     async def follow_fallbacks(self, nc: Client) -> None:
         """Re-read the fallbacks whenever any replica sets or ends one."""
