@@ -127,7 +127,8 @@ def dashboard_settings(settings: CommonSettings, tmp_path: Path, **extra: Any) -
         settings.model_dump()
         | {
             "dashboard_snapshot_interval": timedelta(milliseconds=100),
-            "dashboard_leader_interval": timedelta(milliseconds=100),  # leads 0.3 s after start
+            # leads 0.9 s after start; a shorter lease lost the lead (and its pushes) on a busy CI
+            "dashboard_leader_interval": timedelta(milliseconds=300),
             "dashboard_metrics_window": timedelta(minutes=5),
             "dashboard_alerts_file": tmp_path / "alerts.env",
             "dashboard_source_timeout": timedelta(seconds=5),
