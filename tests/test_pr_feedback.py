@@ -162,6 +162,21 @@ async def completed(stack: Stack, task_id: str, sidecars: Any) -> Json:
     return await eventually(done, timeout=90)
 
 
+async def greeting_goal(hub: httpx.AsyncClient, origin: Path) -> str:
+    """Submit the goal both tests work on (a greeting in the repo) through the hub's route."""
+    made = await hub.post(
+        "/api/goals",
+        json={
+            "title": "Greeting",
+            "description": "The repo has a greeting",
+            "success_criteria": ["there is a greeting"],
+            "repo": str(origin),
+        },
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
 async def test_checks_and_reviews_become_follow_ups_on_the_branch_and_the_fourth_escalates(
     stack: Stack, sidecars: Any, repos: Any, nats_server: NatsServer, nc: Client, tmp_path: Path
 ) -> None:
@@ -180,17 +195,7 @@ async def test_checks_and_reviews_become_follow_ups_on_the_branch_and_the_fourth
     sidecars.start("a1", config)
     escalations = await nc.subscribe("agentcom.evt.github.pr_escalated")  # pyright: ignore[reportUnknownMemberType]
 
-    goal_id = (
-        await stack.hub.post(
-            "/api/goals",
-            json={
-                "title": "Greeting",
-                "description": "The repo has a greeting",
-                "success_criteria": ["there is a greeting"],
-                "repo": str(origin),
-            },
-        )
-    ).json()["id"]
+    goal_id = await greeting_goal(stack.hub, origin)
 
     async def complete() -> Json:
         goal = (await stack.hub.get(f"/api/goals/{goal_id}")).json()
@@ -314,17 +319,7 @@ async def test_a_follow_up_whose_push_is_refused_merges_the_branch_or_reports_th
         github_api_url=stack.github.url,
     )
     sidecars.start("a1", config)
-    goal_id = (
-        await stack.hub.post(
-            "/api/goals",
-            json={
-                "title": "Greeting",
-                "description": "The repo has a greeting",
-                "success_criteria": ["there is a greeting"],
-                "repo": str(origin),
-            },
-        )
-    ).json()["id"]
+    goal_id = await greeting_goal(stack.hub, origin)
 
     async def complete() -> None:
         goal = (await stack.hub.get(f"/api/goals/{goal_id}")).json()
