@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from up_stack import cli, cli_env
 
 from agentcom_cli import dumps
 from agentcom_common import backups, db
+from up_stack import cli, cli_env
 
 
 @pytest.fixture
@@ -49,7 +49,9 @@ async def test_a_backup_is_recorded_with_its_file_and_size_and_status_shows_its_
     assert row["ok"] is True
     assert row["error"] is None
     assert row["file"] == made["file"]
-    assert row["size"] == made["size"] == Path(made["file"]).stat().st_size
+    [kept] = dumps.listed(tmp_path / "home")
+    assert row["size"] == made["size"] == kept.size
+    assert str(kept.path) == made["file"]
     assert row["started_at"] <= row["finished_at"]
     assert row["host"].endswith(f":{tmp_path / 'home'}")
     shown = status_of_backups(env)
