@@ -21,12 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy.engine import make_url
-
-from agentcom_common import backups, clock, embedded
+from agentcom_common import clock, embedded
 from agentcom_common.errors import ConflictError, InvalidError, UnavailableError
+
+if TYPE_CHECKING:  # SQLAlchemy is imported when a backup runs, not by every `agentcom status`
+    from agentcom_common import backups
 
 SCHEMAS: Final = ("auth", "queue", "scheduler", "llm", "hub", "dashboard")
 """Every schema a service owns (tests/test_backup.py checks it against the services)."""
@@ -111,7 +112,7 @@ def _age(since: timedelta) -> str:
 
 
 def health(
-    home: Path, interval: timedelta, recorded: backups.Summary | None = None
+    home: Path, interval: timedelta, recorded: "backups.Summary | None" = None
 ) -> tuple[bool, str]:
     """Whether the backups are fine, and what to say: the newest good backup's age and the
     last attempt's result. `recorded` is Postgres's record (`ops.backups`, which also holds
@@ -143,7 +144,7 @@ def health(
     return True, f"{age} ({best[1]})" if best else f"{age}; run `agentcom backup`"
 
 
-def _record(home: Path, attempt: backups.Attempt, recorded: bool) -> None:
+def _record(home: Path, attempt: "backups.Attempt", recorded: bool) -> None:
     """`last.json`: the last attempt, for `agentcom status` and `backup list` (a target
     directory that cannot be written keeps none; Postgres then has the only record)."""
     result = {"at": attempt.finished_at.isoformat(), "ok": attempt.ok, "recorded": recorded}
@@ -155,7 +156,9 @@ def _record(home: Path, attempt: backups.Attempt, recorded: bool) -> None:
         os.replace(tmp, directory(home) / "last.json")
 
 
-def _unrecorded(home: Path) -> list[backups.Attempt]:
+def _unrecorded(home: Path) -> "list[backups.Attempt]":
+    from agentcom_common import backups
+
     """Attempts Postgres did not take when they were made (it was down), oldest first."""
     try:
         lines = (directory(home) / UNRECORDED).read_text().splitlines()
@@ -168,14 +171,14 @@ def _unrecorded(home: Path) -> list[backups.Attempt]:
     return found
 
 
-async def _record_in_postgres(db_url: str, home: Path, attempt: backups.Attempt) -> bool:
+async def _record_in_postgres(db_url: str, home: Path, attempt: "backups.Attempt") -> bool:
     """Store `attempt`, and any kept from before, in `ops.backups`; False when Postgres did
     not take them, and `attempt` then waits in `<home>/backups/unrecorded.jsonl` for the
     next attempt that reaches it."""
     from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from agentcom_common import db
+    from agentcom_common import backups, db
 
     pending = _unrecorded(home)
     # connect timeout: a host that does not answer must not hold up the backup's own result
@@ -210,6 +213,10 @@ def _fsync(path: Path) -> None:
 async def take(db_url: str, home: Path, keep: int) -> Dump:
     """Dump every AgentCom schema to a new file, keep the newest `keep`, record the attempt,
     ok or failed, in `last.json` and in Postgres (`agentcom_common.backups`)."""
+    from sqlalchemy.engine import make_url
+
+    from agentcom_common import backups
+
     started = clock.now()
     password = make_url(db_url).password
     try:

@@ -36,8 +36,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import migrations
-
 SCHEMA: Final = "ops"
 MIGRATIONS: Final = Path(__file__).parent / "ops_migrations"
 ERROR_LIMIT: Final = 2000
@@ -129,6 +127,8 @@ def sanitize(text: str, *secrets: str | None) -> str:
 
 
 async def migrate(engine: AsyncEngine) -> None:
+    from agentcom_common import migrations  # Alembic: only for the writer, not `agentcom status`
+
     await migrations.upgrade(engine, MIGRATIONS, SCHEMA)
 
 
