@@ -154,15 +154,45 @@ def scheduler_extra() -> dict[str, Any]:
     return {}
 
 
+@dataclass
+class Backend:
+    """The queue and scheduler a dashboard reads, and the settings a dashboard runs with."""
+
+    queue: str
+    scheduler: str
+    admin_token: str
+    viewer_token: str
+    settings: DashboardSettings
+
+    @contextlib.asynccontextmanager
+    async def dashboard(self) -> AsyncIterator[Stack]:
+        """Run one dashboard replica until the block ends, yielding once it leads (judges
+        and pushes): the first of a test leads, a later one leads once the others are gone."""
+        app = dashboard_app(self.settings)
+        async with serve(app) as url:
+            made = Stack(
+                url,
+                self.queue,
+                self.scheduler,
+                app,
+                self.admin_token,
+                self.viewer_token,
+                self.settings.alerts_file,
+                self.settings,
+            )
+            await eventually(lambda: leading(made.live), timeout=20)
+            yield made
+
+
 @pytest.fixture
-async def stack(
+async def backend(
     settings: CommonSettings,
     admin_token: str,
     tmp_path: Path,
     engine: Any,
     dashboard_extra: dict[str, Any],
     scheduler_extra: dict[str, Any],
-) -> AsyncIterator[Stack]:
+) -> AsyncIterator[Backend]:
     viewer = (await auth.issue(engine, auth.Role.VIEWER, "test viewer")).token
     queue_settings = QueueSettings.model_validate(
         settings.model_dump() | {"queue_retry_backoff": timedelta(0)}
@@ -178,11 +208,13 @@ async def stack(
             dashboard_scheduler_url=sched,
             **dashboard_extra,
         )
-        app = dashboard_app(own)
-        async with serve(app) as url:
-            made = Stack(url, queue, sched, app, admin_token, viewer, own.alerts_file, own)
-            await eventually(lambda: leading(made.live), timeout=20)  # it judges and pushes
-            yield made
+        yield Backend(queue, sched, admin_token, viewer, own)
+
+
+@pytest.fixture
+async def stack(backend: Backend) -> AsyncIterator[Stack]:
+    async with backend.dashboard() as made:
+        yield made
 
 
 async def leading(live: Live) -> None:
