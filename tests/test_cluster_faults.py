@@ -59,7 +59,12 @@ SCHEDULER_ENV = {
 OWN_ENV = {
     "scheduler": SCHEDULER_ENV,
     "hubfsm": {"AGENTCOM_HUB_TICK_INTERVAL": "100ms", "AGENTCOM_HUB_LEADER_INTERVAL": "300ms"},
-    "dashboard": {"AGENTCOM_DASHBOARD_LEADER_INTERVAL": "300ms"},
+    # an alert that fires twice in this test was judged twice (no cooldown ends in it)
+    "dashboard": {"AGENTCOM_DASHBOARD_LEADER_INTERVAL": "300ms"}
+    | {
+        f"AGENTCOM_DASHBOARD_ALERT_{rule}_COOLDOWN": "1h"
+        for rule in ("QUEUE_GROWING", "FAILURE_RATE", "STUCK", "ERROR_RATE")
+    },
 }
 
 
@@ -89,6 +94,7 @@ async def cluster(tmp_path: Path, db_url: str) -> AsyncIterator[Cluster]:
         "AGENTCOM_ADMIN_TOKEN": token,
         "AGENTCOM_NATS_RECONNECT_WAIT": "100ms",
         "AGENTCOM_DB_POOL_SIZE": "3",  # ten processes on the tests' one Postgres
+        "AGENTCOM_OUTBOX_INTERVAL": "200ms",  # ten relays polling Postgres: fewer passes
         "AGENTCOM_SCHEDULER_NATS_ISSUER_SEED": nodes[0].auth.issuer_seed,
     }
     replicas: dict[str, list[ServiceProcess]] = {}
