@@ -19,6 +19,7 @@ from agentcom_common.testing import ChildProcess, NatsServer, running
 from agentcom_queue.app import create_app as queue_app
 from agentcom_scheduler.app import create_app as scheduler_app
 from agentcom_scheduler.settings import SchedulerSettings
+from fake_github import FakeGitHub, serve as serve_github
 
 # the sidecar's own timers, shortened so a test waits for conditions, not for defaults
 SIDECAR_TIMERS: dict[str, Any] = {
@@ -144,6 +145,13 @@ class Repos:
 @pytest.fixture
 def repos() -> Repos:
     return Repos()
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    """A fake GitHub API on a real socket (tests/servers/fake_github.py)."""
+    with serve_github() as fake:
+        yield fake
 
 
 # the scheduler's timers for tests with real sidecars: short, but a sidecar answers well within

@@ -27,35 +27,10 @@ from agentcom_llm_registry.app import create_app as registry_app
 from agentcom_llm_registry.settings import LlmSettings
 from agentcom_queue.app import create_app as queue_app
 from fake_llm import FakeLLM
+from goal_fakes import GREET_PLAN
 
 Json = dict[str, Any]
 Env = dict[str, str]
-
-PLAN: Json = {
-    "summary": "a function, then its test",
-    "tasks": [
-        {
-            "key": "code",
-            "title": "Add greet()",
-            "description": "Add greet(name) to hello.py returning 'hello <name>'",
-            "success_criteria": ["greet('x') == 'hello x'"],
-            "verification": ["python -c 'import hello'"],
-            "files": ["hello.py"],
-            "estimated_tokens": 1000,
-        },
-        {
-            "key": "test",
-            "title": "Test greet()",
-            "description": "Add test_hello.py",
-            "success_criteria": ["the test passes"],
-            "verification": ["python -m unittest -q test_hello"],
-            "depends_on": ["code"],
-            "new_files": ["test_hello.py"],
-            "tier": "trivial",
-            "estimated_tokens": 500,
-        },
-    ],
-}
 
 
 @dataclass
@@ -65,7 +40,7 @@ class Planner(FakeLLM):
     def answer(self, body: Json) -> tuple[str, Json | None]:
         prompt = "\n".join(str(m.get("content", "")) for m in body["messages"])
         self.prompts.append(prompt)
-        return ("no plan today" if "Unplannable" in prompt else json.dumps(PLAN)), None
+        return ("no plan today" if "Unplannable" in prompt else json.dumps(GREET_PLAN)), None
 
 
 @dataclass
@@ -193,7 +168,7 @@ async def test_a_plan_is_shown_rejected_approved_and_its_tasks_watched_until_can
     await eventually(partial(in_state, hub.env, goal_id, "awaiting_approval"), timeout=30)
 
     shown = (await agentcom(hub.env, "goal", "show", goal_id)).output
-    assert "plan: a function, then its test" in shown
+    assert "plan: a module, then its test" in shown
     assert "1. Add greet()  [standard, ~1000 tokens]" in shown
     assert "2. Test greet()  [trivial, ~500 tokens]  after 1" in shown
     assert "files: test_hello.py (new)" in shown

@@ -28,41 +28,14 @@ from agentcom_llm_registry.app import create_app as registry_app
 from agentcom_llm_registry.settings import LlmSettings
 from agentcom_queue.app import create_app as queue_app
 from fake_llm import FakeLLM
-from goal_fakes import pull_worker, verdict
+from goal_fakes import GREET_PLAN, pull_worker, verdict
 
 Json = dict[str, Any]
-
-PLAN = {
-    "summary": "a module, then its test",
-    "tasks": [
-        {
-            "key": "code",
-            "title": "Add greet()",
-            "description": "Add greet(name) to hello.py returning 'hello <name>'",
-            "success_criteria": ["greet('x') == 'hello x'"],
-            "verification": ["python -c 'import hello'"],
-            "files": ["hello.py"],
-            "tier": "standard",
-            "estimated_tokens": 1000,
-        },
-        {
-            "key": "test",
-            "title": "Test greet()",
-            "description": "Add test_hello.py",
-            "success_criteria": ["the test passes"],
-            "verification": ["python -m unittest -q test_hello"],
-            "depends_on": ["code"],
-            "new_files": ["test_hello.py"],
-            "tier": "trivial",
-            "estimated_tokens": 500,
-        },
-    ],
-}
 
 
 @dataclass
 class ScriptedModel(FakeLLM):
-    """Answers the planner with `PLAN`, and the judge with `verdicts` in turn."""
+    """Answers the planner with `GREET_PLAN`, and the judge with `verdicts` in turn."""
 
     verdicts: list[str] = field(default_factory=list[str])
     asked: list[str] = field(default_factory=list[str])
@@ -71,7 +44,7 @@ class ScriptedModel(FakeLLM):
         system = str(body["messages"][0].get("content", ""))
         if "You plan work" in system:
             self.asked.append("plan")
-            return json.dumps(PLAN), None
+            return json.dumps(GREET_PLAN), None
         self.asked.append("judge")
         return self.verdicts.pop(0), None
 

@@ -23,11 +23,13 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+import goal_fakes
 from agentcom_common import subjects
 from agentcom_common.contracts.system import MessageRefused
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import NatsServer, eventually
 from fake_llm import FakeLLM
+from goal_fakes import GREETING_TASK
 from goal_stack import GoalStack, goal_stack
 
 Json = dict[str, Any]
@@ -36,16 +38,7 @@ AGENTS = ("a1", "a2")
 PLAN = {
     "summary": "a greeting, then its documentation",
     "tasks": [
-        {
-            "key": "code",
-            "title": "Write the greeting",
-            "description": "Create greeting.txt holding the word hello",
-            "success_criteria": ["greeting.txt says hello"],
-            "verification": ["grep -q hello greeting.txt"],
-            "new_files": ["greeting.txt"],
-            "tier": "standard",
-            "estimated_tokens": 1000,
-        },
+        GREETING_TASK,
         {
             "key": "docs",
             "title": "Document the greeting",
@@ -71,16 +64,8 @@ WRITES = {
 
 
 def verdict(*met: bool) -> str:
-    criteria = [
-        {
-            "criterion": n,
-            "met": ok,
-            "evidence": "seen in the task results" if ok else "",
-            "gap": "" if ok else GAP,
-        }
-        for n, ok in enumerate(met, 1)
-    ]
-    return json.dumps({"summary": "checked", "criteria": criteria})
+    """The judge's answer; an unmet criterion names the gap task `GAP`."""
+    return goal_fakes.verdict(*met, gap=GAP)
 
 
 def saw_a_tool_result(messages: list[Json]) -> bool:

@@ -10,7 +10,7 @@ The queue, the scheduler and the hub run in this process, the llm-registry on a 
 """
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -21,38 +21,19 @@ import pytest
 
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import NatsServer, eventually
-from fake_github import FakeGitHub, serve as serve_github
+from fake_github import FakeGitHub
 from fake_llm import FakeLLM
+from goal_fakes import GREETING_PLAN, greeting_goal, verdict
 from goal_stack import GoalStack, goal_stack
 
 Json = dict[str, Any]
 GITHUB = "acme/widgets"
-PLAN = {
-    "summary": "a greeting",
-    "tasks": [
-        {
-            "key": "code",
-            "title": "Write the greeting",
-            "description": "Create greeting.txt holding the word hello",
-            "success_criteria": ["greeting.txt says hello"],
-            "verification": ["grep -q hello greeting.txt"],
-            "new_files": ["greeting.txt"],
-            "tier": "standard",
-            "estimated_tokens": 1000,
-        }
-    ],
-}
-MET = json.dumps(
-    {
-        "summary": "checked",
-        "criteria": [{"criterion": 1, "met": True, "evidence": "greeting.txt", "gap": ""}],
-    }
-)
+MET = verdict(True)
 
 
 @dataclass
 class Coder(FakeLLM):
-    """Plans `PLAN` and judges it met; as the agent, before writing greeting.txt, it lets
+    """Plans `GREETING_PLAN` and judges it met; as the agent, before writing greeting.txt, it lets
     `meanwhile` run once (a person pushes their own greeting.txt to main), so the task's
     branch no longer merges into main when the sidecar delivers it."""
 
@@ -62,7 +43,7 @@ class Coder(FakeLLM):
         messages: list[Json] = body["messages"]
         system = str(messages[0].get("content", ""))
         if "You plan work" in system:
-            return json.dumps(PLAN), None
+            return json.dumps(GREETING_PLAN), None
         if "You check whether work" in system:
             return MET, None
         if any(m.get("role") == "tool" for m in messages):
@@ -85,12 +66,6 @@ def hub_timers() -> dict[str, Any]:
     """A sidecar on a loaded machine may miss a few heartbeats: its task must not be handed
     back meanwhile (the conflict is checked on the delivery of the first attempt)."""
     return {"scheduler_missed_heartbeats": 100}
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with serve_github() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -142,17 +117,7 @@ async def test_a_delivery_that_conflicts_opens_an_urgent_task_and_a_pr_round(
         github_api_url=stack.github.url,
     )
     sidecars.start("a1", config)
-    goal_id = (
-        await stack.hub.post(
-            "/api/goals",
-            json={
-                "title": "Greeting",
-                "description": "The repo has a greeting",
-                "success_criteria": ["there is a greeting"],
-                "repo": str(origin),
-            },
-        )
-    ).json()["id"]
+    goal_id = await greeting_goal(stack.hub, origin)
 
     # the delivery: pushed, a pull request opened, and the conflict with main named
     async def delivered() -> Json:

@@ -10,7 +10,7 @@ The queue, the scheduler and the hub run in this process, the llm-registry on a 
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,40 +21,21 @@ from nats.aio.client import Client
 
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import NatsServer, eventually
-from fake_github import FakeGitHub, repository, serve as serve_github, signed
+from fake_github import FakeGitHub, repository, signed
 from fake_llm import FakeLLM
+from goal_fakes import GREETING_PLAN, greeting_goal, verdict
 from goal_stack import GoalStack, goal_stack
 
 Json = dict[str, Any]
 SECRET = "webhook secret for the test"
 GITHUB = "acme/widgets"
 LOG = "collecting 3 items\nFAILED test_greeting.py::test_says_hello\nE  assert 'helo' == 'hello'\n"
-PLAN = {
-    "summary": "a greeting",
-    "tasks": [
-        {
-            "key": "code",
-            "title": "Write the greeting",
-            "description": "Create greeting.txt holding the word hello",
-            "success_criteria": ["greeting.txt says hello"],
-            "verification": ["grep -q hello greeting.txt"],
-            "new_files": ["greeting.txt"],
-            "tier": "standard",
-            "estimated_tokens": 1000,
-        }
-    ],
-}
-MET = json.dumps(
-    {
-        "summary": "checked",
-        "criteria": [{"criterion": 1, "met": True, "evidence": "greeting.txt", "gap": ""}],
-    }
-)
+MET = verdict(True)
 
 
 @dataclass
 class Coder(FakeLLM):
-    """Plans `PLAN`, judges every criterion met, and as the agent writes one file per task
+    """Plans `GREETING_PLAN`, judges every criterion met, and as the agent writes one file per task
     (`work-<n>.txt` for the n-th follow-up), then answers done. `seen` keeps each agent
     task's user message (its description); `meanwhile` runs before a follow-up writes."""
 
@@ -66,7 +47,7 @@ class Coder(FakeLLM):
         messages: list[Json] = body["messages"]
         system = str(messages[0].get("content", ""))
         if "You plan work" in system:
-            return json.dumps(PLAN), None
+            return json.dumps(GREETING_PLAN), None
         if "You check whether work" in system:
             return MET, None
         task = str(messages[1]["content"])
@@ -87,12 +68,6 @@ class Coder(FakeLLM):
 @dataclass
 class Stack(GoalStack[Coder]):
     github: FakeGitHub
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with serve_github() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -160,21 +135,6 @@ async def completed(stack: Stack, task_id: str, sidecars: Any) -> Json:
         return task
 
     return await eventually(done, timeout=90)
-
-
-async def greeting_goal(hub: httpx.AsyncClient, origin: Path) -> str:
-    """Submit the goal both tests work on (a greeting in the repo) through the hub's route."""
-    made = await hub.post(
-        "/api/goals",
-        json={
-            "title": "Greeting",
-            "description": "The repo has a greeting",
-            "success_criteria": ["there is a greeting"],
-            "repo": str(origin),
-        },
-    )
-    assert made.status_code == 201, made.text
-    return str(made.json()["id"])
 
 
 async def test_checks_and_reviews_become_follow_ups_on_the_branch_and_the_fourth_escalates(

@@ -1,11 +1,69 @@
-"""For the goal tests: the judge's answer and a pull worker, shared so each test scripts only
-what differs (`test_goals_flow`, `test_goals_crash`)."""
+"""For the goal tests: the greeting goal and its plan, the judge's answer and a pull worker,
+shared so each test scripts only what differs (`test_goals_flow`, `test_goals_crash`,
+`test_goals_sidecars`, `test_merge_conflicts`, `test_pr_feedback`)."""
 
 import asyncio
 import json
+from pathlib import Path
+from typing import Any
 
 import httpx
 from nats.aio.client import Client
+
+GREETING_TASK: dict[str, Any] = {
+    "key": "code",
+    "title": "Write the greeting",
+    "description": "Create greeting.txt holding the word hello",
+    "success_criteria": ["greeting.txt says hello"],
+    "verification": ["grep -q hello greeting.txt"],
+    "new_files": ["greeting.txt"],
+    "tier": "standard",
+    "estimated_tokens": 1000,
+}
+"""The planner's one task for the greeting goal: an agent writes greeting.txt."""
+GREETING_PLAN: dict[str, Any] = {"summary": "a greeting", "tasks": [GREETING_TASK]}
+GREET_PLAN: dict[str, Any] = {
+    "summary": "a module, then its test",
+    "tasks": [
+        {
+            "key": "code",
+            "title": "Add greet()",
+            "description": "Add greet(name) to hello.py returning 'hello <name>'",
+            "success_criteria": ["greet('x') == 'hello x'"],
+            "verification": ["python -c 'import hello'"],
+            "files": ["hello.py"],
+            "tier": "standard",
+            "estimated_tokens": 1000,
+        },
+        {
+            "key": "test",
+            "title": "Test greet()",
+            "description": "Add test_hello.py",
+            "success_criteria": ["the test passes"],
+            "verification": ["python -m unittest -q test_hello"],
+            "depends_on": ["code"],
+            "new_files": ["test_hello.py"],
+            "tier": "trivial",
+            "estimated_tokens": 500,
+        },
+    ],
+}
+"""A plan of two tasks, the second depending on the first (`test_goals_flow`, the CLI's)."""
+
+
+async def greeting_goal(hub: httpx.AsyncClient, origin: Path) -> str:
+    """Submit the greeting goal on repo `origin` through the hub's route; its id."""
+    made = await hub.post(
+        "/api/goals",
+        json={
+            "title": "Greeting",
+            "description": "The repo has a greeting",
+            "success_criteria": ["there is a greeting"],
+            "repo": str(origin),
+        },
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
 
 
 def verdict(*met: bool, gap: str | None = None) -> str:

@@ -6,6 +6,7 @@ so every app runs under uvicorn in this event loop (lifespans and all).
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +18,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from agentcom_common import auth, micro
 from agentcom_common.contracts.task import Claimed, ClaimTask, Reported, ReportTask, TaskView
@@ -154,15 +156,45 @@ def scheduler_extra() -> dict[str, Any]:
     return {}
 
 
+@dataclass
+class Backend:
+    """The queue and scheduler a dashboard reads, and the settings a dashboard runs with."""
+
+    queue: str
+    scheduler: str
+    admin_token: str
+    viewer_token: str
+    settings: DashboardSettings
+
+    @contextlib.asynccontextmanager
+    async def dashboard(self) -> AsyncGenerator[Stack]:
+        """Run one dashboard replica until the block ends, yielding once it leads (judges
+        and pushes): the first of a test leads, a later one leads once the others are gone."""
+        app = dashboard_app(self.settings)
+        async with serve(app) as url:
+            made = Stack(
+                url,
+                self.queue,
+                self.scheduler,
+                app,
+                self.admin_token,
+                self.viewer_token,
+                self.settings.alerts_file,
+                self.settings,
+            )
+            await eventually(lambda: leading(made.live), timeout=20)
+            yield made
+
+
 @pytest.fixture
-async def stack(
+async def backend(
     settings: CommonSettings,
     admin_token: str,
     tmp_path: Path,
     engine: Any,
     dashboard_extra: dict[str, Any],
     scheduler_extra: dict[str, Any],
-) -> AsyncIterator[Stack]:
+) -> AsyncIterator[Backend]:
     viewer = (await auth.issue(engine, auth.Role.VIEWER, "test viewer")).token
     queue_settings = QueueSettings.model_validate(
         settings.model_dump() | {"queue_retry_backoff": timedelta(0)}
@@ -178,12 +210,46 @@ async def stack(
             dashboard_scheduler_url=sched,
             **dashboard_extra,
         )
-        app = dashboard_app(own)
-        async with serve(app) as url:
-            made = Stack(url, queue, sched, app, admin_token, viewer, own.alerts_file, own)
-            await eventually(lambda: leading(made.live), timeout=20)  # it judges and pushes
-            yield made
+        yield Backend(queue, sched, admin_token, viewer, own)
+
+
+@pytest.fixture
+async def stack(backend: Backend) -> AsyncIterator[Stack]:
+    async with backend.dashboard() as made:
+        yield made
 
 
 async def leading(live: Live) -> None:
     assert live.is_leader
+
+
+class AlertLog:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Json]] = []
+
+    async def on_msg(self, msg: Msg) -> None:
+        self.events.append((msg.subject.rsplit(".", 1)[-1], json.loads(msg.data)))
+
+    def of(self, rule: str, kind: str | None = None) -> list[Json]:
+        return [e for k, e in self.events if e["rule_id"] == rule and kind in (None, k)]
+
+    async def wait_for(self, rule: str, kind: str, count: int = 1) -> Json:
+        async def seen() -> Json:
+            found = self.of(rule, kind)
+            assert len(found) >= count, (rule, kind, self.events)
+            return found[count - 1]
+
+        return await eventually(seen, timeout=20)
+
+
+@pytest.fixture
+async def alerts(nc: Client) -> AsyncIterator[AlertLog]:
+    log = AlertLog()
+    sub = await nc.subscribe("agentcom.evt.alert.>", cb=log.on_msg)  # pyright: ignore[reportUnknownMemberType]
+    yield log
+    await sub.unsubscribe()
+
+
+def set_thresholds(stack: Stack, **values: object) -> None:
+    lines = [f"AGENTCOM_DASHBOARD_ALERT_{k.upper()}={v}" for k, v in values.items()]
+    stack.alerts_file.write_text("\n".join(lines) + "\n")

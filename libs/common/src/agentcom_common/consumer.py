@@ -31,7 +31,7 @@ from typing import Literal
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import DataError
 
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 Verdict = Literal["acked", "refused", "declined", "retried", "gave_up"]
 Judgement = Literal["refuse", "decline", "retry"]
+Subjects = str | tuple[str, ...]
+"""A durable's filter: one subject, or several (NATS 2.10's `filter_subjects`)."""
 
 INPUT_ERRORS: tuple[type[BaseException], ...] = (
     InvalidError,
@@ -101,13 +103,19 @@ class Policy:
     def delay(self, deliveries: int) -> float:
         return min(self.retry_max, self.retry_first * 2 ** max(0, deliveries - 1))
 
-    def config(self, durable: str, subject: str) -> ConsumerConfig:
+    def config(self, durable: str, subject: Subjects, *, new_only: bool = False) -> ConsumerConfig:
         """The durable's config; the server's own `max_deliver` is the backstop for messages
-        that were never answered (a process killed mid-handler) and so never reached ours."""
+        that were never answered (a process killed mid-handler) and so never reached ours.
+
+        `subject` is one filter or several; `new_only` starts a new durable at the messages
+        stored after it was made (an existing one keeps its place either way)."""
+        several = not isinstance(subject, str)
         return ConsumerConfig(
             name=durable,
             durable_name=durable,
-            filter_subject=subject,
+            filter_subject=None if several else subject,
+            filter_subjects=list(subject) if several else None,
+            deliver_policy=DeliverPolicy.NEW if new_only else DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             max_deliver=self.max_deliver + 1,  # our refusal at max_deliver comes first
             max_ack_pending=self.max_ack_pending,
@@ -115,30 +123,38 @@ class Policy:
 
 
 async def subscribe(
-    js: JetStreamContext, stream: str, subject: str, durable: str, policy: Policy
+    js: JetStreamContext,
+    stream: str,
+    subject: Subjects,
+    durable: str,
+    policy: Policy,
+    *,
+    new_only: bool = False,
 ) -> JetStreamContext.PullSubscription:
     """Create the durable, or bring an existing one to `policy` (a durable made before had no
     bound on deliveries), and bind a pull subscription to it."""
-    await js.add_consumer(stream, config=policy.config(durable, subject))  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed **params; create or update
+    config = policy.config(durable, subject, new_only=new_only)
+    await js.add_consumer(stream, config=config)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed **params; create or update
     return await js.pull_subscribe_bind(durable=durable, stream=stream)
 
 
 async def consume(
     js: JetStreamContext,
     stream: str,
-    subject: str,
+    subject: Subjects,
     durable: str,
     policy: Policy,
     handle: Callable[[Msg], Awaitable[object]],
     *,
     batch: int = 256,
+    new_only: bool = False,
 ) -> None:
     """Read the durable `durable` for ever, settling each message by `policy` after `handle`
     ran (`Settler.run`); a failed fetch (NATS reconnecting) is logged and tried again a second
     later, the unacked messages staying stored. The subscription is dropped on the way out,
     or it would hold `nc.drain()` at stop until that times out."""
     settler = Settler(js, durable, policy)
-    sub = await subscribe(js, stream, subject, durable, policy)
+    sub = await subscribe(js, stream, subject, durable, policy, new_only=new_only)
     try:
         while True:
             try:

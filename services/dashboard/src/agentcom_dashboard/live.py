@@ -4,7 +4,8 @@
 
 Every replica follows the events, takes snapshots and serves the page and its socket; only the
 holder of the `dashboard-alerts` leader lock (`agentcom_common.leader`) judges the alert rules
-and sends pushes, so one deployment fires an alert once and pushes it once. The others read
+and sends pushes (`pushing`, from a durable consumer, so a push waits out a change of leader),
+so one deployment fires an alert once and pushes it once. The others read
 the alert book from `dashboard.alerts` at each snapshot, so every replica lists the same alerts
 and a new leader starts from what the last one recorded.
 """
@@ -15,16 +16,18 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
 from nats.aio.msg import Msg
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import auth, clock, leader, outbox, subjects
-from agentcom_common.contracts.alert import AlertFired, Severity
+from agentcom_common import auth, backups, clock, consumer, leader, outbox, subjects
+from agentcom_common.contracts.alert import AlertFired
 from agentcom_common.service import Loops, Resources
-from agentcom_dashboard import alert_store, events, metrics
+from agentcom_dashboard import alert_store, events, metrics, pushing
 from agentcom_dashboard.alerts import AlertBook, Change
 from agentcom_dashboard.push import Pusher, load_or_create_vapid
 from agentcom_dashboard.settings import AlertThresholds, DashboardSettings, load_thresholds
@@ -89,10 +92,9 @@ class Live:
     thresholds: ThresholdFile
     book: AlertBook = field(default_factory=AlertBook)
     sockets: int = 0
-    started_seq: int = 0
-    pushes: set[asyncio.Task[None]] = field(default_factory=set[asyncio.Task[None]])
     presence: dict[str, dict[str, object]] = field(default_factory=dict[str, dict[str, object]])
     lead: leader.Leadership | None = None
+    started_at: datetime = field(default_factory=clock.now)  # the age of "no backup at all"
 
     @property
     def engine(self) -> AsyncEngine:
@@ -105,25 +107,6 @@ class Live:
 
     async def on_event(self, event: events.Event) -> None:
         self.tracker.on_event(event)
-        if not self.is_leader:  # the leader pushes; every replica follows the events
-            return
-        if event.subject == subjects.TASK_DEAD_LETTERED and event.seq > self.started_seq:
-            task_id = str(event.data.get("task_id", ""))
-            message = {
-                "title": "Task dead-lettered",
-                "body": f"task {task_id}",
-                "tag": f"dl-{task_id}",
-            }
-            self.push_soon(message, urgent=False)
-        elif event.subject == subjects.HUB_WATCHDOG_FIRED and event.seq > self.started_seq:
-            # the hub's own critical alert (its watchdog forced resting): not a rule of ours,
-            # so it is pushed like a critical alert but not kept in the alert book
-            message = {
-                "title": "CRITICAL: hub watchdog",
-                "body": str(event.data.get("message", ""))[:500],
-                "tag": "hub-watchdog",
-            }
-            self.push_soon(message, urgent=True)
 
     async def on_report(self, msg: Msg) -> None:
         """Remember each agent's last heartbeat (age, CPU, RAM, VRAM, isolation) for the agents
@@ -151,24 +134,16 @@ class Live:
             load["isolation"] = isolation
         self.presence[parts[2]] = load | {"heartbeat_at": clock.now().isoformat()}
 
-    def push_soon(self, message: dict[str, str], *, urgent: bool) -> None:
-        """Send in the background: a slow push service must not hold up the event stream."""
-
-        async def send() -> None:
-            try:
-                await self.pusher.notify(message, urgent=urgent)
-            except Exception:  # Postgres down while listing subscriptions: this push is lost
-                log.exception("push.notify_failed")
-
-        task = asyncio.create_task(send())
-        self.pushes.add(task)  # referenced until done, so it is never collected mid-flight
-        task.add_done_callback(self.pushes.discard)
-
     async def step(self) -> None:
         """Take one snapshot, judge the rules, publish what changed."""
-        thresholds = self.thresholds.load()
+        thresholds = self.thresholds.load().with_backup_interval(self.settings.backup_interval)
         snapshot = await metrics.take(
-            self.sources, self.tracker, thresholds, clock.now(), self.history.latest
+            self.sources,
+            self.tracker,
+            thresholds,
+            clock.now(),
+            self.history.latest,
+            await self.backups(),
         )
         self.history.add(snapshot)
         history = list(self.history.snapshots)
@@ -180,6 +155,15 @@ class Live:
             lambda: self.book.evaluate(history, thresholds, snapshot.at), self.publish
         )
 
+    async def backups(self) -> metrics.Backups | None:
+        """The backup record (`agentcom_common.backups`); None when Postgres does not answer."""
+        try:
+            recorded = await backups.latest(self.engine)
+        except (OSError, SQLAlchemyError):
+            log.warning("metrics.backups_not_read", exc_info=True)
+            return None
+        return metrics.Backups(recorded, self.started_at)
+
     async def publish(self, changes: list[Change]) -> None:
         if not changes:
             return
@@ -188,18 +172,9 @@ class Live:
                 name = type(change).__name__.removeprefix("Alert").lower()
                 await alert_store.record(conn, change)
                 await outbox.add(conn, self.res.outbox, subjects.event("alert", name), change)
-        for change in changes:
+        for change in changes:  # a critical one is pushed from its event (`pushing`)
             if isinstance(change, AlertFired):
                 log.info("alert.fired", extra={"rule": change.rule_id, "severity": change.severity})
-                if change.severity is Severity.CRITICAL:
-                    self.push_soon(
-                        {
-                            "title": f"CRITICAL: {change.rule_id}",
-                            "body": change.message,
-                            "tag": change.rule_id,
-                        },
-                        urgent=True,
-                    )
 
     async def run_metrics(self) -> None:
         interval = self.settings.dashboard_snapshot_interval.total_seconds()
@@ -253,8 +228,8 @@ async def start(res: Resources, loops: Loops, *, settings: DashboardSettings) ->
         thresholds=ThresholdFile(settings.alerts_file),
         book=await alert_store.load(res.engine),
     )
+    await backups.migrate(res.engine)  # read before any backup was ever recorded
     live.thresholds.load()  # at start, so a bad file is reported when the service comes up
-    live.started_seq = await events.last_sequence(res.js)
     since = clock.now() - settings.dashboard_metrics_window
     subscription = await events.follow(res.js, live.on_event, since=since)
     await res.nc.subscribe(subjects.REPORTS_ALL, cb=live.on_report)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
@@ -271,7 +246,14 @@ async def _contend(live: Live, settings: DashboardSettings) -> None:
     ) as lead:
         live.lead = lead
         try:
-            await asyncio.Event().wait()
+            await lead.hold(
+                lambda: pushing.run(
+                    live.res.js,
+                    live.pusher,
+                    consumer.Policy.of(settings),
+                    settings.dashboard_push_ttl,
+                )
+            )
         finally:
             live.lead = None
 
@@ -283,7 +265,5 @@ async def _close_on_cancel(live: Live, subscription: object) -> None:
     finally:
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
-        for push in list(live.pushes):
-            push.cancel()
         await live.sources.close()
         await live.pusher.close()
