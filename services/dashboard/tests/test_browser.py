@@ -8,6 +8,7 @@ only with AGENTCOM_UPDATE_SCREENSHOTS=1.
 """
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -84,6 +85,8 @@ async def test_page_loads_clean_and_a_task_changes_state_live(
     await expect(row).to_be_visible(timeout=LIVE_WITHIN_MS)
     await expect(row.locator("[data-state]")).to_have_text("queued", timeout=LIVE_WITHIN_MS)
     await expect(row).to_contain_text("Add a health check")
+    # its age, from `updated_at` (a second `ago` in app.js once made every age "NaN d")
+    await expect(row.locator("td[title]")).to_have_text(re.compile(r"^\d+s ago$"))
 
     claimed = await claim(nc)
     await expect(row.locator("[data-state]")).to_have_text("assigned", timeout=LIVE_WITHIN_MS)
