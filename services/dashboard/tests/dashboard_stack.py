@@ -165,7 +165,7 @@ class Backend:
     settings: DashboardSettings
 
     @contextlib.asynccontextmanager
-    async def dashboard(self) -> AsyncIterator[Stack]:
+    async def dashboard(self) -> AsyncGenerator[Stack]:
         """Run one dashboard replica until the block ends, yielding once it leads (judges
         and pushes): the first of a test leads, a later one leads once the others are gone."""
         app = dashboard_app(self.settings)
