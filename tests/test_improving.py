@@ -52,7 +52,9 @@ CHANGED = {
 
 FAST: Json = {
     "hub_tick_interval": timedelta(milliseconds=50),
-    "hub_leader_interval": timedelta(milliseconds=200),
+    # a lease of 1.5 s: at 200 ms (0.6 s) a loaded machine lost the lead mid-cycle, and each
+    # regain waits a lease and starts the stay's entry work again
+    "hub_leader_interval": timedelta(milliseconds=500),
     "hub_goal_sweep": timedelta(milliseconds=100),
     "hub_health_interval": NEVER,  # no assessment: healing stays out of the way
     "hub_llm_backoff": NEVER,  # the goals wait to be planned, quietly (no model here)
@@ -117,6 +119,14 @@ async def findings_of(hub: httpx.AsyncClient, cycle: int, n: int) -> dict[str, J
     return await eventually(stored, timeout=90)
 
 
+async def cycle_of(hub: httpx.AsyncClient, cycle: int) -> Json:
+    got = await hub.get(f"/api/hub/improving/cycles/{cycle}")
+    assert got.status_code == 200, got.text
+    report: Json = got.json()
+    return report
+
+
+@pytest.mark.timeout(300)  # two real cycles on a real sidecar, on a shared and busy machine
 async def test_scans_become_goals_and_oscillating_or_cooled_findings_are_dropped(
     hub: tuple[httpx.AsyncClient, httpx.AsyncClient],
     hubfsm: httpx.AsyncClient,
@@ -162,6 +172,31 @@ async def test_scans_become_goals_and_oscillating_or_cooled_findings_are_dropped
     assert scan["result"]["pushed"] is False
     assert len(scan["result"]["details"]["scan"]["findings"]) == 4
 
+    # the cycle's report, through its route: what it scanned, kept, dropped and spent
+    report = await cycle_of(hubfsm, 1)
+    assert report["repos"] == [
+        {
+            "schema_version": 1,
+            "repo": str(origin),
+            "task_id": scan["id"],
+            "state": "completed",
+            "findings": 4,
+            "note": None,
+        }
+    ], report
+    assert (report["outcome"], report["found"], report["kept"]) == ("kept", 4, 3), report
+    assert report["dropped"] == {"file_cooldown": 1}, report
+    assert sorted(report["goals"]) == sorted(f["goal_id"] for f in kept.values())
+    assert report["budget"] == {
+        "schema_version": 1,
+        "calls": 0,
+        "tokens_in": 0,
+        "tokens_out": 0,
+        "cost_usd": 0.0,
+    }
+    assert report["notes"] == []
+    assert report["ended_at"] is not None
+
     # the kept ones are low-priority goals linked to their finding
     goals: list[str] = []
     for finding in kept.values():
@@ -204,6 +239,15 @@ async def test_scans_become_goals_and_oscillating_or_cooled_findings_are_dropped
             f"fingerprint cooldown: the same finding ({first[category]['id']})"
         ), second[category]
     assert second["missing_docstring"]["reason"].startswith("file cooldown: src/shop/app.py")
+    report = await cycle_of(hubfsm, 2)
+    assert (report["outcome"], report["found"], report["kept"], report["goals"]) == (
+        "nothing",
+        4,
+        0,
+        [],
+    ), report
+    assert report["dropped"] == {"fingerprint_cooldown": 2, "file_cooldown": 1, "oscillation": 1}
+    assert [r["findings"] for r in report["repos"]] == [4]
 
     async def contemplating() -> None:
         path = await moves(hubfsm)
@@ -226,6 +270,25 @@ async def test_scans_become_goals_and_oscillating_or_cooled_findings_are_dropped
         assert bad.json()["field"] == f"query.{field}", bad.json()
     missing = await hubfsm.get("/api/hub/findings/find-0000000000000000")
     assert missing.status_code == 404, missing.text
+
+    # the cycles' route: newest first, paged, bad input named
+    first_page = (await hubfsm.get("/api/hub/improving/cycles", params={"limit": 1})).json()
+    assert [c["id"] for c in first_page["cycles"]] == [2]
+    rest = await hubfsm.get(
+        "/api/hub/improving/cycles", params={"cursor": first_page["next_cursor"]}
+    )
+    assert [c["id"] for c in rest.json()["cycles"]] == [1], rest.text
+    for path, params, field in (
+        ("/api/hub/improving/cycles/0", {}, "path.cycle_id"),
+        ("/api/hub/improving/cycles/one", {}, "path.cycle_id"),
+        ("/api/hub/improving/cycles", {"cursor": "x"}, "query.cursor"),
+        ("/api/hub/improving/cycles", {"limit": "501"}, "query.limit"),
+    ):
+        bad = await hubfsm.get(path, params=params)
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["field"] == field, bad.json()
+    gone = await hubfsm.get("/api/hub/improving/cycles/999")
+    assert (gone.status_code, gone.json()["error"]) == (404, "cycle_not_found"), gone.text
 
 
 async def test_a_scan_no_agent_takes_is_cancelled_and_the_hub_rests(
@@ -258,3 +321,12 @@ async def test_a_scan_no_agent_takes_is_cancelled_and_the_hub_rests(
         assert tasks["tasks"][0]["needed_capabilities"] == ["scan"]
         found = (await hubfsm.get("/api/hub/findings")).json()
         assert found["findings"] == []
+        report = await cycle_of(hubfsm, 1)
+        [repo] = report["repos"]
+        assert (repo["repo"], repo["task_id"], repo["state"]) == (
+            str(origin),
+            tasks["tasks"][0]["id"],
+            "timed_out",
+        ), report
+        assert (report["outcome"], report["found"], report["kept"]) == ("nothing", 0, 0)
+        assert report["notes"] == [f"{origin}: {repo['note']}"], report

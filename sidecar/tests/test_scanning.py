@@ -5,7 +5,8 @@ cannot run is named while the others still run."""
 import asyncio
 from pathlib import Path
 
-from agentcom_sidecar import processes
+from agentcom_common.contracts.scan import ScanFinding
+from agentcom_sidecar import namespaces, processes
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors import registry
 from agentcom_sidecar.executors.base import ExecutionContext
@@ -41,7 +42,7 @@ def test_the_python_scanners_find_the_known_issues(tmp_path: Path) -> None:
     result = asyncio.run(languages.scan(root, processes.scrubbed_env()))
     by = {(f.category, f.subject): f for f in result.findings}
     assert result.languages == ["python"]
-    assert result.skipped == {}
+    assert result.skipped == {"python.pyright": "the repo does not configure pyright"}
     assert set(by) == {
         ("lint", "F401"),  # os in app.py
         ("lint", "invalid-syntax"),  # broken.py
@@ -65,7 +66,10 @@ def test_the_python_scanners_find_the_known_issues(tmp_path: Path) -> None:
 def test_a_scanner_that_cannot_run_is_named_and_the_others_run(tmp_path: Path) -> None:
     root = workspace(tmp_path, {"tool.py": "import os\n\n\ndef run():\n    return os\n"})
     result = asyncio.run(languages.scan(root, processes.scrubbed_env()))
-    assert result.skipped == {"python.dependencies": "no pyproject.toml"}
+    assert result.skipped == {
+        "python.dependencies": "no pyproject.toml",
+        "python.pyright": "the repo does not configure pyright",
+    }
     assert {f.category for f in result.findings} == {"missing_tests", "missing_docstring"}
     empty = asyncio.run(languages.scan(workspace(tmp_path / "none", {"a.txt": "x"}), {}))
     assert (empty.languages, empty.findings) == ([], [])
@@ -90,3 +94,62 @@ def test_the_scan_executor_is_opt_in_and_returns_its_findings(tmp_path: Path) ->
     assert done.ok, done
     assert done.summary.startswith("8 findings (python)")  # F401 in app.py and in the test
     assert len(done.details["scan"]["findings"]) == 8
+
+
+TYPED = {
+    "pyproject.toml": '[project]\nname = "till"\nversion = "1"\n'
+    '[tool.pyright]\ninclude = ["src"]\n[tool.ruff.lint]\nselect = ["F"]\n',
+    "src/till/__init__.py": "",
+    # a real type error (an int returned as str), and an import no environment has
+    "src/till/total.py": "import not_installed_anywhere\n\n\n"
+    'def total(prices: list[int]) -> str:\n    """Sum."""\n    return sum(prices)\n',
+    "tests/test_total.py": "from till import total\n",
+}
+
+
+def _typed(result_findings: list[ScanFinding]) -> list[ScanFinding]:
+    return [f for f in result_findings if f.category == "type_error"]
+
+
+def test_pyright_reports_the_type_errors_of_a_repo_that_configures_it(tmp_path: Path) -> None:
+    root = workspace(tmp_path / "w", TYPED)
+    before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    env = processes.scrubbed_env()
+    confine = namespaces.Confinement((tmp_path / "hidden",)) if namespaces.available() else None
+    result = asyncio.run(languages.scan(root, env, confine))
+    assert "python.pyright" not in result.skipped, result.skipped
+    [found] = _typed(result.findings)  # the unresolved import is the agent's, not the repo's
+    assert (found.subject, found.severity, found.files) == (
+        "reportReturnType",
+        "medium",
+        ["src/till/total.py"],
+    )
+    assert found.title == "Fix pyright reportReturnType in src/till/total.py"
+    assert found.evidence[0].startswith(
+        'src/till/total.py:6 reportReturnType Type "int" is not assignable to return type "str"'
+    ), found.evidence
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == before
+
+    # the same error two lines lower is the same finding: no line number in the fingerprint
+    moved = root / "src/till/total.py"
+    moved.write_text("# prices\n# in cents\n" + moved.read_text())
+    [again] = _typed(asyncio.run(languages.scan(root, env, confine)).findings)
+    assert again.evidence[0].startswith("src/till/total.py:8 reportReturnType")
+    assert again.fingerprint == found.fingerprint
+
+    # fixed, nothing is left
+    moved.write_text(moved.read_text().replace("-> str", "-> int"))
+    assert _typed(asyncio.run(languages.scan(root, env, confine)).findings) == []
+
+
+def test_the_scan_executor_runs_pyright_in_the_sandbox_where_it_can(tmp_path: Path) -> None:
+    root = workspace(tmp_path / "w", TYPED)
+    secret = tmp_path / "agent.json"
+    secret.write_text("{}")
+    ctx = ExecutionContext({"id": "t1"}, "a1", 1, root, deadline=1e12, env=processes.scrubbed_env())
+    done = asyncio.run(ScanExecutor((secret,)).run(ctx))
+    assert done.ok, done
+    isolation = "namespaces" if namespaces.available() else "none"
+    assert done.details["isolation"] == isolation
+    typed = [f for f in done.details["scan"]["findings"] if f["category"] == "type_error"]
+    assert [f["subject"] for f in typed] == ["reportReturnType"], done.details

@@ -9,6 +9,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dashboard_stack import backend, dashboard_extra, scheduler_extra, stack
+from dashboard_stack import alerts, backend, dashboard_extra, scheduler_extra, stack
 
-__all__ = ["backend", "dashboard_extra", "scheduler_extra", "stack"]
+__all__ = ["alerts", "backend", "dashboard_extra", "scheduler_extra", "stack"]

@@ -6,6 +6,7 @@ so every app runs under uvicorn in this event loop (lifespans and all).
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +18,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from agentcom_common import auth, micro
 from agentcom_common.contracts.task import Claimed, ClaimTask, Reported, ReportTask, TaskView
@@ -219,3 +221,35 @@ async def stack(backend: Backend) -> AsyncIterator[Stack]:
 
 async def leading(live: Live) -> None:
     assert live.is_leader
+
+
+class AlertLog:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Json]] = []
+
+    async def on_msg(self, msg: Msg) -> None:
+        self.events.append((msg.subject.rsplit(".", 1)[-1], json.loads(msg.data)))
+
+    def of(self, rule: str, kind: str | None = None) -> list[Json]:
+        return [e for k, e in self.events if e["rule_id"] == rule and kind in (None, k)]
+
+    async def wait_for(self, rule: str, kind: str, count: int = 1) -> Json:
+        async def seen() -> Json:
+            found = self.of(rule, kind)
+            assert len(found) >= count, (rule, kind, self.events)
+            return found[count - 1]
+
+        return await eventually(seen, timeout=20)
+
+
+@pytest.fixture
+async def alerts(nc: Client) -> AsyncIterator[AlertLog]:
+    log = AlertLog()
+    sub = await nc.subscribe("agentcom.evt.alert.>", cb=log.on_msg)  # pyright: ignore[reportUnknownMemberType]
+    yield log
+    await sub.unsubscribe()
+
+
+def set_thresholds(stack: Stack, **values: object) -> None:
+    lines = [f"AGENTCOM_DASHBOARD_ALERT_{k.upper()}={v}" for k, v in values.items()]
+    stack.alerts_file.write_text("\n".join(lines) + "\n")

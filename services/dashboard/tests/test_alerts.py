@@ -5,18 +5,15 @@ runs, which also proves they are reloaded without a restart. Alerts are read whe
 see them: the `agentcom.evt.alert.*` events the dashboard publishes through its outbox.
 """
 
-import json
 import logging
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, get_args
 
 import httpx
 import pytest
-from dashboard_stack import Stack, claim, dead_letter, report, serve
+from dashboard_stack import AlertLog, Stack, claim, dead_letter, report, serve, set_thresholds
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 from agentcom_common.testing import eventually
 from agentcom_dashboard.alerts import LIFECYCLE, AlertState, Signal
@@ -25,38 +22,6 @@ from agentcom_dashboard.live import ThresholdFile
 from agentcom_dashboard.settings import AlertThresholds
 
 Json = dict[str, Any]
-
-
-class AlertLog:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Json]] = []
-
-    async def on_msg(self, msg: Msg) -> None:
-        self.events.append((msg.subject.rsplit(".", 1)[-1], json.loads(msg.data)))
-
-    def of(self, rule: str, kind: str | None = None) -> list[Json]:
-        return [e for k, e in self.events if e["rule_id"] == rule and kind in (None, k)]
-
-    async def wait_for(self, rule: str, kind: str, count: int = 1) -> Json:
-        async def seen() -> Json:
-            found = self.of(rule, kind)
-            assert len(found) >= count, (rule, kind, self.events)
-            return found[count - 1]
-
-        return await eventually(seen, timeout=20)
-
-
-@pytest.fixture
-async def alerts(nc: Client) -> AsyncIterator[AlertLog]:
-    log = AlertLog()
-    sub = await nc.subscribe("agentcom.evt.alert.>", cb=log.on_msg)  # pyright: ignore[reportUnknownMemberType]
-    yield log
-    await sub.unsubscribe()
-
-
-def set_thresholds(stack: Stack, **values: object) -> None:
-    lines = [f"AGENTCOM_DASHBOARD_ALERT_{k.upper()}={v}" for k, v in values.items()]
-    stack.alerts_file.write_text("\n".join(lines) + "\n")
 
 
 async def wait_depth(stack: Stack, depth: int) -> None:

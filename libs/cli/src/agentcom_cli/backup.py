@@ -79,17 +79,28 @@ def backup(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Dump every AgentCom schema now to <home>/backups/ (pg_dump custom format), keeping the
     newest AGENTCOM_BACKUP_KEEP. `agentcom up` also does this every AGENTCOM_BACKUP_INTERVAL.
 
-    Errors: `backup_failed` with pg_dump's own words (exit 1).
+    Every attempt, ok or failed, is recorded in Postgres (`ops.backups`), where the dashboard
+    reads it. Errors: `backup_failed` with pg_dump's own words (exit 1).
     """
     if ctx.invoked_subcommand is not None:
         return
     import asyncio
 
-    made = asyncio.run(_take(_settings()))
+    from agentcom_cli import dumps
+
+    settings = _settings()
+    made = asyncio.run(_take(settings))
+    last = dumps.last_result(settings.home.resolve()) or {}
     if as_json:
-        print_json(made)
+        print_json(made | {"recorded": last.get("recorded", False)})
     else:
         out().print(f"backup written: {made['file']} ({made['size']} bytes)")
+    if not last.get("recorded", False):
+        err().print(
+            f"not recorded in Postgres (ops.backups): kept in {dumps.UNRECORDED} and recorded "
+            "with the next backup that reaches it",
+            style="yellow",
+        )
 
 
 @backup_app.command("list")

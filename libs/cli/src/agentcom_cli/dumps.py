@@ -16,18 +16,23 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from agentcom_common import clock, embedded
 from agentcom_common.errors import ConflictError, InvalidError, UnavailableError
 
+if TYPE_CHECKING:  # SQLAlchemy is imported when a backup runs, not by every `agentcom status`
+    from agentcom_common import backups
+
 SCHEMAS: Final = ("auth", "queue", "scheduler", "llm", "hub", "dashboard")
 """Every schema a service owns (tests/test_backup.py checks it against the services)."""
 SUFFIX: Final = ".dump"
+UNRECORDED: Final = "unrecorded.jsonl"  # attempts Postgres did not take (it was down)
 STAMP: Final = "%Y%m%dT%H%M%S.%fZ"  # sorts as it reads; microseconds: two backups in a second
 
 
@@ -102,28 +107,99 @@ def last_result(home: Path) -> dict[str, Any] | None:
         return None
 
 
-def health(home: Path, interval: timedelta) -> tuple[bool, str]:
-    """Whether the backups of `home` are fine, and what to say: the newest's age and the last
-    attempt. Stale is older than twice `interval` (one missed run is not yet an alarm)."""
-    newest = listed(home)
-    last = last_result(home)
+def _age(since: timedelta) -> str:
+    return str(since).split(".")[0]
+
+
+def health(
+    home: Path, interval: timedelta, recorded: "backups.Summary | None" = None
+) -> tuple[bool, str]:
+    """Whether the backups are fine, and what to say: the newest good backup's age and the
+    last attempt's result. `recorded` is Postgres's record (`ops.backups`, which also holds
+    backups taken from other homes); the files and `last.json` of `home` count as well, so
+    an attempt Postgres missed (it was down) is still told. Stale is older than twice
+    `interval` (one missed run is not yet an alarm)."""
     now = clock.now()
-    age = f"newest {str(newest[0].age(now)).split('.')[0]} old" if newest else "none yet"
-    if last is not None and not last.get("ok"):
-        return False, f"{age}; the last backup failed at {last.get('at')}: {last.get('detail')}"
+    newest = listed(home)
+    good = [(d.taken_at, f"{len(newest)} kept") for d in newest[:1]]
+    tried: list[tuple[datetime, bool, str]] = []
+    if (local := last_result(home)) is not None:
+        with contextlib.suppress(KeyError, ValueError, TypeError):
+            at = datetime.fromisoformat(str(local["at"]))
+            tried.append((at, bool(local["ok"]), str(local.get("detail"))))
+    if recorded is not None and recorded.last_ok is not None:
+        good.append((recorded.last_ok.finished_at, f"recorded from {recorded.last_ok.host}"))
+    if recorded is not None and recorded.last is not None:
+        last = recorded.last
+        tried.append((last.finished_at, last.ok, str(last.error)))
+    best = max(good, default=None, key=lambda g: g[0])
+    age = f"newest {_age(now - best[0])} old" if best else "none yet"
+    last_try = max(tried, default=None, key=lambda t: t[0])
+    if last_try is not None and not last_try[1]:
+        return False, f"{age}; the last backup failed at {last_try[0].isoformat()}: {last_try[2]}"
     if interval <= timedelta(0):
         return True, f"{age}; scheduled backups are off (AGENTCOM_BACKUP_INTERVAL=0)"
-    if newest and newest[0].age(now) > 2 * interval:
+    if best and now - best[0] > 2 * interval:
         return False, f"{age}: stale (scheduled every {interval}); run `agentcom backup`"
-    return True, f"{age} ({len(newest)} kept)" if newest else f"{age}; run `agentcom backup`"
+    return True, f"{age} ({best[1]})" if best else f"{age}; run `agentcom backup`"
 
 
-def _record(home: Path, ok: bool, detail: str, dump: Dump | None) -> None:
-    result = {"at": clock.now().isoformat(), "ok": ok, "detail": detail}
-    result |= {"file": str(dump.path)} if dump else {}
-    tmp = directory(home) / ".last.json.tmp"
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, directory(home) / "last.json")
+def _record(home: Path, attempt: "backups.Attempt", recorded: bool) -> None:
+    """`last.json`: the last attempt, for `agentcom status` and `backup list` (a target
+    directory that cannot be written keeps none; Postgres then has the only record)."""
+    result = {"at": attempt.finished_at.isoformat(), "ok": attempt.ok, "recorded": recorded}
+    result |= {"detail": f"{attempt.size} bytes" if attempt.ok else attempt.error}
+    result |= {"file": attempt.file} if attempt.file else {}
+    with contextlib.suppress(OSError):
+        tmp = directory(home) / ".last.json.tmp"
+        tmp.write_text(json.dumps(result))
+        os.replace(tmp, directory(home) / "last.json")
+
+
+def _unrecorded(home: Path) -> "list[backups.Attempt]":
+    from agentcom_common import backups
+
+    """Attempts Postgres did not take when they were made (it was down), oldest first."""
+    try:
+        lines = (directory(home) / UNRECORDED).read_text().splitlines()
+    except OSError:
+        return []
+    found: list[backups.Attempt] = []
+    for line in lines:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            found.append(backups.Attempt.from_json(json.loads(line)))
+    return found
+
+
+async def _record_in_postgres(db_url: str, home: Path, attempt: "backups.Attempt") -> bool:
+    """Store `attempt`, and any kept from before, in `ops.backups`; False when Postgres did
+    not take them, and `attempt` then waits in `<home>/backups/unrecorded.jsonl` for the
+    next attempt that reaches it."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from agentcom_common import backups, db
+
+    pending = _unrecorded(home)
+    # connect timeout: a host that does not answer must not hold up the backup's own result
+    engine = create_async_engine(db.async_url(db_url), pool_size=1, connect_args={"timeout": 10})
+    try:
+        await backups.migrate(engine)
+        await backups.record(engine, *pending, attempt)
+    except (OSError, SQLAlchemyError):  # Postgres down, or refused us: kept for later
+        with contextlib.suppress(OSError), (directory(home) / UNRECORDED).open("a") as kept:
+            kept.write(json.dumps(attempt.as_json()) + "\n")
+        return False
+    finally:
+        await engine.dispose()
+    with contextlib.suppress(OSError):
+        (directory(home) / UNRECORDED).unlink(missing_ok=True)
+    return True
+
+
+def where(home: Path) -> str:
+    """Which machine's files a recorded attempt is about."""
+    return f"{socket.gethostname()}:{home}"
 
 
 def _fsync(path: Path) -> None:
@@ -135,12 +211,36 @@ def _fsync(path: Path) -> None:
 
 
 async def take(db_url: str, home: Path, keep: int) -> Dump:
-    """Dump every AgentCom schema to a new file, keep the newest `keep`, record the result."""
+    """Dump every AgentCom schema to a new file, keep the newest `keep`, record the attempt,
+    ok or failed, in `last.json` and in Postgres (`agentcom_common.backups`)."""
+    from sqlalchemy.engine import make_url
+
+    from agentcom_common import backups
+
+    started = clock.now()
+    password = make_url(db_url).password
+    try:
+        dump = await _dump(db_url, home, keep, started)
+    except (UnavailableError, OSError) as exc:  # BackupError is an UnavailableError
+        said = (
+            exc.detail if isinstance(exc, UnavailableError) else f"cannot write the backup: {exc}"
+        )
+        failed = BackupError(backups.sanitize(said, None if password is None else str(password)))
+        attempt = backups.Attempt(started, clock.now(), False, where(home), error=failed.detail)
+        _record(home, attempt, await _record_in_postgres(db_url, home, attempt))
+        raise failed from None
+    attempt = backups.Attempt(
+        started, clock.now(), True, where(home), file=str(dump.path), size=dump.size
+    )
+    _record(home, attempt, await _record_in_postgres(db_url, home, attempt))
+    return dump
+
+
+async def _dump(db_url: str, home: Path, keep: int, now: datetime) -> Dump:
     folder = directory(home)
-    folder.mkdir(parents=True, exist_ok=True)
-    now = clock.now()
     final = folder / f"agentcom-{now.strftime(STAMP)}{SUFFIX}"
     partial = folder / f".{final.name}.partial"
+    folder.mkdir(parents=True, exist_ok=True)
     url, env = libpq(db_url)
     argv = [str(tool("pg_dump")), "--format=custom", "--no-owner", "--no-privileges"]
     argv += [f"--schema={schema}" for schema in SCHEMAS]
@@ -152,19 +252,17 @@ async def take(db_url: str, home: Path, keep: int) -> Dump:
     except BackupError as exc:
         partial.unlink(missing_ok=True)
         if "no matching schemas" in exc.detail:
-            exc = BackupError(
+            raise BackupError(
                 "the database holds no AgentCom schema yet; start the stack once "
                 "(`agentcom up`) so its services create them"
-            )
-        _record(home, False, exc.detail, None)
-        raise exc from None
+            ) from None
+        raise
     except BaseException:  # cancelled (`agentcom up` stopping): no half dump left behind
         partial.unlink(missing_ok=True)
         raise
     dump = Dump(final, now, final.stat().st_size)
     for old in listed(home)[keep:]:
         old.path.unlink(missing_ok=True)
-    _record(home, True, f"{dump.size} bytes", dump)
     return dump
 
 
@@ -179,7 +277,7 @@ async def scheduled(
         await asyncio.sleep(max(0.0, wait))  # a schedule, not a stand-in for a condition
         try:
             await take(db_url, home, keep)
-        except (BackupError, OSError) as exc:
+        except BackupError as exc:  # every failure of `take` is one, recorded
             notify(f"backup failed: {exc}; next try in {interval} (`agentcom backup list`)")
         wait = interval.total_seconds()
 

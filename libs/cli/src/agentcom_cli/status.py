@@ -2,12 +2,16 @@
 
 import asyncio
 import os
+from typing import TYPE_CHECKING
 
 import httpx
 
 from agentcom_cli import dumps, probes, stack
 from agentcom_cli.console import aligned, out
 from agentcom_common.settings import SERVICE_NAMES, CommonSettings
+
+if TYPE_CHECKING:  # SQLAlchemy: imported only when Postgres answers
+    from agentcom_common import backups
 
 
 async def collect(settings: CommonSettings) -> list[probes.PartStatus]:
@@ -41,9 +45,28 @@ async def collect(settings: CommonSettings) -> list[probes.PartStatus]:
                 f"{len(names)} of {len(urls)} answered: {shown}",
             )
         )
-    ok, detail = dumps.health(settings.home.resolve(), settings.backup_interval)
+    reachable = db_url is not None and parts[len(urls) + 1].ok
+    recorded = await _recorded(db_url) if reachable and db_url else None
+    ok, detail = dumps.health(settings.home.resolve(), settings.backup_interval, recorded)
     parts.append(probes.PartStatus("backups", ok, str(dumps.directory(settings.home)), detail))
     return parts
+
+
+async def _recorded(db_url: str) -> "backups.Summary | None":
+    """Postgres's record of the backup attempts (`ops.backups`); None when it cannot be read
+    (no attempt was ever recorded, so the table is not there yet: the local files still tell)."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from agentcom_common import backups, db
+
+    engine = create_async_engine(db.async_url(db_url), pool_size=1, connect_args={"timeout": 5})
+    try:
+        return await backups.latest(engine)
+    except (OSError, SQLAlchemyError):  # status answers whatever the database says
+        return None
+    finally:
+        await engine.dispose()
 
 
 async def _no_db() -> probes.PartStatus:

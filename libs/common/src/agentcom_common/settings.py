@@ -165,8 +165,8 @@ class CommonSettings(BaseSettings):
     backup_interval: Interval = Field(
         default=timedelta(hours=6),
         description="How often `agentcom up` dumps every AgentCom schema to <home>/backups/ "
-        "(`0` turns scheduled backups off); `agentcom status` calls a backup older than twice "
-        "this stale.",
+        "(`0` turns scheduled backups off); `agentcom status` and the dashboard's backup_stale "
+        "alert call a backup older than twice this stale.",
     )
     backup_keep: int = Field(
         default=3, ge=1, le=1000, description="Backups kept in <home>/backups/ (newest first)."

@@ -51,6 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import (
     auth,
+    backups,
     db,
     embedded,
     messaging,
@@ -142,8 +143,8 @@ def pg_server() -> Iterator[PgServer]:
 
 
 def migration_sets() -> list[tuple[Path, str]]:
-    """(script location, schema) of auth and of every installed service."""
-    found = [(auth.MIGRATIONS, auth.SCHEMA)]
+    """(script location, schema) of auth, of the backup record and of every installed service."""
+    found = [(auth.MIGRATIONS, auth.SCHEMA), (backups.MIGRATIONS, backups.SCHEMA)]
     for point in entry_points(group="agentcom.services"):
         spec = point.load()
         assert isinstance(spec, ServiceSpec)

@@ -120,6 +120,51 @@ def risky_change(history: Sequence[Snapshot], _th: AlertThresholds) -> Condition
     )
 
 
+def _ago(since: timedelta) -> str:
+    return str(since).split(".")[0]
+
+
+def backup_failed(history: Sequence[Snapshot], _th: AlertThresholds) -> Condition | None:
+    """Holds while the newest backup attempt recorded in `ops.backups` failed."""
+    last = history[-1]
+    if last.backups is None:
+        return None
+    attempt = last.backups.recorded.last
+    if attempt is None or attempt.ok:
+        return Condition(False)
+    return Condition(
+        True,
+        f"the last backup failed {_ago(last.at - attempt.finished_at)} ago on {attempt.host}: "
+        f"{attempt.error}"[:1000],
+        {"finished_at": attempt.finished_at.isoformat(), "host": attempt.host},
+    )
+
+
+def backup_stale(history: Sequence[Snapshot], th: AlertThresholds) -> Condition | None:
+    """Holds when no backup succeeded within `backup_stale_after`; with none at all, once this
+    dashboard has watched that long (a fresh deployment is not stale at its first snapshot)."""
+    last = history[-1]
+    limit = th.backup_stale_after
+    if last.backups is None:
+        return None
+    if limit is None:  # the rule is off (`0`, or no schedule and no threshold)
+        return Condition(False)
+    good = last.backups.recorded.last_ok
+    if good is None:
+        watched = last.at - last.backups.watched_since
+        if watched <= limit:
+            return Condition(False)
+        return Condition(True, f"no backup has succeeded in the {_ago(watched)} watched")
+    age = last.at - good.finished_at
+    if age <= limit:
+        return Condition(False)
+    return Condition(
+        True,
+        f"the newest backup is {_ago(age)} old (limit {_ago(limit)}): {good.file} on {good.host}",
+        {"finished_at": good.finished_at.isoformat(), "file": good.file, "host": good.host},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSpec:
     severity: Severity
@@ -160,6 +205,13 @@ RULES: Final[dict[str, RuleSpec]] = {
     # no cooldown: each new risky change is in the details while the alert stays active
     "risky_change": RuleSpec(
         Severity.WARNING, risky_change, lambda _th: timedelta(0), "runbooks.md#risky_change"
+    ),
+    # no cooldown: each changes only with a new backup attempt (hours apart)
+    "backup_failed": RuleSpec(
+        Severity.WARNING, backup_failed, lambda _th: timedelta(0), "runbooks.md#backup_failed"
+    ),
+    "backup_stale": RuleSpec(
+        Severity.WARNING, backup_stale, lambda _th: timedelta(0), "runbooks.md#backup_stale"
     ),
 }
 

@@ -16,13 +16,15 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
 from nats.aio.msg import Msg
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentcom_common import auth, clock, consumer, leader, outbox, subjects
+from agentcom_common import auth, backups, clock, consumer, leader, outbox, subjects
 from agentcom_common.contracts.alert import AlertFired
 from agentcom_common.service import Loops, Resources
 from agentcom_dashboard import alert_store, events, metrics, pushing
@@ -92,6 +94,7 @@ class Live:
     sockets: int = 0
     presence: dict[str, dict[str, object]] = field(default_factory=dict[str, dict[str, object]])
     lead: leader.Leadership | None = None
+    started_at: datetime = field(default_factory=clock.now)  # the age of "no backup at all"
 
     @property
     def engine(self) -> AsyncEngine:
@@ -133,9 +136,14 @@ class Live:
 
     async def step(self) -> None:
         """Take one snapshot, judge the rules, publish what changed."""
-        thresholds = self.thresholds.load()
+        thresholds = self.thresholds.load().with_backup_interval(self.settings.backup_interval)
         snapshot = await metrics.take(
-            self.sources, self.tracker, thresholds, clock.now(), self.history.latest
+            self.sources,
+            self.tracker,
+            thresholds,
+            clock.now(),
+            self.history.latest,
+            await self.backups(),
         )
         self.history.add(snapshot)
         history = list(self.history.snapshots)
@@ -146,6 +154,15 @@ class Live:
         await self.book.apply(
             lambda: self.book.evaluate(history, thresholds, snapshot.at), self.publish
         )
+
+    async def backups(self) -> metrics.Backups | None:
+        """The backup record (`agentcom_common.backups`); None when Postgres does not answer."""
+        try:
+            recorded = await backups.latest(self.engine)
+        except (OSError, SQLAlchemyError):
+            log.warning("metrics.backups_not_read", exc_info=True)
+            return None
+        return metrics.Backups(recorded, self.started_at)
 
     async def publish(self, changes: list[Change]) -> None:
         if not changes:
@@ -211,6 +228,7 @@ async def start(res: Resources, loops: Loops, *, settings: DashboardSettings) ->
         thresholds=ThresholdFile(settings.alerts_file),
         book=await alert_store.load(res.engine),
     )
+    await backups.migrate(res.engine)  # read before any backup was ever recorded
     live.thresholds.load()  # at start, so a bad file is reported when the service comes up
     since = clock.now() - settings.dashboard_metrics_window
     subscription = await events.follow(res.js, live.on_event, since=since)

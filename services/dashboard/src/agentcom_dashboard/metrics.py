@@ -1,8 +1,9 @@
 """Metrics snapshots: taken every `dashboard_snapshot_interval`, kept for `dashboard_metrics_window`.
 
 A snapshot joins what the owning services say now (queue depth, agents, stuck tasks, read over
-HTTP) with what the event stream says about the window (throughput, failures, latencies). A
-source that does not answer leaves its fields None; the rules then do not judge them.
+HTTP) with what the event stream says about the window (throughput, failures, latencies) and
+the record of the backups in Postgres (`agentcom_common.backups`). A source that does not answer
+leaves its fields None; the rules then do not judge them.
 """
 
 import asyncio
@@ -11,12 +12,25 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from agentcom_common import backups
 from agentcom_dashboard.settings import AlertThresholds
 from agentcom_dashboard.sources import Sources
 from agentcom_dashboard.tracker import Tracker
 
 ACTIVE = ("assigned", "working")
 BUSY = frozenset(ACTIVE)  # an agent in these states holds a task
+
+
+@dataclass(frozen=True, slots=True)
+class Backups:
+    """What `ops.backups` says at a snapshot, and since when this dashboard has watched (the
+    age of "no good backup at all")."""
+
+    recorded: backups.Summary
+    watched_since: datetime
+
+    def as_json(self, now: datetime) -> dict[str, Any]:
+        return self.recorded.as_json(now) | {"watched_since": self.watched_since.isoformat()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +51,8 @@ class Snapshot:
     """Each agent's state at the snapshot (id -> state): what utilisation is counted from."""
     risky_tasks: list[str] = field(default_factory=list[str])
     """Tasks that delivered a change of risk tier 3 in the window (a draft pull request)."""
+    backups: Backups | None = None
+    """The newest backup attempt and the newest good one; None when Postgres did not say."""
 
     @property
     def utilization(self) -> float | None:
@@ -45,7 +61,11 @@ class Snapshot:
         return sum(1 for s in online if s in BUSY) / len(online) if online else None
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self) | {"at": self.at.isoformat(), "utilization": self.utilization}
+        return asdict(self) | {
+            "at": self.at.isoformat(),
+            "utilization": self.utilization,
+            "backups": None if self.backups is None else self.backups.as_json(self.at),
+        }
 
 
 class History:
@@ -89,6 +109,7 @@ async def take(
     thresholds: AlertThresholds,
     now: datetime,
     previous: Snapshot | None,
+    backed_up: Backups | None = None,
 ) -> Snapshot:
     tracker.prune(now)
     reads, stuck = await asyncio.gather(
@@ -119,6 +140,7 @@ async def take(
         latency_ms=tracker.latencies(),
         agent_states={str(a.get("id")): str(a.get("state")) for a in listed or []},
         risky_tasks=tracker.risky_tasks(),
+        backups=backed_up,
     )
 
 

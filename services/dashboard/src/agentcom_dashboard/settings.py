@@ -152,6 +152,22 @@ class AlertThresholds(BaseSettings):
     error_rate_cooldown: Interval = Field(
         default=timedelta(minutes=5), description="Quiet time after a high_error_rate alert."
     )
+    backup_stale_after: Interval | None = Field(
+        default=None,
+        description="backup_stale fires when no backup succeeded for this long (`0` turns the "
+        "rule off); unset: twice `AGENTCOM_BACKUP_INTERVAL` (12 h at its default), and off "
+        "when that is `0`.",
+    )
+
+    def with_backup_interval(self, interval: timedelta) -> "AlertThresholds":
+        """These thresholds with `backup_stale_after` filled in from the backup schedule when it
+        was left unset, and None (the rule off) when it or the schedule is `0`."""
+        stale = self.backup_stale_after
+        if stale is None:
+            stale = 2 * interval
+        return self.model_copy(
+            update={"backup_stale_after": stale if stale > timedelta(0) else None}
+        )
 
 
 def load_thresholds(path: Path) -> AlertThresholds:

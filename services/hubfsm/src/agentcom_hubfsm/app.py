@@ -53,6 +53,7 @@ SPEC: Final = ServiceSpec(
         brain_api.hub,
         proposal_api.proposals,
         findings_api.findings,
+        findings_api.cycles,
         webhook_api.webhooks,
     ),
     samplers=(meters.sampler,),

@@ -331,6 +331,7 @@ improvements = Table(
     Column("report", Text, nullable=False, server_default=text("''")),
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("ended_at", DateTime(timezone=True)),
+    Column("summary", JSONB, nullable=False, server_default=text("'{}'::jsonb")),  # CycleSummary
 )
 findings = Table(
     "findings",

@@ -41,7 +41,7 @@ _FACTORIES: dict[str, Factory] = {
         hooks.on_line, hooks.on_start, config.kill_grace, hooks.confine
     ),
     # reads the workspace, runs none of its code: opt-in by `executors`, no hub commands needed
-    "scan": lambda _config, _hooks: ScanExecutor(),
+    "scan": lambda config, _hooks: ScanExecutor(hidden(config)),
 }
 
 

@@ -8,10 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentcom_common.contracts.scan import RANK, ScanFinding, ScanResult
-from agentcom_sidecar.scanning import python, ruff, tree
+from agentcom_sidecar import namespaces
+from agentcom_sidecar.scanning import pyright, python, ruff, tree
 from agentcom_sidecar.scanning.findings import SkippedError
 
-Scanner = Callable[[Path, Mapping[str, str]], Awaitable[list[ScanFinding]]]
+Scanner = Callable[
+    [Path, Mapping[str, str], namespaces.Confinement | None], Awaitable[list[ScanFinding]]
+]
+"""(workspace, scrubbed env, the sandbox a scanner's binary runs in where the agent has one)"""
 MAX_FINDINGS = 200  # a task result stays small; the worst come first
 
 
@@ -25,8 +29,10 @@ class Language:
 def _reading(scan: Callable[[Path, list[str]], list[ScanFinding]], suffix: str) -> Scanner:
     """A scanner over the files of one suffix, in a thread (it parses many files)."""
 
-    async def run(root: Path, env: Mapping[str, str]) -> list[ScanFinding]:
-        del env  # reads files only
+    async def run(
+        root: Path, env: Mapping[str, str], confine: namespaces.Confinement | None
+    ) -> list[ScanFinding]:
+        del env, confine  # reads files only, in this process
         return await asyncio.to_thread(lambda: scan(root, tree.files(root, suffix)))
 
     return run
@@ -37,6 +43,7 @@ PYTHON = Language(
     lambda root: (root / "pyproject.toml").is_file() or bool(tree.files(root, ".py")),
     {
         "ruff": ruff.scan,
+        "pyright": pyright.scan,
         "missing_tests": _reading(python.missing_tests, ".py"),
         "missing_docstrings": _reading(python.missing_docstrings, ".py"),
         "dependencies": _reading(python.dependencies, ".py"),
@@ -49,9 +56,12 @@ def register(language: Language) -> None:
     LANGUAGES[language.name] = language
 
 
-async def scan(root: Path, env: Mapping[str, str]) -> ScanResult:
+async def scan(
+    root: Path, env: Mapping[str, str], confine: namespaces.Confinement | None = None
+) -> ScanResult:
     """Every registered language found in `root`, every scanner of each; highest severity
-    first, at most `MAX_FINDINGS`."""
+    first, at most `MAX_FINDINGS`. `confine`: the sandbox for scanners that run a binary
+    which could reach beyond reading files (pyright asks an interpreter for its paths)."""
     found: list[ScanFinding] = []
     skipped: dict[str, str] = {}
     names: list[str] = []
@@ -61,7 +71,7 @@ async def scan(root: Path, env: Mapping[str, str]) -> ScanResult:
         names.append(language.name)
         for name, scanner in language.scanners.items():
             try:
-                found += await scanner(root, env)
+                found += await scanner(root, env, confine)
             except SkippedError as exc:
                 skipped[f"{language.name}.{name}"] = str(exc)[:500]
     found.sort(key=lambda f: (-RANK[f.severity], f.category, f.fingerprint))

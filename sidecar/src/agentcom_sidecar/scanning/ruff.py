@@ -4,21 +4,19 @@ with the repo's ruff configuration if it has one. Ruff reads files and runs none
 One finding per rule and file: fixing it is one change, and line numbers stay out of it."""
 
 import asyncio
-import contextlib
 import json
-import os
 import shutil
-import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, cast
 
 from agentcom_common.contracts.scan import ScanFinding
+from agentcom_sidecar import namespaces
+from agentcom_sidecar.scanning import tool
 from agentcom_sidecar.scanning.findings import SkippedError, finding
 
 TIMEOUT: Final = 120.0
-MAX_OUTPUT: Final = 20_000_000
 
 
 def binary() -> str | None:
@@ -26,38 +24,15 @@ def binary() -> str | None:
     return str(beside) if beside.is_file() else shutil.which("ruff")
 
 
-async def _run(argv: list[str], cwd: Path, env: Mapping[str, str]) -> bytes:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=cwd,
-        env=dict(env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            out, err = await proc.communicate()
-    except BaseException:  # the deadline or a cancel: the whole group goes
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
-        raise
-    if proc.returncode != 0:
-        raise SkippedError(f"ruff exited {proc.returncode}: {err.decode(errors='replace')[:300]}")
-    return out[:MAX_OUTPUT]
-
-
-async def scan(root: Path, env: Mapping[str, str]) -> list[ScanFinding]:
+async def scan(
+    root: Path, env: Mapping[str, str], confine: namespaces.Confinement | None
+) -> list[ScanFinding]:
+    del confine  # ruff reads files and runs nothing: it needs no sandbox
     ruff = binary()
     if ruff is None:
         raise SkippedError("no ruff binary on this agent")
     argv = [ruff, "check", "--no-cache", "--exit-zero", "--output-format", "json", "."]
-    try:
-        out = await _run(argv, root, env)
-    except TimeoutError:
-        raise SkippedError(f"ruff took longer than {TIMEOUT:g} s") from None
+    out = await tool.run("ruff", argv, root, env, timeout=TIMEOUT)
     try:
         items = cast(list[dict[str, Any]], json.loads(out))
     except ValueError as exc:

@@ -89,3 +89,66 @@ class ListFindings(Request):
 class FindingPage(Contract):
     findings: list[FindingView]
     next_cursor: str | None = None
+
+
+class RepoScan(Contract):
+    """One repo of an improving cycle: its scan task and how it ended."""
+
+    repo: str
+    task_id: str | None = None
+    state: str = Field(
+        description="The scan task's end (`completed`, `failed`, `cancelled`, ...), "
+        "`timed_out` (it did not end within the scan timeout and was cancelled) or `scanning` "
+        "(the cycle is still running)."
+    )
+    findings: int = Field(default=0, description="How many findings its scan reported.")
+    note: str | None = Field(default=None, description="Why it gave no findings, if it did not.")
+
+
+class CycleBudget(Contract):
+    """What a cycle spent on models through the gateway (charged to the `improving` budget)."""
+
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+
+class CycleSummary(Contract):
+    """What a cycle did, stored when it ends."""
+
+    repos: list[RepoScan] = Field(default_factory=list[RepoScan])
+    found: int = Field(default=0, description="Findings filtered (every repo's, duplicates too).")
+    kept: int = 0
+    dropped: dict[str, int] = Field(
+        default_factory=dict[str, int],
+        description="Dropped findings by reason: `duplicate`, `oscillation`, "
+        "`fingerprint_cooldown`, `file_cooldown`, `cap`.",
+    )
+    goals: list[str] = Field(default_factory=list[str], description="The goals it made.")
+    budget: CycleBudget = Field(default_factory=CycleBudget)
+    notes: list[str] = Field(
+        default_factory=list[str], description="What went wrong (a scan that failed, no repo)."
+    )
+
+
+class CycleView(CycleSummary):
+    """An improving cycle (`GET /api/hub/improving/cycles/{id}`)."""
+
+    id: int
+    outcome: str | None = Field(
+        description="`kept` (goals made), `nothing`, `failed`, `interrupted`; null while running."
+    )
+    report: str = Field(description="The cycle's report in one line.")
+    started_at: datetime
+    ended_at: datetime | None
+
+
+class ListCycles(Request):
+    cursor: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}$")] | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class CyclePage(Contract):
+    cycles: list[CycleView]
+    next_cursor: str | None = None

@@ -657,6 +657,26 @@ function renderCharts() {
   chart("chart-failure", ["failure %"], [m => m.failure_rate_pct]);
   const last = state.metrics[state.metrics.length - 1];
   document.getElementById("kpi-failure").textContent = last && last.failure_rate_pct != null ? `${last.failure_rate_pct}%` : "–";
+  renderBackup(last);
+}
+
+// The newest good backup's age and the last attempt's result, from `ops.backups`.
+function renderBackup(last) {
+  const value = document.getElementById("kpi-backup"), note = document.getElementById("kpi-backup-note");
+  const b = last && last.backups;
+  if (!b) { value.textContent = "–"; note.textContent = last ? "not readable now" : ""; return; }
+  value.textContent = b.last_ok_age_s == null ? "none yet" : `${ago(b.last_ok_age_s)} ago`;
+  const failed = b.last && !b.last.ok;
+  value.classList.toggle("bad", Boolean(failed));
+  note.textContent = !b.last ? "no attempt recorded" : failed ? `last attempt failed: ${b.last.error || ""}` : "last attempt ok";
+  note.title = b.last ? `${b.last.host} · ${b.last.finished_at}` : "";
+}
+
+function ago(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172800) return `${Math.round(seconds / 3600)} h`;
+  return `${Math.round(seconds / 86400)} d`;
 }
 
 async function refreshMetrics() {

@@ -1,10 +1,18 @@
-"""HTTP API of improvement scanning: /api/hub/findings. Parse, call ops, answer."""
+"""HTTP API of improvement scanning: /api/hub/findings and /api/hub/improving/cycles. Parse,
+call ops, answer."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from agentcom_common.contracts.scan import FindingPage, FindingView, ListFindings
+from agentcom_common.contracts.scan import (
+    CyclePage,
+    CycleView,
+    FindingPage,
+    FindingView,
+    ListCycles,
+    ListFindings,
+)
 from agentcom_common.openapi import errors
 from agentcom_common.service import Resources
 from agentcom_common.web import Viewer
@@ -47,3 +55,30 @@ async def get_finding(
     Errors: 404 `finding_not_found`.
     """
     return await ops.get(f, finding_id)
+
+
+cycles = APIRouter(prefix="/api/hub/improving/cycles", tags=["hub"])
+
+
+@cycles.get("")
+async def list_cycles(
+    f: F,
+    _who: Viewer,
+    cursor: Annotated[str | None, Query(pattern=CURSOR)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> CyclePage:
+    """Improving cycles newest first, each with its report: the repos scanned (each scan's end),
+    findings kept and dropped by reason, the goals made, the model budget used; a running
+    cycle has `outcome` null and its repos `scanning`. Pass `next_cursor` back as `cursor`."""
+    return await ops.cycles(f, ListCycles(cursor=cursor, limit=limit))
+
+
+@cycles.get("/{cycle_id}", responses=errors(404))
+async def get_cycle(
+    cycle_id: Annotated[int, Path(ge=1, le=999_999_999_999_999_999)], f: F, _who: Viewer
+) -> CycleView:
+    """One improving cycle (a finding's `cycle`).
+
+    Errors: 404 `cycle_not_found`.
+    """
+    return await ops.cycle(f, cycle_id)

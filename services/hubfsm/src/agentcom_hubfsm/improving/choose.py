@@ -10,7 +10,9 @@ stored here). In order of severity (highest first), each finding is:
     5. dropped past the cycle's cap of `max_goals`;
     6. else kept.
 
-Every decision carries its reason, which `GET /api/hub/findings` shows.
+Every decision carries its reason, which `GET /api/hub/findings` shows, and its kind (`kept`,
+`duplicate`, `oscillation`, `fingerprint_cooldown`, `file_cooldown`, `cap`), which the cycle's
+report counts.
 """
 
 from dataclasses import dataclass
@@ -52,6 +54,7 @@ class Decision:
     finding: ScanFinding
     kept: bool
     reason: str
+    kind: str
 
 
 def _undone(f: ScanFinding, files: frozenset[str], history: list[Kept], window: int) -> Kept | None:
@@ -67,22 +70,23 @@ def _undone(f: ScanFinding, files: frozenset[str], history: list[Kept], window: 
 
 def _why_dropped(
     repo: str, f: ScanFinding, history: list[Kept], now: datetime, p: Policy
-) -> str | None:
+) -> tuple[str, str] | None:
+    """(kind, reason) of a drop, or None."""
     files = frozenset(normal_file(x) for x in f.files)
     mine = [k for k in history if k.repo == repo]  # newest first
     if (k := _undone(f, files, mine, p.window)) is not None:
-        return (
+        return "oscillation", (
             f"oscillation: it undoes finding {k.id} ({k.title!r}), kept at {k.at:%Y-%m-%d %H:%M:%S}"
         )
     for k in mine:
         if k.fingerprint == f.fingerprint and k.at >= now - p.fingerprint_cooldown:
-            return (
+            return "fingerprint_cooldown", (
                 f"fingerprint cooldown: the same finding ({k.id}) was kept at "
                 f"{k.at:%Y-%m-%d %H:%M:%S}, within {p.fingerprint_cooldown}"
             )
     for k in mine:
         if (shared := files & k.files) and k.at >= now - p.file_cooldown:
-            return (
+            return "file_cooldown", (
                 f"file cooldown: {', '.join(sorted(shared))} had finding {k.id} kept at "
                 f"{k.at:%Y-%m-%d %H:%M:%S}, within {p.file_cooldown}"
             )
@@ -100,18 +104,24 @@ def choose(
     kept = 0
     for n, (repo, f) in enumerate(ordered):
         if (repo, f.fingerprint) in seen:
-            decided.append(Decision(repo, f, False, "duplicate: the same finding twice this cycle"))
+            twice = "duplicate: the same finding twice this cycle"
+            decided.append(Decision(repo, f, False, twice, "duplicate"))
             continue
         seen.add((repo, f.fingerprint))
         why = _why_dropped(repo, f, history, now, p)
         if why is None and kept >= p.max_goals:
-            why = f"over the cycle's cap of {p.max_goals} goals (higher severities came first)"
+            why = (
+                "cap",
+                f"over the cycle's cap of {p.max_goals} goals (higher severities came first)",
+            )
         if why is not None:
-            decided.append(Decision(repo, f, False, why))
+            decided.append(Decision(repo, f, False, why[1], why[0]))
             continue
         kept += 1
         decided.append(
-            Decision(repo, f, True, f"kept: {f.severity} severity, nothing recent against it")
+            Decision(
+                repo, f, True, f"kept: {f.severity} severity, nothing recent against it", "kept"
+            )
         )
         history.insert(0, Kept.of(f"this cycle's #{n + 1}", repo, f, now))
     return decided

@@ -17,7 +17,7 @@ contemplating (`improving_left` is 0 once the cycle ended). A cycle cancelled by
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -26,7 +26,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common.contracts.hub import HubState, SubmitGoal
-from agentcom_common.contracts.scan import ScanFinding, ScanResult
+from agentcom_common.contracts.scan import (
+    CycleBudget,
+    CycleSummary,
+    RepoScan,
+    ScanFinding,
+    ScanResult,
+)
 from agentcom_common.contracts.task import Lane, SubmitTask, SubmitTasks, TaskState, TaskView
 from agentcom_common.errors import AgentcomError
 from agentcom_hubfsm.brain import store as brain_store
@@ -64,6 +70,15 @@ def findings_of(task: TaskView) -> tuple[list[ScanFinding], str | None]:
     ], None
 
 
+@dataclass(slots=True)
+class Scanned:
+    """What a cycle's scans gave: the findings by repo, each repo's scan, and what went wrong."""
+
+    found: list[tuple[str, ScanFinding]] = field(default_factory=list[tuple[str, ScanFinding]])
+    repos: list[RepoScan] = field(default_factory=list[RepoScan])
+    notes: list[str] = field(default_factory=list[str])
+
+
 @dataclass(frozen=True, slots=True)
 class Improver:
     engine: AsyncEngine
@@ -82,23 +97,24 @@ class Improver:
         async with self.engine.begin() as conn:
             cycle = await store.start_cycle(conn, entered)
         if cycle.ended_at is not None:  # resumed after it ended: only the move is left
-            await self._end(entered, cycle.id, [], [], "")
+            await self._end(entered, cycle.id, Scanned(), "", resumed=True)
             return
         try:
             repos = await self._repos()
             if not repos:
                 why = "no repo to scan: set hub_improving_repos or give the hub a goal"
-                await self._end(entered, cycle.id, [], [why], "nothing")
+                await self._end(entered, cycle.id, Scanned(notes=[why]), "nothing")
                 return
             tasks = await self._submit(cycle.id, repos, dict(cycle.tasks))
-            found, missing = await self._wait(cycle.id, tasks)
+            scanned = await self._wait(cycle.id, tasks)
         except asyncio.CancelledError:
             await asyncio.shield(self._interrupted(entered, cycle.id))
             raise
         except AgentcomError as exc:  # the queue could not be asked: the cycle failed
-            await self._end(entered, cycle.id, [], [f"{exc.code}: {exc.detail}"], "failed")
+            failed = Scanned(notes=[f"{exc.code}: {exc.detail}"])
+            await self._end(entered, cycle.id, failed, "failed")
             return
-        await self._end(entered, cycle.id, found, missing, "")
+        await self._end(entered, cycle.id, scanned, "")
 
     async def _repos(self) -> list[str]:
         s = self.settings
@@ -141,9 +157,7 @@ class Improver:
         log.info("improving.submitted", extra={"cycle": cycle, "scans": len(tasks)})
         return tasks
 
-    async def _wait(
-        self, cycle: int, tasks: dict[str, str]
-    ) -> tuple[list[tuple[str, ScanFinding]], list[str]]:
+    async def _wait(self, cycle: int, tasks: dict[str, str]) -> "Scanned":
         poll = self.settings.hub_goal_sweep.total_seconds()
         by_id = {v: k for k, v in tasks.items()}
         seen: dict[str, TaskView] = {}
@@ -158,20 +172,32 @@ class Improver:
                     await asyncio.sleep(poll)  # the queue is asked again: a poll, not a guess
         except TimeoutError:
             pass
-        found: list[tuple[str, ScanFinding]] = []
-        missing: list[str] = []
+        scanned = Scanned()
         for task_id, repo in by_id.items():
             task = seen.get(task_id)
             if task is None or task.state not in ENDED:
                 timeout = self.settings.hub_improving_scan_timeout
-                missing.append(f"{repo}: its scan did not end within {timeout}; cancelled")
+                why = f"its scan did not end within {timeout}; cancelled"
+                scanned.notes.append(f"{repo}: {why}")
+                scanned.repos.append(
+                    RepoScan(repo=repo, task_id=task_id, state="timed_out", note=why)
+                )
                 await self.queue.cancel(task_id)  # a late scan would be read by no one
                 continue
             these, why = findings_of(task)
-            found += [(repo, f) for f in these]
+            scanned.found += [(repo, f) for f in these]
+            scanned.repos.append(
+                RepoScan(
+                    repo=repo,
+                    task_id=task_id,
+                    state=task.state.value,
+                    findings=len(these),
+                    note=why,
+                )
+            )
             if why is not None:
-                missing.append(f"{repo}: {why}")
-        return found, missing
+                scanned.notes.append(f"{repo}: {why}")
+        return scanned
 
     async def _interrupted(self, entered: datetime, cycle: int) -> None:
         async with self.engine.begin() as conn:
@@ -193,27 +219,42 @@ class Improver:
         self,
         entered: datetime,
         cycle: int,
-        found: list[tuple[str, ScanFinding]],
-        missing: list[str],
+        scanned: "Scanned",
         outcome: str,
+        *,
+        resumed: bool = False,
     ) -> None:
-        """Store every finding and the goals of the kept ones, end the cycle and, with no goal
-        made and no contemplation due, move the hub to resting: one transaction."""
-        made = 0
+        """Store every finding and the goals of the kept ones, end the cycle with its report
+        and, with no goal made and no contemplation due, move the hub to resting: one
+        transaction. `resumed`: the cycle had ended already; only the move is left."""
+        made: list[str] = []
         async with self.engine.begin() as conn:
             row = await brain_store.load(conn, lock=True)
-            if outcome or found or missing:
-                repos = sorted({r for r, _ in found})
-                history = await store.history(conn, repos)
+            if not resumed:
+                found = scanned.found
+                history = await store.history(conn, sorted({r for r, _ in found}))
                 now = (await conn.execute(select(func.now()))).scalar_one()
                 decisions = choose.choose(found, history, now, self._policy())
+                dropped: dict[str, int] = {}
                 for decision in decisions:
-                    made += await self._keep(conn, cycle, decision)
-                report = f"{len(decisions)} findings, {made} kept" + "".join(
-                    f"; {m}" for m in missing
+                    if (goal_id := await self._keep(conn, cycle, decision)) is not None:
+                        made.append(goal_id)
+                    else:
+                        dropped[decision.kind] = dropped.get(decision.kind, 0) + 1
+                report = f"{len(decisions)} findings, {len(made)} kept" + "".join(
+                    f"; {m}" for m in scanned.notes
+                )
+                summary = CycleSummary(
+                    repos=scanned.repos,
+                    found=len(decisions),
+                    kept=len(made),
+                    dropped=dict(sorted(dropped.items())),
+                    goals=made,
+                    budget=CycleBudget(),  # scans call no model
+                    notes=scanned.notes,
                 )
                 await store.end_cycle(
-                    conn, cycle, outcome or ("kept" if made else "nothing"), report
+                    conn, cycle, outcome or ("kept" if made else "nothing"), report, summary
                 )
             here = row.state == HubState.IMPROVING and row.entered_at == entered
             pace = contemplation_store.Pace.of(self.settings)
@@ -226,12 +267,13 @@ class Improver:
                     actor=self.actor,
                     watchdog=self.settings.hub_global_watchdog,
                 )
-        log.info("improving.ended", extra={"cycle": cycle, "goals": made})
+        log.info("improving.ended", extra={"cycle": cycle, "goals": len(made)})
         if made:
             self.goal_wake.set()
         self.wake.set()
 
-    async def _keep(self, conn: Any, cycle: int, decision: choose.Decision) -> int:
+    async def _keep(self, conn: Any, cycle: int, decision: choose.Decision) -> str | None:
+        """Store the finding; a kept one becomes a goal, whose id is returned."""
         finding_id = store.new_id()
         goal_id: str | None = None
         if decision.kept:
@@ -259,4 +301,4 @@ class Improver:
             )
             goal_id = goal.id
         await store.add(conn, cycle, decision, goal_id, finding_id)
-        return 1 if decision.kept else 0
+        return goal_id

@@ -15,7 +15,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common.contracts.hub import HubState
-from agentcom_common.contracts.scan import FindingState, FindingView, ScanFinding, normal_file
+from agentcom_common.contracts.scan import (
+    CycleSummary,
+    CycleView,
+    FindingState,
+    FindingView,
+    RepoScan,
+    ScanFinding,
+    normal_file,
+)
 from agentcom_hubfsm.improving.choose import Decision, Kept
 from agentcom_hubfsm.settings import HubSettings
 from agentcom_hubfsm.tables import findings, hub, improvements
@@ -40,11 +48,20 @@ async def set_tasks(conn: AsyncConnection, cycle: int, tasks: dict[str, str]) ->
     await conn.execute(update(improvements).where(improvements.c.id == cycle).values(tasks=tasks))
 
 
-async def end_cycle(conn: AsyncConnection, cycle: int, outcome: str, report: str) -> None:
+async def end_cycle(
+    conn: AsyncConnection,
+    cycle: int,
+    outcome: str,
+    report: str,
+    summary: CycleSummary | None = None,
+) -> None:
+    values: dict[str, Any] = {"outcome": outcome, "report": report[:4000], "ended_at": func.now()}
+    if summary is not None:
+        values["summary"] = summary.model_dump(mode="json")
     await conn.execute(
         update(improvements)
         .where(improvements.c.id == cycle, improvements.c.ended_at.is_(None))
-        .values(outcome=outcome, report=report[:4000], ended_at=func.now())
+        .values(**values)
     )
 
 
@@ -159,5 +176,42 @@ def view(row: Row[Any]) -> FindingView:
             "reason": row.reason,
             "goal_id": row.goal_id,
             "created_at": row.created_at,
+        }
+    )
+
+
+async def cycles(
+    conn: AsyncConnection, *, cursor: str | None, limit: int
+) -> tuple[list[CycleView], str | None]:
+    """Newest first; `next_cursor` is the last one's id."""
+    stmt = select(improvements).order_by(improvements.c.id.desc()).limit(limit + 1)
+    if cursor is not None:
+        stmt = stmt.where(improvements.c.id < int(cursor))
+    rows = (await conn.execute(stmt)).all()
+    more, rows = len(rows) > limit, rows[:limit]
+    return [cycle_view(r) for r in rows], str(rows[-1].id) if more and rows else None
+
+
+async def cycle(conn: AsyncConnection, cycle_id: int) -> CycleView | None:
+    row = (
+        await conn.execute(select(improvements).where(improvements.c.id == cycle_id))
+    ).one_or_none()
+    return None if row is None else cycle_view(row)
+
+
+def cycle_view(row: Row[Any]) -> CycleView:
+    """A running cycle has no summary yet: its repos are the scans it submitted."""
+    summary = CycleSummary.model_validate(row.summary or {})
+    if row.ended_at is None and not summary.repos:
+        scans = [RepoScan(repo=r, task_id=t, state="scanning") for r, t in dict(row.tasks).items()]
+        summary = summary.model_copy(update={"repos": scans})
+    return CycleView.model_validate(
+        summary.model_dump()
+        | {
+            "id": row.id,
+            "outcome": row.outcome,
+            "report": row.report,
+            "started_at": row.started_at,
+            "ended_at": row.ended_at,
         }
     )

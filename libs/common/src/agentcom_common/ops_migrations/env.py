@@ -1,0 +1,3 @@
+from agentcom_common import backups, migrations
+
+migrations.run_env(backups.metadata)
