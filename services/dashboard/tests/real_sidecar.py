@@ -21,7 +21,9 @@ from agentcom_common.testing import ChildProcess, NatsServer
 SCHEDULER_TIMERS: dict[str, Any] = {
     "scheduler_sweep_interval": timedelta(milliseconds=100),
     "scheduler_heartbeat_interval": timedelta(milliseconds=300),
-    "scheduler_missed_heartbeats": 10,
+    # 12 s of silence before an agent's task is handed back: at load 15 a starved sidecar
+    # missed 3 s of heartbeats and its agent loop was restarted mid-way (a second attempt)
+    "scheduler_missed_heartbeats": 40,
     "scheduler_accept_timeout": timedelta(seconds=20),
 }
 # the sidecar's own timers, shortened so the test waits for conditions, not for defaults
@@ -54,11 +56,11 @@ def git(*args: str, cwd: Path) -> str:
     return done.stdout.decode()
 
 
-def origin(tmp: Path, files: dict[str, str]) -> Path:
-    """A bare repo whose `main` holds `files`: the tasks' remote."""
-    bare = tmp / "origin.git"
+def origin(tmp: Path, files: dict[str, str], name: str = "origin") -> Path:
+    """A bare repo `<name>.git` whose `main` holds `files`: the tasks' remote."""
+    bare = tmp / f"{name}.git"
     git("init", "--quiet", "--bare", "--initial-branch=main", str(bare), cwd=tmp)
-    seed = tmp / "seed"
+    seed = tmp / f"{name}-seed"
     git("init", "--quiet", "--initial-branch=main", str(seed), cwd=tmp)
     for name, text in files.items():
         (seed / name).write_text(text)
@@ -68,11 +70,15 @@ def origin(tmp: Path, files: dict[str, str]) -> Path:
     return bare
 
 
-async def register(scheduler: str, admin_token: str, name: str) -> dict[str, Any]:
-    """`agentcom agent add NAME`: the scheduler's answer (id, token, NATS login)."""
+async def register(
+    scheduler: str, admin_token: str, name: str, repos: list[str] | None = None
+) -> dict[str, Any]:
+    """`agentcom agent add NAME [--repo URL ...]`: the scheduler's answer (id, token, NATS
+    login). An agent with repos is offered only those repos' tasks."""
     headers = {"Authorization": f"Bearer {admin_token}"}
+    body: dict[str, Any] = {"name": name, "repos": repos or []}
     async with httpx.AsyncClient(headers=headers, timeout=10) as http:
-        made = await http.post(f"{scheduler}/api/agents", json={"name": name})
+        made = await http.post(f"{scheduler}/api/agents", json=body)
     assert made.status_code == 201, made.text
     return made.json()
 

@@ -1,12 +1,12 @@
 """The page in headless Chromium (Debian's `chromium`, driven by playwright).
 
 Without chromium these tests skip and say how to install it; with AGENTCOM_REQUIRE_BROWSER=1
-(set by .ci/run) they fail instead. The screenshots for docs/img/ are taken here: into the
-test's tmp dir by default, so a test run leaves the git tree clean; into docs/img/ only with
-AGENTCOM_UPDATE_SCREENSHOTS=1.
+(set by .ci/run) they fail instead. The screenshots for docs/img/ are taken by the tests with
+real sidecars (test_screenshots.py, test_agent_loop_page.py, test_task_live.py): into the test's
+tmp dir by default, so a test run leaves the git tree clean; into docs/img/ (`screenshot_dir`)
+only with AGENTCOM_UPDATE_SCREENSHOTS=1.
 """
 
-import json
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -15,14 +15,10 @@ from pathlib import Path
 import pytest
 from dashboard_stack import Stack, claim, dead_letter, report
 from nats.aio.client import Client
-from nats.js import JetStreamContext
 from playwright.async_api import Browser, Page, async_playwright, expect
-
-from agentcom_common.contracts.agent import ToolCallReport
 
 INSTALL = "apt-get update && apt-get install -y chromium"
 IMAGES = Path(__file__).resolve().parents[3] / "docs" / "img"
-REAL_RUN_SHOT = "dashboard-task-real.png"  # taken by test_task_live.py
 LIVE_WITHIN_MS = 1000  # the acceptance bar: a change shows on the page within 1 s
 
 
@@ -160,95 +156,9 @@ async def test_a_viewer_sees_no_retry_and_is_refused_anyway(
     assert (await stack.task(task["id"]))["state"] == "dead_letter"
 
 
-async def populate(stack: Stack, nc: Client, js: JetStreamContext) -> None:
-    """A believable afternoon: work in every state, a dead letter, agents, tool calls."""
-    async with stack.client() as http:
-        for name in ("gsv-sleeper-service", "rocinante", "tachikoma"):
-            await http.post(f"{stack.scheduler}/api/agents", json={"name": name})
-    done = [
-        "Fix flaky test in payments/refund_spec",
-        "Bump fastapi to 0.115 and regenerate lockfile",
-        "Document the retry policy in docs/queue.md",
-        "Add index on orders(customer_id, created_at)",
-    ]
-    for text in done:
-        await stack.submit(description=text)
-        task = await claim(nc)
-        await report(nc, task, "accepted")
-        await report(nc, task, "completed", result={"summary": "ok"})
-    await dead_letter(stack, nc, "Upgrade Postgres driver (breaks on NUMERIC)")
-    await stack.submit(description="Refactor the webhook signature check", priority="high")
-    working = await claim(nc, "rocinante")
-    await report(nc, working, "accepted", agent="rocinante")
-    for n, (tool, args, result) in enumerate(
-        [
-            ("read_file", "src/webhooks/verify.py", "84 lines"),
-            ("search", "hmac.compare_digest", "2 matches"),
-            ("write_file", "src/webhooks/verify.py (+18 -9)", "written"),
-            ("run_tests", "pytest tests/webhooks -q", "12 passed"),
-        ]
-    ):
-        # The fields of the sidecar's ToolCallReport, the only ones the page reads.
-        call = ToolCallReport(
-            kind="tool_call",
-            agent_id="rocinante",
-            task_id=working.id,
-            generation=working.generation,
-            seq=n,
-            tool=tool,
-            arguments=args,
-            result=result,
-            ok=True,
-            duration_ms=40.0,
-        )
-        await js.publish("agentcom.evt.task.tool_call", call.model_dump_json().encode())
-    beat = {"kind": "heartbeat", "cpu_percent": 37.0, "ram_percent": 58.0, "vram_percent": 71.0}
-    await nc.publish("agentcom.agent.rocinante.report", json.dumps(beat).encode())
-    await stack.submit(description="Write release notes for 0.4", priority="low")
-    await stack.submit(description="Triage new GitHub issues", priority="urgent")
-    await stack.submit(description="Add OpenAPI examples to /api/tasks")
-
-
 def screenshot_dir(tmp_path: Path) -> Path:
     """docs/img/ when AGENTCOM_UPDATE_SCREENSHOTS=1, else a directory under the test's tmp dir:
     rewriting the committed PNGs on every run left the tree dirty after `uv run pytest`."""
     if os.environ.get("AGENTCOM_UPDATE_SCREENSHOTS") == "1":
         return IMAGES
     return tmp_path / "img"
-
-
-def image_stamps() -> dict[str, tuple[int, int]]:
-    """(mtime_ns, size) of each committed image: what a rewrite would change."""
-    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in IMAGES.glob("*.png")}
-
-
-async def test_screenshots_of_the_main_views(
-    browser: Browser, stack: Stack, nc: Client, js: JetStreamContext, tmp_path: Path
-) -> None:
-    shots = screenshot_dir(tmp_path)
-    committed = image_stamps()
-    stack.alerts_file.write_text("AGENTCOM_DASHBOARD_ALERT_FAILURE_RATE_PCT=10\n")
-    await populate(stack, nc, js)
-    await stack.snapshots_after(30)
-    shots.mkdir(parents=True, exist_ok=True)
-
-    page, console = await open_page(browser, stack, stack.admin_token)
-    await expect(page.locator("[data-alert]").first).to_be_visible(timeout=10_000)
-    await expect(page.locator("#tool-stream li")).to_have_count(4, timeout=5000)
-    await page.screenshot(path=shots / "dashboard.png", full_page=True)
-
-    await page.locator("tr[data-task] >> text=Refactor the webhook").click()
-    await expect(page.locator("#task-detail h3")).to_be_visible()
-    await page.screenshot(path=shots / "dashboard-task.png")
-
-    phone, _ = await open_page(browser, stack, stack.viewer_token, width=390, height=844)
-    await phone.screenshot(path=shots / "dashboard-phone.png", full_page=True)
-
-    login = await (await browser.new_context(viewport={"width": 900, "height": 560})).new_page()
-    await login.goto(stack.dashboard + "/login")
-    await login.screenshot(path=shots / "dashboard-login.png")
-    assert console.errors == []
-    # test_task_live.py takes dashboard-task-real.png from a real sidecar's run
-    assert sorted(p.name for p in shots.glob("*.png")) == sorted(set(committed) - {REAL_RUN_SHOT})
-    if os.environ.get("AGENTCOM_UPDATE_SCREENSHOTS") != "1":  # a plain run leaves them alone
-        assert image_stamps() == committed

@@ -9,12 +9,14 @@ import pytest
 from dashboard_stack import Stack
 from playwright.async_api import Browser, expect
 from real_sidecar import origin, register, scheduler_settings, sidecar
-from test_browser import REAL_RUN_SHOT, browser, open_page, screenshot_dir
+from test_browser import browser, open_page, screenshot_dir
 
 from agentcom_common.testing import NatsServer
 from fake_github import serve as serve_github
 
 __all__ = ["browser"]  # the fixture, shared with test_browser
+
+TASK_SHOT = "dashboard-task-shell.png"
 
 
 @pytest.fixture
@@ -85,5 +87,5 @@ async def test_the_open_task_page_follows_a_real_sidecar_live(
         # from this real run: docs/img/ with AGENTCOM_UPDATE_SCREENSHOTS=1, else the tmp dir
         shots = screenshot_dir(tmp_path)
         shots.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=shots / REAL_RUN_SHOT)
+        await page.screenshot(path=shots / TASK_SHOT)
         assert console.errors == []
