@@ -36,11 +36,18 @@ from agentcom_common.testing import (
     shared_tmpdir,
     start_nats,
 )
+from task_ledger import (
+    TERMINAL,
+    Json,
+    all_tasks,
+    answered,
+    check_every_history,
+    start_agents,
+    stuck_report,
+)
 
 TASKS = 150
 AGENTS = ("f1", "f2", "f3")
-TERMINAL = {"completed", "dead_letter", "cancelled"}
-Json = dict[str, Any]
 
 SCHEDULER_ENV = {
     "AGENTCOM_SCHEDULER_HEARTBEAT_INTERVAL": "500ms",
@@ -158,29 +165,6 @@ async def stack(tmp_path: Path, nats_own: list[NatsServer]) -> AsyncIterator[Sta
         shutil.rmtree(postgres.root, ignore_errors=True)
 
 
-async def answered(call: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
-    """The reply of a route, as an assertion failure while the service is down (for
-    `eventually`): faults are what this test is about."""
-    try:
-        reply = await call()
-    except httpx.HTTPError as exc:
-        raise AssertionError(f"not answering: {exc!r}") from None
-    assert reply.status_code < 500, reply.text
-    return reply
-
-
-async def all_tasks(api: httpx.AsyncClient) -> list[Json]:
-    found: list[Json] = []
-    cursor: str | None = None
-    while True:
-        params = {"limit": 200} | ({"cursor": cursor} if cursor else {})
-        page = (await answered(lambda p=params: api.get("/api/tasks", params=p))).json()
-        found += page["tasks"]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return found
-
-
 class Faults:
     """kill -9 of each part in turn, then started again as a supervisor would."""
 
@@ -212,63 +196,6 @@ class Faults:
         return [self.queue, self.scheduler, self.sidecar, self.nats, self.postgres]
 
 
-def runs_by_task(trace: Path) -> dict[str, Counter[str]]:
-    """Each line is where a run happened: <agents>/<agent>/workspaces/scratch/<task id>."""
-    runs: dict[str, Counter[str]] = {}
-    for line in trace.read_text().splitlines():
-        place = Path(line)
-        runs.setdefault(place.name, Counter())[place.parents[2].name] += 1
-    return runs
-
-
-def check_history(task: Json, history: list[Json], ran: Counter[str]) -> None:
-    """One ending, at most one completion, and every run in the history on its agent."""
-    states = [h["to_state"] for h in history]
-    assert sum(s in TERMINAL for s in states) == 1, (task["id"], states)
-    assert states.count("completed") <= 1, (task["id"], states)
-    started = Counter(h["actor"] for h in history if h["to_state"] == "working")
-    for agent, times in ran.items():
-        assert times <= started[agent], (task["id"], dict(ran), dict(started), states)
-    if task["state"] == "completed":
-        assert ran, (task["id"], states)  # it did run
-
-
-async def start_agents(stack: Stack, sidecars: Any) -> dict[str, Path]:
-    configs: dict[str, Path] = {}
-    for name in AGENTS:
-        made = (await stack.agents.post("/api/agents", json={"name": name})).json()
-        configs[name] = sidecars.config(
-            made,
-            stack.nats.address,
-            allow_hub_commands=True,
-            heartbeat_interval=0.5,
-            shell_isolation="none",  # every run appends to one trace outside the workspaces
-        )
-        sidecars.start(name, configs[name])
-
-    async def all_idle() -> None:
-        for name in AGENTS:
-            agent = (await answered(lambda n=name: stack.agents.get(f"/api/agents/{n}"))).json()
-            assert agent["state"] == "idle", agent
-
-    await eventually(all_idle, timeout=60)
-    return configs
-
-
-async def stuck_report(stack: Stack, submitted: list[str]) -> str:
-    tasks = {t["id"]: t for t in await all_tasks(stack.api)}
-    stuck = [i for i in submitted if tasks.get(i, {}).get("state") not in TERMINAL][:3]
-    lines = [f"{len(stuck)}+ tasks not ended"]
-    for name in AGENTS:
-        agent = (await answered(lambda n=name: stack.agents.get(f"/api/agents/{n}"))).json()
-        history = (await stack.agents.get(f"/api/agents/{name}/history")).json()[-4:]
-        lines.append(f"agent {name}: {agent['state']} {agent.get('blocked_reason')} {history}")
-    for task_id in stuck:
-        history = (await stack.api.get(f"/api/tasks/{task_id}/history")).json()
-        lines.append(f"task {task_id}: {tasks.get(task_id)} {history}")
-    return "\n".join(lines)
-
-
 # a nats-py client whose server died leaves its old socket's StreamWriter unclosed when it
 # reconnects (as in sidecar/tests/test_presence.py)
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -277,7 +204,9 @@ async def test_kill_9_of_each_part_in_turn_loses_nothing_and_runs_nothing_twice(
     stack: Stack, sidecars: Any, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs.log"
-    faults = Faults(stack, sidecars, await start_agents(stack, sidecars))
+    faults = Faults(
+        stack, sidecars, await start_agents(stack.agents, sidecars, stack.nats.address, AGENTS)
+    )
     # a short command that leaves a trace of every run: where it ran (the agent's workspaces)
     command = ["sh", "-c", f'pwd >> "{runs}"; sleep 0.05']
     submitted: list[str] = []
@@ -314,14 +243,11 @@ async def test_kill_9_of_each_part_in_turn_loses_nothing_and_runs_nothing_twice(
     try:
         ended = await eventually(every_task_ended, timeout=300, pause=0.5)
     except AssertionError as exc:  # say where it is stuck: agents, and the stuck tasks' history
-        raise AssertionError(await stuck_report(stack, submitted)) from exc
+        raise AssertionError(
+            await stuck_report(stack.api, stack.agents, AGENTS, submitted)
+        ) from exc
     assert len(submitted) == TASKS
-    runs_of = runs_by_task(runs)
-    for task in ended:
-        history = (
-            await answered(lambda t=task: stack.api.get(f"/api/tasks/{t['id']}/history"))
-        ).json()
-        check_history(task, history, runs_of.get(task["id"], Counter()))
+    await check_every_history(stack.api, ended, runs)
     done = sum(t["state"] == "completed" for t in ended)
     assert done >= TASKS - 5, Counter(t["state"] for t in ended)  # faults, not lost work
 
@@ -444,7 +370,7 @@ async def test_postgres_then_nats_away_under_a_stream_of_tasks_degrade_and_lose_
     stack: Stack, sidecars: Any, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs.log"
-    await start_agents(stack, sidecars)
+    await start_agents(stack.agents, sidecars, stack.nats.address, AGENTS)
     stream = Stream(stack.api, ["sh", "-c", f'pwd >> "{runs}"; sleep 0.1'])
     flowing = asyncio.create_task(stream.run())
 
@@ -482,11 +408,8 @@ async def test_postgres_then_nats_away_under_a_stream_of_tasks_degrade_and_lose_
     try:
         done = await eventually(every_task_ended, timeout=300, pause=0.5)
     except AssertionError as exc:
-        raise AssertionError(await stuck_report(stack, submitted)) from exc
-    runs_of = runs_by_task(runs)
-    for task in done:
-        history = (
-            await answered(lambda t=task: stack.api.get(f"/api/tasks/{t['id']}/history"))
-        ).json()
-        check_history(task, history, runs_of.get(task["id"], Counter()))
+        raise AssertionError(
+            await stuck_report(stack.api, stack.agents, AGENTS, submitted)
+        ) from exc
+    await check_every_history(stack.api, done, runs)
     assert all(r.json()["error"] == "db_unavailable" for r in stream.refused)

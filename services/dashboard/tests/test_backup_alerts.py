@@ -1,25 +1,15 @@
 """Backup age and result on the dashboard, and the backup_failed and backup_stale rules, from
 rows the real `agentcom backup` writes into the stack's Postgres (`ops.backups`)."""
 
-import asyncio
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from dashboard_stack import AlertLog, Stack, set_thresholds
+from dashboard_stack import AlertLog, Stack, backup, set_thresholds
 
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually
-from up_stack import cli, cli_env
 
 Json = dict[str, Any]
-
-
-async def backup(settings: CommonSettings, home: Path) -> subprocess.CompletedProcess[str]:
-    """`agentcom backup` as an operator runs it, against the stack's own database."""
-    assert settings.database_url is not None
-    env = cli_env(home, AGENTCOM_DATABASE_URL=settings.database_url.get_secret_value())
-    return await asyncio.to_thread(cli, env, "backup", "--json")  # the dashboard runs meanwhile
 
 
 async def shown_backups(stack: Stack) -> Json:

@@ -28,7 +28,8 @@ _STREAM_IN_USE: Final = 10058  # JetStream: stream name already in use with a di
 
 
 async def connect(settings: CommonSettings, name: str, *, deadline: float = 30.0) -> Client:
-    """Connect to `settings.nats_url`, retrying until `deadline` seconds have passed.
+    """Connect to `settings.nats_url` (one server, or a cluster's nodes comma-separated),
+    retrying until `deadline` seconds have passed.
 
     Once connected the client reconnects forever: a NATS restart pauses a service, never kills it.
     """
@@ -80,8 +81,13 @@ async def _connect_once(settings: CommonSettings, name: str) -> Client:
     async def on_reconnect() -> None:
         log.info("nats.reconnected")
 
+    login = natsauth.login_of(settings.nats_url or "")
     return await nats.connect(  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
-        servers=[settings.nats_url or ""],
+        servers=login.servers,
+        # a user without a password is a token, as nats-py reads one in a URL
+        user=login.user if login.password is not None else None,
+        password=login.password,
+        token=login.user if login.password is None else None,
         name=name,
         connect_timeout=max(1, int(settings.nats_connect_timeout.total_seconds())),
         reconnect_time_wait=max(0.01, settings.nats_reconnect_wait.total_seconds()),

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import nkeys
 
@@ -90,6 +90,36 @@ def with_credentials(url: str, user: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+@dataclass(frozen=True, slots=True)
+class Login:
+    """Where and as whom to connect: the servers without credentials, and the credentials."""
+
+    servers: list[str]
+    user: str | None = None
+    password: str | None = None
+
+
+def login_of(url: str) -> Login:
+    """`url` may name several servers, comma-separated: the nodes of a NATS cluster
+    (`nats://hub:pw@a:4222,nats://b:4222`). Credentials in any of them apply to all of them and
+    to the nodes the cluster announces. nats-py sends a URL's credentials to that URL's server
+    only, so with them left in the URL a service whose node died was refused by every other
+    node (those it knew from discovery, and any listed without credentials) until that one
+    came back."""
+    servers: list[str] = []
+    user: str | None = None
+    password: str | None = None
+    for part in (p.strip() for p in url.split(",")):
+        if not part:
+            continue
+        parts = urlsplit(part if "://" in part else f"nats://{part}")
+        if parts.username is not None and user is None:
+            user, password = unquote(parts.username), parts.password
+            password = None if password is None else unquote(password)
+        servers.append(strip_credentials(urlunsplit(parts)))
+    return Login(servers, user, password)
+
+
 def strip_credentials(url: str) -> str:
     """The URL without its user and password."""
     parts = urlsplit(url)
@@ -98,7 +128,9 @@ def strip_credentials(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL without its user and password, fit to print or log."""
+    """The URL (or a cluster's comma-separated URLs) without user and password, fit to print."""
+    if "," in url:
+        return ",".join(redact(part) for part in url.split(","))
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url

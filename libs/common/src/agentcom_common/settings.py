@@ -46,7 +46,8 @@ class CommonSettings(BaseSettings):
     )
     nats_url: str | None = Field(
         default=None,
-        description="NATS server URL. Unset under `agentcom up`, which starts an embedded one.",
+        description="NATS server URL, or a cluster's node URLs comma-separated (credentials in "
+        "one apply to all). Unset under `agentcom up`, which starts an embedded one.",
     )
     database_url: SecretStr | None = Field(
         default=None,

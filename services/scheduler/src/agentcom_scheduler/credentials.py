@@ -263,9 +263,9 @@ class Callout:
         async with self._system_lock:
             if self._system is None or self._system.is_closed:
                 self._system = await nats.connect(  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
-                    natsauth.with_credentials(
-                        self.url, natsauth.SYSTEM_USER, natsauth.system_password(self.seed)
-                    ),
+                    servers=natsauth.login_of(self.url).servers,  # every node of a cluster
+                    user=natsauth.SYSTEM_USER,
+                    password=natsauth.system_password(self.seed),
                     name="agentcom-scheduler-system",
                 )
             return self._system
