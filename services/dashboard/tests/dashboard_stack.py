@@ -7,6 +7,7 @@ so every app runs under uvicorn in this event loop (lifespans and all).
 import asyncio
 import contextlib
 import json
+import subprocess
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +32,7 @@ from agentcom_queue.app import create_app as queue_app
 from agentcom_queue.settings import QueueSettings
 from agentcom_scheduler.app import create_app as scheduler_app
 from agentcom_scheduler.settings import SchedulerSettings
+from up_stack import cli, cli_env
 
 Json = dict[str, Any]
 
@@ -253,3 +255,10 @@ async def alerts(nc: Client) -> AsyncIterator[AlertLog]:
 def set_thresholds(stack: Stack, **values: object) -> None:
     lines = [f"AGENTCOM_DASHBOARD_ALERT_{k.upper()}={v}" for k, v in values.items()]
     stack.alerts_file.write_text("\n".join(lines) + "\n")
+
+
+async def backup(settings: CommonSettings, home: Path) -> subprocess.CompletedProcess[str]:
+    """`agentcom backup` as an operator runs it, against the stack's own database."""
+    assert settings.database_url is not None
+    env = cli_env(home, AGENTCOM_DATABASE_URL=settings.database_url.get_secret_value())
+    return await asyncio.to_thread(cli, env, "backup", "--json")  # the dashboard runs meanwhile

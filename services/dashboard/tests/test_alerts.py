@@ -8,7 +8,7 @@ see them: the `agentcom.evt.alert.*` events the dashboard publishes through its 
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
@@ -16,6 +16,7 @@ from dashboard_stack import AlertLog, Stack, claim, dead_letter, report, serve, 
 from nats.aio.client import Client
 
 from agentcom_common.testing import eventually
+from agentcom_dashboard.alerts import LIFECYCLE, AlertState, Signal
 from agentcom_dashboard.app import create_app as dashboard_app
 from agentcom_dashboard.live import ThresholdFile
 from agentcom_dashboard.settings import AlertThresholds
@@ -258,3 +259,8 @@ async def test_a_tier_3_change_raises_risky_change_naming_its_task(
             fired = await alerts.wait_for("risky_change", "fired")
             assert fired["details"] == {"task_ids": [task.id]}
             assert "risk tier 3" in fired["message"]
+
+
+def test_the_alert_lifecycle_has_a_move_for_every_state_and_signal() -> None:
+    states, signals = get_args(AlertState), get_args(Signal)
+    assert set(LIFECYCLE) == {(state, signal) for state in states for signal in signals}

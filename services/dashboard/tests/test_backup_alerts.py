@@ -1,25 +1,16 @@
 """Backup age and result on the dashboard, and the backup_failed and backup_stale rules, from
 rows the real `agentcom backup` writes into the stack's Postgres (`ops.backups`)."""
 
-import asyncio
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from dashboard_stack import AlertLog, Stack, set_thresholds
+import httpx
+from dashboard_stack import AlertLog, Stack, backup, set_thresholds
 
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually
-from up_stack import cli, cli_env
 
 Json = dict[str, Any]
-
-
-async def backup(settings: CommonSettings, home: Path) -> subprocess.CompletedProcess[str]:
-    """`agentcom backup` as an operator runs it, against the stack's own database."""
-    assert settings.database_url is not None
-    env = cli_env(home, AGENTCOM_DATABASE_URL=settings.database_url.get_secret_value())
-    return await asyncio.to_thread(cli, env, "backup", "--json")  # the dashboard runs meanwhile
 
 
 async def shown_backups(stack: Stack) -> Json:
@@ -32,6 +23,13 @@ async def shown_backups(stack: Stack) -> Json:
     shown = snapshots[-1]["backups"]
     assert shown is not None, snapshots[-1]
     return shown
+
+
+async def scrape(stack: Stack) -> str:
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.get(f"{stack.dashboard}/metrics")
+    assert response.status_code == 200, response.text
+    return response.text
 
 
 async def test_a_failed_backup_fires_backup_failed_and_a_good_one_clears_it(
@@ -51,6 +49,9 @@ async def test_a_failed_backup_fires_backup_failed_and_a_good_one_clears_it(
     shown = await shown_backups(stack)
     assert shown["last"]["ok"] is False
     assert shown["last_ok"] is None
+    scraped = await scrape(stack)
+    assert "agentcom_backup_last_ok 0\n" in scraped
+    assert "agentcom_backup_age_seconds" not in scraped  # no good backup yet
 
     (home / "backups").unlink()
     done = await backup(settings, home)
@@ -67,6 +68,9 @@ async def test_a_failed_backup_fires_backup_failed_and_a_good_one_clears_it(
     assert shown["last_ok"] == shown["last"]
     assert shown["last_ok"]["file"] in done.stdout
     assert 0 <= shown["last_ok_age_s"] < 3600
+    scraped = await scrape(stack)
+    assert "agentcom_backup_last_ok 1\n" in scraped
+    assert "\nagentcom_backup_age_seconds " in scraped
 
 
 async def test_backup_stale_fires_past_its_threshold_and_clears_when_raised(

@@ -8,14 +8,17 @@ only with AGENTCOM_UPDATE_SCREENSHOTS=1.
 """
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from dashboard_stack import Stack, claim, dead_letter, report
+from dashboard_stack import Stack, backup, claim, dead_letter, report
 from nats.aio.client import Client
 from playwright.async_api import Browser, Page, async_playwright, expect
+
+from agentcom_common.settings import CommonSettings
 
 INSTALL = "apt-get update && apt-get install -y chromium"
 IMAGES = Path(__file__).resolve().parents[3] / "docs" / "img"
@@ -82,6 +85,8 @@ async def test_page_loads_clean_and_a_task_changes_state_live(
     await expect(row).to_be_visible(timeout=LIVE_WITHIN_MS)
     await expect(row.locator("[data-state]")).to_have_text("queued", timeout=LIVE_WITHIN_MS)
     await expect(row).to_contain_text("Add a health check")
+    # its age, from `updated_at` (a second `ago` in app.js once made every age "NaN d")
+    await expect(row.locator("td[title]")).to_have_text(re.compile(r"^\d+s ago$"))
 
     claimed = await claim(nc)
     await expect(row.locator("[data-state]")).to_have_text("assigned", timeout=LIVE_WITHIN_MS)
@@ -90,6 +95,28 @@ async def test_page_loads_clean_and_a_task_changes_state_live(
     await report(nc, claimed, "completed", result={"summary": "done"})
     await expect(row.locator("[data-state]")).to_have_text("completed", timeout=LIVE_WITHIN_MS)
 
+    assert console.errors == []
+
+
+async def test_the_last_backup_tile_shows_none_yet_then_a_real_failed_backup(
+    browser: Browser, stack: Stack, settings: CommonSettings, tmp_path: Path
+) -> None:
+    page, console = await open_page(browser, stack, None)
+    tile, note = page.locator("#kpi-backup"), page.locator("#kpi-backup-note")
+    await expect(tile).to_have_text("none yet", timeout=10_000)
+    await expect(note).to_have_text("no attempt recorded")
+
+    home = tmp_path / "cli-home"
+    home.mkdir()
+    (home / "backups").write_text("a file where the backups directory belongs")
+    assert (await backup(settings, home)).returncode == 1
+
+    # the page re-reads the snapshots every 5 s
+    await expect(note).to_contain_text(
+        "last attempt failed: cannot write the backup", timeout=15_000
+    )
+    await expect(tile).to_have_class("kpi-value bad")
+    await expect(tile).to_have_text("none yet")  # nothing good, still
     assert console.errors == []
 
 

@@ -137,7 +137,13 @@ async def test_an_admin_accepts_and_rejects_proposals_and_sees_findings(
             evidence=["cyclomatic complexity 31"],
             fingerprint="0123456789abcdef",
         )
-        dropped = Decision("shop", finding, kept=False, reason="cooldown: seen 2 cycles ago")
+        dropped = Decision(
+            "shop",
+            finding,
+            kept=False,
+            reason="cooldown: seen 2 cycles ago",
+            kind="fingerprint_cooldown",
+        )
         await improving_store.add(conn, scan.id, dropped, None, improving_store.new_id())
 
     page, console = await open_page(browser, stack, stack.admin_token)

@@ -4,12 +4,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agentcom_common import subjects
+from agentcom_common import backups, subjects
 from agentcom_common.contracts.alert import AlertCleared, AlertFired, Severity
 from agentcom_common.errors import NotFoundError
 from agentcom_dashboard import alerts
 from agentcom_dashboard.events import Event
-from agentcom_dashboard.metrics import History, Snapshot
+from agentcom_dashboard.metrics import Backups, History, Snapshot
 from agentcom_dashboard.settings import AlertThresholds
 from agentcom_dashboard.tracker import MAX_GOALS, Tracker, percentile
 
@@ -201,3 +201,28 @@ def test_utilization_is_busy_over_online_per_agent_and_fleet() -> None:
     assert window.snapshots[0].utilization == 0.5
     assert window.snapshots[0].as_json()["utilization"] == 0.5
     assert snap(9, agent_states={"a": "offline"}).utilization is None
+
+
+def test_the_backup_rules_do_not_judge_an_unread_record_and_stale_can_be_turned_off() -> None:
+    made = T0 - timedelta(days=3)
+    old = backups.Attempt(made, made, True, "h:/home", file="/home/backups/a.dump", size=9)
+    seen = Backups(backups.Summary(old, old), watched_since=T0 - timedelta(days=4))
+    unread = [snap(0)]  # Postgres did not answer: `backups` is None
+    stale = [snap(0, backups=seen)]
+    schedule = TH.with_backup_interval(timedelta(hours=6))  # unset: twice the interval
+
+    assert alerts.backup_stale(unread, schedule) is None
+    assert alerts.backup_failed(unread, schedule) is None
+    assert schedule.backup_stale_after == timedelta(hours=12)
+    assert alerts.backup_stale(stale, schedule) == alerts.Condition(
+        True,
+        "the newest backup is 3 days, 0:00:00 old (limit 12:00:00): /home/backups/a.dump on h:/home",
+        {"finished_at": made.isoformat(), "file": "/home/backups/a.dump", "host": "h:/home"},
+    )
+    for off in (
+        TH.with_backup_interval(timedelta(0)),  # no schedule, no threshold
+        AlertThresholds(backup_stale_after=timedelta(0)).with_backup_interval(timedelta(hours=6)),
+    ):
+        assert off.backup_stale_after is None
+        assert alerts.backup_stale(stale, off) == alerts.Condition(False)
+    assert alerts.backup_failed(stale, schedule) == alerts.Condition(False)

@@ -205,6 +205,7 @@ async def test_screenshots_of_the_main_views_from_a_real_run(
         # the gateway's ledger, flushed every 50 ms: the page reads it at load
         costs = page.locator('#llm-costs tr[data-cost-key="agent coder"]')
         await expect(costs).to_contain_text("5", timeout=10_000)
+        await expect(page.locator("body")).not_to_contain_text("NaN")  # no broken ages
         shots = screenshot_dir(tmp_path)
         shots.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=shots / "dashboard.png", full_page=True)

@@ -4,6 +4,10 @@ The latency an endpoint is scored on is measured wall-clock time, which a loaded
 makes arbitrary; here `finished()` is given the seconds, so each pick is decided by the rules.
 """
 
+from typing import get_args
+
+from agentcom_llm_registry import breaker
+from agentcom_llm_registry.breaker import Circuit, Signal
 from agentcom_llm_registry.registry import Endpoint, Registry
 
 
@@ -61,3 +65,32 @@ def test_in_flight_calls_split_equal_endpoints_evenly() -> None:
         picked.append(best.id)
 
     assert picked == ["one", "two"] * 10
+
+
+def test_the_breaker_has_a_move_for_every_state_and_signal() -> None:
+    states, signals = get_args(Circuit), get_args(Signal)
+    assert set(breaker.MOVES) == {(c, s) for c in states for s in signals}
+
+
+def test_a_failed_trial_opens_the_circuit_again_for_a_full_cool_down() -> None:
+    registry = _registry("one")
+    one = registry.endpoints["one"]
+    for _ in range(3):  # circuit_failures = 3
+        registry.started(one)
+        registry.finished(one, False, 0.1, 0, 0)
+    assert one.circuit == "open"
+    assert registry.admits(one, one.opened_at + 0.5) == (False, "circuit open")
+
+    assert registry.admits(one, one.opened_at + 1.5) == (True, "")  # cooled: one trial
+    assert one.circuit == "half_open"
+    registry.started(one)
+    assert registry.admits(one, one.opened_at + 1.5) == (
+        False,
+        "circuit half-open, trial call running",
+    )
+    first_opened = one.opened_at
+    registry.finished(one, False, 0.1, 0, 0)
+
+    assert one.circuit == "open"
+    assert one.opened_at > first_opened
+    assert registry.admits(one, one.opened_at + 0.5) == (False, "circuit open")

@@ -23,10 +23,6 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 
-from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-from detect_secrets.core.scan import scan_diff
-from detect_secrets.settings import get_settings, transient_settings
-
 from agentcom_common.contracts.delivery import FindingRule, ScanFinding
 from agentcom_common.risk import matches
 from agentcom_sidecar.changes import Change
@@ -142,6 +138,12 @@ def _files(change: Change, rules: PrepublishConfig) -> list[ScanFinding]:
 
 
 def _secrets(diff: str, rules: PrepublishConfig) -> list[ScanFinding]:
+    # imported on first use: detect_secrets (and the requests it pulls in) was a fifth of the
+    # sidecar's start-up imports, paid by every start although only a delivery scans
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.core.scan import scan_diff
+    from detect_secrets.settings import get_settings, transient_settings
+
     limits = {
         "Base64HighEntropyString": rules.base64_limit,
         "HexHighEntropyString": rules.hex_limit,

@@ -181,17 +181,21 @@ async def _record_in_postgres(db_url: str, home: Path, attempt: "backups.Attempt
     from agentcom_common import backups, db
 
     pending = _unrecorded(home)
-    # connect timeout: a host that does not answer must not hold up the backup's own result
-    engine = create_async_engine(db.async_url(db_url), pool_size=1, connect_args={"timeout": 10})
+    engine = None
     try:
+        # connect timeout: a host that does not answer must not hold up the backup's result
+        engine = create_async_engine(
+            db.async_url(db_url), pool_size=1, connect_args={"timeout": 10}
+        )
         await backups.migrate(engine)
         await backups.record(engine, *pending, attempt)
-    except (OSError, SQLAlchemyError):  # Postgres down, or refused us: kept for later
+    except (OSError, SQLAlchemyError, ValueError):  # down, refused us, a bad URL: kept for later
         with contextlib.suppress(OSError), (directory(home) / UNRECORDED).open("a") as kept:
             kept.write(json.dumps(attempt.as_json()) + "\n")
         return False
     finally:
-        await engine.dispose()
+        if engine is not None:
+            await engine.dispose()
     with contextlib.suppress(OSError):
         (directory(home) / UNRECORDED).unlink(missing_ok=True)
     return True

@@ -7,15 +7,17 @@ or it cannot tell (a source is down; the alert then stays as it is). The lifecyc
         ▲                      │                           │
         └────── cleared ◀──────┴───── condition false ◀────┘
 
-A WARNING rule that fired less than its cooldown ago does not fire again (no flapping); a
-CRITICAL rule fires whenever its condition becomes true, cooldown or not.
+The same lifecycle as data is `LIFECYCLE` (a move for every state and signal; `None` is a
+refusal), which `AlertBook` applies. A WARNING rule that fired less than its cooldown ago does
+not fire again (no flapping); a CRITICAL rule fires whenever its condition becomes true,
+cooldown or not.
 """
 
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from agentcom_common.contracts.alert import AlertAcknowledged, AlertCleared, AlertFired, Severity
 from agentcom_common.errors import NotFoundError
@@ -230,6 +232,20 @@ class Alert:
 
 
 Change = AlertFired | AlertCleared | AlertAcknowledged
+AlertState = Literal["inactive", "active", "acknowledged"]
+Signal = Literal["holds", "ends", "acknowledge"]
+
+LIFECYCLE: Final[Mapping[tuple[AlertState, Signal], AlertState | None]] = {
+    ("inactive", "holds"): "active",  # fires, unless a warning is cooling down
+    ("inactive", "ends"): "inactive",
+    ("inactive", "acknowledge"): None,  # refused: 404 alert_not_found
+    ("active", "holds"): "active",
+    ("active", "ends"): "inactive",  # cleared
+    ("active", "acknowledge"): "acknowledged",
+    ("acknowledged", "holds"): "acknowledged",
+    ("acknowledged", "ends"): "inactive",  # cleared
+    ("acknowledged", "acknowledge"): "acknowledged",  # idempotent
+}
 
 
 class AlertBook:
@@ -238,6 +254,12 @@ class AlertBook:
     def __init__(self) -> None:
         self.active: dict[str, Alert] = {}
         self.last_fired: dict[str, datetime] = {}
+
+    def state(self, rule_id: str) -> AlertState:
+        alert = self.active.get(rule_id)
+        if alert is None:
+            return "inactive"
+        return "active" if alert.acknowledged_by is None else "acknowledged"
 
     def evaluate(
         self, history: Sequence[Snapshot], th: AlertThresholds, now: datetime
@@ -249,7 +271,9 @@ class AlertBook:
             condition = spec.check(history, th)
             if condition is None:
                 continue
-            if condition.holds and rule_id not in self.active:
+            state = self.state(rule_id)
+            target = LIFECYCLE[(state, "holds" if condition.holds else "ends")]
+            if state == "inactive" and target == "active":
                 severity = condition.severity or spec.severity
                 last = self.last_fired.get(rule_id)
                 cooling = last is not None and now - last < spec.cooldown(th)
@@ -265,7 +289,7 @@ class AlertBook:
                 self.active[rule_id] = Alert(fired)
                 self.last_fired[rule_id] = now
                 changes.append(fired)
-            elif not condition.holds and rule_id in self.active:
+            elif state != "inactive" and target == "inactive":
                 del self.active[rule_id]
                 changes.append(AlertCleared(rule_id=rule_id, cleared_at=now))
         return changes
@@ -273,7 +297,7 @@ class AlertBook:
     def acknowledge(self, rule_id: str, by: str, now: datetime) -> AlertAcknowledged:
         """Mark the active alert seen. Idempotent. Errors: 404 `alert_not_found`."""
         alert = self.active.get(rule_id)
-        if alert is None:
+        if alert is None or LIFECYCLE[(self.state(rule_id), "acknowledge")] is None:
             raise NotFoundError(f"no active alert for rule {rule_id!r}", code="alert_not_found")
         self.active[rule_id] = replace(alert, acknowledged_by=alert.acknowledged_by or by)
         return AlertAcknowledged(rule_id=rule_id, by=by, at=now)

@@ -1,6 +1,7 @@
 """The latest snapshot and counters in the Prometheus text exposition format (0.0.4)."""
 
 from agentcom_dashboard.live import Live
+from agentcom_dashboard.metrics import Snapshot
 
 
 def _line(name: str, value: float | None, labels: dict[str, str] | None = None) -> str:
@@ -20,6 +21,34 @@ def _escape(value: str) -> str:
 def _family(name: str, kind: str, doc: str, lines: list[str]) -> str:
     body = "".join(lines)
     return f"# HELP {name} {doc}\n# TYPE {name} {kind}\n{body}" if body else ""
+
+
+def _backup_families(s: Snapshot) -> list[str]:
+    """The backup record's newest good backup's age and whether the newest attempt was ok;
+    absent while Postgres does not say, or before the first backup (an alert rule on the age,
+    not on its absence, would never fire on a stack that never backed up: `backup_stale` does)."""
+    recorded = s.backups.recorded if s.backups else None
+    good = recorded.last_ok if recorded else None
+    last = recorded.last if recorded else None
+    return [
+        _family(
+            "agentcom_backup_age_seconds",
+            "gauge",
+            "Age of the newest good backup in ops.backups.",
+            [
+                _line(
+                    "agentcom_backup_age_seconds",
+                    None if good is None else round((s.at - good.finished_at).total_seconds(), 1),
+                )
+            ],
+        ),
+        _family(
+            "agentcom_backup_last_ok",
+            "gauge",
+            "1 when the newest backup attempt in ops.backups succeeded, 0 when it failed.",
+            [_line("agentcom_backup_last_ok", None if last is None else int(last.ok))],
+        ),
+    ]
 
 
 def render(live: Live) -> str:
@@ -114,6 +143,7 @@ def render(live: Live) -> str:
                 "Finished tasks in the window.",
                 [_line("agentcom_tasks_finished_window", s.finished)],
             ),
+            *_backup_families(s),
             _family(
                 "agentcom_task_latency_ms",
                 "gauge",

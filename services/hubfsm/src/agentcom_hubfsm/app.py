@@ -31,6 +31,7 @@ from agentcom_hubfsm.healing import store as healing_store
 from agentcom_hubfsm.health import monitor
 from agentcom_hubfsm.improving import (
     api as findings_api,
+    review as improving_review,
     run as improving_run,
     store as improving_store,
 )
@@ -123,7 +124,16 @@ def create_app(settings: CommonSettings) -> FastAPI:
         contemplator = contemplation_run.Contemplator(
             res.engine, res.nc, hub, cache, chat, brain_wake
         )
-        improver = improving_run.Improver(res.engine, QueueClient(res.nc), hub, brain_wake, wake)
+        reviewer = (
+            improving_review.Reviewer(
+                cache, chat, hub.hub_improving_review_commits, hub.hub_improving_review_max_chars
+            )
+            if hub.hub_improving_review
+            else None
+        )
+        improver = improving_run.Improver(
+            res.engine, QueueClient(res.nc), hub, brain_wake, wake, reviewer=reviewer
+        )
         await brain.start(res, loops, hub, brain_wake, contemplator, improver)
 
     app = build(dataclasses.replace(SPEC, starters=(start,)), hub)

@@ -145,6 +145,33 @@ class RepoCache:
                 return None  # no such file at HEAD
         return text[:limit]
 
+    async def recent_diff(self, url: str, commits: int, limit: int) -> tuple[str | None, str]:
+        """Fetch `url`, then (HEAD, the patches of its last `commits` commits, newest first,
+        cut to `limit` characters); (None, "") for a repo with no commit. No external diff
+        driver or textconv runs (`--no-ext-diff --no-textconv`). Raises like `snapshot`."""
+        url = url.strip()
+        refuse_credentials(url)
+        path = directory_for(self.root, url)
+        async with self._locks.setdefault(path, asyncio.Lock()):
+            await self._update(path, url)
+            head = await self._head(path)
+            if head is None:
+                return None, ""
+            patches = await self._git(
+                path,
+                "log",
+                "-p",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--no-decorate",
+                "--format=commit %H%n%s%n",
+                f"-n{commits}",
+                head,
+                what="diff",
+            )
+        return head, patches[:limit]
+
     async def _update(self, path: Path, url: str) -> None:
         if await asyncio.to_thread(path.is_dir):
             await self._git(

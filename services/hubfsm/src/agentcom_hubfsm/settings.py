@@ -241,6 +241,24 @@ class HubSettings(CommonSettings):
         description="How many of the repo's last kept findings a new one may not undo "
         "(add/remove, extract/inline, increase/decrease, enable/disable, split/merge).",
     )
+    hub_improving_review: bool = Field(
+        default=False,
+        description="Each improving cycle also asks a model (through the gateway, charged to "
+        "the `improving` budget) to review each repo's recent diff; its findings go through "
+        "the same filters as the scanners'. Off: no model call.",
+    )
+    hub_improving_review_commits: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="How many of the repo's latest commits the review reads.",
+    )
+    hub_improving_review_max_chars: int = Field(
+        default=40_000,
+        ge=1_000,
+        le=400_000,
+        description="The diff the review sends is cut to this many characters.",
+    )
     hub_contemplation_interval: Interval = Field(
         default=timedelta(days=1),
         description="Least time between two contemplation cycles, counted from the end of "

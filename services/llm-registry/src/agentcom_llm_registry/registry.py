@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 from agentcom_common.contracts.llm import RouteStep, Routing
 from agentcom_common.errors import ConflictError, InvalidError, UnavailableError
+from agentcom_llm_registry.breaker import Circuit, move
 from agentcom_llm_registry.providers import Provider
 
 Health = Literal["unknown", "healthy", "unhealthy"]
-Circuit = Literal["closed", "open", "half_open"]
 TIERS: tuple[str, ...] = ("trivial", "standard", "complex")
 
 
@@ -210,7 +210,7 @@ class Registry:
         if endpoint.circuit == "open":
             if now - endpoint.opened_at < self.circuit_open:
                 return False, "circuit open"
-            endpoint.circuit = "half_open"
+            endpoint.circuit = move(endpoint.circuit, "cooled")
         if endpoint.circuit == "half_open" and endpoint.trial_running:
             return False, "circuit half-open, trial call running"
         return True, ""
@@ -233,12 +233,13 @@ class Registry:
             endpoint.tokens_in += tin
             endpoint.tokens_out += tout
             endpoint.call_failures = 0
-            endpoint.circuit = "closed"
+            endpoint.circuit = move(endpoint.circuit, "succeeded")
             return
         endpoint.errors += 1
         endpoint.call_failures += 1
-        if endpoint.circuit == "half_open" or endpoint.call_failures >= self.circuit_failures:
-            endpoint.circuit = "open"
+        limit = endpoint.call_failures >= self.circuit_failures
+        endpoint.circuit = move(endpoint.circuit, "failure_limit" if limit else "failed")
+        if endpoint.circuit == "open":  # opened now, or again: its cool-down starts over
             endpoint.opened_at = time.monotonic()
 
     def chain(self, tier: str) -> list[str]:

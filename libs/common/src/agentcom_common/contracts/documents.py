@@ -227,3 +227,21 @@ class ScanResultDocument(BaseXmlModel, tag="scan"):
     def contract(self) -> ScanResult:
         findings = [ScanFinding.model_validate(f.model_dump()) for f in self.findings]
         return ScanResult(languages=self.languages, findings=findings, skipped=self.skipped)
+
+
+class ReviewFindingDocument(BaseXmlModel, tag="finding"):
+    """One finding of a model's review: what to do (`title`, verb first), what it is about
+    (`subject`), the files, the evidence. The hub gives it its category and fingerprint."""
+
+    severity: Severity = attr()
+    title: str = element()
+    subject: str = element()
+    files: list[str] = _items("files", "file")
+    evidence: list[str] = _items("evidence", "line")
+
+
+class ReviewDocument(BaseXmlModel, tag="review"):
+    """A model's review of a repo's recent diff: `<review><finding severity="..">..</finding>
+    ...</review>`, `<review/>` for nothing worth doing."""
+
+    findings: list[ReviewFindingDocument] = element(default_factory=list[ReviewFindingDocument])

@@ -105,6 +105,22 @@ class RepoScan(Contract):
     note: str | None = Field(default=None, description="Why it gave no findings, if it did not.")
 
 
+class RepoReview(Contract):
+    """One repo's model review of its recent diff in an improving cycle."""
+
+    repo: str
+    head: str | None = Field(default=None, description="The commit reviewed.")
+    state: str = Field(
+        description="`reviewed`, `refused` (the `improving` budget is spent: no repo after it "
+        "is reviewed this cycle), `failed` (the repo or the model could not be read), or "
+        "`nothing` (no commit yet)."
+    )
+    findings: int = Field(
+        default=0, description="Findings read from the reply and kept for the filters."
+    )
+    note: str | None = None
+
+
 class CycleBudget(Contract):
     """What a cycle spent on models through the gateway (charged to the `improving` budget)."""
 
@@ -118,6 +134,9 @@ class CycleSummary(Contract):
     """What a cycle did, stored when it ends."""
 
     repos: list[RepoScan] = Field(default_factory=list[RepoScan])
+    reviews: list[RepoReview] = Field(
+        default_factory=list[RepoReview], description="The model reviews (`hub_improving_review`)."
+    )
     found: int = Field(default=0, description="Findings filtered (every repo's, duplicates too).")
     kept: int = 0
     dropped: dict[str, int] = Field(

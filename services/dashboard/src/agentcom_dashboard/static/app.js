@@ -665,14 +665,16 @@ function renderBackup(last) {
   const value = document.getElementById("kpi-backup"), note = document.getElementById("kpi-backup-note");
   const b = last && last.backups;
   if (!b) { value.textContent = "–"; note.textContent = last ? "not readable now" : ""; return; }
-  value.textContent = b.last_ok_age_s == null ? "none yet" : `${ago(b.last_ok_age_s)} ago`;
+  value.textContent = b.last_ok_age_s == null ? "none yet" : `${span(b.last_ok_age_s)} ago`;
   const failed = b.last && !b.last.ok;
   value.classList.toggle("bad", Boolean(failed));
   note.textContent = !b.last ? "no attempt recorded" : failed ? `last attempt failed: ${b.last.error || ""}` : "last attempt ok";
   note.title = b.last ? `${b.last.host} · ${b.last.finished_at}` : "";
 }
 
-function ago(seconds) {
+// A length of time in seconds, coarsely (`ago` above takes a timestamp: a second function of
+// that name replaced it, and every "updated" and "heartbeat" age read "NaN d").
+function span(seconds) {
   if (seconds < 90) return `${Math.round(seconds)} s`;
   if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
   if (seconds < 172800) return `${Math.round(seconds / 3600)} h`;

@@ -25,10 +25,11 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agentcom_common import subjects
 from agentcom_common.contracts.hub import HubState, SubmitGoal
 from agentcom_common.contracts.scan import (
-    CycleBudget,
     CycleSummary,
+    RepoReview,
     RepoScan,
     ScanFinding,
     ScanResult,
@@ -38,10 +39,10 @@ from agentcom_common.errors import AgentcomError
 from agentcom_hubfsm.brain import store as brain_store
 from agentcom_hubfsm.contemplation import store as contemplation_store
 from agentcom_hubfsm.goals import store as goal_store
-from agentcom_hubfsm.improving import choose, store
+from agentcom_hubfsm.improving import choose, review, store
 from agentcom_hubfsm.queueclient import QueueClient
 from agentcom_hubfsm.settings import HubSettings
-from agentcom_hubfsm.tables import goals
+from agentcom_hubfsm.tables import goals, hub, outbox_table
 
 log = logging.getLogger(__name__)
 ENDED = frozenset(
@@ -77,6 +78,7 @@ class Scanned:
     found: list[tuple[str, ScanFinding]] = field(default_factory=list[tuple[str, ScanFinding]])
     repos: list[RepoScan] = field(default_factory=list[RepoScan])
     notes: list[str] = field(default_factory=list[str])
+    reviewed: review.Reviewed = field(default_factory=review.Reviewed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class Improver:
     wake: asyncio.Event  # the brain's: the cycle's end lets its rules run again
     goal_wake: asyncio.Event  # the goal driver's: new goals to plan
     actor: str = "improving"
+    reviewer: review.Reviewer | None = None  # `hub_improving_review`
 
     async def run(self) -> None:
         async with self.engine.connect() as conn:
@@ -106,7 +109,10 @@ class Improver:
                 await self._end(entered, cycle.id, Scanned(notes=[why]), "nothing")
                 return
             tasks = await self._submit(cycle.id, repos, dict(cycle.tasks))
+            # the hub's own part while the agents scan: the model's review of the recent diff
+            reviewed = await self._review(repos)
             scanned = await self._wait(cycle.id, tasks)
+            scanned.reviewed = reviewed
         except asyncio.CancelledError:
             await asyncio.shield(self._interrupted(entered, cycle.id))
             raise
@@ -115,6 +121,38 @@ class Improver:
             await self._end(entered, cycle.id, failed, "failed")
             return
         await self._end(entered, cycle.id, scanned, "")
+
+    async def _review(self, repos: list[str]) -> review.Reviewed:
+        """The model's review of each repo's recent diff, once the gateway can know whom to
+        charge: the hub's `state_changed` to improving has left the outbox (the gateway charges
+        the state the hub last announced), as the goal driver waits for executing's."""
+        if self.reviewer is None:
+            return review.Reviewed()
+        poll = self.settings.hub_goal_sweep.total_seconds()
+        try:
+            async with asyncio.timeout(self.settings.hub_improving_scan_timeout.total_seconds()):
+                while True:
+                    if await self._announced():
+                        break
+                    await asyncio.sleep(poll)  # the outbox is asked again: a poll, not a guess
+        except TimeoutError:
+            why = "the hub's move to improving was never announced (NATS away?)"
+            return review.Reviewed(
+                reviews=[RepoReview(repo=r, state="failed", note=why) for r in repos]
+            )
+        return await self.reviewer.all(repos)
+
+    async def _announced(self) -> bool:
+        async with self.engine.connect() as conn:
+            state = (
+                await conn.execute(select(hub.c.state).where(hub.c.id == brain_store.HUB_ID))
+            ).scalar_one_or_none()
+            unsent = await conn.execute(
+                select(func.count())
+                .select_from(outbox_table)
+                .where(outbox_table.c.subject == subjects.HUB_STATE_CHANGED)
+            )
+            return state == HubState.IMPROVING.value and unsent.scalar_one() == 0
 
     async def _repos(self) -> list[str]:
         s = self.settings
@@ -231,7 +269,12 @@ class Improver:
         async with self.engine.begin() as conn:
             row = await brain_store.load(conn, lock=True)
             if not resumed:
-                found = scanned.found
+                found = scanned.found + scanned.reviewed.found
+                notes = scanned.notes + [
+                    f"{r.repo}: review {r.state}: {r.note}"
+                    for r in scanned.reviewed.reviews
+                    if r.state != "reviewed" and r.note
+                ]
                 history = await store.history(conn, sorted({r for r, _ in found}))
                 now = (await conn.execute(select(func.now()))).scalar_one()
                 decisions = choose.choose(found, history, now, self._policy())
@@ -242,16 +285,17 @@ class Improver:
                     else:
                         dropped[decision.kind] = dropped.get(decision.kind, 0) + 1
                 report = f"{len(decisions)} findings, {len(made)} kept" + "".join(
-                    f"; {m}" for m in scanned.notes
+                    f"; {m}" for m in notes
                 )
                 summary = CycleSummary(
                     repos=scanned.repos,
+                    reviews=scanned.reviewed.reviews,
                     found=len(decisions),
                     kept=len(made),
                     dropped=dict(sorted(dropped.items())),
                     goals=made,
-                    budget=CycleBudget(),  # scans call no model
-                    notes=scanned.notes,
+                    budget=scanned.reviewed.spent.budget(),  # scans call no model; reviews do
+                    notes=notes,
                 )
                 await store.end_cycle(
                     conn, cycle, outcome or ("kept" if made else "nothing"), report, summary
