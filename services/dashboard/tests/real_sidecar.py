@@ -3,6 +3,7 @@ tests/servers/real_sidecars.py: an agent registered with the stack's scheduler, 
 `agentcom agent add` writes it, and `agentcom sidecar run` as a child process doing real tasks
 in real git workspaces (a local bare remote)."""
 
+import sys
 from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,17 @@ from agentcom_common.testing import NatsServer
 from real_sidecars import SCHEDULER_TIMERS, agent_config, make_origin, register, spawn
 
 __all__ = ["origin", "register", "scheduler_settings", "sidecar"]
+
+# the calc repo of the agent-loop tests: add() subtracts, and its test says so
+BUGGY = "def add(a, b):\n    return a - b\n"
+FIXED = "def add(a, b):\n    return a + b\n"
+TEST = (
+    "import unittest\n\nfrom calc import add\n\n\n"
+    "class AddTest(unittest.TestCase):\n"
+    "    def test_add(self):\n"
+    "        self.assertEqual(add(2, 3), 5)\n"
+)
+RUN_TESTS = [sys.executable, "-m", "unittest", "-q", "test_calc"]
 
 
 def scheduler_settings(nats_server: NatsServer) -> dict[str, Any]:

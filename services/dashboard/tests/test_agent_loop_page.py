@@ -7,7 +7,6 @@ live while the page is open."""
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,16 @@ from dashboard_stack import Stack
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from playwright.async_api import Browser, expect
-from real_sidecar import origin, register, scheduler_settings, sidecar
+from real_sidecar import (
+    BUGGY,
+    FIXED,
+    RUN_TESTS,
+    TEST,
+    origin,
+    register,
+    scheduler_settings,
+    sidecar,
+)
 from test_browser import browser, open_page, screenshot_dir
 
 import fake_ollama
@@ -26,15 +34,6 @@ from agentcom_common.testing import NatsServer
 __all__ = ["browser"]  # the fixture, shared with test_browser
 
 TASK_SHOT = "dashboard-task.png"
-BUGGY = "def add(a, b):\n    return a - b\n"
-FIXED = "def add(a, b):\n    return a + b\n"
-TEST = (
-    "import unittest\n\nfrom calc import add\n\n\n"
-    "class AddTest(unittest.TestCase):\n"
-    "    def test_add(self):\n"
-    "        self.assertEqual(add(2, 3), 5)\n"
-)
-RUN_TESTS = [sys.executable, "-m", "unittest", "-q", "test_calc"]
 Json = dict[str, Any]
 
 

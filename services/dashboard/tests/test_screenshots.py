@@ -9,7 +9,6 @@ The pictures go to the test's tmp dir, or to docs/img/ with AGENTCOM_UPDATE_SCRE
 """
 
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -20,7 +19,16 @@ import httpx
 import pytest
 from dashboard_stack import Stack
 from playwright.async_api import Browser, expect
-from real_sidecar import origin, register, scheduler_settings, sidecar
+from real_sidecar import (
+    BUGGY,
+    FIXED,
+    RUN_TESTS,
+    TEST,
+    origin,
+    register,
+    scheduler_settings,
+    sidecar,
+)
 from test_browser import IMAGES, browser, open_page, screenshot_dir
 
 from agentcom_common.settings import CommonSettings
@@ -31,15 +39,6 @@ from fake_llm import ScriptedLLM, serve as serve_registry
 __all__ = ["browser"]  # the fixture, shared with test_browser
 
 SHOTS = ("dashboard.png", "dashboard-phone.png", "dashboard-login.png")
-BUGGY = "def add(a, b):\n    return a - b\n"
-FIXED = "def add(a, b):\n    return a + b\n"
-TEST = (
-    "import unittest\n\nfrom calc import add\n\n\n"
-    "class AddTest(unittest.TestCase):\n"
-    "    def test_add(self):\n"
-    "        self.assertEqual(add(2, 3), 5)\n"
-)
-RUN_TESTS = [sys.executable, "-m", "unittest", "-q", "test_calc"]
 Json = dict[str, Any]
 
 
