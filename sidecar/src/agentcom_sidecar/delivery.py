@@ -6,6 +6,10 @@ found (GET) before one is created (POST). A repo without a GitHub name is pushed
 Failures raise `DeliveryError` with what failed and why; the token never appears in it.
 The workspace's git dir is guarded first (`workspaces.guard`: no hook, none of the task's
 config), and the push names the configured URL; only the push gets the credentials (`auth`).
+
+Size: one job, getting a task's work to its remote and its pull request; git (commit, push,
+catch-up, side branch) and the GitHub calls (pull request, merge, CI state) are its two halves
+and share the workspace guard, the credential rules and `DeliveryError`.
 """
 
 import asyncio

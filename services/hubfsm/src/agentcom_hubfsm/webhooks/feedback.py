@@ -15,6 +15,10 @@ The follow-up names the agent that did the work (`metadata.prefer_agent`) and wo
 request's branch itself (`branch` + `metadata.same_branch`: the sidecar checks it out and pushes
 to it, so the pull request updates). The queue does not yet steer a task to a named agent: any
 agent that serves the repo may take it (see docs/hub.md).
+
+Size: one job, turning what GitHub says about one of our pull requests into rounds; the three
+causes (failed checks, reviews, conflicts) share the ownership check, the round counter under
+the row lock and the follow-up/escalation writers, which would only be passed around if split.
 """
 
 import re
