@@ -56,8 +56,9 @@ from nats.aio.msg import Msg
 from rich.console import Console
 from rich.table import Table
 
-from agentcom_common import embedded
+from agentcom_common import embedded, subjects
 from agentcom_common.testing import ServiceProcess, free_port, shared_tmpdir, start_nats
+from agentcom_scheduler.presence.core import CONSUMER
 
 Json = dict[str, Any]
 HEARTBEAT_S = 5.0
@@ -254,6 +255,28 @@ async def offer(nc: Client, fleet: Fleet, rate: float, seconds: float) -> tuple[
     return total, total / issued if issued else rate
 
 
+@dataclass
+class Backlog:
+    """The scheduler's REPORTS consumer, sampled each second: the most reports waiting for it
+    (stored, not yet delivered, plus delivered, not yet acked) and how many waited at the end.
+    Heartbeats and task outcomes share that consumer, and the presence sweep holds off judging
+    silence while reports wait, so a growing backlog is where a large fleet's figures go."""
+
+    most: int = 0
+    last: int = 0
+
+    async def sample(self, nc: Client, stop: asyncio.Event) -> None:
+        js = nc.jetstream()  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
+        while not stop.is_set():
+            with contextlib.suppress(Exception):  # not made yet, or NATS busy: next second
+                info = await js.consumer_info(subjects.REPORTS_STREAM, CONSUMER)
+                self.last = (info.num_pending or 0) + (info.num_ack_pending or 0)
+                self.most = max(self.most, self.last)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await stop.wait()
+
+
 async def run(args: argparse.Namespace, replicas: int = 1) -> Json:
     token = "bench-admin-" + os.urandom(16).hex()
     with servers() as (layout, broker, root):
@@ -341,12 +364,16 @@ async def measure(
     registered_s = time.perf_counter() - t
     conns = [await nats.connect(nats_url) for _ in range(CONNECTIONS)]  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
     fleet = Fleet()
+    backlog = Backlog()
     stop = asyncio.Event()
     try:
         await watch_events(conns[0], fleet)
         sim = Sim(conns, names, fleet)
         await sim.start()
-        loops = [asyncio.create_task(sim.beats(stop))]
+        loops = [
+            asyncio.create_task(sim.beats(stop)),
+            asyncio.create_task(backlog.sample(conns[-1], stop)),
+        ]
         await asyncio.sleep(2)  # hellos applied
         progress.log(f"load: {args.rate}/s for {args.seconds} s")
         cpu_before = cpu_s()
@@ -397,6 +424,8 @@ async def measure(
         "not_completed_at_end": total - len(fleet.completed_events),
         "drain_s": round(drained, 1),
         "assigned_twice_at_once": fleet.double,
+        "reports_waiting_max": backlog.most,
+        "reports_waiting_at_end": backlog.last,
         "service_cpu_s": round(cpu_used, 2),
         "service_cpu_ms_per_task": round(cpu_used * 1000 / total, 2) if total else None,
         "cpus": os.cpu_count(),
