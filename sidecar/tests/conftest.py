@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
@@ -28,6 +27,7 @@ from agentcom_scheduler.app import create_app as scheduler_app
 from agentcom_scheduler.settings import SchedulerSettings
 from agentcom_sidecar import config as sidecar_config
 from agentcom_sidecar.runner import Sidecar
+from real_sidecars import make_origin
 
 # the pre-publication scan's corpus is data a task copies into a workspace, not tests to run
 collect_ignore_glob = ["corpus/*"]
@@ -212,30 +212,10 @@ def processes() -> Iterator[Callable[..., SidecarProcess]]:
         process.stop()
 
 
-def git(*args: str, cwd: Path) -> str:
-    env = os.environ | {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout
-
-
 @pytest.fixture
 def origin(tmp_path: Path) -> Path:
     """A bare repo with `main` (README.md) as the default branch: the tasks' remote."""
-    bare = tmp_path / "origin.git"
-    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare), cwd=tmp_path)
-    seed = tmp_path / "seed"
-    git("init", "--quiet", "--initial-branch=main", str(seed), cwd=tmp_path)
-    (seed / "README.md").write_text("hello\n")
-    git("add", "README.md", cwd=seed)
-    git("commit", "--quiet", "-m", "first", cwd=seed)
-    git("push", "--quiet", str(bare), "main", cwd=seed)
-    return bare
+    return make_origin(tmp_path, {"README.md": "hello\n"})
 
 
 @dataclass
