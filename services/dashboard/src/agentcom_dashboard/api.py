@@ -8,7 +8,7 @@ from fastapi.responses import PlainTextResponse
 from agentcom_common import metering
 from agentcom_common.openapi import errors
 from agentcom_common.web import Admin, Viewer
-from agentcom_dashboard import prometheus, ui
+from agentcom_dashboard import alert_store, prometheus, ui
 from agentcom_dashboard.access import LiveDep
 from agentcom_dashboard.ui import Id
 
@@ -19,7 +19,8 @@ scrape = APIRouter(tags=["metrics"])
 @router.get("/alerts")
 async def list_alerts(live: LiveDep, _who: Viewer) -> list[dict[str, Any]]:
     """The active alerts, acknowledged or not."""
-    return live.book.listing()
+    # as recorded: an acknowledgement through any replica shows at once
+    return (await alert_store.load(live.engine)).listing()
 
 
 @router.post("/alerts/{rule_id}/acknowledge", responses=errors(404))

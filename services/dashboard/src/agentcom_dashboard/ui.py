@@ -16,7 +16,7 @@ from agentcom_common import clock
 from agentcom_common.contracts.base import Request as RequestBody
 from agentcom_common.errors import InvalidError
 from agentcom_common.openapi import errors
-from agentcom_dashboard import events, push
+from agentcom_dashboard import alert_store, events, push
 from agentcom_dashboard.access import AdminDep, LiveDep, MemberDep, ViewerDep
 from agentcom_dashboard.live import Live
 
@@ -193,7 +193,12 @@ async def acknowledge_alert(rule_id: Id, live: LiveDep, who: AdminDep) -> dict[s
 
 
 async def acknowledge(live: Live, rule_id: str, by: str) -> dict[str, Any]:
-    await live.book.apply(lambda: [live.book.acknowledge(rule_id, by, clock.now())], live.publish)
+    # on the recorded alerts, not this replica's copy: the copy is replaced at each snapshot by
+    # one read before, so an acknowledgement made on it between read and swap was lost from
+    # the listing until the next snapshot (CI), and an alert another replica fired just now
+    # was not in it yet
+    book = await alert_store.load(live.engine)
+    await book.apply(lambda: [book.acknowledge(rule_id, by, clock.now())], live.publish)
     return {"status": "acknowledged", "rule_id": rule_id}
 
 
