@@ -29,7 +29,8 @@ SCAN = {"personal_names": ["Jane Doe"], "max_file_bytes": 2048}
 
 def copy_corpus(name: str) -> list[str]:
     """A shell task that copies a corpus into its workspace (and, planted, a 4 KB binary)."""
-    script = 'cp -R "$1"/. .' + (
+    # bytecode a tool may have written beside the corpus is not part of it (the scan refuses it)
+    script = 'cp -R "$1"/. . && find . -name __pycache__ -prune -exec rm -rf {} +' + (
         " && head -c 4096 /dev/urandom > big.bin" if name == "planted" else ""
     )
     return ["sh", "-c", script, "sh", str(CORPUS / name)]
