@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agentcom_common import micro, subjects
 from agentcom_common.contracts.agent import RegisterAgent
 from agentcom_common.contracts.task import SubmitTask, SubmitTasks, SubmittedTasks, TaskRef
+from agentcom_common.outbox import Relay
 from agentcom_common.service import create_app as build
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually, running
@@ -43,8 +44,10 @@ async def queue(settings: CommonSettings, admin_token: str) -> AsyncIterator[htt
 
 
 @pytest.fixture
-def sched(engine: AsyncEngine) -> ops.Scheduler:
-    return ops.Scheduler(engine, tables.outbox_table)
+def sched(engine: AsyncEngine, js: JetStreamContext) -> ops.Scheduler:
+    # the ops without an app: a relay to wake that no loop runs (the app's relay sweeps the rows)
+    relay = Relay(engine, js, tables.outbox_table, interval=timedelta(seconds=1), batch=100)
+    return ops.Scheduler(engine, tables.outbox_table, relay)
 
 
 async def idle_agents(

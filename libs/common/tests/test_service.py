@@ -9,6 +9,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from importlib.metadata import entry_points
+from typing import cast
 
 import httpx
 import pytest
@@ -18,17 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import auth, subjects
 from agentcom_common.contracts.system import ServiceStarted
-from agentcom_common.service import ServiceSpec
+from agentcom_common.service import AnySpec, ServiceSpec
 from agentcom_common.testing import NatsServer, eventually
 
-RunService = Callable[[ServiceSpec], AbstractAsyncContextManager[httpx.AsyncClient]]
+RunService = Callable[[AnySpec], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
-def _spec(name: str) -> ServiceSpec:
+def _spec(name: str) -> AnySpec:
     (point,) = entry_points(group="agentcom.services", name=name)
-    spec = point.load()
+    spec: object = point.load()
     assert isinstance(spec, ServiceSpec)
-    return spec
+    return cast(AnySpec, spec)
 
 
 @pytest.fixture

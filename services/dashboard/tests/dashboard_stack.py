@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 
 from agentcom_common import auth, micro
 from agentcom_common.contracts.task import Claimed, ClaimTask, Reported, ReportTask, TaskView
+from agentcom_common.service import own_of
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually, free_port
 from agentcom_dashboard.app import create_app as dashboard_app
@@ -75,9 +76,7 @@ class Stack:
 
     @property
     def live(self) -> Live:
-        live = self.app.state.live_ref.live
-        assert live is not None
-        return live
+        return own_of(self.app, Live)
 
     def client(self, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}

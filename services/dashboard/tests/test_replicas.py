@@ -14,6 +14,7 @@ from test_socket import next_event
 from websockets.asyncio.client import connect
 
 from agentcom_common import subjects
+from agentcom_common.service import own_of
 from agentcom_common.testing import eventually
 from agentcom_dashboard import pushing
 from agentcom_dashboard.app import create_app as dashboard_app
@@ -33,7 +34,7 @@ async def test_an_alert_fires_once_and_is_pushed_once_from_two_replicas(
     await nc.subscribe("agentcom.evt.alert.fired", cb=on_fired)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
     second_app = dashboard_app(stack.settings)
     async with serve(second_app) as second_url:
-        second: Live = second_app.state.live_ref.live
+        second = own_of(second_app, Live)
         assert (await subscribe(stack, push_service.subscription())).status_code == 201
         task = await dead_letter(stack, nc)
         async with stack.client() as http:  # a fleet with none online: critical at once

@@ -6,11 +6,11 @@ import pytest
 from nats.aio.client import Client
 
 from agentcom_common.contracts.agent import AgentState
-from agentcom_common.service import ServiceSpec
+from agentcom_common.service import AnySpec
 from agentcom_scheduler import names, states
 from agentcom_scheduler.app import SPEC
 
-RunService = Callable[[ServiceSpec], AbstractAsyncContextManager[httpx.AsyncClient]]
+RunService = Callable[[AnySpec], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture

@@ -13,12 +13,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import clock
-from agentcom_common.service import ServiceSpec
+from agentcom_common.outbox import Relay
+from agentcom_common.service import AnySpec
 from agentcom_common.testing import eventually
 from agentcom_scheduler import ops, presence, tables
 from agentcom_scheduler.app import SPEC
 
-RunService = Callable[[ServiceSpec], AbstractAsyncContextManager[httpx.AsyncClient]]
+RunService = Callable[[AnySpec], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
@@ -49,7 +50,8 @@ async def test_a_report_backlog_delays_judging_only_the_agents_it_may_hide(
         beat = (
             await conn.execute(select(agents.c.last_beat).where(agents.c.id == "quiet"))
         ).scalar_one()
-    s = ops.Scheduler(engine, tables.outbox_table)
+    relay = Relay(engine, js, tables.outbox_table, interval=interval, batch=100)  # not run
+    s = ops.Scheduler(engine, tables.outbox_table, relay)
 
     async def quiet_for_longer_than_silence() -> None:
         assert clock.now() - beat > silence + interval / 2

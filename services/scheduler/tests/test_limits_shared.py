@@ -13,6 +13,7 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
+from agentcom_common.service import own_of
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import NatsServer, eventually, running
 from agentcom_scheduler.app import create_app
@@ -55,7 +56,7 @@ def replicas(settings: CommonSettings, nats_server: NatsServer, admin_token: str
 
 
 def dropped(app: FastAPI, tier: str) -> int:
-    runtime: Runtime = app.state.runtime
+    runtime = own_of(app, Runtime)
     return runtime.limiter.dropped.get(tier, 0)
 
 

@@ -11,12 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import auth, clock, subjects
 from agentcom_common.contracts.auth import TokenRevoked
-from agentcom_common.service import ServiceSpec, create_app
+from agentcom_common.service import AnySpec, create_app
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import NatsServer, eventually, running, start_nats
 from agentcom_scheduler.app import SPEC
 
-RunService = Callable[[ServiceSpec], AbstractAsyncContextManager[httpx.AsyncClient]]
+RunService = Callable[[AnySpec], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture

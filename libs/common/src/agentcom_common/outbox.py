@@ -19,8 +19,8 @@ A pass is one transaction on the relay's own connection (raw asyncpg): lock the 
 replies (JetStream PubAcks) come to one reply subject per batch, wait until every ack came,
 then delete the rows and commit. A refusal or a late ack fails the pass: nothing is deleted.
 
-Hot paths may skip the `NOTIFY` and call `wake_local(table)` after their commit instead: it wakes
-this process's relay directly. Postgres serialises the commits of notifying transactions on
+Hot paths may skip the `NOTIFY` and call their app's `Relay.wake()` after their commit instead
+(the shell hands it out as `Resources.relay`). Postgres serialises the commits of notifying transactions on
 one database-wide lock, so a NOTIFY per transaction defeats group commit under load; a replica
 that was not woken still publishes the rows on its next sweep.
 
@@ -247,15 +247,6 @@ async def forget(
     await conn.execute(delete(table).where(table.c.id.in_([row.id for row in rows])))
 
 
-_local_relays: dict[str, set["Relay"]] = {}
-
-
-def wake_local(table: Table) -> None:
-    """Wake this process's relays of `table` (call after the commit; see the module notes)."""
-    for relay in _local_relays.get(table.fullname, ()):
-        relay.wake()
-
-
 async def sample_backlog(engine: AsyncEngine, table: Table) -> None:
     """Set `agentcom.outbox.backlog` and `agentcom.outbox.lag` from the table (one indexed read:
     the table holds only unpublished rows)."""
@@ -355,17 +346,10 @@ class Relay:
             log.warning("outbox.vacuum_failed", extra={"schema": self.table.schema})
 
     def wake(self) -> None:
+        """Run a pass now (call after a commit that skipped the NOTIFY; see the module notes)."""
         self._wake.set()
 
     async def run(self) -> None:
-        relays = _local_relays.setdefault(self.table.fullname, set())
-        relays.add(self)
-        try:
-            await self._run()
-        finally:
-            relays.discard(self)
-
-    async def _run(self) -> None:
         while True:
             try:
                 async with self._listening():

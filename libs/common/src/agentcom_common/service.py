@@ -1,9 +1,14 @@
 """One way to build, start and stop a service process.
 
-A service hands `create_app` a `ServiceSpec` (its name, schema, migrations, routers and the
-loops it owns); this module does the rest the same way everywhere: migrations at start, NATS
-with the streams, the `agentcom-<name>` nats.micro service, the outbox relay, `/healthz` and
-`/readyz`, the error model and token auth. Nothing is built at import: `run()` in `__main__`.
+A service hands `create_app` a `ServiceSpec` (its name, schema, migrations, routers, its
+settings type and the builder of its own state); this module does the rest the same way
+everywhere: migrations at start, NATS with the streams, the `agentcom-<name>` nats.micro service,
+the outbox relay, `/healthz` and `/readyz`, the error model and token auth. Nothing is built at
+import: `run()` in `__main__`.
+
+A service's own state (its ops object, wake events, loops' shared objects) is what its builder
+returns, built in the lifespan of each app and read by routes with `own(request, Type)`. Nothing
+of it lives in a module: two apps in one process (two replicas in a test) share nothing.
 """
 
 import asyncio
@@ -13,9 +18,9 @@ import logging
 import os
 import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Generic, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -28,6 +33,7 @@ from nats.micro.service import Group
 from opentelemetry import trace
 from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
 from agentcom_common import (
@@ -49,6 +55,7 @@ from agentcom_common import (
 from agentcom_common.contracts import Request as RequestContract
 from agentcom_common.contracts.auth import TokenRevoked
 from agentcom_common.contracts.system import Health, HealthCheck, ServiceStarted
+from agentcom_common.outbox import Relay
 from agentcom_common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -65,6 +72,8 @@ class Resources:
     outbox: Table
     verifier: auth.Verifier
     group: Group
+    relay: Relay
+    """This app's outbox relay: a hot path that skips the NOTIFY wakes it after its commit."""
 
 
 class Loops:
@@ -96,20 +105,25 @@ class Loops:
             log.error("loop.stuck", extra={"loop": task.get_name(), "at": frames})
 
 
-Starter = Callable[[Resources, Loops], Awaitable[None]]
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
+OwnT = TypeVar("OwnT")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceSpec:
+class ServiceSpec(Generic[SettingsT, OwnT]):
     name: str  # as in `agentcom-<name>` and the ports table: "llm-registry"
     rpc: str  # the NATS RPC group: agentcom.rpc.<rpc>.*
     description: str
     version: str
     metadata: MetaData  # its schema is the service's schema
     migrations: Path
+    settings: type[SettingsT]
+    """The service's own settings type; `create_app` turns common settings into it."""
+    build: Callable[[SettingsT, Resources, Loops], Awaitable[OwnT]]
+    """Called once everything is up: registers NATS endpoints, spawns loops and returns the
+    service's own state, which routes read with `own(request, Type)`."""
     routers: Sequence[APIRouter] = ()
-    starters: Sequence[Starter] = field(default_factory=tuple[Starter, ...])
-    """Called once everything is up: register endpoints, start loops in the task group."""
     middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = ()
     """The service's own ASGI middleware, inside `web.InputLimits` (first listed: innermost)."""
     samplers: Sequence[Callable[[Resources], metering.Sampler]] = ()
@@ -127,8 +141,30 @@ class ServiceSpec:
         return self.metadata.tables[f"{self.schema}.outbox"]
 
 
+AnySpec = ServiceSpec[Any, Any]  # where only the shell's own fields are read
+
+
 def resources(request: Request) -> Resources:
     return request.app.state.resources
+
+
+def own(conn: HTTPConnection, kind: type[T]) -> T:
+    """The service's own state of the app serving `conn` (what its spec's `build` returned);
+    `kind` checks it, so a route reads a typed object and never a loose `app.state` field."""
+    return own_of(conn.app, kind)
+
+
+def own_of(app: FastAPI, kind: type[T]) -> T:
+    value: object = getattr(app.state, "own", None)
+    if not isinstance(value, kind):
+        raise RuntimeError(f"the app's own state is {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def settings_of(kind: type[SettingsT], settings: CommonSettings) -> SettingsT:
+    """`settings` as the service's own type: the same object when it is one already, else its
+    values with the service's own fields read from the environment (as `kind()` reads them)."""
+    return settings if isinstance(settings, kind) else kind(**settings.model_dump())
 
 
 Res = Annotated[Resources, Depends(resources)]
@@ -138,12 +174,13 @@ class HealthRequest(RequestContract):
     """Body of `agentcom.rpc.<service>.health` (empty)."""
 
 
-def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
+def create_app(spec: "ServiceSpec[SettingsT, OwnT]", common: CommonSettings) -> FastAPI:
     """The FastAPI app of one service; its lifespan owns every connection and loop."""
+    settings = settings_of(spec.settings, common)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
-        async with _running(spec, settings) as res:
+        async with _running(spec, settings, app) as res:
             app.state.resources = res
             app.state.verifier = res.verifier
             yield
@@ -184,7 +221,9 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
 
 
 @contextlib.asynccontextmanager
-async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncGenerator[Resources]:
+async def _running(
+    spec: "ServiceSpec[SettingsT, OwnT]", settings: SettingsT, app: FastAPI
+) -> AsyncGenerator[Resources]:
     engine = db.create_engine(settings, pool_size=settings.db_pool_size)
     try:
         await db.wait_until_reachable(engine, deadline=30)
@@ -203,18 +242,18 @@ async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncGenerato
             )
             epoch = messaging.connection_epoch(nc)
             verifier = auth.Verifier(engine, settings.auth_cache_ttl, epoch)
-            res = Resources(settings, engine, nc, js, spec.outbox, verifier, group)
+            relay = Relay(
+                engine,
+                js,
+                spec.outbox,
+                interval=settings.outbox_interval,
+                batch=settings.outbox_batch,
+                linger=settings.outbox_linger,
+            )
+            res = Resources(settings, engine, nc, js, spec.outbox, verifier, group, relay)
             await _serve(spec, res)
             loops = Loops()
             try:
-                relay = outbox.Relay(
-                    engine,
-                    js,
-                    spec.outbox,
-                    interval=settings.outbox_interval,
-                    batch=settings.outbox_batch,
-                    linger=settings.outbox_linger,
-                )
                 loops.spawn("outbox-relay", relay.run())
                 samplers = [
                     functools.partial(outbox.sample_backlog, engine, spec.outbox),
@@ -222,8 +261,7 @@ async def _running(spec: ServiceSpec, settings: CommonSettings) -> AsyncGenerato
                 ]
                 every = settings.metrics_sample_interval
                 loops.spawn("metrics-sampler", metering.sample_forever(every, samplers))
-                for starter in spec.starters:
-                    await starter(res, loops)
+                app.state.own = await spec.build(settings, res, loops)
                 await _announce(spec, res)
                 log.info("service.started", extra={"version": spec.version})
                 yield res
@@ -247,7 +285,7 @@ async def _close(nc: Client) -> None:
             await nc.close()
 
 
-async def _serve(spec: ServiceSpec, res: Resources) -> None:
+async def _serve(spec: AnySpec, res: Resources) -> None:
     async def health(_req: HealthRequest) -> Health:
         return await check_health(spec, res)
 
@@ -260,7 +298,7 @@ async def _serve(spec: ServiceSpec, res: Resources) -> None:
     await res.nc.subscribe(subjects.TOKEN_REVOKED, cb=on_revoked)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
 
 
-async def _announce(spec: ServiceSpec, res: Resources) -> None:
+async def _announce(spec: AnySpec, res: Resources) -> None:
     event = ServiceStarted(
         service=spec.name,
         version=spec.version,
@@ -271,7 +309,7 @@ async def _announce(spec: ServiceSpec, res: Resources) -> None:
         await outbox.add(conn, spec.outbox, subjects.SERVICE_STARTED, event)
 
 
-async def check_health(spec: ServiceSpec, res: Resources) -> Health:
+async def check_health(spec: AnySpec, res: Resources) -> Health:
     timeout = res.settings.ready_timeout.total_seconds()
     checks = [
         await _check("postgres", db.ping(res.engine), timeout),
@@ -290,7 +328,7 @@ async def _check(name: str, probe: Awaitable[object], timeout: float) -> HealthC
     return HealthCheck(name=name, ok=True)
 
 
-def _health_router(spec: ServiceSpec) -> APIRouter:
+def _health_router(spec: AnySpec) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", response_model=Health)
@@ -327,7 +365,7 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
 
 
 def run(
-    spec: ServiceSpec,
+    spec: AnySpec,
     settings: CommonSettings,
     factory: Callable[[CommonSettings], FastAPI] | None = None,
 ) -> None:

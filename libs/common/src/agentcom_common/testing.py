@@ -60,7 +60,7 @@ from agentcom_common import (
     natsauth,
     task_traces,
 )
-from agentcom_common.service import ServiceSpec, create_app
+from agentcom_common.service import AnySpec, ServiceSpec, create_app
 from agentcom_common.settings import CommonSettings
 
 T = TypeVar("T")
@@ -378,8 +378,8 @@ async def running(
 @pytest.fixture
 def run_service(
     settings: CommonSettings,
-) -> Callable[[ServiceSpec], contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]:
-    def start(spec: ServiceSpec) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
+) -> Callable[[AnySpec], contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]:
+    def start(spec: AnySpec) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
         return running(create_app(spec, settings), f"http://{spec.name}")
 
     return start
@@ -464,9 +464,9 @@ class ServiceProcess(ChildProcess):
 
 
 async def assert_service_answers(
-    start: Callable[[ServiceSpec], contextlib.AbstractAsyncContextManager[httpx.AsyncClient]],
+    start: Callable[[AnySpec], contextlib.AbstractAsyncContextManager[httpx.AsyncClient]],
     nc: Client,
-    spec: ServiceSpec,
+    spec: AnySpec,
 ) -> None:
     """The contract every service keeps: ready over HTTP, pingable and healthy over NATS."""
     async with start(spec) as client:

@@ -1,29 +1,20 @@
 """Who is looking: the `Live` state and the login session as FastAPI dependencies."""
 
-from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
+from agentcom_common import service
 from agentcom_common.errors import ForbiddenError, UnauthorizedError
 from agentcom_common.openapi import answers
 from agentcom_dashboard import sessions
 from agentcom_dashboard.live import Live
 
 
-@dataclass
-class LiveRef:
-    """Filled by the starter once the service is up; routes read `live` from it."""
-
-    live: Live | None = None
-
-
 def get_live(conn: HTTPConnection) -> Live:
-    ref: LiveRef = conn.app.state.live_ref
-    assert ref.live is not None, "the dashboard starter runs before requests are served"
-    return ref.live
+    return service.own(conn, Live)  # the dashboard's own state, built by `live.start`
 
 
 LiveDep = Annotated[Live, Depends(get_live)]

@@ -212,7 +212,7 @@ def _kept_token(path: Path) -> str:
     return token
 
 
-async def start(res: Resources, loops: Loops, *, settings: DashboardSettings) -> Live:
+async def start(settings: DashboardSettings, res: Resources, loops: Loops) -> Live:
     timeout = settings.dashboard_source_timeout.total_seconds()
     urls = {name: settings.url_of(name) for name in SERVICES}
     vapid = await load_or_create_vapid(res.engine)

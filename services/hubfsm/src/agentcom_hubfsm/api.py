@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import Field
 
+from agentcom_common import service
 from agentcom_common.contracts.base import Request as RequestBody
 from agentcom_common.contracts.hub import (
     GoalDetail,
@@ -18,18 +19,16 @@ from agentcom_common.contracts.hub import (
 )
 from agentcom_common.contracts.plan import Plan
 from agentcom_common.openapi import errors
-from agentcom_common.service import Resources
 from agentcom_common.web import Admin, Viewer
 from agentcom_hubfsm.goals import ops
+from agentcom_hubfsm.own import Own
 
 GOAL_ID = r"^goal-[0-9a-f]{16}$"
 CURSOR = r"^[0-9]{1,18}$"
 
 
 def goals_of(request: Request) -> ops.Goals:
-    res: Resources = request.app.state.resources
-    state = request.app.state
-    return ops.Goals(res.engine, res.outbox, state.wake, state.check_plan)
+    return service.own(request, Own).goals
 
 
 G = Annotated[ops.Goals, Depends(goals_of)]

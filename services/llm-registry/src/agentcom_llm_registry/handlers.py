@@ -4,7 +4,6 @@
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 from agentcom_common import metering, micro
 from agentcom_common.contracts.llm import (
@@ -107,44 +106,40 @@ async def _lifetime(s: Llm) -> None:
         await s.stop()
 
 
-def starter(
-    settings: LlmSettings, publish: Callable[[Llm], None]
-) -> Callable[[Resources, Loops], asyncio.Future[None]]:
-    async def start(res: Resources, loops: Loops) -> None:
-        s = Llm(settings, res.engine, res.outbox)
-        await s.start()
-        await s.follow_hub_state(res.nc, res.js)
-        await s.follow_fallbacks(res.nc)
-        publish(s)
-        loops.spawn("llm-lifetime", _lifetime(s))
-        loops.spawn("llm-ledger", s.ledger.run())
-        loops.spawn("llm-health", s.health_forever())
-        loops.spawn("llm-heartbeats", s.consume_heartbeats(res.js))
-        every = res.settings.metrics_sample_interval
-        loops.spawn(
-            "llm-metrics",
-            metering.sample_forever(every, [meters.sampler(s.registry, s.budgets)]),
-        )
+async def start(settings: LlmSettings, res: Resources, loops: Loops) -> Llm:
+    """The registry's own state (`Llm`, shared by routes, NATS endpoints and loops), started."""
+    s = Llm(settings, res.engine, res.outbox)
+    await s.start()
+    await s.follow_hub_state(res.nc, res.js)
+    await s.follow_fallbacks(res.nc)
+    loops.spawn("llm-lifetime", _lifetime(s))
+    loops.spawn("llm-ledger", s.ledger.run())
+    loops.spawn("llm-health", s.health_forever())
+    loops.spawn("llm-heartbeats", s.consume_heartbeats(res.js))
+    every = res.settings.metrics_sample_interval
+    loops.spawn(
+        "llm-metrics",
+        metering.sample_forever(every, [meters.sampler(s.registry, s.budgets)]),
+    )
 
-        async def rpc_chat(req: ChatRequest) -> ChatReply:
-            return await chat(s, req)
+    async def rpc_chat(req: ChatRequest) -> ChatReply:
+        return await chat(s, req)
 
-        async def rpc_endpoints(_req: ListEndpoints) -> EndpointList:
-            return endpoints(s)
+    async def rpc_endpoints(_req: ListEndpoints) -> EndpointList:
+        return endpoints(s)
 
-        async def rpc_check(req: CheckEndpoint) -> EndpointHealth:
-            return await check(s, req)
+    async def rpc_check(req: CheckEndpoint) -> EndpointHealth:
+        return await check(s, req)
 
-        async def rpc_fallback(req: RouteFallback) -> TierFallback:
-            return await fallback(s, req)
+    async def rpc_fallback(req: RouteFallback) -> TierFallback:
+        return await fallback(s, req)
 
-        depth = res.settings.json_max_depth
-        for name, handler in (
-            ("chat", micro.endpoint(ChatRequest, rpc_chat, max_depth=depth)),
-            ("endpoints", micro.endpoint(ListEndpoints, rpc_endpoints, max_depth=depth)),
-            ("check", micro.endpoint(CheckEndpoint, rpc_check, max_depth=depth)),
-            ("fallback", micro.endpoint(RouteFallback, rpc_fallback, max_depth=depth)),
-        ):
-            await res.group.add_endpoint(name=name, handler=handler)
-
-    return start  # pyright: ignore[reportReturnType]
+    depth = res.settings.json_max_depth
+    for name, handler in (
+        ("chat", micro.endpoint(ChatRequest, rpc_chat, max_depth=depth)),
+        ("endpoints", micro.endpoint(ListEndpoints, rpc_endpoints, max_depth=depth)),
+        ("check", micro.endpoint(CheckEndpoint, rpc_check, max_depth=depth)),
+        ("fallback", micro.endpoint(RouteFallback, rpc_fallback, max_depth=depth)),
+    ):
+        await res.group.add_endpoint(name=name, handler=handler)
+    return s

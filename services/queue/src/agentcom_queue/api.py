@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import Field
 
+from agentcom_common import service
 from agentcom_common.contracts.base import Contract, Request as RequestBody
 from agentcom_common.contracts.task import Lane, SubmitTask, TaskState, TaskTransition, TaskView
 from agentcom_common.errors import ForbiddenError, NotFoundError
@@ -14,14 +15,15 @@ from agentcom_common.web import Admin, Reader, Viewer, check_owned
 from agentcom_queue import limits, ops, waiting
 
 
+def own(request: Request) -> ops.Own:
+    return service.own(request, ops.Own)
+
+
 def queue(request: Request) -> ops.Queue:
-    res: Resources = request.app.state.resources
-    state = request.app.state
-    return ops.Queue(
-        res.engine, res.outbox, state.retry_backoff, max_deliveries=state.max_deliveries
-    )
+    return own(request).q  # the app's one `Queue`, shared with its NATS handlers
 
 
+Own = Annotated[ops.Own, Depends(own)]
 Q = Annotated[ops.Queue, Depends(queue)]
 CURSOR = r"^[0-9]{1,18}$"  # a `next_cursor`: a task's `seq`, which stays within a bigint
 tasks = APIRouter(prefix="/api/tasks", tags=["tasks"])
@@ -38,23 +40,15 @@ class Stats(Contract):
     queued_by_lane: dict[str, int]
 
 
-def task_limit(request: Request) -> int:
-    """`queue_max_task_bytes`, lowered to what NATS can carry (see `limits`)."""
-    res: Resources = request.app.state.resources
-    return limits.effective(request.app.state.max_task_bytes, res.nc.max_payload)
-
-
 @tasks.post("", status_code=status.HTTP_201_CREATED, responses=errors(409))
-async def submit_task(
-    body: SubmitTask, q: Q, who: Admin, limit: Annotated[int, Depends(task_limit)]
-) -> TaskView:
+async def submit_task(body: SubmitTask, own: Own, who: Admin) -> TaskView:
     """Submit a task. With `client_key`, a repeat returns the first task instead of a new one.
 
     Errors: 413 `body_too_large` / `task_too_large` (names the limit), 422 `invalid_field`
     (names the field), 409 `unknown_dependencies`, 503 `db_unavailable` (with `Retry-After`).
     """
-    limits.check_task(body, limit)
-    return await ops.submit_grouped(q, body, who.name)
+    limits.check_task(body, own.task_limit)
+    return await own.submit(body, who.name)
 
 
 @tasks.get("")
@@ -129,7 +123,7 @@ async def get_task(task_id: str, q: Q, who: Reader, request: Request) -> TaskVie
     if who.agent_id is not None:
         check_owned(who, (await ops.get(q, task_id)).assigned_to, _not_yours(task_id, who.agent_id))
     res: Resources = request.app.state.resources
-    return await waiting.get(q, res.nc, task_id, request.app.state.explain_timeout)
+    return await waiting.get(q, res.nc, task_id, own(request).explain_timeout)
 
 
 @tasks.get("/{task_id}/history", responses=errors(404))

@@ -1,16 +1,43 @@
 """The queue service as a `ServiceSpec`: what `agentcom_common.service` needs to run it."""
 
-import dataclasses
-from functools import partial
+import logging
 from pathlib import Path
 from typing import Final
 
 from fastapi import FastAPI
 
-from agentcom_common.service import ServiceSpec, create_app as build
+from agentcom_common.service import Loops, Resources, ServiceSpec, create_app as build_app
 from agentcom_common.settings import CommonSettings
-from agentcom_queue import __version__, api, handlers, meters, sweep, tables
+from agentcom_queue import __version__, api, direct, handlers, limits, meters, ops, sweep, tables
 from agentcom_queue.settings import QueueSettings
+
+log = logging.getLogger(__name__)
+
+
+async def build(settings: QueueSettings, res: Resources, loops: Loops) -> ops.Own:
+    """The queue's own state: one `ops.Queue` on the claim pool, for routes and handlers alike."""
+    claims = await direct.open_pool(res.settings)
+    loops.spawn("claim-pool", direct.hold(claims))
+    wanted = settings.queue_max_task_bytes
+    task_limit = limits.effective(wanted, res.nc.max_payload)
+    if task_limit < wanted:
+        log.warning(
+            "queue.max_task_bytes_lowered",
+            extra={"setting": wanted, "max_payload": res.nc.max_payload, "limit": task_limit},
+        )
+    q = ops.Queue(
+        res.engine,
+        res.outbox,
+        res.relay,
+        settings.queue_retry_backoff,
+        claims,
+        settings.queue_max_deliveries,
+    )
+    own = ops.Own(q, ops.SubmitGroup(), task_limit, settings.queue_explain_timeout)
+    await handlers.register(res, own)
+    sweep.start(loops, q, settings.queue_dependency_sweep)
+    return own
+
 
 SPEC: Final = ServiceSpec(
     name="queue",
@@ -19,30 +46,12 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
+    settings=QueueSettings,
+    build=build,
     routers=(api.tasks, api.repos),
     samplers=(meters.sampler,),
 )
 
 
 def create_app(settings: CommonSettings) -> FastAPI:
-    queue_settings = (
-        settings if isinstance(settings, QueueSettings) else QueueSettings(**settings.model_dump())
-    )
-    backoff = queue_settings.queue_retry_backoff
-    deliveries = queue_settings.queue_max_deliveries
-    max_task = queue_settings.queue_max_task_bytes
-    starters = (
-        partial(
-            handlers.register,
-            retry_backoff=backoff,
-            max_deliveries=deliveries,
-            max_task_bytes=max_task,
-        ),
-        partial(sweep.start, retry_backoff=backoff, every=queue_settings.queue_dependency_sweep),
-    )
-    app = build(dataclasses.replace(SPEC, starters=starters), settings)
-    app.state.retry_backoff = backoff
-    app.state.explain_timeout = queue_settings.queue_explain_timeout
-    app.state.max_deliveries = deliveries
-    app.state.max_task_bytes = max_task
-    return app
+    return build_app(SPEC, settings)

@@ -12,7 +12,6 @@ reply is cut off or cannot be sent go straight back to the queue (never stranded
 """
 
 import logging
-from datetime import timedelta
 
 from agentcom_common import micro
 from agentcom_common.contracts.task import (
@@ -35,8 +34,8 @@ from agentcom_common.contracts.task import (
     TaskList,
     TaskView,
 )
-from agentcom_common.service import Loops, Resources
-from agentcom_queue import direct, limits, ops
+from agentcom_common.service import Resources
+from agentcom_queue import limits, ops
 
 log = logging.getLogger(__name__)
 _UNDELIVERED = "the claim reply could not be delivered"
@@ -45,8 +44,8 @@ _UNDELIVERED = "the claim reply could not be delivered"
 class Rpc:
     """The endpoints' bodies: limits at the edge, then the op."""
 
-    def __init__(self, q: ops.Queue, budget: int, task_limit: int) -> None:
-        self.q, self.budget, self.task_limit = q, budget, task_limit
+    def __init__(self, own: ops.Own, budget: int) -> None:
+        self.own, self.q, self.budget, self.task_limit = own, own.q, budget, own.task_limit
 
     async def hand_back(self, tasks: list[TaskView], reason: str) -> None:
         for task in tasks:
@@ -55,7 +54,7 @@ class Rpc:
 
     async def submit(self, body: SubmitTask) -> TaskView:
         limits.check_task(body, self.task_limit)
-        return await ops.submit_grouped(self.q, body, "nats")
+        return await self.own.submit(body, "nats")
 
     async def submit_batch(self, body: SubmitTasks) -> SubmittedTasks:
         limits.check_tasks(list(body.tasks), self.task_limit)
@@ -155,25 +154,9 @@ class Rpc:
         return QueueStats(by_state=by_state, queued_by_lane=by_lane)
 
 
-async def register(
-    res: Resources,
-    loops: Loops,
-    *,
-    retry_backoff: timedelta,
-    max_deliveries: int = 20,
-    max_task_bytes: int = 256 * 1024,
-) -> None:
-    claims = await direct.open_pool(res.settings)
-    loops.spawn("claim-pool", direct.hold(claims))
-    budget = res.nc.max_payload
-    task_limit = limits.effective(max_task_bytes, budget)
-    if task_limit < max_task_bytes:
-        log.warning(
-            "queue.max_task_bytes_lowered",
-            extra={"setting": max_task_bytes, "max_payload": budget, "limit": task_limit},
-        )
-    q = ops.Queue(res.engine, res.outbox, retry_backoff, claims, max_deliveries)
-    rpc = Rpc(q, budget, task_limit)
+async def register(res: Resources, own: ops.Own) -> None:
+    """The queue's NATS endpoints, on the app's own `ops.Own` (the routes' too)."""
+    rpc = Rpc(own, res.nc.max_payload)
     depth = res.settings.json_max_depth
     group = res.group
     for name, handler in (

@@ -9,7 +9,7 @@ generation, `FOR UPDATE SKIP LOCKED` on the claim index's order. Event payloads 
 
 No `NOTIFY` here: notifying transactions commit one at a time on a database-wide lock, which
 made every batch wait for the previous one's WAL flush. The ops wake this process's relay
-after the commit (`outbox.wake_local`); other replicas' relays find the rows on their sweep.
+after the commit (the app's `Relay.wake()`); other replicas' relays find the rows on their sweep.
 
 Why it is this size (~600 lines): it holds one job, the hot path's statements, and most of its
 length is the SQL text of each (claim, claim for agents, submit, report, settle dependents,

@@ -14,7 +14,7 @@ import logging
 from datetime import timedelta
 from typing import Final
 
-from agentcom_common.service import Loops, Resources
+from agentcom_common.service import Loops
 from agentcom_queue import ops
 
 log = logging.getLogger(__name__)
@@ -23,10 +23,7 @@ BATCH: Final = 500  # tasks per transaction
 MAX_BATCHES: Final = 100  # per pass; the rest waits for the next one
 
 
-async def start(
-    res: Resources, loops: Loops, *, retry_backoff: timedelta, every: timedelta
-) -> None:
-    q = ops.Queue(res.engine, res.outbox, retry_backoff)
+def start(loops: Loops, q: ops.Queue, every: timedelta) -> None:
     loops.spawn("dependency-sweep", forever(q, every))
 
 

@@ -8,7 +8,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import Field
 
-from agentcom_common import auth, clock, subjects
+from agentcom_common import auth, clock, service, subjects
 from agentcom_common.contracts.agent import (
     AgentRegistered,
     AgentState,
@@ -44,8 +44,7 @@ stats = APIRouter(prefix="/api/scheduler", tags=["scheduler"], dependencies=[Dep
 
 
 def scheduler(request: Request) -> ops.Scheduler:
-    res: Resources = request.app.state.resources
-    return ops.Scheduler(res.engine, res.outbox)
+    return runtime(request).s  # the app's one, shared with its loops
 
 
 def _view(info: auth.TokenInfo) -> TokenView:
@@ -98,7 +97,7 @@ async def revoke_token(token_id: str, res: Res, who: Admin) -> TokenView:
 
 
 def runtime(request: Request) -> loops.Runtime:
-    return getattr(request.app.state, "runtime", None) or loops.Runtime()
+    return service.own(request, loops.Runtime)
 
 
 async def _ensure_consumer(js: JetStreamContext, agent_id: str) -> None:

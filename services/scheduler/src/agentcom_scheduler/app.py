@@ -1,6 +1,5 @@
 """The scheduler service as a `ServiceSpec`: what `agentcom_common.service` needs to run it."""
 
-import dataclasses
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -19,19 +18,12 @@ SPEC: Final = ServiceSpec(
     version=__version__,
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "migrations",
+    settings=SchedulerSettings,
+    build=loops.start,
     routers=(api.router, api.agents, api.stats),
     samplers=(partial(meters.sampler, lag=presence.report_lag),),
 )
 
 
 def create_app(settings: CommonSettings) -> FastAPI:
-    own = (
-        settings
-        if isinstance(settings, SchedulerSettings)
-        else SchedulerSettings.model_validate(settings.model_dump())
-    )
-    runtime = loops.Runtime.of(own)
-    starter = partial(loops.start, settings=own, runtime=runtime)
-    app = build(dataclasses.replace(SPEC, starters=(starter,)), settings)
-    app.state.runtime = runtime
-    return app
+    return build(SPEC, settings)

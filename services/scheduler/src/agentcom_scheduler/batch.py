@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common import clock, outbox, telemetry
 from agentcom_common.contracts.agent import AgentState, AgentTransition
-from agentcom_scheduler import ops, states, wakeups
+from agentcom_scheduler import ops, states
 from agentcom_scheduler.tables import agent_history
 
 
@@ -123,7 +123,7 @@ async def transition_many(
     if not done:
         return moved
     if any(m.target is AgentState.IDLE for m in done):  # again after the caller's commit
-        wakeups.matching(refresh=any(m.source is AgentState.OFFLINE for m in done))
+        s.wakeups.matching(refresh=any(m.source is AgentState.OFFLINE for m in done))
     await conn.execute(
         insert(agent_history),
         [

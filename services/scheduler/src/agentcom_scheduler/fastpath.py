@@ -10,7 +10,7 @@ rolls back as a whole), on a connection checked out once for the matcher's life.
 `assign` is `batch.transition_many` for idle -> assigned, spelled as one statement: the same
 guard (`states.sources`), the same history row, the same event payload (built by the contract
 in Python, stored only for the agents that moved). No NOTIFY: the caller wakes this process's
-relay after the statement (`outbox.wake_local`); other relays find the rows on their sweep.
+relay after the statement (`ops.Scheduler.relay`); other relays find the rows on their sweep.
 """
 
 import json

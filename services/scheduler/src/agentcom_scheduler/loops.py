@@ -20,14 +20,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Runtime:
-    """What the loops share with the HTTP routes of the same process (set at start)."""
+    """The scheduler's own state: what its loops share with its HTTP routes (built once per app
+    by `start`, the spec's builder; the callout is set when this app answers NATS logins)."""
 
+    s: ops.Scheduler
     limiter: limits.Limiter = field(default_factory=lambda: limits.Limiter(limits.DEFAULT_RATES))
     callout: credentials.Callout | None = None
 
     @classmethod
-    def of(cls, settings: SchedulerSettings) -> "Runtime":
+    def of(cls, settings: SchedulerSettings, s: ops.Scheduler) -> "Runtime":
         return cls(
+            s,
             limiter=limits.Limiter(
                 rates={
                     "light": settings.scheduler_rate_light,
@@ -37,7 +40,7 @@ class Runtime:
                 window=settings.scheduler_validation_window,
                 violation_limit=settings.scheduler_validation_limit,
                 cooldowns=settings.scheduler_validation_cooldowns,
-            )
+            ),
         )
 
     async def kick(self, agent_id: str) -> None:
@@ -50,10 +53,10 @@ class Runtime:
             log.exception("nats_login.kick_failed", extra={"agent_id": agent_id})
 
 
-async def start(
-    res: Resources, loops: Loops, *, settings: SchedulerSettings, runtime: Runtime
-) -> None:
-    s = ops.Scheduler(res.engine, res.outbox)
+async def start(settings: SchedulerSettings, res: Resources, loops: Loops) -> Runtime:
+    """Build the scheduler's own state and start its loops and NATS endpoints on it."""
+    s = ops.Scheduler(res.engine, res.outbox, res.relay)
+    runtime = Runtime.of(settings, s)
     await res.group.add_endpoint(
         name="explain", handler=micro.endpoint(ExplainWait, partial(explain.why_waiting, s))
     )
@@ -123,6 +126,7 @@ async def start(
             grace=settings.scheduler_deadline_grace,
         ),
     )
+    return runtime
 
 
 async def _register_agents(s: ops.Scheduler, res: Resources) -> None:

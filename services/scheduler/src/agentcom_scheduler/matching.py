@@ -20,11 +20,11 @@ from nats.js import JetStreamContext
 from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_common import cancelling, clock, messaging, micro, outbox, subjects, task_traces
+from agentcom_common import cancelling, clock, messaging, micro, subjects, task_traces
 from agentcom_common.contracts.agent import Assign
 from agentcom_common.contracts.task import ClaimedTasks, ClaimForAgents, RequeueTask, TaskView
 from agentcom_common.errors import AgentcomError
-from agentcom_scheduler import fastpath, ops, wakeups
+from agentcom_scheduler import fastpath, ops
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ async def _offer(
         for task in tasks
     ]
     moved = await fastpath.assign(raw, s.outbox.schema or "", moves)
-    outbox.wake_local(s.outbox)
+    s.relay.wake()
     moved_at = time.perf_counter()
     sent = [(task, move.deadline) for task, move in zip(tasks, moves, strict=True)]
     sent = [(task, deadline) for task, deadline in sent if task.assigned_to in moved]
@@ -254,7 +254,7 @@ async def match_forever(
     for subject in WAKE_SUBJECTS:
         await nc.subscribe(subject, cb=on_event)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed callbacks
     cache = IdleCache()
-    wakeups.register(wake, cache.stale)
+    s.wakeups.register(wake, cache.stale)
     sending: set[asyncio.Task[None]] = set()
     try:
         while True:
@@ -275,7 +275,7 @@ async def match_forever(
                 log.exception("matching.failed")
                 await _wait(wake, every)
     finally:
-        wakeups.unregister(wake)
+        s.wakeups.unregister(wake)
         for publishing in sending:
             publishing.cancel()
 

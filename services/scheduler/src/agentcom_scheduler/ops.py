@@ -1,7 +1,7 @@
 """Scheduler use cases, one transaction each; HTTP routes call these."""
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.js import JetStreamContext
 from sqlalchemy import Table
@@ -17,14 +17,20 @@ from agentcom_common.contracts.agent import (
     Restart,
 )
 from agentcom_common.errors import ConflictError, DuplicateError, NotFoundError
+from agentcom_common.outbox import Relay
 from agentcom_common.repos import repo_keys
 from agentcom_scheduler import names, store
+from agentcom_scheduler.wakeups import Wakeups
 
 
 @dataclass(frozen=True, slots=True)
 class Scheduler:
+    """What the use cases need; one per app (`app.build`), shared by routes and loops."""
+
     engine: AsyncEngine
     outbox: Table
+    relay: Relay  # woken after the commits that skip the NOTIFY (matching's offers)
+    wakeups: Wakeups = field(default_factory=Wakeups)
 
 
 def view(row: store.AgentRow) -> AgentView:

@@ -5,29 +5,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from agentcom_common import service
 from agentcom_common.contracts.health import HealingPage, HealthReport
 from agentcom_common.contracts.hub import HubHistoryPage, HubView
-from agentcom_common.service import Resources
 from agentcom_common.web import Admin, Viewer
 from agentcom_hubfsm.brain import ops
-from agentcom_hubfsm.contemplation import store as contemplation_store
-from agentcom_hubfsm.healing import store as healing_store
-from agentcom_hubfsm.improving import store as improving_store
+from agentcom_hubfsm.own import Own
 
 CURSOR = r"^[0-9]{1,18}$"
 
 
 def hub_of(request: Request) -> ops.Hub:
-    res: Resources = request.app.state.resources
-    settings = request.app.state.hub_settings
-    return ops.Hub(
-        res.engine,
-        request.app.state.brain_wake,
-        settings.hub_global_watchdog,
-        healing_store.Policy.of(settings),
-        contemplation_store.Pace.of(settings),
-        improving_store.Pace.of(settings),
-    )
+    return service.own(request, Own).hub
 
 
 H = Annotated[ops.Hub, Depends(hub_of)]

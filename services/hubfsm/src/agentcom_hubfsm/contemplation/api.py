@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from agentcom_common import service
 from agentcom_common.contracts.proposal import (
     AcceptProposal,
     ListProposals,
@@ -13,17 +14,16 @@ from agentcom_common.contracts.proposal import (
     RejectProposal,
 )
 from agentcom_common.openapi import errors
-from agentcom_common.service import Resources
 from agentcom_common.web import Admin, Viewer
 from agentcom_hubfsm.contemplation import ops
+from agentcom_hubfsm.own import Own
 
 PROPOSAL_ID = r"^prop-[0-9a-f]{16}$"
 CURSOR = r"^[0-9]{1,18}$"
 
 
 def proposals_of(request: Request) -> ops.Proposals:
-    res: Resources = request.app.state.resources
-    return ops.Proposals(res.engine, request.app.state.wake, request.app.state.brain_wake)
+    return service.own(request, Own).proposals
 
 
 P = Annotated[ops.Proposals, Depends(proposals_of)]

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from agentcom_common import service
 from agentcom_common.contracts.scan import (
     CyclePage,
     CycleView,
@@ -14,17 +15,16 @@ from agentcom_common.contracts.scan import (
     ListFindings,
 )
 from agentcom_common.openapi import errors
-from agentcom_common.service import Resources
 from agentcom_common.web import Viewer
 from agentcom_hubfsm.improving import ops
+from agentcom_hubfsm.own import Own
 
 FINDING_ID = r"^find-[0-9a-f]{16}$"
 CURSOR = r"^[0-9]{1,18}$"
 
 
 def findings_of(request: Request) -> ops.Findings:
-    res: Resources = request.app.state.resources
-    return ops.Findings(res.engine)
+    return service.own(request, Own).findings
 
 
 F = Annotated[ops.Findings, Depends(findings_of)]

@@ -5,9 +5,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from agentcom_common import service
 from agentcom_common.contracts.github import DeliveryPage, WebhookAnswer
 from agentcom_common.openapi import Problem
 from agentcom_common.web import Viewer
+from agentcom_hubfsm.own import Own
 from agentcom_hubfsm.webhooks import ops
 from agentcom_hubfsm.webhooks.hooks import Hooks
 
@@ -15,8 +17,7 @@ CURSOR = r"^[0-9]{1,18}$"
 
 
 def hooks_of(request: Request) -> Hooks:
-    hooks: Hooks = request.app.state.hooks
-    return hooks
+    return service.own(request, Own).hooks
 
 
 H = Annotated[Hooks, Depends(hooks_of)]

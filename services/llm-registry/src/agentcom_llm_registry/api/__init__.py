@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from agentcom_common import service
 from agentcom_llm_registry.ops import Llm
 
 
 def llm(request: Request) -> Llm:
-    return request.app.state.llm
+    return service.own(request, Llm)  # the app's own, built by `handlers.start`
 
 
 L = Annotated[Llm, Depends(llm)]

@@ -28,6 +28,7 @@ from agentcom_common.auth import Principal, Role
 from agentcom_common.contracts.llm import GOAL_ID_PATTERN, Routing
 from agentcom_common.errors import AgentcomError, ForbiddenError, InvalidError
 from agentcom_common.openapi import Problem
+from agentcom_common.service import own_of
 from agentcom_common.web import require
 from agentcom_llm_registry import providers
 from agentcom_llm_registry.api import L
@@ -423,7 +424,7 @@ class FastPath:
         try:
             principal = await state.verifier.verify(request.headers.get("authorization"))
             principal.require(Role.AGENT)
-            response = await route(request, state.llm, principal)
+            response = await route(request, own_of(scope["app"], Llm), principal)
         except AgentcomError as exc:
             response = (_openai_problem if route is openai_chat else _problem)(exc)
         except Exception:  # the app's handler would answer the same problem JSON

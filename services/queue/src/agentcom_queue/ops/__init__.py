@@ -13,10 +13,11 @@ from agentcom_queue.ops.manual import accept, cancel, retry_dead_letter
 from agentcom_queue.ops.outcomes import report, report_many, requeue
 from agentcom_queue.ops.reads import get, history, page, stats
 from agentcom_queue.ops.registry import add_repo, list_repos, pause_repo, remove_repo, reorder_repos
-from agentcom_queue.ops.submits import SubmitGroup, submit, submit_grouped, submit_many
+from agentcom_queue.ops.submits import Own, SubmitGroup, submit, submit_many
 
 __all__ = [
     "EVENT_OF",
+    "Own",
     "Queue",
     "SubmitGroup",
     "accept",
@@ -39,7 +40,6 @@ __all__ = [
     "retry_dead_letter",
     "stats",
     "submit",
-    "submit_grouped",
     "submit_many",
     "sweep_dependencies",
     "view",

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from agentcom_common import outbox, telemetry
+from agentcom_common import telemetry
 from agentcom_common.contracts.task import (
     TaskView,
 )
@@ -51,7 +51,7 @@ async def claim_many(
             )
     meters.time_claim("claim", time.perf_counter() - started, bool(rows))
     if rows:
-        outbox.wake_local(q.outbox)
+        q.relay.wake()
         meters.count_assigned(rows)
     return [view(row) for row in rows]
 
@@ -87,6 +87,6 @@ async def claim_for_agents(
             )
     meters.time_claim("claim_agents", time.perf_counter() - started, bool(rows))
     if rows:
-        outbox.wake_local(q.outbox)
+        q.relay.wake()
         meters.count_assigned(rows)
     return [view(row) for row in rows]

@@ -17,6 +17,7 @@ from agentcom_common.contracts.task import (
     TaskTransition,
     TaskView,
 )
+from agentcom_common.outbox import Relay
 from agentcom_common.repos import repo_key
 from agentcom_queue import store
 
@@ -51,11 +52,13 @@ def event_subject(source: TaskState | None, target: TaskState) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Queue:
-    """What the ops need: the engine, the outbox table, the retry backoff, the claim pool, the
-    cap on deliveries."""
+    """What the ops need: the engine, the outbox table and this app's relay, the retry backoff,
+    the claim pool, the cap on deliveries. One per app (`app.build`): routes, NATS handlers and
+    the sweep share it."""
 
     engine: AsyncEngine
     outbox: Table
+    relay: Relay  # woken after the commits that skip the NOTIFY
     retry_backoff: timedelta = timedelta(0)
     claims: Any = None  # an asyncpg pool for claims (`direct.ClaimPool`); None: the engine's
     max_deliveries: int = 20  # AGENTCOM_QUEUE_MAX_DELIVERIES

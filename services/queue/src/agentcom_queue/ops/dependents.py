@@ -5,7 +5,7 @@ in the caller's transaction, and the sweep that corrects what an event missed.
 from collections.abc import Sequence
 from typing import Any, Final
 
-from agentcom_common import outbox, telemetry
+from agentcom_common import telemetry
 from agentcom_queue import states, store_batch
 from agentcom_queue.ops.core import Queue, S
 
@@ -29,5 +29,5 @@ async def sweep_dependencies(q: Queue, limit: int) -> tuple[int, int, int]:
     async with q.engine.begin() as conn:
         counts = await store_batch.sweep_dependents(conn, limit, telemetry.inject_headers())
     if counts[1] or counts[2]:
-        outbox.wake_local(q.outbox)
+        q.relay.wake()
     return counts

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_common import clock, outbox, telemetry
+from agentcom_common import clock, telemetry
 from agentcom_common.contracts.task import (
     ReportOutcome,
     ReportTask,
@@ -279,7 +279,7 @@ async def _report_direct_one(q: Queue, msg: ReportTask, target: TaskState) -> Ta
                 await settle_dependents(driver, moved)
             meters.count_reported(moved)
         full = await store_batch.fetch_direct(driver, msg.task_id)
-    outbox.wake_local(q.outbox)
+    q.relay.wake()
     return view(full)
 
 
@@ -332,7 +332,7 @@ async def report_many(q: Queue, reports: list[ReportTask]) -> list[ReportOutcome
             await settle_dependents(conn, ended)  # once for the batch: kids locked in id order
             meters.count_reported(reported)
     if moves:
-        outbox.wake_local(q.outbox)
+        q.relay.wake()
     for move in moves:  # the lock makes this unreachable; kept so a guard miss is never silent
         if move["task_id"] not in results:
             results[move["task_id"]] = _outcome(

@@ -4,16 +4,16 @@ submits.
 
 import asyncio
 import secrets
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcom_common import outbox, task_traces, telemetry
+from agentcom_common import task_traces, telemetry
 from agentcom_common.contracts.task import (
     LANE_ORDER,
     SubmitTask,
@@ -151,7 +151,7 @@ async def _submit_rows(
     else:
         async with q.engine.begin() as conn:
             rows = await _submit_in(conn, tasks, deps_of, actor, full=full, causes=causes)
-    outbox.wake_local(q.outbox)
+    q.relay.wake()
     return rows
 
 
@@ -285,12 +285,16 @@ class SubmitGroup:
                 otel_context.detach(token)
 
 
-_groups: "weakref.WeakKeyDictionary[AsyncEngine, SubmitGroup]" = weakref.WeakKeyDictionary()
+@dataclass(frozen=True, slots=True)
+class Own:
+    """The queue's own state, built once per app (`app.build`) and shared by its routes, NATS
+    handlers and sweep: the one `Queue`, the group commit of single submits, the limits."""
 
+    q: Queue
+    submits: SubmitGroup
+    task_limit: int  # `queue_max_task_bytes`, lowered to what NATS can carry (`limits`)
+    explain_timeout: timedelta
 
-async def submit_grouped(q: Queue, task: SubmitTask, actor: str) -> TaskView:
-    """`submit` through the engine's `SubmitGroup`: concurrent single submits commit together."""
-    group = _groups.get(q.engine)
-    if group is None:
-        group = _groups[q.engine] = SubmitGroup()
-    return await group.submit(q, task, actor)
+    async def submit(self, task: SubmitTask, actor: str) -> TaskView:
+        """`submit` through the app's `SubmitGroup`: concurrent single submits commit together."""
+        return await self.submits.submit(self.q, task, actor)

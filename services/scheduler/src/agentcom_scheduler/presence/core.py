@@ -34,7 +34,7 @@ from agentcom_common.errors import (
     InvalidError,
     UnavailableError,
 )
-from agentcom_scheduler import limits, meters, ops, store, wakeups
+from agentcom_scheduler import limits, meters, ops, store
 
 log = logging.getLogger("agentcom_scheduler.presence")  # one name for all of presence
 
@@ -64,7 +64,7 @@ async def transition_if(
     )
     await outbox.add(conn, s.outbox, subject, change)
     if target is AgentState.IDLE:
-        wakeups.matching(refresh=source is AgentState.OFFLINE)
+        s.wakeups.matching(refresh=source is AgentState.OFFLINE)
     return True
 
 

@@ -12,13 +12,12 @@ from agentcom_scheduler.presence.core import Gate
 
 log = logging.getLogger("agentcom_scheduler.presence")  # one name for all of presence
 
-_cutoffs: set[asyncio.Future[None]] = set()  # counts and kicks under way (tasks need a reference)
-
 
 def violation(
     engine: AsyncEngine, gate: Gate, on_cutoff: Callable[[str], Awaitable[None]] | None
 ) -> Callable[[Msg], None]:
     """Count a refused report against its agent; too many cut it off (and kick it)."""
+    under_way: set[asyncio.Future[None]] = set()  # this consumer's counts (a task needs a ref)
 
     async def judge(speaker: str) -> None:
         limiter = gate.limiter
@@ -40,7 +39,7 @@ def violation(
         # NATS server's answer (a quarter second on a cluster), which the reports of other
         # agents must not wait for
         judging = asyncio.ensure_future(judge(msg.subject.split(".")[2]))
-        _cutoffs.add(judging)
-        judging.add_done_callback(_cutoffs.discard)
+        under_way.add(judging)
+        judging.add_done_callback(under_way.discard)
 
     return count

@@ -12,7 +12,7 @@ from agentcom_common.contracts.agent import (
     AgentState,
     Heartbeat,
 )
-from agentcom_scheduler import batch, ops, wakeups
+from agentcom_scheduler import batch, ops
 from agentcom_scheduler.limits import Tier
 from agentcom_scheduler.presence.core import Gate, resources_of, retry_all
 
@@ -108,4 +108,4 @@ async def follow_blocked(
             moves.append(batch.Move(agent, state, AgentState.IDLE, ready, subjects.AGENT_READY))
     if moves:
         await batch.transition_many(s, conn, moves)
-        wakeups.matching(refresh=True)
+        s.wakeups.matching(refresh=True)

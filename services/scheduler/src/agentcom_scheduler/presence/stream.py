@@ -28,7 +28,7 @@ from agentcom_common.contracts.task import (
 from agentcom_common.errors import (
     AgentcomError,
 )
-from agentcom_scheduler import batch, ops, wakeups
+from agentcom_scheduler import batch, ops
 from agentcom_scheduler.presence.core import (
     CONSUMER,
     REPORT,
@@ -318,7 +318,7 @@ async def _settle(
         log.exception("reports.outcomes_failed")
         await retry_all(settler, [m for r in rounds for m, _ in r])
         return
-    wakeups.matching()  # the agents that finished are idle now, committed
+    s.wakeups.matching()  # the agents that finished are idle now, committed
     for k, r in enumerate(rounds):
         if k >= len(answers):
             await retry_all(settler, [m for m, _ in r])
