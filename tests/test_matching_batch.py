@@ -1,12 +1,13 @@
 """Matching and reports in batches: one matching pass serves many agents alike, the best task
 to the longest idle, never one task to two agents; many agents' outcomes handled in one go.
 
-The scheduler's loops are not running here (its app is built without its starters): the test
+The scheduler's loops are not running here (its app is built without them): the test
 drives `matching.match_once` and the report batch itself, against a real queue service.
 """
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -22,22 +23,30 @@ from agentcom_common import micro, subjects
 from agentcom_common.contracts.agent import RegisterAgent
 from agentcom_common.contracts.task import SubmitTask, SubmitTasks, SubmittedTasks, TaskRef
 from agentcom_common.outbox import Relay
-from agentcom_common.service import create_app as build
+from agentcom_common.service import Loops, Resources, create_app as build
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually, running
 from agentcom_queue.app import create_app as queue_app
 from agentcom_scheduler import matching, ops, presence, tables
 from agentcom_scheduler.app import SPEC
+from agentcom_scheduler.loops import Runtime
+from agentcom_scheduler.settings import SchedulerSettings
 
 Json = dict[str, Any]
 LATER = timedelta(minutes=30)
 
 
+async def _no_loops(settings: SchedulerSettings, res: Resources, _loops: Loops) -> Runtime:
+    """The scheduler's own state without its loops: streams and schema, nothing matching."""
+    return Runtime.of(settings, ops.Scheduler(res.engine, res.outbox, res.relay))
+
+
 @pytest.fixture
 async def queue(settings: CommonSettings, admin_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    scheduler = build(dataclasses.replace(SPEC, build=_no_loops), settings)
     async with (
         running(queue_app(settings), "http://queue") as client,
-        running(build(SPEC, settings), "http://scheduler"),  # streams and schema, no loops
+        running(scheduler, "http://scheduler"),
     ):
         client.headers["Authorization"] = f"Bearer {admin_token}"
         yield client
