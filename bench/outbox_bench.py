@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import nats
@@ -70,8 +70,12 @@ RELAY_INTERVAL = timedelta(seconds=1)  # the services' default outbox_interval
 SAMPLE_EVERY = 0.02  # seconds between two backlog/lag samples
 CATCHUP_LIMIT = 120.0  # seconds a round waits for the relay before failing
 TRACE = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
-WAYS = ("a", "b")
-WAY_NAMES = {"a": "outbox table (today)", "b": "history as outbox"}
+WAYS = ("a", "b", "c")
+WAY_NAMES = {
+    "a": "outbox table (today)",
+    "b": "history as outbox",
+    "c": "history as outbox, lean",
+}
 
 progress = Console(stderr=True)
 
@@ -84,9 +88,10 @@ def _schema(way: str) -> str:
     return f"outbox_bench_{way}"
 
 
-def _fold_event_into_history(sql: str) -> str:
+def _fold_event_into_history(sql: str, *, lean: bool) -> str:
     """The queue's statement with its `ev` CTE (outbox insert) folded into `hist`: the history
-    row carries subject, payload and headers, in the outbox's order. Fails if the shape moved.
+    row carries subject, payload and headers (`lean`: subject and headers only; the relay builds
+    the payload), in the outbox's order. Fails if the statement's shape moved.
     """
     pattern = re.compile(
         r"INSERT INTO (\w+)\.task_history \(task_id, from_state, to_state, generation, reason,"
@@ -97,9 +102,14 @@ def _fold_event_into_history(sql: str) -> str:
 
     def folded(match: re.Match[str]) -> str:
         schema, hist, event, order = match.group(1, 2, 3, 4)
+        columns = "subject, payload, headers"
+        if lean:  # the event's select list is: subject, convert_to(...), headers (its own line)
+            subject, rest = event.split(",", 1)
+            event = f"{subject}, {rest.rsplit(chr(10), 1)[1].strip()}"
+            columns = "subject, headers"
         return (
             f"INSERT INTO {schema}.task_history (task_id, from_state, to_state, generation, "
-            f"reason, actor, subject, payload, headers)\n    SELECT {hist},\n    {event}\n"
+            f"reason, actor, {columns})\n    SELECT {hist},\n    {event}\n"
             f"    FROM moved m ORDER BY {order}\n)"
         )
 
@@ -125,8 +135,8 @@ class Statements:
 
         def sql(text: str, names: Sequence[str]) -> str:
             text = text.replace(f"{store_batch.SCHEMA}.", f"{schema}.")
-            if way == "b":
-                text = _fold_event_into_history(text)
+            if way != "a":
+                text = _fold_event_into_history(text, lean=way == "c")
             return store_batch.numbered(text, names)
 
         age = "extract(epoch FROM now() - min({}))::float8"
@@ -150,10 +160,28 @@ class Statements:
 
 
 def relay_table(way: str) -> SqlTable:
-    """The table the way's relay reads: the outbox (a) or the history (b)."""
+    """The table the way's relay reads: the outbox (a) or the history (b, c)."""
     if way == "a":
         return tables.outbox_table.to_metadata(MetaData(), schema=_schema(way))
     return SqlTable("task_history", MetaData(), schema=_schema(way))
+
+
+# (c): the payload of a history row's event, as `store_batch` builds it for the outbox; goal
+# and risk tier come from the task row (`_RISK_TIER`'s rule, read at publish time)
+_LEAN_PAYLOAD: Final = store_batch.event_sql(
+    task_id="h.task_id",
+    from_state="h.from_state",
+    to_state="h.to_state",
+    generation="h.generation",
+    reason="h.reason",
+    actor="h.actor",
+    goal_id="t.goal_id",
+    at=store_batch.at_sql("h.at"),
+    risk_tier="""CASE WHEN h.to_state IN ('completed', 'partial_pass')
+        AND t.result #>> '{delivery,risk,tier}' IN ('1', '2', '3')
+        AND jsonb_typeof(t.result #> '{delivery,risk,tier}') = 'number'
+        THEN (t.result #>> '{delivery,risk,tier}')::int END""",
+)
 
 
 class HistoryRelay(outbox.Relay):
@@ -161,17 +189,27 @@ class HistoryRelay(outbox.Relay):
 
     Same pass, batch, wake-ups, linger, sweep and periodic VACUUM as today's relay; only its
     two statements differ (the partial index `task_history_unpublished` serves the first).
+    `lean` (c): the row has no payload; the pass builds it from the row and its task.
     """
 
-    def __init__(self, engine: AsyncEngine, js: JetStreamContext, table: SqlTable) -> None:
+    def __init__(
+        self, engine: AsyncEngine, js: JetStreamContext, table: SqlTable, *, lean: bool
+    ) -> None:
         super().__init__(
             engine, js, table, interval=RELAY_INTERVAL, batch=RELAY_BATCH, linger=RELAY_LINGER
         )
         name = f"{table.schema}.{table.name}"
-        self._claim_sql = (
-            f"SELECT id, subject, payload, headers::text FROM {name} WHERE NOT published "
-            "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
-        )
+        if lean:
+            self._claim_sql = (
+                f"SELECT h.id, h.subject, {_LEAN_PAYLOAD}, h.headers::text FROM {name} h "
+                f"JOIN {table.schema}.tasks t ON t.id = h.task_id WHERE NOT h.published "
+                "ORDER BY h.id LIMIT $1 FOR UPDATE OF h SKIP LOCKED"
+            )
+        else:
+            self._claim_sql = (
+                f"SELECT id, subject, payload, headers::text FROM {name} WHERE NOT published "
+                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+            )
         self._forget_sql = f"UPDATE {name} SET published = true WHERE id = ANY($1::bigint[])"
 
 
@@ -181,12 +219,12 @@ def make_relay(way: str, engine: AsyncEngine, js: JetStreamContext) -> outbox.Re
         return outbox.Relay(
             engine, js, table, interval=RELAY_INTERVAL, batch=RELAY_BATCH, linger=RELAY_LINGER
         )
-    return HistoryRelay(engine, js, table)
+    return HistoryRelay(engine, js, table, lean=way == "c")
 
 
 async def create_schemas(engine: AsyncEngine) -> None:
-    """Both schemas from the queue's own table objects (`tables.py`), then (b)'s extra columns
-    and partial index; (b) has no outbox table."""
+    """The schemas from the queue's own table objects (`tables.py`), then (b)'s and (c)'s extra
+    columns and partial index; (b) and (c) have no outbox table."""
     for way in WAYS:
         schema = _schema(way)
         wanted = [tables.tasks, tables.task_deps, tables.task_history, tables.repos]
@@ -198,11 +236,11 @@ async def create_schemas(engine: AsyncEngine) -> None:
             await mapped.run_sync(
                 partial(tables.metadata.create_all, tables=wanted, checkfirst=False)
             )
-            if way == "b":
+            if way != "a":
+                payload = "ADD COLUMN payload bytea, " if way == "b" else ""
                 await conn.exec_driver_sql(
-                    f"ALTER TABLE {schema}.task_history ADD COLUMN subject text, "
-                    "ADD COLUMN payload bytea, ADD COLUMN headers json, "
-                    "ADD COLUMN published boolean NOT NULL DEFAULT false"
+                    f"ALTER TABLE {schema}.task_history ADD COLUMN subject text, {payload}"
+                    "ADD COLUMN headers json, ADD COLUMN published boolean NOT NULL DEFAULT false"
                 )
                 await conn.exec_driver_sql(
                     f"CREATE INDEX task_history_unpublished ON {schema}.task_history (id) "
@@ -233,6 +271,16 @@ async def prefill(db: Any, way: str, count: int) -> None:
             SELECT 'old-' || n, v.src, v.dst, v.gen, v.why, 'bench'
             FROM generate_series(1, $1) n, {moves} ORDER BY n""",
             count,
+        )
+    elif way == "c":
+        await db.execute(
+            f"""INSERT INTO {schema}.task_history (task_id, from_state, to_state, generation,
+                reason, actor, subject, headers, published)
+            SELECT 'old-' || n, v.src, v.dst, v.gen, v.why, 'bench',
+                'obxbench.old.task.' || v.dst, $2::json, true
+            FROM generate_series(1, $1) n, {moves} ORDER BY n""",
+            count,
+            json.dumps(TRACE),
         )
     else:
         payload = (
@@ -451,7 +499,7 @@ async def run_round(
 # the run
 
 
-COST_TABLES = (("a", "task_history"), ("a", "outbox"), ("b", "task_history"))
+COST_TABLES = (("a", "task_history"), ("a", "outbox"), ("b", "task_history"), ("c", "task_history"))
 COST_COLUMNS = ("n_tup_ins", "n_tup_upd", "n_tup_hot_upd", "n_tup_del", "n_dead_tup", "vacuums")
 
 
@@ -474,10 +522,11 @@ async def table_costs(db: Any) -> Json:
         figures[f"{prefix}_mb"] = await db.fetchval(size, relation) / 2**20
         await db.execute(f"VACUUM {relation}")
         figures[f"{prefix}_mb_after_vacuum"] = await db.fetchval(size, relation) / 2**20
-    index = f"{_schema('b')}.task_history_unpublished"
-    figures["b_unpublished_index_kb"] = (
-        await db.fetchval("SELECT pg_relation_size($1::regclass)", index) / 1024
-    )
+    for way in ("b", "c"):
+        index = f"{_schema(way)}.task_history_unpublished"
+        figures[f"{way}_unpublished_index_kb"] = (
+            await db.fetchval("SELECT pg_relation_size($1::regclass)", index) / 1024
+        )
     return figures
 
 
@@ -590,8 +639,9 @@ def summarize(cells: list[Cell], rounds: list[Json]) -> Json:
             for measure in MEASURES:
                 figures[f"{cell.key}_{way}_{measure}"] = statistics.median(r[measure] for r in mine)
             figures[f"{cell.key}_{way}_tasks_per_s_all"] = [round(r["tasks_per_s"]) for r in mine]
-        a, b = (figures[f"{cell.key}_{w}_tasks_per_s"] for w in WAYS)
-        figures[f"{cell.key}_ratio_b_over_a"] = b / a
+        a = figures[f"{cell.key}_a_tasks_per_s"]
+        for way in WAYS[1:]:
+            figures[f"{cell.key}_ratio_{way}_over_a"] = figures[f"{cell.key}_{way}_tasks_per_s"] / a
     return figures
 
 
@@ -613,18 +663,19 @@ def report(figures: Json, cells: Sequence[str]) -> None:
     table.add_column("measure (median of rounds)")
     for way in WAYS:
         table.add_column(f"{way}: {WAY_NAMES[way]}", justify="right")
-    table.add_column("b / a", justify="right")
+    table.add_column("b / a, c / a", justify="right")
     for key in cells:
         for measure in (*MEASURES, "tasks_per_s_all"):
             values = [figures[f"{key}_{way}_{measure}"] for way in WAYS]
             ratio = ""
             if measure == "tasks_per_s":
-                ratio = f"{figures[f'{key}_ratio_b_over_a']:.3f}"
+                ratio = ", ".join(f"{figures[f'{key}_ratio_{w}_over_a']:.3f}" for w in WAYS[1:])
             table.add_row(key if measure == MEASURES[0] else "", measure, *map(_fmt, values), ratio)
     Console(width=120).print(table)
     costs = Table(
-        title="what each way left in its tables at the end of the run (b's partial index "
-        f"task_history_unpublished: {figures['b_unpublished_index_kb']:,.0f} kB)"
+        title="what each way left in its tables at the end of the run (partial index "
+        f"task_history_unpublished: b {figures['b_unpublished_index_kb']:,.0f} kB, "
+        f"c {figures['c_unpublished_index_kb']:,.0f} kB)"
     )
     costs.add_column("table")
     for column in (*COST_COLUMNS, "mb", "mb_after_vacuum"):
@@ -654,17 +705,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None, help="rounds of each way (3)")
     parser.add_argument("--batches", type=_ints, default=[1, 100], help="tasks per statement")
     parser.add_argument("--workers", type=_ints, default=[1, 8], help="concurrent workers")
-    parser.add_argument("--tasks", type=int, default=None, help="tasks per round (2,000)")
+    parser.add_argument("--tasks", type=int, default=None, help="tasks per round (1,500)")
     parser.add_argument(
-        "--tasks-per-batch-1", type=int, default=None, help="tasks per round at batch 1 (300)"
+        "--tasks-per-batch-1", type=int, default=None, help="tasks per round at batch 1 (100)"
     )
     parser.add_argument(
-        "--history", type=int, default=None, help="completed tasks pre-filled (100,000)"
+        "--history", type=int, default=None, help="completed tasks pre-filled (20,000)"
     )
     parser.add_argument("--quick", action="store_true", help="1 round, few tasks, small history")
     args = parser.parse_args(argv)
     quick: bool = args.quick
-    defaults = (1, 200, 50, 1_000) if quick else (3, 2_000, 300, 100_000)
+    defaults = (1, 200, 40, 1_000) if quick else (3, 1_500, 100, 20_000)
     for name, default in zip(
         ("rounds", "tasks", "tasks_per_batch_1", "history"), defaults, strict=True
     ):
