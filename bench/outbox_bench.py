@@ -1,11 +1,11 @@
-"""Separate outbox against the task history as the queue's outbox: the full cycle, both ways.
+"""Separate outbox against the task history as the queue's outbox: the full cycle, each way.
 
     uv run python bench/outbox_bench.py                 # 3 rounds of each way per cell
     uv run python bench/outbox_bench.py --quick         # 1 round, fewer tasks (a smoke run)
     uv run python bench/outbox_bench.py --rounds 5 --batches 100 --workers 1,8
 
 Issue 16 asks whether the history could serve as the queue's outbox (no outbox insert and
-delete per event). Both ways run here, against real Postgres (durable, `fast=False`) and
+delete per event). The ways run here, against real Postgres (durable, `fast=False`) and
 JetStream, on the queue's own transition statements (`store_batch`'s submit, claim, lock and
 report, with `queue.` replaced by a scratch schema per way, so no service schema is touched):
 
@@ -18,6 +18,9 @@ report, with `queue.` replaced by a scratch schema per way, so no service schema
   order, publishes with the history id as `Nats-Msg-Id`, waits for the PubAcks and UPDATEs
   them to `published = true` in the same transaction. The statements are the queue's, with
   the `ev` CTE folded into `hist` (the bench fails if that shape is no longer found).
+- **c, history as outbox, lean**: as (b), but the history row carries only `subject` and
+  `headers`: the relay's pass builds each event's payload from the row and its task (the same
+  `event_sql`), so the row it rewrites on publish is small.
 
 A cell is (tasks per statement, concurrent workers). Each round of a way runs the issue's cycle
 in-process on an asyncpg pool, as the queue's direct path does: submit every task (B per
@@ -25,9 +28,9 @@ statement, W submitters), then W workers loop claim B -> lock + report completed
 transaction) until a claim finds nothing, waking the relay after each commit
 (`outbox.wake_local`, as the ops do). The round ends when every event is acked by JetStream
 and its row's delete/mark committed (backlog 0); the stream's message count is checked to
-have grown by exactly 3 per task. Ways alternate a/b, then b/a, round by round. Both schemas
+have grown by exactly 3 per task. Ways alternate a/b/c, then c/b/a, round by round. The schemas
 start with the same pre-filled history (`--history` completed tasks, 3 rows each), since the
-cost of (b) grows with the history (its vacuum and indexes) while the outbox stays small.
+cost of (b) and (c) grows with the history (its vacuum and indexes) while the outbox stays small.
 
 Prints a table, then one JSON object as the very last line of stdout.
 """
@@ -59,6 +62,7 @@ from sqlalchemy import MetaData, Table as SqlTable
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agentcom_common import embedded, outbox
+from agentcom_common.contracts.task import TaskTransition
 from agentcom_queue import direct, store_batch, tables
 
 Json = dict[str, Any]
@@ -476,6 +480,15 @@ async def run_round(
     events = await stream_messages(js) - before_msgs
     if events != 3 * cell.tasks:
         raise RuntimeError(f"{way}: JetStream stored {events} events for {cell.tasks} tasks")
+    for kind, state in (
+        ("submitted", "queued"),
+        ("assigned", "assigned"),
+        ("completed", "completed"),
+    ):
+        last = await js.get_last_msg(STREAM, f"{c.subject}.{kind}")  # each way's events are
+        event = TaskTransition.model_validate_json(last.data or b"")  # the contract's
+        if not event.task_id.startswith(f"{prefix}-") or event.to_state.value != state:
+            raise RuntimeError(f"{way}: unexpected {kind} event {event!r}")
     ages = sorted(lag.ages) or [0.0]
     used = queue_bench.cpu_per_task(cpu_before, cpu_after, cell.tasks, "cpu")
     return {
