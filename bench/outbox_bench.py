@@ -26,7 +26,7 @@ A cell is (tasks per statement, concurrent workers). Each round of a way runs th
 in-process on an asyncpg pool, as the queue's direct path does: submit every task (B per
 statement, W submitters), then W workers loop claim B -> lock + report completed (one
 transaction) until a claim finds nothing, waking the relay after each commit
-(`outbox.wake_local`, as the ops do). The round ends when every event is acked by JetStream
+(`Relay.wake()`, as the ops do). The round ends when every event is acked by JetStream
 and its row's delete/mark committed (backlog 0); the stream's message count is checked to
 have grown by exactly 3 per task. Ways alternate a/b/c, then c/b/a, round by round. The schemas
 start with the same pre-filled history (`--history` completed tasks, 3 rows each), since the
@@ -373,7 +373,7 @@ class Cycle:
     pool: Any
     stmts: Statements
     cell: Cell
-    table: SqlTable  # whose relay to wake after each commit
+    relay: outbox.Relay  # woken after each commit, as the ops wake their app's relay
     subject: str  # the events' subject prefix
     prefix: str  # of this round's task ids
     headers: str = json.dumps(TRACE)
@@ -392,7 +392,7 @@ async def submit_all(c: Cycle) -> None:
                 )
             if len(rows) != size:
                 raise RuntimeError(f"submitted {len(rows)} of {size}")
-            outbox.wake_local(c.table)
+            c.relay.wake()
 
     await asyncio.gather(*(submitter(w * c.cell.batch) for w in range(c.cell.workers)))
 
@@ -417,7 +417,7 @@ async def complete(c: Cycle, agent: str, claimed: Sequence[Any]) -> int:
             for task_id in ids
         ]
         moved = await conn.fetch(c.stmts.report, json.dumps(moves), c.headers)
-    outbox.wake_local(c.table)
+    c.relay.wake()
     if len(moved) != len(ids):
         raise RuntimeError(f"reported {len(moved)} of {len(ids)}")
     return len(moved)
@@ -433,7 +433,7 @@ async def drain(c: Cycle) -> int:
                 claimed = await conn.fetch(
                     c.stmts.claim, agent, [], [], c.cell.batch, c.headers, f"{c.subject}.assigned"
                 )
-            outbox.wake_local(c.table)
+            c.relay.wake()
             if not claimed:
                 return done
             done += await complete(c, agent, claimed)
@@ -447,13 +447,14 @@ async def run_round(
     db: Any,
     js: JetStreamContext,
     way: str,
+    relay: outbox.Relay,
     cell: Cell,
     prefix: str,
     cpu: Callable[[], dict[str, float]],
 ) -> Json:
     """One round of the cycle for one way; returns its figures."""
     stmts = Statements.of(way)
-    c = Cycle(pool, stmts, cell, relay_table(way), f"obxbench.{way}.task", prefix)
+    c = Cycle(pool, stmts, cell, relay, f"obxbench.{way}.task", prefix)
     before_msgs = await stream_messages(js)
     wal_before = await db.fetchval("SELECT pg_current_wal_lsn()")
     lag = Lag()
@@ -606,7 +607,9 @@ async def run(srv: queue_bench.Servers, args: argparse.Namespace) -> Json:
                     order = WAYS if r % 2 == 0 else WAYS[::-1]
                     for way in order:
                         n += 1
-                        result = await run_round(layout, pool, db, js, way, cell, f"r{n}", cpu)
+                        result = await run_round(
+                            layout, pool, db, js, way, relays[way], cell, f"r{n}", cpu
+                        )
                         result["round"] = r
                         rounds.append(result)
                         progress.log(
