@@ -9,6 +9,11 @@ failed or not, which `agentcom status` shows.
 A restore checks the file with `pg_restore --list` first, then drops our schemas and loads the
 dump in ONE transaction (`psql --single-transaction`): a dump that fails halfway leaves the
 database as it was.
+
+It runs past 400 lines because it is one job, the life of a dump file: taken, kept, recorded,
+listed, checked and loaded back. Taking and restoring share the pg tools found (`tool`), the
+libpq environment (`libpq`) and the runner that turns their failures into `BackupError`
+(`_run`); split, those would be shared across modules for no gain.
 """
 
 import asyncio

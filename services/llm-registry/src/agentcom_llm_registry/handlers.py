@@ -19,7 +19,7 @@ from agentcom_common.contracts.llm import (
     TierFallback,
 )
 from agentcom_common.service import Loops, Resources
-from agentcom_llm_registry import meters
+from agentcom_llm_registry import fallbacks, health, heartbeats, meters
 from agentcom_llm_registry.budgets import Who
 from agentcom_llm_registry.ops import Llm
 from agentcom_llm_registry.registry import Endpoint
@@ -34,7 +34,7 @@ async def chat(s: Llm, req: ChatRequest) -> ChatReply:
     call = Call(list(req.messages), list(req.tools) if req.tools else None, dict(req.options))
     began = time.perf_counter()
     # only services reach this subject: the call is the hub's, paid by its current state
-    who = Who(req.caller, f"hub:{s.hub_state}", goal_id=req.goal_id)
+    who = Who(req.caller, f"hub:{s.hub.state}", goal_id=req.goal_id)
     reply, routing = await s.gateway.chat(call, req.model, req.tier, who)
     return ChatReply(
         content=reply.content,
@@ -80,12 +80,12 @@ def endpoints(s: Llm) -> EndpointList:
 async def check(s: Llm, req: CheckEndpoint) -> EndpointHealth:
     """A health check now (as `POST /api/llm/endpoints/{id}/check`)."""
     endpoint = s.find(req.endpoint_id)
-    await s.check(endpoint)
+    await health.check(s, endpoint)
     return health_of(s, endpoint)
 
 
 async def fallback(s: Llm, req: RouteFallback) -> TierFallback:
-    done = await s.fall_back(req.tier, req.seconds, req.reason)
+    done = await fallbacks.fall_back(s, req.tier, req.seconds, req.reason)
     classes, until = done.classes, done.until
     log.warning(
         "tier.fallback" if until else "tier.fallback_ended",
@@ -113,13 +113,13 @@ def starter(
     async def start(res: Resources, loops: Loops) -> None:
         s = Llm(settings, res.engine, res.outbox)
         await s.start()
-        await s.follow_hub_state(res.nc, res.js)
-        await s.follow_fallbacks(res.nc)
+        await s.hub.follow(res.nc, res.js)
+        await fallbacks.follow(s, res.nc)
         publish(s)
         loops.spawn("llm-lifetime", _lifetime(s))
         loops.spawn("llm-ledger", s.ledger.run())
-        loops.spawn("llm-health", s.health_forever())
-        loops.spawn("llm-heartbeats", s.consume_heartbeats(res.js))
+        loops.spawn("llm-health", health.check_forever(s))
+        loops.spawn("llm-heartbeats", heartbeats.consume(s, res.js))
         every = res.settings.metrics_sample_interval
         loops.spawn(
             "llm-metrics",

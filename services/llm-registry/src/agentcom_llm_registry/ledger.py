@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import clock, outbox, prices, subjects
 from agentcom_common.contracts.llm import Routing
-from agentcom_llm_registry import meters, tables
+from agentcom_llm_registry import meters, store, tables
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,13 @@ class Ledger:
                 path.unlink(missing_ok=True)
             self._unflushed.clear()
             return len(rows)
+
+    async def costs(self, since: datetime, group_by: str) -> list[Any]:
+        """The calls since `since`, summed per `group_by` (`store.cost_summary`), after a flush
+        so the newest calls count."""
+        await self.flush()
+        async with self.engine.connect() as conn:
+            return await store.cost_summary(conn, since, group_by)
 
     def _rotate(self) -> Path | None:
         if self._journal is None:

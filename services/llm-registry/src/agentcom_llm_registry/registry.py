@@ -136,7 +136,7 @@ class Registry:
         self._picks = itertools.count(1)
         # tier -> its fallback: its calls start at the next tier's classes until then (the
         # hub's healing, when every endpoint of the tier stayed dead); Postgres holds them for
-        # every replica (`Llm.fall_back`, `Llm.reload`), this is the call path's copy
+        # every replica (`fallbacks.fall_back`, `Llm.reload`), this is the call path's copy
         self.fallbacks: dict[str, Fallback] = {}
 
     def put(self, endpoint: Endpoint) -> Endpoint:

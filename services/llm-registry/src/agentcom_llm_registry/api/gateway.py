@@ -121,7 +121,7 @@ def _who(request: Request, principal: Principal, s: Llm) -> tuple[Who, str | Non
             "X-Agentcom-Goal: must be 1-64 letters, digits, '_', '.', ':' or '-'",
             field="X-Agentcom-Goal",
         )
-    return Who(principal.name, f"hub:{s.hub_state}", goal_id=goal), headers.get(TIER)
+    return Who(principal.name, f"hub:{s.hub.state}", goal_id=goal), headers.get(TIER)
 
 
 def _problem(exc: AgentcomError) -> Response:

@@ -9,6 +9,7 @@ from agentcom_common import clock
 from agentcom_common.contracts.llm import Routing
 from agentcom_common.openapi import errors
 from agentcom_common.web import Admin, Reader, Viewer
+from agentcom_llm_registry import health, heartbeats
 from agentcom_llm_registry.api import L
 from agentcom_llm_registry.gateway import resolve
 from agentcom_llm_registry.views import (
@@ -61,14 +62,14 @@ async def share_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
 
     Errors: 404 `endpoint_not_found`, 409 `not_learnt` (added by hand: shared already).
     """
-    return s.view(await s.share(endpoint_id))
+    return s.view(await heartbeats.share(s, endpoint_id))
 
 
 @routes.post("/endpoints/{endpoint_id}/check", responses=errors(404))
 async def check_endpoint(endpoint_id: str, s: L, _who: Admin) -> EndpointView:
     """Run a health check and model discovery now. Errors: 404 `endpoint_not_found`."""
     endpoint = s.find(endpoint_id)
-    await s.check(endpoint)
+    await health.check(s, endpoint)
     return s.view(endpoint)
 
 
@@ -100,7 +101,7 @@ async def costs(
 ) -> Costs:
     """Calls, failures, tokens, time and USD over the last `hours`, grouped; plus budget use."""
     since = clock.now() - timedelta(hours=hours)
-    rows = await s.costs(since, group_by)
+    rows = await s.ledger.costs(since, group_by)
     return Costs(
         since=since.isoformat(),
         group_by=group_by,
