@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import auth, subjects
 from agentcom_common.contracts.system import ServiceStarted
-from agentcom_common.service import AnySpec, ServiceSpec
-from agentcom_common.testing import NatsServer, eventually
+from agentcom_common.service import AnySpec, ServiceSpec, create_app, own_of
+from agentcom_common.settings import CommonSettings
+from agentcom_common.testing import NatsServer, eventually, running
 
 RunService = Callable[[AnySpec], AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -183,3 +184,20 @@ async def test_the_api_docs_page_works_without_internet(queue: httpx.AsyncClient
             served = await queue.get(asset)
             assert served.status_code == 200, asset
             assert len(served.content) > 10_000, asset  # the real bundle, not a stub
+
+
+async def test_two_apps_of_one_service_in_one_process_share_no_state(
+    settings: CommonSettings,
+) -> None:
+    """Two replicas in one process (as the tests run them) each build their own state (the
+    queue's ops, submit group, limits) and their own relay, which their commits wake."""
+    spec = _spec("queue")
+    first, second = create_app(spec, settings), create_app(spec, settings)
+    async with running(first, "http://a"), running(second, "http://b"):
+        mine, theirs = own_of(first, object), own_of(second, object)
+        assert mine is not theirs
+        assert type(mine) is type(theirs)
+        relays = {id(app.state.resources.relay) for app in (first, second)}
+        assert len(relays) == 2
+        with pytest.raises(RuntimeError, match="not ServiceStarted"):
+            own_of(first, ServiceStarted)  # a route asking for the wrong type is told so
