@@ -29,6 +29,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import nats.errors
+import nats.js.errors
+import stamina
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -132,10 +135,38 @@ async def subscribe(
     new_only: bool = False,
 ) -> JetStreamContext.PullSubscription:
     """Create the durable, or bring an existing one to `policy` (a durable made before had no
-    bound on deliveries), and bind a pull subscription to it."""
+    bound on deliveries), and bind a pull subscription to it.
+
+    Tried again until it works when NATS does not answer (reconnecting, the JetStream API
+    timing out on a busy host, no meta leader yet on a cluster): a consumer loop that ended on
+    its first request read nothing for the life of the process (a CI run's scheduler never
+    read a report again). A refusal of the config itself is raised at once."""
     config = policy.config(durable, subject, new_only=new_only)
-    await js.add_consumer(stream, config=config)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed **params; create or update
-    return await js.pull_subscribe_bind(durable=durable, stream=stream)
+    async for attempt in stamina.retry_context(
+        on=_UNANSWERED, attempts=None, timeout=None, wait_initial=0.2, wait_max=5.0
+    ):
+        with attempt:
+            try:
+                await js.add_consumer(stream, config=config)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed **params; create or update
+                return await js.pull_subscribe_bind(durable=durable, stream=stream)
+            except _UNANSWERED as exc:
+                log.warning(
+                    "consumer.subscribe_failed",
+                    extra={"consumer": durable, "error": type(exc).__name__},
+                )
+                raise
+    raise AssertionError("unreachable: stamina retries without an end")
+
+
+_UNANSWERED: tuple[type[Exception], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.js.errors.ServiceUnavailableError,
+    OSError,
+)
+"""What NATS answers (or fails to) while it is away or busy: worth asking again."""
 
 
 async def consume(
