@@ -20,6 +20,7 @@ from agentcom_common.contracts.llm import (
     RouteFallback,
     TierFallback,
 )
+from agentcom_common.contracts.task import Tier
 from agentcom_common.errors import ConflictError, NotFoundError
 from agentcom_common.testing import eventually
 from agentcom_llm_registry.settings import LlmSettings
@@ -57,7 +58,7 @@ async def test_endpoints_by_tier_a_probe_now_and_a_tier_routed_to_its_fallback(
 
     assert await routed_to(api, "trivial") == "s"
     moved = await micro.call(
-        nc, "llm", "fallback", RouteFallback(tier="trivial", seconds=60), TierFallback
+        nc, "llm", "fallback", RouteFallback(tier=Tier.TRIVIAL, seconds=60), TierFallback
     )
     assert (moved.classes, moved.until is not None) == (["big"], True)
     assert await routed_to(api, "trivial") == "b"
@@ -66,10 +67,12 @@ async def test_endpoints_by_tier_a_probe_now_and_a_tier_routed_to_its_fallback(
 
     with pytest.raises(ConflictError) as top:
         await micro.call(
-            nc, "llm", "fallback", RouteFallback(tier="complex", seconds=60), TierFallback
+            nc, "llm", "fallback", RouteFallback(tier=Tier.COMPLEX, seconds=60), TierFallback
         )
     assert top.value.code == "no_fallback"
-    await micro.call(nc, "llm", "fallback", RouteFallback(tier="trivial", seconds=0), TierFallback)
+    await micro.call(
+        nc, "llm", "fallback", RouteFallback(tier=Tier.TRIVIAL, seconds=0), TierFallback
+    )
     assert await routed_to(api, "trivial") == "s"
 
     small.health_status = 500  # a probe now sees it, whatever the health loop's timing
@@ -119,7 +122,7 @@ async def test_a_fallback_is_shared_by_every_replica_survives_restarts_and_expir
         await eventually(ready, timeout=30)
         # whichever replica answers the RPC, both route the tier one up
         await micro.call(
-            nc, "llm", "fallback", RouteFallback(tier="trivial", seconds=60), TierFallback
+            nc, "llm", "fallback", RouteFallback(tier=Tier.TRIVIAL, seconds=60), TierFallback
         )
         for client in (api, second):
 
@@ -139,7 +142,7 @@ async def test_a_fallback_is_shared_by_every_replica_survives_restarts_and_expir
 
         # a short one replaces it; each replica ends it when the database's clock says so
         short = await micro.call(
-            nc, "llm", "fallback", RouteFallback(tier="trivial", seconds=1), TierFallback
+            nc, "llm", "fallback", RouteFallback(tier=Tier.TRIVIAL, seconds=1), TierFallback
         )
         assert short.until is not None
         for client in (api, third):

@@ -34,7 +34,7 @@ async def limited(request: Request, who: CurrentPrincipal, res: Res) -> None:
     if who.role is not auth.Role.AGENT:
         return
     agent_id = who.name.removeprefix("agent ")
-    tier: limits.Tier = "light" if request.method == "GET" else "normal"
+    tier: limits.RateClass = "light" if request.method == "GET" else "normal"
     await runtime(request).limiter.check(res.engine, agent_id, tier)
 
 
@@ -252,12 +252,12 @@ async def set_rate_limits(
     """Override an agent's per-minute rates (an empty body goes back to the defaults).
     Stored in Postgres: every scheduler replica applies it, from a full bucket. Errors: 404 `agent_not_found`, 422."""
     await ops.get(scheduler(request), agent_id)
-    given: dict[limits.Tier, int | None] = {
+    given: dict[limits.RateClass, int | None] = {
         "light": body.light,
         "normal": body.normal,
         "heavy": body.heavy,
     }
-    chosen: dict[limits.Tier, int] = {
+    chosen: dict[limits.RateClass, int] = {
         tier: value for tier, value in given.items() if value is not None
     }
     await runtime(request).limiter.set_override(res.engine, agent_id, chosen)

@@ -34,10 +34,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agentcom_common.errors import TooManyRequestsError
 from agentcom_scheduler import store_limits
 
-Tier = Literal["light", "normal", "heavy"]
-TIERS: tuple[Tier, ...] = ("light", "normal", "heavy")
+RateClass = Literal["light", "normal", "heavy"]
+"""Which of an agent's rate budgets a request or report draws on (not a model `Tier`)."""
+RATE_CLASSES: tuple[RateClass, ...] = ("light", "normal", "heavy")
 
-REPORT_TIER: dict[str, Tier | None] = {
+REPORT_CLASS: dict[str, RateClass | None] = {
     "heartbeat": "light",
     "progress": "normal",
     "tool_call": "normal",
@@ -45,8 +46,8 @@ REPORT_TIER: dict[str, Tier | None] = {
     "restarting": "normal",
     "hello": "heavy",
 }
-"""Tier of each report kind; outcomes are absent (never limited)."""
-DEFAULT_RATES: dict[Tier, int] = {"light": 120, "normal": 60, "heavy": 10}
+"""The rate class of each report kind; outcomes are absent (never limited)."""
+DEFAULT_RATES: dict[RateClass, int] = {"light": 120, "normal": 60, "heavy": 10}
 
 
 class RateLimitedError(TooManyRequestsError):
@@ -67,7 +68,7 @@ class Rates:
 class Limiter:
     """The settings of the limits; the state is in Postgres, reached through `engine`."""
 
-    rates: dict[Tier, int]
+    rates: dict[RateClass, int]
     window: timedelta = timedelta(minutes=1)
     violation_limit: int = 10
     cooldowns: Sequence[timedelta] = (
@@ -79,15 +80,15 @@ class Limiter:
     """Takes refused by this process, by tier (a per-replica count, as metrics are)."""
 
     async def take_many(
-        self, engine: AsyncEngine, wanted: dict[tuple[str, Tier], int]
-    ) -> dict[tuple[str, Tier], int]:
+        self, engine: AsyncEngine, wanted: dict[tuple[str, RateClass], int]
+    ) -> dict[tuple[str, RateClass], int]:
         """Take `wanted[(agent, tier)]` tokens each, in one statement; how many each got."""
         if not wanted:
             return {}
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             rows = await store_limits.take(conn, _plain_keys(wanted), _plain(self.rates))
-        got: dict[tuple[str, Tier], int] = dict.fromkeys(wanted, 0)
+        got: dict[tuple[str, RateClass], int] = dict.fromkeys(wanted, 0)
         for row in rows:
             got[(row.agent_id, row.tier)] = int(row.granted)
         for key, n in wanted.items():
@@ -95,7 +96,7 @@ class Limiter:
                 self.dropped[key[1]] = self.dropped.get(key[1], 0) + short
         return got
 
-    async def take(self, engine: AsyncEngine, agent_id: str, tier: Tier) -> float:
+    async def take(self, engine: AsyncEngine, agent_id: str, tier: RateClass) -> float:
         """Take one token: 0 when allowed, else seconds until one is there."""
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -105,7 +106,7 @@ class Limiter:
         self.dropped[tier] = self.dropped.get(tier, 0) + 1
         return max(1e-3, (1 - float(row.tokens)) / (float(row.per_minute) / 60.0))
 
-    async def check(self, engine: AsyncEngine, agent_id: str, tier: Tier) -> None:
+    async def check(self, engine: AsyncEngine, agent_id: str, tier: RateClass) -> None:
         """Raise 429 when the agent's bucket for `tier` is empty."""
         wait = await self.take(engine, agent_id, tier)
         if wait:
@@ -120,14 +121,14 @@ class Limiter:
         async with engine.connect() as conn:
             row = await store_limits.fetch_override(conn, agent_id)
 
-        def rate(tier: Tier) -> int:
+        def rate(tier: RateClass) -> int:
             value = None if row is None else getattr(row, tier)
             return self.rates[tier] if value is None else int(value)
 
         return Rates(rate("light"), rate("normal"), rate("heavy"), row is not None)
 
     async def set_override(
-        self, engine: AsyncEngine, agent_id: str, rates: dict[Tier, int]
+        self, engine: AsyncEngine, agent_id: str, rates: dict[RateClass, int]
     ) -> None:
         """Admin override of an agent's per-minute rates (an empty dict clears it); the new
         rate applies from a full bucket."""
@@ -150,9 +151,9 @@ class Limiter:
             return await store_limits.blocked(conn, sorted(set(agents)))
 
 
-def _plain(rates: dict[Tier, int]) -> dict[str, int]:
+def _plain(rates: dict[RateClass, int]) -> dict[str, int]:
     return {str(tier): n for tier, n in rates.items()}
 
 
-def _plain_keys(wanted: dict[tuple[str, Tier], int]) -> dict[tuple[str, str], int]:
+def _plain_keys(wanted: dict[tuple[str, RateClass], int]) -> dict[tuple[str, str], int]:
     return {(agent, str(tier)): n for (agent, tier), n in wanted.items()}

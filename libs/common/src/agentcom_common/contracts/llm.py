@@ -1,13 +1,13 @@
 """LLM registry contracts: endpoint events, routing decisions and the chat RPC."""
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
 from agentcom_common.contracts.base import Contract, Request
+from agentcom_common.contracts.task import Tier  # one model tier, for tasks and calls alike
 
-Tier = Literal["trivial", "standard", "complex"]
 GOAL_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"  # a goal named to the gateway (HTTP header, NATS)
 GoalId = Annotated[str, StringConstraints(pattern=GOAL_ID_PATTERN)]
 

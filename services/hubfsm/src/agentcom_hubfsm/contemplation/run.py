@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common.contracts.hub import HubState
 from agentcom_common.contracts.llm import ChatReply, ChatRequest
+from agentcom_common.contracts.task import Tier
 from agentcom_common.errors import AgentcomError
 from agentcom_hubfsm.brain import store as brain_store
 from agentcom_hubfsm.contemplation import context, prompt, reply, store
@@ -84,7 +85,7 @@ class Contemplator:
             answer = await self.chat(
                 ChatRequest(
                     messages=prompt.messages(ctx, limit),
-                    tier="standard",
+                    tier=Tier.STANDARD,
                     caller=CALLER,
                     options={"max_tokens": 4096, "temperature": 0.4},
                 )

@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
-from agentcom_common.contracts.llm import ChatReply, ChatRequest, Tier
+from agentcom_common.contracts.llm import ChatReply, ChatRequest
 from agentcom_common.contracts.plan import Plan
+from agentcom_common.contracts.task import Tier
 from agentcom_hubfsm.goals import plan as plans, planparse, planprompt
 from agentcom_hubfsm.goals.planprompt import Format, GoalBrief
 from agentcom_hubfsm.repocache import RepoCache, Snapshot
@@ -88,7 +89,7 @@ async def make_plan(
     goal: GoalBrief,
     repo: Snapshot,
     *,
-    tier: Tier = "standard",
+    tier: Tier = Tier.STANDARD,
     max_tokens: int = 8192,
     temperature: float = 0.2,
     fmt: Format = "json",
@@ -127,7 +128,7 @@ async def plan_goal(
     cache: RepoCache,
     goal: GoalBrief,
     *,
-    tier: Tier = "standard",
+    tier: Tier = Tier.STANDARD,
     max_tokens: int = 8192,
     fmt: Format = "json",
 ) -> PlanOutcome:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from agentcom_common.contracts.llm import ChatReply, ChatRequest
+from agentcom_common.contracts.task import Tier
 from agentcom_hubfsm.goals import planparse
 
 Chat = Callable[[ChatRequest], Awaitable[ChatReply]]
@@ -142,7 +143,7 @@ async def judge(
         reply = await chat(
             ChatRequest(
                 messages=conversation,
-                tier="standard",
+                tier=Tier.STANDARD,
                 caller=CALLER,
                 goal_id=goal_id,
                 options={"temperature": 0},

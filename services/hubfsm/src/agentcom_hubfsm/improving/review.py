@@ -31,6 +31,7 @@ from agentcom_common.contracts.scan import (
     fingerprint,
     normal_file,
 )
+from agentcom_common.contracts.task import Tier
 from agentcom_common.errors import AgentcomError, TooManyRequestsError
 from agentcom_hubfsm.repocache import RepoCache
 
@@ -179,7 +180,7 @@ class Reviewer:
                         {"role": "system", "content": SYSTEM.format(limit=self.limit)},
                         {"role": "user", "content": prompt},
                     ],
-                    tier="standard",
+                    tier=Tier.STANDARD,
                     caller=CALLER,
                     options={"max_tokens": 4096, "temperature": 0.2},
                 )

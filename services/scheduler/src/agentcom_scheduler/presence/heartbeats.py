@@ -13,7 +13,7 @@ from agentcom_common.contracts.agent import (
     Heartbeat,
 )
 from agentcom_scheduler import batch, ops
-from agentcom_scheduler.limits import Tier
+from agentcom_scheduler.limits import RateClass
 from agentcom_scheduler.presence.core import Gate, resources_of, retry_all
 
 log = logging.getLogger("agentcom_scheduler.presence")  # one name for all of presence
@@ -40,7 +40,7 @@ async def counted_beats(s: ops.Scheduler, gate: Gate, beats: list[Heartbeat]) ->
     over the rate."""
     if gate.limiter is None:
         return beats
-    wanted: dict[tuple[str, Tier], int] = {}
+    wanted: dict[tuple[str, RateClass], int] = {}
     for b in beats:
         wanted[(b.agent_id, "light")] = wanted.get((b.agent_id, "light"), 0) + 1
     left = await gate.limiter.take_many(s.engine, wanted)

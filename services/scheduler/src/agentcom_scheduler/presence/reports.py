@@ -64,7 +64,7 @@ async def on_report(
     gate = gate or Gate()
     speaker = subject.split(".")[2]
     report = parse(speaker, data)
-    tier = limits.REPORT_TIER.get(report.kind)
+    tier = limits.REPORT_CLASS.get(report.kind)
     limiter = gate.limiter
     if tier is not None and limiter is not None and await limiter.take(s.engine, speaker, tier):
         log.warning("report.rate_limited", extra={"agent_id": speaker, "kind": report.kind})
