@@ -141,8 +141,9 @@ async def test_prometheus_metrics(stack: Stack, anonymous: httpx.AsyncClient) ->
     await stack.submit(priority="high")
 
     async def scraped() -> None:
-        # all in the wait: the snapshot's depth, the event's arrival through JetStream and the
-        # first sample of the outbox gauge come by three paths, in any order on a busy host
+        # all in the wait: the event's count comes through JetStream and the outbox gauge with
+        # its first sample, each in its own time (the depth and the state count come from one
+        # queue statement, `store.count_by`, so they agree)
         text = (await anonymous.get("/metrics")).text
         assert 'agentcom_queue_depth{lane="high"} 1' in text
         assert "# TYPE agentcom_tasks gauge" in text

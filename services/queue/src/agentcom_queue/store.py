@@ -153,13 +153,19 @@ async def page(
 
 
 async def count_by(conn: AsyncConnection) -> tuple[dict[str, int], dict[int, int]]:
-    by_state = await conn.execute(select(tasks.c.state, func.count()).group_by(tasks.c.state))
-    by_lane = await conn.execute(
-        select(tasks.c.lane, func.count())
-        .where(tasks.c.state == TaskState.QUEUED.value)
-        .group_by(tasks.c.lane)
+    """Tasks by state, and queued tasks by lane, from ONE statement: two statements read two
+    snapshots (read committed), and a submit committed between them was counted queued in its
+    lane but not among the queued (a CI run's scrape saw exactly that)."""
+    rows = await conn.execute(
+        select(tasks.c.state, tasks.c.lane, func.count()).group_by(tasks.c.state, tasks.c.lane)
     )
-    return {r[0]: r[1] for r in by_state}, {r[0]: r[1] for r in by_lane}
+    by_state: dict[str, int] = {}
+    by_lane: dict[int, int] = {}
+    for state, lane, count in rows:
+        by_state[state] = by_state.get(state, 0) + count
+        if state == TaskState.QUEUED.value:
+            by_lane[lane] = by_lane.get(lane, 0) + count
+    return by_state, by_lane
 
 
 async def count_live(conn: AsyncConnection) -> dict[tuple[str, int], int]:
