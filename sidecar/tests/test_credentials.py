@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from agentcom_common import embedded, messaging
 from agentcom_common.contracts.agent import Assign, Start
 from agentcom_common.settings import CommonSettings
-from agentcom_common.testing import eventually, free_port
+from agentcom_common.testing import eventually, free_port, task_view
 from agentcom_sidecar import config as sidecar_config
 
 AGENT_RULES = {
@@ -81,7 +81,7 @@ async def test_with_its_own_restricted_user_the_sidecar_takes_work_and_reports(
             await messaging.publish(js, "agentcom.agent.a1.inbox", start)
 
     await hub.subscribe("agentcom.agent.a1.report", cb=on)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
-    task: dict[str, object] = {"id": "task-00000000000000a1", "metadata": {"command": ["true"]}}
+    task = task_view(id="task-00000000000000a1", metadata={"command": ["true"]})
     await messaging.publish(js, "agentcom.agent.a1.inbox", Assign(task=task, generation=1))
     try:
         async with run_sidecar(sidecar_config.load(_config(tmp_path, locked_nats, "a1pw"))):
@@ -125,10 +125,7 @@ async def test_an_accepted_task_the_hub_never_starts_fails_saying_so_having_run_
 
     await hub.subscribe("agentcom.agent.a1.report", cb=on)  # pyright: ignore[reportUnknownMemberType]  # nats-py: loosely typed
     ran = tmp_path / "ran"
-    task: dict[str, object] = {
-        "id": "task-00000000000000a2",
-        "metadata": {"command": ["touch", str(ran)]},
-    }
+    task = task_view(id="task-00000000000000a2", metadata={"command": ["touch", str(ran)]})
     await messaging.publish(js, "agentcom.agent.a1.inbox", Assign(task=task, generation=1))
     path = _config(tmp_path, locked_nats, "a1pw")
     path.write_text(json.dumps(json.loads(path.read_text()) | {"start_timeout": 0.5}))

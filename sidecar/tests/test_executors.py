@@ -11,7 +11,7 @@ from nats.js import JetStreamContext
 from agentcom_common import subjects
 from agentcom_common.contracts.agent import Assign, ToolCallReport
 from agentcom_common.messaging import publish
-from agentcom_common.testing import eventually
+from agentcom_common.testing import eventually, task_view
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors import registry
 from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult
@@ -32,7 +32,7 @@ class ScriptedExecutor:
         report = ToolCallReport(
             kind="tool_call",
             agent_id=ctx.agent_id,
-            task_id=str(ctx.task["id"]),
+            task_id=ctx.task.id,
             generation=ctx.generation,
             seq=ctx.attempt,
             tool="write_file",
@@ -96,7 +96,7 @@ async def test_an_assignment_while_busy_is_rejected_and_the_first_task_finishes(
             assert (await hub.task(made["id"]))["state"] == "working"
 
         await eventually(working, timeout=30)
-        extra: dict[str, object] = {"id": "task-00000000000000aa", "description": "y"}
+        extra = task_view(id="task-00000000000000aa", description="y")
         await publish(js, subjects.agent_inbox("busy"), Assign(task=extra, generation=1))
 
         async def rejected() -> None:
@@ -122,11 +122,9 @@ async def test_a_task_the_disk_cannot_hold_is_rejected_and_the_sidecar_keeps_ser
     config.workspaces.mkdir(parents=True, exist_ok=True)
     (config.workspaces / "scratch").write_text("a file where the scratch folder goes")
     async with run_sidecar(config) as sidecar:
-        task: dict[str, object] = {
-            "id": "task-00000000000000bb",
-            "description": "y",
-            "metadata": {"command": ["true"]},
-        }
+        task = task_view(
+            id="task-00000000000000bb", description="y", metadata={"command": ["true"]}
+        )
         await publish(js, subjects.agent_inbox("cramped"), Assign(task=task, generation=1))
 
         async def rejected() -> None:
@@ -143,7 +141,7 @@ class BrokenExecutor:
     name = "claude"
 
     async def run(self, ctx: ExecutionContext) -> ExecutionResult:
-        raise RuntimeError(f"bug while working on {ctx.task['id']}")
+        raise RuntimeError(f"bug while working on {ctx.task.id}")
 
 
 async def test_an_executor_that_crashes_fails_its_task_and_the_sidecar_keeps_serving(

@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from agentcom_common import subjects
 from agentcom_common.contracts.agent import Assign
 from agentcom_common.messaging import publish
-from agentcom_common.testing import eventually
+from agentcom_common.testing import eventually, task_view
 from agentcom_sidecar.journal import Journal
 
 
@@ -27,23 +27,23 @@ async def test_an_assignment_the_queue_no_longer_holds_is_accepted_then_dropped_
     heard = await listen("fenced")
     async with run_sidecar(config):
         # an assignment of a generation the hub has taken back (here: one it never made)
-        ghost: dict[str, object] = {
-            "id": "task-00000000000000fe",
-            "description": "taken back",
-            "metadata": {"command": ["touch", "ran"]},
-        }
+        ghost = task_view(
+            id="task-00000000000000fe",
+            description="taken back",
+            metadata={"command": ["touch", "ran"]},
+        )
         await publish(js, subjects.agent_inbox("fenced"), Assign(task=ghost, generation=1))
 
         async def dropped() -> None:
             kinds = [
                 r["kind"]
                 for r in heard
-                if r.get("task_id") == ghost["id"] and r["kind"] not in ("hello", "heartbeat")
+                if r.get("task_id") == ghost.id and r["kind"] not in ("hello", "heartbeat")
             ]
             assert kinds == ["accepted", "cancelled"], kinds
 
         await eventually(dropped, timeout=30)
-        assert not (scratch / str(ghost["id"]) / "ran").exists()  # accepted, never started
+        assert not (scratch / ghost.id / "ran").exists()  # accepted, never started
 
         made = await hub.submit(metadata={"command": ["touch", "ran"]})  # then: real work
 
@@ -54,7 +54,7 @@ async def test_an_assignment_the_queue_no_longer_holds_is_accepted_then_dropped_
     assert (scratch / made["id"] / "ran").exists()
     journal = Journal(config.journal_path)
     try:
-        assert journal.phase(str(ghost["id"]), 1) == "cancelled"
+        assert journal.phase(ghost.id, 1) == "cancelled"
     finally:
         journal.close()
     history = await hub.history(made["id"])

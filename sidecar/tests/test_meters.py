@@ -8,7 +8,7 @@ import pytest
 
 from agentcom_common import metering
 from agentcom_common.contracts.task import FileExists
-from agentcom_common.testing import metric
+from agentcom_common.testing import metric, task_view
 from agentcom_sidecar import verification
 from agentcom_sidecar.agentic import tools
 from agentcom_sidecar.agentic.sandbox import Sandbox
@@ -43,7 +43,7 @@ async def test_the_commands_of_shell_tasks_and_of_the_agent_loop_are_timed(tmp_p
     shell = ShellExecutor()
     for command in (["true"], ["sh", "-c", "exit 4"]):
         ctx = ExecutionContext(
-            task={"metadata": {"command": command}},
+            task=task_view(metadata={"command": command}),
             agent_id="a",
             generation=0,
             workspace=tmp_path,

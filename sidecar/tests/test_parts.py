@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from agentcom_common.errors import InvalidError
+from agentcom_common.testing import task_view
 from agentcom_sidecar import (
     config as sidecar_config,
     delivery,
@@ -223,7 +224,7 @@ async def test_delivery_is_idempotent_and_opens_one_pull_request(
         tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, {}, 60
     )
     (ws.path / "fix.txt").write_text("fixed")
-    task = {"id": "task-9", "description": "Fix it"}
+    task = task_view(id="task-9", description="Fix it")
 
     head, pushed = await delivery.commit_and_push(ws, task, "a1", ENV, {}, 60)
     url = (await delivery.open_pull_request(github.url, "tok", "acme/w", ws, "t", "b", 10)).url
@@ -284,7 +285,7 @@ async def test_a_rejected_push_is_a_clear_error(tmp_path: Path, origin: Path) ->
         delivery.DeliveryError, match=r"push agentcom/a1/task-9-fix.*protected branch"
     ):
         await delivery.commit_and_push(
-            ws, {"id": "task-9", "description": "Fix"}, "a1", ENV, {}, 60
+            ws, task_view(id="task-9", description="Fix"), "a1", ENV, {}, 60
         )
 
 
@@ -293,7 +294,10 @@ async def test_nothing_changed_means_nothing_pushed(tmp_path: Path, origin: Path
         tmp_path / "ws", str(origin), "a1", "task-9", "Fix", None, ENV, {}, 60
     )
 
-    assert await delivery.commit_and_push(ws, {"id": "task-9"}, "a1", ENV, {}, 60) == (None, False)
+    assert await delivery.commit_and_push(ws, task_view(id="task-9"), "a1", ENV, {}, 60) == (
+        None,
+        False,
+    )
 
 
 def test_a_config_readable_by_others_is_refused(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from agentcom_common.contracts.scan import ScanFinding
+from agentcom_common.testing import task_view
 from agentcom_sidecar import namespaces, processes
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors import registry
@@ -89,7 +90,9 @@ def test_the_scan_executor_is_opt_in_and_returns_its_findings(tmp_path: Path) ->
     scanning = config.model_copy(update={"executors": ["scan"]})
     assert registry.unavailable("scan", scanning) is None  # no allow_hub_commands needed
     root = workspace(tmp_path / "w")
-    ctx = ExecutionContext({"id": "t1"}, "a1", 1, root, deadline=1e12, env=processes.scrubbed_env())
+    ctx = ExecutionContext(
+        task_view(id="t1"), "a1", 1, root, deadline=1e12, env=processes.scrubbed_env()
+    )
     done = asyncio.run(ScanExecutor().run(ctx))
     assert done.ok, done
     assert done.summary.startswith("8 findings (python)")  # F401 in app.py and in the test
@@ -146,7 +149,9 @@ def test_the_scan_executor_runs_pyright_in_the_sandbox_where_it_can(tmp_path: Pa
     root = workspace(tmp_path / "w", TYPED)
     secret = tmp_path / "agent.json"
     secret.write_text("{}")
-    ctx = ExecutionContext({"id": "t1"}, "a1", 1, root, deadline=1e12, env=processes.scrubbed_env())
+    ctx = ExecutionContext(
+        task_view(id="t1"), "a1", 1, root, deadline=1e12, env=processes.scrubbed_env()
+    )
     done = asyncio.run(ScanExecutor((secret,)).run(ctx))
     assert done.ok, done
     isolation = "namespaces" if namespaces.available() else "none"

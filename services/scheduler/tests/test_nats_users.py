@@ -12,7 +12,7 @@ from nats.errors import Error as NatsError, TimeoutError as NatsTimeout
 
 from agentcom_common import subjects
 from agentcom_common.contracts.agent import Assign
-from agentcom_common.testing import NatsServer, eventually, nats_login_refused
+from agentcom_common.testing import NatsServer, eventually, nats_login_refused, task_view
 
 
 class Agent:
@@ -53,7 +53,8 @@ async def test_an_agent_reads_its_own_inbox_and_reports_but_never_touches_anothe
         ack = await a_js.publish(subjects.agent_report("a"), b'{"kind":"heartbeat","agent_id":"a"}')
         assert ack.stream == subjects.REPORTS_STREAM
         await js.publish(
-            subjects.agent_inbox("a"), Assign(task={}, generation=1).model_dump_json().encode()
+            subjects.agent_inbox("a"),
+            Assign(task=task_view(), generation=1).model_dump_json().encode(),
         )
         sub = await a_js.pull_subscribe(
             subjects.agent_inbox("a"), durable=subjects.agent_consumer("a"), stream="INBOX"

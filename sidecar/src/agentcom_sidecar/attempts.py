@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from agentcom_common.contracts.delivery import DeliveryReport
-from agentcom_common.contracts.task import VerificationStep
+from agentcom_common.contracts.task import TaskView, VerificationStep
 from agentcom_sidecar import namespaces, verification
 from agentcom_sidecar.executors.base import (
     ExecutionContext,
@@ -40,7 +40,7 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    task: Mapping[str, Any]
+    task: TaskView
     agent_id: str
     generation: int
     workspace: Path

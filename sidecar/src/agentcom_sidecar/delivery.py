@@ -21,7 +21,8 @@ from typing import Any, cast
 import httpx
 
 from agentcom_common.contracts.delivery import CiState, DeliveryReport, MergeConflict
-from agentcom_sidecar import processes, taskdata
+from agentcom_common.contracts.task import TaskView
+from agentcom_sidecar import processes
 from agentcom_sidecar.workspaces import GitError, Workspace, argv, git, guard
 
 
@@ -31,7 +32,7 @@ class DeliveryError(Exception):
 
 async def commit_and_push(
     ws: Workspace,
-    task: Mapping[str, Any],
+    task: TaskView,
     agent_id: str,
     env: Mapping[str, str],
     auth: Mapping[str, str],
@@ -56,7 +57,7 @@ def _identity(env: Mapping[str, str], agent_id: str) -> dict[str, str]:
 
 
 async def commit(
-    ws: Workspace, task: Mapping[str, Any], agent_id: str, env: Mapping[str, str], timeout: float
+    ws: Workspace, task: TaskView, agent_id: str, env: Mapping[str, str], timeout: float
 ) -> str | None:
     """Commit any change (message names the task); HEAD if the branch is ahead of its base,
     else None (nothing to deliver). Local only: nothing leaves the machine here."""
@@ -65,12 +66,9 @@ async def commit(
         await guard(ws.path, genv, timeout)
         await git(["add", "-A"], ws.path, genv, timeout, "stage the changes")
         if (await git(["status", "--porcelain"], ws.path, genv, timeout, "check changes")).strip():
-            title = (
-                str(task.get("description", "")).strip().splitlines()[0][:60]
-                if task.get("description")
-                else ""
-            )
-            message = f"{task['id']}: {title}\n\nTask {task['id']} done by agent {agent_id}."
+            lines = task.description.strip().splitlines()
+            title = lines[0][:60] if lines else ""
+            message = f"{task.id}: {title}\n\nTask {task.id} done by agent {agent_id}."
             await git(["commit", "--quiet", "-m", message], ws.path, genv, timeout, "commit")
         since = ws.branch if ws.continues else ws.base
         ahead = await git(
@@ -222,17 +220,17 @@ async def _conflicting(
 
 
 def pr_body(
-    task: Mapping[str, Any],
+    task: TaskView,
     report: Mapping[str, Any],
     agent_id: str,
     delivered: DeliveryReport | None = None,
 ) -> str:
     listed: object = report.get("checks")
-    checks = [taskdata.as_dict(c) for c in cast("list[object]", listed or [])]
+    checks = [_object(c) for c in cast("list[object]", listed or [])]
     lines = [
-        f"## Task {task.get('id')}",
+        f"## Task {task.id}",
         "",
-        str(task.get("description", "")),
+        task.description,
         "",
         f"Agent: `{agent_id}`",
         "",
@@ -419,3 +417,8 @@ def _raise_for(response: httpx.Response, what: str) -> None:
     except (ValueError, AttributeError):
         message = response.text[:300]
     raise DeliveryError(f"cannot {what}: GitHub answered {response.status_code} {message}")
+
+
+def _object(value: object) -> dict[str, Any]:
+    """`value` if it is a JSON object (a check in a verification report), else {}."""
+    return cast("dict[str, Any]", value) if isinstance(value, dict) else {}

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from agentcom_common.contracts.task import TaskView
 from agentcom_common.errors import UnavailableError
 
 Phase = Literal["received", "accepted", "running", "finished", "cancelled"]
@@ -61,20 +62,36 @@ CREATE INDEX IF NOT EXISTS report_unsent ON report (seq) WHERE sent_at IS NULL;
 class TaskRow:
     task_id: str
     generation: int
-    body: dict[str, Any]
+    task: TaskView | None
+    """The task as the hub sent it; None when the stored body is not one (`unreadable` says
+    why): a cancel's placeholder row, or an assignment whose task did not parse."""
     phase: Phase
     pgid: int | None
     workspace: str | None
     branch: str | None
     deadline: float | None = None
     """The hub's deadline for the whole assignment (Unix time), if it sent one."""
+    unreadable: str | None = None
 
 
 _ROW: Final = "task_id, generation, body, phase, pgid, workspace, branch, deadline"
 
 
 def _row(r: Any) -> TaskRow:
-    return TaskRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7])
+    # a body from an older sidecar is the same TaskView as JSON; one that does not parse
+    # (never a crash here: every start reads the open rows) is rejected when it is decided
+    try:
+        task, unreadable = TaskView.model_validate_json(r[2]), None
+    except ValidationError as exc:
+        task, unreadable = None, unreadable_task(exc)
+    return TaskRow(r[0], r[1], task, r[3], r[4], r[5], r[6], r[7], unreadable)
+
+
+def unreadable_task(exc: ValidationError) -> str:
+    """Why a task body is not a `TaskView`, naming the first field it fails on."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the body"
+    return f"the task is not a valid TaskView: {where}: {first['msg']}"[:4000]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,17 +147,19 @@ class Journal:
         self,
         task_id: str,
         generation: int,
-        body: Mapping[str, Any],
+        body: TaskView | Mapping[str, object],
         deadline: float | None = None,
     ) -> bool:
         """Journal an assignment (with the hub's deadline, Unix time); False if this (task,
-        generation) was journaled before."""
+        generation) was journaled before. `body` is a raw object only for an assignment whose
+        task did not parse: it is kept as it came, to be rejected."""
+        stored = body.model_dump_json() if isinstance(body, TaskView) else json.dumps(body)
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO task"
                 " (task_id, generation, body, phase, received_at, deadline)"
                 " VALUES (?, ?, ?, 'received', ?, ?)",
-                (task_id, generation, json.dumps(body), time.time(), deadline),
+                (task_id, generation, stored, time.time(), deadline),
             )
             return cur.rowcount == 1
 

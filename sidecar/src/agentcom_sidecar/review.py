@@ -14,13 +14,14 @@ change as unreviewed (`RiskRules.unreviewed_tier`), never as approved.
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, cast, get_args
 
 import httpx
 
 from agentcom_common import telemetry
 from agentcom_common.contracts.delivery import DiffReview, Verdict
+from agentcom_common.contracts.task import TaskView
 from agentcom_sidecar.config import ReviewConfig
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 async def ask(
     gateway: str | None,
     token: str,
-    task: Mapping[str, Any],
+    task: TaskView,
     diff: str,
     writer: str | None,
     config: ReviewConfig,
@@ -61,7 +62,7 @@ async def _ask_one(
     http: httpx.AsyncClient,
     gateway: str,
     token: str,
-    task: Mapping[str, Any],
+    task: TaskView,
     diff: str,
     model: str,
     writer: str | None,
@@ -77,7 +78,7 @@ async def _ask_one(
         ],
     }
     headers = telemetry.inject_headers(
-        {"Authorization": f"Bearer {token}", "X-AgentCom-Task": str(task.get("id", ""))}
+        {"Authorization": f"Bearer {token}", "X-AgentCom-Task": task.id}
     )
     try:
         said = await http.post(gateway.rstrip("/") + "/api/chat", json=body, headers=headers)
@@ -98,10 +99,10 @@ async def _ask_one(
     return _parsed(str(content or ""), answered, writer)
 
 
-def _request(task: Mapping[str, Any], diff: str, limit: int) -> str:
+def _request(task: TaskView, diff: str, limit: int) -> str:
     cut = "" if len(diff) <= limit else f"\n[diff cut at {limit} of {len(diff)} characters]"
     return (
-        f"Task: {str(task.get('description', ''))[:2000]}\n\n"
+        f"Task: {task.description[:2000]}\n\n"
         f"The change (unified diff, no context lines):\n{diff[:limit]}{cut}"
     )
 

@@ -19,9 +19,10 @@ import logging
 import os
 import shutil
 import time
+from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -40,13 +41,15 @@ from agentcom_common.contracts.agent import (
     Restarting,
     Start,
 )
+from agentcom_common.contracts.base import Contract
+from agentcom_common.contracts.task import TaskView
 from agentcom_common.errors import ConflictError
-from agentcom_sidecar import blockers, console, host, link, processes, taskdata
+from agentcom_sidecar import blockers, console, host, link, processes
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors import registry
-from agentcom_sidecar.journal import Journal, TaskRow, dump
+from agentcom_sidecar.journal import Journal, TaskRow, dump, unreadable_task
 from agentcom_sidecar.namespaces import Isolation
-from agentcom_sidecar.work import Work
+from agentcom_sidecar.work import Work, safe_id
 
 log = logging.getLogger(__name__)
 VERSION = version("agentcom-sidecar")
@@ -54,6 +57,17 @@ _INBOX: TypeAdapter[Assign | Start | Cancel | Restart] = TypeAdapter(
     Assign | Start | Cancel | Restart
 )
 Key = tuple[str, int]
+
+
+class _Refusable(Contract):
+    """An `Assign` whose task is not a `TaskView` but names its task and generation: it is
+    journaled and rejected like any refused assignment, so the hub hears why at once and the
+    message is never redelivered."""
+
+    kind: Literal["assign"]
+    task: dict[str, object]
+    generation: int
+    deadline: datetime | None = None
 
 
 class Sidecar:
@@ -210,7 +224,7 @@ class Sidecar:
                 self.config.workspaces / "task-files",
                 self.config.workspaces / "scratch",
             ):
-                if taskdata.safe_id(task_id) and (place / task_id).is_dir():
+                if safe_id(task_id) and (place / task_id).is_dir():
                     shutil.rmtree(place / task_id, ignore_errors=True)
 
     async def _resume(self) -> None:
@@ -315,6 +329,9 @@ class Sidecar:
         try:
             message = _INBOX.validate_json(msg.data)
         except ValidationError as exc:
+            if (refusable := _refusable(msg.data)) is not None:
+                await self._on_unreadable(msg, *refusable, start=start)
+                return
             log.warning("inbox.malformed", extra={"error": exc.errors()[0]["msg"]})
             await msg.term()
             return
@@ -332,19 +349,38 @@ class Sidecar:
                 log.info("inbox.start_unexpected", extra={"task_id": message.task_id})
             await msg.ack()
             return
-        task_id = str(message.task.get("id", ""))
+        deadline = message.deadline.timestamp() if message.deadline else None
+        row = TaskRow(
+            message.task.id, message.generation, message.task, "received", None, None, None
+        )
+        await self._on_assign(msg, dataclasses.replace(row, deadline=deadline), start=start)
+
+    async def _on_unreadable(
+        self, msg: Msg, message: _Refusable, task_id: str, why: str, *, start: bool
+    ) -> None:
+        log.warning("inbox.unreadable_task", extra={"task_id": task_id, "error": why[:300]})
+        deadline = message.deadline.timestamp() if message.deadline else None
+        row = TaskRow(
+            task_id, message.generation, None, "received", None, None, None, deadline, why
+        )
+        await self._on_assign(msg, row, start=start, body=message.task)
+
+    async def _on_assign(
+        self, msg: Msg, row: TaskRow, *, start: bool, body: dict[str, object] | None = None
+    ) -> None:
+        """Journal the assignment in `row` (`body`: the raw task of one that did not parse),
+        ack it, and begin it if it is new."""
         link.fault(self.config, "before_journal")
-        if self.journal.newest_generation(task_id) > message.generation:
-            log.warning("inbox.stale_assign", extra={"task_id": task_id})
+        if self.journal.newest_generation(row.task_id) > row.generation:
+            log.warning("inbox.stale_assign", extra={"task_id": row.task_id})
             await msg.ack()  # the hub has re-assigned this task since: nothing to do
             return
-        deadline = message.deadline.timestamp() if message.deadline else None
-        new = self.journal.receive(task_id, message.generation, message.task, deadline)
+        stored = row.task if row.task is not None else body or {}
+        new = self.journal.receive(row.task_id, row.generation, stored, row.deadline)
         link.fault(self.config, "before_inbox_ack")
         await msg.ack()  # only now: the assignment is in the journal
         if new and start:
-            row = TaskRow(task_id, message.generation, message.task, "received", None, None, None)
-            self._begin(dataclasses.replace(row, deadline=deadline))
+            self._begin(row)
 
     async def _on_cancel(self, cancel: Cancel) -> None:
         """Stop the assignment, then journal the cancel with its `cancelled` report.
@@ -434,6 +470,23 @@ class Sidecar:
             self.courier.wake.set()
         if self.restart_msg is not None:
             await self._restart()
+
+
+def _refusable(data: bytes) -> tuple[_Refusable, str, str] | None:
+    """An assignment with a task id and a generation whose task is not a `TaskView`: it, the
+    task's id and why the task does not parse; None for anything else that is malformed."""
+    try:
+        message = _Refusable.model_validate_json(data)
+    except ValidationError:
+        return None
+    task_id = message.task.get("id")
+    if not isinstance(task_id, str) or not task_id:
+        return None
+    try:
+        TaskView.model_validate(message.task)
+    except ValidationError as exc:
+        return message, task_id, unreadable_task(exc)
+    return None  # the task parses: something else in the message is wrong
 
 
 def _lock(state: Path) -> TextIO:

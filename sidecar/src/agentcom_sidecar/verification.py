@@ -24,8 +24,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import TypeAdapter, ValidationError
-
 from agentcom_common.contracts.task import (
     CommandSucceeds,
     FileExists,
@@ -35,7 +33,6 @@ from agentcom_common.contracts.task import (
 )
 from agentcom_sidecar import meters, namespaces, processes, workspaces
 
-_STEPS: TypeAdapter[list[VerificationStep]] = TypeAdapter(list[VerificationStep])
 TAIL_CHARS = 2000
 
 
@@ -78,17 +75,6 @@ class Report:
         if self.passed:
             lines.append("Keep these passing: " + ", ".join(self.passed))
         return "\n".join(lines)
-
-
-def parse_steps(task: Mapping[str, Any]) -> list[VerificationStep]:
-    """The task's steps; raises ValueError naming the bad step."""
-    try:
-        return _STEPS.validate_python(task.get("verification_steps") or [])
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ValueError(
-            f"verification_steps.{'.'.join(map(str, first['loc']))}: {first['msg']}"
-        ) from None
 
 
 def needs_commands(steps: Sequence[VerificationStep]) -> bool:

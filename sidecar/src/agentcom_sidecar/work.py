@@ -9,19 +9,19 @@ rule that makes a crash between them safe.
 
 import asyncio
 import base64
-import json
 import logging
 import os
+import re
 import shutil
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.trace import SpanKind
 
 from agentcom_common import risk, task_traces, wire
 from agentcom_common.contracts.agent import BLOCKED_REJECTION, TaskOutcome
 from agentcom_common.contracts.delivery import CiState, DeliveryReport, DiffReview, MergeConflict
+from agentcom_common.contracts.task import TaskView
 from agentcom_sidecar import (
     attempts,
     blockers,
@@ -32,7 +32,6 @@ from agentcom_sidecar import (
     prepublish,
     processes,
     review,
-    taskdata,
     verification,
     workspaces,
 )
@@ -43,6 +42,13 @@ from agentcom_sidecar.journal import Journal, TaskRow, dump
 from agentcom_sidecar.progress import ProgressBatcher
 
 log = logging.getLogger(__name__)
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def safe_id(task_id: str) -> bool:
+    """A task id that is safe as the name of its per-task directories (`scratch/<id>`,
+    `task-files/<id>`): no `/`, no `..`."""
+    return _SAFE_ID.fullmatch(task_id) is not None
 
 
 class RefusedError(Exception):
@@ -84,8 +90,12 @@ class Work:
             await self._decide_and_run(row)
 
     async def _decide_and_run(self, row: TaskRow) -> None:
+        task = row.task
+        if task is None:  # journaled as it came, not a TaskView: refused, never run
+            self.reject(row, row.unreadable or "the task is not a valid TaskView")
+            return
         try:
-            name, ws = await self._accept_checks(row)
+            name, ws = await self._accept_checks(row, task)
         except RefusedError as exc:
             self.reject(row, str(exc), exc.code)
             return
@@ -105,7 +115,7 @@ class Work:
                 branch=ws.branch if ws else None,
             )
             self.courier.wake.set()
-            outcome = await self._started_and_run(row, name, ws)
+            outcome = await self._started_and_run(row, task, name, ws)
         finally:
             del self._starts[key]
         report = self.outcome(row, outcome.kind, outcome.result, outcome.error)
@@ -120,7 +130,7 @@ class Work:
         )
 
     async def _started_and_run(
-        self, row: TaskRow, name: str, ws: workspaces.Workspace | None
+        self, row: TaskRow, task: TaskView, name: str, ws: workspaces.Workspace | None
     ) -> attempts.Outcome:
         """Run the task once the hub says `start` (`Start` says why); a cancel meanwhile
         cancels this wait like any other step."""
@@ -136,7 +146,7 @@ class Work:
                 "(start_timeout) of the acceptance; nothing was run",
             )
         try:
-            return await self._execute(row, name, ws)
+            return await self._execute(row, task, name, ws)
         except Exception as exc:  # an executor bug fails this attempt, not the whole sidecar
             log.exception("task.executor_crashed", extra={"task_id": row.task_id})
             error = f"executor {name} crashed: {type(exc).__name__}"
@@ -152,10 +162,11 @@ class Work:
         self.courier.wake.set()
         log.info("task.rejected", extra={"task_id": row.task_id, "reason": reason[:300]})
 
-    async def _accept_checks(self, row: TaskRow) -> tuple[str, workspaces.Workspace | None]:
+    async def _accept_checks(
+        self, row: TaskRow, task: TaskView
+    ) -> tuple[str, workspaces.Workspace | None]:
         """Executor, command, verification steps, repo and workspace: all fine, or `RefusedError`."""
-        task = row.body
-        if not taskdata.safe_id(row.task_id):
+        if not safe_id(row.task_id):
             raise RefusedError("task id must match [A-Za-z0-9_-]{1,64}")
         name = registry.choose(task, self.config)
         # in a thread: the first look at an agent loop probes the kernel's namespaces
@@ -171,10 +182,7 @@ class Work:
                 raise RefusedError(
                     f"command {argv[0]!r} is not installed on this agent", "command_missing"
                 )
-        try:
-            steps = verification.parse_steps(task)
-        except ValueError as exc:
-            raise RefusedError(str(exc)) from None
+        steps = task.verification_steps
         if verification.needs_commands(steps) and not self.config.allow_hub_commands:
             raise RefusedError(
                 "verification commands need allow_hub_commands on this agent", "hub_commands_off"
@@ -185,44 +193,44 @@ class Work:
             raise RefusedError(refused[1], refused[0])
         if (blocked := await blockers.check(self.config)) is not None:
             raise RefusedError(blocked, BLOCKED_REJECTION)  # back without a retry; blocked
-        return name, await self._workspace(row)
+        return name, await self._workspace(row, task)
 
-    async def _workspace(self, row: TaskRow) -> workspaces.Workspace | None:
-        url = row.body.get("repo")
+    async def _workspace(self, row: TaskRow, task: TaskView) -> workspaces.Workspace | None:
+        url = task.repo
         if not url:
             scratch = self.config.workspaces / "scratch" / row.task_id
             scratch.mkdir(parents=True, exist_ok=True)
             return None
-        repo = self.config.repo(_clone_url(row.body))
+        repo = self.config.repo(_clone_url(task))
         if repo is None:
             raise RefusedError(f"repo {url} is not one of this agent's repos", "repo_not_served")
-        meta = taskdata.metadata(row.body)
+        meta = task.metadata
         try:
             return await workspaces.prepare(
                 self.config.workspaces,
                 repo.url,
                 self.config.agent_id,
                 row.task_id,
-                str(row.body.get("description", "")),
-                row.body.get("branch") or None,
+                task.description,
+                task.branch or None,
                 self.git_env(),
                 self.git_auth(repo.url),
                 self.config.git_timeout,
                 same_branch=meta.get("same_branch") is True,
-                pr_base=_text(taskdata.as_dict(meta.get("pull_request")).get("base")),
+                pr_base=_text(_object(meta.get("pull_request")).get("base")),
             )
         except workspaces.GitError as exc:
             raise RefusedError(f"workspace not ready: {exc}") from None
 
     async def _execute(
-        self, row: TaskRow, name: str, ws: workspaces.Workspace | None
+        self, row: TaskRow, task: TaskView, name: str, ws: workspaces.Workspace | None
     ) -> attempts.Outcome:
         path = ws.path if ws else self.config.workspaces / "scratch" / row.task_id
         console.say(f"task {row.task_id} started ({name}, attempt {row.generation})")
         # outside the state dir, which the task's commands cannot read (`registry.confinement`)
         files = self.config.workspaces / "task-files" / row.task_id
         files.mkdir(parents=True, exist_ok=True)
-        (files / "task.json").write_text(json.dumps(row.body))
+        (files / "task.json").write_text(task.model_dump_json())
         env = processes.scrubbed_env({"AGENTCOM_TASK_FILE": str(files / "task.json")})
         batcher = ProgressBatcher(
             self.journal,
@@ -241,13 +249,13 @@ class Work:
         hooks = registry.Hooks(on_line=batcher.add, on_start=on_start, confine=confine)
         self.journal.advance(row.task_id, row.generation, "running")
         plan = attempts.Plan(
-            task=row.body,
+            task=task,
             agent_id=self.config.agent_id,
             generation=row.generation,
             workspace=path,
-            steps=verification.parse_steps(row.body),
-            max_retries=_retries(row.body, self.config.max_verification_retries),
-            deadline=_deadline(row, self.config.task_timeout),
+            steps=task.verification_steps,
+            max_retries=_retries(task, self.config.max_verification_retries),
+            deadline=_deadline(row, task, self.config.task_timeout),
             env=env,
             feedback_file=files / "feedback.txt",
             emit=self._emitter(row),
@@ -261,25 +269,25 @@ class Work:
         async with batcher:
             outcome = await attempts.run(plan, registry.build(name, self.config, hooks), on_stage)
         if ws is not None and outcome.kind != "failed":
-            await self._deliver(row, ws, outcome)
+            await self._deliver(row, task, ws, outcome)
         return outcome
 
     async def _deliver(
-        self, row: TaskRow, ws: workspaces.Workspace, outcome: attempts.Outcome
+        self, row: TaskRow, task: TaskView, ws: workspaces.Workspace, outcome: attempts.Outcome
     ) -> None:
         """Commit, scan, push and open the PR; a finding of the pre-publication scan or a
         failure turns the outcome into `failed` saying why, and then nothing is pushed."""
-        repo = self.config.repo(_clone_url(row.body))
+        repo = self.config.repo(_clone_url(task))
         try:
             head = await delivery.commit(
-                ws, row.body, self.config.agent_id, self.git_env(), self.config.git_timeout
+                ws, task, self.config.agent_id, self.git_env(), self.config.git_timeout
             )
             outcome.result |= {"branch": ws.branch, "base": ws.base, "commit": head}
             outcome.result["pushed"] = False
             if head is None:
                 outcome.result["delivery_note"] = "no changes to push"
                 return
-            report = await self._inspect(row, ws, outcome, repo)
+            report = await self._inspect(task, ws, outcome, repo)
             outcome.delivery = report
             if report.blocked:
                 outcome.kind = "failed"
@@ -302,7 +310,7 @@ class Work:
                     extra={"task_id": row.task_id, "base": ws.base, "files": conflict.files[:20]},
                 )
             if repo is not None and repo.github:
-                outcome.delivery = await self._pull_request(row, ws, outcome, repo, head)
+                outcome.delivery = await self._pull_request(row, task, ws, outcome, repo, head)
                 outcome.result["pr_url"] = outcome.delivery.pull_request
         except delivery.DeliveryError as exc:
             outcome.kind = "failed"
@@ -358,7 +366,7 @@ class Work:
 
     async def _inspect(
         self,
-        row: TaskRow,
+        task: TaskView,
         ws: workspaces.Workspace,
         outcome: attempts.Outcome,
         repo: RepoConfig | None,
@@ -378,18 +386,18 @@ class Work:
         found = await asyncio.to_thread(prepublish.scan, change, self.config.prepublish, allow)
         if found:  # nothing of a blocked change leaves the machine: not even to a reviewer
             return DeliveryReport(diff=change.stats, findings=found[:200], blocked=True)
-        checked: object = taskdata.as_dict(outcome.result.get("verification")).get("status")
+        checked: object = _object(outcome.result.get("verification")).get("status")
         status: risk.Verification = (
             "pass" if checked == "pass" else "fail" if checked == "fail" else "not_verified"
         )
-        reviewed = await self._review(row.body, change.diff, outcome.result.get("model"))
+        reviewed = await self._review(task, change.diff, outcome.result.get("model"))
         return DeliveryReport(
             diff=change.stats,
             review=reviewed,
             risk=risk.assess(change.stats, status, reviewed, self.config.risk),
         )
 
-    async def _review(self, task: dict[str, Any], diff: str, writer: object) -> DiffReview | None:
+    async def _review(self, task: TaskView, diff: str, writer: object) -> DiffReview | None:
         if not self.config.review.enabled:
             return None
         return await review.ask(
@@ -404,6 +412,7 @@ class Work:
     async def _pull_request(
         self,
         row: TaskRow,
+        task: TaskView,
         ws: workspaces.Workspace,
         outcome: attempts.Outcome,
         repo: RepoConfig,
@@ -414,16 +423,16 @@ class Work:
         assert outcome.delivery is not None
         assert outcome.delivery.risk is not None
         assert repo.github
-        checked = taskdata.as_dict(outcome.result.get("verification")).get("status")
+        checked = _object(outcome.result.get("verification")).get("status")
         verified: risk.Verification = "pass" if checked == "pass" else "not_verified"
-        cap = risk.cap_of(taskdata.metadata(row.body).get("autonomy"))
+        cap = risk.cap_of(task.metadata.get("autonomy"))
         due = risk.action(outcome.delivery.risk.tier, verified, repo.auto_merge, cap)
         if due == "merge" and outcome.delivery.conflict is not None:
             due = "review"  # it cannot merge as it is: a person or a follow-up resolves it
         delivered = outcome.delivery.model_copy(update={"cap": cap, "action": due})
-        title = f"{row.task_id}: {str(row.body.get('description', ''))[:60]}"
+        title = f"{row.task_id}: {task.description[:60]}"
         body = delivery.pr_body(
-            row.body, outcome.result.get("verification", {}), self.config.agent_id, delivered
+            task, _object(outcome.result.get("verification")), self.config.agent_id, delivered
         )
         token = self.config.github_token.get_secret_value() if self.config.github_token else None
         api, timeout = self.config.github_api_url, self.config.http_timeout
@@ -504,18 +513,18 @@ class Work:
         )
 
 
-def _retries(task: dict[str, Any], default: int) -> int:
-    value: object = taskdata.metadata(task).get("max_verification_retries", default)
+def _retries(task: TaskView, default: int) -> int:
+    value: object = task.metadata.get("max_verification_retries", default)
     return max(0, min(5, int(value))) if isinstance(value, int) else default
 
 
-def _deadline(row: TaskRow, limit: float) -> float:
+def _deadline(row: TaskRow, task: TaskView, limit: float) -> float:
     """When the whole assignment must have stopped, in event-loop time: the hub's deadline
     (carried by the assignment), else `task_timeout` from now; `metadata.timeout_s` and the
     agent's own `task_timeout` may only bring it closer. The hub sends wall-clock time, so the
     two hosts' clocks must agree (NTP) to well within the hub's grace."""
     seconds = limit
-    value: object = taskdata.metadata(row.body).get("timeout_s")
+    value: object = task.metadata.get("timeout_s")
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         seconds = min(float(value), seconds)
     if row.deadline is not None:
@@ -527,8 +536,13 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _clone_url(body: Mapping[str, Any]) -> str:
+def _object(value: object) -> dict[str, Any]:
+    """`value` if it is a JSON object (a metadata entry, a result's `verification`), else {}."""
+    return cast("dict[str, Any]", value) if isinstance(value, dict) else {}
+
+
+def _clone_url(task: TaskView) -> str:
     """The task's repo URL as submitted, else its key (a task from an older queue). Configured
     repos are matched by key either way; with none configured this is what gets cloned, and the
     key is not always the same repository (`/srv/calc` vs `/srv/calc.git`)."""
-    return str(body.get("repo_url") or body.get("repo"))
+    return str(task.repo_url or task.repo)

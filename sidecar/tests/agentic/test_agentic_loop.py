@@ -20,7 +20,7 @@ import pytest
 from pydantic import SecretStr
 
 from agentcom_common.contracts.agent import Progress, ToolCallReport
-from agentcom_common.testing import eventually, free_port
+from agentcom_common.testing import eventually, free_port, task_view
 from agentcom_sidecar.agentic import executors
 from agentcom_sidecar.agentic.settings import AgenticSettings
 from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult
@@ -35,7 +35,13 @@ TASK: dict[str, Any] = {
     "file_hints": [{"path": "calc.py", "reason": "the bug"}],
     "success_criteria": ["test_calc passes"],
     "verification_steps": [{"type": "test_passes", "command": UNITTEST, "timeout_s": 60}],
-    "complexity": {"tier": "standard", "source": "explicit"},
+    "complexity": {
+        "tier": "standard",
+        "source": "explicit",
+        "inferred_tier": None,
+        "confidence": 1.0,
+        "reasons": [],
+    },
 }
 
 
@@ -90,7 +96,7 @@ def context(
 ) -> ExecutionContext:
     deadline = asyncio.get_running_loop().time() + seconds
     return ExecutionContext(
-        task=task,
+        task=task_view(**task),
         agent_id="gcu-test",
         generation=3,
         workspace=workspace,
@@ -257,7 +263,7 @@ async def test_max_iterations_stops_a_trivial_task_after_five_turns(
     model.play(
         *(reply(tool_calls=[call("read_file", path="calc.py", start_line=i)]) for i in range(1, 8))
     )
-    task = {**TASK, "complexity": {"tier": "trivial"}}
+    task = {**TASK, "complexity": {**TASK["complexity"], "tier": "trivial"}}
 
     result = await executors.build("ollama", settings_for(model)).run(context(workspace, task=task))
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import ollama
 
+from agentcom_common.testing import task_view
 from agentcom_sidecar.agentic import executors, tools
 from agentcom_sidecar.agentic.settings import AgenticSettings
 from agentcom_sidecar.executors.base import ExecutionContext
@@ -41,7 +42,7 @@ async def test_our_requests_are_valid_ollama_messages_and_tools(
     )
     settings = AgenticSettings(agentic_gateway_url=model.url)
     ctx = ExecutionContext(
-        task={"id": "t", "description": "look"},
+        task=task_view(id="t", description="look"),
         agent_id="a",
         generation=1,
         workspace=workspace,

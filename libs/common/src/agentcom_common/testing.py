@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,6 +60,7 @@ from agentcom_common import (
     natsauth,
     task_traces,
 )
+from agentcom_common.contracts.task import TaskView
 from agentcom_common.service import AnySpec, ServiceSpec, create_app
 from agentcom_common.settings import CommonSettings
 
@@ -77,6 +78,45 @@ def shared_tmpdir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
     return path
+
+
+def task_view(**fields: Any) -> TaskView:
+    """A `TaskView` as the queue would send it, with `fields` (in their JSON form) over plain
+    defaults: for tests that hand a sidecar or an executor a task of their own."""
+    now = datetime.now(UTC).isoformat()
+    body: dict[str, Any] = {
+        "id": "task-0000000000000001",
+        "state": "assigned",
+        "priority": "normal",
+        "description": "x",
+        "generation": 1,
+        "retry_count": 0,
+        "max_retries": 3,
+        "assigned_to": None,
+        "complete_by": None,
+        "needed_capabilities": [],
+        "repo": None,
+        "branch": None,
+        "file_hints": [],
+        "success_criteria": [],
+        "verification_steps": [],
+        "complexity": {
+            "tier": "standard",
+            "source": "inferred",
+            "inferred_tier": "standard",
+            "confidence": 0.5,
+            "reasons": [],
+        },
+        "depends_on": [],
+        "goal_id": None,
+        "metadata": {},
+        "last_error": None,
+        "blocked_reason": None,
+        "result": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return TaskView.model_validate(body | fields)
 
 
 async def eventually(

@@ -228,9 +228,7 @@ async def _send(js: JetStreamContext, task: TaskView, deadline: datetime) -> Non
         await messaging.publish(
             js,
             subjects.agent_inbox(agent_id),
-            Assign(
-                task=task.model_dump(mode="json"), generation=task.generation, deadline=deadline
-            ),
+            Assign(task=task, generation=task.generation, deadline=deadline),
             msg_id=f"assign.{task.id}.{task.generation}",
         )
     log.info("task.assigned", extra={"agent_id": agent_id, "task_id": task.id})

@@ -13,13 +13,14 @@ import asyncio
 import logging
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, Literal, cast
+from typing import Final, Literal
 
 import httpx
 
 from agentcom_common.contracts.agent import ToolCallReport
+from agentcom_common.contracts.task import TaskView
 from agentcom_sidecar import namespaces
 from agentcom_sidecar.agentic import loop, parser, prompt, tools
 from agentcom_sidecar.agentic.gateway import ChatClient
@@ -35,22 +36,10 @@ NAMES: Final[tuple[ExecutorName, ...]] = ("ollama", "claude")
 _SEQ_PER_ATTEMPT: Final = 100_000  # tool_call seq stays increasing across corrective attempts
 
 
-def task_model(task: Mapping[str, Any]) -> str | None:
+def task_model(task: TaskView) -> str | None:
     """The model the task names (`metadata.model`), if any."""
-    metadata = task.get("metadata")
-    if not isinstance(metadata, dict):
-        return None
-    model = cast(dict[str, object], metadata).get("model")
+    model: object = task.metadata.get("model")
     return model.strip() if isinstance(model, str) and model.strip() else None
-
-
-def task_tier(task: Mapping[str, Any]) -> str | None:
-    """The task's complexity tier from a TaskView as JSON (`complexity.tier`)."""
-    complexity = task.get("complexity")
-    if not isinstance(complexity, dict):
-        return None
-    tier = cast(dict[str, object], complexity).get("tier")
-    return tier if isinstance(tier, str) else None
 
 
 class AgentExecutor:
@@ -73,7 +62,7 @@ class AgentExecutor:
     def _limits(self, ctx: ExecutionContext) -> loop.LoopLimits:
         s = self._settings
         return loop.LoopLimits(
-            max_iterations=s.max_iterations(self._tier or task_tier(ctx.task)),
+            max_iterations=s.max_iterations(self._tier or ctx.task.complexity.tier.value),
             token_budget=s.agentic_token_budget,
             repeat_limit=s.agentic_repeat_limit,
             max_nudges=s.agentic_max_nudges,
@@ -96,7 +85,7 @@ class AgentExecutor:
                 ToolCallReport(
                     kind="tool_call",
                     agent_id=ctx.agent_id,
-                    task_id=str(ctx.task.get("id", "")),
+                    task_id=ctx.task.id,
                     generation=ctx.generation,
                     seq=next(seq),
                     tool=call.name[:64],
@@ -114,8 +103,8 @@ class AgentExecutor:
 
     async def run(self, ctx: ExecutionContext) -> ExecutionResult:
         await asyncio.to_thread(namespaces.available)  # the one-time probe, off the event loop
-        tier = self._tier or _known(task_tier(ctx.task)) or "standard"
-        headers = {"X-AgentCom-Task": str(ctx.task.get("id", "")), "X-AgentCom-Tier": tier}
+        tier = self._tier or _known(ctx.task.complexity.tier.value) or "standard"
+        headers = {"X-AgentCom-Task": ctx.task.id, "X-AgentCom-Tier": tier}
         model = task_model(ctx.task) or self._model or tier  # a tier name: "route by tier"
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="agentcom-home-") as home:
@@ -132,7 +121,7 @@ class AgentExecutor:
         log.info(
             "agent_loop.stopped",
             extra={
-                "task_id": str(ctx.task.get("id", "")),
+                "task_id": ctx.task.id,
                 "executor": self.name,
                 "stop_reason": outcome.stop_reason,
                 "iterations": outcome.iterations,

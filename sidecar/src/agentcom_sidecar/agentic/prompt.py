@@ -5,8 +5,9 @@ only when they really run isolated (the model would otherwise rely on a sandbox 
 there, or be told of limits that do not exist).
 """
 
-from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
+
+from agentcom_common.contracts.task import FileExists, GitClean, TaskView
 
 _RULES = """## How to work
 1. Understand: list folders, read the files involved, search for what you need.
@@ -29,46 +30,37 @@ _UNISOLATED = """Commands have a timeout and memory limits but no sandbox: they 
   workspace or the network unless the task asks for it (the sidecar commits your work)."""
 
 
-def _items(task: Mapping[str, Any], key: str) -> list[object]:
-    value = task.get(key)
-    return cast(list[object], value) if isinstance(value, list) else []
+def _hints(task: TaskView) -> list[str]:
+    return [f"- {h.path}: {h.reason}" if h.reason else f"- {h.path}" for h in task.file_hints]
 
 
-def _hints(task: Mapping[str, Any]) -> list[str]:
+def _checks(task: TaskView) -> list[str]:
     lines: list[str] = []
-    for hint in _items(task, "file_hints"):
-        if isinstance(hint, dict):  # {path, reason} from the queue; goal tasks may send strings
-            fields = cast(dict[str, object], hint)
-            path, reason = str(fields.get("path", "")), str(fields.get("reason") or "")
-            lines.append(f"- {path}: {reason}" if reason else f"- {path}")
-        else:
-            lines.append(f"- {hint}")
+    for step in task.verification_steps:
+        detail = (
+            step.path
+            if isinstance(step, FileExists)
+            else ""
+            if isinstance(step, GitClean)
+            else step.command
+        )
+        lines.append(f"- {step.type}: {detail}".rstrip(": "))
     return lines
 
 
-def _checks(task: Mapping[str, Any]) -> list[str]:
-    lines: list[str] = []
-    for step in _items(task, "verification_steps"):
-        if isinstance(step, dict):
-            fields = cast(dict[str, object], step)
-            detail = fields.get("command") or fields.get("path") or ""
-            lines.append(f"- {fields.get('type')}: {detail}".rstrip(": "))
-    return lines
-
-
-def system_prompt(task: Mapping[str, Any], isolated: bool) -> str:
+def system_prompt(task: TaskView, isolated: bool) -> str:
     head = [
         "You are a coding agent. You complete tasks in a git workspace by reading files, "
         "changing them and checking your work with the tools you are given."
     ]
-    if task.get("repo"):
-        head.append(f"Repository: {task['repo']}")
-    if task.get("branch"):
-        head.append(f"Branch: {task['branch']}")
+    if task.repo:
+        head.append(f"Repository: {task.repo}")
+    if task.branch:
+        head.append(f"Branch: {task.branch}")
     sections = ["\n".join(head)]
     if hints := _hints(task):
         sections.append("## Key files\n" + "\n".join(hints))
-    criteria = [f"- {c}" for c in _items(task, "success_criteria")]
+    criteria = [f"- {c}" for c in task.success_criteria]
     if criteria:
         sections.append("## Success criteria\n" + "\n".join(criteria))
     if checks := _checks(task):
@@ -78,9 +70,9 @@ def system_prompt(task: Mapping[str, Any], isolated: bool) -> str:
 
 
 def initial_messages(
-    task: Mapping[str, Any], attempt: int, feedback: str | None, isolated: bool
+    task: TaskView, attempt: int, feedback: str | None, isolated: bool
 ) -> list[dict[str, Any]]:
-    user = str(task.get("description") or "")
+    user = task.description
     if feedback:
         user = (
             f"{user}\n\n## Attempt {attempt}: the previous attempt failed these checks\n"

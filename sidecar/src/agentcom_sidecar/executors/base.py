@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from agentcom_common.contracts.agent import Progress, ToolCallReport
+from agentcom_common.contracts.task import TaskView
 
 Report = Progress | ToolCallReport
 ReportSink = Callable[[Report], Awaitable[None]]
@@ -32,8 +33,8 @@ StopReason = Literal[
 
 @dataclass(frozen=True, slots=True)
 class ExecutionContext:
-    task: Mapping[str, Any]
-    """The task as the hub sent it (a `TaskView` as JSON)."""
+    task: TaskView
+    """The task as the hub sent it."""
     agent_id: str
     generation: int
     workspace: Path

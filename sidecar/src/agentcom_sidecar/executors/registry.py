@@ -10,12 +10,13 @@ one that is not registered or not enabled in the config is rejected with that re
 
 import importlib
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from agentcom_sidecar import namespaces, processes, taskdata
+from agentcom_common.contracts.task import TaskView
+from agentcom_sidecar import namespaces, processes
 from agentcom_sidecar.agentic.settings import AgenticSettings
 from agentcom_sidecar.config import SidecarConfig
 from agentcom_sidecar.executors.base import Executor
@@ -86,14 +87,13 @@ def _load_plugins() -> None:
         _FACTORIES.setdefault(name, _agent_loop(name))
 
 
-def choose(task: Mapping[str, Any], config: SidecarConfig) -> str:
-    metadata = taskdata.metadata(task)
-    named: object = metadata.get("executor")
+def choose(task: TaskView, config: SidecarConfig) -> str:
+    named: object = task.metadata.get("executor")
     if isinstance(named, str):
         return named
-    if "command" in metadata:
+    if "command" in task.metadata:
         return "shell"
-    tier = str(taskdata.as_dict(task.get("complexity")).get("tier", "standard"))
+    tier = task.complexity.tier.value
     return config.tier_executor.get(tier, "claude" if tier == "complex" else "ollama")
 
 

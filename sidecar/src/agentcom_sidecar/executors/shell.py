@@ -8,16 +8,17 @@ the agent's config (tokens) or state dir, nor write outside its workspace.
 """
 
 import asyncio
-from collections.abc import Callable, Mapping
-from typing import Any, cast
+from collections.abc import Callable
+from typing import cast
 
-from agentcom_sidecar import meters, namespaces, processes, taskdata
+from agentcom_common.contracts.task import TaskView
+from agentcom_sidecar import meters, namespaces, processes
 from agentcom_sidecar.executors.base import ExecutionContext, ExecutionResult
 
 
-def command_of(task: Mapping[str, Any]) -> list[str] | None:
+def command_of(task: TaskView) -> list[str] | None:
     """The argv of a shell task, or None if it has no valid one."""
-    command: object = taskdata.metadata(task).get("command")
+    command: object = task.metadata.get("command")
     if not isinstance(command, list) or not command:
         return None
     parts = cast("list[object]", command)

@@ -8,6 +8,7 @@ from pydantic import Field, StringConstraints
 
 from agentcom_common.contracts.base import Contract, JsonObject, Request
 from agentcom_common.contracts.delivery import DeliveryReport
+from agentcom_common.contracts.task import TaskView
 
 AgentName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 Capability = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -175,7 +176,7 @@ class Assign(Contract):
     """Published to `agentcom.agent.<id>.inbox`: do this task at this generation."""
 
     kind: Literal["assign"] = "assign"
-    task: dict[str, object]
+    task: TaskView
     generation: int
     deadline: datetime | None = Field(
         default=None,
