@@ -1,6 +1,7 @@
 """The executor interface as an LLM executor will use it, and one task at a time per agent."""
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,58 @@ async def test_an_executor_that_crashes_fails_its_task_and_the_sidecar_keeps_ser
     finally:
         registry.unregister("claude")
     assert (await hub.task(broken["id"]))["last_error"] == "executor claude crashed: RuntimeError"
+
+
+async def test_an_assignment_whose_task_is_not_a_task_view_is_refused_and_the_sidecar_serves_on(
+    hub: Any, run_sidecar: Any, js: JetStreamContext, listen: Any
+) -> None:
+    config: SidecarConfig = await hub.agent("strict", allow_hub_commands=True)
+    heard: list[dict[str, Any]] = await listen("strict")
+    async with run_sidecar(config) as sidecar:
+        # a task with an id and a generation but missing most of a TaskView (no state...)
+        bad = {"kind": "assign", "generation": 1, "task": {"id": "task-00000000000000cc"}}
+        await js.publish(subjects.agent_inbox("strict"), json.dumps(bad).encode())
+
+        async def rejected() -> dict[str, Any]:
+            said = [r for r in heard if r["kind"] == "rejected"]
+            assert len(said) == 1
+            return said[0]
+
+        said = await eventually(rejected, timeout=30)
+        assert said["task_id"] == "task-00000000000000cc"
+        assert said["generation"] == 1
+        assert said["error"].startswith("the task is not a valid TaskView: state: ")
+        assert not sidecar.stopping.is_set()
+
+        made = await hub.submit(metadata={"command": ["true"]})
+
+        async def done() -> None:
+            assert (await hub.task(made["id"]))["state"] == "completed"
+
+        await eventually(done, timeout=30)
+        journal = Journal(config.journal_path)
+        outcomes = journal.outcomes()
+        journal.close()
+        assert outcomes.count(("task-00000000000000cc", 1, "rejected")) == 1
+
+
+async def test_a_journaled_task_that_does_not_parse_is_refused_after_a_restart(
+    hub: Any, run_sidecar: Any, listen: Any
+) -> None:
+    config: SidecarConfig = await hub.agent("older", allow_hub_commands=True)
+    journal = Journal(config.journal_path)
+    # what an older sidecar left: a received assignment whose body is no TaskView
+    journal.receive("task-00000000000000dd", 2, {"id": "task-00000000000000dd", "state": "x"})
+    journal.close()
+    heard: list[dict[str, Any]] = await listen("older")
+    async with run_sidecar(config) as sidecar:
+
+        async def rejected() -> dict[str, Any]:
+            said = [r for r in heard if r["kind"] == "rejected"]
+            assert len(said) == 1
+            return said[0]
+
+        said = await eventually(rejected, timeout=30)
+        assert (said["task_id"], said["generation"]) == ("task-00000000000000dd", 2)
+        assert "not a valid TaskView: state: " in said["error"]
+        assert not sidecar.stopping.is_set()

@@ -339,6 +339,20 @@ def test_install_service_writes_a_systemd_unit_and_a_pm2_file(tmp_path: Path) ->
     assert written.pm2_ecosystem.parent == config.state
 
 
+def test_a_journal_row_of_the_older_dict_shape_loads_as_the_task_view(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.db")
+    task = task_view(id="task-1", metadata={"command": ["true"]})
+    # an older sidecar stored `Assign.task` as it came: the TaskView as a JSON object
+    journal.receive("task-1", 1, task.model_dump(mode="json"))
+    journal.receive("task-2", 1, {"id": "task-2"})
+    first, second = journal.received()
+    journal.close()
+    assert (first.task, first.unreadable) == (task, None)
+    assert second.task is None
+    assert second.unreadable is not None
+    assert second.unreadable.startswith("the task is not a valid TaskView: state: ")
+
+
 def test_the_agentcom_command_has_the_sidecar_group_and_status_reads_the_journal(
     tmp_path: Path,
 ) -> None:
