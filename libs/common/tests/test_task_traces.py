@@ -2,6 +2,7 @@
 id, form one trace under the root the queue records at submit."""
 
 from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentcom_common import task_traces, telemetry
@@ -36,3 +37,13 @@ def test_spans_of_one_task_share_its_derived_trace_under_its_root(
 def test_a_task_id_of_another_form_gets_a_stable_hashed_trace() -> None:
     assert task_traces.ids("goal-x/1") == task_traces.ids("goal-x/1")
     assert task_traces.ids("goal-x/1") != task_traces.ids("goal-x/2")
+
+
+def test_roots_are_recorded_only_by_a_provider_that_exports() -> None:
+    # telemetry.configure's provider without OTLP has no span processor: a root per task would
+    # be built only to be dropped (the queue's submit path), so none is built
+    provider = task_traces.Provider()
+    assert not task_traces.exporting(provider)
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    assert task_traces.exporting(provider)
+    assert task_traces.exporting(trace.NoOpTracerProvider())  # not ours: assumed to keep them

@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Meter, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     Gauge,
     Histogram,
@@ -83,7 +83,14 @@ def install(resource: Resource, exporters: Sequence[MetricReader] = ()) -> None:
     reader = InMemoryMetricReader()
     _scrape.append(reader)
     metrics.set_meter_provider(
-        MeterProvider(resource=resource, metric_readers=[reader, *exporters])
+        MeterProvider(
+            resource=resource,
+            metric_readers=[reader, *exporters],
+            # the scrape shows no exemplars; only OTLP carries them. Without it the SDK would
+            # still pick one per histogram record from the current span (the queue records
+            # one per task)
+            exemplar_filter=None if exporters else AlwaysOffExemplarFilter(),
+        )
     )
 
 

@@ -106,7 +106,9 @@ def endpoint(
 
     async def answer_in_span(req: Request) -> None:
         try:
-            body = contract.model_validate(wire.loads(req.data or b"{}", max_depth=max_depth))
+            parsed = wire.loads(req.data or b"{}", max_depth=max_depth)
+            with wire.parsed():  # its text and numbers are checked: the contract skips that
+                body = contract.model_validate(parsed)
             reply = await op(body)
         except ValidationError as exc:
             field, detail = first_error(exc)
@@ -174,7 +176,10 @@ async def call(
     try:
         msg = await nc.request(
             subject,
-            body.model_dump_json().encode(),
+            # what the caller set: the endpoint applies the same contract's defaults (a
+            # submit with every default spelt out was 307 bytes instead of 34, all parsed and
+            # validated again there)
+            body.model_dump_json(exclude_unset=True).encode(),
             timeout=timeout,
             headers=telemetry.inject_headers(),  # the endpoint's span continues this trace
         )

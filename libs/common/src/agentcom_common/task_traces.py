@@ -17,17 +17,24 @@ away. A task id of another form gets both from a hash of it.
 The W3C context still travels in NATS and HTTP headers: a handler that works inside a task
 span publishes with it (the inbox assignment, the agent loop's gateway calls), so what the
 receiver does joins the same trace either way.
+
+Roots and finished spans (`record_roots`, `record`) are only built when the process exports
+spans (`Provider.exports`: a span processor was added, i.e. OTLP is configured): without one
+the SDK builds each span, with its attributes and links, only to drop it, and the queue built
+one per submitted task. `span` always runs: what happens inside it carries its context on.
 """
 
 import contextlib
+import functools
 import hashlib
 import string
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from contextvars import ContextVar
 from typing import Final
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.util.types import AttributeValue
@@ -49,6 +56,31 @@ class TaskIds(RandomIdGenerator):
     def generate_span_id(self) -> int:
         forced = _forced.get()
         return forced[1] if forced is not None else super().generate_span_id()
+
+
+class Provider(TracerProvider):
+    """The SDK's tracer provider, knowing whether anything receives its spans."""
+
+    exports: bool = False
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        self.exports = True
+
+
+def exporting(provider: trace.TracerProvider | None = None) -> bool:
+    """Whether a finished span of `provider` (the process's by default) goes anywhere: False
+    only for our `Provider` with no span processor (another provider is assumed to keep what
+    it is given)."""
+    provider = provider or trace.get_tracer_provider()
+    return not isinstance(provider, Provider) or provider.exports
+
+
+@functools.cache
+def tracer(scope: str) -> trace.Tracer:
+    """`scope`'s tracer, looked up once: before the provider is installed OTel hands out a
+    proxy that follows it, so caching it is safe."""
+    return trace.get_tracer(scope)
 
 
 def ids(task_id: str) -> tuple[int, int]:
@@ -89,18 +121,33 @@ def record_root(
 ) -> None:
     """Record the task's root span (ended at once), linked to the span of `cause` (by default
     the current one: the request that submitted it)."""
-    token = _forced.set(ids(task_id))
-    try:
-        span = trace.get_tracer(scope).start_span(
-            name,
-            context=Context(),  # a root: the ids come from `TaskIds`
-            kind=SpanKind.PRODUCER,
-            attributes={TASK_ID: task_id, **(attributes or {})},
-            links=_links(cause),
-        )
-    finally:
-        _forced.reset(token)
-    span.end()
+    record_roots([(task_id, cause)], name, scope, attributes)
+
+
+def record_roots(
+    tasks: Iterable[tuple[str, Context | None]],
+    name: str,
+    scope: str,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> None:
+    """`record_root` for each (task id, cause) of a batch; nothing when no span is exported."""
+    if not exporting():
+        return
+    start = tracer(scope).start_span
+    current = _links()  # the links of a task without its own cause
+    for task_id, cause in tasks:
+        token = _forced.set(ids(task_id))
+        try:
+            span = start(
+                name,
+                context=Context(),  # a root: the ids come from `TaskIds`
+                kind=SpanKind.PRODUCER,
+                attributes={TASK_ID: task_id, **(attributes or {})},
+                links=current if cause is None else _links(cause),
+            )
+        finally:
+            _forced.reset(token)
+        span.end()
 
 
 def record(
@@ -112,8 +159,11 @@ def record(
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> None:
     """Record a finished span of the task's trace, from `start_ns` to `end_ns` (now if None),
-    both `time.time_ns()` clocks; linked to the current span."""
-    span = trace.get_tracer(scope).start_span(
+    both `time.time_ns()` clocks; linked to the current span. Nothing when no span is
+    exported."""
+    if not exporting():
+        return
+    span = tracer(scope).start_span(
         name,
         context=context(task_id),
         attributes={TASK_ID: task_id, **(attributes or {})},
@@ -133,7 +183,7 @@ def span(
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> Generator[trace.Span]:
     """A span of the task's trace, current for the block: what it publishes carries it on."""
-    with trace.get_tracer(scope).start_as_current_span(
+    with tracer(scope).start_as_current_span(
         name,
         context=context(task_id),
         kind=kind,

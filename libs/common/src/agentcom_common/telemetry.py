@@ -11,19 +11,18 @@ from opentelemetry import context as otel_context, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from agentcom_common import __version__, metering, task_traces
 
 
-def configure(service: str, otlp_endpoint: str | None) -> TracerProvider:
+def configure(service: str, otlp_endpoint: str | None) -> task_traces.Provider:
     """Install the global tracer and meter providers for this process; returns the tracer one."""
     resource = Resource.create(
         {"service.name": f"agentcom-{service}", "service.version": __version__}
     )
     # task roots get ids derived from the task id (`task_traces`)
-    tracer_provider = TracerProvider(resource=resource, id_generator=task_traces.TaskIds())
+    tracer_provider = task_traces.Provider(resource=resource, id_generator=task_traces.TaskIds())
     exporters: list[PeriodicExportingMetricReader] = []
     if otlp_endpoint:
         # imported only when traces are exported: the OTLP exporters (protobuf, requests) took
@@ -66,7 +65,7 @@ def continued(
     the block: what the handler publishes or writes to an outbox then carries it on."""
     token = otel_context.attach(extract_context(headers))
     try:
-        with trace.get_tracer(scope).start_as_current_span(name, kind=kind) as span:
+        with task_traces.tracer(scope).start_as_current_span(name, kind=kind) as span:
             yield span
     finally:
         otel_context.detach(token)

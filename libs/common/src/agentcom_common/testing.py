@@ -43,7 +43,6 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
@@ -342,7 +341,7 @@ def spans() -> InMemorySpanExporter:
     """The process's tracer provider, keeping every finished span in memory (session-wide:
     OTel takes one provider per process; find a test's spans by its own trace id)."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(
+    provider = task_traces.Provider(
         resource=Resource.create({"service.name": "agentcom-tests"}),
         id_generator=task_traces.TaskIds(),
     )

@@ -6,10 +6,17 @@ once got past an edge and failed later, where it hurt more: a 500, a task stored
 serialisable again. `loads` refuses them all up front with an `InvalidError` that says what is
 wrong and where (`field` is the body for broken syntax, else the path of the bad value).
 `check_tree` applies the same value rules to an object that was parsed elsewhere.
+
+The contracts check the same rules again field by field (`contracts.base`), for models built
+in Python; while a value `loads` returned is being validated (`parsed()`), those checks are
+skipped: they would walk every string of a 1,000-task batch a second time, on the hot path.
 """
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any, Final
 
 from agentcom_common.errors import InvalidError
@@ -49,6 +56,24 @@ def loads(data: bytes | str, *, max_depth: int = DEPTH_CEILING) -> Any:
         raise _too_deep("body", max_depth) from None
     check_tree(value, max_depth=max_depth)
     return value
+
+
+_parsed: ContextVar[bool] = ContextVar("agentcom_wire_parsed", default=False)
+
+
+@contextlib.contextmanager
+def parsed() -> Iterator[None]:
+    """Validate, inside this block, only values that `loads` returned (module docstring)."""
+    token = _parsed.set(True)
+    try:
+        yield
+    finally:
+        _parsed.reset(token)
+
+
+def checked() -> bool:
+    """True inside `parsed()`: the value being validated passed `loads` already."""
+    return _parsed.get()
 
 
 def check_tree(value: Any, *, max_depth: int = DEPTH_CEILING, at: str = "") -> None:

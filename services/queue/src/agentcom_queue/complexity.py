@@ -53,13 +53,15 @@ def infer(description: str, files: int, steps: int) -> tuple[Tier, float, list[s
         return Tier.TRIVIAL, 0.9 if words < 10 else 0.75, [*reasons, f"keywords {trivial_hits}"]
     if words == 0 and files == 0 and steps == 0:
         return Tier.STANDARD, 0.0, ["no signal"]
-    votes = [_vote(words, 9, 50), _vote(files, 0, 3), _vote(steps, 0, 3)]
-    counts = {tier: votes.count(tier) for tier in _ORDER}  # not `in Tier`: slow on 3.11
-    best = max(_ORDER, key=lambda t: counts[t])
+    votes = (_vote(words, 9, 50), _vote(files, 0, 3), _vote(steps, 0, 3))
+    best = max(_ORDER, key=votes.count)  # the first of the most voted
     if best is Tier.TRIVIAL:  # no trivial keyword: small is not the same as trivial
         best = Tier.STANDARD
         reasons.append("small but no trivial keyword")
-    return best, round(counts[best] / 3, 2), reasons
+    return best, _SHARE[votes.count(best)], reasons
+
+
+_SHARE: Final = tuple(round(n / 3, 2) for n in range(4))  # n of the 3 votes, as a confidence
 
 
 def classify(task: SubmitTask) -> Complexity:

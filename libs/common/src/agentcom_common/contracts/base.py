@@ -61,7 +61,10 @@ class Request(Contract):
     def _storable_text(cls, value: Any, info: ValidationInfo) -> Any:
         # JSON may carry a lone surrogate or NUL; Postgres stores neither, so refuse it here as
         # a 422 naming the field instead of failing at the INSERT. A request built in Python
-        # (not parsed by `wire.loads`) meets the same rules: no NaN, no runaway nesting.
+        # (not parsed by `wire.loads`) meets the same rules: no NaN, no runaway nesting. What
+        # `wire.loads` parsed met them already (`wire.parsed`).
+        if wire.checked():
+            return value
         try:
             _check_text(value, info.field_name or "")
         except InvalidError as exc:
@@ -90,6 +93,8 @@ def _scalar_kinds(model: type[BaseModel], name: str) -> frozenset[type]:
 
 
 def _json_value(value: dict[str, object]) -> dict[str, object]:
+    if wire.checked():  # parsed by `wire.loads`, which applied these rules
+        return value
     try:
         wire.check_tree(value)
     except InvalidError as exc:

@@ -15,7 +15,7 @@ from agentcom_common.errors import (
 )
 from agentcom_common.repos import repo_keys
 from agentcom_queue import meters, store_batch
-from agentcom_queue.ops.core import Queue, view
+from agentcom_queue.ops.core import Queue, views
 
 
 async def claim(
@@ -53,7 +53,7 @@ async def claim_many(
     if rows:
         q.relay.wake()
         meters.count_assigned(rows)
-    return [view(row) for row in rows]
+    return views(rows)
 
 
 async def claim_for_agents(
@@ -89,4 +89,4 @@ async def claim_for_agents(
     if rows:
         q.relay.wake()
         meters.count_assigned(rows)
-    return [view(row) for row in rows]
+    return views(rows)

@@ -14,7 +14,7 @@ from agentcom_common.errors import (
     NotFoundError,
 )
 from agentcom_queue import store
-from agentcom_queue.ops.core import Queue, S, view
+from agentcom_queue.ops.core import Queue, S, view, views
 
 
 async def get(q: Queue, task_id: str) -> TaskView:
@@ -70,7 +70,7 @@ async def page(
         )
     more = len(rows) > limit
     rows = rows[:limit]
-    return [view(r) for r in rows], (str(rows[-1].seq) if more and rows else None)
+    return views(rows), (str(rows[-1].seq) if more and rows else None)
 
 
 def _decode_cursor(cursor: str | None) -> int | None:

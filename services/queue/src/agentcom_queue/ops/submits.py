@@ -201,8 +201,8 @@ async def _submit_in(
     )
     # counted before the commit: a commit that then fails (rare) over-counts its batch
     meters.count_submitted(v["lane"] for v in new if v["id"] in inserted)
-    for task_id in inserted:  # each task's trace starts here (`task_traces`)
-        task_traces.record_root(task_id, "task submit", __name__, cause=cause_of.get(task_id))
+    # each task's trace starts here (`task_traces`)
+    task_traces.record_roots(((t, cause_of.get(t)) for t in inserted), "task submit", __name__)
     by_key |= {r.client_key: r for r in inserted.values() if r.client_key}
     if lost := [v["client_key"] for v in new if v["id"] not in inserted]:
         by_key |= await store_batch.by_keys(conn, lost)  # a concurrent submit won the key
