@@ -132,6 +132,25 @@ async def register(url: str, token: str, count: int) -> list[str]:
     return names
 
 
+async def until_online(url: str, token: str, deadline_s: float = 120.0) -> float:
+    """Seconds until the scheduler shows no registered agent offline: every hello applied.
+
+    The load starts after that, so assignment latency is not measured against a fleet still
+    coming up (a fixed sleep was too short on a loaded machine and waited for nothing on an
+    idle one)."""
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+        while True:
+            listing = await client.get("/api/agents")
+            listing.raise_for_status()
+            if not [a for a in listing.json() if a["state"] == "offline"]:
+                return time.perf_counter() - started
+            if time.perf_counter() - started > deadline_s:
+                raise RuntimeError(f"agents still offline after {deadline_s:.0f} s of hellos")
+            await asyncio.sleep(0.25)
+
+
 class Sim:
     """The simulated agents: each hears its own inbox and answers at once, like a sidecar."""
 
@@ -374,7 +393,7 @@ async def measure(
             asyncio.create_task(sim.beats(stop)),
             asyncio.create_task(backlog.sample(conns[-1], stop)),
         ]
-        await asyncio.sleep(2)  # hellos applied
+        hellos_s = await until_online(scheduler, token)
         progress.log(f"load: {args.rate}/s for {args.seconds} s")
         cpu_before = cpu_s()
         submitted, achieved = await offer(conns[0], fleet, args.rate, args.seconds)
@@ -411,6 +430,7 @@ async def measure(
         "seconds": args.seconds,
         "tasks": total,
         "register_s": round(registered_s, 2),
+        "hellos_applied_s": round(hellos_s, 2),
         "assign_p50_ms": round(percentile(lat, 0.50), 2),
         "assign_p90_ms": round(percentile(lat, 0.90), 2),
         "assign_p99_ms": round(percentile(lat, 0.99), 2),
