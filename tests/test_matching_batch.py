@@ -7,7 +7,6 @@ drives `matching.match_once` and the report batch itself, against a real queue s
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -23,27 +22,20 @@ from agentcom_common import micro, subjects
 from agentcom_common.contracts.agent import RegisterAgent
 from agentcom_common.contracts.task import SubmitTask, SubmitTasks, SubmittedTasks, TaskRef
 from agentcom_common.outbox import Relay
-from agentcom_common.service import Loops, Resources, create_app as build
+from agentcom_common.service import create_app as build
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import eventually, running
 from agentcom_queue.app import create_app as queue_app
 from agentcom_scheduler import matching, ops, presence, tables
-from agentcom_scheduler.app import SPEC
-from agentcom_scheduler.loops import Runtime
-from agentcom_scheduler.settings import SchedulerSettings
+from quiet_scheduler import SPEC as QUIET_SPEC
 
 Json = dict[str, Any]
 LATER = timedelta(minutes=30)
 
 
-async def _no_loops(settings: SchedulerSettings, res: Resources, _loops: Loops) -> Runtime:
-    """The scheduler's own state without its loops: streams and schema, nothing matching."""
-    return Runtime.of(settings, ops.Scheduler(res.engine, res.outbox, res.relay))
-
-
 @pytest.fixture
 async def queue(settings: CommonSettings, admin_token: str) -> AsyncIterator[httpx.AsyncClient]:
-    scheduler = build(dataclasses.replace(SPEC, build=_no_loops), settings)
+    scheduler = build(QUIET_SPEC, settings)
     async with (
         running(queue_app(settings), "http://queue") as client,
         running(scheduler, "http://scheduler"),

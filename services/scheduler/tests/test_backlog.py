@@ -1,7 +1,6 @@
 """The sweep does not call live agents silent while its own reports are still waiting, and
 does not let such a backlog hide agents that are silent anyway."""
 
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
@@ -15,24 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common import clock
 from agentcom_common.outbox import Relay
-from agentcom_common.service import AnySpec, Loops, Resources
+from agentcom_common.service import AnySpec
 from agentcom_common.testing import eventually
 from agentcom_scheduler import ops, presence, tables
-from agentcom_scheduler.app import SPEC
-from agentcom_scheduler.loops import Runtime
-from agentcom_scheduler.settings import SchedulerSettings
+from quiet_scheduler import SPEC as QUIET_SPEC
 
 RunService = Callable[[AnySpec], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
-async def _no_loops(settings: SchedulerSettings, res: Resources, _loops: Loops) -> Runtime:
-    """The scheduler's own state without its loops: the test drives the sweep itself."""
-    return Runtime.of(settings, ops.Scheduler(res.engine, res.outbox, res.relay))
-
-
 @pytest.fixture
 async def api(run_service: RunService, admin_token: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with run_service(dataclasses.replace(SPEC, build=_no_loops)) as client:
+    async with run_service(QUIET_SPEC) as client:
         client.headers["Authorization"] = f"Bearer {admin_token}"
         yield client
 
