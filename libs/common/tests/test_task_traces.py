@@ -1,6 +1,9 @@
 """A task's spans, recorded by different code with nothing passed between them but the task
 id, form one trace under the root the queue records at submit."""
 
+import subprocess
+import sys
+
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -47,3 +50,23 @@ def test_roots_are_recorded_only_by_a_provider_that_exports() -> None:
     provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
     assert task_traces.exporting(provider)
     assert task_traces.exporting(trace.NoOpTracerProvider())  # not ours: assumed to keep them
+
+
+def test_without_otlp_a_task_span_is_its_root_made_current() -> None:
+    # a fresh process configured as a service without OTEL_EXPORTER_OTLP_ENDPOINT: nothing is
+    # built to be dropped, and what a task span's block publishes still names the task's trace
+    probe = """
+import subprocess
+import sys
+
+from opentelemetry import trace
+from agentcom_common import task_traces, telemetry
+provider = telemetry.configure("probe", None)
+assert not task_traces.exporting()
+with task_traces.span("task-00c0ffee12345678", "scheduler assign", "t") as span:
+    print(telemetry.inject_headers()["traceparent"], span.is_recording())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == ["00-000000000000000000c0ffee12345678-00c0ffee12345678-01", "False"]

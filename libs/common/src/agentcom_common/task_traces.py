@@ -18,10 +18,11 @@ The W3C context still travels in NATS and HTTP headers: a handler that works ins
 span publishes with it (the inbox assignment, the agent loop's gateway calls), so what the
 receiver does joins the same trace either way.
 
-Roots and finished spans (`record_roots`, `record`) are only built when the process exports
-spans (`Provider.exports`: a span processor was added, i.e. OTLP is configured): without one
-the SDK builds each span, with its attributes and links, only to drop it, and the queue built
-one per submitted task. `span` always runs: what happens inside it carries its context on.
+Spans are only built when the process exports them (`Provider.exports`: a span processor was
+added, i.e. OTLP is configured): without one the SDK builds each span, with its attributes and
+links, only to drop it, and the queue built a root per submitted task, the scheduler a span per
+assignment. Then `record_roots` and `record` do nothing, and `span` makes the task's root
+current instead of a new span, so the trace context still travels.
 """
 
 import contextlib
@@ -32,7 +33,7 @@ from collections.abc import Generator, Iterable, Mapping
 from contextvars import ContextVar
 from typing import Final
 
-from opentelemetry import trace
+from opentelemetry import context as otel_context, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
@@ -182,7 +183,18 @@ def span(
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> Generator[trace.Span]:
-    """A span of the task's trace, current for the block: what it publishes carries it on."""
+    """A span of the task's trace, current for the block: what it publishes carries it on.
+
+    When no span is exported the task's root stands in for it (a non-recording span): what
+    the block publishes and logs still carries the task's trace, and nothing is built to be
+    dropped (the scheduler made one per assignment)."""
+    if not exporting():
+        token = otel_context.attach(context(task_id))
+        try:
+            yield trace.get_current_span()
+        finally:
+            otel_context.detach(token)
+        return
     with tracer(scope).start_as_current_span(
         name,
         context=context(task_id),
