@@ -52,7 +52,7 @@ def test_roots_are_recorded_only_by_a_provider_that_exports() -> None:
     assert task_traces.exporting(trace.NoOpTracerProvider())  # not ours: assumed to keep them
 
 
-def test_without_otlp_a_task_span_is_its_root_made_current() -> None:
+def test_without_otlp_no_span_is_built_and_the_trace_context_still_travels() -> None:
     # a fresh process configured as a service without OTEL_EXPORTER_OTLP_ENDPOINT: nothing is
     # built to be dropped, and what a task span's block publishes still names the task's trace
     probe = """
@@ -65,8 +65,17 @@ provider = telemetry.configure("probe", None)
 assert not task_traces.exporting()
 with task_traces.span("task-00c0ffee12345678", "scheduler assign", "t") as span:
     print(telemetry.inject_headers()["traceparent"], span.is_recording())
+received = {"traceparent": "00-0000000000000000000000000000beef-000000000000cafe-01"}
+with telemetry.continued(received, "rpc", trace.SpanKind.SERVER, "t") as span:
+    print(telemetry.inject_headers()["traceparent"], span.is_recording())
 """
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
-    assert out == ["00-000000000000000000c0ffee12345678-00c0ffee12345678-01", "False"]
+    assert out == [
+        "00-000000000000000000c0ffee12345678-00c0ffee12345678-01",
+        "False",
+        # an RPC or a consumed message: the caller's context continues, no span of its own
+        "00-0000000000000000000000000000beef-000000000000cafe-01",
+        "False",
+    ]

@@ -62,9 +62,16 @@ def continued(
     headers: Mapping[str, str] | None, name: str, kind: trace.SpanKind, scope: str
 ) -> Generator[trace.Span]:
     """A span continuing the trace a received message carries (`traceparent`), current for
-    the block: what the handler publishes or writes to an outbox then carries it on."""
+    the block: what the handler publishes or writes to an outbox then carries it on.
+
+    When no span is exported (`task_traces.exporting`) the received context itself is current
+    for the block: the trace still continues, and no span is built per request or message
+    only to be dropped."""
     token = otel_context.attach(extract_context(headers))
     try:
+        if not task_traces.exporting():
+            yield trace.get_current_span()
+            return
         with task_traces.tracer(scope).start_as_current_span(name, kind=kind) as span:
             yield span
     finally:
