@@ -15,7 +15,7 @@ skipped: they would walk every string of a 1,000-task batch a second time, on th
 import contextlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextvars import ContextVar
 from typing import Any, Final
 
@@ -62,7 +62,7 @@ _parsed: ContextVar[bool] = ContextVar("agentcom_wire_parsed", default=False)
 
 
 @contextlib.contextmanager
-def parsed() -> Iterator[None]:
+def parsed() -> Generator[None]:
     """Validate, inside this block, only values that `loads` returned (module docstring)."""
     token = _parsed.set(True)
     try:
