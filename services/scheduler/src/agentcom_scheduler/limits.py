@@ -148,6 +148,8 @@ class Limiter:
         if not agents:
             return {}
         async with engine.connect() as conn:
+            # one read per report batch: no BEGIN and ROLLBACK round trips around it
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             return await store_limits.blocked(conn, sorted(set(agents)))
 
 
