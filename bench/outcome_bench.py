@@ -227,16 +227,7 @@ async def run(args: argparse.Namespace, variant: str) -> Json:
     with scheduler_bench.servers() as (layout, broker, root):
         await embedded.wait_for_postgres(layout, deadline=60)
         await embedded.create_database(layout)
-        env = {
-            "AGENTCOM_ADMIN_TOKEN": token,
-            "AGENTCOM_SCHEDULER_NATS_ISSUER_SEED": broker.auth.issuer_seed,
-            "AGENTCOM_SCHEDULER_HEARTBEAT_INTERVAL": f"{scheduler_bench.HEARTBEAT_S}s",
-            "AGENTCOM_SCHEDULER_MISSED_HEARTBEATS": str(scheduler_bench.MISSED),
-            "AGENTCOM_SCHEDULER_RATE_LIGHT": "100000",
-            "AGENTCOM_SCHEDULER_RATE_NORMAL": "100000",
-            "AGENTCOM_SCHEDULER_RATE_HEAVY": "100000",
-            "AGENTCOM_LOG_LEVEL": "WARNING",
-        }
+        env = scheduler_bench.service_env(token, broker.auth.issuer_seed)
         queue = ServiceProcess("queue", broker.url, layout.url, root / "queue.log", env)
         scheduler = ServiceProcess("scheduler", broker.url, layout.url, root / "scheduler.log", env)
         follower = ChildProcess(root / "follower.log")

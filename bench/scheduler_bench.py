@@ -296,21 +296,29 @@ class Backlog:
                     await stop.wait()
 
 
+def service_env(token: str, issuer_seed: str) -> dict[str, str]:
+    """The queue's and scheduler's settings in these benches: the admin token, the auth
+    callout's issuer, this bench's heartbeats, rate limits out of the way, quiet logs."""
+    return {
+        "AGENTCOM_ADMIN_TOKEN": token,
+        "AGENTCOM_SCHEDULER_NATS_ISSUER_SEED": issuer_seed,
+        "AGENTCOM_SCHEDULER_HEARTBEAT_INTERVAL": f"{HEARTBEAT_S}s",
+        "AGENTCOM_SCHEDULER_MISSED_HEARTBEATS": str(MISSED),
+        "AGENTCOM_SCHEDULER_RATE_LIGHT": "100000",
+        "AGENTCOM_SCHEDULER_RATE_NORMAL": "100000",
+        "AGENTCOM_SCHEDULER_RATE_HEAVY": "100000",
+        "AGENTCOM_LOG_LEVEL": "WARNING",
+    }
+
+
 async def run(args: argparse.Namespace, replicas: int = 1) -> Json:
     token = "bench-admin-" + os.urandom(16).hex()
     with servers() as (layout, broker, root):
         await embedded.wait_for_postgres(layout, deadline=60)
         await embedded.create_database(layout)
-        env = {
-            "AGENTCOM_ADMIN_TOKEN": token,
-            "AGENTCOM_SCHEDULER_NATS_ISSUER_SEED": broker.auth.issuer_seed,
-            "AGENTCOM_SCHEDULER_HEARTBEAT_INTERVAL": f"{HEARTBEAT_S}s",
-            "AGENTCOM_SCHEDULER_MISSED_HEARTBEATS": str(MISSED),
-            "AGENTCOM_SCHEDULER_RATE_LIGHT": "100000",
-            "AGENTCOM_SCHEDULER_RATE_NORMAL": "100000",
-            "AGENTCOM_SCHEDULER_RATE_HEAVY": "100000",
-            "AGENTCOM_LOG_LEVEL": "WARNING",
-        } | dict(setting.split("=", 1) for setting in args.set)
+        env = service_env(token, broker.auth.issuer_seed) | dict(
+            setting.split("=", 1) for setting in args.set
+        )
         traced = env | {"AGENTCOM_LOG_LEVEL": "DEBUG"} if args.trace else env
         procs = [
             ServiceProcess(name, broker.url, layout.url, root / f"{name}-{k}.log", own)

@@ -12,17 +12,14 @@ never lands on a sidecar still killing the old. A sidecar that never answers is 
 sweeps: offline after missed heartbeats, or past the assignment's deadline.
 """
 
-import asyncio
-import contextlib
+import functools
 import logging
 from typing import Final
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from pydantic import ValidationError
 
-from agentcom_common import messaging, subjects
+from agentcom_common import consumer, messaging, subjects
 from agentcom_common.contracts.agent import Cancel
 from agentcom_common.contracts.task import TaskState, TaskTransition
 from agentcom_scheduler import ops, store
@@ -54,43 +51,23 @@ async def on_cancelled(s: ops.Scheduler, js: JetStreamContext, event: TaskTransi
     return True
 
 
-async def follow(s: ops.Scheduler, js: JetStreamContext) -> None:
-    """Consume `task.cancelled` events until cancelled; a failed one is redelivered."""
-    sub = await js.pull_subscribe(
+async def follow(s: ops.Scheduler, js: JetStreamContext, policy: consumer.Policy) -> None:
+    """Consume `task.cancelled` events until cancelled, settled by the shared consumer policy:
+    a malformed one is refused and recorded, a failed one redelivered with a growing delay.
+    A new durable starts from now on (older cancels have long been swept); later starts
+    resume where it was."""
+    await consumer.consume(
+        js,
+        subjects.EVENTS_STREAM,
         SUBJECT,
-        durable=CONSUMER,
-        stream=subjects.EVENTS_STREAM,
-        # first start: from now on (older cancels have long been swept); later starts resume
-        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW),
+        CONSUMER,
+        policy,
+        functools.partial(_handle, s, js),
+        batch=64,
+        new_only=True,
     )
-    try:
-        while True:
-            try:
-                batch = await sub.fetch(64, timeout=1)
-            except TimeoutError:
-                continue
-            except Exception:  # reconnecting or the stream is away: unacked events stay stored
-                log.exception("cancels.fetch_failed")
-                await asyncio.sleep(1)
-                continue
-            for msg in batch:
-                await _handle(s, js, msg)
-    finally:  # a pending fetch would hold the connection's drain at shutdown
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
 
 
 async def _handle(s: ops.Scheduler, js: JetStreamContext, msg: Msg) -> None:
-    try:
-        event = TaskTransition.model_validate_json(msg.data)
-    except ValidationError:
-        log.warning("cancels.malformed", extra={"subject": msg.subject})
-        await msg.term()  # never processable: refused once, not redelivered forever
-        return
-    try:
-        await on_cancelled(s, js, event)
-    except Exception:  # Postgres or NATS away: try again shortly
-        log.exception("cancels.failed", extra={"task_id": event.task_id})
-        await msg.nak(delay=1)
-        return
-    await msg.ack()
+    # a ValidationError is an input error: refused once, not redelivered forever
+    await on_cancelled(s, js, TaskTransition.model_validate_json(msg.data))

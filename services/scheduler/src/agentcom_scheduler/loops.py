@@ -80,7 +80,7 @@ async def start(settings: SchedulerSettings, res: Resources, loops: Loops) -> Ru
         "agent-reports",
         presence.consume_reports(s, res.nc, res.js, gate, runtime.kick, policy),
     )
-    loops.spawn("cancels", cancels.follow(s, res.js))
+    loops.spawn("cancels", cancels.follow(s, res.js, policy))
     # Every loop below runs on every replica at once; none takes the leader lock (a leader
     # would add its lease of grace to detection after each failover). Each is safe concurrently:
     # - presence sweep (silence, unaccepted, deadlines): one transaction locks the agent rows it
