@@ -56,9 +56,6 @@ def test_without_otlp_no_span_is_built_and_the_trace_context_still_travels() -> 
     # a fresh process configured as a service without OTEL_EXPORTER_OTLP_ENDPOINT: nothing is
     # built to be dropped, and what a task span's block publishes still names the task's trace
     probe = """
-import subprocess
-import sys
-
 from opentelemetry import trace
 from agentcom_common import task_traces, telemetry
 provider = telemetry.configure("probe", None)
