@@ -42,7 +42,7 @@ def test_a_task_id_of_another_form_gets_a_stable_hashed_trace() -> None:
     assert task_traces.ids("goal-x/1") != task_traces.ids("goal-x/2")
 
 
-def test_roots_are_recorded_only_by_a_provider_that_exports() -> None:
+def test_only_a_provider_with_a_span_processor_counts_as_exporting() -> None:
     # telemetry.configure's provider without OTLP has no span processor: a root per task would
     # be built only to be dropped (the queue's submit path), so none is built
     provider = task_traces.Provider()
