@@ -5,12 +5,21 @@ One engine per process, built in the lifespan and passed down. Each service owns
 
 import asyncio
 import logging
+from typing import Any
 
 import asyncpg.exceptions as pg
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.engine.interfaces import AdaptedConnection
+from sqlalchemy.exc import (
+    DBAPIError,
+    InterfaceError,
+    InvalidatePoolError,
+    OperationalError,
+    TimeoutError as PoolTimeout,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from agentcom_common.errors import UnavailableError
 from agentcom_common.settings import CommonSettings
@@ -32,11 +41,38 @@ def create_engine(settings: CommonSettings, *, pool_size: int = 5) -> AsyncEngin
             "AGENTCOM_DATABASE_URL is not set; run the stack with `agentcom up` or set the variable",
             code="db_unavailable",
         )
-    return create_async_engine(
-        async_url(settings.database_url.get_secret_value()),
-        pool_size=pool_size,
-        pool_pre_ping=True,  # a Postgres restart must not hand out dead connections
+    engine = create_async_engine(
+        async_url(settings.database_url.get_secret_value()), pool_size=pool_size
     )
+    # a Postgres restart must not hand out dead connections: each checkout is pinged first.
+    # Not `pool_pre_ping`: the asyncpg adapter's ping opens a transaction, sends `;` and rolls
+    # back, three round trips per checkout (a third of the scheduler's statements under the
+    # bench's load, `bench/README.md`); this is the same check in one
+    event.listen(engine.sync_engine.pool, "connect", _fresh)
+    event.listen(engine.sync_engine.pool, "checkout", _ping)
+    return engine
+
+
+_FRESH = "agentcom.fresh"
+
+
+def _fresh(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_FRESH] = True  # just connected: its first checkout needs no ping
+
+
+def _ping(dbapi: AdaptedConnection, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """What `pool_pre_ping` does, in one round trip: `SELECT 1` by the simple query protocol
+    (no statement prepared, no transaction). A connection that fails it in any way is a sign
+    Postgres restarted, so every pooled connection made before now is replaced (as the
+    pre-ping does); the pool then connects anew, and raises if Postgres is still away."""
+    if record.info.pop(_FRESH, False):
+        return
+    try:
+        dbapi.run_async(lambda conn: conn.execute("SELECT 1"))
+    except Exception as exc:  # any failure: e.g. asyncpg's InternalClientError
+        # when the server's "terminating connection" came while idle; nothing a pooled
+        # session could recover from, and the caller must get a working one
+        raise InvalidatePoolError(f"pooled connection is dead: {type(exc).__name__}") from exc
 
 
 async def ping(engine: AsyncEngine) -> None:
