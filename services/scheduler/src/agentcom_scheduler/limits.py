@@ -20,11 +20,12 @@ then 60 s, then 300 s for each later cut-off (phase 12).
 
 Buckets, overrides and cut-offs are rows in Postgres (`store_limits`), judged by Postgres's
 clock: every scheduler replica draws from the same bucket, so the limit is the limit whatever
-the replica count, and a restart forgives nothing. A take is one statement for a whole batch of
-reports (`take_many`); the report consumer reads the cut-offs of a batch's agents in one more.
+the replica count, and a restart forgives nothing. The report consumer's gate for a whole batch
+of reports is one statement (`admit`): the cut-offs of the batch's agents and the takes of
+their heartbeats together.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -64,6 +65,14 @@ class Rates:
     overridden: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A batch's gate: the agents cut off (seconds left) and the tokens each take got."""
+
+    cut_off: dict[str, float]
+    got: dict[tuple[str, RateClass], int]
+
+
 @dataclass(slots=True)
 class Limiter:
     """The settings of the limits; the state is in Postgres, reached through `engine`."""
@@ -79,28 +88,37 @@ class Limiter:
     dropped: dict[str, int] = field(default_factory=dict[str, int])
     """Takes refused by this process, by tier (a per-replica count, as metrics are)."""
 
-    async def take_many(
-        self, engine: AsyncEngine, wanted: dict[tuple[str, RateClass], int]
-    ) -> dict[tuple[str, RateClass], int]:
-        """Take `wanted[(agent, tier)]` tokens each, in one statement; how many each got."""
-        if not wanted:
-            return {}
+    async def admit(
+        self,
+        engine: AsyncEngine,
+        speakers: Collection[str],
+        wanted: dict[tuple[str, RateClass], int],
+    ) -> Admission:
+        """In one statement: which of `speakers` are cut off (seconds left), and
+        `wanted[(agent, tier)]` tokens taken (how many each got). The shortfall of an agent
+        cut off is not counted as dropped: its reports are refused for the cut-off."""
+        if not speakers and not wanted:
+            return Admission({}, {})
         async with engine.connect() as conn:
+            # one statement: no BEGIN and COMMIT round trips around it
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            rows = await store_limits.take(conn, _plain_keys(wanted), _plain(self.rates))
+            cut, rows = await store_limits.admit(
+                conn, sorted(set(speakers)), _plain_keys(wanted), _plain(self.rates)
+            )
         got: dict[tuple[str, RateClass], int] = dict.fromkeys(wanted, 0)
         for row in rows:
             got[(row.agent_id, row.tier)] = int(row.granted)
         for key, n in wanted.items():
-            if (short := n - got[key]) > 0:
+            if key[0] not in cut and (short := n - got[key]) > 0:
                 self.dropped[key[1]] = self.dropped.get(key[1], 0) + short
-        return got
+        return Admission(cut, got)
 
     async def take(self, engine: AsyncEngine, agent_id: str, tier: RateClass) -> float:
         """Take one token: 0 when allowed, else seconds until one is there."""
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            row = (await store_limits.take(conn, {(agent_id, tier): 1}, _plain(self.rates)))[0]
+            _, rows = await store_limits.admit(conn, [], {(agent_id, tier): 1}, _plain(self.rates))
+            row = rows[0]
         if row.granted:
             return 0.0
         self.dropped[tier] = self.dropped.get(tier, 0) + 1
@@ -145,12 +163,7 @@ class Limiter:
 
     async def blocked(self, engine: AsyncEngine, agents: list[str]) -> dict[str, float]:
         """Seconds left of each agent's cut-off under way (absent: it may talk)."""
-        if not agents:
-            return {}
-        async with engine.connect() as conn:
-            # one read per report batch: no BEGIN and ROLLBACK round trips around it
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await store_limits.blocked(conn, sorted(set(agents)))
+        return (await self.admit(engine, agents, {})).cut_off
 
 
 def _plain(rates: dict[RateClass, int]) -> dict[str, int]:

@@ -12,18 +12,21 @@ from agentcom_common.contracts.agent import (
     AgentState,
     Heartbeat,
 )
-from agentcom_scheduler import batch, ops
+from agentcom_scheduler import batch, limits, ops
 from agentcom_scheduler.limits import RateClass
-from agentcom_scheduler.presence.core import Gate, resources_of, retry_all
+from agentcom_scheduler.presence.core import resources_of, retry_all
 
 log = logging.getLogger("agentcom_scheduler.presence")  # one name for all of presence
 
 
 async def beat_many(
-    s: ops.Scheduler, beats: list[tuple[Msg, Heartbeat]], gate: Gate, settler: consumer.Settler
+    s: ops.Scheduler,
+    beats: list[tuple[Msg, Heartbeat]],
+    admitted: limits.Admission | None,
+    settler: consumer.Settler,
 ) -> None:
     try:
-        counted = await counted_beats(s, gate, [b for _, b in beats])
+        counted = counted_beats(admitted, [b for _, b in beats])
         if counted:
             async with s.engine.begin() as conn:
                 await _apply_beats(s, conn, counted)
@@ -35,19 +38,24 @@ async def beat_many(
         await msg.ack()
 
 
-async def counted_beats(s: ops.Scheduler, gate: Gate, beats: list[Heartbeat]) -> list[Heartbeat]:
-    """The heartbeats the agents' light buckets take (one statement for all); the rest are
-    over the rate."""
-    if gate.limiter is None:
-        return beats
+def wanted_beats(beats: list[Heartbeat]) -> dict[tuple[str, RateClass], int]:
+    """The light tokens `beats` want: one per heartbeat, by agent."""
     wanted: dict[tuple[str, RateClass], int] = {}
     for b in beats:
         wanted[(b.agent_id, "light")] = wanted.get((b.agent_id, "light"), 0) + 1
-    left = await gate.limiter.take_many(s.engine, wanted)
+    return wanted
+
+
+def counted_beats(admitted: limits.Admission | None, beats: list[Heartbeat]) -> list[Heartbeat]:
+    """The heartbeats the agents' light buckets took (`admitted`, the batch's gate; None: no
+    limits); the rest are over the rate."""
+    if admitted is None:
+        return beats
+    left = {agent: n for (agent, tier), n in admitted.got.items() if tier == "light"}
     counted: list[Heartbeat] = []
     for b in beats:  # each agent's first ones, as many as its bucket gave
-        if left[(b.agent_id, "light")] > 0:
-            left[(b.agent_id, "light")] -= 1
+        if left.get(b.agent_id, 0) > 0:
+            left[b.agent_id] -= 1
             counted.append(b)
     return counted
 

@@ -28,7 +28,7 @@ from agentcom_common.contracts.task import (
 from agentcom_common.errors import (
     AgentcomError,
 )
-from agentcom_scheduler import batch, ops
+from agentcom_scheduler import batch, limits, ops
 from agentcom_scheduler.presence.core import (
     CONSUMER,
     REPORT,
@@ -39,7 +39,12 @@ from agentcom_scheduler.presence.core import (
     to_queue,
 )
 from agentcom_scheduler.presence.cutoffs import violation
-from agentcom_scheduler.presence.heartbeats import beat_many, counted_beats, seen_many
+from agentcom_scheduler.presence.heartbeats import (
+    beat_many,
+    counted_beats,
+    seen_many,
+    wanted_beats,
+)
 from agentcom_scheduler.presence.reports import on_report, unforwardable
 
 log = logging.getLogger("agentcom_scheduler.presence")  # one name for all of presence
@@ -106,19 +111,36 @@ async def _handle_batch(
     by_agent: dict[str, list[Msg]] = {}
     for msg in batch:
         by_agent.setdefault(msg.subject, []).append(msg)
-    speakers = [subject.split(".")[2] for subject in by_agent]
-    cut_off = {} if gate.limiter is None else await gate.limiter.blocked(s.engine, speakers)
+    parsed: dict[str, list[Heartbeat | TaskOutcome | None]] = {}
+    for n, (subject, msgs) in enumerate(by_agent.items()):
+        if n % 32 == 31:  # parsing a big batch must not hold up matching for milliseconds
+            await asyncio.sleep(0)
+        parsed[subject] = [_plain(m) for m in msgs]
+    # the batch's gate, one statement: who is cut off, and the light tokens for the heartbeats
+    # of the agents whose reports are all plain (the others' go the single way, which takes
+    # its own)
+    admitted = None
+    if gate.limiter is not None:
+        plain_beats = [
+            p
+            for reports in parsed.values()
+            if None not in reports
+            for p in reports
+            if isinstance(p, Heartbeat)
+        ]
+        speakers = [subject.split(".")[2] for subject in by_agent]
+        admitted = await gate.limiter.admit(s.engine, speakers, wanted_beats(plain_beats))
+    cut_off = {} if admitted is None else admitted.cut_off
     beats: list[tuple[Msg, Heartbeat]] = []
     outcomes: list[list[tuple[Msg, Heartbeat | TaskOutcome]]] = []
     rest: list[list[Msg]] = []
-    for n, msgs in enumerate(by_agent.values()):
-        if n % 32 == 31:  # parsing a big batch must not hold up matching for milliseconds
-            await asyncio.sleep(0)
-        parsed = [_plain(m, cut_off) for m in msgs]
-        plain = [(m, p) for m, p in zip(msgs, parsed, strict=True) if p is not None]
-        if len(plain) < len(msgs):
+    for subject, msgs in by_agent.items():
+        reports = parsed[subject]
+        if None in reports or subject.split(".")[2] in cut_off:
             rest.append(msgs)
-        elif all(isinstance(p, Heartbeat) for _, p in plain):
+            continue
+        plain = [(m, p) for m, p in zip(msgs, reports, strict=True) if p is not None]
+        if all(isinstance(p, Heartbeat) for _, p in plain):
             beats += [(m, p) for m, p in plain if isinstance(p, Heartbeat)]
         else:
             outcomes.append(plain)
@@ -128,8 +150,8 @@ async def _handle_batch(
             await _handle(s, nc, js, msg, gate, settler, cut_off)
 
     await asyncio.gather(
-        beat_many(s, beats, gate, settler),
-        _outcomes_many(s, nc, js, outcomes, gate, settler),
+        beat_many(s, beats, admitted, settler),
+        _outcomes_many(s, nc, js, outcomes, admitted, settler),
         *(in_order(msgs) for msgs in rest),
     )
 
@@ -145,9 +167,10 @@ def _is_outcome(data: bytes) -> bool:
     return isinstance(body, dict) and body.get("kind") in _OUTCOME_KINDS  # pyright: ignore[reportUnknownMemberType]
 
 
-def _plain(msg: Msg, cut_off: dict[str, float]) -> Heartbeat | TaskOutcome | None:
+def _plain(msg: Msg) -> Heartbeat | TaskOutcome | None:
     """The heartbeat or task outcome in `msg` if it is a well-formed one from its speaker that
-    may be counted and forwarded as it is; None sends the agent's reports the single way."""
+    may be counted and forwarded as it is (unless its speaker is cut off); None sends the
+    agent's reports the single way."""
     speaker = msg.subject.split(".")[2]
     try:
         report = REPORT.validate_json(msg.data)
@@ -159,8 +182,6 @@ def _plain(msg: Msg, cut_off: dict[str, float]) -> Heartbeat | TaskOutcome | Non
         report.refused_for_good or report.code == BLOCKED_REJECTION
     ):
         return None  # not a queue report: handed back (`_refused`)
-    if speaker in cut_off:
-        return None
     if isinstance(report, TaskOutcome):
         try:
             to_queue(report)
@@ -242,7 +263,7 @@ async def _outcomes_many(
     nc: Client,
     js: JetStreamContext,
     groups: list[list[tuple[Msg, Heartbeat | TaskOutcome]]],
-    gate: Gate,
+    admitted: limits.Admission | None,
     settler: consumer.Settler,
 ) -> None:
     """Heartbeats and task outcomes of many agents, each agent's in order.
@@ -257,7 +278,7 @@ async def _outcomes_many(
         return
     try:
         beats = [r for items in groups for _, r in items if isinstance(r, Heartbeat)]
-        plan = _plan(groups, await counted_beats(s, gate, beats))
+        plan = _plan(groups, counted_beats(admitted, beats))
         async with s.engine.begin() as conn:
             known = await seen_many(
                 s, conn, plan.resources, plan.first_kind, plan.beating, plan.blocked
