@@ -1,10 +1,11 @@
 """A small asyncpg pool for claims, the one op called hundreds of times a second one by one.
 
 Through SQLAlchemy a single claim spent more CPU in the engine than in the claim: a pool
-checkout with `pool_pre_ping` (three round trips: the asyncpg adapter pings inside a
-transaction it opens and rolls back), statement and result set-up. The claim is one statement
-(`store_batch.CLAIM_ASYNCPG`), so it needs no transaction of ours either. A connection that
-Postgres dropped is noticed by asyncpg when the socket closes and replaced at the next acquire.
+checkout with its ping (then `pool_pre_ping`, three round trips: the asyncpg adapter pinged
+inside a transaction it opened and rolled back; one since, `db.create_engine`), statement and
+result set-up. The claim is one statement (`store_batch.CLAIM_ASYNCPG`), so it needs no
+transaction of ours either. A connection that Postgres dropped is noticed by asyncpg when the
+socket closes and replaced at the next acquire.
 
 The pool's sessions plan without bitmap scans and with sorts discouraged (`PLANNER`): the claim
 must walk `tasks_claim (lane, seq)` in order and stop after `limit` rows. With statistics taken

@@ -1,7 +1,7 @@
 """Matching's two statements, each one round trip on an asyncpg connection the matcher holds.
 
 Matching runs once per submitted task under load (hundreds of times a second). Through the
-engine each pass was two pool checkouts with `pool_pre_ping`, a read, and a transaction of
+engine each pass was two pool checkouts with their pings, a read, and a transaction of
 five statements (lock, guarded UPDATE, history insert, outbox insert, NOTIFY): about a dozen
 round trips and the SQLAlchemy statement set-up of each. Here a pass is one read and one
 statement that does all of the move at once (a single statement is atomic: it commits or
