@@ -16,6 +16,7 @@ Size: one job, the shared pytest plugin; each fixture is short, and the servers 
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -252,12 +253,24 @@ def start_nats(
     store: Path, port: int | None = None, server_auth: natsauth.ServerAuth | None = None
 ) -> NatsServer:
     """A nats-server with JetStream and auth on (hub user + the scheduler's auth callout)."""
-    port = port or free_port()
+    chosen = port is None
+    for _ in range(3 if chosen else 1):
+        server = _try_nats(store, port or free_port(), server_auth)
+        if server is not None:
+            return server
+    raise RuntimeError(f"nats-server did not start on {'a free port' if chosen else port}")
+
+
+def _try_nats(store: Path, port: int, server_auth: natsauth.ServerAuth | None) -> NatsServer | None:
+    """Start one on `port`; None when another process answers there (a free port taken by
+    someone else between `free_port` and the bind: it was ours to test against otherwise)."""
     server_auth = server_auth or natsauth.ServerAuth.generate()
     store.mkdir(parents=True, exist_ok=True)
+    # the name proves the listener is this server (the same for a restart on this store)
+    name = f"agentcom-test-{port}-{hashlib.sha256(str(store).encode()).hexdigest()[:12]}"
     config = store.parent / f"nats-{port}.conf"
     config.write_text(
-        f'listen: "127.0.0.1:{port}"\n'
+        f'listen: "127.0.0.1:{port}"\nserver_name: "{name}"\n'
         f'jetstream {{\n  store_dir: "{store}"\n}}\n' + server_auth.config()
     )
     process = _spawn_nats(config)
@@ -265,11 +278,25 @@ def start_nats(
     server = NatsServer(server_auth.hub_url(address), process, store, server_auth, address)
     stop_at = time.monotonic() + 10
     while time.monotonic() < stop_at and process.poll() is None:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
-            return server
+        with contextlib.suppress(OSError, ValueError):
+            if _server_name(port) == name:
+                return server
+            server.stop()  # someone else's server holds the port
+            return None
         time.sleep(0.01)
     server.stop()
-    raise RuntimeError(f"nats-server on port {port} did not start (exit {process.poll()})")
+    return None
+
+
+def _server_name(port: int) -> str:
+    """The `server_name` in the INFO line a NATS server sends first on a new connection."""
+    with socket.create_connection(("127.0.0.1", port), 0.5) as conn:
+        conn.settimeout(2)
+        line = conn.makefile("rb").readline(65536)
+    kind, _, body = line.partition(b" ")
+    if kind != b"INFO":
+        raise ValueError(f"not a NATS server on port {port}")
+    return str(json.loads(body).get("server_name", ""))
 
 
 def start_nats_cluster(
