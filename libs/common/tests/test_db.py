@@ -1,5 +1,5 @@
 """`db.create_engine` against the real embedded Postgres: a connection Postgres ended is never
-handed out (the checkout ping), and the one ping is the only statement a checkout adds."""
+handed out (the checkout ping), and a live one is reused with its transactions intact."""
 
 from typing import Any
 

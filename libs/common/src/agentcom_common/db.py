@@ -46,8 +46,8 @@ def create_engine(settings: CommonSettings, *, pool_size: int = 5) -> AsyncEngin
     )
     # a Postgres restart must not hand out dead connections: each checkout is pinged first.
     # Not `pool_pre_ping`: the asyncpg adapter's ping opens a transaction, sends `;` and rolls
-    # back, three round trips per checkout (a third of the scheduler's statements under the
-    # bench's load, `bench/README.md`); this is the same check in one
+    # back, three round trips per checkout (nearly half the scheduler bench's statements,
+    # `bench/README.md`); this is the same check in one
     event.listen(engine.sync_engine.pool, "connect", _fresh)
     event.listen(engine.sync_engine.pool, "checkout", _ping)
     return engine
