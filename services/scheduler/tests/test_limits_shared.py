@@ -12,6 +12,8 @@ from fastapi import FastAPI
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common.service import own_of
 from agentcom_common.settings import CommonSettings
@@ -164,3 +166,24 @@ async def _logs_in(server: NatsServer, made: dict[str, Any]) -> bool:
 async def _handled(js: JetStreamContext) -> None:
     info = await js.consumer_info("REPORTS", "scheduler-presence")
     assert (info.num_pending, info.num_ack_pending) == (0, 0)
+
+
+async def test_buckets_are_unlogged_and_cut_offs_and_overrides_logged(
+    settings: CommonSettings, nats_server: NatsServer, admin_token: str, engine: AsyncEngine
+) -> None:
+    """A take commits without waiting for a WAL flush only if its table is unlogged (migration
+    0011); what a Postgres crash must not forgive stays logged."""
+    async with replicas(settings, nats_server, admin_token)():  # its start runs the migrations
+        async with engine.connect() as conn:
+            kinds = dict(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT relname, CAST(relpersistence AS text) FROM pg_class c JOIN pg_namespace n"
+                            " ON n.oid = c.relnamespace WHERE n.nspname = 'scheduler' AND"
+                            " relname IN ('rate_buckets', 'rate_overrides', 'cutoffs')"
+                        )
+                    )
+                ).all()
+            )
+    assert kinds == {"rate_buckets": "u", "rate_overrides": "p", "cutoffs": "p"}

@@ -82,7 +82,7 @@ refusals = Table(  # tasks an agent rejected for good (PERMANENT_REJECTIONS); ne
 # Rate limits and cut-offs (limits.py): rows, not process memory, so every replica draws from
 # the same buckets and a restart forgives nothing. No foreign key: a report or a call may name
 # an agent id before (or after) its row exists, and must still be counted.
-rate_buckets = Table(  # one token bucket per agent and tier
+rate_buckets = Table(  # one token bucket per agent and tier; unlogged (migration 0011)
     "rate_buckets",
     metadata,
     Column("agent_id", Text, primary_key=True),
@@ -91,6 +91,7 @@ rate_buckets = Table(  # one token bucket per agent and tier
     Column("tokens", Float, nullable=False),
     Column("granted", Integer, nullable=False),  # how many the last take got (its answer)
     Column("stamp", DateTime(timezone=True), nullable=False),  # Postgres's clock, every replica's
+    prefixes=["UNLOGGED"],
 )
 
 rate_overrides = Table(  # an admin's per-minute rates for one agent (NULL: the setting)
