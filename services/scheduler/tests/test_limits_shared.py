@@ -3,6 +3,7 @@ replicas on one Postgres and one NATS draw from the same buckets, an override se
 on the other, and a restart forgives nothing."""
 
 import contextlib
+import json
 from collections.abc import AsyncGenerator, Callable
 from datetime import timedelta
 from typing import Any
@@ -139,6 +140,26 @@ async def test_a_cut_off_counted_across_processes_holds_on_another_replica_and_a
         assert not await _logs_in(nats_server, made)
 
 
+async def test_a_hello_over_the_heavy_rate_is_dropped_and_one_refused_takes_no_token(
+    settings: CommonSettings, nats_server: NatsServer, admin_token: str, js: JetStreamContext
+) -> None:
+    """A hello's token is taken in the transaction that applies it: one over the rate changes
+    nothing, and one that fails (its agent is not registered yet) leaves the bucket as it was."""
+    async with replicas(settings, nats_server, admin_token)() as (app, api):
+
+        async def hello(supervisor: str) -> None:
+            body = {"kind": "hello", "agent_id": "greeter", "supervisor": supervisor}
+            await js.publish("agentcom.agent.greeter.report", json.dumps(body).encode())
+            await eventually(lambda: _handled(js))
+
+        await hello("none")  # before its registration: refused, no token taken
+        await api.post("/api/agents", json={"name": "greeter"})
+        await hello("pm2")  # the one token of the minute
+        await hello("systemd")  # over the rate: dropped
+        assert (await api.get("/api/agents/greeter")).json()["supervisor"] == "pm2"
+        assert dropped(app, "heavy") == 1
+
+
 async def _logs_in(server: NatsServer, made: dict[str, Any]) -> bool:
     """Whether the agent's own NATS login is accepted now (the scheduler answers logins)."""
 
@@ -173,17 +194,17 @@ async def test_buckets_are_unlogged_and_cut_offs_and_overrides_logged(
 ) -> None:
     """A take commits without waiting for a WAL flush only if its table is unlogged (migration
     0011); what a Postgres crash must not forgive stays logged."""
-    async with replicas(settings, nats_server, admin_token)():  # its start runs the migrations
-        async with engine.connect() as conn:
-            kinds = dict(
-                (
-                    await conn.execute(
-                        text(
-                            "SELECT relname, CAST(relpersistence AS text) FROM pg_class c JOIN pg_namespace n"
-                            " ON n.oid = c.relnamespace WHERE n.nspname = 'scheduler' AND"
-                            " relname IN ('rate_buckets', 'rate_overrides', 'cutoffs')"
-                        )
+    # a replica's start runs the migrations
+    async with replicas(settings, nats_server, admin_token)(), engine.connect() as conn:
+        kinds = dict(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT relname, CAST(relpersistence AS text) FROM pg_class c JOIN pg_namespace n"
+                        " ON n.oid = c.relnamespace WHERE n.nspname = 'scheduler' AND"
+                        " relname IN ('rate_buckets', 'rate_overrides', 'cutoffs')"
                     )
-                ).all()
-            )
+                )
+            ).all()
+        )
     assert kinds == {"rate_buckets": "u", "rate_overrides": "p", "cutoffs": "p"}

@@ -20,7 +20,8 @@ then 60 s, then 300 s for each later cut-off (phase 12).
 
 Buckets, overrides and cut-offs are rows in Postgres (`store_limits`), judged by Postgres's
 clock: every scheduler replica draws from the same bucket, so the limit is the limit whatever
-the replica count, and a restart forgives nothing. The report consumer's gate for a whole batch
+the replica count, and a restart forgives nothing (the buckets are an unlogged table: only a
+crash of Postgres itself refills them, which forgives at most a minute's budget). The report consumer's gate for a whole batch
 of reports is one statement (`admit`): the cut-offs of the batch's agents and the takes of
 their heartbeats together.
 """
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentcom_common.errors import TooManyRequestsError
 from agentcom_scheduler import store_limits
@@ -117,8 +118,13 @@ class Limiter:
         """Take one token: 0 when allowed, else seconds until one is there."""
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            _, rows = await store_limits.admit(conn, [], {(agent_id, tier): 1}, _plain(self.rates))
-            row = rows[0]
+            return await self.take_in(conn, agent_id, tier)
+
+    async def take_in(self, conn: AsyncConnection, agent_id: str, tier: RateClass) -> float:
+        """`take` in the caller's transaction (a report's, which then applies it: no pool
+        checkout and commit of its own). The take holds only if that transaction commits."""
+        _, rows = await store_limits.admit(conn, [], {(agent_id, tier): 1}, _plain(self.rates))
+        row = rows[0]
         if row.granted:
             return 0.0
         self.dropped[tier] = self.dropped.get(tier, 0) + 1

@@ -6,6 +6,7 @@ import logging
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcom_common import messaging, micro, subjects
 from agentcom_common.contracts.agent import (
@@ -64,28 +65,13 @@ async def on_report(
     gate = gate or Gate()
     speaker = subject.split(".")[2]
     report = parse(speaker, data)
-    tier = limits.REPORT_CLASS.get(report.kind)
-    limiter = gate.limiter
-    if tier is not None and limiter is not None and await limiter.take(s.engine, speaker, tier):
-        log.warning("report.rate_limited", extra={"agent_id": speaker, "kind": report.kind})
-        return "dropped"
-    if isinstance(report, Progress | ToolCallReport):
-        # live output: never stored, never waited for; an outcome is never queued behind it.
-        # Only for the agent's own current assignment: one agent must not be able to write
-        # into another task's live stream (its subject names it, not the task it names)
-        async with s.engine.connect() as conn:
-            held = await store.holding(conn, speaker)
-        if held != (report.task_id, report.generation):
-            log.warning("report.not_its_task", extra={"agent_id": speaker, "kind": report.kind})
-            return "dropped"
-        subject = (
-            subjects.TASK_PROGRESS if isinstance(report, Progress) else subjects.TASK_TOOL_CALL
-        )
-        await nc.publish(subject, data)
-        if not gate.due(speaker):
-            return "applied"
+    live = isinstance(report, Progress | ToolCallReport)
+    if live and (done := await _live(s, nc, gate, speaker, report, data)) is not None:
+        return done
     resources = resources_of(report) if isinstance(report, Heartbeat) else None
     async with s.engine.begin() as conn:
+        if not live and await _limited(conn, gate, speaker, report):  # commits only the take
+            return "dropped"
         before = await store.seen(
             conn, speaker, resources, beat=isinstance(report, Heartbeat | Hello)
         )
@@ -110,6 +96,38 @@ async def on_report(
             await follow_blocked(s, conn, {speaker: state}, {speaker: report.blocked})
     await _act(s, nc, js, before, report)
     return "applied"
+
+
+async def _limited(conn: AsyncConnection, gate: Gate, speaker: str, report: AgentReport) -> bool:
+    """Whether the report is over its agent's rate. Its token is taken in the transaction that
+    goes on to apply it (no pool checkout and commit of its own); a report that fails there (an
+    unknown agent) takes none."""
+    tier = limits.REPORT_CLASS.get(report.kind)
+    limiter = gate.limiter
+    if tier is None or limiter is None or not await limiter.take_in(conn, speaker, tier):
+        return False
+    log.warning("report.rate_limited", extra={"agent_id": speaker, "kind": report.kind})
+    return True
+
+
+async def _live(
+    s: ops.Scheduler, nc: Client, gate: Gate, speaker: str, report: AgentReport, data: bytes
+) -> str | None:
+    """Live output (progress, a tool call) onto the task's subject: never stored, never waited
+    for; an outcome is never queued behind it. Only for the agent's own current assignment:
+    one agent must not be able to write into another task's live stream (its subject names
+    it, not the task it names). What became of it, or None when its presence is due too."""
+    assert isinstance(report, Progress | ToolCallReport)
+    async with s.engine.begin() as conn:
+        if await _limited(conn, gate, speaker, report):
+            return "dropped"
+        held = await store.holding(conn, speaker)
+    if held != (report.task_id, report.generation):
+        log.warning("report.not_its_task", extra={"agent_id": speaker, "kind": report.kind})
+        return "dropped"
+    live = subjects.TASK_PROGRESS if isinstance(report, Progress) else subjects.TASK_TOOL_CALL
+    await nc.publish(live, data)
+    return None if gate.due(speaker) else "applied"
 
 
 async def _act(
