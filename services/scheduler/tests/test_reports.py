@@ -13,6 +13,8 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentcom_common.settings import CommonSettings
 from agentcom_common.testing import NatsServer, eventually, running
@@ -161,6 +163,34 @@ async def test_a_heartbeat_shows_the_hosts_resources_and_recovering_is_accepted(
     await eventually(lambda: all_handled(js))
     history = (await api.get("/api/agents/gpu-host/history")).json()
     assert [h["reason"] for h in history] == ["registered", "heartbeat"]
+
+
+async def test_a_batch_whose_gate_failed_is_retried_by_the_policy_not_the_ack_wait(
+    api: httpx.AsyncClient, js: JetStreamContext, engine: AsyncEngine
+) -> None:
+    """The batch's gate (cut-offs and heartbeat tokens, one statement) cannot run: its reports
+    are nak'd with the consumer policy's delay (1 s first), so they apply soon after the
+    database answers again, not after JetStream's ack wait (30 s) for reports left unanswered."""
+    await api.post("/api/agents", json={"name": "steady"})
+    async with engine.begin() as conn:  # the gate's statement reads this table
+        await conn.execute(text("ALTER TABLE scheduler.cutoffs RENAME TO cutoffs_away"))
+    await send(js, "steady", {"kind": "heartbeat", "host": "box-2"})
+
+    async def redelivered() -> None:
+        info = await js.consumer_info("REPORTS", "scheduler-presence")
+        assert (info.num_redelivered or 0) >= 1
+
+    await eventually(redelivered)  # the gate failed at least once
+    async with engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE scheduler.cutoffs_away RENAME TO cutoffs"))
+
+    async def applied() -> None:
+        view = (await api.get("/api/agents/steady")).json()
+        assert view["resources"] is not None
+        assert view["resources"]["host"] == "box-2"
+
+    await eventually(applied)
+    await eventually(lambda: all_handled(js))
 
 
 async def test_progress_over_the_agents_rate_is_dropped_but_outcomes_never_are(

@@ -116,20 +116,12 @@ async def _handle_batch(
         if n % 32 == 31:  # parsing a big batch must not hold up matching for milliseconds
             await asyncio.sleep(0)
         parsed[subject] = [_plain(m) for m in msgs]
-    # the batch's gate, one statement: who is cut off, and the light tokens for the heartbeats
-    # of the agents whose reports are all plain (the others' go the single way, which takes
-    # its own)
-    admitted = None
-    if gate.limiter is not None:
-        plain_beats = [
-            p
-            for reports in parsed.values()
-            if None not in reports
-            for p in reports
-            if isinstance(p, Heartbeat)
-        ]
-        speakers = [subject.split(".")[2] for subject in by_agent]
-        admitted = await gate.limiter.admit(s.engine, speakers, wanted_beats(plain_beats))
+    try:
+        admitted = await _admit(s, gate, parsed)
+    except Exception:  # Postgres away: all of them again, after the policy's delay
+        log.exception("reports.gate_failed")
+        await retry_all(settler, batch)
+        return
     cut_off = {} if admitted is None else admitted.cut_off
     beats: list[tuple[Msg, Heartbeat]] = []
     outcomes: list[list[tuple[Msg, Heartbeat | TaskOutcome]]] = []
@@ -154,6 +146,25 @@ async def _handle_batch(
         _outcomes_many(s, nc, js, outcomes, admitted, settler),
         *(in_order(msgs) for msgs in rest),
     )
+
+
+async def _admit(
+    s: ops.Scheduler, gate: Gate, parsed: dict[str, list[Heartbeat | TaskOutcome | None]]
+) -> limits.Admission | None:
+    """The batch's gate, one statement: who is cut off, and the light tokens for the heartbeats
+    of the agents whose reports are all plain (the others' go the single way, which takes its
+    own). None: no limits."""
+    if gate.limiter is None:
+        return None
+    plain_beats = [
+        p
+        for reports in parsed.values()
+        if None not in reports
+        for p in reports
+        if isinstance(p, Heartbeat)
+    ]
+    speakers = [subject.split(".")[2] for subject in parsed]
+    return await gate.limiter.admit(s.engine, speakers, wanted_beats(plain_beats))
 
 
 _OUTCOME_KINDS = frozenset({"accepted", "rejected", "completed", "partial_pass", "failed"})
