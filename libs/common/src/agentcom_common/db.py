@@ -5,6 +5,7 @@ One engine per process, built in the lifespan and passed down. Each service owns
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import asyncpg.exceptions as pg
@@ -35,7 +36,16 @@ def async_url(url: str) -> str:
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
-def create_engine(settings: CommonSettings, *, pool_size: int = 5) -> AsyncEngine:
+PING_IDLE = 0.5
+"""Seconds a pooled connection may have been idle and still be handed out unpinged (HikariCP's
+`aliveBypassWindowMs`, 500 ms by default, is the same rule)."""
+
+
+def create_engine(
+    settings: CommonSettings, *, pool_size: int = 5, ping_idle: float = PING_IDLE
+) -> AsyncEngine:
+    """The process's engine. A checkout pings its connection first (`_ping`) unless it was
+    back in the pool for less than `ping_idle` seconds and asyncpg has not seen it closed."""
     if settings.database_url is None:
         raise UnavailableError(
             "AGENTCOM_DATABASE_URL is not set; run the stack with `agentcom up` or set the variable",
@@ -44,28 +54,54 @@ def create_engine(settings: CommonSettings, *, pool_size: int = 5) -> AsyncEngin
     engine = create_async_engine(
         async_url(settings.database_url.get_secret_value()), pool_size=pool_size
     )
-    # a Postgres restart must not hand out dead connections: each checkout is pinged first.
+    # a Postgres restart must not hand out dead connections: a checkout is pinged first.
     # Not `pool_pre_ping`: the asyncpg adapter's ping opens a transaction, sends `;` and rolls
     # back, three round trips per checkout (nearly half the scheduler bench's statements,
-    # `bench/README.md`); this is the same check in one
+    # `bench/README.md`); this is the same check in one, and none for a connection that was
+    # in use a moment ago (most checkouts of a busy service)
     event.listen(engine.sync_engine.pool, "connect", _fresh)
-    event.listen(engine.sync_engine.pool, "checkout", _ping)
+    event.listen(engine.sync_engine.pool, "checkin", _returned)
+
+    def checkout(dbapi: AdaptedConnection, record: ConnectionPoolEntry, proxy: Any) -> None:
+        _ping(dbapi, record, proxy, ping_idle)
+
+    event.listen(engine.sync_engine.pool, "checkout", checkout)
     return engine
 
 
 _FRESH = "agentcom.fresh"
+_RETURNED = "agentcom.returned"
 
 
 def _fresh(_dbapi: Any, record: ConnectionPoolEntry) -> None:
     record.info[_FRESH] = True  # just connected: its first checkout needs no ping
 
 
-def _ping(dbapi: AdaptedConnection, record: ConnectionPoolEntry, _proxy: Any) -> None:
+def _returned(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_RETURNED] = time.monotonic()
+
+
+def _ping(
+    dbapi: AdaptedConnection, record: ConnectionPoolEntry, _proxy: Any, ping_idle: float
+) -> None:
     """What `pool_pre_ping` does, in one round trip: `SELECT 1` by the simple query protocol
     (no statement prepared, no transaction). A connection that fails it in any way is a sign
     Postgres restarted, so every pooled connection made before now is replaced (as the
-    pre-ping does); the pool then connects anew, and raises if Postgres is still away."""
+    pre-ping does); the pool then connects anew, and raises if Postgres is still away.
+
+    Skipped for a connection returned less than `ping_idle` seconds ago that asyncpg still
+    holds open: a session ended since then (a restart, `pg_terminate_backend`) closes its
+    socket, which asyncpg sees as soon as the loop reads it; a checkout in the moment before
+    that gets an error from its first statement, which the caller answers as Postgres away
+    (503, a report redelivered), and that connection is then replaced."""
     if record.info.pop(_FRESH, False):
+        return
+    returned = record.info.get(_RETURNED)
+    if (
+        returned is not None
+        and time.monotonic() - returned < ping_idle
+        and not dbapi.driver_connection.is_closed()
+    ):
         return
     try:
         dbapi.run_async(lambda conn: conn.execute("SELECT 1"))
