@@ -21,9 +21,10 @@ then 60 s, then 300 s for each later cut-off (phase 12).
 Buckets, overrides and cut-offs are rows in Postgres (`store_limits`), judged by Postgres's
 clock: every scheduler replica draws from the same bucket, so the limit is the limit whatever
 the replica count, and a restart forgives nothing (the buckets are an unlogged table: only a
-crash of Postgres itself refills them, which forgives at most a minute's budget). The report consumer's gate for a whole batch
-of reports is one statement (`admit`): the cut-offs of the batch's agents and the takes of
-their heartbeats together.
+crash of Postgres itself refills them, which forgives at most a minute's budget). The report
+consumer's gate for a whole batch of reports is one statement (`admit`): the cut-offs of the
+batch's agents and the takes of their heartbeats together; any other limited report takes its
+token in the transaction that applies it (`take_in`).
 """
 
 from collections.abc import Collection, Sequence
