@@ -29,6 +29,15 @@ async def terminate(db_url: str, *pids: int) -> None:
         await admin.close()
 
 
+async def two_sessions(engine: AsyncEngine) -> list[int]:
+    """The backend pids of two connections checked out together (both go back to the pool)."""
+    async with engine.connect() as first, engine.connect() as second:
+        return [
+            int((await c.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+            for c in (first, second)
+        ]
+
+
 async def test_a_connection_postgres_ended_is_replaced_at_checkout(
     settings: CommonSettings, db_url: str
 ) -> None:
@@ -37,19 +46,10 @@ async def test_a_connection_postgres_ended_is_replaced_at_checkout(
     every checkout is pinged, as one after a restart is, whose connections idled past it.)"""
     engine = db.create_engine(settings, ping_idle=0)
     try:
-        async with engine.connect() as first, engine.connect() as second:  # two in the pool
-            pids = [
-                int((await c.execute(text("SELECT pg_backend_pid()"))).scalar_one())
-                for c in (first, second)
-            ]
+        pids = await two_sessions(engine)  # two in the pool
         await terminate(db_url, *pids)
 
-        async with engine.connect() as again, engine.connect() as other:
-            now = [
-                int((await c.execute(text("SELECT pg_backend_pid()"))).scalar_one())
-                for c in (again, other)
-            ]
-        assert not set(now) & set(pids)
+        assert not set(await two_sessions(engine)) & set(pids)
     finally:
         await engine.dispose()
 
@@ -87,12 +87,7 @@ async def test_a_connection_asyncpg_saw_closed_is_replaced_inside_the_window(
             assert all(d.is_closed() for d in drivers)
 
         await eventually(seen_closed)
-        async with engine.connect() as again, engine.connect() as other:
-            now = [
-                int((await c.execute(text("SELECT pg_backend_pid()"))).scalar_one())
-                for c in (again, other)
-            ]
-        assert not set(now) & set(pids)
+        assert not set(await two_sessions(engine)) & set(pids)
     finally:
         await engine.dispose()
 
