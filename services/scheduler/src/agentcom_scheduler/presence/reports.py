@@ -111,13 +111,17 @@ async def _limited(conn: AsyncConnection, gate: Gate, speaker: str, report: Agen
 
 
 async def _live(
-    s: ops.Scheduler, nc: Client, gate: Gate, speaker: str, report: AgentReport, data: bytes
+    s: ops.Scheduler,
+    nc: Client,
+    gate: Gate,
+    speaker: str,
+    report: Progress | ToolCallReport,
+    data: bytes,
 ) -> str | None:
     """Live output (progress, a tool call) onto the task's subject: never stored, never waited
     for; an outcome is never queued behind it. Only for the agent's own current assignment:
     one agent must not be able to write into another task's live stream (its subject names
     it, not the task it names). What became of it, or None when its presence is due too."""
-    assert isinstance(report, Progress | ToolCallReport)
     async with s.engine.begin() as conn:
         if await _limited(conn, gate, speaker, report):
             return "dropped"
